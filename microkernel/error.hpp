@@ -10,17 +10,17 @@ namespace mk {
 // syscall boundary; inside the kernel nothing else signals failure.
 enum class Error : uint8_t {
     None = 0,
-    OutOfMemory,     // no frame / heap block / object slot left
-    InvalidArgument, // malformed input (bad size, alignment, unknown value)
-    BadHandle,       // stale handle, or a handle of the wrong object type
-    NoRights,        // the handle lacks a right the operation needs
-    WouldBlock,      // a non-blocking operation found no partner
-    TimedOut,        // a blocking operation's timeout expired
-    Destroyed,       // the object went away while the caller waited on it
-    PeerDied,        // the other side (server, caller) is gone
-    BadState,        // the operation does not apply in the object's current state
-    TooLarge,        // a message or buffer over its limit
-    Unsupported,     // a feature the machine or build does not provide
+    OutOfMemory,      // no frame / heap block / object slot left
+    InvalidArgument,  // malformed input (bad size, alignment, unknown value)
+    BadHandle,        // stale handle, or a handle of the wrong object type
+    NoRights,         // the handle lacks a right the operation needs
+    WouldBlock,       // a non-blocking operation found no partner
+    TimedOut,         // a blocking operation's timeout expired
+    Destroyed,        // the object went away while the caller waited on it
+    PeerDied,         // the other side (server, caller) is gone
+    BadState,         // the operation does not apply in the object's current state
+    TooLarge,         // a message or buffer over its limit
+    Unsupported,      // a feature the machine or build does not provide
 };
 
 const char* error_name(Error e);
@@ -28,7 +28,7 @@ const char* error_name(Error e);
 // A value or an Error; small, trivially copyable when T is.
 template <typename T>
 class [[nodiscard]] Result {
-public:
+  public:
     Result(T value) : value_(value), error_(Error::None) {}  // NOLINT: implicit by design
     Result(Error e) : value_(), error_(e) {}                 // NOLINT: implicit by design
 
@@ -38,7 +38,7 @@ public:
     T value() const { return value_; }
     T value_or(T fallback) const { return ok() ? value_ : fallback; }
 
-private:
+  private:
     T value_;
     Error error_;
 };

@@ -1,0 +1,53 @@
+// The one interface through which the portable core reaches the processor.
+//
+// The core includes "cpu.hpp", which the include path resolves to the x86-64
+// implementation (arch/x86_64/include/cpu.hpp) in the kernel build and to the
+// host fake (tests/unit/fake/cpu.hpp) in the unit tests. Each implementation
+// proves here, with a static_assert, that it provides everything the core uses.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+
+namespace mk {
+
+struct PerCpu;
+
+template <typename C>
+concept CpuInterface = requires(typename C::Context& ctx, void (*entry)(void*), void* arg,
+                                void* stack_top, PerCpu* per_cpu, const char* text, size_t len,
+                                bool flag) {
+    // Prepare a context that, when first switched to, calls
+    // mk_thread_start(entry, arg) on the given stack.
+    { C::init_context(ctx, stack_top, entry, arg) } -> std::same_as<void>;
+    // Save the callee-saved state of the running thread into `from` and
+    // resume `to`. Returns when something switches back to `from`.
+    { C::switch_context(ctx, ctx) } -> std::same_as<void>;
+
+    { C::interrupts_enabled() } -> std::same_as<bool>;
+    // Disable interrupts; returns whether they were enabled before.
+    { C::save_and_disable_interrupts() } -> std::same_as<bool>;
+    { C::restore_interrupts(flag) } -> std::same_as<void>;
+    // Enable interrupts and wait for one (atomically: no wake-up is missed).
+    { C::enable_and_wait_for_interrupt() } -> std::same_as<void>;
+
+    // Enter the yield vector (int 0x50) from thread context.
+    { C::raise_yield_vector() } -> std::same_as<void>;
+
+    // Per-CPU state: one accessor, no global "current thread".
+    { C::set_this_cpu(per_cpu) } -> std::same_as<void>;
+    { C::this_cpu() } -> std::same_as<PerCpu*>;
+    { C::cpu_index() } -> std::same_as<uint32_t>;
+
+    { C::timestamp() } -> std::same_as<uint64_t>;
+    // The kernel log (COM1 on x86-64).
+    { C::log_write(text, len) } -> std::same_as<void>;
+    // Stop this CPU for good (after a panic).
+    { C::halt_forever() } -> std::same_as<void>;
+};
+
+}  // namespace mk
+
+// Entered on a new thread's stack by its first switch; defined by the core.
+extern "C" [[noreturn]] void mk_thread_start(void (*entry)(void*), void* arg);

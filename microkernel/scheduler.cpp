@@ -1,0 +1,288 @@
+#include "scheduler.hpp"
+
+#include "panic.hpp"
+#include "percpu.hpp"
+
+namespace mk {
+
+void Scheduler::init(Thread& boot, Thread& idle) {
+    LockGuard guard(lock_);
+    current_ = &boot;
+    boot.state = ThreadState::Running;
+    boot.started = true;
+    idle_ = &idle;
+    idle.state = ThreadState::Ready;  // Ready but never queued: picked when the queue is empty
+    idle.started = true;
+}
+
+SchedCounters Scheduler::counters() {
+    LockGuard guard(lock_);
+    return counters_;
+}
+
+uint64_t Scheduler::ticks() {
+    LockGuard guard(lock_);
+    return counters_.ticks;
+}
+
+size_t Scheduler::ready_count() {
+    LockGuard guard(lock_);
+    return ready_.size();
+}
+
+void Scheduler::start(Thread& thread) {
+    LockGuard guard(lock_);
+    MK_ASSERT(!thread.started);
+    thread.started = true;
+    thread.state = ThreadState::Ready;
+    ready_.push_back(thread);
+}
+
+void Scheduler::exit_current() {
+    LockGuard guard(lock_);
+    current_->state = ThreadState::Dead;
+    schedule_locked(true);
+    MK_PANIC("dead thread %s ran again", current_->name());
+}
+
+void Scheduler::kill(Thread& thread) {
+    LockGuard guard(lock_);
+    MK_ASSERT(&thread != current_ && &thread != idle_);
+    if (thread.state == ThreadState::Ready && thread.started) {
+        ready_.remove(thread);
+    } else if (thread.state == ThreadState::Blocked && thread.waiting_on != nullptr) {
+        thread.waiting_on->remove(thread);
+        thread.waiting_on = nullptr;
+    }
+    cancel_timeout_locked(thread);
+    if (donate_target_ == &thread) donate_target_ = nullptr;
+    thread.state = ThreadState::Dead;
+}
+
+// --- Blocking and waking ---
+
+WakeReason Scheduler::block_current_locked(WaitQueue* queue, uint64_t timeout_ticks) {
+    Thread* self = current_;
+    MK_ASSERT(self != idle_);
+    MK_ASSERT(self->state == ThreadState::Running);
+    if (self->wake_pending) {
+        // A wake arrived after prepare_block(): do not sleep, it would be lost.
+        self->wake_pending = false;
+        self->block_armed = false;
+        ++counters_.wake_races_caught;
+        return self->wake_reason;
+    }
+    self->block_armed = false;
+    self->state = ThreadState::Blocked;
+    self->wake_reason = WakeReason::None;
+    self->waiting_on = queue;
+    if (queue != nullptr) queue->push_back(*self);
+    if (timeout_ticks != 0) {
+        self->deadline = counters_.ticks + timeout_ticks;
+        timeouts_.insert(*self);
+    }
+    ++counters_.blocks;
+    schedule_locked(true);
+    return self->wake_reason;
+}
+
+void Scheduler::prepare_block() {
+    LockGuard guard(lock_);
+    current_->block_armed = true;
+    current_->wake_pending = false;
+    current_->wake_reason = WakeReason::None;
+}
+
+void Scheduler::cancel_block() {
+    LockGuard guard(lock_);
+    current_->block_armed = false;
+    current_->wake_pending = false;
+}
+
+WakeReason Scheduler::block(WaitQueue* queue, uint64_t timeout_ticks) {
+    assert_may_yield();
+    LockGuard guard(lock_);
+    return block_current_locked(queue, timeout_ticks);
+}
+
+bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {
+    MK_ASSERT(&thread != idle_);
+    if (thread.state != ThreadState::Blocked) {
+        if (thread.state == ThreadState::Running && thread.block_armed) {
+            thread.wake_pending = true;
+            thread.wake_reason = reason;
+        }
+        ++counters_.wakes_not_blocked;
+        return false;
+    }
+    if (thread.waiting_on != nullptr) {
+        thread.waiting_on->remove(thread);
+        thread.waiting_on = nullptr;
+    }
+    cancel_timeout_locked(thread);
+    thread.wake_reason = reason;
+    thread.state = ThreadState::Ready;
+    ready_.push_back(thread);
+    ++counters_.wakeups;
+    if (reason == WakeReason::TimedOut) ++counters_.timeouts;
+    return true;
+}
+
+bool Scheduler::wake(Thread& thread, WakeReason reason) {
+    LockGuard guard(lock_);
+    return wake_locked(thread, reason);
+}
+
+void Scheduler::cancel_timeout_locked(Thread& thread) {
+    if (thread.timeout_hook.is_linked()) timeouts_.erase(TimeoutSet::s_iterator_to(thread));
+    thread.deadline = 0;
+}
+
+// --- Donation ---
+
+void Scheduler::set_donate_target_locked(Thread* thread) {
+    if (donation_enabled_) donate_target_ = thread;
+}
+
+void Scheduler::set_donate_target(Thread* thread) {
+    LockGuard guard(lock_);
+    set_donate_target_locked(thread);
+}
+
+void Scheduler::assert_may_yield() const {
+    MK_ASSERT(!in_irq());
+    MK_ASSERT(this_cpu().held_locks.count == 0);
+}
+
+void Scheduler::yield_now() {
+    assert_may_yield();
+    Cpu::raise_yield_vector();
+}
+
+void Scheduler::unblock_yield(Thread& thread) {
+    assert_may_yield();
+    bool woke = wake(thread);
+    if (!donation_enabled_ || !woke) return;
+    // No timer tick may run between choosing the target and the yield: with
+    // interrupts off the target is consumed by exactly this yield.
+    bool irq_was_enabled = Cpu::save_and_disable_interrupts();
+    set_donate_target(&thread);
+    Cpu::raise_yield_vector();
+    Cpu::restore_interrupts(irq_was_enabled);
+}
+
+// --- Switching ---
+
+void Scheduler::switch_to_locked(Thread& next) {
+    Thread* prev = current_;
+    MK_ASSERT(prev->state != ThreadState::Running && prev->state != ThreadState::Ready);
+    MK_ASSERT(next.state == ThreadState::Blocked && next.waiting_on == nullptr);
+    MK_ASSERT(!next.queue_hook.is_linked());
+    cancel_timeout_locked(next);
+    donate_target_ = nullptr;
+    ++counters_.direct_switches;
+    switch_locked(*prev, next);
+}
+
+void Scheduler::schedule_locked(bool honor_donation) {
+    MK_ASSERT(this_cpu().held_locks.count == 1);  // only this lock: nothing yields holding another
+    Thread* prev = current_;
+    Thread* target = donate_target_;
+    donate_target_ = nullptr;  // consumed by this switch, whatever it picks
+
+    if (prev->state == ThreadState::Running) {
+        prev->state = ThreadState::Ready;
+        if (prev != idle_) ready_.push_back(*prev);
+    }
+    Thread* next = nullptr;
+    if (honor_donation && target != nullptr) {
+        if (target->state == ThreadState::Ready && target != prev && target != idle_) {
+            ready_.remove(*target);
+            next = target;
+            ++counters_.donations_taken;
+        } else {
+            ++counters_.donation_fallbacks;
+        }
+    }
+    if (next == nullptr) next = ready_.empty() ? idle_ : ready_.pop_front();
+    switch_locked(*prev, *next);
+}
+
+void Scheduler::switch_locked(Thread& prev, Thread& next) {
+    next.state = ThreadState::Running;
+    quantum_left_ = kQuantumTicks;
+    need_resched_ = false;
+    if (&next == &prev) return;
+    current_ = &next;
+    ++counters_.switches;
+    Cpu::switch_context(prev.context, next.context);
+    // Back on `prev`: whoever switched here still holds lock_ for us.
+}
+
+// --- Entry points of the architecture ---
+
+void Scheduler::on_timer_tick() {
+    LockGuard guard(lock_);
+    ++counters_.ticks;
+    while (!timeouts_.empty() && timeouts_.begin()->deadline <= counters_.ticks) {
+        wake_locked(*timeouts_.begin(), WakeReason::TimedOut);
+    }
+    if (current_ == idle_) return;
+    if (quantum_left_ > 0) --quantum_left_;
+    if (quantum_left_ == 0) {
+        if (ready_.empty()) {
+            quantum_left_ = kQuantumTicks;  // nobody to hand over to: a fresh quantum
+        } else {
+            need_resched_ = true;
+        }
+    }
+}
+
+void Scheduler::preempt_if_needed() {
+    LockGuard guard(lock_);
+    bool idle_has_work = current_ == idle_ && !ready_.empty();
+    if (!need_resched_ && !idle_has_work) return;
+    if (!idle_has_work) ++counters_.preemptions;
+    schedule_locked(false);
+}
+
+void Scheduler::on_yield_vector() {
+    LockGuard guard(lock_);
+    ++counters_.yields;
+    schedule_locked(true);
+}
+
+void Scheduler::finish_first_switch() {
+    // The thread that switched to us holds lock_; a new thread starts with
+    // interrupts on.
+    lock_.unlock(true);
+}
+
+bool Scheduler::idle_once() {
+    bool irq_was_enabled = Cpu::save_and_disable_interrupts();
+    bool has_work;
+    {
+        LockGuard guard(lock_);
+        has_work = !ready_.empty();
+        if (has_work) schedule_locked(false);
+    }
+    if (!has_work) {
+        // Interrupts stay off from the check to the wait: a wake from an
+        // interrupt cannot slip in between and be slept through.
+        Cpu::enable_and_wait_for_interrupt();
+    }
+    Cpu::restore_interrupts(irq_was_enabled);
+    return !has_work;
+}
+
+void Scheduler::idle_loop() {
+    for (;;) idle_once();
+}
+
+}  // namespace mk
+
+extern "C" void mk_thread_start(void (*entry)(void*), void* arg) {
+    mk::this_cpu().scheduler.finish_first_switch();
+    entry(arg);
+    mk::this_cpu().scheduler.exit_current();
+}

@@ -1,0 +1,142 @@
+// Scheduler: preemptive round-robin per CPU, with block/wake and donation.
+//
+// Blocking follows one pattern (docs/scheduling.md): under the scheduler lock
+// the current thread is marked Blocked, linked on the wait queue it waits on,
+// and the CPU switches away. A waker unlinks it (O(1), through its own hook),
+// marks it Ready and queues it; it may then donate the CPU to it: the donate
+// target, if still Ready when the next yield or block switches, runs at once.
+//
+// The lock is held across a context switch and released by the thread that
+// was switched to ("lock hand-over"), so a wake can never land between
+// "marked Blocked" and "switched away".
+#pragma once
+
+#include <boost/intrusive/set.hpp>
+#include <cstdint>
+
+#include "spinlock.hpp"
+#include "thread.hpp"
+
+namespace mk {
+
+struct SchedCounters {
+    uint64_t ticks = 0;               // timer ticks seen
+    uint64_t switches = 0;            // context switches to another thread
+    uint64_t preemptions = 0;         // switches forced by quantum expiry
+    uint64_t yields = 0;              // entries through the yield vector
+    uint64_t donations_taken = 0;     // switches straight to the donate target
+    uint64_t donation_fallbacks = 0;  // donate target no longer Ready: round-robin instead
+    uint64_t blocks = 0;              // threads that went to sleep
+    uint64_t wakeups = 0;             // Blocked threads made Ready
+    uint64_t wakes_not_blocked = 0;   // wakes of a Running/Ready/Dead thread (harmless)
+    uint64_t wake_races_caught = 0;   // wakes that landed between prepare_block() and block()
+    uint64_t timeouts = 0;            // blocks ended by their timeout
+    uint64_t direct_switches = 0;     // switch_to_locked(): IPC fast-path switches
+};
+
+class Scheduler {
+  public:
+    static constexpr uint32_t kQuantumTicks = 10;  // 10 ms at the 1 kHz timer
+
+    Scheduler() = default;
+    Scheduler(const Scheduler&) = delete;
+    Scheduler& operator=(const Scheduler&) = delete;
+
+    // `boot` is the thread running now; `idle` runs when nothing else is ready.
+    void init(Thread& boot, Thread& idle);
+
+    SpinLock& lock() { return lock_; }
+    Thread* current() const { return current_; }
+    Thread* idle_thread() const { return idle_; }
+    SchedCounters counters();
+    uint64_t ticks();
+    size_t ready_count();
+
+    // Donation on/off (kernel command line `donate=off`).
+    void set_donation_enabled(bool on) { donation_enabled_ = on; }
+    bool donation_enabled() const { return donation_enabled_; }
+
+    // Makes a created thread Ready.
+    void start(Thread& thread);
+    // Ends the current thread; it becomes Dead and never runs again.
+    [[noreturn]] void exit_current();
+    // Ends another thread of this CPU wherever it is: it is taken off the ready
+    // queue or its wait queue, loses its timeout, and becomes Dead.
+    void kill(Thread& thread);
+
+    // --- Blocking and waking ---
+
+    // Blocks the current thread on `queue` (may be nullptr: a wait on no queue,
+    // e.g. for a reply) until woken or `timeout_ticks` pass (0: no timeout).
+    // Called with the lock held; returns with it held, after the thread runs again.
+    WakeReason block_current_locked(WaitQueue* queue, uint64_t timeout_ticks);
+
+    // Two-step blocking for waits decided outside the scheduler lock: after
+    // prepare_block(), a wake() that arrives before block() is remembered and
+    // block() returns at once instead of sleeping.
+    void prepare_block();
+    void cancel_block();
+    WakeReason block(WaitQueue* queue, uint64_t timeout_ticks = 0);
+
+    // Makes a Blocked thread Ready (true). Waking a Running, Ready or Dead
+    // thread is harmless and counted (false).
+    bool wake_locked(Thread& thread, WakeReason reason = WakeReason::Woken);
+    bool wake(Thread& thread, WakeReason reason = WakeReason::Woken);
+
+    // --- Donation (the yield vector) ---
+
+    // The next yield or block on this CPU switches to `thread` if it is still
+    // Ready; consumed by that switch. Ignored while donation is off.
+    void set_donate_target_locked(Thread* thread);
+    void set_donate_target(Thread* thread);
+    // Enters the yield vector. Only from thread context with no lock held.
+    void yield_now();
+    // wake(t), then donate the CPU to it (donation on) through the yield vector.
+    void unblock_yield(Thread& thread);
+
+    // --- IPC fast path ---
+
+    // Switches straight to `next` without the ready queue. The current thread
+    // must already have left the Running state (e.g. Blocked on its reply) and
+    // `next` must be Blocked on no queue (its wait just ended).
+    void switch_to_locked(Thread& next);
+
+    // --- Entry points of the architecture ---
+
+    void on_timer_tick();        // timer interrupt, inside irq_enter()/irq_exit()
+    void preempt_if_needed();    // at the end of an interrupt, after EOI
+    void on_yield_vector();      // int 0x50 handler
+    void finish_first_switch();  // first instructions of a new thread
+    // One pass of the idle thread: switch away if work is ready, else wait for
+    // an interrupt. Returns whether it waited.
+    bool idle_once();
+    [[noreturn]] void idle_loop();
+
+  private:
+    struct ByDeadline {
+        bool operator()(const Thread& a, const Thread& b) const { return a.deadline < b.deadline; }
+    };
+    using TimeoutSet =
+        bi::multiset<Thread, bi::member_hook<Thread, TimeoutHook, &Thread::timeout_hook>,
+                     bi::compare<ByDeadline>>;
+
+    void schedule_locked(bool honor_donation);
+    void switch_locked(Thread& prev, Thread& next);
+    void cancel_timeout_locked(Thread& thread);
+    void assert_may_yield() const;
+
+    // Lock order: after Endpoint::lock_, before the heap (docs/locking.md).
+    SpinLock lock_{LockLevel::Scheduler};
+    // --- Guarded by lock_ ---
+    WaitQueue ready_;      // FIFO, never holds the idle thread
+    TimeoutSet timeouts_;  // threads blocked with a deadline
+    Thread* current_ = nullptr;
+    Thread* idle_ = nullptr;
+    Thread* donate_target_ = nullptr;
+    uint32_t quantum_left_ = kQuantumTicks;
+    bool need_resched_ = false;
+    bool donation_enabled_ = true;
+    SchedCounters counters_{};
+};
+
+}  // namespace mk

@@ -1,0 +1,62 @@
+// Spinlocks with a checked lock order.
+//
+// Every lock has a LockLevel; a CPU may only take a lock whose level is higher
+// than every lock it already holds (docs/locking.md lists the order). Taking a
+// lock disables interrupts on this CPU until the matching unlock, so an ISR
+// never spins on a lock its own CPU holds.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace mk {
+
+// The lock order, lowest first. A lock may be taken while holding only locks
+// of lower levels.
+enum class LockLevel : uint8_t {
+    Endpoint = 10,   // Endpoint::lock_: an endpoint's life-cycle and message state
+    Scheduler = 20,  // Scheduler::lock_: thread states, ready queue, wait queues, timeouts
+    Heap = 30,       // the kernel heap
+    Frames = 40,     // the physical frame allocator
+    Log = 50,        // the serial log (a leaf: printing is allowed under any lock)
+};
+
+class SpinLock {
+  public:
+    constexpr explicit SpinLock(LockLevel level) : level_(level) {}
+    SpinLock(const SpinLock&) = delete;
+    SpinLock& operator=(const SpinLock&) = delete;
+
+    // Returns whether interrupts were enabled before; pass it back to unlock().
+    [[nodiscard]] bool lock();
+    void unlock(bool irq_was_enabled);
+
+    bool is_locked() const { return locked_.load(std::memory_order_relaxed); }
+    LockLevel level() const { return level_; }
+
+  private:
+    std::atomic<bool> locked_{false};
+    LockLevel level_;
+};
+
+// Scoped ownership of a SpinLock; the lock is released when the block ends.
+class [[nodiscard]] LockGuard {
+  public:
+    explicit LockGuard(SpinLock& lock) : lock_(lock), irq_was_enabled_(lock.lock()) {}
+    ~LockGuard() { lock_.unlock(irq_was_enabled_); }
+    LockGuard(const LockGuard&) = delete;
+    LockGuard& operator=(const LockGuard&) = delete;
+
+  private:
+    SpinLock& lock_;
+    bool irq_was_enabled_;
+};
+
+// What this CPU holds, for the lock-order and "no lock held" assertions.
+struct HeldLocks {
+    static constexpr unsigned kMax = 8;
+    LockLevel levels[kMax] = {};
+    unsigned count = 0;
+};
+
+}  // namespace mk

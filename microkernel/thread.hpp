@@ -1,0 +1,121 @@
+// Thread: a kernel-scheduled flow of control with its own kernel stack.
+//
+// A thread is on at most one queue at a time — the ready queue or one wait
+// queue — through queue_hook, and `waiting_on` names that wait queue while it
+// is Blocked: the single source of truth for what it waits on. Both, and the
+// state, are guarded by the scheduler lock of the CPU the thread belongs to.
+#pragma once
+
+#include <boost/intrusive/list.hpp>
+#include <boost/intrusive/set.hpp>
+#include <cstddef>
+#include <cstdint>
+
+#include "cpu.hpp"
+#include "error.hpp"
+#include "memory.hpp"
+
+namespace mk {
+
+class WaitQueue;
+
+enum class ThreadState : uint8_t {
+    Running,  // on a CPU right now (the CPU's current thread)
+    Ready,    // on the ready queue
+    Blocked,  // on `waiting_on` (or on no queue for a direct reply wait)
+    Dead,     // exited; waiting to be destroyed
+};
+
+const char* thread_state_name(ThreadState s);
+
+// Why a block ended; written by the waker, read by the woken thread.
+enum class WakeReason : uint8_t {
+    None,       // not woken yet
+    Woken,      // an ordinary wake (partner arrived, event happened)
+    TimedOut,   // its timeout expired
+    Destroyed,  // the object it waited on was destroyed
+};
+
+namespace bi = boost::intrusive;
+using QueueHook = bi::list_member_hook<bi::link_mode<bi::safe_link>>;
+using TimeoutHook = bi::set_member_hook<bi::link_mode<bi::safe_link>>;
+
+class Thread {
+  public:
+    using Entry = void (*)(void*);
+    static constexpr size_t kStackSize = 16 * 1024;
+    static constexpr size_t kNameLength = 16;
+
+    // A kernel thread that will run entry(arg); not started (see Scheduler::start).
+    [[nodiscard]] static Result<Thread*> create(const char* name, Entry entry, void* arg);
+    // The thread already running on this CPU at boot, on the boot stack.
+    [[nodiscard]] static Result<Thread*> adopt_boot_thread(const char* name);
+    // Frees a thread that is Dead (or never started).
+    static void destroy(Thread* thread);
+
+    Thread(const Thread&) = delete;
+    Thread& operator=(const Thread&) = delete;
+
+    uint32_t id() const { return id_; }
+    const char* name() const { return name_; }
+
+    // --- Guarded by the scheduler lock ---
+    ThreadState state = ThreadState::Ready;
+    QueueHook queue_hook;             // ready queue or one wait queue
+    WaitQueue* waiting_on = nullptr;  // the wait queue it is linked on, if any
+    WakeReason wake_reason = WakeReason::None;
+    bool block_armed = false;   // between prepare_block() and block()
+    bool wake_pending = false;  // a wake landed while block_armed
+    bool started = false;
+    TimeoutHook timeout_hook;  // on the scheduler's timeout set while it has a deadline
+    uint64_t deadline = 0;     // tick at which a timed block expires (0: none)
+
+    // --- Owned by the thread's CPU ---
+    Cpu::Context context{};
+
+  private:
+    template <typename T, typename... Args>
+    friend T* knew(Args&&... args);
+    template <typename T>
+    friend void kdelete(T* obj);
+
+    Thread(uint32_t id, const char* name);
+    ~Thread();
+
+    uint32_t id_;
+    char name_[kNameLength];
+    void* stack_ = nullptr;  // nullptr for the boot thread
+};
+
+// A FIFO queue of threads, linked through Thread::queue_hook (no allocation,
+// O(1) unlink through the thread's own hook). Guarded by the scheduler lock.
+class WaitQueue {
+  public:
+    using List = bi::list<Thread, bi::member_hook<Thread, QueueHook, &Thread::queue_hook>,
+                          bi::constant_time_size<true>>;
+
+    WaitQueue() = default;
+    WaitQueue(const WaitQueue&) = delete;
+    WaitQueue& operator=(const WaitQueue&) = delete;
+    ~WaitQueue();
+
+    bool empty() const { return list_.empty(); }
+    size_t size() const { return list_.size(); }
+    Thread* front() { return list_.empty() ? nullptr : &list_.front(); }
+
+    void push_back(Thread& t) { list_.push_back(t); }
+    Thread* pop_front() {
+        if (list_.empty()) return nullptr;
+        Thread& t = list_.front();
+        list_.pop_front();
+        return &t;
+    }
+    // O(1): through the thread's own hook.
+    void remove(Thread& t) { list_.erase(List::s_iterator_to(t)); }
+    bool contains(const Thread& t) const;
+
+  private:
+    List list_;
+};
+
+}  // namespace mk

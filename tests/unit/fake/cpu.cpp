@@ -1,0 +1,79 @@
+#include "cpu.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace mk {
+
+namespace {
+PerCpu* g_this_cpu = nullptr;
+}
+
+void FakeCpu::reset() {
+    switches.clear();
+    irq_enabled = true;
+    waits_for_interrupt = 0;
+    yield_vectors = 0;
+    tsc = 0;
+    log.clear();
+    yield_handler = nullptr;
+}
+
+void Cpu::init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg) {
+    ctx.stack_top = stack_top;
+    ctx.entry = entry;
+    ctx.arg = arg;
+}
+
+void Cpu::switch_context(Context& from, Context& to) {
+    FakeCpu::switches.push_back({&from, &to});
+}
+
+bool Cpu::interrupts_enabled() {
+    return FakeCpu::irq_enabled;
+}
+
+bool Cpu::save_and_disable_interrupts() {
+    bool was = FakeCpu::irq_enabled;
+    FakeCpu::irq_enabled = false;
+    return was;
+}
+
+void Cpu::restore_interrupts(bool enabled) {
+    FakeCpu::irq_enabled = enabled;
+}
+
+void Cpu::enable_and_wait_for_interrupt() {
+    FakeCpu::irq_enabled = true;
+    ++FakeCpu::waits_for_interrupt;
+}
+
+void Cpu::raise_yield_vector() {
+    ++FakeCpu::yield_vectors;
+    // Like the hardware: the handler runs with interrupts off.
+    bool was = save_and_disable_interrupts();
+    if (FakeCpu::yield_handler != nullptr) FakeCpu::yield_handler();
+    restore_interrupts(was);
+}
+
+void Cpu::set_this_cpu(PerCpu* cpu) {
+    g_this_cpu = cpu;
+}
+PerCpu* Cpu::this_cpu() {
+    return g_this_cpu;
+}
+
+uint64_t Cpu::timestamp() {
+    return ++FakeCpu::tsc;
+}
+
+void Cpu::log_write(const char* text, size_t len) {
+    FakeCpu::log.append(text, len);
+}
+
+void Cpu::halt_forever() {
+    std::fwrite(FakeCpu::log.data(), 1, FakeCpu::log.size(), stderr);
+    std::abort();
+}
+
+}  // namespace mk

@@ -1,0 +1,65 @@
+// Host fake of the CPU interface: records what the core asks of the processor
+// so the scheduler and IPC state machines run under GoogleTest.
+//
+// switch_context() does not run anything: it records the switch and returns.
+// A test therefore drives the core as a state machine: it acts as whichever
+// thread the core says is current, and checks the recorded switches.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cpu_interface.hpp"
+
+namespace mk {
+
+class Cpu {
+  public:
+    struct Context {
+        void* stack_top = nullptr;
+        void (*entry)(void*) = nullptr;
+        void* arg = nullptr;
+        int id = 0;  // set by tests for readable switch logs
+    };
+
+    static void init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg);
+    static void switch_context(Context& from, Context& to);
+
+    static bool interrupts_enabled();
+    static bool save_and_disable_interrupts();
+    static void restore_interrupts(bool enabled);
+    static void enable_and_wait_for_interrupt();
+
+    static void raise_yield_vector();
+
+    static void set_this_cpu(PerCpu* cpu);
+    static PerCpu* this_cpu();
+    static uint32_t cpu_index() { return 0; }
+
+    static uint64_t timestamp();
+    static void log_write(const char* text, size_t len);
+    [[noreturn]] static void halt_forever();
+};
+
+static_assert(CpuInterface<Cpu>);
+
+// What the fake saw; reset between tests by FakeCpu::reset().
+struct FakeCpu {
+    struct Switch {
+        const Cpu::Context* from;
+        const Cpu::Context* to;
+    };
+    static inline std::vector<Switch> switches;
+    static inline bool irq_enabled = true;
+    static inline unsigned waits_for_interrupt = 0;
+    static inline unsigned yield_vectors = 0;
+    static inline uint64_t tsc = 0;
+    static inline std::string log;
+    // What raise_yield_vector() runs: the kernel's yield handler. Tests install it.
+    static inline void (*yield_handler)() = nullptr;
+    static void reset();
+};
+
+}  // namespace mk

@@ -1,0 +1,12 @@
+// Controls of the host stand-in for the kernel heap.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mk {
+
+// The next n allocations succeed, later ones fail; SIZE_MAX: never fail.
+void fake_kalloc_fail_after(size_t n);
+
+}  // namespace mk

@@ -1,0 +1,30 @@
+// Host stand-in for the kernel heap: malloc, so ASan sees every object.
+#include <cstdint>
+#include <cstdlib>
+
+#include "fake_heap.hpp"
+#include "memory.hpp"
+
+namespace mk {
+
+namespace {
+size_t g_fail_after = SIZE_MAX;  // tests can make allocations fail
+}
+
+void fake_kalloc_fail_after(size_t n) {
+    g_fail_after = n;
+}
+
+void* kalloc(size_t size, size_t align) {
+    if (g_fail_after == 0) return nullptr;
+    if (g_fail_after != SIZE_MAX) --g_fail_after;
+    if (align < alignof(void*)) align = alignof(void*);
+    size_t rounded = (size + align - 1) / align * align;
+    return std::aligned_alloc(align, rounded == 0 ? align : rounded);
+}
+
+void kfree(void* ptr) {
+    std::free(ptr);
+}
+
+}  // namespace mk

@@ -1,0 +1,370 @@
+#include <gtest/gtest.h>
+
+#include "sched_fixture.hpp"
+
+namespace mk {
+namespace {
+
+using SchedulerTest = testing::SchedFixture;
+
+TEST_F(SchedulerTest, RoundRobinInStartOrder) {
+    Thread* a = spawn("a");
+    Thread* b = spawn("b");
+    Thread* c = spawn("c");
+    EXPECT_EQ(sched().current(), boot_);
+    yield();
+    EXPECT_EQ(sched().current(), a);
+    yield();
+    EXPECT_EQ(sched().current(), b);
+    yield();
+    EXPECT_EQ(sched().current(), c);
+    yield();
+    EXPECT_EQ(sched().current(), boot_);
+    yield();
+    EXPECT_EQ(sched().current(), a);
+    EXPECT_EQ(a->state, ThreadState::Running);
+    EXPECT_EQ(boot_->state, ThreadState::Ready);
+    ASSERT_EQ(FakeCpu::switches.size(), 5u);
+    EXPECT_EQ(FakeCpu::switches[0].from, &boot_->context);
+    EXPECT_EQ(FakeCpu::switches[0].to, &a->context);
+    EXPECT_EQ(sched().counters().yields, 5u);
+    EXPECT_EQ(sched().counters().switches, 5u);
+}
+
+TEST_F(SchedulerTest, YieldAloneKeepsRunning) {
+    yield();
+    EXPECT_EQ(sched().current(), boot_);
+    EXPECT_TRUE(FakeCpu::switches.empty());
+}
+
+TEST_F(SchedulerTest, QuantumExpiryPreempts) {
+    Thread* a = spawn("a");
+    for (uint32_t i = 0; i + 1 < Scheduler::kQuantumTicks; ++i) {
+        sched().on_timer_tick();
+        sched().preempt_if_needed();
+        EXPECT_EQ(sched().current(), boot_) << "tick " << i;
+    }
+    sched().on_timer_tick();
+    sched().preempt_if_needed();
+    EXPECT_EQ(sched().current(), a);
+    EXPECT_EQ(sched().counters().preemptions, 1u);
+    // A gets a fresh quantum.
+    for (uint32_t i = 0; i + 1 < Scheduler::kQuantumTicks; ++i) {
+        sched().on_timer_tick();
+        sched().preempt_if_needed();
+    }
+    EXPECT_EQ(sched().current(), a);
+    sched().on_timer_tick();
+    sched().preempt_if_needed();
+    EXPECT_EQ(sched().current(), boot_);
+    EXPECT_EQ(sched().counters().ticks, 2u * Scheduler::kQuantumTicks);
+}
+
+TEST_F(SchedulerTest, QuantumExpiryWithNothingReadyKeepsRunning) {
+    for (uint32_t i = 0; i < 3 * Scheduler::kQuantumTicks; ++i) {
+        sched().on_timer_tick();
+        sched().preempt_if_needed();
+    }
+    EXPECT_EQ(sched().current(), boot_);
+    EXPECT_EQ(sched().counters().preemptions, 0u);
+}
+
+TEST_F(SchedulerTest, DonateToReadyTargetSkipsTheQueue) {
+    Thread* a = spawn("a");
+    Thread* b = spawn("b");
+    Thread* c = spawn("c");
+    (void)a;
+    (void)b;
+    sched().set_donate_target(c);
+    yield();
+    EXPECT_EQ(sched().current(), c);
+    EXPECT_EQ(sched().counters().donations_taken, 1u);
+    // The donor went back on the ready queue behind a and b.
+    yield();
+    EXPECT_EQ(sched().current(), a);
+    yield();
+    EXPECT_EQ(sched().current(), b);
+    yield();
+    EXPECT_EQ(sched().current(), boot_);
+}
+
+TEST_F(SchedulerTest, DonateTargetIsConsumedByOneYield) {
+    Thread* a = spawn("a");
+    Thread* b = spawn("b");
+    sched().set_donate_target(b);
+    yield();
+    EXPECT_EQ(sched().current(), b);
+    yield();  // no target any more: round-robin
+    EXPECT_EQ(sched().current(), a);
+    EXPECT_EQ(sched().counters().donations_taken, 1u);
+    EXPECT_EQ(sched().counters().donation_fallbacks, 0u);
+}
+
+TEST_F(SchedulerTest, DonationFallsBackWhenTargetBlocked) {
+    Thread* a = spawn("a");
+    Thread* b = spawn("b");
+    WaitQueue q;
+    yield();  // a runs
+    yield();  // b runs
+    ASSERT_EQ(sched().current(), b);
+    sched().block(&q);  // b blocks; boot runs
+    ASSERT_EQ(sched().current(), boot_);
+    sched().set_donate_target(b);
+    yield();
+    EXPECT_EQ(sched().current(), a);
+    EXPECT_EQ(sched().counters().donation_fallbacks, 1u);
+    EXPECT_EQ(sched().counters().donations_taken, 0u);
+    sched().wake(*b);
+}
+
+TEST_F(SchedulerTest, DonationFallsBackWhenTargetAlreadyRunning) {
+    Thread* a = spawn("a");
+    sched().set_donate_target(boot_);  // the yielding thread itself
+    yield();
+    EXPECT_EQ(sched().current(), a);
+    EXPECT_EQ(sched().counters().donation_fallbacks, 1u);
+}
+
+TEST_F(SchedulerTest, DonationOffIgnoresTarget) {
+    sched().set_donation_enabled(false);
+    Thread* a = spawn("a");
+    Thread* b = spawn("b");
+    (void)a;
+    sched().set_donate_target(b);
+    yield();
+    EXPECT_EQ(sched().current(), a);
+    EXPECT_EQ(sched().counters().donations_taken, 0u);
+}
+
+TEST_F(SchedulerTest, UnblockYieldRunsTheWokenThreadNext) {
+    Thread* a = spawn("a");
+    Thread* b = spawn("b");
+    WaitQueue q;
+    yield();
+    yield();
+    ASSERT_EQ(sched().current(), b);
+    sched().block(&q);  // b sleeps; boot runs
+    ASSERT_EQ(sched().current(), boot_);
+    sched().unblock_yield(*b);  // a is ahead in the queue, b runs anyway
+    EXPECT_EQ(sched().current(), b);
+    EXPECT_EQ(sched().counters().donations_taken, 1u);
+    EXPECT_EQ(FakeCpu::yield_vectors, 3u);
+    (void)a;
+}
+
+TEST_F(SchedulerTest, BlockLinksOnQueueAndWakeUnlinks) {
+    WaitQueue q;
+    Thread* a = spawn("a");
+    yield();
+    ASSERT_EQ(sched().current(), a);
+    EXPECT_EQ(sched().block(&q), WakeReason::None);  // host fake: returns at the switch
+    EXPECT_EQ(a->state, ThreadState::Blocked);
+    EXPECT_EQ(a->waiting_on, &q);
+    EXPECT_TRUE(q.contains(*a));
+    EXPECT_TRUE(sched().wake(*a));
+    EXPECT_EQ(a->state, ThreadState::Ready);
+    EXPECT_EQ(a->waiting_on, nullptr);
+    EXPECT_TRUE(q.empty());
+    EXPECT_EQ(a->wake_reason, WakeReason::Woken);
+    EXPECT_EQ(sched().counters().blocks, 1u);
+    EXPECT_EQ(sched().counters().wakeups, 1u);
+}
+
+TEST_F(SchedulerTest, WaitQueueIsFifo) {
+    WaitQueue q;
+    Thread* t[4];
+    for (int i = 0; i < 4; ++i) {
+        t[i] = spawn("w");
+        yield();  // boot -> t[i]
+        ASSERT_EQ(sched().current(), t[i]);
+        sched().block(&q);
+        ASSERT_EQ(sched().current(), boot_);
+    }
+    ASSERT_EQ(q.size(), 4u);
+    for (int i = 0; i < 4; ++i) {
+        Thread* first = q.front();
+        EXPECT_EQ(first, t[i]);
+        sched().wake(*first);
+    }
+    // Woken in order, they run in order.
+    for (int i = 0; i < 4; ++i) {
+        yield();
+        EXPECT_EQ(sched().current(), t[i]);
+    }
+}
+
+TEST_F(SchedulerTest, WakeOfNonBlockedThreadIsHarmlessAndCounted) {
+    Thread* a = spawn("a");
+    EXPECT_FALSE(sched().wake(*a));      // Ready
+    EXPECT_FALSE(sched().wake(*boot_));  // Running
+    EXPECT_FALSE(sched().wake(*a));
+    EXPECT_EQ(sched().counters().wakes_not_blocked, 3u);
+    EXPECT_EQ(sched().counters().wakeups, 0u);
+    EXPECT_EQ(sched().ready_count(), 1u);  // a queued exactly once
+    yield();
+    EXPECT_EQ(sched().current(), a);
+    yield();
+    EXPECT_EQ(sched().current(), boot_);
+    yield();
+    EXPECT_EQ(sched().current(), a);
+}
+
+TEST_F(SchedulerTest, WakeTwiceQueuesOnce) {
+    WaitQueue q;
+    Thread* a = spawn("a");
+    yield();
+    sched().block(&q);
+    EXPECT_TRUE(sched().wake(*a));
+    EXPECT_FALSE(sched().wake(*a));
+    EXPECT_EQ(sched().ready_count(), 1u);
+}
+
+TEST_F(SchedulerTest, WakeBetweenPrepareAndBlockIsNotLost) {
+    WaitQueue q;
+    Thread* a = spawn("a");
+    yield();
+    ASSERT_EQ(sched().current(), a);
+    sched().prepare_block();
+    // The waker runs here (say, from an interrupt) before a sleeps.
+    EXPECT_FALSE(sched().wake(*a));
+    size_t switches = FakeCpu::switches.size();
+    EXPECT_EQ(sched().block(&q), WakeReason::Woken);
+    EXPECT_EQ(sched().current(), a);  // did not sleep
+    EXPECT_EQ(a->state, ThreadState::Running);
+    EXPECT_TRUE(q.empty());
+    EXPECT_EQ(FakeCpu::switches.size(), switches);
+    EXPECT_EQ(sched().counters().wake_races_caught, 1u);
+    EXPECT_EQ(sched().counters().blocks, 0u);
+}
+
+TEST_F(SchedulerTest, StaleWakeDoesNotCancelALaterBlock) {
+    WaitQueue q;
+    Thread* a = spawn("a");
+    yield();
+    EXPECT_FALSE(sched().wake(*a));  // not armed: nothing remembered
+    sched().block(&q);
+    EXPECT_EQ(a->state, ThreadState::Blocked);
+    sched().wake(*a);
+}
+
+TEST_F(SchedulerTest, IdleRunsWhenNothingIsReady) {
+    WaitQueue q;
+    sched().block(&q);  // boot sleeps
+    EXPECT_EQ(sched().current(), idle_);
+    EXPECT_TRUE(sched().idle_once());
+    EXPECT_EQ(FakeCpu::waits_for_interrupt, 1u);
+    EXPECT_EQ(sched().ready_count(), 0u);  // idle never queued
+    // An interrupt wakes boot: the end of the interrupt switches away from idle.
+    sched().wake(*boot_);
+    sched().preempt_if_needed();
+    EXPECT_EQ(sched().current(), boot_);
+    EXPECT_EQ(sched().counters().preemptions, 0u);  // leaving idle is not a preemption
+    EXPECT_EQ(idle_->state, ThreadState::Ready);
+    EXPECT_FALSE(idle_->queue_hook.is_linked());
+}
+
+TEST_F(SchedulerTest, IdleSwitchesToReadyWork) {
+    WaitQueue q;
+    Thread* a = spawn("a");
+    yield();
+    sched().block(&q);  // a sleeps: boot runs
+    sched().block(&q);  // boot sleeps: idle runs
+    ASSERT_EQ(sched().current(), idle_);
+    sched().wake(*a);
+    EXPECT_FALSE(sched().idle_once());
+    EXPECT_EQ(sched().current(), a);
+    sched().wake(*boot_);
+}
+
+TEST_F(SchedulerTest, TimeoutWakesAndUnlinks) {
+    WaitQueue q;
+    Thread* a = spawn("a");
+    yield();
+    sched().block(&q, 3);
+    ASSERT_EQ(sched().current(), boot_);
+    sched().on_timer_tick();
+    sched().on_timer_tick();
+    EXPECT_EQ(a->state, ThreadState::Blocked);
+    sched().on_timer_tick();
+    EXPECT_EQ(a->state, ThreadState::Ready);
+    EXPECT_EQ(a->wake_reason, WakeReason::TimedOut);
+    EXPECT_TRUE(q.empty());
+    EXPECT_EQ(sched().counters().timeouts, 1u);
+}
+
+TEST_F(SchedulerTest, WakeBeforeTimeoutCancelsIt) {
+    WaitQueue q;
+    Thread* a = spawn("a");
+    yield();
+    sched().block(&q, 2);
+    sched().wake(*a);
+    EXPECT_FALSE(a->timeout_hook.is_linked());
+    sched().on_timer_tick();
+    sched().on_timer_tick();
+    EXPECT_EQ(a->wake_reason, WakeReason::Woken);
+    EXPECT_EQ(sched().counters().timeouts, 0u);
+}
+
+TEST_F(SchedulerTest, TimeoutsExpireInDeadlineOrder) {
+    WaitQueue q;
+    Thread* a = spawn("a");
+    Thread* b = spawn("b");
+    yield();
+    sched().block(&q, 5);  // a sleeps; b is next in line
+    ASSERT_EQ(sched().current(), b);
+    sched().block(&q, 2);  // b
+    sched().on_timer_tick();
+    sched().on_timer_tick();
+    EXPECT_EQ(b->state, ThreadState::Ready);
+    EXPECT_EQ(a->state, ThreadState::Blocked);
+    for (int i = 0; i < 3; ++i) sched().on_timer_tick();
+    EXPECT_EQ(a->state, ThreadState::Ready);
+}
+
+TEST_F(SchedulerTest, ExitedThreadNeverRunsAgain) {
+    Thread* a = spawn("a");
+    yield();
+    ASSERT_EQ(sched().current(), a);
+    EXPECT_DEATH({ sched().exit_current(); },
+                 "dead thread");  // the host fake returns from the switch: the core notices
+}
+
+TEST_F(SchedulerTest, YieldFromInterruptContextIsAKernelBug) {
+    EXPECT_DEATH(
+        {
+            irq_enter();
+            sched().yield_now();
+        },
+        "assertion failed: !in_irq\\(\\)");
+}
+
+TEST_F(SchedulerTest, YieldHoldingALockIsAKernelBug) {
+    SpinLock lock(LockLevel::Endpoint);
+    EXPECT_DEATH(
+        {
+            bool irq = lock.lock();
+            sched().yield_now();
+            lock.unlock(irq);
+        },
+        "held_locks.count == 0");
+}
+
+TEST_F(SchedulerTest, LockOrderIsChecked) {
+    SpinLock endpoint(LockLevel::Endpoint);
+    SpinLock frames(LockLevel::Frames);
+    {
+        LockGuard a(endpoint);
+        LockGuard b(frames);  // ascending: fine
+        EXPECT_FALSE(Cpu::interrupts_enabled());
+    }
+    EXPECT_TRUE(Cpu::interrupts_enabled());
+    EXPECT_DEATH(
+        {
+            LockGuard a(frames);
+            LockGuard b(endpoint);
+        },
+        "assertion failed");
+}
+
+}  // namespace
+}  // namespace mk
