@@ -45,6 +45,9 @@ concept CpuInterface = requires(typename C::Context& ctx, void (*entry)(void*), 
     { C::log_write(text, len) } -> std::same_as<void>;
     // Stop this CPU for good (after a panic).
     { C::halt_forever() } -> std::same_as<void>;
+    // Power the machine off, reporting success or failure to whoever runs it
+    // (QEMU's isa-debug-exit in the boot tests).
+    { C::shutdown(flag) } -> std::same_as<void>;
 };
 
 }  // namespace mk

@@ -33,7 +33,9 @@ class Sink {
 struct Spec {
     bool left = false;
     bool zero = false;
+    bool alternate = false;  // '#': 0x prefix for %x
     unsigned width = 0;
+    int precision = -1;  // for %s: at most this many characters
 };
 
 void pad(Sink& out, size_t used, const Spec& spec, char fill) {
@@ -43,7 +45,7 @@ void pad(Sink& out, size_t used, const Spec& spec, char fill) {
 void put_string(Sink& out, const char* s, const Spec& spec) {
     if (s == nullptr) s = "(null)";
     size_t n = 0;
-    while (s[n] != '\0') ++n;
+    while ((spec.precision < 0 || n < size_t(spec.precision)) && s[n] != '\0') ++n;
     if (!spec.left) pad(out, n, spec, ' ');
     for (size_t i = 0; i < n; ++i) out.put(s[i]);
     if (spec.left) pad(out, n, spec, ' ');
@@ -82,11 +84,23 @@ size_t vformat(char* buf, size_t size, const char* fmt, va_list args) {
                 spec.left = true;
             } else if (*p == '0') {
                 spec.zero = true;
+            } else if (*p == '#') {
+                spec.alternate = true;
             } else {
                 break;
             }
         }
         while (*p >= '0' && *p <= '9') spec.width = spec.width * 10 + unsigned(*p++ - '0');
+        if (*p == '.') {
+            ++p;
+            if (*p == '*') {
+                spec.precision = va_arg(args, int);
+                ++p;
+            } else {
+                spec.precision = 0;
+                while (*p >= '0' && *p <= '9') spec.precision = spec.precision * 10 + (*p++ - '0');
+            }
+        }
         int longs = 0;
         bool size_t_arg = false;
         for (;; ++p) {

@@ -38,6 +38,13 @@ TEST(Format, WidthAndPadding) {
     EXPECT_EQ(fmt("[%-6s]", "ab"), "[ab    ]");
 }
 
+TEST(Format, PrecisionAndAlternate) {
+    EXPECT_EQ(fmt("[%.3s]", "abcdef"), "[abc]");
+    EXPECT_EQ(fmt("[%.*s]", 2, "abcdef"), "[ab]");
+    EXPECT_EQ(fmt("[%.*s]", 9, "abc"), "[abc]");
+    EXPECT_EQ(fmt("%#x", 0x1fu), "0x1f");
+}
+
 TEST(Format, TruncatesButReportsFullLength) {
     char buf[4];
     EXPECT_EQ(mk::format(buf, sizeof buf, "%s", "abcdef"), 6u);

@@ -76,4 +76,9 @@ void Cpu::halt_forever() {
     std::abort();
 }
 
+void Cpu::shutdown(bool success) {
+    std::fwrite(FakeCpu::log.data(), 1, FakeCpu::log.size(), stderr);
+    std::exit(success ? 0 : 1);
+}
+
 }  // namespace mk

@@ -41,6 +41,7 @@ class Cpu {
     static uint64_t timestamp();
     static void log_write(const char* text, size_t len);
     [[noreturn]] static void halt_forever();
+    [[noreturn]] static void shutdown(bool success);
 };
 
 static_assert(CpuInterface<Cpu>);

@@ -1,0 +1,112 @@
+// GDT with a TSS (IST stacks for double fault, NMI, machine check) and the IDT.
+#include <cstdint>
+
+#include "trap.hpp"
+
+extern "C" const uint64_t isr_stub_table[256];
+
+namespace mk::x86 {
+
+namespace {
+
+struct [[gnu::packed]] Tss {
+    uint32_t reserved0;
+    uint64_t rsp[3];
+    uint64_t reserved1;
+    uint64_t ist[7];
+    uint64_t reserved2;
+    uint16_t reserved3;
+    uint16_t iomap_base;
+};
+
+struct [[gnu::packed]] DescriptorPointer {
+    uint16_t limit;
+    uint64_t base;
+};
+
+struct IdtEntry {
+    uint16_t offset_low;
+    uint16_t selector;
+    uint8_t ist;
+    uint8_t type_attr;
+    uint16_t offset_mid;
+    uint32_t offset_high;
+    uint32_t reserved;
+};
+static_assert(sizeof(IdtEntry) == 16);
+
+constexpr uint16_t kKernelCode = 0x08;
+constexpr uint16_t kKernelData = 0x10;
+constexpr uint16_t kTssSelector = 0x28;
+
+// null, kernel code, kernel data, user data, user code, TSS (two slots).
+// The user segments sit where SYSRET expects them (STAR base 0x10).
+alignas(16) uint64_t g_gdt[7] = {
+    0,
+    0x00AF9A000000FFFF,  // 0x08 kernel code, 64-bit
+    0x00CF92000000FFFF,  // 0x10 kernel data
+    0x00CFF2000000FFFF,  // 0x18 user data (DPL 3)
+    0x00AFFA000000FFFF,  // 0x20 user code, 64-bit (DPL 3)
+    0,
+    0,
+};
+
+alignas(16) Tss g_tss;
+alignas(16) IdtEntry g_idt[256];
+
+constexpr uint64_t kIstStackSize = 8192;
+alignas(16) uint8_t g_ist_stacks[3][kIstStackSize];
+
+void set_gate(uint8_t vector, uint64_t handler, uint8_t ist, uint8_t dpl) {
+    IdtEntry& e = g_idt[vector];
+    e.offset_low = uint16_t(handler);
+    e.selector = kKernelCode;
+    e.ist = ist;
+    e.type_attr = uint8_t(0x80 | (dpl << 5) | 0xE);  // present, interrupt gate
+    e.offset_mid = uint16_t(handler >> 16);
+    e.offset_high = uint32_t(handler >> 32);
+    e.reserved = 0;
+}
+
+}  // namespace
+
+void init_gdt_and_tss() {
+    g_tss.ist[kIstDoubleFault - 1] = reinterpret_cast<uint64_t>(g_ist_stacks[0] + kIstStackSize);
+    g_tss.ist[kIstNmi - 1] = reinterpret_cast<uint64_t>(g_ist_stacks[1] + kIstStackSize);
+    g_tss.ist[kIstMachineCheck - 1] = reinterpret_cast<uint64_t>(g_ist_stacks[2] + kIstStackSize);
+    g_tss.iomap_base = sizeof(Tss);  // no I/O permission bitmap
+
+    uint64_t base = reinterpret_cast<uint64_t>(&g_tss);
+    uint64_t limit = sizeof(Tss) - 1;
+    g_gdt[5] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (uint64_t(0x89) << 40) |
+               (((limit >> 16) & 0xF) << 48) | (((base >> 24) & 0xFF) << 56);
+    g_gdt[6] = base >> 32;
+
+    DescriptorPointer gdtr{sizeof(g_gdt) - 1, reinterpret_cast<uint64_t>(g_gdt)};
+    asm volatile(
+        "lgdt %0\n"
+        "pushq %1\n"
+        "leaq 1f(%%rip), %%rax\n"
+        "pushq %%rax\n"
+        "lretq\n"
+        "1:\n"
+        "mov %2, %%ds\n"
+        "mov %2, %%es\n"
+        "mov %2, %%ss\n"
+        :
+        : "m"(gdtr), "i"(uint64_t(kKernelCode)), "r"(uint32_t(kKernelData))
+        : "rax", "memory");
+    asm volatile("ltr %0" ::"r"(kTssSelector));
+}
+
+void init_idt() {
+    for (unsigned v = 0; v < 256; ++v) set_gate(uint8_t(v), isr_stub_table[v], 0, 0);
+    set_gate(8, isr_stub_table[8], kIstDoubleFault, 0);
+    set_gate(2, isr_stub_table[2], kIstNmi, 0);
+    set_gate(18, isr_stub_table[18], kIstMachineCheck, 0);
+    set_gate(kVectorYield, isr_stub_table[kVectorYield], 0, 3);  // user space may yield
+    DescriptorPointer idtr{sizeof(g_idt) - 1, reinterpret_cast<uint64_t>(g_idt)};
+    asm volatile("lidt %0" ::"m"(idtr));
+}
+
+}  // namespace mk::x86

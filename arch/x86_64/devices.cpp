@@ -1,0 +1,178 @@
+// Serial port, legacy PIC, local APIC timer (PIT-calibrated) and QEMU exit.
+#include "cpu.hpp"
+#include "platform.hpp"
+#include "trap.hpp"
+#include "x86.hpp"
+
+namespace mk::x86 {
+
+namespace {
+
+constexpr uint16_t kCom1 = 0x3F8;
+bool g_exit_on_panic = true;
+volatile uint32_t* g_lapic = nullptr;
+
+// LAPIC registers (offsets in bytes).
+constexpr uint32_t kLapicId = 0x20;
+constexpr uint32_t kLapicTpr = 0x80;
+constexpr uint32_t kLapicEoi = 0xB0;
+constexpr uint32_t kLapicSvr = 0xF0;
+constexpr uint32_t kLapicLvtTimer = 0x320;
+constexpr uint32_t kLapicTimerInit = 0x380;
+constexpr uint32_t kLapicTimerCurrent = 0x390;
+constexpr uint32_t kLapicTimerDivide = 0x3E0;
+
+uint32_t lapic_read(uint32_t reg) { return g_lapic[reg / 4]; }
+void lapic_write(uint32_t reg, uint32_t v) { g_lapic[reg / 4] = v; }
+
+constexpr uint32_t kPitHz = 1193182;
+
+}  // namespace
+
+void serial_init() {
+    outb(kCom1 + 1, 0x00);  // no interrupts
+    outb(kCom1 + 3, 0x80);  // DLAB
+    outb(kCom1 + 0, 0x01);  // divisor 1: 115200 baud
+    outb(kCom1 + 1, 0x00);
+    outb(kCom1 + 3, 0x03);  // 8N1
+    outb(kCom1 + 2, 0xC7);  // FIFO on, cleared, 14-byte threshold
+    outb(kCom1 + 4, 0x03);  // DTR, RTS
+}
+
+void serial_write(const char* text, uint64_t len) {
+    for (uint64_t i = 0; i < len; ++i) {
+        if (text[i] == '\n') {
+            while ((inb(kCom1 + 5) & 0x20) == 0) {
+            }
+            outb(kCom1, '\r');
+        }
+        while ((inb(kCom1 + 5) & 0x20) == 0) {
+        }
+        outb(kCom1, uint8_t(text[i]));
+    }
+}
+
+void pic_disable() {
+    // ICW1..ICW4: remap to 0x20/0x28 so a spurious PIC interrupt never looks
+    // like an exception, then mask every line.
+    outb(0x20, 0x11);
+    io_wait();
+    outb(0xA0, 0x11);
+    io_wait();
+    outb(0x21, 0x20);
+    io_wait();
+    outb(0xA1, 0x28);
+    io_wait();
+    outb(0x21, 0x04);
+    io_wait();
+    outb(0xA1, 0x02);
+    io_wait();
+    outb(0x21, 0x01);
+    io_wait();
+    outb(0xA1, 0x01);
+    io_wait();
+    outb(0x21, 0xFF);
+    outb(0xA1, 0xFF);
+}
+
+bool lapic_present() { return (cpuid(1).edx & (1u << 9)) != 0; }
+
+void lapic_init(uint64_t apic_base_virt) {
+    g_lapic = reinterpret_cast<volatile uint32_t*>(apic_base_virt);
+    wrmsr(kMsrApicBase, rdmsr(kMsrApicBase) | (1u << 11));  // global enable
+    lapic_write(kLapicTpr, 0);
+    lapic_write(kLapicSvr, 0x100 | 0xFF);  // software enable, spurious vector 0xFF
+}
+
+uint32_t lapic_id() { return lapic_read(kLapicId) >> 24; }
+
+void lapic_eoi() { lapic_write(kLapicEoi, 0); }
+
+TimerInfo lapic_timer_start(uint32_t hz) {
+    // Measure the LAPIC timer (divide by 16) and the TSC over 10 ms of PIT
+    // channel 2 in one-shot mode, gated through port 0x61.
+    constexpr uint32_t kWindowMs = 10;
+    constexpr uint16_t kPitCount = uint16_t(kPitHz * kWindowMs / 1000);
+    lapic_write(kLapicTimerDivide, 0x3);
+    lapic_write(kLapicLvtTimer, 1u << 16);  // masked while measuring
+
+    uint8_t gate = inb(0x61);
+    outb(0x61, uint8_t((gate & 0xFC) | 0x01));  // gate on, speaker off
+    outb(0x43, 0xB0);                           // channel 2, lobyte/hibyte, mode 0
+    outb(0x42, uint8_t(kPitCount & 0xFF));
+    outb(0x42, uint8_t(kPitCount >> 8));
+    // Restart the count by toggling the gate.
+    gate = inb(0x61);
+    outb(0x61, uint8_t(gate & 0xFE));
+    outb(0x61, uint8_t(gate | 0x01));
+
+    lapic_write(kLapicTimerInit, 0xFFFFFFFF);
+    uint64_t tsc0 = Cpu::timestamp();
+    while ((inb(0x61) & 0x20) == 0) {
+    }
+    uint64_t tsc1 = Cpu::timestamp();
+    uint32_t elapsed = 0xFFFFFFFF - lapic_read(kLapicTimerCurrent);
+    lapic_write(kLapicTimerInit, 0);
+
+    TimerInfo info{};
+    info.hz = hz;
+    info.apic_ticks_per_ms = elapsed / kWindowMs;
+    if (info.apic_ticks_per_ms == 0) info.apic_ticks_per_ms = 1;
+    info.tsc_per_ms = (tsc1 - tsc0) / kWindowMs;
+    uint32_t count = info.apic_ticks_per_ms * 1000 / hz;
+    lapic_write(kLapicLvtTimer, kVectorTimer | (1u << 17));  // periodic
+    lapic_write(kLapicTimerDivide, 0x3);
+    lapic_write(kLapicTimerInit, count == 0 ? 1 : count);
+    return info;
+}
+
+void set_exit_on_panic(bool exit) { g_exit_on_panic = exit; }
+
+void machine_exit(uint8_t code) {
+    asm volatile("cli");
+    outl(kDebugExitPort, code);
+    for (;;) asm volatile("hlt");
+}
+
+}  // namespace mk::x86
+
+extern "C" void arch_thread_trampoline();
+extern "C" void arch_switch_context(uint64_t* from_rsp, uint64_t to_rsp);
+
+namespace mk {
+
+void Cpu::log_write(const char* text, size_t len) {
+    // One CPU for now: interrupts off keeps a message in one piece.
+    bool irq = save_and_disable_interrupts();
+    x86::serial_write(text, len);
+    restore_interrupts(irq);
+}
+
+void Cpu::halt_forever() {
+    if (x86::g_exit_on_panic) x86::machine_exit(x86::kExitPanic);
+    asm volatile("cli");
+    for (;;) asm volatile("hlt");
+}
+
+void Cpu::shutdown(bool success) { x86::machine_exit(success ? x86::kExitPass : x86::kExitFail); }
+
+void Cpu::set_this_cpu(PerCpu* cpu) {
+    x86::wrmsr(x86::kMsrGsBase, reinterpret_cast<uint64_t>(cpu));
+}
+
+void Cpu::init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg) {
+    auto* sp = static_cast<uint64_t*>(stack_top);
+    *--sp = 0;  // keeps the frame below 16-byte aligned like a call would
+    *--sp = reinterpret_cast<uint64_t>(&arch_thread_trampoline);  // ret target
+    *--sp = 0;                                  // rbp
+    *--sp = 0;                                  // rbx
+    *--sp = reinterpret_cast<uint64_t>(entry);  // r12
+    *--sp = reinterpret_cast<uint64_t>(arg);    // r13
+    *--sp = 0;                                  // r14
+    *--sp = 0;                                  // r15
+    ctx.rsp = reinterpret_cast<uint64_t>(sp);
+}
+
+void Cpu::switch_context(Context& from, Context& to) { arch_switch_context(&from.rsp, to.rsp); }
+
+}  // namespace mk

@@ -1,0 +1,80 @@
+/* Interrupt entry stubs for all 256 vectors.
+ *
+ * Each stub pushes a dummy error code (when the CPU pushes none) and its
+ * vector number, so every vector — exceptions, the LAPIC timer, the yield
+ * vector 0x50 — builds the same TrapFrame (arch/x86_64/trap.hpp) and enters
+ * arch_trap(). The frame stays 16-byte aligned for the call. */
+
+    .altmacro
+
+.macro ISR_STUB n
+    .balign 16
+isr_stub_\n:
+    .if (\n == 8) || ((\n >= 10) && (\n <= 14)) || (\n == 17) || (\n == 21) || (\n == 29) || (\n == 30)
+    .else
+    push $0
+    .endif
+    push $\n
+    jmp isr_common
+.endm
+
+    .text
+isr_stubs:
+.set i, 0
+.rept 256
+    ISR_STUB %i
+    .set i, i + 1
+.endr
+
+isr_common:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    cld
+    mov %rsp, %rdi
+    call arch_trap
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp                 /* vector, error code */
+    iretq
+
+.macro STUB_ADDR n
+    .quad isr_stub_\n
+.endm
+
+    .section .rodata
+    .balign 8
+    .globl isr_stub_table
+isr_stub_table:
+.set i, 0
+.rept 256
+    STUB_ADDR %i
+    .set i, i + 1
+.endr
+
+    .section .note.GNU-stack, "", @progbits

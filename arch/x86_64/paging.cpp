@@ -1,0 +1,85 @@
+#include "paging.hpp"
+
+#include "x86.hpp"
+
+namespace mk::x86 {
+
+PagingFeatures enable_paging_features() {
+    PagingFeatures f{};
+    CpuidResult ext = cpuid(0x80000000);
+    if (ext.eax >= 0x80000001) {
+        CpuidResult e = cpuid(0x80000001);
+        f.nx = (e.edx & (1u << 20)) != 0;
+        f.large_pages_1g = (e.edx & (1u << 26)) != 0;
+    }
+    f.global_pages = (cpuid(1).edx & (1u << 13)) != 0;
+    if (f.nx) wrmsr(kMsrEfer, rdmsr(kMsrEfer) | (1u << 11));    // EFER.NXE
+    if (f.global_pages) write_cr4(read_cr4() | (1u << 7));      // CR4.PGE
+    return f;
+}
+
+Result<AddressSpace> AddressSpace::create(FrameSource frames, PagingFeatures features) {
+    Result<uint64_t> pml4 = frames.alloc(frames.ctx);
+    if (!pml4) return pml4.error();
+    __builtin_memset(phys_to_virt(pml4.value()), 0, kPageSize);
+    return AddressSpace(frames, features, pml4.value());
+}
+
+Result<uint64_t*> AddressSpace::next_level(uint64_t* table, unsigned index, uint64_t flags) {
+    uint64_t entry = table[index];
+    if ((entry & pte::kPresent) != 0) {
+        if ((entry & pte::kLarge) != 0) return Error::BadState;
+        // Widen the intermediate entry's rights: the leaf decides.
+        table[index] = entry | (flags & (pte::kWritable | pte::kUser));
+        return static_cast<uint64_t*>(phys_to_virt(entry & pte::kAddressMask));
+    }
+    Result<uint64_t> frame = frames_.alloc(frames_.ctx);
+    if (!frame) return frame.error();
+    __builtin_memset(phys_to_virt(frame.value()), 0, kPageSize);
+    table[index] = frame.value() | pte::kPresent | pte::kWritable | (flags & pte::kUser);
+    return static_cast<uint64_t*>(phys_to_virt(frame.value()));
+}
+
+Status AddressSpace::map(uint64_t virt, uint64_t phys, uint64_t flags) {
+    bool large = (flags & pte::kLarge) != 0;
+    uint64_t align = large ? kLargePageSize : kPageSize;
+    if ((virt % align) != 0 || (phys % align) != 0) return Error::InvalidArgument;
+    if (!features_.nx) flags &= ~pte::kNoExecute;
+    if (!features_.global_pages) flags &= ~pte::kGlobal;
+
+    auto* pml4 = static_cast<uint64_t*>(phys_to_virt(pml4_phys_));
+    Result<uint64_t*> pdpt = next_level(pml4, (virt >> 39) & 511, flags);
+    if (!pdpt) return pdpt.error();
+    Result<uint64_t*> pd = next_level(pdpt.value(), (virt >> 30) & 511, flags);
+    if (!pd) return pd.error();
+    unsigned pd_index = (virt >> 21) & 511;
+    if (large) {
+        uint64_t old = pd.value()[pd_index];
+        if ((old & pte::kPresent) != 0 && (old & pte::kLarge) == 0) return Error::BadState;
+        pd.value()[pd_index] = phys | flags | pte::kPresent;
+        return Error::None;
+    }
+    Result<uint64_t*> pt = next_level(pd.value(), pd_index, flags);
+    if (!pt) return pt.error();
+    pt.value()[(virt >> 12) & 511] = phys | flags | pte::kPresent;
+    return Error::None;
+}
+
+Result<uint64_t> AddressSpace::translate(uint64_t virt) const {
+    const auto* table = static_cast<const uint64_t*>(phys_to_virt(pml4_phys_));
+    for (int shift = 39; shift >= 12; shift -= 9) {
+        uint64_t entry = table[(virt >> shift) & 511];
+        if ((entry & pte::kPresent) == 0) return Error::InvalidArgument;
+        bool leaf = shift == 12 || (shift <= 30 && (entry & pte::kLarge) != 0);
+        if (leaf) {
+            uint64_t size = 1ull << shift;
+            return (entry & pte::kAddressMask & ~(size - 1)) | (virt & (size - 1));
+        }
+        table = static_cast<const uint64_t*>(phys_to_virt(entry & pte::kAddressMask));
+    }
+    return Error::InvalidArgument;
+}
+
+void AddressSpace::activate() const { write_cr3(pml4_phys_); }
+
+}  // namespace mk::x86

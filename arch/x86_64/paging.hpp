@@ -1,0 +1,74 @@
+// 4-level paging: the kernel address space (docs/memory.md).
+#pragma once
+
+#include <cstdint>
+
+#include "error.hpp"
+
+namespace mk::x86 {
+
+// All usable RAM is mapped at this base (2 MiB pages).
+constexpr uint64_t kDirectMapBase = 0xFFFF800000000000;
+// The kernel image is linked at -2 GiB.
+constexpr uint64_t kKernelVma = 0xFFFFFFFF80000000;
+constexpr uint64_t kPageSize = 4096;
+constexpr uint64_t kLargePageSize = 2 * 1024 * 1024;
+
+inline void* phys_to_virt(uint64_t phys) { return reinterpret_cast<void*>(phys + kDirectMapBase); }
+inline uint64_t virt_to_phys(const void* virt) {
+    uint64_t v = reinterpret_cast<uint64_t>(virt);
+    return v >= kKernelVma ? v - kKernelVma : v - kDirectMapBase;
+}
+
+namespace pte {
+constexpr uint64_t kPresent = 1ull << 0;
+constexpr uint64_t kWritable = 1ull << 1;
+constexpr uint64_t kUser = 1ull << 2;
+constexpr uint64_t kWriteThrough = 1ull << 3;
+constexpr uint64_t kCacheDisable = 1ull << 4;
+constexpr uint64_t kLarge = 1ull << 7;
+constexpr uint64_t kGlobal = 1ull << 8;
+constexpr uint64_t kNoExecute = 1ull << 63;
+constexpr uint64_t kAddressMask = 0x000FFFFFFFFFF000ull;
+}  // namespace pte
+
+// Where page-table frames come from (the frame allocator).
+struct FrameSource {
+    Result<uint64_t> (*alloc)(void* ctx);
+    void* ctx;
+};
+
+// Paging features of this CPU, enabled by enable_paging_features().
+struct PagingFeatures {
+    bool nx;
+    bool global_pages;
+    bool large_pages_1g;
+};
+PagingFeatures enable_paging_features();
+
+class AddressSpace {
+public:
+    AddressSpace() = default;  // an empty handle; only create() makes a usable one
+    // A fresh, empty top level.
+    [[nodiscard]] static Result<AddressSpace> create(FrameSource frames, PagingFeatures features);
+
+    // Maps one page (4 KiB, or 2 MiB with pte::kLarge in flags). Mapping over
+    // an existing mapping of a different size is refused.
+    [[nodiscard]] Status map(uint64_t virt, uint64_t phys, uint64_t flags);
+    // The physical address behind virt, if mapped.
+    [[nodiscard]] Result<uint64_t> translate(uint64_t virt) const;
+    uint64_t root() const { return pml4_phys_; }
+    void activate() const;
+
+private:
+    AddressSpace(FrameSource frames, PagingFeatures features, uint64_t pml4)
+        : frames_(frames), features_(features), pml4_phys_(pml4) {}
+
+    Result<uint64_t*> next_level(uint64_t* table, unsigned index, uint64_t flags);
+
+    FrameSource frames_{};
+    PagingFeatures features_{};
+    uint64_t pml4_phys_ = 0;
+};
+
+}  // namespace mk::x86

@@ -1,0 +1,38 @@
+// x86-64 platform devices and bring-up steps used by arch_main().
+#pragma once
+
+#include <cstdint>
+
+namespace mk::x86 {
+
+// COM1, 115200 8N1: the kernel log.
+void serial_init();
+void serial_write(const char* text, uint64_t len);
+
+// Legacy 8259 PICs: remapped away from the exception vectors and masked.
+void pic_disable();
+
+// Local APIC and its timer, calibrated against PIT channel 2.
+struct TimerInfo {
+    uint32_t hz;              // timer interrupts per second
+    uint32_t apic_ticks_per_ms;
+    uint64_t tsc_per_ms;      // measured over the same window
+};
+bool lapic_present();
+void lapic_init(uint64_t apic_base_virt);
+TimerInfo lapic_timer_start(uint32_t hz);
+void lapic_eoi();
+uint32_t lapic_id();
+
+// Ends QEMU through isa-debug-exit with `code` (QEMU's status is code*2+1);
+// on a machine without the device, halts.
+[[noreturn]] void machine_exit(uint8_t code);
+// Whether a panic ends the machine (default) or halts for a debugger (`panic=halt`).
+void set_exit_on_panic(bool exit);
+
+// Exit codes the QEMU tests look for.
+constexpr uint8_t kExitPass = 0x10;
+constexpr uint8_t kExitFail = 0x11;
+constexpr uint8_t kExitPanic = 0x12;
+
+}  // namespace mk::x86

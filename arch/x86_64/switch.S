@@ -1,0 +1,38 @@
+/* Context switch between kernel threads (docs/scheduling.md).
+ *
+ * void arch_switch_context(uint64_t* from_rsp, uint64_t to_rsp)
+ * saves the callee-saved registers on the current stack, stores the stack
+ * pointer through from_rsp and resumes the thread whose stack is to_rsp.
+ * Everything else is caller-saved under the SysV ABI, and the kernel has no
+ * FPU/SSE state (-mgeneral-regs-only). Called with interrupts disabled. */
+
+    .text
+    .globl arch_switch_context
+arch_switch_context:
+    push %rbp
+    push %rbx
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, (%rdi)
+    mov %rsi, %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbx
+    pop %rbp
+    ret
+
+/* First code of a new thread: arch init_context put entry in r12, arg in r13. */
+    .globl arch_thread_trampoline
+arch_thread_trampoline:
+    mov %r12, %rdi
+    mov %r13, %rsi
+    xor %ebp, %ebp
+    and $-16, %rsp
+    call mk_thread_start
+    ud2
+
+    .section .note.GNU-stack, "", @progbits

@@ -1,0 +1,106 @@
+// arch_trap(): where every interrupt stub lands. Exceptions print a register
+// dump and the faulting address and panic; the timer drives the scheduler;
+// the yield vector switches threads.
+#include "log.hpp"
+#include "panic.hpp"
+#include "percpu.hpp"
+#include "platform.hpp"
+#include "trap.hpp"
+#include "x86.hpp"
+
+namespace mk::x86 {
+
+namespace {
+
+const char* const kExceptionNames[32] = {
+    "divide error",
+    "debug",
+    "NMI",
+    "breakpoint",
+    "overflow",
+    "bound range exceeded",
+    "invalid opcode",
+    "device not available",
+    "double fault",
+    "coprocessor segment overrun",
+    "invalid TSS",
+    "segment not present",
+    "stack-segment fault",
+    "general protection fault",
+    "page fault",
+    "reserved",
+    "x87 floating-point error",
+    "alignment check",
+    "machine check",
+    "SIMD floating-point error",
+    "virtualization exception",
+    "control protection exception",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "hypervisor injection",
+    "VMM communication",
+    "security exception",
+    "reserved",
+};
+
+void dump_frame(const TrapFrame& f) {
+    log("  rip=%016lx cs=%04lx rflags=%016lx rsp=%016lx ss=%04lx\n", f.rip, f.cs, f.rflags,
+        f.rsp, f.ss);
+    log("  rax=%016lx rbx=%016lx rcx=%016lx rdx=%016lx\n", f.rax, f.rbx, f.rcx, f.rdx);
+    log("  rsi=%016lx rdi=%016lx rbp=%016lx r8 =%016lx\n", f.rsi, f.rdi, f.rbp, f.r8);
+    log("  r9 =%016lx r10=%016lx r11=%016lx r12=%016lx\n", f.r9, f.r10, f.r11, f.r12);
+    log("  r13=%016lx r14=%016lx r15=%016lx\n", f.r13, f.r14, f.r15);
+}
+
+[[noreturn]] void exception(const TrapFrame& f) {
+    log("\nEXCEPTION %lu (%s), error code %#lx\n", f.vector, kExceptionNames[f.vector],
+        f.error_code);
+    if (f.vector == 14) {
+        uint64_t ec = f.error_code;
+        log("  faulting address %016lx (%s, %s, %s mode%s)\n", read_cr2(),
+            (ec & 1) != 0 ? "protection violation" : "not present",
+            (ec & 2) != 0 ? "write" : "read", (ec & 4) != 0 ? "user" : "kernel",
+            (ec & 16) != 0 ? ", instruction fetch" : "");
+    }
+    dump_frame(f);
+    MK_PANIC("unhandled %s in the kernel at %016lx", kExceptionNames[f.vector], f.rip);
+}
+
+}  // namespace
+
+}  // namespace mk::x86
+
+extern "C" void arch_trap(mk::x86::TrapFrame* frame);
+
+extern "C" void arch_trap(mk::x86::TrapFrame* frame) {
+    using namespace mk;
+    using namespace mk::x86;
+    uint64_t vector = frame->vector;
+    if (vector < 32) exception(*frame);
+    Scheduler& sched = this_cpu().scheduler;
+    switch (vector) {
+        case kVectorTimer:
+            irq_enter();
+            sched.on_timer_tick();
+            irq_exit();
+            lapic_eoi();
+            sched.preempt_if_needed();
+            return;
+        case kVectorYield:
+            sched.on_yield_vector();
+            return;
+        case kVectorSpurious:
+            return;
+        case kVectorPicBase + 7:
+        case kVectorPicBase + 15:
+            return;  // spurious interrupts of the masked legacy PIC
+        default:
+            log("warning: unexpected interrupt vector %lu\n", vector);
+            lapic_eoi();
+            return;
+    }
+}

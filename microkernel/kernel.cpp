@@ -1,0 +1,131 @@
+#include "kernel.hpp"
+
+#include "log.hpp"
+#include "panic.hpp"
+#include "percpu.hpp"
+
+namespace mk {
+
+namespace {
+
+FrameAllocator* g_frames = nullptr;
+
+void idle_entry(void*) { this_cpu().scheduler.idle_loop(); }
+
+void print_counters(const SchedCounters& c) {
+    log("sched: ticks=%lu switches=%lu preemptions=%lu yields=%lu donations=%lu "
+        "donation_fallbacks=%lu\n",
+        c.ticks, c.switches, c.preemptions, c.yields, c.donations_taken, c.donation_fallbacks);
+    log("sched: blocks=%lu wakeups=%lu wakes_not_blocked=%lu wake_races_caught=%lu "
+        "timeouts=%lu direct_switches=%lu\n",
+        c.blocks, c.wakeups, c.wakes_not_blocked, c.wake_races_caught, c.timeouts,
+        c.direct_switches);
+}
+
+bool equals(const char* s, size_t n, const char* word) {
+    size_t i = 0;
+    for (; i < n && word[i] != '\0'; ++i) {
+        if (s[i] != word[i]) return false;
+    }
+    return i == n && word[i] == '\0';
+}
+
+// The boot demo: two threads take turns through a wait queue while a third
+// burns CPU, so the counters show blocks, wake-ups, donations and preemptions.
+struct Demo {
+    WaitQueue turn;
+    volatile uint64_t rounds = 0;
+    volatile bool stop = false;
+};
+
+void demo_partner(void* arg) {
+    auto* demo = static_cast<Demo*>(arg);
+    Scheduler& sched = this_cpu().scheduler;
+    while (!demo->stop) {
+        demo->rounds = demo->rounds + 1;
+        sched.block(&demo->turn, 100);
+    }
+}
+
+void demo_spinner(void* arg) {
+    auto* demo = static_cast<Demo*>(arg);
+    while (!demo->stop) asm volatile("" ::: "memory");
+}
+
+void run_demo() {
+    Scheduler& sched = this_cpu().scheduler;
+    Demo demo;
+    Result<Thread*> partner = Thread::create("partner", demo_partner, &demo);
+    Result<Thread*> spinner = Thread::create("spinner", demo_spinner, &demo);
+    if (!partner || !spinner) {
+        log("demo: cannot create threads: %s\n", error_name(partner ? spinner.error() : partner.error()));
+        return;
+    }
+    sched.start(*partner.value());
+    sched.start(*spinner.value());
+    uint64_t until = sched.ticks() + 500;
+    while (sched.ticks() < until) {
+        Thread* p = demo.turn.empty() ? nullptr : partner.value();
+        if (p != nullptr) sched.unblock_yield(*p);
+        sched.yield_now();
+    }
+    demo.stop = true;
+    while (partner.value()->state != ThreadState::Dead || spinner.value()->state != ThreadState::Dead) {
+        sched.wake(*partner.value());
+        sched.yield_now();
+    }
+    Thread::destroy(partner.value());
+    Thread::destroy(spinner.value());
+    log("demo: %lu rounds of block/wake in 500 ticks next to a CPU-bound thread\n",
+        uint64_t(demo.rounds));
+}
+
+}  // namespace
+
+FrameAllocator& frame_allocator() { return *g_frames; }
+
+void kernel_start(const StartInfo& info) {
+    g_frames = info.frames;
+    PerCpu& cpu = *info.boot_cpu;
+    Scheduler& sched = cpu.scheduler;
+
+    Result<Thread*> boot = Thread::adopt_boot_thread("boot");
+    Result<Thread*> idle = Thread::create("idle", idle_entry, nullptr);
+    if (!boot || !idle) MK_PANIC("cannot create the boot and idle threads: out of memory");
+    sched.init(*boot.value(), *idle.value());
+    sched.set_donation_enabled(info.config.donation);
+    log("sched: round-robin, %u ms quantum, donation %s, fast path %s\n",
+        Scheduler::kQuantumTicks * 1000 / info.timer_hz, info.config.donation ? "on" : "off",
+        info.config.fast_path ? "on" : "off");
+    Cpu::restore_interrupts(true);
+
+    if (info.config.ktest != nullptr) {
+        const char* which = info.config.ktest;
+        size_t n = info.config.ktest_length;
+        if (equals(which, n, "panic") || equals(which, n, "fault")) provoke_failure(which, n);
+        int failed = run_kernel_tests(which, n);
+        print_counters(sched.counters());
+        if (failed < 0) log("ktest: no test named '%.*s'\n", int(n), which);
+        Cpu::shutdown(failed == 0);
+    }
+
+    run_demo();
+    print_counters(sched.counters());
+    log("boot: done; the kernel idles now (QEMU: Ctrl-A X quits)\n");
+    for (;;) sched.block(nullptr, 0);
+}
+
+void provoke_failure(const char* which, size_t length) {
+    if (equals(which, length, "fault")) {
+        log("ktest: reading an unmapped address on purpose\n");
+        volatile uint64_t* bad = reinterpret_cast<volatile uint64_t*>(0xdead0000ull);
+        uint64_t v = *bad;
+        log("ktest: read %lu from an unmapped address?!\n", v);
+    }
+    log("ktest: breaking an assertion on purpose\n");
+    volatile int one = 1;
+    MK_ASSERT(one + one == 3);
+    MK_PANIC("unreachable");
+}
+
+}  // namespace mk

@@ -1,0 +1,37 @@
+// The portable part of kernel start-up, entered by the architecture's main
+// once the CPU, memory and timer are up.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "config.hpp"
+#include "frame_allocator.hpp"
+
+namespace mk {
+
+struct PerCpu;
+
+struct StartInfo {
+    PerCpu* boot_cpu;           // this CPU's state, already installed
+    FrameAllocator* frames;     // physical memory, ready
+    KernelConfig config;
+    uint32_t timer_hz;
+};
+
+// Adopts the running code as the boot thread, starts the idle thread and
+// enables interrupts; then runs the in-kernel tests (ktest=...) or the boot
+// demo. Does not return.
+[[noreturn]] void kernel_start(const StartInfo& info);
+
+// The physical frame allocator, for code that needs frames after start-up.
+FrameAllocator& frame_allocator();
+
+// In-kernel tests (tests/kernel): runs the ones `which` selects ("all" or a
+// name); returns the number that failed, or -1 when `which` names none.
+int run_kernel_tests(const char* which, size_t length);
+
+// Deliberate failures for the boot tests of the panic paths.
+[[noreturn]] void provoke_failure(const char* which, size_t length);
+
+}  // namespace mk

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Boots an ISO in QEMU and checks what the kernel says on COM1.
+
+Prints TAP on stdout (meson's `protocol: 'tap'`): one line per in-kernel test
+case ("[ktest] ok - NAME" / "[ktest] not ok - NAME"), one per --expect pattern,
+and one for the exit status. A boot that runs past --timeout, or prints
+nothing for --quiet-timeout seconds, fails and shows the last serial lines.
+"""
+
+import argparse
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+
+EXIT_CODES = {"pass": 0x10, "fail": 0x11, "panic": 0x12}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iso", required=True)
+    ap.add_argument("--qemu", default="qemu-system-x86_64")
+    ap.add_argument("--timeout", type=float, default=120.0, help="whole boot, seconds")
+    ap.add_argument("--quiet-timeout", type=float, default=60.0,
+                    help="longest silence on the serial port, seconds")
+    ap.add_argument("--expect-exit", choices=EXIT_CODES.keys(), default="pass")
+    ap.add_argument("--expect", action="append", default=[],
+                    help="regular expression the serial log must contain")
+    ap.add_argument("--min-ktests", type=int, default=0,
+                    help="at least this many in-kernel test results")
+    ap.add_argument("--stop-at", help="regular expression: stop QEMU once the log matches it "
+                    "(for boots that do not power off); the exit status is then not checked")
+    ap.add_argument("--log", help="write the serial log here")
+    ap.add_argument("qemu_args", nargs="*", help="extra QEMU arguments (after --)")
+    args = ap.parse_args()
+
+    cmd = [args.qemu, "-cdrom", args.iso, "-boot", "d", "-display", "none", "-vga", "none",
+           "-serial", "stdio", "-monitor", "none", "-no-reboot", "-net", "none",
+           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"] + args.qemu_args
+    if not any(a == "-cpu" for a in args.qemu_args):
+        cmd += ["-cpu", "max"]
+    if not any(a == "-m" for a in args.qemu_args):
+        cmd += ["-m", "128M"]
+
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    output = bytearray()
+    last_output = start
+    failure = None
+    stopped = False
+    fd = proc.stdout.fileno()
+    while True:
+        now = time.monotonic()
+        if now - start > args.timeout:
+            failure = f"timed out after {args.timeout:.0f} s"
+            break
+        if now - last_output > args.quiet_timeout:
+            failure = f"no serial output for {args.quiet_timeout:.0f} s (hang)"
+            break
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            output += chunk
+            last_output = time.monotonic()
+            if args.stop_at and re.search(args.stop_at, output.decode("utf-8", "replace"), re.M):
+                stopped = True
+                break
+    if failure is not None or stopped:
+        proc.kill()
+    status = proc.wait()
+    elapsed = time.monotonic() - start
+    text = output.decode("utf-8", "replace").replace("\r", "")
+    if args.log:
+        with open(args.log, "w") as f:
+            f.write(text)
+
+    results = []  # (ok, description)
+    for m in re.finditer(r"^\[ktest\] (ok|not ok) - (\S+)", text, re.M):
+        results.append((m.group(1) == "ok", "ktest " + m.group(2)))
+    if args.min_ktests:
+        n = sum(1 for _, d in results if d.startswith("ktest "))
+        results.append((n >= args.min_ktests,
+                        f"at least {args.min_ktests} in-kernel results (saw {n})"))
+    for pattern in args.expect:
+        results.append((re.search(pattern, text, re.M) is not None, f"log matches /{pattern}/"))
+    if args.stop_at:
+        results.append((stopped, f"log reached /{args.stop_at}/ ({elapsed:.1f} s"
+                                 f"{', ' + failure if failure else ''})"))
+    else:
+        want = EXIT_CODES[args.expect_exit]
+        got_ok = failure is None and status == (want << 1 | 1)
+        results.append((got_ok, f"QEMU ended with the '{args.expect_exit}' status "
+                                f"(status {status}, {elapsed:.1f} s"
+                                f"{', ' + failure if failure else ''})"))
+
+    print(f"1..{len(results)}")
+    for i, (ok, desc) in enumerate(results, 1):
+        print(f"{'ok' if ok else 'not ok'} {i} - {desc}")
+    if not all(ok for ok, _ in results):
+        tail = text.strip().splitlines()[-25:]
+        print("# last serial lines:")
+        for line in tail:
+            print("#   " + line)
+        print(f"# command: {' '.join(cmd)}")
+    return 0 if all(ok for ok, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
