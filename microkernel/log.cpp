@@ -135,6 +135,10 @@ size_t vformat(char* buf, size_t size, const char* fmt, va_list args) {
                 put_number(out, next_unsigned(), false, 10, false, spec);
                 break;
             case 'x':
+                if (spec.alternate) {
+                    out.put('0');
+                    out.put('x');
+                }
                 put_number(out, next_unsigned(), false, 16, false, spec);
                 break;
             case 'X':
