@@ -6,12 +6,12 @@
 namespace mk {
 
 struct KernelConfig {
-    bool donation = true;     // donate=on|off: wakers hand the CPU to the woken thread
-    bool fast_path = true;    // fastpath=on|off: register-only call/reply_recv switch directly
-    bool exit_on_panic = true;// panic=exit|halt: halt keeps QEMU up for a debugger
+    bool donation = true;         // donate=on|off: wakers hand the CPU to the woken thread
+    bool fast_path = true;        // fastpath=on|off: register-only call/reply_recv switch directly
+    bool exit_on_panic = true;    // panic=exit|halt: halt keeps QEMU up for a debugger
     const char* ktest = nullptr;  // ktest=NAME|all: run in-kernel tests, then power off
     size_t ktest_length = 0;
-    unsigned bad_words = 0;   // words with a value we did not understand (each one logged)
+    unsigned bad_words = 0;  // words with a value we did not understand (each one logged)
 };
 
 // Parses the words we know; unknown words are ignored (the boot loader adds

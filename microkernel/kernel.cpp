@@ -10,7 +10,18 @@ namespace {
 
 FrameAllocator* g_frames = nullptr;
 
-void idle_entry(void*) { this_cpu().scheduler.idle_loop(); }
+void idle_entry(void*) {
+    this_cpu().scheduler.idle_loop();
+}
+
+void print_ipc_counters(const IpcCounters& c) {
+    log("ipc: sends=%lu receives=%lu calls=%lu replies=%lu fastpath_hits=%lu misses: "
+        "disabled=%lu no_partner=%lu long_message=%lu sender_pending=%lu\n",
+        c.sends, c.receives, c.calls, c.replies, c.fastpath_hits, c.fastpath_miss_disabled,
+        c.fastpath_miss_no_partner, c.fastpath_miss_long_message, c.fastpath_miss_sender_pending);
+    log("ipc: timeouts=%lu stale_replies=%lu destroyed_wakeups=%lu peer_died_wakeups=%lu\n",
+        c.timeouts, c.stale_replies, c.destroyed_wakeups, c.peer_died_wakeups);
+}
 
 void print_counters(const SchedCounters& c) {
     log("sched: ticks=%lu switches=%lu preemptions=%lu yields=%lu donations=%lu "
@@ -58,7 +69,8 @@ void run_demo() {
     Result<Thread*> partner = Thread::create("partner", demo_partner, &demo);
     Result<Thread*> spinner = Thread::create("spinner", demo_spinner, &demo);
     if (!partner || !spinner) {
-        log("demo: cannot create threads: %s\n", error_name(partner ? spinner.error() : partner.error()));
+        log("demo: cannot create threads: %s\n",
+            error_name(partner ? spinner.error() : partner.error()));
         return;
     }
     sched.start(*partner.value());
@@ -70,7 +82,8 @@ void run_demo() {
         sched.yield_now();
     }
     demo.stop = true;
-    while (partner.value()->state != ThreadState::Dead || spinner.value()->state != ThreadState::Dead) {
+    while (partner.value()->state != ThreadState::Dead ||
+           spinner.value()->state != ThreadState::Dead) {
         sched.wake(*partner.value());
         sched.yield_now();
     }
@@ -82,7 +95,9 @@ void run_demo() {
 
 }  // namespace
 
-FrameAllocator& frame_allocator() { return *g_frames; }
+FrameAllocator& frame_allocator() {
+    return *g_frames;
+}
 
 void kernel_start(const StartInfo& info) {
     g_frames = info.frames;
@@ -94,6 +109,7 @@ void kernel_start(const StartInfo& info) {
     if (!boot || !idle) MK_PANIC("cannot create the boot and idle threads: out of memory");
     sched.init(*boot.value(), *idle.value());
     sched.set_donation_enabled(info.config.donation);
+    ipc_set_fast_path(info.config.fast_path);
     log("sched: round-robin, %u ms quantum, donation %s, fast path %s\n",
         Scheduler::kQuantumTicks * 1000 / info.timer_hz, info.config.donation ? "on" : "off",
         info.config.fast_path ? "on" : "off");
@@ -105,12 +121,14 @@ void kernel_start(const StartInfo& info) {
         if (equals(which, n, "panic") || equals(which, n, "fault")) provoke_failure(which, n);
         int failed = run_kernel_tests(which, n);
         print_counters(sched.counters());
+        print_ipc_counters(ipc_counters());
         if (failed < 0) log("ktest: no test named '%.*s'\n", int(n), which);
         Cpu::shutdown(failed == 0);
     }
 
     run_demo();
     print_counters(sched.counters());
+    print_ipc_counters(ipc_counters());
     log("boot: done; the kernel idles now (QEMU: Ctrl-A X quits)\n");
     for (;;) sched.block(nullptr, 0);
 }

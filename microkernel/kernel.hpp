@@ -13,8 +13,8 @@ namespace mk {
 struct PerCpu;
 
 struct StartInfo {
-    PerCpu* boot_cpu;           // this CPU's state, already installed
-    FrameAllocator* frames;     // physical memory, ready
+    PerCpu* boot_cpu;        // this CPU's state, already installed
+    FrameAllocator* frames;  // physical memory, ready
     KernelConfig config;
     uint32_t timer_hz;
 };

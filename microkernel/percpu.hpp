@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "cpu.hpp"
+#include "endpoint.hpp"
 #include "scheduler.hpp"
 #include "spinlock.hpp"
 
@@ -15,6 +16,7 @@ struct PerCpu {
     uint32_t irq_depth = 0;  // > 0 while in a hardware interrupt handler
     HeldLocks held_locks;
     Scheduler scheduler;
+    IpcCounters ipc;  // guarded by the scheduler lock
 };
 
 inline PerCpu& this_cpu() {

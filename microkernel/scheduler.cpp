@@ -1,5 +1,6 @@
 #include "scheduler.hpp"
 
+#include "endpoint.hpp"
 #include "panic.hpp"
 #include "percpu.hpp"
 
@@ -41,6 +42,7 @@ void Scheduler::start(Thread& thread) {
 void Scheduler::exit_current() {
     LockGuard guard(lock_);
     current_->state = ThreadState::Dead;
+    ipc_release_thread_locked(*current_);
     schedule_locked(true);
     MK_PANIC("dead thread %s ran again", current_->name());
 }
@@ -57,6 +59,7 @@ void Scheduler::kill(Thread& thread) {
     cancel_timeout_locked(thread);
     if (donate_target_ == &thread) donate_target_ = nullptr;
     thread.state = ThreadState::Dead;
+    ipc_release_thread_locked(thread);
 }
 
 // --- Blocking and waking ---
@@ -72,7 +75,16 @@ WakeReason Scheduler::block_current_locked(WaitQueue* queue, uint64_t timeout_ti
         ++counters_.wake_races_caught;
         return self->wake_reason;
     }
+    mark_current_blocked_locked(queue, timeout_ticks);
+    schedule_locked(true);
+    return self->wake_reason;
+}
+
+void Scheduler::mark_current_blocked_locked(WaitQueue* queue, uint64_t timeout_ticks) {
+    Thread* self = current_;
+    MK_ASSERT(self != idle_ && self->state == ThreadState::Running);
     self->block_armed = false;
+    self->wake_pending = false;
     self->state = ThreadState::Blocked;
     self->wake_reason = WakeReason::None;
     self->waiting_on = queue;
@@ -82,8 +94,6 @@ WakeReason Scheduler::block_current_locked(WaitQueue* queue, uint64_t timeout_ti
         timeouts_.insert(*self);
     }
     ++counters_.blocks;
-    schedule_locked(true);
-    return self->wake_reason;
 }
 
 void Scheduler::prepare_block() {
@@ -108,7 +118,10 @@ WakeReason Scheduler::block(WaitQueue* queue, uint64_t timeout_ticks) {
 bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {
     MK_ASSERT(&thread != idle_);
     if (thread.state != ThreadState::Blocked) {
-        if (thread.state == ThreadState::Running && thread.block_armed) {
+        // Armed by prepare_block() but not asleep yet: it may be Running, or
+        // Ready because the timer preempted it in between. Either way the
+        // wake must be remembered, or block() would sleep through it.
+        if (thread.block_armed && thread.state != ThreadState::Dead) {
             thread.wake_pending = true;
             thread.wake_reason = reason;
         }
@@ -161,8 +174,12 @@ void Scheduler::yield_now() {
 
 void Scheduler::unblock_yield(Thread& thread) {
     assert_may_yield();
-    bool woke = wake(thread);
-    if (!donation_enabled_ || !woke) return;
+    if (wake(thread)) donate(thread);
+}
+
+void Scheduler::donate(Thread& thread) {
+    assert_may_yield();
+    if (!donation_enabled_) return;
     // No timer tick may run between choosing the target and the yield: with
     // interrupts off the target is consumed by exactly this yield.
     bool irq_was_enabled = Cpu::save_and_disable_interrupts();

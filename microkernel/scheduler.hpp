@@ -71,6 +71,11 @@ class Scheduler {
     // Called with the lock held; returns with it held, after the thread runs again.
     WakeReason block_current_locked(WaitQueue* queue, uint64_t timeout_ticks);
 
+    // The first half of block_current_locked(): marks the current thread
+    // Blocked on `queue` without switching; the caller switches next
+    // (switch_to_locked or a schedule). For the IPC fast path.
+    void mark_current_blocked_locked(WaitQueue* queue, uint64_t timeout_ticks);
+
     // Two-step blocking for waits decided outside the scheduler lock: after
     // prepare_block(), a wake() that arrives before block() is remembered and
     // block() returns at once instead of sleeping.
@@ -93,6 +98,9 @@ class Scheduler {
     void yield_now();
     // wake(t), then donate the CPU to it (donation on) through the yield vector.
     void unblock_yield(Thread& thread);
+    // Donate the CPU to an already woken thread through the yield vector (no-op
+    // while donation is off). Only from thread context with no lock held.
+    void donate(Thread& thread);
 
     // --- IPC fast path ---
 

@@ -1,14 +1,43 @@
 #include "thread.hpp"
 
-#include <atomic>
-
 #include "memory.hpp"
 #include "panic.hpp"
+#include "percpu.hpp"
 
 namespace mk {
 
 namespace {
-std::atomic<uint32_t> g_next_thread_id{1};
+
+// The thread registry: ids are (generation << 32) | (slot + 1), so an id
+// stays unique after its thread is gone and its slot reused. Guarded by the
+// scheduler lock (lookups happen under it, e.g. when a reply names its caller).
+constexpr uint32_t kMaxThreads = 4096;
+Thread* g_threads[kMaxThreads];
+uint32_t g_generations[kMaxThreads];
+uint32_t g_next_slot = 0;
+
+Result<uint64_t> register_slot(Thread* t) {
+    for (uint32_t n = 0; n < kMaxThreads; ++n) {
+        uint32_t slot = (g_next_slot + n) % kMaxThreads;
+        if (g_threads[slot] != nullptr) continue;
+        g_threads[slot] = t;
+        g_next_slot = slot + 1;
+        return (uint64_t(++g_generations[slot]) << 32) | (slot + 1);
+    }
+    return Error::OutOfMemory;
+}
+
+uint32_t slot_of(uint64_t id) {
+    return uint32_t(id & 0xFFFFFFFF) - 1;
+}
+
+}  // namespace
+
+Thread* Thread::lookup(uint64_t id) {
+    uint32_t slot = slot_of(id);
+    if (slot >= kMaxThreads) return nullptr;
+    Thread* t = g_threads[slot];
+    return t != nullptr && t->id_ == id ? t : nullptr;
 }
 
 const char* thread_state_name(ThreadState s) {
@@ -25,7 +54,7 @@ const char* thread_state_name(ThreadState s) {
     return "?";
 }
 
-Thread::Thread(uint32_t id, const char* name) : id_(id) {
+Thread::Thread(uint64_t id, const char* name, IpcState* ipc_state) : ipc(ipc_state), id_(id) {
     size_t i = 0;
     for (; name != nullptr && name[i] != '\0' && i + 1 < kNameLength; ++i) name_[i] = name[i];
     name_[i] = '\0';
@@ -36,30 +65,59 @@ Thread::~Thread() {
     MK_ASSERT(!timeout_hook.is_linked());
 }
 
-Result<Thread*> Thread::create(const char* name, Entry entry, void* arg) {
-    void* stack = kalloc(kStackSize, 16);
-    if (stack == nullptr) return Error::OutOfMemory;
-    Thread* t = knew<Thread>(g_next_thread_id.fetch_add(1), name);
+Result<Thread*> Thread::make(const char* name) {
+    IpcState* ipc = knew<IpcState>();
+    if (ipc == nullptr) return Error::OutOfMemory;
+    Thread* t = knew<Thread>(uint64_t(0), name, ipc);
     if (t == nullptr) {
-        kfree(stack);
+        kdelete(ipc);
         return Error::OutOfMemory;
     }
-    t->stack_ = stack;
-    Cpu::init_context(t->context, static_cast<char*>(stack) + kStackSize, entry, arg);
+    Result<uint64_t> id = Error::OutOfMemory;
+    {
+        LockGuard guard(this_cpu().scheduler.lock());
+        id = register_slot(t);
+    }
+    if (!id) {
+        kdelete(t);
+        kdelete(ipc);
+        return id.error();
+    }
+    t->id_ = id.value();
     return t;
 }
 
+Result<Thread*> Thread::create(const char* name, Entry entry, void* arg) {
+    void* stack = kalloc(kStackSize, 16);
+    if (stack == nullptr) return Error::OutOfMemory;
+    Result<Thread*> t = make(name);
+    if (!t) {
+        kfree(stack);
+        return t.error();
+    }
+    t.value()->stack_ = stack;
+    Cpu::init_context(t.value()->context, static_cast<char*>(stack) + kStackSize, entry, arg);
+    return t.value();
+}
+
 Result<Thread*> Thread::adopt_boot_thread(const char* name) {
-    Thread* t = knew<Thread>(g_next_thread_id.fetch_add(1), name);
-    if (t == nullptr) return Error::OutOfMemory;
-    return t;
+    return make(name);
 }
 
 void Thread::destroy(Thread* thread) {
     if (thread == nullptr) return;
     MK_ASSERT(thread->state == ThreadState::Dead || !thread->started);
+    MK_ASSERT(thread->ipc->callers.empty());
+    {
+        LockGuard guard(this_cpu().scheduler.lock());
+        uint32_t slot = slot_of(thread->id_);
+        MK_ASSERT(slot < kMaxThreads && g_threads[slot] == thread);
+        g_threads[slot] = nullptr;
+    }
     void* stack = thread->stack_;
+    IpcState* ipc = thread->ipc;
     kdelete(thread);
+    kdelete(ipc);
     kfree(stack);
 }
 

@@ -14,10 +14,12 @@
 #include "cpu.hpp"
 #include "error.hpp"
 #include "memory.hpp"
+#include "message.hpp"
 
 namespace mk {
 
 class WaitQueue;
+struct IpcState;
 
 enum class ThreadState : uint8_t {
     Running,  // on a CPU right now (the CPU's current thread)
@@ -56,7 +58,11 @@ class Thread {
     Thread(const Thread&) = delete;
     Thread& operator=(const Thread&) = delete;
 
-    uint32_t id() const { return id_; }
+    // Unique over the kernel's lifetime (a slot and a generation): a stale id
+    // never names a newer thread. See Thread::lookup().
+    uint64_t id() const { return id_; }
+    // The live thread with this id, or nullptr. Caller holds the scheduler lock.
+    static Thread* lookup(uint64_t id);
     const char* name() const { return name_; }
 
     // --- Guarded by the scheduler lock ---
@@ -73,16 +79,20 @@ class Thread {
     // --- Owned by the thread's CPU ---
     Cpu::Context context{};
 
+    // IPC state (microkernel/endpoint.hpp), allocated with the thread.
+    IpcState* const ipc;
+
   private:
     template <typename T, typename... Args>
     friend T* knew(Args&&... args);
     template <typename T>
     friend void kdelete(T* obj);
 
-    Thread(uint32_t id, const char* name);
+    Thread(uint64_t id, const char* name, IpcState* ipc);
     ~Thread();
+    [[nodiscard]] static Result<Thread*> make(const char* name);
 
-    uint32_t id_;
+    uint64_t id_;
     char name_[kNameLength];
     void* stack_ = nullptr;  // nullptr for the boot thread
 };
@@ -116,6 +126,29 @@ class WaitQueue {
 
   private:
     List list_;
+};
+
+}  // namespace mk
+
+namespace mk {
+
+// A thread's IPC state; guarded by the scheduler lock.
+struct IpcState {
+    enum class Op : uint8_t {
+        None,       // not in an IPC operation
+        Send,       // blocked in send(), message in `msg`
+        Call,       // blocked in call(), sending phase, message in `msg`
+        Recv,       // blocked in recv()/reply_recv()
+        ReplyWait,  // call() delivered; waiting for the reply
+    };
+    Op op = Op::None;
+    Error result = Error::None;  // set by whoever completes the operation
+    Message msg;                 // outgoing while sending; incoming once completed
+    uint64_t badge = 0;          // sender: its badge; receiver: the badge delivered
+    ReplyToken reply;            // receiver: the token of a received call
+    uint64_t call_seq = 0;       // caller: numbers its calls, for ReplyToken::call
+    WaitQueue callers;           // threads waiting in ReplyWait for this one's reply
+    alignas(16) unsigned char buffer[kIpcBufferSize] = {};  // the IPC buffer
 };
 
 }  // namespace mk

@@ -22,8 +22,12 @@ constexpr uint32_t kLapicTimerInit = 0x380;
 constexpr uint32_t kLapicTimerCurrent = 0x390;
 constexpr uint32_t kLapicTimerDivide = 0x3E0;
 
-uint32_t lapic_read(uint32_t reg) { return g_lapic[reg / 4]; }
-void lapic_write(uint32_t reg, uint32_t v) { g_lapic[reg / 4] = v; }
+uint32_t lapic_read(uint32_t reg) {
+    return g_lapic[reg / 4];
+}
+void lapic_write(uint32_t reg, uint32_t v) {
+    g_lapic[reg / 4] = v;
+}
 
 constexpr uint32_t kPitHz = 1193182;
 
@@ -75,7 +79,9 @@ void pic_disable() {
     outb(0xA1, 0xFF);
 }
 
-bool lapic_present() { return (cpuid(1).edx & (1u << 9)) != 0; }
+bool lapic_present() {
+    return (cpuid(1).edx & (1u << 9)) != 0;
+}
 
 void lapic_init(uint64_t apic_base_virt) {
     g_lapic = reinterpret_cast<volatile uint32_t*>(apic_base_virt);
@@ -84,9 +90,13 @@ void lapic_init(uint64_t apic_base_virt) {
     lapic_write(kLapicSvr, 0x100 | 0xFF);  // software enable, spurious vector 0xFF
 }
 
-uint32_t lapic_id() { return lapic_read(kLapicId) >> 24; }
+uint32_t lapic_id() {
+    return lapic_read(kLapicId) >> 24;
+}
 
-void lapic_eoi() { lapic_write(kLapicEoi, 0); }
+void lapic_eoi() {
+    lapic_write(kLapicEoi, 0);
+}
 
 TimerInfo lapic_timer_start(uint32_t hz) {
     // Measure the LAPIC timer (divide by 16) and the TSC over 10 ms of PIT
@@ -126,7 +136,9 @@ TimerInfo lapic_timer_start(uint32_t hz) {
     return info;
 }
 
-void set_exit_on_panic(bool exit) { g_exit_on_panic = exit; }
+void set_exit_on_panic(bool exit) {
+    g_exit_on_panic = exit;
+}
 
 void machine_exit(uint8_t code) {
     asm volatile("cli");
@@ -154,7 +166,9 @@ void Cpu::halt_forever() {
     for (;;) asm volatile("hlt");
 }
 
-void Cpu::shutdown(bool success) { x86::machine_exit(success ? x86::kExitPass : x86::kExitFail); }
+void Cpu::shutdown(bool success) {
+    x86::machine_exit(success ? x86::kExitPass : x86::kExitFail);
+}
 
 void Cpu::set_this_cpu(PerCpu* cpu) {
     x86::wrmsr(x86::kMsrGsBase, reinterpret_cast<uint64_t>(cpu));
@@ -164,15 +178,17 @@ void Cpu::init_context(Context& ctx, void* stack_top, void (*entry)(void*), void
     auto* sp = static_cast<uint64_t*>(stack_top);
     *--sp = 0;  // keeps the frame below 16-byte aligned like a call would
     *--sp = reinterpret_cast<uint64_t>(&arch_thread_trampoline);  // ret target
-    *--sp = 0;                                  // rbp
-    *--sp = 0;                                  // rbx
-    *--sp = reinterpret_cast<uint64_t>(entry);  // r12
-    *--sp = reinterpret_cast<uint64_t>(arg);    // r13
-    *--sp = 0;                                  // r14
-    *--sp = 0;                                  // r15
+    *--sp = 0;                                                    // rbp
+    *--sp = 0;                                                    // rbx
+    *--sp = reinterpret_cast<uint64_t>(entry);                    // r12
+    *--sp = reinterpret_cast<uint64_t>(arg);                      // r13
+    *--sp = 0;                                                    // r14
+    *--sp = 0;                                                    // r15
     ctx.rsp = reinterpret_cast<uint64_t>(sp);
 }
 
-void Cpu::switch_context(Context& from, Context& to) { arch_switch_context(&from.rsp, to.rsp); }
+void Cpu::switch_context(Context& from, Context& to) {
+    arch_switch_context(&from.rsp, to.rsp);
+}
 
 }  // namespace mk

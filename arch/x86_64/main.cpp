@@ -57,17 +57,28 @@ FrameAllocator g_frames;
 PerCpu* g_boot_cpu;
 alignas(PerCpu) unsigned char g_boot_cpu_storage[sizeof(PerCpu)];
 
-uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
-uint64_t align_down(uint64_t v, uint64_t a) { return v & ~(a - 1); }
-uint64_t kernel_phys(const char* sym) { return reinterpret_cast<uint64_t>(sym) - kKernelVma; }
+uint64_t align_up(uint64_t v, uint64_t a) {
+    return (v + a - 1) & ~(a - 1);
+}
+uint64_t align_down(uint64_t v, uint64_t a) {
+    return v & ~(a - 1);
+}
+uint64_t kernel_phys(const char* sym) {
+    return reinterpret_cast<uint64_t>(sym) - kKernelVma;
+}
 
 const char* memory_type_name(uint32_t type) {
     switch (type) {
-        case 1: return "usable";
-        case 3: return "ACPI reclaimable";
-        case 4: return "ACPI NVS";
-        case 5: return "bad";
-        default: return "reserved";
+        case 1:
+            return "usable";
+        case 3:
+            return "ACPI reclaimable";
+        case 4:
+            return "ACPI NVS";
+        case 5:
+            return "bad";
+        default:
+            return "reserved";
     }
 }
 
@@ -85,7 +96,8 @@ bool grow_heap(size_t at_least) {
     uint64_t need = align_up(at_least + 4096, kPageSize);
     uint64_t want = kernel_heap().stats().bytes_total;
     if (want < need) want = need;
-    for (uint64_t bytes = align_up(want, kPageSize); bytes >= need; bytes = align_up(bytes / 2, kPageSize)) {
+    for (uint64_t bytes = align_up(want, kPageSize); bytes >= need;
+         bytes = align_up(bytes / 2, kPageSize)) {
         Result<uint64_t> run = g_frames.alloc_contiguous(bytes / kPageSize);
         if (!run) {
             if (bytes == need) break;
@@ -149,9 +161,9 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
 
     size_t reserved_count = 0;
     g_reserved[reserved_count++] = {0, 1 << 20};  // real-mode area, BIOS data
-    g_reserved[reserved_count++] = {reinterpret_cast<uint64_t>(_kernel_phys_start),
-                                    kernel_phys(_kernel_end) -
-                                        reinterpret_cast<uint64_t>(_kernel_phys_start)};
+    g_reserved[reserved_count++] = {
+        reinterpret_cast<uint64_t>(_kernel_phys_start),
+        kernel_phys(_kernel_end) - reinterpret_cast<uint64_t>(_kernel_phys_start)};
     g_reserved[reserved_count++] = {info_phys, boot.total_size};
     for (size_t i = 0; i < boot.module_count; ++i) {
         g_reserved[reserved_count++] = {boot.modules[i].start,
@@ -211,12 +223,12 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
     // --- Frame allocator and heap ---
     PhysRanges reserved{g_reserved, reserved_count};
     size_t storage_bytes = FrameAllocator::storage_size(usable);
-    Result<uint64_t> storage = FrameAllocator::place_storage(usable, reserved,
-                                                             FrameAllocator::kNoLimit, storage_bytes);
+    Result<uint64_t> storage =
+        FrameAllocator::place_storage(usable, reserved, FrameAllocator::kNoLimit, storage_bytes);
     if (!storage) MK_PANIC("memory: no room for the frame allocator's bitmaps");
-    Status fs = g_frames.init(usable, reserved, FrameAllocator::kNoLimit,
-                              phys_to_virt(storage.value()), storage_bytes,
-                              {storage.value(), storage_bytes});
+    Status fs =
+        g_frames.init(usable, reserved, FrameAllocator::kNoLimit, phys_to_virt(storage.value()),
+                      storage_bytes, {storage.value(), storage_bytes});
     if (fs != Error::None) MK_PANIC("memory: frame allocator: %s", error_name(fs));
     log("memory: %lu MiB usable in %zu ranges, %zu frames free, RAM ends at %#lx\n",
         usable_bytes >> 20, usable_count, g_frames.free_count(), ram_end);

@@ -13,8 +13,8 @@ PagingFeatures enable_paging_features() {
         f.large_pages_1g = (e.edx & (1u << 26)) != 0;
     }
     f.global_pages = (cpuid(1).edx & (1u << 13)) != 0;
-    if (f.nx) wrmsr(kMsrEfer, rdmsr(kMsrEfer) | (1u << 11));    // EFER.NXE
-    if (f.global_pages) write_cr4(read_cr4() | (1u << 7));      // CR4.PGE
+    if (f.nx) wrmsr(kMsrEfer, rdmsr(kMsrEfer) | (1u << 11));  // EFER.NXE
+    if (f.global_pages) write_cr4(read_cr4() | (1u << 7));    // CR4.PGE
     return f;
 }
 
@@ -80,6 +80,8 @@ Result<uint64_t> AddressSpace::translate(uint64_t virt) const {
     return Error::InvalidArgument;
 }
 
-void AddressSpace::activate() const { write_cr3(pml4_phys_); }
+void AddressSpace::activate() const {
+    write_cr3(pml4_phys_);
+}
 
 }  // namespace mk::x86

@@ -14,7 +14,9 @@ constexpr uint64_t kKernelVma = 0xFFFFFFFF80000000;
 constexpr uint64_t kPageSize = 4096;
 constexpr uint64_t kLargePageSize = 2 * 1024 * 1024;
 
-inline void* phys_to_virt(uint64_t phys) { return reinterpret_cast<void*>(phys + kDirectMapBase); }
+inline void* phys_to_virt(uint64_t phys) {
+    return reinterpret_cast<void*>(phys + kDirectMapBase);
+}
 inline uint64_t virt_to_phys(const void* virt) {
     uint64_t v = reinterpret_cast<uint64_t>(virt);
     return v >= kKernelVma ? v - kKernelVma : v - kDirectMapBase;
@@ -47,7 +49,7 @@ struct PagingFeatures {
 PagingFeatures enable_paging_features();
 
 class AddressSpace {
-public:
+  public:
     AddressSpace() = default;  // an empty handle; only create() makes a usable one
     // A fresh, empty top level.
     [[nodiscard]] static Result<AddressSpace> create(FrameSource frames, PagingFeatures features);
@@ -60,7 +62,7 @@ public:
     uint64_t root() const { return pml4_phys_; }
     void activate() const;
 
-private:
+  private:
     AddressSpace(FrameSource frames, PagingFeatures features, uint64_t pml4)
         : frames_(frames), features_(features), pml4_phys_(pml4) {}
 

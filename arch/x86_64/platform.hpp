@@ -14,9 +14,9 @@ void pic_disable();
 
 // Local APIC and its timer, calibrated against PIT channel 2.
 struct TimerInfo {
-    uint32_t hz;              // timer interrupts per second
+    uint32_t hz;  // timer interrupts per second
     uint32_t apic_ticks_per_ms;
-    uint64_t tsc_per_ms;      // measured over the same window
+    uint64_t tsc_per_ms;  // measured over the same window
 };
 bool lapic_present();
 void lapic_init(uint64_t apic_base_virt);

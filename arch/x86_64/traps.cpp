@@ -48,8 +48,8 @@ const char* const kExceptionNames[32] = {
 };
 
 void dump_frame(const TrapFrame& f) {
-    log("  rip=%016lx cs=%04lx rflags=%016lx rsp=%016lx ss=%04lx\n", f.rip, f.cs, f.rflags,
-        f.rsp, f.ss);
+    log("  rip=%016lx cs=%04lx rflags=%016lx rsp=%016lx ss=%04lx\n", f.rip, f.cs, f.rflags, f.rsp,
+        f.ss);
     log("  rax=%016lx rbx=%016lx rcx=%016lx rdx=%016lx\n", f.rax, f.rbx, f.rcx, f.rdx);
     log("  rsi=%016lx rdi=%016lx rbp=%016lx r8 =%016lx\n", f.rsi, f.rdi, f.rbp, f.r8);
     log("  r9 =%016lx r10=%016lx r11=%016lx r12=%016lx\n", f.r9, f.r10, f.r11, f.r12);

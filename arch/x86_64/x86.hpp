@@ -5,9 +5,15 @@
 
 namespace mk::x86 {
 
-inline void outb(uint16_t port, uint8_t v) { asm volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }
-inline void outw(uint16_t port, uint16_t v) { asm volatile("outw %0, %1" ::"a"(v), "Nd"(port)); }
-inline void outl(uint16_t port, uint32_t v) { asm volatile("outl %0, %1" ::"a"(v), "Nd"(port)); }
+inline void outb(uint16_t port, uint8_t v) {
+    asm volatile("outb %0, %1" ::"a"(v), "Nd"(port));
+}
+inline void outw(uint16_t port, uint16_t v) {
+    asm volatile("outw %0, %1" ::"a"(v), "Nd"(port));
+}
+inline void outl(uint16_t port, uint32_t v) {
+    asm volatile("outl %0, %1" ::"a"(v), "Nd"(port));
+}
 inline uint8_t inb(uint16_t port) {
     uint8_t v;
     asm volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
@@ -33,24 +39,32 @@ inline uint64_t read_cr3() {
     asm volatile("mov %%cr3, %0" : "=r"(v));
     return v;
 }
-inline void write_cr3(uint64_t v) { asm volatile("mov %0, %%cr3" ::"r"(v) : "memory"); }
+inline void write_cr3(uint64_t v) {
+    asm volatile("mov %0, %%cr3" ::"r"(v) : "memory");
+}
 inline uint64_t read_cr4() {
     uint64_t v;
     asm volatile("mov %%cr4, %0" : "=r"(v));
     return v;
 }
-inline void write_cr4(uint64_t v) { asm volatile("mov %0, %%cr4" ::"r"(v) : "memory"); }
+inline void write_cr4(uint64_t v) {
+    asm volatile("mov %0, %%cr4" ::"r"(v) : "memory");
+}
 
 struct CpuidResult {
     uint32_t eax, ebx, ecx, edx;
 };
 inline CpuidResult cpuid(uint32_t leaf, uint32_t subleaf = 0) {
     CpuidResult r;
-    asm volatile("cpuid" : "=a"(r.eax), "=b"(r.ebx), "=c"(r.ecx), "=d"(r.edx) : "a"(leaf), "c"(subleaf));
+    asm volatile("cpuid"
+                 : "=a"(r.eax), "=b"(r.ebx), "=c"(r.ecx), "=d"(r.edx)
+                 : "a"(leaf), "c"(subleaf));
     return r;
 }
 
-inline void io_wait() { outb(0x80, 0); }
+inline void io_wait() {
+    outb(0x80, 0);
+}
 
 constexpr uint32_t kMsrApicBase = 0x1B;
 constexpr uint32_t kMsrEfer = 0xC0000080;

@@ -3,6 +3,8 @@
 // "[ktest] not ok - NAME"; tests/qemu/boot_test.py turns them into TAP.
 #pragma once
 
+#include <cstddef>
+
 #include "log.hpp"
 
 namespace mk::ktest {
@@ -11,6 +13,15 @@ struct Case {
     const char* name;
     bool (*run)();
 };
+
+struct CaseList {
+    const Case* cases;
+    size_t count;
+};
+
+// The cases of each test file, run in this order by run_kernel_tests().
+CaseList core_cases();
+CaseList ipc_cases();
 
 }  // namespace mk::ktest
 

@@ -10,7 +10,9 @@ namespace mk {
 
 namespace {
 
-Scheduler& sched() { return this_cpu().scheduler; }
+Scheduler& sched() {
+    return this_cpu().scheduler;
+}
 
 // A one-slot mailbox built on the scheduler's primitives: take() checks and
 // sleeps under the scheduler lock, put() fills and wakes under it, so a wake
@@ -132,8 +134,12 @@ void donation_waiter(void* arg) {
     d->record('W');
 }
 
-void donation_other_x(void* arg) { static_cast<DonationLog*>(arg)->record('X'); }
-void donation_other_y(void* arg) { static_cast<DonationLog*>(arg)->record('Y'); }
+void donation_other_x(void* arg) {
+    static_cast<DonationLog*>(arg)->record('X');
+}
+void donation_other_y(void* arg) {
+    static_cast<DonationLog*>(arg)->record('Y');
+}
 
 bool donation_runs_woken_thread_next() {
     DonationLog d;
@@ -313,15 +319,22 @@ bool selected(const char* which, size_t length, const char* name) {
 
 }  // namespace
 
+ktest::CaseList ktest::core_cases() {
+    return {kCases, sizeof kCases / sizeof kCases[0]};
+}
+
 int run_kernel_tests(const char* which, size_t length) {
     int passed = 0;
     int failed = 0;
-    for (const ktest::Case& c : kCases) {
-        if (!selected(which, length, c.name)) continue;
-        log("[ktest] run %s\n", c.name);
-        bool ok = c.run();
-        log("[ktest] %s - %s\n", ok ? "ok" : "not ok", c.name);
-        (ok ? passed : failed)++;
+    for (ktest::CaseList list : {ktest::core_cases(), ktest::ipc_cases()}) {
+        for (size_t i = 0; i < list.count; ++i) {
+            const ktest::Case& c = list.cases[i];
+            if (!selected(which, length, c.name)) continue;
+            log("[ktest] run %s\n", c.name);
+            bool ok = c.run();
+            log("[ktest] %s - %s\n", ok ? "ok" : "not ok", c.name);
+            (ok ? passed : failed)++;
+        }
     }
     log("[ktest] done: %d passed, %d failed\n", passed, failed);
     if (passed + failed == 0) return -1;

@@ -237,6 +237,27 @@ TEST_F(SchedulerTest, WakeBetweenPrepareAndBlockIsNotLost) {
     EXPECT_EQ(sched().counters().blocks, 0u);
 }
 
+// Found by the spin model (tests/model): the timer preempts the thread
+// between prepare_block() and block(), so the wake finds it Ready, not Running.
+TEST_F(SchedulerTest, WakeWhilePreemptedBetweenPrepareAndBlockIsNotLost) {
+    WaitQueue q;
+    Thread* a = spawn("a");
+    yield();
+    ASSERT_EQ(sched().current(), a);
+    sched().prepare_block();
+    for (uint32_t i = 0; i < Scheduler::kQuantumTicks; ++i) sched().on_timer_tick();
+    sched().preempt_if_needed();
+    ASSERT_EQ(sched().current(), boot_);
+    ASSERT_EQ(a->state, ThreadState::Ready);
+    EXPECT_FALSE(sched().wake(*a));  // the waker runs while a is preempted
+    yield();
+    ASSERT_EQ(sched().current(), a);
+    EXPECT_EQ(sched().block(&q), WakeReason::Woken);
+    EXPECT_EQ(sched().current(), a);
+    EXPECT_EQ(a->state, ThreadState::Running);
+    EXPECT_EQ(sched().counters().wake_races_caught, 1u);
+}
+
 TEST_F(SchedulerTest, StaleWakeDoesNotCancelALaterBlock) {
     WaitQueue q;
     Thread* a = spawn("a");

@@ -9,7 +9,7 @@
 namespace mk {
 
 class Cpu {
-public:
+  public:
     // Callee-saved state lives on the thread's own kernel stack; the context
     // is only the stack pointer at the switch (arch/x86_64/switch.S).
     struct Context {

@@ -1,0 +1,335 @@
+#include "endpoint.hpp"
+
+#include "panic.hpp"
+#include "percpu.hpp"
+
+namespace mk {
+
+namespace {
+
+bool g_fast_path = true;
+
+Scheduler& sched() {
+    return this_cpu().scheduler;
+}
+IpcCounters& counters() {
+    return this_cpu().ipc;
+}
+
+// Copies a message and its payload into `to`'s IPC state and buffer.
+void transfer(const Message& msg, const unsigned char* payload, uint64_t badge, Thread& to) {
+    IpcState& dst = *to.ipc;
+    dst.msg = msg;
+    dst.badge = badge;
+    if (msg.length != 0 && dst.buffer != payload) __builtin_memcpy(dst.buffer, payload, msg.length);
+}
+
+// The caller a token names, if it is still waiting for that reply.
+Thread* reply_target_locked(ReplyToken token) {
+    if (!token.valid()) return nullptr;
+    Thread* caller = Thread::lookup(token.caller);
+    if (caller == nullptr || caller->ipc->op != IpcState::Op::ReplyWait ||
+        caller->ipc->call_seq != token.call) {
+        return nullptr;
+    }
+    return caller;
+}
+
+// Ends `t`'s operation with `result`: it leaves the queue it waits on and
+// becomes Ready.
+void complete_locked(Thread& t, Error result) {
+    t.ipc->op = IpcState::Op::None;
+    t.ipc->result = result;
+    sched().wake_locked(t);
+}
+
+// Takes the first queued sender's message into `self` (a receive that found
+// a partner). A plain sender is done; a caller now waits for the reply,
+// moved from the endpoint's queue to self's callers queue.
+Received take_from_sender_locked(Thread& self, Thread& sender, WaitQueue& senders) {
+    IpcState& s = *sender.ipc;
+    transfer(s.msg, s.buffer, s.badge, self);
+    Received r{self.ipc->msg, s.badge, {}};
+    if (s.op == IpcState::Op::Call) {
+        r.reply = ReplyToken{sender.id(), s.call_seq};
+        senders.remove(sender);
+        s.op = IpcState::Op::ReplyWait;
+        sender.waiting_on = &self.ipc->callers;
+        self.ipc->callers.push_back(sender);
+    } else {
+        complete_locked(sender, Error::None);
+    }
+    self.ipc->reply = r.reply;
+    ++counters().receives;
+    return r;
+}
+
+// Blocks `self` in operation `op` on `queue`; the result is left for finish_*.
+void block_in_locked(Thread& self, IpcState::Op op, WaitQueue* queue, uint64_t timeout) {
+    self.ipc->op = op;
+    self.ipc->result = Error::WouldBlock;  // "pending": the completer overwrites it
+    sched().block_current_locked(queue, timeout);
+}
+
+Status finish_locked(Thread& self) {
+    IpcState& ipc = *self.ipc;
+    if (ipc.result == Error::WouldBlock && self.state != ThreadState::Blocked &&
+        self.wake_reason == WakeReason::TimedOut) {
+        ipc.op = IpcState::Op::None;
+        ipc.result = Error::TimedOut;
+        ++counters().timeouts;
+    }
+    return ipc.result;
+}
+
+}  // namespace
+
+void ipc_set_fast_path(bool on) {
+    g_fast_path = on;
+}
+bool ipc_fast_path() {
+    return g_fast_path;
+}
+
+IpcCounters ipc_counters() {
+    LockGuard guard(sched().lock());
+    return counters();
+}
+
+Result<Endpoint*> Endpoint::create() {
+    Endpoint* ep = knew<Endpoint>();
+    if (ep == nullptr) return Error::OutOfMemory;
+    return ep;
+}
+
+void Endpoint::destroy(Endpoint* endpoint) {
+    if (endpoint == nullptr) return;
+    {
+        LockGuard guard(sched().lock());
+        for (WaitQueue* q : {&endpoint->senders_, &endpoint->receivers_}) {
+            while (Thread* t = q->front()) {
+                complete_locked(*t, Error::Destroyed);
+                ++counters().destroyed_wakeups;
+            }
+        }
+    }
+    kdelete(endpoint);
+}
+
+size_t Endpoint::waiting_senders() {
+    LockGuard guard(sched().lock());
+    return senders_.size();
+}
+
+size_t Endpoint::waiting_receivers() {
+    LockGuard guard(sched().lock());
+    return receivers_.size();
+}
+
+// --- send ---
+
+Status Endpoint::send(const Message& msg, uint64_t badge, uint64_t timeout_ticks) {
+    if (msg.length > kIpcBufferSize) return Error::TooLarge;
+    Scheduler& s = sched();
+    Thread* receiver;
+    {
+        LockGuard guard(s.lock());
+        Thread& self = *s.current();
+        ++counters().sends;
+        receiver = receivers_.front();
+        if (receiver == nullptr) {
+            self.ipc->msg = msg;
+            self.ipc->badge = badge;
+            block_in_locked(self, IpcState::Op::Send, &senders_, timeout_ticks);
+            return finish_locked(self);
+        }
+        transfer(msg, self.ipc->buffer, badge, *receiver);
+        receiver->ipc->reply = {};
+        complete_locked(*receiver, Error::None);
+    }
+    s.donate(*receiver);  // no lock held: hand the CPU to the receiver
+    return Error::None;
+}
+
+Status Endpoint::try_send(const Message& msg, uint64_t badge) {
+    if (msg.length > kIpcBufferSize) return Error::TooLarge;
+    Scheduler& s = sched();
+    Thread* receiver;
+    {
+        LockGuard guard(s.lock());
+        receiver = receivers_.front();
+        if (receiver == nullptr) return Error::WouldBlock;
+        ++counters().sends;
+        transfer(msg, s.current()->ipc->buffer, badge, *receiver);
+        receiver->ipc->reply = {};
+        complete_locked(*receiver, Error::None);
+    }
+    s.donate(*receiver);
+    return Error::None;
+}
+
+// --- recv ---
+
+Result<Received> Endpoint::recv(uint64_t timeout_ticks) {
+    LockGuard guard(sched().lock());
+    Thread& self = *sched().current();
+    if (Thread* sender = senders_.front()) return take_from_sender_locked(self, *sender, senders_);
+    block_in_locked(self, IpcState::Op::Recv, &receivers_, timeout_ticks);
+    Status st = finish_locked(self);
+    if (st != Error::None) return st;
+    ++counters().receives;
+    return Received{self.ipc->msg, self.ipc->badge, self.ipc->reply};
+}
+
+Result<Received> Endpoint::try_recv() {
+    LockGuard guard(sched().lock());
+    Thread& self = *sched().current();
+    Thread* sender = senders_.front();
+    if (sender == nullptr) return Error::WouldBlock;
+    return take_from_sender_locked(self, *sender, senders_);
+}
+
+// --- call ---
+
+Result<Message> Endpoint::call(const Message& msg, uint64_t badge, uint64_t timeout_ticks) {
+    if (msg.length > kIpcBufferSize) return Error::TooLarge;
+    Scheduler& s = sched();
+    LockGuard guard(s.lock());
+    Thread& self = *s.current();
+    IpcCounters& c = counters();
+    ++c.calls;
+    ++self.ipc->call_seq;
+    Thread* receiver = receivers_.front();
+    if (receiver == nullptr) {
+        ++c.fastpath_miss_no_partner;
+        self.ipc->msg = msg;
+        self.ipc->badge = badge;
+        block_in_locked(self, IpcState::Op::Call, &senders_, timeout_ticks);
+        Status st = finish_locked(self);
+        if (st != Error::None) return st;
+        return self.ipc->msg;
+    }
+    // Deliver to the waiting receiver; we wait on its callers queue.
+    receivers_.remove(*receiver);
+    receiver->waiting_on = nullptr;
+    transfer(msg, self.ipc->buffer, badge, *receiver);
+    receiver->ipc->reply = ReplyToken{self.id(), self.ipc->call_seq};
+    receiver->ipc->op = IpcState::Op::None;
+    receiver->ipc->result = Error::None;
+    self.ipc->op = IpcState::Op::ReplyWait;
+    self.ipc->result = Error::WouldBlock;
+
+    if (g_fast_path && msg.register_only()) {
+        ++c.fastpath_hits;
+        s.mark_current_blocked_locked(&receiver->ipc->callers, timeout_ticks);
+        s.switch_to_locked(*receiver);
+    } else {
+        ++(g_fast_path ? c.fastpath_miss_long_message : c.fastpath_miss_disabled);
+        s.wake_locked(*receiver);
+        s.set_donate_target_locked(receiver);
+        s.block_current_locked(&receiver->ipc->callers, timeout_ticks);
+    }
+    Status st = finish_locked(self);
+    if (st != Error::None) return st;
+    return self.ipc->msg;
+}
+
+// --- reply ---
+
+Status Endpoint::reply(ReplyToken token, const Message& msg) {
+    if (msg.length > kIpcBufferSize) return Error::TooLarge;
+    LockGuard guard(sched().lock());
+    Thread* caller = reply_target_locked(token);
+    if (caller == nullptr) {
+        ++counters().stale_replies;
+        return Error::BadHandle;
+    }
+    transfer(msg, sched().current()->ipc->buffer, 0, *caller);
+    ++counters().replies;
+    complete_locked(*caller, Error::None);
+    return Error::None;
+}
+
+Status Endpoint::reply_drop(ReplyToken token) {
+    LockGuard guard(sched().lock());
+    Thread* caller = reply_target_locked(token);
+    if (caller == nullptr) return Error::BadHandle;
+    ++counters().peer_died_wakeups;
+    complete_locked(*caller, Error::PeerDied);
+    return Error::None;
+}
+
+Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
+                                      uint64_t timeout_ticks) {
+    if (reply.length > kIpcBufferSize) return Error::TooLarge;
+    Scheduler& s = sched();
+    LockGuard guard(s.lock());
+    Thread& self = *s.current();
+    IpcCounters& c = counters();
+    Thread* caller = reply_target_locked(token);
+    if (token.valid() && caller == nullptr) ++c.stale_replies;
+    Thread* sender = senders_.front();
+
+    if (caller != nullptr && g_fast_path && reply.register_only() && sender == nullptr) {
+        // Fast path: the caller takes the reply and the CPU; we wait for the
+        // next message.
+        ++c.fastpath_hits;
+        ++c.replies;
+        caller->waiting_on->remove(*caller);
+        caller->waiting_on = nullptr;
+        transfer(reply, self.ipc->buffer, 0, *caller);
+        caller->ipc->op = IpcState::Op::None;
+        caller->ipc->result = Error::None;
+        self.ipc->op = IpcState::Op::Recv;
+        self.ipc->result = Error::WouldBlock;
+        s.mark_current_blocked_locked(&receivers_, timeout_ticks);
+        s.switch_to_locked(*caller);
+    } else {
+        if (caller != nullptr) {
+            ++(!g_fast_path             ? c.fastpath_miss_disabled
+               : !reply.register_only() ? c.fastpath_miss_long_message
+                                        : c.fastpath_miss_sender_pending);
+            transfer(reply, self.ipc->buffer, 0, *caller);
+            ++c.replies;
+            complete_locked(*caller, Error::None);
+        }
+        if (sender != nullptr) return take_from_sender_locked(self, *sender, senders_);
+        if (caller != nullptr) s.set_donate_target_locked(caller);
+        block_in_locked(self, IpcState::Op::Recv, &receivers_, timeout_ticks);
+    }
+    Status st = finish_locked(self);
+    if (st != Error::None) return st;
+    ++c.receives;
+    return Received{self.ipc->msg, self.ipc->badge, self.ipc->reply};
+}
+
+// --- completions ---
+
+Status Endpoint::finish_send(Thread& self) {
+    LockGuard guard(sched().lock());
+    return finish_locked(self);
+}
+
+Result<Received> Endpoint::finish_recv(Thread& self) {
+    LockGuard guard(sched().lock());
+    Status st = finish_locked(self);
+    if (st != Error::None) return st;
+    return Received{self.ipc->msg, self.ipc->badge, self.ipc->reply};
+}
+
+Result<Message> Endpoint::finish_call(Thread& self) {
+    LockGuard guard(sched().lock());
+    Status st = finish_locked(self);
+    if (st != Error::None) return st;
+    return self.ipc->msg;
+}
+
+void ipc_release_thread_locked(Thread& thread) {
+    while (Thread* caller = thread.ipc->callers.front()) {
+        ++counters().peer_died_wakeups;
+        complete_locked(*caller, Error::PeerDied);
+    }
+    thread.ipc->op = IpcState::Op::None;
+}
+
+}  // namespace mk

@@ -1,0 +1,121 @@
+// Endpoint: a synchronous IPC rendezvous point with FIFO wait queues.
+//
+// Senders and receivers that find no partner block on the endpoint's own
+// queues (threads linked through their queue hook; O(1) unlink), served in
+// arrival order. A message is a label and kMessageWords words, plus up to
+// kIpcBufferSize bytes copied from the sender's IPC buffer to the
+// receiver's. A call() delivers its message and then waits, linked on the
+// receiver's `callers` queue, for a reply through the one-shot ReplyToken
+// the receiver got; the receiver may answer at once or keep the token and
+// answer later (deferred reply).
+//
+// Locking: endpoint queues and every thread's IPC state are guarded by the
+// scheduler lock, the same lock a thread is marked Blocked under, so a
+// partner can never arrive between "no partner found" and "asleep". All
+// switching happens with that lock as the only one held.
+//
+// Fast path: call() to a waiting receiver and reply_recv() to a waiting
+// caller, with a register-only message, switch straight to the partner
+// (Scheduler::switch_to_locked) without the ready queue or the yield vector.
+// Everything else takes the general path: wake, then donate.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "error.hpp"
+#include "message.hpp"
+#include "thread.hpp"
+
+namespace mk {
+
+struct IpcCounters {
+    uint64_t sends = 0;
+    uint64_t receives = 0;
+    uint64_t calls = 0;
+    uint64_t replies = 0;
+    uint64_t fastpath_hits = 0;
+    uint64_t fastpath_miss_disabled = 0;        // fastpath=off
+    uint64_t fastpath_miss_no_partner = 0;      // nobody waiting to switch to
+    uint64_t fastpath_miss_long_message = 0;    // payload in the IPC buffer
+    uint64_t fastpath_miss_sender_pending = 0;  // reply_recv with a sender already queued
+    uint64_t timeouts = 0;                      // operations ended by their timeout
+    uint64_t stale_replies = 0;                 // replies to a caller no longer waiting
+    uint64_t destroyed_wakeups = 0;             // waiters woken by endpoint destruction
+    uint64_t peer_died_wakeups = 0;             // callers woken by their server's death
+};
+
+// Fast path on/off (kernel command line `fastpath=off`).
+void ipc_set_fast_path(bool on);
+bool ipc_fast_path();
+IpcCounters ipc_counters();
+
+class Endpoint {
+  public:
+    [[nodiscard]] static Result<Endpoint*> create();
+    // Wakes every blocked sender and receiver, in queue order, with
+    // Error::Destroyed (a sender's message stays its own), then frees the
+    // endpoint. Callers already delivered (waiting for a reply) are not
+    // affected: their receiver may still reply.
+    static void destroy(Endpoint* endpoint);
+
+    Endpoint(const Endpoint&) = delete;
+    Endpoint& operator=(const Endpoint&) = delete;
+
+    // All operations act for the current thread. timeout_ticks 0 waits
+    // forever. Errors: TooLarge (msg.length > kIpcBufferSize, nothing done),
+    // TimedOut, Destroyed, and for call() PeerDied (the receiver died or
+    // dropped the reply token).
+
+    // Delivers msg, with the sender's badge, to a receiver; blocks until one comes.
+    Status send(const Message& msg, uint64_t badge, uint64_t timeout_ticks = 0);
+    // send() only if a receiver is waiting now; else WouldBlock.
+    Status try_send(const Message& msg, uint64_t badge);
+    // The next message; blocks until one comes.
+    Result<Received> recv(uint64_t timeout_ticks = 0);
+    // recv() only if a sender is waiting now; else WouldBlock.
+    Result<Received> try_recv();
+    // send(), then wait for the reply to this message.
+    Result<Message> call(const Message& msg, uint64_t badge, uint64_t timeout_ticks = 0);
+    // reply(token, msg) and then recv(), in one operation. A token that is
+    // no longer good (its caller timed out or died) drops the reply, as the
+    // caller can no longer take it, and still receives. An invalid() token
+    // only receives.
+    Result<Received> reply_recv(ReplyToken token, const Message& reply, uint64_t timeout_ticks = 0);
+
+    // Answers a call; the caller wakes with `msg` (payload from the current
+    // thread's IPC buffer). BadHandle: the token was used, dropped, or its
+    // caller is gone or timed out.
+    static Status reply(ReplyToken token, const Message& msg);
+    // Gives up a reply token: the caller wakes with PeerDied.
+    static Status reply_drop(ReplyToken token);
+
+    size_t waiting_senders();
+    size_t waiting_receivers();
+
+    // The second half of a blocking operation, for a thread that blocked in
+    // it and now runs again. The kernel calls these itself; they are public
+    // for the host tests, whose fake context switch returns at once. While
+    // the thread is still blocked they return WouldBlock.
+    static Status finish_send(Thread& self);
+    static Result<Received> finish_recv(Thread& self);
+    static Result<Message> finish_call(Thread& self);
+
+  private:
+    Endpoint() = default;
+    ~Endpoint() = default;
+    template <typename T, typename... Args>
+    friend T* knew(Args&&... args);
+    template <typename T>
+    friend void kdelete(T* obj);
+
+    // --- Guarded by the scheduler lock ---
+    WaitQueue senders_;    // blocked in send()/call(), their message in Thread::ipc
+    WaitQueue receivers_;  // blocked in recv()/reply_recv()
+};
+
+// A thread is ending: callers waiting for its reply wake with PeerDied. With
+// the scheduler lock held (called by Scheduler::exit_current and kill).
+void ipc_release_thread_locked(Thread& thread);
+
+}  // namespace mk

@@ -1,0 +1,422 @@
+// In-kernel IPC tests: endpoints between kernel threads on the real context
+// switch, timer and yield vector.
+#include "endpoint.hpp"
+#include "ktest.hpp"
+#include "log.hpp"
+#include "percpu.hpp"
+
+namespace mk::ktest {
+
+namespace {
+
+Scheduler& sched() {
+    return this_cpu().scheduler;
+}
+
+Thread* spawn(const char* name, void (*fn)(void*), void* arg) {
+    Result<Thread*> t = Thread::create(name, fn, arg);
+    if (!t) return nullptr;
+    sched().start(*t.value());
+    return t.value();
+}
+
+void sleep_ticks(uint64_t ticks) {
+    WaitQueue q;
+    sched().block(&q, ticks);
+}
+
+void join(Thread* const* threads, int n) {
+    for (;;) {
+        bool all_dead = true;
+        for (int i = 0; i < n; ++i) all_dead = all_dead && threads[i]->state == ThreadState::Dead;
+        if (all_dead) break;
+        sleep_ticks(1);
+    }
+    for (int i = 0; i < n; ++i) Thread::destroy(threads[i]);
+}
+
+Message make(uint64_t label, uint64_t w0 = 0, uint32_t length = 0) {
+    Message m;
+    m.label = label;
+    m.words[0] = w0;
+    m.length = length;
+    return m;
+}
+
+constexpr uint64_t kStop = 0xFFFF;
+
+// --- call / reply_recv ping-pong ---
+
+constexpr uint64_t kRoundTrips = 100000;
+
+struct PingPong {
+    Endpoint* ep;
+    uint64_t served = 0;
+    Error server_error = Error::None;
+};
+
+// Answers every call with 3x+1 of its first word until told to stop.
+void echo_server(void* arg) {
+    auto* p = static_cast<PingPong*>(arg);
+    Result<Received> r = p->ep->recv();
+    while (r.ok() && r.value().msg.label != kStop) {
+        ++p->served;
+        const Message& in = r.value().msg;
+        Message out = make(in.label, in.words[0] * 3 + 1);
+        out.words[1] = in.words[1] ^ 0x5555;
+        r = p->ep->reply_recv(r.value().reply, out);
+    }
+    if (!r.ok()) {
+        p->server_error = r.error();
+        return;
+    }
+    (void)Endpoint::reply(r.value().reply, make(kStop));
+}
+
+bool ipc_call_reply_ping_pong() {
+    PingPong p{Endpoint::create().value()};
+    KCHECK(p.ep != nullptr);
+    Thread* server = spawn("echo", echo_server, &p);
+    KCHECK(server != nullptr);
+    IpcCounters before = ipc_counters();
+    SchedCounters sbefore = sched().counters();
+    uint64_t checksum = 0;
+    uint64_t expected = 0;
+    uint64_t t0 = Cpu::timestamp();
+    for (uint64_t i = 0; i < kRoundTrips; ++i) {
+        Message m = make(1, i);
+        m.words[1] = i;
+        Result<Message> r = p.ep->call(m, 0x1234);
+        KCHECK(r.ok());
+        KCHECK(r.value().words[1] == (i ^ 0x5555));
+        checksum += r.value().words[0];
+        expected += i * 3 + 1;
+    }
+    uint64_t t1 = Cpu::timestamp();
+    KCHECK(p.ep->call(make(kStop), 0).ok());
+    Thread* t[1] = {server};
+    join(t, 1);
+    IpcCounters after = ipc_counters();
+    SchedCounters safter = sched().counters();
+    uint64_t hits = after.fastpath_hits - before.fastpath_hits;
+    log("[ktest]   %lu round trips, checksum %lu, %lu TSC ticks each, fast-path hits %lu, "
+        "direct switches %lu, donations %lu\n",
+        kRoundTrips, checksum, (t1 - t0) / kRoundTrips, hits,
+        safter.direct_switches - sbefore.direct_switches,
+        safter.donations_taken - sbefore.donations_taken);
+    KCHECK(p.server_error == Error::None);
+    KCHECK(p.served == kRoundTrips);
+    KCHECK(checksum == expected);
+    if (ipc_fast_path()) {
+        // Every call and every reply_recv switches directly (bar a few
+        // that met a timer tick at the wrong moment).
+        KCHECK(hits >= 2 * kRoundTrips - kRoundTrips / 100);
+    } else {
+        KCHECK(hits == 0);
+        KCHECK(after.fastpath_miss_disabled - before.fastpath_miss_disabled >= kRoundTrips);
+    }
+    Endpoint::destroy(p.ep);
+    return true;
+}
+
+// --- Many senders, one receiver: FIFO per sender, badges identify them ---
+
+constexpr int kSenders = 4;
+constexpr uint64_t kPerSender = 2000;
+
+struct Fanin {
+    Endpoint* ep;
+    int index;
+};
+
+void fanin_sender(void* arg) {
+    auto* f = static_cast<Fanin*>(arg);
+    for (uint64_t seq = 0; seq < kPerSender; ++seq) {
+        Message m = make(2, seq);
+        m.words[1] = uint64_t(f->index);
+        if (f->ep->send(m, 100 + uint64_t(f->index)) != Error::None) return;
+        if (seq % 97 == 0) sched().yield_now();
+    }
+}
+
+bool ipc_many_senders_keep_order() {
+    Endpoint* ep = Endpoint::create().value();
+    KCHECK(ep != nullptr);
+    Fanin args[kSenders];
+    Thread* t[kSenders];
+    for (int i = 0; i < kSenders; ++i) {
+        args[i] = {ep, i};
+        t[i] = spawn("sender", fanin_sender, &args[i]);
+        KCHECK(t[i] != nullptr);
+    }
+    uint64_t next[kSenders] = {};
+    for (uint64_t n = 0; n < kSenders * kPerSender; ++n) {
+        Result<Received> r = ep->recv(1000);
+        KCHECK(r.ok());
+        uint64_t who = r.value().msg.words[1];
+        KCHECK(who < kSenders);
+        KCHECK(r.value().badge == 100 + who);
+        KCHECK(r.value().msg.words[0] == next[who]);
+        ++next[who];
+    }
+    for (int i = 0; i < kSenders; ++i) KCHECK(next[i] == kPerSender);
+    KCHECK(ep->try_recv().error() == Error::WouldBlock);
+    join(t, kSenders);
+    Endpoint::destroy(ep);
+    return true;
+}
+
+// --- Long messages through the IPC buffer ---
+
+void reverse_server(void* arg) {
+    auto* ep = static_cast<Endpoint*>(arg);
+    Thread& self = *sched().current();
+    Result<Received> r = ep->recv();
+    while (r.ok() && r.value().msg.label != kStop) {
+        uint32_t n = r.value().msg.length;
+        unsigned char tmp[kIpcBufferSize];
+        for (uint32_t i = 0; i < n; ++i) tmp[i] = self.ipc->buffer[n - 1 - i];
+        for (uint32_t i = 0; i < n; ++i) self.ipc->buffer[i] = tmp[i];
+        r = ep->reply_recv(r.value().reply, make(3, n, n));
+    }
+    if (r.ok()) (void)Endpoint::reply(r.value().reply, make(kStop));
+}
+
+bool ipc_long_messages() {
+    Endpoint* ep = Endpoint::create().value();
+    KCHECK(ep != nullptr);
+    Thread* server = spawn("reverse", reverse_server, ep);
+    KCHECK(server != nullptr);
+    Thread& self = *sched().current();
+    IpcCounters before = ipc_counters();
+    for (uint32_t round = 0; round < 2000; ++round) {
+        uint32_t n = round % (kIpcBufferSize + 1);
+        for (uint32_t i = 0; i < n; ++i) self.ipc->buffer[i] = uint8_t(i * 31 + round);
+        Result<Message> r = ep->call(make(3, 0, n), 0);
+        KCHECK(r.ok());
+        KCHECK(r.value().length == n);
+        for (uint32_t i = 0; i < n; ++i)
+            KCHECK(self.ipc->buffer[i] == uint8_t((n - 1 - i) * 31 + round));
+    }
+    KCHECK(ep->call(make(3, 0, kIpcBufferSize + 1), 0).error() == Error::TooLarge);
+    KCHECK(ep->call(make(kStop), 0).ok());
+    IpcCounters after = ipc_counters();
+    KCHECK(after.fastpath_miss_long_message - before.fastpath_miss_long_message >= 1900 ||
+           !ipc_fast_path());
+    Thread* t[1] = {server};
+    join(t, 1);
+    Endpoint::destroy(ep);
+    return true;
+}
+
+// --- Timeouts ---
+
+struct Hoarder {
+    Endpoint* ep;
+    ReplyToken token;
+    bool got = false;
+};
+
+// Receives one call and keeps its token without answering, staying alive
+// (a dying server would fail the call with PeerDied instead).
+void hoarding_server(void* arg) {
+    auto* h = static_cast<Hoarder*>(arg);
+    Result<Received> r = h->ep->recv();
+    if (r.ok()) {
+        h->token = r.value().reply;
+        h->got = true;
+    }
+    sleep_ticks(30);
+}
+
+bool ipc_timeouts() {
+    Endpoint* ep = Endpoint::create().value();
+    KCHECK(ep != nullptr);
+    uint64_t start = sched().ticks();
+    KCHECK(ep->recv(5).error() == Error::TimedOut);
+    KCHECK(sched().ticks() - start >= 5);
+    KCHECK(ep->send(make(1), 0, 3) == Error::TimedOut);
+    KCHECK(ep->waiting_senders() == 0);
+    Hoarder h{ep, {}};
+    Thread* server = spawn("hoarder", hoarding_server, &h);
+    KCHECK(server != nullptr);
+    start = sched().ticks();
+    KCHECK(ep->call(make(1), 0, 10).error() == Error::TimedOut);  // delivered, never answered
+    KCHECK(sched().ticks() - start >= 10);
+    KCHECK(h.got);
+    KCHECK(Endpoint::reply(h.token, make(2)) == Error::BadHandle);
+    Thread* t[1] = {server};
+    join(t, 1);
+    Endpoint::destroy(ep);
+    return true;
+}
+
+// --- Destruction with waiters ---
+
+struct Waiter {
+    Endpoint* ep;
+    int kind;  // 0 recv, 1 send, 2 call
+    Error result = Error::None;
+    uint64_t label_after = 0;
+};
+
+void blocked_waiter(void* arg) {
+    auto* w = static_cast<Waiter*>(arg);
+    Thread& self = *sched().current();
+    if (w->kind == 0) w->result = w->ep->recv().error();
+    if (w->kind == 1) w->result = w->ep->send(make(42), 0);
+    if (w->kind == 2) w->result = w->ep->call(make(43), 0).error();
+    w->label_after = self.ipc->msg.label;
+}
+
+bool ipc_destroy_wakes_waiters() {
+    Endpoint* ep = Endpoint::create().value();
+    Endpoint* ep2 = Endpoint::create().value();
+    KCHECK(ep != nullptr && ep2 != nullptr);
+    Waiter w[3] = {{ep2, 0}, {ep, 1}, {ep, 2}};
+    Thread* t[3];
+    for (int i = 0; i < 3; ++i) {
+        t[i] = spawn("waiter", blocked_waiter, &w[i]);
+        KCHECK(t[i] != nullptr);
+    }
+    while (ep->waiting_senders() < 2 || ep2->waiting_receivers() < 1) sched().yield_now();
+    Endpoint::destroy(ep);
+    Endpoint::destroy(ep2);
+    join(t, 3);
+    KCHECK(w[0].result == Error::Destroyed);
+    KCHECK(w[1].result == Error::Destroyed);
+    KCHECK(w[2].result == Error::Destroyed);
+    KCHECK(w[1].label_after == 42);  // the sender still has its message
+    KCHECK(w[2].label_after == 43);
+    return true;
+}
+
+// --- Deferred replies and a server that dies ---
+
+struct Deferred {
+    Endpoint* ep;
+    int replies_sent = 0;
+    bool die = false;
+};
+
+void deferring_server(void* arg) {
+    auto* d = static_cast<Deferred*>(arg);
+    ReplyToken tokens[3];
+    for (int i = 0; i < 3; ++i) {
+        Result<Received> r = d->ep->recv();
+        if (!r.ok()) return;
+        tokens[i] = r.value().reply;
+    }
+    sleep_ticks(3);
+    if (d->die) return;  // exits holding all three tokens
+    for (int i = 2; i >= 0; --i) {
+        if (Endpoint::reply(tokens[i], make(100 + uint64_t(i))) == Error::None) ++d->replies_sent;
+    }
+}
+
+struct Client {
+    Endpoint* ep;
+    uint64_t id;
+    Error result = Error::WouldBlock;
+    uint64_t answer = 0;
+};
+
+void calling_client(void* arg) {
+    auto* c = static_cast<Client*>(arg);
+    Result<Message> r = c->ep->call(make(c->id), c->id);
+    c->result = r.error();
+    if (r.ok()) c->answer = r.value().label;
+}
+
+bool run_deferred(bool die) {
+    Endpoint* ep = Endpoint::create().value();
+    KCHECK(ep != nullptr);
+    Deferred d{ep, 0, die};
+    Client c[3] = {{ep, 0}, {ep, 1}, {ep, 2}};
+    Thread* t[4];
+    t[0] = spawn("server", deferring_server, &d);
+    for (int i = 0; i < 3; ++i) t[i + 1] = spawn("client", calling_client, &c[i]);
+    for (Thread* x : t) KCHECK(x != nullptr);
+    join(t, 4);
+    for (int i = 0; i < 3; ++i) {
+        if (die) {
+            KCHECK(c[i].result == Error::PeerDied);
+        } else {
+            KCHECK(c[i].result == Error::None);
+            KCHECK(c[i].answer == 100 + uint64_t(i));
+        }
+    }
+    KCHECK(d.replies_sent == (die ? 0 : 3));
+    Endpoint::destroy(ep);
+    return true;
+}
+
+bool ipc_deferred_replies() {
+    return run_deferred(false);
+}
+bool ipc_server_death_fails_callers() {
+    return run_deferred(true);
+}
+
+// --- send() donates to the woken receiver ---
+
+struct Order {
+    Endpoint* ep;
+    char events[8] = {};
+    int n = 0;
+    void record(char c) {
+        LockGuard guard(sched().lock());
+        if (n < 7) events[n++] = c;
+    }
+};
+
+void order_receiver(void* arg) {
+    auto* o = static_cast<Order*>(arg);
+    if (o->ep->recv().ok()) o->record('R');
+}
+
+void order_bystander(void* arg) {
+    static_cast<Order*>(arg)->record('B');
+}
+
+bool ipc_send_donates_to_receiver() {
+    Order o{Endpoint::create().value()};
+    KCHECK(o.ep != nullptr);
+    Thread* r = spawn("receiver", order_receiver, &o);
+    KCHECK(r != nullptr);
+    while (o.ep->waiting_receivers() == 0) sched().yield_now();
+    Thread* b = spawn("bystander", order_bystander, &o);
+    KCHECK(b != nullptr);
+    KCHECK(o.ep->send(make(1), 0) == Error::None);
+    o.record('S');
+    Thread* t[2] = {r, b};
+    join(t, 2);
+    log("[ktest]   event order %s (donation %s)\n", o.events,
+        sched().donation_enabled() ? "on" : "off");
+    if (sched().donation_enabled()) {
+        KCHECK(o.events[0] == 'R' && o.events[1] == 'B' && o.events[2] == 'S');
+    } else {
+        KCHECK(o.events[0] == 'S' && o.events[1] == 'B' && o.events[2] == 'R');
+    }
+    Endpoint::destroy(o.ep);
+    return true;
+}
+
+const Case kIpcCases[] = {
+    {"ipc_call_reply_ping_pong", ipc_call_reply_ping_pong},
+    {"ipc_many_senders_keep_order", ipc_many_senders_keep_order},
+    {"ipc_long_messages", ipc_long_messages},
+    {"ipc_timeouts", ipc_timeouts},
+    {"ipc_destroy_wakes_waiters", ipc_destroy_wakes_waiters},
+    {"ipc_deferred_replies", ipc_deferred_replies},
+    {"ipc_server_death_fails_callers", ipc_server_death_fails_callers},
+    {"ipc_send_donates_to_receiver", ipc_send_donates_to_receiver},
+};
+
+}  // namespace
+
+CaseList ipc_cases() {
+    return {kIpcCases, sizeof kIpcCases / sizeof kIpcCases[0]};
+}
+
+}  // namespace mk::ktest
