@@ -14,7 +14,7 @@ namespace mk {
 // The lock order, lowest first. A lock may be taken while holding only locks
 // of lower levels.
 enum class LockLevel : uint8_t {
-    Endpoint = 10,   // Endpoint::lock_: an endpoint's life-cycle and message state
+    Endpoint = 10,   // reserved for per-endpoint locks (SMP); see docs/locking.md
     Scheduler = 20,  // Scheduler::lock_: thread states, ready queue, wait queues, timeouts
     Heap = 30,       // the kernel heap
     Frames = 40,     // the physical frame allocator

@@ -13,28 +13,6 @@ Scheduler& sched() {
     return this_cpu().scheduler;
 }
 
-Thread* spawn(const char* name, void (*fn)(void*), void* arg) {
-    Result<Thread*> t = Thread::create(name, fn, arg);
-    if (!t) return nullptr;
-    sched().start(*t.value());
-    return t.value();
-}
-
-void sleep_ticks(uint64_t ticks) {
-    WaitQueue q;
-    sched().block(&q, ticks);
-}
-
-void join(Thread* const* threads, int n) {
-    for (;;) {
-        bool all_dead = true;
-        for (int i = 0; i < n; ++i) all_dead = all_dead && threads[i]->state == ThreadState::Dead;
-        if (all_dead) break;
-        sleep_ticks(1);
-    }
-    for (int i = 0; i < n; ++i) Thread::destroy(threads[i]);
-}
-
 Message make(uint64_t label, uint64_t w0 = 0, uint32_t length = 0) {
     Message m;
     m.label = label;

@@ -4,8 +4,13 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "log.hpp"
+
+namespace mk {
+class Thread;
+}
 
 namespace mk::ktest {
 
@@ -22,6 +27,14 @@ struct CaseList {
 // The cases of each test file, run in this order by run_kernel_tests().
 CaseList core_cases();
 CaseList ipc_cases();
+
+// Helpers for cases that run several kernel threads (tests/kernel/support.cpp).
+// Creates and starts a thread running fn(arg); nullptr when out of memory.
+Thread* spawn(const char* name, void (*fn)(void*), void* arg);
+// Sleeps the calling thread for `ticks` timer ticks.
+void sleep_ticks(uint64_t ticks);
+// Waits (sleeping) until all the threads are Dead, then destroys them.
+void join(Thread* const* threads, int n);
 
 }  // namespace mk::ktest
 

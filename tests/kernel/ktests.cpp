@@ -10,6 +10,10 @@ namespace mk {
 
 namespace {
 
+using ktest::join;
+using ktest::sleep_ticks;
+using ktest::spawn;
+
 Scheduler& sched() {
     return this_cpu().scheduler;
 }
@@ -45,30 +49,6 @@ uint64_t take(Mailbox& m) {
     while (!m.full) sched().block_current_locked(&m.waiters, 0);
     m.full = false;
     return m.value;
-}
-
-// Sleeps the calling thread for `ticks` timer ticks.
-void sleep_ticks(uint64_t ticks) {
-    WaitQueue q;
-    sched().block(&q, ticks);
-}
-
-// Runs fn(arg) in a new thread and waits (sleeping) until all given threads are dead.
-void join(Thread* const* threads, int n) {
-    for (;;) {
-        bool all_dead = true;
-        for (int i = 0; i < n; ++i) all_dead = all_dead && threads[i]->state == ThreadState::Dead;
-        if (all_dead) break;
-        sleep_ticks(1);
-    }
-    for (int i = 0; i < n; ++i) Thread::destroy(threads[i]);
-}
-
-Thread* spawn(const char* name, void (*fn)(void*), void* arg) {
-    Result<Thread*> t = Thread::create(name, fn, arg);
-    if (!t) return nullptr;
-    sched().start(*t.value());
-    return t.value();
 }
 
 // --- Ping-pong through block/wake ---

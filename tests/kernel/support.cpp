@@ -1,0 +1,28 @@
+#include "ktest.hpp"
+#include "percpu.hpp"
+
+namespace mk::ktest {
+
+Thread* spawn(const char* name, void (*fn)(void*), void* arg) {
+    Result<Thread*> t = Thread::create(name, fn, arg);
+    if (!t) return nullptr;
+    this_cpu().scheduler.start(*t.value());
+    return t.value();
+}
+
+void sleep_ticks(uint64_t ticks) {
+    WaitQueue q;
+    this_cpu().scheduler.block(&q, ticks);
+}
+
+void join(Thread* const* threads, int n) {
+    for (;;) {
+        bool all_dead = true;
+        for (int i = 0; i < n; ++i) all_dead = all_dead && threads[i]->state == ThreadState::Dead;
+        if (all_dead) break;
+        sleep_ticks(1);
+    }
+    for (int i = 0; i < n; ++i) Thread::destroy(threads[i]);
+}
+
+}  // namespace mk::ktest
