@@ -24,12 +24,15 @@ void transfer(const Message& msg, const unsigned char* payload, uint64_t badge, 
     if (msg.length != 0 && dst.buffer != payload) __builtin_memcpy(dst.buffer, payload, msg.length);
 }
 
-// The caller a token names, if it is still waiting for that reply.
-Thread* reply_target_locked(ReplyToken token) {
+// The caller a token names, if it is still waiting for that reply from
+// `replier`: the thread that received the call answers it (a token copied
+// to any other thread is worthless there).
+Thread* reply_target_locked(ReplyToken token, Thread& replier) {
     if (!token.valid()) return nullptr;
     Thread* caller = Thread::lookup(token.caller);
     if (caller == nullptr || caller->ipc->op != IpcState::Op::ReplyWait ||
-        caller->ipc->call_seq != token.call) {
+        caller->ipc->call_seq != token.call || caller->state != ThreadState::Blocked ||
+        caller->waiting_on != &replier.ipc->callers) {
         return nullptr;
     }
     return caller;
@@ -64,6 +67,15 @@ Received take_from_sender_locked(Thread& self, Thread& sender, WaitQueue& sender
     return r;
 }
 
+// A send() that found `receiver` waiting: hand it the message, make it
+// Ready and the donate target.
+void deliver_locked(const Message& msg, Thread& self, uint64_t badge, Thread& receiver) {
+    transfer(msg, self.ipc->buffer, badge, receiver);
+    receiver.ipc->reply = {};
+    complete_locked(receiver, Error::None);
+    sched().set_donate_target_locked(&receiver);
+}
+
 // Blocks `self` in operation `op` on `queue`; the result is left for finish_*.
 void block_in_locked(Thread& self, IpcState::Op op, WaitQueue* queue, uint64_t timeout) {
     self.ipc->op = op;
@@ -71,15 +83,10 @@ void block_in_locked(Thread& self, IpcState::Op op, WaitQueue* queue, uint64_t t
     sched().block_current_locked(queue, timeout);
 }
 
+// The outcome of self's last operation: set by whoever completed it, or by
+// ipc_abort_locked(). WouldBlock while it is still blocked (host tests only).
 Status finish_locked(Thread& self) {
-    IpcState& ipc = *self.ipc;
-    if (ipc.result == Error::WouldBlock && self.state != ThreadState::Blocked &&
-        self.wake_reason == WakeReason::TimedOut) {
-        ipc.op = IpcState::Op::None;
-        ipc.result = Error::TimedOut;
-        ++counters().timeouts;
-    }
-    return ipc.result;
+    return self.ipc->result;
 }
 
 }  // namespace
@@ -131,41 +138,46 @@ size_t Endpoint::waiting_receivers() {
 Status Endpoint::send(const Message& msg, uint64_t badge, uint64_t timeout_ticks) {
     if (msg.length > kIpcBufferSize) return Error::TooLarge;
     Scheduler& s = sched();
-    Thread* receiver;
+    // Interrupts stay off from completing the receiver to the donation's
+    // yield: nothing can run (or end) the receiver in between.
+    bool irq_was_enabled = Cpu::save_and_disable_interrupts();
+    Status st = Error::None;
+    bool delivered = false;
     {
         LockGuard guard(s.lock());
         Thread& self = *s.current();
         ++counters().sends;
-        receiver = receivers_.front();
-        if (receiver == nullptr) {
+        if (Thread* receiver = receivers_.front()) {
+            deliver_locked(msg, self, badge, *receiver);
+            delivered = true;
+        } else {
             self.ipc->msg = msg;
             self.ipc->badge = badge;
             block_in_locked(self, IpcState::Op::Send, &senders_, timeout_ticks);
-            return finish_locked(self);
+            st = finish_locked(self);
         }
-        transfer(msg, self.ipc->buffer, badge, *receiver);
-        receiver->ipc->reply = {};
-        complete_locked(*receiver, Error::None);
     }
-    s.donate(*receiver);  // no lock held: hand the CPU to the receiver
-    return Error::None;
+    if (delivered) s.yield_to_donate_target();
+    Cpu::restore_interrupts(irq_was_enabled);
+    return st;
 }
 
 Status Endpoint::try_send(const Message& msg, uint64_t badge) {
     if (msg.length > kIpcBufferSize) return Error::TooLarge;
     Scheduler& s = sched();
-    Thread* receiver;
+    bool irq_was_enabled = Cpu::save_and_disable_interrupts();
+    bool delivered = false;
     {
         LockGuard guard(s.lock());
-        receiver = receivers_.front();
-        if (receiver == nullptr) return Error::WouldBlock;
         ++counters().sends;
-        transfer(msg, s.current()->ipc->buffer, badge, *receiver);
-        receiver->ipc->reply = {};
-        complete_locked(*receiver, Error::None);
+        if (Thread* receiver = receivers_.front()) {
+            deliver_locked(msg, *s.current(), badge, *receiver);
+            delivered = true;
+        }
     }
-    s.donate(*receiver);
-    return Error::None;
+    if (delivered) s.yield_to_donate_target();
+    Cpu::restore_interrupts(irq_was_enabled);
+    return delivered ? Error::None : Error::WouldBlock;
 }
 
 // --- recv ---
@@ -239,7 +251,7 @@ Result<Message> Endpoint::call(const Message& msg, uint64_t badge, uint64_t time
 Status Endpoint::reply(ReplyToken token, const Message& msg) {
     if (msg.length > kIpcBufferSize) return Error::TooLarge;
     LockGuard guard(sched().lock());
-    Thread* caller = reply_target_locked(token);
+    Thread* caller = reply_target_locked(token, *sched().current());
     if (caller == nullptr) {
         ++counters().stale_replies;
         return Error::BadHandle;
@@ -252,7 +264,7 @@ Status Endpoint::reply(ReplyToken token, const Message& msg) {
 
 Status Endpoint::reply_drop(ReplyToken token) {
     LockGuard guard(sched().lock());
-    Thread* caller = reply_target_locked(token);
+    Thread* caller = reply_target_locked(token, *sched().current());
     if (caller == nullptr) return Error::BadHandle;
     ++counters().peer_died_wakeups;
     complete_locked(*caller, Error::PeerDied);
@@ -266,7 +278,7 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
     LockGuard guard(s.lock());
     Thread& self = *s.current();
     IpcCounters& c = counters();
-    Thread* caller = reply_target_locked(token);
+    Thread* caller = reply_target_locked(token, self);
     if (token.valid() && caller == nullptr) ++c.stale_replies;
     Thread* sender = senders_.front();
 
@@ -322,6 +334,18 @@ Result<Message> Endpoint::finish_call(Thread& self) {
     Status st = finish_locked(self);
     if (st != Error::None) return st;
     return self.ipc->msg;
+}
+
+void ipc_abort_locked(Thread& thread, WakeReason reason) {
+    IpcState& ipc = *thread.ipc;
+    if (ipc.op == IpcState::Op::None || ipc.result != Error::WouldBlock) return;
+    ipc.op = IpcState::Op::None;
+    if (reason == WakeReason::TimedOut) {
+        ipc.result = Error::TimedOut;
+        ++counters().timeouts;
+    } else {
+        ipc.result = Error::Interrupted;
+    }
 }
 
 void ipc_release_thread_locked(Thread& thread) {

@@ -84,10 +84,11 @@ class Endpoint {
     Result<Received> reply_recv(ReplyToken token, const Message& reply, uint64_t timeout_ticks = 0);
 
     // Answers a call; the caller wakes with `msg` (payload from the current
-    // thread's IPC buffer). BadHandle: the token was used, dropped, or its
-    // caller is gone or timed out.
+    // thread's IPC buffer). Only the thread that received the call may
+    // answer it. BadHandle: the token was used or dropped, its caller is gone
+    // or timed out, or the current thread did not receive that call.
     static Status reply(ReplyToken token, const Message& msg);
-    // Gives up a reply token: the caller wakes with PeerDied.
+    // Gives up a reply token (same rules as reply()): the caller wakes with PeerDied.
     static Status reply_drop(ReplyToken token);
 
     size_t waiting_senders();
@@ -117,5 +118,11 @@ class Endpoint {
 // A thread is ending: callers waiting for its reply wake with PeerDied. With
 // the scheduler lock held (called by Scheduler::exit_current and kill).
 void ipc_release_thread_locked(Thread& thread);
+
+// A thread blocked in an IPC operation was woken by something other than the
+// partner that completes it: its timeout (TimedOut) or a stray wake
+// (Interrupted). The operation ends now, under the lock, so a later reply or
+// message cannot reach it. Called by Scheduler::wake_locked.
+void ipc_abort_locked(Thread& thread, WakeReason reason);
 
 }  // namespace mk

@@ -28,6 +28,8 @@ const char* error_name(Error e) {
             return "too large";
         case Error::Unsupported:
             return "unsupported";
+        case Error::Interrupted:
+            return "interrupted";
     }
     return "unknown";
 }

@@ -21,6 +21,7 @@ enum class Error : uint8_t {
     BadState,         // the operation does not apply in the object's current state
     TooLarge,         // a message or buffer over its limit
     Unsupported,      // a feature the machine or build does not provide
+    Interrupted,      // a wait ended by something other than its partner
 };
 
 const char* error_name(Error e);

@@ -1,6 +1,7 @@
 #include "panic.hpp"
 
 #include <cstdarg>
+#include <cstdint>
 
 #include "cpu.hpp"
 #include "log.hpp"
@@ -15,6 +16,19 @@ void panic(const char* file, int line, const char* fmt, ...) {
     vlog(fmt, args);
     va_end(args);
     log("\n");
+#if defined(MK_KERNEL)
+    // The kernel keeps frame pointers: walk them while they point into the
+    // higher half (resolve with addr2line -e build/boot/kernel.elf).
+    auto* frame = static_cast<uintptr_t*>(__builtin_frame_address(0));
+    log("backtrace:");
+    for (int depth = 0; depth < 16 && frame != nullptr; ++depth) {
+        uintptr_t fp = reinterpret_cast<uintptr_t>(frame);
+        if (fp < 0xFFFF800000000000ull || (fp & 7) != 0) break;
+        log(" %lx", frame[1]);
+        frame = reinterpret_cast<uintptr_t*>(frame[0]);
+    }
+    log("\n");
+#endif
     Cpu::halt_forever();
 }
 

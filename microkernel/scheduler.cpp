@@ -66,15 +66,6 @@ void Scheduler::kill(Thread& thread) {
 
 WakeReason Scheduler::block_current_locked(WaitQueue* queue, uint64_t timeout_ticks) {
     Thread* self = current_;
-    MK_ASSERT(self != idle_);
-    MK_ASSERT(self->state == ThreadState::Running);
-    if (self->wake_pending) {
-        // A wake arrived after prepare_block(): do not sleep, it would be lost.
-        self->wake_pending = false;
-        self->block_armed = false;
-        ++counters_.wake_races_caught;
-        return self->wake_reason;
-    }
     mark_current_blocked_locked(queue, timeout_ticks);
     schedule_locked(true);
     return self->wake_reason;
@@ -112,6 +103,14 @@ void Scheduler::cancel_block() {
 WakeReason Scheduler::block(WaitQueue* queue, uint64_t timeout_ticks) {
     assert_may_yield();
     LockGuard guard(lock_);
+    Thread* self = current_;
+    if (self->wake_pending) {
+        // A wake arrived after prepare_block(): do not sleep, it would be lost.
+        self->wake_pending = false;
+        self->block_armed = false;
+        ++counters_.wake_races_caught;
+        return self->wake_reason;
+    }
     return block_current_locked(queue, timeout_ticks);
 }
 
@@ -134,6 +133,9 @@ bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {
     }
     cancel_timeout_locked(thread);
     thread.wake_reason = reason;
+    // An IPC wait that no partner completed (a timeout, a stray wake) ends
+    // here, under the lock, so no reply can reach it after this point.
+    ipc_abort_locked(thread, reason);
     thread.state = ThreadState::Ready;
     ready_.push_back(thread);
     ++counters_.wakeups;
@@ -174,14 +176,28 @@ void Scheduler::yield_now() {
 
 void Scheduler::unblock_yield(Thread& thread) {
     assert_may_yield();
-    if (wake(thread)) donate(thread);
+    // Interrupts stay off from the wake to the yield: no timer tick can run
+    // (or end, and let someone free) the woken thread before the yield picks
+    // it, and the donate target is consumed by exactly this yield.
+    bool irq_was_enabled = Cpu::save_and_disable_interrupts();
+    bool woke;
+    {
+        LockGuard guard(lock_);
+        woke = wake_locked(thread);
+        if (woke) set_donate_target_locked(&thread);
+    }
+    if (woke && donation_enabled_) Cpu::raise_yield_vector();
+    Cpu::restore_interrupts(irq_was_enabled);
+}
+
+void Scheduler::yield_to_donate_target() {
+    assert_may_yield();
+    if (donation_enabled_) Cpu::raise_yield_vector();
 }
 
 void Scheduler::donate(Thread& thread) {
     assert_may_yield();
     if (!donation_enabled_) return;
-    // No timer tick may run between choosing the target and the yield: with
-    // interrupts off the target is consumed by exactly this yield.
     bool irq_was_enabled = Cpu::save_and_disable_interrupts();
     set_donate_target(&thread);
     Cpu::raise_yield_vector();
@@ -198,7 +214,7 @@ void Scheduler::switch_to_locked(Thread& next) {
     cancel_timeout_locked(next);
     donate_target_ = nullptr;
     ++counters_.direct_switches;
-    switch_locked(*prev, next);
+    switch_locked(*prev, next, false);
 }
 
 void Scheduler::schedule_locked(bool honor_donation) {
@@ -221,13 +237,17 @@ void Scheduler::schedule_locked(bool honor_donation) {
             ++counters_.donation_fallbacks;
         }
     }
+    bool donated = next != nullptr;
     if (next == nullptr) next = ready_.empty() ? idle_ : ready_.pop_front();
-    switch_locked(*prev, *next);
+    switch_locked(*prev, *next, !donated);
 }
 
-void Scheduler::switch_locked(Thread& prev, Thread& next) {
+void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
     next.state = ThreadState::Running;
-    quantum_left_ = kQuantumTicks;
+    // A donation or a direct switch passes the rest of the quantum on: a pair
+    // of threads handing the CPU back and forth shares one quantum and
+    // cannot starve the ready queue.
+    if (fresh_quantum || quantum_left_ == 0) quantum_left_ = kQuantumTicks;
     need_resched_ = false;
     if (&next == &prev) return;
     current_ = &next;

@@ -69,6 +69,7 @@ class Scheduler {
     // Blocks the current thread on `queue` (may be nullptr: a wait on no queue,
     // e.g. for a reply) until woken or `timeout_ticks` pass (0: no timeout).
     // Called with the lock held; returns with it held, after the thread runs again.
+    // Always sleeps: a wake remembered by prepare_block() counts only in block().
     WakeReason block_current_locked(WaitQueue* queue, uint64_t timeout_ticks);
 
     // The first half of block_current_locked(): marks the current thread
@@ -100,7 +101,13 @@ class Scheduler {
     void unblock_yield(Thread& thread);
     // Donate the CPU to an already woken thread through the yield vector (no-op
     // while donation is off). Only from thread context with no lock held.
+    // The caller guarantees `thread` outlives the call: prefer setting the
+    // target under the lock, with interrupts off, and yield_to_donate_target().
     void donate(Thread& thread);
+    // Raises the yield vector for a target set with set_donate_target_locked()
+    // (no-op while donation is off). Call with interrupts still off since the
+    // target was chosen, so nothing can run it (or end it) in between.
+    void yield_to_donate_target();
 
     // --- IPC fast path ---
 
@@ -129,7 +136,7 @@ class Scheduler {
                      bi::compare<ByDeadline>>;
 
     void schedule_locked(bool honor_donation);
-    void switch_locked(Thread& prev, Thread& next);
+    void switch_locked(Thread& prev, Thread& next, bool fresh_quantum);
     void cancel_timeout_locked(Thread& thread);
     void assert_may_yield() const;
 

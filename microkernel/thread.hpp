@@ -32,10 +32,9 @@ const char* thread_state_name(ThreadState s);
 
 // Why a block ended; written by the waker, read by the woken thread.
 enum class WakeReason : uint8_t {
-    None,       // not woken yet
-    Woken,      // an ordinary wake (partner arrived, event happened)
-    TimedOut,   // its timeout expired
-    Destroyed,  // the object it waited on was destroyed
+    None,      // not woken yet
+    Woken,     // an ordinary wake (partner arrived, event happened)
+    TimedOut,  // its timeout expired
 };
 
 namespace bi = boost::intrusive;

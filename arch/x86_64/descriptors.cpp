@@ -104,7 +104,9 @@ void init_idt() {
     set_gate(8, isr_stub_table[8], kIstDoubleFault, 0);
     set_gate(2, isr_stub_table[2], kIstNmi, 0);
     set_gate(18, isr_stub_table[18], kIstMachineCheck, 0);
-    set_gate(kVectorYield, isr_stub_table[kVectorYield], 0, 3);  // user space may yield
+    // The yield vector stays DPL 0 until ring 3 exists: user entry needs
+    // swapgs in the stubs and TSS.rsp0 first.
+    set_gate(kVectorYield, isr_stub_table[kVectorYield], 0, 0);
     DescriptorPointer idtr{sizeof(g_idt) - 1, reinterpret_cast<uint64_t>(g_idt)};
     asm volatile("lidt %0" ::"m"(idtr));
 }

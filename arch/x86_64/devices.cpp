@@ -85,7 +85,16 @@ bool lapic_present() {
 
 void lapic_init(uint64_t apic_base_virt) {
     g_lapic = reinterpret_cast<volatile uint32_t*>(apic_base_virt);
-    wrmsr(kMsrApicBase, rdmsr(kMsrApicBase) | (1u << 11));  // global enable
+    constexpr uint64_t kEnable = 1u << 11;
+    constexpr uint64_t kX2Apic = 1u << 10;
+    uint64_t base = rdmsr(kMsrApicBase);
+    if ((base & kX2Apic) != 0) {
+        // Firmware left x2APIC mode on, where the MMIO page is dead. The only
+        // legal way back to xAPIC mode is through "disabled".
+        wrmsr(kMsrApicBase, base & ~(kEnable | kX2Apic));
+        base &= ~kX2Apic;
+    }
+    wrmsr(kMsrApicBase, base | kEnable);
     lapic_write(kLapicTpr, 0);
     lapic_write(kLapicSvr, 0x100 | 0xFF);  // software enable, spurious vector 0xFF
 }
@@ -111,7 +120,8 @@ TimerInfo lapic_timer_start(uint32_t hz) {
     outb(0x43, 0xB0);                           // channel 2, lobyte/hibyte, mode 0
     outb(0x42, uint8_t(kPitCount & 0xFF));
     outb(0x42, uint8_t(kPitCount >> 8));
-    // Restart the count by toggling the gate.
+    // Mode 0 starts counting once the count is written and the gate is high;
+    // drop and raise the gate so the count starts from here.
     gate = inb(0x61);
     outb(0x61, uint8_t(gate & 0xFE));
     outb(0x61, uint8_t(gate | 0x01));

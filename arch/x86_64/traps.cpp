@@ -80,6 +80,12 @@ extern "C" void arch_trap(mk::x86::TrapFrame* frame) {
     using namespace mk;
     using namespace mk::x86;
     uint64_t vector = frame->vector;
+    if (vector == 2) {
+        // NMIs come from watchdogs and hardware errors we do not handle; the
+        // interrupted code goes on.
+        log("warning: NMI at %016lx\n", frame->rip);
+        return;
+    }
     if (vector < 32) exception(*frame);
     Scheduler& sched = this_cpu().scheduler;
     switch (vector) {
@@ -99,8 +105,9 @@ extern "C" void arch_trap(mk::x86::TrapFrame* frame) {
         case kVectorPicBase + 15:
             return;  // spurious interrupts of the masked legacy PIC
         default:
+            // Nothing is programmed to raise it; no EOI, as it may not be
+            // an APIC interrupt at all.
             log("warning: unexpected interrupt vector %lu\n", vector);
-            lapic_eoi();
             return;
     }
 }

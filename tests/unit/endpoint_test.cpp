@@ -483,5 +483,98 @@ TEST_F(EndpointTest, DonationFallsBackWhenReceiverAlreadyRan) {
     EXPECT_EQ(receiver->state, ThreadState::Blocked);
 }
 
+// Found in review: a caller whose call timed out while waiting for the reply
+// must not be reachable by the fast path of reply_recv (it was Ready, on no
+// callers queue, but still marked ReplyWait).
+TEST_F(EndpointTest, ReplyRecvToTimedOutCallerIsRefusedNotFollowed) {
+    Thread* c = spawn("c");
+    run_until(c);
+    EXPECT_EQ(ep_->call(msg(1), 0, 5).error(), Error::WouldBlock);
+    run_until(boot_);
+    Received r = ep_->recv().value();
+    for (int i = 0; i < 5; ++i) sched().on_timer_tick();
+    ASSERT_EQ(c->state, ThreadState::Ready);
+    EXPECT_EQ(c->ipc->op, IpcState::Op::None);  // ended at the timeout, not when it runs
+    EXPECT_EQ(ep_->reply_recv(r.reply, msg(2)).error(), Error::WouldBlock);  // receives only
+    EXPECT_EQ(ipc().stale_replies, 1u);
+    EXPECT_EQ(ipc().fastpath_hits, 0u);
+    run_until(c);
+    EXPECT_EQ(Endpoint::finish_call(*c).error(), Error::TimedOut);
+}
+
+TEST_F(EndpointTest, OnlyTheReceivingThreadMayReply) {
+    Thread* c = spawn("c");
+    Thread* thief = spawn("thief");
+    run_until(c);
+    EXPECT_EQ(ep_->call(msg(1), 0).error(), Error::WouldBlock);
+    run_until(boot_);
+    Received r = ep_->recv().value();
+    run_until(thief);
+    EXPECT_EQ(Endpoint::reply(r.reply, msg(66)), Error::BadHandle);
+    EXPECT_EQ(Endpoint::reply_drop(r.reply), Error::BadHandle);
+    EXPECT_EQ(ep_->try_recv().error(), Error::WouldBlock);
+    run_until(boot_);
+    EXPECT_EQ(Endpoint::reply(r.reply, msg(7)), Error::None);
+    EXPECT_EQ(Endpoint::finish_call(*c).value().label, 7u);
+}
+
+TEST_F(EndpointTest, StrayWakeInterruptsAnIpcWait) {
+    Thread* a = spawn("a");
+    run_until(a);
+    EXPECT_EQ(ep_->recv().error(), Error::WouldBlock);
+    run_until(boot_);
+    EXPECT_TRUE(sched().wake(*a));
+    EXPECT_EQ(ep_->waiting_receivers(), 0u);
+    EXPECT_EQ(Endpoint::finish_recv(*a).error(), Error::Interrupted);
+    EXPECT_EQ(ep_->try_send(msg(1), 0), Error::WouldBlock);  // nobody to take it
+}
+
+TEST_F(EndpointTest, PendingGenericWakeDoesNotCutAnIpcWaitShort) {
+    Thread* a = spawn("a");
+    run_until(a);
+    sched().prepare_block();
+    EXPECT_FALSE(sched().wake(*a));  // remembered for block(), not for IPC
+    EXPECT_EQ(ep_->recv().error(), Error::WouldBlock);
+    EXPECT_EQ(a->state, ThreadState::Blocked);
+    EXPECT_EQ(ep_->waiting_receivers(), 1u);
+}
+
+TEST_F(EndpointTest, SendDonatesWithInterruptsOffFromWakeToYield) {
+    Thread* r = spawn("r");
+    run_until(r);
+    EXPECT_EQ(ep_->recv().error(), Error::WouldBlock);
+    run_until(boot_);
+    ASSERT_TRUE(Cpu::interrupts_enabled());
+    EXPECT_EQ(ep_->send(msg(1), 0), Error::None);
+    EXPECT_EQ(current(), r);
+    EXPECT_FALSE(FakeCpu::irq_enabled_at_last_yield);
+    EXPECT_TRUE(Cpu::interrupts_enabled());  // restored afterwards
+}
+
+// Found in review: donations and direct switches used to start a fresh
+// quantum, so a ping-pong pair starved every other ready thread.
+TEST_F(EndpointTest, PingPongPairSharesOneQuantumWithTheReadyQueue) {
+    Thread* server = spawn("server");
+    run_until(server);
+    EXPECT_EQ(ep_->recv().error(), Error::WouldBlock);
+    run_until(boot_);
+    Thread* spinner = spawn("spinner");
+    bool spinner_ran = false;
+    for (int round = 0; round < 4 * int(Scheduler::kQuantumTicks) && !spinner_ran; ++round) {
+        if (current() == boot_) {
+            EXPECT_EQ(ep_->call(msg(1), 0).error(), Error::WouldBlock);
+        } else if (current() == server) {
+            Received r = Endpoint::finish_recv(*server).value();
+            EXPECT_EQ(ep_->reply_recv(r.reply, msg(2)).error(), Error::WouldBlock);
+            EXPECT_TRUE(Endpoint::finish_call(*boot_).ok());
+        }
+        sched().on_timer_tick();
+        sched().preempt_if_needed();
+        spinner_ran = current() == spinner;
+    }
+    EXPECT_TRUE(spinner_ran);
+    EXPECT_GE(sched().counters().preemptions, 1u);
+}
+
 }  // namespace
 }  // namespace mk

@@ -56,6 +56,7 @@ struct FakeCpu {
     static inline bool irq_enabled = true;
     static inline unsigned waits_for_interrupt = 0;
     static inline unsigned yield_vectors = 0;
+    static inline bool irq_enabled_at_last_yield = false;  // IF when the last int 0x50 was raised
     static inline uint64_t tsc = 0;
     static inline std::string log;
     // What raise_yield_vector() runs: the kernel's yield handler. Tests install it.
