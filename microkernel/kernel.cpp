@@ -118,7 +118,9 @@ void kernel_start(const StartInfo& info) {
     if (info.config.ktest != nullptr) {
         const char* which = info.config.ktest;
         size_t n = info.config.ktest_length;
-        if (equals(which, n, "panic") || equals(which, n, "fault")) provoke_failure(which, n);
+        if (equals(which, n, "panic") || equals(which, n, "fault") || equals(which, n, "hang")) {
+            provoke_failure(which, n);
+        }
         int failed = run_kernel_tests(which, n);
         print_counters(sched.counters());
         print_ipc_counters(ipc_counters());
@@ -134,6 +136,11 @@ void kernel_start(const StartInfo& info) {
 }
 
 void provoke_failure(const char* which, size_t length) {
+    if (equals(which, length, "hang")) {
+        log("ktest: hanging on purpose, interrupts off\n");
+        Cpu::save_and_disable_interrupts();
+        for (;;) asm volatile("" ::: "memory");
+    }
     if (equals(which, length, "fault")) {
         log("ktest: reading an unmapped address on purpose\n");
         volatile uint64_t* bad = reinterpret_cast<volatile uint64_t*>(0xdead0000ull);

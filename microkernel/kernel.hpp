@@ -31,7 +31,8 @@ FrameAllocator& frame_allocator();
 // name); returns the number that failed, or -1 when `which` names none.
 int run_kernel_tests(const char* which, size_t length);
 
-// Deliberate failures for the boot tests of the panic paths.
+// Deliberate failures for the boot tests: "panic" (an assertion), "fault"
+// (a page fault), "hang" (silence, for the harness's hang detection).
 [[noreturn]] void provoke_failure(const char* which, size_t length);
 
 }  // namespace mk

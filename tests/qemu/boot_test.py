@@ -32,6 +32,8 @@ def main() -> int:
                     help="at least this many in-kernel test results")
     ap.add_argument("--stop-at", help="regular expression: stop QEMU once the log matches it "
                     "(for boots that do not power off); the exit status is then not checked")
+    ap.add_argument("--expect-hang", action="store_true",
+                    help="the boot must go silent (checks that the harness catches hangs)")
     ap.add_argument("--log", help="write the serial log here")
     ap.add_argument("qemu_args", nargs="*", help="extra QEMU arguments (after --)")
     args = ap.parse_args()
@@ -88,7 +90,14 @@ def main() -> int:
                         f"at least {args.min_ktests} in-kernel results (saw {n})"))
     for pattern in args.expect:
         results.append((re.search(pattern, text, re.M) is not None, f"log matches /{pattern}/"))
-    if args.stop_at:
+    if args.expect_hang:
+        hung = failure is not None and failure.endswith("(hang)")
+        results.append((hung, f"hang detected after {args.quiet_timeout:.0f} s of silence "
+                              f"({elapsed:.1f} s{', ' + failure if failure else ''})"))
+        if hung:
+            tail = text.strip().splitlines()[-3:]
+            results.append((bool(tail), "last serial lines shown: " + " | ".join(tail)))
+    elif args.stop_at:
         results.append((stopped, f"log reached /{args.stop_at}/ ({elapsed:.1f} s"
                                  f"{', ' + failure if failure else ''})"))
     else:
