@@ -1,5 +1,7 @@
 #include "kernel.hpp"
 
+#include "endpoint.hpp"
+
 #include "log.hpp"
 #include "panic.hpp"
 #include "percpu.hpp"
@@ -41,21 +43,27 @@ bool equals(const char* s, size_t n, const char* word) {
     return i == n && word[i] == '\0';
 }
 
-// The boot demo: two threads take turns through a wait queue while a third
-// burns CPU, so the counters show blocks, wake-ups, donations and preemptions.
+// The boot demo: a client calls an echo server over an endpoint while a
+// third thread burns CPU, so the counters show IPC round trips (fast path or
+// not, per the command line), donations and preemptions.
 struct Demo {
-    WaitQueue turn;
-    volatile uint64_t rounds = 0;
+    Endpoint* ep = nullptr;
     volatile bool stop = false;
 };
 
-void demo_partner(void* arg) {
+constexpr uint64_t kDemoRoundTrips = 20000;
+constexpr uint64_t kDemoStop = ~uint64_t{0};
+
+void demo_echo_server(void* arg) {
     auto* demo = static_cast<Demo*>(arg);
-    Scheduler& sched = this_cpu().scheduler;
-    while (!demo->stop) {
-        demo->rounds = demo->rounds + 1;
-        sched.block(&demo->turn, 100);
+    Result<Received> r = demo->ep->recv();
+    while (r.ok() && r.value().msg.label != kDemoStop) {
+        Message reply;
+        reply.label = r.value().msg.label;
+        reply.words[0] = r.value().msg.words[0] + 1;
+        r = demo->ep->reply_recv(r.value().reply, reply);
     }
+    if (r.ok()) (void)Endpoint::reply(r.value().reply, Message{});
 }
 
 void demo_spinner(void* arg) {
@@ -66,31 +74,46 @@ void demo_spinner(void* arg) {
 void run_demo() {
     Scheduler& sched = this_cpu().scheduler;
     Demo demo;
-    Result<Thread*> partner = Thread::create("partner", demo_partner, &demo);
+    Result<Endpoint*> ep = Endpoint::create();
+    Result<Thread*> server = Thread::create("echo", demo_echo_server, &demo);
     Result<Thread*> spinner = Thread::create("spinner", demo_spinner, &demo);
-    if (!partner || !spinner) {
-        log("demo: cannot create threads: %s\n",
-            error_name(partner ? spinner.error() : partner.error()));
+    if (!ep || !server || !spinner) {
+        log("demo: out of memory\n");
         return;
     }
-    sched.start(*partner.value());
+    demo.ep = ep.value();
+    sched.start(*server.value());
     sched.start(*spinner.value());
-    uint64_t until = sched.ticks() + 500;
-    while (sched.ticks() < until) {
-        Thread* p = demo.turn.empty() ? nullptr : partner.value();
-        if (p != nullptr) sched.unblock_yield(*p);
-        sched.yield_now();
+    uint64_t ticks0 = sched.ticks();
+    uint64_t tsc0 = Cpu::timestamp();
+    uint64_t sum = 0;
+    for (uint64_t i = 0; i < kDemoRoundTrips; ++i) {
+        Message m;
+        m.label = 1;
+        m.words[0] = i;
+        Result<Message> r = demo.ep->call(m, 0);
+        if (!r.ok()) {
+            log("demo: call failed: %s\n", error_name(r.error()));
+            break;
+        }
+        sum += r.value().words[0];
     }
+    uint64_t tsc1 = Cpu::timestamp();
+    Message stop;
+    stop.label = kDemoStop;
+    (void)demo.ep->call(stop, 0);
     demo.stop = true;
-    while (partner.value()->state != ThreadState::Dead ||
+    while (server.value()->state != ThreadState::Dead ||
            spinner.value()->state != ThreadState::Dead) {
-        sched.wake(*partner.value());
         sched.yield_now();
     }
-    Thread::destroy(partner.value());
+    Thread::destroy(server.value());
     Thread::destroy(spinner.value());
-    log("demo: %lu rounds of block/wake in 500 ticks next to a CPU-bound thread\n",
-        uint64_t(demo.rounds));
+    Endpoint::destroy(demo.ep);
+    log("demo: %lu call/reply round trips next to a CPU-bound thread in %lu ticks, "
+        "%lu TSC ticks each (checksum %s)\n",
+        kDemoRoundTrips, sched.ticks() - ticks0, (tsc1 - tsc0) / kDemoRoundTrips,
+        sum == kDemoRoundTrips * (kDemoRoundTrips + 1) / 2 ? "ok" : "BAD");
 }
 
 }  // namespace

@@ -169,6 +169,11 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
         g_reserved[reserved_count++] = {boot.modules[i].start,
                                         boot.modules[i].end - boot.modules[i].start};
     }
+    for (size_t i = 0; i < boot.module_count; ++i) {
+        const BootModule& m = boot.modules[i];
+        log("boot: module %zu at %#lx-%#lx '%.*s'\n", i, m.start, m.end, int(m.string_length),
+            m.string);
+    }
     PhysRanges usable{g_usable, usable_count};
 
     // --- Kernel address space: direct map of RAM, kernel image, LAPIC ---
