@@ -169,8 +169,8 @@ Status Endpoint::try_send(const Message& msg, uint64_t badge) {
     bool delivered = false;
     {
         LockGuard guard(s.lock());
-        ++counters().sends;
         if (Thread* receiver = receivers_.front()) {
+            ++counters().sends;
             deliver_locked(msg, *s.current(), badge, *receiver);
             delivered = true;
         }

@@ -17,7 +17,9 @@
 // Fast path: call() to a waiting receiver and reply_recv() to a waiting
 // caller, with a register-only message, switch straight to the partner
 // (Scheduler::switch_to_locked) without the ready queue or the yield vector.
-// Everything else takes the general path: wake, then donate.
+// Otherwise send(), call() and reply_recv() wake the partner and donate the
+// CPU to it (general path); reply(), reply_drop() and a receive that
+// completes a queued sender only wake it: the caller keeps running.
 #pragma once
 
 #include <cstddef>
@@ -42,7 +44,7 @@ struct IpcCounters {
     uint64_t timeouts = 0;                      // operations ended by their timeout
     uint64_t stale_replies = 0;                 // replies to a caller no longer waiting
     uint64_t destroyed_wakeups = 0;             // waiters woken by endpoint destruction
-    uint64_t peer_died_wakeups = 0;             // callers woken by their server's death
+    uint64_t peer_died_wakeups = 0;             // callers failed: server died or dropped the token
 };
 
 // Fast path on/off (kernel command line `fastpath=off`).
@@ -64,8 +66,10 @@ class Endpoint {
 
     // All operations act for the current thread. timeout_ticks 0 waits
     // forever. Errors: TooLarge (msg.length > kIpcBufferSize, nothing done),
-    // TimedOut, Destroyed, and for call() PeerDied (the receiver died or
-    // dropped the reply token).
+    // WouldBlock (try_* with no partner), TimedOut, Destroyed (the endpoint
+    // went away while waiting), Interrupted (woken by something other than
+    // a partner), for call() PeerDied (the receiver died or dropped the
+    // reply token), and for reply()/reply_drop() BadHandle.
 
     // Delivers msg, with the sender's badge, to a receiver; blocks until one comes.
     Status send(const Message& msg, uint64_t badge, uint64_t timeout_ticks = 0);
@@ -95,9 +99,9 @@ class Endpoint {
     size_t waiting_receivers();
 
     // The second half of a blocking operation, for a thread that blocked in
-    // it and now runs again. The kernel calls these itself; they are public
-    // for the host tests, whose fake context switch returns at once. While
-    // the thread is still blocked they return WouldBlock.
+    // it and now runs again. The operations above do this step inline; these
+    // are for the host tests, whose fake context switch returns at once.
+    // While the thread is still blocked they return WouldBlock.
     static Status finish_send(Thread& self);
     static Result<Received> finish_recv(Thread& self);
     static Result<Message> finish_call(Thread& self);

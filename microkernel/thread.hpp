@@ -24,7 +24,7 @@ struct IpcState;
 enum class ThreadState : uint8_t {
     Running,  // on a CPU right now (the CPU's current thread)
     Ready,    // on the ready queue
-    Blocked,  // on `waiting_on` (or on no queue for a direct reply wait)
+    Blocked,  // on `waiting_on` (or on no queue: a plain sleep)
     Dead,     // exited; waiting to be destroyed
 };
 
@@ -78,7 +78,8 @@ class Thread {
     // --- Owned by the thread's CPU ---
     Cpu::Context context{};
 
-    // IPC state (microkernel/endpoint.hpp), allocated with the thread.
+    // IPC state (IpcState below; used by microkernel/endpoint.cpp), allocated
+    // with the thread.
     IpcState* const ipc;
 
   private:
