@@ -94,20 +94,21 @@ void map_range(AddressSpace& as, uint64_t virt, uint64_t phys, uint64_t size, ui
 // large enough when memory is too fragmented or short for that.
 bool grow_heap(size_t at_least) {
     uint64_t need = align_up(at_least + 4096, kPageSize);
-    uint64_t want = kernel_heap().stats().bytes_total;
-    if (want < need) want = need;
-    for (uint64_t bytes = align_up(want, kPageSize); bytes >= need;
-         bytes = align_up(bytes / 2, kPageSize)) {
+    uint64_t bytes = align_up(kernel_heap().stats().bytes_total, kPageSize);
+    if (bytes < need) bytes = need;
+    for (;;) {
         Result<uint64_t> run = g_frames.alloc_contiguous(bytes / kPageSize);
-        if (!run) {
-            if (bytes == need) break;
-            continue;
+        if (run) {
+            if (kernel_heap().add_region(phys_to_virt(run.value()), bytes) == Error::None) {
+                return true;
+            }
+            g_frames.free_contiguous(run.value(), bytes / kPageSize);
+            return false;
         }
-        if (kernel_heap().add_region(phys_to_virt(run.value()), bytes) == Error::None) return true;
-        g_frames.free_contiguous(run.value(), bytes / kPageSize);
-        return false;
+        if (bytes == need) return false;
+        bytes = align_up(bytes / 2, kPageSize);
+        if (bytes < need) bytes = need;
     }
-    return false;
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "seed.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -15,11 +17,6 @@ namespace {
 
 constexpr uint64_t kPage = FrameAllocator::kFrameSize;
 constexpr uint64_t kMiB = 1024 * 1024;
-
-uint64_t test_seed() {
-    if (const char* env = std::getenv("MK_TEST_SEED")) return std::strtoull(env, nullptr, 0);
-    return (uint64_t(std::random_device{}()) << 32) | std::random_device{}();
-}
 
 PhysRanges view(const std::vector<PhysRange>& v) {
     return PhysRanges{v.data(), v.size()};
@@ -390,10 +387,7 @@ TEST(FrameAllocator, TheBootSequenceExcludesTheStorageItself) {
 // --- Randomized against a model: the set of managed frames and of allocated ones ---
 
 TEST(FrameAllocatorRandom, MatchesASetModel) {
-    const uint64_t seed = test_seed();
-    std::printf("FrameAllocatorRandom.MatchesASetModel seed=%llu (MK_TEST_SEED=<seed> to replay)\n",
-                static_cast<unsigned long long>(seed));
-    RecordProperty("seed", std::to_string(seed));
+    const uint64_t seed = mk::testing::test_seed("FrameAllocatorRandom.MatchesASetModel");
     std::mt19937_64 rng(seed);
     constexpr uint64_t kSpaceFrames = 4096;  // a 16 MiB physical address space
 

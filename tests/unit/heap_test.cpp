@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "seed.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -14,11 +16,6 @@
 
 namespace mk {
 namespace {
-
-uint64_t test_seed() {
-    if (const char* env = std::getenv("MK_TEST_SEED")) return std::strtoull(env, nullptr, 0);
-    return (uint64_t(std::random_device{}()) << 32) | std::random_device{}();
-}
 
 // Page-aligned host memory for heap regions, exactly `n` bytes long so ASan
 // flags any access past the end.
@@ -305,11 +302,7 @@ uint8_t pattern(uint64_t id, size_t i) {
 }
 
 TEST(HeapRandom, MatchesAModelAndKeepsContents) {
-    const uint64_t seed = test_seed();
-    std::printf(
-        "HeapRandom.MatchesAModelAndKeepsContents seed=%llu (MK_TEST_SEED=<seed> to replay)\n",
-        static_cast<unsigned long long>(seed));
-    RecordProperty("seed", std::to_string(seed));
+    const uint64_t seed = mk::testing::test_seed("HeapRandom.MatchesAModelAndKeepsContents");
     std::mt19937_64 rng(seed);
 
     Region r1(1 << 20), r2(256 * 1024);

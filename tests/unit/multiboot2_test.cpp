@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "seed.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -174,11 +176,6 @@ std::string as_string(const char* s, size_t n) {
         EXPECT_NE(std::string(p_->reason).find(text), std::string::npos) << p_->reason; \
         EXPECT_EQ(std::string(p_->reason).rfind("multiboot2: ", 0), 0u) << p_->reason;  \
     } while (0)
-
-uint64_t test_seed() {
-    if (const char* env = std::getenv("MK_TEST_SEED")) return std::strtoull(env, nullptr, 0);
-    return (uint64_t(std::random_device{}()) << 32) | std::random_device{}();
-}
 
 // --- Magic ---
 
@@ -707,10 +704,7 @@ void check_consistent(const Parsed& p) {
 }
 
 TEST(Multiboot2Fuzz, RandomValidInfosParse) {
-    const uint64_t seed = test_seed();
-    std::printf("Multiboot2Fuzz.RandomValidInfosParse seed=%llu (MK_TEST_SEED=<seed> to replay)\n",
-                static_cast<unsigned long long>(seed));
-    RecordProperty("seed", std::to_string(seed));
+    const uint64_t seed = mk::testing::test_seed("Multiboot2Fuzz.RandomValidInfosParse");
     std::mt19937_64 rng(seed);
     for (int iter = 0; iter < 5000; ++iter) {
         Expected ex;
@@ -726,12 +720,7 @@ TEST(Multiboot2Fuzz, RandomValidInfosParse) {
 }
 
 TEST(Multiboot2Fuzz, MutatedInfosNeverReadOutOfBounds) {
-    const uint64_t seed = test_seed();
-    std::printf(
-        "Multiboot2Fuzz.MutatedInfosNeverReadOutOfBounds seed=%llu (MK_TEST_SEED=<seed> to "
-        "replay)\n",
-        static_cast<unsigned long long>(seed));
-    RecordProperty("seed", std::to_string(seed));
+    const uint64_t seed = mk::testing::test_seed("Multiboot2Fuzz.MutatedInfosNeverReadOutOfBounds");
     std::mt19937_64 rng(seed);
     const uint32_t interesting[] = {0,  1,  6,  7,  8,          9,          15,        16,
                                     17, 23, 24, 25, 0x7fffffff, 0xfffffff8, 0xffffffff};
