@@ -1,0 +1,166 @@
+// The user/kernel ABI: syscall numbers, registers, error numbers, rights,
+// handle values and the message layout. Shared, as it is, by the kernel
+// (microkernel/syscall/) and libipc; docs/syscalls.md documents every call.
+//
+// Freestanding: this header includes nothing but <cstdint>.
+#pragma once
+
+#include <cstdint>
+
+namespace mk::abi {
+
+// ---------------------------------------------------------------------------
+// Registers (the `syscall` instruction; it clobbers rcx and r11)
+//
+//   in:  rax  syscall number (Sys)
+//        rdi  a0: the handle the call acts on (endpoint, reply, thread...)
+//        rsi  a1: message info (MsgInfo) for IPC, else an argument
+//        rdx  a2: message word 0, else an argument
+//        r10  a3: message word 1, else an argument
+//        r8   a4: message word 2, else an argument
+//        r9   a5: message word 3, else an argument
+//        r12  a6: timeout in nanoseconds for blocking IPC (kForever, or 0:
+//             do not block: the non-blocking forms), else an argument
+//   out: rax  status (Err; 0 is success)
+//        rdi  r0: the sender's badge (receives), or the call's result value
+//        rsi  r1: message info of what was received
+//        rdx, r10, r8, r9: message words 0..3 of what was received
+//   Every other register is preserved.
+// ---------------------------------------------------------------------------
+
+enum class Sys : uint64_t {
+    // IPC (the first two have the fast path).
+    Call = 0,       // a0 endpoint (Send), a1 info, a2..a5 words, a6 timeout -> reply
+    ReplyRecv = 1,  // reply to this thread's pending call (if any), then receive on a0 (Receive)
+    Send = 2,       // a0 endpoint (Send), a1 info, a2..a5 words, a6 timeout
+    Recv = 3,       // a0 endpoint (Receive), a6 timeout -> message, badge
+    Reply = 4,      // a0 reply handle (0: this thread's pending call), a1 info, a2..a5 words
+    ReplySave = 5,  // -> r0: a reply handle for this thread's pending call (deferred reply)
+    // Handles.
+    EndpointCreate = 6,  // -> r0: endpoint handle with every right, badge 0
+    HandleClose = 7,     // a0 handle
+    HandleMint = 8,      // a0 handle (Duplicate), a1 rights (a subset), a2 badge -> r0: new handle
+    // Threads and processes.
+    ThreadCreate = 9,    // a1 entry, a2 stack top, a3 argument -> r0: thread handle
+    ThreadExit = 10,     // never returns
+    ProcessSpawn = 11,   // a0 boot-module handle (Manage), a1 SpawnArgs pointer -> r0: process
+    ProcessKill = 12,    // a0 process handle (Manage)
+    // Memory.
+    MemMap = 13,         // a1 length, a2 protection (Prot) -> r0: address of fresh zeroed pages
+    MemUnmap = 14,       // a1 address, a2 length
+    IpcBufferSet = 15,   // a1 address of a mapped, page-aligned page: this thread's IPC buffer
+    // Misc.
+    Yield = 16,          // a0 thread handle to donate to, or 0 (also reachable as int 0x50)
+    DebugLog = 17,       // a1 pointer, a2 length (at most kDebugLogMax)
+    Count = 18,
+};
+
+// The yield vector: `int 0x50` from ring 3, rdi = thread handle or 0.
+constexpr uint8_t kYieldVector = 0x50;
+
+// ---------------------------------------------------------------------------
+// Status codes (rax on return). Numbers never change meaning.
+// ---------------------------------------------------------------------------
+enum class Err : uint64_t {
+    Ok = 0,
+    OutOfMemory = 1,      // the kernel has no memory for it now
+    InvalidArgument = 2,  // a malformed argument (value, alignment, flags)
+    BadHandle = 3,        // no such handle, a stale one, or the wrong object type
+    NoRights = 4,         // the handle lacks a right the call needs
+    WouldBlock = 5,       // a non-blocking call found no partner
+    TimedOut = 6,         // the timeout expired
+    Destroyed = 7,        // the object went away
+    PeerDied = 8,         // the other side of a call died or dropped the reply
+    BadState = 9,         // not possible in the object's current state
+    TooLarge = 10,        // a message or length over its limit
+    Unsupported = 11,     // not available on this machine or build
+    Interrupted = 12,     // a wait ended by something other than its partner
+    BadAddress = 13,      // a pointer outside the caller's mapped user memory
+    BadSyscall = 14,      // no such syscall number
+    LimitReached = 15,    // a per-process bound (handles, threads, memory) is reached
+};
+
+// ---------------------------------------------------------------------------
+// Handles: (generation << 16) | index. 0 is never a handle.
+// ---------------------------------------------------------------------------
+using HandleValue = uint32_t;
+constexpr HandleValue kNoHandle = 0;
+
+// Rights carried by a handle.
+enum Rights : uint32_t {
+    kRightSend = 1u << 0,       // send / call on an endpoint
+    kRightReceive = 1u << 1,    // recv / reply_recv on an endpoint
+    kRightGrant = 1u << 2,      // transfer handles in messages sent through it
+    kRightDuplicate = 1u << 3,  // mint copies of this handle
+    kRightManage = 1u << 4,     // kill a process or thread, spawn from a module
+    kRightsAll = 0x1F,
+};
+
+// ---------------------------------------------------------------------------
+// Messages: a label and kMessageWords words in registers; a payload of up to
+// kMaxPayload bytes and up to kMaxHandles handles in the IPC buffer.
+// ---------------------------------------------------------------------------
+constexpr unsigned kMessageWords = 4;
+constexpr unsigned kMaxPayload = 480;
+constexpr unsigned kMaxHandles = 4;
+
+// a1 / r1: label (bits 0-31), payload length (bits 32-41), handle count
+// (bits 44-46). The other bits must be 0.
+struct MsgInfo {
+    uint32_t label = 0;
+    uint32_t length = 0;   // payload bytes in the IPC buffer
+    uint32_t handles = 0;  // handles in IpcBuffer::handles
+
+    constexpr uint64_t encode() const {
+        return uint64_t(label) | (uint64_t(length & 0x3FF) << 32) |
+               (uint64_t(handles & 0x7) << 44);
+    }
+    static constexpr MsgInfo decode(uint64_t v) {
+        return MsgInfo{uint32_t(v), uint32_t((v >> 32) & 0x3FF), uint32_t((v >> 44) & 0x7)};
+    }
+    // Bits a valid info word never sets.
+    static constexpr uint64_t kReservedBits = ~((uint64_t{1} << 47) - 1) | (uint64_t{3} << 42);
+};
+
+// Labels at and above this are reserved for kernel notices.
+constexpr uint32_t kNoticeLabelBase = 0xFFFFFF00u;
+constexpr uint32_t kLabelLastHandle = 0xFFFFFF01u;  // words[0]: the badge whose last handle went
+constexpr uint32_t kLabelChildDied = 0xFFFFFF02u;   // words[0]: process id, [1]: status
+
+// How a handle travels (IpcBuffer::handle_flags).
+enum TransferFlags : uint32_t {
+    kTransferMove = 0,  // the sender's handle moves to the receiver
+    kTransferCopy = 1,  // the receiver gets a copy (needs Duplicate on it)
+};
+
+// The per-thread IPC buffer page (Sys::IpcBufferSet).
+struct IpcBuffer {
+    uint8_t payload[kMaxPayload];
+    // Outgoing: handles to send; incoming: the received handles, in the
+    // receiver's handle table.
+    HandleValue handles[kMaxHandles];
+    uint32_t handle_flags[kMaxHandles];  // TransferFlags, outgoing only
+};
+static_assert(sizeof(IpcBuffer) <= 4096);
+
+// Timeouts (a6), in nanoseconds.
+constexpr uint64_t kForever = ~uint64_t{0};
+constexpr uint64_t kNoWait = 0;
+
+// ---------------------------------------------------------------------------
+// Memory
+// ---------------------------------------------------------------------------
+constexpr uint64_t kPageSize = 4096;
+// The user half: what user pointers may name.
+constexpr uint64_t kUserBase = 0x0000000000400000;
+constexpr uint64_t kUserEnd = 0x00007FFFFFFFF000;
+
+enum Prot : uint64_t {
+    kProtRead = 1,
+    kProtWrite = 2,  // never together with kProtExec (W^X)
+    kProtExec = 4,
+};
+
+constexpr uint64_t kDebugLogMax = 256;
+
+}  // namespace mk::abi

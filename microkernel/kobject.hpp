@@ -1,0 +1,109 @@
+// KObject: the common base of kernel objects that user space can name
+// through handles (endpoints, threads, processes, reply capabilities).
+//
+// An object lives while anything needs it: each handle that names it, each
+// operation in progress on it and its creator hold one reference. The last
+// release() frees it (kobject_free() dispatches on the type; there are no
+// virtual functions in kernel objects). "Destroying" an object is a state
+// change made under its lock (an endpoint becomes dead: every later
+// operation on it returns Error::Destroyed), never a free while somebody may
+// still hold a pointer.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace mk {
+
+enum class ObjectType : uint8_t {
+    Endpoint = 1,
+    Thread = 2,
+    Process = 3,
+    Reply = 4,
+};
+
+const char* object_type_name(ObjectType t);
+
+class KObject {
+  public:
+    KObject(const KObject&) = delete;
+    KObject& operator=(const KObject&) = delete;
+
+    ObjectType type() const { return type_; }
+
+    // Takes one more reference. Only by someone who already holds one (or
+    // under the lock that keeps the object alive, e.g. a handle table's).
+    void retain() { refs_.fetch_add(1, std::memory_order_relaxed); }
+    // Drops one reference; the last one frees the object. May take the heap
+    // lock, so callers may hold the scheduler lock but no lock above it.
+    void release();
+    uint32_t refs() const { return refs_.load(std::memory_order_relaxed); }
+
+  protected:
+    explicit KObject(ObjectType type) : type_(type) {}
+    ~KObject() = default;
+
+  private:
+    std::atomic<uint32_t> refs_{1};  // the creator's reference
+    ObjectType type_;
+};
+
+// Frees an object whose last reference is gone; defined where every object
+// type is known (microkernel/kobject.cpp).
+void kobject_free(KObject* object);
+
+inline void KObject::release() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) kobject_free(this);
+}
+
+// An owning pointer to a kernel object: one reference, released when the
+// Ref goes away. Copying takes another reference.
+template <typename T>
+class Ref {
+  public:
+    Ref() = default;
+    // Takes over a reference the caller already holds (e.g. from create()).
+    static Ref adopt(T* object) {
+        Ref r;
+        r.ptr_ = object;
+        return r;
+    }
+    // Takes a new reference to `object`.
+    static Ref retain(T* object) {
+        if (object != nullptr) object->retain();
+        return adopt(object);
+    }
+    Ref(const Ref& other) : ptr_(other.ptr_) {
+        if (ptr_ != nullptr) ptr_->retain();
+    }
+    Ref(Ref&& other) noexcept : ptr_(other.ptr_) { other.ptr_ = nullptr; }
+    Ref& operator=(Ref other) noexcept {
+        T* old = ptr_;
+        ptr_ = other.ptr_;
+        other.ptr_ = old;
+        return *this;
+    }
+    ~Ref() { reset(); }
+
+    void reset() {
+        T* old = ptr_;
+        ptr_ = nullptr;
+        if (old != nullptr) old->release();
+    }
+    // Gives up ownership without releasing: the caller now holds the reference.
+    T* leak() {
+        T* p = ptr_;
+        ptr_ = nullptr;
+        return p;
+    }
+
+    T* get() const { return ptr_; }
+    T* operator->() const { return ptr_; }
+    T& operator*() const { return *ptr_; }
+    explicit operator bool() const { return ptr_ != nullptr; }
+
+  private:
+    T* ptr_ = nullptr;
+};
+
+}  // namespace mk
