@@ -30,6 +30,12 @@ const char* error_name(Error e) {
             return "unsupported";
         case Error::Interrupted:
             return "interrupted";
+        case Error::BadAddress:
+            return "bad address";
+        case Error::BadSyscall:
+            return "bad syscall";
+        case Error::LimitReached:
+            return "limit reached";
     }
     return "unknown";
 }

@@ -22,6 +22,9 @@ enum class Error : uint8_t {
     TooLarge,         // a message or buffer over its limit
     Unsupported,      // a feature the machine or build does not provide
     Interrupted,      // a wait ended by something other than its partner
+    BadAddress,       // a user pointer outside the caller's mapped user memory
+    BadSyscall,       // no such syscall number
+    LimitReached,     // a per-process bound (handles, threads, memory) is reached
 };
 
 const char* error_name(Error e);

@@ -10,8 +10,16 @@
 
 namespace mk {
 
+// What the syscall entry stub reads and writes through the per-CPU pointer
+// before it has a stack; at fixed offsets (8 and 16: arch/x86_64/syscall.S).
+struct EntryScratch {
+    uint64_t kernel_stack_top = 0;  // the current thread's kernel stack
+    uint64_t user_rsp = 0;          // the user stack pointer, while switching stacks
+};
+
 struct PerCpu {
     PerCpu* self = this;  // first: the x86-64 accessor reads it at %gs:0
+    EntryScratch entry;   // second: at %gs:8
     uint32_t index = 0;
     uint32_t irq_depth = 0;  // > 0 while in a hardware interrupt handler
     HeldLocks held_locks;

@@ -3,6 +3,7 @@
 #include "memory.hpp"
 #include "panic.hpp"
 #include "percpu.hpp"
+#include "process.hpp"
 
 namespace mk {
 
@@ -114,6 +115,8 @@ void Thread::destroy(Thread* thread) {
         MK_ASSERT(slot < kMaxThreads && g_threads[slot] == thread);
         g_threads[slot] = nullptr;
     }
+    Cpu::release_context(thread->context);
+    if (thread->process != nullptr) thread->process->release();
     void* stack = thread->stack_;
     IpcState* ipc = thread->ipc;
     kdelete(thread);

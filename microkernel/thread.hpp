@@ -19,6 +19,7 @@
 namespace mk {
 
 class WaitQueue;
+class Process;
 struct IpcState;
 
 enum class ThreadState : uint8_t {
@@ -81,6 +82,12 @@ class Thread {
     // IPC state (IpcState below; used by microkernel/endpoint.cpp), allocated
     // with the thread.
     IpcState* const ipc;
+
+    // --- User threads (Process::create_thread); fixed before it starts ---
+    Process* process = nullptr;  // holds a reference; nullptr: a kernel thread
+    uint64_t user_rip = 0;       // where it first enters user mode
+    uint64_t user_rsp = 0;
+    uint64_t user_arg = 0;
 
   private:
     template <typename T, typename... Args>

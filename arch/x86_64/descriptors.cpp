@@ -35,8 +35,6 @@ struct IdtEntry {
 };
 static_assert(sizeof(IdtEntry) == 16);
 
-constexpr uint16_t kKernelCode = 0x08;
-constexpr uint16_t kKernelData = 0x10;
 constexpr uint16_t kTssSelector = 0x28;
 
 // null, kernel code, kernel data, user data, user code, TSS (two slots).
@@ -104,11 +102,15 @@ void init_idt() {
     set_gate(8, isr_stub_table[8], kIstDoubleFault, 0);
     set_gate(2, isr_stub_table[2], kIstNmi, 0);
     set_gate(18, isr_stub_table[18], kIstMachineCheck, 0);
-    // The yield vector stays DPL 0 until ring 3 exists: user entry needs
-    // swapgs in the stubs and TSS.rsp0 first.
-    set_gate(kVectorYield, isr_stub_table[kVectorYield], 0, 0);
+    // The yield vector is callable from ring 3 (int 0x50); every other gate
+    // raised by software from user mode is a #GP.
+    set_gate(kVectorYield, isr_stub_table[kVectorYield], 0, 3);
     DescriptorPointer idtr{sizeof(g_idt) - 1, reinterpret_cast<uint64_t>(g_idt)};
     asm volatile("lidt %0" ::"m"(idtr));
+}
+
+void set_kernel_entry_stack(uint64_t top) {
+    g_tss.rsp[0] = top;
 }
 
 }  // namespace mk::x86

@@ -158,8 +158,6 @@ void machine_exit(uint8_t code) {
 
 }  // namespace mk::x86
 
-extern "C" void arch_thread_trampoline();
-extern "C" void arch_switch_context(uint64_t* from_rsp, uint64_t to_rsp);
 
 namespace mk {
 
@@ -182,23 +180,6 @@ void Cpu::shutdown(bool success) {
 
 void Cpu::set_this_cpu(PerCpu* cpu) {
     x86::wrmsr(x86::kMsrGsBase, reinterpret_cast<uint64_t>(cpu));
-}
-
-void Cpu::init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg) {
-    auto* sp = static_cast<uint64_t*>(stack_top);
-    *--sp = 0;  // keeps the frame below 16-byte aligned like a call would
-    *--sp = reinterpret_cast<uint64_t>(&arch_thread_trampoline);  // ret target
-    *--sp = 0;                                                    // rbp
-    *--sp = 0;                                                    // rbx
-    *--sp = reinterpret_cast<uint64_t>(entry);                    // r12
-    *--sp = reinterpret_cast<uint64_t>(arg);                      // r13
-    *--sp = 0;                                                    // r14
-    *--sp = 0;                                                    // r15
-    ctx.rsp = reinterpret_cast<uint64_t>(sp);
-}
-
-void Cpu::switch_context(Context& from, Context& to) {
-    arch_switch_context(&from.rsp, to.rsp);
 }
 
 }  // namespace mk

@@ -3,7 +3,11 @@
  * Each stub pushes a dummy error code (when the CPU pushes none) and its
  * vector number, so every vector — exceptions, the LAPIC timer, the yield
  * vector 0x50 — builds the same TrapFrame (arch/x86_64/trap.hpp) and enters
- * arch_trap(). The frame stays 16-byte aligned for the call. */
+ * arch_trap(). The frame stays 16-byte aligned for the call.
+ *
+ * From ring 3 (the saved CS has RPL 3) the stubs swapgs on the way in and
+ * out, so %gs names this CPU's PerCpu in the kernel and the user's GS base
+ * in user mode. */
 
     .altmacro
 
@@ -27,6 +31,10 @@ isr_stubs:
 .endr
 
 isr_common:
+    testb $3, 24(%rsp)            /* saved CS: from user mode? */
+    jz 1f
+    swapgs
+1:
     push %rax
     push %rbx
     push %rcx
@@ -61,6 +69,10 @@ isr_common:
     pop %rbx
     pop %rax
     add $16, %rsp                 /* vector, error code */
+    testb $3, 8(%rsp)             /* back to user mode? */
+    jz 2f
+    swapgs
+2:
     iretq
 
 .macro STUB_ADDR n

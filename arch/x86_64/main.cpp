@@ -4,6 +4,7 @@
 // log, GDT/TSS/IDT, the multiboot2 information, the kernel address space,
 // the frame allocator and heap, the local APIC timer, then the portable core.
 #include "config.hpp"
+#include "context.hpp"
 #include "cpu.hpp"
 #include "frame_allocator.hpp"
 #include "heap.hpp"
@@ -240,6 +241,10 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
         usable_bytes >> 20, usable_count, g_frames.free_count(), ram_end);
     log("paging: direct map at %#lx, NX %s, global pages %s\n", kDirectMapBase,
         features.nx ? "on" : "off", features.global_pages ? "on" : "off");
+
+    UserModeFeatures user = init_user_mode(kas, features, g_frames);
+    log("cpu: syscall/sysret on, SMEP %s, SMAP %s, PCID %s\n", user.smep ? "on" : "off (absent)",
+        user.smap ? "on" : "off (absent)", user.pcid ? "offered (unused)" : "absent");
 
     kernel_heap_set_grow(grow_heap);
     if (!grow_heap(kInitialHeap)) MK_PANIC("memory: no room for the kernel heap");

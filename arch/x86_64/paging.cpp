@@ -25,6 +25,80 @@ Result<AddressSpace> AddressSpace::create(FrameSource frames, PagingFeatures fea
     return AddressSpace(frames, features, pml4.value());
 }
 
+Result<AddressSpace> AddressSpace::create_user(FrameSource frames, PagingFeatures features,
+                                               const AddressSpace& kernel) {
+    Result<AddressSpace> as = create(frames, features);
+    if (!as) return as;
+    auto* dst = static_cast<uint64_t*>(phys_to_virt(as.value().pml4_phys_));
+    const auto* src = static_cast<const uint64_t*>(phys_to_virt(kernel.pml4_phys_));
+    for (unsigned i = kFirstKernelSlot; i < 512; ++i) dst[i] = src[i];
+    return as;
+}
+
+namespace {
+
+// Frees the tables below `table` (at `level`: 3 for a PDPT, 2 a PD, 1 a PT)
+// and the frames they map.
+void free_tree(uint64_t* table, int level, FrameSource& frames,
+               void (*free_leaf)(void* ctx, uint64_t phys), void* ctx) {
+    for (unsigned i = 0; i < 512; ++i) {
+        uint64_t e = table[i];
+        if ((e & pte::kPresent) == 0) continue;
+        uint64_t phys = e & pte::kAddressMask;
+        if (level == 1) {
+            free_leaf(ctx, phys);
+        } else {
+            // User mappings are 4 KiB pages only; no large leaves here.
+            free_tree(static_cast<uint64_t*>(phys_to_virt(phys)), level - 1, frames, free_leaf,
+                      ctx);
+        }
+        table[i] = 0;
+    }
+    if (frames.free != nullptr) frames.free(frames.ctx, virt_to_phys(table));
+}
+
+}  // namespace
+
+void AddressSpace::destroy_user(void (*free_leaf)(void* ctx, uint64_t phys), void* ctx) {
+    auto* pml4 = static_cast<uint64_t*>(phys_to_virt(pml4_phys_));
+    for (unsigned i = 0; i < kFirstKernelSlot; ++i) {
+        uint64_t e = pml4[i];
+        if ((e & pte::kPresent) == 0) continue;
+        free_tree(static_cast<uint64_t*>(phys_to_virt(e & pte::kAddressMask)), 3, frames_,
+                  free_leaf, ctx);
+        pml4[i] = 0;
+    }
+    if (frames_.free != nullptr) frames_.free(frames_.ctx, pml4_phys_);
+    pml4_phys_ = 0;
+}
+
+uint64_t AddressSpace::leaf_entry(uint64_t virt) const {
+    const auto* table = static_cast<const uint64_t*>(phys_to_virt(pml4_phys_));
+    for (int shift = 39; shift > 12; shift -= 9) {
+        uint64_t entry = table[(virt >> shift) & 511];
+        if ((entry & pte::kPresent) == 0 || (entry & pte::kLarge) != 0) return 0;
+        table = static_cast<const uint64_t*>(phys_to_virt(entry & pte::kAddressMask));
+    }
+    return table[(virt >> 12) & 511];
+}
+
+Result<uint64_t> AddressSpace::unmap(uint64_t virt) {
+    auto* table = static_cast<uint64_t*>(phys_to_virt(pml4_phys_));
+    for (int shift = 39; shift > 12; shift -= 9) {
+        uint64_t entry = table[(virt >> shift) & 511];
+        if ((entry & pte::kPresent) == 0 || (entry & pte::kLarge) != 0) {
+            return Error::InvalidArgument;
+        }
+        table = static_cast<uint64_t*>(phys_to_virt(entry & pte::kAddressMask));
+    }
+    uint64_t& leaf = table[(virt >> 12) & 511];
+    if ((leaf & pte::kPresent) == 0) return Error::InvalidArgument;
+    uint64_t phys = leaf & pte::kAddressMask;
+    leaf = 0;
+    if (read_cr3() == pml4_phys_) asm volatile("invlpg (%0)" ::"r"(virt) : "memory");
+    return phys;
+}
+
 Result<uint64_t*> AddressSpace::next_level(uint64_t* table, unsigned index, uint64_t flags) {
     uint64_t entry = table[index];
     if ((entry & pte::kPresent) != 0) {

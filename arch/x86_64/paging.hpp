@@ -34,11 +34,17 @@ constexpr uint64_t kNoExecute = 1ull << 63;
 constexpr uint64_t kAddressMask = 0x000FFFFFFFFFF000ull;
 }  // namespace pte
 
-// Where page-table frames come from (the frame allocator).
+// Where page-table frames come from (the frame allocator), and where they go.
 struct FrameSource {
     Result<uint64_t> (*alloc)(void* ctx);
     void* ctx;
+    void (*free)(void* ctx, uint64_t phys) = nullptr;
 };
+
+// PML4 slots: 0..255 the user half, 256..511 the kernel half (shared by
+// every address space; the kernel creates no new top-level entries after
+// boot, so a copy of them stays complete).
+constexpr unsigned kFirstKernelSlot = 256;
 
 // Paging features of this CPU, enabled by enable_paging_features().
 struct PagingFeatures {
@@ -53,13 +59,29 @@ class AddressSpace {
     AddressSpace() = default;  // an empty handle; only create() makes a usable one
     // A fresh, empty top level.
     [[nodiscard]] static Result<AddressSpace> create(FrameSource frames, PagingFeatures features);
+    // A user address space: an empty user half and the kernel's half.
+    [[nodiscard]] static Result<AddressSpace> create_user(FrameSource frames,
+                                                          PagingFeatures features,
+                                                          const AddressSpace& kernel);
+    // Frees the user half's page tables and, through `free_leaf`, every frame
+    // mapped there; then the top level. The address space must not be active.
+    void destroy_user(void (*free_leaf)(void* ctx, uint64_t phys), void* ctx);
 
     // Maps one page (4 KiB, or 2 MiB with pte::kLarge in flags). Mapping over
     // an existing mapping of a different size is refused.
     [[nodiscard]] Status map(uint64_t virt, uint64_t phys, uint64_t flags);
+    // Removes a 4 KiB mapping; returns the frame it mapped (the TLB entry
+    // is flushed when this address space is the active one).
+    [[nodiscard]] Result<uint64_t> unmap(uint64_t virt);
     // The physical address behind virt, if mapped.
     [[nodiscard]] Result<uint64_t> translate(uint64_t virt) const;
+    // The leaf entry of a 4 KiB mapping (0 when there is none).
+    uint64_t leaf_entry(uint64_t virt) const;
     uint64_t root() const { return pml4_phys_; }
+    // A handle on an existing top level (made by create or create_user).
+    static AddressSpace from_root(FrameSource frames, PagingFeatures features, uint64_t root) {
+        return AddressSpace(frames, features, root);
+    }
     void activate() const;
 
   private:

@@ -3,14 +3,11 @@
 
 #include <cstdint>
 
+#include "trap_frame.hpp"
+
 namespace mk::x86 {
 
-struct TrapFrame {
-    uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
-    uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
-    uint64_t vector, error_code;
-    uint64_t rip, cs, rflags, rsp, ss;  // pushed by the CPU
-};
+using mk::TrapFrame;
 
 constexpr uint8_t kVectorPicBase = 0x20;   // legacy PIC, remapped then masked
 constexpr uint8_t kVectorTimer = 0x30;     // LAPIC timer
@@ -21,7 +18,15 @@ constexpr uint8_t kIstDoubleFault = 1;
 constexpr uint8_t kIstNmi = 2;
 constexpr uint8_t kIstMachineCheck = 3;
 
+// GDT selectors. The user segments sit where SYSRET expects them.
+constexpr uint16_t kKernelCode = 0x08;
+constexpr uint16_t kKernelData = 0x10;
+constexpr uint16_t kUserData = 0x18 | 3;
+constexpr uint16_t kUserCode = 0x20 | 3;
+
 void init_gdt_and_tss();
 void init_idt();
+// The stack the CPU switches to on an interrupt or exception from ring 3.
+void set_kernel_entry_stack(uint64_t top);
 
 }  // namespace mk::x86

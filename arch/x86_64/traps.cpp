@@ -1,10 +1,12 @@
 // arch_trap(): where every interrupt stub lands. Exceptions print a register
 // dump and the faulting address and panic; the timer drives the scheduler;
 // the yield vector switches threads.
+#include "context.hpp"
 #include "log.hpp"
 #include "panic.hpp"
 #include "percpu.hpp"
 #include "platform.hpp"
+#include "syscall/entry.hpp"
 #include "trap.hpp"
 #include "x86.hpp"
 
@@ -86,7 +88,16 @@ extern "C" void arch_trap(mk::x86::TrapFrame* frame) {
         log("warning: NMI at %016lx\n", frame->rip);
         return;
     }
-    if (vector < 32) exception(*frame);
+    if (vector == 7) {
+        fpu_trap();  // #NM: a user thread's first FPU instruction since its switch
+        return;
+    }
+    if (vector < 32) {
+        if (frame->from_user() && vector != 8 && vector != 18) {
+            handle_user_exception(*frame, vector == 14 ? read_cr2() : 0);
+        }
+        exception(*frame);
+    }
     Scheduler& sched = this_cpu().scheduler;
     switch (vector) {
         case kVectorTimer:

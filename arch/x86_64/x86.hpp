@@ -29,6 +29,14 @@ inline void wrmsr(uint32_t msr, uint64_t v) {
     asm volatile("wrmsr" ::"c"(msr), "a"(uint32_t(v)), "d"(uint32_t(v >> 32)));
 }
 
+inline uint64_t read_cr0() {
+    uint64_t v;
+    asm volatile("mov %%cr0, %0" : "=r"(v));
+    return v;
+}
+inline void write_cr0(uint64_t v) {
+    asm volatile("mov %0, %%cr0" ::"r"(v) : "memory");
+}
 inline uint64_t read_cr2() {
     uint64_t v;
     asm volatile("mov %%cr2, %0" : "=r"(v));

@@ -27,6 +27,7 @@ struct CaseList {
 // The cases of each test file, run in this order by run_kernel_tests().
 CaseList core_cases();
 CaseList ipc_cases();
+CaseList user_cases();
 
 // Helpers for cases that run several kernel threads (tests/kernel/support.cpp).
 // Creates and starts a thread running fn(arg); nullptr when out of memory.

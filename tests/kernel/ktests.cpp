@@ -306,7 +306,9 @@ ktest::CaseList ktest::core_cases() {
 int run_kernel_tests(const char* which, size_t length) {
     int passed = 0;
     int failed = 0;
-    for (ktest::CaseList list : {ktest::core_cases(), ktest::ipc_cases()}) {
+    // User mode first: the heap-exhaustion case leaves no free frames on a
+    // small machine (the heap keeps what it grew into).
+    for (ktest::CaseList list : {ktest::user_cases(), ktest::core_cases(), ktest::ipc_cases()}) {
         for (size_t i = 0; i < list.count; ++i) {
             const ktest::Case& c = list.cases[i];
             if (!selected(which, length, c.name)) continue;

@@ -5,19 +5,50 @@
 #include <cstdint>
 
 #include "cpu_interface.hpp"
+#include "error.hpp"
 
 namespace mk {
 
 class Cpu {
   public:
-    // Callee-saved state lives on the thread's own kernel stack; the context
-    // is only the stack pointer at the switch (arch/x86_64/switch.S).
+    // Callee-saved state lives on the thread's own kernel stack (at `rsp`
+    // while switched out: arch/x86_64/switch.S). A user thread also has an
+    // address space and an FPU/SSE save area, switched lazily: CR3 only when
+    // it changes, the FPU state at the first FPU instruction (#NM).
     struct Context {
         uint64_t rsp = 0;
+        uint64_t kernel_stack_top = 0;  // 0: the boot thread (never enters user mode)
+        uint64_t root = 0;              // page-table root; 0: a kernel thread (any will do)
+        void* fpu = nullptr;            // FXSAVE area of a user thread
+        bool fpu_used = false;          // the area holds state (else: fninit at first use)
     };
 
     static void init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg);
     static void switch_context(Context& from, Context& to);
+
+    // --- User threads ---
+    // Makes ctx (after init_context) a user thread's, running in `root`.
+    [[nodiscard]] static Error init_user_context(Context& ctx, uint64_t root);
+    // Frees what init_user_context took; the thread never runs again.
+    static void release_context(Context& ctx);
+    // From the current thread's own kernel code, never returns: drops to
+    // ring 3 at rip with rsp, and arg in rdi, every other register zero.
+    [[noreturn]] static void enter_user(uint64_t rip, uint64_t rsp, uint64_t arg);
+
+    // --- User address spaces (a root per process) ---
+    [[nodiscard]] static Result<uint64_t> user_space_create();
+    // Frees the page tables and every frame still mapped. Not while active
+    // on a CPU: the caller has switched every thread of it off for good.
+    static void user_space_destroy(uint64_t root);
+    // Maps `frame` at `virt` (4 KiB, in the user half) with abi::Prot bits.
+    [[nodiscard]] static Error user_map(uint64_t root, uint64_t virt, uint64_t frame,
+                                        uint32_t prot);
+    // Unmaps one page; returns its frame (the caller frees it).
+    [[nodiscard]] static Result<uint64_t> user_unmap(uint64_t root, uint64_t virt);
+    // The frame behind a user-accessible page (writable, when `write`).
+    [[nodiscard]] static Result<uint64_t> user_frame(uint64_t root, uint64_t virt, bool write);
+    // A frame as the kernel sees it (the direct map).
+    static void* frame_to_kernel(uint64_t frame);
 
     static bool interrupts_enabled() {
         uint64_t flags;

@@ -22,6 +22,38 @@ void FakeCpu::reset() {
     yield_handler = nullptr;
 }
 
+namespace {
+[[noreturn]] void no_user_mode(const char* what) {
+    std::fprintf(stderr, "fake cpu: %s: no user mode on the host\n", what);
+    std::abort();
+}
+}  // namespace
+
+Error Cpu::init_user_context(Context&, uint64_t) {
+    no_user_mode("init_user_context");
+}
+void Cpu::enter_user(uint64_t, uint64_t, uint64_t) {
+    no_user_mode("enter_user");
+}
+Result<uint64_t> Cpu::user_space_create() {
+    no_user_mode("user_space_create");
+}
+void Cpu::user_space_destroy(uint64_t) {
+    no_user_mode("user_space_destroy");
+}
+Error Cpu::user_map(uint64_t, uint64_t, uint64_t, uint32_t) {
+    no_user_mode("user_map");
+}
+Result<uint64_t> Cpu::user_unmap(uint64_t, uint64_t) {
+    no_user_mode("user_unmap");
+}
+Result<uint64_t> Cpu::user_frame(uint64_t, uint64_t, bool) {
+    no_user_mode("user_frame");
+}
+void* Cpu::frame_to_kernel(uint64_t) {
+    no_user_mode("frame_to_kernel");
+}
+
 void Cpu::init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg) {
     ctx.stack_top = stack_top;
     ctx.entry = entry;

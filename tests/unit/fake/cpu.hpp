@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpu_interface.hpp"
+#include "error.hpp"
 
 namespace mk {
 
@@ -26,6 +27,17 @@ class Cpu {
 
     static void init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg);
     static void switch_context(Context& from, Context& to);
+    // User threads do not run on the host: these exist so the core links,
+    // and abort if a test reaches them.
+    static Error init_user_context(Context& ctx, uint64_t root);
+    static void release_context(Context&) {}
+    [[noreturn]] static void enter_user(uint64_t rip, uint64_t rsp, uint64_t arg);
+    static Result<uint64_t> user_space_create();
+    static void user_space_destroy(uint64_t root);
+    static Error user_map(uint64_t root, uint64_t virt, uint64_t frame, uint32_t prot);
+    static Result<uint64_t> user_unmap(uint64_t root, uint64_t virt);
+    static Result<uint64_t> user_frame(uint64_t root, uint64_t virt, bool write);
+    static void* frame_to_kernel(uint64_t frame);
 
     static bool interrupts_enabled();
     static bool save_and_disable_interrupts();

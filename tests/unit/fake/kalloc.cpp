@@ -2,7 +2,10 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include <cstdio>
+
 #include "fake_heap.hpp"
+#include "kernel.hpp"
 #include "memory.hpp"
 
 namespace mk {
@@ -25,6 +28,12 @@ void* kalloc(size_t size, size_t align) {
 
 void kfree(void* ptr) {
     std::free(ptr);
+}
+
+// No physical frames on the host (user memory is not host-tested yet).
+FrameAllocator& frame_allocator() {
+    std::fprintf(stderr, "fake: no frame allocator on the host\n");
+    std::abort();
 }
 
 }  // namespace mk

@@ -1,0 +1,259 @@
+// Thread contexts and the way into and out of user mode: the context
+// switch's extra work for user threads (TSS.rsp0, CR3, lazy FPU), the
+// syscall MSRs, SMEP/SMAP, and user address spaces (docs/syscalls.md).
+#include "context.hpp"
+
+#include "cpu.hpp"
+#include "frame_allocator.hpp"
+#include "log.hpp"
+#include "memory.hpp"
+#include "mk/abi.hpp"
+#include "panic.hpp"
+#include "percpu.hpp"
+#include "syscall/entry.hpp"
+#include "trap.hpp"
+#include "x86.hpp"
+
+extern "C" {
+void arch_thread_trampoline();
+void arch_switch_context(uint64_t* from_rsp, uint64_t to_rsp);
+void syscall_entry();
+[[noreturn]] void arch_return_to_user_from(mk::TrapFrame* frame);
+void arch_syscall(mk::TrapFrame* frame);
+[[noreturn]] void arch_bad_user_return();
+}
+
+namespace mk::x86 {
+
+namespace {
+
+constexpr uint32_t kMsrStar = 0xC0000081;
+constexpr uint32_t kMsrLstar = 0xC0000082;
+constexpr uint32_t kMsrSfmask = 0xC0000084;
+constexpr uint64_t kEferSce = 1u << 0;
+constexpr uint64_t kRflagsIf = 1u << 9;
+constexpr uint64_t kRflagsMasked = (1u << 8) | (1u << 9) | (1u << 10) | (1u << 18);  // TF IF DF AC
+constexpr uint64_t kCr0Mp = 1u << 1;
+constexpr uint64_t kCr0Em = 1u << 2;
+constexpr uint64_t kCr0Ts = 1u << 3;
+constexpr uint64_t kCr4Osfxsr = 1u << 9;
+constexpr uint64_t kCr4Osxmmexcpt = 1u << 10;
+constexpr uint64_t kCr4Smep = 1u << 20;
+constexpr uint64_t kCr4Smap = 1u << 21;
+constexpr size_t kFxsaveSize = 512;
+
+// Per-CPU state of the switch (one CPU for now).
+struct SwitchState {
+    uint64_t loaded_root = 0;           // what CR3 holds
+    Cpu::Context* fpu_owner = nullptr;  // whose state the FPU registers hold
+    bool ts_set = false;                // CR0.TS: the next FPU instruction traps (#NM)
+};
+SwitchState g_switch;
+
+AddressSpace g_kernel_space;
+PagingFeatures g_features{};
+FrameAllocator* g_frames = nullptr;
+
+Result<uint64_t> table_alloc(void*) {
+    return g_frames->alloc();
+}
+void frame_free(void*, uint64_t phys) {
+    g_frames->free(phys);
+}
+
+AddressSpace space_of(uint64_t root) {
+    return AddressSpace::from_root({table_alloc, nullptr, frame_free}, g_features, root);
+}
+
+void set_ts(bool on) {
+    if (g_switch.ts_set == on) return;
+    uint64_t cr0 = read_cr0();
+    write_cr0(on ? cr0 | kCr0Ts : cr0 & ~kCr0Ts);
+    g_switch.ts_set = on;
+}
+
+}  // namespace
+
+UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures features,
+                                FrameAllocator& frames) {
+    g_kernel_space = kernel;
+    g_features = features;
+    g_frames = &frames;
+    g_switch.loaded_root = kernel.root();
+
+    // The syscall entry: CS/SS for the kernel from STAR[47:32], for user mode
+    // SYSRET takes STAR[63:48] + 16 (code) and + 8 (data).
+    wrmsr(kMsrEfer, rdmsr(kMsrEfer) | kEferSce);
+    wrmsr(kMsrStar, (uint64_t(kKernelData & ~3) << 48) | (uint64_t(kKernelCode) << 32));
+    wrmsr(kMsrLstar, reinterpret_cast<uint64_t>(&syscall_entry));
+    wrmsr(kMsrSfmask, kRflagsMasked);
+    MK_ASSERT(
+        reinterpret_cast<char*>(&mk::this_cpu().entry) - reinterpret_cast<char*>(&this_cpu()) == 8);
+    wrmsr(kMsrKernelGsBase, 0);  // the user's GS base
+
+    // SSE for user code (the kernel itself never touches the FPU), with
+    // lazy switching: CR0.TS makes the first FPU instruction trap.
+    write_cr0((read_cr0() & ~kCr0Em) | kCr0Mp);
+    write_cr4(read_cr4() | kCr4Osfxsr | kCr4Osxmmexcpt);
+
+    UserModeFeatures f{};
+    CpuidResult leaf0 = cpuid(0);
+    if (leaf0.eax >= 7) {
+        CpuidResult l7 = cpuid(7, 0);
+        f.smep = (l7.ebx & (1u << 7)) != 0;
+        f.smap = (l7.ebx & (1u << 20)) != 0;
+    }
+    // The kernel never touches user memory through user addresses (it reads
+    // user pages through the direct map), so SMAP never needs lifting.
+    uint64_t cr4 = read_cr4();
+    if (f.smep) cr4 |= kCr4Smep;
+    if (f.smap) cr4 |= kCr4Smap;
+    write_cr4(cr4);
+    f.pcid = (cpuid(1).ecx & (1u << 17)) != 0;
+    return f;
+}
+
+// #NM: the current thread's first FPU instruction since it was switched in.
+void fpu_trap() {
+    Cpu::Context& cur = this_cpu().scheduler.current()->context;
+    if (cur.fpu == nullptr)
+        MK_PANIC("FPU used by kernel thread %s", this_cpu().scheduler.current()->name());
+    set_ts(false);
+    if (g_switch.fpu_owner == &cur) return;
+    if (g_switch.fpu_owner != nullptr) {
+        asm volatile("fxsave64 (%0)" ::"r"(g_switch.fpu_owner->fpu) : "memory");
+    }
+    if (cur.fpu_used) {
+        asm volatile("fxrstor64 (%0)" ::"r"(cur.fpu) : "memory");
+    } else {
+        uint32_t mxcsr = 0x1F80;
+        asm volatile("fninit; ldmxcsr %0" ::"m"(mxcsr));
+        cur.fpu_used = true;
+    }
+    g_switch.fpu_owner = &cur;
+}
+
+}  // namespace mk::x86
+
+namespace mk {
+
+using namespace x86;
+
+void Cpu::init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg) {
+    auto* sp = static_cast<uint64_t*>(stack_top);
+    *--sp = 0;  // keeps the frame below 16-byte aligned like a call would
+    *--sp = reinterpret_cast<uint64_t>(&arch_thread_trampoline);  // ret target
+    *--sp = 0;                                                    // rbp
+    *--sp = 0;                                                    // rbx
+    *--sp = reinterpret_cast<uint64_t>(entry);                    // r12
+    *--sp = reinterpret_cast<uint64_t>(arg);                      // r13
+    *--sp = 0;                                                    // r14
+    *--sp = 0;                                                    // r15
+    ctx.rsp = reinterpret_cast<uint64_t>(sp);
+    ctx.kernel_stack_top = reinterpret_cast<uint64_t>(stack_top);
+}
+
+void Cpu::switch_context(Context& from, Context& to) {
+    if (to.kernel_stack_top != 0) {
+        set_kernel_entry_stack(to.kernel_stack_top);
+        mk::this_cpu().entry.kernel_stack_top = to.kernel_stack_top;
+    }
+    if (to.root != 0 && to.root != g_switch.loaded_root) {
+        write_cr3(to.root);
+        g_switch.loaded_root = to.root;
+    }
+    if (to.fpu != nullptr) set_ts(g_switch.fpu_owner != &to);
+    arch_switch_context(&from.rsp, to.rsp);
+}
+
+Error Cpu::init_user_context(Context& ctx, uint64_t root) {
+    void* area = kalloc(kFxsaveSize, 64);
+    if (area == nullptr) return Error::OutOfMemory;
+    __builtin_memset(area, 0, kFxsaveSize);
+    ctx.fpu = area;
+    ctx.fpu_used = false;
+    ctx.root = root;
+    return Error::None;
+}
+
+void Cpu::release_context(Context& ctx) {
+    if (g_switch.fpu_owner == &ctx) g_switch.fpu_owner = nullptr;
+    kfree(ctx.fpu);
+    ctx.fpu = nullptr;
+    ctx.root = 0;
+}
+
+void Cpu::enter_user(uint64_t rip, uint64_t rsp, uint64_t arg) {
+    save_and_disable_interrupts();
+    auto* frame = reinterpret_cast<TrapFrame*>(mk::this_cpu().entry.kernel_stack_top) - 1;
+    *frame = TrapFrame{};
+    frame->rip = rip;
+    frame->rsp = rsp;
+    frame->rdi = arg;
+    frame->rflags = kRflagsIf | 0x2;
+    frame->cs = kUserCode;
+    frame->ss = kUserData;
+    frame->vector = kSyscallVector;
+    arch_return_to_user_from(frame);
+}
+
+Result<uint64_t> Cpu::user_space_create() {
+    Result<AddressSpace> as =
+        AddressSpace::create_user({table_alloc, nullptr, frame_free}, g_features, g_kernel_space);
+    if (!as) return as.error();
+    return as.value().root();
+}
+
+void Cpu::user_space_destroy(uint64_t root) {
+    if (root == 0) return;
+    if (g_switch.loaded_root == root) {
+        write_cr3(g_kernel_space.root());
+        g_switch.loaded_root = g_kernel_space.root();
+    }
+    AddressSpace as = space_of(root);
+    as.destroy_user(frame_free, nullptr);
+}
+
+Error Cpu::user_map(uint64_t root, uint64_t virt, uint64_t frame, uint32_t prot) {
+    if (virt < abi::kUserBase || virt >= abi::kUserEnd || (virt % kPageSize) != 0) {
+        return Error::InvalidArgument;
+    }
+    if ((prot & abi::kProtWrite) != 0 && (prot & abi::kProtExec) != 0)
+        return Error::InvalidArgument;
+    uint64_t flags = pte::kUser;
+    if ((prot & abi::kProtWrite) != 0) flags |= pte::kWritable;
+    if ((prot & abi::kProtExec) == 0) flags |= pte::kNoExecute;
+    AddressSpace as = space_of(root);
+    if (as.leaf_entry(virt) != 0) return Error::BadState;
+    return as.map(virt, frame, flags);
+}
+
+Result<uint64_t> Cpu::user_unmap(uint64_t root, uint64_t virt) {
+    if (virt < abi::kUserBase || virt >= abi::kUserEnd) return Error::InvalidArgument;
+    AddressSpace as = space_of(root);
+    return as.unmap(virt);
+}
+
+Result<uint64_t> Cpu::user_frame(uint64_t root, uint64_t virt, bool write) {
+    if (virt < abi::kUserBase || virt >= abi::kUserEnd) return Error::BadAddress;
+    uint64_t e = space_of(root).leaf_entry(virt);
+    if ((e & pte::kPresent) == 0 || (e & pte::kUser) == 0) return Error::BadAddress;
+    if (write && (e & pte::kWritable) == 0) return Error::BadAddress;
+    return e & pte::kAddressMask;
+}
+
+void* Cpu::frame_to_kernel(uint64_t frame) {
+    return phys_to_virt(frame);
+}
+
+}  // namespace mk
+
+extern "C" void arch_syscall(mk::TrapFrame* frame) {
+    mk::handle_syscall(*frame);
+}
+
+extern "C" void arch_bad_user_return() {
+    mk::log("user: thread %s: return to a RIP outside the user half refused\n",
+            mk::this_cpu().scheduler.current()->name());
+    mk::this_cpu().scheduler.exit_current();
+}

@@ -1,0 +1,24 @@
+// User-mode bring-up and the lazy FPU switch (arch/x86_64/context.cpp).
+#pragma once
+
+#include "frame_allocator.hpp"
+#include "paging.hpp"
+
+namespace mk::x86 {
+
+struct UserModeFeatures {
+    bool smep;  // supervisor-mode execution prevention: on
+    bool smap;  // supervisor-mode access prevention: on
+    bool pcid;  // process-context ids offered (not used yet: CR3 writes flush the TLB)
+};
+
+// Programs the syscall MSRs, enables SSE for user code and SMEP/SMAP when
+// the CPU has them; user address spaces copy `kernel`'s half and take
+// frames from `frames`.
+UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures features,
+                                FrameAllocator& frames);
+
+// The #NM handler: loads the current thread's FPU state.
+void fpu_trap();
+
+}  // namespace mk::x86

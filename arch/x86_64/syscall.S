@@ -1,0 +1,93 @@
+/* The `syscall` entry and the way back to user mode (docs/syscalls.md).
+ *
+ * On `syscall` the CPU loads CS/SS from STAR, puts the user RIP in rcx and
+ * RFLAGS in r11, masks IF/DF/TF/AC (SFMASK) and leaves rsp alone. The stub
+ * swaps to the kernel GS, switches to the current thread's kernel stack
+ * (PerCpu::entry, at %gs:8) and builds the same TrapFrame the interrupt
+ * stubs build (vector 0x100), so the syscall layer and the fault handlers
+ * read one layout; then it calls arch_syscall(frame).
+ *
+ * The way back is sysretq, except to a RIP outside the user half: sysret to
+ * a non-canonical RIP faults in ring 0 with the user's stack (the
+ * CVE-2012-0217 trap), so such a return kills the thread instead. */
+
+    .set PERCPU_KSTACK, 8
+    .set PERCPU_USER_RSP, 16
+    .set USER_DS, 0x1b
+    .set USER_CS, 0x23
+
+    .text
+    .globl syscall_entry
+    .balign 16
+syscall_entry:
+    swapgs
+    mov %rsp, %gs:PERCPU_USER_RSP
+    mov %gs:PERCPU_KSTACK, %rsp
+    push $USER_DS                 /* ss */
+    push %gs:PERCPU_USER_RSP      /* rsp */
+    push %r11                     /* rflags */
+    push $USER_CS                 /* cs */
+    push %rcx                     /* rip */
+    push $0                       /* error code */
+    push $0x100                   /* vector: a syscall frame */
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    xor %ebp, %ebp                /* the end of the kernel backtrace */
+    mov %rsp, %rdi
+    call arch_syscall
+    /* fall through */
+
+/* Returns to user mode through the TrapFrame at rsp, with interrupts off. */
+    .globl arch_return_to_user
+arch_return_to_user:
+    cli
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp                 /* vector, error code */
+    mov (%rsp), %rcx              /* rip: only into the user half */
+    shr $47, %rcx
+    jnz .Lbad_rip
+    mov (%rsp), %rcx
+    mov 16(%rsp), %r11            /* rflags */
+    mov 24(%rsp), %rsp            /* the user stack */
+    swapgs
+    sysretq
+.Lbad_rip:
+    and $-16, %rsp
+    call arch_bad_user_return     /* kills the thread; never returns */
+    ud2
+
+/* void arch_return_to_user_from(TrapFrame* frame): the first entry of a
+ * user thread (Cpu::enter_user), through the same exit. */
+    .globl arch_return_to_user_from
+arch_return_to_user_from:
+    mov %rdi, %rsp
+    jmp arch_return_to_user
+
+    .section .note.GNU-stack, "", @progbits

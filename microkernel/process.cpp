@@ -1,0 +1,163 @@
+#include "process.hpp"
+
+#include "kernel.hpp"
+#include "memory.hpp"
+#include "mk/abi.hpp"
+#include "panic.hpp"
+#include "percpu.hpp"
+#include "thread.hpp"
+
+namespace mk {
+
+namespace {
+
+uint64_t g_next_process_id = 1;
+
+bool user_range_ok(uint64_t virt, size_t pages) {
+    uint64_t bytes = uint64_t(pages) * abi::kPageSize;
+    return (virt % abi::kPageSize) == 0 && virt >= abi::kUserBase && virt < abi::kUserEnd &&
+           pages <= (abi::kUserEnd - virt) / abi::kPageSize && bytes != 0;
+}
+
+// First entry of a user thread, on its kernel stack.
+void user_thread_entry(void*) {
+    Thread* t = this_cpu().scheduler.current();
+    Cpu::enter_user(t->user_rip, t->user_rsp, t->user_arg);
+}
+
+}  // namespace
+
+Process::Process(const char* name) : KObject(ObjectType::Process) {
+    size_t i = 0;
+    for (; name != nullptr && name[i] != '\0' && i + 1 < kNameLength; ++i) name_[i] = name[i];
+    name_[i] = '\0';
+}
+
+Process::~Process() {
+    Cpu::user_space_destroy(root_);
+}
+
+Result<Process*> Process::create(const char* name) {
+    Result<uint64_t> root = Cpu::user_space_create();
+    if (!root) return root.error();
+    Process* p = knew<Process>(name);
+    if (p == nullptr) {
+        Cpu::user_space_destroy(root.value());
+        return Error::OutOfMemory;
+    }
+    p->root_ = root.value();
+    {
+        LockGuard guard(this_cpu().scheduler.lock());
+        p->id_ = g_next_process_id++;
+    }
+    return p;
+}
+
+void Process::free(Process* p) {
+    kdelete(p);
+}
+
+Status Process::map_anonymous(uint64_t virt, size_t pages, uint32_t prot) {
+    if (!user_range_ok(virt, pages)) return Error::InvalidArgument;
+    if ((prot & ~uint32_t(abi::kProtRead | abi::kProtWrite | abi::kProtExec)) != 0) {
+        return Error::InvalidArgument;
+    }
+    if ((prot & abi::kProtWrite) != 0 && (prot & abi::kProtExec) != 0) {
+        return Error::InvalidArgument;  // W^X
+    }
+    if (pages > kMaxPages - mapped_pages_) return Error::LimitReached;
+    for (size_t i = 0; i < pages; ++i) {
+        if (Cpu::user_frame(root_, virt + i * abi::kPageSize, false)) return Error::BadState;
+    }
+    for (size_t i = 0; i < pages; ++i) {
+        uint64_t va = virt + i * abi::kPageSize;
+        Result<uint64_t> frame = frame_allocator().alloc();
+        Status st = frame ? Error::None : Error::OutOfMemory;
+        if (frame) {
+            __builtin_memset(Cpu::frame_to_kernel(frame.value()), 0, abi::kPageSize);
+            st = Cpu::user_map(root_, va, frame.value(), prot);
+            if (st != Error::None) frame_allocator().free(frame.value());
+        }
+        if (st != Error::None) {
+            (void)unmap(virt, i);
+            return st;
+        }
+        ++mapped_pages_;
+    }
+    return Error::None;
+}
+
+Status Process::unmap(uint64_t virt, size_t pages) {
+    if (pages == 0) return Error::None;
+    if (!user_range_ok(virt, pages)) return Error::InvalidArgument;
+    for (size_t i = 0; i < pages; ++i) {
+        Result<uint64_t> frame = Cpu::user_unmap(root_, virt + i * abi::kPageSize);
+        if (!frame) continue;
+        frame_allocator().free(frame.value());
+        --mapped_pages_;
+    }
+    return Error::None;
+}
+
+Status Process::copy(uint64_t user, void* kernel, size_t length, Access access) const {
+    if (length == 0) return Error::None;
+    if (user < abi::kUserBase || user >= abi::kUserEnd || length > abi::kUserEnd - user) {
+        return Error::BadAddress;
+    }
+    auto* k = static_cast<unsigned char*>(kernel);
+    // Check every page first: a refused copy changes nothing.
+    uint64_t first = user & ~(abi::kPageSize - 1);
+    for (uint64_t page = first; page < user + length; page += abi::kPageSize) {
+        Result<uint64_t> f = Cpu::user_frame(root_, page, access == Access::Write);
+        if (!f) return f.error();
+    }
+    while (length > 0) {
+        uint64_t offset = user % abi::kPageSize;
+        size_t chunk = abi::kPageSize - offset;
+        if (chunk > length) chunk = length;
+        Result<uint64_t> f = Cpu::user_frame(root_, user - offset, access == Access::Write);
+        if (!f) return f.error();
+        auto* u = static_cast<unsigned char*>(Cpu::frame_to_kernel(f.value())) + offset;
+        if (access == Access::Read) {
+            __builtin_memcpy(k, u, chunk);
+        } else {
+            __builtin_memcpy(u, k, chunk);
+        }
+        user += chunk;
+        k += chunk;
+        length -= chunk;
+    }
+    return Error::None;
+}
+
+Status Process::copy_from_user(void* dst, uint64_t src, size_t length) const {
+    return copy(src, dst, length, Access::Read);
+}
+
+Status Process::copy_to_user(uint64_t dst, const void* src, size_t length) const {
+    return copy(dst, const_cast<void*>(src), length, Access::Write);
+}
+
+Status Process::load(uint64_t dst, const void* src, size_t length) const {
+    return copy(dst, const_cast<void*>(src), length, Access::Load);
+}
+
+Result<Thread*> Process::create_thread(const char* name, uint64_t rip, uint64_t rsp, uint64_t arg) {
+    if (rip < abi::kUserBase || rip >= abi::kUserEnd) return Error::InvalidArgument;
+    Result<Thread*> t = Thread::create(name, user_thread_entry, nullptr);
+    if (!t) return t;
+    Thread* thread = t.value();
+    Status st = Cpu::init_user_context(thread->context, root_);
+    if (st != Error::None) {
+        Thread::destroy(thread);
+        return st;
+    }
+    thread->user_rip = rip;
+    thread->user_rsp = rsp;
+    thread->user_arg = arg;
+    retain();
+    thread->process = this;
+    return thread;
+}
+
+}  // namespace mk

@@ -1,0 +1,75 @@
+// Process: an address space and the threads that run in it.
+//
+// A process owns its user half: every frame mapped there was allocated for
+// it and is freed with it. The kernel reaches user memory only through the
+// copy helpers below, which walk the process's page tables and copy through
+// the kernel's direct map: a user pointer is never dereferenced, so a bad
+// one is an error (BadAddress), never a kernel fault, and SMAP never needs
+// lifting.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "error.hpp"
+#include "kobject.hpp"
+
+namespace mk {
+
+class Thread;
+
+class Process : public KObject {
+  public:
+    static constexpr size_t kNameLength = 16;
+    // Bounds on what one process may hold (docs/limits.md).
+    static constexpr size_t kMaxPages = 16384;  // 64 MiB of mapped user memory
+    static constexpr size_t kMaxThreads = 64;
+
+    // A process with an empty address space and no threads.
+    [[nodiscard]] static Result<Process*> create(const char* name);
+
+    const char* name() const { return name_; }
+    uint64_t id() const { return id_; }
+    uint64_t root() const { return root_; }
+    size_t mapped_pages() const { return mapped_pages_; }
+
+    // Maps `pages` fresh zeroed frames from `virt` on (page-aligned, in the
+    // user half, nothing mapped there yet) with abi::Prot bits. All or
+    // nothing: on an error nothing stays mapped.
+    [[nodiscard]] Status map_anonymous(uint64_t virt, size_t pages, uint32_t prot);
+    // Unmaps and frees what is mapped in [virt, virt + pages pages).
+    [[nodiscard]] Status unmap(uint64_t virt, size_t pages);
+
+    // Copies between kernel memory and the user half. copy_from_user needs
+    // user-readable pages, copy_to_user user-writable ones; load() writes
+    // whatever is mapped (the program loader filling read-only text).
+    [[nodiscard]] Status copy_from_user(void* dst, uint64_t src, size_t length) const;
+    [[nodiscard]] Status copy_to_user(uint64_t dst, const void* src, size_t length) const;
+    [[nodiscard]] Status load(uint64_t dst, const void* src, size_t length) const;
+
+    // A thread of this process that will enter user mode at `rip` with `rsp`
+    // and `arg` in the first argument register; not started.
+    [[nodiscard]] Result<Thread*> create_thread(const char* name, uint64_t rip, uint64_t rsp,
+                                                uint64_t arg);
+
+  private:
+    friend void kobject_free(KObject* object);
+    template <typename T, typename... Args>
+    friend T* knew(Args&&... args);
+    template <typename T>
+    friend void kdelete(T* obj);
+
+    explicit Process(const char* name);
+    ~Process();
+    static void free(Process* p);
+
+    enum class Access { Read, Write, Load };
+    Status copy(uint64_t user, void* kernel, size_t length, Access access) const;
+
+    char name_[kNameLength];
+    uint64_t id_ = 0;
+    uint64_t root_ = 0;
+    size_t mapped_pages_ = 0;  // guarded by: one thread maps at a time (SMP: a lock)
+};
+
+}  // namespace mk

@@ -1,0 +1,18 @@
+// Where the architecture hands user-mode entries to the portable core.
+#pragma once
+
+#include <cstdint>
+
+#include "trap_frame.hpp"
+
+namespace mk {
+
+// A `syscall` from ring 3: decodes and performs it, leaving the results in
+// the frame's return registers (abi.hpp). Entered with interrupts off.
+void handle_syscall(TrapFrame& frame);
+
+// An exception raised by user code (a page fault at `fault_address`, #GP,
+// #UD, a divide error...): only the faulting thread's process suffers.
+[[noreturn]] void handle_user_exception(TrapFrame& frame, uint64_t fault_address);
+
+}  // namespace mk

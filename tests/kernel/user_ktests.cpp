@@ -1,0 +1,122 @@
+// In-kernel tests of user mode: ring-3 code (tests/kernel/user_blob.S) in
+// its own address space, entering the kernel through `syscall`, the yield
+// vector and its faults.
+#include "ktest.hpp"
+#include "log.hpp"
+#include "mk/abi.hpp"
+#include "percpu.hpp"
+#include "process.hpp"
+#include "thread.hpp"
+
+extern "C" {
+extern const char user_blob_start[], user_blob_end[];
+extern const char user_blob_syscalls[], user_blob_fault[], user_blob_fpu[];
+}
+
+namespace mk::ktest {
+
+namespace {
+
+constexpr uint64_t kText = 0x400000;
+constexpr uint64_t kResults = 0x401000;
+constexpr uint64_t kStackTop = 0x7FFFFFF00000;
+constexpr size_t kStackPages = 4;
+
+uint64_t entry_of(const char* sym) {
+    return kText + uint64_t(sym - user_blob_start);
+}
+
+// A process holding the blob, a results page and a stack.
+Process* make_process(const char* name) {
+    Result<Process*> p = Process::create(name);
+    if (!p) return nullptr;
+    Process* proc = p.value();
+    size_t blob = size_t(user_blob_end - user_blob_start);
+    size_t text_pages = (blob + abi::kPageSize - 1) / abi::kPageSize;
+    if (proc->map_anonymous(kText, text_pages, abi::kProtRead | abi::kProtExec) != Error::None ||
+        proc->load(kText, user_blob_start, blob) != Error::None ||
+        proc->map_anonymous(kResults, 1, abi::kProtRead | abi::kProtWrite) != Error::None ||
+        proc->map_anonymous(kStackTop - kStackPages * abi::kPageSize, kStackPages,
+                            abi::kProtRead | abi::kProtWrite) != Error::None) {
+        proc->release();
+        return nullptr;
+    }
+    return proc;
+}
+
+Thread* start(Process* p, const char* name, const char* entry, uint64_t arg) {
+    Result<Thread*> t = p->create_thread(name, entry_of(entry), kStackTop, arg);
+    if (!t) return nullptr;
+    this_cpu().scheduler.start(*t.value());
+    return t.value();
+}
+
+uint64_t result(Process* p, int i) {
+    uint64_t v = ~uint64_t{0};
+    if (p->copy_from_user(&v, kResults + 8 * uint64_t(i), sizeof v) != Error::None) return v;
+    return v;
+}
+
+bool syscall_basics() {
+    Process* p = make_process("basics");
+    KCHECK(p != nullptr);
+    Thread* t = start(p, "main", user_blob_syscalls, 0);
+    KCHECK(t != nullptr);
+    join(&t, 1);
+    bool ok = result(p, 0) == uint64_t(abi::Err::Ok) &&
+              result(p, 1) == uint64_t(abi::Err::BadSyscall) &&
+              result(p, 2) == uint64_t(abi::Err::BadAddress) &&
+              result(p, 3) == uint64_t(abi::Err::TooLarge) &&
+              result(p, 4) == uint64_t(abi::Err::BadAddress) && result(p, 5) == 1 &&
+              result(p, 6) == 0x600d;
+    for (int i = 0; i < 7; ++i) log("[ktest]   result %d = %#lx\n", i, result(p, i));
+    p->release();
+    KCHECK(ok);
+    return true;
+}
+
+// Each fault kills only the thread that made it; the kernel and this test go on.
+bool faults_kill_only_the_faulter() {
+    for (uint64_t kind = 0; kind < 6; ++kind) {
+        Process* p = make_process("faulter");
+        KCHECK(p != nullptr);
+        Thread* t = start(p, "main", user_blob_fault, kind);
+        KCHECK(t != nullptr);
+        join(&t, 1);
+        bool started = result(p, 7) == 1;
+        bool survived = result(p, 8) == 0xbad;
+        p->release();
+        KCHECK(started);
+        KCHECK(!survived);
+    }
+    return true;
+}
+
+// Two threads of one process keep their own SSE registers across yields
+// (the FPU state is switched lazily, at the first FPU instruction).
+bool fpu_state_is_per_thread() {
+    Process* p = make_process("fpu");
+    KCHECK(p != nullptr);
+    Thread* t[2] = {start(p, "even", user_blob_fpu, 0x1234567800000002),
+                    start(p, "odd", user_blob_fpu, 0x7654321000000001)};
+    KCHECK(t[0] != nullptr && t[1] != nullptr);
+    join(t, 2);
+    bool ok = result(p, 9) == 1 && result(p, 10) == 1;
+    p->release();
+    KCHECK(ok);
+    return true;
+}
+
+constexpr Case kCases[] = {
+    {"user_syscall_basics", syscall_basics},
+    {"user_faults_kill_only_the_faulter", faults_kill_only_the_faulter},
+    {"user_fpu_state_is_per_thread", fpu_state_is_per_thread},
+};
+
+}  // namespace
+
+CaseList user_cases() {
+    return {kCases, sizeof kCases / sizeof kCases[0]};
+}
+
+}  // namespace mk::ktest
