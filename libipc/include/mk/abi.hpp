@@ -52,7 +52,8 @@ enum class Sys : uint64_t {
     // Misc.
     Yield = 16,          // a0 thread handle to donate to, or 0 (also reachable as int 0x50)
     DebugLog = 17,       // a1 pointer, a2 length (at most kDebugLogMax)
-    Count = 18,
+    ProcessExit = 18,    // a1 status; ends every thread of the caller's process
+    Count = 19,
 };
 
 // The yield vector: `int 0x50` from ring 3, rdi = thread handle or 0.

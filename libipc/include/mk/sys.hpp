@@ -1,0 +1,57 @@
+// Raw syscalls: the registers of abi.hpp, nothing more. Everything else in
+// libipc is built on invoke().
+#pragma once
+
+#include <cstdint>
+
+#include "mk/abi.hpp"
+
+namespace mk::sys {
+
+// What comes back: rax, rdi, rsi and the four message words.
+struct Ret {
+    abi::Err status;
+    uint64_t r0;  // rdi: a badge, a new handle or address, a result value
+    uint64_t r1;  // rsi: message info
+    uint64_t words[abi::kMessageWords];
+
+    bool ok() const { return status == abi::Err::Ok; }
+};
+
+inline Ret invoke(abi::Sys number, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0,
+                  uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0) {
+    register uint64_t rax asm("rax") = static_cast<uint64_t>(number);
+    register uint64_t rdi asm("rdi") = a0;
+    register uint64_t rsi asm("rsi") = a1;
+    register uint64_t rdx asm("rdx") = a2;
+    register uint64_t r10 asm("r10") = a3;
+    register uint64_t r8 asm("r8") = a4;
+    register uint64_t r9 asm("r9") = a5;
+    register uint64_t r12 asm("r12") = a6;
+    asm volatile("syscall"
+                 : "+r"(rax), "+r"(rdi), "+r"(rsi), "+r"(rdx), "+r"(r10), "+r"(r8), "+r"(r9)
+                 : "r"(r12)
+                 : "rcx", "r11", "memory");
+    return Ret{static_cast<abi::Err>(rax), rdi, rsi, {rdx, r10, r8, r9}};
+}
+
+inline abi::Err debug_log(const char* text, uint64_t length) {
+    return invoke(abi::Sys::DebugLog, 0, reinterpret_cast<uint64_t>(text), length).status;
+}
+
+[[noreturn]] inline void process_exit(uint64_t status) {
+    invoke(abi::Sys::ProcessExit, 0, status);
+    __builtin_trap();
+}
+
+[[noreturn]] inline void thread_exit() {
+    invoke(abi::Sys::ThreadExit);
+    __builtin_trap();
+}
+
+// Yields the CPU; to `thread` (a thread handle) if it is ready (directed yield).
+inline abi::Err yield(abi::HandleValue thread = abi::kNoHandle) {
+    return invoke(abi::Sys::Yield, thread).status;
+}
+
+}  // namespace mk::sys
