@@ -11,6 +11,8 @@ namespace mk {
 namespace {
 
 FrameAllocator* g_frames = nullptr;
+const BootModule* g_modules = nullptr;
+size_t g_module_count = 0;
 
 void idle_entry(void*) {
     this_cpu().scheduler.idle_loop();
@@ -130,8 +132,19 @@ FrameAllocator& frame_allocator() {
     return *g_frames;
 }
 
+Result<ModuleImage> boot_module(const char* name) {
+    for (size_t i = 0; i < g_module_count; ++i) {
+        const BootModule& m = g_modules[i];
+        if (!equals(m.string, m.string_length, name)) continue;
+        return ModuleImage{Cpu::frame_to_kernel(m.start), size_t(m.end - m.start)};
+    }
+    return Error::InvalidArgument;
+}
+
 void kernel_start(const StartInfo& info) {
     g_frames = info.frames;
+    g_modules = info.modules;
+    g_module_count = info.module_count;
     PerCpu& cpu = *info.boot_cpu;
     Scheduler& sched = cpu.scheduler;
 

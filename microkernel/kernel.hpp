@@ -7,6 +7,7 @@
 
 #include "config.hpp"
 #include "frame_allocator.hpp"
+#include "multiboot2.hpp"
 
 namespace mk {
 
@@ -17,7 +18,16 @@ struct StartInfo {
     FrameAllocator* frames;  // physical memory, ready
     KernelConfig config;
     uint32_t timer_hz;
+    const BootModule* modules;  // the multiboot2 modules (programs), mapped in the direct map
+    size_t module_count;
 };
+
+// A boot module's bytes, found by the name GRUB gave it (its string).
+struct ModuleImage {
+    const void* data = nullptr;
+    size_t size = 0;
+};
+[[nodiscard]] Result<ModuleImage> boot_module(const char* name);
 
 // Adopts the running code as the boot thread, starts the idle thread and
 // enables interrupts; then runs the in-kernel tests (ktest=...) or the boot

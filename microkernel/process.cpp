@@ -155,9 +155,55 @@ Result<Thread*> Process::create_thread(const char* name, uint64_t rip, uint64_t 
     thread->user_rip = rip;
     thread->user_rsp = rsp;
     thread->user_arg = arg;
-    retain();
-    thread->process = this;
+    Status refused = Error::None;
+    {
+        LockGuard guard(this_cpu().scheduler.lock());
+        if (exiting_) {
+            refused = Error::BadState;
+        } else if (threads_.size() >= kMaxThreads) {
+            refused = Error::LimitReached;
+        } else {
+            retain();
+            thread->process = this;
+            threads_.push_back(*thread);
+        }
+    }
+    if (refused != Error::None) {
+        Thread::destroy(thread);  // never started; without the lock: it frees memory
+        return refused;
+    }
     return thread;
+}
+
+void Process::remove_thread(Thread& thread) {
+    LockGuard guard(this_cpu().scheduler.lock());
+    threads_.erase(ThreadList::s_iterator_to(thread));
+}
+
+void Process::exit_from_inside(uint64_t status) {
+    Scheduler& sched = this_cpu().scheduler;
+    Thread* self = sched.current();
+    MK_ASSERT(self->process == this);
+    // Kill the others one at a time: kill() takes the lock itself.
+    for (;;) {
+        Thread* victim = nullptr;
+        {
+            LockGuard guard(sched.lock());
+            if (!exiting_) {
+                exiting_ = true;
+                exit_status_ = status;
+            }
+            for (Thread& t : threads_) {
+                if (&t != self && t.state != ThreadState::Dead) {
+                    victim = &t;
+                    break;
+                }
+            }
+        }
+        if (victim == nullptr) break;
+        sched.kill(*victim);
+    }
+    sched.exit_current();
 }
 
 }  // namespace mk

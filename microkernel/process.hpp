@@ -13,10 +13,9 @@
 
 #include "error.hpp"
 #include "kobject.hpp"
+#include "thread.hpp"
 
 namespace mk {
-
-class Thread;
 
 class Process : public KObject {
   public:
@@ -52,6 +51,16 @@ class Process : public KObject {
     [[nodiscard]] Result<Thread*> create_thread(const char* name, uint64_t rip, uint64_t rsp,
                                                 uint64_t arg);
 
+    // Ends the process with `status` (abi::status_exited() or a fault or
+    // kill status; the first one set is kept): every other thread of it is
+    // killed, and so is the calling thread, which must be one of them.
+    [[noreturn]] void exit_from_inside(uint64_t status);
+    // A thread of it is being destroyed (Thread::destroy).
+    void remove_thread(Thread& thread);
+    // Whether it has begun to end, and with what status.
+    bool exiting() const { return exiting_; }
+    uint64_t exit_status() const { return exit_status_; }
+
   private:
     friend void kobject_free(KObject* object);
     template <typename T, typename... Args>
@@ -70,6 +79,13 @@ class Process : public KObject {
     uint64_t id_ = 0;
     uint64_t root_ = 0;
     size_t mapped_pages_ = 0;  // guarded by: one thread maps at a time (SMP: a lock)
+
+    using ThreadList =
+        bi::list<Thread, bi::member_hook<Thread, bi::list_member_hook<>, &Thread::process_hook>>;
+    // --- Guarded by the scheduler lock ---
+    ThreadList threads_;  // its live threads (a thread leaves the list when it is destroyed)
+    bool exiting_ = false;
+    uint64_t exit_status_ = 0;
 };
 
 }  // namespace mk

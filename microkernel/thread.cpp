@@ -116,7 +116,10 @@ void Thread::destroy(Thread* thread) {
         g_threads[slot] = nullptr;
     }
     Cpu::release_context(thread->context);
-    if (thread->process != nullptr) thread->process->release();
+    if (thread->process != nullptr) {
+        thread->process->remove_thread(*thread);
+        thread->process->release();
+    }
     void* stack = thread->stack_;
     IpcState* ipc = thread->ipc;
     kdelete(thread);

@@ -84,8 +84,9 @@ class Thread {
     IpcState* const ipc;
 
     // --- User threads (Process::create_thread); fixed before it starts ---
-    Process* process = nullptr;  // holds a reference; nullptr: a kernel thread
-    uint64_t user_rip = 0;       // where it first enters user mode
+    Process* process = nullptr;           // holds a reference; nullptr: a kernel thread
+    bi::list_member_hook<> process_hook;  // on process->threads, guarded by the scheduler lock
+    uint64_t user_rip = 0;                // where it first enters user mode
     uint64_t user_rsp = 0;
     uint64_t user_arg = 0;
 

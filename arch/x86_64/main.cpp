@@ -256,6 +256,6 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
     log("timer: LAPIC %u Hz (%u APIC ticks per ms), TSC ~%lu MHz, CPU %u\n", timer.hz,
         timer.apic_ticks_per_ms, timer.tsc_per_ms / 1000, lapic_id());
 
-    StartInfo start{g_boot_cpu, &g_frames, config, kTimerHz};
+    StartInfo start{g_boot_cpu, &g_frames, config, kTimerHz, boot.modules, boot.module_count};
     kernel_start(start);
 }

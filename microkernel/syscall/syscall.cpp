@@ -108,6 +108,8 @@ void handle_syscall(TrapFrame& f) {
             break;
         case abi::Sys::ThreadExit:
             sched().exit_current();
+        case abi::Sys::ProcessExit:
+            proc->exit_from_inside(abi::status_exited(uint32_t(f.rsi)));
         default:
             st = Error::BadSyscall;
             break;
@@ -117,7 +119,8 @@ void handle_syscall(TrapFrame& f) {
 
 void handle_user_exception(TrapFrame& f, uint64_t fault_address) {
     Thread* self = sched().current();
-    const char* name = self->process != nullptr ? self->process->name() : "?";
+    MK_ASSERT(self->process != nullptr);
+    const char* name = self->process->name();
     if (f.vector == 14) {
         log("user: %s/%s killed: page fault at %#lx (%s, rip %#lx)\n", name, self->name(),
             fault_address,
@@ -130,7 +133,7 @@ void handle_user_exception(TrapFrame& f, uint64_t fault_address) {
             f.vector, f.error_code, f.rip);
     }
     Cpu::restore_interrupts(true);
-    sched().exit_current();
+    self->process->exit_from_inside(abi::status_fault(uint8_t(f.vector)));
 }
 
 }  // namespace mk

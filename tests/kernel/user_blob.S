@@ -11,7 +11,7 @@
     .section .rodata
     .balign 4096
     .globl user_blob_start, user_blob_end
-    .globl user_blob_syscalls, user_blob_fault, user_blob_fpu
+    .globl user_blob_syscalls, user_blob_fault, user_blob_fpu, user_blob_spin, user_blob_exit
 user_blob_start:
 
 /* Syscall basics; each status goes to RESULTS[i]. */
@@ -130,6 +130,21 @@ user_blob_fpu:
     movq $1, RESULTS + 72(,%rax,8)
 3:  mov $SYS_THREAD_EXIT, %eax
     syscall
+
+/* Yields forever: only its process's end stops it. */
+user_blob_spin:
+    movq $1, RESULTS + 88
+1:  int $0x50
+    jmp 1b
+
+/* Ends its process with status rdi (after yielding once, so the others run). */
+user_blob_exit:
+    mov %rdi, %rbx
+    int $0x50
+    mov %rbx, %rsi
+    mov $18, %eax                      /* ProcessExit */
+    syscall
+    ud2
 
 hello:
     .ascii "hello from ring 3\n"

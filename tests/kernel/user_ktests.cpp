@@ -1,16 +1,20 @@
 // In-kernel tests of user mode: ring-3 code (tests/kernel/user_blob.S) in
 // its own address space, entering the kernel through `syscall`, the yield
 // vector and its faults.
+#include "elf.hpp"
+#include "kernel.hpp"
 #include "ktest.hpp"
 #include "log.hpp"
 #include "mk/abi.hpp"
 #include "percpu.hpp"
 #include "process.hpp"
+#include "program.hpp"
 #include "thread.hpp"
 
 extern "C" {
 extern const char user_blob_start[], user_blob_end[];
 extern const char user_blob_syscalls[], user_blob_fault[], user_blob_fpu[];
+extern const char user_blob_spin[], user_blob_exit[];
 }
 
 namespace mk::ktest {
@@ -107,7 +111,118 @@ bool fpu_state_is_per_thread() {
     return true;
 }
 
+// A process's exit ends all its threads, and its memory goes back: the
+// frame count is what it was before it existed.
+bool process_exit_ends_every_thread() {
+    size_t frames_before = frame_allocator().free_count();
+    Process* p = make_process("exiter");
+    KCHECK(p != nullptr);
+    Thread* t[3] = {start(p, "spin1", user_blob_spin, 0), start(p, "spin2", user_blob_spin, 0),
+                    start(p, "exit", user_blob_exit, 7)};
+    KCHECK(t[0] != nullptr && t[1] != nullptr && t[2] != nullptr);
+    join(t, 3);
+    bool spun = result(p, 11) == 1;
+    bool exiting = p->exiting();
+    uint64_t status = p->exit_status();
+    p->release();
+    KCHECK(spun);
+    KCHECK(exiting);
+    KCHECK(status == abi::status_exited(7));
+    KCHECK(frame_allocator().free_count() == frames_before);
+    return true;
+}
+
+// A fault's status names the exception.
+bool fault_status_names_the_exception() {
+    Process* p = make_process("faulter");
+    KCHECK(p != nullptr);
+    Thread* t = start(p, "main", user_blob_fault, 4);  // ud2
+    KCHECK(t != nullptr);
+    join(&t, 1);
+    uint64_t status = p->exit_status();
+    p->release();
+    KCHECK(status == abi::status_fault(6));
+    return true;
+}
+
+// A real program from a boot module: loaded from its ELF file, run to its exit.
+bool program_from_boot_module() {
+    Result<ModuleImage> m = boot_module("hello");
+    KCHECK(m.ok());
+    size_t frames_before = frame_allocator().free_count();
+    const char* reason = "";
+    Result<Program> prog = load_program("hello", m.value().data, m.value().size, 42, &reason);
+    if (!prog) log("[ktest]   load_program: %s (%s)\n", error_name(prog.error()), reason);
+    KCHECK(prog.ok());
+    Process* p = prog.value().process;
+    Thread* t = prog.value().thread;
+    this_cpu().scheduler.start(*t);
+    join(&t, 1);
+    uint64_t status = p->exit_status();
+    p->release();
+    KCHECK(status == abi::status_exited(0));
+    KCHECK(frame_allocator().free_count() == frames_before);
+    return true;
+}
+
+// Hostile files are refused with a reason and leave nothing behind.
+bool bad_programs_are_refused() {
+    Result<ModuleImage> m = boot_module("hello");
+    KCHECK(m.ok());
+    size_t size = m.value().size;
+    auto* copy = static_cast<unsigned char*>(kalloc(size, 16));
+    KCHECK(copy != nullptr);
+    size_t frames_before = frame_allocator().free_count();
+    struct Damage {
+        size_t offset;
+        unsigned char value;
+    };
+    // e_ident class, e_machine, e_phoff's top byte, the first phdr's p_vaddr top byte.
+    const Damage damages[] = {{4, 1}, {18, 3}, {39, 0x80}, {64 + 23, 0xFF}};
+    int refused = 0;
+    for (const Damage& d : damages) {
+        __builtin_memcpy(copy, m.value().data, size);
+        copy[d.offset] = d.value;
+        const char* reason = "";
+        Result<Program> prog = load_program("bad", copy, size, 0, &reason);
+        if (!prog) {
+            ++refused;
+            log("[ktest]   refused: %s\n", reason);
+        } else {
+            Thread::destroy(prog.value().thread);
+            prog.value().process->release();
+        }
+    }
+    // Truncated at every 97th byte: refused exactly when a byte it needs
+    // (a header or a segment's file bytes) is cut off.
+    Result<ElfImage> full = parse_elf(m.value().data, size);
+    KCHECK(full.ok());
+    const auto* header = static_cast<const elf64::Header*>(m.value().data);
+    size_t needed = header->phoff + size_t(header->phnum) * sizeof(elf64::ProgramHeader);
+    for (size_t i = 0; i < full.value().segment_count; ++i) {
+        const ElfSegment& seg = full.value().segments[i];
+        if (seg.file_offset + seg.file_size > needed) needed = seg.file_offset + seg.file_size;
+    }
+    for (size_t n = 0; n < size; n += 97) {
+        __builtin_memcpy(copy, m.value().data, size);
+        Result<Program> prog = load_program("short", copy, n, 0);
+        KCHECK(prog.ok() == (n >= needed));
+        if (prog) {
+            Thread::destroy(prog.value().thread);
+            prog.value().process->release();
+        }
+    }
+    kfree(copy);
+    KCHECK(refused == 4);
+    KCHECK(frame_allocator().free_count() == frames_before);
+    return true;
+}
+
 constexpr Case kCases[] = {
+    {"user_process_exit_ends_every_thread", process_exit_ends_every_thread},
+    {"user_fault_status_names_the_exception", fault_status_names_the_exception},
+    {"user_program_from_boot_module", program_from_boot_module},
+    {"user_bad_programs_are_refused", bad_programs_are_refused},
     {"user_syscall_basics", syscall_basics},
     {"user_faults_kill_only_the_faulter", faults_kill_only_the_faulter},
     {"user_fpu_state_is_per_thread", fpu_state_is_per_thread},

@@ -164,4 +164,24 @@ enum Prot : uint64_t {
 
 constexpr uint64_t kDebugLogMax = 256;
 
+// ---------------------------------------------------------------------------
+// Exit statuses (what a supervisor's death notice and wait4 report)
+// ---------------------------------------------------------------------------
+// A process that called ProcessExit(code): the code, 32 bits. One the kernel
+// ended has a kind in bits 32-39 and, for a fault, the exception vector in
+// bits 0-7 (as Unix's signal statuses say which signal).
+constexpr uint64_t kStatusFault = uint64_t{1} << 32;   // | exception vector
+constexpr uint64_t kStatusKilled = uint64_t{2} << 32;  // ProcessKill
+constexpr uint64_t kStatusKindMask = uint64_t{0xFF} << 32;
+constexpr uint64_t status_exited(uint32_t code) {
+    return code;
+}
+constexpr uint64_t status_fault(uint8_t vector) {
+    return kStatusFault | vector;
+}
+
+// The stack of a program's first thread ends at kUserEnd; below it, the
+// page under the lowest stack page stays unmapped (a guard page).
+constexpr uint64_t kMainStackPages = 16;
+
 }  // namespace mk::abi

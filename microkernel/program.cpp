@@ -1,0 +1,52 @@
+#include "program.hpp"
+
+#include "elf.hpp"
+#include "mk/abi.hpp"
+#include "process.hpp"
+#include "thread.hpp"
+
+namespace mk {
+
+Result<Program> load_program(const char* name, const void* image, size_t size, uint64_t arg,
+                             const char** reason) {
+    Result<ElfImage> parsed = parse_elf(image, size, reason);
+    if (!parsed) return parsed.error();
+    const ElfImage& elf = parsed.value();
+    if (elf.page_count + abi::kMainStackPages > Process::kMaxPages) {
+        if (reason != nullptr) *reason = "program: larger than a process may be";
+        return Error::LimitReached;
+    }
+    Result<Process*> created = Process::create(name);
+    if (!created) return created.error();
+    Process* p = created.value();
+    const auto* bytes = static_cast<const unsigned char*>(image);
+    Status st = Error::None;
+    for (size_t i = 0; i < elf.segment_count && st == Error::None; ++i) {
+        const ElfSegment& seg = elf.segments[i];
+        SegmentPlan plan = plan_segment(seg);
+        // map_anonymous zero-fills, so only the file's bytes are copied.
+        st = p->map_anonymous(plan.page_start, plan.page_count, uint32_t(plan.prot));
+        if (st == Error::None) {
+            st = p->load(seg.vaddr, bytes + seg.file_offset, seg.file_size);
+        }
+    }
+    constexpr uint64_t kStackBytes = abi::kMainStackPages * abi::kPageSize;
+    if (st == Error::None) {
+        st = p->map_anonymous(abi::kUserEnd - kStackBytes, abi::kMainStackPages,
+                              abi::kProtRead | abi::kProtWrite);
+    }
+    Thread* thread = nullptr;
+    if (st == Error::None) {
+        Result<Thread*> t = p->create_thread("main", elf.entry, abi::kUserEnd, arg);
+        st = t.error();
+        if (t) thread = t.value();
+    }
+    if (st != Error::None) {
+        if (reason != nullptr) *reason = "program: cannot map or fill its memory";
+        p->release();
+        return st;
+    }
+    return Program{p, thread};
+}
+
+}  // namespace mk

@@ -1,0 +1,30 @@
+// Programs: an ELF executable (a boot module) turned into a new process
+// with its first thread, ready to start.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "error.hpp"
+
+namespace mk {
+
+class Process;
+class Thread;
+
+struct Program {
+    Process* process;  // the creator's reference
+    Thread* thread;    // created, not started
+};
+
+// Validates the ELF image (microkernel/elf.hpp), maps and fills its
+// segments in a new process, maps the main stack (abi::kMainStackPages
+// below abi::kUserEnd, with an unmapped guard page under it) and creates
+// the first thread at the entry point with `arg` in its first argument
+// register. All or nothing: on an error nothing is left behind and, for a
+// refused file, *reason says why. Errors: those of parse_elf(),
+// LimitReached (more memory than a process may have), OutOfMemory.
+[[nodiscard]] Result<Program> load_program(const char* name, const void* image, size_t size,
+                                           uint64_t arg, const char** reason = nullptr);
+
+}  // namespace mk
