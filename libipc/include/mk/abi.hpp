@@ -106,21 +106,26 @@ constexpr unsigned kMaxPayload = 480;
 constexpr unsigned kMaxHandles = 4;
 
 // a1 / r1: label (bits 0-31), payload length (bits 32-41), handle count
-// (bits 44-46). The other bits must be 0.
+// (bits 44-46), and on a received message bit 47: the sender waits for a
+// reply (it used Call; the receiver now has a pending call to answer). The
+// other bits must be 0, and bit 47 too in what user code sends.
 struct MsgInfo {
     uint32_t label = 0;
     uint32_t length = 0;   // payload bytes in the IPC buffer
     uint32_t handles = 0;  // handles in IpcBuffer::handles
+    bool call = false;     // received only: a reply is expected
 
     constexpr uint64_t encode() const {
         return uint64_t(label) | (uint64_t(length & 0x3FF) << 32) |
-               (uint64_t(handles & 0x7) << 44);
+               (uint64_t(handles & 0x7) << 44) | (uint64_t(call ? 1 : 0) << 47);
     }
     static constexpr MsgInfo decode(uint64_t v) {
-        return MsgInfo{uint32_t(v), uint32_t((v >> 32) & 0x3FF), uint32_t((v >> 44) & 0x7)};
+        return MsgInfo{uint32_t(v), uint32_t((v >> 32) & 0x3FF), uint32_t((v >> 44) & 0x7),
+                       ((v >> 47) & 1) != 0};
     }
-    // Bits a valid info word never sets.
-    static constexpr uint64_t kReservedBits = ~((uint64_t{1} << 47) - 1) | (uint64_t{3} << 42);
+    // Bits a valid outgoing info word never sets.
+    static constexpr uint64_t kReservedBits = ~((uint64_t{1} << 47) - 1) | (uint64_t{3} << 42) |
+                                              (uint64_t{1} << 47);
 };
 
 // Labels at and above this are reserved for kernel notices.
@@ -144,7 +149,9 @@ struct IpcBuffer {
 };
 static_assert(sizeof(IpcBuffer) <= 4096);
 
-// Timeouts (a6), in nanoseconds.
+// Timeouts (a6), in nanoseconds, rounded up to the kernel's tick (1 ms).
+// kNoWait makes Call, Send, Recv and ReplyRecv the non-blocking forms: they
+// complete only with a partner already waiting, else WouldBlock.
 constexpr uint64_t kForever = ~uint64_t{0};
 constexpr uint64_t kNoWait = 0;
 
