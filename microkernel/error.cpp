@@ -30,6 +30,8 @@ const char* error_name(Error e) {
             return "unsupported";
         case Error::Interrupted:
             return "interrupted";
+        case Error::LimitReached:
+            return "limit reached";
     }
     return "unknown";
 }
