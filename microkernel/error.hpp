@@ -29,17 +29,20 @@ enum class Error : uint8_t {
 
 const char* error_name(Error e);
 
-// A value or an Error; small, trivially copyable when T is.
+// A value or an Error; small, trivially copyable when T is. T may also own
+// something (a Ref, a reservation): the value is moved in, and
+// `std::move(result).value()` moves it out instead of copying it.
 template <typename T>
 class [[nodiscard]] Result {
   public:
-    Result(T value) : value_(value), error_(Error::None) {}  // NOLINT: implicit by design
-    Result(Error e) : value_(), error_(e) {}                 // NOLINT: implicit by design
+    Result(T value) : value_(static_cast<T&&>(value)), error_(Error::None) {}  // NOLINT: implicit
+    Result(Error e) : value_(), error_(e) {}  // NOLINT: implicit by design
 
     bool ok() const { return error_ == Error::None; }
     explicit operator bool() const { return ok(); }
     Error error() const { return error_; }
-    T value() const { return value_; }
+    T value() const& { return value_; }
+    T value() && { return static_cast<T&&>(value_); }
     T value_or(T fallback) const { return ok() ? value_ : fallback; }
 
   private:

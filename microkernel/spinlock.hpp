@@ -14,6 +14,8 @@ namespace mk {
 // The lock order, lowest first. A lock may be taken while holding only locks
 // of lower levels.
 enum class LockLevel : uint8_t {
+    // HandleTable::lock_: one process's handles. Never two tables at once.
+    HandleTable = 5,
     Endpoint = 10,   // reserved for per-endpoint locks (SMP); see docs/locking.md
     Scheduler = 20,  // Scheduler::lock_: thread states, ready queue, wait queues, timeouts
     Heap = 30,       // the kernel heap

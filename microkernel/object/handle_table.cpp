@@ -1,0 +1,373 @@
+#include "object/handle_table.hpp"
+
+#include <new>
+
+#include "memory.hpp"
+#include "panic.hpp"
+
+namespace mk {
+
+namespace {
+
+constexpr uint32_t kIndexBits = 16;
+constexpr uint32_t kIndexMask = (1u << kIndexBits) - 1;
+
+constexpr uint16_t next_generation(uint16_t g) {
+    return g == 0xFFFF ? uint16_t{1} : uint16_t(g + 1);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Creation and destruction
+// ---------------------------------------------------------------------------
+
+Result<HandleTable*> HandleTable::create(uint32_t capacity, HandleClosedHook hook,
+                                         void* hook_context) {
+    if (capacity == 0 || capacity > kMaxCapacity) return Error::InvalidArgument;
+    void* mem = kalloc(sizeof(HandleTable), alignof(HandleTable));
+    if (mem == nullptr) return Error::OutOfMemory;
+    void* slots = kalloc(sizeof(Slot) * capacity, alignof(Slot));
+    if (slots == nullptr) {
+        kfree(mem);
+        return Error::OutOfMemory;
+    }
+    return new (mem) HandleTable(static_cast<Slot*>(slots), capacity, hook, hook_context);
+}
+
+void HandleTable::destroy(HandleTable* table) {
+    if (table == nullptr) return;
+    table->~HandleTable();
+    kfree(table);
+}
+
+HandleTable::HandleTable(Slot* slots, uint32_t capacity, HandleClosedHook hook, void* hook_context)
+    : slots_(slots), capacity_(capacity), hook_(hook), hook_context_(hook_context) {
+    for (uint32_t i = 1; i <= capacity_; ++i) {
+        new (&slot(i)) Slot{nullptr, 0, 1, uint16_t(i < capacity_ ? i + 1 : 0), 0, SlotState::Free};
+    }
+    free_ = capacity_;
+    free_head_ = 1;
+    free_tail_ = uint16_t(capacity_);
+}
+
+HandleTable::~HandleTable() {
+    clear();
+    {
+        LockGuard guard(lock_);
+        // A reservation outliving its table would fill freed memory.
+        MK_ASSERT(reserved_ == 0);
+    }
+    kfree(slots_);
+}
+
+// ---------------------------------------------------------------------------
+// Slots and the free list (all under lock_)
+// ---------------------------------------------------------------------------
+
+HandleTable::Slot* HandleTable::find_locked(HandleValue handle) const {
+    MK_ASSERT(lock_.is_locked());
+    // Index 0 wraps to 0xFFFFFFFF and fails the range check with the rest.
+    uint32_t index = handle & kIndexMask;
+    if (index - 1 >= capacity_) return nullptr;
+    Slot& s = slot(index);
+    // A free or reserved slot has no object; a stale handle has an older
+    // generation (and generation 0 matches no slot).
+    if (s.state != SlotState::Used || s.generation != (handle >> kIndexBits)) return nullptr;
+    return &s;
+}
+
+HandleValue HandleTable::store_locked(uint32_t index, KObject* object, uint32_t rights,
+                                      uint64_t badge) {
+    MK_ASSERT(lock_.is_locked());
+    MK_ASSERT(object != nullptr && (rights & ~uint32_t{abi::kRightsAll}) == 0);
+    Slot& s = slot(index);
+    s.object = object;
+    s.badge = badge;
+    s.rights = uint8_t(rights);
+    s.state = SlotState::Used;
+    s.next = 0;
+    ++used_;
+    return (HandleValue{s.generation} << kIndexBits) | index;
+}
+
+ClosedHandle HandleTable::vacate_locked(uint32_t index) {
+    MK_ASSERT(lock_.is_locked());
+    Slot& s = slot(index);
+    MK_ASSERT(s.state == SlotState::Used);
+    ClosedHandle closed{s.object, s.rights, s.badge};
+    s.object = nullptr;
+    s.badge = 0;
+    s.rights = 0;
+    s.generation = next_generation(s.generation);
+    --used_;
+    push_free_locked(index);
+    return closed;
+}
+
+void HandleTable::push_free_locked(uint32_t index) {
+    MK_ASSERT(lock_.is_locked());
+    Slot& s = slot(index);
+    s.state = SlotState::Free;
+    s.next = 0;
+    if (free_tail_ != 0) {
+        slot(free_tail_).next = uint16_t(index);
+    } else {
+        free_head_ = uint16_t(index);
+    }
+    free_tail_ = uint16_t(index);
+    ++free_;
+}
+
+uint32_t HandleTable::pop_free_locked() {
+    MK_ASSERT(lock_.is_locked());
+    uint32_t index = free_head_;
+    if (index == 0) return 0;
+    Slot& s = slot(index);
+    MK_ASSERT(s.state == SlotState::Free);
+    free_head_ = s.next;
+    if (free_head_ == 0) free_tail_ = 0;
+    s.next = 0;
+    --free_;
+    return index;
+}
+
+void HandleTable::report_and_release(const ClosedHandle& closed) const {
+    if (hook_ != nullptr) hook_(hook_context_, closed);
+    closed.object->release();
+}
+
+// ---------------------------------------------------------------------------
+// Operations
+// ---------------------------------------------------------------------------
+
+Result<HandleValue> HandleTable::insert(Ref<KObject> object, uint32_t rights, uint64_t badge) {
+    MK_ASSERT(object);
+    if ((rights & ~uint32_t{abi::kRightsAll}) != 0) return Error::InvalidArgument;
+    LockGuard guard(lock_);
+    if (cleared_) return Error::Destroyed;
+    uint32_t index = pop_free_locked();
+    if (index == 0) return Error::LimitReached;
+    return store_locked(index, object.leak(), rights, badge);
+}
+
+Result<HandleEntry> HandleTable::lookup(HandleValue handle, ObjectType expected,
+                                        uint32_t required_rights) const {
+    HandleEntry entry;
+    {
+        LockGuard guard(lock_);
+        const Slot* s = find_locked(handle);
+        if (s == nullptr || s->object->type() != expected) return Error::BadHandle;
+        if ((s->rights & required_rights) != required_rights) return Error::NoRights;
+        // Under the lock: the entry's reference keeps the object alive here.
+        entry.object = Ref<KObject>::retain(s->object);
+        entry.rights = s->rights;
+        entry.badge = s->badge;
+    }
+    return entry;
+}
+
+Status HandleTable::remove(HandleValue handle) {
+    ClosedHandle closed{};
+    {
+        LockGuard guard(lock_);
+        const Slot* s = find_locked(handle);
+        if (s == nullptr) return Error::BadHandle;
+        closed = vacate_locked(handle & kIndexMask);
+    }
+    report_and_release(closed);
+    return Error::None;
+}
+
+Result<HandleValue> HandleTable::mint(HandleValue source, uint32_t rights, uint64_t badge) {
+    if ((rights & ~uint32_t{abi::kRightsAll}) != 0) return Error::InvalidArgument;
+    LockGuard guard(lock_);
+    const Slot* s = find_locked(source);
+    if (s == nullptr) return Error::BadHandle;
+    if ((s->rights & abi::kRightDuplicate) == 0) return Error::NoRights;
+    if ((s->rights & rights) != rights) return Error::NoRights;
+    if (badge == 0) {
+        badge = s->badge;
+    } else if (s->badge != 0 && badge != s->badge) {
+        return Error::InvalidArgument;
+    }
+    if (cleared_) return Error::Destroyed;
+    KObject* object = s->object;
+    uint32_t index = pop_free_locked();
+    if (index == 0) return Error::LimitReached;
+    object->retain();  // the source entry's reference keeps it alive meanwhile
+    return store_locked(index, object, rights, badge);
+}
+
+Result<HandleEntry> HandleTable::take(HandleValue handle, uint32_t required_rights) {
+    HandleEntry entry;
+    {
+        LockGuard guard(lock_);
+        const Slot* s = find_locked(handle);
+        if (s == nullptr) return Error::BadHandle;
+        if ((s->rights & required_rights) != required_rights) return Error::NoRights;
+        ClosedHandle moved = vacate_locked(handle & kIndexMask);
+        entry.object = Ref<KObject>::adopt(moved.object);
+        entry.rights = moved.rights;
+        entry.badge = moved.badge;
+    }
+    return entry;
+}
+
+Status HandleTable::take_all(const TakeRequest* requests, uint32_t count, HandleEntry* out) {
+    if (count > kMaxTakeAll) return Error::InvalidArgument;
+    LockGuard guard(lock_);
+    // Check every request first: nothing changes unless all of them succeed.
+    for (uint32_t i = 0; i < count; ++i) {
+        MK_ASSERT(!out[i].object);
+        const TakeRequest& r = requests[i];
+        const Slot* s = find_locked(r.handle);
+        if (s == nullptr) return Error::BadHandle;
+        for (uint32_t j = 0; j < i; ++j) {
+            if (requests[j].handle == r.handle && !requests[j].copy) return Error::BadHandle;
+        }
+        uint32_t required = r.required_rights | (r.copy ? uint32_t{abi::kRightDuplicate} : 0);
+        if ((s->rights & required) != required) return Error::NoRights;
+    }
+    for (uint32_t i = 0; i < count; ++i) {
+        const TakeRequest& r = requests[i];
+        if (r.copy) {
+            const Slot* s = find_locked(r.handle);
+            out[i].object = Ref<KObject>::retain(s->object);
+            out[i].rights = s->rights;
+            out[i].badge = s->badge;
+        } else {
+            ClosedHandle moved = vacate_locked(r.handle & kIndexMask);
+            out[i].object = Ref<KObject>::adopt(moved.object);
+            out[i].rights = moved.rights;
+            out[i].badge = moved.badge;
+        }
+    }
+    return Error::None;
+}
+
+Result<HandleTable::Reservation> HandleTable::reserve(uint32_t n) {
+    Reservation reservation;
+    {
+        LockGuard guard(lock_);
+        if (cleared_) return Error::Destroyed;
+        if (n > free_) return Error::LimitReached;
+        if (n == 0) return reservation;
+        // The first n slots of the free list, still chained through `next`.
+        uint32_t first = free_head_;
+        uint32_t last = first;
+        for (uint32_t i = 0;; ++i) {
+            Slot& s = slot(last);
+            MK_ASSERT(s.state == SlotState::Free);
+            s.state = SlotState::Reserved;
+            if (i + 1 == n) break;
+            last = s.next;
+        }
+        free_head_ = slot(last).next;
+        if (free_head_ == 0) free_tail_ = 0;
+        slot(last).next = 0;
+        free_ -= n;
+        reserved_ += n;
+        reservation.table_ = this;
+        reservation.first_ = uint16_t(first);
+        reservation.count_ = uint16_t(n);
+    }
+    return reservation;
+}
+
+HandleValue HandleTable::fill_reserved(Reservation& reservation, HandleEntry& entry) {
+    MK_ASSERT(reservation.count_ > 0 && entry.object);
+    MK_ASSERT((entry.rights & ~uint32_t{abi::kRightsAll}) == 0);
+    KObject* object = entry.object.leak();
+    {
+        LockGuard guard(lock_);
+        uint32_t index = reservation.first_;
+        Slot& s = slot(index);
+        MK_ASSERT(s.state == SlotState::Reserved);
+        reservation.first_ = s.next;
+        --reservation.count_;
+        --reserved_;
+        if (!cleared_) return store_locked(index, object, entry.rights, entry.badge);
+        // The process died meanwhile: the handle is closed as it arrives.
+        push_free_locked(index);
+    }
+    report_and_release(ClosedHandle{object, entry.rights, entry.badge});
+    return abi::kNoHandle;
+}
+
+void HandleTable::cancel_reserved(Reservation& reservation) {
+    LockGuard guard(lock_);
+    // No handle ever named these slots: their generations stay as they are.
+    while (reservation.count_ > 0) {
+        uint32_t index = reservation.first_;
+        Slot& s = slot(index);
+        MK_ASSERT(s.state == SlotState::Reserved);
+        reservation.first_ = s.next;
+        --reservation.count_;
+        --reserved_;
+        push_free_locked(index);
+    }
+}
+
+uint32_t HandleTable::clear() {
+    uint32_t closed_total = 0;
+    uint32_t next_index = 1;
+    for (;;) {
+        ClosedHandle batch[kClearBatch];
+        uint32_t n = 0;
+        {
+            LockGuard guard(lock_);
+            cleared_ = true;
+            // Bounded work per critical section: at most kClearBatch entries
+            // closed, and the scan stops there.
+            for (; next_index <= capacity_ && n < kClearBatch; ++next_index) {
+                if (slot(next_index).state == SlotState::Used) {
+                    batch[n++] = vacate_locked(next_index);
+                }
+            }
+        }
+        for (uint32_t i = 0; i < n; ++i) report_and_release(batch[i]);
+        closed_total += n;
+        if (next_index > capacity_) return closed_total;
+    }
+}
+
+uint32_t HandleTable::count() const {
+    LockGuard guard(lock_);
+    return used_;
+}
+
+// ---------------------------------------------------------------------------
+// Reservation
+// ---------------------------------------------------------------------------
+
+HandleTable::Reservation::Reservation(Reservation&& other) noexcept
+    : table_(other.table_), first_(other.first_), count_(other.count_) {
+    other.table_ = nullptr;
+    other.first_ = 0;
+    other.count_ = 0;
+}
+
+HandleTable::Reservation& HandleTable::Reservation::operator=(Reservation&& other) noexcept {
+    if (this != &other) {
+        cancel();
+        table_ = other.table_;
+        first_ = other.first_;
+        count_ = other.count_;
+        other.table_ = nullptr;
+        other.first_ = 0;
+        other.count_ = 0;
+    }
+    return *this;
+}
+
+HandleValue HandleTable::Reservation::fill(HandleEntry entry) {
+    MK_ASSERT(table_ != nullptr);
+    return table_->fill_reserved(*this, entry);
+}
+
+void HandleTable::Reservation::cancel() {
+    if (table_ != nullptr && count_ > 0) table_->cancel_reserved(*this);
+}
+
+}  // namespace mk
