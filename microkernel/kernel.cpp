@@ -1,6 +1,7 @@
 #include "kernel.hpp"
 
 #include "endpoint.hpp"
+#include "object/boot_modules.hpp"
 
 #include "log.hpp"
 #include "panic.hpp"
@@ -133,10 +134,25 @@ FrameAllocator& frame_allocator() {
 }
 
 Result<ModuleImage> boot_module(const char* name) {
+    size_t n = 0;
+    while (name[n] != '\0') ++n;
+    return BootModules::instance().find(name, n);
+}
+
+BootModules& BootModules::instance() {
+    alignas(BootModules) static unsigned char storage[sizeof(BootModules)];
+    static BootModules* modules = nullptr;
+    if (modules == nullptr) modules = new (storage) BootModules();
+    return *modules;
+}
+
+Result<ModuleImage> BootModules::find(const char* name, size_t length) const {
     for (size_t i = 0; i < g_module_count; ++i) {
         const BootModule& m = g_modules[i];
-        if (!equals(m.string, m.string_length, name)) continue;
-        return ModuleImage{Cpu::frame_to_kernel(m.start), size_t(m.end - m.start)};
+        if (m.string_length != length) continue;
+        bool same = true;
+        for (size_t j = 0; j < length && same; ++j) same = m.string[j] == name[j];
+        if (same) return ModuleImage{Cpu::frame_to_kernel(m.start), size_t(m.end - m.start)};
     }
     return Error::InvalidArgument;
 }

@@ -15,6 +15,8 @@ const char* object_type_name(ObjectType t) {
             return "process";
         case ObjectType::Reply:
             return "reply";
+        case ObjectType::Modules:
+            return "modules";
     }
     return "?";
 }
@@ -27,6 +29,7 @@ void kobject_free(KObject* object) {
         case ObjectType::Endpoint:
         case ObjectType::Thread:
         case ObjectType::Reply:
+        case ObjectType::Modules:  // lives for ever: the kernel keeps a reference
             break;
     }
     MK_PANIC("kobject_free: no free for %s objects", object_type_name(object->type()));

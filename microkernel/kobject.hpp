@@ -20,6 +20,7 @@ enum class ObjectType : uint8_t {
     Thread = 2,
     Process = 3,
     Reply = 4,
+    Modules = 5,  // the boot modules: the right to spawn programs from them
 };
 
 const char* object_type_name(ObjectType t);

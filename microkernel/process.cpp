@@ -34,18 +34,30 @@ Process::Process(const char* name) : KObject(ObjectType::Process) {
 }
 
 Process::~Process() {
+    if (!dead_) die();  // never ran a thread
+    HandleTable::destroy(handles_);
+}
+
+void Process::die() {
+    dead_ = true;
+    if (handles_ != nullptr) handles_->clear();
     Cpu::user_space_destroy(root_);
+    root_ = 0;
+    mapped_pages_ = 0;
 }
 
 Result<Process*> Process::create(const char* name) {
     Result<uint64_t> root = Cpu::user_space_create();
     if (!root) return root.error();
-    Process* p = knew<Process>(name);
+    Result<HandleTable*> handles = HandleTable::create();
+    Process* p = handles ? knew<Process>(name) : nullptr;
     if (p == nullptr) {
+        if (handles) HandleTable::destroy(handles.value());
         Cpu::user_space_destroy(root.value());
         return Error::OutOfMemory;
     }
     p->root_ = root.value();
+    p->handles_ = handles.value();
     {
         LockGuard guard(this_cpu().scheduler.lock());
         p->id_ = g_next_process_id++;
@@ -176,8 +188,16 @@ Result<Thread*> Process::create_thread(const char* name, uint64_t rip, uint64_t 
 }
 
 void Process::remove_thread(Thread& thread) {
-    LockGuard guard(this_cpu().scheduler.lock());
-    threads_.erase(ThreadList::s_iterator_to(thread));
+    bool last;
+    {
+        LockGuard guard(this_cpu().scheduler.lock());
+        threads_.erase(ThreadList::s_iterator_to(thread));
+        last = threads_.empty() && !dead_;
+        if (last) {
+            exiting_ = true;  // the last thread ended without ProcessExit: status 0 then
+        }
+    }
+    if (last) die();
 }
 
 void Process::exit_from_inside(uint64_t status) {

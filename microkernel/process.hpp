@@ -13,6 +13,7 @@
 
 #include "error.hpp"
 #include "kobject.hpp"
+#include "object/handle_table.hpp"
 #include "thread.hpp"
 
 namespace mk {
@@ -28,6 +29,8 @@ class Process : public KObject {
     [[nodiscard]] static Result<Process*> create(const char* name);
 
     const char* name() const { return name_; }
+    // Its handles; empty (cleared, refusing new ones) once the process is dead.
+    HandleTable& handles() const { return *handles_; }
     uint64_t id() const { return id_; }
     uint64_t root() const { return root_; }
     size_t mapped_pages() const { return mapped_pages_; }
@@ -55,8 +58,11 @@ class Process : public KObject {
     // kill status; the first one set is kept): every other thread of it is
     // killed, and so is the calling thread, which must be one of them.
     [[noreturn]] void exit_from_inside(uint64_t status);
-    // A thread of it is being destroyed (Thread::destroy).
+    // A thread of it is being destroyed (Thread::destroy), off every CPU for
+    // good. After the last one the process is dead: its handles are closed
+    // and its memory freed, while the object lives on for its exit status.
     void remove_thread(Thread& thread);
+    bool dead() const { return dead_; }
     // Whether it has begun to end, and with what status.
     bool exiting() const { return exiting_; }
     uint64_t exit_status() const { return exit_status_; }
@@ -75,8 +81,12 @@ class Process : public KObject {
     enum class Access { Read, Write, Load };
     Status copy(uint64_t user, void* kernel, size_t length, Access access) const;
 
+    // The end of its last thread: handles closed, address space freed.
+    void die();
+
     char name_[kNameLength];
     uint64_t id_ = 0;
+    HandleTable* handles_ = nullptr;
     uint64_t root_ = 0;
     size_t mapped_pages_ = 0;  // guarded by: one thread maps at a time (SMP: a lock)
 
@@ -85,6 +95,7 @@ class Process : public KObject {
     // --- Guarded by the scheduler lock ---
     ThreadList threads_;  // its live threads (a thread leaves the list when it is destroyed)
     bool exiting_ = false;
+    bool dead_ = false;
     uint64_t exit_status_ = 0;
 };
 

@@ -7,7 +7,12 @@
 // place where the kernel's Error becomes the ABI's number.
 #include "entry.hpp"
 
+#include <utility>
+
+#include "elf.hpp"
 #include "log.hpp"
+#include "object/boot_modules.hpp"
+#include "program.hpp"
 #include "mk/abi.hpp"
 #include "panic.hpp"
 #include "percpu.hpp"
@@ -79,6 +84,135 @@ void perform_debug_log(const Process& p, const DebugLogRequest& r) {
     log("[%s] %.*s", p.name(), int(r.length), r.text);
 }
 
+// --- handles ---
+
+// A handle value from a register: anything above 32 bits names no handle.
+Result<HandleValue> decode_handle(uint64_t reg) {
+    if (reg > UINT32_MAX || reg == abi::kNoHandle) return Error::BadHandle;
+    return HandleValue(reg);
+}
+
+Status sys_handle_close(Process& p, TrapFrame& f) {
+    Result<HandleValue> h = decode_handle(f.rdi);
+    if (!h) return h.error();
+    return p.handles().remove(h.value());
+}
+
+Status sys_handle_mint(Process& p, TrapFrame& f) {
+    Result<HandleValue> h = decode_handle(f.rdi);
+    if (!h) return h.error();
+    if ((f.rsi & ~uint64_t(abi::kRightsAll)) != 0) return Error::InvalidArgument;
+    Result<HandleValue> minted = p.handles().mint(h.value(), uint32_t(f.rsi), f.rdx);
+    if (!minted) return minted.error();
+    f.rdi = minted.value();
+    return Error::None;
+}
+
+// --- process_spawn ---
+
+struct SpawnRequest {
+    abi::SpawnArgs args;
+    ModuleImage module;
+    ElfImage elf;
+    size_t name_length;
+};
+
+// Everything a spawn checks before it changes anything: the modules
+// handle, the arguments in user memory, the module and its ELF image, and
+// the handles it will pass (looked up, not yet taken).
+Status decode_spawn(Process& p, const TrapFrame& f, SpawnRequest& r) {
+    Result<HandleValue> h = decode_handle(f.rdi);
+    if (!h) return h.error();
+    Result<HandleEntry> modules =
+        p.handles().lookup(h.value(), ObjectType::Modules, abi::kRightManage);
+    if (!modules) return modules.error();
+    Status st = p.copy_from_user(&r.args, f.rsi, sizeof r.args);
+    if (st != Error::None) return st;
+    r.name_length = 0;
+    while (r.name_length < abi::kModuleNameMax && r.args.module[r.name_length] != '\0') {
+        ++r.name_length;
+    }
+    if (r.name_length == 0 || r.name_length == abi::kModuleNameMax) return Error::InvalidArgument;
+    if (r.args.handle_count > abi::kMaxStartHandles) return Error::InvalidArgument;
+    for (uint32_t i = 0; i < r.args.handle_count; ++i) {
+        if (r.args.handle_flags[i] > abi::kTransferCopy) return Error::InvalidArgument;
+    }
+    Result<ModuleImage> m = BootModules::instance().find(r.args.module, r.name_length);
+    if (!m) return m.error();
+    r.module = m.value();
+    const char* reason = "";
+    Result<ElfImage> elf = parse_elf(r.module.data, r.module.size, &reason);
+    if (!elf) {
+        log("spawn: module '%.*s' refused: %s\n", int(r.name_length), r.args.module, reason);
+        return elf.error();
+    }
+    r.elf = elf.value();
+    return Error::None;
+}
+
+Status sys_process_spawn(Process& parent, TrapFrame& f) {
+    SpawnRequest r;
+    Status st = decode_spawn(parent, f, r);
+    if (st != Error::None) return st;
+
+    // Room for the child's handle in the parent's table, and the handles
+    // to pass, taken all or nothing; both before anything is built.
+    Result<HandleTable::Reservation> reserved = parent.handles().reserve(1);
+    if (!reserved) return reserved.error();
+    HandleTable::Reservation slot = std::move(reserved).value();
+    HandleTable::TakeRequest takes[abi::kMaxStartHandles];
+    HandleEntry passed[abi::kMaxStartHandles];
+    for (uint32_t i = 0; i < r.args.handle_count; ++i) {
+        takes[i] = {r.args.handles[i], 0, r.args.handle_flags[i] == abi::kTransferCopy};
+    }
+    st = parent.handles().take_all(takes, r.args.handle_count, passed);
+    if (st != Error::None) return st;
+
+    char name[Process::kNameLength];
+    size_t n = r.name_length < sizeof name - 1 ? r.name_length : sizeof name - 1;
+    __builtin_memcpy(name, r.args.module, n);
+    name[n] = '\0';
+    Result<Program> prog = load_program(name, r.module.data, r.module.size, 0);
+    if (!prog) {
+        // Out of memory: the moved handles go back (under new values).
+        Result<HandleTable::Reservation> back = parent.handles().reserve(r.args.handle_count);
+        if (back) {
+            HandleTable::Reservation slots = std::move(back).value();
+            for (uint32_t i = 0; i < r.args.handle_count; ++i) {
+                if (!takes[i].copy) (void)slots.fill(std::move(passed[i]));
+            }
+        }
+        return prog.error();
+    }
+    Process* child = prog.value().process;
+    abi::StartInfo start{};
+    start.arg = r.args.arg;
+    start.process_id = child->id();
+    start.handle_count = r.args.handle_count;
+    for (uint32_t i = 0; i < r.args.handle_count; ++i) {
+        HandleEntry& e = passed[i];
+        uint32_t rights = e.rights;
+        uint64_t badge = e.badge;
+        // A fresh table of kProcessHandleLimit slots holds kMaxStartHandles.
+        Result<HandleValue> v =
+            child->handles().insert(std::move(e.object), rights, badge);
+        MK_ASSERT(v.ok());
+        start.handles[i] = v.value();
+    }
+    uint64_t info_at = (abi::kUserEnd - sizeof start) & ~uint64_t{15};
+    MK_ASSERT(child->copy_to_user(info_at, &start, sizeof start) == Error::None);
+    Thread* thread = prog.value().thread;
+    thread->user_rsp = info_at;
+    thread->user_arg = info_at;
+
+    child->retain();
+    f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(child), abi::kRightsAll, 0});
+    f.rsi = child->id();
+    sched().start(*thread);
+    child->release();  // the creator's reference: the parent's handle and the thread hold it now
+    return Error::None;
+}
+
 // --- yield ---
 
 Status decode_yield(const TrapFrame& f) {
@@ -105,6 +239,15 @@ void handle_syscall(TrapFrame& f) {
         case abi::Sys::Yield:
             st = decode_yield(f);
             if (st == Error::None) sched().yield_now();
+            break;
+        case abi::Sys::HandleClose:
+            st = sys_handle_close(*proc, f);
+            break;
+        case abi::Sys::HandleMint:
+            st = sys_handle_mint(*proc, f);
+            break;
+        case abi::Sys::ProcessSpawn:
+            st = sys_process_spawn(*proc, f);
             break;
         case abi::Sys::ThreadExit:
             sched().exit_current();

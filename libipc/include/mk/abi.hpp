@@ -191,4 +191,34 @@ constexpr uint64_t status_fault(uint8_t vector) {
 // page under the lowest stack page stays unmapped (a guard page).
 constexpr uint64_t kMainStackPages = 16;
 
+// ---------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------
+constexpr unsigned kModuleNameMax = 32;
+constexpr unsigned kMaxStartHandles = 8;
+
+// What ProcessSpawn reads at a1. The child starts with copies (or the
+// moved originals) of `handles`, and `supervisor` (an endpoint handle with
+// the Send right, or kNoHandle) receives a kLabelChildDied notice when it
+// dies: words[0] its process id, words[1] its status, with the badge of
+// the supervisor handle.
+struct SpawnArgs {
+    char module[kModuleNameMax];  // the boot module's name, NUL-terminated
+    uint64_t arg;                 // StartInfo::arg
+    HandleValue handles[kMaxStartHandles];
+    uint32_t handle_flags[kMaxStartHandles];  // TransferFlags
+    uint32_t handle_count;
+    HandleValue supervisor;
+};
+
+// What a new process's first thread finds at rdi: on its stack, above rsp.
+struct StartInfo {
+    uint64_t arg;
+    uint64_t process_id;
+    uint32_t handle_count;
+    HandleValue handles[kMaxStartHandles];  // in the order SpawnArgs gave them
+};
+
+// ProcessSpawn's r0: the new process's handle (Manage); r1: its process id.
+
 }  // namespace mk::abi
