@@ -2,6 +2,8 @@
 
 #include "endpoint.hpp"
 #include "object/boot_modules.hpp"
+#include "process.hpp"
+#include "program.hpp"
 
 #include "log.hpp"
 #include "panic.hpp"
@@ -127,6 +129,23 @@ void run_demo() {
         sum == done * (done + 1) / 2 ? "ok" : "BAD");
 }
 
+// The first user process: the module named "init", given the boot
+// modules with every right (so it alone can spawn programs). Returns false
+// when there is no init module (the in-kernel demo runs instead).
+bool start_init() {
+    Result<ModuleImage> image = boot_module("init");
+    if (!image) return false;
+    HandleEntry modules{Ref<KObject>::retain(&BootModules::instance()), abi::kRightsAll, 0};
+    const char* reason = "";
+    Result<Program> init =
+        spawn_program("init", image.value().data, image.value().size, 0, &modules, 1, &reason);
+    if (!init) MK_PANIC("boot: cannot start init: %s (%s)", error_name(init.error()), reason);
+    log("boot: starting init (process %lu) in user mode\n", init.value().process->id());
+    this_cpu().scheduler.start(*init.value().thread);
+    init.value().process->release();  // its thread holds it now
+    return true;
+}
+
 }  // namespace
 
 FrameAllocator& frame_allocator() {
@@ -188,10 +207,12 @@ void kernel_start(const StartInfo& info) {
         Cpu::shutdown(failed == 0);
     }
 
-    run_demo();
-    print_counters(sched.counters());
-    print_ipc_counters(ipc_counters());
-    log("boot: done; the kernel idles now (QEMU: Ctrl-A X quits)\n");
+    if (!start_init()) {
+        run_demo();
+        print_counters(sched.counters());
+        print_ipc_counters(ipc_counters());
+        log("boot: done; the kernel idles now (QEMU: Ctrl-A X quits)\n");
+    }
     for (;;) sched.block(nullptr, 0);
 }
 

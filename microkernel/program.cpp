@@ -1,6 +1,9 @@
 #include "program.hpp"
 
+#include <utility>
+
 #include "elf.hpp"
+#include "panic.hpp"
 #include "mk/abi.hpp"
 #include "process.hpp"
 #include "thread.hpp"
@@ -47,6 +50,32 @@ Result<Program> load_program(const char* name, const void* image, size_t size, u
         return st;
     }
     return Program{p, thread};
+}
+
+Result<Program> spawn_program(const char* name, const void* image, size_t size, uint64_t arg,
+                              HandleEntry* handles, uint32_t count, const char** reason) {
+    if (count > abi::kMaxStartHandles) return Error::InvalidArgument;
+    Result<Program> prog = load_program(name, image, size, 0, reason);
+    if (!prog) return prog;
+    Process* child = prog.value().process;
+    abi::StartInfo start{};
+    start.arg = arg;
+    start.process_id = child->id();
+    start.handle_count = count;
+    for (uint32_t i = 0; i < count; ++i) {
+        uint32_t rights = handles[i].rights;
+        uint64_t badge = handles[i].badge;
+        // A fresh table of kProcessHandleLimit slots holds kMaxStartHandles.
+        Result<HandleValue> v = child->handles().insert(std::move(handles[i].object), rights, badge);
+        MK_ASSERT(v.ok());
+        start.handles[i] = v.value();
+    }
+    uint64_t info_at = (abi::kUserEnd - sizeof start) & ~uint64_t{15};
+    MK_ASSERT(child->copy_to_user(info_at, &start, sizeof start) == Error::None);
+    Thread* thread = prog.value().thread;
+    thread->user_rsp = info_at;
+    thread->user_arg = info_at;
+    return prog;
 }
 
 }  // namespace mk

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "error.hpp"
+#include "object/handle_table.hpp"
 
 namespace mk {
 
@@ -26,5 +27,15 @@ struct Program {
 // LimitReached (more memory than a process may have), OutOfMemory.
 [[nodiscard]] Result<Program> load_program(const char* name, const void* image, size_t size,
                                            uint64_t arg, const char** reason = nullptr);
+
+// load_program(), then the child's first handles: each of `handles` goes
+// into its fresh table, and its first thread starts with rdi (and rsp) at
+// an abi::StartInfo on its stack giving `arg`, its process id and the
+// handle values in order. The entries are taken over (moved from) only on
+// success. Errors: those of load_program(), InvalidArgument (more than
+// abi::kMaxStartHandles handles).
+[[nodiscard]] Result<Program> spawn_program(const char* name, const void* image, size_t size,
+                                            uint64_t arg, HandleEntry* handles, uint32_t count,
+                                            const char** reason = nullptr);
 
 }  // namespace mk

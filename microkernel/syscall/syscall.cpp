@@ -157,9 +157,14 @@ Status sys_process_spawn(Process& parent, TrapFrame& f) {
 
     // Room for the child's handle in the parent's table, and the handles
     // to pass, taken all or nothing; both before anything is built.
+    // A second reservation keeps a way back for moved handles if the spawn
+    // runs out of memory after taking them.
     Result<HandleTable::Reservation> reserved = parent.handles().reserve(1);
     if (!reserved) return reserved.error();
     HandleTable::Reservation slot = std::move(reserved).value();
+    Result<HandleTable::Reservation> reserved_back = parent.handles().reserve(r.args.handle_count);
+    if (!reserved_back) return reserved_back.error();
+    HandleTable::Reservation back = std::move(reserved_back).value();
     HandleTable::TakeRequest takes[abi::kMaxStartHandles];
     HandleEntry passed[abi::kMaxStartHandles];
     for (uint32_t i = 0; i < r.args.handle_count; ++i) {
@@ -172,44 +177,21 @@ Status sys_process_spawn(Process& parent, TrapFrame& f) {
     size_t n = r.name_length < sizeof name - 1 ? r.name_length : sizeof name - 1;
     __builtin_memcpy(name, r.args.module, n);
     name[n] = '\0';
-    Result<Program> prog = load_program(name, r.module.data, r.module.size, 0);
+    Result<Program> prog = spawn_program(name, r.module.data, r.module.size, r.args.arg, passed,
+                                         r.args.handle_count);
     if (!prog) {
         // Out of memory: the moved handles go back (under new values).
-        Result<HandleTable::Reservation> back = parent.handles().reserve(r.args.handle_count);
-        if (back) {
-            HandleTable::Reservation slots = std::move(back).value();
-            for (uint32_t i = 0; i < r.args.handle_count; ++i) {
-                if (!takes[i].copy) (void)slots.fill(std::move(passed[i]));
-            }
+        for (uint32_t i = 0; i < r.args.handle_count; ++i) {
+            if (!takes[i].copy) (void)back.fill(std::move(passed[i]));
         }
         return prog.error();
     }
     Process* child = prog.value().process;
-    abi::StartInfo start{};
-    start.arg = r.args.arg;
-    start.process_id = child->id();
-    start.handle_count = r.args.handle_count;
-    for (uint32_t i = 0; i < r.args.handle_count; ++i) {
-        HandleEntry& e = passed[i];
-        uint32_t rights = e.rights;
-        uint64_t badge = e.badge;
-        // A fresh table of kProcessHandleLimit slots holds kMaxStartHandles.
-        Result<HandleValue> v =
-            child->handles().insert(std::move(e.object), rights, badge);
-        MK_ASSERT(v.ok());
-        start.handles[i] = v.value();
-    }
-    uint64_t info_at = (abi::kUserEnd - sizeof start) & ~uint64_t{15};
-    MK_ASSERT(child->copy_to_user(info_at, &start, sizeof start) == Error::None);
     Thread* thread = prog.value().thread;
-    thread->user_rsp = info_at;
-    thread->user_arg = info_at;
-
-    child->retain();
-    f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(child), abi::kRightsAll, 0});
     f.rsi = child->id();
+    // The creator's reference becomes the parent's handle; the thread holds its own.
+    f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(child), abi::kRightsAll, 0});
     sched().start(*thread);
-    child->release();  // the creator's reference: the parent's handle and the thread hold it now
     return Error::None;
 }
 
