@@ -123,6 +123,10 @@ void Endpoint::destroy(Endpoint* endpoint) {
     kdelete(endpoint);
 }
 
+void Endpoint::free_object(Endpoint* endpoint) {
+    kdelete(endpoint);
+}
+
 size_t Endpoint::waiting_senders() {
     LockGuard guard(sched().lock());
     return senders_.size();

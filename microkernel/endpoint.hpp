@@ -26,6 +26,7 @@
 #include <cstdint>
 
 #include "error.hpp"
+#include "kobject.hpp"
 #include "message.hpp"
 #include "thread.hpp"
 
@@ -52,7 +53,7 @@ void ipc_set_fast_path(bool on);
 bool ipc_fast_path();
 IpcCounters ipc_counters();
 
-class Endpoint {
+class Endpoint : public KObject {
   public:
     [[nodiscard]] static Result<Endpoint*> create();
     // Wakes every blocked sender and receiver, in queue order, with
@@ -107,12 +108,15 @@ class Endpoint {
     static Result<Message> finish_call(Thread& self);
 
   private:
-    Endpoint() = default;
+    Endpoint() : KObject(ObjectType::Endpoint) {}
     ~Endpoint() = default;
     template <typename T, typename... Args>
     friend T* knew(Args&&... args);
     template <typename T>
     friend void kdelete(T* obj);
+    friend void kobject_free(KObject* object);
+    // Frees the endpoint once its last reference is gone (kobject_free).
+    static void free_object(Endpoint* endpoint);
 
     // --- Guarded by the scheduler lock ---
     WaitQueue senders_;    // blocked in send()/call(), their message in Thread::ipc

@@ -1,0 +1,37 @@
+// Freeing kernel objects: the one place that knows every object type.
+#include "kobject.hpp"
+
+#include "endpoint.hpp"
+#include "panic.hpp"
+
+namespace mk {
+
+const char* object_type_name(ObjectType t) {
+    switch (t) {
+        case ObjectType::Endpoint:
+            return "endpoint";
+        case ObjectType::Thread:
+            return "thread";
+        case ObjectType::Process:
+            return "process";
+        case ObjectType::Reply:
+            return "reply";
+    }
+    return "?";
+}
+
+void kobject_free(KObject* object) {
+    switch (object->type()) {
+        case ObjectType::Endpoint:
+            Endpoint::free_object(static_cast<Endpoint*>(object));
+            return;
+        case ObjectType::Thread:
+        case ObjectType::Process:
+        case ObjectType::Reply:
+            break;
+    }
+    MK_PANIC("kobject_free: %s objects are not reference counted yet",
+             object_type_name(object->type()));
+}
+
+}  // namespace mk
