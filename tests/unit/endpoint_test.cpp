@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "endpoint.hpp"
+#include "fake_heap.hpp"
 #include "sched_fixture.hpp"
 
 namespace mk {
@@ -417,6 +418,92 @@ TEST_F(EndpointTest, DestructionWakesAllWaitersAndKeepsSendersMessages) {
     yield();
     EXPECT_EQ(current(), rcv);
     EXPECT_EQ(ipc().destroyed_wakeups, 3u);
+}
+
+// Found in review: a thread that had entered an operation (with the endpoint
+// in hand) could be preempted before taking the lock while another thread
+// destroyed the endpoint, and then ran on freed memory. Destruction now
+// marks the endpoint dead; its memory goes with the last reference.
+TEST_F(EndpointTest, DestroyWhileAnOperationHoldsARefIsNotAUseAfterFree) {
+    Thread* destroyer = spawn("destroyer");
+    // boot enters an operation: it holds a reference for its duration...
+    Ref<Endpoint> held = Ref<Endpoint>::retain(ep_);
+    // ...and is preempted before it takes the lock.
+    run_until(destroyer);
+    Endpoint::destroy(ep_);
+    ep_ = nullptr;
+    run_until(boot_);
+    EXPECT_EQ(held->refs(), 1u);  // only the operation's reference is left
+    IpcCounters before = ipc();
+    uint64_t call_seq = boot_->ipc->call_seq;
+    size_t switches = FakeCpu::switches.size();
+    EXPECT_EQ(held->send(msg(1), 0), Error::Destroyed);
+    EXPECT_EQ(held->try_send(msg(2), 0), Error::Destroyed);
+    EXPECT_EQ(held->recv().error(), Error::Destroyed);
+    EXPECT_EQ(held->try_recv().error(), Error::Destroyed);
+    EXPECT_EQ(held->call(msg(3), 0).error(), Error::Destroyed);
+    EXPECT_EQ(held->reply_recv(ReplyToken{}, msg(4)).error(), Error::Destroyed);
+    // Refused before doing anything: nothing blocked, queued, counted or switched.
+    EXPECT_EQ(current(), boot_);
+    EXPECT_EQ(boot_->state, ThreadState::Running);
+    EXPECT_EQ(boot_->ipc->op, IpcState::Op::None);
+    EXPECT_EQ(boot_->ipc->call_seq, call_seq);
+    EXPECT_EQ(held->waiting_senders(), 0u);
+    EXPECT_EQ(held->waiting_receivers(), 0u);
+    EXPECT_EQ(FakeCpu::switches.size(), switches);
+    EXPECT_EQ(ipc().sends, before.sends);
+    EXPECT_EQ(ipc().calls, before.calls);
+    EXPECT_EQ(ipc().receives, before.receives);
+    // The last reference frees it (ASan would report any later use).
+    size_t live = fake_kalloc_live();
+    held.reset();
+    EXPECT_EQ(fake_kalloc_live(), live - 1);
+}
+
+TEST_F(EndpointTest, DestroyWithoutOtherReferencesFreesAtOnce) {
+    size_t live = fake_kalloc_live();
+    Endpoint::destroy(ep_);
+    ep_ = nullptr;
+    EXPECT_EQ(fake_kalloc_live(), live - 1);
+}
+
+// A waiter woken by destruction holds its own reference, so the endpoint it
+// was blocked on is still there when it runs again; and the waiter that
+// comes back to a dead endpoint is refused at once.
+TEST_F(EndpointTest, WaiterWokenByDestructionStillHoldsTheEndpoint) {
+    Thread* r = spawn("r");
+    Ref<Endpoint> r_ref = Ref<Endpoint>::retain(ep_);  // r's operation
+    run_until(r);
+    EXPECT_EQ(r_ref->recv().error(), Error::WouldBlock);
+    run_until(boot_);
+    Endpoint::destroy(ep_);
+    ep_ = nullptr;
+    EXPECT_EQ(r->state, ThreadState::Ready);
+    EXPECT_EQ(r_ref->refs(), 1u);
+    run_until(r);
+    EXPECT_EQ(Endpoint::finish_recv(*r).error(), Error::Destroyed);
+    EXPECT_EQ(r_ref->recv().error(), Error::Destroyed);  // and again: no wait
+    EXPECT_EQ(current(), r);
+    EXPECT_EQ(ipc().destroyed_wakeups, 1u);
+}
+
+// reply_recv on a dead endpoint does nothing, not even its reply: the
+// token stays good and the caller still waits for it.
+TEST_F(EndpointTest, ReplyRecvOnADeadEndpointKeepsTheReplyToken) {
+    Thread* c = spawn("c");
+    run_until(c);
+    EXPECT_EQ(ep_->call(msg(1), 0).error(), Error::WouldBlock);
+    run_until(boot_);
+    Received req = ep_->recv().value();
+    Ref<Endpoint> held = Ref<Endpoint>::retain(ep_);
+    Endpoint::destroy(ep_);
+    ep_ = nullptr;
+    EXPECT_EQ(held->reply_recv(req.reply, msg(2)).error(), Error::Destroyed);
+    EXPECT_EQ(c->state, ThreadState::Blocked);
+    EXPECT_EQ(c->ipc->op, IpcState::Op::ReplyWait);
+    EXPECT_EQ(current(), boot_);
+    EXPECT_EQ(Endpoint::reply(req.reply, msg(3)), Error::None);
+    EXPECT_EQ(Endpoint::finish_call(*c).value().label, 3u);
 }
 
 TEST_F(EndpointTest, OversizedMessageIsRefusedUntouched) {
