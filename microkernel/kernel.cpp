@@ -86,8 +86,11 @@ void run_demo() {
         return;
     }
     demo.ep = ep.value();
-    sched.start(*server.value());
-    sched.start(*spinner.value());
+    // Both were just created: start() cannot refuse them.
+    Status started = sched.start(*server.value());
+    MK_ASSERT(started == Error::None);
+    started = sched.start(*spinner.value());
+    MK_ASSERT(started == Error::None);
     uint64_t ticks0 = sched.ticks();
     uint64_t tsc0 = Cpu::timestamp();
     uint64_t sum = 0;

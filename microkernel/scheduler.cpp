@@ -8,12 +8,11 @@ namespace mk {
 
 void Scheduler::init(Thread& boot, Thread& idle) {
     LockGuard guard(lock_);
+    MK_ASSERT(boot.state == ThreadState::Created && idle.state == ThreadState::Created);
     current_ = &boot;
     boot.state = ThreadState::Running;
-    boot.started = true;
     idle_ = &idle;
     idle.state = ThreadState::Ready;  // Ready but never queued: picked when the queue is empty
-    idle.started = true;
 }
 
 SchedCounters Scheduler::counters() {
@@ -31,12 +30,13 @@ size_t Scheduler::ready_count() {
     return ready_.size();
 }
 
-void Scheduler::start(Thread& thread) {
+Status Scheduler::start(Thread& thread) {
     LockGuard guard(lock_);
-    MK_ASSERT(!thread.started);
-    thread.started = true;
+    // Dead: killed (or destroyed) before it ever ran. Anything else: started already.
+    if (thread.state != ThreadState::Created) return Error::BadState;
     thread.state = ThreadState::Ready;
     ready_.push_back(thread);
+    return Error::None;
 }
 
 void Scheduler::exit_current() {
@@ -50,11 +50,20 @@ void Scheduler::exit_current() {
 void Scheduler::kill(Thread& thread) {
     LockGuard guard(lock_);
     MK_ASSERT(&thread != current_ && &thread != idle_);
-    if (thread.state == ThreadState::Ready && thread.started) {
-        ready_.remove(thread);
-    } else if (thread.state == ThreadState::Blocked && thread.waiting_on != nullptr) {
-        thread.waiting_on->remove(thread);
-        thread.waiting_on = nullptr;
+    switch (thread.state) {
+        case ThreadState::Created:  // on no queue; start() now refuses it
+            break;
+        case ThreadState::Running:
+            MK_PANIC("kill: %s runs but is not this CPU's current thread", thread.name());
+        case ThreadState::Ready:
+            ready_.remove(thread);
+            break;
+        case ThreadState::Blocked:
+            if (thread.waiting_on != nullptr) thread.waiting_on->remove(thread);
+            thread.waiting_on = nullptr;
+            break;
+        case ThreadState::Dead:  // ended already
+            return;
     }
     cancel_timeout_locked(thread);
     if (donate_target_ == &thread) donate_target_ = nullptr;

@@ -42,6 +42,8 @@ Thread* Thread::lookup(uint64_t id) {
 
 const char* thread_state_name(ThreadState s) {
     switch (s) {
+        case ThreadState::Created:
+            return "created";
         case ThreadState::Running:
             return "running";
         case ThreadState::Ready:
@@ -106,7 +108,7 @@ Result<Thread*> Thread::adopt_boot_thread(const char* name) {
 
 void Thread::destroy(Thread* thread) {
     if (thread == nullptr) return;
-    MK_ASSERT(thread->state == ThreadState::Dead || !thread->started);
+    MK_ASSERT(thread->state == ThreadState::Dead || thread->state == ThreadState::Created);
     MK_ASSERT(thread->ipc->callers.empty());
     {
         LockGuard guard(this_cpu().scheduler.lock());

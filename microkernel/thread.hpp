@@ -22,10 +22,11 @@ class WaitQueue;
 struct IpcState;
 
 enum class ThreadState : uint8_t {
+    Created,  // made by create(), not started yet: on no queue, never ran
     Running,  // on a CPU right now (the CPU's current thread)
-    Ready,    // on the ready queue
+    Ready,    // on the ready queue (the idle thread: Ready but never queued)
     Blocked,  // on `waiting_on` (or on no queue: a plain sleep)
-    Dead,     // exited; waiting to be destroyed
+    Dead,     // exited or killed (perhaps before it started); never runs again
 };
 
 const char* thread_state_name(ThreadState s);
@@ -47,11 +48,12 @@ class Thread {
     static constexpr size_t kStackSize = 16 * 1024;
     static constexpr size_t kNameLength = 16;
 
-    // A kernel thread that will run entry(arg); not started (see Scheduler::start).
+    // A kernel thread that will run entry(arg); Created until Scheduler::start.
     [[nodiscard]] static Result<Thread*> create(const char* name, Entry entry, void* arg);
-    // The thread already running on this CPU at boot, on the boot stack.
+    // The thread already running on this CPU at boot, on the boot stack
+    // (Created until Scheduler::init makes it the running thread).
     [[nodiscard]] static Result<Thread*> adopt_boot_thread(const char* name);
-    // Frees a thread that is Dead (or never started).
+    // Frees a thread that is Dead or was never started (Created).
     static void destroy(Thread* thread);
 
     Thread(const Thread&) = delete;
@@ -65,15 +67,14 @@ class Thread {
     const char* name() const { return name_; }
 
     // --- Guarded by the scheduler lock ---
-    ThreadState state = ThreadState::Ready;
+    ThreadState state = ThreadState::Created;
     QueueHook queue_hook;             // ready queue or one wait queue
     WaitQueue* waiting_on = nullptr;  // the wait queue it is linked on, if any
     WakeReason wake_reason = WakeReason::None;
     bool block_armed = false;   // between prepare_block() and block()
     bool wake_pending = false;  // a wake landed while block_armed
-    bool started = false;
-    TimeoutHook timeout_hook;  // on the scheduler's timeout set while it has a deadline
-    uint64_t deadline = 0;     // tick at which a timed block expires (0: none)
+    TimeoutHook timeout_hook;   // on the scheduler's timeout set while it has a deadline
+    uint64_t deadline = 0;      // tick at which a timed block expires (0: none)
 
     // --- Owned by the thread's CPU ---
     Cpu::Context context{};

@@ -481,7 +481,7 @@ void IpcModel::spawn_worker(int i) {
     Thread* kt = Thread::create(name, nullptr, nullptr).value();
     threads_.push_back(kt);
     init_model_thread(i, kt, St::Ready);
-    sched().start(*kt);
+    if (sched().start(*kt) != Error::None) fail("start(w%d) refused", i);
 }
 
 void IpcModel::create_ep(int e) {

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "sched_fixture.hpp"
 
 namespace mk {
@@ -340,6 +342,71 @@ TEST_F(SchedulerTest, TimeoutsExpireInDeadlineOrder) {
     EXPECT_EQ(a->state, ThreadState::Blocked);
     for (int i = 0; i < 3; ++i) sched().on_timer_tick();
     EXPECT_EQ(a->state, ThreadState::Ready);
+}
+
+TEST_F(SchedulerTest, NewThreadIsCreatedUntilStarted) {
+    Thread* t = create("t");
+    EXPECT_EQ(t->state, ThreadState::Created);
+    EXPECT_STREQ(thread_state_name(t->state), "created");
+    EXPECT_FALSE(t->queue_hook.is_linked());
+    EXPECT_EQ(sched().ready_count(), 0u);
+    EXPECT_FALSE(sched().wake(*t));  // harmless, like any wake of a thread not Blocked
+    EXPECT_EQ(t->state, ThreadState::Created);
+    EXPECT_EQ(sched().start(*t), Error::None);
+    EXPECT_EQ(t->state, ThreadState::Ready);
+    EXPECT_EQ(sched().ready_count(), 1u);
+    EXPECT_EQ(sched().start(*t), Error::BadState);  // started once only
+    EXPECT_EQ(sched().ready_count(), 1u);
+    yield();
+    EXPECT_EQ(sched().current(), t);
+    EXPECT_EQ(sched().start(*t), Error::BadState);
+    EXPECT_EQ(t->state, ThreadState::Running);
+}
+
+// Found in review: a created thread reported Ready, so a donation to it
+// took it off the ready queue it was never on (a panic in ready_.remove).
+TEST_F(SchedulerTest, DonationToACreatedThreadFallsBackToRoundRobin) {
+    Thread* t = create("t");
+    Thread* a = spawn("a");
+    sched().set_donate_target(t);
+    yield();
+    EXPECT_EQ(sched().current(), a);
+    EXPECT_EQ(sched().counters().donation_fallbacks, 1u);
+    EXPECT_EQ(sched().counters().donations_taken, 0u);
+    EXPECT_FALSE(t->queue_hook.is_linked());
+}
+
+// Found in review: kill() and then start() ran a Dead thread.
+TEST_F(SchedulerTest, KilledBeforeStartIsNeverRun) {
+    Thread* t = create("t");
+    sched().kill(*t);
+    EXPECT_EQ(t->state, ThreadState::Dead);
+    EXPECT_FALSE(t->queue_hook.is_linked());
+    EXPECT_EQ(sched().start(*t), Error::BadState);
+    EXPECT_EQ(t->state, ThreadState::Dead);
+    EXPECT_EQ(sched().ready_count(), 0u);
+    yield();
+    EXPECT_EQ(sched().current(), boot_);
+    EXPECT_TRUE(FakeCpu::switches.empty());
+}
+
+TEST_F(SchedulerTest, KillOfACreatedThreadEndsIt) {
+    Thread* t = create("t");
+    Thread* a = spawn("a");
+    sched().kill(*t);
+    EXPECT_EQ(t->state, ThreadState::Dead);
+    EXPECT_FALSE(t->queue_hook.is_linked());
+    EXPECT_FALSE(t->timeout_hook.is_linked());
+    EXPECT_EQ(sched().ready_count(), 1u);  // a, untouched
+    sched().kill(*t);                      // a Dead thread is left as it is
+    EXPECT_EQ(t->state, ThreadState::Dead);
+    yield();
+    EXPECT_EQ(sched().current(), a);
+    yield();
+    EXPECT_EQ(sched().current(), boot_);
+    // A killed, never started thread can be destroyed.
+    threads_.erase(std::find(threads_.begin(), threads_.end(), t));
+    Thread::destroy(t);
 }
 
 TEST_F(SchedulerTest, ExitedThreadNeverRunsAgain) {
