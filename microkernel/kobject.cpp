@@ -3,6 +3,7 @@
 
 #include "endpoint.hpp"
 #include "panic.hpp"
+#include "thread.hpp"
 
 namespace mk {
 
@@ -26,6 +27,8 @@ void kobject_free(KObject* object) {
             Endpoint::free_object(static_cast<Endpoint*>(object));
             return;
         case ObjectType::Thread:
+            Thread::free_object(static_cast<Thread*>(object));
+            return;
         case ObjectType::Process:
         case ObjectType::Reply:
             break;

@@ -4,6 +4,9 @@
 // queue — through queue_hook, and `waiting_on` names that wait queue while it
 // is Blocked: the single source of truth for what it waits on. Both, and the
 // state, are guarded by the scheduler lock of the CPU the thread belongs to.
+//
+// A thread is a KObject: its creator holds a reference, which destroy()
+// gives back; whoever else holds one keeps the memory (not the thread) alive.
 #pragma once
 
 #include <boost/intrusive/list.hpp>
@@ -13,6 +16,7 @@
 
 #include "cpu.hpp"
 #include "error.hpp"
+#include "kobject.hpp"
 #include "memory.hpp"
 #include "message.hpp"
 
@@ -42,7 +46,7 @@ namespace bi = boost::intrusive;
 using QueueHook = bi::list_member_hook<bi::link_mode<bi::safe_link>>;
 using TimeoutHook = bi::set_member_hook<bi::link_mode<bi::safe_link>>;
 
-class Thread {
+class Thread : public KObject {
   public:
     using Entry = void (*)(void*);
     static constexpr size_t kStackSize = 16 * 1024;
@@ -53,7 +57,11 @@ class Thread {
     // The thread already running on this CPU at boot, on the boot stack
     // (Created until Scheduler::init makes it the running thread).
     [[nodiscard]] static Result<Thread*> adopt_boot_thread(const char* name);
-    // Frees a thread that is Dead or was never started (Created).
+    // Ends a thread that is Dead or was never started (Created): it leaves
+    // the registry (lookup() no longer finds it) and is Dead for good. Then
+    // releases the creator's reference: the memory (thread, stack, IPC
+    // state) is freed now if that was the last one, else by the last
+    // holder's release. Called once, by the creator.
     static void destroy(Thread* thread);
 
     Thread(const Thread&) = delete;
@@ -88,10 +96,14 @@ class Thread {
     friend T* knew(Args&&... args);
     template <typename T>
     friend void kdelete(T* obj);
+    friend void kobject_free(KObject* object);
 
     Thread(uint64_t id, const char* name, IpcState* ipc);
     ~Thread();
     [[nodiscard]] static Result<Thread*> make(const char* name);
+    // Frees the thread, its stack and IPC state once its last reference is
+    // gone (kobject_free).
+    static void free_object(Thread* thread);
 
     uint64_t id_;
     char name_[kNameLength];

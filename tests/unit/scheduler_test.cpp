@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "fake_heap.hpp"
+#include "kobject.hpp"
 #include "sched_fixture.hpp"
 
 namespace mk {
@@ -407,6 +409,37 @@ TEST_F(SchedulerTest, KillOfACreatedThreadEndsIt) {
     // A killed, never started thread can be destroyed.
     threads_.erase(std::find(threads_.begin(), threads_.end(), t));
     Thread::destroy(t);
+}
+
+// A thread is a kernel object: destroy() ends it (the registry forgets its
+// id, it can no longer be started) and gives back the creator's reference;
+// its memory goes with the last reference.
+TEST_F(SchedulerTest, DestroyedThreadIsFreedByItsLastReference) {
+    Thread* t = create("t");
+    threads_.pop_back();  // destroyed here, not by TearDown
+    uint64_t id = t->id();
+    Ref<Thread> held = Ref<Thread>::retain(t);
+    size_t live = fake_kalloc_live();
+    Thread::destroy(t);  // Created, never started
+    EXPECT_EQ(fake_kalloc_live(), live);
+    EXPECT_EQ(held->refs(), 1u);
+    EXPECT_EQ(held->state, ThreadState::Dead);
+    EXPECT_EQ(sched().start(*held), Error::BadState);
+    {
+        LockGuard guard(sched().lock());
+        EXPECT_EQ(Thread::lookup(id), nullptr);
+    }
+    held.reset();
+    EXPECT_EQ(fake_kalloc_live(), live - 3);  // the thread, its IPC state, its stack
+}
+
+TEST_F(SchedulerTest, DestroyWithoutOtherReferencesFreesAtOnce) {
+    Thread* t = spawn("t");
+    threads_.pop_back();
+    sched().kill(*t);
+    size_t live = fake_kalloc_live();
+    Thread::destroy(t);
+    EXPECT_EQ(fake_kalloc_live(), live - 3);
 }
 
 TEST_F(SchedulerTest, ExitedThreadNeverRunsAgain) {
