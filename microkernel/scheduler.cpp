@@ -90,8 +90,16 @@ void Scheduler::mark_current_blocked_locked(WaitQueue* queue, uint64_t timeout_t
     self->waiting_on = queue;
     if (queue != nullptr) queue->push_back(*self);
     if (timeout_ticks != 0) {
-        self->deadline = counters_.ticks + timeout_ticks;
-        timeouts_.insert(*self);
+        // Saturating: ticks + timeout past UINT64_MAX (user code passes
+        // UINT64_MAX for "forever") is UINT64_MAX, which never expires, so
+        // it is not armed at all.
+        uint64_t now = counters_.ticks;
+        if (timeout_ticks < Thread::kNeverExpires - now) {
+            self->deadline = now + timeout_ticks;
+            timeouts_.insert(*self);
+        } else {
+            self->deadline = Thread::kNeverExpires;
+        }
     }
     ++counters_.blocks;
 }

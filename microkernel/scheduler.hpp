@@ -70,7 +70,8 @@ class Scheduler {
     // --- Blocking and waking ---
 
     // Blocks the current thread on `queue` (may be nullptr: a wait on no queue,
-    // e.g. a plain sleep) until woken or `timeout_ticks` pass (0: no timeout).
+    // e.g. a plain sleep) until woken or `timeout_ticks` pass (0: no timeout;
+    // a timeout reaching past tick UINT64_MAX saturates and never expires).
     // Called with the lock held; returns with it held, after the thread runs again.
     // Always sleeps: a wake remembered by prepare_block() counts only in block().
     WakeReason block_current_locked(WaitQueue* queue, uint64_t timeout_ticks);

@@ -51,6 +51,7 @@ class Thread : public KObject {
     using Entry = void (*)(void*);
     static constexpr size_t kStackSize = 16 * 1024;
     static constexpr size_t kNameLength = 16;
+    static constexpr uint64_t kNeverExpires = UINT64_MAX;  // a saturated deadline
 
     // A kernel thread that will run entry(arg); Created until Scheduler::start.
     [[nodiscard]] static Result<Thread*> create(const char* name, Entry entry, void* arg);
@@ -82,7 +83,9 @@ class Thread : public KObject {
     bool block_armed = false;   // between prepare_block() and block()
     bool wake_pending = false;  // a wake landed while block_armed
     TimeoutHook timeout_hook;   // on the scheduler's timeout set while it has a deadline
-    uint64_t deadline = 0;      // tick at which a timed block expires (0: none)
+    // Tick at which a timed block expires; 0: none; kNeverExpires: a timeout
+    // so long that ticks + timeout saturated (not on the timeout set).
+    uint64_t deadline = 0;
 
     // --- Owned by the thread's CPU ---
     Cpu::Context context{};

@@ -349,6 +349,22 @@ TEST_F(EndpointTest, ReceiveTimesOut) {
     EXPECT_EQ(ipc().timeouts, 1u);
 }
 
+TEST_F(EndpointTest, ForeverTimeoutNeverExpires) {
+    Thread* a = spawn("a");
+    for (int i = 0; i < 7; ++i) sched().on_timer_tick();
+    run_until(a);
+    EXPECT_EQ(ep_->recv(UINT64_MAX).error(), Error::WouldBlock);
+    run_until(boot_);
+    EXPECT_EQ(ep_->call(msg(1), 0, UINT64_MAX - 1).error(), Error::WouldBlock);  // fast path
+    ASSERT_EQ(current(), a);
+    for (int i = 0; i < 3; ++i) sched().on_timer_tick();
+    EXPECT_EQ(boot_->state, ThreadState::Blocked);
+    EXPECT_EQ(ipc().timeouts, 0u);
+    Received r = Endpoint::finish_recv(*a).value();
+    EXPECT_EQ(Endpoint::reply(r.reply, msg(2)), Error::None);
+    EXPECT_EQ(Endpoint::finish_call(*boot_).value().label, 2u);
+}
+
 TEST_F(EndpointTest, SendTimesOutAndKeepsItsMessage) {
     Thread* a = spawn("a");
     run_until(a);

@@ -330,6 +330,49 @@ TEST_F(SchedulerTest, WakeBeforeTimeoutCancelsIt) {
     EXPECT_EQ(sched().counters().timeouts, 0u);
 }
 
+// Found in review: deadline = ticks + timeout wrapped around, so a huge
+// timeout (user code passes UINT64_MAX for "forever") expired at the next
+// tick. The sum saturates, and a deadline of UINT64_MAX never expires.
+TEST_F(SchedulerTest, HugeTimeoutsSaturateAndNeverExpire) {
+    WaitQueue q;
+    Thread* a = spawn("a");
+    Thread* b = spawn("b");
+    for (int i = 0; i < 5; ++i) sched().on_timer_tick();
+    yield();
+    ASSERT_EQ(sched().current(), a);
+    sched().block(&q, UINT64_MAX);
+    ASSERT_EQ(sched().current(), b);
+    sched().block(&q, UINT64_MAX - 1);
+    ASSERT_EQ(sched().current(), boot_);
+    EXPECT_EQ(a->deadline, UINT64_MAX);
+    EXPECT_EQ(b->deadline, UINT64_MAX);
+    for (int i = 0; i < 3 * int(Scheduler::kQuantumTicks); ++i) {
+        sched().on_timer_tick();
+        sched().preempt_if_needed();
+    }
+    EXPECT_EQ(a->state, ThreadState::Blocked);
+    EXPECT_EQ(b->state, ThreadState::Blocked);
+    EXPECT_EQ(sched().counters().timeouts, 0u);
+    // Still woken like any other waiter, and the wake disarms nothing stale.
+    EXPECT_TRUE(sched().wake(*a));
+    EXPECT_EQ(a->wake_reason, WakeReason::Woken);
+    EXPECT_EQ(a->deadline, 0u);
+    EXPECT_TRUE(sched().wake(*b));
+    EXPECT_FALSE(b->timeout_hook.is_linked());
+}
+
+// A long timeout that does not overflow still expires when it is due.
+TEST_F(SchedulerTest, TimeoutJustShortOfSaturationIsArmed) {
+    WaitQueue q;
+    Thread* a = spawn("a");
+    for (int i = 0; i < 5; ++i) sched().on_timer_tick();
+    yield();
+    sched().block(&q, UINT64_MAX - 6);
+    EXPECT_EQ(a->deadline, UINT64_MAX - 1);
+    EXPECT_TRUE(a->timeout_hook.is_linked());
+    sched().wake(*a);
+}
+
 TEST_F(SchedulerTest, TimeoutsExpireInDeadlineOrder) {
     WaitQueue q;
     Thread* a = spawn("a");
