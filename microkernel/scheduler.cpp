@@ -223,7 +223,18 @@ void Scheduler::donate(Thread& thread) {
 
 // --- Switching ---
 
+void Scheduler::assert_may_switch_locked() const {
+    // Switches happen in thread context: an interrupt ends (irq_exit) before
+    // preempt_if_needed() switches. The scheduler lock is handed to the
+    // thread switched to, so it must be the one lock held: any other would
+    // stay held by a thread that is not running (or deadlock a woken one).
+    MK_ASSERT(!in_irq());
+    MK_ASSERT(this_cpu().held_locks.count == 1);
+    MK_ASSERT(lock_.is_locked() && this_cpu().held_locks.levels[0] == LockLevel::Scheduler);
+}
+
 void Scheduler::switch_to_locked(Thread& next) {
+    assert_may_switch_locked();
     Thread* prev = current_;
     MK_ASSERT(prev->state != ThreadState::Running && prev->state != ThreadState::Ready);
     MK_ASSERT(next.state == ThreadState::Blocked && next.waiting_on == nullptr);
@@ -235,7 +246,7 @@ void Scheduler::switch_to_locked(Thread& next) {
 }
 
 void Scheduler::schedule_locked(bool honor_donation) {
-    MK_ASSERT(this_cpu().held_locks.count == 1);  // only this lock: nothing yields holding another
+    assert_may_switch_locked();
     Thread* prev = current_;
     Thread* target = donate_target_;
     donate_target_ = nullptr;  // consumed by this switch, whatever it picks

@@ -117,7 +117,8 @@ class Scheduler {
 
     // Switches straight to `next` without the ready queue. The current thread
     // must already have left the Running state (e.g. Blocked on its reply) and
-    // `next` must be Blocked on no queue (its wait just ended).
+    // `next` must be Blocked on no queue (its wait just ended). Like every
+    // switch: from thread context, with this lock the only one held.
     void switch_to_locked(Thread& next);
 
     // --- Entry points of the architecture ---
@@ -143,6 +144,9 @@ class Scheduler {
     void switch_locked(Thread& prev, Thread& next, bool fresh_quantum);
     void cancel_timeout_locked(Thread& thread);
     void assert_may_yield() const;
+    // What every switch (schedule_locked, switch_to_locked) needs: thread
+    // context, and the scheduler lock as the only lock held.
+    void assert_may_switch_locked() const;
 
     // Lock order: after Endpoint::lock_, before the heap (docs/locking.md).
     SpinLock lock_{LockLevel::Scheduler};

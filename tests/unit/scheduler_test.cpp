@@ -485,12 +485,32 @@ TEST_F(SchedulerTest, DestroyWithoutOtherReferencesFreesAtOnce) {
     EXPECT_EQ(fake_kalloc_live(), live - 3);
 }
 
+// On the hardware the switch away from an exited thread never returns. The
+// fake does the same (FakeCpu::no_return_from): the test goes on as the
+// thread switched to, and checks that nothing brings the dead one back.
 TEST_F(SchedulerTest, ExitedThreadNeverRunsAgain) {
     Thread* a = spawn("a");
+    Thread* b = spawn("b");
     yield();
     ASSERT_EQ(sched().current(), a);
-    EXPECT_DEATH({ sched().exit_current(); },
-                 "dead thread");  // the host fake returns from the switch: the core notices
+    FakeCpu::no_return_from = &a->context;
+    EXPECT_THROW(sched().exit_current(), FakeCpu::NoReturn);
+    EXPECT_EQ(a->state, ThreadState::Dead);
+    EXPECT_EQ(sched().current(), b);
+    ASSERT_FALSE(FakeCpu::switches.empty());
+    EXPECT_EQ(FakeCpu::switches.back().from, &a->context);
+    EXPECT_EQ(FakeCpu::switches.back().to, &b->context);
+    EXPECT_FALSE(a->queue_hook.is_linked());
+    EXPECT_EQ(this_cpu().held_locks.count, 0u);  // b released the lock a switched with
+    // Neither a wake, nor a donation, nor round-robin runs it again.
+    EXPECT_FALSE(sched().wake(*a));
+    sched().set_donate_target(a);
+    for (int i = 0; i < 6; ++i) {
+        yield();
+        EXPECT_NE(sched().current(), a);
+    }
+    EXPECT_EQ(sched().counters().donation_fallbacks, 1u);
+    EXPECT_EQ(sched().ready_count(), 1u);  // boot or b: a is on no queue
 }
 
 TEST_F(SchedulerTest, YieldFromInterruptContextIsAKernelBug) {
@@ -511,6 +531,64 @@ TEST_F(SchedulerTest, YieldHoldingALockIsAKernelBug) {
             lock.unlock(irq);
         },
         "held_locks.count == 0");
+}
+
+// switch_to_locked() (the IPC fast path's switch) is a switch like any
+// other: from thread context only, with the scheduler lock as the only lock
+// held. `b` waits on no queue, as a partner the fast path switches to.
+class DirectSwitchTest : public SchedulerTest {
+  protected:
+    void SetUp() override {
+        SchedulerTest::SetUp();
+        b_ = spawn("b");
+        yield();
+        sched().block(nullptr);  // b sleeps on no queue; boot runs
+        ASSERT_EQ(sched().current(), boot_);
+    }
+    void direct_switch_to_b() {
+        LockGuard guard(sched().lock());
+        sched().mark_current_blocked_locked(nullptr, 0);
+        sched().switch_to_locked(*b_);
+    }
+    Thread* b_ = nullptr;
+};
+
+TEST_F(DirectSwitchTest, RunsTheTargetAtOnce) {
+    direct_switch_to_b();
+    EXPECT_EQ(sched().current(), b_);
+    EXPECT_EQ(sched().counters().direct_switches, 1u);
+    EXPECT_EQ(FakeCpu::yield_vectors, 1u);  // SetUp's yield only
+}
+
+TEST_F(DirectSwitchTest, FromInterruptContextIsAKernelBug) {
+    EXPECT_DEATH(
+        {
+            irq_enter();
+            direct_switch_to_b();
+        },
+        "assertion failed: !in_irq\\(\\)");
+}
+
+TEST_F(DirectSwitchTest, HoldingAnotherLockIsAKernelBug) {
+    SpinLock endpoint(LockLevel::Endpoint);
+    EXPECT_DEATH(
+        {
+            LockGuard outer(endpoint);
+            direct_switch_to_b();
+        },
+        "held_locks.count == 1");
+}
+
+// The same checks guard every switch: here a yield entered from an
+// interrupt handler's context.
+TEST_F(SchedulerTest, ScheduleFromInterruptContextIsAKernelBug) {
+    spawn("a");
+    EXPECT_DEATH(
+        {
+            irq_enter();
+            sched().on_yield_vector();
+        },
+        "assertion failed: !in_irq\\(\\)");
 }
 
 TEST_F(SchedulerTest, LockOrderIsChecked) {
