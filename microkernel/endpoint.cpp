@@ -249,12 +249,14 @@ Result<Message> Endpoint::call(const Message& msg, uint64_t badge, uint64_t time
     self.ipc->op = IpcState::Op::ReplyWait;
     self.ipc->result = Error::WouldBlock;
 
-    if (g_fast_path && msg.register_only()) {
+    if (g_fast_path && s.donation_enabled() && msg.register_only()) {
         ++c.fastpath_hits;
         s.mark_current_blocked_locked(&receiver->ipc->callers, timeout_ticks);
         s.switch_to_locked(*receiver);
     } else {
-        ++(g_fast_path ? c.fastpath_miss_long_message : c.fastpath_miss_disabled);
+        ++(!g_fast_path            ? c.fastpath_miss_disabled
+           : !s.donation_enabled() ? c.fastpath_miss_donation_off
+                                   : c.fastpath_miss_long_message);
         s.wake_locked(*receiver);
         s.set_donate_target_locked(receiver);
         s.block_current_locked(&receiver->ipc->callers, timeout_ticks);
@@ -301,7 +303,8 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
     if (token.valid() && caller == nullptr) ++c.stale_replies;
     Thread* sender = senders_.front();
 
-    if (caller != nullptr && g_fast_path && reply.register_only() && sender == nullptr) {
+    if (caller != nullptr && g_fast_path && s.donation_enabled() && reply.register_only() &&
+        sender == nullptr) {
         // Fast path: the caller takes the reply and the CPU; we wait for the
         // next message.
         ++c.fastpath_hits;
@@ -318,6 +321,7 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
     } else {
         if (caller != nullptr) {
             ++(!g_fast_path             ? c.fastpath_miss_disabled
+               : !s.donation_enabled()  ? c.fastpath_miss_donation_off
                : !reply.register_only() ? c.fastpath_miss_long_message
                                         : c.fastpath_miss_sender_pending);
             transfer(reply, self.ipc->buffer, 0, *caller);

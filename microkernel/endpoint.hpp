@@ -28,8 +28,10 @@
 // Fast path: call() to a waiting receiver and reply_recv() to a waiting
 // caller, with a register-only message, switch straight to the partner
 // (Scheduler::switch_to_locked) without the ready queue or the yield vector.
-// Otherwise send(), call() and reply_recv() wake the partner and donate the
-// CPU to it (general path); reply(), reply_drop() and a receive that
+// It needs both the fast path and donation on (a direct switch donates the
+// CPU). Otherwise send(), call() and reply_recv() wake the partner and
+// donate the CPU to it (general path; with donation off the partner only
+// goes on the ready queue); reply(), reply_drop() and a receive that
 // completes a queued sender only wake it: the caller keeps running.
 #pragma once
 
@@ -50,6 +52,7 @@ struct IpcCounters {
     uint64_t replies = 0;
     uint64_t fastpath_hits = 0;
     uint64_t fastpath_miss_disabled = 0;        // fastpath=off
+    uint64_t fastpath_miss_donation_off = 0;    // donate=off: a direct switch is a donation
     uint64_t fastpath_miss_no_partner = 0;      // nobody waiting to switch to
     uint64_t fastpath_miss_long_message = 0;    // payload in the IPC buffer
     uint64_t fastpath_miss_sender_pending = 0;  // reply_recv with a sender already queued

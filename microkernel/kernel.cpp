@@ -18,9 +18,10 @@ void idle_entry(void*) {
 
 void print_ipc_counters(const IpcCounters& c) {
     log("ipc: sends=%lu receives=%lu calls=%lu replies=%lu fastpath_hits=%lu misses: "
-        "disabled=%lu no_partner=%lu long_message=%lu sender_pending=%lu\n",
+        "disabled=%lu donation_off=%lu no_partner=%lu long_message=%lu sender_pending=%lu\n",
         c.sends, c.receives, c.calls, c.replies, c.fastpath_hits, c.fastpath_miss_disabled,
-        c.fastpath_miss_no_partner, c.fastpath_miss_long_message, c.fastpath_miss_sender_pending);
+        c.fastpath_miss_donation_off, c.fastpath_miss_no_partner, c.fastpath_miss_long_message,
+        c.fastpath_miss_sender_pending);
     log("ipc: timeouts=%lu stale_replies=%lu destroyed_wakeups=%lu peer_died_wakeups=%lu\n",
         c.timeouts, c.stale_replies, c.destroyed_wakeups, c.peer_died_wakeups);
 }

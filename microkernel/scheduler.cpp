@@ -239,7 +239,10 @@ void Scheduler::switch_to_locked(Thread& next) {
     MK_ASSERT(prev->state != ThreadState::Running && prev->state != ThreadState::Ready);
     MK_ASSERT(next.state == ThreadState::Blocked && next.waiting_on == nullptr);
     MK_ASSERT(!next.queue_hook.is_linked());
+    // next's wait ends here, as in wake_locked() but straight to Running.
     cancel_timeout_locked(next);
+    next.wake_reason = WakeReason::Woken;
+    ++counters_.wakeups;
     donate_target_ = nullptr;
     ++counters_.direct_switches;
     switch_locked(*prev, next, false);

@@ -117,8 +117,11 @@ class Scheduler {
 
     // Switches straight to `next` without the ready queue. The current thread
     // must already have left the Running state (e.g. Blocked on its reply) and
-    // `next` must be Blocked on no queue (its wait just ended). Like every
-    // switch: from thread context, with this lock the only one held.
+    // `next` must be Blocked on no queue (its wait just ended); it is woken
+    // as by wake_locked() (counted, wake_reason Woken) but runs at once.
+    // Like every switch: from thread context, with this lock the only one
+    // held. A direct switch donates the CPU: the IPC fast path uses it only
+    // while donation is on.
     void switch_to_locked(Thread& next);
 
     // --- Entry points of the architecture ---

@@ -224,6 +224,67 @@ TEST_F(EndpointTest, FastPathMissesAreCountedByReason) {
     EXPECT_EQ(sched().counters().direct_switches, 0u);
 }
 
+// The fast path's direct switch ends the partner's wait like any wake: it
+// is counted, and the partner learns it was Woken (not left at None).
+TEST_F(EndpointTest, FastPathCountsItsWakesAndMarksThePartnerWoken) {
+    Thread* server = spawn("server");
+    run_until(server);
+    EXPECT_EQ(ep_->recv().error(), Error::WouldBlock);
+    run_until(boot_);
+    uint64_t wakeups = sched().counters().wakeups;
+    EXPECT_EQ(ep_->call(msg(1), 0).error(), Error::WouldBlock);
+    ASSERT_EQ(current(), server);
+    ASSERT_EQ(sched().counters().direct_switches, 1u);
+    EXPECT_EQ(server->wake_reason, WakeReason::Woken);
+    EXPECT_EQ(sched().counters().wakeups, wakeups + 1);
+    Received r = Endpoint::finish_recv(*server).value();
+    EXPECT_EQ(ep_->reply_recv(r.reply, msg(2)).error(), Error::WouldBlock);
+    ASSERT_EQ(current(), boot_);
+    ASSERT_EQ(sched().counters().direct_switches, 2u);
+    EXPECT_EQ(boot_->wake_reason, WakeReason::Woken);
+    EXPECT_EQ(sched().counters().wakeups, wakeups + 2);
+    EXPECT_EQ(Endpoint::finish_call(*boot_).value().label, 2u);
+}
+
+// With donation off (donate=off) the fast path is off too: a direct switch
+// is a donation. call() and reply_recv() wake the partner onto the ready
+// queue, and round-robin decides who runs.
+TEST_F(EndpointTest, DonationOffTakesTheWakePathNotTheFastPath) {
+    sched().set_donation_enabled(false);
+    Thread* server = spawn("server");
+    Thread* bystander = spawn("bystander");
+    run_until(server);
+    EXPECT_EQ(ep_->recv().error(), Error::WouldBlock);  // bystander runs
+    run_until(boot_);
+    ASSERT_EQ(sched().ready_count(), 1u);  // bystander
+    unsigned yields = FakeCpu::yield_vectors;
+    uint64_t wakeups = sched().counters().wakeups;
+    EXPECT_EQ(ep_->call(msg(1, 5), 0).error(), Error::WouldBlock);
+    EXPECT_EQ(current(), bystander);  // first in line; the server queued behind it
+    EXPECT_EQ(server->state, ThreadState::Ready);
+    EXPECT_EQ(server->wake_reason, WakeReason::Woken);
+    EXPECT_EQ(sched().ready_count(), 1u);
+    EXPECT_EQ(sched().counters().wakeups, wakeups + 1);
+    EXPECT_EQ(boot_->state, ThreadState::Blocked);
+    EXPECT_EQ(boot_->waiting_on, &server->ipc->callers);
+
+    run_until(server);
+    Received r = Endpoint::finish_recv(*server).value();
+    EXPECT_EQ(r.msg.words[0], 5u);
+    EXPECT_EQ(ep_->reply_recv(r.reply, msg(2, 6)).error(), Error::WouldBlock);
+    EXPECT_EQ(current(), bystander);
+    EXPECT_EQ(boot_->state, ThreadState::Ready);
+    EXPECT_EQ(boot_->wake_reason, WakeReason::Woken);
+    EXPECT_EQ(sched().counters().wakeups, wakeups + 2);
+    EXPECT_EQ(FakeCpu::yield_vectors, yields + 1);  // run_until's only
+    EXPECT_EQ(ipc().fastpath_hits, 0u);
+    EXPECT_EQ(ipc().fastpath_miss_donation_off, 2u);
+    EXPECT_EQ(sched().counters().direct_switches, 0u);
+    EXPECT_EQ(sched().counters().donations_taken, 0u);
+    run_until(boot_);
+    EXPECT_EQ(Endpoint::finish_call(*boot_).value().words[0], 6u);
+}
+
 TEST_F(EndpointTest, ReplyRecvWithPendingSenderTakesItWithoutSwitching) {
     Thread* server = spawn("server");
     Thread* client2 = spawn("client2");

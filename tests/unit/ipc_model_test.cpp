@@ -19,8 +19,9 @@
 // the reply tokens it holds. After every step it also checks the kernel's
 // view of every thread (state, IPC operation, deadline, the queue it waits
 // on), the queue lengths and fronts, the ready queue's length, who runs
-// (donation and the fast path switch to the partner; otherwise any thread
-// the model says is ready, idle only when none is), and that interrupts are
+// (donation and the fast path switch to the partner; with donation off there
+// is no fast path either, and as otherwise any thread the model says is
+// ready may run, idle only when none is), and that interrupts are
 // on and no lock is held between operations. Every message carries a unique
 // id, its sender and a per-(sender, endpoint) sequence number in its words
 // and a payload derived from its id, so a lost, duplicated, reordered or
@@ -1117,7 +1118,11 @@ void IpcModel::act_send(int i, Act a) {
         if (is_call) {
             block(i, Op::ReplyWait, r, timeout);
             want = Error::WouldBlock;
-            expect = (cfg_.fast_path && m.m.register_only()) || cfg_.donation ? r : kAny;
+            // The fast path (a direct switch) and the general path's
+            // donation both run the receiver next; with donation off there
+            // is neither (a direct switch is a donation) and the receiver
+            // waits its turn on the ready queue.
+            expect = cfg_.donation ? r : kAny;
         } else if (cfg_.donation) {
             t.st = St::Ready;  // it donates the CPU to the receiver
             expect = r;
@@ -1235,7 +1240,8 @@ void IpcModel::act_reply_recv(int i) {
     uint64_t timeout = pick_timeout();
     Msg rep = make_reply(i, request_of(k, i));
     bool valid = token_valid(k, i);
-    bool fast = valid && cfg_.fast_path && rep.m.register_only() && me.senders.empty();
+    bool fast =
+        valid && cfg_.fast_path && cfg_.donation && rep.m.register_only() && me.senders.empty();
     note("t%d reply_recv to t%d call %" PRIu64 " reply#%" PRIu64 " len=%u, ep%d timeout=%" PRIu64
          " (%zu senders), model: %s%s",
          i, k.caller, k.token.call, rep.id, rep.m.length, e, timeout, me.senders.size(),
@@ -1461,11 +1467,14 @@ void IpcModel::run(const Config& cfg, uint64_t seed, uint64_t ops) {
         if (cfg.kills) {
             EXPECT_GT(stats_.kills, 0u);
         }
-        if (cfg.fast_path) {
+        if (cfg.fast_path && cfg.donation) {
             EXPECT_GT(c.fastpath_hits, 0u);
         }
-        if (!cfg.fast_path) {
-            EXPECT_EQ(c.fastpath_hits, 0u);
+        if (!cfg.fast_path || !cfg.donation) {
+            EXPECT_EQ(c.fastpath_hits, 0u);  // donate=off turns the direct switch off too
+        }
+        if (cfg.fast_path && !cfg.donation) {
+            EXPECT_GT(c.fastpath_miss_donation_off, 0u);
         }
         EXPECT_GT(sc.preemptions, 0u);
         if (cfg.donation) {
