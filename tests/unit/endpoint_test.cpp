@@ -137,14 +137,26 @@ TEST_F(EndpointTest, CallFastPathSwitchesDirectlyAndReplyReturns) {
     run_until(server);
     EXPECT_EQ(ep_->recv().error(), Error::WouldBlock);
     run_until(boot_);
-    size_t ready_before = sched().ready_count();
+    ASSERT_EQ(sched().ready_count(), 1u);  // the bystander, first in line
+    SchedCounters before = sched().counters();
+    unsigned yields = FakeCpu::yield_vectors;
     EXPECT_EQ(ep_->call(msg(1, 5), 0x77).error(), Error::WouldBlock);
-    // Straight to the server: no ready queue, no yield vector.
+    // Straight to the server: a direct switch, no yield vector, and the
+    // server never on the ready queue. (The general path wakes it onto the
+    // ready queue behind the bystander, from where only a donation, which
+    // it counts, or the bystander's turn would get it running.)
     EXPECT_EQ(current(), server);
-    EXPECT_EQ(sched().ready_count(), ready_before);
-    EXPECT_EQ(FakeCpu::yield_vectors, 0u + 2u);  // only run_until's two yields
     EXPECT_EQ(ipc().fastpath_hits, 1u);
-    EXPECT_EQ(sched().counters().direct_switches, 1u);
+    SchedCounters after = sched().counters();
+    EXPECT_EQ(after.direct_switches, before.direct_switches + 1);
+    EXPECT_EQ(after.switches, before.switches + 1);
+    EXPECT_EQ(after.donations_taken, before.donations_taken);
+    EXPECT_EQ(after.donation_fallbacks, before.donation_fallbacks);
+    EXPECT_EQ(after.wakeups, before.wakeups + 1);
+    EXPECT_EQ(FakeCpu::yield_vectors, yields);
+    EXPECT_EQ(FakeCpu::switches.back().to, &server->context);
+    EXPECT_EQ(sched().ready_count(), 1u);
+    EXPECT_EQ(bystander->state, ThreadState::Ready);  // still first in line, passed over
     EXPECT_EQ(boot_->state, ThreadState::Blocked);
     EXPECT_EQ(boot_->waiting_on, &server->ipc->callers);
 
@@ -159,19 +171,29 @@ TEST_F(EndpointTest, CallFastPathSwitchesDirectlyAndReplyReturns) {
     ASSERT_TRUE(answer.ok());
     EXPECT_EQ(answer.value().label, 2u);
     EXPECT_EQ(answer.value().words[0], 6u);
-    (void)bystander;
 }
 
 TEST_F(EndpointTest, ReplyRecvFastPathSwitchesBackToCaller) {
     Thread* server = spawn("server");
+    Thread* bystander = spawn("bystander");
     run_until(server);
     EXPECT_EQ(ep_->recv().error(), Error::WouldBlock);
     run_until(boot_);
     EXPECT_EQ(ep_->call(msg(1, 10), 0).error(), Error::WouldBlock);
     ASSERT_EQ(current(), server);
     Received req = Endpoint::finish_recv(*server).value();
+    SchedCounters before = sched().counters();
+    unsigned yields = FakeCpu::yield_vectors;
     EXPECT_EQ(ep_->reply_recv(req.reply, msg(2, req.msg.words[0] + 1)).error(), Error::WouldBlock);
-    EXPECT_EQ(current(), boot_);  // direct switch back
+    // Direct switch back to the caller, past the bystander first in line:
+    // no donation, no yield vector, the caller never on the ready queue.
+    EXPECT_EQ(current(), boot_);
+    EXPECT_EQ(sched().counters().direct_switches, before.direct_switches + 1);
+    EXPECT_EQ(sched().counters().donations_taken, before.donations_taken);
+    EXPECT_EQ(sched().counters().wakeups, before.wakeups + 1);
+    EXPECT_EQ(FakeCpu::yield_vectors, yields);
+    EXPECT_EQ(sched().ready_count(), 1u);
+    EXPECT_EQ(bystander->state, ThreadState::Ready);
     EXPECT_EQ(server->state, ThreadState::Blocked);
     EXPECT_NE(server->waiting_on, nullptr);  // the endpoint's receivers queue
     EXPECT_EQ(ep_->waiting_receivers(), 1u);
