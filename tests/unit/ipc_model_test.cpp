@@ -7,7 +7,9 @@
 // blocking operations with small timeouts, timer ticks (bursts long enough to
 // preempt), yields, stray wakes of blocked threads, oversized messages,
 // stale, forged and copied reply tokens, endpoint destruction and
-// re-creation, and thread kill and re-spawn. As in endpoint_test.cpp the test
+// re-creation (sometimes with the running thread holding a reference across
+// it, then trying an operation on the dead endpoint), and thread kill and
+// re-spawn. As in endpoint_test.cpp the test
 // acts as whichever thread the scheduler says is current: a blocking
 // operation returns WouldBlock at the fake switch, and the thread collects
 // its result with Endpoint::finish_*() when it runs again.
@@ -235,6 +237,7 @@ struct Stats {
     uint64_t rescues = 0;
     uint64_t donated = 0;
     uint64_t max_blocked = 0;
+    uint64_t dead_ops = 0;  // operations refused on a dead endpoint held by a reference
 };
 
 uint64_t env_u64(const char* name, uint64_t fallback) {
@@ -343,6 +346,7 @@ class IpcModel : public testing::SchedFixture {
     void act_reply(int i, Act a);
     void act_reply_recv(int i);
     void act_destroy(int i);
+    void act_on_dead_endpoint(int i, Endpoint* dead);
     void act_kill(int i);
     void act_too_large(int i);
     void act_stale_reply(int i);
@@ -1295,13 +1299,64 @@ void IpcModel::act_destroy(int i) {
         settle(i);
         return;
     }
-    note("t%d destroy ep%d (%zu senders, %zu receivers)", i, e, me.senders.size(),
-         me.receivers.size());
+    // Sometimes the running thread holds the endpoint, as a handle would,
+    // across the destroy: the endpoint stays (dead) until it lets go.
+    Ref<Endpoint> held;
+    if (coin(40)) held = Ref<Endpoint>::retain(me.ep);
+    note("t%d destroy ep%d (%zu senders, %zu receivers)%s", i, e, me.senders.size(),
+         me.receivers.size(), held ? ", holding a reference" : "");
     destroy_model(e);
     Endpoint::destroy(me.ep);
     me = MEndpoint{};
+    if (held) {
+        if (!check(held->refs() == 1, "dead ep%d: %u references left, want 1 (ours)", e,
+                   held->refs())) {
+            return;
+        }
+        act_on_dead_endpoint(i, held.get());
+    }
+    held.reset();
     if (coin(50)) create_ep(e);
     settle(i);
+}
+
+// Any operation on a dead endpoint returns Destroyed and does nothing: no
+// message delivered or queued, no call numbered, no block, and reply_recv
+// does not even reply (its token stays good).
+void IpcModel::act_on_dead_endpoint(int i, Endpoint* dead) {
+    MThread& t = th_[size_t(i)];
+    Message m;
+    m.label = 0xDEAD;
+    Tok k = t.tokens.empty() ? Tok{} : t.tokens[size_t(below(t.tokens.size()))];  // kept
+    uint64_t which = below(6);
+    uint64_t call_seq = t.kt->ipc->call_seq;
+    note("t%d op %" PRIu64 " on the dead endpoint it holds", i, which);
+    Error got = Error::None;
+    switch (which) {
+        case 0:
+            got = dead->send(m, t.badge, pick_timeout());
+            break;
+        case 1:
+            got = dead->try_send(m, t.badge);
+            break;
+        case 2:
+            got = dead->recv(pick_timeout()).error();
+            break;
+        case 3:
+            got = dead->try_recv().error();
+            break;
+        case 4:
+            got = dead->call(m, t.badge, pick_timeout()).error();
+            break;
+        default:
+            got = dead->reply_recv(k.token, m, pick_timeout()).error();
+            break;
+    }
+    ++stats_.dead_ops;
+    check(got == Error::Destroyed && t.kt->ipc->call_seq == call_seq,
+          "t%d op %" PRIu64 " on a dead endpoint returned %s (call number %" PRIu64 " -> %" PRIu64
+          "), want Destroyed and nothing done",
+          i, which, err(got), call_seq, t.kt->ipc->call_seq);
 }
 
 void IpcModel::act_kill(int i) {
@@ -1462,6 +1517,7 @@ void IpcModel::run(const Config& cfg, uint64_t seed, uint64_t ops) {
         EXPECT_GT(stats_.drops_ok, 0u);
         EXPECT_GT(stats_.timeouts, 0u);
         EXPECT_GT(stats_.destroyed, 0u);
+        EXPECT_GT(stats_.dead_ops, 0u);
         EXPECT_GT(stats_.peer_died, 0u);
         EXPECT_GT(stats_.interrupted, 0u);
         if (cfg.kills) {
