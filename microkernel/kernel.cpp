@@ -147,7 +147,9 @@ void kernel_start(const StartInfo& info) {
     ipc_set_fast_path(info.config.fast_path);
     log("sched: round-robin, %u ms quantum, donation %s, fast path %s\n",
         Scheduler::kQuantumTicks * 1000 / info.timer_hz, info.config.donation ? "on" : "off",
-        info.config.fast_path ? "on" : "off");
+        !info.config.fast_path ? "off"
+        : info.config.donation ? "on"
+                               : "on but unused (a direct switch is a donation)");
     Cpu::restore_interrupts(true);
 
     if (info.config.ktest != nullptr) {
