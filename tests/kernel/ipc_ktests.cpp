@@ -242,12 +242,15 @@ struct Waiter {
     uint64_t label_after = 0;
 };
 
+// Holds its own reference for the whole operation, as the endpoint's
+// contract asks of anyone who may race with destroy().
 void blocked_waiter(void* arg) {
     auto* w = static_cast<Waiter*>(arg);
     Thread& self = *sched().current();
-    if (w->kind == 0) w->result = w->ep->recv().error();
-    if (w->kind == 1) w->result = w->ep->send(make(42), 0);
-    if (w->kind == 2) w->result = w->ep->call(make(43), 0).error();
+    Ref<Endpoint> ep = Ref<Endpoint>::retain(w->ep);
+    if (w->kind == 0) w->result = ep->recv().error();
+    if (w->kind == 1) w->result = ep->send(make(42), 0);
+    if (w->kind == 2) w->result = ep->call(make(43), 0).error();
     w->label_after = self.ipc->msg.label;
 }
 
@@ -262,6 +265,8 @@ bool ipc_destroy_wakes_waiters() {
         KCHECK(t[i] != nullptr);
     }
     while (ep->waiting_senders() < 2 || ep2->waiting_receivers() < 1) sched().yield_now();
+    KCHECK(ep->refs() == 3 && ep2->refs() == 2);  // the creator's and each waiter's
+    // Each endpoint is freed by the last of its waiters to let go.
     Endpoint::destroy(ep);
     Endpoint::destroy(ep2);
     join(t, 3);
