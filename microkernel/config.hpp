@@ -7,7 +7,7 @@ namespace mk {
 
 struct KernelConfig {
     bool donation = true;         // donate=on|off: wakers hand the CPU to the woken thread
-    bool fast_path = true;        // fastpath=on|off: register-only call/reply_recv switch directly
+    bool fast_path = true;        // fastpath=on|off: call/reply_recv switch directly (if donate=on)
     bool exit_on_panic = true;    // panic=exit|halt: halt keeps QEMU up for a debugger
     const char* ktest = nullptr;  // ktest=NAME|all: run in-kernel tests, then power off
     size_t ktest_length = 0;

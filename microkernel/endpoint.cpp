@@ -113,6 +113,8 @@ void Endpoint::destroy(Endpoint* endpoint) {
     if (endpoint == nullptr) return;
     {
         LockGuard guard(sched().lock());
+        MK_ASSERT(!endpoint->dead_);  // destroy() gives back the creator's reference: once
+        endpoint->dead_ = true;
         for (WaitQueue* q : {&endpoint->senders_, &endpoint->receivers_}) {
             while (Thread* t = q->front()) {
                 complete_locked(*t, Error::Destroyed);
@@ -120,6 +122,13 @@ void Endpoint::destroy(Endpoint* endpoint) {
             }
         }
     }
+    // Outside the lock: the last release frees, and freeing takes the heap lock.
+    endpoint->release();
+}
+
+void Endpoint::free_object(Endpoint* endpoint) {
+    // Dead, or never used by anyone but its last holder: no waiter is left
+    // (each one holds a reference), which ~WaitQueue checks.
     kdelete(endpoint);
 }
 
@@ -146,15 +155,19 @@ Status Endpoint::send(const Message& msg, uint64_t badge, uint64_t timeout_ticks
     {
         LockGuard guard(s.lock());
         Thread& self = *s.current();
-        ++counters().sends;
-        if (Thread* receiver = receivers_.front()) {
-            deliver_locked(msg, self, badge, *receiver);
-            delivered = true;
+        if (dead_) {
+            st = Error::Destroyed;
         } else {
-            self.ipc->msg = msg;
-            self.ipc->badge = badge;
-            block_in_locked(self, IpcState::Op::Send, &senders_, timeout_ticks);
-            st = finish_locked(self);
+            ++counters().sends;
+            if (Thread* receiver = receivers_.front()) {
+                deliver_locked(msg, self, badge, *receiver);
+                delivered = true;
+            } else {
+                self.ipc->msg = msg;
+                self.ipc->badge = badge;
+                block_in_locked(self, IpcState::Op::Send, &senders_, timeout_ticks);
+                st = finish_locked(self);
+            }
         }
     }
     if (delivered) s.yield_to_donate_target();
@@ -166,24 +179,27 @@ Status Endpoint::try_send(const Message& msg, uint64_t badge) {
     if (msg.length > kIpcBufferSize) return Error::TooLarge;
     Scheduler& s = sched();
     bool irq_was_enabled = Cpu::save_and_disable_interrupts();
-    bool delivered = false;
+    Status st = Error::WouldBlock;
     {
         LockGuard guard(s.lock());
-        if (Thread* receiver = receivers_.front()) {
+        if (dead_) {
+            st = Error::Destroyed;
+        } else if (Thread* receiver = receivers_.front()) {
             ++counters().sends;
             deliver_locked(msg, *s.current(), badge, *receiver);
-            delivered = true;
+            st = Error::None;
         }
     }
-    if (delivered) s.yield_to_donate_target();
+    if (st == Error::None) s.yield_to_donate_target();
     Cpu::restore_interrupts(irq_was_enabled);
-    return delivered ? Error::None : Error::WouldBlock;
+    return st;
 }
 
 // --- recv ---
 
 Result<Received> Endpoint::recv(uint64_t timeout_ticks) {
     LockGuard guard(sched().lock());
+    if (dead_) return Error::Destroyed;
     Thread& self = *sched().current();
     if (Thread* sender = senders_.front()) return take_from_sender_locked(self, *sender, senders_);
     block_in_locked(self, IpcState::Op::Recv, &receivers_, timeout_ticks);
@@ -195,6 +211,7 @@ Result<Received> Endpoint::recv(uint64_t timeout_ticks) {
 
 Result<Received> Endpoint::try_recv() {
     LockGuard guard(sched().lock());
+    if (dead_) return Error::Destroyed;
     Thread& self = *sched().current();
     Thread* sender = senders_.front();
     if (sender == nullptr) return Error::WouldBlock;
@@ -207,6 +224,7 @@ Result<Message> Endpoint::call(const Message& msg, uint64_t badge, uint64_t time
     if (msg.length > kIpcBufferSize) return Error::TooLarge;
     Scheduler& s = sched();
     LockGuard guard(s.lock());
+    if (dead_) return Error::Destroyed;
     Thread& self = *s.current();
     IpcCounters& c = counters();
     ++c.calls;
@@ -231,12 +249,14 @@ Result<Message> Endpoint::call(const Message& msg, uint64_t badge, uint64_t time
     self.ipc->op = IpcState::Op::ReplyWait;
     self.ipc->result = Error::WouldBlock;
 
-    if (g_fast_path && msg.register_only()) {
+    if (g_fast_path && s.donation_enabled() && msg.register_only()) {
         ++c.fastpath_hits;
         s.mark_current_blocked_locked(&receiver->ipc->callers, timeout_ticks);
         s.switch_to_locked(*receiver);
     } else {
-        ++(g_fast_path ? c.fastpath_miss_long_message : c.fastpath_miss_disabled);
+        ++(!g_fast_path            ? c.fastpath_miss_disabled
+           : !s.donation_enabled() ? c.fastpath_miss_donation_off
+                                   : c.fastpath_miss_long_message);
         s.wake_locked(*receiver);
         s.set_donate_target_locked(receiver);
         s.block_current_locked(&receiver->ipc->callers, timeout_ticks);
@@ -276,13 +296,15 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
     if (reply.length > kIpcBufferSize) return Error::TooLarge;
     Scheduler& s = sched();
     LockGuard guard(s.lock());
+    if (dead_) return Error::Destroyed;
     Thread& self = *s.current();
     IpcCounters& c = counters();
     Thread* caller = reply_target_locked(token, self);
     if (token.valid() && caller == nullptr) ++c.stale_replies;
     Thread* sender = senders_.front();
 
-    if (caller != nullptr && g_fast_path && reply.register_only() && sender == nullptr) {
+    if (caller != nullptr && g_fast_path && s.donation_enabled() && reply.register_only() &&
+        sender == nullptr) {
         // Fast path: the caller takes the reply and the CPU; we wait for the
         // next message.
         ++c.fastpath_hits;
@@ -299,6 +321,7 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
     } else {
         if (caller != nullptr) {
             ++(!g_fast_path             ? c.fastpath_miss_disabled
+               : !s.donation_enabled()  ? c.fastpath_miss_donation_off
                : !reply.register_only() ? c.fastpath_miss_long_message
                                         : c.fastpath_miss_sender_pending);
             transfer(reply, self.ipc->buffer, 0, *caller);

@@ -9,6 +9,17 @@
 // the receiver got; the receiver may answer at once or keep the token and
 // answer later (deferred reply).
 //
+// Lifetime: an endpoint is a KObject. Its creator holds one reference, and
+// destroy() is a state change, not a free: under the scheduler lock the
+// endpoint becomes dead, its waiters wake with Destroyed, and then the
+// creator's reference is released. The memory goes with the last reference.
+// Whoever may race with destroy() (any holder of a handle, later) must hold
+// its own reference (Ref<Endpoint>) for the whole of an operation, from
+// before it calls it until it returns, blocking included; then an operation
+// that reaches the lock after destroy() finds a dead endpoint and returns
+// Destroyed, and never touches freed memory. Kernel code that ends its own
+// endpoint only after every thread using it is done needs no extra reference.
+//
 // Locking: endpoint queues and every thread's IPC state are guarded by the
 // scheduler lock, the same lock a thread is marked Blocked under, so a
 // partner can never arrive between "no partner found" and "asleep". All
@@ -17,8 +28,10 @@
 // Fast path: call() to a waiting receiver and reply_recv() to a waiting
 // caller, with a register-only message, switch straight to the partner
 // (Scheduler::switch_to_locked) without the ready queue or the yield vector.
-// Otherwise send(), call() and reply_recv() wake the partner and donate the
-// CPU to it (general path); reply(), reply_drop() and a receive that
+// It needs both the fast path and donation on (a direct switch donates the
+// CPU). Otherwise send(), call() and reply_recv() wake the partner and
+// donate the CPU to it (general path; with donation off the partner only
+// goes on the ready queue); reply(), reply_drop() and a receive that
 // completes a queued sender only wake it: the caller keeps running.
 #pragma once
 
@@ -26,6 +39,7 @@
 #include <cstdint>
 
 #include "error.hpp"
+#include "kobject.hpp"
 #include "message.hpp"
 #include "thread.hpp"
 
@@ -38,6 +52,7 @@ struct IpcCounters {
     uint64_t replies = 0;
     uint64_t fastpath_hits = 0;
     uint64_t fastpath_miss_disabled = 0;        // fastpath=off
+    uint64_t fastpath_miss_donation_off = 0;    // donate=off: a direct switch is a donation
     uint64_t fastpath_miss_no_partner = 0;      // nobody waiting to switch to
     uint64_t fastpath_miss_long_message = 0;    // payload in the IPC buffer
     uint64_t fastpath_miss_sender_pending = 0;  // reply_recv with a sender already queued
@@ -52,24 +67,32 @@ void ipc_set_fast_path(bool on);
 bool ipc_fast_path();
 IpcCounters ipc_counters();
 
-class Endpoint {
+class Endpoint : public KObject {
   public:
+    // A new endpoint; the caller holds its one reference (the creator's),
+    // which destroy() gives back.
     [[nodiscard]] static Result<Endpoint*> create();
-    // Wakes every blocked sender and receiver, in queue order, with
-    // Error::Destroyed (a sender's message stays its own), then frees the
-    // endpoint. Callers already delivered (waiting for a reply) are not
-    // affected: their receiver may still reply.
+    // Ends the endpoint: under the scheduler lock it becomes dead (every
+    // later operation on it returns Destroyed) and every blocked sender and
+    // receiver wakes, in queue order, with Destroyed (a sender's message
+    // stays its own). Then it releases the creator's reference: the memory
+    // is freed now if that was the last one, else by the last holder's
+    // release. Callers already delivered (waiting for a reply) are not
+    // affected: their receiver may still reply. Called once, by the creator.
     static void destroy(Endpoint* endpoint);
 
     Endpoint(const Endpoint&) = delete;
     Endpoint& operator=(const Endpoint&) = delete;
 
-    // All operations act for the current thread. timeout_ticks 0 waits
-    // forever. Errors: TooLarge (msg.length > kIpcBufferSize, nothing done),
-    // WouldBlock (try_* with no partner), TimedOut, Destroyed (the endpoint
-    // went away while waiting), Interrupted (woken by something other than
-    // a partner), for call() PeerDied (the receiver died or dropped the
-    // reply token), and for reply()/reply_drop() BadHandle.
+    // All operations act for the current thread, which holds a reference to
+    // the endpoint for the duration (see Lifetime above). timeout_ticks 0
+    // waits forever. Errors: TooLarge (msg.length > kIpcBufferSize, checked
+    // first, nothing done), Destroyed (the endpoint is dead: checked under
+    // the lock before anything else, nothing done, not even reply_recv's
+    // reply; or it was destroyed while waiting), WouldBlock (try_* with no
+    // partner), TimedOut, Interrupted (woken by something other than a
+    // partner), for call() PeerDied (the receiver died or dropped the reply
+    // token), and for reply()/reply_drop() BadHandle.
 
     // Delivers msg, with the sender's badge, to a receiver; blocks until one comes.
     Status send(const Message& msg, uint64_t badge, uint64_t timeout_ticks = 0);
@@ -107,16 +130,20 @@ class Endpoint {
     static Result<Message> finish_call(Thread& self);
 
   private:
-    Endpoint() = default;
+    Endpoint() : KObject(ObjectType::Endpoint) {}
     ~Endpoint() = default;
     template <typename T, typename... Args>
     friend T* knew(Args&&... args);
     template <typename T>
     friend void kdelete(T* obj);
+    friend void kobject_free(KObject* object);
+    // Frees the endpoint once its last reference is gone (kobject_free).
+    static void free_object(Endpoint* endpoint);
 
     // --- Guarded by the scheduler lock ---
     WaitQueue senders_;    // blocked in send()/call(), their message in Thread::ipc
     WaitQueue receivers_;  // blocked in recv()/reply_recv()
+    bool dead_ = false;    // destroy() ran: every operation returns Destroyed
 };
 
 // A thread is ending: callers waiting for its reply wake with PeerDied. With

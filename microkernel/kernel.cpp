@@ -23,9 +23,10 @@ void idle_entry(void*) {
 
 void print_ipc_counters(const IpcCounters& c) {
     log("ipc: sends=%lu receives=%lu calls=%lu replies=%lu fastpath_hits=%lu misses: "
-        "disabled=%lu no_partner=%lu long_message=%lu sender_pending=%lu\n",
+        "disabled=%lu donation_off=%lu no_partner=%lu long_message=%lu sender_pending=%lu\n",
         c.sends, c.receives, c.calls, c.replies, c.fastpath_hits, c.fastpath_miss_disabled,
-        c.fastpath_miss_no_partner, c.fastpath_miss_long_message, c.fastpath_miss_sender_pending);
+        c.fastpath_miss_donation_off, c.fastpath_miss_no_partner, c.fastpath_miss_long_message,
+        c.fastpath_miss_sender_pending);
     log("ipc: timeouts=%lu stale_replies=%lu destroyed_wakeups=%lu peer_died_wakeups=%lu\n",
         c.timeouts, c.stale_replies, c.destroyed_wakeups, c.peer_died_wakeups);
 }
@@ -91,8 +92,11 @@ void run_demo() {
         return;
     }
     demo.ep = ep.value();
-    sched.start(*server.value());
-    sched.start(*spinner.value());
+    // Both were just created: start() cannot refuse them.
+    Status started = sched.start(*server.value());
+    MK_ASSERT(started == Error::None);
+    started = sched.start(*spinner.value());
+    MK_ASSERT(started == Error::None);
     uint64_t ticks0 = sched.ticks();
     uint64_t tsc0 = Cpu::timestamp();
     uint64_t sum = 0;
@@ -141,7 +145,7 @@ bool start_init() {
         spawn_program("init", image.value().data, image.value().size, 0, &modules, 1, &reason);
     if (!init) MK_PANIC("boot: cannot start init: %s (%s)", error_name(init.error()), reason);
     log("boot: starting init (process %lu) in user mode\n", init.value().process->id());
-    this_cpu().scheduler.start(*init.value().thread);
+    MK_ASSERT(this_cpu().scheduler.start(*init.value().thread) == Error::None);
     init.value().process->release();  // its thread holds it now
     return true;
 }
@@ -191,7 +195,9 @@ void kernel_start(const StartInfo& info) {
     ipc_set_fast_path(info.config.fast_path);
     log("sched: round-robin, %u ms quantum, donation %s, fast path %s\n",
         Scheduler::kQuantumTicks * 1000 / info.timer_hz, info.config.donation ? "on" : "off",
-        info.config.fast_path ? "on" : "off");
+        !info.config.fast_path ? "off"
+        : info.config.donation ? "on"
+                               : "on but unused (a direct switch is a donation)");
     Cpu::restore_interrupts(true);
 
     if (info.config.ktest != nullptr) {

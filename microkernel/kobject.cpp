@@ -1,7 +1,10 @@
+// Freeing kernel objects: the one place that knows every object type.
 #include "kobject.hpp"
 
+#include "endpoint.hpp"
 #include "panic.hpp"
 #include "process.hpp"
+#include "thread.hpp"
 
 namespace mk {
 
@@ -23,16 +26,21 @@ const char* object_type_name(ObjectType t) {
 
 void kobject_free(KObject* object) {
     switch (object->type()) {
+        case ObjectType::Endpoint:
+            Endpoint::free_object(static_cast<Endpoint*>(object));
+            return;
+        case ObjectType::Thread:
+            Thread::free_object(static_cast<Thread*>(object));
+            return;
         case ObjectType::Process:
             Process::free(static_cast<Process*>(object));
             return;
-        case ObjectType::Endpoint:
-        case ObjectType::Thread:
         case ObjectType::Reply:
         case ObjectType::Modules:  // lives for ever: the kernel keeps a reference
             break;
     }
-    MK_PANIC("kobject_free: no free for %s objects", object_type_name(object->type()));
+    MK_PANIC("kobject_free: %s objects are not reference counted yet",
+             object_type_name(object->type()));
 }
 
 }  // namespace mk

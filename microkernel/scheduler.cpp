@@ -8,12 +8,11 @@ namespace mk {
 
 void Scheduler::init(Thread& boot, Thread& idle) {
     LockGuard guard(lock_);
+    MK_ASSERT(boot.state == ThreadState::Created && idle.state == ThreadState::Created);
     current_ = &boot;
     boot.state = ThreadState::Running;
-    boot.started = true;
     idle_ = &idle;
     idle.state = ThreadState::Ready;  // Ready but never queued: picked when the queue is empty
-    idle.started = true;
 }
 
 SchedCounters Scheduler::counters() {
@@ -31,12 +30,13 @@ size_t Scheduler::ready_count() {
     return ready_.size();
 }
 
-void Scheduler::start(Thread& thread) {
+Status Scheduler::start(Thread& thread) {
     LockGuard guard(lock_);
-    MK_ASSERT(!thread.started);
-    thread.started = true;
+    // Dead: killed (or destroyed) before it ever ran. Anything else: started already.
+    if (thread.state != ThreadState::Created) return Error::BadState;
     thread.state = ThreadState::Ready;
     ready_.push_back(thread);
+    return Error::None;
 }
 
 void Scheduler::exit_current() {
@@ -50,11 +50,20 @@ void Scheduler::exit_current() {
 void Scheduler::kill(Thread& thread) {
     LockGuard guard(lock_);
     MK_ASSERT(&thread != current_ && &thread != idle_);
-    if (thread.state == ThreadState::Ready && thread.started) {
-        ready_.remove(thread);
-    } else if (thread.state == ThreadState::Blocked && thread.waiting_on != nullptr) {
-        thread.waiting_on->remove(thread);
-        thread.waiting_on = nullptr;
+    switch (thread.state) {
+        case ThreadState::Created:  // on no queue; start() now refuses it
+            break;
+        case ThreadState::Running:
+            MK_PANIC("kill: %s runs but is not this CPU's current thread", thread.name());
+        case ThreadState::Ready:
+            ready_.remove(thread);
+            break;
+        case ThreadState::Blocked:
+            if (thread.waiting_on != nullptr) thread.waiting_on->remove(thread);
+            thread.waiting_on = nullptr;
+            break;
+        case ThreadState::Dead:  // ended already
+            return;
     }
     cancel_timeout_locked(thread);
     if (donate_target_ == &thread) donate_target_ = nullptr;
@@ -81,8 +90,16 @@ void Scheduler::mark_current_blocked_locked(WaitQueue* queue, uint64_t timeout_t
     self->waiting_on = queue;
     if (queue != nullptr) queue->push_back(*self);
     if (timeout_ticks != 0) {
-        self->deadline = counters_.ticks + timeout_ticks;
-        timeouts_.insert(*self);
+        // Saturating: ticks + timeout past UINT64_MAX (user code passes
+        // UINT64_MAX for "forever") is UINT64_MAX, which never expires, so
+        // it is not armed at all.
+        uint64_t now = counters_.ticks;
+        if (timeout_ticks < Thread::kNeverExpires - now) {
+            self->deadline = now + timeout_ticks;
+            timeouts_.insert(*self);
+        } else {
+            self->deadline = Thread::kNeverExpires;
+        }
     }
     ++counters_.blocks;
 }
@@ -206,19 +223,33 @@ void Scheduler::donate(Thread& thread) {
 
 // --- Switching ---
 
+void Scheduler::assert_may_switch_locked() const {
+    // Switches happen in thread context: an interrupt ends (irq_exit) before
+    // preempt_if_needed() switches. The scheduler lock is handed to the
+    // thread switched to, so it must be the one lock held: any other would
+    // stay held by a thread that is not running (or deadlock a woken one).
+    MK_ASSERT(!in_irq());
+    MK_ASSERT(this_cpu().held_locks.count == 1);
+    MK_ASSERT(lock_.is_locked() && this_cpu().held_locks.levels[0] == LockLevel::Scheduler);
+}
+
 void Scheduler::switch_to_locked(Thread& next) {
+    assert_may_switch_locked();
     Thread* prev = current_;
     MK_ASSERT(prev->state != ThreadState::Running && prev->state != ThreadState::Ready);
     MK_ASSERT(next.state == ThreadState::Blocked && next.waiting_on == nullptr);
     MK_ASSERT(!next.queue_hook.is_linked());
+    // next's wait ends here, as in wake_locked() but straight to Running.
     cancel_timeout_locked(next);
+    next.wake_reason = WakeReason::Woken;
+    ++counters_.wakeups;
     donate_target_ = nullptr;
     ++counters_.direct_switches;
     switch_locked(*prev, next, false);
 }
 
 void Scheduler::schedule_locked(bool honor_donation) {
-    MK_ASSERT(this_cpu().held_locks.count == 1);  // only this lock: nothing yields holding another
+    assert_may_switch_locked();
     Thread* prev = current_;
     Thread* target = donate_target_;
     donate_target_ = nullptr;  // consumed by this switch, whatever it picks

@@ -28,7 +28,7 @@ struct SchedCounters {
     uint64_t donation_fallbacks = 0;  // donate target no longer Ready: round-robin instead
     uint64_t blocks = 0;              // threads that went to sleep
     uint64_t wakeups = 0;             // Blocked threads made Ready
-    uint64_t wakes_not_blocked = 0;   // wakes of a Running/Ready/Dead thread (harmless)
+    uint64_t wakes_not_blocked = 0;   // wakes of a thread not Blocked (harmless)
     uint64_t wake_races_caught = 0;   // wakes that landed between prepare_block() and block()
     uint64_t timeouts = 0;            // blocks ended by their timeout
     uint64_t direct_switches = 0;     // switch_to_locked(): IPC fast-path switches
@@ -56,18 +56,22 @@ class Scheduler {
     void set_donation_enabled(bool on) { donation_enabled_ = on; }
     bool donation_enabled() const { return donation_enabled_; }
 
-    // Makes a created thread Ready.
-    void start(Thread& thread);
+    // Makes a Created thread Ready. BadState, and nothing done, for any
+    // other: a thread killed before it started is Dead and never runs; one
+    // already started is not started twice.
+    [[nodiscard]] Status start(Thread& thread);
     // Ends the current thread; it becomes Dead and never runs again.
     [[noreturn]] void exit_current();
-    // Ends another thread of this CPU wherever it is: it is taken off the ready
-    // queue or its wait queue, loses its timeout, and becomes Dead.
+    // Ends another thread of this CPU wherever it is (Created, Ready or
+    // Blocked): it is taken off the ready queue or its wait queue, loses its
+    // timeout, and becomes Dead. A Dead thread is left as it is.
     void kill(Thread& thread);
 
     // --- Blocking and waking ---
 
     // Blocks the current thread on `queue` (may be nullptr: a wait on no queue,
-    // e.g. a plain sleep) until woken or `timeout_ticks` pass (0: no timeout).
+    // e.g. a plain sleep) until woken or `timeout_ticks` pass (0: no timeout;
+    // a timeout reaching past tick UINT64_MAX saturates and never expires).
     // Called with the lock held; returns with it held, after the thread runs again.
     // Always sleeps: a wake remembered by prepare_block() counts only in block().
     WakeReason block_current_locked(WaitQueue* queue, uint64_t timeout_ticks);
@@ -84,8 +88,8 @@ class Scheduler {
     void cancel_block();
     WakeReason block(WaitQueue* queue, uint64_t timeout_ticks = 0);
 
-    // Makes a Blocked thread Ready (true). Waking a Running, Ready or Dead
-    // thread is harmless and counted (false).
+    // Makes a Blocked thread Ready (true). Waking a Created, Running, Ready
+    // or Dead thread is harmless and counted (false).
     bool wake_locked(Thread& thread, WakeReason reason = WakeReason::Woken);
     bool wake(Thread& thread, WakeReason reason = WakeReason::Woken);
 
@@ -113,7 +117,11 @@ class Scheduler {
 
     // Switches straight to `next` without the ready queue. The current thread
     // must already have left the Running state (e.g. Blocked on its reply) and
-    // `next` must be Blocked on no queue (its wait just ended).
+    // `next` must be Blocked on no queue (its wait just ended); it is woken
+    // as by wake_locked() (counted, wake_reason Woken) but runs at once.
+    // Like every switch: from thread context, with this lock the only one
+    // held. A direct switch donates the CPU: the IPC fast path uses it only
+    // while donation is on.
     void switch_to_locked(Thread& next);
 
     // --- Entry points of the architecture ---
@@ -139,6 +147,9 @@ class Scheduler {
     void switch_locked(Thread& prev, Thread& next, bool fresh_quantum);
     void cancel_timeout_locked(Thread& thread);
     void assert_may_yield() const;
+    // What every switch (schedule_locked, switch_to_locked) needs: thread
+    // context, and the scheduler lock as the only lock held.
+    void assert_may_switch_locked() const;
 
     // Lock order: after Endpoint::lock_, before the heap (docs/locking.md).
     SpinLock lock_{LockLevel::Scheduler};

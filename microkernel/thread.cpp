@@ -43,6 +43,8 @@ Thread* Thread::lookup(uint64_t id) {
 
 const char* thread_state_name(ThreadState s) {
     switch (s) {
+        case ThreadState::Created:
+            return "created";
         case ThreadState::Running:
             return "running";
         case ThreadState::Ready:
@@ -55,7 +57,8 @@ const char* thread_state_name(ThreadState s) {
     return "?";
 }
 
-Thread::Thread(uint64_t id, const char* name, IpcState* ipc_state) : ipc(ipc_state), id_(id) {
+Thread::Thread(uint64_t id, const char* name, IpcState* ipc_state)
+    : KObject(ObjectType::Thread), ipc(ipc_state), id_(id) {
     size_t i = 0;
     for (; name != nullptr && name[i] != '\0' && i + 1 < kNameLength; ++i) name_[i] = name[i];
     name_[i] = '\0';
@@ -107,19 +110,30 @@ Result<Thread*> Thread::adopt_boot_thread(const char* name) {
 
 void Thread::destroy(Thread* thread) {
     if (thread == nullptr) return;
-    MK_ASSERT(thread->state == ThreadState::Dead || !thread->started);
-    MK_ASSERT(thread->ipc->callers.empty());
     {
         LockGuard guard(this_cpu().scheduler.lock());
+        MK_ASSERT(thread->state == ThreadState::Dead || thread->state == ThreadState::Created);
+        MK_ASSERT(thread->ipc->callers.empty());
+        // The thread is gone from now on, whoever still holds a reference:
+        // its id names nothing, and a Created one can no longer be started.
         uint32_t slot = slot_of(thread->id_);
         MK_ASSERT(slot < kMaxThreads && g_threads[slot] == thread);
         g_threads[slot] = nullptr;
+        thread->state = ThreadState::Dead;
     }
+    // Off every CPU for good: its FPU area and its place in its process go
+    // now (the last thread of a process ends the process).
     Cpu::release_context(thread->context);
     if (thread->process != nullptr) {
         thread->process->remove_thread(*thread);
         thread->process->release();
+        thread->process = nullptr;
     }
+    // Outside the lock: the last release frees, and freeing takes the heap lock.
+    thread->release();  // the creator's reference
+}
+
+void Thread::free_object(Thread* thread) {
     void* stack = thread->stack_;
     IpcState* ipc = thread->ipc;
     kdelete(thread);

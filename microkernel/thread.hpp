@@ -4,6 +4,9 @@
 // queue — through queue_hook, and `waiting_on` names that wait queue while it
 // is Blocked: the single source of truth for what it waits on. Both, and the
 // state, are guarded by the scheduler lock of the CPU the thread belongs to.
+//
+// A thread is a KObject: its creator holds a reference, which destroy()
+// gives back; whoever else holds one keeps the memory (not the thread) alive.
 #pragma once
 
 #include <boost/intrusive/list.hpp>
@@ -13,6 +16,7 @@
 
 #include "cpu.hpp"
 #include "error.hpp"
+#include "kobject.hpp"
 #include "memory.hpp"
 #include "message.hpp"
 
@@ -23,10 +27,11 @@ class Process;
 struct IpcState;
 
 enum class ThreadState : uint8_t {
+    Created,  // made by create(), not started yet: on no queue, never ran
     Running,  // on a CPU right now (the CPU's current thread)
-    Ready,    // on the ready queue
+    Ready,    // on the ready queue (the idle thread: Ready but never queued)
     Blocked,  // on `waiting_on` (or on no queue: a plain sleep)
-    Dead,     // exited; waiting to be destroyed
+    Dead,     // exited or killed (perhaps before it started); never runs again
 };
 
 const char* thread_state_name(ThreadState s);
@@ -42,17 +47,23 @@ namespace bi = boost::intrusive;
 using QueueHook = bi::list_member_hook<bi::link_mode<bi::safe_link>>;
 using TimeoutHook = bi::set_member_hook<bi::link_mode<bi::safe_link>>;
 
-class Thread {
+class Thread : public KObject {
   public:
     using Entry = void (*)(void*);
     static constexpr size_t kStackSize = 16 * 1024;
     static constexpr size_t kNameLength = 16;
+    static constexpr uint64_t kNeverExpires = UINT64_MAX;  // a saturated deadline
 
-    // A kernel thread that will run entry(arg); not started (see Scheduler::start).
+    // A kernel thread that will run entry(arg); Created until Scheduler::start.
     [[nodiscard]] static Result<Thread*> create(const char* name, Entry entry, void* arg);
-    // The thread already running on this CPU at boot, on the boot stack.
+    // The thread already running on this CPU at boot, on the boot stack
+    // (Created until Scheduler::init makes it the running thread).
     [[nodiscard]] static Result<Thread*> adopt_boot_thread(const char* name);
-    // Frees a thread that is Dead (or never started).
+    // Ends a thread that is Dead or was never started (Created): it leaves
+    // the registry (lookup() no longer finds it) and is Dead for good. Then
+    // releases the creator's reference: the memory (thread, stack, IPC
+    // state) is freed now if that was the last one, else by the last
+    // holder's release. Called once, by the creator.
     static void destroy(Thread* thread);
 
     Thread(const Thread&) = delete;
@@ -66,15 +77,16 @@ class Thread {
     const char* name() const { return name_; }
 
     // --- Guarded by the scheduler lock ---
-    ThreadState state = ThreadState::Ready;
+    ThreadState state = ThreadState::Created;
     QueueHook queue_hook;             // ready queue or one wait queue
     WaitQueue* waiting_on = nullptr;  // the wait queue it is linked on, if any
     WakeReason wake_reason = WakeReason::None;
     bool block_armed = false;   // between prepare_block() and block()
     bool wake_pending = false;  // a wake landed while block_armed
-    bool started = false;
-    TimeoutHook timeout_hook;  // on the scheduler's timeout set while it has a deadline
-    uint64_t deadline = 0;     // tick at which a timed block expires (0: none)
+    TimeoutHook timeout_hook;   // on the scheduler's timeout set while it has a deadline
+    // Tick at which a timed block expires; 0: none; kNeverExpires: a timeout
+    // so long that ticks + timeout saturated (not on the timeout set).
+    uint64_t deadline = 0;
 
     // --- Owned by the thread's CPU ---
     Cpu::Context context{};
@@ -95,10 +107,14 @@ class Thread {
     friend T* knew(Args&&... args);
     template <typename T>
     friend void kdelete(T* obj);
+    friend void kobject_free(KObject* object);
 
     Thread(uint64_t id, const char* name, IpcState* ipc);
     ~Thread();
     [[nodiscard]] static Result<Thread*> make(const char* name);
+    // Frees the thread, its stack and IPC state once its last reference is
+    // gone (kobject_free).
+    static void free_object(Thread* thread);
 
     uint64_t id_;
     char name_[kNameLength];

@@ -191,7 +191,7 @@ Status sys_process_spawn(Process& parent, TrapFrame& f) {
     f.rsi = child->id();
     // The creator's reference becomes the parent's handle; the thread holds its own.
     f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(child), abi::kRightsAll, 0});
-    sched().start(*thread);
+    MK_ASSERT(sched().start(*thread) == Error::None);
     return Error::None;
 }
 

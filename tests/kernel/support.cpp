@@ -6,7 +6,10 @@ namespace mk::ktest {
 Thread* spawn(const char* name, void (*fn)(void*), void* arg) {
     Result<Thread*> t = Thread::create(name, fn, arg);
     if (!t) return nullptr;
-    this_cpu().scheduler.start(*t.value());
+    if (this_cpu().scheduler.start(*t.value()) != Error::None) {
+        Thread::destroy(t.value());
+        return nullptr;
+    }
     return t.value();
 }
 

@@ -51,7 +51,7 @@ Process* make_process(const char* name) {
 Thread* start(Process* p, const char* name, const char* entry, uint64_t arg) {
     Result<Thread*> t = p->create_thread(name, entry_of(entry), kStackTop, arg);
     if (!t) return nullptr;
-    this_cpu().scheduler.start(*t.value());
+    if (this_cpu().scheduler.start(*t.value()) != Error::None) return nullptr;
     return t.value();
 }
 
@@ -156,7 +156,7 @@ bool program_from_boot_module() {
     KCHECK(prog.ok());
     Process* p = prog.value().process;
     Thread* t = prog.value().thread;
-    this_cpu().scheduler.start(*t);
+    KCHECK(this_cpu().scheduler.start(*t) == Error::None);
     join(&t, 1);
     uint64_t status = p->exit_status();
     p->release();

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "endpoint.hpp"
+#include "fake_heap.hpp"
 #include "sched_fixture.hpp"
 
 namespace mk {
@@ -136,14 +137,26 @@ TEST_F(EndpointTest, CallFastPathSwitchesDirectlyAndReplyReturns) {
     run_until(server);
     EXPECT_EQ(ep_->recv().error(), Error::WouldBlock);
     run_until(boot_);
-    size_t ready_before = sched().ready_count();
+    ASSERT_EQ(sched().ready_count(), 1u);  // the bystander, first in line
+    SchedCounters before = sched().counters();
+    unsigned yields = FakeCpu::yield_vectors;
     EXPECT_EQ(ep_->call(msg(1, 5), 0x77).error(), Error::WouldBlock);
-    // Straight to the server: no ready queue, no yield vector.
+    // Straight to the server: a direct switch, no yield vector, and the
+    // server never on the ready queue. (The general path wakes it onto the
+    // ready queue behind the bystander, from where only a donation, which
+    // it counts, or the bystander's turn would get it running.)
     EXPECT_EQ(current(), server);
-    EXPECT_EQ(sched().ready_count(), ready_before);
-    EXPECT_EQ(FakeCpu::yield_vectors, 0u + 2u);  // only run_until's two yields
     EXPECT_EQ(ipc().fastpath_hits, 1u);
-    EXPECT_EQ(sched().counters().direct_switches, 1u);
+    SchedCounters after = sched().counters();
+    EXPECT_EQ(after.direct_switches, before.direct_switches + 1);
+    EXPECT_EQ(after.switches, before.switches + 1);
+    EXPECT_EQ(after.donations_taken, before.donations_taken);
+    EXPECT_EQ(after.donation_fallbacks, before.donation_fallbacks);
+    EXPECT_EQ(after.wakeups, before.wakeups + 1);
+    EXPECT_EQ(FakeCpu::yield_vectors, yields);
+    EXPECT_EQ(FakeCpu::switches.back().to, &server->context);
+    EXPECT_EQ(sched().ready_count(), 1u);
+    EXPECT_EQ(bystander->state, ThreadState::Ready);  // still first in line, passed over
     EXPECT_EQ(boot_->state, ThreadState::Blocked);
     EXPECT_EQ(boot_->waiting_on, &server->ipc->callers);
 
@@ -158,19 +171,29 @@ TEST_F(EndpointTest, CallFastPathSwitchesDirectlyAndReplyReturns) {
     ASSERT_TRUE(answer.ok());
     EXPECT_EQ(answer.value().label, 2u);
     EXPECT_EQ(answer.value().words[0], 6u);
-    (void)bystander;
 }
 
 TEST_F(EndpointTest, ReplyRecvFastPathSwitchesBackToCaller) {
     Thread* server = spawn("server");
+    Thread* bystander = spawn("bystander");
     run_until(server);
     EXPECT_EQ(ep_->recv().error(), Error::WouldBlock);
     run_until(boot_);
     EXPECT_EQ(ep_->call(msg(1, 10), 0).error(), Error::WouldBlock);
     ASSERT_EQ(current(), server);
     Received req = Endpoint::finish_recv(*server).value();
+    SchedCounters before = sched().counters();
+    unsigned yields = FakeCpu::yield_vectors;
     EXPECT_EQ(ep_->reply_recv(req.reply, msg(2, req.msg.words[0] + 1)).error(), Error::WouldBlock);
-    EXPECT_EQ(current(), boot_);  // direct switch back
+    // Direct switch back to the caller, past the bystander first in line:
+    // no donation, no yield vector, the caller never on the ready queue.
+    EXPECT_EQ(current(), boot_);
+    EXPECT_EQ(sched().counters().direct_switches, before.direct_switches + 1);
+    EXPECT_EQ(sched().counters().donations_taken, before.donations_taken);
+    EXPECT_EQ(sched().counters().wakeups, before.wakeups + 1);
+    EXPECT_EQ(FakeCpu::yield_vectors, yields);
+    EXPECT_EQ(sched().ready_count(), 1u);
+    EXPECT_EQ(bystander->state, ThreadState::Ready);
     EXPECT_EQ(server->state, ThreadState::Blocked);
     EXPECT_NE(server->waiting_on, nullptr);  // the endpoint's receivers queue
     EXPECT_EQ(ep_->waiting_receivers(), 1u);
@@ -221,6 +244,67 @@ TEST_F(EndpointTest, FastPathMissesAreCountedByReason) {
     EXPECT_EQ(current(), server);
     EXPECT_EQ(ipc().fastpath_hits, 0u);
     EXPECT_EQ(sched().counters().direct_switches, 0u);
+}
+
+// The fast path's direct switch ends the partner's wait like any wake: it
+// is counted, and the partner learns it was Woken (not left at None).
+TEST_F(EndpointTest, FastPathCountsItsWakesAndMarksThePartnerWoken) {
+    Thread* server = spawn("server");
+    run_until(server);
+    EXPECT_EQ(ep_->recv().error(), Error::WouldBlock);
+    run_until(boot_);
+    uint64_t wakeups = sched().counters().wakeups;
+    EXPECT_EQ(ep_->call(msg(1), 0).error(), Error::WouldBlock);
+    ASSERT_EQ(current(), server);
+    ASSERT_EQ(sched().counters().direct_switches, 1u);
+    EXPECT_EQ(server->wake_reason, WakeReason::Woken);
+    EXPECT_EQ(sched().counters().wakeups, wakeups + 1);
+    Received r = Endpoint::finish_recv(*server).value();
+    EXPECT_EQ(ep_->reply_recv(r.reply, msg(2)).error(), Error::WouldBlock);
+    ASSERT_EQ(current(), boot_);
+    ASSERT_EQ(sched().counters().direct_switches, 2u);
+    EXPECT_EQ(boot_->wake_reason, WakeReason::Woken);
+    EXPECT_EQ(sched().counters().wakeups, wakeups + 2);
+    EXPECT_EQ(Endpoint::finish_call(*boot_).value().label, 2u);
+}
+
+// With donation off (donate=off) the fast path is off too: a direct switch
+// is a donation. call() and reply_recv() wake the partner onto the ready
+// queue, and round-robin decides who runs.
+TEST_F(EndpointTest, DonationOffTakesTheWakePathNotTheFastPath) {
+    sched().set_donation_enabled(false);
+    Thread* server = spawn("server");
+    Thread* bystander = spawn("bystander");
+    run_until(server);
+    EXPECT_EQ(ep_->recv().error(), Error::WouldBlock);  // bystander runs
+    run_until(boot_);
+    ASSERT_EQ(sched().ready_count(), 1u);  // bystander
+    unsigned yields = FakeCpu::yield_vectors;
+    uint64_t wakeups = sched().counters().wakeups;
+    EXPECT_EQ(ep_->call(msg(1, 5), 0).error(), Error::WouldBlock);
+    EXPECT_EQ(current(), bystander);  // first in line; the server queued behind it
+    EXPECT_EQ(server->state, ThreadState::Ready);
+    EXPECT_EQ(server->wake_reason, WakeReason::Woken);
+    EXPECT_EQ(sched().ready_count(), 1u);
+    EXPECT_EQ(sched().counters().wakeups, wakeups + 1);
+    EXPECT_EQ(boot_->state, ThreadState::Blocked);
+    EXPECT_EQ(boot_->waiting_on, &server->ipc->callers);
+
+    run_until(server);
+    Received r = Endpoint::finish_recv(*server).value();
+    EXPECT_EQ(r.msg.words[0], 5u);
+    EXPECT_EQ(ep_->reply_recv(r.reply, msg(2, 6)).error(), Error::WouldBlock);
+    EXPECT_EQ(current(), bystander);
+    EXPECT_EQ(boot_->state, ThreadState::Ready);
+    EXPECT_EQ(boot_->wake_reason, WakeReason::Woken);
+    EXPECT_EQ(sched().counters().wakeups, wakeups + 2);
+    EXPECT_EQ(FakeCpu::yield_vectors, yields + 1);  // run_until's only
+    EXPECT_EQ(ipc().fastpath_hits, 0u);
+    EXPECT_EQ(ipc().fastpath_miss_donation_off, 2u);
+    EXPECT_EQ(sched().counters().direct_switches, 0u);
+    EXPECT_EQ(sched().counters().donations_taken, 0u);
+    run_until(boot_);
+    EXPECT_EQ(Endpoint::finish_call(*boot_).value().words[0], 6u);
 }
 
 TEST_F(EndpointTest, ReplyRecvWithPendingSenderTakesItWithoutSwitching) {
@@ -348,6 +432,22 @@ TEST_F(EndpointTest, ReceiveTimesOut) {
     EXPECT_EQ(ipc().timeouts, 1u);
 }
 
+TEST_F(EndpointTest, ForeverTimeoutNeverExpires) {
+    Thread* a = spawn("a");
+    for (int i = 0; i < 7; ++i) sched().on_timer_tick();
+    run_until(a);
+    EXPECT_EQ(ep_->recv(UINT64_MAX).error(), Error::WouldBlock);
+    run_until(boot_);
+    EXPECT_EQ(ep_->call(msg(1), 0, UINT64_MAX - 1).error(), Error::WouldBlock);  // fast path
+    ASSERT_EQ(current(), a);
+    for (int i = 0; i < 3; ++i) sched().on_timer_tick();
+    EXPECT_EQ(boot_->state, ThreadState::Blocked);
+    EXPECT_EQ(ipc().timeouts, 0u);
+    Received r = Endpoint::finish_recv(*a).value();
+    EXPECT_EQ(Endpoint::reply(r.reply, msg(2)), Error::None);
+    EXPECT_EQ(Endpoint::finish_call(*boot_).value().label, 2u);
+}
+
 TEST_F(EndpointTest, SendTimesOutAndKeepsItsMessage) {
     Thread* a = spawn("a");
     run_until(a);
@@ -417,6 +517,92 @@ TEST_F(EndpointTest, DestructionWakesAllWaitersAndKeepsSendersMessages) {
     yield();
     EXPECT_EQ(current(), rcv);
     EXPECT_EQ(ipc().destroyed_wakeups, 3u);
+}
+
+// Found in review: a thread that had entered an operation (with the endpoint
+// in hand) could be preempted before taking the lock while another thread
+// destroyed the endpoint, and then ran on freed memory. Destruction now
+// marks the endpoint dead; its memory goes with the last reference.
+TEST_F(EndpointTest, DestroyWhileAnOperationHoldsARefIsNotAUseAfterFree) {
+    Thread* destroyer = spawn("destroyer");
+    // boot enters an operation: it holds a reference for its duration...
+    Ref<Endpoint> held = Ref<Endpoint>::retain(ep_);
+    // ...and is preempted before it takes the lock.
+    run_until(destroyer);
+    Endpoint::destroy(ep_);
+    ep_ = nullptr;
+    run_until(boot_);
+    EXPECT_EQ(held->refs(), 1u);  // only the operation's reference is left
+    IpcCounters before = ipc();
+    uint64_t call_seq = boot_->ipc->call_seq;
+    size_t switches = FakeCpu::switches.size();
+    EXPECT_EQ(held->send(msg(1), 0), Error::Destroyed);
+    EXPECT_EQ(held->try_send(msg(2), 0), Error::Destroyed);
+    EXPECT_EQ(held->recv().error(), Error::Destroyed);
+    EXPECT_EQ(held->try_recv().error(), Error::Destroyed);
+    EXPECT_EQ(held->call(msg(3), 0).error(), Error::Destroyed);
+    EXPECT_EQ(held->reply_recv(ReplyToken{}, msg(4)).error(), Error::Destroyed);
+    // Refused before doing anything: nothing blocked, queued, counted or switched.
+    EXPECT_EQ(current(), boot_);
+    EXPECT_EQ(boot_->state, ThreadState::Running);
+    EXPECT_EQ(boot_->ipc->op, IpcState::Op::None);
+    EXPECT_EQ(boot_->ipc->call_seq, call_seq);
+    EXPECT_EQ(held->waiting_senders(), 0u);
+    EXPECT_EQ(held->waiting_receivers(), 0u);
+    EXPECT_EQ(FakeCpu::switches.size(), switches);
+    EXPECT_EQ(ipc().sends, before.sends);
+    EXPECT_EQ(ipc().calls, before.calls);
+    EXPECT_EQ(ipc().receives, before.receives);
+    // The last reference frees it (ASan would report any later use).
+    size_t live = fake_kalloc_live();
+    held.reset();
+    EXPECT_EQ(fake_kalloc_live(), live - 1);
+}
+
+TEST_F(EndpointTest, DestroyWithoutOtherReferencesFreesAtOnce) {
+    size_t live = fake_kalloc_live();
+    Endpoint::destroy(ep_);
+    ep_ = nullptr;
+    EXPECT_EQ(fake_kalloc_live(), live - 1);
+}
+
+// A waiter woken by destruction holds its own reference, so the endpoint it
+// was blocked on is still there when it runs again; and the waiter that
+// comes back to a dead endpoint is refused at once.
+TEST_F(EndpointTest, WaiterWokenByDestructionStillHoldsTheEndpoint) {
+    Thread* r = spawn("r");
+    Ref<Endpoint> r_ref = Ref<Endpoint>::retain(ep_);  // r's operation
+    run_until(r);
+    EXPECT_EQ(r_ref->recv().error(), Error::WouldBlock);
+    run_until(boot_);
+    Endpoint::destroy(ep_);
+    ep_ = nullptr;
+    EXPECT_EQ(r->state, ThreadState::Ready);
+    EXPECT_EQ(r_ref->refs(), 1u);
+    run_until(r);
+    EXPECT_EQ(Endpoint::finish_recv(*r).error(), Error::Destroyed);
+    EXPECT_EQ(r_ref->recv().error(), Error::Destroyed);  // and again: no wait
+    EXPECT_EQ(current(), r);
+    EXPECT_EQ(ipc().destroyed_wakeups, 1u);
+}
+
+// reply_recv on a dead endpoint does nothing, not even its reply: the
+// token stays good and the caller still waits for it.
+TEST_F(EndpointTest, ReplyRecvOnADeadEndpointKeepsTheReplyToken) {
+    Thread* c = spawn("c");
+    run_until(c);
+    EXPECT_EQ(ep_->call(msg(1), 0).error(), Error::WouldBlock);
+    run_until(boot_);
+    Received req = ep_->recv().value();
+    Ref<Endpoint> held = Ref<Endpoint>::retain(ep_);
+    Endpoint::destroy(ep_);
+    ep_ = nullptr;
+    EXPECT_EQ(held->reply_recv(req.reply, msg(2)).error(), Error::Destroyed);
+    EXPECT_EQ(c->state, ThreadState::Blocked);
+    EXPECT_EQ(c->ipc->op, IpcState::Op::ReplyWait);
+    EXPECT_EQ(current(), boot_);
+    EXPECT_EQ(Endpoint::reply(req.reply, msg(3)), Error::None);
+    EXPECT_EQ(Endpoint::finish_call(*c).value().label, 3u);
 }
 
 TEST_F(EndpointTest, OversizedMessageIsRefusedUntouched) {

@@ -7,7 +7,9 @@
 // blocking operations with small timeouts, timer ticks (bursts long enough to
 // preempt), yields, stray wakes of blocked threads, oversized messages,
 // stale, forged and copied reply tokens, endpoint destruction and
-// re-creation, and thread kill and re-spawn. As in endpoint_test.cpp the test
+// re-creation (sometimes with the running thread holding a reference across
+// it, then trying an operation on the dead endpoint), and thread kill and
+// re-spawn. As in endpoint_test.cpp the test
 // acts as whichever thread the scheduler says is current: a blocking
 // operation returns WouldBlock at the fake switch, and the thread collects
 // its result with Endpoint::finish_*() when it runs again.
@@ -19,8 +21,9 @@
 // the reply tokens it holds. After every step it also checks the kernel's
 // view of every thread (state, IPC operation, deadline, the queue it waits
 // on), the queue lengths and fronts, the ready queue's length, who runs
-// (donation and the fast path switch to the partner; otherwise any thread
-// the model says is ready, idle only when none is), and that interrupts are
+// (donation and the fast path switch to the partner; with donation off there
+// is no fast path either, and as otherwise any thread the model says is
+// ready may run, idle only when none is), and that interrupts are
 // on and no lock is held between operations. Every message carries a unique
 // id, its sender and a per-(sender, endpoint) sequence number in its words
 // and a payload derived from its id, so a lost, duplicated, reordered or
@@ -234,6 +237,7 @@ struct Stats {
     uint64_t rescues = 0;
     uint64_t donated = 0;
     uint64_t max_blocked = 0;
+    uint64_t dead_ops = 0;  // operations refused on a dead endpoint held by a reference
 };
 
 uint64_t env_u64(const char* name, uint64_t fallback) {
@@ -342,6 +346,7 @@ class IpcModel : public testing::SchedFixture {
     void act_reply(int i, Act a);
     void act_reply_recv(int i);
     void act_destroy(int i);
+    void act_on_dead_endpoint(int i, Endpoint* dead);
     void act_kill(int i);
     void act_too_large(int i);
     void act_stale_reply(int i);
@@ -481,7 +486,7 @@ void IpcModel::spawn_worker(int i) {
     Thread* kt = Thread::create(name, nullptr, nullptr).value();
     threads_.push_back(kt);
     init_model_thread(i, kt, St::Ready);
-    sched().start(*kt);
+    if (sched().start(*kt) != Error::None) fail("start(w%d) refused", i);
 }
 
 void IpcModel::create_ep(int e) {
@@ -1117,7 +1122,11 @@ void IpcModel::act_send(int i, Act a) {
         if (is_call) {
             block(i, Op::ReplyWait, r, timeout);
             want = Error::WouldBlock;
-            expect = (cfg_.fast_path && m.m.register_only()) || cfg_.donation ? r : kAny;
+            // The fast path (a direct switch) and the general path's
+            // donation both run the receiver next; with donation off there
+            // is neither (a direct switch is a donation) and the receiver
+            // waits its turn on the ready queue.
+            expect = cfg_.donation ? r : kAny;
         } else if (cfg_.donation) {
             t.st = St::Ready;  // it donates the CPU to the receiver
             expect = r;
@@ -1235,7 +1244,8 @@ void IpcModel::act_reply_recv(int i) {
     uint64_t timeout = pick_timeout();
     Msg rep = make_reply(i, request_of(k, i));
     bool valid = token_valid(k, i);
-    bool fast = valid && cfg_.fast_path && rep.m.register_only() && me.senders.empty();
+    bool fast =
+        valid && cfg_.fast_path && cfg_.donation && rep.m.register_only() && me.senders.empty();
     note("t%d reply_recv to t%d call %" PRIu64 " reply#%" PRIu64 " len=%u, ep%d timeout=%" PRIu64
          " (%zu senders), model: %s%s",
          i, k.caller, k.token.call, rep.id, rep.m.length, e, timeout, me.senders.size(),
@@ -1289,13 +1299,64 @@ void IpcModel::act_destroy(int i) {
         settle(i);
         return;
     }
-    note("t%d destroy ep%d (%zu senders, %zu receivers)", i, e, me.senders.size(),
-         me.receivers.size());
+    // Sometimes the running thread holds the endpoint, as a handle would,
+    // across the destroy: the endpoint stays (dead) until it lets go.
+    Ref<Endpoint> held;
+    if (coin(40)) held = Ref<Endpoint>::retain(me.ep);
+    note("t%d destroy ep%d (%zu senders, %zu receivers)%s", i, e, me.senders.size(),
+         me.receivers.size(), held ? ", holding a reference" : "");
     destroy_model(e);
     Endpoint::destroy(me.ep);
     me = MEndpoint{};
+    if (held) {
+        if (!check(held->refs() == 1, "dead ep%d: %u references left, want 1 (ours)", e,
+                   held->refs())) {
+            return;
+        }
+        act_on_dead_endpoint(i, held.get());
+    }
+    held.reset();
     if (coin(50)) create_ep(e);
     settle(i);
+}
+
+// Any operation on a dead endpoint returns Destroyed and does nothing: no
+// message delivered or queued, no call numbered, no block, and reply_recv
+// does not even reply (its token stays good).
+void IpcModel::act_on_dead_endpoint(int i, Endpoint* dead) {
+    MThread& t = th_[size_t(i)];
+    Message m;
+    m.label = 0xDEAD;
+    Tok k = t.tokens.empty() ? Tok{} : t.tokens[size_t(below(t.tokens.size()))];  // kept
+    uint64_t which = below(6);
+    uint64_t call_seq = t.kt->ipc->call_seq;
+    note("t%d op %" PRIu64 " on the dead endpoint it holds", i, which);
+    Error got = Error::None;
+    switch (which) {
+        case 0:
+            got = dead->send(m, t.badge, pick_timeout());
+            break;
+        case 1:
+            got = dead->try_send(m, t.badge);
+            break;
+        case 2:
+            got = dead->recv(pick_timeout()).error();
+            break;
+        case 3:
+            got = dead->try_recv().error();
+            break;
+        case 4:
+            got = dead->call(m, t.badge, pick_timeout()).error();
+            break;
+        default:
+            got = dead->reply_recv(k.token, m, pick_timeout()).error();
+            break;
+    }
+    ++stats_.dead_ops;
+    check(got == Error::Destroyed && t.kt->ipc->call_seq == call_seq,
+          "t%d op %" PRIu64 " on a dead endpoint returned %s (call number %" PRIu64 " -> %" PRIu64
+          "), want Destroyed and nothing done",
+          i, which, err(got), call_seq, t.kt->ipc->call_seq);
 }
 
 void IpcModel::act_kill(int i) {
@@ -1456,16 +1517,20 @@ void IpcModel::run(const Config& cfg, uint64_t seed, uint64_t ops) {
         EXPECT_GT(stats_.drops_ok, 0u);
         EXPECT_GT(stats_.timeouts, 0u);
         EXPECT_GT(stats_.destroyed, 0u);
+        EXPECT_GT(stats_.dead_ops, 0u);
         EXPECT_GT(stats_.peer_died, 0u);
         EXPECT_GT(stats_.interrupted, 0u);
         if (cfg.kills) {
             EXPECT_GT(stats_.kills, 0u);
         }
-        if (cfg.fast_path) {
+        if (cfg.fast_path && cfg.donation) {
             EXPECT_GT(c.fastpath_hits, 0u);
         }
-        if (!cfg.fast_path) {
-            EXPECT_EQ(c.fastpath_hits, 0u);
+        if (!cfg.fast_path || !cfg.donation) {
+            EXPECT_EQ(c.fastpath_hits, 0u);  // donate=off turns the direct switch off too
+        }
+        if (cfg.fast_path && !cfg.donation) {
+            EXPECT_GT(c.fastpath_miss_donation_off, 0u);
         }
         EXPECT_GT(sc.preemptions, 0u);
         if (cfg.donation) {

@@ -27,9 +27,7 @@ class SchedFixture : public ::testing::Test {
     void TearDown() override {
         Thread* running = sched().current();
         for (Thread* t : all_threads()) {
-            if (t != running && t != idle_ && t->started && t->state != ThreadState::Dead) {
-                sched().kill(*t);
-            }
+            if (t != running && t != idle_) sched().kill(*t);
         }
         for (Thread* t : all_threads()) {
             t->state = ThreadState::Dead;
@@ -40,10 +38,16 @@ class SchedFixture : public ::testing::Test {
 
     Scheduler& sched() { return cpu_->scheduler; }
 
-    Thread* spawn(const char* name) {
+    // A thread created and not started.
+    Thread* create(const char* name) {
         Thread* t = Thread::create(name, nullptr, nullptr).value();
         threads_.push_back(t);
-        sched().start(*t);
+        return t;
+    }
+
+    Thread* spawn(const char* name) {
+        Thread* t = create(name);
+        EXPECT_EQ(sched().start(*t), Error::None);
         return t;
     }
 

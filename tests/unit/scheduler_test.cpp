@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
+#include "fake_heap.hpp"
+#include "kobject.hpp"
 #include "sched_fixture.hpp"
 
 namespace mk {
@@ -326,6 +330,49 @@ TEST_F(SchedulerTest, WakeBeforeTimeoutCancelsIt) {
     EXPECT_EQ(sched().counters().timeouts, 0u);
 }
 
+// Found in review: deadline = ticks + timeout wrapped around, so a huge
+// timeout (user code passes UINT64_MAX for "forever") expired at the next
+// tick. The sum saturates, and a deadline of UINT64_MAX never expires.
+TEST_F(SchedulerTest, HugeTimeoutsSaturateAndNeverExpire) {
+    WaitQueue q;
+    Thread* a = spawn("a");
+    Thread* b = spawn("b");
+    for (int i = 0; i < 5; ++i) sched().on_timer_tick();
+    yield();
+    ASSERT_EQ(sched().current(), a);
+    sched().block(&q, UINT64_MAX);
+    ASSERT_EQ(sched().current(), b);
+    sched().block(&q, UINT64_MAX - 1);
+    ASSERT_EQ(sched().current(), boot_);
+    EXPECT_EQ(a->deadline, UINT64_MAX);
+    EXPECT_EQ(b->deadline, UINT64_MAX);
+    for (int i = 0; i < 3 * int(Scheduler::kQuantumTicks); ++i) {
+        sched().on_timer_tick();
+        sched().preempt_if_needed();
+    }
+    EXPECT_EQ(a->state, ThreadState::Blocked);
+    EXPECT_EQ(b->state, ThreadState::Blocked);
+    EXPECT_EQ(sched().counters().timeouts, 0u);
+    // Still woken like any other waiter, and the wake disarms nothing stale.
+    EXPECT_TRUE(sched().wake(*a));
+    EXPECT_EQ(a->wake_reason, WakeReason::Woken);
+    EXPECT_EQ(a->deadline, 0u);
+    EXPECT_TRUE(sched().wake(*b));
+    EXPECT_FALSE(b->timeout_hook.is_linked());
+}
+
+// A long timeout that does not overflow still expires when it is due.
+TEST_F(SchedulerTest, TimeoutJustShortOfSaturationIsArmed) {
+    WaitQueue q;
+    Thread* a = spawn("a");
+    for (int i = 0; i < 5; ++i) sched().on_timer_tick();
+    yield();
+    sched().block(&q, UINT64_MAX - 6);
+    EXPECT_EQ(a->deadline, UINT64_MAX - 1);
+    EXPECT_TRUE(a->timeout_hook.is_linked());
+    sched().wake(*a);
+}
+
 TEST_F(SchedulerTest, TimeoutsExpireInDeadlineOrder) {
     WaitQueue q;
     Thread* a = spawn("a");
@@ -342,12 +389,128 @@ TEST_F(SchedulerTest, TimeoutsExpireInDeadlineOrder) {
     EXPECT_EQ(a->state, ThreadState::Ready);
 }
 
+TEST_F(SchedulerTest, NewThreadIsCreatedUntilStarted) {
+    Thread* t = create("t");
+    EXPECT_EQ(t->state, ThreadState::Created);
+    EXPECT_STREQ(thread_state_name(t->state), "created");
+    EXPECT_FALSE(t->queue_hook.is_linked());
+    EXPECT_EQ(sched().ready_count(), 0u);
+    EXPECT_FALSE(sched().wake(*t));  // harmless, like any wake of a thread not Blocked
+    EXPECT_EQ(t->state, ThreadState::Created);
+    EXPECT_EQ(sched().start(*t), Error::None);
+    EXPECT_EQ(t->state, ThreadState::Ready);
+    EXPECT_EQ(sched().ready_count(), 1u);
+    EXPECT_EQ(sched().start(*t), Error::BadState);  // started once only
+    EXPECT_EQ(sched().ready_count(), 1u);
+    yield();
+    EXPECT_EQ(sched().current(), t);
+    EXPECT_EQ(sched().start(*t), Error::BadState);
+    EXPECT_EQ(t->state, ThreadState::Running);
+}
+
+// Found in review: a created thread reported Ready, so a donation to it
+// took it off the ready queue it was never on (a panic in ready_.remove).
+TEST_F(SchedulerTest, DonationToACreatedThreadFallsBackToRoundRobin) {
+    Thread* t = create("t");
+    Thread* a = spawn("a");
+    sched().set_donate_target(t);
+    yield();
+    EXPECT_EQ(sched().current(), a);
+    EXPECT_EQ(sched().counters().donation_fallbacks, 1u);
+    EXPECT_EQ(sched().counters().donations_taken, 0u);
+    EXPECT_FALSE(t->queue_hook.is_linked());
+}
+
+// Found in review: kill() and then start() ran a Dead thread.
+TEST_F(SchedulerTest, KilledBeforeStartIsNeverRun) {
+    Thread* t = create("t");
+    sched().kill(*t);
+    EXPECT_EQ(t->state, ThreadState::Dead);
+    EXPECT_FALSE(t->queue_hook.is_linked());
+    EXPECT_EQ(sched().start(*t), Error::BadState);
+    EXPECT_EQ(t->state, ThreadState::Dead);
+    EXPECT_EQ(sched().ready_count(), 0u);
+    yield();
+    EXPECT_EQ(sched().current(), boot_);
+    EXPECT_TRUE(FakeCpu::switches.empty());
+}
+
+TEST_F(SchedulerTest, KillOfACreatedThreadEndsIt) {
+    Thread* t = create("t");
+    Thread* a = spawn("a");
+    sched().kill(*t);
+    EXPECT_EQ(t->state, ThreadState::Dead);
+    EXPECT_FALSE(t->queue_hook.is_linked());
+    EXPECT_FALSE(t->timeout_hook.is_linked());
+    EXPECT_EQ(sched().ready_count(), 1u);  // a, untouched
+    sched().kill(*t);                      // a Dead thread is left as it is
+    EXPECT_EQ(t->state, ThreadState::Dead);
+    yield();
+    EXPECT_EQ(sched().current(), a);
+    yield();
+    EXPECT_EQ(sched().current(), boot_);
+    // A killed, never started thread can be destroyed.
+    threads_.erase(std::find(threads_.begin(), threads_.end(), t));
+    Thread::destroy(t);
+}
+
+// A thread is a kernel object: destroy() ends it (the registry forgets its
+// id, it can no longer be started) and gives back the creator's reference;
+// its memory goes with the last reference.
+TEST_F(SchedulerTest, DestroyedThreadIsFreedByItsLastReference) {
+    Thread* t = create("t");
+    threads_.pop_back();  // destroyed here, not by TearDown
+    uint64_t id = t->id();
+    Ref<Thread> held = Ref<Thread>::retain(t);
+    size_t live = fake_kalloc_live();
+    Thread::destroy(t);  // Created, never started
+    EXPECT_EQ(fake_kalloc_live(), live);
+    EXPECT_EQ(held->refs(), 1u);
+    EXPECT_EQ(held->state, ThreadState::Dead);
+    EXPECT_EQ(sched().start(*held), Error::BadState);
+    {
+        LockGuard guard(sched().lock());
+        EXPECT_EQ(Thread::lookup(id), nullptr);
+    }
+    held.reset();
+    EXPECT_EQ(fake_kalloc_live(), live - 3);  // the thread, its IPC state, its stack
+}
+
+TEST_F(SchedulerTest, DestroyWithoutOtherReferencesFreesAtOnce) {
+    Thread* t = spawn("t");
+    threads_.pop_back();
+    sched().kill(*t);
+    size_t live = fake_kalloc_live();
+    Thread::destroy(t);
+    EXPECT_EQ(fake_kalloc_live(), live - 3);
+}
+
+// On the hardware the switch away from an exited thread never returns. The
+// fake does the same (FakeCpu::no_return_from): the test goes on as the
+// thread switched to, and checks that nothing brings the dead one back.
 TEST_F(SchedulerTest, ExitedThreadNeverRunsAgain) {
     Thread* a = spawn("a");
+    Thread* b = spawn("b");
     yield();
     ASSERT_EQ(sched().current(), a);
-    EXPECT_DEATH({ sched().exit_current(); },
-                 "dead thread");  // the host fake returns from the switch: the core notices
+    FakeCpu::no_return_from = &a->context;
+    EXPECT_THROW(sched().exit_current(), FakeCpu::NoReturn);
+    EXPECT_EQ(a->state, ThreadState::Dead);
+    EXPECT_EQ(sched().current(), b);
+    ASSERT_FALSE(FakeCpu::switches.empty());
+    EXPECT_EQ(FakeCpu::switches.back().from, &a->context);
+    EXPECT_EQ(FakeCpu::switches.back().to, &b->context);
+    EXPECT_FALSE(a->queue_hook.is_linked());
+    EXPECT_EQ(this_cpu().held_locks.count, 0u);  // b released the lock a switched with
+    // Neither a wake, nor a donation, nor round-robin runs it again.
+    EXPECT_FALSE(sched().wake(*a));
+    sched().set_donate_target(a);
+    for (int i = 0; i < 6; ++i) {
+        yield();
+        EXPECT_NE(sched().current(), a);
+    }
+    EXPECT_EQ(sched().counters().donation_fallbacks, 1u);
+    EXPECT_EQ(sched().ready_count(), 1u);  // boot or b: a is on no queue
 }
 
 TEST_F(SchedulerTest, YieldFromInterruptContextIsAKernelBug) {
@@ -368,6 +531,64 @@ TEST_F(SchedulerTest, YieldHoldingALockIsAKernelBug) {
             lock.unlock(irq);
         },
         "held_locks.count == 0");
+}
+
+// switch_to_locked() (the IPC fast path's switch) is a switch like any
+// other: from thread context only, with the scheduler lock as the only lock
+// held. `b` waits on no queue, as a partner the fast path switches to.
+class DirectSwitchTest : public SchedulerTest {
+  protected:
+    void SetUp() override {
+        SchedulerTest::SetUp();
+        b_ = spawn("b");
+        yield();
+        sched().block(nullptr);  // b sleeps on no queue; boot runs
+        ASSERT_EQ(sched().current(), boot_);
+    }
+    void direct_switch_to_b() {
+        LockGuard guard(sched().lock());
+        sched().mark_current_blocked_locked(nullptr, 0);
+        sched().switch_to_locked(*b_);
+    }
+    Thread* b_ = nullptr;
+};
+
+TEST_F(DirectSwitchTest, RunsTheTargetAtOnce) {
+    direct_switch_to_b();
+    EXPECT_EQ(sched().current(), b_);
+    EXPECT_EQ(sched().counters().direct_switches, 1u);
+    EXPECT_EQ(FakeCpu::yield_vectors, 1u);  // SetUp's yield only
+}
+
+TEST_F(DirectSwitchTest, FromInterruptContextIsAKernelBug) {
+    EXPECT_DEATH(
+        {
+            irq_enter();
+            direct_switch_to_b();
+        },
+        "assertion failed: !in_irq\\(\\)");
+}
+
+TEST_F(DirectSwitchTest, HoldingAnotherLockIsAKernelBug) {
+    SpinLock endpoint(LockLevel::Endpoint);
+    EXPECT_DEATH(
+        {
+            LockGuard outer(endpoint);
+            direct_switch_to_b();
+        },
+        "held_locks.count == 1");
+}
+
+// The same checks guard every switch: here a yield entered from an
+// interrupt handler's context.
+TEST_F(SchedulerTest, ScheduleFromInterruptContextIsAKernelBug) {
+    spawn("a");
+    EXPECT_DEATH(
+        {
+            irq_enter();
+            sched().on_yield_vector();
+        },
+        "assertion failed: !in_irq\\(\\)");
 }
 
 TEST_F(SchedulerTest, LockOrderIsChecked) {

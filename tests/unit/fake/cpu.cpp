@@ -20,6 +20,7 @@ void FakeCpu::reset() {
     tsc = 0;
     log.clear();
     yield_handler = nullptr;
+    no_return_from = nullptr;
 }
 
 namespace {
@@ -62,6 +63,7 @@ void Cpu::init_context(Context& ctx, void* stack_top, void (*entry)(void*), void
 
 void Cpu::switch_context(Context& from, Context& to) {
     FakeCpu::switches.push_back({&from, &to});
+    if (&from == FakeCpu::no_return_from) throw FakeCpu::NoReturn{};
 }
 
 bool Cpu::interrupts_enabled() {

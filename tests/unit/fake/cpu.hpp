@@ -73,6 +73,13 @@ struct FakeCpu {
     static inline std::string log;
     // What raise_yield_vector() runs: the kernel's yield handler. Tests install it.
     static inline void (*yield_handler)() = nullptr;
+    // A switch away from this context does not return, as on the hardware
+    // for a thread that exited: switch_context() records it and throws
+    // NoReturn instead of returning into code that never runs again. The
+    // exception unwinds the ended thread's frames back to the test, its lock
+    // guards releasing the scheduler lock as the thread switched to would.
+    struct NoReturn {};
+    static inline const Cpu::Context* no_return_from = nullptr;
     static void reset();
 };
 

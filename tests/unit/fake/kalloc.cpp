@@ -12,10 +12,15 @@ namespace mk {
 
 namespace {
 size_t g_fail_after = SIZE_MAX;  // tests can make allocations fail
-}
+size_t g_live = 0;
+}  // namespace
 
 void fake_kalloc_fail_after(size_t n) {
     g_fail_after = n;
+}
+
+size_t fake_kalloc_live() {
+    return g_live;
 }
 
 void* kalloc(size_t size, size_t align) {
@@ -23,10 +28,13 @@ void* kalloc(size_t size, size_t align) {
     if (g_fail_after != SIZE_MAX) --g_fail_after;
     if (align < alignof(void*)) align = alignof(void*);
     size_t rounded = (size + align - 1) / align * align;
-    return std::aligned_alloc(align, rounded == 0 ? align : rounded);
+    void* p = std::aligned_alloc(align, rounded == 0 ? align : rounded);
+    if (p != nullptr) ++g_live;
+    return p;
 }
 
 void kfree(void* ptr) {
+    if (ptr != nullptr) --g_live;
     std::free(ptr);
 }
 
