@@ -21,6 +21,13 @@ void idle_entry(void*) {
     this_cpu().scheduler.idle_loop();
 }
 
+// Destroys user threads once they have ended and left the CPU: the last
+// one of a process ends the process (its handles, its memory).
+void reaper_entry(void*) {
+    Scheduler& sched = this_cpu().scheduler;
+    for (;;) Thread::destroy(sched.next_zombie());
+}
+
 void print_ipc_counters(const IpcCounters& c) {
     log("ipc: sends=%lu receives=%lu calls=%lu replies=%lu fastpath_hits=%lu misses: "
         "disabled=%lu donation_off=%lu no_partner=%lu long_message=%lu sender_pending=%lu\n",
@@ -191,6 +198,10 @@ void kernel_start(const StartInfo& info) {
     Result<Thread*> idle = Thread::create("idle", idle_entry, nullptr);
     if (!boot || !idle) MK_PANIC("cannot create the boot and idle threads: out of memory");
     sched.init(*boot.value(), *idle.value());
+    Result<Thread*> reaper = Thread::create("reaper", reaper_entry, nullptr);
+    if (!reaper) MK_PANIC("cannot create the reaper thread: out of memory");
+    sched.set_reaper(*reaper.value());
+    MK_ASSERT(sched.start(*reaper.value()) == Error::None);
     sched.set_donation_enabled(info.config.donation);
     ipc_set_fast_path(info.config.fast_path);
     log("sched: round-robin, %u ms quantum, donation %s, fast path %s\n",

@@ -71,6 +71,7 @@ void Process::free(Process* p) {
 
 Status Process::map_anonymous(uint64_t virt, size_t pages, uint32_t prot) {
     if (!user_range_ok(virt, pages)) return Error::InvalidArgument;
+    if (root_ == 0) return Error::BadState;
     if ((prot & ~uint32_t(abi::kProtRead | abi::kProtWrite | abi::kProtExec)) != 0) {
         return Error::InvalidArgument;
     }
@@ -100,7 +101,7 @@ Status Process::map_anonymous(uint64_t virt, size_t pages, uint32_t prot) {
 }
 
 Status Process::unmap(uint64_t virt, size_t pages) {
-    if (pages == 0) return Error::None;
+    if (pages == 0 || root_ == 0) return Error::None;
     if (!user_range_ok(virt, pages)) return Error::InvalidArgument;
     for (size_t i = 0; i < pages; ++i) {
         Result<uint64_t> frame = Cpu::user_unmap(root_, virt + i * abi::kPageSize);
@@ -113,6 +114,7 @@ Status Process::unmap(uint64_t virt, size_t pages) {
 
 Status Process::copy(uint64_t user, void* kernel, size_t length, Access access) const {
     if (length == 0) return Error::None;
+    if (root_ == 0) return Error::BadAddress;  // dead: its memory is gone
     if (user < abi::kUserBase || user >= abi::kUserEnd || length > abi::kUserEnd - user) {
         return Error::BadAddress;
     }
@@ -200,29 +202,22 @@ void Process::remove_thread(Thread& thread) {
     if (last) die();
 }
 
+void Process::kill(uint64_t status) {
+    Scheduler& sched = this_cpu().scheduler;
+    LockGuard guard(sched.lock());
+    if (!exiting_) {
+        exiting_ = true;
+        exit_status_ = status;
+    }
+    for (Thread& t : threads_) {
+        if (&t != sched.current()) sched.kill_locked(t);
+    }
+}
+
 void Process::exit_from_inside(uint64_t status) {
     Scheduler& sched = this_cpu().scheduler;
-    Thread* self = sched.current();
-    MK_ASSERT(self->process == this);
-    // Kill the others one at a time: kill() takes the lock itself.
-    for (;;) {
-        Thread* victim = nullptr;
-        {
-            LockGuard guard(sched.lock());
-            if (!exiting_) {
-                exiting_ = true;
-                exit_status_ = status;
-            }
-            for (Thread& t : threads_) {
-                if (&t != self && t.state != ThreadState::Dead) {
-                    victim = &t;
-                    break;
-                }
-            }
-        }
-        if (victim == nullptr) break;
-        sched.kill(*victim);
-    }
+    MK_ASSERT(sched.current()->process == this);
+    kill(status);
     sched.exit_current();
 }
 

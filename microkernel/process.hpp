@@ -58,6 +58,10 @@ class Process : public KObject {
     // kill status; the first one set is kept): every other thread of it is
     // killed, and so is the calling thread, which must be one of them.
     [[noreturn]] void exit_from_inside(uint64_t status);
+    // Ends the process from outside (ProcessKill, a supervisor): every
+    // thread is killed (Scheduler::kill) and the status recorded if none
+    // was. The process is dead once its last thread has been reaped.
+    void kill(uint64_t status);
     // A thread of it is being destroyed (Thread::destroy), off every CPU for
     // good. After the last one the process is dead: its handles are closed
     // and its memory freed, while the object lives on for its exit status.

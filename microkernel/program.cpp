@@ -3,8 +3,8 @@
 #include <utility>
 
 #include "elf.hpp"
-#include "panic.hpp"
 #include "mk/abi.hpp"
+#include "panic.hpp"
 #include "process.hpp"
 #include "thread.hpp"
 
@@ -66,7 +66,8 @@ Result<Program> spawn_program(const char* name, const void* image, size_t size, 
         uint32_t rights = handles[i].rights;
         uint64_t badge = handles[i].badge;
         // A fresh table of kProcessHandleLimit slots holds kMaxStartHandles.
-        Result<HandleValue> v = child->handles().insert(std::move(handles[i].object), rights, badge);
+        Result<HandleValue> v =
+            child->handles().insert(std::move(handles[i].object), rights, badge);
         MK_ASSERT(v.ok());
         start.handles[i] = v.value();
     }

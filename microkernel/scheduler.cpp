@@ -43,13 +43,24 @@ void Scheduler::exit_current() {
     LockGuard guard(lock_);
     current_->state = ThreadState::Dead;
     ipc_release_thread_locked(*current_);
+    bury_locked(*current_);
     schedule_locked(true);
     MK_PANIC("dead thread %s ran again", current_->name());
 }
 
 void Scheduler::kill(Thread& thread) {
     LockGuard guard(lock_);
+    kill_locked(thread);
+}
+
+void Scheduler::kill_locked(Thread& thread) {
     MK_ASSERT(&thread != current_ && &thread != idle_);
+    if (thread.process != nullptr && thread.state != ThreadState::Created) {
+        if (thread.state == ThreadState::Dead) return;
+        thread.exit_requested = true;
+        if (thread.state == ThreadState::Blocked) wake_locked(thread, WakeReason::Interrupted);
+        return;
+    }
     switch (thread.state) {
         case ThreadState::Created:  // on no queue; start() now refuses it
             break;
@@ -69,6 +80,28 @@ void Scheduler::kill(Thread& thread) {
     if (donate_target_ == &thread) donate_target_ = nullptr;
     thread.state = ThreadState::Dead;
     ipc_release_thread_locked(thread);
+    bury_locked(thread);
+}
+
+void Scheduler::bury_locked(Thread& thread) {
+    if (thread.process == nullptr) return;  // kernel threads: their creator destroys them
+    MK_ASSERT(reaper_ != nullptr && !thread.queue_hook.is_linked());
+    zombies_.push_back(thread);
+    wake_locked(*reaper_);
+}
+
+void Scheduler::set_reaper(Thread& reaper) {
+    LockGuard guard(lock_);
+    reaper_ = &reaper;
+}
+
+Thread* Scheduler::next_zombie() {
+    LockGuard guard(lock_);
+    MK_ASSERT(current_ == reaper_);
+    // Single CPU: a zombie on the list has switched away for good, as the
+    // reaper can only run after that switch.
+    while (zombies_.empty()) block_current_locked(nullptr, 0);
+    return zombies_.pop_front();
 }
 
 // --- Blocking and waking ---

@@ -65,7 +65,19 @@ class Scheduler {
     // Ends another thread of this CPU wherever it is (Created, Ready or
     // Blocked): it is taken off the ready queue or its wait queue, loses its
     // timeout, and becomes Dead. A Dead thread is left as it is.
+    // A user thread (one with a process) that has run is not ended in the
+    // middle of kernel code, where its stack may hold references: it is
+    // asked to exit (Thread::exit_requested), woken with Interrupted if it
+    // is blocked, and ends itself on its way back to user mode.
     void kill(Thread& thread);
+    void kill_locked(Thread& thread);
+
+    // --- Reaping user threads ---
+    // A user thread that ends (exit_current, kill) goes on the zombie list;
+    // the reaper (a kernel thread) destroys it once it is off the CPU.
+    void set_reaper(Thread& reaper);
+    // The next zombie, sleeping until there is one. Only the reaper calls it.
+    Thread* next_zombie();
 
     // --- Blocking and waking ---
 
@@ -147,6 +159,8 @@ class Scheduler {
     void switch_locked(Thread& prev, Thread& next, bool fresh_quantum);
     void cancel_timeout_locked(Thread& thread);
     void assert_may_yield() const;
+    // A user thread became Dead: hand it to the reaper.
+    void bury_locked(Thread& thread);
     // What every switch (schedule_locked, switch_to_locked) needs: thread
     // context, and the scheduler lock as the only lock held.
     void assert_may_switch_locked() const;
@@ -154,7 +168,9 @@ class Scheduler {
     // Lock order: after Endpoint::lock_, before the heap (docs/locking.md).
     SpinLock lock_{LockLevel::Scheduler};
     // --- Guarded by lock_ ---
-    WaitQueue ready_;      // FIFO, never holds the idle thread
+    WaitQueue ready_;    // FIFO, never holds the idle thread
+    WaitQueue zombies_;  // Dead user threads for the reaper to destroy
+    Thread* reaper_ = nullptr;
     TimeoutSet timeouts_;  // threads blocked with a deadline
     Thread* current_ = nullptr;
     Thread* idle_ = nullptr;

@@ -38,9 +38,10 @@ const char* thread_state_name(ThreadState s);
 
 // Why a block ended; written by the waker, read by the woken thread.
 enum class WakeReason : uint8_t {
-    None,      // not woken yet
-    Woken,     // an ordinary wake (partner arrived, event happened)
-    TimedOut,  // its timeout expired
+    None,         // not woken yet
+    Woken,        // an ordinary wake (partner arrived, event happened)
+    TimedOut,     // its timeout expired
+    Interrupted,  // told to stop waiting (its thread is being killed)
 };
 
 namespace bi = boost::intrusive;
@@ -81,9 +82,10 @@ class Thread : public KObject {
     QueueHook queue_hook;             // ready queue or one wait queue
     WaitQueue* waiting_on = nullptr;  // the wait queue it is linked on, if any
     WakeReason wake_reason = WakeReason::None;
-    bool block_armed = false;   // between prepare_block() and block()
-    bool wake_pending = false;  // a wake landed while block_armed
-    TimeoutHook timeout_hook;   // on the scheduler's timeout set while it has a deadline
+    bool block_armed = false;     // between prepare_block() and block()
+    bool wake_pending = false;    // a wake landed while block_armed
+    bool exit_requested = false;  // killed: ends itself on its way back to user mode
+    TimeoutHook timeout_hook;     // on the scheduler's timeout set while it has a deadline
     // Tick at which a timed block expires; 0: none; kNeverExpires: a timeout
     // so long that ticks + timeout saturated (not on the timeout set).
     uint64_t deadline = 0;

@@ -106,19 +106,20 @@ extern "C" void arch_trap(mk::x86::TrapFrame* frame) {
             irq_exit();
             lapic_eoi();
             sched.preempt_if_needed();
-            return;
+            break;
         case kVectorYield:
             sched.on_yield_vector();
-            return;
+            break;
         case kVectorSpurious:
-            return;
+            break;
         case kVectorPicBase + 7:
         case kVectorPicBase + 15:
-            return;  // spurious interrupts of the masked legacy PIC
+            break;  // spurious interrupts of the masked legacy PIC
         default:
             // Nothing is programmed to raise it; no EOI, as it may not be
             // an APIC interrupt at all.
             log("warning: unexpected interrupt vector %lu\n", vector);
-            return;
+            break;
     }
+    if (frame->from_user()) before_return_to_user();
 }

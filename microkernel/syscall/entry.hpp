@@ -15,4 +15,8 @@ void handle_syscall(TrapFrame& frame);
 // #UD, a divide error...): only the faulting thread's process suffers.
 [[noreturn]] void handle_user_exception(TrapFrame& frame, uint64_t fault_address);
 
+// The last step before any return to ring 3 (a syscall's, an interrupt's):
+// a thread that was killed ends here, on a stack that holds nothing.
+void before_return_to_user();
+
 }  // namespace mk

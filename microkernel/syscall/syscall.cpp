@@ -11,12 +11,12 @@
 
 #include "elf.hpp"
 #include "log.hpp"
-#include "object/boot_modules.hpp"
-#include "program.hpp"
 #include "mk/abi.hpp"
+#include "object/boot_modules.hpp"
 #include "panic.hpp"
 #include "percpu.hpp"
 #include "process.hpp"
+#include "program.hpp"
 #include "thread.hpp"
 
 namespace mk {
@@ -177,8 +177,8 @@ Status sys_process_spawn(Process& parent, TrapFrame& f) {
     size_t n = r.name_length < sizeof name - 1 ? r.name_length : sizeof name - 1;
     __builtin_memcpy(name, r.args.module, n);
     name[n] = '\0';
-    Result<Program> prog = spawn_program(name, r.module.data, r.module.size, r.args.arg, passed,
-                                         r.args.handle_count);
+    Result<Program> prog =
+        spawn_program(name, r.module.data, r.module.size, r.args.arg, passed, r.args.handle_count);
     if (!prog) {
         // Out of memory: the moved handles go back (under new values).
         for (uint32_t i = 0; i < r.args.handle_count; ++i) {
@@ -240,6 +240,17 @@ void handle_syscall(TrapFrame& f) {
             break;
     }
     f.rax = uint64_t(to_abi(st));
+    before_return_to_user();
+}
+
+void before_return_to_user() {
+    Thread* self = sched().current();
+    bool exit;
+    {
+        LockGuard guard(sched().lock());
+        exit = self->exit_requested;
+    }
+    if (exit) sched().exit_current();
 }
 
 void handle_user_exception(TrapFrame& f, uint64_t fault_address) {

@@ -61,37 +61,62 @@ uint64_t result(Process* p, int i) {
     return v;
 }
 
+constexpr uint64_t kPatienceTicks = 5000;
+
+// Waits until result i is not 0 (the user code wrote it); false on timeout.
+bool wait_result(Process* p, int i) {
+    for (uint64_t t = 0; t < kPatienceTicks; ++t) {
+        uint64_t v = result(p, i);
+        if (v != 0 && v != ~uint64_t{0}) return true;
+        sleep_ticks(1);
+    }
+    return false;
+}
+
+// Waits until every thread of p has been reaped (the process is dead).
+bool wait_dead(Process* p) {
+    for (uint64_t t = 0; t < kPatienceTicks && !p->dead(); ++t) sleep_ticks(1);
+    return p->dead();
+}
+
+// Kills p, waits for its death and drops the test's reference.
+bool end(Process* p) {
+    p->kill(abi::kStatusKilled);
+    bool dead = wait_dead(p);
+    p->release();
+    return dead;
+}
+
 bool syscall_basics() {
     Process* p = make_process("basics");
     KCHECK(p != nullptr);
-    Thread* t = start(p, "main", user_blob_syscalls, 0);
-    KCHECK(t != nullptr);
-    join(&t, 1);
+    KCHECK(start(p, "main", user_blob_syscalls, 0) != nullptr);
+    bool finished = wait_result(p, 6);
     bool ok = result(p, 0) == uint64_t(abi::Err::Ok) &&
               result(p, 1) == uint64_t(abi::Err::BadSyscall) &&
               result(p, 2) == uint64_t(abi::Err::BadAddress) &&
               result(p, 3) == uint64_t(abi::Err::TooLarge) &&
               result(p, 4) == uint64_t(abi::Err::BadAddress) && result(p, 5) == 1 &&
               result(p, 6) == 0x600d;
-    for (int i = 0; i < 7; ++i) log("[ktest]   result %d = %#lx\n", i, result(p, i));
-    p->release();
+    for (int k = 0; k < 7; ++k) log("[ktest]   result %d = %#lx\n", k, result(p, k));
+    KCHECK(end(p));
+    KCHECK(finished);
     KCHECK(ok);
     return true;
 }
 
 // Each fault kills only the thread that made it; the kernel and this test go on.
 bool faults_kill_only_the_faulter() {
+    const uint8_t vectors[6] = {14, 13, 14, 14, 6, 0};
     for (uint64_t kind = 0; kind < 6; ++kind) {
         Process* p = make_process("faulter");
         KCHECK(p != nullptr);
-        Thread* t = start(p, "main", user_blob_fault, kind);
-        KCHECK(t != nullptr);
-        join(&t, 1);
-        bool started = result(p, 7) == 1;
-        bool survived = result(p, 8) == 0xbad;
+        KCHECK(start(p, "main", user_blob_fault, kind) != nullptr);
+        bool dead = wait_dead(p);
+        uint64_t status = p->exit_status();
         p->release();
-        KCHECK(started);
-        KCHECK(!survived);
+        KCHECK(dead);
+        KCHECK(status == abi::status_fault(vectors[kind]));
     }
     return true;
 }
@@ -101,12 +126,12 @@ bool faults_kill_only_the_faulter() {
 bool fpu_state_is_per_thread() {
     Process* p = make_process("fpu");
     KCHECK(p != nullptr);
-    Thread* t[2] = {start(p, "even", user_blob_fpu, 0x1234567800000002),
-                    start(p, "odd", user_blob_fpu, 0x7654321000000001)};
-    KCHECK(t[0] != nullptr && t[1] != nullptr);
-    join(t, 2);
+    KCHECK(start(p, "even", user_blob_fpu, 0x1234567800000002) != nullptr);
+    KCHECK(start(p, "odd", user_blob_fpu, 0x7654321000000001) != nullptr);
+    bool finished = wait_result(p, 9) && wait_result(p, 10);
     bool ok = result(p, 9) == 1 && result(p, 10) == 1;
-    p->release();
+    KCHECK(end(p));
+    KCHECK(finished);
     KCHECK(ok);
     return true;
 }
@@ -117,31 +142,31 @@ bool process_exit_ends_every_thread() {
     size_t frames_before = frame_allocator().free_count();
     Process* p = make_process("exiter");
     KCHECK(p != nullptr);
-    Thread* t[3] = {start(p, "spin1", user_blob_spin, 0), start(p, "spin2", user_blob_spin, 0),
-                    start(p, "exit", user_blob_exit, 7)};
-    KCHECK(t[0] != nullptr && t[1] != nullptr && t[2] != nullptr);
-    join(t, 3);
-    bool spun = result(p, 11) == 1;
-    bool exiting = p->exiting();
+    KCHECK(start(p, "spin1", user_blob_spin, 0) != nullptr);
+    KCHECK(start(p, "spin2", user_blob_spin, 0) != nullptr);
+    KCHECK(start(p, "exit", user_blob_exit, 7) != nullptr);
+    bool dead = wait_dead(p);
     uint64_t status = p->exit_status();
     p->release();
-    KCHECK(spun);
-    KCHECK(exiting);
+    KCHECK(dead);
     KCHECK(status == abi::status_exited(7));
     KCHECK(frame_allocator().free_count() == frames_before);
     return true;
 }
 
-// A fault's status names the exception.
-bool fault_status_names_the_exception() {
-    Process* p = make_process("faulter");
+// Killed from outside, a process ends with the kill status, whatever its
+// threads were doing.
+bool kill_from_outside() {
+    Process* p = make_process("victim");
     KCHECK(p != nullptr);
-    Thread* t = start(p, "main", user_blob_fault, 4);  // ud2
-    KCHECK(t != nullptr);
-    join(&t, 1);
+    KCHECK(start(p, "spin", user_blob_spin, 0) != nullptr);
+    KCHECK(wait_result(p, 11));
+    p->kill(abi::kStatusKilled);
+    bool dead = wait_dead(p);
     uint64_t status = p->exit_status();
     p->release();
-    KCHECK(status == abi::status_fault(6));
+    KCHECK(dead);
+    KCHECK(status == abi::kStatusKilled);
     return true;
 }
 
@@ -155,11 +180,11 @@ bool program_from_boot_module() {
     if (!prog) log("[ktest]   load_program: %s (%s)\n", error_name(prog.error()), reason);
     KCHECK(prog.ok());
     Process* p = prog.value().process;
-    Thread* t = prog.value().thread;
-    KCHECK(this_cpu().scheduler.start(*t) == Error::None);
-    join(&t, 1);
+    KCHECK(this_cpu().scheduler.start(*prog.value().thread) == Error::None);
+    bool dead = wait_dead(p);
     uint64_t status = p->exit_status();
     p->release();
+    KCHECK(dead);
     KCHECK(status == abi::status_exited(0));
     KCHECK(frame_allocator().free_count() == frames_before);
     return true;
@@ -220,7 +245,7 @@ bool bad_programs_are_refused() {
 
 constexpr Case kCases[] = {
     {"user_process_exit_ends_every_thread", process_exit_ends_every_thread},
-    {"user_fault_status_names_the_exception", fault_status_names_the_exception},
+    {"user_kill_from_outside", kill_from_outside},
     {"user_program_from_boot_module", program_from_boot_module},
     {"user_bad_programs_are_refused", bad_programs_are_refused},
     {"user_syscall_basics", syscall_basics},
