@@ -41,8 +41,9 @@ class UserHeap {
     // room. size 0 gets a minimal block.
     void* allocate(size_t size, size_t align = kAlign);
     // Frees a block from allocate(); null is fine. Returns false, changing
-    // nothing, for a pointer that is not a live block of this heap (a double
-    // free, a pointer into the middle of a block).
+    // nothing, for a pointer that is not a live block: a double free, a
+    // pointer into the middle of a block, a misaligned one. (It reads the
+    // header before `p`, so `p` must at least point into mapped memory.)
     bool free(void* p);
     // The bytes usable at p (at least what was asked for); 0 for null.
     size_t usable_size(const void* p) const;
