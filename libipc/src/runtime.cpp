@@ -1,6 +1,7 @@
 #include "mk/runtime.hpp"
 
 #include "mk/format.hpp"
+#include "mk/ipc.hpp"
 #include "mk/sys.hpp"
 
 extern "C" {
@@ -43,6 +44,10 @@ void exit(int status) {
 }  // namespace mk
 
 void libipc_start(uint64_t arg) {
+    // The main thread's IPC buffer. A kernel that refuses it still runs the
+    // program: register-only messages need no buffer, and operations that
+    // do need one fail with BadState.
+    (void)mk::ipc::init_main_thread();
     for (auto* ctor = __init_array_start; ctor != __init_array_end; ++ctor) (*ctor)();
     mk::exit(main(arg));
 }

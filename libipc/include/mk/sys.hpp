@@ -18,6 +18,12 @@ struct Ret {
     bool ok() const { return status == abi::Err::Ok; }
 };
 
+#if defined(MK_HOST)
+// The host unit tests link a fake kernel (tests/unit/fake/user_kernel.cpp)
+// in place of the syscall instruction, so everything above it runs there.
+Ret invoke(abi::Sys number, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0,
+           uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0);
+#else
 inline Ret invoke(abi::Sys number, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0,
                   uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0) {
     register uint64_t rax asm("rax") = static_cast<uint64_t>(number);
@@ -34,6 +40,7 @@ inline Ret invoke(abi::Sys number, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2
                  : "rcx", "r11", "memory");
     return Ret{static_cast<abi::Err>(rax), rdi, rsi, {rdx, r10, r8, r9}};
 }
+#endif
 
 inline abi::Err debug_log(const char* text, uint64_t length) {
     return invoke(abi::Sys::DebugLog, 0, reinterpret_cast<uint64_t>(text), length).status;

@@ -1,0 +1,342 @@
+// The server framework: receive, dispatch by label, reply or defer
+// (docs/libipc.md has a whole server).
+//
+// A server is a struct of handlers and a table of routes:
+//
+//   struct Counter {
+//       uint64_t n = 0;
+//       Response add(Request& req) { n += req.message().word(0);
+//                                    return Message(kStatusOk).set_word(0, n); }
+//   };
+//   constexpr Route<Counter> kRoutes[] = {{kAdd, &Counter::add}};
+//   ...
+//   Counter state;
+//   return int(Server(state, kRoutes).run(endpoint));
+//
+// A handler answers a call by what it returns (a Message, or an abi::Err for
+// a register-only error reply), or takes the answer over with
+// req.defer(): a DeferredReply, answered exactly once, from anywhere, later;
+// dropped unanswered, it wakes the caller with PeerDied. A handler may also
+// be a coroutine (returning Task): it runs until it first suspends (say on a
+// WaitList), the framework then saves the reply, and whatever the coroutine
+// co_returns when it is resumed and finishes is the answer.
+//
+// Messages with no route get the error reply Unsupported; kernel notices
+// (labels from abi::kNoticeLabelBase) go to the struct's
+// `void on_notice(const Received&)` if it has one, else are ignored.
+//
+// Server::dispatch() is the whole decision for one message and issues no
+// syscall of its own (only reply_save() when a reply is deferred): the host
+// tests drive it directly. Server::run() is the loop around it.
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+
+#include "mk/ipc.hpp"
+
+// GCC (12 at least) warns -Wzero-as-null-pointer-constant on code it
+// generates for every coroutine, at the coroutine's closing brace, where no
+// push/pop in this header can reach. So code that includes this header (and
+// may define coroutine handlers) goes without that one warning.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wzero-as-null-pointer-constant"
+#endif
+
+namespace mk::ipc {
+
+using DeferredReply = Reply;
+
+// One received message, as a handler sees it.
+class Request {
+  public:
+    explicit Request(Received&& r) : received_(std::move(r)) {}
+    Request(Request&&) noexcept = default;
+    Request& operator=(Request&&) noexcept = default;
+
+    Message& message() { return received_.message; }
+    const Message& message() const { return received_.message; }
+    uint32_t label() const { return received_.message.label(); }
+    // The badge of the sender's handle: which client this is.
+    uint64_t badge() const { return received_.badge; }
+    // A call: somebody waits for the answer.
+    bool expects_reply() const { return received_.call; }
+
+    // Takes the answer over (reply_save): the returned DeferredReply is now
+    // the only way to answer, and the handler's return value is ignored.
+    // Only while the handler runs (in a coroutine: before it first
+    // suspends; after that the framework has deferred it already). BadState
+    // for a message that expects no answer, or a second defer().
+    Result<DeferredReply> defer();
+    bool deferred() const { return deferred_; }
+
+  private:
+    Received received_;
+    bool deferred_ = false;
+};
+
+// What a handler returns: the reply, or "deferred".
+class Response {
+  public:
+    Response(Message&& m) : message_(std::move(m)) {}  // NOLINT: implicit by design
+    // A register-only reply with label `e` (Ok: an empty success reply).
+    Response(abi::Err e) : message_(error_reply(e)) {}  // NOLINT: implicit by design
+    // The handler called req.defer() and answers through it.
+    static Response deferred() {
+        Response r(abi::Err::Ok);
+        r.deferred_ = true;
+        return r;
+    }
+
+    bool is_deferred() const { return deferred_; }
+    Message& message() { return message_; }
+
+  private:
+    Message message_;
+    bool deferred_ = false;
+};
+
+// What the loop does after one dispatch.
+struct Action {
+    enum class Kind {
+        Reply,     // answer the pending call with `reply` (and receive again)
+        Deferred,  // the call's answer was taken over (a DeferredReply holds it)
+        None,      // nothing to answer: a send, or a notice
+    };
+    Kind kind = Kind::None;
+    Message reply;
+};
+
+// ---------------------------------------------------------------------------
+// Coroutine handlers
+// ---------------------------------------------------------------------------
+
+// The return type of a coroutine handler: `Task S::h(Request req)` (the
+// request by value: it lives in the coroutine's frame). Frames come from the
+// user heap; with none left, the call is answered OutOfMemory.
+class Task {
+  public:
+    struct promise_type;
+    using Handle = std::coroutine_handle<promise_type>;
+
+    Task() = default;
+    explicit Task(Handle h) : h_(h) {}
+    Task(Task&& o) noexcept : h_(o.h_) { o.h_ = nullptr; }
+    Task& operator=(Task&&) = delete;
+    Task(const Task&) = delete;
+    ~Task() {
+        if (h_) h_.destroy();
+    }
+
+    explicit operator bool() const { return bool(h_); }
+    Handle handle() const { return h_; }
+    // The frame owns itself from now on (it frees itself when it finishes).
+    Handle release() {
+        Handle h = h_;
+        h_ = nullptr;
+        return h;
+    }
+
+  private:
+    Handle h_;
+};
+
+struct Task::promise_type {
+    promise_type() = default;
+    // The frame's own copy of the request (parameters are previewed).
+    template <typename S>
+    promise_type(S&, Request& r) : request(&r) {}
+    explicit promise_type(Request& r) : request(&r) {}
+
+    Task get_return_object() { return Task(Handle::from_promise(*this)); }
+    static Task get_return_object_on_allocation_failure() { return Task(); }
+    std::suspend_always initial_suspend() noexcept { return {}; }
+
+    struct FinalAwaiter {
+        bool await_ready() const noexcept { return false; }
+        void await_suspend(Handle h) noexcept { h.promise().finish(h); }
+        void await_resume() const noexcept {}
+    };
+    FinalAwaiter final_suspend() noexcept { return {}; }
+
+    void return_value(Response r) {
+        result = std::move(r);
+        has_result = true;
+    }
+    void unhandled_exception() { __builtin_trap(); }
+
+    // Done: a detached coroutine answers through `reply` and frees itself;
+    // otherwise dispatch() is still waiting for it and reads the result.
+    void finish(Handle h) noexcept;
+
+    Request* request = nullptr;
+    Reply reply;            // the saved call, once the coroutine outlives dispatch
+    bool detached = false;  // owned by nobody but itself (and what it waits on)
+    bool has_result = false;
+    Response result{abi::Err::Ok};
+};
+
+// A queue of suspended coroutines, for handlers that wait for something
+// (data in a pipe, a packet on a port): `co_await list;` or
+// `co_await list.wait(tag);` suspends; wake_one()/wake_all() resume waiters
+// in arrival order, on the caller's stack; cancel() destroys waiters (their
+// saved replies drop, so their callers see PeerDied). Single-threaded: use it
+// from the server's thread only. A WaitList going away cancels its waiters.
+class WaitList {
+  public:
+    class Awaiter {
+      public:
+        Awaiter(const Awaiter&) = delete;
+        Awaiter& operator=(const Awaiter&) = delete;
+        ~Awaiter();
+
+        bool await_ready() const noexcept { return false; }
+        void await_suspend(std::coroutine_handle<> h) noexcept;
+        void await_resume() const noexcept {}
+
+      private:
+        friend class WaitList;
+        Awaiter(WaitList& list, uint64_t tag) : list_(&list), tag_(tag) {}
+
+        WaitList* list_;
+        uint64_t tag_;
+        std::coroutine_handle<> h_;
+        Awaiter* prev_ = nullptr;
+        Awaiter* next_ = nullptr;
+        bool linked_ = false;
+    };
+
+    WaitList() = default;
+    WaitList(const WaitList&) = delete;
+    WaitList& operator=(const WaitList&) = delete;
+    ~WaitList() { (void)cancel_all(); }
+
+    // A tag (say the client's badge) lets cancel(tag) pick waiters out.
+    Awaiter wait(uint64_t tag = 0) { return Awaiter(*this, tag); }
+    Awaiter operator co_await() { return wait(); }
+
+    bool empty() const { return head_ == nullptr; }
+    size_t size() const { return size_; }
+    // Resumes the oldest waiter (which runs until it suspends again or
+    // ends); false if there was none.
+    bool wake_one();
+    // Resumes the waiters there are now (not those that wait again while
+    // this runs); returns how many.
+    size_t wake_all();
+    // Destroys the waiters with `tag` / all of them; returns how many.
+    size_t cancel(uint64_t tag);
+    size_t cancel_all();
+
+  private:
+    void link(Awaiter* a);
+    void unlink(Awaiter* a);
+
+    Awaiter* head_ = nullptr;
+    Awaiter* tail_ = nullptr;
+    size_t size_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Routes and the server
+// ---------------------------------------------------------------------------
+
+template <typename S>
+struct Route {
+    using Handler = Response (S::*)(Request&);
+    using CoHandler = Task (S::*)(Request);
+
+    constexpr Route(uint32_t l, Handler h) : label(l), handler(h) {}
+    constexpr Route(uint32_t l, CoHandler c) : label(l), co_handler(c) {}
+
+    uint32_t label;
+    Handler handler = nullptr;
+    CoHandler co_handler = nullptr;
+};
+
+namespace detail {
+Action respond(bool call, bool deferred, Response&& r);
+Action start_task(Task&& task, bool call);
+Action unknown_label(const Received& r);
+bool loop_survives(abi::Err e);
+}  // namespace detail
+
+template <typename S>
+class Server {
+  public:
+    template <size_t N>
+    Server(S& state, const Route<S> (&routes)[N]) : state_(state), routes_(routes), count_(N) {}
+
+    // The decision for one message (see the top of this file).
+    Action dispatch(Received&& r) {
+        if (r.is_notice() && !r.call) {
+            if constexpr (requires(S & s, const Received& n) { s.on_notice(n); }) {
+                state_.on_notice(r);
+            }
+            return Action{};
+        }
+        const Route<S>* route = find(r.message.label());
+        if (route == nullptr) return detail::unknown_label(r);
+        bool call = r.call;
+        Request req(std::move(r));
+        if (route->co_handler != nullptr) {
+            return detail::start_task((state_.*(route->co_handler))(std::move(req)), call);
+        }
+        Response resp = (state_.*(route->handler))(req);
+        return detail::respond(call, req.deferred(), std::move(resp));
+    }
+
+    // Receives and dispatches until stop() or an error that ends the
+    // endpoint for this server (its handle is bad, it lacks Receive, the
+    // endpoint was destroyed); returns that error, or Ok after stop().
+    // Replies go out with the next receive (reply_recv); a reply the kernel
+    // refuses is replaced by an error reply saying why.
+    abi::Err run(const Endpoint& ep) {
+        stopped_ = false;
+        Result<Received> next = recv(ep);
+        for (;;) {
+            if (!next) {
+                if (!detail::loop_survives(next.error())) return next.error();
+                next = recv(ep);
+                continue;
+            }
+            Action a = dispatch(std::move(*next));
+            if (a.kind != Action::Kind::Reply) {
+                if (stopped_) return abi::Err::Ok;
+                next = recv(ep);
+                continue;
+            }
+            if (stopped_) {
+                Status st = reply(a.reply);
+                if (!st) (void)reply(error_reply(st.error()));
+                return abi::Err::Ok;
+            }
+            next = reply_recv(ep, a.reply);
+            if (!next) {
+                // If it was the reply that failed, the call still waits: tell
+                // it why. If it was the receive, there is no call and this is
+                // a harmless refusal, and the receive says again what is wrong.
+                (void)reply(error_reply(next.error()));
+                next = recv(ep);
+            }
+        }
+    }
+
+    // Ends run() after the message being handled.
+    void stop() { stopped_ = true; }
+
+  private:
+    const Route<S>* find(uint32_t label) const {
+        for (size_t i = 0; i < count_; ++i) {
+            if (routes_[i].label == label) return &routes_[i];
+        }
+        return nullptr;
+    }
+
+    S& state_;
+    const Route<S>* routes_;
+    size_t count_;
+    bool stopped_ = false;
+};
+
+}  // namespace mk::ipc
