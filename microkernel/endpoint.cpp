@@ -16,26 +16,39 @@ IpcCounters& counters() {
     return this_cpu().ipc;
 }
 
-// Copies a message and its payload into `to`'s IPC state and buffer.
-void transfer(const Message& msg, const unsigned char* payload, uint64_t badge, Thread& to) {
+// Copies a message and its payload into `to`'s IPC state and buffer, and
+// moves the handles it carries from `src` (the sender's state) to it.
+void transfer(const Message& msg, IpcState& src, uint64_t badge, Thread& to) {
     IpcState& dst = *to.ipc;
     dst.msg = msg;
     dst.badge = badge;
-    if (msg.length != 0 && dst.buffer != payload) __builtin_memcpy(dst.buffer, payload, msg.length);
+    if (msg.length != 0 && dst.buffer != src.buffer) {
+        __builtin_memcpy(dst.buffer, src.buffer, msg.length);
+    }
+    for (uint32_t i = 0; i < msg.handle_count; ++i) {
+        // The receiver took its last handles out before it received again:
+        // nothing is released here, under the lock.
+        MK_ASSERT(!dst.handles[i].object);
+        dst.handles[i] = static_cast<HandleEntry&&>(src.handles[i]);
+    }
 }
 
 // The caller a token names, if it is still waiting for that reply from
 // `replier`: the thread that received the call answers it (a token copied
 // to any other thread is worthless there).
-Thread* reply_target_locked(ReplyToken token, Thread& replier) {
+Thread* reply_target_locked(ReplyToken token, const WaitQueue& waits_on) {
     if (!token.valid()) return nullptr;
     Thread* caller = Thread::lookup(token.caller);
     if (caller == nullptr || caller->ipc->op != IpcState::Op::ReplyWait ||
         caller->ipc->call_seq != token.call || caller->state != ThreadState::Blocked ||
-        caller->waiting_on != &replier.ipc->callers) {
+        caller->waiting_on != &waits_on) {
         return nullptr;
     }
     return caller;
+}
+
+Thread* reply_target_locked(ReplyToken token, Thread& replier) {
+    return reply_target_locked(token, replier.ipc->callers);
 }
 
 // Ends `t`'s operation with `result`: it leaves the queue it waits on and
@@ -51,7 +64,7 @@ void complete_locked(Thread& t, Error result) {
 // moved from the endpoint's queue to self's callers queue.
 Received take_from_sender_locked(Thread& self, Thread& sender, WaitQueue& senders) {
     IpcState& s = *sender.ipc;
-    transfer(s.msg, s.buffer, s.badge, self);
+    transfer(s.msg, s, s.badge, self);
     Received r{self.ipc->msg, s.badge, {}};
     if (s.op == IpcState::Op::Call) {
         r.reply = ReplyToken{sender.id(), s.call_seq};
@@ -70,7 +83,7 @@ Received take_from_sender_locked(Thread& self, Thread& sender, WaitQueue& sender
 // A send() that found `receiver` waiting: hand it the message, make it
 // Ready and the donate target.
 void deliver_locked(const Message& msg, Thread& self, uint64_t badge, Thread& receiver) {
-    transfer(msg, self.ipc->buffer, badge, receiver);
+    transfer(msg, *self.ipc, badge, receiver);
     receiver.ipc->reply = {};
     complete_locked(receiver, Error::None);
     sched().set_donate_target_locked(&receiver);
@@ -145,7 +158,7 @@ size_t Endpoint::waiting_receivers() {
 // --- send ---
 
 Status Endpoint::send(const Message& msg, uint64_t badge, uint64_t timeout_ticks) {
-    if (msg.length > kIpcBufferSize) return Error::TooLarge;
+    if (!msg.fits()) return Error::TooLarge;
     Scheduler& s = sched();
     // Interrupts stay off from completing the receiver to the donation's
     // yield: nothing can run (or end) the receiver in between.
@@ -176,7 +189,7 @@ Status Endpoint::send(const Message& msg, uint64_t badge, uint64_t timeout_ticks
 }
 
 Status Endpoint::try_send(const Message& msg, uint64_t badge) {
-    if (msg.length > kIpcBufferSize) return Error::TooLarge;
+    if (!msg.fits()) return Error::TooLarge;
     Scheduler& s = sched();
     bool irq_was_enabled = Cpu::save_and_disable_interrupts();
     Status st = Error::WouldBlock;
@@ -221,15 +234,25 @@ Result<Received> Endpoint::try_recv() {
 // --- call ---
 
 Result<Message> Endpoint::call(const Message& msg, uint64_t badge, uint64_t timeout_ticks) {
-    if (msg.length > kIpcBufferSize) return Error::TooLarge;
+    return call_impl(msg, badge, timeout_ticks, false);
+}
+
+Result<Message> Endpoint::try_call(const Message& msg, uint64_t badge) {
+    return call_impl(msg, badge, 0, true);
+}
+
+Result<Message> Endpoint::call_impl(const Message& msg, uint64_t badge, uint64_t timeout_ticks,
+                                    bool need_receiver) {
+    if (!msg.fits()) return Error::TooLarge;
     Scheduler& s = sched();
     LockGuard guard(s.lock());
     if (dead_) return Error::Destroyed;
     Thread& self = *s.current();
+    Thread* receiver = receivers_.front();
+    if (receiver == nullptr && need_receiver) return Error::WouldBlock;
     IpcCounters& c = counters();
     ++c.calls;
     ++self.ipc->call_seq;
-    Thread* receiver = receivers_.front();
     if (receiver == nullptr) {
         ++c.fastpath_miss_no_partner;
         self.ipc->msg = msg;
@@ -242,7 +265,7 @@ Result<Message> Endpoint::call(const Message& msg, uint64_t badge, uint64_t time
     // Deliver to the waiting receiver; we wait on its callers queue.
     receivers_.remove(*receiver);
     receiver->waiting_on = nullptr;
-    transfer(msg, self.ipc->buffer, badge, *receiver);
+    transfer(msg, *self.ipc, badge, *receiver);
     receiver->ipc->reply = ReplyToken{self.id(), self.ipc->call_seq};
     receiver->ipc->op = IpcState::Op::None;
     receiver->ipc->result = Error::None;
@@ -269,17 +292,49 @@ Result<Message> Endpoint::call(const Message& msg, uint64_t badge, uint64_t time
 // --- reply ---
 
 Status Endpoint::reply(ReplyToken token, const Message& msg) {
-    if (msg.length > kIpcBufferSize) return Error::TooLarge;
+    if (!msg.fits()) return Error::TooLarge;
     LockGuard guard(sched().lock());
     Thread* caller = reply_target_locked(token, *sched().current());
     if (caller == nullptr) {
         ++counters().stale_replies;
         return Error::BadHandle;
     }
-    transfer(msg, sched().current()->ipc->buffer, 0, *caller);
+    transfer(msg, *sched().current()->ipc, 0, *caller);
     ++counters().replies;
     complete_locked(*caller, Error::None);
     return Error::None;
+}
+
+Status Endpoint::save_reply(ReplyToken token, WaitQueue& saved) {
+    LockGuard guard(sched().lock());
+    Thread* caller = reply_target_locked(token, *sched().current());
+    if (caller == nullptr) return Error::BadHandle;
+    caller->waiting_on->remove(*caller);
+    saved.push_back(*caller);
+    caller->waiting_on = &saved;
+    return Error::None;
+}
+
+Status Endpoint::reply_saved(ReplyToken token, WaitQueue& saved, const Message& msg) {
+    if (!msg.fits()) return Error::TooLarge;
+    LockGuard guard(sched().lock());
+    Thread* caller = reply_target_locked(token, saved);
+    if (caller == nullptr) {
+        ++counters().stale_replies;
+        return Error::BadHandle;
+    }
+    transfer(msg, *sched().current()->ipc, 0, *caller);
+    ++counters().replies;
+    complete_locked(*caller, Error::None);
+    return Error::None;
+}
+
+void Endpoint::drop_saved(WaitQueue& saved) {
+    LockGuard guard(sched().lock());
+    while (Thread* caller = saved.front()) {
+        ++counters().peer_died_wakeups;
+        complete_locked(*caller, Error::PeerDied);
+    }
 }
 
 Status Endpoint::reply_drop(ReplyToken token) {
@@ -293,7 +348,7 @@ Status Endpoint::reply_drop(ReplyToken token) {
 
 Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
                                       uint64_t timeout_ticks) {
-    if (reply.length > kIpcBufferSize) return Error::TooLarge;
+    if (!reply.fits()) return Error::TooLarge;
     Scheduler& s = sched();
     LockGuard guard(s.lock());
     if (dead_) return Error::Destroyed;
@@ -311,7 +366,7 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
         ++c.replies;
         caller->waiting_on->remove(*caller);
         caller->waiting_on = nullptr;
-        transfer(reply, self.ipc->buffer, 0, *caller);
+        transfer(reply, *self.ipc, 0, *caller);
         caller->ipc->op = IpcState::Op::None;
         caller->ipc->result = Error::None;
         self.ipc->op = IpcState::Op::Recv;
@@ -324,7 +379,7 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
                : !s.donation_enabled()  ? c.fastpath_miss_donation_off
                : !reply.register_only() ? c.fastpath_miss_long_message
                                         : c.fastpath_miss_sender_pending);
-            transfer(reply, self.ipc->buffer, 0, *caller);
+            transfer(reply, *self.ipc, 0, *caller);
             ++c.replies;
             complete_locked(*caller, Error::None);
         }

@@ -104,6 +104,9 @@ class Endpoint : public KObject {
     Result<Received> try_recv();
     // send(), then wait for the reply to this message.
     Result<Message> call(const Message& msg, uint64_t badge, uint64_t timeout_ticks = 0);
+    // call() only if a receiver is waiting now (else WouldBlock, nothing
+    // done); then waits for the reply without a timeout.
+    Result<Message> try_call(const Message& msg, uint64_t badge);
     // reply(token, msg) and then recv(), in one operation. A token that is
     // no longer good (its caller timed out or died) drops the reply, as the
     // caller can no longer take it, and still receives. An invalid() token
@@ -117,6 +120,15 @@ class Endpoint : public KObject {
     static Status reply(ReplyToken token, const Message& msg);
     // Gives up a reply token (same rules as reply()): the caller wakes with PeerDied.
     static Status reply_drop(ReplyToken token);
+
+    // Saved replies (a Reply object: any thread holding it may answer).
+    // save_reply() moves the caller a token names (same rules as reply())
+    // from the current thread to `saved`; reply_saved() answers it there
+    // (BadHandle when it is no longer waiting: timed out, died, answered);
+    // drop_saved() fails whoever still waits there with PeerDied.
+    static Status save_reply(ReplyToken token, WaitQueue& saved);
+    static Status reply_saved(ReplyToken token, WaitQueue& saved, const Message& msg);
+    static void drop_saved(WaitQueue& saved);
 
     size_t waiting_senders();
     size_t waiting_receivers();
@@ -139,6 +151,9 @@ class Endpoint : public KObject {
     friend void kobject_free(KObject* object);
     // Frees the endpoint once its last reference is gone (kobject_free).
     static void free_object(Endpoint* endpoint);
+
+    Result<Message> call_impl(const Message& msg, uint64_t badge, uint64_t timeout_ticks,
+                              bool need_receiver);
 
     // --- Guarded by the scheduler lock ---
     WaitQueue senders_;    // blocked in send()/call(), their message in Thread::ipc

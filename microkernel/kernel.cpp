@@ -140,6 +140,18 @@ void run_demo() {
         sum == done * (done + 1) / 2 ? "ok" : "BAD");
 }
 
+Process* g_init = nullptr;
+
+// init's end is the system's: the machine powers off, reporting success
+// when init exited with status 0 (what the boot tests of user programs read).
+void on_process_death(Process& p) {
+    if (&p != g_init) return;
+    log("boot: init ended with status %#lx; powering off\n", p.exit_status());
+    print_counters(this_cpu().scheduler.counters());
+    print_ipc_counters(ipc_counters());
+    Cpu::shutdown(p.exit_status() == 0);
+}
+
 // The first user process: the module named "init", given the boot
 // modules with every right (so it alone can spawn programs). Returns false
 // when there is no init module (the in-kernel demo runs instead).
@@ -152,8 +164,10 @@ bool start_init() {
         spawn_program("init", image.value().data, image.value().size, 0, &modules, 1, &reason);
     if (!init) MK_PANIC("boot: cannot start init: %s (%s)", error_name(init.error()), reason);
     log("boot: starting init (process %lu) in user mode\n", init.value().process->id());
+    g_init = init.value().process;
+    Process::set_death_hook(on_process_death);
     MK_ASSERT(this_cpu().scheduler.start(*init.value().thread) == Error::None);
-    init.value().process->release();  // its thread holds it now
+    // The kernel keeps its reference (g_init) for good.
     return true;
 }
 

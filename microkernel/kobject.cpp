@@ -2,6 +2,7 @@
 #include "kobject.hpp"
 
 #include "endpoint.hpp"
+#include "object/reply.hpp"
 #include "panic.hpp"
 #include "process.hpp"
 #include "thread.hpp"
@@ -36,6 +37,8 @@ void kobject_free(KObject* object) {
             Process::free(static_cast<Process*>(object));
             return;
         case ObjectType::Reply:
+            Reply::free_object(static_cast<Reply*>(object));
+            return;
         case ObjectType::Modules:  // lives for ever: the kernel keeps a reference
             break;
     }

@@ -9,6 +9,7 @@ namespace mk {
 
 constexpr size_t kMessageWords = 4;     // carried in registers (the fast path)
 constexpr size_t kIpcBufferSize = 480;  // bytes in a thread's IPC buffer
+constexpr size_t kMessageHandles = 4;   // handles one message can carry
 
 struct Message {
     uint64_t label = 0;
@@ -16,8 +17,11 @@ struct Message {
     // Bytes of payload in the sender's IPC buffer (0..kIpcBufferSize); they
     // land in the receiver's IPC buffer. 0 is a register-only message.
     uint32_t length = 0;
+    // Handles carried (0..kMessageHandles), in the sender's IpcState::handles.
+    uint32_t handle_count = 0;
 
-    bool register_only() const { return length == 0; }
+    bool register_only() const { return length == 0 && handle_count == 0; }
+    bool fits() const { return length <= kIpcBufferSize && handle_count <= kMessageHandles; }
 };
 
 // The right to answer one received call, once. It names the caller and that

@@ -12,6 +12,7 @@ namespace mk {
 namespace {
 
 uint64_t g_next_process_id = 1;
+Process::DeathHook g_death_hook = nullptr;
 
 bool user_range_ok(uint64_t virt, size_t pages) {
     uint64_t bytes = uint64_t(pages) * abi::kPageSize;
@@ -38,12 +39,17 @@ Process::~Process() {
     HandleTable::destroy(handles_);
 }
 
+void Process::set_death_hook(DeathHook hook) {
+    g_death_hook = hook;
+}
+
 void Process::die() {
     dead_ = true;
     if (handles_ != nullptr) handles_->clear();
     Cpu::user_space_destroy(root_);
     root_ = 0;
     mapped_pages_ = 0;
+    if (g_death_hook != nullptr) g_death_hook(*this);
 }
 
 Result<Process*> Process::create(const char* name) {
@@ -100,9 +106,27 @@ Status Process::map_anonymous(uint64_t virt, size_t pages, uint32_t prot) {
     return Error::None;
 }
 
+Result<uint64_t> Process::map_fresh(size_t pages, uint32_t prot) {
+    if (pages == 0 || pages > kMaxPages) return Error::InvalidArgument;
+    uint64_t bytes = uint64_t(pages) * abi::kPageSize;
+    if (next_map_ + bytes + abi::kPageSize > kMapEnd) return Error::LimitReached;
+    uint64_t at = next_map_;
+    Status st = map_anonymous(at, pages, prot);
+    if (st != Error::None) return st;
+    next_map_ = at + bytes + abi::kPageSize;  // the page after it stays a guard
+    return at;
+}
+
 Status Process::unmap(uint64_t virt, size_t pages) {
     if (pages == 0 || root_ == 0) return Error::None;
     if (!user_range_ok(virt, pages)) return Error::InvalidArgument;
+    {
+        LockGuard guard(this_cpu().scheduler.lock());
+        for (const Thread& t : threads_) {
+            uint64_t b = t.ipc->user_buffer;
+            if (b != 0 && b >= virt && (b - virt) / abi::kPageSize < pages) return Error::BadState;
+        }
+    }
     for (size_t i = 0; i < pages; ++i) {
         Result<uint64_t> frame = Cpu::user_unmap(root_, virt + i * abi::kPageSize);
         if (!frame) continue;

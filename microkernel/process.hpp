@@ -24,6 +24,9 @@ class Process : public KObject {
     // Bounds on what one process may hold (docs/limits.md).
     static constexpr size_t kMaxPages = 16384;  // 64 MiB of mapped user memory
     static constexpr size_t kMaxThreads = 64;
+    // Where map_fresh() places memory: above the program, below the stack.
+    static constexpr uint64_t kMapBase = 0x0000001000000000;
+    static constexpr uint64_t kMapEnd = 0x00007F0000000000;
 
     // A process with an empty address space and no threads.
     [[nodiscard]] static Result<Process*> create(const char* name);
@@ -39,7 +42,13 @@ class Process : public KObject {
     // user half, nothing mapped there yet) with abi::Prot bits. All or
     // nothing: on an error nothing stays mapped.
     [[nodiscard]] Status map_anonymous(uint64_t virt, size_t pages, uint32_t prot);
+    // Maps `pages` fresh zeroed frames where the process has nothing yet
+    // (the map area, from kMapBase up, an unmapped guard page after each
+    // run); returns the address.
+    [[nodiscard]] Result<uint64_t> map_fresh(size_t pages, uint32_t prot);
     // Unmaps and frees what is mapped in [virt, virt + pages pages).
+    // BadState, and nothing unmapped, when the range holds a page a thread
+    // registered as its IPC buffer.
     [[nodiscard]] Status unmap(uint64_t virt, size_t pages);
 
     // Copies between kernel memory and the user half. copy_from_user needs
@@ -67,6 +76,10 @@ class Process : public KObject {
     // and its memory freed, while the object lives on for its exit status.
     void remove_thread(Thread& thread);
     bool dead() const { return dead_; }
+    // Called by every process's death (after its handles and memory went),
+    // outside any lock; the kernel uses it to notice init's end.
+    using DeathHook = void (*)(Process& process);
+    static void set_death_hook(DeathHook hook);
     // Whether it has begun to end, and with what status.
     bool exiting() const { return exiting_; }
     uint64_t exit_status() const { return exit_status_; }
@@ -92,7 +105,8 @@ class Process : public KObject {
     uint64_t id_ = 0;
     HandleTable* handles_ = nullptr;
     uint64_t root_ = 0;
-    size_t mapped_pages_ = 0;  // guarded by: one thread maps at a time (SMP: a lock)
+    size_t mapped_pages_ = 0;       // guarded by: one thread maps at a time (SMP: a lock)
+    uint64_t next_map_ = kMapBase;  // where map_fresh() looks first
 
     using ThreadList =
         bi::list<Thread, bi::member_hook<Thread, bi::list_member_hook<>, &Thread::process_hook>>;

@@ -19,6 +19,7 @@
 #include "kobject.hpp"
 #include "memory.hpp"
 #include "message.hpp"
+#include "object/handle_table.hpp"
 
 namespace mk {
 
@@ -174,7 +175,18 @@ struct IpcState {
     ReplyToken reply;            // receiver: the token of a received call
     uint64_t call_seq = 0;       // caller: numbers its calls, for ReplyToken::call
     WaitQueue callers;           // threads waiting in ReplyWait for this one's reply
-    alignas(16) unsigned char buffer[kIpcBufferSize] = {};  // the IPC buffer
+    // The payload of the IPC buffer: local_buffer, or for a user thread that
+    // registered an IPC buffer page (Sys::IpcBufferSet), that page through
+    // the direct map. Payloads are copied under the scheduler lock through
+    // this kernel address, never through a user address; the page stays
+    // mapped while registered (Process::unmap refuses it).
+    unsigned char* buffer = local_buffer;
+    uint64_t user_buffer = 0;  // the page's user address; 0: none registered
+    // Handles travelling with msg (msg.handle_count of them): taken from the
+    // sender's table, moved along with the message, put into the receiver's
+    // table by its own syscall. Never released under the scheduler lock.
+    HandleEntry handles[kMessageHandles];
+    alignas(16) unsigned char local_buffer[kIpcBufferSize] = {};
 };
 
 }  // namespace mk

@@ -158,7 +158,6 @@ void machine_exit(uint8_t code) {
 
 }  // namespace mk::x86
 
-
 namespace mk {
 
 void Cpu::log_write(const char* text, size_t len) {

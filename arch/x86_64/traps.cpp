@@ -108,7 +108,11 @@ extern "C" void arch_trap(mk::x86::TrapFrame* frame) {
             sched.preempt_if_needed();
             break;
         case kVectorYield:
-            sched.on_yield_vector();
+            if (frame->from_user()) {
+                handle_user_yield(*frame);
+            } else {
+                sched.on_yield_vector();
+            }
             break;
         case kVectorSpurious:
             break;

@@ -9,6 +9,8 @@
 
 #include <utility>
 
+#include "internal.hpp"
+
 #include "elf.hpp"
 #include "log.hpp"
 #include "mk/abi.hpp"
@@ -19,7 +21,7 @@
 #include "program.hpp"
 #include "thread.hpp"
 
-namespace mk {
+namespace mk::syscall {
 
 namespace {
 
@@ -86,19 +88,13 @@ void perform_debug_log(const Process& p, const DebugLogRequest& r) {
 
 // --- handles ---
 
-// A handle value from a register: anything above 32 bits names no handle.
-Result<HandleValue> decode_handle(uint64_t reg) {
-    if (reg > UINT32_MAX || reg == abi::kNoHandle) return Error::BadHandle;
-    return HandleValue(reg);
-}
-
-Status sys_handle_close(Process& p, TrapFrame& f) {
+Status sys_handle_close(Process& p, Thread&, TrapFrame& f) {
     Result<HandleValue> h = decode_handle(f.rdi);
     if (!h) return h.error();
     return p.handles().remove(h.value());
 }
 
-Status sys_handle_mint(Process& p, TrapFrame& f) {
+Status sys_handle_mint(Process& p, Thread&, TrapFrame& f) {
     Result<HandleValue> h = decode_handle(f.rdi);
     if (!h) return h.error();
     if ((f.rsi & ~uint64_t(abi::kRightsAll)) != 0) return Error::InvalidArgument;
@@ -150,7 +146,7 @@ Status decode_spawn(Process& p, const TrapFrame& f, SpawnRequest& r) {
     return Error::None;
 }
 
-Status sys_process_spawn(Process& parent, TrapFrame& f) {
+Status sys_process_spawn(Process& parent, Thread&, TrapFrame& f) {
     SpawnRequest r;
     Status st = decode_spawn(parent, f, r);
     if (st != Error::None) return st;
@@ -197,11 +193,94 @@ Status sys_process_spawn(Process& parent, TrapFrame& f) {
 
 // --- yield ---
 
-Status decode_yield(const TrapFrame& f) {
-    // Directed yield names a thread handle; handles come with the handle table.
-    return f.rdi == abi::kNoHandle ? Error::None : Error::BadHandle;
+// Yields; to the thread a0 names (a thread handle, no right needed) if it
+// is Ready, else round-robin.
+Status sys_yield(Process& p, Thread&, TrapFrame& f) {
+    if (f.rdi == abi::kNoHandle) {
+        sched().yield_now();
+        return Error::None;
+    }
+    Result<Named<Thread>> t = lookup<Thread>(p, f.rdi, ObjectType::Thread, 0);
+    if (!t) return t.error();
+    if (sched().donation_enabled()) {
+        sched().donate(*t.value().object);  // falls back to round-robin if it is not Ready
+    } else {
+        sched().yield_now();
+    }
+    return Error::None;
 }
 
+// --- the rest ---
+
+Status sys_debug_log(Process& p, Thread&, TrapFrame& f) {
+    DebugLogRequest r;
+    Status st = decode_debug_log(p, f, r);
+    if (st == Error::None) perform_debug_log(p, r);
+    return st;
+}
+
+Status sys_thread_exit(Process&, Thread&, TrapFrame&) {
+    sched().exit_current();
+}
+
+Status sys_process_exit(Process& p, Thread&, TrapFrame& f) {
+    p.exit_from_inside(abi::status_exited(uint32_t(f.rsi)));
+}
+
+Status sys_process_kill(Process& p, Thread&, TrapFrame& f) {
+    Result<Named<Process>> victim =
+        lookup<Process>(p, f.rdi, ObjectType::Process, abi::kRightManage);
+    if (!victim) return victim.error();
+    Process& v = *victim.value().object;
+    if (&v == &p) p.exit_from_inside(abi::kStatusKilled);
+    v.kill(abi::kStatusKilled);
+    return Error::None;
+}
+
+using Handler = Status (*)(Process&, Thread&, TrapFrame&);
+
+// Indexed by abi::Sys.
+constexpr Handler kHandlers[] = {
+    sys_call,             // Call
+    sys_reply_recv,       // ReplyRecv
+    sys_send,             // Send
+    sys_recv,             // Recv
+    sys_reply,            // Reply
+    sys_reply_save,       // ReplySave
+    sys_endpoint_create,  // EndpointCreate
+    sys_handle_close,     // HandleClose
+    sys_handle_mint,      // HandleMint
+    sys_thread_create,    // ThreadCreate
+    sys_thread_exit,      // ThreadExit
+    sys_process_spawn,    // ProcessSpawn
+    sys_process_kill,     // ProcessKill
+    sys_mem_map,          // MemMap
+    sys_mem_unmap,        // MemUnmap
+    sys_ipc_buffer_set,   // IpcBufferSet
+    sys_yield,            // Yield
+    sys_debug_log,        // DebugLog
+    sys_process_exit,     // ProcessExit
+};
+static_assert(sizeof kHandlers / sizeof kHandlers[0] == size_t(abi::Sys::Count));
+
+}  // namespace
+
+Result<HandleValue> decode_handle(uint64_t reg) {
+    if (reg > UINT32_MAX || reg == abi::kNoHandle) return Error::BadHandle;
+    return HandleValue(reg);
+}
+
+}  // namespace mk::syscall
+
+namespace mk {
+
+using syscall::kHandlers;
+using syscall::to_abi;
+
+namespace {
+Scheduler& sched() {
+    return this_cpu().scheduler;
+}
 }  // namespace
 
 void handle_syscall(TrapFrame& f) {
@@ -210,37 +289,28 @@ void handle_syscall(TrapFrame& f) {
     MK_ASSERT(proc != nullptr);
     // Syscalls run preemptible; the exit path turns interrupts off again.
     Cpu::restore_interrupts(true);
-    Status st = Error::None;
-    switch (static_cast<abi::Sys>(f.rax)) {
-        case abi::Sys::DebugLog: {
-            DebugLogRequest r;
-            st = decode_debug_log(*proc, f, r);
-            if (st == Error::None) perform_debug_log(*proc, r);
-            break;
-        }
-        case abi::Sys::Yield:
-            st = decode_yield(f);
-            if (st == Error::None) sched().yield_now();
-            break;
-        case abi::Sys::HandleClose:
-            st = sys_handle_close(*proc, f);
-            break;
-        case abi::Sys::HandleMint:
-            st = sys_handle_mint(*proc, f);
-            break;
-        case abi::Sys::ProcessSpawn:
-            st = sys_process_spawn(*proc, f);
-            break;
-        case abi::Sys::ThreadExit:
-            sched().exit_current();
-        case abi::Sys::ProcessExit:
-            proc->exit_from_inside(abi::status_exited(uint32_t(f.rsi)));
-        default:
-            st = Error::BadSyscall;
-            break;
-    }
+    Status st =
+        f.rax < uint64_t(abi::Sys::Count) ? kHandlers[f.rax](*proc, *self, f) : Error::BadSyscall;
     f.rax = uint64_t(to_abi(st));
     before_return_to_user();
+}
+
+void handle_user_yield(TrapFrame& f) {
+    Process* p = sched().current()->process;
+    MK_ASSERT(p != nullptr);
+    // Interrupts are off (an interrupt gate) until the switch: the target
+    // cannot end between the choice and the yield, and the Ref keeps it.
+    Ref<Thread> target;
+    if (f.rdi != abi::kNoHandle) {
+        Result<syscall::Named<Thread>> t =
+            syscall::lookup<Thread>(*p, f.rdi, ObjectType::Thread, 0);
+        if (t) target = std::move(t).value().object;
+    }
+    if (target) {
+        LockGuard guard(sched().lock());
+        sched().set_donate_target_locked(target.get());
+    }
+    sched().on_yield_vector();
 }
 
 void before_return_to_user() {

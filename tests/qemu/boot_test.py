@@ -28,6 +28,9 @@ def main() -> int:
     ap.add_argument("--expect-exit", choices=EXIT_CODES.keys(), default="pass")
     ap.add_argument("--expect", action="append", default=[],
                     help="regular expression the serial log must contain")
+    ap.add_argument("--user-tag", help="process name whose '[TAG] ok - NAME' lines are results")
+    ap.add_argument("--min-user", type=int, default=1,
+                    help="with --user-tag: fail unless at least this many user results")
     ap.add_argument("--min-ktests", type=int, default=0,
                     help="at least this many in-kernel test results")
     ap.add_argument("--stop-at", help="regular expression: stop QEMU once the log matches it "
@@ -88,6 +91,14 @@ def main() -> int:
         n = sum(1 for _, d in results if d.startswith("ktest "))
         results.append((n >= args.min_ktests,
                         f"at least {args.min_ktests} in-kernel results (saw {n})"))
+    # User test programs print through the kernel's debug log, which tags
+    # each line with the process name: "[init] ok - NAME".
+    if args.user_tag:
+        tag = re.escape(args.user_tag)
+        for m in re.finditer(rf"^\[{tag}\] (ok|not ok) - (\S+)", text, re.M):
+            results.append((m.group(1) == "ok", "user " + m.group(2)))
+        n = sum(1 for _, d in results if d.startswith("user "))
+        results.append((n >= args.min_user, f"at least {args.min_user} user results (saw {n})"))
     for pattern in args.expect:
         results.append((re.search(pattern, text, re.M) is not None, f"log matches /{pattern}/"))
     if args.expect_hang:

@@ -1,0 +1,39 @@
+// Reply: a saved reply capability (Sys::ReplySave). One-shot: it answers
+// the one call it was saved from, once, from any thread that holds a handle
+// to it (a worker pool); dropped unanswered (its last handle closed, its
+// process dead) it fails the caller with PeerDied.
+#pragma once
+
+#include "kobject.hpp"
+#include "message.hpp"
+#include "thread.hpp"
+
+namespace mk {
+
+class Reply : public KObject {
+  public:
+    // Saves the current thread's pending call `token` into a new Reply.
+    // Errors: OutOfMemory, BadHandle (no such pending call).
+    [[nodiscard]] static Result<Reply*> save(ReplyToken token);
+
+    // Answers the saved call with `msg` (payload and handles from the
+    // current thread's IPC state). BadHandle: answered already, or the
+    // caller timed out or died.
+    [[nodiscard]] Status answer(const Message& msg);
+
+  private:
+    friend void kobject_free(KObject* object);
+    template <typename T, typename... Args>
+    friend T* knew(Args&&... args);
+    template <typename T>
+    friend void kdelete(T* obj);
+
+    explicit Reply(ReplyToken token) : KObject(ObjectType::Reply), token_(token) {}
+    ~Reply() = default;
+    static void free_object(Reply* reply);
+
+    ReplyToken token_;
+    WaitQueue caller_;  // the caller, while it waits (guarded by the scheduler lock)
+};
+
+}  // namespace mk

@@ -1,0 +1,50 @@
+// What the syscall files share: the handlers (one per syscall, each
+// decoding then performing) and the decoding helpers they have in common.
+#pragma once
+
+#include "endpoint.hpp"
+#include "mk/abi.hpp"
+#include "object/handle_table.hpp"
+#include "process.hpp"
+#include "thread.hpp"
+#include "trap_frame.hpp"
+
+namespace mk::syscall {
+
+// A handle value from a register: anything above 32 bits, or 0, names no handle.
+Result<HandleValue> decode_handle(uint64_t reg);
+
+// A typed reference from a handle of the caller's table, with its rights
+// and badge. Errors: BadHandle (no such handle, wrong type), NoRights.
+template <typename T>
+struct Named {
+    Ref<T> object;
+    uint32_t rights = 0;
+    uint64_t badge = 0;
+};
+template <typename T>
+Result<Named<T>> lookup(Process& p, uint64_t reg, ObjectType type, uint32_t rights) {
+    Result<HandleValue> h = decode_handle(reg);
+    if (!h) return h.error();
+    Result<HandleEntry> e = p.handles().lookup(h.value(), type, rights);
+    if (!e) return e.error();
+    HandleEntry entry = static_cast<Result<HandleEntry>&&>(e).value();
+    return Named<T>{Ref<T>::adopt(static_cast<T*>(entry.object.leak())), entry.rights, entry.badge};
+}
+
+// IPC (syscall/ipc.cpp).
+Status sys_call(Process& p, Thread& self, TrapFrame& f);
+Status sys_send(Process& p, Thread& self, TrapFrame& f);
+Status sys_recv(Process& p, Thread& self, TrapFrame& f);
+Status sys_reply(Process& p, Thread& self, TrapFrame& f);
+Status sys_reply_recv(Process& p, Thread& self, TrapFrame& f);
+Status sys_reply_save(Process& p, Thread& self, TrapFrame& f);
+Status sys_endpoint_create(Process& p, Thread& self, TrapFrame& f);
+
+// Memory and threads (syscall/memory.cpp).
+Status sys_mem_map(Process& p, Thread& self, TrapFrame& f);
+Status sys_mem_unmap(Process& p, Thread& self, TrapFrame& f);
+Status sys_ipc_buffer_set(Process& p, Thread& self, TrapFrame& f);
+Status sys_thread_create(Process& p, Thread& self, TrapFrame& f);
+
+}  // namespace mk::syscall

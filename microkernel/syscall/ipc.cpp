@@ -1,0 +1,235 @@
+// IPC syscalls: messages from registers and the IPC buffer, handles carried
+// in them, and the thread's pending call (docs/syscalls.md).
+#include <utility>
+
+#include "internal.hpp"
+#include "object/reply.hpp"
+#include "percpu.hpp"
+
+namespace mk::syscall {
+
+namespace {
+
+constexpr uint64_t kNanosPerTick = 1000000;  // the 1 kHz timer
+
+// Timeouts: abi::kNoWait is the non-blocking form (checked by the caller),
+// abi::kForever none (0 ticks, as the endpoint reads it), anything else
+// rounds up to whole ticks.
+uint64_t ticks_of(uint64_t ns) {
+    if (ns == abi::kForever) return 0;
+    return ns / kNanosPerTick + (ns % kNanosPerTick != 0 ? 1 : 0);
+}
+
+abi::IpcBuffer& ipc_buffer(Thread& t) {
+    return *reinterpret_cast<abi::IpcBuffer*>(t.ipc->buffer);
+}
+
+// An outgoing message, checked, with its handles taken from the sender's
+// table. If it is not delivered, restore() puts them back.
+struct Outgoing {
+    Message msg;
+    HandleTable::Reservation back;  // room to put moved handles back
+    bool copied[kMessageHandles] = {};
+
+    // Handles still in flight after a failed operation go back to the
+    // sender's table (moved ones under new values, written to its IPC
+    // buffer); copies are simply dropped.
+    void restore(Thread& self) {
+        for (uint32_t i = 0; i < msg.handle_count; ++i) {
+            HandleEntry& e = self.ipc->handles[i];
+            if (!e.object) continue;
+            if (copied[i]) {
+                e = HandleEntry{};
+            } else {
+                ipc_buffer(self).handles[i] = back.fill(std::move(e));
+            }
+        }
+    }
+};
+
+// Decodes the message in a1..a5 (and the IPC buffer); `rights` are those
+// of the handle it goes through (handles need Grant).
+Status decode_message(Process& p, Thread& self, const TrapFrame& f, uint32_t rights,
+                      Outgoing& out) {
+    if ((f.rsi & abi::MsgInfo::kReservedBits) != 0) return Error::InvalidArgument;
+    abi::MsgInfo info = abi::MsgInfo::decode(f.rsi);
+    if (info.label >= abi::kNoticeLabelBase) return Error::InvalidArgument;
+    if (info.length > abi::kMaxPayload || info.handles > abi::kMaxHandles) return Error::TooLarge;
+    if ((info.length != 0 || info.handles != 0) && self.ipc->user_buffer == 0) {
+        return Error::BadState;  // no IPC buffer registered
+    }
+    if (info.handles != 0 && (rights & abi::kRightGrant) == 0) return Error::NoRights;
+    out.msg.label = info.label;
+    out.msg.words[0] = f.rdx;
+    out.msg.words[1] = f.r10;
+    out.msg.words[2] = f.r8;
+    out.msg.words[3] = f.r9;
+    out.msg.length = info.length;
+    out.msg.handle_count = 0;
+    if (info.handles == 0) return Error::None;
+
+    // Copy the descriptors once: the page may change under us.
+    HandleTable::TakeRequest takes[abi::kMaxHandles];
+    const abi::IpcBuffer& buf = ipc_buffer(self);
+    for (uint32_t i = 0; i < info.handles; ++i) {
+        uint32_t flags = buf.handle_flags[i];
+        if (flags > abi::kTransferCopy) return Error::InvalidArgument;
+        takes[i] = {buf.handles[i], 0, flags == abi::kTransferCopy};
+        out.copied[i] = takes[i].copy;
+    }
+    Result<HandleTable::Reservation> back = p.handles().reserve(info.handles);
+    if (!back) return back.error();
+    out.back = std::move(back).value();
+    Status st = p.handles().take_all(takes, info.handles, self.ipc->handles);
+    if (st != Error::None) return st;
+    out.msg.handle_count = info.handles;
+    return Error::None;
+}
+
+// Puts a received message in the return registers; its handles go into
+// the receiver's table, their values into its IPC buffer. A receiver with
+// no IPC buffer cannot learn them: they are closed.
+void deliver(Process& p, Thread& self, TrapFrame& f, const Message& msg, uint64_t badge,
+             bool call) {
+    uint32_t handles = 0;
+    for (uint32_t i = 0; i < msg.handle_count; ++i) {
+        HandleEntry e = std::move(self.ipc->handles[i]);
+        if (self.ipc->user_buffer == 0) continue;  // e is released here, without any lock
+        uint32_t rights = e.rights;
+        uint64_t b = e.badge;
+        Result<HandleValue> v = p.handles().insert(std::move(e.object), rights, b);
+        ipc_buffer(self).handles[i] = v.value_or(abi::kNoHandle);
+        ++handles;
+    }
+    abi::MsgInfo info{uint32_t(msg.label), msg.length, handles, call};
+    f.rdi = badge;
+    f.rsi = info.encode();
+    f.rdx = msg.words[0];
+    f.r10 = msg.words[1];
+    f.r8 = msg.words[2];
+    f.r9 = msg.words[3];
+}
+
+void deliver(Process& p, Thread& self, TrapFrame& f, const Received& r) {
+    deliver(p, self, f, r.msg, r.badge, r.reply.valid());
+}
+
+}  // namespace
+
+Status sys_endpoint_create(Process& p, Thread&, TrapFrame& f) {
+    Result<Endpoint*> ep = Endpoint::create();
+    if (!ep) return ep.error();
+    Result<HandleValue> h = p.handles().insert(Ref<KObject>::adopt(ep.value()), abi::kRightsAll);
+    if (!h) return h.error();  // the Ref went with the refused insert: the endpoint is gone
+    f.rdi = h.value();
+    return Error::None;
+}
+
+Status sys_call(Process& p, Thread& self, TrapFrame& f) {
+    Result<Named<Endpoint>> ep = lookup<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightSend);
+    if (!ep) return ep.error();
+    Named<Endpoint> e = std::move(ep).value();
+    Outgoing out;
+    Status st = decode_message(p, self, f, e.rights, out);
+    if (st != Error::None) return st;
+    Result<Message> reply = f.r12 == abi::kNoWait
+                                ? e.object->try_call(out.msg, e.badge)
+                                : e.object->call(out.msg, e.badge, ticks_of(f.r12));
+    if (!reply) {
+        out.restore(self);
+        return reply.error();
+    }
+    deliver(p, self, f, reply.value(), 0, false);
+    return Error::None;
+}
+
+Status sys_send(Process& p, Thread& self, TrapFrame& f) {
+    Result<Named<Endpoint>> ep = lookup<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightSend);
+    if (!ep) return ep.error();
+    Named<Endpoint> e = std::move(ep).value();
+    Outgoing out;
+    Status st = decode_message(p, self, f, e.rights, out);
+    if (st != Error::None) return st;
+    st = f.r12 == abi::kNoWait ? e.object->try_send(out.msg, e.badge)
+                               : e.object->send(out.msg, e.badge, ticks_of(f.r12));
+    if (st != Error::None) out.restore(self);
+    return st;
+}
+
+Status sys_recv(Process& p, Thread& self, TrapFrame& f) {
+    Result<Named<Endpoint>> ep =
+        lookup<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightReceive);
+    if (!ep) return ep.error();
+    Named<Endpoint> e = std::move(ep).value();
+    Result<Received> r =
+        f.r12 == abi::kNoWait ? e.object->try_recv() : e.object->recv(ticks_of(f.r12));
+    if (!r) return r.error();
+    deliver(p, self, f, r.value());
+    return Error::None;
+}
+
+// a0: 0 for this thread's pending call, or a saved Reply's handle, which
+// a successful answer consumes.
+Status sys_reply(Process& p, Thread& self, TrapFrame& f) {
+    Named<Reply> saved;
+    HandleValue saved_handle = abi::kNoHandle;
+    if (f.rdi != abi::kNoHandle) {
+        Result<Named<Reply>> r = lookup<Reply>(p, f.rdi, ObjectType::Reply, 0);
+        if (!r) return r.error();
+        saved = std::move(r).value();
+        saved_handle = HandleValue(f.rdi);
+    }
+    Outgoing out;
+    // A reply may carry handles: the caller asked for an answer.
+    Status st = decode_message(p, self, f, abi::kRightGrant, out);
+    if (st != Error::None) return st;
+    if (saved.object) {
+        st = saved.object->answer(out.msg);
+        if (st == Error::None) (void)p.handles().remove(saved_handle);
+    } else {
+        ReplyToken token = self.ipc->reply;
+        self.ipc->reply = {};
+        st = Endpoint::reply(token, out.msg);
+    }
+    if (st != Error::None) out.restore(self);
+    return st;
+}
+
+Status sys_reply_recv(Process& p, Thread& self, TrapFrame& f) {
+    Result<Named<Endpoint>> ep =
+        lookup<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightReceive);
+    if (!ep) return ep.error();
+    Named<Endpoint> e = std::move(ep).value();
+    Outgoing out;
+    Status st = decode_message(p, self, f, e.rights, out);
+    if (st != Error::None) return st;
+    ReplyToken token = self.ipc->reply;
+    self.ipc->reply = {};
+    Result<Received> r = Error::WouldBlock;
+    if (f.r12 == abi::kNoWait || out.msg.handle_count != 0) {
+        // In two steps: handles of a reply that finds no caller (it timed
+        // out or died) come back before anything can arrive.
+        if (!token.valid() || Endpoint::reply(token, out.msg) != Error::None) out.restore(self);
+        r = f.r12 == abi::kNoWait ? e.object->try_recv() : e.object->recv(ticks_of(f.r12));
+    } else {
+        r = e.object->reply_recv(token, out.msg, ticks_of(f.r12));
+    }
+    if (!r) return r.error();
+    deliver(p, self, f, r.value());
+    return Error::None;
+}
+
+// Turns this thread's pending call into a Reply handle (r0), to answer
+// later or from another thread.
+Status sys_reply_save(Process& p, Thread& self, TrapFrame& f) {
+    Result<HandleTable::Reservation> reserved = p.handles().reserve(1);
+    if (!reserved) return reserved.error();
+    HandleTable::Reservation slot = std::move(reserved).value();
+    Result<Reply*> r = Reply::save(self.ipc->reply);
+    if (!r) return r.error();
+    self.ipc->reply = {};
+    f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(r.value()), abi::kRightsAll, 0});
+    return Error::None;
+}
+
+}  // namespace mk::syscall

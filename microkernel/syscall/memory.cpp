@@ -1,0 +1,85 @@
+// Memory and thread syscalls: anonymous mappings, the IPC buffer page,
+// threads in the caller's process.
+#include <utility>
+
+#include "internal.hpp"
+#include "panic.hpp"
+#include "percpu.hpp"
+
+namespace mk::syscall {
+
+namespace {
+
+// A length in bytes: page-granular, not zero, at most the process bound.
+Result<size_t> decode_pages(uint64_t length) {
+    if (length == 0 || (length % abi::kPageSize) != 0) return Error::InvalidArgument;
+    if (length / abi::kPageSize > Process::kMaxPages) return Error::LimitReached;
+    return size_t(length / abi::kPageSize);
+}
+
+Result<uint32_t> decode_prot(uint64_t prot) {
+    constexpr uint64_t kAll = abi::kProtRead | abi::kProtWrite | abi::kProtExec;
+    if ((prot & ~kAll) != 0 || (prot & abi::kProtRead) == 0) return Error::InvalidArgument;
+    if ((prot & abi::kProtWrite) != 0 && (prot & abi::kProtExec) != 0) {
+        return Error::InvalidArgument;  // W^X
+    }
+    return uint32_t(prot);
+}
+
+}  // namespace
+
+Status sys_mem_map(Process& p, Thread&, TrapFrame& f) {
+    Result<size_t> pages = decode_pages(f.rsi);
+    if (!pages) return pages.error();
+    Result<uint32_t> prot = decode_prot(f.rdx);
+    if (!prot) return prot.error();
+    Result<uint64_t> at = p.map_fresh(pages.value(), prot.value());
+    if (!at) return at.error();
+    f.rdi = at.value();
+    return Error::None;
+}
+
+Status sys_mem_unmap(Process& p, Thread&, TrapFrame& f) {
+    if ((f.rsi % abi::kPageSize) != 0) return Error::InvalidArgument;
+    Result<size_t> pages = decode_pages(f.rdx);
+    if (!pages) return pages.error();
+    if (f.rsi < abi::kUserBase || f.rsi >= abi::kUserEnd ||
+        pages.value() > (abi::kUserEnd - f.rsi) / abi::kPageSize) {
+        return Error::InvalidArgument;
+    }
+    return p.unmap(f.rsi, pages.value());
+}
+
+Status sys_ipc_buffer_set(Process& p, Thread& self, TrapFrame& f) {
+    uint64_t at = f.rsi;
+    if (at == 0) {  // no IPC buffer any more
+        self.ipc->buffer = self.ipc->local_buffer;
+        self.ipc->user_buffer = 0;
+        return Error::None;
+    }
+    if ((at % abi::kPageSize) != 0) return Error::InvalidArgument;
+    Result<uint64_t> frame = Cpu::user_frame(p.root(), at, true);
+    if (!frame) return frame.error();
+    // The page stays mapped while registered (Process::unmap refuses it),
+    // so the kernel can reach it through the direct map at any time.
+    self.ipc->buffer = static_cast<unsigned char*>(Cpu::frame_to_kernel(frame.value()));
+    self.ipc->user_buffer = at;
+    return Error::None;
+}
+
+Status sys_thread_create(Process& p, Thread&, TrapFrame& f) {
+    if (f.rsi < abi::kUserBase || f.rsi >= abi::kUserEnd) return Error::InvalidArgument;
+    Result<HandleTable::Reservation> reserved = p.handles().reserve(1);
+    if (!reserved) return reserved.error();
+    HandleTable::Reservation slot = std::move(reserved).value();
+    Result<Thread*> t = p.create_thread("thread", f.rsi, f.rdx, f.r10);
+    if (!t) return t.error();
+    Thread* thread = t.value();
+    thread->retain();  // the handle's reference
+    f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(thread), abi::kRightsAll, 0});
+    Status st = this_cpu().scheduler.start(*thread);
+    MK_ASSERT(st == Error::None);
+    return Error::None;
+}
+
+}  // namespace mk::syscall

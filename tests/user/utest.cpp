@@ -1,0 +1,260 @@
+// The user-mode test driver: booted as init in the usertest ISO, it spawns
+// the other test programs from boot modules and checks what the kernel
+// does between processes. One "ok - NAME" / "not ok - NAME" line per case;
+// it exits with the number of failures (the kernel powers off on init's
+// end, reporting success for status 0).
+#include "common.hpp"
+
+using namespace mk;
+using utest::rdtsc;
+using utest::Result;
+using utest::spawn;
+
+namespace {
+
+int g_failures = 0;
+abi::HandleValue g_modules = abi::kNoHandle;
+
+void check(bool ok, const char* name) {
+    printf("%s - %s\n", ok ? "ok" : "not ok", name);
+    if (!ok) ++g_failures;
+}
+
+#define EXPECT(cond)                                             \
+    do {                                                         \
+        if (!(cond)) {                                           \
+            printf("  failed: %s (line %d)\n", #cond, __LINE__); \
+            return false;                                        \
+        }                                                        \
+    } while (0)
+
+abi::Err status_of(const sys::Ret& r) {
+    return r.status;
+}
+
+// The pong server, started once, and its endpoint.
+ipc::Endpoint g_pong_ep;
+abi::HandleValue g_pong = abi::kNoHandle;
+
+bool start_pong() {
+    Result<ipc::Endpoint> ep = ipc::Endpoint::create();
+    EXPECT(ep);
+    g_pong_ep = std::move(ep).value();
+    abi::HandleValue h = g_pong_ep.get();
+    g_pong = spawn(g_modules, "pong", 0, &h, 1);
+    EXPECT(g_pong != abi::kNoHandle);
+    return true;
+}
+
+constexpr uint64_t kRoundTrips = 100000;
+
+bool ping_pong() {
+    uint64_t sum = 0, expected = 0;
+    // A warm-up round trip, then the measured ones.
+    EXPECT(ipc::call(g_pong_ep, ipc::Message(1).set_word(0, 1)));
+    uint64_t t0 = rdtsc();
+    for (uint64_t i = 0; i < kRoundTrips; ++i) {
+        Result<ipc::Received> r =
+            ipc::call(g_pong_ep, ipc::Message(1).set_word(0, i).set_word(1, i));
+        if (!r) {
+            printf("  call %lu: %s\n", i, ipc::error_name(r.error()));
+            return false;
+        }
+        sum += r.value().message.word(0) + (r.value().message.word(1) ^ 0x5555);
+        expected += i * 3 + 1 + i;
+    }
+    uint64_t t1 = rdtsc();
+    printf(
+        "  %lu call/reply_recv round trips between two processes, %lu TSC ticks each, "
+        "checksum %s\n",
+        kRoundTrips, (t1 - t0) / kRoundTrips, sum == expected ? "ok" : "BAD");
+    EXPECT(sum == expected);
+    return true;
+}
+
+bool missing_right_is_refused() {
+    Result<ipc::Endpoint> send_only = g_pong_ep.mint(abi::kRightSend, 0);
+    EXPECT(send_only);
+    EXPECT(ipc::try_recv(send_only.value()).error() == abi::Err::NoRights);
+    Result<ipc::Endpoint> recv_only = g_pong_ep.mint(abi::kRightReceive, 0);
+    EXPECT(recv_only);
+    EXPECT(ipc::call(recv_only.value(), ipc::Message(1)).error() == abi::Err::NoRights);
+    // No more rights than the source; no copy without Duplicate.
+    EXPECT(!send_only.value().mint(abi::kRightSend | abi::kRightReceive, 0));
+    Result<ipc::Endpoint> no_dup = g_pong_ep.mint(abi::kRightSend, 0);
+    EXPECT(no_dup);
+    EXPECT(no_dup.value().mint(abi::kRightSend, 0).error() == abi::Err::NoRights);
+    // Handles travel only through handles with Grant.
+    Result<ipc::Endpoint> no_grant = g_pong_ep.mint(abi::kRightSend, 0);
+    EXPECT(no_grant);
+    ipc::Message m(3);
+    m.copy_handle(g_pong_ep);
+    EXPECT(ipc::call(no_grant.value(), m).error() == abi::Err::NoRights);
+    return true;
+}
+
+bool forged_and_stale_handles_are_refused() {
+    uint64_t forged[] = {0x12345, 0xFFFFFFFF, 0x1FFFF0001, 1, 0x10000};
+    for (uint64_t h : forged) {
+        EXPECT(status_of(sys::invoke(abi::Sys::Call, h, 1)) == abi::Err::BadHandle);
+    }
+    Result<ipc::Endpoint> e = ipc::Endpoint::create();
+    EXPECT(e);
+    abi::HandleValue old = e.value().get();
+    EXPECT(e.value().close().ok());
+    EXPECT(status_of(sys::invoke(abi::Sys::Call, old, 1)) == abi::Err::BadHandle);
+    EXPECT(status_of(sys::invoke(abi::Sys::HandleClose, old)) == abi::Err::BadHandle);
+    // The slot is reused by a newer object: the old value still names nothing.
+    Result<ipc::Endpoint> newer = ipc::Endpoint::create();
+    EXPECT(newer);
+    EXPECT(status_of(sys::invoke(abi::Sys::Send, old, 1, 0, 0, 0, 0, abi::kNoWait)) ==
+           abi::Err::BadHandle);
+    // A handle of the wrong type.
+    EXPECT(status_of(sys::invoke(abi::Sys::Call, g_modules, 1)) == abi::Err::BadHandle);
+    return true;
+}
+
+bool badge_identifies_the_sender() {
+    Result<ipc::Endpoint> ep = ipc::Endpoint::create();
+    EXPECT(ep);
+    const uint64_t badges[2] = {0x111, 0x222};
+    for (uint64_t b : badges) {
+        Result<ipc::Endpoint> h = ep.value().mint(abi::kRightSend | abi::kRightDuplicate, b);
+        EXPECT(h);
+        abi::HandleValue v = h.value().get();
+        // Each client claims its own badge; the kernel tells the truth. (The
+        // handle moves: a copy would need Duplicate, which it lacks.)
+        EXPECT(spawn(g_modules, "client", (b << 8) | 1, &v, 1, false) != abi::kNoHandle);
+        (void)h.value().release();
+    }
+    for (int i = 0; i < 2; ++i) {
+        Result<ipc::Received> r = ipc::recv(ep.value(), 2000000000);
+        EXPECT(r);
+        EXPECT(r.value().message.label() == 1);
+        EXPECT(r.value().badge == r.value().message.word(0));
+        // Re-badging its handle was refused.
+        EXPECT(r.value().message.word(1) == uint64_t(abi::Err::InvalidArgument));
+    }
+    return true;
+}
+
+bool reply_reaches_only_its_call() {
+    Result<ipc::Endpoint> ep = ipc::Endpoint::create();
+    EXPECT(ep);
+    abi::HandleValue v = ep.value().get();
+    EXPECT(spawn(g_modules, "client", (100 << 8) | 2, &v, 1) != abi::kNoHandle);
+    EXPECT(spawn(g_modules, "client", (200 << 8) | 2, &v, 1) != abi::kNoHandle);
+    Result<ipc::Received> first = ipc::recv(ep.value(), 2000000000);
+    EXPECT(first && first.value().call);
+    Result<ipc::Reply> saved = ipc::reply_save();
+    EXPECT(saved);
+    ipc::Reply later = std::move(saved).value();
+    abi::HandleValue saved_handle = later.handle();
+    Result<ipc::Received> second = ipc::recv(ep.value(), 2000000000);
+    EXPECT(second && second.value().call);
+    // The pending call is the second one; the saved reply the first.
+    EXPECT(ipc::reply(ipc::Message(0).set_word(0, second.value().message.word(0) + 1)).ok());
+    EXPECT(later.send(ipc::Message(0).set_word(0, first.value().message.word(0) + 1)).ok());
+    // A used reply handle is gone; there is no pending call any more.
+    EXPECT(status_of(sys::invoke(abi::Sys::Reply, saved_handle, 0)) == abi::Err::BadHandle);
+    EXPECT(status_of(sys::invoke(abi::Sys::Reply, 0, 0)) == abi::Err::BadHandle);
+    for (int i = 0; i < 2; ++i) {
+        Result<ipc::Received> r = ipc::recv(ep.value(), 2000000000);
+        EXPECT(r && r.value().message.label() == 5);
+        EXPECT(r.value().message.word(0) == 1);  // each got the answer to its own call
+    }
+    return true;
+}
+
+bool handles_travel_in_messages() {
+    Result<ipc::Endpoint> mine = ipc::Endpoint::create();
+    EXPECT(mine);
+    Result<ipc::Endpoint> send_right = mine.value().mint(abi::kRightSend, 0x77);
+    EXPECT(send_right);
+    ipc::Message m(3);
+    m.set_word(0, 41).move_handle(std::move(send_right).value());
+    // pong receives the handle, sends on it, then answers.
+    Result<ipc::Received> r = ipc::call(g_pong_ep, m);
+    EXPECT(r && r.value().message.word(0) == 1);
+    Result<ipc::Received> hello = ipc::recv(mine.value(), 2000000000);
+    EXPECT(hello);
+    EXPECT(hello.value().message.label() == 4 && hello.value().message.word(0) == 42);
+    EXPECT(hello.value().badge == 0x77);
+    return true;
+}
+
+bool faulting_process_dies_alone() {
+    EXPECT(spawn(g_modules, "faulter", 0) != abi::kNoHandle);
+    for (int i = 0; i < 20; ++i) (void)sys::yield();
+    // pong and this process go on.
+    Result<ipc::Received> r = ipc::call(g_pong_ep, ipc::Message(1).set_word(0, 5));
+    EXPECT(r && r.value().message.word(0) == 16);
+    return true;
+}
+
+bool bad_syscalls_are_refused() {
+    EXPECT(status_of(sys::invoke(abi::Sys(999))) == abi::Err::BadSyscall);
+    EXPECT(status_of(sys::invoke(abi::Sys(uint64_t{1} << 63))) == abi::Err::BadSyscall);
+    // A message info with reserved bits, a notice label, a payload too long.
+    EXPECT(status_of(sys::invoke(abi::Sys::Send, g_pong_ep.get(), uint64_t{1} << 60, 0, 0, 0, 0,
+                                 abi::kNoWait)) == abi::Err::InvalidArgument);
+    EXPECT(status_of(sys::invoke(abi::Sys::Send, g_pong_ep.get(), abi::kLabelLastHandle, 0, 0, 0, 0,
+                                 abi::kNoWait)) == abi::Err::InvalidArgument);
+    EXPECT(status_of(sys::invoke(abi::Sys::Send, g_pong_ep.get(), abi::MsgInfo{1, 481, 0}.encode(),
+                                 0, 0, 0, 0, abi::kNoWait)) == abi::Err::TooLarge);
+    // Spawning needs the modules handle; a module that is not there.
+    abi::Err e = abi::Err::Ok;
+    EXPECT(spawn(g_pong_ep.get(), "pong", 0, nullptr, 0, true, &e) == abi::kNoHandle);
+    EXPECT(e == abi::Err::BadHandle);
+    EXPECT(spawn(g_modules, "no-such-module", 0, nullptr, 0, true, &e) == abi::kNoHandle);
+    EXPECT(e == abi::Err::InvalidArgument);
+    // Memory: bad lengths, W^X, an IPC buffer that is not a mapped page.
+    EXPECT(status_of(sys::invoke(abi::Sys::MemMap, 0, 0, abi::kProtRead)) ==
+           abi::Err::InvalidArgument);
+    EXPECT(status_of(sys::invoke(abi::Sys::MemMap, 0, 4096,
+                                 abi::kProtRead | abi::kProtWrite | abi::kProtExec)) ==
+           abi::Err::InvalidArgument);
+    EXPECT(status_of(sys::invoke(abi::Sys::MemMap, 0, uint64_t{1} << 40, abi::kProtRead)) ==
+           abi::Err::LimitReached);
+    EXPECT(status_of(sys::invoke(abi::Sys::IpcBufferSet, 0, 0x123000)) == abi::Err::BadAddress);
+    // The registered IPC buffer page cannot be unmapped under the kernel.
+    uint64_t buffer = reinterpret_cast<uint64_t>(ipc::ipc_buffer());
+    EXPECT(status_of(sys::invoke(abi::Sys::MemUnmap, 0, buffer, 4096)) == abi::Err::BadState);
+    return true;
+}
+
+bool kill_ends_a_process() {
+    EXPECT(status_of(sys::invoke(abi::Sys::ProcessKill, g_pong)) == abi::Err::Ok);
+    // Its receive ends: nobody takes a call now.
+    bool gone = false;
+    for (int i = 0; i < 1000 && !gone; ++i) {
+        ipc::Message probe(1);
+        gone = ipc::try_call(g_pong_ep, probe).error() == abi::Err::WouldBlock;
+        (void)sys::yield();
+    }
+    EXPECT(gone);
+    return true;
+}
+
+}  // namespace
+
+int main(uint64_t arg) {
+    const abi::StartInfo& start = utest::start_info(arg);
+    if (start.handle_count < 1) {
+        printf("not ok - start: no boot-modules handle\n");
+        return 1;
+    }
+    g_modules = start.handles[0];
+    check(start_pong(), "user_spawn_server");
+    check(ping_pong(), "user_ping_pong_100000");
+    check(missing_right_is_refused(), "user_missing_right_refused");
+    check(forged_and_stale_handles_are_refused(), "user_forged_and_stale_handles_refused");
+    check(badge_identifies_the_sender(), "user_badge_identifies_sender");
+    check(reply_reaches_only_its_call(), "user_reply_reaches_only_its_call");
+    check(handles_travel_in_messages(), "user_handles_travel_in_messages");
+    check(faulting_process_dies_alone(), "user_faulting_process_dies_alone");
+    check(bad_syscalls_are_refused(), "user_bad_syscalls_refused");
+    check(kill_ends_a_process(), "user_kill_ends_a_process");
+    printf("done: %d failed\n", g_failures);
+    return g_failures;
+}
