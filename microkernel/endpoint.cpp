@@ -141,8 +141,46 @@ void Endpoint::destroy(Endpoint* endpoint) {
 
 void Endpoint::free_object(Endpoint* endpoint) {
     // Dead, or never used by anyone but its last holder: no waiter is left
-    // (each one holds a reference), which ~WaitQueue checks.
+    // (each one holds a reference), which ~WaitQueue checks. Notices nobody
+    // received go with it.
+    while (!endpoint->notices_.empty()) {
+        Notice& n = endpoint->notices_.front();
+        endpoint->notices_.pop_front();
+        kdelete(&n);
+    }
     kdelete(endpoint);
+}
+
+void Endpoint::post_notice(Notice* notice) {
+    LockGuard guard(sched().lock());
+    if (dead_) {
+        kdelete(notice);  // nobody can receive it any more
+        return;
+    }
+    ++counters().notices;
+    if (Thread* receiver = receivers_.front()) {
+        take_notice_locked(*receiver, notice);
+        complete_locked(*receiver, Error::None);
+        return;
+    }
+    notices_.push_back(*notice);
+}
+
+Received Endpoint::take_notice_locked(Thread& self, Notice* notice) {
+    IpcState& ipc = *self.ipc;
+    ipc.msg = notice->msg;
+    ipc.badge = notice->badge;
+    ipc.reply = {};
+    kdelete(notice);
+    return Received{ipc.msg, ipc.badge, {}};
+}
+
+Notice* Endpoint::pop_notice_locked() {
+    if (notices_.empty()) return nullptr;
+    Notice& n = notices_.front();
+    notices_.pop_front();
+    ++counters().receives;
+    return &n;
 }
 
 size_t Endpoint::waiting_senders() {
@@ -214,6 +252,7 @@ Result<Received> Endpoint::recv(uint64_t timeout_ticks) {
     LockGuard guard(sched().lock());
     if (dead_) return Error::Destroyed;
     Thread& self = *sched().current();
+    if (Notice* n = pop_notice_locked()) return take_notice_locked(self, n);
     if (Thread* sender = senders_.front()) return take_from_sender_locked(self, *sender, senders_);
     block_in_locked(self, IpcState::Op::Recv, &receivers_, timeout_ticks);
     Status st = finish_locked(self);
@@ -226,6 +265,7 @@ Result<Received> Endpoint::try_recv() {
     LockGuard guard(sched().lock());
     if (dead_) return Error::Destroyed;
     Thread& self = *sched().current();
+    if (Notice* n = pop_notice_locked()) return take_notice_locked(self, n);
     Thread* sender = senders_.front();
     if (sender == nullptr) return Error::WouldBlock;
     return take_from_sender_locked(self, *sender, senders_);
@@ -359,7 +399,7 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
     Thread* sender = senders_.front();
 
     if (caller != nullptr && g_fast_path && s.donation_enabled() && reply.register_only() &&
-        sender == nullptr) {
+        sender == nullptr && notices_.empty()) {
         // Fast path: the caller takes the reply and the CPU; we wait for the
         // next message.
         ++c.fastpath_hits;
@@ -383,6 +423,7 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
             ++c.replies;
             complete_locked(*caller, Error::None);
         }
+        if (Notice* n = pop_notice_locked()) return take_notice_locked(self, n);
         if (sender != nullptr) return take_from_sender_locked(self, *sender, senders_);
         if (caller != nullptr) s.set_donate_target_locked(caller);
         block_in_locked(self, IpcState::Op::Recv, &receivers_, timeout_ticks);

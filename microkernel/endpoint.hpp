@@ -60,6 +60,17 @@ struct IpcCounters {
     uint64_t stale_replies = 0;                 // replies to a caller no longer waiting
     uint64_t destroyed_wakeups = 0;             // waiters woken by endpoint destruction
     uint64_t peer_died_wakeups = 0;             // callers failed: server died or dropped the token
+    uint64_t notices = 0;                       // kernel notices posted
+};
+
+// A kernel notice (docs/syscalls.md): a message from the kernel itself, with
+// a reserved label, that a server receives like any other. Its source
+// allocates it when the source is made (a process's supervisor link), so
+// posting it can never fail; the endpoint owns it once posted.
+struct Notice {
+    bi::list_member_hook<bi::link_mode<bi::safe_link>> hook;
+    Message msg;         // register-only, label >= abi::kNoticeLabelBase
+    uint64_t badge = 0;  // the badge of the handle the source was given
 };
 
 // Fast path on/off (kernel command line `fastpath=off`).
@@ -130,6 +141,11 @@ class Endpoint : public KObject {
     static Status reply_saved(ReplyToken token, WaitQueue& saved, const Message& msg);
     static void drop_saved(WaitQueue& saved);
 
+    // Delivers a kernel notice: to a waiting receiver at once, else queued.
+    // Receives take queued notices before queued senders. The endpoint owns
+    // the notice from now on; on a dead endpoint it is dropped.
+    void post_notice(Notice* notice);
+
     size_t waiting_senders();
     size_t waiting_receivers();
 
@@ -154,11 +170,16 @@ class Endpoint : public KObject {
 
     Result<Message> call_impl(const Message& msg, uint64_t badge, uint64_t timeout_ticks,
                               bool need_receiver);
+    Notice* pop_notice_locked();
+    static Received take_notice_locked(Thread& self, Notice* notice);
 
     // --- Guarded by the scheduler lock ---
     WaitQueue senders_;    // blocked in send()/call(), their message in Thread::ipc
     WaitQueue receivers_;  // blocked in recv()/reply_recv()
-    bool dead_ = false;    // destroy() ran: every operation returns Destroyed
+    bi::list<Notice, bi::member_hook<Notice, bi::list_member_hook<bi::link_mode<bi::safe_link>>,
+                                     &Notice::hook>>
+        notices_;        // posted, not yet received
+    bool dead_ = false;  // destroy() ran: every operation returns Destroyed
 };
 
 // A thread is ending: callers waiting for its reply wake with PeerDied. With

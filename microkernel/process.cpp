@@ -39,6 +39,13 @@ Process::~Process() {
     HandleTable::destroy(handles_);
 }
 
+void Process::set_supervisor(Ref<Endpoint> supervisor, uint64_t badge, Notice* notice) {
+    MK_ASSERT(!supervisor_ && death_notice_ == nullptr);
+    notice->badge = badge;
+    supervisor_ = static_cast<Ref<Endpoint>&&>(supervisor);
+    death_notice_ = notice;
+}
+
 void Process::set_death_hook(DeathHook hook) {
     g_death_hook = hook;
 }
@@ -49,6 +56,15 @@ void Process::die() {
     Cpu::user_space_destroy(root_);
     root_ = 0;
     mapped_pages_ = 0;
+    if (death_notice_ != nullptr) {
+        death_notice_->msg = Message{};
+        death_notice_->msg.label = abi::kLabelChildDied;
+        death_notice_->msg.words[0] = id_;
+        death_notice_->msg.words[1] = exit_status_;
+        supervisor_->post_notice(death_notice_);
+        death_notice_ = nullptr;
+    }
+    supervisor_.reset();
     if (g_death_hook != nullptr) g_death_hook(*this);
 }
 

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "endpoint.hpp"
 #include "error.hpp"
 #include "kobject.hpp"
 #include "object/handle_table.hpp"
@@ -71,6 +72,12 @@ class Process : public KObject {
     // thread is killed (Scheduler::kill) and the status recorded if none
     // was. The process is dead once its last thread has been reaped.
     void kill(uint64_t status);
+    // Its supervisor: `notice` (allocated by the caller, owned by the
+    // process from now on) goes to `supervisor` with `badge` when the
+    // process dies: label abi::kLabelChildDied, words[0] its id, words[1]
+    // its status. Once, before it runs.
+    void set_supervisor(Ref<Endpoint> supervisor, uint64_t badge, Notice* notice);
+
     // A thread of it is being destroyed (Thread::destroy), off every CPU for
     // good. After the last one the process is dead: its handles are closed
     // and its memory freed, while the object lives on for its exit status.
@@ -104,6 +111,8 @@ class Process : public KObject {
     char name_[kNameLength];
     uint64_t id_ = 0;
     HandleTable* handles_ = nullptr;
+    Ref<Endpoint> supervisor_;
+    Notice* death_notice_ = nullptr;
     uint64_t root_ = 0;
     size_t mapped_pages_ = 0;       // guarded by: one thread maps at a time (SMP: a lock)
     uint64_t next_map_ = kMapBase;  // where map_fresh() looks first

@@ -13,6 +13,7 @@
 
 #include "elf.hpp"
 #include "log.hpp"
+#include "memory.hpp"
 #include "mk/abi.hpp"
 #include "object/boot_modules.hpp"
 #include "panic.hpp"
@@ -111,6 +112,13 @@ struct SpawnRequest {
     ModuleImage module;
     ElfImage elf;
     size_t name_length;
+    Named<Endpoint> supervisor;      // empty: none
+    Notice* death_notice = nullptr;  // allocated in decode, so nothing fails later
+
+    SpawnRequest() = default;
+    SpawnRequest(const SpawnRequest&) = delete;
+    SpawnRequest& operator=(const SpawnRequest&) = delete;
+    ~SpawnRequest() { kdelete(death_notice); }
 };
 
 // Everything a spawn checks before it changes anything: the modules
@@ -143,6 +151,14 @@ Status decode_spawn(Process& p, const TrapFrame& f, SpawnRequest& r) {
         return elf.error();
     }
     r.elf = elf.value();
+    if (r.args.supervisor != abi::kNoHandle) {
+        Result<Named<Endpoint>> sup =
+            lookup<Endpoint>(p, r.args.supervisor, ObjectType::Endpoint, abi::kRightSend);
+        if (!sup) return sup.error();
+        r.supervisor = std::move(sup).value();
+        r.death_notice = knew<Notice>();
+        if (r.death_notice == nullptr) return Error::OutOfMemory;
+    }
     return Error::None;
 }
 
@@ -184,6 +200,11 @@ Status sys_process_spawn(Process& parent, Thread&, TrapFrame& f) {
     }
     Process* child = prog.value().process;
     Thread* thread = prog.value().thread;
+    if (r.supervisor.object) {
+        uint64_t badge = r.supervisor.badge;
+        child->set_supervisor(std::move(r.supervisor.object), badge, r.death_notice);
+        r.death_notice = nullptr;
+    }
     f.rsi = child->id();
     // The creator's reference becomes the parent's handle; the thread holds its own.
     f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(child), abi::kRightsAll, 0});

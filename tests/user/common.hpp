@@ -27,7 +27,9 @@ inline uint64_t rdtsc() {
 // moved) and `arg`; returns the process handle (0 on error, reported).
 inline abi::HandleValue spawn(abi::HandleValue modules, const char* module, uint64_t arg,
                               const abi::HandleValue* handles = nullptr, uint32_t count = 0,
-                              bool copy = true, abi::Err* error = nullptr) {
+                              bool copy = true, abi::Err* error = nullptr,
+                              abi::HandleValue supervisor = abi::kNoHandle,
+                              uint64_t* pid = nullptr) {
     abi::SpawnArgs a{};
     for (unsigned i = 0; module[i] != '\0' && i + 1 < abi::kModuleNameMax; ++i) {
         a.module[i] = module[i];
@@ -38,8 +40,10 @@ inline abi::HandleValue spawn(abi::HandleValue modules, const char* module, uint
         a.handles[i] = handles[i];
         a.handle_flags[i] = copy ? abi::kTransferCopy : abi::kTransferMove;
     }
+    a.supervisor = supervisor;
     sys::Ret r = sys::invoke(abi::Sys::ProcessSpawn, modules, reinterpret_cast<uint64_t>(&a));
     if (error != nullptr) *error = r.status;
+    if (pid != nullptr) *pid = r.r1;
     if (!r.ok()) {
         printf("spawn %s: %s\n", module, ipc::error_name(r.status));
         return abi::kNoHandle;

@@ -192,6 +192,41 @@ bool faulting_process_dies_alone() {
     return true;
 }
 
+// A supervisor learns of each child's death exactly once, with its status:
+// an exit code, or the fault that killed it.
+bool death_notice_arrives_exactly_once() {
+    Result<ipc::Endpoint> sup = ipc::Endpoint::create();
+    EXPECT(sup);
+    Result<ipc::Endpoint> tell = sup.value().mint(abi::kRightSend, 0x5);
+    EXPECT(tell);
+    struct Child {
+        const char* module;
+        uint64_t status;
+        uint64_t pid;
+    } children[2] = {{"hello", abi::status_exited(0), 0}, {"faulter", abi::status_fault(14), 0}};
+    for (Child& c : children) {
+        abi::Err e = abi::Err::Ok;
+        EXPECT(spawn(g_modules, c.module, 0, nullptr, 0, true, &e, tell.value().get(), &c.pid) !=
+               abi::kNoHandle);
+    }
+    int seen[2] = {0, 0};
+    for (int i = 0; i < 2; ++i) {
+        Result<ipc::Received> r = ipc::recv(sup.value(), 2000000000);
+        EXPECT(r);
+        const ipc::Received& n = r.value();
+        EXPECT(n.is_notice() && n.message.label() == abi::kLabelChildDied);
+        EXPECT(n.badge == 0x5 && !n.call);
+        for (int k = 0; k < 2; ++k) {
+            if (n.message.word(0) != children[k].pid) continue;
+            EXPECT(n.message.word(1) == children[k].status);
+            ++seen[k];
+        }
+    }
+    EXPECT(seen[0] == 1 && seen[1] == 1);
+    EXPECT(ipc::recv(sup.value(), 20000000).error() == abi::Err::TimedOut);  // no second notice
+    return true;
+}
+
 bool bad_syscalls_are_refused() {
     EXPECT(status_of(sys::invoke(abi::Sys(999))) == abi::Err::BadSyscall);
     EXPECT(status_of(sys::invoke(abi::Sys(uint64_t{1} << 63))) == abi::Err::BadSyscall);
@@ -253,6 +288,7 @@ int main(uint64_t arg) {
     check(reply_reaches_only_its_call(), "user_reply_reaches_only_its_call");
     check(handles_travel_in_messages(), "user_handles_travel_in_messages");
     check(faulting_process_dies_alone(), "user_faulting_process_dies_alone");
+    check(death_notice_arrives_exactly_once(), "user_death_notice_exactly_once");
     check(bad_syscalls_are_refused(), "user_bad_syscalls_refused");
     check(kill_ends_a_process(), "user_kill_ends_a_process");
     printf("done: %d failed\n", g_failures);
