@@ -158,7 +158,7 @@ void on_process_death(Process& p) {
 bool start_init() {
     Result<ModuleImage> image = boot_module("init");
     if (!image) return false;
-    HandleEntry modules{Ref<KObject>::retain(&BootModules::instance()), abi::kRightsAll, 0};
+    HandleEntry modules{Ref<KObject>::retain(&BootModules::instance()), abi::kRightsAll, 0, {}};
     const char* reason = "";
     Result<Program> init =
         spawn_program("init", image.value().data, image.value().size, 0, &modules, 1, &reason);

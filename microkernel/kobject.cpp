@@ -2,6 +2,7 @@
 #include "kobject.hpp"
 
 #include "endpoint.hpp"
+#include "object/badge_tracker.hpp"
 #include "object/reply.hpp"
 #include "panic.hpp"
 #include "process.hpp"
@@ -21,6 +22,8 @@ const char* object_type_name(ObjectType t) {
             return "reply";
         case ObjectType::Modules:
             return "modules";
+        case ObjectType::Badge:
+            return "badge";
     }
     return "?";
 }
@@ -38,6 +41,9 @@ void kobject_free(KObject* object) {
             return;
         case ObjectType::Reply:
             Reply::free_object(static_cast<Reply*>(object));
+            return;
+        case ObjectType::Badge:
+            BadgeTracker::free_object(static_cast<BadgeTracker*>(object));
             return;
         case ObjectType::Modules:  // lives for ever: the kernel keeps a reference
             break;

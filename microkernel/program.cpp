@@ -63,11 +63,8 @@ Result<Program> spawn_program(const char* name, const void* image, size_t size, 
     start.process_id = child->id();
     start.handle_count = count;
     for (uint32_t i = 0; i < count; ++i) {
-        uint32_t rights = handles[i].rights;
-        uint64_t badge = handles[i].badge;
         // A fresh table of kProcessHandleLimit slots holds kMaxStartHandles.
-        Result<HandleValue> v =
-            child->handles().insert(std::move(handles[i].object), rights, badge);
+        Result<HandleValue> v = child->handles().insert(std::move(handles[i]));
         MK_ASSERT(v.ok());
         start.handles[i] = v.value();
     }

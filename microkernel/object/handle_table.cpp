@@ -44,7 +44,8 @@ void HandleTable::destroy(HandleTable* table) {
 HandleTable::HandleTable(Slot* slots, uint32_t capacity, HandleClosedHook hook, void* hook_context)
     : slots_(slots), capacity_(capacity), hook_(hook), hook_context_(hook_context) {
     for (uint32_t i = 1; i <= capacity_; ++i) {
-        new (&slot(i)) Slot{nullptr, 0, 1, uint16_t(i < capacity_ ? i + 1 : 0), 0, SlotState::Free};
+        new (&slot(i))
+            Slot{nullptr, 0, 1, uint16_t(i < capacity_ ? i + 1 : 0), 0, SlotState::Free, nullptr};
     }
     free_ = capacity_;
     free_head_ = 1;
@@ -78,11 +79,12 @@ HandleTable::Slot* HandleTable::find_locked(HandleValue handle) const {
 }
 
 HandleValue HandleTable::store_locked(uint32_t index, KObject* object, uint32_t rights,
-                                      uint64_t badge) {
+                                      uint64_t badge, KObject* tracker) {
     MK_ASSERT(lock_.is_locked());
     MK_ASSERT(object != nullptr && (rights & ~uint32_t{abi::kRightsAll}) == 0);
     Slot& s = slot(index);
     s.object = object;
+    s.tracker = tracker;
     s.badge = badge;
     s.rights = uint8_t(rights);
     s.state = SlotState::Used;
@@ -95,8 +97,9 @@ ClosedHandle HandleTable::vacate_locked(uint32_t index) {
     MK_ASSERT(lock_.is_locked());
     Slot& s = slot(index);
     MK_ASSERT(s.state == SlotState::Used);
-    ClosedHandle closed{s.object, s.rights, s.badge};
+    ClosedHandle closed{s.object, s.rights, s.badge, s.tracker};
     s.object = nullptr;
+    s.tracker = nullptr;
     s.badge = 0;
     s.rights = 0;
     s.generation = next_generation(s.generation);
@@ -135,6 +138,7 @@ uint32_t HandleTable::pop_free_locked() {
 void HandleTable::report_and_release(const ClosedHandle& closed) const {
     if (hook_ != nullptr) hook_(hook_context_, closed);
     closed.object->release();
+    if (closed.tracker != nullptr) closed.tracker->release();
 }
 
 // ---------------------------------------------------------------------------
@@ -148,7 +152,18 @@ Result<HandleValue> HandleTable::insert(Ref<KObject> object, uint32_t rights, ui
     if (cleared_) return Error::Destroyed;
     uint32_t index = pop_free_locked();
     if (index == 0) return Error::LimitReached;
-    return store_locked(index, object.leak(), rights, badge);
+    return store_locked(index, object.leak(), rights, badge, nullptr);
+}
+
+Result<HandleValue> HandleTable::insert(HandleEntry entry) {
+    MK_ASSERT(entry.object);
+    if ((entry.rights & ~uint32_t{abi::kRightsAll}) != 0) return Error::InvalidArgument;
+    LockGuard guard(lock_);
+    if (cleared_) return Error::Destroyed;
+    uint32_t index = pop_free_locked();
+    if (index == 0) return Error::LimitReached;
+    return store_locked(index, entry.object.leak(), entry.rights, entry.badge,
+                        entry.tracker.leak());
 }
 
 Result<HandleEntry> HandleTable::lookup(HandleValue handle, ObjectType expected,
@@ -179,24 +194,38 @@ Status HandleTable::remove(HandleValue handle) {
     return Error::None;
 }
 
-Result<HandleValue> HandleTable::mint(HandleValue source, uint32_t rights, uint64_t badge) {
+Result<HandleValue> HandleTable::mint(HandleValue source, uint32_t rights, uint64_t badge,
+                                      TrackerFactory make_tracker) {
     if ((rights & ~uint32_t{abi::kRightsAll}) != 0) return Error::InvalidArgument;
     LockGuard guard(lock_);
     const Slot* s = find_locked(source);
     if (s == nullptr) return Error::BadHandle;
     if ((s->rights & abi::kRightDuplicate) == 0) return Error::NoRights;
     if ((s->rights & rights) != rights) return Error::NoRights;
+    bool new_lineage = badge != 0 && s->badge == 0;
     if (badge == 0) {
         badge = s->badge;
     } else if (s->badge != 0 && badge != s->badge) {
         return Error::InvalidArgument;
     }
     if (cleared_) return Error::Destroyed;
+    if (free_ == 0) return Error::LimitReached;
     KObject* object = s->object;
+    KObject* tracker = s->tracker;
+    if (new_lineage && make_tracker != nullptr) {
+        // The last step that can fail: a tracker is never dropped unused
+        // (its release would announce a last handle that never was).
+        Result<KObject*> made = make_tracker(object, badge);
+        if (!made) return made.error();
+        tracker = made.value();
+    } else if (new_lineage) {
+        tracker = nullptr;
+    } else if (tracker != nullptr) {
+        tracker->retain();
+    }
     uint32_t index = pop_free_locked();
-    if (index == 0) return Error::LimitReached;
     object->retain();  // the source entry's reference keeps it alive meanwhile
-    return store_locked(index, object, rights, badge);
+    return store_locked(index, object, rights, badge, tracker);
 }
 
 Result<HandleEntry> HandleTable::take(HandleValue handle, uint32_t required_rights) {
@@ -210,6 +239,7 @@ Result<HandleEntry> HandleTable::take(HandleValue handle, uint32_t required_righ
         entry.object = Ref<KObject>::adopt(moved.object);
         entry.rights = moved.rights;
         entry.badge = moved.badge;
+        entry.tracker = Ref<KObject>::adopt(moved.tracker);
     }
     return entry;
 }
@@ -236,11 +266,13 @@ Status HandleTable::take_all(const TakeRequest* requests, uint32_t count, Handle
             out[i].object = Ref<KObject>::retain(s->object);
             out[i].rights = s->rights;
             out[i].badge = s->badge;
+            out[i].tracker = Ref<KObject>::retain(s->tracker);
         } else {
             ClosedHandle moved = vacate_locked(r.handle & kIndexMask);
             out[i].object = Ref<KObject>::adopt(moved.object);
             out[i].rights = moved.rights;
             out[i].badge = moved.badge;
+            out[i].tracker = Ref<KObject>::adopt(moved.tracker);
         }
     }
     return Error::None;
@@ -279,6 +311,7 @@ HandleValue HandleTable::fill_reserved(Reservation& reservation, HandleEntry& en
     MK_ASSERT(reservation.count_ > 0 && entry.object);
     MK_ASSERT((entry.rights & ~uint32_t{abi::kRightsAll}) == 0);
     KObject* object = entry.object.leak();
+    KObject* tracker = entry.tracker.leak();
     {
         LockGuard guard(lock_);
         uint32_t index = reservation.first_;
@@ -287,11 +320,11 @@ HandleValue HandleTable::fill_reserved(Reservation& reservation, HandleEntry& en
         reservation.first_ = s.next;
         --reservation.count_;
         --reserved_;
-        if (!cleared_) return store_locked(index, object, entry.rights, entry.badge);
+        if (!cleared_) return store_locked(index, object, entry.rights, entry.badge, tracker);
         // The process died meanwhile: the handle is closed as it arrives.
         push_free_locked(index);
     }
-    report_and_release(ClosedHandle{object, entry.rights, entry.badge});
+    report_and_release(ClosedHandle{object, entry.rights, entry.badge, tracker});
     return abi::kNoHandle;
 }
 

@@ -40,7 +40,7 @@ namespace mk {
 using abi::HandleValue;
 
 // Handles one process may hold at once (a table of this capacity takes
-// 24 KiB of kernel heap).
+// 32 KiB of kernel heap).
 constexpr uint32_t kProcessHandleLimit = 1024;
 
 // What a handle gives its holder: a reference to the object, the rights and
@@ -50,6 +50,11 @@ struct HandleEntry {
     Ref<KObject> object;
     uint32_t rights = 0;  // abi::Rights bits
     uint64_t badge = 0;   // 0: unbadged
+    // Shared by every handle descended from one badged mint (copies,
+    // moves, handles in flight in messages): its last reference going is
+    // "the last handle with this badge is gone" (BadgeTracker). Null for
+    // unbadged handles and for what lookup() returns.
+    Ref<KObject> tracker;
 };
 
 // An entry that left its table for good (closed, or released with the
@@ -59,7 +64,13 @@ struct ClosedHandle {
     KObject* object;
     uint32_t rights;
     uint64_t badge;
+    KObject* tracker = nullptr;  // released after `object`
 };
+
+// Makes the tracker of a new badge lineage: mint() calls it when a badge
+// is set on an unbadged handle. A null result means "not tracked" (objects
+// that have no use for it); an error fails the mint.
+using TrackerFactory = Result<KObject*> (*)(KObject* object, uint64_t badge);
 
 // Told of every ClosedHandle, outside the table lock (so it may take the
 // locks above it, e.g. an endpoint's, to count the handles left with this
@@ -131,6 +142,8 @@ class HandleTable {
     // (full), Destroyed (cleared).
     [[nodiscard]] Result<HandleValue> insert(Ref<KObject> object, uint32_t rights,
                                              uint64_t badge = 0);
+    // The same for an entry that travelled (its tracker comes along).
+    [[nodiscard]] Result<HandleValue> insert(HandleEntry entry);
 
     // The entry `handle` names, with a new reference to its object, if it is
     // of type `expected` and has every right in `required_rights`.
@@ -149,7 +162,8 @@ class HandleTable {
     // Errors: InvalidArgument (rights outside kRightsAll, badge rule),
     // BadHandle, NoRights (no kRightDuplicate on the source, or rights it
     // lacks), LimitReached, Destroyed.
-    [[nodiscard]] Result<HandleValue> mint(HandleValue source, uint32_t rights, uint64_t badge);
+    [[nodiscard]] Result<HandleValue> mint(HandleValue source, uint32_t rights, uint64_t badge,
+                                           TrackerFactory make_tracker = nullptr);
 
     // Moves the entry out of the table (the handle is closed, the closed
     // hook not told: the caller now owns the reference, e.g. to put it in
@@ -181,7 +195,7 @@ class HandleTable {
   private:
     enum class SlotState : uint8_t { Free, Reserved, Used };
 
-    // 24 bytes.
+    // 32 bytes.
     struct Slot {
         KObject* object;      // Used: the entry's object, one reference; else null
         uint64_t badge;       // Used: the entry's badge; else 0
@@ -189,6 +203,7 @@ class HandleTable {
         uint16_t next;        // Free: next free slot; Reserved: next in its reservation; 0: none
         uint8_t rights;       // Used: the entry's rights; else 0
         SlotState state;
+        KObject* tracker;  // Used: the entry's tracker, one reference, or null
     };
     static_assert(abi::kRightsAll <= 0xFF, "Slot::rights holds every right");
 
@@ -202,7 +217,8 @@ class HandleTable {
     Slot& slot(uint32_t index) const { return slots_[index - 1]; }
     // The slot a live handle names, or null.
     Slot* find_locked(HandleValue handle) const;
-    HandleValue store_locked(uint32_t index, KObject* object, uint32_t rights, uint64_t badge);
+    HandleValue store_locked(uint32_t index, KObject* object, uint32_t rights, uint64_t badge,
+                             KObject* tracker);
     // Empties a Used slot (a new generation for its next handle) and frees it.
     ClosedHandle vacate_locked(uint32_t index);
     void push_free_locked(uint32_t index);

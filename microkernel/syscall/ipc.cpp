@@ -95,9 +95,7 @@ void deliver(Process& p, Thread& self, TrapFrame& f, const Message& msg, uint64_
     for (uint32_t i = 0; i < msg.handle_count; ++i) {
         HandleEntry e = std::move(self.ipc->handles[i]);
         if (self.ipc->user_buffer == 0) continue;  // e is released here, without any lock
-        uint32_t rights = e.rights;
-        uint64_t b = e.badge;
-        Result<HandleValue> v = p.handles().insert(std::move(e.object), rights, b);
+        Result<HandleValue> v = p.handles().insert(std::move(e));
         ipc_buffer(self).handles[i] = v.value_or(abi::kNoHandle);
         ++handles;
     }
@@ -228,7 +226,7 @@ Status sys_reply_save(Process& p, Thread& self, TrapFrame& f) {
     Result<Reply*> r = Reply::save(self.ipc->reply);
     if (!r) return r.error();
     self.ipc->reply = {};
-    f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(r.value()), abi::kRightsAll, 0});
+    f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(r.value()), abi::kRightsAll, 0, {}});
     return Error::None;
 }
 

@@ -76,7 +76,7 @@ Status sys_thread_create(Process& p, Thread&, TrapFrame& f) {
     if (!t) return t.error();
     Thread* thread = t.value();
     thread->retain();  // the handle's reference
-    f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(thread), abi::kRightsAll, 0});
+    f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(thread), abi::kRightsAll, 0, {}});
     Status st = this_cpu().scheduler.start(*thread);
     MK_ASSERT(st == Error::None);
     return Error::None;

@@ -13,6 +13,7 @@
 
 #include "elf.hpp"
 #include "log.hpp"
+#include "object/badge_tracker.hpp"
 #include "memory.hpp"
 #include "mk/abi.hpp"
 #include "object/boot_modules.hpp"
@@ -99,7 +100,8 @@ Status sys_handle_mint(Process& p, Thread&, TrapFrame& f) {
     Result<HandleValue> h = decode_handle(f.rdi);
     if (!h) return h.error();
     if ((f.rsi & ~uint64_t(abi::kRightsAll)) != 0) return Error::InvalidArgument;
-    Result<HandleValue> minted = p.handles().mint(h.value(), uint32_t(f.rsi), f.rdx);
+    Result<HandleValue> minted =
+        p.handles().mint(h.value(), uint32_t(f.rsi), f.rdx, BadgeTracker::make);
     if (!minted) return minted.error();
     f.rdi = minted.value();
     return Error::None;
@@ -207,7 +209,7 @@ Status sys_process_spawn(Process& parent, Thread&, TrapFrame& f) {
     }
     f.rsi = child->id();
     // The creator's reference becomes the parent's handle; the thread holds its own.
-    f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(child), abi::kRightsAll, 0});
+    f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(child), abi::kRightsAll, 0, {}});
     MK_ASSERT(sched().start(*thread) == Error::None);
     return Error::None;
 }

@@ -598,7 +598,7 @@ TEST_F(HandleTableTest, ReserveFillCancel) {
     EXPECT_EQ(t->insert(ep.ref(), kRightSend).error(), Error::LimitReached);
     EXPECT_EQ(t->reserve(1).error(), Error::LimitReached);
 
-    HandleValue filled = res.fill(HandleEntry{ep.ref(), kRightSend | kRightGrant, 11});
+    HandleValue filled = res.fill(HandleEntry{ep.ref(), kRightSend | kRightGrant, 11, {}});
     EXPECT_NE(filled, kNoHandle);
     EXPECT_NE(filled, other);
     EXPECT_EQ(res.remaining(), 2u);
@@ -737,7 +737,7 @@ TEST_F(HandleTableTest, FillAfterClearClosesTheArrivingHandle) {
     TablePtr t = make(4, &log);
     HandleTable::Reservation res = t->reserve(2).value();
     EXPECT_EQ(t->clear(), 0u);
-    EXPECT_EQ(res.fill(HandleEntry{ep.ref(), kRightSend, 77}), kNoHandle);
+    EXPECT_EQ(res.fill(HandleEntry{ep.ref(), kRightSend, 77, {}}), kNoHandle);
     ASSERT_EQ(log.closed.size(), 1u);
     EXPECT_EQ(log.closed[0].object, &ep);
     EXPECT_EQ(log.closed[0].badge, 77u);
@@ -1027,7 +1027,7 @@ TEST_F(HandleTableTest, RandomizedAgainstModel) {
                     uint32_t rights = u32(kRightsAll + 1);
                     uint64_t badge = pick_badge(0);
                     HandleValue h =
-                        reservation.fill(HandleEntry{objects[size_t(o)]->ref(), rights, badge});
+                        reservation.fill(HandleEntry{objects[size_t(o)]->ref(), rights, badge, {}});
                     --reserved;
                     ASSERT_EQ(reservation.remaining(), reserved);
                     issued(h, ModelEntry{o, rights, badge});
@@ -1076,6 +1076,72 @@ TEST_F(HandleTableTest, RandomizedAgainstModel) {
     EXPECT_EQ(reported, expected);
     held.clear();
     for (auto& o : objects) EXPECT_EQ(o->extra_refs(), 0u);
+}
+
+}  // namespace
+}  // namespace mk
+
+namespace mk {
+namespace {
+
+// A badge lineage's tracker: made by the first badged mint, shared by every
+// handle descended from it (copies, moves, in-flight entries), never by a
+// lookup; its last reference is the lineage's last handle.
+TestObject* g_made_tracker = nullptr;
+uint64_t g_tracked_badge = 0;
+Result<KObject*> make_test_tracker(KObject*, uint64_t badge) {
+    g_tracked_badge = badge;
+    return static_cast<KObject*>(g_made_tracker);  // the test's anchor stays with the test
+}
+Result<KObject*> failing_tracker(KObject*, uint64_t) {
+    return Error::OutOfMemory;
+}
+
+TEST_F(HandleTableTest, BadgeLineageSharesOneTrackerUntilItsLastHandle) {
+    TestObject ep;  // before the tables: they go first
+    TestObject tracker(ObjectType::Badge);
+    TablePtr a = make(16);
+    TablePtr b = make(16);
+    tracker.retain();  // the reference make_test_tracker hands over
+    g_made_tracker = &tracker;
+    HandleValue unbadged = insert(*a, ep, kRightsAll);
+    Result<HandleValue> badged =
+        a->mint(unbadged, kRightSend | kRightDuplicate, 9, make_test_tracker);
+    ASSERT_TRUE(badged.ok());
+    EXPECT_EQ(g_tracked_badge, 9u);
+    EXPECT_EQ(tracker.extra_refs(), 1u);
+    // A copy keeping the badge shares the tracker; a lookup does not hold it.
+    Result<HandleValue> copy = a->mint(badged.value(), kRightSend, 0, failing_tracker);
+    ASSERT_TRUE(copy.ok());
+    EXPECT_EQ(tracker.extra_refs(), 2u);
+    {
+        Result<HandleEntry> looked = a->lookup(copy.value(), ObjectType::Endpoint, kRightSend);
+        ASSERT_TRUE(looked.ok());
+        EXPECT_FALSE(looked.value().tracker);
+    }
+    EXPECT_EQ(a->remove(copy.value()), Error::None);
+    EXPECT_EQ(tracker.extra_refs(), 1u);
+    // Moved to another table through an in-flight entry: still one lineage handle.
+    Result<HandleEntry> moved = a->take(badged.value(), 0);
+    ASSERT_TRUE(moved.ok());
+    HandleEntry entry = std::move(moved).value();
+    EXPECT_EQ(tracker.extra_refs(), 1u);
+    Result<HandleValue> there = b->insert(std::move(entry));
+    ASSERT_TRUE(there.ok());
+    EXPECT_EQ(tracker.extra_refs(), 1u);
+    // A copy in flight counts until it lands or is dropped.
+    HandleTable::TakeRequest req{there.value(), 0, true};
+    HandleEntry in_flight[1];
+    ASSERT_EQ(b->take_all(&req, 1, in_flight), Error::None);
+    EXPECT_EQ(tracker.extra_refs(), 2u);
+    in_flight[0] = HandleEntry{};
+    EXPECT_EQ(tracker.extra_refs(), 1u);
+    // The lineage's last handle goes with its table.
+    b->clear();
+    EXPECT_EQ(tracker.extra_refs(), 0u);
+    // A new lineage whose tracker cannot be made fails the mint, nothing stored.
+    EXPECT_EQ(a->mint(unbadged, kRightSend, 10, failing_tracker).error(), Error::OutOfMemory);
+    EXPECT_EQ(a->count(), 1u);
 }
 
 }  // namespace

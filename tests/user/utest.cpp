@@ -227,6 +227,30 @@ bool death_notice_arrives_exactly_once() {
     return true;
 }
 
+// The server of an endpoint learns, once, that the last handle with a badge
+// it minted is gone: not when a copy closes, only when every handle of the
+// lineage has (here the last one dies with the process it was moved to).
+bool last_handle_notice_exactly_once() {
+    Result<ipc::Endpoint> ep = ipc::Endpoint::create();
+    EXPECT(ep);
+    Result<ipc::Endpoint> badged = ep.value().mint(abi::kRightSend | abi::kRightDuplicate, 0x42);
+    EXPECT(badged);
+    Result<ipc::Endpoint> dup = badged.value().mint(abi::kRightSend, 0);  // keeps the badge
+    EXPECT(dup);
+    EXPECT(dup.value().close().ok());
+    EXPECT(ipc::try_recv(ep.value()).error() == abi::Err::WouldBlock);  // one handle is left
+    abi::HandleValue v = badged.value().release();
+    EXPECT(spawn(g_modules, "client", (0x42 << 8) | 1, &v, 1, false) != abi::kNoHandle);
+    Result<ipc::Received> msg = ipc::recv(ep.value(), 2000000000);
+    EXPECT(msg && msg.value().message.label() == 1 && msg.value().badge == 0x42);
+    Result<ipc::Received> notice = ipc::recv(ep.value(), 2000000000);
+    EXPECT(notice && notice.value().is_notice());
+    EXPECT(notice.value().message.label() == abi::kLabelLastHandle);
+    EXPECT(notice.value().message.word(0) == 0x42 && notice.value().badge == 0x42);
+    EXPECT(ipc::recv(ep.value(), 20000000).error() == abi::Err::TimedOut);  // exactly once
+    return true;
+}
+
 bool bad_syscalls_are_refused() {
     EXPECT(status_of(sys::invoke(abi::Sys(999))) == abi::Err::BadSyscall);
     EXPECT(status_of(sys::invoke(abi::Sys(uint64_t{1} << 63))) == abi::Err::BadSyscall);
@@ -289,6 +313,7 @@ int main(uint64_t arg) {
     check(handles_travel_in_messages(), "user_handles_travel_in_messages");
     check(faulting_process_dies_alone(), "user_faulting_process_dies_alone");
     check(death_notice_arrives_exactly_once(), "user_death_notice_exactly_once");
+    check(last_handle_notice_exactly_once(), "user_last_handle_notice_exactly_once");
     check(bad_syscalls_are_refused(), "user_bad_syscalls_refused");
     check(kill_ends_a_process(), "user_kill_ends_a_process");
     printf("done: %d failed\n", g_failures);
