@@ -91,6 +91,13 @@ void deliver_locked(const Message& msg, Thread& self, uint64_t badge, Thread& re
 
 // Blocks `self` in operation `op` on `queue`; the result is left for finish_*.
 void block_in_locked(Thread& self, IpcState::Op op, WaitQueue* queue, uint64_t timeout) {
+    if (self.exit_requested) {
+        // Killed while on its way here: it must not sleep, it ends on its
+        // way back to user mode.
+        self.ipc->op = IpcState::Op::None;
+        self.ipc->result = Error::Interrupted;
+        return;
+    }
     self.ipc->op = op;
     self.ipc->result = Error::WouldBlock;  // "pending": the completer overwrites it
     sched().block_current_locked(queue, timeout);
@@ -288,6 +295,7 @@ Result<Message> Endpoint::call_impl(const Message& msg, uint64_t badge, uint64_t
     LockGuard guard(s.lock());
     if (dead_) return Error::Destroyed;
     Thread& self = *s.current();
+    if (self.exit_requested) return Error::Interrupted;  // killed: no new waits
     Thread* receiver = receivers_.front();
     if (receiver == nullptr && need_receiver) return Error::WouldBlock;
     IpcCounters& c = counters();
@@ -393,6 +401,7 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
     LockGuard guard(s.lock());
     if (dead_) return Error::Destroyed;
     Thread& self = *s.current();
+    if (self.exit_requested) return Error::Interrupted;  // killed: no new waits
     IpcCounters& c = counters();
     Thread* caller = reply_target_locked(token, self);
     if (token.valid() && caller == nullptr) ++c.stale_replies;

@@ -53,9 +53,12 @@ void Process::set_death_hook(DeathHook hook) {
 void Process::die() {
     dead_ = true;
     if (handles_ != nullptr) handles_->clear();
-    Cpu::user_space_destroy(root_);
-    root_ = 0;
-    mapped_pages_ = 0;
+    {
+        LockGuard guard(space_lock_);
+        Cpu::user_space_destroy(root_);
+        root_ = 0;
+        mapped_pages_ = 0;
+    }
     if (death_notice_ != nullptr) {
         death_notice_->msg = Message{};
         death_notice_->msg.label = abi::kLabelChildDied;
@@ -92,6 +95,11 @@ void Process::free(Process* p) {
 }
 
 Status Process::map_anonymous(uint64_t virt, size_t pages, uint32_t prot) {
+    LockGuard guard(space_lock_);
+    return map_anonymous_locked(virt, pages, prot);
+}
+
+Status Process::map_anonymous_locked(uint64_t virt, size_t pages, uint32_t prot) {
     if (!user_range_ok(virt, pages)) return Error::InvalidArgument;
     if (root_ == 0) return Error::BadState;
     if ((prot & ~uint32_t(abi::kProtRead | abi::kProtWrite | abi::kProtExec)) != 0) {
@@ -114,7 +122,7 @@ Status Process::map_anonymous(uint64_t virt, size_t pages, uint32_t prot) {
             if (st != Error::None) frame_allocator().free(frame.value());
         }
         if (st != Error::None) {
-            (void)unmap(virt, i);
+            unmap_locked(virt, i);  // nothing registered there: it was not mapped before
             return st;
         }
         ++mapped_pages_;
@@ -124,36 +132,65 @@ Status Process::map_anonymous(uint64_t virt, size_t pages, uint32_t prot) {
 
 Result<uint64_t> Process::map_fresh(size_t pages, uint32_t prot) {
     if (pages == 0 || pages > kMaxPages) return Error::InvalidArgument;
+    LockGuard guard(space_lock_);
     uint64_t bytes = uint64_t(pages) * abi::kPageSize;
     if (next_map_ + bytes + abi::kPageSize > kMapEnd) return Error::LimitReached;
     uint64_t at = next_map_;
-    Status st = map_anonymous(at, pages, prot);
+    Status st = map_anonymous_locked(at, pages, prot);
     if (st != Error::None) return st;
     next_map_ = at + bytes + abi::kPageSize;  // the page after it stays a guard
     return at;
 }
 
 Status Process::unmap(uint64_t virt, size_t pages) {
-    if (pages == 0 || root_ == 0) return Error::None;
+    if (pages == 0) return Error::None;
     if (!user_range_ok(virt, pages)) return Error::InvalidArgument;
+    LockGuard guard(space_lock_);
+    if (root_ == 0) return Error::None;
     {
-        LockGuard guard(this_cpu().scheduler.lock());
+        LockGuard sched_guard(this_cpu().scheduler.lock());
         for (const Thread& t : threads_) {
             uint64_t b = t.ipc->user_buffer;
             if (b != 0 && b >= virt && (b - virt) / abi::kPageSize < pages) return Error::BadState;
         }
     }
+    unmap_locked(virt, pages);
+    return Error::None;
+}
+
+void Process::unmap_locked(uint64_t virt, size_t pages) {
     for (size_t i = 0; i < pages; ++i) {
         Result<uint64_t> frame = Cpu::user_unmap(root_, virt + i * abi::kPageSize);
         if (!frame) continue;
         frame_allocator().free(frame.value());
         --mapped_pages_;
     }
+}
+
+Status Process::set_ipc_buffer(Thread& thread, uint64_t at) {
+    LockGuard guard(space_lock_);
+    if (at == 0) {
+        LockGuard sched_guard(this_cpu().scheduler.lock());
+        thread.ipc->buffer = thread.ipc->local_buffer;
+        thread.ipc->user_buffer = 0;
+        return Error::None;
+    }
+    if ((at % abi::kPageSize) != 0) return Error::InvalidArgument;
+    if (root_ == 0) return Error::BadState;
+    Result<uint64_t> frame = Cpu::user_frame(root_, at, true);
+    if (!frame) return frame.error();
+    // Under the scheduler lock: transfers read these fields under it.
+    LockGuard sched_guard(this_cpu().scheduler.lock());
+    thread.ipc->buffer = static_cast<unsigned char*>(Cpu::frame_to_kernel(frame.value()));
+    thread.ipc->user_buffer = at;
     return Error::None;
 }
 
 Status Process::copy(uint64_t user, void* kernel, size_t length, Access access) const {
     if (length == 0) return Error::None;
+    // Held across the copy: no page of the range can be unmapped and reused
+    // meanwhile. Copies are short (at most a few KiB).
+    LockGuard guard(space_lock_);
     if (root_ == 0) return Error::BadAddress;  // dead: its memory is gone
     if (user < abi::kUserBase || user >= abi::kUserEnd || length > abi::kUserEnd - user) {
         return Error::BadAddress;

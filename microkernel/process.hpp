@@ -56,6 +56,10 @@ class Process : public KObject {
     // user-readable pages, copy_to_user user-writable ones; load() writes
     // whatever is mapped (the program loader filling read-only text).
     [[nodiscard]] Status copy_from_user(void* dst, uint64_t src, size_t length) const;
+    // Registers the page at `at` (mapped, user-writable, page-aligned) as
+    // `thread`'s IPC buffer; 0 unregisters. Atomic with unmap(): a
+    // registered page is never freed.
+    [[nodiscard]] Status set_ipc_buffer(Thread& thread, uint64_t at);
     [[nodiscard]] Status copy_to_user(uint64_t dst, const void* src, size_t length) const;
     [[nodiscard]] Status load(uint64_t dst, const void* src, size_t length) const;
 
@@ -104,6 +108,8 @@ class Process : public KObject {
 
     enum class Access { Read, Write, Load };
     Status copy(uint64_t user, void* kernel, size_t length, Access access) const;
+    Status map_anonymous_locked(uint64_t virt, size_t pages, uint32_t prot);
+    void unmap_locked(uint64_t virt, size_t pages);
 
     // The end of its last thread: handles closed, address space freed.
     void die();
@@ -114,7 +120,11 @@ class Process : public KObject {
     Ref<Endpoint> supervisor_;
     Notice* death_notice_ = nullptr;
     uint64_t root_ = 0;
-    size_t mapped_pages_ = 0;       // guarded by: one thread maps at a time (SMP: a lock)
+    // Lock order: after the handle tables, before the scheduler lock (which
+    // unmap() takes inside it to read the threads' IPC buffer pages).
+    mutable SpinLock space_lock_{LockLevel::AddressSpace};
+    // --- Guarded by space_lock_ ---
+    size_t mapped_pages_ = 0;
     uint64_t next_map_ = kMapBase;  // where map_fresh() looks first
 
     using ThreadList =

@@ -16,6 +16,9 @@ namespace mk {
 enum class LockLevel : uint8_t {
     // HandleTable::lock_: one process's handles. Never two tables at once.
     HandleTable = 5,
+    // Process::space_lock_: one process's user address space (its mappings,
+    // the registered IPC buffer pages, copies to and from it).
+    AddressSpace = 7,
     Endpoint = 10,   // reserved for per-endpoint locks (SMP); see docs/locking.md
     Scheduler = 20,  // Scheduler::lock_: thread states, ready queue, wait queues, timeouts
     Heap = 30,       // the kernel heap

@@ -18,7 +18,7 @@ extern "C" {
 void arch_thread_trampoline();
 void arch_switch_context(uint64_t* from_rsp, uint64_t to_rsp);
 void syscall_entry();
-[[noreturn]] void arch_return_to_user_from(mk::TrapFrame* frame);
+[[noreturn]] void arch_enter_user(uint64_t rip, uint64_t rsp, uint64_t arg, uint64_t stack_top);
 void arch_syscall(mk::TrapFrame* frame);
 [[noreturn]] void arch_bad_user_return();
 }
@@ -32,7 +32,8 @@ constexpr uint32_t kMsrLstar = 0xC0000082;
 constexpr uint32_t kMsrSfmask = 0xC0000084;
 constexpr uint64_t kEferSce = 1u << 0;
 constexpr uint64_t kRflagsIf = 1u << 9;
-constexpr uint64_t kRflagsMasked = (1u << 8) | (1u << 9) | (1u << 10) | (1u << 18);  // TF IF DF AC
+// TF IF DF NT AC: the kernel runs with none of them.
+constexpr uint64_t kRflagsMasked = (1u << 8) | (1u << 9) | (1u << 10) | (1u << 14) | (1u << 18);
 constexpr uint64_t kCr0Mp = 1u << 1;
 constexpr uint64_t kCr0Em = 1u << 2;
 constexpr uint64_t kCr0Ts = 1u << 3;
@@ -123,13 +124,10 @@ void fpu_trap() {
     if (g_switch.fpu_owner != nullptr) {
         asm volatile("fxsave64 (%0)" ::"r"(g_switch.fpu_owner->fpu) : "memory");
     }
-    if (cur.fpu_used) {
-        asm volatile("fxrstor64 (%0)" ::"r"(cur.fpu) : "memory");
-    } else {
-        uint32_t mxcsr = 0x1F80;
-        asm volatile("fninit; ldmxcsr %0" ::"m"(mxcsr));
-        cur.fpu_used = true;
-    }
+    // A thread's first use loads the clean image init_user_context wrote:
+    // every register zeroed, so nothing of the last owner shows through.
+    asm volatile("fxrstor64 (%0)" ::"r"(cur.fpu) : "memory");
+    cur.fpu_used = true;
     g_switch.fpu_owner = &cur;
 }
 
@@ -169,7 +167,14 @@ void Cpu::switch_context(Context& from, Context& to) {
 Error Cpu::init_user_context(Context& ctx, uint64_t root) {
     void* area = kalloc(kFxsaveSize, 64);
     if (area == nullptr) return Error::OutOfMemory;
+    // The FXSAVE image of a reset FPU: x87 control word 0x37F (all
+    // exceptions masked), MXCSR 0x1F80, every register zero.
     __builtin_memset(area, 0, kFxsaveSize);
+    auto* image = static_cast<uint8_t*>(area);
+    uint16_t fcw = 0x37F;
+    uint32_t mxcsr = 0x1F80;
+    __builtin_memcpy(image + 0, &fcw, sizeof fcw);
+    __builtin_memcpy(image + 24, &mxcsr, sizeof mxcsr);
     ctx.fpu = area;
     ctx.fpu_used = false;
     ctx.root = root;
@@ -184,17 +189,9 @@ void Cpu::release_context(Context& ctx) {
 }
 
 void Cpu::enter_user(uint64_t rip, uint64_t rsp, uint64_t arg) {
-    save_and_disable_interrupts();
-    auto* frame = reinterpret_cast<TrapFrame*>(mk::this_cpu().entry.kernel_stack_top) - 1;
-    *frame = TrapFrame{};
-    frame->rip = rip;
-    frame->rsp = rsp;
-    frame->rdi = arg;
-    frame->rflags = kRflagsIf | 0x2;
-    frame->cs = kUserCode;
-    frame->ss = kUserData;
-    frame->vector = kSyscallVector;
-    arch_return_to_user_from(frame);
+    // The frame is built by arch_enter_user on the top of this thread's
+    // kernel stack, after it has left the frames below (ours among them).
+    arch_enter_user(rip, rsp, arg, mk::this_cpu().entry.kernel_stack_top);
 }
 
 Result<uint64_t> Cpu::user_space_create() {

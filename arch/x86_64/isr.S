@@ -34,6 +34,8 @@ isr_common:
     testb $3, 24(%rsp)            /* saved CS: from user mode? */
     jz 1f
     swapgs
+    pushq $2                      /* RFLAGS: AC (and DF, TF) off, as user code */
+    popfq                         /* may have left them; IF stays off */
 1:
     push %rax
     push %rbx

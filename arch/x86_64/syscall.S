@@ -83,11 +83,36 @@ arch_return_to_user:
     call arch_bad_user_return     /* kills the thread; never returns */
     ud2
 
-/* void arch_return_to_user_from(TrapFrame* frame): the first entry of a
- * user thread (Cpu::enter_user), through the same exit. */
-    .globl arch_return_to_user_from
-arch_return_to_user_from:
-    mov %rdi, %rsp
+/* void arch_enter_user(rip, rsp, arg, stack_top): the first entry of a user
+ * thread (Cpu::enter_user). Moves to the top of its kernel stack, builds a
+ * TrapFrame there with every register zero but rdi = arg, and leaves through
+ * the same exit as a syscall. */
+    .globl arch_enter_user
+arch_enter_user:
+    cli
+    mov %rcx, %rsp
+    push $USER_DS                 /* ss */
+    push %rsi                     /* rsp */
+    push $0x202                   /* rflags: IF */
+    push $USER_CS                 /* cs */
+    push %rdi                     /* rip */
+    push $0                       /* error code */
+    push $0x100                   /* vector: a syscall frame */
+    push $0                       /* rax */
+    push $0                       /* rbx */
+    push $0                       /* rcx */
+    push $0                       /* rdx */
+    push $0                       /* rsi */
+    push %rdx                     /* rdi: the argument */
+    push $0                       /* rbp */
+    push $0                       /* r8 */
+    push $0                       /* r9 */
+    push $0                       /* r10 */
+    push $0                       /* r11 */
+    push $0                       /* r12 */
+    push $0                       /* r13 */
+    push $0                       /* r14 */
+    push $0                       /* r15 */
     jmp arch_return_to_user
 
     .section .note.GNU-stack, "", @progbits

@@ -112,6 +112,15 @@ void deliver(Process& p, Thread& self, TrapFrame& f, const Received& r) {
     deliver(p, self, f, r.msg, r.badge, r.reply.valid());
 }
 
+// A pending call the thread neither answered nor saved before it receives
+// again would be lost with its caller waiting for ever: it fails with
+// PeerDied instead.
+void drop_pending_call(Thread& self) {
+    ReplyToken token = self.ipc->reply;
+    self.ipc->reply = {};
+    if (token.valid()) (void)Endpoint::reply_drop(token);
+}
+
 }  // namespace
 
 Status sys_endpoint_create(Process& p, Thread&, TrapFrame& f) {
@@ -159,6 +168,7 @@ Status sys_recv(Process& p, Thread& self, TrapFrame& f) {
         lookup<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightReceive);
     if (!ep) return ep.error();
     Named<Endpoint> e = std::move(ep).value();
+    drop_pending_call(self);
     Result<Received> r =
         f.r12 == abi::kNoWait ? e.object->try_recv() : e.object->recv(ticks_of(f.r12));
     if (!r) return r.error();

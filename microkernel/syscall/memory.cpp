@@ -50,21 +50,10 @@ Status sys_mem_unmap(Process& p, Thread&, TrapFrame& f) {
     return p.unmap(f.rsi, pages.value());
 }
 
+// The page stays mapped while registered (Process::unmap refuses it), so
+// the kernel can reach it through the direct map at any time.
 Status sys_ipc_buffer_set(Process& p, Thread& self, TrapFrame& f) {
-    uint64_t at = f.rsi;
-    if (at == 0) {  // no IPC buffer any more
-        self.ipc->buffer = self.ipc->local_buffer;
-        self.ipc->user_buffer = 0;
-        return Error::None;
-    }
-    if ((at % abi::kPageSize) != 0) return Error::InvalidArgument;
-    Result<uint64_t> frame = Cpu::user_frame(p.root(), at, true);
-    if (!frame) return frame.error();
-    // The page stays mapped while registered (Process::unmap refuses it),
-    // so the kernel can reach it through the direct map at any time.
-    self.ipc->buffer = static_cast<unsigned char*>(Cpu::frame_to_kernel(frame.value()));
-    self.ipc->user_buffer = at;
-    return Error::None;
+    return p.set_ipc_buffer(self, f.rsi);
 }
 
 Status sys_thread_create(Process& p, Thread&, TrapFrame& f) {
@@ -76,9 +65,10 @@ Status sys_thread_create(Process& p, Thread&, TrapFrame& f) {
     if (!t) return t.error();
     Thread* thread = t.value();
     thread->retain();  // the handle's reference
-    f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(thread), abi::kRightsAll, 0, {}});
+    // Started before anyone can name it: nobody can kill it in between.
     Status st = this_cpu().scheduler.start(*thread);
     MK_ASSERT(st == Error::None);
+    f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(thread), abi::kRightsAll, 0, {}});
     return Error::None;
 }
 

@@ -13,9 +13,9 @@
 
 #include "elf.hpp"
 #include "log.hpp"
-#include "object/badge_tracker.hpp"
 #include "memory.hpp"
 #include "mk/abi.hpp"
+#include "object/badge_tracker.hpp"
 #include "object/boot_modules.hpp"
 #include "panic.hpp"
 #include "percpu.hpp"
@@ -208,9 +208,11 @@ Status sys_process_spawn(Process& parent, Thread&, TrapFrame& f) {
         r.death_notice = nullptr;
     }
     f.rsi = child->id();
-    // The creator's reference becomes the parent's handle; the thread holds its own.
-    f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(child), abi::kRightsAll, 0, {}});
+    // Started before anyone can name it (nobody can kill it in between);
+    // the creator's reference becomes the parent's handle, the thread holds
+    // its own.
     MK_ASSERT(sched().start(*thread) == Error::None);
+    f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(child), abi::kRightsAll, 0, {}});
     return Error::None;
 }
 
@@ -254,9 +256,12 @@ Status sys_process_kill(Process& p, Thread&, TrapFrame& f) {
     Result<Named<Process>> victim =
         lookup<Process>(p, f.rdi, ObjectType::Process, abi::kRightManage);
     if (!victim) return victim.error();
-    Process& v = *victim.value().object;
-    if (&v == &p) p.exit_from_inside(abi::kStatusKilled);
-    v.kill(abi::kStatusKilled);
+    Ref<Process> v = std::move(victim).value().object;
+    if (v.get() == &p) {
+        v.reset();  // exit_from_inside() does not return: nothing may stay held
+        p.exit_from_inside(abi::kStatusKilled);
+    }
+    v->kill(abi::kStatusKilled);
     return Error::None;
 }
 

@@ -32,17 +32,32 @@ abi::Err status_of(const sys::Ret& r) {
     return r.status;
 }
 
-// The pong server, started once, and its endpoint.
+// The pong server, started once, its endpoint, and where this process
+// learns of its children's deaths.
 ipc::Endpoint g_pong_ep;
 abi::HandleValue g_pong = abi::kNoHandle;
+uint64_t g_pong_pid = 0;
+ipc::Endpoint g_deaths;
 
 bool start_pong() {
     Result<ipc::Endpoint> ep = ipc::Endpoint::create();
     EXPECT(ep);
     g_pong_ep = std::move(ep).value();
+    Result<ipc::Endpoint> deaths = ipc::Endpoint::create();
+    EXPECT(deaths);
+    g_deaths = std::move(deaths).value();
     abi::HandleValue h = g_pong_ep.get();
-    g_pong = spawn(g_modules, "pong", 0, &h, 1);
+    g_pong = spawn(g_modules, "pong", 0, &h, 1, true, nullptr, g_deaths.get(), &g_pong_pid);
     EXPECT(g_pong != abi::kNoHandle);
+    return true;
+}
+
+// The next death notice on g_deaths: true when it names `pid` with `status`.
+bool death_of(uint64_t pid, uint64_t status) {
+    Result<ipc::Received> n = ipc::recv(g_deaths, 2000000000);
+    EXPECT(n && n.value().message.label() == abi::kLabelChildDied);
+    EXPECT(n.value().message.word(0) == pid);
+    EXPECT(n.value().message.word(1) == status);
     return true;
 }
 
@@ -104,11 +119,22 @@ bool forged_and_stale_handles_are_refused() {
     EXPECT(e.value().close().ok());
     EXPECT(status_of(sys::invoke(abi::Sys::Call, old, 1)) == abi::Err::BadHandle);
     EXPECT(status_of(sys::invoke(abi::Sys::HandleClose, old)) == abi::Err::BadHandle);
-    // The slot is reused by a newer object: the old value still names nothing.
-    Result<ipc::Endpoint> newer = ipc::Endpoint::create();
-    EXPECT(newer);
-    EXPECT(status_of(sys::invoke(abi::Sys::Send, old, 1, 0, 0, 0, 0, abi::kNoWait)) ==
-           abi::Err::BadHandle);
+    // Once the slot holds a newer object, the old value still names nothing
+    // (the free list is FIFO: cycle through the table until the slot comes back).
+    bool reused = false;
+    for (int i = 0; i < 2100 && !reused; ++i) {
+        Result<ipc::Endpoint> newer = ipc::Endpoint::create();
+        EXPECT(newer);
+        if ((newer.value().get() & 0xFFFF) == (old & 0xFFFF)) {
+            reused = true;
+            EXPECT(newer.value().get() != old);
+            EXPECT(status_of(sys::invoke(abi::Sys::Send, old, 1, 0, 0, 0, 0, abi::kNoWait)) ==
+                   abi::Err::BadHandle);
+            EXPECT(status_of(sys::invoke(abi::Sys::Send, newer.value().get(), 1, 0, 0, 0, 0,
+                                         abi::kNoWait)) == abi::Err::WouldBlock);
+        }
+    }
+    EXPECT(reused);
     // A handle of the wrong type.
     EXPECT(status_of(sys::invoke(abi::Sys::Call, g_modules, 1)) == abi::Err::BadHandle);
     return true;
@@ -122,19 +148,23 @@ bool badge_identifies_the_sender() {
         Result<ipc::Endpoint> h = ep.value().mint(abi::kRightSend | abi::kRightDuplicate, b);
         EXPECT(h);
         abi::HandleValue v = h.value().get();
-        // Each client claims its own badge; the kernel tells the truth. (The
-        // handle moves: a copy would need Duplicate, which it lacks.)
-        EXPECT(spawn(g_modules, "client", (b << 8) | 1, &v, 1, false) != abi::kNoHandle);
+        // Each client claims the other's badge; the kernel tells the truth.
+        uint64_t claim = b == 0x111 ? 0x222 : 0x111;
+        EXPECT(spawn(g_modules, "client", (claim << 8) | 1, &v, 1, false) != abi::kNoHandle);
         (void)h.value().release();
     }
+    uint64_t seen = 0;
     for (int i = 0; i < 2; ++i) {
         Result<ipc::Received> r = ipc::recv(ep.value(), 2000000000);
         EXPECT(r);
         EXPECT(r.value().message.label() == 1);
-        EXPECT(r.value().badge == r.value().message.word(0));
+        EXPECT(r.value().badge == 0x111 || r.value().badge == 0x222);
+        EXPECT(r.value().badge != r.value().message.word(0));  // the claim is not believed
+        seen |= r.value().badge;
         // Re-badging its handle was refused.
         EXPECT(r.value().message.word(1) == uint64_t(abi::Err::InvalidArgument));
     }
+    EXPECT(seen == (0x111 | 0x222));
     return true;
 }
 
@@ -184,8 +214,10 @@ bool handles_travel_in_messages() {
 }
 
 bool faulting_process_dies_alone() {
-    EXPECT(spawn(g_modules, "faulter", 0) != abi::kNoHandle);
-    for (int i = 0; i < 20; ++i) (void)sys::yield();
+    uint64_t pid = 0;
+    EXPECT(spawn(g_modules, "faulter", 0, nullptr, 0, true, nullptr, g_deaths.get(), &pid) !=
+           abi::kNoHandle);
+    EXPECT(death_of(pid, abi::status_fault(14)));
     // pong and this process go on.
     Result<ipc::Received> r = ipc::call(g_pong_ep, ipc::Message(1).set_word(0, 5));
     EXPECT(r && r.value().message.word(0) == 16);
@@ -284,14 +316,10 @@ bool bad_syscalls_are_refused() {
 
 bool kill_ends_a_process() {
     EXPECT(status_of(sys::invoke(abi::Sys::ProcessKill, g_pong)) == abi::Err::Ok);
-    // Its receive ends: nobody takes a call now.
-    bool gone = false;
-    for (int i = 0; i < 1000 && !gone; ++i) {
-        ipc::Message probe(1);
-        gone = ipc::try_call(g_pong_ep, probe).error() == abi::Err::WouldBlock;
-        (void)sys::yield();
-    }
-    EXPECT(gone);
+    // Blocked in its receive, it is woken and ends: its supervisor is told.
+    EXPECT(death_of(g_pong_pid, abi::kStatusKilled));
+    ipc::Message probe(1);
+    EXPECT(ipc::try_call(g_pong_ep, probe).error() == abi::Err::WouldBlock);
     return true;
 }
 
