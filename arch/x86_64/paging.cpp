@@ -83,19 +83,39 @@ uint64_t AddressSpace::leaf_entry(uint64_t virt) const {
 }
 
 Result<uint64_t> AddressSpace::unmap(uint64_t virt) {
-    auto* table = static_cast<uint64_t*>(phys_to_virt(pml4_phys_));
-    for (int shift = 39; shift > 12; shift -= 9) {
-        uint64_t entry = table[(virt >> shift) & 511];
+    // The tables on the way down (PML4, PDPT, PD, PT) and the entry used in each.
+    uint64_t* tables[4];
+    unsigned index[4];
+    tables[0] = static_cast<uint64_t*>(phys_to_virt(pml4_phys_));
+    for (int level = 0, shift = 39; level < 3; ++level, shift -= 9) {
+        index[level] = (virt >> shift) & 511;
+        uint64_t entry = tables[level][index[level]];
         if ((entry & pte::kPresent) == 0 || (entry & pte::kLarge) != 0) {
             return Error::InvalidArgument;
         }
-        table = static_cast<uint64_t*>(phys_to_virt(entry & pte::kAddressMask));
+        tables[level + 1] = static_cast<uint64_t*>(phys_to_virt(entry & pte::kAddressMask));
     }
-    uint64_t& leaf = table[(virt >> 12) & 511];
+    index[3] = (virt >> 12) & 511;
+    uint64_t& leaf = tables[3][index[3]];
     if ((leaf & pte::kPresent) == 0) return Error::InvalidArgument;
     uint64_t phys = leaf & pte::kAddressMask;
     leaf = 0;
+    // INVLPG also drops the paging-structure caches for this address, so
+    // the tables freed below are not used through stale entries.
     if (read_cr3() == pml4_phys_) asm volatile("invlpg (%0)" ::"r"(virt) : "memory");
+    // Tables left empty go back (user half only: the kernel's half is
+    // shared by every address space and never unmapped): mapping and
+    // unmapping over and over must not pile up page tables.
+    if (virt < (uint64_t{kFirstKernelSlot} << 39) && frames_.free != nullptr) {
+        for (int level = 3; level > 0; --level) {
+            const uint64_t* t = tables[level];
+            bool empty = true;
+            for (unsigned i = 0; i < 512 && empty; ++i) empty = (t[i] & pte::kPresent) == 0;
+            if (!empty) break;
+            tables[level - 1][index[level - 1]] = 0;
+            frames_.free(frames_.ctx, virt_to_phys(t));
+        }
+    }
     return phys;
 }
 

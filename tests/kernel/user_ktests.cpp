@@ -243,7 +243,29 @@ bool bad_programs_are_refused() {
     return true;
 }
 
+// Mapping and unmapping over and over leaves nothing behind: the page
+// tables a mapping needed go back with it (else a process could pile them
+// up past its memory bound).
+bool unmap_frees_page_tables() {
+    Process* p = make_process("mapper");
+    KCHECK(p != nullptr);
+    size_t frames_before = frame_allocator().free_count();
+    bool ok = true;
+    for (int i = 0; i < 3000 && ok; ++i) {
+        Result<uint64_t> at = p->map_fresh(1, abi::kProtRead | abi::kProtWrite);
+        ok = at.ok() && p->unmap(at.value(), 1) == Error::None;
+    }
+    size_t frames_after = frame_allocator().free_count();
+    p->release();  // no thread ever ran: it goes with its last reference
+    KCHECK(ok);
+    log("[ktest]   frames free before %zu, after 3000 map/unmap %zu\n", frames_before,
+        frames_after);
+    KCHECK(frames_after == frames_before);
+    return true;
+}
+
 constexpr Case kCases[] = {
+    {"user_unmap_frees_page_tables", unmap_frees_page_tables},
     {"user_process_exit_ends_every_thread", process_exit_ends_every_thread},
     {"user_kill_from_outside", kill_from_outside},
     {"user_program_from_boot_module", program_from_boot_module},
