@@ -7,7 +7,13 @@
  *
  * From ring 3 (the saved CS has RPL 3) the stubs swapgs on the way in and
  * out, so %gs names this CPU's PerCpu in the kernel and the user's GS base
- * in user mode. */
+ * in user mode.
+ *
+ * NMI, double fault and machine check (on IST stacks) can also arrive in
+ * ring 0 with the user's GS still loaded: between `syscall` and its swapgs,
+ * or between the exit's swapgs and `sysretq`. The saved CS cannot tell, so
+ * their stubs read GS_BASE itself ("paranoid entry"): the kernel's is a
+ * kernel address (top bit set), the user's is not. */
 
     .altmacro
 
@@ -19,7 +25,11 @@ isr_stub_\n:
     push $0
     .endif
     push $\n
+    .if (\n == 2) || (\n == 8) || (\n == 18)
+    jmp isr_paranoid
+    .else
     jmp isr_common
+    .endif
 .endm
 
     .text
@@ -75,6 +85,56 @@ isr_common:
     jz 2f
     swapgs
 2:
+    iretq
+
+/* The IST vectors: swapgs decided by GS_BASE itself, undone on the way out. */
+isr_paranoid:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    cld
+    mov $0xC0000101, %ecx         /* IA32_GS_BASE */
+    rdmsr
+    xor %ebx, %ebx                /* rbx (callee-saved): swap back on exit */
+    test %edx, %edx
+    js 1f                         /* a kernel address: the kernel's GS already */
+    swapgs
+    mov $1, %ebx
+1:
+    mov %rsp, %rdi
+    call arch_trap
+    test %ebx, %ebx
+    jz 2f
+    swapgs
+2:
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp                 /* vector, error code */
     iretq
 
 .macro STUB_ADDR n

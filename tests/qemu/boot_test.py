@@ -8,6 +8,8 @@ nothing for --quiet-timeout seconds, fails and shows the last serial lines.
 """
 
 import argparse
+import socket
+import tempfile
 import os
 import re
 import select
@@ -38,11 +40,18 @@ def main() -> int:
     ap.add_argument("--expect-hang", action="store_true",
                     help="the boot must go silent (checks that the harness catches hangs)")
     ap.add_argument("--log", help="write the serial log here")
+    ap.add_argument("--nmi-every", type=float, default=0.0,
+                    help="inject an NMI through the QEMU monitor this often (seconds)")
     ap.add_argument("qemu_args", nargs="*", help="extra QEMU arguments (after --)")
     args = ap.parse_args()
 
+    monitor = "none"
+    monitor_path = None
+    if args.nmi_every > 0:
+        monitor_path = os.path.join(tempfile.mkdtemp(prefix="boot-test-"), "monitor.sock")
+        monitor = f"unix:{monitor_path},server,nowait"
     cmd = [args.qemu, "-cdrom", args.iso, "-boot", "d", "-display", "none", "-vga", "none",
-           "-serial", "stdio", "-monitor", "none", "-no-reboot", "-net", "none",
+           "-serial", "stdio", "-monitor", monitor, "-no-reboot", "-net", "none",
            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"] + args.qemu_args
     if not any(a == "-cpu" for a in args.qemu_args):
         cmd += ["-cpu", "max"]
@@ -57,8 +66,19 @@ def main() -> int:
     failure = None
     stopped = False
     fd = proc.stdout.fileno()
+    next_nmi = start + args.nmi_every
+    nmis = 0
     while True:
         now = time.monotonic()
+        if monitor_path is not None and now >= next_nmi:
+            next_nmi = now + args.nmi_every
+            try:
+                with socket.socket(socket.AF_UNIX) as mon:
+                    mon.connect(monitor_path)
+                    mon.sendall(b"nmi\n")
+                    nmis += 1
+            except OSError:
+                pass  # not listening yet, or gone
         if now - start > args.timeout:
             failure = f"timed out after {args.timeout:.0f} s"
             break
@@ -99,6 +119,9 @@ def main() -> int:
             results.append((m.group(1) == "ok", "user " + m.group(2)))
         n = sum(1 for _, d in results if d.startswith("user "))
         results.append((n >= args.min_user, f"at least {args.min_user} user results (saw {n})"))
+    if args.nmi_every > 0:
+        seen = len(re.findall(r"^warning: NMI at ", text, re.M))
+        results.append((nmis > 0 and seen > 0, f"{nmis} NMIs injected, {seen} logged by the kernel"))
     for pattern in args.expect:
         results.append((re.search(pattern, text, re.M) is not None, f"log matches /{pattern}/"))
     if args.expect_hang:
