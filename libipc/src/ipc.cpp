@@ -84,7 +84,10 @@ Result<Received> call(const Endpoint& ep, Message& msg, uint64_t timeout) {
     Result<Outgoing> out = outgoing(msg);
     if (!out) return out.error();
     sys::Ret r = invoke_with(abi::Sys::Call, ep.get(), *out, msg, timeout);
-    if (!r.ok()) return r.status;
+    if (!r.ok()) {
+        if (msg.handle_count() != 0) msg.handles_returned(*out->buffer);
+        return r.status;
+    }
     msg.handles_sent();
     return received(r, out->buffer);
 }
@@ -93,7 +96,10 @@ Status send(const Endpoint& ep, Message& msg, uint64_t timeout) {
     Result<Outgoing> out = outgoing(msg);
     if (!out) return out.error();
     sys::Ret r = invoke_with(abi::Sys::Send, ep.get(), *out, msg, timeout);
-    if (!r.ok()) return r.status;
+    if (!r.ok()) {
+        if (msg.handle_count() != 0) msg.handles_returned(*out->buffer);
+        return r.status;
+    }
     msg.handles_sent();
     return Status();
 }
@@ -108,17 +114,27 @@ Status reply(Message& msg) {
     Result<Outgoing> out = outgoing(msg);
     if (!out) return out.error();
     sys::Ret r = invoke_with(abi::Sys::Reply, abi::kNoHandle, *out, msg, 0);
-    if (!r.ok()) return r.status;
+    if (!r.ok()) {
+        if (msg.handle_count() != 0) msg.handles_returned(*out->buffer);
+        return r.status;
+    }
     msg.handles_sent();
     return Status();
 }
 
 Result<Received> reply_recv(const Endpoint& ep, Message& msg, uint64_t timeout) {
+    if (msg.handle_count() != 0) {
+        // Handles in the reply: answer and receive in two calls, so a reply
+        // that fails tells its handles' fate before anything arrives (a
+        // refused reply hands them back; one that found no caller closed them).
+        Status s = reply(msg);
+        if (!s && s.error() != abi::Err::BadHandle) return s.error();
+        return recv(ep, timeout);
+    }
     Result<Outgoing> out = outgoing(msg);
     if (!out) return out.error();
     sys::Ret r = invoke_with(abi::Sys::ReplyRecv, ep.get(), *out, msg, timeout);
     if (!r.ok()) return r.status;
-    msg.handles_sent();
     return received(r, out->buffer);
 }
 
@@ -136,6 +152,7 @@ Status Reply::send(Message& msg) {
     if (!out) return out.error();  // nothing reached the kernel: still pending
     sys::Ret r = invoke_with(abi::Sys::Reply, handle_.get(), *out, msg, 0);
     if (!r.ok()) {
+        if (msg.handle_count() != 0) msg.handles_returned(*out->buffer);
         drop();  // if the caller still waits, PeerDied; else a stale close
         return r.status;
     }

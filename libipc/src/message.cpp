@@ -78,6 +78,14 @@ Message::~Message() {
     close_owned();
 }
 
+void Message::handles_returned(const abi::IpcBuffer& buffer) {
+    for (unsigned i = 0; i < handle_count_; ++i) {
+        if (flags_[i] != abi::kTransferMove) continue;
+        handles_[i] = buffer.handles[i];
+        if (handles_[i] == abi::kNoHandle) owned_[i] = false;
+    }
+}
+
 void Message::close_owned() {
     for (unsigned i = 0; i < handle_count_; ++i) {
         if (owned_[i]) {

@@ -31,18 +31,31 @@ struct Outgoing {
     HandleTable::Reservation back;  // room to put moved handles back
     bool copied[kMessageHandles] = {};
 
-    // Handles still in flight after a failed operation go back to the
-    // sender's table (moved ones under new values, written to its IPC
-    // buffer); copies are simply dropped.
+    // After a failed send or call: handles still in flight go back to the
+    // sender's table, moved ones under new values written to its IPC
+    // buffer's handle slots; a moved handle that was delivered before the
+    // failure (a call whose reply then failed) reads kNoHandle there.
+    // Copies are simply dropped.
     void restore(Thread& self) {
         for (uint32_t i = 0; i < msg.handle_count; ++i) {
             HandleEntry& e = self.ipc->handles[i];
-            if (!e.object) continue;
             if (copied[i]) {
                 e = HandleEntry{};
-            } else {
+            } else if (e.object) {
                 ipc_buffer(self).handles[i] = back.fill(std::move(e));
+            } else {
+                ipc_buffer(self).handles[i] = abi::kNoHandle;
             }
+        }
+    }
+
+    // After a reply that found no caller (it timed out or died): the
+    // handles meant for it are closed, nobody can take them any more; the
+    // moved ones' slots in the IPC buffer read kNoHandle.
+    void discard(Thread& self) {
+        for (uint32_t i = 0; i < msg.handle_count; ++i) {
+            self.ipc->handles[i] = HandleEntry{};
+            if (!copied[i]) ipc_buffer(self).handles[i] = abi::kNoHandle;
         }
     }
 };
@@ -199,7 +212,7 @@ Status sys_reply(Process& p, Thread& self, TrapFrame& f) {
         self.ipc->reply = {};
         st = Endpoint::reply(token, out.msg);
     }
-    if (st != Error::None) out.restore(self);
+    if (st != Error::None) out.discard(self);
     return st;
 }
 
@@ -217,7 +230,7 @@ Status sys_reply_recv(Process& p, Thread& self, TrapFrame& f) {
     if (f.r12 == abi::kNoWait || out.msg.handle_count != 0) {
         // In two steps: handles of a reply that finds no caller (it timed
         // out or died) come back before anything can arrive.
-        if (!token.valid() || Endpoint::reply(token, out.msg) != Error::None) out.restore(self);
+        if (!token.valid() || Endpoint::reply(token, out.msg) != Error::None) out.discard(self);
         r = f.r12 == abi::kNoWait ? e.object->try_recv() : e.object->recv(ticks_of(f.r12));
     } else {
         r = e.object->reply_recv(token, out.msg, ticks_of(f.r12));

@@ -243,6 +243,23 @@ bool handles_travel_in_messages() {
     return true;
 }
 
+// A message that is not delivered gives its moved handles back: they are
+// the sender's again, under the values the kernel wrote back.
+bool undelivered_handles_come_back() {
+    Result<ipc::Endpoint> nobody = ipc::Endpoint::create();  // no one receives here
+    EXPECT(nobody);
+    Result<ipc::Endpoint> passed = ipc::Endpoint::create();
+    EXPECT(passed);
+    ipc::Message m(7);
+    m.move_handle(std::move(passed).value());
+    EXPECT(ipc::try_send(nobody.value(), m).error() == abi::Err::WouldBlock);
+    ipc::Handle back = m.take_handle(0);
+    EXPECT(back.valid());
+    ipc::Endpoint again(std::move(back));
+    EXPECT(ipc::try_recv(again).error() == abi::Err::WouldBlock);  // a live endpoint handle
+    return true;
+}
+
 bool faulting_process_dies_alone() {
     uint64_t pid = 0;
     EXPECT(spawn(g_modules, "faulter", 0, nullptr, 0, true, nullptr, g_deaths.get(), &pid) !=
@@ -370,6 +387,7 @@ int main(uint64_t arg) {
     check(badge_identifies_the_sender(), "user_badge_identifies_sender");
     check(reply_reaches_only_its_call(), "user_reply_reaches_only_its_call");
     check(handles_travel_in_messages(), "user_handles_travel_in_messages");
+    check(undelivered_handles_come_back(), "user_undelivered_handles_come_back");
     check(faulting_process_dies_alone(), "user_faulting_process_dies_alone");
     check(death_notice_arrives_exactly_once(), "user_death_notice_exactly_once");
     check(last_handle_notice_exactly_once(), "user_last_handle_notice_exactly_once");

@@ -41,18 +41,18 @@ enum class Sys : uint64_t {
     HandleClose = 7,     // a0 handle
     HandleMint = 8,      // a0 handle (Duplicate), a1 rights (a subset), a2 badge -> r0: new handle
     // Threads and processes.
-    ThreadCreate = 9,    // a1 entry, a2 stack top, a3 argument -> r0: thread handle
-    ThreadExit = 10,     // never returns
-    ProcessSpawn = 11,   // a0 boot-module handle (Manage), a1 SpawnArgs pointer -> r0: process
-    ProcessKill = 12,    // a0 process handle (Manage)
+    ThreadCreate = 9,   // a1 entry, a2 stack top, a3 argument -> r0: thread handle
+    ThreadExit = 10,    // never returns
+    ProcessSpawn = 11,  // a0 boot-module handle (Manage), a1 SpawnArgs pointer -> r0: process
+    ProcessKill = 12,   // a0 process handle (Manage)
     // Memory.
-    MemMap = 13,         // a1 length, a2 protection (Prot) -> r0: address of fresh zeroed pages
-    MemUnmap = 14,       // a1 address, a2 length
-    IpcBufferSet = 15,   // a1 address of a mapped, page-aligned page: this thread's IPC buffer
+    MemMap = 13,        // a1 length, a2 protection (Prot) -> r0: address of fresh zeroed pages
+    MemUnmap = 14,      // a1 address, a2 length
+    IpcBufferSet = 15,  // a1 address of a mapped, page-aligned page: this thread's IPC buffer
     // Misc.
-    Yield = 16,          // a0 thread handle to donate to, or 0 (also reachable as int 0x50)
-    DebugLog = 17,       // a1 pointer, a2 length (at most kDebugLogMax)
-    ProcessExit = 18,    // a1 status; ends every thread of the caller's process
+    Yield = 16,        // a0 thread handle to donate to, or 0 (also reachable as int 0x50)
+    DebugLog = 17,     // a1 pointer, a2 length (at most kDebugLogMax)
+    ProcessExit = 18,  // a1 status; ends every thread of the caller's process
     Count = 19,
 };
 
@@ -124,8 +124,8 @@ struct MsgInfo {
                        ((v >> 47) & 1) != 0};
     }
     // Bits a valid outgoing info word never sets.
-    static constexpr uint64_t kReservedBits = ~((uint64_t{1} << 47) - 1) | (uint64_t{3} << 42) |
-                                              (uint64_t{1} << 47);
+    static constexpr uint64_t kReservedBits =
+        ~((uint64_t{1} << 47) - 1) | (uint64_t{3} << 42) | (uint64_t{1} << 47);
 };
 
 // Labels at and above this are reserved for kernel notices.

@@ -197,6 +197,10 @@ class Message {
 
     // After a successful send: the moved handles now belong to the receiver.
     void handles_sent();
+    // After a failed send or call: the kernel gave the moved handles back
+    // under the values it wrote to the IPC buffer's handle slots (kNoHandle
+    // for one delivered before the failure); the message owns those now.
+    void handles_returned(const abi::IpcBuffer& buffer);
 
   private:
     friend Result<Received> decode(uint64_t, const uint64_t (&)[abi::kMessageWords], uint64_t,
