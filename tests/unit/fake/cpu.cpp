@@ -4,6 +4,10 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+
+#include "kernel.hpp"
+#include "mk/abi.hpp"
 
 namespace mk {
 
@@ -28,31 +32,94 @@ namespace {
     std::fprintf(stderr, "fake cpu: %s: no user mode on the host\n", what);
     std::abort();
 }
+
+// A user address space on the host: a page table as a map from page
+// address to the frame mapped there (a host address: frame_allocator() on
+// the host hands out host memory) and its abi::Prot bits.
+struct Mapping {
+    uint64_t frame;
+    uint32_t prot;
+};
+using PageTable = std::map<uint64_t, Mapping>;
+
+std::map<uint64_t, PageTable>& spaces() {
+    static std::map<uint64_t, PageTable> s;
+    return s;
+}
+uint64_t g_next_root = 0x1000;
+
+PageTable& space_of(uint64_t root) {
+    auto it = spaces().find(root);
+    if (it == spaces().end()) {
+        std::fprintf(stderr, "fake cpu: no user address space %#llx\n",
+                     static_cast<unsigned long long>(root));
+        std::abort();
+    }
+    return it->second;
+}
 }  // namespace
 
+// Nothing to allocate: user threads never run on the host.
 Error Cpu::init_user_context(Context&, uint64_t) {
-    no_user_mode("init_user_context");
+    return Error::None;
 }
 void Cpu::enter_user(uint64_t, uint64_t, uint64_t) {
     no_user_mode("enter_user");
 }
 Result<uint64_t> Cpu::user_space_create() {
-    no_user_mode("user_space_create");
+    uint64_t root = g_next_root;
+    g_next_root += 0x1000;
+    spaces()[root];
+    return root;
 }
-void Cpu::user_space_destroy(uint64_t) {
-    no_user_mode("user_space_destroy");
+// Like the kernel: every frame still mapped goes back to the frame allocator.
+void Cpu::user_space_destroy(uint64_t root) {
+    if (root == 0) return;
+    for (const auto& [va, m] : space_of(root)) frame_allocator().free(m.frame);
+    spaces().erase(root);
 }
-Error Cpu::user_map(uint64_t, uint64_t, uint64_t, uint32_t) {
-    no_user_mode("user_map");
+// The refusals of arch/x86_64/context.cpp.
+Error Cpu::user_map(uint64_t root, uint64_t virt, uint64_t frame, uint32_t prot) {
+    if (virt < abi::kUserBase || virt >= abi::kUserEnd || (virt % abi::kPageSize) != 0) {
+        return Error::InvalidArgument;
+    }
+    if ((prot & abi::kProtWrite) != 0 && (prot & abi::kProtExec) != 0) {
+        return Error::InvalidArgument;
+    }
+    PageTable& pt = space_of(root);
+    if (pt.count(virt) != 0) return Error::BadState;
+    pt[virt] = Mapping{frame, prot};
+    return Error::None;
 }
-Result<uint64_t> Cpu::user_unmap(uint64_t, uint64_t) {
-    no_user_mode("user_unmap");
+Result<uint64_t> Cpu::user_unmap(uint64_t root, uint64_t virt) {
+    if (virt < abi::kUserBase || virt >= abi::kUserEnd) return Error::InvalidArgument;
+    PageTable& pt = space_of(root);
+    auto it = pt.find(virt & ~(abi::kPageSize - 1));
+    if (it == pt.end()) return Error::BadState;
+    uint64_t frame = it->second.frame;
+    pt.erase(it);
+    return frame;
 }
-Result<uint64_t> Cpu::user_frame(uint64_t, uint64_t, bool) {
-    no_user_mode("user_frame");
+Result<uint64_t> Cpu::user_frame(uint64_t root, uint64_t virt, bool write) {
+    if (virt < abi::kUserBase || virt >= abi::kUserEnd) return Error::BadAddress;
+    const PageTable& pt = space_of(root);
+    auto it = pt.find(virt & ~(abi::kPageSize - 1));
+    if (it == pt.end()) return Error::BadAddress;
+    if (write && (it->second.prot & abi::kProtWrite) == 0) return Error::BadAddress;
+    return it->second.frame;
 }
-void* Cpu::frame_to_kernel(uint64_t) {
-    no_user_mode("frame_to_kernel");
+// Physical addresses are host addresses.
+void* Cpu::frame_to_kernel(uint64_t frame) {
+    return reinterpret_cast<void*>(frame);
+}
+
+size_t FakeCpu::user_spaces() {
+    return spaces().size();
+}
+
+size_t FakeCpu::user_pages(uint64_t root) {
+    auto it = spaces().find(root);
+    return it == spaces().end() ? 0 : it->second.size();
 }
 
 void Cpu::init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg) {

@@ -27,8 +27,10 @@ class Cpu {
 
     static void init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg);
     static void switch_context(Context& from, Context& to);
-    // User threads do not run on the host: these exist so the core links,
-    // and abort if a test reaches them.
+    // User threads do not run on the host (enter_user aborts), but user
+    // address spaces exist: page tables as maps, frames in host memory
+    // (frame_to_kernel is the identity), with the refusals of
+    // arch/x86_64/context.cpp.
     static Error init_user_context(Context& ctx, uint64_t root);
     static void release_context(Context&) {}
     [[noreturn]] static void enter_user(uint64_t rip, uint64_t rsp, uint64_t arg);
@@ -81,6 +83,9 @@ struct FakeCpu {
     struct NoReturn {};
     static inline const Cpu::Context* no_return_from = nullptr;
     static void reset();
+    // User address spaces alive, and the pages mapped in one.
+    static size_t user_spaces();
+    static size_t user_pages(uint64_t root);
 };
 
 }  // namespace mk

@@ -38,10 +38,31 @@ void kfree(void* ptr) {
     std::free(ptr);
 }
 
-// No physical frames on the host (user memory is not host-tested yet).
+// Frames on the host: a FrameAllocator over a 32 MiB arena of host memory,
+// made on first use, whose "physical" addresses are host addresses, so the
+// fake CPU's frame_to_kernel() is the identity. Never freed (the arena
+// lives as long as the test binary).
 FrameAllocator& frame_allocator() {
-    std::fprintf(stderr, "fake: no frame allocator on the host\n");
-    std::abort();
+    static FrameAllocator* frames = [] {
+        constexpr size_t kArena = 32 * 1024 * 1024;
+        void* arena = std::aligned_alloc(FrameAllocator::kFrameSize, kArena);
+        if (arena == nullptr) {
+            std::fprintf(stderr, "fake: no memory for the frame arena\n");
+            std::abort();
+        }
+        PhysRange usable{reinterpret_cast<uint64_t>(arena), kArena};
+        PhysRanges ranges{&usable, 1};
+        size_t bytes = FrameAllocator::storage_size(ranges);
+        void* storage = std::aligned_alloc(8, (bytes + 7) / 8 * 8);
+        auto* fa = new FrameAllocator();
+        if (storage == nullptr || fa->init(ranges, PhysRanges{}, FrameAllocator::kNoLimit, storage,
+                                           bytes, PhysRange{}) != Error::None) {
+            std::fprintf(stderr, "fake: cannot set up the frame allocator\n");
+            std::abort();
+        }
+        return fa;
+    }();
+    return *frames;
 }
 
 }  // namespace mk
