@@ -45,7 +45,7 @@ void kfree(void* ptr) {
 FrameAllocator& frame_allocator() {
     static FrameAllocator* frames = [] {
         constexpr size_t kArena = 32 * 1024 * 1024;
-        void* arena = std::aligned_alloc(FrameAllocator::kFrameSize, kArena);
+        static void* arena = std::aligned_alloc(FrameAllocator::kFrameSize, kArena);
         if (arena == nullptr) {
             std::fprintf(stderr, "fake: no memory for the frame arena\n");
             std::abort();
