@@ -30,6 +30,8 @@ struct Outgoing {
     Message msg;
     HandleTable::Reservation back;  // room to put moved handles back
     bool copied[kMessageHandles] = {};
+    uint32_t requested = 0;  // handles the message carries, once taken msg.handle_count
+    HandleTable::TakeRequest takes[abi::kMaxHandles];
 
     // After a failed send or call: handles still in flight go back to the
     // sender's table, moved ones under new values written to its IPC
@@ -60,10 +62,10 @@ struct Outgoing {
     }
 };
 
-// Decodes the message in a1..a5 (and the IPC buffer); `rights` are those
-// of the handle it goes through (handles need Grant).
-Status decode_message(Process& p, Thread& self, const TrapFrame& f, uint32_t rights,
-                      Outgoing& out) {
+// Checks the message in a1..a5 and copies the IPC buffer's handle
+// descriptors (once: the page may change under us); takes nothing yet.
+// `rights` are those of the handle it goes through (handles need Grant).
+Status check_message(Thread& self, const TrapFrame& f, uint32_t rights, Outgoing& out) {
     if ((f.rsi & abi::MsgInfo::kReservedBits) != 0) return Error::InvalidArgument;
     abi::MsgInfo info = abi::MsgInfo::decode(f.rsi);
     if (info.label >= abi::kNoticeLabelBase) return Error::InvalidArgument;
@@ -79,24 +81,37 @@ Status decode_message(Process& p, Thread& self, const TrapFrame& f, uint32_t rig
     out.msg.words[3] = f.r9;
     out.msg.length = info.length;
     out.msg.handle_count = 0;
-    if (info.handles == 0) return Error::None;
-
-    // Copy the descriptors once: the page may change under us.
-    HandleTable::TakeRequest takes[abi::kMaxHandles];
+    out.requested = info.handles;
     const abi::IpcBuffer& buf = ipc_buffer(self);
     for (uint32_t i = 0; i < info.handles; ++i) {
         uint32_t flags = buf.handle_flags[i];
         if (flags > abi::kTransferCopy) return Error::InvalidArgument;
-        takes[i] = {buf.handles[i], 0, flags == abi::kTransferCopy};
-        out.copied[i] = takes[i].copy;
+        out.takes[i] = {buf.handles[i], 0, flags == abi::kTransferCopy};
+        out.copied[i] = out.takes[i].copy;
     }
-    Result<HandleTable::Reservation> back = p.handles().reserve(info.handles);
+    return Error::None;
+}
+
+// Takes the handles a checked message carries from the sender's table, all
+// or nothing, with room reserved to put moved ones back.
+Status take_handles(Process& p, Thread& self, Outgoing& out) {
+    if (out.requested == 0) return Error::None;
+    Result<HandleTable::Reservation> back = p.handles().reserve(out.requested);
     if (!back) return back.error();
     out.back = std::move(back).value();
-    Status st = p.handles().take_all(takes, info.handles, self.ipc->handles);
+    Status st = p.handles().take_all(out.takes, out.requested, self.ipc->handles);
     if (st != Error::None) return st;
-    out.msg.handle_count = info.handles;
+    out.msg.handle_count = out.requested;
     return Error::None;
+}
+
+// Decodes the message in a1..a5 (and the IPC buffer): checked, then its
+// handles taken.
+Status decode_message(Process& p, Thread& self, const TrapFrame& f, uint32_t rights,
+                      Outgoing& out) {
+    Status st = check_message(self, f, rights, out);
+    if (st != Error::None) return st;
+    return take_handles(p, self, out);
 }
 
 // Puts a received message in the return registers; its handles go into
@@ -202,7 +217,11 @@ Status sys_reply(Process& p, Thread& self, TrapFrame& f) {
     }
     Outgoing out;
     // A reply may carry handles: the caller asked for an answer.
-    Status st = decode_message(p, self, f, abi::kRightGrant, out);
+    Status st = check_message(self, f, abi::kRightGrant, out);
+    if (st != Error::None) return st;
+    // No pending call to answer is a refusal like any other: nothing taken.
+    if (!saved.object && !self.ipc->reply.valid()) return Error::BadHandle;
+    st = take_handles(p, self, out);
     if (st != Error::None) return st;
     if (saved.object) {
         st = saved.object->answer(out.msg);

@@ -354,6 +354,20 @@ TEST_F(SyscallTest, UndeliveredHandlesComeBack) {
     EXPECT_EQ(buffer().handles[1], b);
 }
 
+// A Reply with no pending call is refused before anything is taken: the
+// handles it carried stay with the caller.
+TEST_F(SyscallTest, ReplyWithoutAPendingCallKeepsItsHandles) {
+    set_buffer();
+    abi::HandleValue a = make_endpoint();
+    buffer().handles[0] = a;
+    buffer().handle_flags[0] = abi::kTransferMove;
+    EXPECT_REFUSED(Err::BadHandle, call(Sys::Reply, {.a0 = 0, .a1 = info(1, 0, 1)}));
+    EXPECT_TRUE(holds(a));
+    EXPECT_EQ(buffer().handles[0], a);
+    EXPECT_REFUSED(Err::BadHandle, call(Sys::Reply, {.a0 = 0, .a1 = info(1)}));
+    EXPECT_REFUSED(Err::BadHandle, call(Sys::ReplySave, {}));
+}
+
 const uint64_t kBadPointers[] = {0,
                                  abi::kUserBase - 1,
                                  abi::kUserBase,
