@@ -32,7 +32,13 @@ constexpr uint32_t kMsrLstar = 0xC0000082;
 constexpr uint32_t kMsrSfmask = 0xC0000084;
 constexpr uint64_t kEferSce = 1u << 0;
 constexpr uint64_t kRflagsIf = 1u << 9;
-constexpr uint64_t kRflagsMasked = (1u << 8) | (1u << 9) | (1u << 10) | (1u << 18);  // TF IF DF AC
+// What `syscall` clears in RFLAGS: TF, IF, DF, AC, and NT, which ring 3 may
+// set (popf) and which must never reach kernel code: an iretq executed with
+// NT set faults (#GP in 64-bit mode), and a context switch hands the flags of
+// the thread switching away to the one it resumes, which may be on its way
+// out of an interrupt.
+constexpr uint64_t kRflagsMasked =
+    (1u << 8) | (1u << 9) | (1u << 10) | (1u << 14) | (1u << 18);  // TF IF DF NT AC
 constexpr uint64_t kCr0Mp = 1u << 1;
 constexpr uint64_t kCr0Em = 1u << 2;
 constexpr uint64_t kCr0Ts = 1u << 3;
