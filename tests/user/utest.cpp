@@ -166,6 +166,30 @@ bool reply_reaches_only_its_call() {
     return true;
 }
 
+// A thread that receives again without answering (or saving) its pending
+// call gives that call up: its caller wakes with PeerDied instead of
+// waiting, while the server lives, for an answer nobody can give any more.
+// (The syscall fuzzer's caller threads all ended up waiting that way.)
+bool receiving_again_releases_the_pending_call() {
+    Result<ipc::Endpoint> ep = ipc::Endpoint::create();
+    EXPECT(ep);
+    abi::HandleValue v = ep.value().get();
+    // A client calls (mode 2)...
+    EXPECT(spawn(g_modules, "client", (300 << 8) | 2, &v, 1) != abi::kNoHandle);
+    Result<ipc::Received> first = ipc::recv(ep.value(), 2000000000);
+    EXPECT(first && first.value().call && first.value().message.label() == 2);
+    // ...and another message arrives (a plain send, mode 1) before an answer.
+    EXPECT(spawn(g_modules, "client", (7 << 8) | 1, &v, 1) != abi::kNoHandle);
+    Result<ipc::Received> second = ipc::recv(ep.value(), 2000000000);
+    EXPECT(second && !second.value().call && second.value().message.label() == 1);
+    // The first client learns at once that no answer comes (word 0 = 0:
+    // its call failed) instead of hanging.
+    Result<ipc::Received> told = ipc::recv(ep.value(), 2000000000);
+    EXPECT(told);
+    EXPECT(told.value().message.label() == 5 && told.value().message.word(0) == 0);
+    return true;
+}
+
 bool handles_travel_in_messages() {
     Result<ipc::Endpoint> mine = ipc::Endpoint::create();
     EXPECT(mine);
@@ -285,6 +309,8 @@ int main(uint64_t arg) {
     check(forged_and_stale_handles_are_refused(), "user_forged_and_stale_handles_refused");
     check(badge_identifies_the_sender(), "user_badge_identifies_sender");
     check(reply_reaches_only_its_call(), "user_reply_reaches_only_its_call");
+    check(receiving_again_releases_the_pending_call(),
+          "user_receiving_again_releases_the_pending_call");
     check(handles_travel_in_messages(), "user_handles_travel_in_messages");
     check(faulting_process_dies_alone(), "user_faulting_process_dies_alone");
     check(bad_syscalls_are_refused(), "user_bad_syscalls_refused");
