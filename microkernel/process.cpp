@@ -76,6 +76,11 @@ void Process::free(Process* p) {
 }
 
 Status Process::map_anonymous(uint64_t virt, size_t pages, uint32_t prot) {
+    MutexGuard guard(memory_lock_);
+    return map_anonymous_locked(virt, pages, prot);
+}
+
+Status Process::map_anonymous_locked(uint64_t virt, size_t pages, uint32_t prot) {
     if (!user_range_ok(virt, pages)) return Error::InvalidArgument;
     if (root_ == 0) return Error::BadState;
     if ((prot & ~uint32_t(abi::kProtRead | abi::kProtWrite | abi::kProtExec)) != 0) {
@@ -98,7 +103,7 @@ Status Process::map_anonymous(uint64_t virt, size_t pages, uint32_t prot) {
             if (st != Error::None) frame_allocator().free(frame.value());
         }
         if (st != Error::None) {
-            (void)unmap(virt, i);
+            (void)unmap_locked(virt, i);
             return st;
         }
         ++mapped_pages_;
@@ -109,15 +114,23 @@ Status Process::map_anonymous(uint64_t virt, size_t pages, uint32_t prot) {
 Result<uint64_t> Process::map_fresh(size_t pages, uint32_t prot) {
     if (pages == 0 || pages > kMaxPages) return Error::InvalidArgument;
     uint64_t bytes = uint64_t(pages) * abi::kPageSize;
+    // Held from the choice of the address to the update of next_map_: two
+    // threads mapping at once get two places, not one twice.
+    MutexGuard guard(memory_lock_);
     if (next_map_ + bytes + abi::kPageSize > kMapEnd) return Error::LimitReached;
     uint64_t at = next_map_;
-    Status st = map_anonymous(at, pages, prot);
+    Status st = map_anonymous_locked(at, pages, prot);
     if (st != Error::None) return st;
     next_map_ = at + bytes + abi::kPageSize;  // the page after it stays a guard
     return at;
 }
 
 Status Process::unmap(uint64_t virt, size_t pages) {
+    MutexGuard guard(memory_lock_);
+    return unmap_locked(virt, pages);
+}
+
+Status Process::unmap_locked(uint64_t virt, size_t pages) {
     if (pages == 0 || root_ == 0) return Error::None;
     if (!user_range_ok(virt, pages)) return Error::InvalidArgument;
     {
@@ -136,8 +149,29 @@ Status Process::unmap(uint64_t virt, size_t pages) {
     return Error::None;
 }
 
+Status Process::set_ipc_buffer(Thread& thread, uint64_t virt) {
+    MK_ASSERT(thread.process == this);
+    MutexGuard guard(memory_lock_);
+    if (virt == 0) {
+        thread.ipc->buffer = thread.ipc->local_buffer;
+        thread.ipc->user_buffer = 0;
+        return Error::None;
+    }
+    if (root_ == 0) return Error::BadAddress;
+    Result<uint64_t> frame = Cpu::user_frame(root_, virt, true);
+    if (!frame) return frame.error();
+    // The page stays mapped while registered (unmap() refuses it, and it
+    // cannot run between this lookup and the registration), so the kernel
+    // can reach it through the direct map at any time.
+    thread.ipc->buffer = static_cast<unsigned char*>(Cpu::frame_to_kernel(frame.value()));
+    thread.ipc->user_buffer = virt;
+    return Error::None;
+}
+
 Status Process::copy(uint64_t user, void* kernel, size_t length, Access access) const {
     if (length == 0) return Error::None;
+    // The pages stay mapped (their frames ours) from the check to the copy.
+    MutexGuard guard(memory_lock_);
     if (root_ == 0) return Error::BadAddress;  // dead: its memory is gone
     if (user < abi::kUserBase || user >= abi::kUserEnd || length > abi::kUserEnd - user) {
         return Error::BadAddress;

@@ -6,6 +6,14 @@
 // the kernel's direct map: a user pointer is never dereferenced, so a bad
 // one is an error (BadAddress), never a kernel fault, and SMAP never needs
 // lifting.
+//
+// Syscalls run preemptible, so several threads of a process may be inside
+// its memory operations at once. Every change to the user half (its page
+// tables, what is mapped where, the page count, where MemMap looks next)
+// and every look at it that must stay true while the kernel uses it (a
+// copy, registering an IPC buffer page) happens under the process's
+// memory lock, a sleeping Mutex: the operations of one process run one
+// after the other, preemptible, and other processes are not held up.
 #pragma once
 
 #include <cstddef>
@@ -13,6 +21,7 @@
 
 #include "error.hpp"
 #include "kobject.hpp"
+#include "mutex.hpp"
 #include "object/handle_table.hpp"
 #include "thread.hpp"
 
@@ -50,6 +59,10 @@ class Process : public KObject {
     // BadState, and nothing unmapped, when the range holds a page a thread
     // registered as its IPC buffer.
     [[nodiscard]] Status unmap(uint64_t virt, size_t pages);
+    // Makes the page at `virt` (page-aligned, mapped writable) the IPC
+    // buffer of `thread`, one of this process's, or none for 0; from then
+    // on unmap() refuses it. BadAddress: not a mapped writable user page.
+    [[nodiscard]] Status set_ipc_buffer(Thread& thread, uint64_t virt);
 
     // Copies between kernel memory and the user half. copy_from_user needs
     // user-readable pages, copy_to_user user-writable ones; load() writes
@@ -97,6 +110,9 @@ class Process : public KObject {
 
     enum class Access { Read, Write, Load };
     Status copy(uint64_t user, void* kernel, size_t length, Access access) const;
+    // The operations above, with memory_lock_ held.
+    Status map_anonymous_locked(uint64_t virt, size_t pages, uint32_t prot);
+    Status unmap_locked(uint64_t virt, size_t pages);
 
     // The end of its last thread: handles closed, address space freed.
     void die();
@@ -105,7 +121,9 @@ class Process : public KObject {
     uint64_t id_ = 0;
     HandleTable* handles_ = nullptr;
     uint64_t root_ = 0;
-    size_t mapped_pages_ = 0;       // guarded by: one thread maps at a time (SMP: a lock)
+    // The user half's page tables and these two: guarded by memory_lock_.
+    mutable Mutex memory_lock_;
+    size_t mapped_pages_ = 0;
     uint64_t next_map_ = kMapBase;  // where map_fresh() looks first
 
     using ThreadList =

@@ -50,21 +50,10 @@ Status sys_mem_unmap(Process& p, Thread&, TrapFrame& f) {
     return p.unmap(f.rsi, pages.value());
 }
 
+// a1: the page (0: no IPC buffer any more).
 Status sys_ipc_buffer_set(Process& p, Thread& self, TrapFrame& f) {
-    uint64_t at = f.rsi;
-    if (at == 0) {  // no IPC buffer any more
-        self.ipc->buffer = self.ipc->local_buffer;
-        self.ipc->user_buffer = 0;
-        return Error::None;
-    }
-    if ((at % abi::kPageSize) != 0) return Error::InvalidArgument;
-    Result<uint64_t> frame = Cpu::user_frame(p.root(), at, true);
-    if (!frame) return frame.error();
-    // The page stays mapped while registered (Process::unmap refuses it),
-    // so the kernel can reach it through the direct map at any time.
-    self.ipc->buffer = static_cast<unsigned char*>(Cpu::frame_to_kernel(frame.value()));
-    self.ipc->user_buffer = at;
-    return Error::None;
+    if ((f.rsi % abi::kPageSize) != 0) return Error::InvalidArgument;
+    return p.set_ipc_buffer(self, f.rsi);
 }
 
 Status sys_thread_create(Process& p, Thread&, TrapFrame& f) {

@@ -281,6 +281,68 @@ bool nt_flag_stays_in_user_mode() {
     return true;
 }
 
+// Two threads of one process map and unmap at the same time (each is
+// preempted in the middle of its syscalls now and then): every MemMap
+// succeeds with fresh memory of its own, never BadState, never an address
+// the other thread got. (Found by the syscall fuzzer's memory thread.)
+struct MapRace {
+    uint64_t recent[2];  // each thread's current mapping (address), 0: none
+    bool stop;
+    bool done;
+    int failures;
+};
+constexpr uint64_t kRacePages = 16;
+
+bool map_once(MapRace& race, int me) {
+    sys::Ret m = sys::invoke(abi::Sys::MemMap, 0, kRacePages * abi::kPageSize,
+                             abi::kProtRead | abi::kProtWrite);
+    if (!m.ok()) {
+        printf("  thread %d: MemMap: %s\n", me, ipc::error_name(m.status));
+        return false;
+    }
+    uint64_t other = __atomic_load_n(&race.recent[1 - me], __ATOMIC_RELAXED);
+    if (other != 0 && m.r0 < other + kRacePages * abi::kPageSize &&
+        other < m.r0 + kRacePages * abi::kPageSize) {
+        printf("  thread %d: MemMap gave %#lx, which the other thread holds at %#lx\n", me, m.r0,
+               other);
+        return false;
+    }
+    __atomic_store_n(&race.recent[me], m.r0, __ATOMIC_RELAXED);
+    auto* words = reinterpret_cast<volatile uint64_t*>(m.r0);
+    for (uint64_t i = 0; i < kRacePages; ++i) words[i * 512] = m.r0 + uint64_t(me);
+    for (uint64_t i = 0; i < kRacePages; ++i) {
+        if (words[i * 512] != m.r0 + uint64_t(me)) {
+            printf("  thread %d: page %lu of %#lx changed under it\n", me, i, m.r0);
+            return false;
+        }
+    }
+    __atomic_store_n(&race.recent[me], 0, __ATOMIC_RELAXED);
+    return sys::invoke(abi::Sys::MemUnmap, 0, m.r0, kRacePages * abi::kPageSize).ok();
+}
+
+void map_race_thread(void* arg) {
+    auto& race = *static_cast<MapRace*>(arg);
+    while (!__atomic_load_n(&race.stop, __ATOMIC_RELAXED)) {
+        if (!map_once(race, 1)) __atomic_fetch_add(&race.failures, 1, __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(&race.done, true, __ATOMIC_RELEASE);
+}
+
+bool concurrent_maps_stay_apart() {
+    static MapRace race{};
+    Result<ipc::Handle> helper = ipc::start_thread(&map_race_thread, &race, 4);
+    EXPECT(helper);
+    int failures = 0;
+    uint64_t t0 = rdtsc();
+    for (int i = 0; i < 4000; ++i) failures += map_once(race, 0) ? 0 : 1;
+    __atomic_store_n(&race.stop, true, __ATOMIC_RELAXED);
+    while (!__atomic_load_n(&race.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+    printf("  4000 maps against a thread mapping too, %lu TSC ticks; %d + %d failed\n",
+           rdtsc() - t0, failures, race.failures);
+    EXPECT(failures == 0 && race.failures == 0);
+    return true;
+}
+
 bool kill_ends_a_process() {
     EXPECT(status_of(sys::invoke(abi::Sys::ProcessKill, g_pong)) == abi::Err::Ok);
     // Its receive ends: nobody takes a call now.
@@ -315,6 +377,7 @@ int main(uint64_t arg) {
     check(faulting_process_dies_alone(), "user_faulting_process_dies_alone");
     check(bad_syscalls_are_refused(), "user_bad_syscalls_refused");
     check(nt_flag_stays_in_user_mode(), "user_nt_flag_stays_in_user_mode");
+    check(concurrent_maps_stay_apart(), "user_concurrent_maps_stay_apart");
     check(kill_ends_a_process(), "user_kill_ends_a_process");
     printf("done: %d failed\n", g_failures);
     return g_failures;
