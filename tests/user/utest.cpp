@@ -190,6 +190,26 @@ bool receiving_again_releases_the_pending_call() {
     return true;
 }
 
+// A child may start with abi::kMaxStartHandles handles, more than a
+// message carries.
+bool spawn_passes_every_start_handle() {
+    Result<ipc::Endpoint> ep = ipc::Endpoint::create();
+    EXPECT(ep);
+    abi::HandleValue handles[abi::kMaxStartHandles];
+    for (abi::HandleValue& h : handles) h = ep.value().get();
+    abi::Err e = abi::Err::Ok;
+    // client (mode 2) calls on its first handle: it started.
+    EXPECT(spawn(g_modules, "client", (400 << 8) | 2, handles, abi::kMaxStartHandles, true, &e) !=
+           abi::kNoHandle);
+    EXPECT(e == abi::Err::Ok);
+    Result<ipc::Received> r = ipc::recv(ep.value(), 2000000000);
+    EXPECT(r && r.value().call && r.value().message.word(0) == 400);
+    EXPECT(ipc::reply(ipc::Message(0).set_word(0, 401)).ok());
+    Result<ipc::Received> done = ipc::recv(ep.value(), 2000000000);
+    EXPECT(done && done.value().message.label() == 5 && done.value().message.word(0) == 1);
+    return true;
+}
+
 bool handles_travel_in_messages() {
     Result<ipc::Endpoint> mine = ipc::Endpoint::create();
     EXPECT(mine);
@@ -373,6 +393,7 @@ int main(uint64_t arg) {
     check(reply_reaches_only_its_call(), "user_reply_reaches_only_its_call");
     check(receiving_again_releases_the_pending_call(),
           "user_receiving_again_releases_the_pending_call");
+    check(spawn_passes_every_start_handle(), "user_spawn_passes_every_start_handle");
     check(handles_travel_in_messages(), "user_handles_travel_in_messages");
     check(faulting_process_dies_alone(), "user_faulting_process_dies_alone");
     check(bad_syscalls_are_refused(), "user_bad_syscalls_refused");
