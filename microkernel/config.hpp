@@ -9,6 +9,7 @@ struct KernelConfig {
     bool donation = true;         // donate=on|off: wakers hand the CPU to the woken thread
     bool fast_path = true;        // fastpath=on|off: call/reply_recv switch directly (if donate=on)
     bool exit_on_panic = true;    // panic=exit|halt: halt keeps QEMU up for a debugger
+    bool memstat = false;         // memstat=on|off: log heap use and free frames as processes end
     const char* ktest = nullptr;  // ktest=NAME|all: run in-kernel tests, then power off
     size_t ktest_length = 0;
     unsigned bad_words = 0;  // words with a value we did not understand (each one logged)

@@ -1,6 +1,7 @@
 #include "kernel.hpp"
 
 #include "endpoint.hpp"
+#include "heap.hpp"
 #include "object/boot_modules.hpp"
 #include "process.hpp"
 #include "program.hpp"
@@ -141,10 +142,19 @@ void run_demo() {
 }
 
 Process* g_init = nullptr;
+bool g_memstat = false;
 
 // init's end is the system's: the machine powers off, reporting success
 // when init exited with status 0 (what the boot tests of user programs read).
+// With memstat=on every process's end logs what the kernel holds then, so a
+// test can run the same program before and after a workload and compare:
+// any difference is kernel memory the workload left behind (a leak).
 void on_process_death(Process& p) {
+    if (g_memstat) {
+        HeapStats h = kernel_heap().stats();
+        log("memstat: %s (process %lu) ended: heap %zu bytes in %zu blocks, %zu frames free\n",
+            p.name(), p.id(), h.bytes_used, h.used_blocks, frame_allocator().free_count());
+    }
     if (&p != g_init) return;
     log("boot: init ended with status %#lx; powering off\n", p.exit_status());
     print_counters(this_cpu().scheduler.counters());
@@ -217,6 +227,7 @@ void kernel_start(const StartInfo& info) {
     sched.set_reaper(*reaper.value());
     MK_ASSERT(sched.start(*reaper.value()) == Error::None);
     sched.set_donation_enabled(info.config.donation);
+    g_memstat = info.config.memstat;
     ipc_set_fast_path(info.config.fast_path);
     log("sched: round-robin, %u ms quantum, donation %s, fast path %s\n",
         Scheduler::kQuantumTicks * 1000 / info.timer_hz, info.config.donation ? "on" : "off",

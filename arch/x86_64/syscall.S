@@ -1,7 +1,7 @@
 /* The `syscall` entry and the way back to user mode (docs/syscalls.md).
  *
  * On `syscall` the CPU loads CS/SS from STAR, puts the user RIP in rcx and
- * RFLAGS in r11, masks IF/DF/TF/AC (SFMASK) and leaves rsp alone. The stub
+ * RFLAGS in r11, masks IF/DF/TF/AC/NT (SFMASK) and leaves rsp alone. The stub
  * swaps to the kernel GS, switches to the current thread's kernel stack
  * (PerCpu::entry, at %gs:8) and builds the same TrapFrame the interrupt
  * stubs build (vector 0x100), so the syscall layer and the fault handlers

@@ -81,7 +81,10 @@ using HandleClosedHook = void (*)(void* context, const ClosedHandle& closed);
 class HandleTable {
   public:
     static constexpr uint32_t kMaxCapacity = 0xFFFF;  // the index is 16 bits, 0 unused
-    static constexpr uint32_t kMaxTakeAll = abi::kMaxHandles;
+    // The most handles one take_all() moves: a message's, or the start
+    // handles of a spawned process, whichever is more.
+    static constexpr uint32_t kMaxTakeAll =
+        abi::kMaxStartHandles > abi::kMaxHandles ? abi::kMaxStartHandles : abi::kMaxHandles;
 
     // One handle to move or copy out of a table (take_all()).
     struct TakeRequest {

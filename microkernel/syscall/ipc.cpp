@@ -140,15 +140,6 @@ void deliver(Process& p, Thread& self, TrapFrame& f, const Received& r) {
     deliver(p, self, f, r.msg, r.badge, r.reply.valid());
 }
 
-// A pending call the thread neither answered nor saved before it receives
-// again would be lost with its caller waiting for ever: it fails with
-// PeerDied instead.
-void drop_pending_call(Thread& self) {
-    ReplyToken token = self.ipc->reply;
-    self.ipc->reply = {};
-    if (token.valid()) (void)Endpoint::reply_drop(token);
-}
-
 }  // namespace
 
 Status sys_endpoint_create(Process& p, Thread&, TrapFrame& f) {
@@ -191,15 +182,21 @@ Status sys_send(Process& p, Thread& self, TrapFrame& f) {
     return st;
 }
 
+// A message that arrives replaces this thread's pending call, if it has
+// one it neither answered nor saved: that caller wakes with PeerDied rather
+// than wait, for as long as this thread lives, for an answer that nothing
+// can give any more (the token was the only way to it). A receive that
+// brings nothing leaves the pending call as it was.
 Status sys_recv(Process& p, Thread& self, TrapFrame& f) {
     Result<Named<Endpoint>> ep =
         lookup<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightReceive);
     if (!ep) return ep.error();
     Named<Endpoint> e = std::move(ep).value();
-    drop_pending_call(self);
+    ReplyToken pending = self.ipc->reply;
     Result<Received> r =
         f.r12 == abi::kNoWait ? e.object->try_recv() : e.object->recv(ticks_of(f.r12));
     if (!r) return r.error();
+    if (pending.valid()) (void)Endpoint::reply_drop(pending);  // BadHandle: it is gone already
     deliver(p, self, f, r.value());
     return Error::None;
 }

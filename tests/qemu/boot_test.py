@@ -30,6 +30,9 @@ def main() -> int:
     ap.add_argument("--expect-exit", choices=EXIT_CODES.keys(), default="pass")
     ap.add_argument("--expect", action="append", default=[],
                     help="regular expression the serial log must contain")
+    ap.add_argument("--expect-same", action="append", default=[],
+                    help="regular expression with groups the serial log must match at least "
+                    "twice, with the same groups every time (e.g. a figure before and after)")
     ap.add_argument("--user-tag", help="process name whose '[TAG] ok - NAME' lines are results")
     ap.add_argument("--min-user", type=int, default=1,
                     help="with --user-tag: fail unless at least this many user results")
@@ -124,6 +127,11 @@ def main() -> int:
         results.append((nmis > 0 and seen > 0, f"{nmis} NMIs injected, {seen} logged by the kernel"))
     for pattern in args.expect:
         results.append((re.search(pattern, text, re.M) is not None, f"log matches /{pattern}/"))
+    for pattern in args.expect_same:
+        seen = [m.groups() for m in re.finditer(pattern, text, re.M)]
+        same = len(seen) >= 2 and all(g == seen[0] for g in seen)
+        shown = ", ".join("/".join(g) for g in seen) or "none"
+        results.append((same, f"log matches /{pattern}/ at least twice, alike ({shown})"))
     if args.expect_hang:
         hung = failure is not None and failure.endswith("(hang)")
         results.append((hung, f"hang detected after {args.quiet_timeout:.0f} s of silence "

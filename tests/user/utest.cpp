@@ -226,6 +226,50 @@ bool reply_reaches_only_its_call() {
     return true;
 }
 
+// A thread that receives again without answering (or saving) its pending
+// call gives that call up: its caller wakes with PeerDied instead of
+// waiting, while the server lives, for an answer nobody can give any more.
+// (The syscall fuzzer's caller threads all ended up waiting that way.)
+bool receiving_again_releases_the_pending_call() {
+    Result<ipc::Endpoint> ep = ipc::Endpoint::create();
+    EXPECT(ep);
+    abi::HandleValue v = ep.value().get();
+    // A client calls (mode 2)...
+    EXPECT(spawn(g_modules, "client", (300 << 8) | 2, &v, 1) != abi::kNoHandle);
+    Result<ipc::Received> first = ipc::recv(ep.value(), 2000000000);
+    EXPECT(first && first.value().call && first.value().message.label() == 2);
+    // ...and another message arrives (a plain send, mode 1) before an answer.
+    EXPECT(spawn(g_modules, "client", (7 << 8) | 1, &v, 1) != abi::kNoHandle);
+    Result<ipc::Received> second = ipc::recv(ep.value(), 2000000000);
+    EXPECT(second && !second.value().call && second.value().message.label() == 1);
+    // The first client learns at once that no answer comes (word 0 = 0:
+    // its call failed) instead of hanging.
+    Result<ipc::Received> told = ipc::recv(ep.value(), 2000000000);
+    EXPECT(told);
+    EXPECT(told.value().message.label() == 5 && told.value().message.word(0) == 0);
+    return true;
+}
+
+// A child may start with abi::kMaxStartHandles handles, more than a
+// message carries.
+bool spawn_passes_every_start_handle() {
+    Result<ipc::Endpoint> ep = ipc::Endpoint::create();
+    EXPECT(ep);
+    abi::HandleValue handles[abi::kMaxStartHandles];
+    for (abi::HandleValue& h : handles) h = ep.value().get();
+    abi::Err e = abi::Err::Ok;
+    // client (mode 2) calls on its first handle: it started.
+    EXPECT(spawn(g_modules, "client", (400 << 8) | 2, handles, abi::kMaxStartHandles, true, &e) !=
+           abi::kNoHandle);
+    EXPECT(e == abi::Err::Ok);
+    Result<ipc::Received> r = ipc::recv(ep.value(), 2000000000);
+    EXPECT(r && r.value().call && r.value().message.word(0) == 400);
+    EXPECT(ipc::reply(ipc::Message(0).set_word(0, 401)).ok());
+    Result<ipc::Received> done = ipc::recv(ep.value(), 2000000000);
+    EXPECT(done && done.value().message.label() == 5 && done.value().message.word(0) == 1);
+    return true;
+}
+
 bool handles_travel_in_messages() {
     Result<ipc::Endpoint> mine = ipc::Endpoint::create();
     EXPECT(mine);
@@ -361,6 +405,102 @@ bool bad_syscalls_are_refused() {
     return true;
 }
 
+// Ring 3 may set RFLAGS.NT (popf); the kernel must not run with it. An
+// iretq with NT set faults (#GP) in 64-bit mode, and a blocking syscall
+// switches to another thread with the flags it entered with: the idle
+// thread, last switched away from inside the timer interrupt, then faulted
+// on its iretq. (Found by the syscall fuzzer, seed 0x5eedf022.)
+bool nt_flag_stays_in_user_mode() {
+    Result<ipc::Endpoint> ep = ipc::Endpoint::create();
+    EXPECT(ep);
+    for (int i = 0; i < 20; ++i) {
+        register uint64_t rax asm("rax") = uint64_t(abi::Sys::Recv);
+        register uint64_t rdi asm("rdi") = ep.value().get();
+        register uint64_t r12 asm("r12") = 1000000;  // 1 ms: it blocks, then times out
+        uint64_t flags_after = 0;
+        // Below the red zone; NT on for the syscall only, then the flags back.
+        asm volatile(
+            "sub $128, %%rsp\n\t"
+            "pushfq\n\t"
+            "pushfq\n\t"
+            "orq $0x4000, (%%rsp)\n\t"
+            "popfq\n\t"
+            "syscall\n\t"
+            "pushfq\n\t"
+            "pop %[after]\n\t"
+            "popfq\n\t"
+            "add $128, %%rsp"
+            : "+r"(rax), "+r"(rdi), [after] "=r"(flags_after)
+            : "r"(r12)
+            : "rcx", "r11", "rsi", "rdx", "r8", "r9", "r10", "memory", "cc");
+        EXPECT(abi::Err(rax) == abi::Err::TimedOut);
+        EXPECT((flags_after & 0x4000) != 0);  // the user's flags come back as they were
+    }
+    return true;
+}
+
+// Two threads of one process map and unmap at the same time (each is
+// preempted in the middle of its syscalls now and then): every MemMap
+// succeeds with fresh memory of its own, never BadState, never an address
+// the other thread got. (Found by the syscall fuzzer's memory thread.)
+struct MapRace {
+    uint64_t recent[2];  // each thread's current mapping (address), 0: none
+    bool stop;
+    bool done;
+    int failures;
+};
+constexpr uint64_t kRacePages = 16;
+
+bool map_once(MapRace& race, int me) {
+    sys::Ret m = sys::invoke(abi::Sys::MemMap, 0, kRacePages * abi::kPageSize,
+                             abi::kProtRead | abi::kProtWrite);
+    if (!m.ok()) {
+        printf("  thread %d: MemMap: %s\n", me, ipc::error_name(m.status));
+        return false;
+    }
+    uint64_t other = __atomic_load_n(&race.recent[1 - me], __ATOMIC_RELAXED);
+    if (other != 0 && m.r0 < other + kRacePages * abi::kPageSize &&
+        other < m.r0 + kRacePages * abi::kPageSize) {
+        printf("  thread %d: MemMap gave %#lx, which the other thread holds at %#lx\n", me, m.r0,
+               other);
+        return false;
+    }
+    __atomic_store_n(&race.recent[me], m.r0, __ATOMIC_RELAXED);
+    auto* words = reinterpret_cast<volatile uint64_t*>(m.r0);
+    for (uint64_t i = 0; i < kRacePages; ++i) words[i * 512] = m.r0 + uint64_t(me);
+    for (uint64_t i = 0; i < kRacePages; ++i) {
+        if (words[i * 512] != m.r0 + uint64_t(me)) {
+            printf("  thread %d: page %lu of %#lx changed under it\n", me, i, m.r0);
+            return false;
+        }
+    }
+    __atomic_store_n(&race.recent[me], 0, __ATOMIC_RELAXED);
+    return sys::invoke(abi::Sys::MemUnmap, 0, m.r0, kRacePages * abi::kPageSize).ok();
+}
+
+void map_race_thread(void* arg) {
+    auto& race = *static_cast<MapRace*>(arg);
+    while (!__atomic_load_n(&race.stop, __ATOMIC_RELAXED)) {
+        if (!map_once(race, 1)) __atomic_fetch_add(&race.failures, 1, __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(&race.done, true, __ATOMIC_RELEASE);
+}
+
+bool concurrent_maps_stay_apart() {
+    static MapRace race{};
+    Result<ipc::Handle> helper = ipc::start_thread(&map_race_thread, &race, 4);
+    EXPECT(helper);
+    int failures = 0;
+    uint64_t t0 = rdtsc();
+    for (int i = 0; i < 4000; ++i) failures += map_once(race, 0) ? 0 : 1;
+    __atomic_store_n(&race.stop, true, __ATOMIC_RELAXED);
+    while (!__atomic_load_n(&race.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+    printf("  4000 maps against a thread mapping too, %lu TSC ticks; %d + %d failed\n",
+           rdtsc() - t0, failures, race.failures);
+    EXPECT(failures == 0 && race.failures == 0);
+    return true;
+}
+
 bool kill_ends_a_process() {
     EXPECT(status_of(sys::invoke(abi::Sys::ProcessKill, g_pong)) == abi::Err::Ok);
     // Blocked in its receive, it is woken and ends: its supervisor is told.
@@ -386,12 +526,17 @@ int main(uint64_t arg) {
     check(forged_and_stale_handles_are_refused(), "user_forged_and_stale_handles_refused");
     check(badge_identifies_the_sender(), "user_badge_identifies_sender");
     check(reply_reaches_only_its_call(), "user_reply_reaches_only_its_call");
+    check(receiving_again_releases_the_pending_call(),
+          "user_receiving_again_releases_the_pending_call");
+    check(spawn_passes_every_start_handle(), "user_spawn_passes_every_start_handle");
     check(handles_travel_in_messages(), "user_handles_travel_in_messages");
     check(undelivered_handles_come_back(), "user_undelivered_handles_come_back");
     check(faulting_process_dies_alone(), "user_faulting_process_dies_alone");
     check(death_notice_arrives_exactly_once(), "user_death_notice_exactly_once");
     check(last_handle_notice_exactly_once(), "user_last_handle_notice_exactly_once");
     check(bad_syscalls_are_refused(), "user_bad_syscalls_refused");
+    check(nt_flag_stays_in_user_mode(), "user_nt_flag_stays_in_user_mode");
+    check(concurrent_maps_stay_apart(), "user_concurrent_maps_stay_apart");
     check(kill_ends_a_process(), "user_kill_ends_a_process");
     printf("done: %d failed\n", g_failures);
     return g_failures;
