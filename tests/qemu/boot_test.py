@@ -45,6 +45,9 @@ def main() -> int:
     ap.add_argument("--log", help="write the serial log here")
     ap.add_argument("--nmi-every", type=float, default=0.0,
                     help="inject an NMI through the QEMU monitor this often (seconds)")
+    ap.add_argument("--nmi-after", default=r"^sched: ",
+                    help="regular expression: inject NMIs only once the log matches it "
+                         "(the firmware, GRUB and the kernel before its IDT cannot take them)")
     ap.add_argument("qemu_args", nargs="*", help="extra QEMU arguments (after --)")
     args = ap.parse_args()
 
@@ -73,7 +76,8 @@ def main() -> int:
     nmis = 0
     while True:
         now = time.monotonic()
-        if monitor_path is not None and now >= next_nmi:
+        if (monitor_path is not None and now >= next_nmi and
+                re.search(args.nmi_after, output.decode("utf-8", "replace"), re.M)):
             next_nmi = now + args.nmi_every
             try:
                 with socket.socket(socket.AF_UNIX) as mon:
