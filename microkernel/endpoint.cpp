@@ -340,17 +340,8 @@ Result<Message> Endpoint::call_impl(const Message& msg, uint64_t badge, uint64_t
 // --- reply ---
 
 Status Endpoint::reply(ReplyToken token, const Message& msg) {
-    if (!msg.fits()) return Error::TooLarge;
-    LockGuard guard(sched().lock());
-    Thread* caller = reply_target_locked(token, *sched().current());
-    if (caller == nullptr) {
-        ++counters().stale_replies;
-        return Error::BadHandle;
-    }
-    transfer(msg, *sched().current()->ipc, 0, *caller);
-    ++counters().replies;
-    complete_locked(*caller, Error::None);
-    return Error::None;
+    // The caller waits on the callers queue of the thread that received it.
+    return reply_saved(token, sched().current()->ipc->callers, msg);
 }
 
 Status Endpoint::save_reply(ReplyToken token, WaitQueue& saved) {

@@ -15,6 +15,8 @@
  * their stubs read GS_BASE itself ("paranoid entry"): the kernel's is a
  * kernel address (top bit set), the user's is not. */
 
+#include "frame.inc"
+
     .altmacro
 
 .macro ISR_STUB n
@@ -47,39 +49,11 @@ isr_common:
     pushq $2                      /* RFLAGS: AC (and DF, TF) off, as user code */
     popfq                         /* may have left them; IF stays off */
 1:
-    push %rax
-    push %rbx
-    push %rcx
-    push %rdx
-    push %rsi
-    push %rdi
-    push %rbp
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    push %r12
-    push %r13
-    push %r14
-    push %r15
+    PUSH_GPRS
     cld
     mov %rsp, %rdi
     call arch_trap
-    pop %r15
-    pop %r14
-    pop %r13
-    pop %r12
-    pop %r11
-    pop %r10
-    pop %r9
-    pop %r8
-    pop %rbp
-    pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rbx
-    pop %rax
+    POP_GPRS
     add $16, %rsp                 /* vector, error code */
     testb $3, 8(%rsp)             /* back to user mode? */
     jz 2f
@@ -89,21 +63,7 @@ isr_common:
 
 /* The IST vectors: swapgs decided by GS_BASE itself, undone on the way out. */
 isr_paranoid:
-    push %rax
-    push %rbx
-    push %rcx
-    push %rdx
-    push %rsi
-    push %rdi
-    push %rbp
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    push %r12
-    push %r13
-    push %r14
-    push %r15
+    PUSH_GPRS
     cld
     mov $0xC0000101, %ecx         /* IA32_GS_BASE */
     rdmsr
@@ -119,21 +79,7 @@ isr_paranoid:
     jz 2f
     swapgs
 2:
-    pop %r15
-    pop %r14
-    pop %r13
-    pop %r12
-    pop %r11
-    pop %r10
-    pop %r9
-    pop %r8
-    pop %rbp
-    pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rbx
-    pop %rax
+    POP_GPRS
     add $16, %rsp                 /* vector, error code */
     iretq
 

@@ -11,6 +11,8 @@
  * a non-canonical RIP faults in ring 0 with the user's stack (the
  * CVE-2012-0217 trap), so such a return kills the thread instead. */
 
+#include "frame.inc"
+
     .set PERCPU_KSTACK, 8
     .set PERCPU_USER_RSP, 16
     .set USER_DS, 0x1b
@@ -30,21 +32,7 @@ syscall_entry:
     push %rcx                     /* rip */
     push $0                       /* error code */
     push $0x100                   /* vector: a syscall frame */
-    push %rax
-    push %rbx
-    push %rcx
-    push %rdx
-    push %rsi
-    push %rdi
-    push %rbp
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    push %r12
-    push %r13
-    push %r14
-    push %r15
+    PUSH_GPRS
     xor %ebp, %ebp                /* the end of the kernel backtrace */
     mov %rsp, %rdi
     call arch_syscall
@@ -54,21 +42,7 @@ syscall_entry:
     .globl arch_return_to_user
 arch_return_to_user:
     cli
-    pop %r15
-    pop %r14
-    pop %r13
-    pop %r12
-    pop %r11
-    pop %r10
-    pop %r9
-    pop %r8
-    pop %rbp
-    pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rbx
-    pop %rax
+    POP_GPRS
     add $16, %rsp                 /* vector, error code */
     mov (%rsp), %rcx              /* rip: only into the user half */
     shr $47, %rcx
