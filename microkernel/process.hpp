@@ -22,7 +22,7 @@ namespace mk {
 class Process : public KObject {
   public:
     static constexpr size_t kNameLength = 16;
-    // Bounds on what one process may hold (docs/limits.md).
+    // Bounds on what one process may hold (docs/syscalls.md, "Per-process bounds").
     static constexpr size_t kMaxPages = 16384;  // 64 MiB of mapped user memory
     static constexpr size_t kMaxThreads = 64;
     // Where map_fresh() places memory: above the program, below the stack.
