@@ -1,46 +1,10 @@
-// The few runtime symbols a freestanding C++ kernel still needs: the memory
-// functions the compiler may call, and static-object bookkeeping.
+// The few runtime symbols a freestanding C++ kernel still needs: static-object
+// bookkeeping (the memory functions are libipc/src/memory.cpp, shared with
+// user programs).
 #include <cstddef>
 #include <cstdint>
 
 extern "C" {
-
-void* memcpy(void* dst, const void* src, size_t n);
-void* memmove(void* dst, const void* src, size_t n);
-void* memset(void* dst, int c, size_t n);
-int memcmp(const void* a, const void* b, size_t n);
-
-void* memcpy(void* dst, const void* src, size_t n) {
-    void* start = dst;
-    asm volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n)::"memory");
-    return start;
-}
-
-void* memmove(void* dst, const void* src, size_t n) {
-    auto* d = static_cast<unsigned char*>(dst);
-    const auto* s = static_cast<const unsigned char*>(src);
-    if (d < s) {
-        for (size_t i = 0; i < n; ++i) d[i] = s[i];
-    } else {
-        for (size_t i = n; i > 0; --i) d[i - 1] = s[i - 1];
-    }
-    return dst;
-}
-
-void* memset(void* dst, int c, size_t n) {
-    void* start = dst;
-    asm volatile("rep stosb" : "+D"(dst), "+c"(n) : "a"(c) : "memory");
-    return start;
-}
-
-int memcmp(const void* a, const void* b, size_t n) {
-    const auto* x = static_cast<const unsigned char*>(a);
-    const auto* y = static_cast<const unsigned char*>(b);
-    for (size_t i = 0; i < n; ++i) {
-        if (x[i] != y[i]) return x[i] < y[i] ? -1 : 1;
-    }
-    return 0;
-}
 
 // The kernel never ends, so static destructors never run.
 int __cxa_atexit(void (*)(void*), void*, void*);
