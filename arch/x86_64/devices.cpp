@@ -18,6 +18,8 @@ constexpr uint32_t kLapicTpr = 0x80;
 constexpr uint32_t kLapicEoi = 0xB0;
 constexpr uint32_t kLapicSvr = 0xF0;
 constexpr uint32_t kLapicLvtTimer = 0x320;
+constexpr uint32_t kLapicLvtLint1 = 0x360;
+constexpr uint32_t kLvtDeliveryNmi = 4u << 8;
 constexpr uint32_t kLapicTimerInit = 0x380;
 constexpr uint32_t kLapicTimerCurrent = 0x390;
 constexpr uint32_t kLapicTimerDivide = 0x3E0;
@@ -97,6 +99,10 @@ void lapic_init(uint64_t apic_base_virt) {
     wrmsr(kMsrApicBase, base | kEnable);
     lapic_write(kLapicTpr, 0);
     lapic_write(kLapicSvr, 0x100 | 0xFF);  // software enable, spurious vector 0xFF
+    // LINT1 carries NMIs on PC platforms (watchdogs, QEMU's `nmi`). It comes
+    // out of reset masked, and an enabled LAPIC drops what a masked LVT
+    // entry would deliver, so unmask it as an NMI input.
+    lapic_write(kLapicLvtLint1, kLvtDeliveryNmi);
 }
 
 uint32_t lapic_id() {

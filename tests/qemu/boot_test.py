@@ -74,25 +74,28 @@ def main() -> int:
     fd = proc.stdout.fileno()
     next_nmi = start + args.nmi_every
     nmis = 0
+    mon = None  # one monitor connection for all the NMIs
     while True:
         now = time.monotonic()
         if (monitor_path is not None and now >= next_nmi and
                 re.search(args.nmi_after, output.decode("utf-8", "replace"), re.M)):
             next_nmi = now + args.nmi_every
             try:
-                with socket.socket(socket.AF_UNIX) as mon:
+                if mon is None:
+                    mon = socket.socket(socket.AF_UNIX)
                     mon.connect(monitor_path)
-                    mon.sendall(b"nmi\n")
-                    nmis += 1
+                mon.sendall(b"nmi\n")
+                nmis += 1
             except OSError:
-                pass  # not listening yet, or gone
+                mon = None  # not listening yet, or gone
         if now - start > args.timeout:
             failure = f"timed out after {args.timeout:.0f} s"
             break
         if now - last_output > args.quiet_timeout:
             failure = f"no serial output for {args.quiet_timeout:.0f} s (hang)"
             break
-        ready, _, _ = select.select([fd], [], [], 0.2)
+        wait = min(0.2, args.nmi_every) if monitor_path is not None else 0.2
+        ready, _, _ = select.select([fd], [], [], wait)
         if ready:
             chunk = os.read(fd, 65536)
             if not chunk:
@@ -102,6 +105,8 @@ def main() -> int:
             if args.stop_at and re.search(args.stop_at, output.decode("utf-8", "replace"), re.M):
                 stopped = True
                 break
+    if mon is not None:
+        mon.close()
     if failure is not None or stopped:
         proc.kill()
     status = proc.wait()
