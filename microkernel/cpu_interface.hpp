@@ -24,6 +24,11 @@ concept CpuInterface = requires(typename C::Context& ctx, void (*entry)(void*), 
     // Save the callee-saved state of the running thread into `from` and
     // resume `to`. Returns when something switches back to `from`.
     { C::switch_context(ctx, ctx) } -> std::same_as<void>;
+    // The same for a user thread blocking in a syscall with nothing on its
+    // kernel stack but its user registers: `from` gives its stack up, and
+    // when switched to again it runs mk_resume_at_frame() instead of
+    // returning here.
+    { C::switch_context_leaving_stack(ctx, ctx) } -> std::same_as<void>;
 
     { C::interrupts_enabled() } -> std::same_as<bool>;
     // Disable interrupts; returns whether they were enabled before.
@@ -54,3 +59,13 @@ concept CpuInterface = requires(typename C::Context& ctx, void (*entry)(void*), 
 
 // Entered on a new thread's stack by its first switch; defined by the core.
 extern "C" [[noreturn]] void mk_thread_start(void (*entry)(void*), void* arg);
+
+// Entered by a user thread that gave its stack up in a syscall
+// (switch_context_leaving_stack) when it runs again, with the scheduler lock
+// handed over and its user registers as the entry stub saved them; finishes
+// the syscall and returns, and the architecture then returns to user mode
+// through `frame`. Defined by the core (microkernel/syscall/ipc.cpp).
+namespace mk {
+struct TrapFrame;
+}
+extern "C" void mk_resume_at_frame(mk::TrapFrame* frame);

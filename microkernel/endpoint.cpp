@@ -7,8 +7,6 @@ namespace mk {
 
 namespace {
 
-bool g_fast_path = true;
-
 Scheduler& sched() {
     return this_cpu().scheduler;
 }
@@ -85,6 +83,7 @@ Received take_from_sender_locked(Thread& self, Thread& sender, WaitQueue& sender
 void deliver_locked(const Message& msg, Thread& self, uint64_t badge, Thread& receiver) {
     transfer(msg, *self.ipc, badge, receiver);
     receiver.ipc->reply = {};
+    ++counters().receives;
     complete_locked(receiver, Error::None);
     sched().set_donate_target_locked(&receiver);
 }
@@ -111,11 +110,10 @@ Status finish_locked(Thread& self) {
 
 }  // namespace
 
+bool g_ipc_fast_path = true;
+
 void ipc_set_fast_path(bool on) {
-    g_fast_path = on;
-}
-bool ipc_fast_path() {
-    return g_fast_path;
+    g_ipc_fast_path = on;
 }
 
 IpcCounters ipc_counters() {
@@ -167,6 +165,7 @@ void Endpoint::post_notice(Notice* notice) {
     ++counters().notices;
     if (Thread* receiver = receivers_.front()) {
         take_notice_locked(*receiver, notice);
+        ++counters().receives;
         complete_locked(*receiver, Error::None);
         return;
     }
@@ -262,9 +261,10 @@ Result<Received> Endpoint::recv(uint64_t timeout_ticks) {
     if (Notice* n = pop_notice_locked()) return take_notice_locked(self, n);
     if (Thread* sender = senders_.front()) return take_from_sender_locked(self, *sender, senders_);
     block_in_locked(self, IpcState::Op::Recv, &receivers_, timeout_ticks);
+    // Whoever completed the receive counted it. A thread blocked at its
+    // frame does not come back here (mk_resume_at_frame).
     Status st = finish_locked(self);
     if (st != Error::None) return st;
-    ++counters().receives;
     return Received{self.ipc->msg, self.ipc->badge, self.ipc->reply};
 }
 
@@ -317,15 +317,16 @@ Result<Message> Endpoint::call_impl(const Message& msg, uint64_t badge, uint64_t
     receiver->ipc->reply = ReplyToken{self.id(), self.ipc->call_seq};
     receiver->ipc->op = IpcState::Op::None;
     receiver->ipc->result = Error::None;
+    ++c.receives;
     self.ipc->op = IpcState::Op::ReplyWait;
     self.ipc->result = Error::WouldBlock;
 
-    if (g_fast_path && s.donation_enabled() && msg.register_only()) {
+    if (g_ipc_fast_path && s.donation_enabled() && msg.register_only()) {
         ++c.fastpath_hits;
         s.mark_current_blocked_locked(&receiver->ipc->callers, timeout_ticks);
         s.switch_to_locked(*receiver);
     } else {
-        ++(!g_fast_path            ? c.fastpath_miss_disabled
+        ++(!g_ipc_fast_path        ? c.fastpath_miss_disabled
            : !s.donation_enabled() ? c.fastpath_miss_donation_off
                                    : c.fastpath_miss_long_message);
         s.wake_locked(*receiver);
@@ -398,7 +399,7 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
     if (token.valid() && caller == nullptr) ++c.stale_replies;
     Thread* sender = senders_.front();
 
-    if (caller != nullptr && g_fast_path && s.donation_enabled() && reply.register_only() &&
+    if (caller != nullptr && g_ipc_fast_path && s.donation_enabled() && reply.register_only() &&
         sender == nullptr && notices_.empty()) {
         // Fast path: the caller takes the reply and the CPU; we wait for the
         // next message.
@@ -415,7 +416,7 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
         s.switch_to_locked(*caller);
     } else {
         if (caller != nullptr) {
-            ++(!g_fast_path             ? c.fastpath_miss_disabled
+            ++(!g_ipc_fast_path         ? c.fastpath_miss_disabled
                : !s.donation_enabled()  ? c.fastpath_miss_donation_off
                : !reply.register_only() ? c.fastpath_miss_long_message
                                         : c.fastpath_miss_sender_pending);
@@ -430,7 +431,6 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
     }
     Status st = finish_locked(self);
     if (st != Error::None) return st;
-    ++c.receives;
     return Received{self.ipc->msg, self.ipc->badge, self.ipc->reply};
 }
 

@@ -50,7 +50,9 @@ struct IpcCounters {
     uint64_t receives = 0;
     uint64_t calls = 0;
     uint64_t replies = 0;
-    uint64_t fastpath_hits = 0;
+    uint64_t fastpath_hits = 0;                 // direct switches in call() / reply_recv()
+    uint64_t syscall_fastpath_hits = 0;         // syscalls the fast path completed (fastpath.cpp)
+    uint64_t syscall_fastpath_misses = 0;       // Call / ReplyRecv it left to the general path
     uint64_t fastpath_miss_disabled = 0;        // fastpath=off
     uint64_t fastpath_miss_donation_off = 0;    // donate=off: a direct switch is a donation
     uint64_t fastpath_miss_no_partner = 0;      // nobody waiting to switch to
@@ -75,7 +77,10 @@ struct Notice {
 
 // Fast path on/off (kernel command line `fastpath=off`).
 void ipc_set_fast_path(bool on);
-bool ipc_fast_path();
+extern bool g_ipc_fast_path;
+inline bool ipc_fast_path() {
+    return g_ipc_fast_path;
+}
 IpcCounters ipc_counters();
 
 class Endpoint : public KObject {
@@ -158,6 +163,8 @@ class Endpoint : public KObject {
     static Result<Message> finish_call(Thread& self);
 
   private:
+    friend class FastPath;  // syscall/fastpath.cpp reads the queues itself
+
     Endpoint() : KObject(ObjectType::Endpoint) {}
     ~Endpoint() = default;
     template <typename T, typename... Args>

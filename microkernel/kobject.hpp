@@ -39,6 +39,9 @@ class KObject {
     // Drops one reference; the last one frees the object. May take the heap
     // lock, so callers may hold the scheduler lock but no lock above it.
     void release();
+    // Drops a reference when another holder is known to keep one (the
+    // syscall fast path, under the handle-table lock): never the last.
+    void release_not_last() { refs_.fetch_sub(1, std::memory_order_relaxed); }
     uint32_t refs() const { return refs_.load(std::memory_order_relaxed); }
 
   protected:

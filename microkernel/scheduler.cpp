@@ -110,6 +110,8 @@ WakeReason Scheduler::block_current_locked(WaitQueue* queue, uint64_t timeout_ti
     Thread* self = current_;
     mark_current_blocked_locked(queue, timeout_ticks);
     schedule_locked(true);
+    // Not reached by a thread that blocked at its frame (Thread::at_frame):
+    // it resumes in mk_resume_at_frame.
     return self->wake_reason;
 }
 
@@ -316,7 +318,13 @@ void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
     if (&next == &prev) return;
     current_ = &next;
     ++counters_.switches;
-    Cpu::switch_context(prev.context, next.context);
+    if (prev.at_frame && prev.state == ThreadState::Blocked) {
+        // Blocked in an IPC syscall with nothing on its stack: it gives the
+        // stack up and never returns here.
+        Cpu::switch_context_leaving_stack(prev.context, next.context);
+    } else {
+        Cpu::switch_context(prev.context, next.context);
+    }
     // Back on `prev`: whoever switched here still holds lock_ for us.
 }
 
@@ -353,9 +361,8 @@ void Scheduler::on_yield_vector() {
     schedule_locked(true);
 }
 
-void Scheduler::finish_first_switch() {
-    // The thread that switched to us holds lock_; a new thread starts with
-    // interrupts on.
+void Scheduler::finish_switch_in() {
+    // The thread that switched to us holds lock_; we go on with interrupts on.
     lock_.unlock(true);
 }
 
@@ -383,7 +390,7 @@ void Scheduler::idle_loop() {
 }  // namespace mk
 
 extern "C" void mk_thread_start(void (*entry)(void*), void* arg) {
-    mk::this_cpu().scheduler.finish_first_switch();
+    mk::this_cpu().scheduler.finish_switch_in();
     entry(arg);
     mk::this_cpu().scheduler.exit_current();
 }

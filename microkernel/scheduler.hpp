@@ -138,16 +138,21 @@ class Scheduler {
 
     // --- Entry points of the architecture ---
 
-    void on_timer_tick();        // timer interrupt, inside irq_enter()/irq_exit()
-    void preempt_if_needed();    // at the end of an interrupt, after EOI
-    void on_yield_vector();      // int 0x50 handler
-    void finish_first_switch();  // first instructions of a new thread
+    void on_timer_tick();      // timer interrupt, inside irq_enter()/irq_exit()
+    void preempt_if_needed();  // at the end of an interrupt, after EOI
+    void on_yield_vector();    // int 0x50 handler
+    // The first instructions of a thread that a switch entered without
+    // returning into switch_context: a new thread, or a user thread that
+    // gave its stack up (mk_resume_at_frame).
+    void finish_switch_in();
     // One pass of the idle thread: switch away if work is ready, else wait for
     // an interrupt. Returns whether it waited.
     bool idle_once();
     [[noreturn]] void idle_loop();
 
   private:
+    friend class FastPath;  // syscall/fastpath.cpp: the direct switch, inline
+
     struct ByDeadline {
         bool operator()(const Thread& a, const Thread& b) const { return a.deadline < b.deadline; }
     };

@@ -37,6 +37,19 @@ class SpinLock {
     void unlock(bool irq_was_enabled);
 
     bool is_locked() const { return locked_.load(std::memory_order_relaxed); }
+
+    // The syscall fast path's own way in and out (syscall/fastpath.cpp): with
+    // interrupts already off, and without the held-lock bookkeeping, as it
+    // takes the handle-table lock and then the scheduler lock, in order, and
+    // nothing else. The scheduler lock is released by the entry stub through
+    // word(), once the CPU is off the stack of the thread that blocked.
+    void lock_raw() {
+        while (locked_.exchange(true, std::memory_order_acquire)) {
+            while (locked_.load(std::memory_order_relaxed)) __builtin_ia32_pause();
+        }
+    }
+    void unlock_raw() { locked_.store(false, std::memory_order_release); }
+    std::atomic<bool>* word() { return &locked_; }
     LockLevel level() const { return level_; }
 
   private:

@@ -9,11 +9,8 @@ namespace mk {
 
 namespace {
 
-// The thread registry: ids are (generation << 32) | (slot + 1), so an id
-// stays unique after its thread is gone and its slot reused. Guarded by the
-// scheduler lock (lookups happen under it, e.g. when a reply names its caller).
-constexpr uint32_t kMaxThreads = 4096;
-Thread* g_threads[kMaxThreads];
+constexpr uint32_t kMaxThreads = ThreadRegistry::kMaxThreads;
+Thread** const g_threads = g_thread_registry.threads;
 uint32_t g_generations[kMaxThreads];
 uint32_t g_next_slot = 0;
 
@@ -34,12 +31,7 @@ uint32_t slot_of(uint64_t id) {
 
 }  // namespace
 
-Thread* Thread::lookup(uint64_t id) {
-    uint32_t slot = slot_of(id);
-    if (slot >= kMaxThreads) return nullptr;
-    Thread* t = g_threads[slot];
-    return t != nullptr && t->id_ == id ? t : nullptr;
-}
+ThreadRegistry g_thread_registry;
 
 const char* thread_state_name(ThreadState s) {
     switch (s) {

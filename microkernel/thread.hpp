@@ -86,7 +86,15 @@ class Thread : public KObject {
     bool block_armed = false;     // between prepare_block() and block()
     bool wake_pending = false;    // a wake landed while block_armed
     bool exit_requested = false;  // killed: ends itself on its way back to user mode
-    TimeoutHook timeout_hook;     // on the scheduler's timeout set while it has a deadline
+    // A user thread in an IPC syscall whose kernel stack holds nothing but
+    // its user registers (the TrapFrame at the top): if it blocks now, it
+    // gives the stack up (Cpu::switch_context_leaving_stack) and, when it
+    // runs again, finishes the syscall from its IpcState and returns to
+    // user mode (mk_resume_at_frame), or the syscall fast path resumes it
+    // there directly. Set by the syscall layer for the length of the IPC
+    // operation; cleared when the thread runs again.
+    bool at_frame = false;
+    TimeoutHook timeout_hook;  // on the scheduler's timeout set while it has a deadline
     // Tick at which a timed block expires; 0: none; kNeverExpires: a timeout
     // so long that ticks + timeout saturated (not on the timeout set).
     uint64_t deadline = 0;
@@ -123,6 +131,23 @@ class Thread : public KObject {
     char name_[kNameLength];
     void* stack_ = nullptr;  // nullptr for the boot thread
 };
+
+// The thread registry: ids are (generation << 32) | (slot + 1), so an id
+// stays unique after its thread is gone and its slot reused. Guarded by the
+// scheduler lock (lookups happen under it, e.g. when a reply names its
+// caller). Kept by thread.cpp; here so that lookup() inlines.
+struct ThreadRegistry {
+    static constexpr uint32_t kMaxThreads = 4096;
+    Thread* threads[kMaxThreads];
+};
+extern ThreadRegistry g_thread_registry;
+
+inline Thread* Thread::lookup(uint64_t id) {
+    uint32_t slot = uint32_t(id) - 1;
+    if (slot >= ThreadRegistry::kMaxThreads) return nullptr;
+    Thread* t = g_thread_registry.threads[slot];
+    return t != nullptr && t->id_ == id ? t : nullptr;
+}
 
 // A FIFO queue of threads, linked through Thread::queue_hook (no allocation,
 // O(1) unlink through the thread's own hook). Guarded by the scheduler lock.
@@ -175,6 +200,16 @@ struct IpcState {
     ReplyToken reply;            // receiver: the token of a received call
     uint64_t call_seq = 0;       // caller: numbers its calls, for ReplyToken::call
     WaitQueue callers;           // threads waiting in ReplyWait for this one's reply
+    // --- The IPC syscall in progress (syscall/ipc.cpp), for its completion
+    // after a block at the frame (Thread::at_frame) ---
+    enum class UserOp : uint8_t { None, Call, Send, Recv };
+    UserOp user_op = UserOp::None;  // what completes it: Recv covers ReplyRecv
+    // The reference to the endpoint the operation started on, held until it
+    // completes (the operation's own reference: see Endpoint, Lifetime).
+    Ref<KObject> endpoint_ref;
+    // A receive's pending call, which a message that arrives replaces (its
+    // caller then fails with PeerDied); kept if nothing arrives.
+    ReplyToken superseded;
     // The payload of the IPC buffer: local_buffer, or for a user thread that
     // registered an IPC buffer page (Sys::IpcBufferSet), that page through
     // the direct map. Payloads are copied under the scheduler lock through

@@ -17,6 +17,7 @@
 extern "C" {
 void arch_thread_trampoline();
 void arch_switch_context(uint64_t* from_rsp, uint64_t to_rsp);
+void arch_resume_at_frame();
 void syscall_entry();
 [[noreturn]] void arch_enter_user(uint64_t rip, uint64_t rsp, uint64_t arg, uint64_t stack_top);
 void arch_syscall(mk::TrapFrame* frame);
@@ -36,20 +37,13 @@ constexpr uint64_t kRflagsIf = 1u << 9;
 constexpr uint64_t kRflagsMasked = (1u << 8) | (1u << 9) | (1u << 10) | (1u << 14) | (1u << 18);
 constexpr uint64_t kCr0Mp = 1u << 1;
 constexpr uint64_t kCr0Em = 1u << 2;
-constexpr uint64_t kCr0Ts = 1u << 3;
 constexpr uint64_t kCr4Osfxsr = 1u << 9;
 constexpr uint64_t kCr4Osxmmexcpt = 1u << 10;
 constexpr uint64_t kCr4Smep = 1u << 20;
 constexpr uint64_t kCr4Smap = 1u << 21;
 constexpr size_t kFxsaveSize = 512;
 
-// Per-CPU state of the switch (one CPU for now).
-struct SwitchState {
-    uint64_t loaded_root = 0;           // what CR3 holds
-    Cpu::Context* fpu_owner = nullptr;  // whose state the FPU registers hold
-    bool ts_set = false;                // CR0.TS: the next FPU instruction traps (#NM)
-};
-SwitchState g_switch;
+Cpu::SwitchState& g_switch = Cpu::switch_state;
 
 AddressSpace g_kernel_space;
 PagingFeatures g_features{};
@@ -67,10 +61,7 @@ AddressSpace space_of(uint64_t root) {
 }
 
 void set_ts(bool on) {
-    if (g_switch.ts_set == on) return;
-    uint64_t cr0 = read_cr0();
-    write_cr0(on ? cr0 | kCr0Ts : cr0 & ~kCr0Ts);
-    g_switch.ts_set = on;
+    Cpu::set_fpu_trap(on);
 }
 
 }  // namespace
@@ -81,6 +72,7 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     g_features = features;
     g_frames = &frames;
     g_switch.loaded_root = kernel.root();
+    g_switch.entry_stack = kernel_entry_stack_slot();
 
     // The syscall entry: CS/SS for the kernel from STAR[47:32], for user mode
     // SYSRET takes STAR[63:48] + 16 (code) and + 8 (data).
@@ -152,16 +144,22 @@ void Cpu::init_context(Context& ctx, void* stack_top, void (*entry)(void*), void
 }
 
 void Cpu::switch_context(Context& from, Context& to) {
-    if (to.kernel_stack_top != 0) {
-        set_kernel_entry_stack(to.kernel_stack_top);
-        mk::this_cpu().entry.kernel_stack_top = to.kernel_stack_top;
-    }
-    if (to.root != 0 && to.root != g_switch.loaded_root) {
-        write_cr3(to.root);
-        g_switch.loaded_root = to.root;
-    }
-    if (to.fpu != nullptr) set_ts(g_switch.fpu_owner != &to);
+    load_state(to);
     arch_switch_context(&from.rsp, to.rsp);
+}
+
+// `from` resumes at its TrapFrame: its saved stack pointer names a switch
+// frame just below the TrapFrame (six callee-saved slots, whose values do
+// not matter, and a return address) that returns into arch_resume_at_frame
+// with rsp at the TrapFrame.
+void Cpu::switch_context_leaving_stack(Context& from, Context& to) {
+    load_context(from, to);
+    // The return address goes below the TrapFrame; this function's own frame
+    // is far below it, on the part of the stack given up.
+    reinterpret_cast<uint64_t*>(from.kernel_stack_top - sizeof(TrapFrame))[-1] =
+        reinterpret_cast<uint64_t>(&arch_resume_at_frame);
+    uint64_t discarded;
+    arch_switch_context(&discarded, to.rsp);
 }
 
 Error Cpu::init_user_context(Context& ctx, uint64_t root) {

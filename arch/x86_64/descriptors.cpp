@@ -1,4 +1,5 @@
 // GDT with a TSS (IST stacks for double fault, NMI, machine check) and the IDT.
+#include <cstddef>
 #include <cstdint>
 
 #include "trap.hpp"
@@ -109,8 +110,8 @@ void init_idt() {
     asm volatile("lidt %0" ::"m"(idtr));
 }
 
-void set_kernel_entry_stack(uint64_t top) {
-    g_tss.rsp[0] = top;
+void* kernel_entry_stack_slot() {
+    return reinterpret_cast<char*>(&g_tss) + offsetof(Tss, rsp);
 }
 
 }  // namespace mk::x86

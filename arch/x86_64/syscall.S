@@ -35,7 +35,20 @@ syscall_entry:
     PUSH_GPRS
     xor %ebp, %ebp                /* the end of the kernel backtrace */
     mov %rsp, %rdi
-    call arch_syscall
+    cmp $1, %rax                  /* Call or ReplyRecv: the fast path first */
+    ja 1f
+    call mk_fastpath              /* rax: the partner's frame, or 0; rdx: the lock */
+    test %rax, %rax
+    jz 2f
+    /* Taken: this thread is blocked and will resume at its frame (the
+     * return address below it completes the context fastpath.cpp set); the
+     * partner runs. Off this stack, the scheduler lock can go. */
+    movq $arch_resume_at_frame, -8(%rsp)
+    mov %rax, %rsp
+    movb $0, (%rdx)
+    jmp arch_return_to_user
+2:  mov %rsp, %rdi                /* a miss: the general path */
+1:  call arch_syscall
     /* fall through */
 
 /* Returns to user mode through the TrapFrame at rsp, with interrupts off. */
@@ -56,6 +69,16 @@ arch_return_to_user:
     and $-16, %rsp
     call arch_bad_user_return     /* kills the thread; never returns */
     ud2
+
+/* Where a user thread that gave its stack up in a syscall (blocked "at
+ * its frame") resumes when switched to: the context switch returns here
+ * with rsp at its TrapFrame and the scheduler lock handed over.
+ * mk_resume_at_frame finishes the syscall; then back to user mode. */
+    .globl arch_resume_at_frame
+arch_resume_at_frame:
+    mov %rsp, %rdi
+    call mk_resume_at_frame
+    jmp arch_return_to_user
 
 /* void arch_enter_user(rip, rsp, arg, stack_top): the first entry of a user
  * thread (Cpu::enter_user). Moves to the top of its kernel stack, builds a

@@ -27,6 +27,8 @@ constexpr uint16_t kUserCode = 0x20 | 3;
 void init_gdt_and_tss();
 void init_idt();
 // The stack the CPU switches to on an interrupt or exception from ring 3.
-void set_kernel_entry_stack(uint64_t top);
+// Where TSS.rsp0 lives, the stack of interrupts from ring 3: every switch
+// writes it (Cpu::SwitchState::entry_stack).
+void* kernel_entry_stack_slot();
 
 }  // namespace mk::x86

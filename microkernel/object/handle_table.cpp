@@ -9,8 +9,8 @@ namespace mk {
 
 namespace {
 
-constexpr uint32_t kIndexBits = 16;
-constexpr uint32_t kIndexMask = (1u << kIndexBits) - 1;
+constexpr uint32_t kIndexBits = HandleTable::kIndexBits;
+constexpr uint32_t kIndexMask = HandleTable::kIndexMask;
 
 constexpr uint16_t next_generation(uint16_t g) {
     return g == 0xFFFF ? uint16_t{1} : uint16_t(g + 1);

@@ -80,6 +80,8 @@ using HandleClosedHook = void (*)(void* context, const ClosedHandle& closed);
 
 class HandleTable {
   public:
+    static constexpr uint32_t kIndexBits = 16;  // a handle value: (generation << 16) | index
+    static constexpr uint32_t kIndexMask = (1u << kIndexBits) - 1;
     static constexpr uint32_t kMaxCapacity = 0xFFFF;  // the index is 16 bits, 0 unused
     // The most handles one take_all() moves: a message's, or the start
     // handles of a spawned process, whichever is more.
@@ -196,6 +198,8 @@ class HandleTable {
     uint32_t capacity() const { return capacity_; }
 
   private:
+    friend class FastPath;  // syscall/fastpath.cpp looks a handle up inline
+
     enum class SlotState : uint8_t { Free, Reserved, Used };
 
     // 32 bytes.

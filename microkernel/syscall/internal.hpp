@@ -40,6 +40,12 @@ Status sys_reply(Process& p, Thread& self, TrapFrame& f);
 Status sys_reply_recv(Process& p, Thread& self, TrapFrame& f);
 Status sys_reply_save(Process& p, Thread& self, TrapFrame& f);
 Status sys_endpoint_create(Process& p, Thread& self, TrapFrame& f);
+// The end of every IPC syscall (send, call, recv, reply_recv), whether its
+// operation returned at once or the thread blocked at its frame and runs
+// again (mk_resume_at_frame, with st = the operation's result): drops the
+// reference to the endpoint, and on success puts what arrived in the
+// return registers. Returns st.
+Status complete_ipc(Process& p, Thread& self, TrapFrame& f, Status st);
 
 // Memory and threads (syscall/memory.cpp).
 Status sys_mem_map(Process& p, Thread& self, TrapFrame& f);

@@ -4,6 +4,7 @@
 
 #include "internal.hpp"
 #include "object/reply.hpp"
+#include "panic.hpp"
 #include "percpu.hpp"
 
 namespace mk::syscall {
@@ -136,11 +137,53 @@ void deliver(Process& p, Thread& self, TrapFrame& f, const Message& msg, uint64_
     f.r9 = msg.words[3];
 }
 
-void deliver(Process& p, Thread& self, TrapFrame& f, const Received& r) {
-    deliver(p, self, f, r.msg, r.badge, r.reply.valid());
+// Starts an IPC operation on `e` for the syscall in progress: the
+// operation's reference to the endpoint moves into the thread's IpcState,
+// where complete_ipc() drops it. With `at_frame` (no handles in flight,
+// nothing else on the stack to undo), a block gives the kernel stack up and
+// the syscall completes in mk_resume_at_frame(), or the fast path resumes
+// the thread directly (syscall/fastpath.cpp).
+Endpoint* begin_ipc(Thread& self, Named<Endpoint>& e, IpcState::UserOp op, bool at_frame) {
+    IpcState& ipc = *self.ipc;
+    MK_ASSERT(!ipc.endpoint_ref);
+    Endpoint* endpoint = e.object.get();
+    ipc.endpoint_ref = Ref<KObject>::adopt(e.object.leak());
+    ipc.user_op = op;
+    self.at_frame = at_frame;
+    return endpoint;
+}
+
+template <typename T>
+Status status_of(const Result<T>& r) {
+    return r ? Status(Error::None) : Status(r.error());
 }
 
 }  // namespace
+
+Status complete_ipc(Process& p, Thread& self, TrapFrame& f, Status st) {
+    IpcState& ipc = *self.ipc;
+    self.at_frame = false;
+    Ref<KObject> endpoint = static_cast<Ref<KObject>&&>(ipc.endpoint_ref);  // dropped on return
+    ReplyToken superseded = ipc.superseded;
+    ipc.superseded = {};
+    IpcState::UserOp op = ipc.user_op;
+    ipc.user_op = IpcState::UserOp::None;
+    if (st != Error::None) return st;
+    switch (op) {
+        case IpcState::UserOp::Call:
+            deliver(p, self, f, ipc.msg, 0, false);
+            break;
+        case IpcState::UserOp::Recv:
+            // The call this thread had not answered can never be answered now.
+            if (superseded.valid()) (void)Endpoint::reply_drop(superseded);
+            deliver(p, self, f, ipc.msg, ipc.badge, ipc.reply.valid());
+            break;
+        case IpcState::UserOp::Send:
+        case IpcState::UserOp::None:
+            break;
+    }
+    return Error::None;
+}
 
 Status sys_endpoint_create(Process& p, Thread&, TrapFrame& f) {
     Result<Endpoint*> ep = Endpoint::create();
@@ -158,15 +201,13 @@ Status sys_call(Process& p, Thread& self, TrapFrame& f) {
     Outgoing out;
     Status st = decode_message(p, self, f, e.rights, out);
     if (st != Error::None) return st;
-    Result<Message> reply = f.r12 == abi::kNoWait
-                                ? e.object->try_call(out.msg, e.badge)
-                                : e.object->call(out.msg, e.badge, ticks_of(f.r12));
-    if (!reply) {
-        out.restore(self);
-        return reply.error();
-    }
-    deliver(p, self, f, reply.value(), 0, false);
-    return Error::None;
+    uint64_t badge = e.badge;
+    // A call with handles keeps its stack: they go back (restore) if it fails.
+    Endpoint* endpoint = begin_ipc(self, e, IpcState::UserOp::Call, out.msg.handle_count == 0);
+    st = status_of(f.r12 == abi::kNoWait ? endpoint->try_call(out.msg, badge)
+                                         : endpoint->call(out.msg, badge, ticks_of(f.r12)));
+    if (st != Error::None) out.restore(self);
+    return complete_ipc(p, self, f, st);
 }
 
 Status sys_send(Process& p, Thread& self, TrapFrame& f) {
@@ -176,10 +217,12 @@ Status sys_send(Process& p, Thread& self, TrapFrame& f) {
     Outgoing out;
     Status st = decode_message(p, self, f, e.rights, out);
     if (st != Error::None) return st;
-    st = f.r12 == abi::kNoWait ? e.object->try_send(out.msg, e.badge)
-                               : e.object->send(out.msg, e.badge, ticks_of(f.r12));
+    uint64_t badge = e.badge;
+    Endpoint* endpoint = begin_ipc(self, e, IpcState::UserOp::Send, out.msg.handle_count == 0);
+    st = f.r12 == abi::kNoWait ? endpoint->try_send(out.msg, badge)
+                               : endpoint->send(out.msg, badge, ticks_of(f.r12));
     if (st != Error::None) out.restore(self);
-    return st;
+    return complete_ipc(p, self, f, st);
 }
 
 // A message that arrives replaces this thread's pending call, if it has
@@ -192,13 +235,11 @@ Status sys_recv(Process& p, Thread& self, TrapFrame& f) {
         lookup<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightReceive);
     if (!ep) return ep.error();
     Named<Endpoint> e = std::move(ep).value();
-    ReplyToken pending = self.ipc->reply;
-    Result<Received> r =
-        f.r12 == abi::kNoWait ? e.object->try_recv() : e.object->recv(ticks_of(f.r12));
-    if (!r) return r.error();
-    if (pending.valid()) (void)Endpoint::reply_drop(pending);  // BadHandle: it is gone already
-    deliver(p, self, f, r.value());
-    return Error::None;
+    self.ipc->superseded = self.ipc->reply;
+    Endpoint* endpoint = begin_ipc(self, e, IpcState::UserOp::Recv, true);
+    Status st =
+        status_of(f.r12 == abi::kNoWait ? endpoint->try_recv() : endpoint->recv(ticks_of(f.r12)));
+    return complete_ipc(p, self, f, st);
 }
 
 // a0: 0 for this thread's pending call, or a saved Reply's handle, which
@@ -242,18 +283,18 @@ Status sys_reply_recv(Process& p, Thread& self, TrapFrame& f) {
     if (st != Error::None) return st;
     ReplyToken token = self.ipc->reply;
     self.ipc->reply = {};
-    Result<Received> r = Error::WouldBlock;
+    // With handles the reply keeps its stack: their reservation is on it.
+    Endpoint* endpoint = begin_ipc(self, e, IpcState::UserOp::Recv, out.msg.handle_count == 0);
     if (f.r12 == abi::kNoWait || out.msg.handle_count != 0) {
         // In two steps: handles of a reply that finds no caller (it timed
         // out or died) come back before anything can arrive.
         if (!token.valid() || Endpoint::reply(token, out.msg) != Error::None) out.discard(self);
-        r = f.r12 == abi::kNoWait ? e.object->try_recv() : e.object->recv(ticks_of(f.r12));
+        st = status_of(f.r12 == abi::kNoWait ? endpoint->try_recv()
+                                             : endpoint->recv(ticks_of(f.r12)));
     } else {
-        r = e.object->reply_recv(token, out.msg, ticks_of(f.r12));
+        st = status_of(endpoint->reply_recv(token, out.msg, ticks_of(f.r12)));
     }
-    if (!r) return r.error();
-    deliver(p, self, f, r.value());
-    return Error::None;
+    return complete_ipc(p, self, f, st);
 }
 
 // Turns this thread's pending call into a Reply handle (r0), to answer

@@ -323,6 +323,18 @@ void handle_syscall(TrapFrame& f) {
     before_return_to_user();
 }
 
+}  // namespace mk
+
+extern "C" void mk_resume_at_frame(mk::TrapFrame* f) {
+    using namespace mk;
+    sched().finish_switch_in();
+    Thread& self = *sched().current();
+    f->rax = uint64_t(to_abi(syscall::complete_ipc(*self.process, self, *f, self.ipc->result)));
+    before_return_to_user();
+}
+
+namespace mk {
+
 void handle_user_yield(TrapFrame& f) {
     Process* p = sched().current()->process;
     MK_ASSERT(p != nullptr);

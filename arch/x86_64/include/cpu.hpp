@@ -6,6 +6,7 @@
 
 #include "cpu_interface.hpp"
 #include "error.hpp"
+#include "trap_frame.hpp"
 
 namespace mk {
 
@@ -25,6 +26,64 @@ class Cpu {
 
     static void init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg);
     static void switch_context(Context& from, Context& to);
+    // Like switch_context(), for a user thread that blocks in a syscall with
+    // nothing on its kernel stack but its user registers: the stack is given
+    // up, and when `from` is switched to again it enters mk_resume_at_frame()
+    // with its TrapFrame (arch/x86_64/syscall.S).
+    static void switch_context_leaving_stack(Context& from, Context& to);
+
+    // --- The syscall fast path (microkernel/syscall/fastpath.cpp) ---
+    // The user registers of a user thread that is in a syscall: the
+    // TrapFrame the entry stub built at the top of its kernel stack.
+    static TrapFrame& syscall_frame(const Context& ctx) {
+        return *reinterpret_cast<TrapFrame*>(ctx.kernel_stack_top - sizeof(TrapFrame));
+    }
+    // Makes `to` the context the CPU runs next, without moving to its stack:
+    // its kernel entry stack, address space and FPU ownership. The fast path
+    // then leaves through `to`'s TrapFrame; `from`, blocked, resumes at its
+    // own frame as after switch_context_leaving_stack() (the entry stub
+    // writes the return address below the frame, once it has left it).
+    static void load_context(Context& from, Context& to) {
+        load_state(to);
+        from.rsp = from.kernel_stack_top - sizeof(TrapFrame) - 7 * sizeof(uint64_t);
+    }
+
+    // What every switch to `to` changes besides the stack: the stack the
+    // next entry from user mode lands on (TSS.rsp0 and the syscall stub's
+    // copy), the address space (CR3 only when it changes) and the FPU trap
+    // (CR0.TS set unless `to` owns the FPU registers; written only when it
+    // changes). Inline: the fast path pays for every instruction.
+    static void load_state(const Context& to) {
+        SwitchState& s = switch_state;
+        if (to.kernel_stack_top != 0) {
+            __builtin_memcpy(s.entry_stack, &to.kernel_stack_top, sizeof(uint64_t));
+            asm volatile("mov %0, %%gs:8" ::"r"(to.kernel_stack_top) : "memory");
+        }
+        if (to.root != 0 && to.root != s.loaded_root) {
+            asm volatile("mov %0, %%cr3" ::"r"(to.root) : "memory");
+            s.loaded_root = to.root;
+        }
+        if (to.fpu != nullptr) set_fpu_trap(s.fpu_owner != &to);
+    }
+
+    // This CPU's switch state (one CPU for now).
+    struct SwitchState {
+        uint64_t loaded_root = 0;      // what CR3 holds
+        Context* fpu_owner = nullptr;  // whose state the FPU registers hold
+        bool ts_set = false;           // CR0.TS: the next FPU instruction traps (#NM)
+        void* entry_stack = nullptr;   // TSS.rsp0 (unaligned): the stack of entries from ring 3
+    };
+    static SwitchState switch_state;
+
+    static void set_fpu_trap(bool on) {
+        if (switch_state.ts_set == on) return;
+        uint64_t cr0;
+        asm volatile("mov %%cr0, %0" : "=r"(cr0));
+        cr0 = on ? cr0 | kCr0Ts : cr0 & ~kCr0Ts;
+        asm volatile("mov %0, %%cr0" ::"r"(cr0) : "memory");
+        switch_state.ts_set = on;
+    }
+    static constexpr uint64_t kCr0Ts = 1u << 3;
 
     // --- User threads ---
     // Makes ctx (after init_context) a user thread's, running in `root`.
@@ -87,6 +146,8 @@ class Cpu {
     [[noreturn]] static void halt_forever();
     [[noreturn]] static void shutdown(bool success);
 };
+
+inline Cpu::SwitchState Cpu::switch_state{};
 
 static_assert(CpuInterface<Cpu>);
 

@@ -25,6 +25,7 @@ void FakeCpu::reset() {
     log.clear();
     yield_handler = nullptr;
     no_return_from = nullptr;
+    stacks_left = 0;
 }
 
 namespace {
@@ -131,6 +132,18 @@ void Cpu::init_context(Context& ctx, void* stack_top, void (*entry)(void*), void
 void Cpu::switch_context(Context& from, Context& to) {
     FakeCpu::switches.push_back({&from, &to});
     if (&from == FakeCpu::no_return_from) throw FakeCpu::NoReturn{};
+}
+
+void Cpu::load_context(Context& from, Context& to) {
+    FakeCpu::switches.push_back({&from, &to});
+}
+
+void Cpu::switch_context_leaving_stack(Context& from, Context& to) {
+    // `from` never returns here: its frames unwind back to the test, which
+    // then plays its resumption (mk_resume_at_frame) when it runs again.
+    FakeCpu::switches.push_back({&from, &to});
+    ++FakeCpu::stacks_left;
+    throw FakeCpu::NoReturn{};
 }
 
 bool Cpu::interrupts_enabled() {

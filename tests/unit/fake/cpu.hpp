@@ -13,6 +13,7 @@
 
 #include "cpu_interface.hpp"
 #include "error.hpp"
+#include "trap_frame.hpp"
 
 namespace mk {
 
@@ -23,10 +24,17 @@ class Cpu {
         void (*entry)(void*) = nullptr;
         void* arg = nullptr;
         int id = 0;  // set by tests for readable switch logs
+        // A user thread's registers as the syscall entry stub saves them at
+        // the top of its kernel stack; tests fill it to play a syscall.
+        TrapFrame frame{};
     };
 
     static void init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg);
     static void switch_context(Context& from, Context& to);
+    static void switch_context_leaving_stack(Context& from, Context& to);
+    static TrapFrame& syscall_frame(Context& ctx) { return ctx.frame; }
+    // The fast path's switch: recorded like switch_context(); returns.
+    static void load_context(Context& from, Context& to);
     // User threads do not run on the host (enter_user aborts), but user
     // address spaces exist: page tables as maps, frames in host memory
     // (frame_to_kernel is the identity), with the refusals of
@@ -82,6 +90,9 @@ struct FakeCpu {
     // guards releasing the scheduler lock as the thread switched to would.
     struct NoReturn {};
     static inline const Cpu::Context* no_return_from = nullptr;
+    // Switches that gave the old thread's stack up (it resumes at its user
+    // frame): switch_context_leaving_stack() throws NoReturn for them too.
+    static inline size_t stacks_left = 0;
     static void reset();
     // User address spaces alive, and the pages mapped in one.
     static size_t user_spaces();

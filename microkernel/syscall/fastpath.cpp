@@ -1,0 +1,215 @@
+// The syscall fast path (docs/ipc.md, "The syscall fast path").
+//
+// `call` to a receiver that is waiting, and `reply_recv` answering a caller
+// that is waiting, with a register-only message (a label and four words),
+// are the whole of a client/server round trip. The entry stub
+// (arch/x86_64/syscall.S) hands them here before anything else. The fast
+// path checks its conditions, cheapest first; any miss returns to the stub,
+// which takes the general path (decode, perform) as if nothing happened.
+// Past the point of no return it cannot fail: it copies the message
+// registers straight into the partner's saved user registers, blocks the
+// caller of the syscall where it stands, and switches to the partner without
+// the ready queue (a donation: the partner runs on the rest of the quantum),
+// changing the address space only if it differs. The stub then leaves
+// through the partner's TrapFrame.
+//
+// Both sides live "at the frame" (Thread::at_frame): a thread blocked in an
+// IPC syscall with nothing on its kernel stack but its user registers. The
+// fast path resumes such a partner by returning to user mode from its frame;
+// the general path resumes it through mk_resume_at_frame(), which completes
+// the syscall from its IpcState. So the fast path and the general path can
+// each wake what the other blocked.
+//
+// Locking: interrupts are off from the `syscall` instruction on. The fast
+// path takes the caller's handle-table lock and then the scheduler lock (the
+// documented order), without the held-lock bookkeeping (SpinLock::lock_raw);
+// the table lock covers every use of the endpoint the handle names, and the
+// scheduler lock is handed to the stub, which releases it once the CPU is
+// on the partner's stack (no other CPU may resume the blocked thread on its
+// own stack before this CPU has left it).
+#include "fastpath.hpp"
+
+#include "endpoint.hpp"
+#include "mk/abi.hpp"
+#include "percpu.hpp"
+#include "process.hpp"
+#include "scheduler.hpp"
+#include "thread.hpp"
+
+namespace mk {
+
+class FastPath {
+  public:
+    static FastPathExit call(PerCpu& cpu, TrapFrame& f);
+    static FastPathExit reply_recv(PerCpu& cpu, TrapFrame& f);
+
+  private:
+    static constexpr FastPathExit kMiss{nullptr, nullptr};
+
+    // What a message must be for the fast path: no payload, no handles, no
+    // reserved bit, a label user code may send, and no timeout; a0 a handle.
+    static bool message_ok(const TrapFrame& f) {
+        return (f.rsi >> 32) == 0 && uint32_t(f.rsi) < abi::kNoticeLabelBase &&
+               f.r12 == abi::kForever && f.rdi - 1 < UINT32_MAX;
+    }
+
+    // The endpoint handle a0 names with `right`, or null; with the table
+    // locked on success (it keeps the endpoint alive while we use it).
+    // (HandleTable::find_locked(), inline.)
+    static Endpoint* endpoint(HandleTable& table, uint64_t handle, uint32_t right,
+                              uint64_t* badge) {
+        table.lock_.lock_raw();
+        uint32_t index = uint32_t(handle) & HandleTable::kIndexMask;
+        if (index - 1 < table.capacity_) {
+            const HandleTable::Slot& s = table.slot(index);
+            if (s.state == HandleTable::SlotState::Used &&
+                s.generation == (handle >> HandleTable::kIndexBits) &&
+                s.object->type() == ObjectType::Endpoint && (s.rights & right) != 0) {
+                *badge = s.badge;
+                return static_cast<Endpoint*>(s.object);
+            }
+        }
+        table.lock_.unlock_raw();
+        return nullptr;
+    }
+
+    static FastPathExit miss(PerCpu& cpu) {
+        ++cpu.ipc.syscall_fastpath_misses;
+        return kMiss;
+    }
+
+    // The current thread blocks on `queue` (no timeout), at its frame.
+    static void block_current(Thread& self, WaitQueue& queue) {
+        self.at_frame = true;
+        self.state = ThreadState::Blocked;
+        self.wake_reason = WakeReason::None;
+        self.block_armed = false;
+        self.wake_pending = false;
+        self.waiting_on = &queue;
+        queue.push_back(self);
+    }
+
+    // Runs `next` (Blocked at its frame, its wait just ended) in place of
+    // `self` (Blocked now): the scheduler's part of a direct switch, then the
+    // CPU's. Returns where the stub leaves for user mode.
+    static FastPathExit switch_to(PerCpu& cpu, Scheduler& s, Thread& self, Thread& next) {
+        if (next.timeout_hook.is_linked()) s.cancel_timeout_locked(next);
+        next.at_frame = false;
+        next.wake_reason = WakeReason::Woken;
+        next.state = ThreadState::Running;
+        s.current_ = &next;
+        s.donate_target_ = nullptr;
+        // Counted once, here: not in the scheduler's blocks, wakeups and
+        // switches, nor in the endpoint counters.
+        ++cpu.ipc.syscall_fastpath_hits;
+        Cpu::load_context(self.context, next.context);
+        return FastPathExit{&Cpu::syscall_frame(next.context), s.lock_.word()};
+    }
+};
+
+FastPathExit FastPath::call(PerCpu& cpu, TrapFrame& f) {
+    Scheduler& s = cpu.scheduler;
+    if (!message_ok(f) || !ipc_fast_path() || !s.donation_enabled()) return miss(cpu);
+    Thread& self = *s.current_;
+    HandleTable& table = self.process->handles();
+    uint64_t badge;
+    Endpoint* ep = endpoint(table, f.rdi, abi::kRightSend, &badge);
+    if (ep == nullptr) return miss(cpu);
+    s.lock_.lock_raw();
+    Thread* server = ep->receivers_.front();
+    // A waiting receiver has taken every queued notice and sender already.
+    if (server == nullptr || !server->at_frame || server->ipc->superseded.valid() ||
+        self.exit_requested) {
+        s.lock_.unlock_raw();
+        table.lock_.unlock_raw();
+        return miss(cpu);
+    }
+
+    // The point of no return. The server receives the call...
+    ep->receivers_.remove(*server);
+    server->waiting_on = nullptr;
+    server->ipc->endpoint_ref.leak()->release_not_last();  // the caller's handle holds one
+    table.lock_.unlock_raw();
+    IpcState& sipc = *server->ipc;
+    IpcState& cipc = *self.ipc;
+    sipc.reply = ReplyToken{self.id(), ++cipc.call_seq};
+    sipc.op = IpcState::Op::None;
+    sipc.result = Error::None;
+    sipc.user_op = IpcState::UserOp::None;
+    TrapFrame& to = Cpu::syscall_frame(server->context);
+    to.rax = uint64_t(abi::Err::Ok);
+    to.rdi = badge;
+    to.rsi = f.rsi | abi::MsgInfo{0, 0, 0, true}.encode();
+    to.rdx = f.rdx;
+    to.r10 = f.r10;
+    to.r8 = f.r8;
+    to.r9 = f.r9;
+    // ...and the caller waits for the reply on its callers queue.
+    cipc.op = IpcState::Op::ReplyWait;
+    cipc.result = Error::WouldBlock;
+    cipc.user_op = IpcState::UserOp::Call;
+    block_current(self, sipc.callers);
+    return switch_to(cpu, s, self, *server);
+}
+
+FastPathExit FastPath::reply_recv(PerCpu& cpu, TrapFrame& f) {
+    Scheduler& s = cpu.scheduler;
+    if (!message_ok(f) || !ipc_fast_path() || !s.donation_enabled()) return miss(cpu);
+    Thread& self = *s.current_;
+    IpcState& sipc = *self.ipc;
+    ReplyToken token = sipc.reply;
+    if (!token.valid()) return miss(cpu);
+    HandleTable& table = self.process->handles();
+    uint64_t badge;
+    Endpoint* ep = endpoint(table, f.rdi, abi::kRightReceive, &badge);
+    if (ep == nullptr) return miss(cpu);
+    s.lock_.lock_raw();
+    // The caller the token names, still waiting for this very reply, at its
+    // frame and holding nothing for the general path to drop; and nothing
+    // waiting on the endpoint, which the receive would have to take.
+    Thread* caller = Thread::lookup(token.caller);
+    if (caller == nullptr || caller->state != ThreadState::Blocked ||
+        caller->waiting_on != &sipc.callers || caller->ipc->call_seq != token.call ||
+        caller->ipc->op != IpcState::Op::ReplyWait || !caller->at_frame ||
+        caller->ipc->endpoint_ref || !ep->senders_.empty() || !ep->notices_.empty() || ep->dead_ ||
+        self.exit_requested) {
+        s.lock_.unlock_raw();
+        table.lock_.unlock_raw();
+        return miss(cpu);
+    }
+
+    // The point of no return. The caller takes the reply...
+    sipc.reply = {};
+    sipc.callers.remove(*caller);
+    caller->waiting_on = nullptr;
+    IpcState& cipc = *caller->ipc;
+    cipc.op = IpcState::Op::None;
+    cipc.result = Error::None;
+    cipc.user_op = IpcState::UserOp::None;
+    TrapFrame& to = Cpu::syscall_frame(caller->context);
+    to.rax = uint64_t(abi::Err::Ok);
+    to.rdi = 0;
+    to.rsi = f.rsi;
+    to.rdx = f.rdx;
+    to.r10 = f.r10;
+    to.r8 = f.r8;
+    to.r9 = f.r9;
+    // ...and this thread waits for the next message on the endpoint, holding
+    // its reference as the general path's receive does.
+    sipc.op = IpcState::Op::Recv;
+    sipc.result = Error::WouldBlock;
+    sipc.user_op = IpcState::UserOp::Recv;
+    sipc.superseded = {};
+    sipc.endpoint_ref = Ref<KObject>::retain(ep);
+    block_current(self, ep->receivers_);
+    table.lock_.unlock_raw();
+    return switch_to(cpu, s, self, *caller);
+}
+
+}  // namespace mk
+
+extern "C" mk::FastPathExit mk_fastpath(mk::TrapFrame* frame) {
+    mk::PerCpu& cpu = mk::this_cpu();
+    return frame->rax == uint64_t(mk::abi::Sys::Call) ? mk::FastPath::call(cpu, *frame)
+                                                      : mk::FastPath::reply_recv(cpu, *frame);
+}
