@@ -1,5 +1,5 @@
 // Thread contexts and the way into and out of user mode: the context
-// switch's extra work for user threads (TSS.rsp0, CR3, lazy FPU), the
+// switch's extra work for user threads (TSS.rsp0, CR3, FS base, lazy FPU), the
 // syscall MSRs, SMEP/SMAP, and user address spaces (docs/syscalls.md).
 #include "context.hpp"
 
@@ -30,6 +30,7 @@ namespace {
 constexpr uint32_t kMsrStar = 0xC0000081;
 constexpr uint32_t kMsrLstar = 0xC0000082;
 constexpr uint32_t kMsrSfmask = 0xC0000084;
+constexpr uint32_t kMsrFsBase = 0xC0000100;
 constexpr uint64_t kEferSce = 1u << 0;
 constexpr uint64_t kRflagsIf = 1u << 9;
 // TF IF DF NT AC: the kernel runs with none of them.
@@ -45,7 +46,12 @@ constexpr size_t kFxsaveSize = 512;
 
 // Per-CPU state of the switch (one CPU for now).
 struct SwitchState {
-    uint64_t loaded_root = 0;           // what CR3 holds
+    uint64_t loaded_root = 0;  // what CR3 holds
+    // What MSR_FS_BASE was last set to, and for whom. Ring 3 can change the
+    // FS base without the kernel, but only to 0 (see switch_fs_base), so the
+    // CPU holds loaded_fs_base or 0.
+    uint64_t loaded_fs_base = 0;
+    const Cpu::Context* fs_base_owner = nullptr;
     Cpu::Context* fpu_owner = nullptr;  // whose state the FPU registers hold
     bool ts_set = false;                // CR0.TS: the next FPU instruction traps (#NM)
 };
@@ -73,7 +79,29 @@ void set_ts(bool on) {
     g_switch.ts_set = on;
 }
 
+void load_fs_base(const Cpu::Context& ctx) {
+    wrmsr(kMsrFsBase, ctx.fs_base);
+    g_switch.loaded_fs_base = ctx.fs_base;
+    g_switch.fs_base_owner = &ctx;
+}
+
 }  // namespace
+
+// Ring 3 cannot write the FS base (CR4.FSGSBASE stays off), but loading a
+// selector into FS sets it to that descriptor's base, 0 for every segment
+// it can load, or (a null selector) to 0 or leaves it as it was, by vendor.
+// So a loaded value of 0 is certain, and a nonzero one may have become 0,
+// but only by the thread that ran with it: the write is skipped when the
+// value is 0 or `to` is that thread (its own selector load is its own
+// affair, as on Linux), never for another thread with the same value (two
+// processes with their TLS at the same address).
+void switch_fs_base(const Cpu::Context& to) {
+    if (to.fs_base == g_switch.loaded_fs_base &&
+        (to.fs_base == 0 || &to == g_switch.fs_base_owner)) {
+        return;
+    }
+    load_fs_base(to);
+}
 
 UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures features,
                                 FrameAllocator& frames) {
@@ -91,6 +119,7 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     MK_ASSERT(
         reinterpret_cast<char*>(&mk::this_cpu().entry) - reinterpret_cast<char*>(&this_cpu()) == 8);
     wrmsr(kMsrKernelGsBase, 0);  // the user's GS base
+    wrmsr(kMsrFsBase, 0);        // what g_switch.loaded_fs_base says
 
     // SSE for user code (the kernel itself never touches the FPU), with
     // lazy switching: CR0.TS makes the first FPU instruction trap.
@@ -160,7 +189,10 @@ void Cpu::switch_context(Context& from, Context& to) {
         write_cr3(to.root);
         g_switch.loaded_root = to.root;
     }
-    if (to.fpu != nullptr) set_ts(g_switch.fpu_owner != &to);
+    if (to.fpu != nullptr) {  // a user thread
+        switch_fs_base(to);
+        set_ts(g_switch.fpu_owner != &to);
+    }
     arch_switch_context(&from.rsp, to.rsp);
 }
 
@@ -178,14 +210,25 @@ Error Cpu::init_user_context(Context& ctx, uint64_t root) {
     ctx.fpu = area;
     ctx.fpu_used = false;
     ctx.root = root;
+    ctx.fs_base = 0;
     return Error::None;
 }
 
 void Cpu::release_context(Context& ctx) {
     if (g_switch.fpu_owner == &ctx) g_switch.fpu_owner = nullptr;
+    if (g_switch.fs_base_owner == &ctx) g_switch.fs_base_owner = nullptr;
     kfree(ctx.fpu);
     ctx.fpu = nullptr;
     ctx.root = 0;
+}
+
+// Always written: the thread may have cleared the FS base behind the
+// kernel's back (a selector load) since it was last loaded for it.
+void Cpu::set_user_fs_base(Context& current, uint64_t base) {
+    bool was = save_and_disable_interrupts();  // the MSR and g_switch agree at every switch
+    current.fs_base = base;
+    load_fs_base(current);
+    restore_interrupts(was);
 }
 
 void Cpu::enter_user(uint64_t rip, uint64_t rsp, uint64_t arg) {

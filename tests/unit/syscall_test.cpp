@@ -542,6 +542,31 @@ TEST_F(SyscallTest, ThreadCreateRefusals) {
     EXPECT_EQ(process_threads_.size(), 2u);
 }
 
+// The FS base is the calling thread's own, and only the user half is taken
+// (any value there: whether it is mapped is the thread's affair).
+TEST_F(SyscallTest, ThreadSetFsBase) {
+    ASSERT_EQ(call(Sys::ThreadSetFsBase, {.a1 = kData}), Err::Ok);
+    EXPECT_EQ(user_->context.fs_base, kData);
+    for (uint64_t base : {abi::kFsBaseEnd, abi::kFsBaseEnd + kPage, kNonCanonical, kKernelAddress,
+                          uint64_t{0xFFFFFFFF80000000}, uint64_t{1} << 63, ~uint64_t{0}}) {
+        EXPECT_REFUSED(Err::InvalidArgument, call(Sys::ThreadSetFsBase, {.a1 = base}));
+        EXPECT_EQ(user_->context.fs_base, kData) << base;
+    }
+    for (uint64_t base : {uint64_t{0}, uint64_t{8}, abi::kUserBase - 1, kDataEnd, abi::kUserEnd,
+                          abi::kFsBaseEnd - 8, abi::kFsBaseEnd - 1}) {
+        EXPECT_EQ(call(Sys::ThreadSetFsBase, {.a1 = base}), Err::Ok) << base;
+        EXPECT_EQ(user_->context.fs_base, base);
+    }
+    // A new thread starts with 0; each thread sets its own.
+    ASSERT_EQ(call(Sys::ThreadSetFsBase, {.a1 = kData}), Err::Ok);
+    TrapFrame f;
+    ASSERT_EQ(call(Sys::ThreadCreate, {.a1 = abi::kUserBase, .a2 = kDataEnd}, &f), Err::Ok);
+    Thread* other = process_threads_.back();
+    ASSERT_NE(other, user_);
+    EXPECT_EQ(other->context.fs_base, 0u);
+    EXPECT_EQ(user_->context.fs_base, kData);
+}
+
 // A full handle table refuses what would add a handle, and nothing leaks.
 TEST_F(SyscallTest, FullHandleTable) {
     Err e = Err::Ok;

@@ -13,12 +13,14 @@ class Cpu {
   public:
     // Callee-saved state lives on the thread's own kernel stack (at `rsp`
     // while switched out: arch/x86_64/switch.S). A user thread also has an
-    // address space and an FPU/SSE save area, switched lazily: CR3 only when
-    // it changes, the FPU state at the first FPU instruction (#NM).
+    // address space, an FS base and an FPU/SSE save area, switched lazily:
+    // CR3 and the FS base only when they change, the FPU state at the first
+    // FPU instruction (#NM).
     struct Context {
         uint64_t rsp = 0;
         uint64_t kernel_stack_top = 0;  // 0: the boot thread (never enters user mode)
         uint64_t root = 0;              // page-table root; 0: a kernel thread (any will do)
+        uint64_t fs_base = 0;           // a user thread's FS base (TLS pointer), < kFsBaseEnd
         void* fpu = nullptr;            // FXSAVE area of a user thread
         bool fpu_used = false;          // the area holds state (else: fninit at first use)
     };
@@ -31,6 +33,9 @@ class Cpu {
     [[nodiscard]] static Error init_user_context(Context& ctx, uint64_t root);
     // Frees what init_user_context took; the thread never runs again.
     static void release_context(Context& ctx);
+    // The current user thread's FS base from now on (below abi::kFsBaseEnd:
+    // the caller checks): kept in its context, loaded into the CPU at once.
+    static void set_user_fs_base(Context& current, uint64_t base);
     // From the current thread's own kernel code, never returns: drops to
     // ring 3 at rip with rsp, and arg in rdi, every other register zero.
     [[noreturn]] static void enter_user(uint64_t rip, uint64_t rsp, uint64_t arg);

@@ -22,7 +22,8 @@ class Cpu {
         void* stack_top = nullptr;
         void (*entry)(void*) = nullptr;
         void* arg = nullptr;
-        int id = 0;  // set by tests for readable switch logs
+        uint64_t fs_base = 0;  // a user thread's FS base, as on the hardware
+        int id = 0;            // set by tests for readable switch logs
     };
 
     static void init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg);
@@ -33,6 +34,7 @@ class Cpu {
     // arch/x86_64/context.cpp.
     static Error init_user_context(Context& ctx, uint64_t root);
     static void release_context(Context&) {}
+    static void set_user_fs_base(Context& current, uint64_t base) { current.fs_base = base; }
     [[noreturn]] static void enter_user(uint64_t rip, uint64_t rsp, uint64_t arg);
     static Result<uint64_t> user_space_create();
     static void user_space_destroy(uint64_t root);
