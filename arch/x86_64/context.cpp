@@ -286,6 +286,10 @@ void* Cpu::frame_to_kernel(uint64_t frame) {
     return phys_to_virt(frame);
 }
 
+void Cpu::zero_frame(uint64_t frame) {
+    __builtin_memset(phys_to_virt(frame), 0, kPageSize);
+}
+
 }  // namespace mk
 
 extern "C" void arch_syscall(mk::TrapFrame* frame) {

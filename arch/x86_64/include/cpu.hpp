@@ -54,6 +54,8 @@ class Cpu {
     [[nodiscard]] static Result<uint64_t> user_frame(uint64_t root, uint64_t virt, bool write);
     // A frame as the kernel sees it (the direct map).
     static void* frame_to_kernel(uint64_t frame);
+    // Fills a frame with zeros (through the direct map).
+    static void zero_frame(uint64_t frame);
 
     static bool interrupts_enabled() {
         uint64_t flags;

@@ -42,6 +42,7 @@ class Cpu {
     static Result<uint64_t> user_unmap(uint64_t root, uint64_t virt);
     static Result<uint64_t> user_frame(uint64_t root, uint64_t virt, bool write);
     static void* frame_to_kernel(uint64_t frame);
+    static void zero_frame(uint64_t frame);
 
     static bool interrupts_enabled();
     static bool save_and_disable_interrupts();
@@ -74,6 +75,11 @@ struct FakeCpu {
     static inline unsigned yield_vectors = 0;
     static inline bool irq_enabled_at_last_yield = false;  // IF when the last int 0x50 was raised
     static inline uint64_t tsc = 0;
+    // Frames zero_frame() cleared, and how many of them with interrupts off
+    // (a spinlock held, say): a MemMap of many pages must not be one long
+    // stretch with interrupts off.
+    static inline uint64_t frames_zeroed = 0;
+    static inline uint64_t frames_zeroed_irqs_off = 0;
     static inline std::string log;
     // What raise_yield_vector() runs: the kernel's yield handler. Tests install it.
     static inline void (*yield_handler)() = nullptr;
