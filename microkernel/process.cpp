@@ -26,6 +26,55 @@ void user_thread_entry(void*) {
     Cpu::enter_user(t->user_rip, t->user_rsp, t->user_arg);
 }
 
+bool prot_ok(uint32_t prot) {
+    if ((prot & ~uint32_t(abi::kProtRead | abi::kProtWrite | abi::kProtExec)) != 0) return false;
+    return (prot & abi::kProtWrite) == 0 || (prot & abi::kProtExec) == 0;  // W^X
+}
+
+// Frames for a mapping, allocated and zeroed before the address-space lock
+// is taken, chained through their first words (the next frame's address,
+// 0 at the end: frame 0 is never handed out), so that even kMaxPages of
+// them need no list besides themselves. Those still chained when it goes
+// are freed.
+class ZeroedFrames {
+  public:
+    ZeroedFrames() = default;
+    ZeroedFrames(const ZeroedFrames&) = delete;
+    ZeroedFrames& operator=(const ZeroedFrames&) = delete;
+    ~ZeroedFrames() {
+        while (head_ != 0) frame_allocator().free(take());
+    }
+
+    // Adds `count` frames. OutOfMemory when the frame allocator runs out
+    // (those it gave stay chained).
+    Status fill(size_t count) {
+        for (size_t i = 0; i < count; ++i) {
+            Result<uint64_t> frame = frame_allocator().alloc();
+            if (!frame) return Error::OutOfMemory;
+            MK_ASSERT(frame.value() != 0);
+            Cpu::zero_frame(frame.value());
+            *link(frame.value()) = head_;
+            head_ = frame.value();
+        }
+        return Error::None;
+    }
+
+    // A chained frame, all zero again.
+    uint64_t take() {
+        uint64_t frame = head_;
+        head_ = *link(frame);
+        *link(frame) = 0;
+        return frame;
+    }
+
+  private:
+    static uint64_t* link(uint64_t frame) {
+        return static_cast<uint64_t*>(Cpu::frame_to_kernel(frame));
+    }
+
+    uint64_t head_ = 0;
+};
+
 }  // namespace
 
 Process::Process(const char* name) : KObject(ObjectType::Process) {
@@ -95,50 +144,63 @@ void Process::free(Process* p) {
 }
 
 Status Process::map_anonymous(uint64_t virt, size_t pages, uint32_t prot) {
-    LockGuard guard(space_lock_);
-    return map_anonymous_locked(virt, pages, prot);
-}
-
-Status Process::map_anonymous_locked(uint64_t virt, size_t pages, uint32_t prot) {
     if (!user_range_ok(virt, pages)) return Error::InvalidArgument;
-    if (root_ == 0) return Error::BadState;
-    if ((prot & ~uint32_t(abi::kProtRead | abi::kProtWrite | abi::kProtExec)) != 0) {
-        return Error::InvalidArgument;
-    }
-    if ((prot & abi::kProtWrite) != 0 && (prot & abi::kProtExec) != 0) {
-        return Error::InvalidArgument;  // W^X
-    }
-    if (pages > kMaxPages - mapped_pages_) return Error::LimitReached;
-    for (size_t i = 0; i < pages; ++i) {
-        if (Cpu::user_frame(root_, virt + i * abi::kPageSize, false)) return Error::BadState;
-    }
-    for (size_t i = 0; i < pages; ++i) {
-        uint64_t va = virt + i * abi::kPageSize;
-        Result<uint64_t> frame = frame_allocator().alloc();
-        Status st = frame ? Error::None : Error::OutOfMemory;
-        if (frame) {
-            __builtin_memset(Cpu::frame_to_kernel(frame.value()), 0, abi::kPageSize);
-            st = Cpu::user_map(root_, va, frame.value(), prot);
-            if (st != Error::None) frame_allocator().free(frame.value());
-        }
-        if (st != Error::None) {
-            unmap_locked(virt, i);  // nothing registered there: it was not mapped before
-            return st;
-        }
-        ++mapped_pages_;
-    }
-    return Error::None;
+    return map_zeroed(virt, pages, prot).error();
 }
 
 Result<uint64_t> Process::map_fresh(size_t pages, uint32_t prot) {
     if (pages == 0 || pages > kMaxPages) return Error::InvalidArgument;
-    LockGuard guard(space_lock_);
+    return map_zeroed(kInMapArea, pages, prot);
+}
+
+// In three steps, so that zeroing the frames (up to kMaxPages of them, 64
+// MiB) runs with interrupts on: the pages are counted against kMaxPages
+// under the lock; the frames are allocated and zeroed without it; then
+// they are mapped under it, all or nothing. Between the steps other threads
+// of the process may map and unmap, so the last step checks again what
+// depends on them: the place (the map area moves on), that nothing is
+// mapped there, that the process is alive.
+Result<uint64_t> Process::map_zeroed(uint64_t virt, size_t pages, uint32_t prot) {
+    if (!prot_ok(prot)) return Error::InvalidArgument;
     uint64_t bytes = uint64_t(pages) * abi::kPageSize;
-    if (next_map_ + bytes + abi::kPageSize > kMapEnd) return Error::LimitReached;
-    uint64_t at = next_map_;
-    Status st = map_anonymous_locked(at, pages, prot);
-    if (st != Error::None) return st;
-    next_map_ = at + bytes + abi::kPageSize;  // the page after it stays a guard
+    {
+        LockGuard guard(space_lock_);
+        if (root_ == 0) return Error::BadState;
+        if (pages > kMaxPages - mapped_pages_ - reserved_pages_) return Error::LimitReached;
+        // Refused before the work, if it cannot fit now.
+        if (virt == kInMapArea && next_map_ + bytes + abi::kPageSize > kMapEnd) {
+            return Error::LimitReached;
+        }
+        reserved_pages_ += pages;
+    }
+    // Declared before the guard below: frames left unmapped are freed after
+    // the lock is dropped.
+    ZeroedFrames frames;
+    Status filled = frames.fill(pages);
+
+    LockGuard guard(space_lock_);
+    reserved_pages_ -= pages;
+    if (filled != Error::None) return filled;
+    if (root_ == 0) return Error::BadState;
+    uint64_t at = virt;
+    if (virt == kInMapArea) {
+        if (next_map_ + bytes + abi::kPageSize > kMapEnd) return Error::LimitReached;
+        at = next_map_;
+    }
+    for (size_t i = 0; i < pages; ++i) {
+        if (Cpu::user_frame(root_, at + i * abi::kPageSize, false)) return Error::BadState;
+    }
+    for (size_t i = 0; i < pages; ++i) {
+        uint64_t frame = frames.take();
+        Status st = Cpu::user_map(root_, at + i * abi::kPageSize, frame, prot);
+        if (st != Error::None) {  // out of memory for a page table
+            frame_allocator().free(frame);
+            unmap_locked(at, i);  // nothing registered there: it was not mapped before
+            return st;
+        }
+        ++mapped_pages_;
+    }
+    if (virt == kInMapArea) next_map_ = at + bytes + abi::kPageSize;  // the page after it: a guard
     return at;
 }
 

@@ -41,11 +41,14 @@ class Process : public KObject {
 
     // Maps `pages` fresh zeroed frames from `virt` on (page-aligned, in the
     // user half, nothing mapped there yet) with abi::Prot bits. All or
-    // nothing: on an error nothing stays mapped.
+    // nothing: on an error nothing stays mapped. The frames are zeroed
+    // before the address-space lock is taken (so with interrupts on, when
+    // the caller has them on), and count against kMaxPages from the start:
+    // maps in flight in several threads cannot pass it together.
     [[nodiscard]] Status map_anonymous(uint64_t virt, size_t pages, uint32_t prot);
-    // Maps `pages` fresh zeroed frames where the process has nothing yet
-    // (the map area, from kMapBase up, an unmapped guard page after each
-    // run); returns the address.
+    // The same where the process has nothing yet (the map area, from
+    // kMapBase up, an unmapped guard page after each run); returns the
+    // address.
     [[nodiscard]] Result<uint64_t> map_fresh(size_t pages, uint32_t prot);
     // Unmaps and frees what is mapped in [virt, virt + pages pages).
     // BadState, and nothing unmapped, when the range holds a page a thread
@@ -108,7 +111,9 @@ class Process : public KObject {
 
     enum class Access { Read, Write, Load };
     Status copy(uint64_t user, void* kernel, size_t length, Access access) const;
-    Status map_anonymous_locked(uint64_t virt, size_t pages, uint32_t prot);
+    // map_anonymous() at `virt`, or map_fresh() with kInMapArea; returns the address.
+    static constexpr uint64_t kInMapArea = 0;
+    Result<uint64_t> map_zeroed(uint64_t virt, size_t pages, uint32_t prot);
     void unmap_locked(uint64_t virt, size_t pages);
 
     // The end of its last thread: handles closed, address space freed.
@@ -125,6 +130,9 @@ class Process : public KObject {
     mutable SpinLock space_lock_{LockLevel::AddressSpace};
     // --- Guarded by space_lock_ ---
     size_t mapped_pages_ = 0;
+    // Pages of mappings whose frames are being allocated and zeroed, outside
+    // the lock (map_zeroed): with mapped_pages_, what counts against kMaxPages.
+    size_t reserved_pages_ = 0;
     uint64_t next_map_ = kMapBase;  // where map_fresh() looks first
 
     using ThreadList =

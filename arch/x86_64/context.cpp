@@ -1,5 +1,5 @@
 // Thread contexts and the way into and out of user mode: the context
-// switch's extra work for user threads (TSS.rsp0, CR3, lazy FPU), the
+// switch's extra work for user threads (TSS.rsp0, CR3, FS base, lazy FPU), the
 // syscall MSRs, SMEP/SMAP, and user address spaces (docs/syscalls.md).
 #include "context.hpp"
 
@@ -31,6 +31,7 @@ namespace {
 constexpr uint32_t kMsrStar = 0xC0000081;
 constexpr uint32_t kMsrLstar = 0xC0000082;
 constexpr uint32_t kMsrSfmask = 0xC0000084;
+constexpr uint32_t kMsrFsBase = 0xC0000100;
 constexpr uint64_t kEferSce = 1u << 0;
 constexpr uint64_t kRflagsIf = 1u << 9;
 // TF IF DF NT AC: the kernel runs with none of them.
@@ -83,6 +84,7 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     MK_ASSERT(
         reinterpret_cast<char*>(&mk::this_cpu().entry) - reinterpret_cast<char*>(&this_cpu()) == 8);
     wrmsr(kMsrKernelGsBase, 0);  // the user's GS base
+    wrmsr(kMsrFsBase, 0);        // what g_switch.loaded_fs_base says
 
     // SSE for user code (the kernel itself never touches the FPU), with
     // lazy switching: CR0.TS makes the first FPU instruction trap.
@@ -176,14 +178,31 @@ Error Cpu::init_user_context(Context& ctx, uint64_t root) {
     ctx.fpu = area;
     ctx.fpu_used = false;
     ctx.root = root;
+    ctx.fs_base = 0;
     return Error::None;
 }
 
 void Cpu::release_context(Context& ctx) {
     if (g_switch.fpu_owner == &ctx) g_switch.fpu_owner = nullptr;
+    if (g_switch.fs_base_owner == &ctx) g_switch.fs_base_owner = nullptr;
     kfree(ctx.fpu);
     ctx.fpu = nullptr;
     ctx.root = 0;
+}
+
+void Cpu::load_fs_base(const Context& ctx) {
+    x86::wrmsr(x86::kMsrFsBase, ctx.fs_base);
+    g_switch.loaded_fs_base = ctx.fs_base;
+    g_switch.fs_base_owner = &ctx;
+}
+
+// Always written: the thread may have cleared the FS base behind the
+// kernel's back (a selector load) since it was last loaded for it.
+void Cpu::set_user_fs_base(Context& current, uint64_t base) {
+    bool was = save_and_disable_interrupts();  // the MSR and g_switch agree at every switch
+    current.fs_base = base;
+    load_fs_base(current);
+    restore_interrupts(was);
 }
 
 void Cpu::enter_user(uint64_t rip, uint64_t rsp, uint64_t arg) {
@@ -239,6 +258,10 @@ Result<uint64_t> Cpu::user_frame(uint64_t root, uint64_t virt, bool write) {
 
 void* Cpu::frame_to_kernel(uint64_t frame) {
     return phys_to_virt(frame);
+}
+
+void Cpu::zero_frame(uint64_t frame) {
+    __builtin_memset(phys_to_virt(frame), 0, kPageSize);
 }
 
 }  // namespace mk

@@ -1,6 +1,8 @@
-// User-mode bring-up and the lazy FPU switch (arch/x86_64/context.cpp).
+// User-mode bring-up and the lazy parts of the context switch: CR3, the FS
+// base, the FPU (arch/x86_64/context.cpp).
 #pragma once
 
+#include "cpu.hpp"
 #include "frame_allocator.hpp"
 #include "paging.hpp"
 

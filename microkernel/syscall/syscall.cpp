@@ -235,6 +235,24 @@ Status sys_yield(Process& p, Thread&, TrapFrame& f) {
     return Error::None;
 }
 
+// --- thread_set_fs_base ---
+
+// a1: the calling thread's FS base from now on. Only the user half: the
+// MSR write would fault on a non-canonical value, and a kernel-half one is
+// no TLS pointer a user thread can use. Any value below abi::kFsBaseEnd
+// is fine, mapped or not: a bad one faults in the thread's own %fs access.
+Result<uint64_t> decode_fs_base(const TrapFrame& f) {
+    if (f.rsi >= abi::kFsBaseEnd) return Error::InvalidArgument;
+    return f.rsi;
+}
+
+Status sys_set_fs_base(Process&, Thread& self, TrapFrame& f) {
+    Result<uint64_t> base = decode_fs_base(f);
+    if (!base) return base.error();
+    Cpu::set_user_fs_base(self.context, base.value());
+    return Error::None;
+}
+
 // --- the rest ---
 
 Status sys_debug_log(Process& p, Thread&, TrapFrame& f) {
@@ -288,6 +306,7 @@ constexpr Handler kHandlers[] = {
     sys_yield,            // Yield
     sys_debug_log,        // DebugLog
     sys_process_exit,     // ProcessExit
+    sys_set_fs_base,      // ThreadSetFsBase
 };
 static_assert(sizeof kHandlers / sizeof kHandlers[0] == size_t(abi::Sys::Count));
 

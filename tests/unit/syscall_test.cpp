@@ -435,6 +435,51 @@ TEST_F(SyscallTest, MemMapRefusals) {
     EXPECT_EQ(f.rdi % kPage, 0u);
 }
 
+// MemMap zeroes its frames before it takes the address-space lock, with
+// interrupts on (the fake counts frames zeroed with them off), and they
+// read zero, though they held something before.
+TEST_F(SyscallTest, MemMapZeroesWithInterruptsOn) {
+    const uint64_t rw = abi::kProtRead | abi::kProtWrite;
+    constexpr uint64_t kPages = 600;
+    TrapFrame f;
+    ASSERT_EQ(call(Sys::MemMap, {.a1 = kPages * kPage, .a2 = rw}, &f), Err::Ok);
+    std::vector<unsigned char> page(kPage, 0xA5);
+    for (uint64_t i = 0; i < kPages; ++i) poke(f.rdi + i * kPage, page.data(), kPage);
+    ASSERT_EQ(call(Sys::MemUnmap, {.a1 = f.rdi, .a2 = kPages * kPage}), Err::Ok);
+    FakeCpu::frames_zeroed = 0;
+    FakeCpu::frames_zeroed_irqs_off = 0;
+    ASSERT_EQ(call(Sys::MemMap, {.a1 = kPages * kPage, .a2 = rw}, &f), Err::Ok);
+    EXPECT_EQ(FakeCpu::frames_zeroed, kPages);
+    EXPECT_EQ(FakeCpu::frames_zeroed_irqs_off, 0u);
+    const std::vector<unsigned char> zeros(kPage, 0);
+    for (uint64_t i = 0; i < kPages; ++i) {
+        ASSERT_EQ(proc_->copy_from_user(page.data(), f.rdi + i * kPage, kPage), Error::None);
+        ASSERT_EQ(page, zeros) << "page " << i;
+    }
+}
+
+// A map that fails once its frames are taken gives them all back, and its
+// pages no longer count against the bound: out of frames (the host's frame
+// arena is smaller than Process::kMaxPages), or over a page already mapped.
+TEST_F(SyscallTest, FailedMapsGiveTheirFramesBack) {
+    const uint64_t rw = abi::kProtRead | abi::kProtWrite;
+    const size_t free_before = frame_allocator().free_count();
+    const size_t left = Process::kMaxPages - proc_->mapped_pages();
+    ASSERT_GT(left, free_before);
+    for (int i = 0; i < 2; ++i) {  // the second time: not LimitReached
+        EXPECT_REFUSED(Err::OutOfMemory, call(Sys::MemMap, {.a1 = left * kPage, .a2 = rw}));
+        EXPECT_EQ(frame_allocator().free_count(), free_before);
+    }
+    EXPECT_REFUSED(Err::LimitReached, call(Sys::MemMap, {.a1 = (left + 1) * kPage, .a2 = rw}));
+    // The hole after the data pages, and the read-only page after it.
+    EXPECT_REFUSED(Error::BadState, proc_->map_anonymous(kDataEnd, 2, rw));
+    EXPECT_FALSE(Cpu::user_frame(proc_->root(), kDataEnd, false).ok());
+    EXPECT_EQ(frame_allocator().free_count(), free_before);
+    TrapFrame f;
+    EXPECT_EQ(call(Sys::MemMap, {.a1 = 4 * kPage, .a2 = rw}, &f), Err::Ok);
+    EXPECT_EQ(frame_allocator().free_count(), free_before - 4);
+}
+
 TEST_F(SyscallTest, MemUnmapRefusals) {
     set_buffer(kData + kPage);
     for (uint64_t len : {uint64_t{0}, uint64_t{1}, uint64_t{4095}, ~uint64_t{0}}) {
@@ -540,6 +585,31 @@ TEST_F(SyscallTest, ThreadCreateRefusals) {
     TrapFrame f;
     EXPECT_EQ(call(Sys::ThreadCreate, {.a1 = abi::kUserBase, .a2 = kDataEnd}, &f), Err::Ok);
     EXPECT_EQ(process_threads_.size(), 2u);
+}
+
+// The FS base is the calling thread's own, and only the user half is taken
+// (any value there: whether it is mapped is the thread's affair).
+TEST_F(SyscallTest, ThreadSetFsBase) {
+    ASSERT_EQ(call(Sys::ThreadSetFsBase, {.a1 = kData}), Err::Ok);
+    EXPECT_EQ(user_->context.fs_base, kData);
+    for (uint64_t base : {abi::kFsBaseEnd, abi::kFsBaseEnd + kPage, kNonCanonical, kKernelAddress,
+                          uint64_t{0xFFFFFFFF80000000}, uint64_t{1} << 63, ~uint64_t{0}}) {
+        EXPECT_REFUSED(Err::InvalidArgument, call(Sys::ThreadSetFsBase, {.a1 = base}));
+        EXPECT_EQ(user_->context.fs_base, kData) << base;
+    }
+    for (uint64_t base : {uint64_t{0}, uint64_t{8}, abi::kUserBase - 1, kDataEnd, abi::kUserEnd,
+                          abi::kFsBaseEnd - 8, abi::kFsBaseEnd - 1}) {
+        EXPECT_EQ(call(Sys::ThreadSetFsBase, {.a1 = base}), Err::Ok) << base;
+        EXPECT_EQ(user_->context.fs_base, base);
+    }
+    // A new thread starts with 0; each thread sets its own.
+    ASSERT_EQ(call(Sys::ThreadSetFsBase, {.a1 = kData}), Err::Ok);
+    TrapFrame f;
+    ASSERT_EQ(call(Sys::ThreadCreate, {.a1 = abi::kUserBase, .a2 = kDataEnd}, &f), Err::Ok);
+    Thread* other = process_threads_.back();
+    ASSERT_NE(other, user_);
+    EXPECT_EQ(other->context.fs_base, 0u);
+    EXPECT_EQ(user_->context.fs_base, kData);
 }
 
 // A full handle table refuses what would add a handle, and nothing leaks.

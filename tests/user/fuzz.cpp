@@ -18,7 +18,9 @@
 //   - now and then random RFLAGS bits a ring-3 program may set (NT, DF and
 //     the arithmetic flags).
 // Every call must return (the loop going on is the proof), with a status
-// the ABI lists and the registers the ABI preserves intact; anything else
+// the ABI lists and the registers the ABI preserves intact (and
+// ThreadSetFsBase must take exactly the user-half values: the fuzzer's
+// threads never use %fs, so any of them will do); anything else
 // is an anomaly, printed and reported. Meanwhile a second thread maps,
 // unmaps and registers IPC buffers in bursts, so that the two threads'
 // memory syscalls interleave (the timer preempts them in the middle);
@@ -142,10 +144,13 @@ constexpr unsigned kSlotYieldVector = unsigned(Sys::Count) + 1;
 constexpr unsigned kErrSlots = 17;  // Err 0..15, then "not an ABI status"
 
 const char* const kSysNames[kSysSlots] = {
-    "Call",         "ReplyRecv",      "Send",        "Recv",        "Reply",
-    "ReplySave",    "EndpointCreate", "HandleClose", "HandleMint",  "ThreadCreate",
-    "ThreadExit",   "ProcessSpawn",   "ProcessKill", "MemMap",      "MemUnmap",
-    "IpcBufferSet", "Yield",          "DebugLog",    "ProcessExit", "(invalid number)",
+    "Call",           "ReplyRecv",       "Send",
+    "Recv",           "Reply",           "ReplySave",
+    "EndpointCreate", "HandleClose",     "HandleMint",
+    "ThreadCreate",   "ThreadExit",      "ProcessSpawn",
+    "ProcessKill",    "MemMap",          "MemUnmap",
+    "IpcBufferSet",   "Yield",           "DebugLog",
+    "ProcessExit",    "ThreadSetFsBase", "(invalid number)",
     "(int 0x50)",
 };
 
@@ -897,6 +902,7 @@ uint64_t gen_number(bool& vector) {
         2,   // Yield
         2,   // DebugLog
         0,   // ProcessExit: never on itself
+        2,   // ThreadSetFsBase
     };
     static constexpr unsigned kTotal = [] {
         unsigned t = 0;
@@ -1000,6 +1006,9 @@ Call gen_call() {
                 break;
             case Sys::DebugLog:
                 gen_debug_log(c.a[1], c.a[2]);
+                break;
+            case Sys::ThreadSetFsBase:
+                c.a[1] = percent(70) ? gen_pointer() : gen_word();
                 break;
             case Sys::ReplySave:
             case Sys::EndpointCreate:
@@ -1181,6 +1190,10 @@ void after(const Call& c, const Outcome& r) {
         anomaly(c, r, "known number refused");
     if (slot == unsigned(Sys::MemMap) && r.ret.status == Err::BadState) {
         anomaly(c, r, "MemMap said BadState");  // it picks the address: never taken
+    }
+    if (slot == unsigned(Sys::ThreadSetFsBase) &&
+        r.ret.status != (c.a[1] < abi::kFsBaseEnd ? Err::Ok : Err::InvalidArgument)) {
+        anomaly(c, r, "ThreadSetFsBase: an FS base taken outside the user half, or refused in it");
     }
     bool ok = r.ret.ok();
     if (ok) ++g_ok;

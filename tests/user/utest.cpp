@@ -501,6 +501,177 @@ bool concurrent_maps_stay_apart() {
     return true;
 }
 
+// A large MemMap reads zero in every word, also where its frames held
+// something before: a first mapping is filled and unmapped, and the next
+// one (which gets frames back from the same pool) must read zero. The
+// kernel zeroes them before it takes the address-space lock; with it held,
+// interrupts would be off for the whole of it.
+bool large_map_reads_zero() {
+    constexpr uint64_t kPages = 4096;  // 16 MiB: the qemu64 boot has 64 MiB in all
+    constexpr uint64_t kBytes = kPages * abi::kPageSize;
+    constexpr uint64_t kRw = abi::kProtRead | abi::kProtWrite;
+    sys::Ret first = sys::invoke(abi::Sys::MemMap, 0, kBytes, kRw);
+    EXPECT(first.ok());
+    auto* words = reinterpret_cast<volatile uint64_t*>(first.r0);
+    for (uint64_t i = 0; i < kBytes / 8; ++i) words[i] = ~i;
+    EXPECT(sys::invoke(abi::Sys::MemUnmap, 0, first.r0, kBytes).ok());
+    uint64_t t0 = rdtsc();
+    sys::Ret second = sys::invoke(abi::Sys::MemMap, 0, kBytes, kRw);
+    uint64_t t1 = rdtsc();
+    EXPECT(second.ok());
+    words = reinterpret_cast<volatile uint64_t*>(second.r0);
+    uint64_t nonzero = 0;
+    for (uint64_t i = 0; i < kBytes / 8; ++i) nonzero += words[i] != 0 ? 1 : 0;
+    printf("  MemMap of %lu pages: %lu TSC ticks; %lu words not zero\n", kPages, t1 - t0, nonzero);
+    EXPECT(sys::invoke(abi::Sys::MemUnmap, 0, second.r0, kBytes).ok());
+    EXPECT(nonzero == 0);
+    return true;
+}
+
+// --- FS base (ThreadSetFsBase) ---
+//
+// Each thread points FS at a record of its own whose first word points at
+// itself (as a TLS block does), so `mov %fs:0` says whose FS base the CPU
+// holds.
+struct FsRecord {
+    FsRecord* self;
+    uint64_t tag;
+};
+
+FsRecord* fs_self() {
+    FsRecord* v;
+    asm volatile("mov %%fs:0, %0" : "=r"(v)::"memory");
+    return v;
+}
+uint64_t fs_tag() {
+    uint64_t v;
+    asm volatile("mov %%fs:8, %0" : "=r"(v)::"memory");
+    return v;
+}
+
+struct FsRace {
+    FsRecord record[2];
+    bool ready;
+    bool stop;
+    bool done;
+    int failures;
+};
+constexpr int kFsRounds = 300;
+
+// The helper thread's half: its own record, checked around yields while
+// the main thread does the same with its own.
+void fs_race_thread(void* arg) {
+    auto& race = *static_cast<FsRace*>(arg);
+    FsRecord& mine = race.record[1];
+    if (sys::set_fs_base(reinterpret_cast<uint64_t>(&mine)) != abi::Err::Ok) {
+        __atomic_fetch_add(&race.failures, 1, __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(&race.ready, true, __ATOMIC_RELEASE);
+    for (int i = 0; !__atomic_load_n(&race.stop, __ATOMIC_ACQUIRE); ++i) {
+        if (fs_self() != &mine || fs_tag() != mine.tag) {
+            if (__atomic_fetch_add(&race.failures, 1, __ATOMIC_RELAXED) == 0) {
+                printf("  helper: %%fs:0 reads %p, not its own record %p\n",
+                       static_cast<void*>(fs_self()), static_cast<void*>(&mine));
+            }
+        }
+        (void)sys::yield();
+    }
+    __atomic_store_n(&race.done, true, __ATOMIC_RELEASE);
+}
+
+// Two threads of one process, each with its FS base: every read of %fs:0
+// finds its own record, across yields between them, calls to another
+// process (whose threads have FS base 0) and the timer's preemptions. A
+// value outside the user half is refused and changes nothing.
+bool fs_base_is_per_thread() {
+    static FsRace race{};
+    race.record[0] = FsRecord{&race.record[0], 0xF5000};
+    race.record[1] = FsRecord{&race.record[1], 0xF5001};
+    FsRecord& mine = race.record[0];
+    EXPECT(sys::set_fs_base(reinterpret_cast<uint64_t>(&mine)) == abi::Err::Ok);
+    EXPECT(fs_self() == &mine && fs_tag() == mine.tag);
+    Result<ipc::Handle> helper = ipc::start_thread(&fs_race_thread, &race, 4);
+    EXPECT(helper);
+    while (!__atomic_load_n(&race.ready, __ATOMIC_ACQUIRE)) (void)sys::yield(helper.value().get());
+    int failures = 0, calls_failed = 0;
+    for (int i = 0; i < kFsRounds; ++i) {
+        if (i % 3 == 0) {
+            if (!ipc::call(g_pong_ep, ipc::Message(1).set_word(0, uint64_t(i)))) ++calls_failed;
+        } else {
+            (void)sys::yield(i % 3 == 1 ? helper.value().get() : abi::kNoHandle);
+        }
+        if (fs_self() != &mine || fs_tag() != mine.tag) ++failures;
+    }
+    // Refused: the first value past the user half, the kernel half, ~0.
+    const uint64_t bad[] = {abi::kFsBaseEnd, 0xFFFF800000000000, 0xFFFFFFFF80000000, ~0ull};
+    int accepted = 0;
+    for (uint64_t b : bad) {
+        if (sys::set_fs_base(b) != abi::Err::InvalidArgument) ++accepted;
+        if (fs_self() != &mine) ++failures;
+    }
+    __atomic_store_n(&race.stop, true, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&race.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+    printf("  %d rounds: main thread %d, helper %d wrong reads of %%fs:0\n", kFsRounds, failures,
+           race.failures);
+    EXPECT(sys::set_fs_base(0) == abi::Err::Ok);
+    EXPECT(failures == 0 && race.failures == 0);
+    EXPECT(calls_failed == 0 && accepted == 0);
+    return true;
+}
+
+// Ring 3 can clear its own FS base behind the kernel's back: loading a
+// selector into FS loads that descriptor's base, 0. Another thread with the
+// same FS base value must still get that value when it runs next, though
+// the kernel last wrote that very value. The FS base here is an offset
+// (8), not a pointer: %fs:ADDR reads markers[1] with it, markers[0] with
+// base 0, and faults with neither.
+struct FsSame {
+    uint64_t markers[2];
+    bool ready;
+    bool go;
+    bool done;
+    uint64_t seen;  // what the helper read once the main thread had cleared its own
+};
+
+uint64_t fs_read_at(const uint64_t* address) {
+    uint64_t v;
+    asm volatile("mov %%fs:(%1), %0" : "=r"(v) : "r"(address) : "memory");
+    return v;
+}
+
+void fs_same_thread(void* arg) {
+    auto& t = *static_cast<FsSame*>(arg);
+    (void)sys::set_fs_base(8);
+    __atomic_store_n(&t.ready, true, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&t.go, __ATOMIC_ACQUIRE)) (void)sys::yield();
+    __atomic_store_n(&t.seen, fs_read_at(&t.markers[0]), __ATOMIC_RELAXED);
+    __atomic_store_n(&t.done, true, __ATOMIC_RELEASE);
+}
+
+bool fs_base_survives_a_selector_load_elsewhere() {
+    constexpr uint64_t kRight = 0x5157, kWrong = 0xBAD;
+    static FsSame t{};
+    t.markers[0] = kWrong;
+    t.markers[1] = kRight;
+    EXPECT(sys::set_fs_base(8) == abi::Err::Ok);
+    EXPECT(fs_read_at(&t.markers[0]) == kRight);
+    Result<ipc::Handle> helper = ipc::start_thread(&fs_same_thread, &t, 4);
+    EXPECT(helper);
+    while (!__atomic_load_n(&t.ready, __ATOMIC_ACQUIRE)) (void)sys::yield(helper.value().get());
+    // The user data selector (what SS holds) into FS: base 0 for this thread.
+    uint16_t data;
+    asm volatile("mov %%ss, %0; mov %0, %%fs" : "=r"(data)::"memory");
+    uint64_t own = fs_read_at(&t.markers[0]);
+    __atomic_store_n(&t.go, true, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&t.done, __ATOMIC_ACQUIRE)) (void)sys::yield(helper.value().get());
+    // The null selector back, and an FS base the kernel knows.
+    asm volatile("mov %0, %%fs" ::"r"(uint16_t{0}) : "memory");
+    EXPECT(sys::set_fs_base(0) == abi::Err::Ok);
+    EXPECT(own == kWrong);  // the premise: this thread's FS base was 0 then
+    EXPECT(t.seen == kRight);
+    return true;
+}
+
 bool kill_ends_a_process() {
     EXPECT(status_of(sys::invoke(abi::Sys::ProcessKill, g_pong)) == abi::Err::Ok);
     // Blocked in its receive, it is woken and ends: its supervisor is told.
@@ -537,6 +708,10 @@ int main(uint64_t arg) {
     check(bad_syscalls_are_refused(), "user_bad_syscalls_refused");
     check(nt_flag_stays_in_user_mode(), "user_nt_flag_stays_in_user_mode");
     check(concurrent_maps_stay_apart(), "user_concurrent_maps_stay_apart");
+    check(large_map_reads_zero(), "user_large_map_reads_zero");
+    check(fs_base_is_per_thread(), "user_fs_base_is_per_thread");
+    check(fs_base_survives_a_selector_load_elsewhere(),
+          "user_fs_base_survives_a_selector_load_elsewhere");
     check(kill_ends_a_process(), "user_kill_ends_a_process");
     printf("done: %d failed\n", g_failures);
     return g_failures;

@@ -14,12 +14,14 @@ class Cpu {
   public:
     // Callee-saved state lives on the thread's own kernel stack (at `rsp`
     // while switched out: arch/x86_64/switch.S). A user thread also has an
-    // address space and an FPU/SSE save area, switched lazily: CR3 only when
-    // it changes, the FPU state at the first FPU instruction (#NM).
+    // address space, an FS base and an FPU/SSE save area, switched lazily:
+    // CR3 and the FS base only when they change, the FPU state at the first
+    // FPU instruction (#NM).
     struct Context {
         uint64_t rsp = 0;
         uint64_t kernel_stack_top = 0;  // 0: the boot thread (never enters user mode)
         uint64_t root = 0;              // page-table root; 0: a kernel thread (any will do)
+        uint64_t fs_base = 0;           // a user thread's FS base (TLS pointer), < kFsBaseEnd
         void* fpu = nullptr;            // FXSAVE area of a user thread
         bool fpu_used = false;          // the area holds state (else: fninit at first use)
     };
@@ -63,12 +65,36 @@ class Cpu {
             asm volatile("mov %0, %%cr3" ::"r"(to.root) : "memory");
             s.loaded_root = to.root;
         }
-        if (to.fpu != nullptr) set_fpu_trap(s.fpu_owner != &to);
+        if (to.fpu != nullptr) {  // a user thread
+            switch_fs_base(to);
+            set_fpu_trap(s.fpu_owner != &to);
+        }
     }
+
+    // Makes the CPU's FS base `to`'s. Ring 3 cannot write the FS base
+    // (CR4.FSGSBASE stays off), but loading a selector into FS sets it to
+    // that descriptor's base, 0 for every segment it can load, or (a null
+    // selector) to 0 or leaves it as it was, by vendor. So a loaded value of
+    // 0 is certain, and a nonzero one may have become 0, but only by the
+    // thread that ran with it: the MSR write is skipped when the value is 0
+    // or `to` is that thread (its own selector load is its own affair, as on
+    // Linux), never for another thread with the same value (two processes
+    // with their TLS at the same address).
+    static void switch_fs_base(const Context& to) {
+        SwitchState& s = switch_state;
+        if (to.fs_base == s.loaded_fs_base && (to.fs_base == 0 || &to == s.fs_base_owner)) return;
+        load_fs_base(to);
+    }
+    // Writes MSR_FS_BASE with ctx.fs_base (arch/x86_64/context.cpp).
+    static void load_fs_base(const Context& ctx);
 
     // This CPU's switch state (one CPU for now).
     struct SwitchState {
-        uint64_t loaded_root = 0;      // what CR3 holds
+        uint64_t loaded_root = 0;  // what CR3 holds
+        // What MSR_FS_BASE was last set to, and for whom; the CPU holds
+        // loaded_fs_base or 0 (see switch_fs_base).
+        uint64_t loaded_fs_base = 0;
+        const Context* fs_base_owner = nullptr;
         Context* fpu_owner = nullptr;  // whose state the FPU registers hold
         bool ts_set = false;           // CR0.TS: the next FPU instruction traps (#NM)
         void* entry_stack = nullptr;   // TSS.rsp0 (unaligned): the stack of entries from ring 3
@@ -90,6 +116,9 @@ class Cpu {
     [[nodiscard]] static Error init_user_context(Context& ctx, uint64_t root);
     // Frees what init_user_context took; the thread never runs again.
     static void release_context(Context& ctx);
+    // The current user thread's FS base from now on (below abi::kFsBaseEnd:
+    // the caller checks): kept in its context, loaded into the CPU at once.
+    static void set_user_fs_base(Context& current, uint64_t base);
     // From the current thread's own kernel code, never returns: drops to
     // ring 3 at rip with rsp, and arg in rdi, every other register zero.
     [[noreturn]] static void enter_user(uint64_t rip, uint64_t rsp, uint64_t arg);
@@ -108,6 +137,8 @@ class Cpu {
     [[nodiscard]] static Result<uint64_t> user_frame(uint64_t root, uint64_t virt, bool write);
     // A frame as the kernel sees it (the direct map).
     static void* frame_to_kernel(uint64_t frame);
+    // Fills a frame with zeros (through the direct map).
+    static void zero_frame(uint64_t frame);
 
     static bool interrupts_enabled() {
         uint64_t flags;

@@ -53,7 +53,9 @@ enum class Sys : uint64_t {
     Yield = 16,        // a0 thread handle to donate to, or 0 (also reachable as int 0x50)
     DebugLog = 17,     // a1 pointer, a2 length (at most kDebugLogMax)
     ProcessExit = 18,  // a1 status; ends every thread of the caller's process
-    Count = 19,
+    // Threads (continued).
+    ThreadSetFsBase = 19,  // a1 FS base (below kFsBaseEnd): the calling thread's TLS pointer
+    Count = 20,
 };
 
 // The yield vector: `int 0x50` from ring 3, rdi = thread handle or 0.
@@ -162,6 +164,9 @@ constexpr uint64_t kPageSize = 4096;
 // The user half: what user pointers may name.
 constexpr uint64_t kUserBase = 0x0000000000400000;
 constexpr uint64_t kUserEnd = 0x00007FFFFFFFF000;
+// What ThreadSetFsBase accepts: [0, kFsBaseEnd), the user half. Every such
+// value is canonical; whether memory is mapped there is the thread's affair.
+constexpr uint64_t kFsBaseEnd = uint64_t{1} << 47;
 
 enum Prot : uint64_t {
     kProtRead = 1,

@@ -56,6 +56,12 @@ inline abi::Err debug_log(const char* text, uint64_t length) {
     __builtin_trap();
 }
 
+// The calling thread's FS base (its TLS pointer: what %fs:0 reads) from now
+// on. InvalidArgument for a value at or above abi::kFsBaseEnd.
+inline abi::Err set_fs_base(uint64_t base) {
+    return invoke(abi::Sys::ThreadSetFsBase, 0, base).status;
+}
+
 // Yields the CPU; to `thread` (a thread handle) if it is ready (directed yield).
 inline abi::Err yield(abi::HandleValue thread = abi::kNoHandle) {
     return invoke(abi::Sys::Yield, thread).status;

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 
 #include "kernel.hpp"
@@ -22,6 +23,8 @@ void FakeCpu::reset() {
     yield_vectors = 0;
     irq_enabled_at_last_yield = false;
     tsc = 0;
+    frames_zeroed = 0;
+    frames_zeroed_irqs_off = 0;
     log.clear();
     yield_handler = nullptr;
     no_return_from = nullptr;
@@ -112,6 +115,11 @@ Result<uint64_t> Cpu::user_frame(uint64_t root, uint64_t virt, bool write) {
 // Physical addresses are host addresses.
 void* Cpu::frame_to_kernel(uint64_t frame) {
     return reinterpret_cast<void*>(frame);
+}
+void Cpu::zero_frame(uint64_t frame) {
+    ++FakeCpu::frames_zeroed;
+    if (!FakeCpu::irq_enabled) ++FakeCpu::frames_zeroed_irqs_off;
+    std::memset(frame_to_kernel(frame), 0, abi::kPageSize);
 }
 
 size_t FakeCpu::user_spaces() {

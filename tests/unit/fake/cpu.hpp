@@ -23,7 +23,8 @@ class Cpu {
         void* stack_top = nullptr;
         void (*entry)(void*) = nullptr;
         void* arg = nullptr;
-        int id = 0;  // set by tests for readable switch logs
+        uint64_t fs_base = 0;  // a user thread's FS base, as on the hardware
+        int id = 0;            // set by tests for readable switch logs
         // A user thread's registers as the syscall entry stub saves them at
         // the top of its kernel stack; tests fill it to play a syscall.
         TrapFrame frame{};
@@ -41,6 +42,7 @@ class Cpu {
     // arch/x86_64/context.cpp.
     static Error init_user_context(Context& ctx, uint64_t root);
     static void release_context(Context&) {}
+    static void set_user_fs_base(Context& current, uint64_t base) { current.fs_base = base; }
     [[noreturn]] static void enter_user(uint64_t rip, uint64_t rsp, uint64_t arg);
     static Result<uint64_t> user_space_create();
     static void user_space_destroy(uint64_t root);
@@ -48,6 +50,7 @@ class Cpu {
     static Result<uint64_t> user_unmap(uint64_t root, uint64_t virt);
     static Result<uint64_t> user_frame(uint64_t root, uint64_t virt, bool write);
     static void* frame_to_kernel(uint64_t frame);
+    static void zero_frame(uint64_t frame);
 
     static bool interrupts_enabled();
     static bool save_and_disable_interrupts();
@@ -80,6 +83,11 @@ struct FakeCpu {
     static inline unsigned yield_vectors = 0;
     static inline bool irq_enabled_at_last_yield = false;  // IF when the last int 0x50 was raised
     static inline uint64_t tsc = 0;
+    // Frames zero_frame() cleared, and how many of them with interrupts off
+    // (a spinlock held, say): a MemMap of many pages must not be one long
+    // stretch with interrupts off.
+    static inline uint64_t frames_zeroed = 0;
+    static inline uint64_t frames_zeroed_irqs_off = 0;
     static inline std::string log;
     // What raise_yield_vector() runs: the kernel's yield handler. Tests install it.
     static inline void (*yield_handler)() = nullptr;
