@@ -76,6 +76,7 @@ arch_return_to_user:
  * mk_resume_at_frame finishes the syscall; then back to user mode. */
     .globl arch_resume_at_frame
 arch_resume_at_frame:
+    xor %ebp, %ebp                /* the end of the kernel backtrace */
     mov %rsp, %rdi
     call mk_resume_at_frame
     jmp arch_return_to_user
