@@ -37,6 +37,8 @@ void print_ipc_counters(const IpcCounters& c) {
         c.fastpath_miss_sender_pending);
     log("ipc: timeouts=%lu stale_replies=%lu destroyed_wakeups=%lu peer_died_wakeups=%lu\n",
         c.timeouts, c.stale_replies, c.destroyed_wakeups, c.peer_died_wakeups);
+    log("ipc: syscall fast path hits=%lu misses=%lu\n", c.syscall_fastpath_hits,
+        c.syscall_fastpath_misses);
 }
 
 void print_counters(const SchedCounters& c) {

@@ -40,17 +40,20 @@ namespace mk {
 
 class FastPath {
   public:
-    static FastPathExit call(PerCpu& cpu, TrapFrame& f);
-    static FastPathExit reply_recv(PerCpu& cpu, TrapFrame& f);
+    // Flattened: every helper, down to the list operations, is inlined into
+    // each path, whatever the compiler's inlining heuristics would choose.
+    [[gnu::flatten]] static FastPathExit call(PerCpu& cpu, TrapFrame& f);
+    [[gnu::flatten]] static FastPathExit reply_recv(PerCpu& cpu, TrapFrame& f);
 
   private:
     static constexpr FastPathExit kMiss{nullptr, nullptr};
 
     // What a message must be for the fast path: no payload, no handles, no
     // reserved bit, a label user code may send, and no timeout; a0 a handle.
+    // One compare covers the info word: below the notice labels, every bit
+    // above the label (length, handles, reserved) is 0.
     static bool message_ok(const TrapFrame& f) {
-        return (f.rsi >> 32) == 0 && uint32_t(f.rsi) < abi::kNoticeLabelBase &&
-               f.r12 == abi::kForever && f.rdi - 1 < UINT32_MAX;
+        return f.rsi < abi::kNoticeLabelBase && f.r12 == abi::kForever && f.rdi - 1 < UINT32_MAX;
     }
 
     // The endpoint handle a0 names with `right`, or null; with the table
@@ -164,15 +167,16 @@ FastPathExit FastPath::reply_recv(PerCpu& cpu, TrapFrame& f) {
     Endpoint* ep = endpoint(table, f.rdi, abi::kRightReceive, &badge);
     if (ep == nullptr) return miss(cpu);
     s.lock_.lock_raw();
-    // The caller the token names, still waiting for this very reply, at its
-    // frame and holding nothing for the general path to drop; and nothing
-    // waiting on the endpoint, which the receive would have to take.
-    Thread* caller = Thread::lookup(token.caller);
-    if (caller == nullptr || caller->state != ThreadState::Blocked ||
-        caller->waiting_on != &sipc.callers || caller->ipc->call_seq != token.call ||
-        caller->ipc->op != IpcState::Op::ReplyWait || !caller->at_frame ||
-        caller->ipc->endpoint_ref || !ep->senders_.empty() || !ep->notices_.empty() || ep->dead_ ||
-        self.exit_requested) {
+    // The caller the token names, still waiting for this very reply: the
+    // oldest on this thread's callers queue (the only one, unless the server
+    // keeps calls waiting there; any other takes the general path), so
+    // Blocked in ReplyWait; at its frame and holding nothing for the general
+    // path to drop. And nothing waiting on the endpoint, which the receive
+    // would have to take.
+    Thread* caller = sipc.callers.front();
+    if (caller == nullptr || caller->id() != token.caller ||
+        caller->ipc->call_seq != token.call || !caller->at_frame || caller->ipc->endpoint_ref ||
+        !ep->senders_.empty() || !ep->notices_.empty() || ep->dead_ || self.exit_requested) {
         s.lock_.unlock_raw();
         table.lock_.unlock_raw();
         return miss(cpu);

@@ -293,6 +293,10 @@ Status sys_reply_recv(Process& p, Thread& self, TrapFrame& f) {
                                              : endpoint->recv(ticks_of(f.r12)));
     } else {
         st = status_of(endpoint->reply_recv(token, out.msg, ticks_of(f.r12)));
+        // Destroyed here (not after a block at the frame, which ends in
+        // mk_resume_at_frame) means the endpoint was dead before anything
+        // was done: the call is still this thread's to answer.
+        if (st == Error::Destroyed) self.ipc->reply = token;
     }
     return complete_ipc(p, self, f, st);
 }
