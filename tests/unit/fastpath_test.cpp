@@ -1118,16 +1118,11 @@ TEST_F(FastPathTest, ReplyRecvOnDeadEndpointMisses) {
     EXPECT_EQ(resume(c_).rax, uint64_t(Err::PeerDied));
 }
 
-// DISABLED: a suspected issue in the general path, not in the fast path
-// (microkernel/syscall/ipc.cpp, sys_reply_recv). On a dead endpoint
-// Endpoint::reply_recv() returns Destroyed having done nothing, not even
-// the reply; but sys_reply_recv() has already taken the pending call out
-// of IpcState::reply, so nothing can answer it any more (Sys::Reply says
-// BadHandle) and the caller waits until the server thread ends. A bad
-// handle, by contrast, is refused with the pending call kept. Expected
-// here: the caller is not left waiting, answered either by the ReplyRecv
-// itself or by a Sys::Reply after it.
-TEST_F(FastPathTest, DISABLED_ReplyRecvOnDeadEndpointLosesNoPendingCall) {
+// On a dead endpoint Endpoint::reply_recv() returns Destroyed having done
+// nothing, not even the reply: the pending call stays the server's to
+// answer (sys_reply_recv puts it back), as after a refused bad handle, and
+// the caller is not left waiting.
+TEST_F(FastPathTest, ReplyRecvOnDeadEndpointLosesNoPendingCall) {
     pending_call();
     destroy_endpoint();
     const Words w = {370, 371, 372, 373};
