@@ -170,12 +170,14 @@ FastPathExit FastPath::reply_recv(PerCpu& cpu, TrapFrame& f) {
     // The caller the token names, still waiting for this very reply: the
     // oldest on this thread's callers queue (the only one, unless the server
     // keeps calls waiting there; any other takes the general path), so
-    // Blocked in ReplyWait; at its frame and holding nothing for the general
-    // path to drop. And nothing waiting on the endpoint, which the receive
-    // would have to take.
+    // Blocked in ReplyWait; at its frame, and holding no reference the
+    // fast path could not drop: a caller that queued on the endpoint before
+    // a receiver came still holds its call's reference to it, which is no
+    // last one if it is this endpoint (this thread's handle holds another).
+    // And nothing waiting on the endpoint, which the receive would take.
     Thread* caller = sipc.callers.front();
-    if (caller == nullptr || caller->id() != token.caller ||
-        caller->ipc->call_seq != token.call || !caller->at_frame || caller->ipc->endpoint_ref ||
+    if (caller == nullptr || caller->id() != token.caller || caller->ipc->call_seq != token.call ||
+        !caller->at_frame || (caller->ipc->endpoint_ref && caller->ipc->endpoint_ref.get() != ep) ||
         !ep->senders_.empty() || !ep->notices_.empty() || ep->dead_ || self.exit_requested) {
         s.lock_.unlock_raw();
         table.lock_.unlock_raw();
@@ -187,6 +189,7 @@ FastPathExit FastPath::reply_recv(PerCpu& cpu, TrapFrame& f) {
     sipc.callers.remove(*caller);
     caller->waiting_on = nullptr;
     IpcState& cipc = *caller->ipc;
+    if (cipc.endpoint_ref) cipc.endpoint_ref.leak()->release_not_last();
     cipc.op = IpcState::Op::None;
     cipc.result = Error::None;
     cipc.user_op = IpcState::UserOp::None;

@@ -1140,8 +1140,10 @@ TEST_F(FastPathTest, ReplyRecvOnDeadEndpointLosesNoPendingCall) {
 }
 
 // A caller that blocked through the general path holds its operation's
-// reference to the endpoint, which the fast path may not drop.
-TEST_F(FastPathTest, ReplyRecvToGeneralPathCallerMisses) {
+// reference to the endpoint until it runs again. When that is the endpoint
+// the reply_recv names, the fast path drops it (the server's handle holds
+// another) and still hits.
+TEST_F(FastPathTest, ReplyRecvToGeneralPathCallerHits) {
     server_waits();
     run_as(c_);
     set_regs(c_, Sys::Call, ch_, info(46, 8), {1, 2, 3, 4});
@@ -1150,11 +1152,37 @@ TEST_F(FastPathTest, ReplyRecvToGeneralPathCallerMisses) {
     EXPECT_EQ(c_->ipc->endpoint_ref.get(), ep_);
     const Words w = {210, 211, 212, 213};
     set_regs(s_, Sys::ReplyRecv, sh_, info(47), w);
-    expect_miss(s_);
-    ASSERT_EQ(general(s_), Path::GaveStackUp);  // the endpoint's direct switch to C
-    EXPECT_EQ(sched().current(), c_);
-    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(47), w));
+    ASSERT_EQ(fast(s_).frame, &frame(c_));
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(47), w));
+    EXPECT_FALSE(c_->ipc->endpoint_ref);
     EXPECT_EQ(ep_->refs(), base_refs_ + 1);  // S's receive
+}
+
+// When the caller's reference is to another endpoint (it called one, the
+// server answers while receiving on another), it may be the last one:
+// the general path drops it, outside every lock.
+TEST_F(FastPathTest, ReplyRecvToCallerHoldingAnotherEndpointMisses) {
+    Endpoint* other = Endpoint::create().value();
+    HandleValue other_s = insert(a_, other, abi::kRightsAll);
+    HandleValue other_c = insert(b_, other, kClientRights);
+    run_as(s_);
+    set_regs(s_, Sys::Recv, other_s, 0, {});
+    ASSERT_EQ(general(s_), Path::GaveStackUp);
+    run_as(c_);
+    set_regs(c_, Sys::Call, other_c, info(48, 8), {1, 2, 3, 4});
+    ASSERT_EQ(stub(c_), Path::GaveStackUp);
+    EXPECT_EQ(resume(s_).rax, uint64_t(Err::Ok));
+    EXPECT_EQ(c_->ipc->endpoint_ref.get(), other);
+    const Words w = {220, 221, 222, 223};
+    set_regs(s_, Sys::ReplyRecv, sh_, info(49), w);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::GaveStackUp);
+    EXPECT_EQ(sched().current(), c_);
+    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(49), w));
+    EXPECT_FALSE(c_->ipc->endpoint_ref);
+    EXPECT_EQ(a_->handles().remove(other_s), Error::None);
+    EXPECT_EQ(b_->handles().remove(other_c), Error::None);
+    Endpoint::destroy(other);
 }
 
 // Set by hand, as CallFromThreadAskedToExitMisses.
