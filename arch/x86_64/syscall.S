@@ -42,11 +42,35 @@ syscall_entry:
     jz 2f
     /* Taken: this thread is blocked and will resume at its frame (the
      * return address below it completes the context fastpath.cpp set); the
-     * partner runs. Off this stack, the scheduler lock can go. */
+     * partner runs, and returns to user mode from here. The message words
+     * pass through in registers: the partner gets rdx, r10, r8 and r9 as
+     * this thread sent them; fastpath.cpp wrote the status, badge and info
+     * into the partner's frame, which gives the rest. */
     movq $arch_resume_at_frame, -8(%rsp)
-    mov %rax, %rsp
-    movb $0, (%rdx)
-    jmp arch_return_to_user
+    mov FRAME_RDX(%rsp), %rcx     /* word 0 (rdx holds the lock for now) */
+    mov FRAME_R10(%rsp), %r10
+    mov FRAME_R8(%rsp), %r8
+    mov FRAME_R9(%rsp), %r9
+    mov %rax, %rsp                /* the partner's frame */
+    movb $0, (%rdx)               /* off the blocked thread's stack: the lock can go */
+    mov %rcx, %rdx
+    mov FRAME_R15(%rsp), %r15
+    mov FRAME_R14(%rsp), %r14
+    mov FRAME_R13(%rsp), %r13
+    mov FRAME_R12(%rsp), %r12
+    mov FRAME_RBP(%rsp), %rbp
+    mov FRAME_RBX(%rsp), %rbx
+    mov FRAME_RAX(%rsp), %rax
+    mov FRAME_RDI(%rsp), %rdi
+    mov FRAME_RSI(%rsp), %rsi
+    mov FRAME_RIP(%rsp), %rcx     /* only into the user half, as below */
+    mov %rcx, %r11
+    shr $47, %r11
+    jnz arch_return_to_user       /* which refuses it */
+    mov FRAME_RFLAGS(%rsp), %r11
+    mov FRAME_RSP(%rsp), %rsp
+    swapgs
+    sysretq
 2:  mov %rsp, %rdi                /* a miss: the general path */
 1:  call arch_syscall
     /* fall through */

@@ -6,12 +6,12 @@
 // (arch/x86_64/syscall.S) hands them here before anything else. The fast
 // path checks its conditions, cheapest first; any miss returns to the stub,
 // which takes the general path (decode, perform) as if nothing happened.
-// Past the point of no return it cannot fail: it copies the message
-// registers straight into the partner's saved user registers, blocks the
+// Past the point of no return it cannot fail: it writes the status, badge
+// and message info into the partner's saved user registers, blocks the
 // caller of the syscall where it stands, and switches to the partner without
 // the ready queue (a donation: the partner runs on the rest of the quantum),
-// changing the address space only if it differs. The stub then leaves
-// through the partner's TrapFrame.
+// changing the address space only if it differs. The stub then returns to
+// user mode as the partner, the message words passing through in registers.
 //
 // Both sides live "at the frame" (Thread::at_frame): a thread blocked in an
 // IPC syscall with nothing on its kernel stack but its user registers. The
@@ -142,11 +142,7 @@ FastPathExit FastPath::call(PerCpu& cpu, TrapFrame& f) {
     TrapFrame& to = Cpu::syscall_frame(server->context);
     to.rax = uint64_t(abi::Err::Ok);
     to.rdi = badge;
-    to.rsi = f.rsi | abi::MsgInfo{0, 0, 0, true}.encode();
-    to.rdx = f.rdx;
-    to.r10 = f.r10;
-    to.r8 = f.r8;
-    to.r9 = f.r9;
+    to.rsi = f.rsi | abi::MsgInfo{0, 0, 0, true}.encode();  // the words stay in registers
     // ...and the caller waits for the reply on its callers queue.
     cipc.op = IpcState::Op::ReplyWait;
     cipc.result = Error::WouldBlock;
@@ -196,11 +192,7 @@ FastPathExit FastPath::reply_recv(PerCpu& cpu, TrapFrame& f) {
     TrapFrame& to = Cpu::syscall_frame(caller->context);
     to.rax = uint64_t(abi::Err::Ok);
     to.rdi = 0;
-    to.rsi = f.rsi;
-    to.rdx = f.rdx;
-    to.r10 = f.r10;
-    to.r8 = f.r8;
-    to.r9 = f.r9;
+    to.rsi = f.rsi;  // the words stay in registers (syscall.S)
     // ...and this thread waits for the next message on the endpoint, holding
     // its reference as the general path's receive does.
     sipc.op = IpcState::Op::Recv;

@@ -275,6 +275,12 @@ class FastPathTest : public testing::SchedFixture {
         if (exit.frame != nullptr) {
             EXPECT_EQ(exit.lock, sched().lock().word());
             EXPECT_TRUE(sched().lock().is_locked());  // until the stub is off t's stack
+            // The stub passes the message words through in registers: the
+            // partner returns to user mode with t's rdx, r10, r8 and r9.
+            exit.frame->rdx = frame(t).rdx;
+            exit.frame->r10 = frame(t).r10;
+            exit.frame->r8 = frame(t).r8;
+            exit.frame->r9 = frame(t).r9;
             exit.lock->store(false, std::memory_order_release);
             FakeCpu::irq_enabled = true;  // sysret
         } else {
