@@ -46,6 +46,8 @@ syscall_entry:
      * pass through in registers: the partner gets rdx, r10, r8 and r9 as
      * this thread sent them; fastpath.cpp wrote the status, badge and info
      * into the partner's frame, which gives the rest. */
+    /* Below rsp, but nothing can push there: interrupts are off, and NMI,
+     * #DF and #MC run on IST stacks. */
     movq $arch_resume_at_frame, -8(%rsp)
     mov FRAME_RDX(%rsp), %rcx     /* word 0 (rdx holds the lock for now) */
     mov FRAME_R10(%rsp), %r10

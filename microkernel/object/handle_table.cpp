@@ -66,18 +66,6 @@ HandleTable::~HandleTable() {
 // Slots and the free list (all under lock_)
 // ---------------------------------------------------------------------------
 
-HandleTable::Slot* HandleTable::find_locked(HandleValue handle) const {
-    MK_ASSERT(lock_.is_locked());
-    // Index 0 wraps to 0xFFFFFFFF and fails the range check with the rest.
-    uint32_t index = handle & kIndexMask;
-    if (index - 1 >= capacity_) return nullptr;
-    Slot& s = slot(index);
-    // A free or reserved slot has no object; a stale handle has an older
-    // generation (and generation 0 matches no slot).
-    if (s.state != SlotState::Used || s.generation != (handle >> kIndexBits)) return nullptr;
-    return &s;
-}
-
 HandleValue HandleTable::store_locked(uint32_t index, KObject* object, uint32_t rights,
                                       uint64_t badge, KObject* tracker) {
     MK_ASSERT(lock_.is_locked());

@@ -222,8 +222,18 @@ class HandleTable {
     ~HandleTable();
 
     Slot& slot(uint32_t index) const { return slots_[index - 1]; }
-    // The slot a live handle names, or null.
-    Slot* find_locked(HandleValue handle) const;
+    // The slot a live handle names, or null. Inline: the syscall fast path
+    // looks its handle up with it too.
+    Slot* find_locked(HandleValue handle) const {
+        // Index 0 wraps to 0xFFFFFFFF and fails the range check with the rest.
+        uint32_t index = handle & kIndexMask;
+        if (index - 1 >= capacity_) return nullptr;
+        Slot& s = slot(index);
+        // A free or reserved slot has no object; a stale handle has an older
+        // generation (and generation 0 matches no slot).
+        if (s.state != SlotState::Used || s.generation != (handle >> kIndexBits)) return nullptr;
+        return &s;
+    }
     HandleValue store_locked(uint32_t index, KObject* object, uint32_t rights, uint64_t badge,
                              KObject* tracker);
     // Empties a Used slot (a new generation for its next handle) and frees it.

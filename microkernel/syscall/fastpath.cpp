@@ -31,6 +31,7 @@
 
 #include "endpoint.hpp"
 #include "mk/abi.hpp"
+#include "panic.hpp"
 #include "percpu.hpp"
 #include "process.hpp"
 #include "scheduler.hpp"
@@ -40,8 +41,9 @@ namespace mk {
 
 class FastPath {
   public:
-    // Flattened: every helper, down to the list operations, is inlined into
-    // each path, whatever the compiler's inlining heuristics would choose.
+    // Flattened: every helper on the hot path, down to the list operations,
+    // is inlined into each path, whatever the inlining heuristics would choose
+    // (the rare ones, a timeout to cancel or an FS base to load, are calls).
     [[gnu::flatten]] static FastPathExit call(PerCpu& cpu, TrapFrame& f);
     [[gnu::flatten]] static FastPathExit reply_recv(PerCpu& cpu, TrapFrame& f);
 
@@ -58,22 +60,18 @@ class FastPath {
 
     // The endpoint handle a0 names with `right`, or null; with the table
     // locked on success (it keeps the endpoint alive while we use it).
-    // (HandleTable::find_locked(), inline.)
+    // The table's own lookup (HandleTable::find_locked), then the type and
+    // the right, as HandleTable::lookup() checks them.
     static Endpoint* endpoint(HandleTable& table, uint64_t handle, uint32_t right,
                               uint64_t* badge) {
         table.lock_.lock_raw();
-        uint32_t index = uint32_t(handle) & HandleTable::kIndexMask;
-        if (index - 1 < table.capacity_) {
-            const HandleTable::Slot& s = table.slot(index);
-            if (s.state == HandleTable::SlotState::Used &&
-                s.generation == (handle >> HandleTable::kIndexBits) &&
-                s.object->type() == ObjectType::Endpoint && (s.rights & right) != 0) {
-                *badge = s.badge;
-                return static_cast<Endpoint*>(s.object);
-            }
+        const HandleTable::Slot* s = table.find_locked(HandleValue(handle));
+        if (s == nullptr || s->object->type() != ObjectType::Endpoint || (s->rights & right) == 0) {
+            table.lock_.unlock_raw();
+            return nullptr;
         }
-        table.lock_.unlock_raw();
-        return nullptr;
+        *badge = s->badge;
+        return static_cast<Endpoint*>(s->object);
     }
 
     static FastPathExit miss(PerCpu& cpu) {
@@ -102,8 +100,13 @@ class FastPath {
         next.state = ThreadState::Running;
         s.current_ = &next;
         s.donate_target_ = nullptr;
-        // Counted once, here: not in the scheduler's blocks, wakeups and
-        // switches, nor in the endpoint counters.
+        // A block, a wake and a direct switch, counted as the scheduler
+        // counts them; the endpoint counters count it once, as a hit.
+        SchedCounters& c = s.counters_;
+        ++c.blocks;
+        ++c.wakeups;
+        ++c.direct_switches;
+        ++c.switches;
         ++cpu.ipc.syscall_fastpath_hits;
         Cpu::load_context(self.context, next.context);
         return FastPathExit{&Cpu::syscall_frame(next.context), s.lock_.word()};
@@ -121,8 +124,11 @@ FastPathExit FastPath::call(PerCpu& cpu, TrapFrame& f) {
     s.lock_.lock_raw();
     Thread* server = ep->receivers_.front();
     // A waiting receiver has taken every queued notice and sender already.
-    if (server == nullptr || !server->at_frame || server->ipc->superseded.valid() ||
-        self.exit_requested) {
+    // One that still holds an unanswered call (a plain Recv) would drop it:
+    // the general path does that. A killed one is never left on a queue
+    // (kill wakes it), nor can a killed caller block.
+    if (server == nullptr || !server->at_frame || server->ipc->reply.valid() ||
+        server->exit_requested || self.exit_requested) {
         s.lock_.unlock_raw();
         table.lock_.unlock_raw();
         return miss(cpu);
@@ -174,7 +180,8 @@ FastPathExit FastPath::reply_recv(PerCpu& cpu, TrapFrame& f) {
     Thread* caller = sipc.callers.front();
     if (caller == nullptr || caller->id() != token.caller || caller->ipc->call_seq != token.call ||
         !caller->at_frame || (caller->ipc->endpoint_ref && caller->ipc->endpoint_ref.get() != ep) ||
-        !ep->senders_.empty() || !ep->notices_.empty() || ep->dead_ || self.exit_requested) {
+        !ep->senders_.empty() || !ep->notices_.empty() || ep->dead_ || caller->exit_requested ||
+        self.exit_requested) {
         s.lock_.unlock_raw();
         table.lock_.unlock_raw();
         return miss(cpu);
@@ -199,6 +206,7 @@ FastPathExit FastPath::reply_recv(PerCpu& cpu, TrapFrame& f) {
     sipc.result = Error::WouldBlock;
     sipc.user_op = IpcState::UserOp::Recv;
     sipc.superseded = {};
+    MK_ASSERT(!sipc.endpoint_ref);  // complete_ipc() dropped the last one's
     sipc.endpoint_ref = Ref<KObject>::retain(ep);
     block_current(self, ep->receivers_);
     table.lock_.unlock_raw();

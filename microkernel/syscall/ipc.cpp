@@ -295,8 +295,9 @@ Status sys_reply_recv(Process& p, Thread& self, TrapFrame& f) {
         st = status_of(endpoint->reply_recv(token, out.msg, ticks_of(f.r12)));
         // Destroyed here (not after a block at the frame, which ends in
         // mk_resume_at_frame) means the endpoint was dead before anything
-        // was done: the call is still this thread's to answer.
-        if (st == Error::Destroyed) self.ipc->reply = token;
+        // was done. The reply needs nothing of the endpoint: it goes out, as
+        // in the two-step form, so every form of a refused receive answers.
+        if (st == Error::Destroyed && token.valid()) (void)Endpoint::reply(token, out.msg);
     }
     return complete_ipc(p, self, f, st);
 }

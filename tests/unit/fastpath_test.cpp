@@ -558,8 +558,10 @@ TEST_F(FastPathTest, RoundTripsOnTheFastPath) {
         EXPECT_EQ(FakeCpu::switches.back().from, &s_->context);
         EXPECT_EQ(FakeCpu::switches.back().to, &c_->context);
 
-        // Counted once, in the syscall counters: no stack given up, nothing
-        // in the scheduler's or the endpoint's counters.
+        // Counted as a hit in the syscall counters, as a block, a wake and
+        // a direct switch each in the scheduler's; no stack given up (the
+        // stub returns through the partner's frame), nothing in the
+        // endpoint's counters.
         const IpcCounters ipc1 = ipc_counters();
         const SchedCounters sched1 = sched().counters();
         EXPECT_EQ(ipc1.syscall_fastpath_hits, ipc0.syscall_fastpath_hits + 2);
@@ -568,9 +570,10 @@ TEST_F(FastPathTest, RoundTripsOnTheFastPath) {
         EXPECT_EQ(ipc1.receives, ipc0.receives);
         EXPECT_EQ(ipc1.replies, ipc0.replies);
         EXPECT_EQ(ipc1.fastpath_hits, ipc0.fastpath_hits);
-        EXPECT_EQ(sched1.switches, sched0.switches);
-        EXPECT_EQ(sched1.blocks, sched0.blocks);
-        EXPECT_EQ(sched1.wakeups, sched0.wakeups);
+        EXPECT_EQ(sched1.switches, sched0.switches + 2);
+        EXPECT_EQ(sched1.direct_switches, sched0.direct_switches + 2);
+        EXPECT_EQ(sched1.blocks, sched0.blocks + 2);
+        EXPECT_EQ(sched1.wakeups, sched0.wakeups + 2);
         EXPECT_EQ(FakeCpu::stacks_left, left);
 
         const TrapFrame& f = frame(c_);
@@ -1105,203 +1108,35 @@ TEST_F(FastPathTest, ReplyRecvWithQueuedNoticeMisses) {
     EXPECT_EQ(ep_->refs(), base_refs_);
 }
 
-// The general path's contract on a dead endpoint (Endpoint::reply_recv):
-// Destroyed, nothing done, not even the reply. C's wait ends when S does.
-TEST_F(FastPathTest, ReplyRecvOnDeadEndpointMisses) {
-    pending_call();
-    destroy_endpoint();
-    set_regs(s_, Sys::ReplyRecv, sh_, info(45), {1, 2, 3, 4});
-    expect_miss(s_);
-    ASSERT_EQ(general(s_), Path::Returned);
-    EXPECT_EQ(frame(s_).rax, uint64_t(Err::Destroyed));
-    EXPECT_EQ(c_->state, ThreadState::Blocked);
-    EXPECT_EQ(c_->waiting_on, &s_->ipc->callers);
-    EXPECT_EQ(ep_->refs(), base_refs_ - 1);
-    // S ends: its callers fail.
-    FakeCpu::no_return_from = &s_->context;
-    EXPECT_THROW(sched().exit_current(), FakeCpu::NoReturn);
-    FakeCpu::no_return_from = nullptr;
-    EXPECT_EQ(resume(c_).rax, uint64_t(Err::PeerDied));
-}
-
-// On a dead endpoint Endpoint::reply_recv() returns Destroyed having done
-// nothing, not even the reply: the pending call stays the server's to
-// answer (sys_reply_recv puts it back), as after a refused bad handle, and
-// the caller is not left waiting.
-TEST_F(FastPathTest, ReplyRecvOnDeadEndpointLosesNoPendingCall) {
+// On a dead endpoint the receive is refused (Destroyed), but the reply
+// needs nothing of the endpoint: it goes out in every form of ReplyRecv, so
+// the caller is never left waiting for an answer that was ready.
+TEST_F(FastPathTest, ReplyRecvOnDeadEndpointMissesAndStillReplies) {
     pending_call();
     destroy_endpoint();
     const Words w = {370, 371, 372, 373};
-    set_regs(s_, Sys::ReplyRecv, sh_, info(67), w);
-    ASSERT_EQ(stub(s_), Path::Returned);
-    ASSERT_EQ(frame(s_).rax, uint64_t(Err::Destroyed));
-    if (c_->state == ThreadState::Blocked) {  // not answered: S must still hold the call
-        EXPECT_EQ(s_->ipc->reply.caller, c_->id());
-        set_regs(s_, Sys::Reply, abi::kNoHandle, info(67), w);
-        ASSERT_EQ(general(s_), Path::Returned);
-        EXPECT_EQ(frame(s_).rax, uint64_t(Err::Ok));
-    }
+    set_regs(s_, Sys::ReplyRecv, sh_, info(45), w);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    EXPECT_EQ(frame(s_).rax, uint64_t(Err::Destroyed));
+    EXPECT_FALSE(s_->ipc->reply.valid());
+    EXPECT_EQ(ep_->refs(), base_refs_ - 1);
+    ASSERT_EQ(c_->state, ThreadState::Ready);
+    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(45), w));
+}
+
+// The same for the non-blocking form, which replies first and then finds
+// the endpoint dead.
+TEST_F(FastPathTest, TryReplyRecvOnDeadEndpointStillReplies) {
+    pending_call();
+    destroy_endpoint();
+    const Words w = {380, 381, 382, 383};
+    set_regs(s_, Sys::ReplyRecv, sh_, info(67), w, abi::kNoWait);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    EXPECT_EQ(frame(s_).rax, uint64_t(Err::Destroyed));
     ASSERT_EQ(c_->state, ThreadState::Ready);
     EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(67), w));
-}
-
-// A caller that blocked through the general path holds its operation's
-// reference to the endpoint until it runs again. When that is the endpoint
-// the reply_recv names, the fast path drops it (the server's handle holds
-// another) and still hits.
-TEST_F(FastPathTest, ReplyRecvToGeneralPathCallerHits) {
-    server_waits();
-    run_as(c_);
-    set_regs(c_, Sys::Call, ch_, info(46, 8), {1, 2, 3, 4});
-    ASSERT_EQ(stub(c_), Path::GaveStackUp);
-    EXPECT_EQ(resume(s_).rax, uint64_t(Err::Ok));
-    EXPECT_EQ(c_->ipc->endpoint_ref.get(), ep_);
-    const Words w = {210, 211, 212, 213};
-    set_regs(s_, Sys::ReplyRecv, sh_, info(47), w);
-    ASSERT_EQ(fast(s_).frame, &frame(c_));
-    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(47), w));
-    EXPECT_FALSE(c_->ipc->endpoint_ref);
-    EXPECT_EQ(ep_->refs(), base_refs_ + 1);  // S's receive
-}
-
-// When the caller's reference is to another endpoint (it called one, the
-// server answers while receiving on another), it may be the last one:
-// the general path drops it, outside every lock.
-TEST_F(FastPathTest, ReplyRecvToCallerHoldingAnotherEndpointMisses) {
-    Endpoint* other = Endpoint::create().value();
-    HandleValue other_s = insert(a_, other, abi::kRightsAll);
-    HandleValue other_c = insert(b_, other, kClientRights);
-    run_as(s_);
-    set_regs(s_, Sys::Recv, other_s, 0, {});
-    ASSERT_EQ(general(s_), Path::GaveStackUp);
-    run_as(c_);
-    set_regs(c_, Sys::Call, other_c, info(48, 8), {1, 2, 3, 4});
-    ASSERT_EQ(stub(c_), Path::GaveStackUp);
-    EXPECT_EQ(resume(s_).rax, uint64_t(Err::Ok));
-    EXPECT_EQ(c_->ipc->endpoint_ref.get(), other);
-    const Words w = {220, 221, 222, 223};
-    set_regs(s_, Sys::ReplyRecv, sh_, info(49), w);
-    expect_miss(s_);
-    ASSERT_EQ(general(s_), Path::GaveStackUp);
-    EXPECT_EQ(sched().current(), c_);
-    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(49), w));
-    EXPECT_FALSE(c_->ipc->endpoint_ref);
-    EXPECT_EQ(a_->handles().remove(other_s), Error::None);
-    EXPECT_EQ(b_->handles().remove(other_c), Error::None);
-    Endpoint::destroy(other);
-}
-
-// Set by hand, as CallFromThreadAskedToExitMisses.
-TEST_F(FastPathTest, ReplyRecvFromThreadAskedToExitMisses) {
-    pending_call();
-    {
-        LockGuard guard(sched().lock());
-        s_->exit_requested = true;
-    }
-    set_regs(s_, Sys::ReplyRecv, sh_, info(48), {1, 2, 3, 4});
-    expect_miss(s_);
-    ASSERT_EQ(general(s_), Path::SwitchedAway);  // refused, and it ends on its way out
-    EXPECT_EQ(frame(s_).rax, uint64_t(Err::Interrupted));
-    EXPECT_EQ(s_->state, ThreadState::Dead);
-    EXPECT_EQ(resume(c_).rax, uint64_t(Err::PeerDied));
-    EXPECT_EQ(ep_->refs(), base_refs_);
-}
-
-TEST_F(FastPathTest, FastPathOffMissesBothWays) {
-    server_waits();
-    ipc_set_fast_path(false);
-    run_as(c_);
-    const Words w = {220, 221, 222, 223};
-    set_regs(c_, Sys::Call, ch_, info(49), w);
-    expect_miss(c_);
-    ASSERT_EQ(general(c_), Path::GaveStackUp);
-    EXPECT_EQ(sched().current(), s_);  // donated
-    EXPECT_TRUE(frame_holds(resume(s_), Err::Ok, kBadge, info(49) | kCallBit, w));
-    const Words r = {230, 231, 232, 233};
-    set_regs(s_, Sys::ReplyRecv, sh_, info(50), r);
-    expect_miss(s_);
-    ASSERT_EQ(general(s_), Path::GaveStackUp);
-    EXPECT_EQ(sched().current(), c_);  // donated
-    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(50), r));
-    const IpcCounters ipc = ipc_counters();
-    EXPECT_EQ(ipc.syscall_fastpath_hits, 0u);
-    EXPECT_EQ(ipc.syscall_fastpath_misses, 2u);
-    EXPECT_EQ(ipc.fastpath_miss_disabled, 2u);
-    EXPECT_EQ(ep_->refs(), base_refs_ + 1);
-}
-
-TEST_F(FastPathTest, DonationOffMissesBothWays) {
-    sched().set_donation_enabled(false);
-    server_waits();
-    run_as(c_);
-    const Words w = {240, 241, 242, 243};
-    set_regs(c_, Sys::Call, ch_, info(51), w);
-    expect_miss(c_);
-    ASSERT_EQ(general(c_), Path::GaveStackUp);
-    EXPECT_NE(s_->state, ThreadState::Blocked);  // woken; round-robin decides when it runs
-    EXPECT_TRUE(frame_holds(resume(s_), Err::Ok, kBadge, info(51) | kCallBit, w));
-    const Words r = {250, 251, 252, 253};
-    set_regs(s_, Sys::ReplyRecv, sh_, info(52), r);
-    expect_miss(s_);
-    ASSERT_EQ(general(s_), Path::GaveStackUp);
-    EXPECT_NE(c_->state, ThreadState::Blocked);
-    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(52), r));
-    const IpcCounters ipc = ipc_counters();
-    EXPECT_EQ(ipc.syscall_fastpath_hits, 0u);
-    EXPECT_EQ(ipc.syscall_fastpath_misses, 2u);
-    EXPECT_EQ(ipc.fastpath_miss_donation_off, 2u);
-    EXPECT_EQ(sched().counters().donations_taken, 0u);
-}
-
-// --- The general path and the fast path complete each other's blocks ---
-
-// S blocked at its frame by a fast ReplyRecv; a call with a payload (the
-// general path) completes its receive.
-TEST_F(FastPathTest, GeneralCallCompletesServerBlockedByFastReplyRecv) {
-    fast_round_trip();
-    run_as(c_);
-    unsigned char payload[40];
-    for (size_t i = 0; i < sizeof payload; ++i) payload[i] = static_cast<unsigned char>(i * 7);
-    std::memcpy(buffer(c_).payload, payload, sizeof payload);
-    const Words w = {260, 261, 262, 263};
-    set_regs(c_, Sys::Call, ch_, info(53, sizeof payload), w);
-    ASSERT_EQ(stub(c_), Path::GaveStackUp);
-    EXPECT_TRUE(frame_holds(resume(s_), Err::Ok, kBadge, info(53, sizeof payload) | kCallBit, w));
-    EXPECT_EQ(std::memcmp(buffer(s_).payload, payload, sizeof payload), 0);
-    EXPECT_EQ(s_->ipc->reply.caller, c_->id());
-    EXPECT_EQ(ep_->refs(), base_refs_ + 1);  // C's call
-    reply_general(s_, 54, {270, 271, 272, 273});
-    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(54), {270, 271, 272, 273}));
-    EXPECT_EQ(ep_->refs(), base_refs_);
-}
-
-// C blocked at its frame by a fast Call; Sys::Reply (the general path, with
-// a payload) answers it.
-TEST_F(FastPathTest, GeneralReplyAnswersClientBlockedByFastCall) {
-    pending_call();
-    const char payload[12] = "eleven byte";
-    std::memcpy(buffer(s_).payload, payload, sizeof payload);
-    reply_general(s_, 55, {280, 281, 282, 283}, sizeof payload);
-    EXPECT_EQ(c_->state, ThreadState::Ready);
-    EXPECT_EQ(sched().current(), s_);  // a reply does not switch
-    EXPECT_TRUE(
-        frame_holds(resume(c_), Err::Ok, 0, info(55, sizeof payload), {280, 281, 282, 283}));
-    EXPECT_EQ(std::memcmp(buffer(c_).payload, payload, sizeof payload), 0);
-    EXPECT_EQ(ep_->refs(), base_refs_);
-}
-
-// The same through a saved reply (ReplySave, then Reply on its handle).
-TEST_F(FastPathTest, SavedReplyAnswersClientBlockedByFastCall) {
-    pending_call();
-    set_regs(s_, Sys::ReplySave, 0);
-    ASSERT_EQ(general(s_), Path::Returned);
-    ASSERT_EQ(frame(s_).rax, uint64_t(Err::Ok));
-    const uint64_t saved = frame(s_).rdi;
-    EXPECT_EQ(c_->state, ThreadState::Blocked);
-    set_regs(s_, Sys::Reply, saved, info(56), {290, 291, 292, 293});
-    ASSERT_EQ(general(s_), Path::Returned);
-    EXPECT_EQ(frame(s_).rax, uint64_t(Err::Ok));
-    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(56), {290, 291, 292, 293}));
 }
 
 TEST_F(FastPathTest, NoticeCompletesServerBlockedByFastReplyRecv) {
@@ -1324,9 +1159,10 @@ TEST_F(FastPathTest, EndpointDirectSwitchCompletesServerBlockedByFastReplyRecv) 
     fast_round_trip();
     const Words w = {310, 311, 312, 313};
     set_regs(c_, Sys::Call, ch_, info(59), w, 10 * kMs);
+    uint64_t direct = sched().counters().direct_switches;
     ASSERT_EQ(stub(c_), Path::GaveStackUp);
     EXPECT_EQ(sched().current(), s_);
-    EXPECT_EQ(sched().counters().direct_switches, 1u);
+    EXPECT_EQ(sched().counters().direct_switches, direct + 1);
     EXPECT_TRUE(frame_holds(resume(s_), Err::Ok, kBadge, info(59) | kCallBit, w));
     EXPECT_EQ(ep_->refs(), base_refs_ + 1);  // C's call
     reply_general(s_, 60, {320, 321, 322, 323});
@@ -1417,6 +1253,74 @@ TEST_F(FastPathTest, DestroyedEndpointWakesServerBlockedByFastReplyRecv) {
     EXPECT_EQ(ep_->refs(), base_refs_);  // two handles and S's receive
     EXPECT_EQ(resume(s_).rax, uint64_t(Err::Destroyed));
     EXPECT_EQ(ep_->refs(), base_refs_ - 1);
+}
+
+// A blocking Send with no receiver blocks at its frame; a receive completes
+// it, and it returns with only its status changed.
+TEST_F(FastPathTest, BlockingSendBlocksAtItsFrame) {
+    run_as(c_);
+    const Words w = {1000, 1001, 1002, 1003};
+    set_regs(c_, Sys::Send, ch_, info(70), w);
+    ASSERT_EQ(stub(c_), Path::GaveStackUp);
+    EXPECT_EQ(c_->ipc->user_op, IpcState::UserOp::Send);
+    EXPECT_EQ(ep_->refs(), base_refs_ + 1);  // the send's own reference
+    run_as(s_);
+    set_regs(s_, Sys::Recv, sh_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    EXPECT_TRUE(frame_holds(frame(s_), Err::Ok, kBadge, info(70), w));
+    TrapFrame& f = resume(c_);
+    EXPECT_EQ(f.rax, uint64_t(Err::Ok));
+    EXPECT_EQ(f.rdx, 1000u);  // Send changes nothing but the status
+    EXPECT_EQ(ep_->refs(), base_refs_);
+}
+
+// Call with kNoWait is no fast-path call (a timeout), but once delivered it
+// waits for its reply at its frame like any call, and the reply is fast.
+TEST_F(FastPathTest, NonBlockingCallWaitsForItsReplyAtItsFrame) {
+    server_waits();
+    run_as(c_);
+    const Words w = {2000, 2001, 2002, 2003};
+    set_regs(c_, Sys::Call, ch_, info(71), w, abi::kNoWait);
+    expect_miss(c_);
+    ASSERT_EQ(general(c_), Path::GaveStackUp);
+    EXPECT_EQ(sched().current(), s_);
+    EXPECT_TRUE(frame_holds(resume(s_), Err::Ok, kBadge, info(71) | kCallBit, w));
+    set_regs(s_, Sys::ReplyRecv, sh_, info(72), {5, 6, 7, 8});
+    ASSERT_EQ(fast(s_).frame, &frame(c_));
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(72), {5, 6, 7, 8}));
+    EXPECT_FALSE(c_->ipc->endpoint_ref);
+    EXPECT_EQ(ep_->refs(), base_refs_ + 1);
+}
+
+// With nobody to take it, Call with kNoWait returns WouldBlock at once and
+// holds nothing afterwards.
+TEST_F(FastPathTest, NonBlockingCallWithoutReceiverHoldsNothing) {
+    run_as(c_);
+    set_regs(c_, Sys::Call, ch_, info(73), {1, 2, 3, 4}, abi::kNoWait);
+    expect_miss(c_);
+    ASSERT_EQ(general(c_), Path::Returned);
+    EXPECT_EQ(frame(c_).rax, uint64_t(Err::WouldBlock));
+    EXPECT_FALSE(c_->at_frame);
+    EXPECT_FALSE(c_->ipc->endpoint_ref);
+    EXPECT_EQ(ep_->refs(), base_refs_);
+}
+
+// A delivered Send donates through the yield vector: the sender is Ready,
+// not Blocked, so it keeps its stack (a normal switch) even at its frame.
+TEST_F(FastPathTest, DeliveredSendYieldsKeepingItsStack) {
+    server_waits();
+    run_as(c_);
+    set_regs(c_, Sys::Send, ch_, info(74), {9, 9, 9, 9});
+    size_t left = FakeCpu::stacks_left;
+    EXPECT_EQ(general(c_), Path::SwitchedAway);
+    EXPECT_EQ(FakeCpu::stacks_left, left);
+    EXPECT_EQ(c_->state, ThreadState::Ready);
+    EXPECT_TRUE(frame_holds(resume(s_), Err::Ok, kBadge, info(74), {9, 9, 9, 9}));
+    // C's kept stack cannot go on on the host: play the end of its syscall.
+    LockGuard guard(sched().lock());
+    c_->at_frame = false;
+    c_->ipc->endpoint_ref.reset();
+    c_->ipc->user_op = IpcState::UserOp::None;
 }
 
 }  // namespace
