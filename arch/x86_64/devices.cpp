@@ -1,5 +1,6 @@
 // Serial port, legacy PIC, local APIC timer (PIT-calibrated) and QEMU exit.
 #include "cpu.hpp"
+#include "log.hpp"
 #include "platform.hpp"
 #include "trap.hpp"
 #include "x86.hpp"
@@ -179,7 +180,22 @@ void Cpu::halt_forever() {
     for (;;) asm volatile("hlt");
 }
 
+namespace x86 {
+namespace {
+uint64_t g_nmis = 0;  // written only by NMI handlers, which do not nest
+uint64_t g_last_nmi_rip = 0;
+}  // namespace
+
+void note_nmi(uint64_t rip) {
+    ++g_nmis;
+    g_last_nmi_rip = rip;
+}
+}  // namespace x86
+
 void Cpu::shutdown(bool success) {
+    if (x86::g_nmis != 0) {
+        log("nmi: %lu taken, the last at %016lx\n", x86::g_nmis, x86::g_last_nmi_rip);
+    }
     x86::machine_exit(success ? x86::kExitPass : x86::kExitFail);
 }
 

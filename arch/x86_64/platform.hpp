@@ -27,6 +27,9 @@ uint32_t lapic_id();
 // Ends QEMU through isa-debug-exit with `code` (QEMU's status is code*2+1);
 // on a machine without the device, halts.
 [[noreturn]] void machine_exit(uint8_t code);
+
+// NMIs taken, and where the last one landed; Cpu::shutdown logs them.
+void note_nmi(uint64_t rip);
 // Whether a panic ends the machine (default) or halts for a debugger (`panic=halt`).
 void set_exit_on_panic(bool exit);
 

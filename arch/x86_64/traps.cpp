@@ -84,8 +84,10 @@ extern "C" void arch_trap(mk::x86::TrapFrame* frame) {
     uint64_t vector = frame->vector;
     if (vector == 2) {
         // NMIs come from watchdogs and hardware errors we do not handle; the
-        // interrupted code goes on.
-        log("warning: NMI at %016lx\n", frame->rip);
+        // interrupted code goes on. Counted, not logged: an NMI can land in
+        // the middle of a log message (the log masks only maskable
+        // interrupts) and would cut its line in two.
+        note_nmi(frame->rip);
         return;
     }
     if (vector == 7) {

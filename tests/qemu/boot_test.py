@@ -132,8 +132,9 @@ def main() -> int:
         n = sum(1 for _, d in results if d.startswith("user "))
         results.append((n >= args.min_user, f"at least {args.min_user} user results (saw {n})"))
     if args.nmi_every > 0:
-        seen = len(re.findall(r"^warning: NMI at ", text, re.M))
-        results.append((nmis > 0 and seen > 0, f"{nmis} NMIs injected, {seen} logged by the kernel"))
+        m = re.search(r"^nmi: (\d+) taken", text, re.M)
+        seen = int(m.group(1)) if m else 0
+        results.append((nmis > 0 and seen > 0, f"{nmis} NMIs injected, {seen} taken by the kernel"))
     for pattern in args.expect:
         results.append((re.search(pattern, text, re.M) is not None, f"log matches /{pattern}/"))
     for pattern in args.expect_same:
