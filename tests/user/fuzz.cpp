@@ -813,6 +813,25 @@ struct Outcome {
 
 uint64_t g_anomalies = 0;
 
+// One entry into the kernel with every register the ABI names live and
+// the chosen RFLAGS set just before it; `insn` is "syscall" or "int $0x50".
+#define FUZZ_ENTER(insn)                                                                        \
+    asm volatile(                                                                               \
+        "sub $128, %%rsp\n\t"                                                                   \
+        "pushfq\n\t"                                                                            \
+        "test %[fl], %[fl]\n\t"                                                                 \
+        "jz 1f\n\t"                                                                             \
+        "push %[fl]\n\t"                                                                        \
+        "popfq\n\t"                                                                             \
+        "1: " insn                                                                              \
+        "\n\t"                                                                                  \
+        "popfq\n\t"                                                                             \
+        "add $128, %%rsp"                                                                       \
+        : "+r"(rax), "+r"(rdi), "+r"(rsi), "+r"(rdx), "+r"(r10), "+r"(r8), "+r"(r9), "+r"(r12), \
+          "+r"(r13), "+r"(r14), "+r"(r15)                                                       \
+        : [fl] "r"(flags)                                                                       \
+        : "rcx", "r11", "memory", "cc")
+
 Outcome perform(const Call& c) {
     register uint64_t rax asm("rax") = c.nr;
     register uint64_t rdi asm("rdi") = c.a[0];
@@ -829,42 +848,17 @@ Outcome perform(const Call& c) {
     uint64_t flags = c.flags;
     // The pushes stay below the red zone; the flags are restored at once.
     if (c.vector) {
-        asm volatile(
-            "sub $128, %%rsp\n\t"
-            "pushfq\n\t"
-            "test %[fl], %[fl]\n\t"
-            "jz 1f\n\t"
-            "push %[fl]\n\t"
-            "popfq\n\t"
-            "1: int $0x50\n\t"
-            "popfq\n\t"
-            "add $128, %%rsp"
-            : "+r"(rax), "+r"(rdi), "+r"(rsi), "+r"(rdx), "+r"(r10), "+r"(r8), "+r"(r9), "+r"(r12),
-              "+r"(r13), "+r"(r14), "+r"(r15)
-            : [fl] "r"(flags)
-            : "rcx", "r11", "memory", "cc");
+        FUZZ_ENTER("int $0x50");
         bool same = rax == c.nr && rdi == c.a[0] && rsi == c.a[1] && rdx == c.a[2] &&
                     r10 == c.a[3] && r8 == c.a[4] && r9 == c.a[5] && r12 == c.a[6] && r13 == s13 &&
                     r14 == s14 && r15 == s15;
         return Outcome{sys::Ret{Err::Ok, 0, 0, {}}, same};
     }
-    asm volatile(
-        "sub $128, %%rsp\n\t"
-        "pushfq\n\t"
-        "test %[fl], %[fl]\n\t"
-        "jz 1f\n\t"
-        "push %[fl]\n\t"
-        "popfq\n\t"
-        "1: syscall\n\t"
-        "popfq\n\t"
-        "add $128, %%rsp"
-        : "+r"(rax), "+r"(rdi), "+r"(rsi), "+r"(rdx), "+r"(r10), "+r"(r8), "+r"(r9), "+r"(r12),
-          "+r"(r13), "+r"(r14), "+r"(r15)
-        : [fl] "r"(flags)
-        : "rcx", "r11", "memory", "cc");
+    FUZZ_ENTER("syscall");
     bool same = r12 == c.a[6] && r13 == s13 && r14 == s14 && r15 == s15;
     return Outcome{sys::Ret{Err(rax), rdi, rsi, {rdx, r10, r8, r9}}, same};
 }
+#undef FUZZ_ENTER
 
 // RFLAGS a ring-3 program can set: NT, DF and the arithmetic flags (TF
 // would trap the fuzzer itself, AC could with CR0.AM; IF and IOPL do not
