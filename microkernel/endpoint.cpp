@@ -340,9 +340,9 @@ Result<Message> Endpoint::call_impl(const Message& msg, uint64_t badge, uint64_t
 
 // --- reply ---
 
-Status Endpoint::reply(ReplyToken token, const Message& msg) {
+Status Endpoint::reply(ReplyToken token, const Message& msg, Donate donate) {
     // The caller waits on the callers queue of the thread that received it.
-    return reply_saved(token, sched().current()->ipc->callers, msg);
+    return reply_saved(token, sched().current()->ipc->callers, msg, donate);
 }
 
 Status Endpoint::save_reply(ReplyToken token, WaitQueue& saved) {
@@ -355,7 +355,8 @@ Status Endpoint::save_reply(ReplyToken token, WaitQueue& saved) {
     return Error::None;
 }
 
-Status Endpoint::reply_saved(ReplyToken token, WaitQueue& saved, const Message& msg) {
+Status Endpoint::reply_saved(ReplyToken token, WaitQueue& saved, const Message& msg,
+                             Donate donate) {
     if (!msg.fits()) return Error::TooLarge;
     LockGuard guard(sched().lock());
     Thread* caller = reply_target_locked(token, saved);
@@ -366,6 +367,7 @@ Status Endpoint::reply_saved(ReplyToken token, WaitQueue& saved, const Message& 
     transfer(msg, *sched().current()->ipc, 0, *caller);
     ++counters().replies;
     complete_locked(*caller, Error::None);
+    if (donate == Donate::Yes) sched().set_donate_target_locked(caller);
     return Error::None;
 }
 

@@ -133,7 +133,7 @@ class Endpoint : public KObject {
     // thread's IPC buffer). Only the thread that received the call may
     // answer it. BadHandle: the token was used or dropped, its caller is gone
     // or timed out, or the current thread did not receive that call.
-    static Status reply(ReplyToken token, const Message& msg);
+    static Status reply(ReplyToken token, const Message& msg, Donate donate = Donate::No);
     // Gives up a reply token (same rules as reply()): the caller wakes with PeerDied.
     static Status reply_drop(ReplyToken token);
 
@@ -143,7 +143,8 @@ class Endpoint : public KObject {
     // (BadHandle when it is no longer waiting: timed out, died, answered);
     // drop_saved() fails whoever still waits there with PeerDied.
     static Status save_reply(ReplyToken token, WaitQueue& saved);
-    static Status reply_saved(ReplyToken token, WaitQueue& saved, const Message& msg);
+    static Status reply_saved(ReplyToken token, WaitQueue& saved, const Message& msg,
+                              Donate donate = Donate::No);
     static void drop_saved(WaitQueue& saved);
 
     // Delivers a kernel notice: to a waiting receiver at once, else queued.

@@ -45,6 +45,11 @@ enum class WakeReason : uint8_t {
     Interrupted,  // told to stop waiting (its thread is being killed)
 };
 
+// Whether a wake also makes the woken thread the scheduler's donate target,
+// which the waker then yields to (Scheduler::yield_to_donate_target) or
+// donates to when it next blocks.
+enum class Donate : bool { No, Yes };
+
 namespace bi = boost::intrusive;
 using QueueHook = bi::list_member_hook<bi::link_mode<bi::safe_link>>;
 using TimeoutHook = bi::set_member_hook<bi::link_mode<bi::safe_link>>;

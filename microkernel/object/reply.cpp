@@ -17,8 +17,8 @@ Result<Reply*> Reply::save(ReplyToken token) {
     return r;
 }
 
-Status Reply::answer(const Message& msg) {
-    return Endpoint::reply_saved(token_, caller_, msg);
+Status Reply::answer(const Message& msg, Donate donate) {
+    return Endpoint::reply_saved(token_, caller_, msg, donate);
 }
 
 void Reply::free_object(Reply* reply) {

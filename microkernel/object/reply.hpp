@@ -19,7 +19,7 @@ class Reply : public KObject {
     // Answers the saved call with `msg` (payload and handles from the
     // current thread's IPC state). BadHandle: answered already, or the
     // caller timed out or died.
-    [[nodiscard]] Status answer(const Message& msg);
+    [[nodiscard]] Status answer(const Message& msg, Donate donate = Donate::No);
 
   private:
     friend void kobject_free(KObject* object);

@@ -261,14 +261,19 @@ Status sys_reply(Process& p, Thread& self, TrapFrame& f) {
     if (!saved.object && !self.ipc->reply.valid()) return Error::BadHandle;
     st = take_handles(p, self, out);
     if (st != Error::None) return st;
+    // Interrupts off from the wake to the yield, as in a send: the caller
+    // runs next (donation), with the replier Ready behind it.
+    bool irq_was_enabled = Cpu::save_and_disable_interrupts();
     if (saved.object) {
-        st = saved.object->answer(out.msg);
+        st = saved.object->answer(out.msg, Donate::Yes);
         if (st == Error::None) (void)p.handles().remove(saved_handle);
     } else {
         ReplyToken token = self.ipc->reply;
         self.ipc->reply = {};
-        st = Endpoint::reply(token, out.msg);
+        st = Endpoint::reply(token, out.msg, Donate::Yes);
     }
+    if (st == Error::None) this_cpu().scheduler.yield_to_donate_target();
+    Cpu::restore_interrupts(irq_was_enabled);
     if (st != Error::None) out.discard(self);
     return st;
 }

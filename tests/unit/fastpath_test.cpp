@@ -455,11 +455,14 @@ class FastPathTest : public testing::SchedFixture {
     }
 
     // `server` answers its pending call with Sys::Reply (the general path).
+    // The reply donates: the caller runs next, and the server, Ready behind
+    // it, would return from its syscall on the stack the host unwound.
     void reply_general(Thread* server, uint32_t label, const Words& w, uint32_t length = 0) {
         run_as(server);
         set_regs(server, Sys::Reply, abi::kNoHandle, info(label, length), w);
-        ASSERT_EQ(general(server), Path::Returned);
-        EXPECT_EQ(frame(server).rax, uint64_t(Err::Ok));
+        ASSERT_EQ(general(server), Path::SwitchedAway);
+        EXPECT_EQ(server->state, ThreadState::Ready);
+        EXPECT_NE(sched().current(), server);
     }
 
     void destroy_endpoint() {
@@ -1067,6 +1070,42 @@ TEST_F(FastPathTest, ReplyRecvWithDonationOffMisses) {
     EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(66), w));
     EXPECT_EQ(ipc_counters().fastpath_miss_donation_off, 1u);
     EXPECT_EQ(sched().counters().donations_taken, 0u);
+}
+
+// A Reply wakes the caller and donates: the caller runs next, the server
+// waits Ready behind it (docs/ipc.md). Through a saved reply handle too, the
+// deferred reply of a pipe read or a port wait.
+TEST_F(FastPathTest, SavedReplyDonatesToTheCaller) {
+    pending_call();
+    set_regs(s_, Sys::ReplySave, abi::kNoHandle);
+    ASSERT_EQ(general(s_), Path::Returned);
+    ASSERT_EQ(frame(s_).rax, uint64_t(Err::Ok));
+    uint64_t saved = frame(s_).rdi;
+    EXPECT_EQ(c_->state, ThreadState::Blocked);
+    const Words w = {370, 371, 372, 373};
+    set_regs(s_, Sys::Reply, saved, info(67), w);
+    ASSERT_EQ(general(s_), Path::SwitchedAway);
+    EXPECT_EQ(sched().current(), c_);
+    EXPECT_EQ(s_->state, ThreadState::Ready);
+    EXPECT_EQ(sched().counters().donations_taken, 1u);
+    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(67), w));
+    EXPECT_EQ(ep_->refs(), base_refs_);
+}
+
+TEST_F(FastPathTest, SavedReplyWithDonationOffOnlyWakes) {
+    pending_call();
+    sched().set_donation_enabled(false);
+    set_regs(s_, Sys::ReplySave, abi::kNoHandle);
+    ASSERT_EQ(general(s_), Path::Returned);
+    uint64_t saved = frame(s_).rdi;
+    const Words w = {380, 381, 382, 383};
+    set_regs(s_, Sys::Reply, saved, info(68), w);
+    ASSERT_EQ(general(s_), Path::Returned);
+    EXPECT_EQ(frame(s_).rax, uint64_t(Err::Ok));
+    EXPECT_EQ(sched().current(), s_);
+    EXPECT_EQ(c_->state, ThreadState::Ready);
+    EXPECT_EQ(sched().counters().donations_taken, 0u);
+    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(68), w));
 }
 
 TEST_F(FastPathTest, ReplyRecvWithQueuedSenderMisses) {
