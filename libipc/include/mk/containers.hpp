@@ -1,0 +1,185 @@
+// Two small containers the servers keep their state in, freestanding (no
+// exceptions, nothing from the C++ runtime but nothrow new):
+//
+//   Fifo<T>       waiters served in arrival order: push at the back, take
+//                 from the front, remove any that a predicate picks (say
+//                 every waiter of a client that went away).
+//   Slots<T, N>   objects named by a 64-bit id that a client cannot guess
+//                 into a newer one: a slot index and the slot's generation,
+//                 which moves on each time the slot is freed, so a stale id
+//                 never names a later object.
+//
+// Both own what they hold; allocation failure is a false/empty return,
+// never a trap.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <utility>
+
+namespace mk {
+
+template <typename T>
+class Fifo {
+  public:
+    Fifo() = default;
+    Fifo(const Fifo&) = delete;
+    Fifo& operator=(const Fifo&) = delete;
+    ~Fifo() { clear(); }
+
+    bool empty() const { return head_ == nullptr; }
+    size_t size() const { return size_; }
+
+    // Appends `v`; false (and `v` untouched) when there is no memory.
+    bool push_back(T&& v) {
+        Node* n = new (std::nothrow) Node{std::move(v), nullptr};
+        if (n == nullptr) return false;
+        if (tail_ != nullptr) {
+            tail_->next = n;
+        } else {
+            head_ = n;
+        }
+        tail_ = n;
+        ++size_;
+        return true;
+    }
+
+    // The oldest element; only when !empty().
+    T& front() { return head_->value; }
+    const T& front() const { return head_->value; }
+
+    // Removes and returns the oldest element; only when !empty().
+    T pop_front() {
+        Node* n = head_;
+        head_ = n->next;
+        if (head_ == nullptr) tail_ = nullptr;
+        --size_;
+        T v = std::move(n->value);
+        delete n;
+        return v;
+    }
+
+    // Calls f(element) oldest first.
+    template <typename F>
+    void for_each(F&& f) const {
+        for (const Node* n = head_; n != nullptr; n = n->next) f(n->value);
+    }
+
+    // Takes out every element for which pick(element) is true, oldest
+    // first, handing each to take(T&&); returns how many.
+    template <typename Pick, typename Take>
+    size_t extract_if(Pick&& pick, Take&& take) {
+        size_t count = 0;
+        Node** link = &head_;
+        Node* prev = nullptr;
+        while (Node* n = *link) {
+            if (!pick(n->value)) {
+                prev = n;
+                link = &n->next;
+                continue;
+            }
+            *link = n->next;
+            if (tail_ == n) tail_ = prev;
+            --size_;
+            ++count;
+            T v = std::move(n->value);
+            delete n;
+            take(std::move(v));
+        }
+        return count;
+    }
+
+    void clear() {
+        while (!empty()) (void)pop_front();
+    }
+
+  private:
+    struct Node {
+        T value;
+        Node* next;
+    };
+    Node* head_ = nullptr;
+    Node* tail_ = nullptr;
+    size_t size_ = 0;
+};
+
+template <typename T, size_t N>
+class Slots {
+    static_assert(N > 0 && N < (size_t{1} << 31));
+
+  public:
+    // id = generation << 32 | index; generations start at 1 and stay below
+    // 2^31, so 0 is never an id and every id fits in 63 bits (a server may
+    // shift one left to carry a flag in a badge).
+    using Id = uint64_t;
+
+    Slots() = default;
+    Slots(const Slots&) = delete;
+    Slots& operator=(const Slots&) = delete;
+    ~Slots() {
+        for (Slot& s : slots_) delete s.object;
+    }
+
+    // A new T built from `args` in a free slot: its id, or 0 when every
+    // slot is taken or there is no memory.
+    template <typename... Args>
+    Id create(Args&&... args) {
+        for (size_t i = 0; i < N; ++i) {
+            size_t index = (next_ + i) % N;
+            Slot& s = slots_[index];
+            if (s.object != nullptr) continue;
+            s.object = new (std::nothrow) T(std::forward<Args>(args)...);
+            if (s.object == nullptr) return 0;
+            next_ = (index + 1) % N;
+            ++count_;
+            return (uint64_t(s.generation) << 32) | index;
+        }
+        return 0;
+    }
+
+    // The object `id` names, or null for a stale, freed or malformed id.
+    T* find(Id id) const {
+        uint64_t index = id & 0xFFFFFFFFu;
+        if (index >= N) return nullptr;
+        const Slot& s = slots_[index];
+        if (s.object == nullptr || s.generation != uint32_t(id >> 32)) return nullptr;
+        return s.object;
+    }
+
+    // Frees the object `id` names (nothing for a stale id); the slot's
+    // generation moves on.
+    void destroy(Id id) {
+        if (find(id) == nullptr) return;
+        Slot& s = slots_[id & 0xFFFFFFFFu];
+        delete s.object;
+        s.object = nullptr;
+        s.generation = (s.generation + 1) & 0x7FFFFFFFu;
+        if (s.generation == 0) s.generation = 1;
+        --count_;
+    }
+
+    size_t size() const { return count_; }
+    static constexpr size_t capacity() { return N; }
+
+    // Calls f(id, object) for every live object, in slot order.
+    template <typename F>
+    void for_each(F&& f) const {
+        for (size_t i = 0; i < N; ++i) {
+            if (slots_[i].object != nullptr) {
+                f((uint64_t(slots_[i].generation) << 32) | i, *slots_[i].object);
+            }
+        }
+    }
+
+  private:
+    struct Slot {
+        T* object = nullptr;
+        uint32_t generation = 1;
+    };
+    Slot slots_[N];
+    size_t next_ = 0;
+    size_t count_ = 0;
+};
+
+}  // namespace mk

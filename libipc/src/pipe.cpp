@@ -1,0 +1,65 @@
+// The pipe client API (mk/pipe.hpp): calls to the pipe server.
+#include "mk/pipe.hpp"
+
+#include <cstring>
+
+namespace mk::pipe {
+
+using ipc::Endpoint;
+using ipc::Message;
+using ipc::Received;
+
+namespace {
+
+// The reply's status as an error, Ok for success.
+abi::Err status_of(const Received& r) {
+    return ipc::reply_status(r.message);
+}
+
+}  // namespace
+
+Result<Pipe> create(const Endpoint& service) {
+    Result<Received> r = ipc::call(service, Message(kCreate));
+    if (!r) return r.error();
+    if (abi::Err e = status_of(*r); e != abi::Err::Ok) return e;
+    Pipe p{Endpoint(r->message.take_handle(0)), Endpoint(r->message.take_handle(1))};
+    if (!p.read.valid() || !p.write.valid()) return abi::Err::BadState;  // not what a server sends
+    return p;
+}
+
+Result<size_t> read(const Endpoint& end, void* buf, size_t n) {
+    if (n == 0) return size_t{0};
+    if (n > abi::kMaxPayload) n = abi::kMaxPayload;
+    Result<Received> r = ipc::call(end, Message(kRead).set_word(0, n));
+    if (!r) return r.error();
+    if (abi::Err e = status_of(*r); e != abi::Err::Ok) return e;
+    size_t got = r->message.length();
+    if (got > n || got != r->message.word(0)) return abi::Err::BadState;
+    std::memcpy(buf, r->message.payload(), got);
+    return got;
+}
+
+Result<size_t> write(const Endpoint& end, const void* buf, size_t n) {
+    const auto* bytes = static_cast<const uint8_t*>(buf);
+    size_t done = 0;
+    while (done < n) {
+        size_t piece = n - done < abi::kMaxPayload ? n - done : abi::kMaxPayload;
+        Result<Received> r = ipc::call(end, Message(kWrite).append(bytes + done, piece));
+        if (!r) return r.error();
+        if (abi::Err e = status_of(*r); e != abi::Err::Ok) return e;
+        if (r->message.word(0) != piece) return abi::Err::BadState;
+        done += piece;
+    }
+    return n;
+}
+
+Status close(Endpoint& end) {
+    return end.close();
+}
+
+Result<Endpoint> dup(const Endpoint& end) {
+    // Badge 0 keeps the end's badge; the rights stay the end's.
+    return end.mint(abi::kRightSend | abi::kRightDuplicate, 0);
+}
+
+}  // namespace mk::pipe

@@ -1,0 +1,275 @@
+// The pipe server's state machine (docs/servers.md, "pipe"): every pipe,
+// its buffer, its waiting readers and writers, and what each request and
+// each kernel notice does to them. It issues no syscall: main.cpp gives it
+// requests and the kernel's last-handle notices, and it answers deferred
+// requests through the Reply objects it was handed, so the host tests
+// (tests/unit/pipe_server_test.cpp) drive it with fakes.
+//
+// `Req` is what a handler gets (ipc::Request in the server): message(),
+// badge(), expects_reply() and defer() -> Result<Reply>. `Reply` is a
+// deferred answer (ipc::DeferredReply): send(Message&) -> Status, fail(Err).
+// A send that fails means the caller is gone (it died or timed out): what it
+// would have taken stays in the pipe for the next reader.
+//
+// Invariants, after every request and notice:
+//   - readers wait only while the buffer is empty (data goes to the oldest
+//     reader the moment it arrives);
+//   - writers wait only while the buffer is full or an earlier writer
+//     waits (bytes go in in arrival order, never interleaved);
+//   - readers wait only while a write end is open, or a writer still has
+//     bytes to put in (else they have had EOF);
+//   - writers wait only while a read end is open (else BrokenPipe).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#include "mk/containers.hpp"
+#include "mk/pipe.hpp"
+#include "mk/server.hpp"
+
+namespace mk::pipe_server {
+
+using ipc::Message;
+using ipc::Response;
+using ipc::Result;
+using ipc::Status;
+
+template <typename Reply>
+class Pipes {
+  public:
+    struct Stats {
+        size_t pipes = 0;
+        size_t buffered = 0;  // bytes in all buffers
+        size_t readers_waiting = 0;
+        size_t writers_waiting = 0;
+    };
+
+    // A new pipe, both ends open: its id (the ends' badges are
+    // pipe::badge_of(id, write_end)), or 0 when kMaxPipes are open or
+    // there is no memory.
+    uint64_t create() { return pipes_.create(); }
+
+    // Forgets a pipe at once (main.cpp, when the ends' handles could not
+    // be made); a stale id does nothing.
+    void destroy(uint64_t id) {
+        if (Pipe* p = pipes_.find(id)) fail_all(*p, abi::Err::Destroyed);
+        pipes_.destroy(id);
+    }
+
+    template <typename Req>
+    Response read(Req& req) {
+        Pipe* p = nullptr;
+        abi::Err e = lookup(req, false, &p);
+        if (e != abi::Err::Ok) return e;
+        uint64_t want = req.message().word(0);
+        if (want == 0) return abi::Err::InvalidArgument;
+        if (want > abi::kMaxPayload) want = abi::kMaxPayload;
+        if (p->used > 0) {
+            Message m = take(*p, size_t(want));
+            pump(*p);  // waiting writers' bytes into the room it made
+            return m;
+        }
+        if (at_eof(*p)) return eof();
+        Result<Reply> r = req.defer();
+        if (!r) return r.error();
+        Reader reader{std::move(r).value(), uint32_t(want)};
+        if (!p->readers.push_back(std::move(reader)))
+            (void)reader.reply.fail(abi::Err::OutOfMemory);
+        return Response::deferred();
+    }
+
+    template <typename Req>
+    Response write(Req& req) {
+        Pipe* p = nullptr;
+        abi::Err e = lookup(req, true, &p);
+        if (e != abi::Err::Ok) return e;
+        const Message& m = req.message();
+        size_t n = m.length();
+        if (n == 0) return abi::Err::InvalidArgument;
+        if (!p->read_open) return abi::Err(pipe::kBrokenPipe);
+        if (p->writers.empty() && kCapacity - p->used >= n) {
+            put(*p, m.payload(), n);
+            pump(*p);  // the oldest reader takes it, and runs first
+            return written(n);
+        }
+        // Full, or writers before it: it waits its turn, its bytes with it.
+        Result<Reply> r = req.defer();
+        if (!r) return r.error();
+        Writer w{std::move(r).value(), uint32_t(n), 0, {}};
+        std::memcpy(w.data, m.payload(), n);
+        if (!p->writers.push_back(std::move(w))) {
+            (void)w.reply.fail(abi::Err::OutOfMemory);
+            return Response::deferred();
+        }
+        pump(*p);
+        return Response::deferred();
+    }
+
+    // The kernel's kLabelLastHandle notice: every handle to the end
+    // `badge` names is gone (closed, or its processes died).
+    void last_handle(uint64_t badge) {
+        if (badge == 0) return;
+        uint64_t id = pipe::pipe_of(badge);
+        Pipe* p = pipes_.find(id);
+        if (p == nullptr) return;
+        if (pipe::is_write_end(badge)) {
+            p->write_open = false;
+            pump(*p);  // EOF for the readers once the buffer is drained
+        } else {
+            p->read_open = false;
+            p->head = p->used = 0;  // nobody can read it any more
+            // Readers still waiting used a handle another thread closed.
+            while (!p->readers.empty())
+                (void)p->readers.pop_front().reply.fail(abi::Err::BadHandle);
+            while (!p->writers.empty()) {
+                (void)p->writers.pop_front().reply.fail(abi::Err(pipe::kBrokenPipe));
+            }
+        }
+        if (!p->read_open && !p->write_open) {
+            fail_all(*p, abi::Err::Destroyed);
+            pipes_.destroy(id);
+        }
+    }
+
+    Stats stats() const {
+        Stats s;
+        s.pipes = pipes_.size();
+        pipes_.for_each([&s](uint64_t, const Pipe& p) {
+            s.buffered += p.used;
+            s.readers_waiting += p.readers.size();
+            s.writers_waiting += p.writers.size();
+        });
+        return s;
+    }
+
+    // Bytes buffered in pipe `id` (0 for no such pipe).
+    size_t buffered(uint64_t id) const {
+        const Pipe* p = pipes_.find(id);
+        return p != nullptr ? p->used : 0;
+    }
+
+  private:
+    static constexpr size_t kCapacity = pipe::kCapacity;
+
+    struct Reader {
+        Reply reply;
+        uint32_t want;
+    };
+    struct Writer {
+        Reply reply;
+        uint32_t total;  // bytes in data
+        uint32_t done;   // of them, in the buffer already
+        uint8_t data[abi::kMaxPayload];
+    };
+    struct Pipe {
+        uint8_t buffer[kCapacity];
+        size_t head = 0;  // the oldest byte
+        size_t used = 0;
+        bool read_open = true;
+        bool write_open = true;
+        Fifo<Reader> readers;
+        Fifo<Writer> writers;
+    };
+
+    // The pipe a request's badge names, if it is a call on the right end.
+    template <typename Req>
+    abi::Err lookup(Req& req, bool write_end, Pipe** out) {
+        uint64_t badge = req.badge();
+        Pipe* p = badge != 0 ? pipes_.find(pipe::pipe_of(badge)) : nullptr;
+        if (p == nullptr) return abi::Err::BadHandle;
+        if (pipe::is_write_end(badge) != write_end) return abi::Err::NoRights;
+        // A read or write sent without waiting for the answer could not be
+        // told its count, nor wait: refused, nothing taken.
+        if (!req.expects_reply()) return abi::Err::InvalidArgument;
+        // The end's last handle was closed by another thread while this
+        // request was on its way.
+        if (!(write_end ? p->write_open : p->read_open)) return abi::Err::BadHandle;
+        *out = p;
+        return abi::Err::Ok;
+    }
+
+    static bool at_eof(const Pipe& p) { return !p.write_open && p.writers.empty() && p.used == 0; }
+
+    static Message eof() { return Message(ipc::kStatusOk).set_word(0, 0); }
+    static Message written(size_t n) { return Message(ipc::kStatusOk).set_word(0, n); }
+
+    // Appends n bytes; there is room.
+    static void put(Pipe& p, const uint8_t* data, size_t n) {
+        size_t tail = (p.head + p.used) % kCapacity;
+        size_t first = n < kCapacity - tail ? n : kCapacity - tail;
+        std::memcpy(p.buffer + tail, data, first);
+        std::memcpy(p.buffer, data + first, n - first);
+        p.used += n;
+    }
+
+    // The reply carrying the oldest min(want, used) bytes, which stay in
+    // the buffer until consume().
+    static Message peek(const Pipe& p, size_t want) {
+        size_t n = want < p.used ? want : p.used;
+        size_t first = n < kCapacity - p.head ? n : kCapacity - p.head;
+        Message m(ipc::kStatusOk);
+        m.set_word(0, n);
+        m.append(p.buffer + p.head, first);
+        m.append(p.buffer, n - first);
+        return m;
+    }
+    static void consume(Pipe& p, size_t n) {
+        p.head = (p.head + n) % kCapacity;
+        p.used -= n;
+        if (p.used == 0) p.head = 0;
+    }
+    static Message take(Pipe& p, size_t want) {
+        Message m = peek(p, want);
+        consume(p, m.length());
+        return m;
+    }
+
+    // Moves data along until nothing more can move: buffered bytes to
+    // waiting readers (oldest first; one whose caller is gone takes
+    // nothing), waiting writers' bytes into the freed room (oldest first,
+    // each answered once all of its bytes are in), and EOF to the readers
+    // once no byte can come any more.
+    static void pump(Pipe& p) {
+        bool moved = true;
+        while (moved) {
+            moved = false;
+            while (!p.readers.empty() && p.used > 0) {
+                Reader r = p.readers.pop_front();
+                Message m = peek(p, r.want);
+                size_t n = m.length();
+                if (r.reply.send(m)) consume(p, n);
+            }
+            while (!p.writers.empty() && p.used < kCapacity) {
+                Writer& w = p.writers.front();
+                size_t room = kCapacity - p.used;
+                size_t n = w.total - w.done < room ? w.total - w.done : room;
+                put(p, w.data + w.done, n);
+                w.done += uint32_t(n);
+                moved = true;
+                if (w.done == w.total) {
+                    Writer done = p.writers.pop_front();
+                    Message m = written(done.total);
+                    (void)done.reply.send(m);  // its bytes are in, answered or not
+                }
+            }
+        }
+        if (at_eof(p)) {
+            while (!p.readers.empty()) {
+                Message m = eof();
+                (void)p.readers.pop_front().reply.send(m);
+            }
+        }
+    }
+
+    static void fail_all(Pipe& p, abi::Err e) {
+        while (!p.readers.empty()) (void)p.readers.pop_front().reply.fail(e);
+        while (!p.writers.empty()) (void)p.writers.pop_front().reply.fail(e);
+    }
+
+    Slots<Pipe, pipe::kMaxPipes> pipes_;
+};
+
+}  // namespace mk::pipe_server

@@ -1,0 +1,332 @@
+// The pipe server's state machine (servers/pipe/pipes.hpp): reads and
+// writes, waiting readers and writers in arrival order, backpressure, EOF
+// only after the last write end's notice, broken pipes, callers that die
+// while they wait, and every bad request getting a clear error.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "pipe/pipes.hpp"
+#include "server_fakes.hpp"
+
+namespace mk::servers_test {
+namespace {
+
+using Pipes = pipe_server::Pipes<FakeReply>;
+using pipe::badge_of;
+
+class PipeServerTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        id_ = pipes_.create();
+        ASSERT_NE(id_, 0u);
+        rd_ = badge_of(id_, false);
+        wr_ = badge_of(id_, true);
+    }
+
+    CallRef read(uint64_t want, uint64_t badge = 0, bool call = true) {
+        return issue([this](FakeRequest& r) { return pipes_.read(r); },
+                     Message(pipe::kRead).set_word(0, want), badge != 0 ? badge : rd_, call);
+    }
+    CallRef write(const std::string& bytes, uint64_t badge = 0, bool call = true) {
+        return issue([this](FakeRequest& r) { return pipes_.write(r); },
+                     Message(pipe::kWrite).append(bytes.data(), bytes.size()),
+                     badge != 0 ? badge : wr_, call);
+    }
+    // A read that must be answered at once with `bytes`.
+    void expect_read(uint64_t want, const std::string& bytes) {
+        CallRef r = read(want);
+        ASSERT_TRUE(r->ok());
+        EXPECT_EQ(r->payload, bytes);
+        EXPECT_EQ(r->words[0], bytes.size());
+    }
+    static bool is_eof(const CallRef& r) {
+        return r->ok() && r->payload.empty() && r->words[0] == 0;
+    }
+    static bool wrote(const CallRef& r, size_t n) { return r->ok() && r->words[0] == n; }
+
+    Pipes pipes_;
+    uint64_t id_ = 0;
+    uint64_t rd_ = 0;
+    uint64_t wr_ = 0;
+};
+
+TEST_F(PipeServerTest, BytesComeOutInTheOrderTheyWentIn) {
+    EXPECT_TRUE(wrote(write("hello, "), 7));
+    EXPECT_TRUE(wrote(write("world"), 5));
+    EXPECT_EQ(pipes_.buffered(id_), 12u);
+    expect_read(3, "hel");
+    expect_read(100, "lo, world");  // min(requested, available)
+    EXPECT_EQ(pipes_.buffered(id_), 0u);
+}
+
+TEST_F(PipeServerTest, AReadOnAnEmptyPipeWaitsAndTheNextWriteAnswersIt) {
+    CallRef r = read(16);
+    EXPECT_TRUE(r->waiting());
+    EXPECT_EQ(pipes_.stats().readers_waiting, 1u);
+    CallRef w = write("abc");
+    EXPECT_TRUE(wrote(w, 3));
+    ASSERT_TRUE(r->ok());
+    EXPECT_EQ(r->payload, "abc");
+    EXPECT_EQ(pipes_.buffered(id_), 0u);
+    EXPECT_EQ(pipes_.stats().readers_waiting, 0u);
+}
+
+// A second blocked reader must not overwrite the first (a one-slot waiter):
+// both wait, and they are served in arrival order.
+TEST_F(PipeServerTest, WaitingReadersAreServedInArrivalOrder) {
+    CallRef r1 = read(2);
+    CallRef r2 = read(2);
+    CallRef r3 = read(2);
+    EXPECT_EQ(pipes_.stats().readers_waiting, 3u);
+    EXPECT_TRUE(wrote(write("aabbc"), 5));
+    EXPECT_EQ(r1->payload, "aa");
+    EXPECT_EQ(r2->payload, "bb");
+    EXPECT_EQ(r3->payload, "c");
+    EXPECT_EQ(pipes_.stats().readers_waiting, 0u);
+}
+
+TEST_F(PipeServerTest, AReaderTakesWhatThereIsAndLeavesTheRestForTheNext) {
+    CallRef r1 = read(3);
+    CallRef r2 = read(10);
+    EXPECT_TRUE(wrote(write("abcdef"), 6));
+    EXPECT_EQ(r1->payload, "abc");
+    EXPECT_EQ(r2->payload, "def");
+}
+
+TEST_F(PipeServerTest, AWriteLargerThanTheFreeSpaceWaitsUntilDrainedAndDropsNothing) {
+    std::string big(pipe::kCapacity - 100, 'x');
+    std::string chunk;
+    for (size_t i = 0; i < abi::kMaxPayload; ++i) chunk += char('a' + i % 26);
+    // Fill most of the buffer in 480-byte writes (all answered at once).
+    std::string sent;
+    while (sent.size() + chunk.size() <= pipe::kCapacity - 100) {
+        ASSERT_TRUE(wrote(write(chunk), chunk.size()));
+        sent += chunk;
+    }
+    size_t free = pipe::kCapacity - sent.size();
+    ASSERT_LT(free, chunk.size());
+    CallRef w = write(chunk);  // does not fit: waits, its first bytes go in
+    EXPECT_TRUE(w->waiting());
+    EXPECT_EQ(pipes_.buffered(id_), pipe::kCapacity);
+    EXPECT_EQ(pipes_.stats().writers_waiting, 1u);
+    sent += chunk;
+    // Reading drains it: the rest of the waiting write goes in, and it is
+    // answered with its whole count.
+    std::string got;
+    while (got.size() < sent.size()) {
+        CallRef r = read(abi::kMaxPayload);
+        ASSERT_TRUE(r->ok());
+        got += r->payload;
+    }
+    EXPECT_TRUE(wrote(w, chunk.size()));
+    EXPECT_EQ(got, sent);
+    EXPECT_EQ(pipes_.stats().writers_waiting, 0u);
+}
+
+// Writers that wait go in in arrival order, whole: no interleaving, and a
+// later small write does not overtake an earlier big one.
+TEST_F(PipeServerTest, WaitingWritersGoInInArrivalOrderWithoutInterleaving) {
+    std::string fill(abi::kMaxPayload, 'f');
+    while (pipes_.buffered(id_) + fill.size() <= pipe::kCapacity) {
+        ASSERT_TRUE(write(fill)->ok());
+    }
+    std::string a(300, 'A'), b(10, 'B');
+    CallRef wa = write(a);
+    CallRef wb = write(b);  // fits by itself, but A came first
+    EXPECT_TRUE(wa->waiting());
+    EXPECT_TRUE(wb->waiting());
+    std::string got;
+    while (!(wa->ok() && wb->ok()) || pipes_.buffered(id_) > 0) {
+        CallRef r = read(abi::kMaxPayload);
+        ASSERT_TRUE(r->ok());
+        ASSERT_FALSE(r->payload.empty());
+        got += r->payload;
+    }
+    std::string tail = got.substr(got.size() - a.size() - b.size());
+    EXPECT_EQ(tail, a + b);
+}
+
+TEST_F(PipeServerTest, EofComesOnlyAfterTheLastWriteEndIsGone) {
+    CallRef r = read(8);
+    EXPECT_TRUE(r->waiting());  // a write end is open
+    pipes_.last_handle(wr_);
+    EXPECT_TRUE(is_eof(r));
+    EXPECT_TRUE(is_eof(read(8)));  // and every read after it
+}
+
+// A reference that is not an open end (here: nothing but the server's own
+// knowledge of the pipe) never keeps a pipe open, and buffered bytes are
+// read before the EOF.
+TEST_F(PipeServerTest, BufferedBytesAreReadBeforeTheEof) {
+    EXPECT_TRUE(wrote(write("tail"), 4));
+    pipes_.last_handle(wr_);
+    expect_read(2, "ta");
+    expect_read(8, "il");
+    EXPECT_TRUE(is_eof(read(8)));
+}
+
+// The notice comes once per end; the server counts nothing itself, so no
+// number of reads, writes or copies can make EOF come early or never.
+TEST_F(PipeServerTest, NoEofWithoutTheNotice) {
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE(wrote(write("x"), 1));
+    std::string got;
+    while (got.size() < 100) got += read(64)->payload;
+    CallRef r = read(1);
+    EXPECT_TRUE(r->waiting());
+    pipes_.last_handle(wr_);
+    EXPECT_TRUE(is_eof(r));
+}
+
+TEST_F(PipeServerTest, ClosingTheWriteEndWakesEveryWaitingReaderWithEof) {
+    CallRef r1 = read(1), r2 = read(1), r3 = read(1);
+    pipes_.last_handle(wr_);
+    EXPECT_TRUE(is_eof(r1));
+    EXPECT_TRUE(is_eof(r2));
+    EXPECT_TRUE(is_eof(r3));
+}
+
+TEST_F(PipeServerTest, AWaitingWritersBytesAreReadBeforeTheEof) {
+    std::string fill(pipe::kCapacity, 'z');
+    for (size_t i = 0; i < fill.size(); i += 400) ASSERT_TRUE(write(fill.substr(i, 400))->ok());
+    ASSERT_EQ(pipes_.buffered(id_), pipe::kCapacity);
+    CallRef w = write("late");
+    EXPECT_TRUE(w->waiting());
+    pipes_.last_handle(wr_);  // say another thread closed the last handle
+    std::string got;
+    for (;;) {
+        CallRef r = read(abi::kMaxPayload);
+        ASSERT_TRUE(r->ok());
+        if (r->payload.empty()) break;
+        got += r->payload;
+    }
+    EXPECT_EQ(got, fill + "late");
+    EXPECT_TRUE(wrote(w, 4));
+}
+
+TEST_F(PipeServerTest, WritingWithNoReaderLeftIsBrokenPipe) {
+    pipes_.last_handle(rd_);
+    CallRef w = write("x");
+    EXPECT_EQ(w->label, pipe::kBrokenPipe);
+}
+
+TEST_F(PipeServerTest, AWriterWaitingWhenTheLastReaderGoesGetsBrokenPipe) {
+    std::string fill(400, 'q');
+    while (pipes_.buffered(id_) + fill.size() <= pipe::kCapacity) ASSERT_TRUE(write(fill)->ok());
+    CallRef w1 = write(fill), w2 = write("y");
+    EXPECT_TRUE(w1->waiting());
+    pipes_.last_handle(rd_);
+    EXPECT_EQ(w1->label, pipe::kBrokenPipe);
+    EXPECT_EQ(w2->label, pipe::kBrokenPipe);
+    EXPECT_EQ(pipes_.buffered(id_), 0u);
+}
+
+TEST_F(PipeServerTest, BothEndsGoneFreesThePipeAndItsBadgesGoStale) {
+    EXPECT_TRUE(write("abc")->ok());
+    pipes_.last_handle(wr_);
+    pipes_.last_handle(rd_);
+    EXPECT_EQ(pipes_.stats().pipes, 0u);
+    EXPECT_EQ(read(1)->status(), abi::Err::BadHandle);
+    EXPECT_EQ(write("a")->status(), abi::Err::BadHandle);
+    // A new pipe in the same slot does not answer to the old badges.
+    uint64_t id = pipes_.create();
+    ASSERT_NE(id, 0u);
+    EXPECT_NE(id, id_);
+    EXPECT_EQ(read(1)->status(), abi::Err::BadHandle);
+    // Notices for ends long gone, or given twice, change nothing.
+    pipes_.last_handle(wr_);
+    pipes_.last_handle(rd_);
+    EXPECT_EQ(pipes_.stats().pipes, 1u);
+}
+
+// A reader that died while it waited takes nothing: its bytes go to the
+// next reader.
+TEST_F(PipeServerTest, AReaderThatDiedWhileWaitingLosesNoBytes) {
+    CallRef dead = read(8);
+    CallRef live = read(8);
+    dead->kill();
+    EXPECT_TRUE(wrote(write("data"), 4));
+    EXPECT_EQ(dead->answers, 0);
+    EXPECT_EQ(live->payload, "data");
+    // With no live reader left the bytes stay buffered.
+    CallRef dead2 = read(8);
+    dead2->kill();
+    EXPECT_TRUE(wrote(write("more"), 4));
+    EXPECT_EQ(pipes_.buffered(id_), 4u);
+    expect_read(8, "more");
+}
+
+TEST_F(PipeServerTest, BadRequestsGetClearErrorsAndChangeNothing) {
+    EXPECT_TRUE(write("keep")->ok());
+    // The read end used to write, the write end used to read.
+    EXPECT_EQ(write("x", rd_)->status(), abi::Err::NoRights);
+    EXPECT_EQ(read(1, wr_)->status(), abi::Err::NoRights);
+    // An unknown pipe, and the service badge, name no end.
+    EXPECT_EQ(read(1, badge_of(id_ + 12345, false))->status(), abi::Err::BadHandle);
+    EXPECT_EQ(issue([this](FakeRequest& r) { return pipes_.read(r); },
+                    Message(pipe::kRead).set_word(0, 1), 0)
+                  ->status(),
+              abi::Err::BadHandle);
+    // Empty reads and writes.
+    EXPECT_EQ(read(0)->status(), abi::Err::InvalidArgument);
+    EXPECT_EQ(write("")->status(), abi::Err::InvalidArgument);
+    // A read or write sent without waiting for an answer takes nothing.
+    CallRef s = read(4, rd_, false);
+    EXPECT_EQ(s->answers, 0);
+    EXPECT_FALSE(s->deferred);
+    CallRef sw = write("zz", wr_, false);
+    EXPECT_EQ(sw->answers, 0);
+    EXPECT_EQ(pipes_.buffered(id_), 4u);
+    expect_read(100, "keep");
+}
+
+TEST_F(PipeServerTest, AHugeReadIsCutToOneMessage) {
+    std::string fill(pipe::kCapacity, 'h');
+    for (size_t i = 0; i < fill.size(); i += 400) ASSERT_TRUE(write(fill.substr(i, 400))->ok());
+    CallRef r = read(UINT64_MAX);
+    ASSERT_TRUE(r->ok());
+    EXPECT_EQ(r->payload.size(), abi::kMaxPayload);
+}
+
+TEST_F(PipeServerTest, ThePipeTableHasABoundAndFreedSlotsAreReused) {
+    std::vector<uint64_t> ids;
+    while (uint64_t id = pipes_.create()) ids.push_back(id);
+    EXPECT_EQ(ids.size() + 1, pipe::kMaxPipes);
+    EXPECT_EQ(pipes_.create(), 0u);
+    pipes_.last_handle(badge_of(ids[7], false));
+    pipes_.last_handle(badge_of(ids[7], true));
+    EXPECT_NE(pipes_.create(), 0u);
+}
+
+TEST_F(PipeServerTest, DestroyAnswersWhoeverWaits) {
+    CallRef r = read(1);
+    pipes_.destroy(id_);
+    EXPECT_EQ(r->status(), abi::Err::Destroyed);
+    EXPECT_EQ(pipes_.stats().pipes, 0u);
+}
+
+// Many clients come and go: when their ends are gone, nothing is left.
+TEST_F(PipeServerTest, NothingIsLeftAfterManyPipesComeAndGo) {
+    for (int round = 0; round < 1000; ++round) {
+        uint64_t id = pipes_.create();
+        ASSERT_NE(id, 0u);
+        uint64_t rd = badge_of(id, false), wr = badge_of(id, true);
+        CallRef r = issue([&](FakeRequest& q) { return pipes_.read(q); },
+                          Message(pipe::kRead).set_word(0, 4), rd);
+        if (round % 3 == 0) r->kill();
+        CallRef w = issue([&](FakeRequest& q) { return pipes_.write(q); },
+                          Message(pipe::kWrite).append("abcd", 4), wr);
+        EXPECT_TRUE(w->ok());
+        pipes_.last_handle(round % 2 ? rd : wr);
+        pipes_.last_handle(round % 2 ? wr : rd);
+    }
+    Pipes::Stats s = pipes_.stats();
+    EXPECT_EQ(s.pipes, 1u);  // the fixture's
+    EXPECT_EQ(s.buffered, 0u);
+    EXPECT_EQ(s.readers_waiting, 0u);
+    EXPECT_EQ(s.writers_waiting, 0u);
+}
+
+}  // namespace
+}  // namespace mk::servers_test
