@@ -38,6 +38,8 @@ bool parse_switch(const char* cmdline, size_t length, const char* key, const cha
 
 KernelConfig parse_kernel_config(const char* cmdline, size_t length) {
     KernelConfig c;
+    c.cmdline = cmdline;
+    c.cmdline_length = length;
     parse_switch(cmdline, length, "donate", "on", "off", c.donation, c.bad_words);
     parse_switch(cmdline, length, "fastpath", "on", "off", c.fast_path, c.bad_words);
     parse_switch(cmdline, length, "panic", "exit", "halt", c.exit_on_panic, c.bad_words);

@@ -12,7 +12,9 @@ struct KernelConfig {
     bool memstat = false;         // memstat=on|off: log heap use and free frames as processes end
     const char* ktest = nullptr;  // ktest=NAME|all: run in-kernel tests, then power off
     size_t ktest_length = 0;
-    unsigned bad_words = 0;  // words with a value we did not understand (each one logged)
+    unsigned bad_words = 0;         // words with a value we did not understand (each one logged)
+    const char* cmdline = nullptr;  // the whole command line: init's argument string
+    size_t cmdline_length = 0;
 };
 
 // Parses the words we know; unknown words are ignored (the boot loader adds

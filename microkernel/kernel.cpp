@@ -165,15 +165,17 @@ void on_process_death(Process& p) {
 }
 
 // The first user process: the module named "init", given the boot
-// modules with every right (so it alone can spawn programs). Returns false
-// when there is no init module (the in-kernel demo runs instead).
-bool start_init() {
+// modules with every right (so it alone can spawn programs) and the kernel
+// command line as its argument string. Returns false when there is no init
+// module (the in-kernel demo runs instead).
+bool start_init(const KernelConfig& config) {
     Result<ModuleImage> image = boot_module("init");
     if (!image) return false;
     HandleEntry modules{Ref<KObject>::retain(&BootModules::instance()), abi::kRightsAll, 0, {}};
     const char* reason = "";
     Result<Program> init =
-        spawn_program("init", image.value().data, image.value().size, 0, &modules, 1, &reason);
+        spawn_program("init", image.value().data, image.value().size, 0, config.cmdline,
+                      config.cmdline_length, &modules, 1, &reason);
     if (!init) MK_PANIC("boot: cannot start init: %s (%s)", error_name(init.error()), reason);
     log("boot: starting init (process %lu) in user mode\n", init.value().process->id());
     g_init = init.value().process;
@@ -251,7 +253,11 @@ void kernel_start(const StartInfo& info) {
         Cpu::shutdown(failed == 0);
     }
 
-    if (!start_init()) {
+    if (info.config.cmdline_length >= abi::kArgsMax) {
+        log("boot: the command line is longer than init's argument string; init gets %u bytes\n",
+            abi::kArgsMax - 1);
+    }
+    if (!start_init(info.config)) {
         run_demo();
         print_counters(sched.counters());
         print_ipc_counters(ipc_counters());

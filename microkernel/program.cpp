@@ -53,13 +53,16 @@ Result<Program> load_program(const char* name, const void* image, size_t size, u
 }
 
 Result<Program> spawn_program(const char* name, const void* image, size_t size, uint64_t arg,
-                              HandleEntry* handles, uint32_t count, const char** reason) {
+                              const char* args, size_t args_length, HandleEntry* handles,
+                              uint32_t count, const char** reason) {
     if (count > abi::kMaxStartHandles) return Error::InvalidArgument;
     Result<Program> prog = load_program(name, image, size, 0, reason);
     if (!prog) return prog;
     Process* child = prog.value().process;
     abi::StartInfo start{};
     start.arg = arg;
+    if (args_length > sizeof start.args - 1) args_length = sizeof start.args - 1;
+    __builtin_memcpy(start.args, args, args_length);  // NUL after it: start is zeroed
     start.process_id = child->id();
     start.handle_count = count;
     for (uint32_t i = 0; i < count; ++i) {

@@ -30,12 +30,14 @@ struct Program {
 
 // load_program(), then the child's first handles: each of `handles` goes
 // into its fresh table, and its first thread starts with rdi (and rsp) at
-// an abi::StartInfo on its stack giving `arg`, its process id and the
+// an abi::StartInfo on its stack giving `arg`, the argument string `args`
+// (its first `args_length` bytes, cut to abi::kArgsMax - 1), its process id and the
 // handle values in order. The entries are taken over (moved from) only on
 // success. Errors: those of load_program(), InvalidArgument (more than
 // abi::kMaxStartHandles handles).
 [[nodiscard]] Result<Program> spawn_program(const char* name, const void* image, size_t size,
-                                            uint64_t arg, HandleEntry* handles, uint32_t count,
+                                            uint64_t arg, const char* args, size_t args_length,
+                                            HandleEntry* handles, uint32_t count,
                                             const char** reason = nullptr);
 
 }  // namespace mk

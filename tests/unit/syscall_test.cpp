@@ -572,6 +572,9 @@ TEST_F(SyscallTest, ProcessSpawnRefusals) {
     a = args;
     a.handle_flags[1] = 2;
     refused(a);
+    a = args;
+    std::memset(a.args, 'a', sizeof a.args);  // an argument string with no NUL
+    refused(a);
     // Well-formed, but the host has no module of that name.
     refused(args);
 }

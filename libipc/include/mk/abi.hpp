@@ -201,6 +201,10 @@ constexpr uint64_t kMainStackPages = 16;
 // ---------------------------------------------------------------------------
 constexpr unsigned kModuleNameMax = 32;
 constexpr unsigned kMaxStartHandles = 8;
+// The argument string a program starts with (NUL-terminated, so at most
+// kArgsMax - 1 characters): words separated by spaces, as a command line.
+// init's is the kernel command line (its `run=NAME` word says what to run).
+constexpr unsigned kArgsMax = 128;
 
 // What ProcessSpawn reads at a1. The child starts with copies (or the
 // moved originals) of `handles`, and `supervisor` (an endpoint handle with
@@ -214,6 +218,7 @@ struct SpawnArgs {
     uint32_t handle_flags[kMaxStartHandles];  // TransferFlags
     uint32_t handle_count;
     HandleValue supervisor;
+    char args[kArgsMax];  // StartInfo::args; a NUL within kArgsMax, else InvalidArgument
 };
 
 // What a new process's first thread finds at rdi: on its stack, above rsp.
@@ -222,6 +227,7 @@ struct StartInfo {
     uint64_t process_id;
     uint32_t handle_count;
     HandleValue handles[kMaxStartHandles];  // in the order SpawnArgs gave them
+    char args[kArgsMax];                    // NUL-terminated
 };
 
 // ProcessSpawn's r0: the new process's handle (Manage); r1: its process id.

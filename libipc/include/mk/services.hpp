@@ -1,0 +1,72 @@
+// What a program started by init finds in its StartInfo: the servers'
+// handles, always in the same slots, and an argument string of words.
+//
+//   int main(uint64_t arg) {
+//       const abi::StartInfo& start = services::start_info(arg);
+//       services::Services s = services::take(start);
+//       Result<pipe::Pipe> p = pipe::create(s.pipe);
+//
+// Slot kStarter holds what starts programs: for now the boot-modules
+// handle (Manage), a copy of init's (sys ProcessSpawn); the process server
+// takes that slot when it comes, with spawn/exit/wait4 over IPC.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "mk/abi.hpp"
+#include "mk/ipc.hpp"
+
+namespace mk::services {
+
+using ipc::Result;
+
+enum Slot : unsigned {
+    kStarter = 0,  // the boot modules (Manage): ProcessSpawn
+    kPipe = 1,     // the pipe server's service handle (mk/pipe.hpp)
+    kPort = 2,     // the completion-port server's service handle (mk/port.hpp)
+    kCount = 3,    // handles a program gets after these are its own
+};
+
+struct Services {
+    abi::HandleValue starter = abi::kNoHandle;  // not owned: the raw handle
+    ipc::Endpoint pipe;
+    ipc::Endpoint port;
+};
+
+inline const abi::StartInfo& start_info(uint64_t arg) {
+    return *reinterpret_cast<const abi::StartInfo*>(arg);
+}
+
+// The service handles of `start` (those it has; the others stay empty),
+// owned by the returned Services from now on.
+Services take(const abi::StartInfo& start);
+
+// A handle passed to a new program: moved (it leaves the caller) or copied
+// (needs Duplicate on it).
+struct Passed {
+    abi::HandleValue value;
+    bool copy = true;
+};
+
+struct Spawned {
+    ipc::Handle process;  // Manage: ProcessKill
+    uint64_t pid = 0;
+};
+
+// Starts boot module `module` (sys ProcessSpawn through `starter`, the
+// boot modules with Manage) with argument string `args` (at most
+// abi::kArgsMax - 1 characters, else TooLarge), `arg`, the handles in
+// `handles` in that order, and `supervisor` (an endpoint with Send, or
+// kNoHandle) to receive its kLabelChildDied notice. InvalidArgument for a
+// module name that does not fit or more than abi::kMaxStartHandles handles.
+Result<Spawned> spawn(abi::HandleValue starter, const char* module, const char* args,
+                      uint64_t arg = 0, const Passed* handles = nullptr, uint32_t count = 0,
+                      abi::HandleValue supervisor = abi::kNoHandle);
+
+// The value of the word `key=value` in an argument string (words separated
+// by spaces), copied NUL-terminated into out[0..size); false when there is
+// no such word or its value does not fit.
+bool arg_value(const char* args, const char* key, char* out, size_t size);
+
+}  // namespace mk::services

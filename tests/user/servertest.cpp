@@ -1,0 +1,233 @@
+// The servers end to end (servers.iso: init runs it with run=servertest).
+// One "ok - NAME" / "not ok - NAME" line per case (tests/qemu reads them);
+// the exit status is the number of failed cases.
+//
+// The same module is its own helper processes: StartInfo::arg says which
+// part it plays (kDriver runs the cases; the others get a pipe end as their
+// first start handle).
+#include "common.hpp"
+#include "mk/pipe.hpp"
+#include "mk/services.hpp"
+
+using namespace mk;
+using ipc::Endpoint;
+using ipc::Result;
+
+namespace {
+
+enum Mode : uint64_t {
+    kDriver = 0,
+    kWriteMiB = 1,     // writes kStreamBytes of the pattern, then exits
+    kWriteForever = 2  // writes the pattern until it is killed
+};
+
+constexpr size_t kStreamBytes = 1u << 20;
+
+uint8_t pattern(size_t i) {
+    return uint8_t((i * 131 + (i >> 9) * 7 + 3) & 0xFF);
+}
+
+int failures = 0;
+
+void report(bool ok, const char* name) {
+    printf("%s - %s\n", ok ? "ok" : "not ok", name);
+    if (!ok) ++failures;
+}
+
+// Writes the pattern from byte `from` in pieces of 1,000 bytes (not a
+// multiple of a message or of the pipe) until `until`.
+bool write_pattern(const Endpoint& end, size_t from, size_t until) {
+    uint8_t chunk[1000];
+    while (from < until) {
+        size_t n = until - from < sizeof chunk ? until - from : sizeof chunk;
+        for (size_t i = 0; i < n; ++i) chunk[i] = pattern(from + i);
+        Result<size_t> w = pipe::write(end, chunk, n);
+        if (!w || *w != n) return false;
+        from += n;
+    }
+    return true;
+}
+
+// Reads until EOF; checks every byte against the pattern. Returns the
+// count, or SIZE_MAX on a mismatch or an error.
+size_t read_pattern(const Endpoint& end, size_t from = 0) {
+    uint8_t buf[abi::kMaxPayload];
+    size_t at = from;
+    for (;;) {
+        Result<size_t> r = pipe::read(end, buf, sizeof buf);
+        if (!r) {
+            printf("read: %s\n", ipc::error_name(r.error()));
+            return SIZE_MAX;
+        }
+        if (*r == 0) return at - from;
+        for (size_t i = 0; i < *r; ++i) {
+            if (buf[i] != pattern(at + i)) {
+                printf("byte %zu: %#x, expected %#x\n", at + i, buf[i], pattern(at + i));
+                return SIZE_MAX;
+            }
+        }
+        at += *r;
+    }
+}
+
+// A read that must not be answered within `ms` (the pipe stays open).
+bool read_waits(const Endpoint& end, uint64_t ms) {
+    Result<ipc::Received> r =
+        ipc::call(end, ipc::Message(pipe::kRead).set_word(0, 1), ms * 1000000);
+    return !r && r.error() == abi::Err::TimedOut;
+}
+
+struct Child {
+    services::Spawned spawned;
+    bool ok = false;
+};
+
+// Starts a helper playing `mode` with `end` moved to it.
+Child start_child(const services::Services& s, Mode mode, Endpoint& end) {
+    services::Passed h{end.get(), false};
+    Result<services::Spawned> c = services::spawn(s.starter, "servertest", "", mode, &h, 1);
+    Child child;
+    if (!c) {
+        printf("spawn: %s\n", ipc::error_name(c.error()));
+        return child;
+    }
+    (void)end.release();  // moved
+    child.spawned = std::move(c).value();
+    child.ok = true;
+    return child;
+}
+
+void pipe_basics(const services::Services& s) {
+    Result<pipe::Pipe> p = pipe::create(s.pipe);
+    if (!p) {
+        report(false, "pipe_create");
+        return;
+    }
+    report(true, "pipe_create");
+    char buf[16] = {};
+    Result<size_t> w = pipe::write(p->write, "hello", 5);
+    Result<size_t> r = pipe::read(p->read, buf, 3);
+    Result<size_t> r2 = pipe::read(p->read, buf + 3, sizeof buf - 3);
+    report(w && *w == 5 && r && *r == 3 && r2 && *r2 == 2 && __builtin_memcmp(buf, "hello", 5) == 0,
+           "pipe_write_then_read");
+    // Each end refuses the other's request.
+    Result<size_t> wrong_w = pipe::write(p->read, "x", 1);
+    Result<size_t> wrong_r = pipe::read(p->write, buf, 1);
+    report(!wrong_w && wrong_w.error() == abi::Err::NoRights && !wrong_r &&
+               wrong_r.error() == abi::Err::NoRights,
+           "pipe_wrong_end_refused");
+    // The service handle names no pipe.
+    Result<size_t> svc = pipe::read(s.pipe, buf, 1);
+    report(!svc && svc.error() == abi::Err::BadHandle, "pipe_service_handle_is_no_end");
+    // EOF once the write end is closed.
+    (void)pipe::write(p->write, "z", 1);
+    (void)pipe::close(p->write);
+    Result<size_t> last = pipe::read(p->read, buf, sizeof buf);
+    Result<size_t> eof = pipe::read(p->read, buf, sizeof buf);
+    report(last && *last == 1 && buf[0] == 'z' && eof && *eof == 0, "pipe_eof_after_close");
+    // No reader: broken pipe.
+    Result<pipe::Pipe> q = pipe::create(s.pipe);
+    if (q) {
+        (void)pipe::close(q->read);
+        Result<size_t> broken = pipe::write(q->write, "x", 1);
+        report(!broken && broken.error() == pipe::kErrBrokenPipe, "pipe_broken_pipe");
+    } else {
+        report(false, "pipe_broken_pipe");
+    }
+}
+
+// 1 MiB from another process, nothing lost, EOF at the end.
+void pipe_mebibyte(const services::Services& s) {
+    Result<pipe::Pipe> p = pipe::create(s.pipe);
+    if (!p) {
+        report(false, "pipe_1mib_between_processes");
+        return;
+    }
+    Child writer = start_child(s, kWriteMiB, p->write);
+    size_t n = writer.ok ? read_pattern(p->read) : 0;
+    if (n != kStreamBytes) printf("read %zu bytes, expected %zu\n", n, kStreamBytes);
+    report(writer.ok && n == kStreamBytes, "pipe_1mib_between_processes");
+}
+
+// A dup keeps the write end open: no EOF until both handles are closed.
+void pipe_dup(const services::Services& s) {
+    Result<pipe::Pipe> p = pipe::create(s.pipe);
+    if (!p) {
+        report(false, "pipe_dup_keeps_it_open");
+        return;
+    }
+    Result<Endpoint> d = pipe::dup(p->write);
+    bool ok = d.ok();
+    ok = ok && pipe::close(p->write).ok();
+    ok = ok && read_waits(p->read, 20);  // the dup is open: no EOF
+    ok = ok && write_pattern(*d, 0, 3000);
+    char buf[abi::kMaxPayload];
+    size_t got = 0;
+    while (ok && got < 3000) {
+        Result<size_t> r = pipe::read(p->read, buf, sizeof buf);
+        ok = r && *r > 0;
+        if (ok) got += *r;
+    }
+    ok = ok && got == 3000 && read_waits(p->read, 20);
+    ok = ok && pipe::close(*d).ok();
+    Result<size_t> eof = pipe::read(p->read, buf, sizeof buf);
+    report(ok && eof && *eof == 0, "pipe_dup_keeps_it_open");
+}
+
+// The writer's process is killed mid-stream: the reader gets what was
+// written, then EOF (the kernel closed the write end with the process).
+void pipe_killed_writer(const services::Services& s) {
+    Result<pipe::Pipe> p = pipe::create(s.pipe);
+    if (!p) {
+        report(false, "pipe_killed_writer_gives_eof");
+        return;
+    }
+    Child writer = start_child(s, kWriteForever, p->write);
+    bool ok = writer.ok;
+    uint8_t buf[abi::kMaxPayload];
+    size_t at = 0;
+    while (ok && at < 20000) {
+        Result<size_t> r = pipe::read(p->read, buf, sizeof buf);
+        ok = r && *r > 0;
+        for (size_t i = 0; ok && i < *r; ++i) ok = buf[i] == pattern(at + i);
+        if (ok) at += *r;
+    }
+    ok = ok && sys::invoke(abi::Sys::ProcessKill, writer.spawned.process.get()).ok();
+    size_t rest = ok ? read_pattern(p->read, at) : SIZE_MAX;
+    report(ok && rest != SIZE_MAX, "pipe_killed_writer_gives_eof");
+}
+
+int child_main(const abi::StartInfo& start) {
+    if (start.handle_count < 1) return 90;
+    Endpoint end(start.handles[0]);
+    switch (Mode(start.arg)) {
+        case kWriteMiB:
+            return write_pattern(end, 0, kStreamBytes) ? 0 : 91;
+        case kWriteForever:
+            for (size_t at = 0;; at += 1000) {
+                if (!write_pattern(end, at, at + 1000)) return 92;
+            }
+        case kDriver:
+            break;
+    }
+    return 93;
+}
+
+}  // namespace
+
+int main(uint64_t arg) {
+    const abi::StartInfo& start = services::start_info(arg);
+    if (start.arg != kDriver) return child_main(start);
+    services::Services s = services::take(start);
+    if (!s.pipe.valid()) {
+        report(false, "services_present");
+        return 1;
+    }
+    report(true, "services_present");
+    pipe_basics(s);
+    pipe_mebibyte(s);
+    pipe_dup(s);
+    pipe_killed_writer(s);
+    printf("servertest done: %d failed\n", failures);
+    return failures;
+}
