@@ -167,6 +167,9 @@ void Endpoint::post_notice(Notice* notice) {
         take_notice_locked(*receiver, notice);
         ++counters().receives;
         complete_locked(*receiver, Error::None);
+        // A wake like any other: the poster donates to it when it next
+        // yields or blocks (the reaper, right after a death).
+        sched().set_donate_target_locked(receiver);
         return;
     }
     notices_.push_back(*notice);

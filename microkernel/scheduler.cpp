@@ -44,6 +44,10 @@ void Scheduler::exit_current() {
     current_->state = ThreadState::Dead;
     ipc_release_thread_locked(*current_);
     bury_locked(*current_);
+    // The rest of the quantum goes to the reaper, which ends the process if
+    // this was its last thread and so tells its supervisor at once (who may
+    // hand it on: a parent waiting in wait4 runs next).
+    if (current_->process != nullptr) set_donate_target_locked(reaper_);
     schedule_locked(true);
     MK_PANIC("dead thread %s ran again", current_->name());
 }

@@ -1192,6 +1192,37 @@ TEST_F(FastPathTest, NoticeCompletesServerBlockedByFastReplyRecv) {
     EXPECT_EQ(ep_->refs(), base_refs_);
 }
 
+// A notice wakes its receiver like any wake: the poster's next yield
+// donates to it, ahead of whatever else is Ready.
+TEST_F(FastPathTest, ANoticeDonatesToTheReceiverItWakes) {
+    fast_round_trip();  // C runs, S waits at its frame
+    Thread* busy = spawn("busy");  // Ready, ahead of S
+    Notice* n = knew<Notice>();
+    ASSERT_NE(n, nullptr);
+    n->msg.label = abi::kLabelLastHandle;
+    n->badge = 7;
+    ep_->post_notice(n);
+    ASSERT_EQ(s_->state, ThreadState::Ready);
+    sched().yield_to_donate_target();
+    EXPECT_EQ(sched().current(), s_);
+    EXPECT_EQ(busy->state, ThreadState::Ready);
+    EXPECT_TRUE(frame_holds(resume(s_), Err::Ok, 7, abi::kLabelLastHandle, {0, 0, 0, 0}));
+}
+
+// A user thread that exits hands the rest of its quantum to the reaper,
+// which ends its process and tells the supervisor at once, rather than
+// after every Ready thread's turn.
+TEST_F(FastPathTest, AnExitingUserThreadDonatesToTheReaper) {
+    Thread* busy = spawn("busy");
+    run_as(c_);
+    ASSERT_EQ(busy->state, ThreadState::Ready);
+    FakeCpu::no_return_from = &c_->context;
+    EXPECT_THROW(sched().exit_current(), FakeCpu::NoReturn);
+    FakeCpu::no_return_from = nullptr;
+    EXPECT_EQ(sched().current(), reaper_);
+    EXPECT_EQ(busy->state, ThreadState::Ready);
+}
+
 // S blocked at its frame by a fast ReplyRecv; a call with a timeout misses
 // the syscall fast path and takes the endpoint's own direct switch to S.
 TEST_F(FastPathTest, EndpointDirectSwitchCompletesServerBlockedByFastReplyRecv) {
