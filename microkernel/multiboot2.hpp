@@ -83,7 +83,7 @@ class MemoryMap {
 };
 
 struct BootInfo {
-    static constexpr size_t kMaxModules = 16;
+    static constexpr size_t kMaxModules = 32;
 
     const void* info = nullptr;  // the parsed block
     uint32_t total_size = 0;     // its size in bytes (header and end tag included)

@@ -8,7 +8,7 @@ namespace mk::services {
 Services take(const abi::StartInfo& start) {
     Services s;
     uint32_t n = start.handle_count;
-    if (n > kStarter) s.starter = start.handles[kStarter];
+    if (n > kProc) s.proc = ipc::Endpoint(start.handles[kProc]);
     if (n > kPipe) s.pipe = ipc::Endpoint(start.handles[kPipe]);
     if (n > kPort) s.port = ipc::Endpoint(start.handles[kPort]);
     return s;

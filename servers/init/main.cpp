@@ -1,12 +1,17 @@
 // init, the first user process (docs/servers.md, "init"). The kernel
 // starts it with the boot modules (every right) and the kernel command
 // line as its argument string. It starts the servers from their modules,
-// each with its own endpoint, then the program named by `run=NAME` on the
-// command line (default: demo) with the servers' service handles in the
-// slots of mk/services.hpp. It supervises all of them: a server's death is
-// logged, and when the program ends init ends with its status, which powers
-// the machine off (status 0: QEMU reports success).
-#include "mk/format.hpp"
+// each with its own endpoint — proc (spawn, exit, wait4) with the boot
+// modules too, pipe and port — then, through proc, the program named by
+// `run=NAME` on the command line (default: demo), which gets the service
+// handles in the slots of mk/services.hpp and init's argument string.
+//
+// Then it reaps: every process whose parent died is init's child, and
+// init collects them all with wait4. When the program ends, init ends with
+// its status, which powers the machine off (0: QEMU reports success). A
+// server's death is logged by a second thread, which watches the servers'
+// death notices.
+#include "mk/proc.hpp"
 #include "mk/runtime.hpp"
 #include "mk/services.hpp"
 
@@ -19,17 +24,34 @@ using ipc::Result;
 struct Server {
     const char* module;
     services::Slot slot;
-    Endpoint service;  // unbadged, Send and Duplicate: what clients get
     uint64_t pid = 0;
 };
 
-const char* status_text(uint64_t status, char* buf, size_t size) {
-    format(buf, size, "%s %lu",
-           (status & abi::kStatusKindMask) == abi::kStatusFault    ? "fault, vector"
-           : (status & abi::kStatusKindMask) == abi::kStatusKilled ? "killed,"
-                                                                   : "exit status",
-           status & 0xFFFFFFFFu);
-    return buf;
+Server g_servers[] = {
+    {"proc", services::kProc},
+    {"pipe", services::kPipe},
+    {"port", services::kPort},
+};
+
+// The slot of `s` in init's own Services.
+Endpoint& slot_of(services::Services& s, services::Slot slot) {
+    return slot == services::kProc ? s.proc : slot == services::kPipe ? s.pipe : s.port;
+}
+
+// The second thread: the servers' deaths (init is their supervisor).
+void watch_servers(void* deaths) {
+    const Endpoint& ep = *static_cast<const Endpoint*>(deaths);
+    for (;;) {
+        Result<ipc::Received> n = ipc::recv(ep);
+        if (!n || n->message.label() != abi::kLabelChildDied) continue;
+        char text[48];
+        for (Server& s : g_servers) {
+            if (s.pid == n->message.word(0)) {
+                printf("the %s server %s\n", s.module,
+                       proc::describe(n->message.word(1), text, sizeof text));
+            }
+        }
+    }
 }
 
 }  // namespace
@@ -42,58 +64,47 @@ int main(uint64_t arg) {
     (void)services::arg_value(start.args, "run", run, sizeof run);
     Result<Endpoint> deaths = Endpoint::create();
     if (!deaths) return 101;
+    // init's own service handles; to proc, the unbadged handle is init.
+    services::Services mine;
 
-    Server servers[] = {
-        {"pipe", services::kPipe, {}},
-    };
-    for (Server& s : servers) {
+    for (Server& s : g_servers) {
         Result<Endpoint> ep = Endpoint::create();
         if (!ep) return 102;
-        Result<Endpoint> service = ep->mint(abi::kRightSend | abi::kRightDuplicate, 0);
+        // Clients may pass a copy on (Duplicate) and send handles (Grant:
+        // handles to spawn with, through proc).
+        Result<Endpoint> service =
+            ep->mint(abi::kRightSend | abi::kRightDuplicate | abi::kRightGrant, 0);
         if (!service) return 103;
-        services::Passed own{ep->get(), true};
+        services::Passed handles[2] = {{ep->get(), true}, {modules, true}};
+        uint32_t count = s.slot == services::kProc ? 2 : 1;  // proc spawns: the modules
         Result<services::Spawned> child =
-            services::spawn(modules, s.module, "", 0, &own, 1, deaths->get());
+            services::spawn(modules, s.module, "", 0, handles, count, deaths->get());
         if (!child) {
             printf("cannot start the %s server: %s\n", s.module, ipc::error_name(child.error()));
             return 104;
         }
-        s.service = std::move(service).value();
+        slot_of(mine, s.slot) = std::move(service).value();
         s.pid = child->pid;
         printf("started the %s server (process %lu)\n", s.module, s.pid);
     }
+    if (!ipc::start_thread(watch_servers, &deaths.value())) return 105;
 
-    // The program: the service handles in their slots, and init's own
-    // argument string (it may read words of the command line too).
-    services::Passed passed[services::kCount] = {{modules, true}};
-    uint32_t count = 1;
-    for (Server& s : servers) {
-        passed[s.slot] = {s.service.get(), true};
-        if (s.slot + 1u > count) count = s.slot + 1u;
-    }
-    Result<services::Spawned> program =
-        services::spawn(modules, run, start.args, 0, passed, count, deaths->get());
+    Result<proc::Child> program = proc::spawn(mine, run, start.args);
     if (!program) {
         printf("cannot run '%s': %s\n", run, ipc::error_name(program.error()));
-        return 105;
+        return 107;
     }
     printf("running %s (process %lu)\n", run, program->pid);
 
     for (;;) {
-        Result<ipc::Received> n = ipc::recv(deaths.value());
-        if (!n) return 106;
-        if (n->message.label() != abi::kLabelChildDied) continue;
-        uint64_t pid = n->message.word(0);
-        uint64_t status = n->message.word(1);
+        Result<proc::Exited> e = proc::wait4(mine.proc, 0);
+        if (!e) {
+            printf("wait4: %s\n", ipc::error_name(e.error()));
+            return 106;
+        }
+        if (e->pid != program->pid) continue;  // an orphan, reaped
         char text[48];
-        if (pid == program->pid) {
-            printf("%s ended (%s)\n", run, status_text(status, text, sizeof text));
-            return status == 0 ? 0 : 1;
-        }
-        for (Server& s : servers) {
-            if (s.pid == pid)
-                printf("the %s server died (%s)\n", s.module,
-                       status_text(status, text, sizeof text));
-        }
+        printf("%s %s\n", run, proc::describe(e->status, text, sizeof text));
+        return e->status == 0 ? 0 : 1;
     }
 }

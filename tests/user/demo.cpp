@@ -1,29 +1,79 @@
-// The boot demo (scripts/run): init starts an echo server and a few client
-// processes from boot modules and shows them talking over endpoints, then
-// idles. Every line it prints is prefixed "[init]" by the kernel's log.
+// The boot demo (scripts/run): init runs it (run=demo, the default) with
+// the servers' handles. It shows what the kernel and the servers do, one
+// line each, prefixed "[demo]" by the kernel's log:
+//   - an echo server in another process, reached through an endpoint;
+//   - two clients with badged handles: the kernel tells the server who
+//     speaks, and no client can claim another's identity;
+//   - a pipeline: a producer process writes lines into a pipe, a filter
+//     process upper-cases them into a second pipe, the demo reads the end;
+//   - children reaped with wait4, one of them killed by a page fault.
+// The same module plays the pipeline's two stages (StartInfo::arg).
 #include "common.hpp"
+#include "mk/pipe.hpp"
+#include "mk/proc.hpp"
+#include "mk/services.hpp"
 
 using namespace mk;
+using ipc::Endpoint;
 using utest::rdtsc;
 using utest::Result;
-using utest::spawn;
+
+namespace {
+
+enum Role : uint64_t { kMain = 0, kProducer = 1, kFilter = 2 };
+
+constexpr const char* kLines[] = {"pipes are a user-space server\n",
+                                  "EOF comes from the kernel's handle count\n",
+                                  "and a write donates the CPU to the reader\n"};
+
+int producer(const abi::StartInfo& start) {
+    Endpoint out(start.handles[0]);
+    for (const char* line : kLines) {
+        size_t n = 0;
+        while (line[n] != '\0') ++n;
+        if (!pipe::write(out, line, n)) return 1;
+    }
+    return 0;  // the write end closes with the process: the filter sees EOF
+}
+
+int filter(const abi::StartInfo& start) {
+    Endpoint in(start.handles[0]);
+    Endpoint out(start.handles[1]);
+    char buf[abi::kMaxPayload];
+    for (;;) {
+        Result<size_t> r = pipe::read(in, buf, sizeof buf);
+        if (!r) return 1;
+        if (*r == 0) return 0;
+        for (size_t i = 0; i < *r; ++i) {
+            if (buf[i] >= 'a' && buf[i] <= 'z') buf[i] = char(buf[i] - 'a' + 'A');
+        }
+        if (!pipe::write(out, buf, *r)) return 2;
+    }
+}
+
+}  // namespace
 
 int main(uint64_t arg) {
-    const abi::StartInfo& start = utest::start_info(arg);
-    abi::HandleValue modules = start.handles[0];
+    const abi::StartInfo& start = services::start_info(arg);
+    if (start.arg == kProducer) return producer(start);
+    if (start.arg == kFilter) return filter(start);
+    services::Services s = services::take(start);
     printf("process %lu, running in ring 3\n", start.process_id);
 
     // An echo server in its own process, reached through an endpoint.
-    Result<ipc::Endpoint> echo = ipc::Endpoint::create();
+    Result<Endpoint> echo = Endpoint::create();
     if (!echo) return 1;
-    abi::HandleValue h = echo.value().get();
-    spawn(modules, "pong", 0, &h, 1);
+    Result<Endpoint> echo_copy = echo->mint(abi::kRightsAll & ~abi::kRightManage, 0);
+    if (!echo_copy) return 1;
+    ipc::Handle h = std::move(echo_copy).value();
+    Result<proc::Child> pong = proc::spawn_raw(s.proc, "pong", "", 0, &h, 1);
+    if (!pong) return 2;
     constexpr uint64_t kRounds = 10000;
     uint64_t sum = 0;
     uint64_t t0 = rdtsc();
     for (uint64_t i = 0; i < kRounds; ++i) {
         Result<ipc::Received> r = ipc::call(echo.value(), ipc::Message(1).set_word(0, i));
-        if (!r) return 2;
+        if (!r) return 3;
         sum += r.value().message.word(0);
     }
     uint64_t t1 = rdtsc();
@@ -34,37 +84,58 @@ int main(uint64_t arg) {
         sum == 3 * kRounds * (kRounds - 1) / 2 + kRounds ? "ok" : "BAD");
 
     // Two clients with badged handles: the kernel tells the server who speaks.
-    Result<ipc::Endpoint> inbox = ipc::Endpoint::create();
-    if (!inbox) return 3;
-    Result<ipc::Endpoint> deaths = ipc::Endpoint::create();
-    if (!deaths) return 4;
+    Result<Endpoint> inbox = Endpoint::create();
+    if (!inbox) return 4;
     for (uint64_t badge : {uint64_t{0xA1}, uint64_t{0xB2}}) {
-        Result<ipc::Endpoint> mine =
-            inbox.value().mint(abi::kRightSend | abi::kRightDuplicate, badge);
+        Result<Endpoint> mine = inbox->mint(abi::kRightSend | abi::kRightDuplicate, badge);
         if (!mine) return 5;
-        abi::HandleValue v = mine.value().release();
-        spawn(modules, "client", (badge << 8) | 1, &v, 1, false, nullptr, deaths.value().get());
+        ipc::Handle v = std::move(mine).value();
+        if (!proc::spawn_raw(s.proc, "client", "", (badge << 8) | 1, &v, 1)) return 5;
     }
     for (int i = 0; i < 2; ++i) {
         Result<ipc::Received> r = ipc::recv(inbox.value());
+        while (r && r->is_notice()) r = ipc::recv(inbox.value());
         if (!r) return 6;
         printf("a message from the client holding badge %#lx (it claims %#lx)\n", r.value().badge,
                r.value().message.word(0));
     }
 
-    // A program that faults: it dies alone, and its supervisor is told.
-    spawn(modules, "faulter", 0, nullptr, 0, true, nullptr, deaths.value().get());
-    for (int i = 0; i < 3; ++i) {
-        Result<ipc::Received> n = ipc::recv(deaths.value());
-        if (!n) return 7;
-        uint64_t status = n.value().message.word(1);
-        if ((status & abi::kStatusKindMask) == abi::kStatusFault) {
-            printf("process %lu died of exception %lu\n", n.value().message.word(0), status & 0xFF);
-        } else {
-            printf("process %lu exited with status %lu\n", n.value().message.word(0), status);
-        }
+    // A pipeline of two programs: producer | filter | this process.
+    Result<pipe::Pipe> first = pipe::create(s.pipe);
+    Result<pipe::Pipe> second = pipe::create(s.pipe);
+    if (!first || !second) return 7;
+    ipc::Handle to_producer = std::move(first->write);
+    ipc::Handle to_filter[2] = {std::move(first->read), std::move(second->write)};
+    if (!proc::spawn_raw(s.proc, "demo", "", kProducer, &to_producer, 1)) return 8;
+    if (!proc::spawn_raw(s.proc, "demo", "", kFilter, to_filter, 2)) return 8;
+    char text[256];
+    size_t got = 0;
+    for (;;) {
+        Result<size_t> r = pipe::read(second->read, text + got, sizeof text - 1 - got);
+        if (!r) return 9;
+        if (*r == 0) break;
+        got += *r;
     }
-    (void)ipc::call(echo.value(), ipc::Message(0xFFFF));
+    text[got] = '\0';
+    for (char* line = text; *line != '\0';) {
+        char* end = line;
+        while (*end != '\0' && *end != '\n') ++end;
+        printf("producer | filter: %.*s\n", int(end - line), line);
+        line = *end == '\n' ? end + 1 : end;
+    }
+    printf("the pipeline's end: EOF after %zu bytes\n", got);
+
+    // A program that faults dies alone; its parent reaps it with the rest.
+    if (!proc::spawn_raw(s.proc, "faulter", "")) return 10;
+    for (;;) {
+        Result<proc::Exited> e = proc::wait4(s.proc, 0, 0);
+        if (!e) break;  // NoChild: every child reaped
+        char what[48];
+        printf("process %lu %s\n", e->pid, proc::describe(e->status, what, sizeof what));
+        // The echo server is the last one running: stop it once the
+        // faulter is gone, and reap it too.
+        if (proc::faulted(e->status)) (void)ipc::call(echo.value(), ipc::Message(0xFFFF));
+    }
     printf("demo done; the system idles now (QEMU: Ctrl-A X quits)\n");
     for (;;) (void)ipc::recv(inbox.value());
 }

@@ -7,6 +7,7 @@
 // first start handle).
 #include "common.hpp"
 #include "mk/pipe.hpp"
+#include "mk/proc.hpp"
 #include "mk/services.hpp"
 
 using namespace mk;
@@ -15,11 +16,19 @@ using ipc::Result;
 
 namespace {
 
+// StartInfo::arg: the mode in bits 0-7, a value above them.
 enum Mode : uint64_t {
     kDriver = 0,
-    kWriteMiB = 1,     // writes kStreamBytes of the pattern, then exits
-    kWriteForever = 2  // writes the pattern until it is killed
+    kWriteMiB = 1,      // writes kStreamBytes of the pattern to handle 0, then exits
+    kWriteForever = 2,  // writes the pattern to handle 0 until it is killed
+    kExitWith = 3,      // exits with the value at once
+    kFault = 4,         // writes to address 0: a page fault kills it
+    kReadToEof = 5,     // reads handle 0 until EOF, then exits with the value
 };
+
+constexpr uint64_t mode_arg(Mode m, uint64_t value = 0) {
+    return (value << 8) | m;
+}
 
 constexpr size_t kStreamBytes = 1u << 20;
 
@@ -78,21 +87,20 @@ bool read_waits(const Endpoint& end, uint64_t ms) {
 }
 
 struct Child {
-    services::Spawned spawned;
+    proc::Child child;
     bool ok = false;
 };
 
-// Starts a helper playing `mode` with `end` moved to it.
+// Starts a helper playing `mode` with `end` moved to it (its only handle).
 Child start_child(const services::Services& s, Mode mode, Endpoint& end) {
-    services::Passed h{end.get(), false};
-    Result<services::Spawned> c = services::spawn(s.starter, "servertest", "", mode, &h, 1);
+    ipc::Handle h = std::move(end);
+    Result<proc::Child> c = proc::spawn_raw(s.proc, "servertest", "", mode, &h, 1);
     Child child;
     if (!c) {
         printf("spawn: %s\n", ipc::error_name(c.error()));
         return child;
     }
-    (void)end.release();  // moved
-    child.spawned = std::move(c).value();
+    child.child = std::move(c).value();
     child.ok = true;
     return child;
 }
@@ -146,7 +154,8 @@ void pipe_mebibyte(const services::Services& s) {
     Child writer = start_child(s, kWriteMiB, p->write);
     size_t n = writer.ok ? read_pattern(p->read) : 0;
     if (n != kStreamBytes) printf("read %zu bytes, expected %zu\n", n, kStreamBytes);
-    report(writer.ok && n == kStreamBytes, "pipe_1mib_between_processes");
+    Result<proc::Exited> e = proc::wait4(s.proc, writer.ok ? writer.child.pid : 1);
+    report(writer.ok && n == kStreamBytes && e && e->status == 0, "pipe_1mib_between_processes");
 }
 
 // A dup keeps the write end open: no EOF until both handles are closed.
@@ -192,15 +201,138 @@ void pipe_killed_writer(const services::Services& s) {
         for (size_t i = 0; ok && i < *r; ++i) ok = buf[i] == pattern(at + i);
         if (ok) at += *r;
     }
-    ok = ok && sys::invoke(abi::Sys::ProcessKill, writer.spawned.process.get()).ok();
+    ok = ok && sys::invoke(abi::Sys::ProcessKill, writer.child.process.get()).ok();
     size_t rest = ok ? read_pattern(p->read, at) : SIZE_MAX;
-    report(ok && rest != SIZE_MAX, "pipe_killed_writer_gives_eof");
+    Result<proc::Exited> e = proc::wait4(s.proc, writer.ok ? writer.child.pid : 1);
+    report(ok && rest != SIZE_MAX && e && proc::killed(e->status), "pipe_killed_writer_gives_eof");
+}
+
+Result<proc::Child> spawn_mode(const services::Services& s, Mode m, uint64_t value = 0) {
+    return proc::spawn_raw(s.proc, "servertest", "", mode_arg(m, value));
+}
+
+// wait4 collects several children in whatever order they end, one of them
+// killed by a fault, with the status of each; then there is no child left.
+void proc_collects_children(const services::Services& s) {
+    uint64_t pids[3] = {};
+    Result<proc::Child> a = spawn_mode(s, kExitWith, 11);
+    Result<proc::Child> b = spawn_mode(s, kFault);
+    Result<proc::Child> c = spawn_mode(s, kExitWith, 13);
+    bool ok = a && b && c;
+    if (ok) {
+        pids[0] = a->pid;
+        pids[1] = b->pid;
+        pids[2] = c->pid;
+    }
+    bool seen[3] = {};
+    for (int i = 0; ok && i < 3; ++i) {
+        Result<proc::Exited> e = proc::wait4(s.proc, 0);
+        ok = e.ok();
+        if (!ok) break;
+        if (e->pid == pids[0]) {
+            ok = !seen[0] && proc::exited_normally(e->status) && proc::exit_code(e->status) == 11;
+            seen[0] = true;
+        } else if (e->pid == pids[1]) {
+            ok = !seen[1] && proc::faulted(e->status) && proc::fault_vector(e->status) == 14;
+            seen[1] = true;
+        } else if (e->pid == pids[2]) {
+            ok = !seen[2] && proc::exit_code(e->status) == 13;
+            seen[2] = true;
+        } else {
+            printf("wait4: unexpected pid %lu\n", e->pid);
+            ok = false;
+        }
+    }
+    Result<proc::Exited> none = proc::wait4(s.proc, 0);
+    report(ok && !none && none.error() == proc::kErrNoChild, "proc_wait4_collects_children");
+}
+
+// WNOHANG returns at once; no such child is ECHILD; a killed child's
+// status says so.
+void proc_wnohang_echild_killed(const services::Services& s) {
+    Result<pipe::Pipe> p = pipe::create(s.pipe);
+    if (!p) {
+        report(false, "proc_wnohang_and_echild");
+        return;
+    }
+    Child waiter = start_child(s, kReadToEof, p->read);
+    bool ok = waiter.ok;
+    uint64_t pid = ok ? waiter.child.pid : 1;
+    Result<proc::Exited> now = proc::wait4(s.proc, pid, proc::kWaitNoHang);
+    ok = ok && now && now->pid == 0;
+    Result<proc::Exited> stranger = proc::wait4(s.proc, pid + 1000);
+    ok = ok && !stranger && stranger.error() == proc::kErrNoChild;
+    Result<proc::Exited> bad = proc::wait4(s.proc, pid, 0x80);
+    ok = ok && !bad && bad.error() == abi::Err::InvalidArgument;
+    (void)pipe::close(p->write);  // EOF: it exits with its value (0)
+    Result<proc::Exited> e = proc::wait4(s.proc, pid);
+    ok = ok && e && e->pid == pid && e->status == 0;
+    report(ok, "proc_wnohang_and_echild");
+
+    Result<pipe::Pipe> q = pipe::create(s.pipe);
+    Child victim;
+    if (q) victim = start_child(s, kReadToEof, q->read);
+    ok = victim.ok && sys::invoke(abi::Sys::ProcessKill, victim.child.process.get()).ok();
+    Result<proc::Exited> k = proc::wait4(s.proc, victim.ok ? victim.child.pid : 1);
+    report(ok && k && proc::killed(k->status), "proc_killed_child_status");
+}
+
+// exit and wait4 raced: the child may end before or after its parent
+// waits; every round returns its own pid and status, and nothing hangs.
+void proc_exit_wait4_race(const services::Services& s) {
+    constexpr int kRounds = 1000;
+    bool ok = true;
+    int i = 0;
+    for (; ok && i < kRounds; ++i) {
+        Result<proc::Child> c = spawn_mode(s, kExitWith, uint64_t(i) & 0xFF);
+        ok = c.ok();
+        if (!ok) break;
+        // Half the time the child has surely ended (a zombie); half the
+        // time the parent is first to wait.
+        if (i % 2 != 0) {
+            for (int y = 0; y < 3; ++y) (void)sys::yield();
+        }
+        Result<proc::Exited> e = proc::wait4(s.proc, i % 4 < 2 ? c->pid : 0);
+        ok = e && e->pid == c->pid && e->status == (uint64_t(i) & 0xFF);
+        if (!ok) printf("round %d: pid %lu status %lu\n", i, e ? e->pid : 0, e ? e->status : 0);
+    }
+    printf("%d spawn/exit/wait4 rounds\n", i);
+    report(ok && i == kRounds, "proc_exit_wait4_race_1000");
+}
+
+// libipc's example server (libipc/examples/mailbox_server.cpp) serves its
+// two client threads and ends with status 0.
+void example_mailbox_server(const services::Services& s) {
+    Result<proc::Child> c = proc::spawn_raw(s.proc, "mailbox_server", "");
+    Result<proc::Exited> e = proc::wait4(s.proc, c ? c->pid : 1);
+    report(c && e && e->status == 0, "example_mailbox_server");
 }
 
 int child_main(const abi::StartInfo& start) {
+    uint64_t value = start.arg >> 8;
+    switch (Mode(start.arg & 0xFF)) {
+        case kExitWith:
+            return int(value);
+        case kFault:
+            *reinterpret_cast<volatile uint64_t*>(uintptr_t(value)) = 1;
+            return 94;
+        case kDriver:
+        case kWriteMiB:
+        case kWriteForever:
+        case kReadToEof:
+            break;
+    }
     if (start.handle_count < 1) return 90;
     Endpoint end(start.handles[0]);
-    switch (Mode(start.arg)) {
+    switch (Mode(start.arg & 0xFF)) {
+        case kReadToEof: {
+            char buf[64];
+            for (;;) {
+                Result<size_t> r = pipe::read(end, buf, sizeof buf);
+                if (!r) return 95;
+                if (*r == 0) return int(value);
+            }
+        }
         case kWriteMiB:
             return write_pattern(end, 0, kStreamBytes) ? 0 : 91;
         case kWriteForever:
@@ -208,6 +340,8 @@ int child_main(const abi::StartInfo& start) {
                 if (!write_pattern(end, at, at + 1000)) return 92;
             }
         case kDriver:
+        case kExitWith:
+        case kFault:
             break;
     }
     return 93;
@@ -228,6 +362,10 @@ int main(uint64_t arg) {
     pipe_mebibyte(s);
     pipe_dup(s);
     pipe_killed_writer(s);
+    proc_collects_children(s);
+    proc_wnohang_echild_killed(s);
+    proc_exit_wait4_race(s);
+    example_mailbox_server(s);
     printf("servertest done: %d failed\n", failures);
     return failures;
 }

@@ -6,9 +6,9 @@
 //       services::Services s = services::take(start);
 //       Result<pipe::Pipe> p = pipe::create(s.pipe);
 //
-// Slot kStarter holds what starts programs: for now the boot-modules
-// handle (Manage), a copy of init's (sys ProcessSpawn); the process server
-// takes that slot when it comes, with spawn/exit/wait4 over IPC.
+// A program started through the process server (mk/proc.hpp) finds its
+// own handle to that server in slot kProc; init's programs and theirs get
+// the pipe and port servers' service handles in kPipe and kPort.
 #pragma once
 
 #include <cstddef>
@@ -22,14 +22,14 @@ namespace mk::services {
 using ipc::Result;
 
 enum Slot : unsigned {
-    kStarter = 0,  // the boot modules (Manage): ProcessSpawn
-    kPipe = 1,     // the pipe server's service handle (mk/pipe.hpp)
-    kPort = 2,     // the completion-port server's service handle (mk/port.hpp)
-    kCount = 3,    // handles a program gets after these are its own
+    kProc = 0,   // this process's handle to the process server (mk/proc.hpp)
+    kPipe = 1,   // the pipe server's service handle (mk/pipe.hpp)
+    kPort = 2,   // the completion-port server's service handle (mk/port.hpp)
+    kCount = 3,  // handles a program gets after these are its own
 };
 
 struct Services {
-    abi::HandleValue starter = abi::kNoHandle;  // not owned: the raw handle
+    ipc::Endpoint proc;
     ipc::Endpoint pipe;
     ipc::Endpoint port;
 };
@@ -55,7 +55,8 @@ struct Spawned {
 };
 
 // Starts boot module `module` (sys ProcessSpawn through `starter`, the
-// boot modules with Manage) with argument string `args` (at most
+// boot modules with Manage: init and the process server hold them; other
+// programs use proc::spawn) with argument string `args` (at most
 // abi::kArgsMax - 1 characters, else TooLarge), `arg`, the handles in
 // `handles` in that order, and `supervisor` (an endpoint with Send, or
 // kNoHandle) to receive its kLabelChildDied notice. InvalidArgument for a
