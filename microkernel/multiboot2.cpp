@@ -130,7 +130,7 @@ Result<BootInfo> parse_boot_info(const void* info, size_t max_size, const char**
                 if (size < kModuleFixedSize)
                     return fail(reason, "multiboot2: module tag too small");
                 if (boot.module_count == BootInfo::kMaxModules) {
-                    return fail(reason, "multiboot2: more than 16 modules", Error::TooLarge);
+                    return fail(reason, "multiboot2: more than 32 modules", Error::TooLarge);
                 }
                 BootModule& m = boot.modules[boot.module_count];
                 m.start = load_u32(tag + 8);

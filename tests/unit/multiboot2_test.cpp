@@ -485,9 +485,9 @@ TEST(Multiboot2Malformed, ModuleStringNotTerminated) {
 
 TEST(Multiboot2Malformed, TooManyModules) {
     InfoBuilder b;
-    for (uint32_t i = 0; i < 17; ++i) b.module(0, 0, "m");
+    for (uint32_t i = 0; i < BootInfo::kMaxModules + 1; ++i) b.module(0, 0, "m");
     auto p = parse(b.memory_map(kTypicalMap).bytes());
-    EXPECT_PARSE_ERROR(p, Error::TooLarge, "more than 16 modules");
+    EXPECT_PARSE_ERROR(p, Error::TooLarge, "more than 32 modules");
 }
 
 // --- The kernel command line ---

@@ -24,6 +24,13 @@ using ipc::Response;
 using ipc::Result;
 using ipc::Status;
 
+// Counts answers across every call, so a test can tell which of two
+// callers was answered (and, in the server, woken and donated to) first.
+inline uint64_t next_answer_seq() {
+    static uint64_t seq = 0;
+    return ++seq;
+}
+
 // One call, as its caller sees it.
 struct CallState {
     bool alive = true;  // the caller still waits (a reply can reach it)
@@ -34,6 +41,7 @@ struct CallState {
     uint64_t words[abi::kMessageWords] = {};
     std::string payload;
     uint32_t handles = 0;
+    uint64_t seq = 0;  // when it was answered (next_answer_seq), 0: not yet
 
     bool waiting() const { return alive && answers == 0 && !dropped; }
     bool ok() const { return answers == 1 && label == ipc::kStatusOk; }
@@ -42,6 +50,7 @@ struct CallState {
 
     void take(const Message& m) {
         ++answers;
+        seq = next_answer_seq();
         label = m.label();
         for (unsigned i = 0; i < abi::kMessageWords; ++i) words[i] = m.word(i);
         payload.assign(reinterpret_cast<const char*>(m.payload()), m.length());

@@ -1,0 +1,100 @@
+// The completion-port client API (mk/port.hpp): calls to the port server.
+#include "mk/port.hpp"
+
+#include <cstring>
+
+namespace mk::port {
+
+using ipc::Endpoint;
+using ipc::Message;
+using ipc::Received;
+
+namespace {
+
+// The reply's status as an error, Ok for success.
+abi::Err status_of(const Received& r) {
+    return ipc::reply_status(r.message);
+}
+
+Message post_message(uint32_t label, const Packet& p) {
+    return Message(label)
+        .set_word(0, p.key)
+        .set_word(1, p.status)
+        .set_word(2, p.data[0])
+        .set_word(3, p.data[1]);
+}
+
+Status call_post(const Endpoint& port, uint32_t label, const Packet& p) {
+    Result<Received> r = ipc::call(port, post_message(label, p));
+    if (!r) return r.error();
+    if (abi::Err e = status_of(*r); e != abi::Err::Ok) return e;
+    return Status();
+}
+
+// One kWait call; the count of packets copied to `out`.
+Result<size_t> call_wait(const Endpoint& port, Packet* out, size_t max, size_t min,
+                         uint64_t timeout_ns) {
+    Result<Received> r =
+        ipc::call(port, Message(kWait).set_word(0, max).set_word(1, min), timeout_ns);
+    if (!r) return r.error();
+    if (abi::Err e = status_of(*r); e != abi::Err::Ok) return e;
+    size_t n = size_t(r->message.word(0));
+    if (n > max || n < min || r->message.length() != n * sizeof(Packet)) {
+        return abi::Err::BadState;  // not what a server sends
+    }
+    if (n > 0) std::memcpy(out, r->message.payload(), n * sizeof(Packet));
+    return n;
+}
+
+}  // namespace
+
+Result<Endpoint> create(const Endpoint& service) {
+    Result<Received> r = ipc::call(service, Message(kCreate));
+    if (!r) return r.error();
+    if (abi::Err e = status_of(*r); e != abi::Err::Ok) return e;
+    Endpoint port(r->message.take_handle(0));
+    if (!port.valid()) return abi::Err::BadState;  // not what a server sends
+    return port;
+}
+
+Status post(const Endpoint& port, const Packet& p) {
+    return call_post(port, kPost, p);
+}
+
+Status try_post(const Endpoint& port, const Packet& p) {
+    return call_post(port, kTryPost, p);
+}
+
+Result<size_t> wait(const Endpoint& port, Packet* out, size_t max, size_t min,
+                    uint64_t timeout_ns) {
+    if (max == 0 || min > max || min > kMaxBatch) return abi::Err::InvalidArgument;
+    if (max > kMaxBatch) max = kMaxBatch;
+    // The server answers a poll at once: its call needs no deadline (and a
+    // kNoWait call would fail whenever the server is not in recv just then).
+    if (min == 0) return call_wait(port, out, max, 0, abi::kForever);
+    if (timeout_ns != abi::kNoWait) {
+        Result<size_t> r = call_wait(port, out, max, min, timeout_ns);
+        if (r || r.error() != abi::Err::TimedOut) return r;
+    }
+    // The deadline: what is there now, or TimedOut if nothing. (The server
+    // learns of the timed-out wait only when it answers it and fails: what
+    // it would have had stays in the port, for this poll or another waiter.)
+    Result<size_t> r = call_wait(port, out, max, 0, abi::kForever);
+    if (r && *r == 0) return abi::Err::TimedOut;
+    return r;
+}
+
+Status close(Endpoint& port) {
+    Result<Received> r = ipc::call(port, Message(kClose));
+    abi::Err e = r ? status_of(*r) : r.error();
+    Status closed = port.close();
+    if (e != abi::Err::Ok) return e;
+    return closed;
+}
+
+Result<Endpoint> dup(const Endpoint& port) {
+    // Badge 0 keeps the port's badge; the rights stay the port's.
+    return port.mint(abi::kRightSend | abi::kRightDuplicate, 0);
+}
+
+}  // namespace mk::port
