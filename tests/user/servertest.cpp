@@ -7,6 +7,7 @@
 // first start handle).
 #include "common.hpp"
 #include "mk/pipe.hpp"
+#include "mk/port.hpp"
 #include "mk/proc.hpp"
 #include "mk/services.hpp"
 
@@ -24,6 +25,7 @@ enum Mode : uint64_t {
     kExitWith = 3,      // exits with the value at once
     kFault = 4,         // writes to address 0: a page fault kills it
     kReadToEof = 5,     // reads handle 0 until EOF, then exits with the value
+    kPostPackets = 6,   // posts the value's count of packets to ports 0 and 1, then exits
 };
 
 constexpr uint64_t mode_arg(Mode m, uint64_t value = 0) {
@@ -300,6 +302,130 @@ void proc_exit_wait4_race(const services::Services& s) {
     report(ok && i == kRounds, "proc_exit_wait4_race_1000");
 }
 
+port::Packet packet(uint64_t i, uint64_t port_index) {
+    return port::Packet{i, port_index, {i * 3, i ^ 0x5555}};
+}
+
+void port_basics(const services::Services& s) {
+    Result<Endpoint> p = port::create(s.port);
+    if (!p) {
+        report(false, "port_create");
+        return;
+    }
+    report(true, "port_create");
+    bool ok = true;
+    for (uint64_t i = 0; i < 3; ++i) ok = ok && port::post(*p, packet(i, 9)).ok();
+    port::Packet got[8] = {};
+    Result<size_t> n = port::wait(*p, got, 8, 1);
+    ok = ok && n && *n == 3;
+    for (uint64_t i = 0; ok && i < 3; ++i) {
+        ok = got[i].key == i && got[i].status == 9 && got[i].data[0] == i * 3 &&
+             got[i].data[1] == (i ^ 0x5555);
+    }
+    report(ok, "port_packets_come_back_unchanged_in_order");
+    // min = 0 polls; a deadline with nothing there is TimedOut.
+    Result<size_t> poll = port::wait(*p, got, 8, 0);
+    Result<size_t> late = port::wait(*p, got, 8, 1, 5 * 1000000);
+    report(poll && *poll == 0 && !late && late.error() == abi::Err::TimedOut,
+           "port_poll_and_deadline");
+    // Full: try_post says so at once, nothing is dropped.
+    size_t accepted = 0;
+    while (accepted < port::kCapacity + 10 && port::try_post(*p, packet(accepted, 1)).ok()) {
+        ++accepted;
+    }
+    ipc::Status full = port::try_post(*p, packet(0, 1));
+    size_t drained = 0;
+    for (;;) {
+        Result<size_t> r = port::wait(*p, got, 8, 0);
+        if (!r || *r == 0) break;
+        for (size_t i = 0; i < *r; ++i) ok = ok && got[i].key == drained + i;
+        drained += *r;
+    }
+    report(ok && accepted == port::kCapacity && !full && full.error() == port::kErrPortFull &&
+               drained == port::kCapacity,
+           "port_full_refuses_try_post_and_drops_nothing");
+    Result<size_t> bad = port::wait(*p, got, 0, 0);
+    report(!bad && bad.error() == abi::Err::InvalidArgument, "port_wait_max_0_refused");
+    (void)port::close(*p);
+}
+
+// Several ports, several waiting threads, a producer in another process:
+// every packet reaches exactly one waiter.
+struct PortWorker {
+    const Endpoint* port;
+    uint64_t count = 0;
+    uint64_t key_sum = 0;
+    bool bad = false;
+    bool done = false;
+};
+
+void port_worker(void* arg) {
+    auto* w = static_cast<PortWorker*>(arg);
+    port::Packet got[port::kMaxBatch];
+    for (;;) {
+        Result<size_t> n = port::wait(*w->port, got, port::kMaxBatch, 1);
+        if (!n) {
+            // The port closed under it: the end of the run.
+            w->bad = n.error() != port::kErrPortClosed;
+            break;
+        }
+        for (size_t i = 0; i < *n; ++i) {
+            w->bad = w->bad || got[i].data[0] != got[i].key * 3;
+            ++w->count;
+            w->key_sum += got[i].key;
+        }
+    }
+    __atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
+}
+
+void port_producer_consumer(const services::Services& s) {
+    constexpr uint64_t kPackets = 2000;  // per port
+    Result<Endpoint> a = port::create(s.port);
+    Result<Endpoint> b = port::create(s.port);
+    if (!a || !b) {
+        report(false, "port_producer_consumer_several_waiters_and_ports");
+        return;
+    }
+    PortWorker workers[4] = {{&*a}, {&*a}, {&*b}, {&*b}};
+    bool ok = true;
+    for (PortWorker& w : workers) ok = ok && ipc::start_thread(port_worker, &w).ok();
+    Result<Endpoint> da = port::dup(*a);
+    Result<Endpoint> db = port::dup(*b);
+    ipc::Handle given[2];
+    if (da && db) {
+        given[0] = std::move(da).value();
+        given[1] = std::move(db).value();
+    }
+    Result<proc::Child> producer =
+        proc::spawn_raw(s.proc, "servertest", "", mode_arg(kPostPackets, kPackets), given, 2);
+    Result<proc::Exited> e = proc::wait4(s.proc, producer ? producer->pid : 1);
+    ok = ok && producer && e && e->status == 0;
+    // Everything posted is in or taken; wait until the workers have it all.
+    for (int spins = 0; spins < 100000; ++spins) {
+        uint64_t taken = 0;
+        for (PortWorker& w : workers) taken += __atomic_load_n(&w.count, __ATOMIC_ACQUIRE);
+        if (taken >= 2 * kPackets) break;
+        (void)sys::yield();
+    }
+    (void)port::close(*a);  // the workers' waits end with kErrPortClosed
+    (void)port::close(*b);
+    for (PortWorker& w : workers) {
+        while (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+    }
+    uint64_t count[2] = {}, sum[2] = {};
+    for (int i = 0; i < 4; ++i) {
+        ok = ok && !workers[i].bad;
+        count[i / 2] += workers[i].count;
+        sum[i / 2] += workers[i].key_sum;
+    }
+    constexpr uint64_t kSum = kPackets * (kPackets - 1) / 2;
+    if (count[0] != kPackets || count[1] != kPackets) {
+        printf("ports: %lu and %lu packets taken of %lu each\n", count[0], count[1], kPackets);
+    }
+    report(ok && count[0] == kPackets && count[1] == kPackets && sum[0] == kSum && sum[1] == kSum,
+           "port_producer_consumer_several_waiters_and_ports");
+}
+
 // libipc's example server (libipc/examples/mailbox_server.cpp) serves its
 // two client threads and ends with status 0.
 void example_mailbox_server(const services::Services& s) {
@@ -320,11 +446,20 @@ int child_main(const abi::StartInfo& start) {
         case kWriteMiB:
         case kWriteForever:
         case kReadToEof:
+        case kPostPackets:
             break;
     }
     if (start.handle_count < 1) return 90;
     Endpoint end(start.handles[0]);
     switch (Mode(start.arg & 0xFF)) {
+        case kPostPackets: {
+            if (start.handle_count < 2) return 96;
+            Endpoint second(start.handles[1]);
+            for (uint64_t i = 0; i < value; ++i) {
+                if (!port::post(end, packet(i, 0)) || !port::post(second, packet(i, 1))) return 97;
+            }
+            return 0;
+        }
         case kReadToEof: {
             char buf[64];
             for (;;) {
@@ -365,6 +500,8 @@ int main(uint64_t arg) {
     proc_collects_children(s);
     proc_wnohang_echild_killed(s);
     proc_exit_wait4_race(s);
+    port_basics(s);
+    port_producer_consumer(s);
     example_mailbox_server(s);
     printf("servertest done: %d failed\n", failures);
     return failures;
