@@ -6,10 +6,13 @@
 //     speaks, and no client can claim another's identity;
 //   - a pipeline: a producer process writes lines into a pipe, a filter
 //     process upper-cases them into a second pipe, the demo reads the end;
+//   - a pool of worker threads taking jobs from a completion port: each
+//     post wakes one waiting worker, which runs at once;
 //   - children reaped with wait4, one of them killed by a page fault.
 // The same module plays the pipeline's two stages (StartInfo::arg).
 #include "common.hpp"
 #include "mk/pipe.hpp"
+#include "mk/port.hpp"
 #include "mk/proc.hpp"
 #include "mk/services.hpp"
 
@@ -49,6 +52,24 @@ int filter(const abi::StartInfo& start) {
         }
         if (!pipe::write(out, buf, *r)) return 2;
     }
+}
+
+struct Worker {
+    const Endpoint* port;
+    int number;
+    bool done;
+};
+
+void worker(void* arg) {
+    auto* w = static_cast<Worker*>(arg);
+    port::Packet job[1];
+    for (;;) {
+        Result<size_t> n = port::wait(*w->port, job, 1, 1);
+        if (!n) break;  // the port closed: the pool is done
+        printf("worker %d took job %lu (%lu + %lu = %lu)\n", w->number, job[0].key, job[0].data[0],
+               job[0].data[1], job[0].data[0] + job[0].data[1]);
+    }
+    __atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
 }
 
 }  // namespace
@@ -124,6 +145,24 @@ int main(uint64_t arg) {
         line = *end == '\n' ? end + 1 : end;
     }
     printf("the pipeline's end: EOF after %zu bytes\n", got);
+
+    // A pool of three workers waiting on a completion port; each post wakes
+    // the longest-waiting one, and it runs at once.
+    Result<Endpoint> jobs = port::create(s.port);
+    if (!jobs) return 11;
+    Worker workers[3] = {{&*jobs, 1, false}, {&*jobs, 2, false}, {&*jobs, 3, false}};
+    for (Worker& w : workers) {
+        if (!ipc::start_thread(worker, &w)) return 12;
+    }
+    for (int i = 0; i < 3; ++i) (void)sys::yield();  // the workers reach their waits
+    for (uint64_t j = 1; j <= 6; ++j) {
+        if (!port::post(*jobs, port::Packet{j, 0, {j * 10, j}})) return 13;
+    }
+    (void)port::close(*jobs);
+    for (Worker& w : workers) {
+        while (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+    }
+    printf("the port closed: every worker's wait ended\n");
 
     // A program that faults dies alone; its parent reaps it with the rest.
     if (!proc::spawn_raw(s.proc, "faulter", "")) return 10;
