@@ -26,6 +26,7 @@ enum Mode : uint64_t {
     kFault = 4,         // writes to address 0: a page fault kills it
     kReadToEof = 5,     // reads handle 0 until EOF, then exits with the value
     kPostPackets = 6,   // posts the value's count of packets to ports 0 and 1, then exits
+    kExitTsc = 7,       // exits with the low 32 bits of the TSC as its status
 };
 
 constexpr uint64_t mode_arg(Mode m, uint64_t value = 0) {
@@ -426,6 +427,58 @@ void port_producer_consumer(const services::Services& s) {
            "port_producer_consumer_several_waiters_and_ports");
 }
 
+// A parent blocked in wait4 runs next when its child exits, while
+// CPU-bound threads are Ready: the exit donates to the kernel's reaper, the
+// death notice to the process server, its answer to the parent. Each busy
+// thread notes the TSC as it spins; the child exits with the TSC as its
+// status. No busy thread may have run between the child's exit and the
+// parent's return (one CPU: one TSC). Five rounds.
+struct Busy {
+    uint32_t last = 0;
+    bool stop = false;
+    bool done = false;
+};
+
+void busy_loop(void* arg) {
+    auto* b = static_cast<Busy*>(arg);
+    while (!__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&b->last, uint32_t(utest::rdtsc()), __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&b->done, true, __ATOMIC_RELEASE);
+}
+
+void proc_parent_runs_next_after_exit(const services::Services& s) {
+    Busy busy[2];
+    bool ok = true;
+    for (Busy& b : busy) ok = ok && ipc::start_thread(busy_loop, &b).ok();
+    for (int round = 0; ok && round < 5; ++round) {
+        Result<proc::Child> c = spawn_mode(s, kExitTsc);
+        Result<proc::Exited> e = proc::wait4(s.proc, c ? c->pid : 1);
+        uint32_t now = uint32_t(utest::rdtsc());
+        ok = c && e && proc::exited_normally(e->status);
+        if (!ok) break;
+        uint32_t exited = proc::exit_code(e->status);
+        uint32_t waited = now - exited;  // from the child's exit to here
+        for (Busy& b : busy) {
+            // A busy thread that ran after the exit noted a TSC in between.
+            uint32_t since = __atomic_load_n(&b.last, __ATOMIC_ACQUIRE) - exited;
+            if (since < waited) {
+                printf(
+                    "round %d: a busy thread ran %u ticks after the exit, %u before wait4 "
+                    "returned\n",
+                    round, since, waited);
+                ok = false;
+            }
+        }
+        if (round == 0) printf("wait4 returned %u TSC ticks after the child's exit\n", waited);
+    }
+    for (Busy& b : busy) __atomic_store_n(&b.stop, true, __ATOMIC_RELEASE);
+    for (Busy& b : busy) {
+        while (!__atomic_load_n(&b.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+    }
+    report(ok, "proc_parent_runs_next_after_exit_with_busy_threads");
+}
+
 // libipc's example server (libipc/examples/mailbox_server.cpp) serves its
 // two client threads and ends with status 0.
 void example_mailbox_server(const services::Services& s) {
@@ -439,6 +492,8 @@ int child_main(const abi::StartInfo& start) {
     switch (Mode(start.arg & 0xFF)) {
         case kExitWith:
             return int(value);
+        case kExitTsc:
+            proc::exit(uint32_t(utest::rdtsc()));
         case kFault:
             *reinterpret_cast<volatile uint64_t*>(uintptr_t(value)) = 1;
             return 94;
@@ -477,6 +532,7 @@ int child_main(const abi::StartInfo& start) {
         case kDriver:
         case kExitWith:
         case kFault:
+        case kExitTsc:
             break;
     }
     return 93;
@@ -500,6 +556,7 @@ int main(uint64_t arg) {
     proc_collects_children(s);
     proc_wnohang_echild_killed(s);
     proc_exit_wait4_race(s);
+    proc_parent_runs_next_after_exit(s);
     port_basics(s);
     port_producer_consumer(s);
     example_mailbox_server(s);
