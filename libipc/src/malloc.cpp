@@ -186,3 +186,8 @@ void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept 
 void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
     release(p);
 }
+
+size_t mk::heap_live_blocks() {
+    Locked lock;
+    return g_heap.live_blocks();
+}

@@ -5,6 +5,7 @@
 // end's badge.
 #include "mk/runtime.hpp"
 #include "mk/server.hpp"
+#include "mk/services.hpp"
 #include "pipes.hpp"
 
 namespace {
@@ -41,6 +42,11 @@ struct PipeService {
     }
     Response read(Request& req) { return pipes.read(req); }
     Response write(Request& req) { return pipes.write(req); }
+    Response stats(Request&) {
+        auto st = pipes.stats();
+        return services::stats_reply(st.pipes, st.buffered,
+                                     st.readers_waiting + st.writers_waiting);
+    }
     void on_notice(const Received& n) {
         if (n.message.label() == abi::kLabelLastHandle) pipes.last_handle(n.badge);
     }
@@ -50,6 +56,7 @@ constexpr Route<PipeService> kRoutes[] = {
     {pipe::kCreate, &PipeService::create},
     {pipe::kRead, &PipeService::read},
     {pipe::kWrite, &PipeService::write},
+    {services::kStats, &PipeService::stats},
 };
 
 }  // namespace

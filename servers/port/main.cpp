@@ -4,6 +4,7 @@
 // handle), and each port is a copy minted with the port's badge.
 #include "mk/runtime.hpp"
 #include "mk/server.hpp"
+#include "mk/services.hpp"
 #include "ports.hpp"
 
 namespace {
@@ -34,6 +35,10 @@ struct PortService {
     Response try_post(Request& req) { return ports.try_post(req); }
     Response wait(Request& req) { return ports.wait(req); }
     Response close(Request& req) { return ports.close(req); }
+    Response stats(Request&) {
+        auto st = ports.stats();
+        return services::stats_reply(st.ports, st.queued, st.waiters + st.posters);
+    }
     void on_notice(const Received& n) {
         if (n.message.label() == abi::kLabelLastHandle) ports.last_handle(n.badge);
     }
@@ -42,7 +47,7 @@ struct PortService {
 constexpr Route<PortService> kRoutes[] = {
     {port::kCreate, &PortService::create},    {port::kPost, &PortService::post},
     {port::kTryPost, &PortService::try_post}, {port::kWait, &PortService::wait},
-    {port::kClose, &PortService::close},
+    {port::kClose, &PortService::close},      {services::kStats, &PortService::stats},
 };
 
 }  // namespace

@@ -71,6 +71,11 @@ struct ProcService {
 
     Response wait(Request& req) { return procs.wait(req); }
 
+    Response stats(Request&) {
+        auto st = procs.stats();
+        return services::stats_reply(st.processes, st.zombies, st.waiters);
+    }
+
     void on_notice(const Received& n) {
         if (n.message.label() == abi::kLabelChildDied) procs.died(n.badge, n.message.word(1));
         // Last-handle notices (a child closing its handle, a supervisor
@@ -81,6 +86,7 @@ struct ProcService {
 constexpr Route<ProcService> kRoutes[] = {
     {proc::kSpawn, &ProcService::spawn},
     {proc::kWait, &ProcService::wait},
+    {services::kStats, &ProcService::stats},
 };
 
 }  // namespace

@@ -27,6 +27,7 @@ enum Mode : uint64_t {
     kReadToEof = 5,     // reads handle 0 until EOF, then exits with the value
     kPostPackets = 6,   // posts the value's count of packets to ports 0 and 1, then exits
     kExitTsc = 7,       // exits with the low 32 bits of the TSC as its status
+    kStressClient = 8,  // uses all three servers for the value's count of rounds
 };
 
 constexpr uint64_t mode_arg(Mode m, uint64_t value = 0) {
@@ -479,6 +480,165 @@ void proc_parent_runs_next_after_exit(const services::Services& s) {
     report(ok, "proc_parent_runs_next_after_exit_with_busy_threads");
 }
 
+// --- The stress run ---------------------------------------------------------
+
+struct StressPipe {
+    Endpoint write;
+    size_t bytes;
+    bool ok = false;
+    bool done = false;
+};
+
+void stress_pipe_writer(void* arg) {
+    auto* w = static_cast<StressPipe*>(arg);
+    w->ok = write_pattern(w->write, 0, w->bytes) && pipe::close(w->write).ok();
+    __atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
+}
+
+struct StressPoster {
+    const Endpoint* port;
+    uint64_t count;
+    bool ok = false;
+    bool done = false;
+};
+
+void stress_poster(void* arg) {
+    auto* p = static_cast<StressPoster*>(arg);
+    bool ok = true;
+    for (uint64_t i = 0; ok && i < p->count; ++i) ok = port::post(*p->port, packet(i, 7)).ok();
+    p->ok = ok;
+    __atomic_store_n(&p->done, true, __ATOMIC_RELEASE);
+}
+
+void wait_done(const bool& done) {
+    while (!__atomic_load_n(&done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+}
+
+// One stress client: each round, a pipe between two of its threads (bytes
+// checked, EOF at the end), a port between two of its threads (every
+// packet once), and a child reaped with its status. Exits 0 if every check
+// held, else the round that failed + 1.
+int stress_client(const services::Services& s, uint64_t rounds) {
+    for (uint64_t round = 0; round < rounds; ++round) {
+        Result<pipe::Pipe> p = pipe::create(s.pipe);
+        if (!p) return int(round) + 1;
+        StressPipe w{std::move(p->write), 5000 + 700 * round};
+        if (!ipc::start_thread(stress_pipe_writer, &w)) return int(round) + 1;
+        size_t got = read_pattern(p->read);
+        wait_done(w.done);
+        if (got != w.bytes || !w.ok) return int(round) + 1;
+
+        Result<Endpoint> port = port::create(s.port);
+        if (!port) return int(round) + 1;
+        StressPoster poster{&*port, 300};
+        if (!ipc::start_thread(stress_poster, &poster)) return int(round) + 1;
+        uint64_t taken = 0, sum = 0;
+        port::Packet batch[port::kMaxBatch];
+        while (taken < poster.count) {
+            Result<size_t> n = port::wait(*port, batch, port::kMaxBatch, 1);
+            if (!n) return int(round) + 1;
+            for (size_t i = 0; i < *n; ++i) sum += batch[i].key;
+            taken += *n;
+        }
+        wait_done(poster.done);
+        if (!poster.ok || taken != poster.count || sum != poster.count * (poster.count - 1) / 2) {
+            return int(round) + 1;
+        }
+        (void)port::close(*port);
+
+        Result<proc::Child> c = spawn_mode(s, kExitWith, round & 0x7F);
+        Result<proc::Exited> e = proc::wait4(s.proc, c ? c->pid : 1);
+        if (!e || e->status != (round & 0x7F)) return int(round) + 1;
+    }
+    return 0;
+}
+
+struct ServerStats {
+    uint64_t words[3][4];  // pipe, port, proc: three counts and heap blocks
+    bool ok = false;
+};
+
+ServerStats server_stats(const services::Services& s) {
+    ServerStats st;
+    const Endpoint* eps[3] = {&s.pipe, &s.port, &s.proc};
+    st.ok = true;
+    for (int i = 0; i < 3; ++i) {
+        Result<ipc::Received> r = ipc::call(*eps[i], ipc::Message(services::kStats));
+        if (!r || ipc::reply_status(r->message) != abi::Err::Ok) {
+            printf("stats of server %d: %s\n", i,
+                   ipc::error_name(r ? ipc::reply_status(r->message) : r.error()));
+            st.ok = false;
+        }
+        for (unsigned w = 0; st.ok && w < 4; ++w) st.words[i][w] = r->message.word(w);
+    }
+    return st;
+}
+
+bool same_stats(const ServerStats& a, const ServerStats& b) {
+    if (!a.ok || !b.ok) return false;
+    for (int i = 0; i < 3; ++i) {
+        for (int w = 0; w < 4; ++w) {
+            if (a.words[i][w] != b.words[i][w]) return false;
+        }
+    }
+    return true;
+}
+
+// At least 8 client processes use all three servers at once; two more are
+// killed mid-run. Then every client's bytes and packets were accounted for
+// (its status), and the servers hold what they held before: no state for a
+// dead client, their heaps back where they started.
+void stress(const services::Services& s) {
+    constexpr int kClients = 8;
+    constexpr int kVictims = 2;
+    constexpr uint64_t kRounds = 12;
+    ServerStats before = server_stats(s);
+    proc::Child clients[kClients + kVictims];
+    bool ok = before.ok;
+    for (int i = 0; ok && i < kClients + kVictims; ++i) {
+        Result<proc::Child> c = proc::spawn(s, "servertest", "",
+                                            mode_arg(kStressClient, i < kClients ? kRounds : 1000));
+        ok = c.ok();
+        if (ok) clients[i] = std::move(c).value();
+    }
+    // Let them get going, then kill the last two wherever they are.
+    for (int y = 0; y < 200; ++y) (void)sys::yield();
+    for (int i = kClients; ok && i < kClients + kVictims; ++i) {
+        ok = sys::invoke(abi::Sys::ProcessKill, clients[i].process.get()).ok();
+    }
+    int passed = 0, killed = 0;
+    for (int i = 0; ok && i < kClients + kVictims; ++i) {
+        Result<proc::Exited> e = proc::wait4(s.proc, 0);
+        ok = e.ok();
+        if (!ok) break;
+        if (e->status == 0) {
+            ++passed;
+        } else if (proc::killed(e->status)) {
+            ++killed;
+        } else {
+            char what[48];
+            printf("stress client %lu %s\n", e->pid, proc::describe(e->status, what, sizeof what));
+        }
+    }
+    printf("stress: %d clients passed, %d killed\n", passed, killed);
+    ok = ok && passed == kClients && killed == kVictims;
+    // What the servers hold, once init has reaped the children the killed
+    // clients left behind.
+    ServerStats after = server_stats(s);
+    for (int tries = 0; ok && !same_stats(before, after) && tries < 200; ++tries) {
+        (void)sys::yield();
+        after = server_stats(s);
+    }
+    if (!same_stats(before, after)) {
+        for (int i = 0; i < 3; ++i) {
+            printf("server %d: before %lu %lu %lu heap %lu, after %lu %lu %lu heap %lu\n", i,
+                   before.words[i][0], before.words[i][1], before.words[i][2], before.words[i][3],
+                   after.words[i][0], after.words[i][1], after.words[i][2], after.words[i][3]);
+        }
+    }
+    report(ok && same_stats(before, after), "stress_8_clients_all_servers_nothing_left");
+}
+
 // libipc's example server (libipc/examples/mailbox_server.cpp) serves its
 // two client threads and ends with status 0.
 void example_mailbox_server(const services::Services& s) {
@@ -494,6 +654,10 @@ int child_main(const abi::StartInfo& start) {
             return int(value);
         case kExitTsc:
             proc::exit(uint32_t(utest::rdtsc()));
+        case kStressClient: {
+            services::Services s = services::take(start);
+            return stress_client(s, value);
+        }
         case kFault:
             *reinterpret_cast<volatile uint64_t*>(uintptr_t(value)) = 1;
             return 94;
@@ -533,6 +697,7 @@ int child_main(const abi::StartInfo& start) {
         case kExitWith:
         case kFault:
         case kExitTsc:
+        case kStressClient:
             break;
     }
     return 93;
@@ -560,6 +725,7 @@ int main(uint64_t arg) {
     port_basics(s);
     port_producer_consumer(s);
     example_mailbox_server(s);
+    stress(s);
     printf("servertest done: %d failed\n", failures);
     return failures;
 }

@@ -16,6 +16,7 @@
 
 #include "mk/abi.hpp"
 #include "mk/ipc.hpp"
+#include "mk/user_heap.hpp"
 
 namespace mk::services {
 
@@ -27,6 +28,22 @@ enum Slot : unsigned {
     kPort = 2,   // the completion-port server's service handle (mk/port.hpp)
     kCount = 3,  // handles a program gets after these are its own
 };
+
+// Every server answers kStats on any handle to it: Ok, words
+// 0-2 counts of what it holds (docs/servers.md says which, per server),
+// word 3 the blocks live in its heap. A leak check: after clients come and
+// go, the counts are 0 and the heap is back where it was.
+constexpr uint32_t kStats = 0xFFF0;
+
+// A server's kStats answer: its three counts and its heap's live blocks
+// (user programs only: the heap is libipc's malloc).
+inline ipc::Message stats_reply(uint64_t a, uint64_t b, uint64_t c) {
+    return ipc::Message(ipc::kStatusOk)
+        .set_word(0, a)
+        .set_word(1, b)
+        .set_word(2, c)
+        .set_word(3, heap_live_blocks());
+}
 
 struct Services {
     ipc::Endpoint proc;

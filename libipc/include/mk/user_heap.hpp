@@ -74,4 +74,9 @@ class UserHeap {
     void* ctx_ = nullptr;
 };
 
+// Blocks allocated from a user program's heap (malloc, operator new;
+// src/malloc.cpp, user programs only) and not freed yet: what a leak check
+// compares.
+size_t heap_live_blocks();
+
 }  // namespace mk
