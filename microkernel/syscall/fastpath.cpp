@@ -247,7 +247,11 @@ extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_reply_recv(mk::TrapFram
     return mk::FastPath::reply_recv(*frame);
 }
 
+#ifdef MK_HOST
+// Only for the host tests: in the kernel nothing may call into this object
+// but the entry stub (scripts/check-fastpath-symbols).
 extern "C" mk::FastPathExit mk_fastpath(mk::TrapFrame* frame) {
     return frame->rax == uint64_t(mk::abi::Sys::Call) ? mk_fastpath_call(frame)
                                                       : mk_fastpath_reply_recv(frame);
 }
+#endif
