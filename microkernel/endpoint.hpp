@@ -50,8 +50,9 @@ struct IpcCounters {
     uint64_t receives = 0;
     uint64_t calls = 0;
     uint64_t replies = 0;
-    uint64_t fastpath_hits = 0;                 // direct switches in call() / reply_recv()
-    uint64_t syscall_fastpath_hits = 0;         // syscalls the fast path completed (fastpath.cpp)
+    uint64_t fastpath_hits = 0;  // direct switches in call() / reply_recv()
+    uint64_t syscall_fastpath_hits =
+        0;  // syscalls the fast path completed (in ipc_counters(): Scheduler::fast_switches_locked)
     uint64_t syscall_fastpath_misses = 0;       // Call / ReplyRecv it left to the general path
     uint64_t fastpath_miss_disabled = 0;        // fastpath=off
     uint64_t fastpath_miss_donation_off = 0;    // donate=off: a direct switch is a donation

@@ -15,8 +15,8 @@ bool SpinLock::lock() {
         MK_ASSERT(held.count == 0 || held.levels[held.count - 1] < level_);
         held.levels[held.count++] = level_;
     }
-    while (locked_.exchange(true, std::memory_order_acquire)) {
-        while (locked_.load(std::memory_order_relaxed)) __builtin_ia32_pause();
+    while (locked_.exchange(1, std::memory_order_acquire) != 0) {
+        while (locked_.load(std::memory_order_relaxed) != 0) __builtin_ia32_pause();
     }
     return irq_was_enabled;
 }
@@ -28,7 +28,7 @@ void SpinLock::unlock(bool irq_was_enabled) {
         MK_ASSERT(held.count > 0 && held.levels[held.count - 1] == level_);
         --held.count;
     }
-    locked_.store(false, std::memory_order_release);
+    locked_.store(0, std::memory_order_release);
     Cpu::restore_interrupts(irq_was_enabled);
 }
 

@@ -36,24 +36,30 @@ class SpinLock {
     [[nodiscard]] bool lock();
     void unlock(bool irq_was_enabled);
 
-    bool is_locked() const { return locked_.load(std::memory_order_relaxed); }
+    bool is_locked() const { return locked_.load(std::memory_order_relaxed) != 0; }
 
     // The syscall fast path's own way in and out (syscall/fastpath.cpp): with
     // interrupts already off, and without the held-lock bookkeeping, as it
     // takes the handle-table lock and then the scheduler lock, in order, and
     // nothing else. The scheduler lock is released by the entry stub through
-    // word(), once the CPU is off the stack of the thread that blocked.
+    // its word (at a fixed offset from the per-CPU base), once the CPU is off
+    // the stack of the thread that blocked.
+    // (fetch_or's bit test compiles to one `lock bts`.)
     void lock_raw() {
-        while (locked_.exchange(true, std::memory_order_acquire)) {
-            while (locked_.load(std::memory_order_relaxed)) __builtin_ia32_pause();
+        if ((locked_.fetch_or(1, std::memory_order_acquire) & 1) != 0) [[unlikely]] {
+            do {
+                while (locked_.load(std::memory_order_relaxed) != 0) __builtin_ia32_pause();
+            } while ((locked_.fetch_or(1, std::memory_order_acquire) & 1) != 0);
         }
     }
-    void unlock_raw() { locked_.store(false, std::memory_order_release); }
-    std::atomic<bool>* word() { return &locked_; }
+    void unlock_raw() { locked_.store(0, std::memory_order_release); }
+    // The lock word: 1 held, 0 free (its first byte alone says so too, which
+    // the entry stub's release relies on).
+    std::atomic<uint32_t>* word() { return &locked_; }
     LockLevel level() const { return level_; }
 
   private:
-    std::atomic<bool> locked_{false};
+    std::atomic<uint32_t> locked_{0};
     LockLevel level_;
 };
 

@@ -84,13 +84,13 @@ class Thread : public KObject {
     const char* name() const { return name_; }
 
     // --- Guarded by the scheduler lock ---
-    ThreadState state = ThreadState::Created;
     QueueHook queue_hook;             // ready queue or one wait queue
     WaitQueue* waiting_on = nullptr;  // the wait queue it is linked on, if any
+    // The eight bytes from here to spare_ are one aligned word: the syscall
+    // fast path writes all of them for a block or a wake, which the compiler
+    // merges into one store (hence the order, and spare_).
     WakeReason wake_reason = WakeReason::None;
-    bool block_armed = false;     // between prepare_block() and block()
-    bool wake_pending = false;    // a wake landed while block_armed
-    bool exit_requested = false;  // killed: ends itself on its way back to user mode
+    ThreadState state = ThreadState::Created;
     // A user thread in an IPC syscall whose kernel stack holds nothing but
     // its user registers (the TrapFrame at the top): if it blocks now, it
     // gives the stack up (Cpu::switch_context_leaving_stack) and, when it
@@ -99,7 +99,11 @@ class Thread : public KObject {
     // there directly. Set by the syscall layer for the length of the IPC
     // operation; cleared when the thread runs again.
     bool at_frame = false;
-    TimeoutHook timeout_hook;  // on the scheduler's timeout set while it has a deadline
+    bool block_armed = false;     // between prepare_block() and block()
+    bool wake_pending = false;    // a wake landed while block_armed
+    bool exit_requested = false;  // killed: ends itself on its way back to user mode
+    uint8_t spare_[2] = {};       // always 0
+    TimeoutHook timeout_hook;     // on the scheduler's timeout set while it has a deadline
     // Tick at which a timed block expires; 0: none; kNeverExpires: a timeout
     // so long that ticks + timeout saturated (not on the timeout set).
     uint64_t deadline = 0;
@@ -158,8 +162,10 @@ inline Thread* Thread::lookup(uint64_t id) {
 // O(1) unlink through the thread's own hook). Guarded by the scheduler lock.
 class WaitQueue {
   public:
+    // No size kept: nothing but diagnostics and tests asks for it, and the
+    // syscall fast path would pay for it at every link and unlink.
     using List = bi::list<Thread, bi::member_hook<Thread, QueueHook, &Thread::queue_hook>,
-                          bi::constant_time_size<true>>;
+                          bi::constant_time_size<false>>;
 
     WaitQueue() = default;
     WaitQueue(const WaitQueue&) = delete;
@@ -167,7 +173,7 @@ class WaitQueue {
     ~WaitQueue();
 
     bool empty() const { return list_.empty(); }
-    size_t size() const { return list_.size(); }
+    size_t size() const { return list_.size(); }  // O(n)
     Thread* front() { return list_.empty() ? nullptr : &list_.front(); }
 
     void push_back(Thread& t) { list_.push_back(t); }
@@ -182,6 +188,28 @@ class WaitQueue {
     bool contains(const Thread& t) const;
 
   private:
+    friend class FastPath;  // syscall/fastpath.cpp: the operations below, inline
+
+    // The list's own operations, less what the fast path does not need:
+    // the header is never in the "unlinked" state the safe-mode checks
+    // allow for (it links to itself once constructed), and a thread the
+    // fast path links was unlinked by the fast path or by its last wake.
+    using Algo = List::node_algorithms;
+    List::node_ptr header() { return list_.end().pointed_node(); }
+    static List::node_ptr node(Thread& t) { return List::value_traits::to_node_ptr(t); }
+    Thread* first_or_null() {
+        List::node_ptr h = header();
+        List::node_ptr n = h->next_;
+        return n == h ? nullptr : List::value_traits::to_value_ptr(n);
+    }
+    bool is_empty() { return header()->next_ == header(); }
+    // Unlinks t (on this queue), leaving its hook unlinked as erase() would.
+    static void unlink(Thread& t) {
+        Algo::unlink(node(t));
+        Algo::init(node(t));
+    }
+    void link_back(Thread& t) { Algo::link_before(header(), node(t)); }
+
     List list_;
 };
 
@@ -198,17 +226,21 @@ struct IpcState {
         Recv,       // blocked in recv()/reply_recv()
         ReplyWait,  // call() delivered; waiting for the reply
     };
+    // op, result, user_op and spare_ are one aligned 32-bit word: the
+    // syscall fast path writes the three at once.
     Op op = Op::None;
     Error result = Error::None;  // set by whoever completes the operation
-    Message msg;                 // outgoing while sending; incoming once completed
-    uint64_t badge = 0;          // sender: its badge; receiver: the badge delivered
-    ReplyToken reply;            // receiver: the token of a received call
-    uint64_t call_seq = 0;       // caller: numbers its calls, for ReplyToken::call
-    WaitQueue callers;           // threads waiting in ReplyWait for this one's reply
     // --- The IPC syscall in progress (syscall/ipc.cpp), for its completion
     // after a block at the frame (Thread::at_frame) ---
     enum class UserOp : uint8_t { None, Call, Send, Recv };
     UserOp user_op = UserOp::None;  // what completes it: Recv covers ReplyRecv
+    uint8_t spare_ = 0;             // always 0
+    Message msg;                    // outgoing while sending; incoming once completed
+    uint64_t badge = 0;             // sender: its badge; receiver: the badge delivered
+    ReplyToken reply;               // receiver: the token of a received call
+    uint64_t call_seq = 0;          // caller: numbers its calls, for ReplyToken::call
+    WaitQueue callers;              // threads waiting in ReplyWait for this one's reply
+    // --- More of the IPC syscall in progress (user_op above) ---
     // The reference to the endpoint the operation started on, held until it
     // completes (the operation's own reference: see Endpoint, Lifetime).
     Ref<KObject> endpoint_ref;

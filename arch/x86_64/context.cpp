@@ -83,12 +83,21 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     wrmsr(kMsrSfmask, kRflagsMasked);
     MK_ASSERT(
         reinterpret_cast<char*>(&mk::this_cpu().entry) - reinterpret_cast<char*>(&this_cpu()) == 8);
+    // The syscall stub's fast exit releases the scheduler lock at %gs:0x30.
+    MK_ASSERT(reinterpret_cast<char*>(mk::this_cpu().scheduler.lock().word()) -
+                  reinterpret_cast<char*>(&this_cpu()) ==
+              0x30);
     wrmsr(kMsrKernelGsBase, 0);  // the user's GS base
-    wrmsr(kMsrFsBase, 0);        // what g_switch.loaded_fs_base says
+    wrmsr(kMsrFsBase, 0);        // what g_switch.loaded_fs_key (null) says
 
     // SSE for user code (the kernel itself never touches the FPU), with
     // lazy switching: CR0.TS makes the first FPU instruction trap.
-    write_cr0((read_cr0() & ~kCr0Em) | kCr0Mp);
+    // Kept for set_fpu_trap(), which writes it with TS or clears TS: CR0
+    // changes in nothing else from here on.
+    uint64_t cr0 = ((read_cr0() & ~kCr0Em) | kCr0Mp) & ~Cpu::kCr0Ts;
+    g_switch.cr0_ts = cr0 | Cpu::kCr0Ts;
+    g_switch.ts_set = false;
+    write_cr0(cr0);
     write_cr4(read_cr4() | kCr4Osfxsr | kCr4Osxmmexcpt);
 
     UserModeFeatures f{};
@@ -145,23 +154,32 @@ void Cpu::init_context(Context& ctx, void* stack_top, void (*entry)(void*), void
     ctx.kernel_stack_top = reinterpret_cast<uint64_t>(stack_top);
 }
 
-void Cpu::switch_context(Context& from, Context& to) {
-    load_state(to);
-    arch_switch_context(&from.rsp, to.rsp);
+namespace {
+
+// The stack pointer arch_switch_context() resumes `to` at. A thread that
+// gave its stack up (Context::rsp 0) resumes at its TrapFrame: a switch
+// frame is built just below it (six callee-saved slots, whose values do
+// not matter, and a return address) that returns into arch_resume_at_frame
+// with rsp at the TrapFrame. Built only now, when nothing runs on that
+// stack: while the thread blocked, its own code still used the slots.
+uint64_t resume_stack(const Cpu::Context& to) {
+    if (to.rsp != 0) return to.rsp;
+    auto* frame = reinterpret_cast<uint64_t*>(to.kernel_stack_top - sizeof(TrapFrame));
+    frame[-1] = reinterpret_cast<uint64_t>(&arch_resume_at_frame);
+    return reinterpret_cast<uint64_t>(frame - 7);
 }
 
-// `from` resumes at its TrapFrame: its saved stack pointer names a switch
-// frame just below the TrapFrame (six callee-saved slots, whose values do
-// not matter, and a return address) that returns into arch_resume_at_frame
-// with rsp at the TrapFrame.
+}  // namespace
+
+void Cpu::switch_context(Context& from, Context& to) {
+    load_state(to);
+    arch_switch_context(&from.rsp, resume_stack(to));
+}
+
 void Cpu::switch_context_leaving_stack(Context& from, Context& to) {
     load_context(from, to);
-    // The return address goes below the TrapFrame; this function's own frame
-    // is far below it, on the part of the stack given up.
-    reinterpret_cast<uint64_t*>(from.kernel_stack_top - sizeof(TrapFrame))[-1] =
-        reinterpret_cast<uint64_t>(&arch_resume_at_frame);
     uint64_t discarded;
-    arch_switch_context(&discarded, to.rsp);
+    arch_switch_context(&discarded, resume_stack(to));
 }
 
 Error Cpu::init_user_context(Context& ctx, uint64_t root) {
@@ -179,12 +197,13 @@ Error Cpu::init_user_context(Context& ctx, uint64_t root) {
     ctx.fpu_used = false;
     ctx.root = root;
     ctx.fs_base = 0;
+    ctx.fs_key = nullptr;
     return Error::None;
 }
 
 void Cpu::release_context(Context& ctx) {
     if (g_switch.fpu_owner == &ctx) g_switch.fpu_owner = nullptr;
-    if (g_switch.fs_base_owner == &ctx) g_switch.fs_base_owner = nullptr;
+    if (g_switch.loaded_fs_key == &ctx) g_switch.loaded_fs_key = &kStaleFsKey;
     kfree(ctx.fpu);
     ctx.fpu = nullptr;
     ctx.root = 0;
@@ -192,8 +211,7 @@ void Cpu::release_context(Context& ctx) {
 
 void Cpu::load_fs_base(const Context& ctx) {
     x86::wrmsr(x86::kMsrFsBase, ctx.fs_base);
-    g_switch.loaded_fs_base = ctx.fs_base;
-    g_switch.fs_base_owner = &ctx;
+    g_switch.loaded_fs_key = ctx.fs_key;
 }
 
 // Always written: the thread may have cleared the FS base behind the
@@ -201,6 +219,7 @@ void Cpu::load_fs_base(const Context& ctx) {
 void Cpu::set_user_fs_base(Context& current, uint64_t base) {
     bool was = save_and_disable_interrupts();  // the MSR and g_switch agree at every switch
     current.fs_base = base;
+    current.fs_key = base == 0 ? nullptr : &current;
     load_fs_base(current);
     restore_interrupts(was);
 }

@@ -5,57 +5,46 @@
  * swaps to the kernel GS, switches to the current thread's kernel stack
  * (PerCpu::entry, at %gs:8) and builds the same TrapFrame the interrupt
  * stubs build (vector 0x100), so the syscall layer and the fault handlers
- * read one layout; then it calls arch_syscall(frame).
+ * read one layout; then it calls arch_syscall(frame). Call and ReplyRecv
+ * try the fast path (microkernel/syscall/fastpath.cpp) first.
  *
  * The way back is sysretq, except to a RIP outside the user half: sysret to
  * a non-canonical RIP faults in ring 0 with the user's stack (the
- * CVE-2012-0217 trap), so such a return kills the thread instead. */
+ * CVE-2012-0217 trap), so such a return kills the thread instead (the fast
+ * path's exit, FAST_EXIT, says why it need not check). */
 
 #include "frame.inc"
 
     .set PERCPU_KSTACK, 8
     .set PERCPU_USER_RSP, 16
+    .set PERCPU_SCHED_LOCK, 0x30  /* PerCpu::scheduler's lock word: checked at boot */
     .set USER_DS, 0x1b
     .set USER_CS, 0x23
 
-    .text
-    .globl syscall_entry
-    .balign 16
-syscall_entry:
-    swapgs
-    mov %rsp, %gs:PERCPU_USER_RSP
-    mov %gs:PERCPU_KSTACK, %rsp
-    push $USER_DS                 /* ss */
-    push %gs:PERCPU_USER_RSP      /* rsp */
-    push %r11                     /* rflags */
-    push $USER_CS                 /* cs */
-    push %rcx                     /* rip */
-    push $0                       /* error code */
-    push $0x100                   /* vector: a syscall frame */
-    PUSH_GPRS
-    xor %ebp, %ebp                /* the end of the kernel backtrace */
-    mov %rsp, %rdi
-    cmp $1, %rax                  /* Call or ReplyRecv: the fast path first */
-    ja 1f
-    call mk_fastpath              /* rax: the partner's frame, or 0; rdx: the lock */
+/* After mk_fastpath_call or mk_fastpath_reply_recv: to the general path
+ * (2f) on a miss, else to user mode as the partner.
+ *
+ * Taken: this thread is blocked and resumes at its frame when switched to
+ * (Context::rsp 0); the partner runs, and returns to user mode from here.
+ * The message words pass through in registers: the partner gets rdx, r10,
+ * r8 and r9 as this thread sent them; fastpath.cpp wrote the status, badge
+ * and info into the partner's frame, which gives the rest.
+ *
+ * No check of the RIP here, unlike arch_return_to_user: the partner is
+ * blocked at its frame in an IPC syscall, so the stub below built that
+ * frame, its RIP is the rcx of the partner's own `syscall`, the address
+ * after an instruction in a user page (below abi::kUserEnd, which
+ * fastpath.cpp asserts is in the user half), and nothing in the kernel
+ * writes a TrapFrame's RIP. */
+.macro FAST_EXIT
     test %rax, %rax
     jz 2f
-    /* Taken: this thread is blocked and will resume at its frame (the
-     * return address below it completes the context fastpath.cpp set); the
-     * partner runs, and returns to user mode from here. The message words
-     * pass through in registers: the partner gets rdx, r10, r8 and r9 as
-     * this thread sent them; fastpath.cpp wrote the status, badge and info
-     * into the partner's frame, which gives the rest. */
-    /* Below rsp, but nothing can push there: interrupts are off, and NMI,
-     * #DF and #MC run on IST stacks. */
-    movq $arch_resume_at_frame, -8(%rsp)
-    mov FRAME_RDX(%rsp), %rcx     /* word 0 (rdx holds the lock for now) */
+    mov FRAME_RDX(%rsp), %rdx     /* the words, from this thread's frame */
     mov FRAME_R10(%rsp), %r10
     mov FRAME_R8(%rsp), %r8
     mov FRAME_R9(%rsp), %r9
     mov %rax, %rsp                /* the partner's frame */
-    movb $0, (%rdx)               /* off the blocked thread's stack: the lock can go */
-    mov %rcx, %rdx
+    movb $0, %gs:PERCPU_SCHED_LOCK /* off the blocked thread's stack: the lock can go */
     mov FRAME_R15(%rsp), %r15
     mov FRAME_R14(%rsp), %r14
     mov FRAME_R13(%rsp), %r13
@@ -65,16 +54,59 @@ syscall_entry:
     mov FRAME_RAX(%rsp), %rax
     mov FRAME_RDI(%rsp), %rdi
     mov FRAME_RSI(%rsp), %rsi
-    mov FRAME_RIP(%rsp), %rcx     /* only into the user half, as below */
-    mov %rcx, %r11
-    shr $47, %r11
-    jnz arch_return_to_user       /* which refuses it */
+    mov FRAME_RIP(%rsp), %rcx
     mov FRAME_RFLAGS(%rsp), %r11
     mov FRAME_RSP(%rsp), %rsp
     swapgs
     sysretq
+.endm
+
+    .text
+    .globl syscall_entry
+    .balign 16
+syscall_entry:
+    swapgs
+    mov %rsp, %gs:PERCPU_USER_RSP
+    mov %gs:PERCPU_KSTACK, %rsp
+    /* The frame, with stores rather than pushes, for what the way back
+     * reads: the general registers but rcx and r11 (the user's are gone:
+     * `syscall` put RIP and RFLAGS there, and sysret clobbers both again),
+     * RIP, RFLAGS and RSP. The rest (vector, error code, CS, SS) only the
+     * general path fills in, below: nothing reads them in a frame the
+     * fast path leaves (a thread blocked at it resumes through sysret). */
+    sub $FRAME_SIZE, %rsp
+    mov %rcx, FRAME_RIP(%rsp)
+    mov %r11, FRAME_RFLAGS(%rsp)
+    mov %gs:PERCPU_USER_RSP, %rcx
+    mov %rcx, FRAME_RSP(%rsp)
+    mov %rax, FRAME_RAX(%rsp)
+    mov %rbx, FRAME_RBX(%rsp)
+    mov %rdx, FRAME_RDX(%rsp)
+    mov %rsi, FRAME_RSI(%rsp)
+    mov %rdi, FRAME_RDI(%rsp)
+    mov %rbp, FRAME_RBP(%rsp)
+    mov %r8, FRAME_R8(%rsp)
+    mov %r9, FRAME_R9(%rsp)
+    mov %r10, FRAME_R10(%rsp)
+    mov %r12, FRAME_R12(%rsp)
+    mov %r13, FRAME_R13(%rsp)
+    mov %r14, FRAME_R14(%rsp)
+    mov %r15, FRAME_R15(%rsp)
+    xor %ebp, %ebp                /* the end of the kernel backtrace */
+    mov %rsp, %rdi
+    cmp $1, %rax                  /* Call or ReplyRecv: the fast path first */
+    ja 1f
+    je 3f
+    call mk_fastpath_call         /* rax: the partner's frame, or 0 */
+    FAST_EXIT
+3:  call mk_fastpath_reply_recv
+    FAST_EXIT
 2:  mov %rsp, %rdi                /* a miss: the general path */
-1:  call arch_syscall
+1:  movq $USER_DS, FRAME_SS(%rsp) /* the rest of the frame */
+    movq $USER_CS, FRAME_CS(%rsp)
+    movq $0, FRAME_ERROR_CODE(%rsp)
+    movq $0x100, FRAME_VECTOR(%rsp) /* a syscall frame */
+    call arch_syscall
     /* fall through */
 
 /* Returns to user mode through the TrapFrame at rsp, with interrupts off. */

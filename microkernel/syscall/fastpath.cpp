@@ -39,90 +39,119 @@
 
 namespace mk {
 
+// The entry stub's fast exit does not check the partner's RIP (syscall.S,
+// FAST_EXIT): the RIP after a `syscall` in a user page is in the user half.
+static_assert(abi::kUserEnd <= uint64_t{1} << 47, "user pages end in the user half");
+
 class FastPath {
   public:
-    // Flattened: every helper on the hot path, down to the list operations,
-    // is inlined into each path, whatever the inlining heuristics would choose
-    // (the rare ones, a timeout to cancel or an FS base to load, are calls).
-    [[gnu::flatten]] static FastPathExit call(PerCpu& cpu, TrapFrame& f);
-    [[gnu::flatten]] static FastPathExit reply_recv(PerCpu& cpu, TrapFrame& f);
+    // Inlined into the entry points below, which are flattened: every
+    // helper on the hot path, down to the list operations, is inlined,
+    // whatever the inlining heuristics would choose (the rare ones, a
+    // timeout to cancel or an FS base to load, are calls).
+    [[gnu::always_inline]] static FastPathExit call(TrapFrame& f);
+    [[gnu::always_inline]] static FastPathExit reply_recv(TrapFrame& f);
 
   private:
-    static constexpr FastPathExit kMiss{nullptr, nullptr};
+    static constexpr FastPathExit kMiss{nullptr};
 
     // What a message must be for the fast path: no payload, no handles, no
-    // reserved bit, a label user code may send, and no timeout; a0 a handle.
-    // One compare covers the info word: below the notice labels, every bit
-    // above the label (length, handles, reserved) is 0.
+    // reserved bit, a label user code may send, and no timeout. One compare
+    // covers the info word: below the notice labels, every bit above the
+    // label (length, handles, reserved) is 0. (a0 is checked by endpoint().)
     static bool message_ok(const TrapFrame& f) {
-        return f.rsi < abi::kNoticeLabelBase && f.r12 == abi::kForever && f.rdi - 1 < UINT32_MAX;
+        return f.rsi < abi::kNoticeLabelBase && f.r12 == abi::kForever;
     }
 
     // The endpoint handle a0 names with `right`, or null; with the table
     // locked on success (it keeps the endpoint alive while we use it).
-    // The table's own lookup (HandleTable::find_locked), then the type and
-    // the right, as HandleTable::lookup() checks them.
+    // HandleTable::find_locked() and the type and right HandleTable::lookup()
+    // checks, on the whole 64-bit a0: index 0 wraps and fails the range
+    // check, and a0 with any bit set above the 16-bit generation matches no
+    // slot's generation (the general path refuses such a value too).
     static Endpoint* endpoint(HandleTable& table, uint64_t handle, uint32_t right,
                               uint64_t* badge) {
         table.lock_.lock_raw();
-        const HandleTable::Slot* s = table.find_locked(HandleValue(handle));
-        if (s == nullptr || s->object->type() != ObjectType::Endpoint || (s->rights & right) == 0) {
-            table.lock_.unlock_raw();
-            return nullptr;
+        uint32_t index = uint32_t(handle) & HandleTable::kIndexMask;
+        if (index - 1 < table.capacity_) {
+            const HandleTable::Slot& s = table.slot(index);
+            if (s.state == HandleTable::SlotState::Used &&
+                s.generation == handle >> HandleTable::kIndexBits && (s.rights & right) != 0 &&
+                s.object->type() == ObjectType::Endpoint) {
+                *badge = s.badge;
+                return static_cast<Endpoint*>(s.object);
+            }
         }
-        *badge = s->badge;
-        return static_cast<Endpoint*>(s->object);
+        table.lock_.unlock_raw();
+        return nullptr;
     }
 
-    static FastPathExit miss(PerCpu& cpu) {
-        ++cpu.ipc.syscall_fastpath_misses;
+    [[gnu::cold]] static FastPathExit miss() {
+        ++this_cpu().ipc.syscall_fastpath_misses;
         return kMiss;
     }
 
-    // The current thread blocks on `queue` (no timeout), at its frame.
+    // The current thread blocks on `queue` (no timeout), at its frame: what
+    // Scheduler::mark_current_blocked_locked() does. Every field is written,
+    // in memory order, so that the compiler merges the stores; block_armed
+    // and wake_pending are false in a thread making a syscall, and
+    // exit_requested was found false under this lock.
     static void block_current(Thread& self, WaitQueue& queue) {
-        self.at_frame = true;
-        self.state = ThreadState::Blocked;
-        self.wake_reason = WakeReason::None;
-        self.block_armed = false;
-        self.wake_pending = false;
         self.waiting_on = &queue;
-        queue.push_back(self);
+        set_state(self, WakeReason::None, ThreadState::Blocked, true);
+        queue.link_back(self);
     }
 
-    // Runs `next` (Blocked at its frame, its wait just ended) in place of
-    // `self` (Blocked now): the scheduler's part of a direct switch, then the
-    // CPU's. Returns where the stub leaves for user mode.
-    static FastPathExit switch_to(PerCpu& cpu, Scheduler& s, Thread& self, Thread& next) {
-        if (next.timeout_hook.is_linked()) s.cancel_timeout_locked(next);
-        next.at_frame = false;
-        next.wake_reason = WakeReason::Woken;
-        next.state = ThreadState::Running;
+    // Thread's word of scheduler state (wake_reason to spare_), in one store.
+    // block_armed and wake_pending are false in a thread blocked or making a
+    // syscall, and exit_requested was found false under this lock.
+    static void set_state(Thread& t, WakeReason reason, ThreadState state, bool at_frame) {
+        t.wake_reason = reason;
+        t.state = state;
+        t.at_frame = at_frame;
+        t.block_armed = false;
+        t.wake_pending = false;
+        t.exit_requested = false;
+        t.spare_[0] = 0;
+        t.spare_[1] = 0;
+    }
+
+    // An IpcState's op, result and user_op, in one store.
+    static void set_op(IpcState& ipc, IpcState::Op op, Error result, IpcState::UserOp user_op) {
+        ipc.op = op;
+        ipc.result = result;
+        ipc.user_op = user_op;
+        ipc.spare_ = 0;
+    }
+
+    // Runs `next` (Blocked at its frame, its wait just ended, on no queue)
+    // in place of `self` (Blocked now): what Scheduler::switch_to_locked()
+    // does, then the CPU's part. Returns where the stub leaves for user mode.
+    static FastPathExit switch_to(Scheduler& s, Thread& self, Thread& next) {
+        if (next.timeout_hook.is_linked()) [[unlikely]]
+            s.cancel_timeout_locked(next);
+        set_state(next, WakeReason::Woken, ThreadState::Running, false);
         s.current_ = &next;
         s.donate_target_ = nullptr;
-        // A block, a wake and a direct switch, counted as the scheduler
-        // counts them; the endpoint counters count it once, as a hit.
-        SchedCounters& c = s.counters_;
-        ++c.blocks;
-        ++c.wakeups;
-        ++c.direct_switches;
-        ++c.switches;
-        ++cpu.ipc.syscall_fastpath_hits;
-        Cpu::load_context(self.context, next.context);
-        return FastPathExit{&Cpu::syscall_frame(next.context), s.lock_.word()};
+        // A block, a wake, a direct switch and a switch, and a hit: counted
+        // once (Scheduler::counters() and ipc_counters() add it in).
+        ++s.fast_switches_;
+        Cpu::load_user_context(self.context, next.context);
+        return FastPathExit{&Cpu::syscall_frame(next.context)};
     }
 };
 
-FastPathExit FastPath::call(PerCpu& cpu, TrapFrame& f) {
+inline FastPathExit FastPath::call(TrapFrame& f) {
+    PerCpu& cpu = this_cpu();
     Scheduler& s = cpu.scheduler;
-    if (!message_ok(f) || !ipc_fast_path() || !s.donation_enabled()) return miss(cpu);
+    if (!message_ok(f) || !ipc_fast_path() || !s.donation_enabled()) return miss();
     Thread& self = *s.current_;
     HandleTable& table = self.process->handles();
     uint64_t badge;
     Endpoint* ep = endpoint(table, f.rdi, abi::kRightSend, &badge);
-    if (ep == nullptr) return miss(cpu);
+    if (ep == nullptr) return miss();
     s.lock_.lock_raw();
-    Thread* server = ep->receivers_.front();
+    Thread* server = ep->receivers_.first_or_null();
     // A waiting receiver has taken every queued notice and sender already.
     // One that still holds an unanswered call (a plain Recv) would drop it:
     // the general path does that. A killed one is never left on a queue
@@ -131,43 +160,40 @@ FastPathExit FastPath::call(PerCpu& cpu, TrapFrame& f) {
         server->exit_requested || self.exit_requested) {
         s.lock_.unlock_raw();
         table.lock_.unlock_raw();
-        return miss(cpu);
+        return miss();
     }
 
     // The point of no return. The server receives the call...
-    ep->receivers_.remove(*server);
+    WaitQueue::unlink(*server);
     server->waiting_on = nullptr;
-    server->ipc->endpoint_ref.leak()->release_not_last();  // the caller's handle holds one
-    table.lock_.unlock_raw();
     IpcState& sipc = *server->ipc;
+    sipc.endpoint_ref.leak()->release_not_last();  // the caller's handle holds one
+    table.lock_.unlock_raw();
     IpcState& cipc = *self.ipc;
+    set_op(sipc, IpcState::Op::None, Error::None, IpcState::UserOp::None);
     sipc.reply = ReplyToken{self.id(), ++cipc.call_seq};
-    sipc.op = IpcState::Op::None;
-    sipc.result = Error::None;
-    sipc.user_op = IpcState::UserOp::None;
     TrapFrame& to = Cpu::syscall_frame(server->context);
     to.rax = uint64_t(abi::Err::Ok);
     to.rdi = badge;
     to.rsi = f.rsi | abi::MsgInfo{0, 0, 0, true}.encode();  // the words stay in registers
     // ...and the caller waits for the reply on its callers queue.
-    cipc.op = IpcState::Op::ReplyWait;
-    cipc.result = Error::WouldBlock;
-    cipc.user_op = IpcState::UserOp::Call;
+    set_op(cipc, IpcState::Op::ReplyWait, Error::WouldBlock, IpcState::UserOp::Call);
     block_current(self, sipc.callers);
-    return switch_to(cpu, s, self, *server);
+    return switch_to(s, self, *server);
 }
 
-FastPathExit FastPath::reply_recv(PerCpu& cpu, TrapFrame& f) {
+inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
+    PerCpu& cpu = this_cpu();
     Scheduler& s = cpu.scheduler;
-    if (!message_ok(f) || !ipc_fast_path() || !s.donation_enabled()) return miss(cpu);
+    if (!message_ok(f) || !ipc_fast_path() || !s.donation_enabled()) return miss();
     Thread& self = *s.current_;
     IpcState& sipc = *self.ipc;
     ReplyToken token = sipc.reply;
-    if (!token.valid()) return miss(cpu);
+    if (!token.valid()) return miss();
     HandleTable& table = self.process->handles();
     uint64_t badge;
     Endpoint* ep = endpoint(table, f.rdi, abi::kRightReceive, &badge);
-    if (ep == nullptr) return miss(cpu);
+    if (ep == nullptr) return miss();
     s.lock_.lock_raw();
     // The caller the token names, still waiting for this very reply: the
     // oldest on this thread's callers queue (the only one, unless the server
@@ -177,46 +203,55 @@ FastPathExit FastPath::reply_recv(PerCpu& cpu, TrapFrame& f) {
     // a receiver came still holds its call's reference to it, which is no
     // last one if it is this endpoint (this thread's handle holds another).
     // And nothing waiting on the endpoint, which the receive would take.
-    Thread* caller = sipc.callers.front();
+    Thread* caller = sipc.callers.first_or_null();
     if (caller == nullptr || caller->id() != token.caller || caller->ipc->call_seq != token.call ||
         !caller->at_frame || (caller->ipc->endpoint_ref && caller->ipc->endpoint_ref.get() != ep) ||
-        !ep->senders_.empty() || !ep->notices_.empty() || ep->dead_ || caller->exit_requested ||
-        self.exit_requested) {
+        !ep->senders_.is_empty() || ep->notices_.size() != 0 || ep->dead_ ||
+        caller->exit_requested || self.exit_requested) {
         s.lock_.unlock_raw();
         table.lock_.unlock_raw();
-        return miss(cpu);
+        return miss();
     }
 
     // The point of no return. The caller takes the reply...
-    sipc.reply = {};
-    sipc.callers.remove(*caller);
+    WaitQueue::unlink(*caller);
     caller->waiting_on = nullptr;
     IpcState& cipc = *caller->ipc;
-    if (cipc.endpoint_ref) cipc.endpoint_ref.leak()->release_not_last();
-    cipc.op = IpcState::Op::None;
-    cipc.result = Error::None;
-    cipc.user_op = IpcState::UserOp::None;
+    if (cipc.endpoint_ref) [[unlikely]]
+        cipc.endpoint_ref.leak()->release_not_last();
+    set_op(cipc, IpcState::Op::None, Error::None, IpcState::UserOp::None);
     TrapFrame& to = Cpu::syscall_frame(caller->context);
     to.rax = uint64_t(abi::Err::Ok);
     to.rdi = 0;
     to.rsi = f.rsi;  // the words stay in registers (syscall.S)
     // ...and this thread waits for the next message on the endpoint, holding
     // its reference as the general path's receive does.
-    sipc.op = IpcState::Op::Recv;
-    sipc.result = Error::WouldBlock;
-    sipc.user_op = IpcState::UserOp::Recv;
+    set_op(sipc, IpcState::Op::Recv, Error::WouldBlock, IpcState::UserOp::Recv);
+    sipc.reply = {};
     sipc.superseded = {};
-    MK_ASSERT(!sipc.endpoint_ref);  // complete_ipc() dropped the last one's
-    sipc.endpoint_ref = Ref<KObject>::retain(ep);
+    MK_ASSERT(!sipc.endpoint_ref);                // complete_ipc() dropped the last one's
+    sipc.endpoint_ref = Ref<KObject>::adopt(ep);  // no release: it was empty
+    ep->retain();
     block_current(self, ep->receivers_);
     table.lock_.unlock_raw();
-    return switch_to(cpu, s, self, *caller);
+    return switch_to(s, self, *caller);
 }
 
 }  // namespace mk
 
-extern "C" mk::FastPathExit mk_fastpath(mk::TrapFrame* frame) {
-    mk::PerCpu& cpu = mk::this_cpu();
-    return frame->rax == uint64_t(mk::abi::Sys::Call) ? mk::FastPath::call(cpu, *frame)
-                                                      : mk::FastPath::reply_recv(cpu, *frame);
+// The entry stub's ways in (arch/x86_64/syscall.S), interrupts off.
+extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_call(mk::TrapFrame* frame) {
+    return mk::FastPath::call(*frame);
 }
+extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_reply_recv(mk::TrapFrame* frame) {
+    return mk::FastPath::reply_recv(*frame);
+}
+
+#ifdef MK_HOST
+// Only for the host tests: in the kernel nothing may call into this object
+// but the entry stub (scripts/check-fastpath-symbols).
+extern "C" mk::FastPathExit mk_fastpath(mk::TrapFrame* frame) {
+    return frame->rax == uint64_t(mk::abi::Sys::Call) ? mk_fastpath_call(frame)
+                                                      : mk_fastpath_reply_recv(frame);
+}
+#endif

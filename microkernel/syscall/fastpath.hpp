@@ -1,23 +1,29 @@
 // The syscall fast path's interface to the entry stub (syscall/fastpath.cpp).
 #pragma once
 
-#include <atomic>
-
 #include "trap_frame.hpp"
 
 namespace mk {
 
-// What the fast path tells the entry stub, in rax:rdx. frame == nullptr: a
+// What the fast path tells the entry stub, in rax. frame == nullptr: a
 // miss, nothing changed; the stub takes the general path. Otherwise the
 // caller of the syscall is blocked at its frame, the partner is the current
 // thread, and the stub moves to `frame` (the partner's user registers),
-// releases `lock` (the scheduler lock) and returns to user mode there.
+// releases this CPU's scheduler lock (which the fast path left held) and
+// returns to user mode there.
 struct FastPathExit {
     TrapFrame* frame;
-    std::atomic<bool>* lock;
 };
 
 }  // namespace mk
 
-// Call (rax 0) or ReplyRecv (rax 1) from user mode, interrupts off.
+// Call (rax 0) or ReplyRecv (rax 1) from user mode, interrupts off: the
+// entry stub calls the one its rax names. In the kernel they do not
+// preserve rbx and r12-r15 (microkernel/meson.build): nothing but the stub
+// may call them.
+extern "C" mk::FastPathExit mk_fastpath_call(mk::TrapFrame* frame);
+extern "C" mk::FastPathExit mk_fastpath_reply_recv(mk::TrapFrame* frame);
+#ifdef MK_HOST
+// The host tests play the stub through this one, which dispatches on rax.
 extern "C" mk::FastPathExit mk_fastpath(mk::TrapFrame* frame);
+#endif

@@ -7,18 +7,20 @@ import gdb
 gdb.execute("set pagination off")
 gdb.execute("set confirm off")
 gdb.execute(f"target remote :{os.environ['TRACE_PORT']}")
-entry = gdb.Breakpoint("mk_fastpath")
+# The stub enters the fast path through mk_fastpath_call once per round
+# trip (and mk_fastpath_reply_recv once).
+entry = gdb.Breakpoint("mk_fastpath_call")
 entry.ignore_count = int(os.environ["TRACE_SKIP"])
 gdb.execute("continue")
 entry.enabled = False
-fastpath = int(gdb.parse_and_eval("(long)&mk_fastpath")) & (2**64 - 1)
+fastpath = int(gdb.parse_and_eval("(long)&mk_fastpath_call")) & (2**64 - 1)
 rips = []
 seen = 0
 while True:
     rip = int(gdb.parse_and_eval("$rip")) & (2**64 - 1)
     if rip == fastpath:
         seen += 1
-        if seen == 3:  # this one starts the next round trip
+        if seen == 2:  # this one starts the next round trip
             break
     rips.append(rip)
     gdb.execute("stepi", to_string=True)

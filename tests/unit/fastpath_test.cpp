@@ -273,7 +273,6 @@ class FastPathTest : public testing::SchedFixture {
         FastPathExit exit = mk_fastpath(&frame(t));
         EXPECT_EQ(this_cpu().held_locks.count, 0u);  // raw locks, no bookkeeping
         if (exit.frame != nullptr) {
-            EXPECT_EQ(exit.lock, sched().lock().word());
             EXPECT_TRUE(sched().lock().is_locked());  // until the stub is off t's stack
             // The stub passes the message words through in registers: the
             // partner returns to user mode with t's rdx, r10, r8 and r9.
@@ -281,10 +280,9 @@ class FastPathTest : public testing::SchedFixture {
             exit.frame->r10 = frame(t).r10;
             exit.frame->r8 = frame(t).r8;
             exit.frame->r9 = frame(t).r9;
-            exit.lock->store(false, std::memory_order_release);
+            sched().lock().word()->store(0, std::memory_order_release);
             FakeCpu::irq_enabled = true;  // sysret
         } else {
-            EXPECT_EQ(exit.lock, nullptr);
             EXPECT_FALSE(sched().lock().is_locked());
         }
         return exit;
@@ -693,6 +691,10 @@ TEST_F(FastPathTest, CallThroughBadHandlesMisses) {
     const Case cases[] = {
         {0, Err::BadHandle},
         {(uint64_t{1} << 32) | ch_, Err::BadHandle},
+        // Any bit above the 16-bit generation: the fast path compares all
+        // 48 bits above the index with the slot's generation.
+        {(uint64_t{1} << 47) | ch_, Err::BadHandle},
+        {(uint64_t{1} << 63) | ch_, Err::BadHandle},
         {0xFFFFFFFF, Err::BadHandle},
         {stale_handle(b_), Err::BadHandle},
         {insert(b_, c_, abi::kRightsAll), Err::BadHandle},  // a thread
@@ -925,6 +927,8 @@ TEST_F(FastPathTest, ReplyRecvThroughBadHandlesMisses) {
     const Case cases[] = {
         {0, Err::BadHandle},
         {(uint64_t{1} << 32) | sh_, Err::BadHandle},
+        {(uint64_t{1} << 47) | sh_, Err::BadHandle},
+        {(uint64_t{1} << 63) | sh_, Err::BadHandle},
         {0xFFFFFFFF, Err::BadHandle},
         {stale_handle(a_), Err::BadHandle},
         {insert(a_, s_, abi::kRightsAll), Err::BadHandle},  // a thread

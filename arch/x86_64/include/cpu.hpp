@@ -18,12 +18,17 @@ class Cpu {
     // CR3 and the FS base only when they change, the FPU state at the first
     // FPU instruction (#NM).
     struct Context {
+        // Where the switch frame is while switched out; 0: the thread gave
+        // its stack up and resumes at its TrapFrame (arch_resume_at_frame).
         uint64_t rsp = 0;
         uint64_t kernel_stack_top = 0;  // 0: the boot thread (never enters user mode)
         uint64_t root = 0;              // page-table root; 0: a kernel thread (any will do)
         uint64_t fs_base = 0;           // a user thread's FS base (TLS pointer), < kFsBaseEnd
-        void* fpu = nullptr;            // FXSAVE area of a user thread
-        bool fpu_used = false;          // the area holds state (else: fninit at first use)
+        // What switch_fs_base() compares: null while fs_base is 0, else
+        // this context (set with fs_base, by set_user_fs_base()).
+        const Context* fs_key = nullptr;
+        void* fpu = nullptr;    // FXSAVE area of a user thread
+        bool fpu_used = false;  // the area holds state (else: fninit at first use)
     };
 
     static void init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg);
@@ -42,12 +47,41 @@ class Cpu {
     }
     // Makes `to` the context the CPU runs next, without moving to its stack:
     // its kernel entry stack, address space and FPU ownership. The fast path
-    // then leaves through `to`'s TrapFrame; `from`, blocked, resumes at its
-    // own frame as after switch_context_leaving_stack() (the entry stub
-    // writes the return address below the frame, once it has left it).
+    // then leaves through `to`'s TrapFrame; `from`, blocked, gives its stack
+    // up and resumes at its own frame when switched to (Context::rsp 0).
     static void load_context(Context& from, Context& to) {
         load_state(to);
-        from.rsp = from.kernel_stack_top - sizeof(TrapFrame) - 7 * sizeof(uint64_t);
+        from.rsp = 0;
+    }
+
+    // load_context() for the syscall fast path, whose threads are user
+    // threads both (a kernel stack, an address space, an FPU area): the
+    // same changes, without the tests for a kernel thread. No "memory"
+    // clobbers: CR3 and CR0 change nothing the kernel's C++ reads (the
+    // kernel half is the same in every address space), and the entry
+    // stack slot at %gs:8 is only read by the entry stub.
+    static void load_user_context(Context& from, const Context& to) {
+        SwitchState& s = switch_state;
+        uint64_t top = to.kernel_stack_top;
+        __builtin_memcpy(s.entry_stack, &top, sizeof(uint64_t));
+        asm volatile("mov %0, %%gs:8" ::"r"(top));
+        if (to.root != s.loaded_root) {
+            asm volatile("mov %0, %%cr3" ::"r"(to.root));
+            s.loaded_root = to.root;
+        }
+        switch_fs_base(to);
+        // set_fpu_trap(s.fpu_owner != &to), tested in the order that costs
+        // least when TS does not change.
+        if (s.fpu_owner == &to) {
+            if (s.ts_set) {
+                asm volatile("clts");
+                s.ts_set = false;
+            }
+        } else if (!s.ts_set) {
+            asm volatile("mov %0, %%cr0" ::"r"(s.cr0_ts));
+            s.ts_set = true;
+        }
+        from.rsp = 0;
     }
 
     // What every switch to `to` changes besides the stack: the stack the
@@ -80,10 +114,13 @@ class Cpu {
     // or `to` is that thread (its own selector load is its own affair, as on
     // Linux), never for another thread with the same value (two processes
     // with their TLS at the same address).
+    //
+    // That is one compare of keys (Context::fs_key, SwitchState::loaded_fs_key):
+    // null for 0, else the context whose value was written, so another
+    // thread's equal value does not match.
     static void switch_fs_base(const Context& to) {
-        SwitchState& s = switch_state;
-        if (to.fs_base == s.loaded_fs_base && (to.fs_base == 0 || &to == s.fs_base_owner)) return;
-        load_fs_base(to);
+        if (to.fs_key != switch_state.loaded_fs_key) [[unlikely]]
+            load_fs_base(to);
     }
     // Writes MSR_FS_BASE with ctx.fs_base (arch/x86_64/context.cpp).
     static void load_fs_base(const Context& ctx);
@@ -91,22 +128,29 @@ class Cpu {
     // This CPU's switch state (one CPU for now).
     struct SwitchState {
         uint64_t loaded_root = 0;  // what CR3 holds
-        // What MSR_FS_BASE was last set to, and for whom; the CPU holds
-        // loaded_fs_base or 0 (see switch_fs_base).
-        uint64_t loaded_fs_base = 0;
-        const Context* fs_base_owner = nullptr;
+        // Whose FS base MSR_FS_BASE was last set to (the fs_key of that
+        // context; null: 0, kStaleFsKey: a context since released); the
+        // CPU holds that value or 0 (see switch_fs_base).
+        const Context* loaded_fs_key = nullptr;
         Context* fpu_owner = nullptr;  // whose state the FPU registers hold
         bool ts_set = false;           // CR0.TS: the next FPU instruction traps (#NM)
         void* entry_stack = nullptr;   // TSS.rsp0 (unaligned): the stack of entries from ring 3
+        uint64_t cr0_ts = 0;           // CR0 with TS set (kept at boot: nothing else changes)
     };
+    // SwitchState::loaded_fs_key of a value written for a context that no
+    // longer exists: matches no context, so the next switch writes again.
+    static const Context kStaleFsKey;
     static SwitchState switch_state;
 
+    // Sets CR0.TS from the value kept at boot (no read of CR0), or clears
+    // it with clts; only when it changes.
     static void set_fpu_trap(bool on) {
         if (switch_state.ts_set == on) return;
-        uint64_t cr0;
-        asm volatile("mov %%cr0, %0" : "=r"(cr0));
-        cr0 = on ? cr0 | kCr0Ts : cr0 & ~kCr0Ts;
-        asm volatile("mov %0, %%cr0" ::"r"(cr0) : "memory");
+        if (on) {
+            asm volatile("mov %0, %%cr0" ::"r"(switch_state.cr0_ts));
+        } else {
+            asm volatile("clts");
+        }
         switch_state.ts_set = on;
     }
     static constexpr uint64_t kCr0Ts = 1u << 3;
@@ -179,6 +223,7 @@ class Cpu {
 };
 
 inline Cpu::SwitchState Cpu::switch_state{};
+inline const Cpu::Context Cpu::kStaleFsKey{};
 
 static_assert(CpuInterface<Cpu>);
 

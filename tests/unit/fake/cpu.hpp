@@ -36,6 +36,8 @@ class Cpu {
     static TrapFrame& syscall_frame(Context& ctx) { return ctx.frame; }
     // The fast path's switch: recorded like switch_context(); returns.
     static void load_context(Context& from, Context& to);
+    // The same, for the fast path's user threads; recorded alike.
+    static void load_user_context(Context& from, Context& to) { load_context(from, to); }
     // User threads do not run on the host (enter_user aborts), but user
     // address spaces exist: page tables as maps, frames in host memory
     // (frame_to_kernel is the identity), with the refusals of
