@@ -69,6 +69,10 @@ Result<Child> spawn_raw(const Endpoint& proc, const char* module, const char* ar
 
 Result<Exited> wait4(const Endpoint& proc, uint64_t pid, uint64_t options) {
     Result<Received> r = ipc::call(proc, Message(kWait).set_word(0, pid).set_word(1, options));
+    // Pushed out by newer waits of this process (kMaxWaiters): ask again.
+    while (r && ipc::reply_status(r->message) == abi::Err(kWaitEvicted)) {
+        r = ipc::call(proc, Message(kWait).set_word(0, pid).set_word(1, options));
+    }
     if (!r) return r.error();
     if (abi::Err e = ipc::reply_status(r->message); e != abi::Err::Ok) return e;
     return Exited{r->message.word(0), r->message.word(1)};

@@ -23,7 +23,7 @@ struct PipeService {
     Response create(Request& req) {
         if (req.badge() != 0) return abi::Err::NoRights;
         uint64_t id = pipes.create();
-        if (id == 0) return abi::Err::LimitReached;
+        if (id == 0) return pipes.create_error();
         constexpr uint32_t kEndRights = abi::kRightSend | abi::kRightDuplicate;
         Result<Endpoint> r = ep.mint(kEndRights, pipe::badge_of(id, false));
         if (!r) {

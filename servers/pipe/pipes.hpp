@@ -29,6 +29,7 @@
 #include "mk/containers.hpp"
 #include "mk/pipe.hpp"
 #include "mk/server.hpp"
+#include "mk/services.hpp"
 
 namespace mk::pipe_server {
 
@@ -51,6 +52,10 @@ class Pipes {
     // pipe::badge_of(id, write_end)), or 0 when kMaxPipes are open or
     // there is no memory.
     uint64_t create() { return pipes_.create(); }
+    // Why create() returned 0.
+    abi::Err create_error() const {
+        return pipes_.full() ? abi::Err::LimitReached : abi::Err::OutOfMemory;
+    }
 
     // Forgets a pipe at once (main.cpp, when the ends' handles could not
     // be made); a stale id does nothing.
@@ -73,6 +78,11 @@ class Pipes {
             return m;
         }
         if (at_eof(*p)) return eof();
+        if (p->readers.size() >= pipe::kMaxReaders) {
+            (void)p->readers.pop_front().reply.fail(abi::Err(pipe::kWaitEvicted));
+        } else if (waiting() >= services::kMaxDeferred) {
+            return abi::Err::LimitReached;
+        }
         Result<Reply> r = req.defer();
         if (!r) return r.error();
         Reader reader{std::move(r).value(), uint32_t(want)};
@@ -96,6 +106,9 @@ class Pipes {
             return written(n);
         }
         // Full, or writers before it: it waits its turn, its bytes with it.
+        if (p->writers.size() >= pipe::kMaxWriters || waiting() >= services::kMaxDeferred) {
+            return abi::Err::LimitReached;
+        }
         Result<Reply> r = req.defer();
         if (!r) return r.error();
         Writer w{std::move(r).value(), uint32_t(n), 0, {}};
@@ -153,6 +166,12 @@ class Pipes {
 
   private:
     static constexpr size_t kCapacity = pipe::kCapacity;
+
+    // Deferred replies held, over all pipes.
+    size_t waiting() const {
+        Stats s = stats();
+        return s.readers_waiting + s.writers_waiting;
+    }
 
     struct Reader {
         Reply reply;

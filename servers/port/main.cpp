@@ -22,7 +22,7 @@ struct PortService {
     Response create(Request& req) {
         if (req.badge() != 0) return abi::Err::NoRights;
         uint64_t id = ports.create();
-        if (id == 0) return abi::Err::LimitReached;
+        if (id == 0) return ports.create_error();
         constexpr uint32_t kPortRights = abi::kRightSend | abi::kRightDuplicate;
         Result<Endpoint> h = ep.mint(kPortRights, port::badge_of(id));
         if (!h) {

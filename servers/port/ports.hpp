@@ -29,6 +29,7 @@
 #include "mk/containers.hpp"
 #include "mk/port.hpp"
 #include "mk/server.hpp"
+#include "mk/services.hpp"
 
 namespace mk::port_server {
 
@@ -59,6 +60,10 @@ class Ports {
     // A new port: its id (its handle's badge is port::badge_of(id)), or 0
     // when kMaxPorts are open or there is no memory.
     uint64_t create() { return ports_.create(); }
+    // Why create() returned 0.
+    abi::Err create_error() const {
+        return ports_.full() ? abi::Err::LimitReached : abi::Err::OutOfMemory;
+    }
 
     // Forgets a port at once (main.cpp, when its handle could not be
     // made); a stale id does nothing.
@@ -95,13 +100,15 @@ class Ports {
         }
         // Registered before anything else can happen to the port: the next
         // post that meets `min` finds it (no lost wake-up).
-        Result<Reply> r = req.defer();
-        if (!r) return r.error();
         if (p->waiters.size() >= port::kMaxWaiters) {
             // Usually the entry of a wait that timed out long ago: then the
             // answer reaches nobody.
             (void)p->waiters.pop_front().reply.fail(abi::Err(port::kPortWaitEvicted));
+        } else if (waiting() >= services::kMaxDeferred) {
+            return abi::Err::LimitReached;
         }
+        Result<Reply> r = req.defer();
+        if (!r) return r.error();
         Waiter w{std::move(r).value(), uint32_t(max), uint32_t(min)};
         if (!p->waiters.push_back(std::move(w))) (void)w.reply.fail(abi::Err::OutOfMemory);
         return Response::deferred();
@@ -157,6 +164,11 @@ class Ports {
     }
 
   private:
+    // Deferred replies held, over all ports.
+    size_t waiting() const {
+        Stats s = stats();
+        return s.waiters + s.posters;
+    }
     static constexpr size_t kCapacity = port::kCapacity;
 
     struct Waiter {
@@ -205,7 +217,9 @@ class Ports {
             return abi::Err::Ok;
         }
         if (!may_wait) return abi::Err(port::kPortFull);
-        if (p->posters.size() >= port::kMaxPosters) return abi::Err::LimitReached;
+        if (p->posters.size() >= port::kMaxPosters || waiting() >= services::kMaxDeferred) {
+            return abi::Err::LimitReached;
+        }
         Result<Reply> r = req.defer();
         if (!r) return r.error();
         Poster ps{std::move(r).value(), packet};

@@ -20,6 +20,9 @@ struct ProcService {
     proc_server::Procs<DeferredReply> procs;
 
     Response spawn(Request& req) {
+        // A spawn sent without waiting for the answer could not be given
+        // the child's process handle: refused, nothing started.
+        if (!req.expects_reply()) return abi::Err::InvalidArgument;
         Message& m = req.message();
         const char* module = nullptr;
         const char* args = nullptr;

@@ -72,7 +72,7 @@ class Procs {
             return 0;
         }
         uint64_t id = procs_.create(parent);
-        if (id == 0) *error = abi::Err::LimitReached;
+        if (id == 0) *error = procs_.full() ? abi::Err::LimitReached : abi::Err::OutOfMemory;
         return id;
     }
     // The spawn of reserved record `id` succeeded: the child is `pid`.
@@ -104,10 +104,16 @@ class Procs {
         if (!any_match) return abi::Err(proc::kNoChild);
         if (zombie != 0) return reap(zombie);
         if ((options & proc::kWaitNoHang) != 0) return exited(0, 0);
+        Proc* self = record(self_id);
+        if (self->waiters.size() >= proc::kMaxWaiters) {
+            (void)self->waiters.pop_front().reply.fail(abi::Err(proc::kWaitEvicted));
+        } else if (stats().waiters >= services::kMaxDeferred) {
+            return abi::Err::LimitReached;
+        }
         Result<Reply> r = req.defer();
         if (!r) return r.error();
         Waiter w{std::move(r).value(), pid};
-        if (!record(self_id)->waiters.push_back(std::move(w))) {
+        if (!self->waiters.push_back(std::move(w))) {
             (void)w.reply.fail(abi::Err::OutOfMemory);
         }
         return Response::deferred();

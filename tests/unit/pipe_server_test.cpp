@@ -4,6 +4,7 @@
 // while they wait, and every bad request getting a clear error.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -297,6 +298,56 @@ TEST_F(PipeServerTest, ThePipeTableHasABoundAndFreedSlotsAreReused) {
     pipes_.last_handle(badge_of(ids[7], false));
     pipes_.last_handle(badge_of(ids[7], true));
     EXPECT_NE(pipes_.create(), 0u);
+}
+
+// Stale entries (reads that timed out) cannot pile up: past kMaxReaders
+// the oldest read is pushed out, and the reader's library asks again.
+TEST_F(PipeServerTest, WaitingReadersAreBoundedByEvictingTheOldest) {
+    std::vector<CallRef> reads;
+    for (size_t i = 0; i < pipe::kMaxReaders; ++i) reads.push_back(read(1));
+    EXPECT_EQ(pipes_.stats().readers_waiting, pipe::kMaxReaders);
+    CallRef newest = read(1);
+    EXPECT_EQ(reads[0]->label, pipe::kWaitEvicted);
+    EXPECT_TRUE(reads[1]->waiting());
+    EXPECT_EQ(pipes_.stats().readers_waiting, pipe::kMaxReaders);
+    EXPECT_TRUE(wrote(write("x"), 1));
+    EXPECT_EQ(reads[1]->payload, "x");  // still in arrival order
+}
+
+TEST_F(PipeServerTest, WaitingWritersAreBoundedAndARefusedWriteWritesNothing) {
+    while (pipes_.buffered(id_) < pipe::kCapacity) {
+        size_t n = std::min<size_t>(abi::kMaxPayload, pipe::kCapacity - pipes_.buffered(id_));
+        ASSERT_TRUE(write(std::string(n, 'f'))->ok());
+    }
+    size_t before = pipes_.buffered(id_);
+    for (size_t i = 0; i < pipe::kMaxWriters; ++i) EXPECT_TRUE(write("w")->waiting());
+    CallRef refused = write("zzz");
+    EXPECT_EQ(refused->status(), abi::Err::LimitReached);
+    EXPECT_EQ(pipes_.stats().writers_waiting, pipe::kMaxWriters);
+    EXPECT_EQ(pipes_.buffered(id_), before);
+}
+
+// Over all pipes, the server keeps at most services::kMaxDeferred replies
+// (each a handle in its table): a wait past it is refused, not queued.
+TEST_F(PipeServerTest, DeferredRepliesAreBoundedOverAllPipes) {
+    std::vector<CallRef> reads;
+    size_t held = 0;
+    uint64_t id = id_;
+    while (held < services::kMaxDeferred) {
+        for (size_t j = 0; j < pipe::kMaxReaders - 1 && held < services::kMaxDeferred;
+             ++j, ++held) {
+            reads.push_back(issue([this](FakeRequest& q) { return pipes_.read(q); },
+                                  Message(pipe::kRead).set_word(0, 1), badge_of(id, false)));
+        }
+        id = pipes_.create();
+        ASSERT_NE(id, 0u);
+    }
+    EXPECT_EQ(pipes_.stats().readers_waiting, services::kMaxDeferred);
+    CallRef refused = issue([this](FakeRequest& q) { return pipes_.read(q); },
+                            Message(pipe::kRead).set_word(0, 1), badge_of(id, false));
+    EXPECT_EQ(refused->status(), abi::Err::LimitReached);
+    EXPECT_FALSE(refused->deferred);
+    for (const CallRef& r : reads) EXPECT_TRUE(r->waiting());
 }
 
 TEST_F(PipeServerTest, DestroyAnswersWhoeverWaits) {

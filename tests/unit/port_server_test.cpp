@@ -487,6 +487,27 @@ TEST_F(PortServerTest, WaitingPostersAreBounded) {
     EXPECT_EQ(ports_.info(id_).posters, port::kMaxPosters);
 }
 
+// Over all ports, the server keeps at most services::kMaxDeferred replies
+// (each a handle in its table): a wait or post past it is refused.
+TEST_F(PortServerTest, DeferredRepliesAreBoundedOverAllPorts) {
+    std::vector<CallRef> waits;
+    uint64_t badge = port_;
+    while (waits.size() < services::kMaxDeferred) {
+        for (size_t i = 0; i < port::kMaxWaiters - 1 && waits.size() < services::kMaxDeferred;
+             ++i) {
+            waits.push_back(wait(1, 1, badge));
+        }
+        uint64_t id = ports_.create();
+        ASSERT_NE(id, 0u);
+        badge = badge_of(id);
+    }
+    EXPECT_EQ(ports_.stats().waiters, services::kMaxDeferred);
+    CallRef refused = wait(1, 1, badge);
+    EXPECT_EQ(refused->status(), abi::Err::LimitReached);
+    EXPECT_FALSE(refused->deferred);
+    for (const CallRef& w : waits) EXPECT_TRUE(w->waiting());
+}
+
 TEST_F(PortServerTest, DestroyAnswersWhoeverWaits) {
     CallRef w = wait(1, 1);
     ports_.destroy(id_);

@@ -204,6 +204,39 @@ TEST_F(ProcServerTest, ADeadProcessesWaitsAreDropped) {
     EXPECT_EQ(procs_.stats().waiters, 0u);
 }
 
+// A process's waiting wait4 calls are bounded: past kMaxWaiters the
+// oldest is pushed out (proc::wait4() asks again).
+TEST_F(ProcServerTest, WaitersAreBoundedByEvictingTheOldest) {
+    uint64_t a = spawn(kInitBadge, 10);
+    std::vector<CallRef> waits;
+    for (size_t i = 0; i < proc::kMaxWaiters; ++i) waits.push_back(wait(kInitBadge, 0));
+    CallRef newest = wait(kInitBadge, 0);
+    EXPECT_EQ(waits[0]->label, proc::kWaitEvicted);
+    EXPECT_EQ(procs_.stats().waiters, proc::kMaxWaiters);
+    die(a, 3);
+    EXPECT_TRUE(reaped(waits[1], 10, 3));  // the oldest still waiting
+}
+
+// Over all processes, the server keeps at most services::kMaxDeferred
+// replies: a wait past it is refused, not queued.
+TEST_F(ProcServerTest, DeferredRepliesAreBoundedOverAllProcesses) {
+    std::vector<CallRef> waits;
+    for (uint64_t pid = 100; waits.size() < services::kMaxDeferred; ++pid) {
+        uint64_t parent = spawn(kInitBadge, pid);
+        (void)spawn(client_badge(parent), pid + 100000);
+        for (size_t i = 0; i < proc::kMaxWaiters - 1 && waits.size() < services::kMaxDeferred;
+             ++i) {
+            waits.push_back(wait(client_badge(parent), 0));
+        }
+    }
+    EXPECT_EQ(procs_.stats().waiters, services::kMaxDeferred);
+    uint64_t parent = spawn(kInitBadge, 5000);
+    (void)spawn(client_badge(parent), 5001);
+    CallRef refused = wait(client_badge(parent), 0);
+    EXPECT_EQ(refused->status(), abi::Err::LimitReached);
+    EXPECT_FALSE(refused->deferred);
+}
+
 TEST_F(ProcServerTest, ReserveRefusesUnknownParentsAndHasABound) {
     abi::Err e = abi::Err::Ok;
     EXPECT_EQ(procs_.reserve(client_badge(777), &e), 0u);

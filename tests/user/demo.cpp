@@ -57,6 +57,7 @@ int filter(const abi::StartInfo& start) {
 struct Worker {
     const Endpoint* port;
     int number;
+    uint64_t* taken;  // jobs taken by the whole pool
     bool done;
 };
 
@@ -68,6 +69,7 @@ void worker(void* arg) {
         if (!n) break;  // the port closed: the pool is done
         printf("worker %d took job %lu (%lu + %lu = %lu)\n", w->number, job[0].key, job[0].data[0],
                job[0].data[1], job[0].data[0] + job[0].data[1]);
+        __atomic_add_fetch(w->taken, 1, __ATOMIC_RELEASE);
     }
     __atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
 }
@@ -150,7 +152,9 @@ int main(uint64_t arg) {
     // the longest-waiting one, and it runs at once.
     Result<Endpoint> jobs = port::create(s.port);
     if (!jobs) return 11;
-    Worker workers[3] = {{&*jobs, 1, false}, {&*jobs, 2, false}, {&*jobs, 3, false}};
+    uint64_t taken = 0;
+    Worker workers[3] = {
+        {&*jobs, 1, &taken, false}, {&*jobs, 2, &taken, false}, {&*jobs, 3, &taken, false}};
     for (Worker& w : workers) {
         if (!ipc::start_thread(worker, &w)) return 12;
     }
@@ -158,6 +162,8 @@ int main(uint64_t arg) {
     for (uint64_t j = 1; j <= 6; ++j) {
         if (!port::post(*jobs, port::Packet{j, 0, {j * 10, j}})) return 13;
     }
+    // Closing drops what is still queued: first every job is taken.
+    while (__atomic_load_n(&taken, __ATOMIC_ACQUIRE) < 6) (void)sys::yield();
     (void)port::close(*jobs);
     for (Worker& w : workers) {
         while (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)) (void)sys::yield();

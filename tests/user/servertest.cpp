@@ -368,7 +368,7 @@ void port_worker(void* arg) {
         Result<size_t> n = port::wait(*w->port, got, port::kMaxBatch, 1);
         if (!n) {
             // The port closed under it: the end of the run.
-            w->bad = n.error() != port::kErrPortClosed;
+            w->bad = w->bad || n.error() != port::kErrPortClosed;
             break;
         }
         for (size_t i = 0; i < *n; ++i) {
@@ -448,10 +448,38 @@ void busy_loop(void* arg) {
     __atomic_store_n(&b->done, true, __ATOMIC_RELEASE);
 }
 
+// Whether a busy thread ran between TSC value `from` (low 32 bits) and now;
+// says so if one did.
+bool busy_ran_since(Busy (&busy)[2], uint32_t from, const char* what) {
+    uint32_t waited = uint32_t(utest::rdtsc()) - from;
+    bool ran = false;
+    for (Busy& b : busy) {
+        // A busy thread that ran in between noted a TSC in between.
+        uint32_t since = __atomic_load_n(&b.last, __ATOMIC_ACQUIRE) - from;
+        if (since < waited) {
+            printf("%s: a busy thread ran %u ticks after it, %u before the waiter returned\n", what,
+                   since, waited);
+            ran = true;
+        }
+    }
+    return ran;
+}
+
+void start_busy(Busy (&busy)[2], bool& ok) {
+    for (Busy& b : busy) ok = ok && ipc::start_thread(busy_loop, &b).ok();
+}
+
+void stop_busy(Busy (&busy)[2]) {
+    for (Busy& b : busy) __atomic_store_n(&b.stop, true, __ATOMIC_RELEASE);
+    for (Busy& b : busy) {
+        while (!__atomic_load_n(&b.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+    }
+}
+
 void proc_parent_runs_next_after_exit(const services::Services& s) {
     Busy busy[2];
     bool ok = true;
-    for (Busy& b : busy) ok = ok && ipc::start_thread(busy_loop, &b).ok();
+    start_busy(busy, ok);
     for (int round = 0; ok && round < 5; ++round) {
         Result<proc::Child> c = spawn_mode(s, kExitTsc);
         Result<proc::Exited> e = proc::wait4(s.proc, c ? c->pid : 1);
@@ -459,25 +487,72 @@ void proc_parent_runs_next_after_exit(const services::Services& s) {
         ok = c && e && proc::exited_normally(e->status);
         if (!ok) break;
         uint32_t exited = proc::exit_code(e->status);
-        uint32_t waited = now - exited;  // from the child's exit to here
-        for (Busy& b : busy) {
-            // A busy thread that ran after the exit noted a TSC in between.
-            uint32_t since = __atomic_load_n(&b.last, __ATOMIC_ACQUIRE) - exited;
-            if (since < waited) {
-                printf(
-                    "round %d: a busy thread ran %u ticks after the exit, %u before wait4 "
-                    "returned\n",
-                    round, since, waited);
-                ok = false;
-            }
-        }
-        if (round == 0) printf("wait4 returned %u TSC ticks after the child's exit\n", waited);
+        ok = !busy_ran_since(busy, exited, "exit");
+        if (round == 0)
+            printf("wait4 returned %u TSC ticks after the child's exit\n", now - exited);
     }
-    for (Busy& b : busy) __atomic_store_n(&b.stop, true, __ATOMIC_RELEASE);
-    for (Busy& b : busy) {
-        while (!__atomic_load_n(&b.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
-    }
+    stop_busy(busy);
     report(ok, "proc_parent_runs_next_after_exit_with_busy_threads");
+}
+
+// A write wakes the oldest waiting reader, and a post one waiting worker,
+// which runs next, ahead of CPU-bound threads: the writer stamps the TSC
+// into what it sends, and no busy thread may run before the waiter
+// returns with it.
+struct Waker {
+    const Endpoint* end;
+    bool port;  // a port wait, else a pipe read
+    bool waiting = false;
+    bool ok = false;
+    bool done = false;
+    Busy (*busy)[2];
+};
+
+void stamped_waiter(void* arg) {
+    auto* w = static_cast<Waker*>(arg);
+    uint32_t stamp = 0;
+    bool ok = false;
+    __atomic_store_n(&w->waiting, true, __ATOMIC_RELEASE);
+    if (w->port) {
+        port::Packet p[1];
+        Result<size_t> n = port::wait(*w->end, p, 1, 1);
+        ok = n && *n == 1;
+        stamp = uint32_t(p[0].data[0]);
+    } else {
+        Result<size_t> n = pipe::read(*w->end, &stamp, sizeof stamp);
+        ok = n && *n == sizeof stamp;
+    }
+    w->ok = ok && !busy_ran_since(*w->busy, stamp, w->port ? "post" : "write");
+    __atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
+}
+
+void waiter_runs_next(const services::Services& s) {
+    Result<pipe::Pipe> p = pipe::create(s.pipe);
+    Result<Endpoint> q = port::create(s.port);
+    Busy busy[2];
+    bool ok = p && q;
+    for (bool use_port : {false, true}) {
+        if (!ok) break;
+        Waker w{use_port ? &*q : &p->read, use_port, false, false, false, &busy};
+        ok = ipc::start_thread(stamped_waiter, &w).ok();
+        // It waits before the busy threads start.
+        while (ok && !__atomic_load_n(&w.waiting, __ATOMIC_ACQUIRE)) (void)sys::yield();
+        for (int y = 0; y < 3; ++y) (void)sys::yield();
+        start_busy(busy, ok);
+        (void)sys::yield();  // the busy threads run; then this thread again
+        uint32_t stamp = uint32_t(utest::rdtsc());
+        if (use_port) {
+            ok = ok && port::post(*q, port::Packet{1, 0, {stamp, 0}}).ok();
+        } else {
+            ok = ok && pipe::write(p->write, &stamp, sizeof stamp).ok();
+        }
+        while (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+        stop_busy(busy);
+        busy[0] = Busy{};
+        busy[1] = Busy{};
+        report(ok && w.ok, use_port ? "port_post_runs_the_waiter_next_with_busy_threads"
+                                    : "pipe_write_runs_the_reader_next_with_busy_threads");
+    }
 }
 
 // --- The stress run ---------------------------------------------------------
@@ -722,6 +797,7 @@ int main(uint64_t arg) {
     proc_wnohang_echild_killed(s);
     proc_exit_wait4_race(s);
     proc_parent_runs_next_after_exit(s);
+    waiter_runs_next(s);
     port_basics(s);
     port_producer_consumer(s);
     example_mailbox_server(s);

@@ -161,6 +161,7 @@ class Slots {
 
     size_t size() const { return count_; }
     static constexpr size_t capacity() { return N; }
+    bool full() const { return count_ == N; }
 
     // Calls f(id, object) for every live object, in slot order.
     template <typename F>

@@ -45,7 +45,8 @@ enum Label : uint32_t {
     // Reply: Ok, word 0 the count, always all of them; waits while the
     // pipe is full (backpressure: nothing is ever dropped). BrokenPipe
     // when no read end is left (also for a writer waiting when the last
-    // reader goes).
+    // reader goes). A write that waits is written even if its caller stops
+    // waiting (a call timeout, its death): its bytes went in as room came.
     kWrite = 3,
 };
 
@@ -54,8 +55,16 @@ constexpr size_t kCapacity = 4096;
 // Pipes one server holds at once.
 constexpr size_t kMaxPipes = 256;
 
+// Waiting readers and writers one pipe keeps. Past kMaxReaders the oldest
+// waiting read ends with kWaitEvicted (usually the entry of a read that
+// timed out long ago; pipe::read() asks again); past kMaxWriters a write
+// that would wait gets LimitReached, nothing of it written.
+constexpr size_t kMaxReaders = 64;
+constexpr size_t kMaxWriters = 64;
+
 // App statuses (reply labels) of the protocol.
-constexpr uint32_t kBrokenPipe = ipc::kFirstAppStatus + 1;  // EPIPE: no reader left
+constexpr uint32_t kBrokenPipe = ipc::kFirstAppStatus + 1;   // EPIPE: no reader left
+constexpr uint32_t kWaitEvicted = ipc::kFirstAppStatus + 2;  // kMaxReaders newer reads
 
 // Errors the API reports, as the server's reply said them: abi::Err values,
 // or BrokenPipe above carried as this out-of-range Err.

@@ -51,8 +51,14 @@ constexpr uint64_t kWaitNoHang = 1;  // WNOHANG: never wait
 // Processes the server keeps track of at once (live and zombie).
 constexpr size_t kMaxProcs = 256;
 
+// wait4 calls one process may have waiting; past it the oldest ends with
+// kWaitEvicted (usually one that timed out long ago; proc::wait4() asks
+// again).
+constexpr size_t kMaxWaiters = 64;
+
 // App statuses.
-constexpr uint32_t kNoChild = ipc::kFirstAppStatus + 0x20;  // ECHILD
+constexpr uint32_t kNoChild = ipc::kFirstAppStatus + 0x20;      // ECHILD
+constexpr uint32_t kWaitEvicted = ipc::kFirstAppStatus + 0x21;  // kMaxWaiters newer waits
 constexpr abi::Err kErrNoChild = abi::Err(kNoChild);
 
 // ---------------------------------------------------------------------------

@@ -29,6 +29,14 @@ enum Slot : unsigned {
     kCount = 3,  // handles a program gets after these are its own
 };
 
+// The deferred replies one server keeps at once, over all its objects and
+// clients: each is a handle in its table, where the kernel allows 1,024
+// (docs/syscalls.md), and it needs room for the handles it mints. A
+// request that would have to wait past it gets LimitReached. (A caller
+// that timed out or died leaves its entry until the server tries to answer
+// it; the per-object bounds evict the oldest such entries first.)
+constexpr size_t kMaxDeferred = 512;
+
 // Every server answers kStats on any handle to it: Ok, words
 // 0-2 counts of what it holds (docs/servers.md says which, per server),
 // word 3 the blocks live in its heap. A leak check: after clients come and
