@@ -9,19 +9,10 @@ using ipc::Endpoint;
 using ipc::Message;
 using ipc::Received;
 
-namespace {
-
-// The reply's status as an error, Ok for success.
-abi::Err status_of(const Received& r) {
-    return ipc::reply_status(r.message);
-}
-
-}  // namespace
-
 Result<Pipe> create(const Endpoint& service) {
     Result<Received> r = ipc::call(service, Message(kCreate));
     if (!r) return r.error();
-    if (abi::Err e = status_of(*r); e != abi::Err::Ok) return e;
+    if (abi::Err e = ipc::reply_status(r->message); e != abi::Err::Ok) return e;
     Pipe p{Endpoint(r->message.take_handle(0)), Endpoint(r->message.take_handle(1))};
     if (!p.read.valid() || !p.write.valid()) return abi::Err::BadState;  // not what a server sends
     return p;
@@ -32,11 +23,11 @@ Result<size_t> read(const Endpoint& end, void* buf, size_t n) {
     if (n > abi::kMaxPayload) n = abi::kMaxPayload;
     Result<Received> r = ipc::call(end, Message(kRead).set_word(0, n));
     // Pushed out by newer waiting reads (kMaxReaders): ask again.
-    while (r && status_of(*r) == abi::Err(kWaitEvicted)) {
+    while (r && ipc::reply_status(r->message) == abi::Err(kWaitEvicted)) {
         r = ipc::call(end, Message(kRead).set_word(0, n));
     }
     if (!r) return r.error();
-    if (abi::Err e = status_of(*r); e != abi::Err::Ok) return e;
+    if (abi::Err e = ipc::reply_status(r->message); e != abi::Err::Ok) return e;
     size_t got = r->message.length();
     if (got > n || got != r->message.word(0)) return abi::Err::BadState;
     std::memcpy(buf, r->message.payload(), got);
@@ -50,7 +41,7 @@ Result<size_t> write(const Endpoint& end, const void* buf, size_t n) {
         size_t piece = n - done < abi::kMaxPayload ? n - done : abi::kMaxPayload;
         Result<Received> r = ipc::call(end, Message(kWrite).append(bytes + done, piece));
         if (!r) return r.error();
-        if (abi::Err e = status_of(*r); e != abi::Err::Ok) return e;
+        if (abi::Err e = ipc::reply_status(r->message); e != abi::Err::Ok) return e;
         if (r->message.word(0) != piece) return abi::Err::BadState;
         done += piece;
     }

@@ -11,11 +11,6 @@ using ipc::Received;
 
 namespace {
 
-// The reply's status as an error, Ok for success.
-abi::Err status_of(const Received& r) {
-    return ipc::reply_status(r.message);
-}
-
 Message post_message(uint32_t label, const Packet& p) {
     return Message(label)
         .set_word(0, p.key)
@@ -27,7 +22,7 @@ Message post_message(uint32_t label, const Packet& p) {
 Status call_post(const Endpoint& port, uint32_t label, const Packet& p) {
     Result<Received> r = ipc::call(port, post_message(label, p));
     if (!r) return r.error();
-    if (abi::Err e = status_of(*r); e != abi::Err::Ok) return e;
+    if (abi::Err e = ipc::reply_status(r->message); e != abi::Err::Ok) return e;
     return Status();
 }
 
@@ -37,7 +32,7 @@ Result<size_t> call_wait(const Endpoint& port, Packet* out, size_t max, size_t m
     Result<Received> r =
         ipc::call(port, Message(kWait).set_word(0, max).set_word(1, min), timeout_ns);
     if (!r) return r.error();
-    if (abi::Err e = status_of(*r); e != abi::Err::Ok) return e;
+    if (abi::Err e = ipc::reply_status(r->message); e != abi::Err::Ok) return e;
     size_t n = size_t(r->message.word(0));
     if (n > max || n < min || r->message.length() != n * sizeof(Packet)) {
         return abi::Err::BadState;  // not what a server sends
@@ -51,7 +46,7 @@ Result<size_t> call_wait(const Endpoint& port, Packet* out, size_t max, size_t m
 Result<Endpoint> create(const Endpoint& service) {
     Result<Received> r = ipc::call(service, Message(kCreate));
     if (!r) return r.error();
-    if (abi::Err e = status_of(*r); e != abi::Err::Ok) return e;
+    if (abi::Err e = ipc::reply_status(r->message); e != abi::Err::Ok) return e;
     Endpoint port(r->message.take_handle(0));
     if (!port.valid()) return abi::Err::BadState;  // not what a server sends
     return port;
@@ -86,7 +81,7 @@ Result<size_t> wait(const Endpoint& port, Packet* out, size_t max, size_t min,
 
 Status close(Endpoint& port) {
     Result<Received> r = ipc::call(port, Message(kClose));
-    abi::Err e = r ? status_of(*r) : r.error();
+    abi::Err e = r ? ipc::reply_status(r->message) : r.error();
     Status closed = port.close();
     if (e != abi::Err::Ok) return e;
     return closed;

@@ -72,7 +72,7 @@ class Pipes {
         uint64_t want = req.message().word(0);
         if (want == 0) return abi::Err::InvalidArgument;
         if (want > abi::kMaxPayload) want = abi::kMaxPayload;
-        if (p->used > 0) {
+        if (!p->buffer.empty()) {
             Message m = take(*p, size_t(want));
             pump(*p);  // waiting writers' bytes into the room it made
             return m;
@@ -100,7 +100,7 @@ class Pipes {
         size_t n = m.length();
         if (n == 0) return abi::Err::InvalidArgument;
         if (!p->read_open) return abi::Err(pipe::kBrokenPipe);
-        if (p->writers.empty() && kCapacity - p->used >= n) {
+        if (p->writers.empty() && p->buffer.room() >= n) {
             put(*p, m.payload(), n);
             pump(*p);  // the oldest reader takes it, and runs first
             return written(n);
@@ -133,7 +133,7 @@ class Pipes {
             pump(*p);  // EOF for the readers once the buffer is drained
         } else {
             p->read_open = false;
-            p->head = p->used = 0;  // nobody can read it any more
+            p->buffer.clear();  // nobody can read it any more
             // Readers still waiting used a handle another thread closed.
             while (!p->readers.empty())
                 (void)p->readers.pop_front().reply.fail(abi::Err::BadHandle);
@@ -151,7 +151,7 @@ class Pipes {
         Stats s;
         s.pipes = pipes_.size();
         pipes_.for_each([&s](uint64_t, const Pipe& p) {
-            s.buffered += p.used;
+            s.buffered += p.buffer.size();
             s.readers_waiting += p.readers.size();
             s.writers_waiting += p.writers.size();
         });
@@ -161,7 +161,7 @@ class Pipes {
     // Bytes buffered in pipe `id` (0 for no such pipe).
     size_t buffered(uint64_t id) const {
         const Pipe* p = pipes_.find(id);
-        return p != nullptr ? p->used : 0;
+        return p != nullptr ? p->buffer.size() : 0;
     }
 
   private:
@@ -184,9 +184,7 @@ class Pipes {
         uint8_t data[abi::kMaxPayload];
     };
     struct Pipe {
-        uint8_t buffer[kCapacity];
-        size_t head = 0;  // the oldest byte
-        size_t used = 0;
+        Ring<uint8_t, kCapacity> buffer;
         bool read_open = true;
         bool write_open = true;
         Fifo<Reader> readers;
@@ -210,36 +208,26 @@ class Pipes {
         return abi::Err::Ok;
     }
 
-    static bool at_eof(const Pipe& p) { return !p.write_open && p.writers.empty() && p.used == 0; }
+    static bool at_eof(const Pipe& p) {
+        return !p.write_open && p.writers.empty() && p.buffer.empty();
+    }
 
     static Message eof() { return Message(ipc::kStatusOk).set_word(0, 0); }
     static Message written(size_t n) { return Message(ipc::kStatusOk).set_word(0, n); }
 
     // Appends n bytes; there is room.
-    static void put(Pipe& p, const uint8_t* data, size_t n) {
-        size_t tail = (p.head + p.used) % kCapacity;
-        size_t first = n < kCapacity - tail ? n : kCapacity - tail;
-        std::memcpy(p.buffer + tail, data, first);
-        std::memcpy(p.buffer, data + first, n - first);
-        p.used += n;
-    }
+    static void put(Pipe& p, const uint8_t* data, size_t n) { p.buffer.push(data, n); }
 
-    // The reply carrying the oldest min(want, used) bytes, which stay in
+    // The reply carrying the oldest min(want, buffered) bytes, which stay in
     // the buffer until consume().
     static Message peek(const Pipe& p, size_t want) {
-        size_t n = want < p.used ? want : p.used;
-        size_t first = n < kCapacity - p.head ? n : kCapacity - p.head;
         Message m(ipc::kStatusOk);
+        size_t n = p.buffer.peek(
+            want, [&m](const uint8_t* bytes, size_t count) { m.append(bytes, count); });
         m.set_word(0, n);
-        m.append(p.buffer + p.head, first);
-        m.append(p.buffer, n - first);
         return m;
     }
-    static void consume(Pipe& p, size_t n) {
-        p.head = (p.head + n) % kCapacity;
-        p.used -= n;
-        if (p.used == 0) p.head = 0;
-    }
+    static void consume(Pipe& p, size_t n) { p.buffer.drop(n); }
     static Message take(Pipe& p, size_t want) {
         Message m = peek(p, want);
         consume(p, m.length());
@@ -255,15 +243,15 @@ class Pipes {
         bool moved = true;
         while (moved) {
             moved = false;
-            while (!p.readers.empty() && p.used > 0) {
+            while (!p.readers.empty() && !p.buffer.empty()) {
                 Reader r = p.readers.pop_front();
                 Message m = peek(p, r.want);
                 size_t n = m.length();
                 if (r.reply.send(m)) consume(p, n);
             }
-            while (!p.writers.empty() && p.used < kCapacity) {
+            while (!p.writers.empty() && !p.buffer.full()) {
                 Writer& w = p.writers.front();
-                size_t room = kCapacity - p.used;
+                size_t room = p.buffer.room();
                 size_t n = w.total - w.done < room ? w.total - w.done : room;
                 put(p, w.data + w.done, n);
                 w.done += uint32_t(n);

@@ -93,7 +93,7 @@ class Ports {
         if (max == 0 || min > max) return abi::Err::InvalidArgument;
         if (max > port::kMaxBatch) max = port::kMaxBatch;
         if (min > max) return abi::Err::InvalidArgument;  // one reply cannot hold min
-        if (p->used >= min) {
+        if (p->ring.size() >= min) {
             Message m = take(*p, size_t(max));
             pump(*p);  // waiting posters into the room it made
             return m;
@@ -141,7 +141,7 @@ class Ports {
         Stats s;
         s.ports = ports_.size();
         ports_.for_each([&s](uint64_t, const Port& p) {
-            s.queued += p.used;
+            s.queued += p.ring.size();
             s.waiters += p.waiters.size();
             s.posters += p.posters.size();
         });
@@ -154,7 +154,7 @@ class Ports {
         if (p == nullptr) return i;
         i.exists = true;
         i.closed = p->closed;
-        i.queued = p->used;
+        i.queued = p->ring.size();
         i.waiters = p->waiters.size();
         i.posters = p->posters.size();
         p->waiters.for_each([&i](const Waiter& w) {
@@ -181,9 +181,7 @@ class Ports {
         Packet packet;
     };
     struct Port {
-        Packet ring[kCapacity];
-        size_t head = 0;  // the oldest packet
-        size_t used = 0;
+        Ring<Packet, kCapacity> ring;
         bool closed = false;
         Fifo<Waiter> waiters;
         Fifo<Poster> posters;
@@ -211,7 +209,7 @@ class Ports {
         const Message& m = req.message();
         Packet packet{m.word(0), m.word(1), {m.word(2), m.word(3)}};
         // Posters that wait came first: a post never overtakes them.
-        if (p->posters.empty() && p->used < kCapacity) {
+        if (p->posters.empty() && !p->ring.full()) {
             put(*p, packet);
             pump(*p);  // the waiter it satisfies answered, and runs first
             return abi::Err::Ok;
@@ -227,27 +225,19 @@ class Ports {
         return Response::deferred();
     }
 
-    static void put(Port& p, const Packet& packet) {
-        p.ring[(p.head + p.used) % kCapacity] = packet;
-        ++p.used;
-    }
+    static void put(Port& p, const Packet& packet) { p.ring.push(&packet, 1); }
 
-    // The reply carrying the oldest min(max, used) packets, which stay in
+    // The reply carrying the oldest min(max, queued) packets, which stay in
     // the port until consume().
     static Message peek(const Port& p, size_t max) {
-        size_t n = max < p.used ? max : p.used;
-        size_t first = n < kCapacity - p.head ? n : kCapacity - p.head;
         Message m(ipc::kStatusOk);
+        size_t n = p.ring.peek(max, [&m](const Packet* packets, size_t count) {
+            m.append(packets, count * sizeof(Packet));
+        });
         m.set_word(0, n);
-        m.append(p.ring + p.head, first * sizeof(Packet));
-        m.append(p.ring, (n - first) * sizeof(Packet));
         return m;
     }
-    static void consume(Port& p, size_t n) {
-        p.head = (p.head + n) % kCapacity;
-        p.used -= n;
-        if (p.used == 0) p.head = 0;
-    }
+    static void consume(Port& p, size_t n) { p.ring.drop(n); }
     static Message take(Port& p, size_t max) {
         Message m = peek(p, max);
         consume(p, size_t(m.word(0)));
@@ -257,7 +247,7 @@ class Ports {
     // Takes out the oldest waiter whose min is met; false if none is.
     static bool take_ready_waiter(Port& p, Waiter* out) {
         bool found = false;
-        size_t used = p.used;
+        size_t used = p.ring.size();
         (void)p.waiters.extract_if(
             [&found, used](const Waiter& w) {
                 if (found || w.min > used) return false;
@@ -282,7 +272,7 @@ class Ports {
                 size_t n = size_t(m.word(0));
                 if (w.reply.send(m)) consume(p, n);
             }
-            while (!p.posters.empty() && p.used < kCapacity) {
+            while (!p.posters.empty() && !p.ring.full()) {
                 Poster ps = p.posters.pop_front();
                 Message ok(ipc::kStatusOk);
                 if (ps.reply.send(ok)) {
@@ -301,7 +291,7 @@ class Ports {
     static void close_port(Port& p) {
         if (p.closed) return;
         p.closed = true;
-        p.head = p.used = 0;
+        p.ring.clear();
         fail_all(p, abi::Err(port::kPortClosed));
     }
 

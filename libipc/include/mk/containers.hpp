@@ -1,6 +1,8 @@
-// Two small containers the servers keep their state in, freestanding (no
+// Small containers the servers keep their state in, freestanding (no
 // exceptions, nothing from the C++ runtime but nothrow new):
 //
+//   Ring<T, N>    a fixed buffer of N items, oldest first: a pipe's bytes,
+//                 a port's packets;
 //   Fifo<T>       waiters served in arrival order: push at the back, take
 //                 from the front, remove any that a predicate picks (say
 //                 every waiter of a client that went away).
@@ -9,8 +11,8 @@
 //                 which moves on each time the slot is freed, so a stale id
 //                 never names a later object.
 //
-// Both own what they hold; allocation failure is a false/empty return,
-// never a trap.
+// Fifo and Slots own what they hold; allocation failure is a false/empty
+// return, never a trap. Ring allocates nothing.
 #pragma once
 
 #include <cstddef>
@@ -19,6 +21,51 @@
 #include <utility>
 
 namespace mk {
+
+template <typename T, size_t N>
+class Ring {
+    static_assert(N > 0);
+
+  public:
+    size_t size() const { return used_; }
+    size_t room() const { return N - used_; }
+    bool empty() const { return used_ == 0; }
+    bool full() const { return used_ == N; }
+
+    // Appends n items; only when n <= room().
+    void push(const T* items, size_t n) {
+        size_t tail = (head_ + used_) % N;
+        size_t first = n < N - tail ? n : N - tail;
+        for (size_t i = 0; i < first; ++i) items_[tail + i] = items[i];
+        for (size_t i = first; i < n; ++i) items_[i - first] = items[i];
+        used_ += n;
+    }
+
+    // Hands the oldest min(n, size()) items to sink(const T*, count), in
+    // at most two pieces, oldest first, and keeps them; returns how many.
+    template <typename Sink>
+    size_t peek(size_t n, Sink&& sink) const {
+        if (n > used_) n = used_;
+        size_t first = n < N - head_ ? n : N - head_;
+        if (first > 0) sink(items_ + head_, first);
+        if (n > first) sink(items_, n - first);
+        return n;
+    }
+
+    // Forgets the oldest n items; only when n <= size().
+    void drop(size_t n) {
+        head_ = (head_ + n) % N;
+        used_ -= n;
+        if (used_ == 0) head_ = 0;
+    }
+
+    void clear() { head_ = used_ = 0; }
+
+  private:
+    T items_[N];
+    size_t head_ = 0;  // the oldest item
+    size_t used_ = 0;
+};
 
 template <typename T>
 class Fifo {
