@@ -20,14 +20,15 @@ namespace {
 // StartInfo::arg: the mode in bits 0-7, a value above them.
 enum Mode : uint64_t {
     kDriver = 0,
-    kWriteMiB = 1,      // writes kStreamBytes of the pattern to handle 0, then exits
-    kWriteForever = 2,  // writes the pattern to handle 0 until it is killed
-    kExitWith = 3,      // exits with the value at once
-    kFault = 4,         // writes to address 0: a page fault kills it
-    kReadToEof = 5,     // reads handle 0 until EOF, then exits with the value
-    kPostPackets = 6,   // posts the value's count of packets to ports 0 and 1, then exits
-    kExitTsc = 7,       // exits with the low 32 bits of the TSC as its status
-    kStressClient = 8,  // uses all three servers for the value's count of rounds
+    kWriteMiB = 1,         // writes kStreamBytes of the pattern to handle 0, then exits
+    kWriteForever = 2,     // writes the pattern to handle 0 until it is killed
+    kExitWith = 3,         // exits with the value at once
+    kFault = 4,            // writes to address 0: a page fault kills it
+    kReadToEof = 5,        // reads handle 0 until EOF, then exits with the value
+    kPostPackets = 6,      // posts the value's count of packets to ports 0 and 1, then exits
+    kExitTsc = 7,          // exits with the low 32 bits of the TSC as its status
+    kStressClient = 8,     // uses all three servers for the value's count of rounds
+    kExitWithThreads = 9,  // exits with the value while three more threads run or wait
 };
 
 constexpr uint64_t mode_arg(Mode m, uint64_t value = 0) {
@@ -555,6 +556,47 @@ void waiter_runs_next(const services::Services& s) {
     }
 }
 
+// The threads of a process that exits while they run, spin or wait: none
+// of them may run on freed memory (a stack, a page table) after the exit,
+// and the parent gets the status. A hundred rounds.
+void thread_spin(void*) {
+    uint64_t on_stack[64] = {};
+    for (uint64_t i = 0;; ++i) {
+        on_stack[i % 64] = i;
+        asm volatile("" ::"r"(on_stack) : "memory");  // the stores happen
+    }
+}
+
+void thread_wait(void*) {
+    Result<Endpoint> ep = Endpoint::create();
+    if (ep) (void)ipc::recv(*ep);  // nobody sends: it waits until the end
+    for (;;) (void)sys::yield();
+}
+
+void thread_yield(void*) {
+    for (;;) (void)sys::yield();
+}
+
+int exit_with_threads(uint64_t value) {
+    void (*const fns[])(void*) = {thread_spin, thread_wait, thread_yield};
+    for (auto fn : fns) {
+        if (!ipc::start_thread(fn, nullptr)) return 98;
+    }
+    for (int y = 0; y < 4; ++y) (void)sys::yield();
+    proc::exit(uint32_t(value));
+}
+
+void proc_exit_with_threads_running(const services::Services& s) {
+    bool ok = true;
+    for (uint64_t round = 0; ok && round < 100; ++round) {
+        Result<proc::Child> c = spawn_mode(s, kExitWithThreads, round);
+        Result<proc::Exited> e = proc::wait4(s.proc, c ? c->pid : 1);
+        ok = c && e && e->status == round;
+        if (!ok) printf("round %lu: status %lu\n", round, e ? e->status : ~uint64_t{0});
+    }
+    report(ok, "proc_exit_with_threads_running_100");
+}
+
 // --- The stress run ---------------------------------------------------------
 
 struct StressPipe {
@@ -729,6 +771,8 @@ int child_main(const abi::StartInfo& start) {
             return int(value);
         case kExitTsc:
             proc::exit(uint32_t(utest::rdtsc()));
+        case kExitWithThreads:
+            return exit_with_threads(value);
         case kStressClient: {
             services::Services s = services::take(start);
             return stress_client(s, value);
@@ -773,6 +817,7 @@ int child_main(const abi::StartInfo& start) {
         case kFault:
         case kExitTsc:
         case kStressClient:
+        case kExitWithThreads:
             break;
     }
     return 93;
@@ -797,6 +842,7 @@ int main(uint64_t arg) {
     proc_wnohang_echild_killed(s);
     proc_exit_wait4_race(s);
     proc_parent_runs_next_after_exit(s);
+    proc_exit_with_threads_running(s);
     waiter_runs_next(s);
     port_basics(s);
     port_producer_consumer(s);
