@@ -22,10 +22,6 @@ Result<size_t> read(const Endpoint& end, void* buf, size_t n) {
     if (n == 0) return size_t{0};
     if (n > abi::kMaxPayload) n = abi::kMaxPayload;
     Result<Received> r = ipc::call(end, Message(kRead).set_word(0, n));
-    // Pushed out by newer waiting reads (kMaxReaders): ask again.
-    while (r && ipc::reply_status(r->message) == abi::Err(kWaitEvicted)) {
-        r = ipc::call(end, Message(kRead).set_word(0, n));
-    }
     if (!r) return r.error();
     if (abi::Err e = ipc::reply_status(r->message); e != abi::Err::Ok) return e;
     size_t got = r->message.length();

@@ -78,13 +78,11 @@ class Pipes {
             return m;
         }
         if (at_eof(*p)) return eof();
-        if (p->readers.size() >= pipe::kMaxReaders) {
-            (void)p->readers.pop_front().reply.fail(abi::Err(pipe::kWaitEvicted));
-        } else if (waiting() >= services::kMaxDeferred) {
-            return abi::Err::LimitReached;
-        }
+        bool evict = p->readers.size() >= pipe::kMaxReaders;
+        if (!evict && waiting() >= services::kMaxDeferred) return abi::Err::LimitReached;
         Result<Reply> r = req.defer();
         if (!r) return r.error();
+        if (evict) (void)p->readers.pop_front().reply.fail(abi::Err(pipe::kWaitEvicted));
         Reader reader{std::move(r).value(), uint32_t(want)};
         if (!p->readers.push_back(std::move(reader)))
             (void)reader.reply.fail(abi::Err::OutOfMemory);

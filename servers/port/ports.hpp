@@ -100,15 +100,15 @@ class Ports {
         }
         // Registered before anything else can happen to the port: the next
         // post that meets `min` finds it (no lost wake-up).
-        if (p->waiters.size() >= port::kMaxWaiters) {
+        bool evict = p->waiters.size() >= port::kMaxWaiters;
+        if (!evict && waiting() >= services::kMaxDeferred) return abi::Err::LimitReached;
+        Result<Reply> r = req.defer();
+        if (!r) return r.error();
+        if (evict) {
             // Usually the entry of a wait that timed out long ago: then the
             // answer reaches nobody.
             (void)p->waiters.pop_front().reply.fail(abi::Err(port::kPortWaitEvicted));
-        } else if (waiting() >= services::kMaxDeferred) {
-            return abi::Err::LimitReached;
         }
-        Result<Reply> r = req.defer();
-        if (!r) return r.error();
         Waiter w{std::move(r).value(), uint32_t(max), uint32_t(min)};
         if (!p->waiters.push_back(std::move(w))) (void)w.reply.fail(abi::Err::OutOfMemory);
         return Response::deferred();

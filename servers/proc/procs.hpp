@@ -24,6 +24,7 @@
 #include "mk/containers.hpp"
 #include "mk/proc.hpp"
 #include "mk/server.hpp"
+#include "mk/services.hpp"
 
 namespace mk::proc_server {
 
@@ -105,13 +106,11 @@ class Procs {
         if (zombie != 0) return reap(zombie);
         if ((options & proc::kWaitNoHang) != 0) return exited(0, 0);
         Proc* self = record(self_id);
-        if (self->waiters.size() >= proc::kMaxWaiters) {
-            (void)self->waiters.pop_front().reply.fail(abi::Err(proc::kWaitEvicted));
-        } else if (stats().waiters >= services::kMaxDeferred) {
-            return abi::Err::LimitReached;
-        }
+        bool evict = self->waiters.size() >= proc::kMaxWaiters;
+        if (!evict && stats().waiters >= services::kMaxDeferred) return abi::Err::LimitReached;
         Result<Reply> r = req.defer();
         if (!r) return r.error();
+        if (evict) (void)self->waiters.pop_front().reply.fail(abi::Err(proc::kWaitEvicted));
         Waiter w{std::move(r).value(), pid};
         if (!self->waiters.push_back(std::move(w))) {
             (void)w.reply.fail(abi::Err::OutOfMemory);

@@ -163,7 +163,13 @@ int main(uint64_t arg) {
         if (!port::post(*jobs, port::Packet{j, 0, {j * 10, j}})) return 13;
     }
     // Closing drops what is still queued: first every job is taken.
-    while (__atomic_load_n(&taken, __ATOMIC_ACQUIRE) < 6) (void)sys::yield();
+    auto all_done = [&workers] {
+        for (Worker& w : workers) {
+            if (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)) return false;
+        }
+        return true;
+    };
+    while (__atomic_load_n(&taken, __ATOMIC_ACQUIRE) < 6 && !all_done()) (void)sys::yield();
     (void)port::close(*jobs);
     for (Worker& w : workers) {
         while (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)) (void)sys::yield();

@@ -437,6 +437,7 @@ void port_producer_consumer(const services::Services& s) {
 // parent's return (one CPU: one TSC). Five rounds.
 struct Busy {
     uint32_t last = 0;
+    bool started = false;
     bool stop = false;
     bool done = false;
 };
@@ -467,13 +468,16 @@ bool busy_ran_since(Busy (&busy)[2], uint32_t from, const char* what) {
 }
 
 void start_busy(Busy (&busy)[2], bool& ok) {
-    for (Busy& b : busy) ok = ok && ipc::start_thread(busy_loop, &b).ok();
+    for (Busy& b : busy) {
+        b.started = ok && ipc::start_thread(busy_loop, &b).ok();
+        ok = ok && b.started;
+    }
 }
 
 void stop_busy(Busy (&busy)[2]) {
     for (Busy& b : busy) __atomic_store_n(&b.stop, true, __ATOMIC_RELEASE);
     for (Busy& b : busy) {
-        while (!__atomic_load_n(&b.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+        while (b.started && !__atomic_load_n(&b.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
     }
 }
 
@@ -547,7 +551,8 @@ void waiter_runs_next(const services::Services& s) {
         } else {
             ok = ok && pipe::write(p->write, &stamp, sizeof stamp).ok();
         }
-        while (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+        // (A waiter that never started, or was never woken, is not waited for.)
+        while (ok && !__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
         stop_busy(busy);
         busy[0] = Busy{};
         busy[1] = Busy{};
@@ -580,7 +585,7 @@ void thread_yield(void*) {
 int exit_with_threads(uint64_t value) {
     void (*const fns[])(void*) = {thread_spin, thread_wait, thread_yield};
     for (auto fn : fns) {
-        if (!ipc::start_thread(fn, nullptr)) return 98;
+        if (!ipc::start_thread(fn, nullptr)) return 250;  // not a round's status
     }
     for (int y = 0; y < 4; ++y) (void)sys::yield();
     proc::exit(uint32_t(value));

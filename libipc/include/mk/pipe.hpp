@@ -57,8 +57,9 @@ constexpr size_t kMaxPipes = 256;
 
 // Waiting readers and writers one pipe keeps. Past kMaxReaders the oldest
 // waiting read ends with kWaitEvicted (usually the entry of a read that
-// timed out long ago; pipe::read() asks again); past kMaxWriters a write
-// that would wait gets LimitReached, nothing of it written.
+// timed out long ago; a live reader gets kErrWaitEvicted from read() and
+// may ask again); past kMaxWriters a write that would wait gets
+// LimitReached, nothing of it written.
 constexpr size_t kMaxReaders = 64;
 constexpr size_t kMaxWriters = 64;
 
@@ -69,6 +70,7 @@ constexpr uint32_t kWaitEvicted = ipc::kFirstAppStatus + 2;  // kMaxReaders newe
 // Errors the API reports, as the server's reply said them: abi::Err values,
 // or BrokenPipe above carried as this out-of-range Err.
 constexpr abi::Err kErrBrokenPipe = abi::Err(kBrokenPipe);
+constexpr abi::Err kErrWaitEvicted = abi::Err(kWaitEvicted);
 
 // Which end a badge names, and which pipe (the server's id); badge 0 is
 // the service handle.
@@ -101,8 +103,9 @@ Result<Pipe> create(const ipc::Endpoint& service);
 Result<size_t> read(const ipc::Endpoint& end, void* buf, size_t n);
 
 // Writes all n bytes (in pieces of abi::kMaxPayload), blocking while the
-// pipe is full. Returns n, or the first error: kErrBrokenPipe when no
-// reader is left (what went before it was written).
+// pipe is full. Returns n, or the first error — kErrBrokenPipe when no
+// reader is left, LimitReached when kMaxWriters writes wait already — with
+// the pieces before it written.
 Result<size_t> write(const ipc::Endpoint& end, const void* buf, size_t n);
 
 // Closes this handle to an end (HandleClose); the end stays open while
