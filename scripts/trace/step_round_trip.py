@@ -7,8 +7,16 @@ import gdb
 gdb.execute("set pagination off")
 gdb.execute("set confirm off")
 gdb.execute(f"target remote :{os.environ['TRACE_PORT']}")
+# First to the raw ping-pong: usertest's init (tests/user/utest.cpp)
+# spawns pong, then rawpong; with init itself that is the third program
+# the kernel starts. (A breakpoint hit costs a round trip to gdb: skipping
+# the hundred thousand fast-path entries before it one by one took minutes.)
+spawn = gdb.Breakpoint("mk::spawn_program")
+spawn.ignore_count = 2
+gdb.execute("continue")
+spawn.enabled = False
 # The stub enters the fast path through mk_fastpath_call once per round
-# trip (and mk_fastpath_reply_recv once).
+# trip (and mk_fastpath_reply_recv once): well inside the loop, one.
 entry = gdb.Breakpoint("mk_fastpath_call")
 entry.ignore_count = int(os.environ["TRACE_SKIP"])
 gdb.execute("continue")
