@@ -73,6 +73,12 @@ void echo_thread(void* arg) {
     }
 }
 
+// A thread of this process receiving on `ep`, forever.
+void sink_thread(void* arg) {
+    uint64_t ep = *static_cast<uint64_t*>(arg);
+    for (;;) (void)sys::invoke(abi::Sys::Recv, ep, 0, 0, 0, 0, 0, abi::kForever);
+}
+
 // Call + ReplyRecv, a register-only message, to the server behind `ep`.
 Figures call_round_trips(uint64_t ep) {
     uint64_t info = abi::MsgInfo{1, 0, 0, false}.encode();
@@ -115,6 +121,18 @@ int main(uint64_t arg) {
     uint64_t local_ep = local->get();
     if (!ipc::start_thread(echo_thread, &local_ep)) return 5;
     report("call_reply_recv_two_threads", call_round_trips(local_ep));
+
+    // Send one way to a receiver waiting in another thread: the send hands
+    // it the message and the CPU, and it is back in Recv when this thread
+    // runs again.
+    Result<ipc::Endpoint> sink = ipc::Endpoint::create();
+    if (!sink) return 6;
+    uint64_t sink_ep = sink->get();
+    if (!ipc::start_thread(sink_thread, &sink_ep)) return 7;
+    uint64_t send_info = abi::MsgInfo{1, 0, 0, false}.encode();
+    report("send_one_way_two_threads", measure([&] {
+               (void)sys::invoke(abi::Sys::Send, sink_ep, send_info, 1, 2, 3, 4, abi::kForever);
+           }));
 
     printf("ipcbench done\n");
     return 0;
