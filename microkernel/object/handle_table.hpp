@@ -223,10 +223,11 @@ class HandleTable {
 
     Slot& slot(uint32_t index) const { return slots_[index - 1]; }
     // The slot a live handle names, or null. Inline: the syscall fast path
-    // looks its handle up with it too.
-    Slot* find_locked(HandleValue handle) const {
+    // looks its handle up with it too, straight from a 64-bit register: a
+    // value with any bit set above the generation matches no slot.
+    Slot* find_locked(uint64_t handle) const {
         // Index 0 wraps to 0xFFFFFFFF and fails the range check with the rest.
-        uint32_t index = handle & kIndexMask;
+        uint32_t index = uint32_t(handle) & kIndexMask;
         if (index - 1 >= capacity_) return nullptr;
         Slot& s = slot(index);
         // A free or reserved slot has no object; a stale handle has an older

@@ -65,25 +65,19 @@ class FastPath {
 
     // The endpoint handle a0 names with `right`, or null; with the table
     // locked on success (it keeps the endpoint alive while we use it).
-    // HandleTable::find_locked() and the type and right HandleTable::lookup()
-    // checks, on the whole 64-bit a0: index 0 wraps and fails the range
-    // check, and a0 with any bit set above the 16-bit generation matches no
-    // slot's generation (the general path refuses such a value too).
+    // HandleTable::find_locked() on the whole 64-bit a0 (a value with bits
+    // above the generation matches no slot; the general path refuses it
+    // too), then the type and the right, as HandleTable::lookup() checks.
     static Endpoint* endpoint(HandleTable& table, uint64_t handle, uint32_t right,
                               uint64_t* badge) {
         table.lock_.lock_raw();
-        uint32_t index = uint32_t(handle) & HandleTable::kIndexMask;
-        if (index - 1 < table.capacity_) {
-            const HandleTable::Slot& s = table.slot(index);
-            if (s.state == HandleTable::SlotState::Used &&
-                s.generation == handle >> HandleTable::kIndexBits && (s.rights & right) != 0 &&
-                s.object->type() == ObjectType::Endpoint) {
-                *badge = s.badge;
-                return static_cast<Endpoint*>(s.object);
-            }
+        const HandleTable::Slot* s = table.find_locked(handle);
+        if (s == nullptr || (s->rights & right) == 0 || s->object->type() != ObjectType::Endpoint) {
+            table.lock_.unlock_raw();
+            return nullptr;
         }
-        table.lock_.unlock_raw();
-        return nullptr;
+        *badge = s->badge;
+        return static_cast<Endpoint*>(s->object);
     }
 
     [[gnu::cold]] static FastPathExit miss() {
