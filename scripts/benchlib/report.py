@@ -497,6 +497,9 @@ set key top left
 """
 
 
+COLOURS = ["#1f5fa8", "#2e9e44", "#d0402b", "#8a4fb0", "#e08a00", "#555555"]
+
+
 def quote(s):
     return '"' + s.replace('"', "'") + '"'
 
@@ -515,12 +518,13 @@ def plot(report, outdir):
                 f.write(f"{n}\t" + "\t".join(str(series[k].get(n, "?")) for k in keys) + "\n")
         families = sorted({k[0] for k in keys}, key=lambda f: (f != "call_reply_recv", f))
         plots = []
+        variants = sorted({k[1] for k in keys}, key=variant_rank)
         for i, (fam, v) in enumerate(keys):
-            # A point type per family, a colour per line, dashes when donation is off.
-            off = variant_words(v).get("donate") == "off"
+            # A colour per variant; a point and dash type per family.
+            f = families.index(fam)
             plots.append(f"'{data}' using 1:{i + 2} with linespoints title {quote(f'{fam}, {v}')}"
-                         f" lw 2 pt {5 + 2 * families.index(fam)} ps 0.9"
-                         f" dt {2 if off else 1} lc {i + 1}")
+                         f" lw 2 pt {5 + 2 * f} ps 0.9 dt {1 + f}"
+                         f" lc rgb '{COLOURS[variants.index(v) % len(COLOURS)]}'")
         out = os.path.join(outdir, "busy.svg")
         script = GNUPLOT_COMMON.format(w=900, h=560, out=out) + f"""\
 set title 'Round trip with N CPU-bound threads running (QEMU -icount, median)'
@@ -541,7 +545,8 @@ plot {', '.join(plots)}
             for c in cases:
                 f.write(c + "\t" + "\t".join(str(columns[t].get(c, "?")) for t in titles) + "\n")
         k = len(titles)
-        plots = [f"'{data}' using {i + 2}:xtic(1) title {quote(t)}" for i, t in enumerate(titles)]
+        plots = [f"'{data}' using {i + 2}:xtic(1) title {quote(t)} lc rgb '{COLOURS[i % len(COLOURS)]}'"
+                 for i, t in enumerate(titles)]
         # The figure above each bar: bar i of k in cluster x sits at x + (i - (k-1)/2) / (k+1).
         plots += [f"'{data}' using ($0 + ({i} - {(k - 1) / 2}) / {k + 1}.0):{i + 2}:{i + 2} "
                   f"with labels rotate left offset 0,0.4 font ',9' notitle" for i in range(k)]
