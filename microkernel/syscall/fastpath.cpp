@@ -97,8 +97,9 @@ class FastPath {
     }
 
     // Thread's word of scheduler state (wake_reason to spare_), in one store.
-    // block_armed and wake_pending are false in a thread blocked or making a
-    // syscall, and exit_requested was found false under this lock.
+    // block_armed, wake_pending and lent_quantum are false in a thread
+    // blocked or making a syscall, and exit_requested was found false under
+    // this lock.
     static void set_state(Thread& t, WakeReason reason, ThreadState state, bool at_frame) {
         t.wake_reason = reason;
         t.state = state;
@@ -106,8 +107,8 @@ class FastPath {
         t.block_armed = false;
         t.wake_pending = false;
         t.exit_requested = false;
-        t.spare_[0] = 0;
-        t.spare_[1] = 0;
+        t.lent_quantum = false;
+        t.spare_ = 0;
     }
 
     // An IpcState's op, result and user_op, in one store.

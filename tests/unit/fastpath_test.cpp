@@ -463,6 +463,15 @@ class FastPathTest : public testing::SchedFixture {
         EXPECT_NE(sched().current(), server);
     }
 
+    // A thread that switched away keeping its stack in a syscall cannot go
+    // on on the host: play the end of its syscall.
+    void finish_kept_syscall(Thread* t) {
+        LockGuard guard(sched().lock());
+        t->at_frame = false;
+        t->ipc->endpoint_ref.reset();
+        t->ipc->user_op = IpcState::UserOp::None;
+    }
+
     void destroy_endpoint() {
         ep_destroyed_ = true;
         Endpoint::destroy(ep_);
@@ -1124,10 +1133,14 @@ TEST_F(FastPathTest, ReplyRecvWithQueuedSenderMisses) {
     const Words w = {180, 181, 182, 183};
     set_regs(s_, Sys::ReplyRecv, sh_, info(42), w);
     expect_miss(s_);
-    ASSERT_EQ(general(s_), Path::Returned);  // answers C, takes C2's call at once
+    // Answers C, takes C2's call at once and goes on; C runs as soon as S
+    // stops, ahead of the ready queue.
+    ASSERT_EQ(general(s_), Path::Returned);
     EXPECT_TRUE(frame_holds(frame(s_), Err::Ok, kBadge, info(41) | kCallBit, w2));
     EXPECT_EQ(s_->ipc->reply.caller, c2->id());
     EXPECT_EQ(ep_->waiting_senders(), 0u);
+    EXPECT_EQ(c_->state, ThreadState::Ready);
+    EXPECT_TRUE(c_->lent_quantum);
     EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(42), w));
     reply_general(s_, 43, {190, 191, 192, 193});
     EXPECT_TRUE(frame_holds(resume(c2), Err::Ok, 0, info(43), {190, 191, 192, 193}));
@@ -1147,6 +1160,7 @@ TEST_F(FastPathTest, ReplyRecvWithQueuedNoticeMisses) {
     expect_miss(s_);
     ASSERT_EQ(general(s_), Path::Returned);  // answers C, takes the notice at once
     EXPECT_TRUE(frame_holds(frame(s_), Err::Ok, 5, abi::kLabelLastHandle, {77, 0, 0, 0}));
+    EXPECT_TRUE(c_->lent_quantum);  // C runs as soon as S stops
     EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(44), w));
     EXPECT_EQ(ep_->refs(), base_refs_);
 }
@@ -1199,7 +1213,7 @@ TEST_F(FastPathTest, NoticeCompletesServerBlockedByFastReplyRecv) {
 // A notice wakes its receiver like any wake: the poster's next yield
 // donates to it, ahead of whatever else is Ready.
 TEST_F(FastPathTest, ANoticeDonatesToTheReceiverItWakes) {
-    fast_round_trip();  // C runs, S waits at its frame
+    fast_round_trip();             // C runs, S waits at its frame
     Thread* busy = spawn("busy");  // Ready, ahead of S
     Notice* n = knew<Notice>();
     ASSERT_NE(n, nullptr);
@@ -1390,11 +1404,7 @@ TEST_F(FastPathTest, DeliveredSendYieldsKeepingItsStack) {
     EXPECT_EQ(FakeCpu::stacks_left, left);
     EXPECT_EQ(c_->state, ThreadState::Ready);
     EXPECT_TRUE(frame_holds(resume(s_), Err::Ok, kBadge, info(74), {9, 9, 9, 9}));
-    // C's kept stack cannot go on on the host: play the end of its syscall.
-    LockGuard guard(sched().lock());
-    c_->at_frame = false;
-    c_->ipc->endpoint_ref.reset();
-    c_->ipc->user_op = IpcState::UserOp::None;
+    finish_kept_syscall(c_);
 }
 
 }  // namespace
