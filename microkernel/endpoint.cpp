@@ -431,8 +431,14 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
             ++c.replies;
             complete_locked(*caller, Error::None);
         }
-        if (Notice* n = pop_notice_locked()) return take_notice_locked(self, n);
-        if (sender != nullptr) return take_from_sender_locked(self, *sender, senders_);
+        Notice* n = pop_notice_locked();
+        if (n != nullptr || sender != nullptr) {
+            // This thread has its next message already and goes on; the
+            // caller runs as soon as it stops, ahead of the ready queue.
+            if (caller != nullptr) s.hand_off_locked(*caller);
+            return n != nullptr ? take_notice_locked(self, n)
+                                : take_from_sender_locked(self, *sender, senders_);
+        }
         if (caller != nullptr) s.set_donate_target_locked(caller);
         block_in_locked(self, IpcState::Op::Recv, &receivers_, timeout_ticks);
     }

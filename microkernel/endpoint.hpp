@@ -31,8 +31,12 @@
 // It needs both the fast path and donation on (a direct switch donates the
 // CPU). Otherwise send(), call() and reply_recv() wake the partner and
 // donate the CPU to it (general path; with donation off the partner only
-// goes on the ready queue); reply(), reply_drop() and a receive that
-// completes a queued sender only wake it: the caller keeps running.
+// goes on the ready queue); a donor lends the rest of its quantum and runs
+// again when the partner blocks (Scheduler::schedule_locked). reply_recv()
+// that finds its next message waiting goes on, and hands the CPU to the
+// caller it woke as soon as it stops (Scheduler::hand_off_locked). reply(),
+// reply_drop() and a receive that completes a queued sender only wake it
+// (the syscall layer's Reply donates on its own).
 #pragma once
 
 #include <cstddef>

@@ -32,7 +32,7 @@ uint64_t Scheduler::ticks() {
 
 size_t Scheduler::ready_count() {
     LockGuard guard(lock_);
-    return ready_.size();
+    return handoff_.size() + ready_.size();
 }
 
 Status Scheduler::start(Thread& thread) {
@@ -76,7 +76,7 @@ void Scheduler::kill_locked(Thread& thread) {
         case ThreadState::Running:
             MK_PANIC("kill: %s runs but is not this CPU's current thread", thread.name());
         case ThreadState::Ready:
-            ready_.remove(thread);
+            remove_ready_locked(thread);
             break;
         case ThreadState::Blocked:
             if (thread.waiting_on != nullptr) thread.waiting_on->remove(thread);
@@ -292,29 +292,68 @@ void Scheduler::switch_to_locked(Thread& next) {
     switch_locked(*prev, next, false);
 }
 
+void Scheduler::remove_ready_locked(Thread& thread) {
+    (thread.lent_quantum ? handoff_ : ready_).remove(thread);
+    thread.lent_quantum = false;
+}
+
+Thread* Scheduler::pop_ready_locked(bool* keep_quantum) {
+    *keep_quantum = !handoff_.empty();
+    Thread* next = *keep_quantum ? handoff_.pop_front() : ready_.pop_front();
+    if (next != nullptr) next->lent_quantum = false;
+    return next;
+}
+
+void Scheduler::hand_off_locked(Thread& thread) {
+    if (!donation_enabled_ || thread.state != ThreadState::Ready || thread.lent_quantum) return;
+    ready_.remove(thread);
+    thread.lent_quantum = true;
+    handoff_.push_back(thread);
+}
+
 void Scheduler::schedule_locked(bool honor_donation) {
     assert_may_switch_locked();
     Thread* prev = current_;
     Thread* target = donate_target_;
     donate_target_ = nullptr;  // consumed by this switch, whatever it picks
 
-    if (prev->state == ThreadState::Running) {
-        prev->state = ThreadState::Ready;
-        if (prev != idle_) ready_.push_back(*prev);
-    }
     Thread* next = nullptr;
     if (honor_donation && target != nullptr) {
         if (target->state == ThreadState::Ready && target != prev && target != idle_) {
-            ready_.remove(*target);
+            remove_ready_locked(*target);
             next = target;
             ++counters_.donations_taken;
         } else {
             ++counters_.donation_fallbacks;
         }
     }
-    bool donated = next != nullptr;
-    if (next == nullptr) next = ready_.empty() ? idle_ : ready_.pop_front();
-    switch_locked(*prev, *next, !donated);
+    // The quantum is over: the threads that shared it go to the back of the
+    // ready queue, in their order, ahead of the one that used it up.
+    if (quantum_left_ == 0) {
+        while (Thread* t = handoff_.pop_front()) {
+            t->lent_quantum = false;
+            ready_.push_back(*t);
+        }
+    }
+    if (prev->state == ThreadState::Running) {
+        prev->state = ThreadState::Ready;
+        if (prev != idle_ && next != nullptr) {
+            // A donor lends the rest of its quantum and waits at the front:
+            // it runs again as soon as the thread it woke blocks.
+            prev->lent_quantum = true;
+            handoff_.push_front(*prev);
+        } else if (prev != idle_) {
+            ready_.push_back(*prev);
+        }
+    }
+    // A donation, or a thread of the hand-off queue, goes on with the
+    // quantum; anything else starts a fresh one.
+    bool keep_quantum = next != nullptr;
+    if (next == nullptr) {
+        next = pop_ready_locked(&keep_quantum);
+        if (next == nullptr) next = idle_;
+    }
+    switch_locked(*prev, *next, !keep_quantum);
 }
 
 void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
@@ -348,7 +387,7 @@ void Scheduler::on_timer_tick() {
     if (current_ == idle_) return;
     if (quantum_left_ > 0) --quantum_left_;
     if (quantum_left_ == 0) {
-        if (ready_.empty()) {
+        if (!any_ready_locked()) {
             quantum_left_ = kQuantumTicks;  // nobody to hand over to: a fresh quantum
         } else {
             need_resched_ = true;
@@ -358,7 +397,7 @@ void Scheduler::on_timer_tick() {
 
 void Scheduler::preempt_if_needed() {
     LockGuard guard(lock_);
-    bool idle_has_work = current_ == idle_ && !ready_.empty();
+    bool idle_has_work = current_ == idle_ && any_ready_locked();
     if (!need_resched_ && !idle_has_work) return;
     if (!idle_has_work) ++counters_.preemptions;
     schedule_locked(false);
@@ -380,7 +419,7 @@ bool Scheduler::idle_once() {
     bool has_work;
     {
         LockGuard guard(lock_);
-        has_work = !ready_.empty();
+        has_work = any_ready_locked();
         if (has_work) schedule_locked(false);
     }
     if (!has_work) {

@@ -108,6 +108,13 @@ class Scheduler {
     bool wake_locked(Thread& thread, WakeReason reason = WakeReason::Woken);
     bool wake(Thread& thread, WakeReason reason = WakeReason::Woken);
 
+    // A thread just woken (Ready) by the running one, which goes on running
+    // (it had the next message already): it runs as soon as the running
+    // thread stops, on what is left of the quantum, ahead of the threads
+    // that were merely ready (the hand-off queue, FIFO). Ignored while
+    // donation is off: then it waits its turn.
+    void hand_off_locked(Thread& thread);
+
     // --- Donation (the yield vector) ---
 
     // The next yield or block on this CPU switches to `thread` if it is still
@@ -167,6 +174,12 @@ class Scheduler {
     void switch_locked(Thread& prev, Thread& next, bool fresh_quantum);
     void cancel_timeout_locked(Thread& thread);
     void assert_may_yield() const;
+    // Takes a Ready thread off whichever queue holds it.
+    void remove_ready_locked(Thread& thread);
+    // The next thread to run, off the queues (null: none is Ready); sets
+    // *keep_quantum for one from the hand-off queue.
+    Thread* pop_ready_locked(bool* keep_quantum);
+    bool any_ready_locked() const { return !handoff_.empty() || !ready_.empty(); }
     // A user thread became Dead: hand it to the reaper.
     void bury_locked(Thread& thread);
     // What every switch (schedule_locked, switch_to_locked) needs: thread
@@ -176,7 +189,13 @@ class Scheduler {
     // Lock order: after Endpoint::lock_, before the heap (docs/locking.md).
     SpinLock lock_{LockLevel::Scheduler};
     // --- Guarded by lock_ ---
-    WaitQueue ready_;    // FIFO, never holds the idle thread
+    // Ready threads, none of them the idle thread. The hand-off queue holds
+    // those that share the running quantum (Thread::lent_quantum): a donor
+    // waiting for the thread it donated to (at the front), and threads the
+    // running one woke and handed the CPU on to (hand_off_locked). They run
+    // before the ready queue; when the quantum ends they join its back.
+    WaitQueue handoff_;
+    WaitQueue ready_;    // FIFO: round-robin
     WaitQueue zombies_;  // Dead user threads for the reaper to destroy
     Thread* reaper_ = nullptr;
     TimeoutSet timeouts_;  // threads blocked with a deadline

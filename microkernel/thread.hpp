@@ -102,8 +102,11 @@ class Thread : public KObject {
     bool block_armed = false;     // between prepare_block() and block()
     bool wake_pending = false;    // a wake landed while block_armed
     bool exit_requested = false;  // killed: ends itself on its way back to user mode
-    uint8_t spare_[2] = {};       // always 0
-    TimeoutHook timeout_hook;     // on the scheduler's timeout set while it has a deadline
+    // Ready on the scheduler's hand-off queue, sharing the running quantum
+    // (Scheduler::handoff_); false in any other state.
+    bool lent_quantum = false;
+    uint8_t spare_ = 0;        // always 0
+    TimeoutHook timeout_hook;  // on the scheduler's timeout set while it has a deadline
     // Tick at which a timed block expires; 0: none; kNeverExpires: a timeout
     // so long that ticks + timeout saturated (not on the timeout set).
     uint64_t deadline = 0;
@@ -177,6 +180,7 @@ class WaitQueue {
     Thread* front() { return list_.empty() ? nullptr : &list_.front(); }
 
     void push_back(Thread& t) { list_.push_back(t); }
+    void push_front(Thread& t) { list_.push_front(t); }
     Thread* pop_front() {
         if (list_.empty()) return nullptr;
         Thread& t = list_.front();

@@ -87,6 +87,9 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     MK_ASSERT(reinterpret_cast<char*>(mk::this_cpu().scheduler.lock().word()) -
                   reinterpret_cast<char*>(&this_cpu()) ==
               0x30);
+    // The entry stub refuses syscall numbers itself (syscall.S).
+    static_assert(uint64_t(abi::Sys::Count) == 20 && uint64_t(abi::Err::BadSyscall) == 14,
+                  "syscall.S's SYS_COUNT and ERR_BAD_SYSCALL");
     wrmsr(kMsrKernelGsBase, 0);  // the user's GS base
     wrmsr(kMsrFsBase, 0);        // what g_switch.loaded_fs_key (null) says
 

@@ -20,6 +20,8 @@
     .set PERCPU_SCHED_LOCK, 0x30  /* PerCpu::scheduler's lock word: checked at boot */
     .set USER_DS, 0x1b
     .set USER_CS, 0x23
+    .set SYS_COUNT, 20            /* abi::Sys::Count: checked in context.cpp */
+    .set ERR_BAD_SYSCALL, 14      /* abi::Err::BadSyscall: checked in context.cpp */
 
 /* After mk_fastpath_call or mk_fastpath_reply_recv: to the general path
  * (2f) on a miss, else to user mode as the partner.
@@ -61,20 +63,19 @@
     sysretq
 .endm
 
-    .text
-    .globl syscall_entry
-    .balign 16
-syscall_entry:
+/* Switches to the kernel stack and saves the user's registers in a
+ * TrapFrame there, with stores rather than pushes, for what the way back
+ * reads: the general registers but rcx and r11 (the user's are gone:
+ * `syscall` put RIP and RFLAGS there, and sysret clobbers both again), RIP,
+ * RFLAGS and RSP. The rest (vector, error code, CS, SS) only the general
+ * path fills in: nothing reads them in a frame the fast path leaves (a
+ * thread blocked at it resumes through sysret). Leaves the flags alone
+ * (lea, not sub), so a compare before it still decides after it. */
+.macro SAVE_FRAME
     swapgs
     mov %rsp, %gs:PERCPU_USER_RSP
     mov %gs:PERCPU_KSTACK, %rsp
-    /* The frame, with stores rather than pushes, for what the way back
-     * reads: the general registers but rcx and r11 (the user's are gone:
-     * `syscall` put RIP and RFLAGS there, and sysret clobbers both again),
-     * RIP, RFLAGS and RSP. The rest (vector, error code, CS, SS) only the
-     * general path fills in, below: nothing reads them in a frame the
-     * fast path leaves (a thread blocked at it resumes through sysret). */
-    sub $FRAME_SIZE, %rsp
+    lea -FRAME_SIZE(%rsp), %rsp
     mov %rcx, FRAME_RIP(%rsp)
     mov %r11, FRAME_RFLAGS(%rsp)
     mov %gs:PERCPU_USER_RSP, %rcx
@@ -92,17 +93,35 @@ syscall_entry:
     mov %r13, FRAME_R13(%rsp)
     mov %r14, FRAME_R14(%rsp)
     mov %r15, FRAME_R15(%rsp)
-    xor %ebp, %ebp                /* the end of the kernel backtrace */
+.endm
+
+    .text
+    .globl syscall_entry
+    .balign 16
+syscall_entry:
+    cmp $1, %rax                  /* Call (0) or ReplyRecv (1): the fast path first */
+    ja .Lgeneral_entry
+    SAVE_FRAME
     mov %rsp, %rdi
-    cmp $1, %rax                  /* Call or ReplyRecv: the fast path first */
-    ja 1f
-    je 3f
+    je 3f                         /* the flags of the compare above */
+    xor %ebp, %ebp                /* the end of the kernel backtrace */
     call mk_fastpath_call         /* rax: the partner's frame, or 0 */
     FAST_EXIT
-3:  call mk_fastpath_reply_recv
+3:  xor %ebp, %ebp
+    call mk_fastpath_reply_recv
     FAST_EXIT
-2:  mov %rsp, %rdi                /* a miss: the general path */
-1:  movq $USER_DS, FRAME_SS(%rsp) /* the rest of the frame */
+
+.Lgeneral_entry:
+    /* A number with no syscall is refused before anything is saved: the
+     * kernel touches no register but rax, and returns through sysret to the
+     * rcx of this `syscall` (no RIP check, as in FAST_EXIT). The cheapest
+     * way in and out, what the benchmark's null syscall measures. */
+    cmp $SYS_COUNT, %rax
+    jae .Lbad_syscall
+    SAVE_FRAME
+    xor %ebp, %ebp
+2:  mov %rsp, %rdi                /* here too on a fast-path miss */
+    movq $USER_DS, FRAME_SS(%rsp) /* the rest of the frame */
     movq $USER_CS, FRAME_CS(%rsp)
     movq $0, FRAME_ERROR_CODE(%rsp)
     movq $0x100, FRAME_VECTOR(%rsp) /* a syscall frame */
@@ -127,6 +146,12 @@ arch_return_to_user:
     and $-16, %rsp
     call arch_bad_user_return     /* kills the thread; never returns */
     ud2
+
+/* Back from the syscall-number check at the entry: interrupts are still
+ * off (SFMASK), rsp, GS and every register but rax are the user's. */
+.Lbad_syscall:
+    mov $ERR_BAD_SYSCALL, %eax
+    sysretq
 
 /* Where a user thread that gave its stack up in a syscall (blocked "at
  * its frame") resumes when switched to: the context switch returns here

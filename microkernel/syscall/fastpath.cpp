@@ -1,8 +1,8 @@
 // The syscall fast path (docs/ipc.md, "The syscall fast path").
 //
 // `call` to a receiver that is waiting, and `reply_recv` answering a caller
-// that is waiting, with a register-only message (a label and four words),
-// are the whole of a client/server round trip. The entry stub
+// that is waiting, with a message of a label, four words and a payload (no
+// handles), are the whole of a client/server round trip. The entry stub
 // (arch/x86_64/syscall.S) hands them here before anything else. The fast
 // path checks its conditions, cheapest first; any miss returns to the stub,
 // which takes the general path (decode, perform) as if nothing happened.
@@ -41,7 +41,7 @@ namespace mk {
 
 // The entry stub's fast exit does not check the partner's RIP (syscall.S,
 // FAST_EXIT): the RIP after a `syscall` in a user page is in the user half.
-static_assert(abi::kUserEnd <= uint64_t{1} << 47, "user pages end in the user half");
+static_assert(abi::kUserEnd < uint64_t{1} << 47, "user pages end below the non-canonical hole");
 
 class FastPath {
   public:
@@ -55,12 +55,28 @@ class FastPath {
   private:
     static constexpr FastPathExit kMiss{nullptr};
 
-    // What a message must be for the fast path: no payload, no handles, no
-    // reserved bit, a label user code may send, and no timeout. One compare
-    // covers the info word: below the notice labels, every bit above the
-    // label (length, handles, reserved) is 0. (a0 is checked by endpoint().)
-    static bool message_ok(const TrapFrame& f) {
-        return f.rsi < abi::kNoticeLabelBase && f.r12 == abi::kForever;
+    // What a message must be for the fast path: a label user code may send,
+    // at most kMaxPayload payload bytes, no handles, no reserved bit, and no
+    // timeout. The info word's upper half is the length, then the handle
+    // count and reserved bits: at most kMaxPayload (below 1 << 10), it is a
+    // length alone. (a0 is checked by endpoint().) Sets *length.
+    static bool message_ok(const TrapFrame& f, uint32_t* length) {
+        uint64_t upper = f.rsi >> 32;
+        *length = uint32_t(upper);
+        return uint32_t(f.rsi) < abi::kNoticeLabelBase && upper <= abi::kMaxPayload &&
+               f.r12 == abi::kForever;
+    }
+
+    // The payload, from the sender's IPC buffer to the receiver's, through
+    // the kernel's addresses of both (Thread::IpcState::buffer): eight bytes
+    // at a time, then the rest.
+    static void copy_payload(const IpcState& from, IpcState& to, uint64_t length) {
+        unsigned char* dst = to.buffer;
+        const unsigned char* src = from.buffer;
+        uint64_t words = length / 8;
+        uint64_t bytes = length % 8;
+        asm volatile("rep movsq" : "+D"(dst), "+S"(src), "+c"(words)::"memory");
+        asm volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(bytes)::"memory");
     }
 
     // The endpoint handle a0 names with `right`, or null; with the table
@@ -97,8 +113,9 @@ class FastPath {
     }
 
     // Thread's word of scheduler state (wake_reason to spare_), in one store.
-    // block_armed and wake_pending are false in a thread blocked or making a
-    // syscall, and exit_requested was found false under this lock.
+    // block_armed, wake_pending and lent_quantum are false in a thread
+    // blocked or making a syscall, and exit_requested was found false under
+    // this lock.
     static void set_state(Thread& t, WakeReason reason, ThreadState state, bool at_frame) {
         t.wake_reason = reason;
         t.state = state;
@@ -106,8 +123,8 @@ class FastPath {
         t.block_armed = false;
         t.wake_pending = false;
         t.exit_requested = false;
-        t.spare_[0] = 0;
-        t.spare_[1] = 0;
+        t.lent_quantum = false;
+        t.spare_ = 0;
     }
 
     // An IpcState's op, result and user_op, in one store.
@@ -138,7 +155,8 @@ class FastPath {
 inline FastPathExit FastPath::call(TrapFrame& f) {
     PerCpu& cpu = this_cpu();
     Scheduler& s = cpu.scheduler;
-    if (!message_ok(f) || !ipc_fast_path() || !s.donation_enabled()) return miss();
+    uint32_t length;
+    if (!message_ok(f, &length) || !ipc_fast_path() || !s.donation_enabled()) return miss();
     Thread& self = *s.current_;
     HandleTable& table = self.process->handles();
     uint64_t badge;
@@ -170,6 +188,7 @@ inline FastPathExit FastPath::call(TrapFrame& f) {
     to.rax = uint64_t(abi::Err::Ok);
     to.rdi = badge;
     to.rsi = f.rsi | abi::MsgInfo{0, 0, 0, true}.encode();  // the words stay in registers
+    if (length != 0) copy_payload(cipc, sipc, length);
     // ...and the caller waits for the reply on its callers queue.
     set_op(cipc, IpcState::Op::ReplyWait, Error::WouldBlock, IpcState::UserOp::Call);
     block_current(self, sipc.callers);
@@ -179,7 +198,8 @@ inline FastPathExit FastPath::call(TrapFrame& f) {
 inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     PerCpu& cpu = this_cpu();
     Scheduler& s = cpu.scheduler;
-    if (!message_ok(f) || !ipc_fast_path() || !s.donation_enabled()) return miss();
+    uint32_t length;
+    if (!message_ok(f, &length) || !ipc_fast_path() || !s.donation_enabled()) return miss();
     Thread& self = *s.current_;
     IpcState& sipc = *self.ipc;
     ReplyToken token = sipc.reply;
@@ -218,6 +238,7 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     to.rax = uint64_t(abi::Err::Ok);
     to.rdi = 0;
     to.rsi = f.rsi;  // the words stay in registers (syscall.S)
+    if (length != 0) copy_payload(sipc, cipc, length);
     // ...and this thread waits for the next message on the endpoint, holding
     // its reference as the general path's receive does.
     set_op(sipc, IpcState::Op::Recv, Error::WouldBlock, IpcState::UserOp::Recv);

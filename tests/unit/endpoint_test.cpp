@@ -307,7 +307,7 @@ TEST_F(EndpointTest, DonationOffTakesTheWakePathNotTheFastPath) {
     EXPECT_EQ(Endpoint::finish_call(*boot_).value().words[0], 6u);
 }
 
-TEST_F(EndpointTest, ReplyRecvWithPendingSenderTakesItWithoutSwitching) {
+TEST_F(EndpointTest, ReplyRecvWithPendingSenderTakesItAndHandsOffToTheCaller) {
     Thread* server = spawn("server");
     Thread* client2 = spawn("client2");
     run_until(server);
@@ -320,11 +320,13 @@ TEST_F(EndpointTest, ReplyRecvWithPendingSenderTakesItWithoutSwitching) {
     EXPECT_EQ(ep_->call(msg(2), 0).error(), Error::WouldBlock);  // queues: server is busy
     run_until(server);
     Result<Received> next = ep_->reply_recv(first.reply, msg(10));
-    ASSERT_TRUE(next.ok());  // took client2's call at once
+    ASSERT_TRUE(next.ok());  // took client2's call at once and goes on...
     EXPECT_EQ(next.value().msg.label, 2u);
     EXPECT_EQ(current(), server);
     EXPECT_EQ(ipc().fastpath_miss_sender_pending, 1u);
+    // ...and the caller it answered runs as soon as it stops.
     EXPECT_EQ(boot_->state, ThreadState::Ready);
+    EXPECT_TRUE(boot_->lent_quantum);
     EXPECT_EQ(Endpoint::finish_call(*boot_).value().label, 10u);
     EXPECT_EQ(Endpoint::reply(next.value().reply, msg(20)), Error::None);
     EXPECT_EQ(Endpoint::finish_call(*client2).value().label, 20u);

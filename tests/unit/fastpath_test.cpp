@@ -463,6 +463,15 @@ class FastPathTest : public testing::SchedFixture {
         EXPECT_NE(sched().current(), server);
     }
 
+    // A thread that switched away keeping its stack in a syscall cannot go
+    // on on the host: play the end of its syscall.
+    void finish_kept_syscall(Thread* t) {
+        LockGuard guard(sched().lock());
+        t->at_frame = false;
+        t->ipc->endpoint_ref.reset();
+        t->ipc->user_op = IpcState::UserOp::None;
+    }
+
     void destroy_endpoint() {
         ep_destroyed_ = true;
         Endpoint::destroy(ep_);
@@ -618,22 +627,50 @@ TEST_F(FastPathTest, CallWithMalformedInfoMisses) {
     }
 }
 
-TEST_F(FastPathTest, CallWithPayloadMisses) {
+TEST_F(FastPathTest, CallWithPayloadHits) {
     server_waits();
     run_as(c_);
+    // Every length that is not a multiple of 8 ends in the byte copy.
     const char payload[16] = "fifteen bytes..";
     std::memcpy(buffer(c_).payload, payload, sizeof payload);
+    std::memset(buffer(s_).payload, 0x5A, sizeof buffer(s_).payload);
     const Words w = {10, 11, 12, 13};
-    set_regs(c_, Sys::Call, ch_, info(7, sizeof payload), w);
-    expect_miss(c_);
-    ASSERT_EQ(general(c_), Path::GaveStackUp);
+    set_regs(c_, Sys::Call, ch_, info(7, 15), w);
+    ASSERT_EQ(fast(c_).frame, &frame(s_));
     EXPECT_EQ(c_->waiting_on, &s_->ipc->callers);
-    EXPECT_EQ(sched().current(), s_);  // donated
-    EXPECT_TRUE(frame_holds(resume(s_), Err::Ok, kBadge, info(7, sizeof payload) | kCallBit, w));
-    EXPECT_EQ(std::memcmp(buffer(s_).payload, payload, sizeof payload), 0);
-    reply_general(s_, 8, {20, 21, 22, 23});
-    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(8), {20, 21, 22, 23}));
-    EXPECT_EQ(ep_->refs(), base_refs_);
+    EXPECT_EQ(sched().current(), s_);
+    EXPECT_TRUE(frame_holds(frame(s_), Err::Ok, kBadge, info(7, 15) | kCallBit, w));
+    EXPECT_EQ(std::memcmp(buffer(s_).payload, payload, 15), 0);
+    EXPECT_EQ(buffer(s_).payload[15], 0x5A) << "a byte past the length was copied";
+    EXPECT_EQ(ipc_counters().syscall_fastpath_hits, 1u);
+}
+
+TEST_F(FastPathTest, RoundTripWithLargestPayloadHits) {
+    server_waits();
+    run_as(c_);
+    for (unsigned i = 0; i < abi::kMaxPayload; ++i) buffer(c_).payload[i] = uint8_t(i * 7);
+    set_regs(c_, Sys::Call, ch_, info(7, abi::kMaxPayload), {1, 2, 3, 4});
+    ASSERT_EQ(fast(c_).frame, &frame(s_));
+    EXPECT_EQ(std::memcmp(buffer(s_).payload, buffer(c_).payload, abi::kMaxPayload), 0);
+    for (unsigned i = 0; i < abi::kMaxPayload; ++i) buffer(s_).payload[i] = uint8_t(i * 3);
+    set_regs(s_, Sys::ReplyRecv, sh_, info(8, abi::kMaxPayload), {5, 6, 7, 8});
+    ASSERT_EQ(fast(s_).frame, &frame(c_));
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(8, abi::kMaxPayload), {5, 6, 7, 8}));
+    EXPECT_EQ(std::memcmp(buffer(c_).payload, buffer(s_).payload, abi::kMaxPayload), 0);
+    EXPECT_EQ(ipc_counters().syscall_fastpath_hits, 2u);
+    EXPECT_EQ(ipc_counters().syscall_fastpath_misses, 0u);
+}
+
+TEST_F(FastPathTest, CallWithPayloadOverTheLimitMisses) {
+    server_waits();
+    run_as(c_);
+    // The 10-bit length field holds more than kMaxPayload: the general path
+    // refuses it.
+    set_regs(c_, Sys::Call, ch_, info(7, abi::kMaxPayload + 1), {1, 2, 3, 4});
+    expect_miss(c_);
+    ASSERT_EQ(general(c_), Path::Returned);
+    EXPECT_EQ(frame(c_).rax, uint64_t(Err::TooLarge));
+    EXPECT_EQ(ep_->waiting_receivers(), 1u);
 }
 
 TEST_F(FastPathTest, CallWithHandlesMisses) {
@@ -865,21 +902,26 @@ TEST_F(FastPathTest, CallOnDeadEndpointMisses) {
 
 // --- ReplyRecv misses ---
 
-TEST_F(FastPathTest, ReplyRecvWithPayloadMisses) {
+TEST_F(FastPathTest, ReplyRecvWithPayloadHits) {
     pending_call();
     const char payload[24] = "twenty-three bytes, ok.";
     std::memcpy(buffer(s_).payload, payload, sizeof payload);
     const Words w = {140, 141, 142, 143};
     set_regs(s_, Sys::ReplyRecv, sh_, info(31, sizeof payload), w);
-    expect_miss(s_);
-    ASSERT_EQ(general(s_), Path::GaveStackUp);
+    ASSERT_EQ(fast(s_).frame, &frame(c_));
     EXPECT_EQ(sched().current(), c_);  // donated
     EXPECT_EQ(s_->state, ThreadState::Blocked);
     EXPECT_TRUE(s_->at_frame);
     EXPECT_EQ(ep_->waiting_receivers(), 1u);
-    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(31, sizeof payload), w));
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(31, sizeof payload), w));
     EXPECT_EQ(std::memcmp(buffer(c_).payload, payload, sizeof payload), 0);
     EXPECT_EQ(ep_->refs(), base_refs_ + 1);
+}
+
+TEST_F(FastPathTest, ReplyRecvWithPayloadOverTheLimitMisses) {
+    pending_call();
+    set_regs(s_, Sys::ReplyRecv, sh_, info(31, abi::kMaxPayload + 1), {1, 2, 3, 4});
+    expect_miss(s_);
 }
 
 TEST_F(FastPathTest, ReplyRecvWithHandlesMisses) {
@@ -1124,10 +1166,14 @@ TEST_F(FastPathTest, ReplyRecvWithQueuedSenderMisses) {
     const Words w = {180, 181, 182, 183};
     set_regs(s_, Sys::ReplyRecv, sh_, info(42), w);
     expect_miss(s_);
-    ASSERT_EQ(general(s_), Path::Returned);  // answers C, takes C2's call at once
+    // Answers C, takes C2's call at once and goes on; C runs as soon as S
+    // stops, ahead of the ready queue.
+    ASSERT_EQ(general(s_), Path::Returned);
     EXPECT_TRUE(frame_holds(frame(s_), Err::Ok, kBadge, info(41) | kCallBit, w2));
     EXPECT_EQ(s_->ipc->reply.caller, c2->id());
     EXPECT_EQ(ep_->waiting_senders(), 0u);
+    EXPECT_EQ(c_->state, ThreadState::Ready);
+    EXPECT_TRUE(c_->lent_quantum);
     EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(42), w));
     reply_general(s_, 43, {190, 191, 192, 193});
     EXPECT_TRUE(frame_holds(resume(c2), Err::Ok, 0, info(43), {190, 191, 192, 193}));
@@ -1147,6 +1193,7 @@ TEST_F(FastPathTest, ReplyRecvWithQueuedNoticeMisses) {
     expect_miss(s_);
     ASSERT_EQ(general(s_), Path::Returned);  // answers C, takes the notice at once
     EXPECT_TRUE(frame_holds(frame(s_), Err::Ok, 5, abi::kLabelLastHandle, {77, 0, 0, 0}));
+    EXPECT_TRUE(c_->lent_quantum);  // C runs as soon as S stops
     EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(44), w));
     EXPECT_EQ(ep_->refs(), base_refs_);
 }
@@ -1199,7 +1246,7 @@ TEST_F(FastPathTest, NoticeCompletesServerBlockedByFastReplyRecv) {
 // A notice wakes its receiver like any wake: the poster's next yield
 // donates to it, ahead of whatever else is Ready.
 TEST_F(FastPathTest, ANoticeDonatesToTheReceiverItWakes) {
-    fast_round_trip();  // C runs, S waits at its frame
+    fast_round_trip();             // C runs, S waits at its frame
     Thread* busy = spawn("busy");  // Ready, ahead of S
     Notice* n = knew<Notice>();
     ASSERT_NE(n, nullptr);
@@ -1390,11 +1437,7 @@ TEST_F(FastPathTest, DeliveredSendYieldsKeepingItsStack) {
     EXPECT_EQ(FakeCpu::stacks_left, left);
     EXPECT_EQ(c_->state, ThreadState::Ready);
     EXPECT_TRUE(frame_holds(resume(s_), Err::Ok, kBadge, info(74), {9, 9, 9, 9}));
-    // C's kept stack cannot go on on the host: play the end of its syscall.
-    LockGuard guard(sched().lock());
-    c_->at_frame = false;
-    c_->ipc->endpoint_ref.reset();
-    c_->ipc->user_op = IpcState::UserOp::None;
+    finish_kept_syscall(c_);
 }
 
 }  // namespace

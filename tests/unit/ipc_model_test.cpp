@@ -1263,7 +1263,8 @@ void IpcModel::act_reply_recv(int i) {
     if (k.token.valid()) pool_token(k);
 
     if (!me.senders.empty()) {
-        // Replied (the caller is ready, not donated to), then takes a message at once.
+        // Replied (the caller is ready, handed the CPU for when this thread
+        // stops, not donated to), then takes a message at once.
         Expect x = take_sender(i, e);
         Result<Received> got = me.ep->reply_recv(k.token, rep.m, timeout);
         char what[64];

@@ -77,17 +77,19 @@ TEST_F(SchedulerTest, DonateToReadyTargetSkipsTheQueue) {
     Thread* a = spawn("a");
     Thread* b = spawn("b");
     Thread* c = spawn("c");
-    (void)a;
-    (void)b;
     sched().set_donate_target(c);
     yield();
     EXPECT_EQ(sched().current(), c);
     EXPECT_EQ(sched().counters().donations_taken, 1u);
-    // The donor went back on the ready queue behind a and b.
+    // The donor waits at the front of the ready queue, ahead of a and b.
+    yield();
+    EXPECT_EQ(sched().current(), boot_);
     yield();
     EXPECT_EQ(sched().current(), a);
     yield();
     EXPECT_EQ(sched().current(), b);
+    yield();
+    EXPECT_EQ(sched().current(), c);
     yield();
     EXPECT_EQ(sched().current(), boot_);
 }
@@ -98,10 +100,107 @@ TEST_F(SchedulerTest, DonateTargetIsConsumedByOneYield) {
     sched().set_donate_target(b);
     yield();
     EXPECT_EQ(sched().current(), b);
-    yield();  // no target any more: round-robin
+    yield();  // no target any more: the donor, then round-robin
+    EXPECT_EQ(sched().current(), boot_);
+    yield();
     EXPECT_EQ(sched().current(), a);
     EXPECT_EQ(sched().counters().donations_taken, 1u);
     EXPECT_EQ(sched().counters().donation_fallbacks, 0u);
+}
+
+// A server that answers with a donation and a client that then blocks again
+// (a deferred reply, a pipe write): the server runs next, not the busy
+// threads, and the two share the one quantum.
+TEST_F(SchedulerTest, DonorRunsWhenTheThreadItWokeBlocksOnTheSameQuantum) {
+    Thread* busy = spawn("busy");
+    Thread* c = spawn("c");
+    WaitQueue q;
+    for (uint32_t i = 0; i < Scheduler::kQuantumTicks - 2; ++i) sched().on_timer_tick();
+    sched().set_donate_target(c);
+    yield();
+    ASSERT_EQ(sched().current(), c);
+    sched().on_timer_tick();
+    sched().preempt_if_needed();
+    ASSERT_EQ(sched().current(), c);
+    sched().block(&q);
+    EXPECT_EQ(sched().current(), boot_);  // ahead of busy
+    EXPECT_FALSE(boot_->lent_quantum);
+    sched().on_timer_tick();  // the quantum's last tick: busy's turn
+    sched().preempt_if_needed();
+    EXPECT_EQ(sched().current(), busy);
+    EXPECT_EQ(sched().counters().preemptions, 1u);
+    sched().wake(*c);
+}
+
+TEST_F(SchedulerTest, WhenTheLentQuantumEndsTheDonorGoesToTheBack) {
+    Thread* a = spawn("a");
+    Thread* b = spawn("b");
+    Thread* c = spawn("c");
+    sched().set_donate_target(c);
+    yield();
+    ASSERT_EQ(sched().current(), c);
+    ASSERT_TRUE(boot_->lent_quantum);
+    for (uint32_t i = 0; i < Scheduler::kQuantumTicks; ++i) sched().on_timer_tick();
+    sched().preempt_if_needed();
+    EXPECT_EQ(sched().current(), a);
+    EXPECT_FALSE(boot_->lent_quantum);
+    yield();
+    EXPECT_EQ(sched().current(), b);
+    yield();
+    EXPECT_EQ(sched().current(), boot_);
+    yield();
+    EXPECT_EQ(sched().current(), c);
+}
+
+// A server that answers a caller and has its next message already goes
+// on; the callers it woke run as soon as it stops, in order, ahead of the
+// threads that were merely ready.
+TEST_F(SchedulerTest, HandedOffThreadsRunNextInOrder) {
+    Thread* busy = spawn("busy");
+    Thread* c1 = spawn("c1");
+    Thread* c2 = spawn("c2");
+    {
+        LockGuard guard(sched().lock());
+        sched().hand_off_locked(*c1);
+        sched().hand_off_locked(*c2);
+        sched().hand_off_locked(*c2);  // once is enough
+    }
+    EXPECT_EQ(sched().ready_count(), 3u);
+    yield();
+    EXPECT_EQ(sched().current(), c1);
+    yield();
+    EXPECT_EQ(sched().current(), c2);
+    yield();
+    EXPECT_EQ(sched().current(), busy);
+}
+
+TEST_F(SchedulerTest, HandOffWithDonationOffLeavesTheOrder) {
+    sched().set_donation_enabled(false);
+    Thread* busy = spawn("busy");
+    Thread* c1 = spawn("c1");
+    {
+        LockGuard guard(sched().lock());
+        sched().hand_off_locked(*c1);
+    }
+    EXPECT_FALSE(c1->lent_quantum);
+    yield();
+    EXPECT_EQ(sched().current(), busy);
+    sched().set_donation_enabled(true);
+}
+
+TEST_F(SchedulerTest, KilledLenderLeavesTheQueue) {
+    Thread* c = spawn("c");
+    Thread* d = spawn("d");
+    yield();  // c runs
+    ASSERT_EQ(sched().current(), c);
+    sched().set_donate_target(d);
+    yield();  // c lends to d
+    ASSERT_EQ(sched().current(), d);
+    ASSERT_TRUE(c->lent_quantum);
+    sched().kill(*c);
+    EXPECT_FALSE(c->lent_quantum);
+    yield();
+    EXPECT_EQ(sched().current(), boot_);
 }
 
 TEST_F(SchedulerTest, DonationFallsBackWhenTargetBlocked) {
