@@ -3,12 +3,14 @@
 
     boot.py --logs DIR [--plain] [--repeat] [--linux CMD] [--timeout S] [--jobs N] ISO...
 
-Every ISO boots under -icount shift=0,sleep=off (--repeat: twice), then, with
---plain, once more under plain emulation. The icount boots run --jobs at a
-time: their figures count instructions, so sharing the host costs them
-nothing. The plain boots run one at a time afterwards, since theirs are host
-time. --linux CMD runs `CMD --icount` with the icount boots and `CMD --plain`
-with the plain ones.
+Every ISO boots under -icount shift=0,sleep=off (--repeat: twice) and, with
+--plain, once more under plain emulation. At most --jobs boots run at once
+(default: one per CPU). The icount figures count instructions, so sharing
+the host costs them nothing; the plain figures are host time, so the plain
+boots run one at a time, in a lane of their own beside the icount boots
+(with --jobs 1, after them: the quietest plain figures, the longest wait).
+--linux CMD runs `CMD --icount` with the icount boots and `CMD --plain` with
+the plain ones, never both at once (they share a work directory).
 
 Each boot's serial output goes to DIR/NAME.MODE.log (see report.py) as it
 arrives, and every result line becomes a progress line on stdout:
@@ -59,12 +61,22 @@ class Boot:
         self.variant = report.variant_from_name(name)
         self.variant_is_guess = True  # until the log names it
         self.ok = False
+        self.after = None  # a Boot that must end before this one starts
+        self.finished = threading.Event()
 
     @property
     def label(self):
         return f"[{self.mode} {self.variant}]"
 
     def run(self, timeout):
+        try:
+            if self.after is not None:
+                self.after.finished.wait()
+            return self._run(timeout)
+        finally:
+            self.finished.set()
+
+    def _run(self, timeout):
         say(f"{self.label} starting {self.what}")
         start = time.monotonic()
         proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -128,7 +140,7 @@ class Boot:
             stop(proc)
             running.discard(proc)
         if self.ok:
-            say(f"{self.label} done: {cases} cases ({failed} failed) in {took:.1f} s")
+            say(f"{self.label} done: {cases} case{'s' * (cases != 1)} ({failed} failed) in {took:.1f} s")
         else:
             say(f"{self.label} FAILED: {why} after {took:.1f} s; {cases} cases; last lines:")
             for line in tail:
@@ -166,7 +178,7 @@ def main():
     ap.add_argument("--plain", action="store_true", help="plain emulation boots too")
     ap.add_argument("--repeat", action="store_true", help="each icount boot twice")
     ap.add_argument("--linux", help="the Linux comparison's command (takes --icount / --plain)")
-    ap.add_argument("--timeout", type=float, default=180.0, help="seconds per boot")
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per boot")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("isos", nargs="*")
     args = ap.parse_args()
@@ -183,22 +195,39 @@ def main():
                     os.path.join(args.logs, f"linux.{mode}.log"), "linux",
                     f"{args.linux} --{mode}")
 
-    # Linux first among the icount boots: it is likely the longest.
-    icount = ([linux_boot("icount")] if args.linux else []) + [iso_boot(i, "icount") for i in args.isos]
+    # Linux first among the icount boots (it is likely the longest), last
+    # among the plain ones, and never both at once.
+    icount = [iso_boot(i, "icount") for i in args.isos]
+    plain = [iso_boot(i, "plain") for i in args.isos] if args.plain else []
+    if args.linux:
+        icount.insert(0, linux_boot("icount"))
+        if args.plain:
+            plain.append(linux_boot("plain"))
+            plain[-1].after = icount[0]
     if args.repeat:
         icount += [iso_boot(i, "icount-repeat") for i in args.isos]
-    plain = ([iso_boot(i, "plain") for i in args.isos] +
-             ([linux_boot("plain")] if args.linux else [])) if args.plain else []
 
     if args.isos:
         say(f"QEMU: {' '.join(QEMU)} -cdrom ISO, with {' '.join(ICOUNT)} for icount")
     signal.signal(signal.SIGINT, stop_all)
     signal.signal(signal.SIGTERM, stop_all)
-    ok = True
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        ok = all(list(pool.map(lambda b: b.run(args.timeout), icount)))
-    for b in plain:
-        ok = b.run(args.timeout) and ok
+
+    def one_by_one(boots):
+        ok = True
+        for b in boots:
+            ok = b.run(args.timeout) and ok
+        return ok
+
+    # The pool runs its tasks in order: the plain lane first takes a worker
+    # for as long as it lasts, the icount boots share the others; with one
+    # worker, the plain lane comes last.
+    jobs = max(1, args.jobs)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        lanes = [pool.submit(one_by_one, plain)] if plain and jobs > 1 else []
+        lanes += [pool.submit(b.run, args.timeout) for b in icount]
+        if plain and jobs == 1:
+            lanes.append(pool.submit(one_by_one, plain))
+        ok = all([lane.result() for lane in lanes])
     return 0 if ok else 1
 
 
