@@ -53,7 +53,7 @@ Message::Message(Message&& o) noexcept
         owned_[i] = o.owned_[i];
         o.owned_[i] = false;
     }
-    __builtin_memcpy(payload_, o.payload_, length_);
+    if (length_ != 0) __builtin_memcpy(payload_, o.payload_, length_);
 }
 
 Message& Message::operator=(Message&& o) noexcept {
@@ -64,13 +64,13 @@ Message& Message::operator=(Message&& o) noexcept {
     handle_count_ = o.handle_count_;
     error_ = o.error_;
     for (unsigned i = 0; i < abi::kMessageWords; ++i) words_[i] = o.words_[i];
-    for (unsigned i = 0; i < abi::kMaxHandles; ++i) {
+    for (unsigned i = 0; i < handle_count_; ++i) {
         handles_[i] = o.handles_[i];
         flags_[i] = o.flags_[i];
         owned_[i] = o.owned_[i];
         o.owned_[i] = false;
     }
-    __builtin_memcpy(payload_, o.payload_, length_);
+    if (length_ != 0) __builtin_memcpy(payload_, o.payload_, length_);
     return *this;
 }
 

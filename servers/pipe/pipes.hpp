@@ -51,7 +51,14 @@ class Pipes {
     // A new pipe, both ends open: its id (the ends' badges are
     // pipe::badge_of(id, write_end)), or 0 when kMaxPipes are open or
     // there is no memory.
-    uint64_t create() { return pipes_.create(); }
+    uint64_t create() {
+        uint64_t id = pipes_.create();
+        if (Pipe* p = pipes_.find(id)) {
+            p->readers.count_in(&waiting_);
+            p->writers.count_in(&waiting_);
+        }
+        return id;
+    }
     // Why create() returned 0.
     abi::Err create_error() const {
         return pipes_.full() ? abi::Err::LimitReached : abi::Err::OutOfMemory;
@@ -165,11 +172,9 @@ class Pipes {
   private:
     static constexpr size_t kCapacity = pipe::kCapacity;
 
-    // Deferred replies held, over all pipes.
-    size_t waiting() const {
-        Stats s = stats();
-        return s.readers_waiting + s.writers_waiting;
-    }
+    // Deferred replies held, over all pipes: every pipe's queues count
+    // into it, so the bound checked on each wait costs no scan.
+    size_t waiting() const { return waiting_; }
 
     struct Reader {
         Reply reply;
@@ -274,6 +279,7 @@ class Pipes {
         while (!p.writers.empty()) (void)p.writers.pop_front().reply.fail(e);
     }
 
+    size_t waiting_ = 0;  // declared before pipes_: the queues count into it until they go
     Slots<Pipe, pipe::kMaxPipes> pipes_;
 };
 

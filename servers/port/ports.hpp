@@ -59,7 +59,14 @@ class Ports {
 
     // A new port: its id (its handle's badge is port::badge_of(id)), or 0
     // when kMaxPorts are open or there is no memory.
-    uint64_t create() { return ports_.create(); }
+    uint64_t create() {
+        uint64_t id = ports_.create();
+        if (Port* p = ports_.find(id)) {
+            p->waiters.count_in(&waiting_);
+            p->posters.count_in(&waiting_);
+        }
+        return id;
+    }
     // Why create() returned 0.
     abi::Err create_error() const {
         return ports_.full() ? abi::Err::LimitReached : abi::Err::OutOfMemory;
@@ -164,11 +171,9 @@ class Ports {
     }
 
   private:
-    // Deferred replies held, over all ports.
-    size_t waiting() const {
-        Stats s = stats();
-        return s.waiters + s.posters;
-    }
+    // Deferred replies held, over all ports: every port's queues count
+    // into it, so the bound checked on each wait costs no scan.
+    size_t waiting() const { return waiting_; }
     static constexpr size_t kCapacity = port::kCapacity;
 
     struct Waiter {
@@ -295,6 +300,7 @@ class Ports {
         fail_all(p, abi::Err(port::kPortClosed));
     }
 
+    size_t waiting_ = 0;  // declared before ports_: the queues count into it until they go
     Slots<Port, port::kMaxPorts> ports_;
 };
 

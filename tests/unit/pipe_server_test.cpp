@@ -348,6 +348,13 @@ TEST_F(PipeServerTest, DeferredRepliesAreBoundedOverAllPipes) {
     EXPECT_EQ(refused->status(), abi::Err::LimitReached);
     EXPECT_FALSE(refused->deferred);
     for (const CallRef& r : reads) EXPECT_TRUE(r->waiting());
+    // The count over all pipes follows the answers: once the first pipe's
+    // readers have had EOF, there is room again.
+    pipes_.last_handle(badge_of(id_, true));
+    EXPECT_EQ(pipes_.stats().readers_waiting, services::kMaxDeferred - (pipe::kMaxReaders - 1));
+    CallRef again = issue([this](FakeRequest& q) { return pipes_.read(q); },
+                          Message(pipe::kRead).set_word(0, 1), badge_of(id, false));
+    EXPECT_TRUE(again->waiting());
 }
 
 TEST_F(PipeServerTest, DestroyAnswersWhoeverWaits) {

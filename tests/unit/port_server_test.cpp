@@ -506,6 +506,11 @@ TEST_F(PortServerTest, DeferredRepliesAreBoundedOverAllPorts) {
     EXPECT_EQ(refused->status(), abi::Err::LimitReached);
     EXPECT_FALSE(refused->deferred);
     for (const CallRef& w : waits) EXPECT_TRUE(w->waiting());
+    // The count over all ports follows the answers: once the first port is
+    // gone (its waiters told so), there is room again.
+    ports_.last_handle(port_);
+    EXPECT_EQ(ports_.stats().waiters, services::kMaxDeferred - (port::kMaxWaiters - 1));
+    EXPECT_TRUE(wait(1, 1, badge)->waiting());
 }
 
 TEST_F(PortServerTest, DestroyAnswersWhoeverWaits) {

@@ -5,7 +5,9 @@
 //                 a port's packets;
 //   Fifo<T>       waiters served in arrival order: push at the back, take
 //                 from the front, remove any that a predicate picks (say
-//                 every waiter of a client that went away).
+//                 every waiter of a client that went away); several may
+//                 keep one running total of what they hold (count_in), so
+//                 a server's bound over all its queues costs no scan.
 //   Slots<T, N>   objects named by a 64-bit id that a client cannot guess
 //                 into a newer one: a slot index and the slot's generation,
 //                 which moves on each time the slot is freed, so a stale id
@@ -78,6 +80,14 @@ class Fifo {
     bool empty() const { return head_ == nullptr; }
     size_t size() const { return size_; }
 
+    // Adds this queue's elements, now and from now on, to `*total` (which
+    // must outlive the queue): every push adds one there, every removal
+    // takes one off.
+    void count_in(size_t* total) {
+        total_ = total;
+        *total_ += size_;
+    }
+
     // Appends `v`; false (and `v` untouched) when there is no memory.
     bool push_back(T&& v) {
         Node* n = new (std::nothrow) Node{std::move(v), nullptr};
@@ -89,6 +99,7 @@ class Fifo {
         }
         tail_ = n;
         ++size_;
+        if (total_ != nullptr) ++*total_;
         return true;
     }
 
@@ -102,6 +113,7 @@ class Fifo {
         head_ = n->next;
         if (head_ == nullptr) tail_ = nullptr;
         --size_;
+        if (total_ != nullptr) --*total_;
         T v = std::move(n->value);
         delete n;
         return v;
@@ -129,6 +141,7 @@ class Fifo {
             *link = n->next;
             if (tail_ == n) tail_ = prev;
             --size_;
+            if (total_ != nullptr) --*total_;
             ++count;
             T v = std::move(n->value);
             delete n;
@@ -149,6 +162,7 @@ class Fifo {
     Node* head_ = nullptr;
     Node* tail_ = nullptr;
     size_t size_ = 0;
+    size_t* total_ = nullptr;
 };
 
 template <typename T, size_t N>

@@ -216,9 +216,13 @@ class Message {
     uint32_t handle_count_ = 0;
     abi::Err error_ = abi::Err::Ok;
     uint64_t words_[abi::kMessageWords] = {};
-    abi::HandleValue handles_[abi::kMaxHandles] = {};
-    uint32_t flags_[abi::kMaxHandles] = {};
-    bool owned_[abi::kMaxHandles] = {};
+    // Only the first handle_count_ entries of these and the first length_
+    // bytes of the payload mean anything: nothing else is ever read, so
+    // nothing else is initialized or copied (a message is built and moved
+    // several times on every request a server handles).
+    abi::HandleValue handles_[abi::kMaxHandles];
+    uint32_t flags_[abi::kMaxHandles];
+    bool owned_[abi::kMaxHandles];
     uint8_t payload_[abi::kMaxPayload];
 };
 

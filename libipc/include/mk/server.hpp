@@ -297,13 +297,13 @@ class Server {
         for (;;) {
             if (!next) {
                 if (!detail::loop_survives(next.error())) return next.error();
-                next = recv(ep);
+                receive_into(next, [&] { return recv(ep); });
                 continue;
             }
             Action a = dispatch(std::move(*next));
             if (a.kind != Action::Kind::Reply) {
                 if (stopped_) return abi::Err::Ok;
-                next = recv(ep);
+                receive_into(next, [&] { return recv(ep); });
                 continue;
             }
             if (stopped_) {
@@ -311,13 +311,13 @@ class Server {
                 if (!st) (void)reply(error_reply(st.error()));
                 return abi::Err::Ok;
             }
-            next = reply_recv(ep, a.reply);
+            receive_into(next, [&] { return reply_recv(ep, a.reply); });
             if (!next) {
                 // If it was the reply that failed, the call still waits: tell
                 // it why. If it was the receive, there is no call and this is
                 // a harmless refusal, and the receive says again what is wrong.
                 (void)reply(error_reply(next.error()));
-                next = recv(ep);
+                receive_into(next, [&] { return recv(ep); });
             }
         }
     }
@@ -326,6 +326,15 @@ class Server {
     void stop() { stopped_ = true; }
 
   private:
+    // next = receive(), with the result built in place: a Received holds a
+    // whole Message, and an assignment would copy it once more on every
+    // request.
+    template <typename F>
+    static void receive_into(Result<Received>& next, F&& receive) {
+        next.~Result<Received>();
+        new (&next) Result<Received>(receive());
+    }
+
     const Route<S>* find(uint32_t label) const {
         for (size_t i = 0; i < count_; ++i) {
             if (routes_[i].label == label) return &routes_[i];
