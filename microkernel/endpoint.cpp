@@ -334,9 +334,8 @@ Result<Message> Endpoint::call_impl(const Message& msg, uint64_t badge, uint64_t
         ++(!g_ipc_fast_path        ? c.fastpath_miss_disabled
            : !s.donation_enabled() ? c.fastpath_miss_donation_off
                                    : c.fastpath_miss_long_message);
-        s.wake_locked(*receiver);
-        s.set_donate_target_locked(receiver);
-        s.block_current_locked(&receiver->ipc->callers, timeout_ticks);
+        // Wake the receiver, donate to it, wait on its callers queue.
+        s.wake_and_block_locked(*receiver, &receiver->ipc->callers, timeout_ticks);
     }
     Status st = finish_locked(self);
     if (st != Error::None) return st;
@@ -429,18 +428,35 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
                                         : c.fastpath_miss_sender_pending);
             transfer(reply, *self.ipc, 0, *caller);
             ++c.replies;
-            complete_locked(*caller, Error::None);
+            // The caller's operation ends here; its wake follows below, with
+            // the hand-off or the block (nothing in between looks at it).
+            caller->ipc->op = IpcState::Op::None;
+            caller->ipc->result = Error::None;
         }
         Notice* n = pop_notice_locked();
         if (n != nullptr || sender != nullptr) {
             // This thread has its next message already and goes on; the
             // caller runs as soon as it stops, ahead of the ready queue.
-            if (caller != nullptr) s.hand_off_locked(*caller);
+            if (caller != nullptr) {
+                s.wake_locked(*caller);
+                s.hand_off_locked(*caller);
+            }
             return n != nullptr ? take_notice_locked(self, n)
                                 : take_from_sender_locked(self, *sender, senders_);
         }
-        if (caller != nullptr) s.set_donate_target_locked(caller);
-        block_in_locked(self, IpcState::Op::Recv, &receivers_, timeout_ticks);
+        if (caller != nullptr && !self.exit_requested) {
+            // Wake the caller, donate to it and wait for the next message,
+            // as block_in_locked() would.
+            self.ipc->op = IpcState::Op::Recv;
+            self.ipc->result = Error::WouldBlock;  // "pending": the completer overwrites it
+            s.wake_and_block_locked(*caller, &receivers_, timeout_ticks);
+        } else {
+            if (caller != nullptr) {
+                s.wake_locked(*caller);
+                s.set_donate_target_locked(caller);
+            }
+            block_in_locked(self, IpcState::Op::Recv, &receivers_, timeout_ticks);
+        }
     }
     Status st = finish_locked(self);
     if (st != Error::None) return st;

@@ -148,6 +148,42 @@ void Scheduler::mark_current_blocked_locked(WaitQueue* queue, uint64_t timeout_t
     ++counters_.blocks;
 }
 
+WakeReason Scheduler::wake_and_block_locked(Thread& thread, WaitQueue* queue,
+                                            uint64_t timeout_ticks) {
+    Thread* self = current_;
+    // What schedule_locked(true) would do with `thread` as the donate
+    // target, short of the ready queue: it is taken, as it is Ready (just
+    // woken, with the lock held all along) and neither the current thread
+    // nor the idle one. Anything else goes the long way: donation off (the
+    // round-robin picks), a quantum that just ran out (the hand-off queue
+    // moves to the ready queue first), a thread that was not Blocked.
+    if (!donation_enabled_ || quantum_left_ == 0 || thread.state != ThreadState::Blocked)
+        [[unlikely]] {
+        wake_locked(thread);
+        set_donate_target_locked(&thread);
+        return block_current_locked(queue, timeout_ticks);
+    }
+    MK_ASSERT(&thread != self && &thread != idle_);
+    // wake_locked(thread), without the ready queue.
+    if (thread.waiting_on != nullptr) {
+        thread.waiting_on->remove(thread);
+        thread.waiting_on = nullptr;
+    }
+    cancel_timeout_inline_locked(thread);
+    thread.wake_reason = WakeReason::Woken;
+    ipc_abort_locked(thread, WakeReason::Woken);
+    ++counters_.wakeups;
+    // block_current_locked(queue, timeout_ticks), whose switch takes the
+    // donation: the rest of the quantum goes with it.
+    mark_current_blocked_locked(queue, timeout_ticks);
+    assert_may_switch_locked();
+    donate_target_ = nullptr;  // consumed by this switch, as every switch does
+    ++counters_.donations_taken;
+    switch_locked(*self, thread, false);
+    // Not reached by a thread that blocked at its frame.
+    return self->wake_reason;
+}
+
 void Scheduler::prepare_block() {
     LockGuard guard(lock_);
     current_->block_armed = true;
@@ -192,7 +228,7 @@ bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {
         thread.waiting_on->remove(thread);
         thread.waiting_on = nullptr;
     }
-    cancel_timeout_locked(thread);
+    cancel_timeout_inline_locked(thread);
     thread.wake_reason = reason;
     // An IPC wait that no partner completed (a timeout, a stray wake) ends
     // here, under the lock, so no reply can reach it after this point.
@@ -204,14 +240,14 @@ bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {
     return true;
 }
 
-bool Scheduler::wake(Thread& thread, WakeReason reason) {
-    LockGuard guard(lock_);
-    return wake_locked(thread, reason);
-}
-
 void Scheduler::cancel_timeout_locked(Thread& thread) {
     if (thread.timeout_hook.is_linked()) timeouts_.erase(TimeoutSet::s_iterator_to(thread));
     thread.deadline = 0;
+}
+
+bool Scheduler::wake(Thread& thread, WakeReason reason) {
+    LockGuard guard(lock_);
+    return wake_locked(thread, reason);
 }
 
 // --- Donation ---

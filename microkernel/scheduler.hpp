@@ -96,6 +96,17 @@ class Scheduler {
     // (switch_to_locked or a schedule). For the IPC fast path.
     void mark_current_blocked_locked(WaitQueue* queue, uint64_t timeout_ticks);
 
+    // wake_locked(thread), set_donate_target_locked(&thread), then
+    // block_current_locked(queue, timeout_ticks), in one step: the IPC
+    // general path's hand-over, where a waker blocks right after waking its
+    // partner (a call that found a receiver, a reply_recv that answered a
+    // caller and found nothing to receive). With donation on, `thread` is
+    // switched to directly rather than queued and taken off the ready queue
+    // again; the counters, states and quantum come out as the three steps
+    // leave them (a wake-up, a block, a donation taken, a switch).
+    // `thread` must be Blocked (its wait ends here) and not the current one.
+    WakeReason wake_and_block_locked(Thread& thread, WaitQueue* queue, uint64_t timeout_ticks);
+
     // Two-step blocking for waits decided outside the scheduler lock: after
     // prepare_block(), a wake() that arrives before block() is remembered and
     // block() returns at once instead of sleeping.
@@ -173,6 +184,15 @@ class Scheduler {
     void schedule_locked(bool honor_donation);
     void switch_locked(Thread& prev, Thread& next, bool fresh_quantum);
     void cancel_timeout_locked(Thread& thread);
+    // The same, the common case inline (most waits have no timeout); not
+    // for syscall/fastpath.cpp, which must not instantiate the set's erase.
+    void cancel_timeout_inline_locked(Thread& thread) {
+        if (thread.timeout_hook.is_linked()) [[unlikely]] {
+            cancel_timeout_locked(thread);
+        } else {
+            thread.deadline = 0;
+        }
+    }
     void assert_may_yield() const;
     // Takes a Ready thread off whichever queue holds it.
     void remove_ready_locked(Thread& thread);

@@ -32,6 +32,22 @@ Result<Named<T>> lookup(Process& p, uint64_t reg, ObjectType type, uint32_t righ
     return Named<T>{Ref<T>::adopt(static_cast<T*>(entry.object.leak())), entry.rights, entry.badge};
 }
 
+// lookup() into `out`, for the IPC syscalls, which look a handle up on
+// every call: the same checks, without a Result<Named<T>> built and moved
+// out, or decode_handle() out of line.
+template <typename T>
+[[gnu::always_inline]] inline Status lookup_into(Process& p, uint64_t reg, ObjectType type,
+                                                 uint32_t rights, Named<T>& out) {
+    if (reg > UINT32_MAX || reg == abi::kNoHandle) return Error::BadHandle;  // decode_handle()
+    Result<HandleEntry> e = p.handles().lookup(HandleValue(reg), type, rights);
+    if (!e) return e.error();
+    HandleEntry entry = static_cast<Result<HandleEntry>&&>(e).value();
+    out.object = Ref<T>::adopt(static_cast<T*>(entry.object.leak()));
+    out.rights = entry.rights;
+    out.badge = entry.badge;
+    return Error::None;
+}
+
 // IPC (syscall/ipc.cpp).
 Status sys_call(Process& p, Thread& self, TrapFrame& f);
 Status sys_send(Process& p, Thread& self, TrapFrame& f);

@@ -27,12 +27,23 @@ abi::IpcBuffer& ipc_buffer(Thread& t) {
 
 // An outgoing message, checked, with its handles taken from the sender's
 // table. If it is not delivered, restore() puts them back.
+//
+// Built on every IPC syscall's way in: the message and the handle requests
+// are left uninitialized (variant members of anonymous unions) until
+// check_message() fills in what the message uses, so no syscall pays for
+// zeroing some 120 bytes it then overwrites or never reads.
 struct Outgoing {
-    Message msg;
+    Outgoing() {}  // msg, copied and takes: written by check_message()
+
+    union {
+        Message msg;  // all of it written by check_message()
+    };
     HandleTable::Reservation back;  // room to put moved handles back
-    bool copied[kMessageHandles] = {};
-    uint32_t requested = 0;  // handles the message carries, once taken msg.handle_count
-    HandleTable::TakeRequest takes[abi::kMaxHandles];
+    uint32_t requested = 0;         // handles the message carries, once taken msg.handle_count
+    bool copied[kMessageHandles];   // [0, requested): written by check_message()
+    union {
+        HandleTable::TakeRequest takes[abi::kMaxHandles];  // [0, requested) likewise
+    };
 
     // After a failed send or call: handles still in flight go back to the
     // sender's table, moved ones under new values written to its IPC
@@ -66,7 +77,9 @@ struct Outgoing {
 // Checks the message in a1..a5 and copies the IPC buffer's handle
 // descriptors (once: the page may change under us); takes nothing yet.
 // `rights` are those of the handle it goes through (handles need Grant).
-Status check_message(Thread& self, const TrapFrame& f, uint32_t rights, Outgoing& out) {
+// Inlined into each syscall: it runs on every IPC syscall.
+[[gnu::always_inline]] inline Status check_message(Thread& self, const TrapFrame& f,
+                                                   uint32_t rights, Outgoing& out) {
     if ((f.rsi & abi::MsgInfo::kReservedBits) != 0) return Error::InvalidArgument;
     abi::MsgInfo info = abi::MsgInfo::decode(f.rsi);
     if (info.label >= abi::kNoticeLabelBase) return Error::InvalidArgument;
@@ -93,10 +106,7 @@ Status check_message(Thread& self, const TrapFrame& f, uint32_t rights, Outgoing
     return Error::None;
 }
 
-// Takes the handles a checked message carries from the sender's table, all
-// or nothing, with room reserved to put moved ones back.
-Status take_handles(Process& p, Thread& self, Outgoing& out) {
-    if (out.requested == 0) return Error::None;
+Status take_handles_slow(Process& p, Thread& self, Outgoing& out) {
     Result<HandleTable::Reservation> back = p.handles().reserve(out.requested);
     if (!back) return back.error();
     out.back = std::move(back).value();
@@ -106,28 +116,44 @@ Status take_handles(Process& p, Thread& self, Outgoing& out) {
     return Error::None;
 }
 
+// Takes the handles a checked message carries from the sender's table, all
+// or nothing, with room reserved to put moved ones back.
+[[gnu::always_inline]] inline Status take_handles(Process& p, Thread& self, Outgoing& out) {
+    if (out.requested == 0) [[likely]]
+        return Error::None;
+    return take_handles_slow(p, self, out);
+}
+
 // Decodes the message in a1..a5 (and the IPC buffer): checked, then its
 // handles taken.
-Status decode_message(Process& p, Thread& self, const TrapFrame& f, uint32_t rights,
-                      Outgoing& out) {
+[[gnu::always_inline]] inline Status decode_message(Process& p, Thread& self, const TrapFrame& f,
+                                                    uint32_t rights, Outgoing& out) {
     Status st = check_message(self, f, rights, out);
     if (st != Error::None) return st;
     return take_handles(p, self, out);
 }
 
-// Puts a received message in the return registers; its handles go into
-// the receiver's table, their values into its IPC buffer. A receiver with
-// no IPC buffer cannot learn them: they are closed.
-void deliver(Process& p, Thread& self, TrapFrame& f, const Message& msg, uint64_t badge,
-             bool call) {
+// Puts the handles a received message carries into the receiver's table,
+// their values into its IPC buffer; returns how many it can learn. A
+// receiver with no IPC buffer cannot learn them: they are closed. Apart
+// from deliver(): most messages carry none.
+[[gnu::noinline]] uint32_t deliver_handles(Process& p, Thread& self, uint32_t count) {
     uint32_t handles = 0;
-    for (uint32_t i = 0; i < msg.handle_count; ++i) {
+    for (uint32_t i = 0; i < count; ++i) {
         HandleEntry e = std::move(self.ipc->handles[i]);
         if (self.ipc->user_buffer == 0) continue;  // e is released here, without any lock
         Result<HandleValue> v = p.handles().insert(std::move(e));
         ipc_buffer(self).handles[i] = v.value_or(abi::kNoHandle);
         ++handles;
     }
+    return handles;
+}
+
+// Puts a received message in the return registers (its handles through
+// deliver_handles()).
+[[gnu::always_inline]] inline void deliver(Process& p, Thread& self, TrapFrame& f,
+                                           const Message& msg, uint64_t badge, bool call) {
+    uint32_t handles = msg.handle_count == 0 ? 0 : deliver_handles(p, self, msg.handle_count);
     abi::MsgInfo info{uint32_t(msg.label), msg.length, handles, call};
     f.rdi = badge;
     f.rsi = info.encode();
@@ -195,9 +221,10 @@ Status sys_endpoint_create(Process& p, Thread&, TrapFrame& f) {
 }
 
 Status sys_call(Process& p, Thread& self, TrapFrame& f) {
-    Result<Named<Endpoint>> ep = lookup<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightSend);
-    if (!ep) return ep.error();
-    Named<Endpoint> e = std::move(ep).value();
+    Named<Endpoint> e;
+    if (Status st = lookup_into<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightSend, e);
+        st != Error::None)
+        return st;
     Outgoing out;
     Status st = decode_message(p, self, f, e.rights, out);
     if (st != Error::None) return st;
@@ -211,9 +238,10 @@ Status sys_call(Process& p, Thread& self, TrapFrame& f) {
 }
 
 Status sys_send(Process& p, Thread& self, TrapFrame& f) {
-    Result<Named<Endpoint>> ep = lookup<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightSend);
-    if (!ep) return ep.error();
-    Named<Endpoint> e = std::move(ep).value();
+    Named<Endpoint> e;
+    if (Status st = lookup_into<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightSend, e);
+        st != Error::None)
+        return st;
     Outgoing out;
     Status st = decode_message(p, self, f, e.rights, out);
     if (st != Error::None) return st;
@@ -231,10 +259,10 @@ Status sys_send(Process& p, Thread& self, TrapFrame& f) {
 // can give any more (the token was the only way to it). A receive that
 // brings nothing leaves the pending call as it was.
 Status sys_recv(Process& p, Thread& self, TrapFrame& f) {
-    Result<Named<Endpoint>> ep =
-        lookup<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightReceive);
-    if (!ep) return ep.error();
-    Named<Endpoint> e = std::move(ep).value();
+    Named<Endpoint> e;
+    if (Status st = lookup_into<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightReceive, e);
+        st != Error::None)
+        return st;
     self.ipc->superseded = self.ipc->reply;
     Endpoint* endpoint = begin_ipc(self, e, IpcState::UserOp::Recv, true);
     Status st =
@@ -279,10 +307,10 @@ Status sys_reply(Process& p, Thread& self, TrapFrame& f) {
 }
 
 Status sys_reply_recv(Process& p, Thread& self, TrapFrame& f) {
-    Result<Named<Endpoint>> ep =
-        lookup<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightReceive);
-    if (!ep) return ep.error();
-    Named<Endpoint> e = std::move(ep).value();
+    Named<Endpoint> e;
+    if (Status st = lookup_into<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightReceive, e);
+        st != Error::None)
+        return st;
     Outgoing out;
     Status st = decode_message(p, self, f, e.rights, out);
     if (st != Error::None) return st;

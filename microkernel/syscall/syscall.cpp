@@ -376,14 +376,19 @@ void handle_user_yield(TrapFrame& f) {
     sched().on_yield_vector();
 }
 
+// Interrupts go off here and stay off to the return to user mode (every
+// caller leaves through sysret or iret next). So no kill on this CPU can
+// land between the check and the return: a kill runs in another thread,
+// which cannot run before this one is back in user mode, and then finds it
+// there (its next entry ends it). A kill from another CPU would need an
+// interrupt to reach this one in any case. That makes the check a plain
+// read of exit_requested, not a critical section of the scheduler lock
+// (which, released before the return, left the window open instead).
 void before_return_to_user() {
+    (void)Cpu::save_and_disable_interrupts();
     Thread* self = sched().current();
-    bool exit;
-    {
-        LockGuard guard(sched().lock());
-        exit = self->exit_requested;
-    }
-    if (exit) sched().exit_current();
+    if (__atomic_load_n(&self->exit_requested, __ATOMIC_RELAXED)) [[unlikely]]
+        sched().exit_current();
 }
 
 void handle_user_exception(TrapFrame& f, uint64_t fault_address) {

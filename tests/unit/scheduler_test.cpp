@@ -707,5 +707,71 @@ TEST_F(SchedulerTest, LockOrderIsChecked) {
         "assertion failed");
 }
 
+// wake_and_block_locked() (the IPC general path's hand-over) leaves what
+// wake_locked(), set_donate_target_locked() and block_current_locked() leave
+// in three steps: the partner runs at once on the rest of the quantum, its
+// wait and timeout gone, the ready queue untouched, the waker Blocked on its
+// queue, and the same counters. Without donation it is the three steps.
+class WakeAndBlockTest : public SchedulerTest {
+  protected:
+    void SetUp() override {
+        SchedulerTest::SetUp();
+        a_ = spawn("a");
+        yield();
+        sched().block(&qa_, 50);  // a waits with a timeout; boot runs
+        ASSERT_EQ(sched().current(), boot_);
+        busy_ = spawn("busy");
+        sched().on_timer_tick();  // 9 ticks of the quantum left
+        before_ = sched().counters();
+    }
+    void hand_over_to_a() {
+        LockGuard guard(sched().lock());
+        sched().wake_and_block_locked(*a_, &qb_, 0);
+    }
+    WaitQueue qa_, qb_;
+    Thread* a_ = nullptr;
+    Thread* busy_ = nullptr;
+    SchedCounters before_{};
+};
+
+TEST_F(WakeAndBlockTest, SwitchesToThePartnerLikeAWakeAndADonation) {
+    hand_over_to_a();
+    EXPECT_EQ(sched().current(), a_);
+    EXPECT_EQ(a_->state, ThreadState::Running);
+    EXPECT_EQ(a_->wake_reason, WakeReason::Woken);
+    EXPECT_EQ(a_->waiting_on, nullptr);
+    EXPECT_TRUE(qa_.empty());
+    EXPECT_EQ(a_->deadline, 0u);  // the timeout is cancelled
+    EXPECT_EQ(boot_->state, ThreadState::Blocked);
+    EXPECT_TRUE(qb_.contains(*boot_));
+    EXPECT_EQ(sched().ready_count(), 1u);  // busy, still waiting its turn
+    SchedCounters c = sched().counters();
+    EXPECT_EQ(c.wakeups, before_.wakeups + 1);
+    EXPECT_EQ(c.blocks, before_.blocks + 1);
+    EXPECT_EQ(c.donations_taken, before_.donations_taken + 1);
+    EXPECT_EQ(c.switches, before_.switches + 1);
+    EXPECT_EQ(c.donation_fallbacks, before_.donation_fallbacks);
+    EXPECT_EQ(c.direct_switches, before_.direct_switches);
+    EXPECT_EQ(FakeCpu::yield_vectors, 1u);  // SetUp's yield only
+    // The rest of the quantum went along: 9 ticks, then busy's turn.
+    for (int i = 0; i < 8; ++i) sched().on_timer_tick();
+    sched().preempt_if_needed();
+    EXPECT_EQ(sched().current(), a_);
+    sched().on_timer_tick();
+    sched().preempt_if_needed();
+    EXPECT_EQ(sched().current(), busy_);
+    sched().wake(*boot_);
+}
+
+TEST_F(WakeAndBlockTest, WithoutDonationThePartnerWaitsItsTurn) {
+    sched().set_donation_enabled(false);
+    hand_over_to_a();
+    EXPECT_EQ(sched().current(), busy_);  // round-robin: busy was first
+    EXPECT_EQ(a_->state, ThreadState::Ready);
+    EXPECT_TRUE(qb_.contains(*boot_));
+    EXPECT_EQ(sched().counters().donations_taken, before_.donations_taken);
+    sched().wake(*boot_);
+}
+
 }  // namespace
 }  // namespace mk
