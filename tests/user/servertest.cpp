@@ -355,10 +355,11 @@ void port_basics(const services::Services& s) {
 // Several ports, several waiting threads, a producer in another process:
 // every packet reaches exactly one waiter.
 struct PortWorker {
-    const Endpoint* port;
+    Endpoint port;  // its own handle: the main thread's goes at the close
     uint64_t count = 0;
     uint64_t key_sum = 0;
     bool bad = false;
+    abi::Err error = abi::Err::Ok;  // what ended its waits, if not the close
     bool done = false;
 };
 
@@ -366,14 +367,20 @@ void port_worker(void* arg) {
     auto* w = static_cast<PortWorker*>(arg);
     port::Packet got[port::kMaxBatch];
     for (;;) {
-        Result<size_t> n = port::wait(*w->port, got, port::kMaxBatch, 1);
+        Result<size_t> n = port::wait(w->port, got, port::kMaxBatch, 1);
         if (!n) {
             // The port closed under it: the end of the run.
-            w->bad = w->bad || n.error() != port::kErrPortClosed;
+            if (n.error() != port::kErrPortClosed) {
+                w->bad = true;
+                w->error = n.error();
+            }
             break;
         }
         for (size_t i = 0; i < *n; ++i) {
-            w->bad = w->bad || got[i].data[0] != got[i].key * 3;
+            if (got[i].data[0] != got[i].key * 3) {
+                printf("ports: packet %lu came back with data %lu\n", got[i].key, got[i].data[0]);
+                w->bad = true;
+            }
             ++w->count;
             w->key_sum += got[i].key;
         }
@@ -389,9 +396,18 @@ void port_producer_consumer(const services::Services& s) {
         report(false, "port_producer_consumer_several_waiters_and_ports");
         return;
     }
-    PortWorker workers[4] = {{&*a}, {&*a}, {&*b}, {&*b}};
+    // Each worker waits through a handle of its own: port::close() also
+    // closes the handle it is given, and a worker between two waits must
+    // still hold a good one then (its next wait gets kErrPortClosed).
+    PortWorker workers[4];
     bool ok = true;
-    for (PortWorker& w : workers) ok = ok && ipc::start_thread(port_worker, &w).ok();
+    for (int i = 0; i < 4; ++i) {
+        Result<Endpoint> own = port::dup(i < 2 ? *a : *b);
+        if (own) workers[i].port = std::move(own).value();
+        bool started = own && ipc::start_thread(port_worker, &workers[i]).ok();
+        if (!started) workers[i].done = true;  // nothing to wait for
+        ok = ok && started;
+    }
     Result<Endpoint> da = port::dup(*a);
     Result<Endpoint> db = port::dup(*b);
     ipc::Handle given[2];
@@ -416,7 +432,15 @@ void port_producer_consumer(const services::Services& s) {
         while (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
     }
     uint64_t count[2] = {}, sum[2] = {};
+    if (!producer || !e || e->status != 0) {
+        printf("ports: producer %s, wait4 %s, status %lu\n",
+               producer ? "started" : ipc::error_name(producer.error()),
+               e ? "ok" : ipc::error_name(e.error()), e ? e->status : 0);
+    }
     for (int i = 0; i < 4; ++i) {
+        if (workers[i].error != abi::Err::Ok) {
+            printf("ports: worker %d's wait failed: %s\n", i, ipc::error_name(workers[i].error));
+        }
         ok = ok && !workers[i].bad;
         count[i / 2] += workers[i].count;
         sum[i / 2] += workers[i].key_sum;
@@ -799,7 +823,12 @@ int child_main(const abi::StartInfo& start) {
             if (start.handle_count < 2) return 96;
             Endpoint second(start.handles[1]);
             for (uint64_t i = 0; i < value; ++i) {
-                if (!port::post(end, packet(i, 0)) || !port::post(second, packet(i, 1))) return 97;
+                ipc::Status a = port::post(end, packet(i, 0));
+                ipc::Status b = a ? port::post(second, packet(i, 1)) : a;
+                if (!b) {
+                    printf("producer: post %lu failed: %s\n", i, ipc::error_name(b.error()));
+                    return 97;
+                }
             }
             return 0;
         }
