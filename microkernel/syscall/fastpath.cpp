@@ -67,6 +67,12 @@ class FastPath {
                f.r12 == abi::kForever;
     }
 
+    // A payload needs the sender's IPC buffer page, as the general path
+    // checks (BadState without one): a thread that registered none misses.
+    static bool payload_ok(const IpcState& sender, uint32_t length) {
+        return length == 0 || sender.user_buffer != 0;
+    }
+
     // The payload, from the sender's IPC buffer to the receiver's, through
     // the kernel's addresses of both (Thread::IpcState::buffer): eight bytes
     // at a time, then the rest.
@@ -158,6 +164,7 @@ inline FastPathExit FastPath::call(TrapFrame& f) {
     uint32_t length;
     if (!message_ok(f, &length) || !ipc_fast_path() || !s.donation_enabled()) return miss();
     Thread& self = *s.current_;
+    if (!payload_ok(*self.ipc, length)) return miss();
     HandleTable& table = self.process->handles();
     uint64_t badge;
     Endpoint* ep = endpoint(table, f.rdi, abi::kRightSend, &badge);
@@ -203,7 +210,7 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     Thread& self = *s.current_;
     IpcState& sipc = *self.ipc;
     ReplyToken token = sipc.reply;
-    if (!token.valid()) return miss();
+    if (!token.valid() || !payload_ok(sipc, length)) return miss();
     HandleTable& table = self.process->handles();
     uint64_t badge;
     Endpoint* ep = endpoint(table, f.rdi, abi::kRightReceive, &badge);

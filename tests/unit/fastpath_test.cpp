@@ -661,6 +661,25 @@ TEST_F(FastPathTest, RoundTripWithLargestPayloadHits) {
     EXPECT_EQ(ipc_counters().syscall_fastpath_misses, 0u);
 }
 
+// A payload needs the sender's IPC buffer page: without one the general
+// path refuses the call (BadState), whether a receiver waits or not, so the
+// fast path must not take it.
+TEST_F(FastPathTest, CallWithPayloadButNoIpcBufferMisses) {
+    Thread* bare = b_->create_thread("bare", abi::kUserBase, 0, 0).value();
+    ASSERT_EQ(sched().start(*bare), Error::None);
+    users_.push_back(bare);
+    server_waits();
+    run_as(bare);
+    set_regs(bare, Sys::Call, ch_, info(7, 8), {1, 2, 3, 4});
+    expect_miss(bare);
+    ASSERT_EQ(general(bare), Path::Returned);
+    EXPECT_EQ(frame(bare).rax, uint64_t(Err::BadState));
+    EXPECT_EQ(ep_->waiting_receivers(), 1u);
+    // Register-only, it takes the fast path.
+    set_regs(bare, Sys::Call, ch_, info(7), {1, 2, 3, 4});
+    ASSERT_EQ(fast(bare).frame, &frame(s_));
+}
+
 TEST_F(FastPathTest, CallWithPayloadOverTheLimitMisses) {
     server_waits();
     run_as(c_);
