@@ -373,9 +373,10 @@ void Scheduler::schedule_locked(bool honor_donation) {
     }
     if (prev->state == ThreadState::Running) {
         prev->state = ThreadState::Ready;
-        if (prev != idle_ && next != nullptr) {
+        if (prev != idle_ && next != nullptr && quantum_left_ != 0) {
             // A donor lends the rest of its quantum and waits at the front:
-            // it runs again as soon as the thread it woke blocks.
+            // it runs again as soon as the thread it woke blocks. (With
+            // nothing left to lend it goes to the back like any other.)
             prev->lent_quantum = true;
             handoff_.push_front(*prev);
         } else if (prev != idle_) {

@@ -188,6 +188,22 @@ TEST_F(SchedulerTest, HandOffWithDonationOffLeavesTheOrder) {
     sched().set_donation_enabled(true);
 }
 
+// A donation when the quantum is already used up: the target still runs,
+// but the donor has nothing to lend and waits its turn at the back.
+TEST_F(SchedulerTest, DonationWithTheQuantumUsedUpSendsTheDonorToTheBack) {
+    Thread* a = spawn("a");
+    Thread* c = spawn("c");
+    for (uint32_t i = 0; i < Scheduler::kQuantumTicks; ++i) sched().on_timer_tick();
+    sched().set_donate_target(c);
+    yield();  // before the preemption the expiry asked for
+    ASSERT_EQ(sched().current(), c);
+    EXPECT_FALSE(boot_->lent_quantum);
+    yield();
+    EXPECT_EQ(sched().current(), a);
+    yield();
+    EXPECT_EQ(sched().current(), boot_);
+}
+
 TEST_F(SchedulerTest, KilledLenderLeavesTheQueue) {
     Thread* c = spawn("c");
     Thread* d = spawn("d");
