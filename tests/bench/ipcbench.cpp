@@ -41,11 +41,15 @@ constexpr size_t kSamples = 10000;
 // The load cases without donation: each round trip waits out the busy
 // threads' quanta (10 ms each), so 10,000 of them would take hours.
 constexpr size_t kSlowSamples = 10;
+// The register round trip under load, with donation: enough samples to
+// span several quanta (10 ms, 10,000,000 instructions under -icount each),
+// so the busy threads do run in between.
+constexpr size_t kLoadSamples = 100000;
 // A busy thread per entry of the load cases' largest N.
 constexpr size_t kMaxBusy = 8;
 constexpr uint64_t kStopLabel = 0xFFFF;
 
-uint64_t g_samples[kSamples];
+uint64_t g_samples[kLoadSamples];
 uint64_t g_overhead = 0;
 bool g_donation = true;
 bool g_fast_path = true;
@@ -390,9 +394,14 @@ void load(EchoProcess& echo, PipePair& pipes) {
         char name[48];
         size_t samples = (n == 0 || g_donation) ? kSamples : kSlowSamples;
         size_t warmup = (n == 0 || g_donation) ? kWarmup : 1;
+        // Without the fast path a round trip is 4 times longer: a fifth of
+        // the samples span as many quanta.
+        size_t call_samples = !g_donation && n != 0 ? kSlowSamples
+                              : g_fast_path         ? kLoadSamples
+                                                    : kLoadSamples / 5;
         if (!busy.spin(n)) return report_error("busy", "gate");
         format(name, sizeof name, "call_reply_recv_busy_%zu", n);
-        call_round_trips(name, echo.ep.get(), 0, 0, samples, warmup);
+        call_round_trips(name, echo.ep.get(), 0, 0, call_samples, warmup);
         format(name, sizeof name, "pipe_ping_pong_busy_%zu", n);
         pipe_round_trips(name, pipes, samples, warmup);
         busy.stop();
@@ -463,7 +472,7 @@ int run_cases(const services::Services& s) {
     if (all) {
         pipe_round_trips("pipe_ping_pong", *pipes);
         port_post_to_waiter(s);
-        exit_to_wait4(s, 1000);
+        exit_to_wait4(s, kSamples);
     }
 
     load(*echo, *pipes);
