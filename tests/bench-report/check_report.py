@@ -2,7 +2,8 @@
 """scripts/bench --from-logs on the checked-in logs in logs/: the table, the
 CSV and the exit status, cell by cell (no QEMU, no gnuplot: --no-plots).
 
-The logs, as QEMU's serial port gives them (CRLF, GRUB's escapes):
+The logs, as QEMU's serial port gives them (CRLF, GRUB's escapes), with
+made-up figures: they test the report, they are no measurement.
   bench.icount.log             the default variant; among the cases a kernel
                                line, pipe_ping_pong failed ("error: ..."),
                                port_post_to_waiter never printed
