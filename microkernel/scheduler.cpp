@@ -165,13 +165,7 @@ WakeReason Scheduler::wake_and_block_locked(Thread& thread, WaitQueue* queue,
     }
     MK_ASSERT(&thread != self && &thread != idle_);
     // wake_locked(thread), without the ready queue.
-    if (thread.waiting_on != nullptr) {
-        thread.waiting_on->remove(thread);
-        thread.waiting_on = nullptr;
-    }
-    cancel_timeout_inline_locked(thread);
-    thread.wake_reason = WakeReason::Woken;
-    ipc_abort_locked(thread, WakeReason::Woken);
+    end_wait_locked(thread, WakeReason::Woken);
     ++counters_.wakeups;
     // block_current_locked(queue, timeout_ticks), whose switch takes the
     // donation: the rest of the quantum goes with it.
@@ -211,6 +205,18 @@ WakeReason Scheduler::block(WaitQueue* queue, uint64_t timeout_ticks) {
     return block_current_locked(queue, timeout_ticks);
 }
 
+void Scheduler::end_wait_locked(Thread& thread, WakeReason reason) {
+    if (thread.waiting_on != nullptr) {
+        thread.waiting_on->remove(thread);
+        thread.waiting_on = nullptr;
+    }
+    cancel_timeout_inline_locked(thread);
+    thread.wake_reason = reason;
+    // An IPC wait that no partner completed (a timeout, a stray wake) ends
+    // here, under the lock, so no reply can reach it after this point.
+    ipc_abort_locked(thread, reason);
+}
+
 bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {
     MK_ASSERT(&thread != idle_);
     if (thread.state != ThreadState::Blocked) {
@@ -224,15 +230,7 @@ bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {
         ++counters_.wakes_not_blocked;
         return false;
     }
-    if (thread.waiting_on != nullptr) {
-        thread.waiting_on->remove(thread);
-        thread.waiting_on = nullptr;
-    }
-    cancel_timeout_inline_locked(thread);
-    thread.wake_reason = reason;
-    // An IPC wait that no partner completed (a timeout, a stray wake) ends
-    // here, under the lock, so no reply can reach it after this point.
-    ipc_abort_locked(thread, reason);
+    end_wait_locked(thread, reason);
     thread.state = ThreadState::Ready;
     ready_.push_back(thread);
     ++counters_.wakeups;

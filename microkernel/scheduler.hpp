@@ -194,6 +194,10 @@ class Scheduler {
         }
     }
     void assert_may_yield() const;
+    // A Blocked thread's wait ends (wake_locked and wake_and_block_locked):
+    // off its wait queue and the timeout set, `reason` recorded, an IPC wait
+    // no partner completed aborted. Its state is the caller's to set.
+    inline void end_wait_locked(Thread& thread, WakeReason reason);
     // Takes a Ready thread off whichever queue holds it.
     void remove_ready_locked(Thread& thread);
     // The next thread to run, off the queues (null: none is Ready); sets
