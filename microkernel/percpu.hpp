@@ -1,6 +1,7 @@
 // Per-CPU state, reached only through this_cpu(): no global "current thread".
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "cpu.hpp"
@@ -26,6 +27,12 @@ struct PerCpu {
     Scheduler scheduler;
     IpcCounters ipc;  // guarded by the scheduler lock
 };
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored \
+    "-Winvalid-offsetof"  // PerCpu is not standard-layout; GCC lays it out in order
+static_assert(offsetof(PerCpu, held_locks) == kHeldLocksOffset, "spinlock.hpp reads it there");
+#pragma GCC diagnostic pop
 
 inline PerCpu& this_cpu() {
     return *Cpu::this_cpu();

@@ -261,7 +261,7 @@ void Scheduler::set_donate_target(Thread* thread) {
 
 void Scheduler::assert_may_yield() const {
     MK_ASSERT(!in_irq());
-    MK_ASSERT(this_cpu().held_locks.count == 0);
+    MK_ASSERT(this_cpu().held_locks.mask == 0);
 }
 
 void Scheduler::yield_now() {
@@ -307,8 +307,8 @@ void Scheduler::assert_may_switch_locked() const {
     // thread switched to, so it must be the one lock held: any other would
     // stay held by a thread that is not running (or deadlock a woken one).
     MK_ASSERT(!in_irq());
-    MK_ASSERT(this_cpu().held_locks.count == 1);
-    MK_ASSERT(lock_.is_locked() && this_cpu().held_locks.levels[0] == LockLevel::Scheduler);
+    MK_ASSERT(this_cpu().held_locks.only(LockLevel::Scheduler));
+    MK_ASSERT(lock_.is_locked());
 }
 
 void Scheduler::switch_to_locked(Thread& next) {

@@ -7,7 +7,11 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+
+#include "cpu.hpp"
+#include "panic.hpp"
 
 namespace mk {
 
@@ -26,6 +30,30 @@ enum class LockLevel : uint8_t {
     Log = 50,        // the serial log (a leaf: printing is allowed under any lock)
 };
 
+// What this CPU holds, for the lock-order and "no lock held" assertions: a
+// bit per LockLevel. The order never lets a CPU hold two locks of one level,
+// so the set is the whole story, and the checks are a shift and a compare.
+struct HeldLocks {
+    uint64_t mask = 0;
+
+    static constexpr uint64_t bit(LockLevel level) { return uint64_t{1} << unsigned(level); }
+    unsigned count() const { return unsigned(__builtin_popcountll(mask)); }
+    bool only(LockLevel level) const { return mask == bit(level); }
+};
+static_assert(unsigned(LockLevel::Log) < 64, "a LockLevel is a bit of HeldLocks::mask");
+
+// Where PerCpu keeps its HeldLocks (percpu.hpp checks it): the lock reaches
+// it from the per-CPU pointer alone, as this header cannot include the
+// per-CPU one that includes it.
+constexpr size_t kHeldLocksOffset = 32;
+
+// This CPU's HeldLocks; null before the per-CPU area is set up.
+inline HeldLocks* held_locks_here() {
+    PerCpu* cpu = Cpu::this_cpu();
+    if (cpu == nullptr) return nullptr;
+    return reinterpret_cast<HeldLocks*>(reinterpret_cast<char*>(cpu) + kHeldLocksOffset);
+}
+
 class SpinLock {
   public:
     constexpr explicit SpinLock(LockLevel level) : level_(level) {}
@@ -33,8 +61,28 @@ class SpinLock {
     SpinLock& operator=(const SpinLock&) = delete;
 
     // Returns whether interrupts were enabled before; pass it back to unlock().
-    [[nodiscard]] bool lock();
-    void unlock(bool irq_was_enabled);
+    // Inline: the general path takes a dozen locks per syscall.
+    [[nodiscard]] bool lock() {
+        bool irq_was_enabled = Cpu::save_and_disable_interrupts();
+        if (HeldLocks* held = held_locks_here()) {
+            // Nothing held at this level or above it.
+            MK_ASSERT((held->mask >> unsigned(level_)) == 0);
+            held->mask |= HeldLocks::bit(level_);
+        }
+        while (locked_.exchange(1, std::memory_order_acquire) != 0) [[unlikely]] {
+                while (locked_.load(std::memory_order_relaxed) != 0) __builtin_ia32_pause();
+            }
+        return irq_was_enabled;
+    }
+    void unlock(bool irq_was_enabled) {
+        if (HeldLocks* held = held_locks_here()) {
+            // This is the last lock taken and not yet released.
+            MK_ASSERT((held->mask >> unsigned(level_)) == 1);
+            held->mask &= ~HeldLocks::bit(level_);
+        }
+        locked_.store(0, std::memory_order_release);
+        Cpu::restore_interrupts(irq_was_enabled);
+    }
 
     bool is_locked() const { return locked_.load(std::memory_order_relaxed) != 0; }
 
@@ -74,13 +122,6 @@ class [[nodiscard]] LockGuard {
   private:
     SpinLock& lock_;
     bool irq_was_enabled_;
-};
-
-// What this CPU holds, for the lock-order and "no lock held" assertions.
-struct HeldLocks {
-    static constexpr unsigned kMax = 8;
-    LockLevel levels[kMax] = {};
-    unsigned count = 0;
 };
 
 }  // namespace mk

@@ -83,10 +83,10 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     wrmsr(kMsrSfmask, kRflagsMasked);
     MK_ASSERT(
         reinterpret_cast<char*>(&mk::this_cpu().entry) - reinterpret_cast<char*>(&this_cpu()) == 8);
-    // The syscall stub's fast exit releases the scheduler lock at %gs:0x30.
+    // The syscall stub's fast exit releases the scheduler lock at %gs:0x28.
     MK_ASSERT(reinterpret_cast<char*>(mk::this_cpu().scheduler.lock().word()) -
                   reinterpret_cast<char*>(&this_cpu()) ==
-              0x30);
+              0x28);
     // The entry stub refuses syscall numbers itself (syscall.S).
     static_assert(uint64_t(abi::Sys::Count) == 20 && uint64_t(abi::Err::BadSyscall) == 14,
                   "syscall.S's SYS_COUNT and ERR_BAD_SYSCALL");

@@ -17,7 +17,7 @@
 
     .set PERCPU_KSTACK, 8
     .set PERCPU_USER_RSP, 16
-    .set PERCPU_SCHED_LOCK, 0x30  /* PerCpu::scheduler's lock word: checked at boot */
+    .set PERCPU_SCHED_LOCK, 0x28  /* PerCpu::scheduler's lock word: checked at boot */
     .set USER_DS, 0x1b
     .set USER_CS, 0x23
     .set SYS_COUNT, 20            /* abi::Sys::Count: checked in context.cpp */

@@ -271,7 +271,7 @@ class FastPathTest : public testing::SchedFixture {
         EXPECT_EQ(sched().current(), t);
         FakeCpu::irq_enabled = false;
         FastPathExit exit = mk_fastpath(&frame(t));
-        EXPECT_EQ(this_cpu().held_locks.count, 0u);  // raw locks, no bookkeeping
+        EXPECT_EQ(this_cpu().held_locks.count(), 0u);  // raw locks, no bookkeeping
         if (exit.frame != nullptr) {
             EXPECT_TRUE(sched().lock().is_locked());  // until the stub is off t's stack
             // The stub passes the message words through in registers: the
@@ -301,7 +301,7 @@ class FastPathTest : public testing::SchedFixture {
             p = FakeCpu::stacks_left == left + 1 ? Path::GaveStackUp : Path::SwitchedAway;
         }
         FakeCpu::no_return_from = nullptr;
-        EXPECT_EQ(this_cpu().held_locks.count, 0u);
+        EXPECT_EQ(this_cpu().held_locks.count(), 0u);
         EXPECT_FALSE(sched().lock().is_locked());
         return p;
     }

@@ -65,7 +65,7 @@ struct ClosedLog {
         // Never under the table lock (or any other): interrupts are on and
         // no lock is recorded on this CPU.
         EXPECT_TRUE(Cpu::interrupts_enabled());
-        EXPECT_EQ(this_cpu().held_locks.count, 0u);
+        EXPECT_EQ(this_cpu().held_locks.count(), 0u);
         // The table's reference is not dropped yet: anchor + at least it.
         EXPECT_GE(c.object->refs(), 2u);
         static_cast<ClosedLog*>(context)->closed.push_back(c);
@@ -93,7 +93,7 @@ class HandleTableTest : public ::testing::Test {
     }
     void TearDown() override {
         fake_kalloc_fail_after(SIZE_MAX);
-        EXPECT_EQ(cpu_->held_locks.count, 0u);
+        EXPECT_EQ(cpu_->held_locks.count(), 0u);
         EXPECT_TRUE(Cpu::interrupts_enabled());
         Cpu::set_this_cpu(nullptr);
     }

@@ -885,9 +885,9 @@ void IpcModel::settle(int expect) {
 }
 
 void IpcModel::check_all() {
-    if (!check(Cpu::interrupts_enabled() && this_cpu().held_locks.count == 0 && !in_irq(),
+    if (!check(Cpu::interrupts_enabled() && this_cpu().held_locks.count() == 0 && !in_irq(),
                "between operations: interrupts %s, %u lock(s) held, irq depth %u",
-               Cpu::interrupts_enabled() ? "on" : "off", this_cpu().held_locks.count,
+               Cpu::interrupts_enabled() ? "on" : "off", this_cpu().held_locks.count(),
                this_cpu().irq_depth)) {
         return;
     }

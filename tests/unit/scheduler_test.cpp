@@ -616,7 +616,7 @@ TEST_F(SchedulerTest, ExitedThreadNeverRunsAgain) {
     EXPECT_EQ(FakeCpu::switches.back().from, &a->context);
     EXPECT_EQ(FakeCpu::switches.back().to, &b->context);
     EXPECT_FALSE(a->queue_hook.is_linked());
-    EXPECT_EQ(this_cpu().held_locks.count, 0u);  // b released the lock a switched with
+    EXPECT_EQ(this_cpu().held_locks.count(), 0u);  // b released the lock a switched with
     // Neither a wake, nor a donation, nor round-robin runs it again.
     EXPECT_FALSE(sched().wake(*a));
     sched().set_donate_target(a);
@@ -645,7 +645,7 @@ TEST_F(SchedulerTest, YieldHoldingALockIsAKernelBug) {
             sched().yield_now();
             lock.unlock(irq);
         },
-        "held_locks.count == 0");
+        "held_locks.mask == 0");
 }
 
 // switch_to_locked() (the IPC fast path's switch) is a switch like any
@@ -691,7 +691,7 @@ TEST_F(DirectSwitchTest, HoldingAnotherLockIsAKernelBug) {
             LockGuard outer(endpoint);
             direct_switch_to_b();
         },
-        "held_locks.count == 1");
+        "held_locks.only\\(LockLevel::Scheduler\\)");
 }
 
 // The same checks guard every switch: here a yield entered from an

@@ -168,9 +168,9 @@ void Cpu::restore_interrupts(bool enabled) {
     // Interrupts on while this CPU holds a spinlock: the timer could then
     // take the scheduler lock it holds. A kernel bug the hardware only shows
     // when a tick lands in the window; the fake shows it every time.
-    if (enabled && g_this_cpu != nullptr && g_this_cpu->held_locks.count > 0) {
+    if (enabled && g_this_cpu != nullptr && g_this_cpu->held_locks.count() > 0) {
         std::fprintf(stderr, "fake cpu: interrupts enabled with %u lock(s) held\n",
-                     g_this_cpu->held_locks.count);
+                     g_this_cpu->held_locks.count());
         std::abort();
     }
     FakeCpu::irq_enabled = enabled;
