@@ -119,7 +119,7 @@ void ipc_set_fast_path(bool on) {
 IpcCounters ipc_counters() {
     LockGuard guard(sched().lock());
     IpcCounters c = counters();
-    c.syscall_fastpath_hits += sched().fast_switches_locked();  // counted by the scheduler
+    c.syscall_fastpath_hits += sched().fast_hits_locked();  // counted by the scheduler
     return c;
 }
 

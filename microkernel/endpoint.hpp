@@ -56,9 +56,9 @@ struct IpcCounters {
     uint64_t replies = 0;
     uint64_t fastpath_hits = 0;  // direct switches in call() / reply_recv()
     uint64_t syscall_fastpath_hits =
-        0;  // syscalls the fast path completed (in ipc_counters(): Scheduler::fast_switches_locked)
-    uint64_t syscall_fastpath_misses = 0;       // Call / ReplyRecv it left to the general path
-    uint64_t fastpath_miss_disabled = 0;        // fastpath=off
+        0;  // syscalls the fast path completed (in ipc_counters(): Scheduler::fast_hits_locked)
+    uint64_t syscall_fastpath_misses = 0;  // Call / ReplyRecv / Reply it left to the general path
+    uint64_t fastpath_miss_disabled = 0;   // fastpath=off
     uint64_t fastpath_miss_donation_off = 0;    // donate=off: a direct switch is a donation
     uint64_t fastpath_miss_no_partner = 0;      // nobody waiting to switch to
     uint64_t fastpath_miss_long_message = 0;    // payload in the IPC buffer

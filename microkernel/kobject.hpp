@@ -42,6 +42,18 @@ class KObject {
     // Drops a reference when another holder is known to keep one (the
     // syscall fast path, under the handle-table lock): never the last.
     void release_not_last() { refs_.fetch_sub(1, std::memory_order_relaxed); }
+    // Drops a reference unless it is the last one (then nothing changes and
+    // it returns false): for the fast path, which may not free under its
+    // locks and has no other holder in hand.
+    bool release_if_not_last() {
+        uint32_t n = refs_.load(std::memory_order_relaxed);
+        while (n > 1) {
+            if (refs_.compare_exchange_weak(n, n - 1, std::memory_order_acq_rel,
+                                            std::memory_order_relaxed))
+                return true;
+        }
+        return false;
+    }
     uint32_t refs() const { return refs_.load(std::memory_order_relaxed); }
 
   protected:

@@ -22,6 +22,9 @@ SchedCounters Scheduler::counters() {
     c.wakeups += fast_switches_;
     c.direct_switches += fast_switches_;
     c.switches += fast_switches_;
+    c.wakeups += fast_replies_;
+    c.donations_taken += fast_replies_;
+    c.switches += fast_replies_;
     return c;
 }
 

@@ -1,6 +1,7 @@
 #include "thread.hpp"
 
 #include "memory.hpp"
+#include "object/reply.hpp"
 #include "panic.hpp"
 #include "percpu.hpp"
 #include "process.hpp"
@@ -128,6 +129,7 @@ void Thread::destroy(Thread* thread) {
 void Thread::free_object(Thread* thread) {
     void* stack = thread->stack_;
     IpcState* ipc = thread->ipc;
+    Reply::free_spare(ipc->spare_reply);
     kdelete(thread);
     kdelete(ipc);
     kfree(stack);

@@ -24,6 +24,7 @@
 namespace mk {
 
 class WaitQueue;
+class Reply;
 class Process;
 struct IpcState;
 
@@ -262,6 +263,10 @@ struct IpcState {
     // sender's table, moved along with the message, put into the receiver's
     // table by its own syscall. Never released under the scheduler lock.
     HandleEntry handles[kMessageHandles];
+    // The Reply object of the last saved reply this thread answered on the
+    // syscall fast path, which cannot free it under its locks: kept for the
+    // thread's next ReplySave. Touched by this thread alone; freed with it.
+    Reply* spare_reply = nullptr;
     alignas(16) unsigned char local_buffer[kIpcBufferSize] = {};
 };
 

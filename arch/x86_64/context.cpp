@@ -88,8 +88,9 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
                   reinterpret_cast<char*>(&this_cpu()) ==
               0x28);
     // The entry stub refuses syscall numbers itself (syscall.S).
-    static_assert(uint64_t(abi::Sys::Count) == 20 && uint64_t(abi::Err::BadSyscall) == 14,
-                  "syscall.S's SYS_COUNT and ERR_BAD_SYSCALL");
+    static_assert(uint64_t(abi::Sys::Count) == 20 && uint64_t(abi::Err::BadSyscall) == 14 &&
+                      uint64_t(abi::Sys::Reply) == 4,
+                  "syscall.S's SYS_COUNT, ERR_BAD_SYSCALL and SYS_REPLY");
     wrmsr(kMsrKernelGsBase, 0);  // the user's GS base
     wrmsr(kMsrFsBase, 0);        // what g_switch.loaded_fs_key (null) says
 

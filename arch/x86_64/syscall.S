@@ -5,8 +5,8 @@
  * swaps to the kernel GS, switches to the current thread's kernel stack
  * (PerCpu::entry, at %gs:8) and builds the same TrapFrame the interrupt
  * stubs build (vector 0x100), so the syscall layer and the fault handlers
- * read one layout; then it calls arch_syscall(frame). Call and ReplyRecv
- * try the fast path (microkernel/syscall/fastpath.cpp) first.
+ * read one layout; then it calls arch_syscall(frame). Call, ReplyRecv and
+ * Reply try the fast path (microkernel/syscall/fastpath.cpp) first.
  *
  * The way back is sysretq, except to a RIP outside the user half: sysret to
  * a non-canonical RIP faults in ring 0 with the user's stack (the
@@ -20,14 +20,16 @@
     .set PERCPU_SCHED_LOCK, 0x28  /* PerCpu::scheduler's lock word: checked at boot */
     .set USER_DS, 0x1b
     .set USER_CS, 0x23
+    .set SYS_REPLY, 4             /* abi::Sys::Reply: checked in context.cpp */
     .set SYS_COUNT, 20            /* abi::Sys::Count: checked in context.cpp */
     .set ERR_BAD_SYSCALL, 14      /* abi::Err::BadSyscall: checked in context.cpp */
 
-/* After mk_fastpath_call or mk_fastpath_reply_recv: to the general path
- * (2f) on a miss, else to user mode as the partner.
+/* After mk_fastpath_call, mk_fastpath_reply_recv or mk_fastpath_reply: to
+ * the general path (2f) on a miss, else to user mode as the partner.
  *
- * Taken: this thread is blocked and resumes at its frame when switched to
- * (Context::rsp 0); the partner runs, and returns to user mode from here.
+ * Taken: this thread is blocked (after a Reply: Ready) and resumes at its
+ * frame when switched to (Context::rsp 0); the partner runs, and returns to
+ * user mode from here.
  * The message words pass through in registers: the partner gets rdx, r10,
  * r8 and r9 as this thread sent them; fastpath.cpp wrote the status, badge
  * and info into the partner's frame, which gives the rest.
@@ -111,6 +113,16 @@ syscall_entry:
     call mk_fastpath_reply_recv
     FAST_EXIT
 
+/* Reply (4) through a saved reply handle: the fast path answers the caller
+ * and switches to it, this thread waiting Ready at its frame (a miss: the
+ * general path, as for the other two). */
+.Lfast_reply:
+    SAVE_FRAME
+    mov %rsp, %rdi
+    xor %ebp, %ebp
+    call mk_fastpath_reply
+    FAST_EXIT
+
 .Lgeneral_entry:
     /* A number with no syscall is refused before anything is saved: the
      * kernel touches no register but rax, and returns through sysret to the
@@ -118,6 +130,8 @@ syscall_entry:
      * way in and out, what the benchmark's null syscall measures. */
     cmp $SYS_COUNT, %rax
     jae .Lbad_syscall
+    cmp $SYS_REPLY, %rax
+    je .Lfast_reply
     SAVE_FRAME
     xor %ebp, %ebp
 2:  mov %rsp, %rdi                /* here too on a fast-path miss */

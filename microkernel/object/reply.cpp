@@ -2,19 +2,37 @@
 
 #include "endpoint.hpp"
 #include "memory.hpp"
+#include "panic.hpp"
+#include "percpu.hpp"
 
 namespace mk {
 
 Result<Reply*> Reply::save(ReplyToken token) {
     if (!token.valid()) return Error::BadHandle;
-    Reply* r = knew<Reply>(token);
-    if (r == nullptr) return Error::OutOfMemory;
+    // The object the fast path last answered through, if this thread kept
+    // one: no other thread can reach it, and its one reference is ours.
+    IpcState& ipc = *this_cpu().scheduler.current()->ipc;
+    Reply* r = ipc.spare_reply;
+    if (r != nullptr) {
+        ipc.spare_reply = nullptr;
+        MK_ASSERT(r->refs() == 1 && r->caller_.empty());
+        r->token_ = token;
+    } else {
+        r = knew<Reply>(token);
+        if (r == nullptr) return Error::OutOfMemory;
+    }
     Status st = Endpoint::save_reply(token, r->caller_);
     if (st != Error::None) {
         kdelete(r);
         return st;
     }
     return r;
+}
+
+void Reply::free_spare(Reply* spare) {
+    if (spare == nullptr) return;
+    MK_ASSERT(spare->caller_.empty());
+    kdelete(spare);
 }
 
 Status Reply::answer(const Message& msg, Donate donate) {

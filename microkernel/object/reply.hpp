@@ -21,7 +21,12 @@ class Reply : public KObject {
     // caller timed out or died.
     [[nodiscard]] Status answer(const Message& msg, Donate donate = Donate::No);
 
+    // Frees a thread's IpcState::spare_reply (null: nothing), answered
+    // already: no caller waits on it. Takes only the heap lock.
+    static void free_spare(Reply* spare);
+
   private:
+    friend class FastPath;  // syscall/fastpath.cpp answers a saved reply inline
     friend void kobject_free(KObject* object);
     template <typename T, typename... Args>
     friend T* knew(Args&&... args);

@@ -31,6 +31,7 @@
 
 #include "endpoint.hpp"
 #include "mk/abi.hpp"
+#include "object/reply.hpp"
 #include "panic.hpp"
 #include "percpu.hpp"
 #include "process.hpp"
@@ -51,6 +52,7 @@ class FastPath {
     // timeout to cancel or an FS base to load, are calls).
     [[gnu::always_inline]] static FastPathExit call(TrapFrame& f);
     [[gnu::always_inline]] static FastPathExit reply_recv(TrapFrame& f);
+    [[gnu::always_inline]] static FastPathExit reply(TrapFrame& f);
 
   private:
     static constexpr FastPathExit kMiss{nullptr};
@@ -65,6 +67,13 @@ class FastPath {
         *length = uint32_t(upper);
         return uint32_t(f.rsi) < abi::kNoticeLabelBase && upper <= abi::kMaxPayload &&
                f.r12 == abi::kForever;
+    }
+
+    // message_ok() for Reply, which has no timeout (a6 is not read).
+    static bool reply_message_ok(const TrapFrame& f, uint32_t* length) {
+        uint64_t upper = f.rsi >> 32;
+        *length = uint32_t(upper);
+        return uint32_t(f.rsi) < abi::kNoticeLabelBase && upper <= abi::kMaxPayload;
     }
 
     // A payload needs the sender's IPC buffer page, as the general path
@@ -142,17 +151,15 @@ class FastPath {
     }
 
     // Runs `next` (Blocked at its frame, its wait just ended, on no queue)
-    // in place of `self` (Blocked now): what Scheduler::switch_to_locked()
-    // does, then the CPU's part. Returns where the stub leaves for user mode.
+    // in place of `self` (Blocked, or Ready on the hand-off queue, now): what
+    // Scheduler::switch_to_locked() does, then the CPU's part. Returns where the stub leaves for
+    // user mode.
     static FastPathExit switch_to(Scheduler& s, Thread& self, Thread& next) {
         if (next.timeout_hook.is_linked()) [[unlikely]]
             s.cancel_timeout_locked(next);
         set_state(next, WakeReason::Woken, ThreadState::Running, false);
         s.current_ = &next;
         s.donate_target_ = nullptr;
-        // A block, a wake, a direct switch and a switch, and a hit: counted
-        // once (Scheduler::counters() and ipc_counters() add it in).
-        ++s.fast_switches_;
         Cpu::load_user_context(self.context, next.context);
         return FastPathExit{&Cpu::syscall_frame(next.context)};
     }
@@ -199,6 +206,9 @@ inline FastPathExit FastPath::call(TrapFrame& f) {
     // ...and the caller waits for the reply on its callers queue.
     set_op(cipc, IpcState::Op::ReplyWait, Error::WouldBlock, IpcState::UserOp::Call);
     block_current(self, sipc.callers);
+    // A block, a wake, a direct switch and a switch, and a hit: counted
+    // once (Scheduler::counters() and ipc_counters() add it in).
+    ++s.fast_switches_;
     return switch_to(s, self, *server);
 }
 
@@ -256,6 +266,78 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     ep->retain();
     block_current(self, ep->receivers_);
     table.lock_.unlock_raw();
+    ++s.fast_switches_;  // as in call()
+    return switch_to(s, self, *caller);
+}
+
+inline FastPathExit FastPath::reply(TrapFrame& f) {
+    PerCpu& cpu = this_cpu();
+    Scheduler& s = cpu.scheduler;
+    uint32_t length;
+    if (!reply_message_ok(f, &length) || !ipc_fast_path() || !s.donation_enabled()) return miss();
+    Thread& self = *s.current_;
+    IpcState& sipc = *self.ipc;
+    // The Reply object stays this thread's (spare_reply) once the handle is
+    // gone, so there must be room for it. With no quantum left to lend, the
+    // replier would go to the back of the ready queue: the general path.
+    if (sipc.spare_reply != nullptr || !payload_ok(sipc, length) || s.quantum_left_ == 0)
+        return miss();
+    HandleTable& table = self.process->handles();
+    table.lock_.lock_raw();
+    // a0: a saved reply (HandleTable::find_locked() on all 64 bits, as for
+    // an endpoint) whose only reference is this handle, which carries no
+    // badge lineage and whose closing nobody hooks: removing it under the
+    // lock is all that closing it does, and the object is then ours.
+    const HandleTable::Slot* slot = table.find_locked(f.rdi);
+    if (slot == nullptr || slot->object->type() != ObjectType::Reply || slot->object->refs() != 1 ||
+        slot->tracker != nullptr || table.hook_ != nullptr) {
+        table.lock_.unlock_raw();
+        return miss();
+    }
+    Reply& saved = *static_cast<Reply*>(slot->object);
+    s.lock_.lock_raw();
+    // The caller the Reply was saved from, still waiting on it (what
+    // reply_target_locked() checks: on the Reply's queue is in ReplyWait
+    // there), at its frame. A caller that blocked on the general path still
+    // holds its call's reference to the endpoint: dropped here, unless it is
+    // the last one (a release under these locks cannot free), the last check.
+    Thread* caller = saved.caller_.first_or_null();
+    if (caller == nullptr || caller->id() != saved.token_.caller ||
+        caller->ipc->call_seq != saved.token_.call || !caller->at_frame || caller->exit_requested ||
+        self.exit_requested ||
+        (caller->ipc->endpoint_ref && !caller->ipc->endpoint_ref->release_if_not_last())) {
+        s.lock_.unlock_raw();
+        table.lock_.unlock_raw();
+        return miss();
+    }
+
+    // The point of no return. The caller takes the reply...
+    WaitQueue::unlink(*caller);
+    caller->waiting_on = nullptr;
+    IpcState& cipc = *caller->ipc;
+    (void)cipc.endpoint_ref.leak();  // released above
+    set_op(cipc, IpcState::Op::None, Error::None, IpcState::UserOp::None);
+    TrapFrame& to = Cpu::syscall_frame(caller->context);
+    to.rax = uint64_t(abi::Err::Ok);
+    to.rdi = 0;
+    to.rsi = f.rsi;  // the words stay in registers (syscall.S)
+    if (length != 0) copy_payload(sipc, cipc, length);
+    // ...the handle is closed, its object kept for the next ReplySave...
+    ClosedHandle closed = table.vacate_locked(uint32_t(f.rdi) & HandleTable::kIndexMask);
+    table.lock_.unlock_raw();
+    sipc.spare_reply = static_cast<Reply*>(closed.object);
+    // ...and this thread lends the caller the rest of its quantum, waiting
+    // Ready at the front of the hand-off queue, at its frame: switched to,
+    // it finishes the syscall in mk_resume_at_frame() with `result`, as
+    // after a donation on the general path (Scheduler::schedule_locked()).
+    set_op(sipc, IpcState::Op::None, Error::None, IpcState::UserOp::None);
+    self.state = ThreadState::Ready;
+    self.at_frame = true;
+    self.lent_quantum = true;
+    s.handoff_.push_front(self);
+    // A wake, a donation and a switch, and a hit (counters() and
+    // ipc_counters() add it in).
+    ++s.fast_replies_;
     return switch_to(s, self, *caller);
 }
 
@@ -268,12 +350,21 @@ extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_call(mk::TrapFrame* fra
 extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_reply_recv(mk::TrapFrame* frame) {
     return mk::FastPath::reply_recv(*frame);
 }
+extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_reply(mk::TrapFrame* frame) {
+    return mk::FastPath::reply(*frame);
+}
 
 #ifdef MK_HOST
 // Only for the host tests: in the kernel nothing may call into this object
 // but the entry stub (scripts/check-fastpath-symbols).
 extern "C" mk::FastPathExit mk_fastpath(mk::TrapFrame* frame) {
-    return frame->rax == uint64_t(mk::abi::Sys::Call) ? mk_fastpath_call(frame)
-                                                      : mk_fastpath_reply_recv(frame);
+    switch (mk::abi::Sys(frame->rax)) {
+        case mk::abi::Sys::Call:
+            return mk_fastpath_call(frame);
+        case mk::abi::Sys::ReplyRecv:
+            return mk_fastpath_reply_recv(frame);
+        default:
+            return mk_fastpath_reply(frame);
+    }
 }
 #endif

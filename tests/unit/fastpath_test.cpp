@@ -41,6 +41,7 @@
 #include "memory.hpp"
 #include "mk/abi.hpp"
 #include "object/handle_table.hpp"
+#include "object/reply.hpp"
 #include "percpu.hpp"
 #include "process.hpp"
 #include "sched_fixture.hpp"
@@ -309,7 +310,8 @@ class FastPathTest : public testing::SchedFixture {
     // A whole syscall through the stub.
     Path stub(Thread* t) {
         uint64_t n = frame(t).rax;
-        if (n <= uint64_t(Sys::ReplyRecv) && fast(t).frame != nullptr) return Path::FastHit;
+        bool fast_path = n <= uint64_t(Sys::ReplyRecv) || n == uint64_t(Sys::Reply);
+        if (fast_path && fast(t).frame != nullptr) return Path::FastHit;
         return general(t);
     }
 
@@ -470,6 +472,15 @@ class FastPathTest : public testing::SchedFixture {
         t->at_frame = false;
         t->ipc->endpoint_ref.reset();
         t->ipc->user_op = IpcState::UserOp::None;
+    }
+
+    // S saves its pending call (ReplySave, the general path): the handle.
+    HandleValue save() {
+        EXPECT_EQ(sched().current(), s_);
+        set_regs(s_, Sys::ReplySave, abi::kNoHandle);
+        EXPECT_EQ(general(s_), Path::Returned);
+        EXPECT_EQ(frame(s_).rax, uint64_t(Err::Ok));
+        return HandleValue(frame(s_).rdi);
     }
 
     void destroy_endpoint() {
@@ -1155,6 +1166,195 @@ TEST_F(FastPathTest, SavedReplyDonatesToTheCaller) {
     EXPECT_EQ(sched().counters().donations_taken, 1u);
     EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(67), w));
     EXPECT_EQ(ep_->refs(), base_refs_);
+}
+
+// --- Reply through a saved reply handle ---
+
+// The fast path answers a saved reply: the caller runs with the reply, the
+// handle is gone, and the server waits Ready at the front of the hand-off
+// queue, at its frame, to return Ok; it keeps the Reply object, which its
+// next ReplySave reuses.
+TEST_F(FastPathTest, SavedReplyHits) {
+    pending_call();
+    HandleValue saved = save();
+    uint32_t handles = a_->handles().count();
+    const Words w = {390, 391, 392, 393};
+    set_regs(s_, Sys::Reply, saved, info(69), w);
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    EXPECT_EQ(sched().current(), c_);
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(69), w));
+    EXPECT_EQ(c_->ipc->op, IpcState::Op::None);
+    EXPECT_EQ(s_->state, ThreadState::Ready);
+    EXPECT_TRUE(s_->at_frame);
+    EXPECT_TRUE(s_->lent_quantum);  // first in line when C blocks
+    EXPECT_EQ(a_->handles().count(), handles - 1);
+    EXPECT_EQ(a_->handles().lookup(saved, ObjectType::Reply, 0).error(), Error::BadHandle);
+    ASSERT_NE(s_->ipc->spare_reply, nullptr);
+    EXPECT_EQ(ipc_counters().syscall_fastpath_hits, 2u);  // the call and the reply
+    EXPECT_EQ(sched().counters().donations_taken, 1u);
+    EXPECT_EQ(ep_->refs(), base_refs_);
+    // C blocks again (a Recv it has no right to: it yields instead); S
+    // runs next and its Reply returns Ok.
+    sched().yield_now();
+    EXPECT_EQ(resume(s_).rax, uint64_t(Err::Ok));
+    EXPECT_EQ(frame(s_).rdi, saved);  // r0 as it was: a Reply returns no value
+    // The next saved reply is the same object, answered again.
+    Reply* spare = s_->ipc->spare_reply;
+    set_regs(s_, Sys::Recv, sh_);
+    ASSERT_EQ(general(s_), Path::GaveStackUp);
+    fast_call(3, {4, 5, 6, 7});
+    HandleValue again = save();
+    EXPECT_EQ(s_->ipc->spare_reply, nullptr);
+    EXPECT_EQ(a_->handles().lookup(again, ObjectType::Reply, 0).value().object.get(), spare);
+    set_regs(s_, Sys::Reply, again, info(70), w);
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(70), w));
+    EXPECT_EQ(s_->ipc->spare_reply, spare);
+}
+
+TEST_F(FastPathTest, SavedReplyWithPayloadHits) {
+    pending_call();
+    HandleValue saved = save();
+    const char payload[24] = "twenty-three bytes long";
+    std::memcpy(buffer(s_).payload, payload, sizeof payload);
+    std::memset(buffer(c_).payload, 0x5A, sizeof buffer(c_).payload);
+    set_regs(s_, Sys::Reply, saved, info(71, 23), {1, 2, 3, 4});
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(71, 23), {1, 2, 3, 4}));
+    EXPECT_EQ(std::memcmp(buffer(c_).payload, payload, 23), 0);
+    EXPECT_EQ(buffer(c_).payload[23], 0x5A) << "a byte past the length was copied";
+}
+
+// A caller that queued on the endpoint (the general path) holds its call's
+// reference to it: the fast path drops it, as complete_ipc() would.
+TEST_F(FastPathTest, SavedReplyToGeneralPathCallerHits) {
+    run_as(c_);
+    set_regs(c_, Sys::Call, ch_, info(15), {1, 2, 3, 4});
+    ASSERT_EQ(stub(c_), Path::GaveStackUp);  // no receiver: queued
+    run_as(s_);
+    set_regs(s_, Sys::Recv, sh_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    ASSERT_EQ(c_->ipc->endpoint_ref.get(), ep_);
+    HandleValue saved = save();
+    set_regs(s_, Sys::Reply, saved, info(72), {5, 6, 7, 8});
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(72), {5, 6, 7, 8}));
+    EXPECT_FALSE(c_->ipc->endpoint_ref);
+    EXPECT_EQ(ep_->refs(), base_refs_);
+}
+
+// ...unless it is the endpoint's last reference, which the fast path may
+// not drop under its locks.
+TEST_F(FastPathTest, SavedReplyHoldingTheLastEndpointReferenceMisses) {
+    run_as(c_);
+    set_regs(c_, Sys::Call, ch_, info(15), {1, 2, 3, 4});
+    ASSERT_EQ(stub(c_), Path::GaveStackUp);
+    run_as(s_);
+    set_regs(s_, Sys::Recv, sh_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    HandleValue saved = save();
+    // Every other reference goes: the handles and the creator's.
+    ASSERT_EQ(a_->handles().remove(sh_), Error::None);
+    ASSERT_EQ(b_->handles().remove(ch_), Error::None);
+    ep_destroyed_ = true;
+    Endpoint::destroy(ep_);
+    ASSERT_EQ(ep_->refs(), 1u);
+    set_regs(s_, Sys::Reply, saved, info(73), {5, 6, 7, 8});
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::SwitchedAway);  // answered; C runs
+    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(73), {5, 6, 7, 8}));
+}
+
+// The Reply object would have nowhere to go: the general path frees it.
+TEST_F(FastPathTest, SavedReplyWithASpareAlreadyMisses) {
+    Thread* c2 = make_thread(b_, "C2");
+    server_waits();
+    fast_call(1, {1, 2, 3, 4});
+    HandleValue first = save();
+    set_regs(s_, Sys::Recv, sh_);
+    ASSERT_EQ(general(s_), Path::GaveStackUp);
+    fast_call(2, {1, 2, 3, 4}, c2);
+    HandleValue second = save();
+    set_regs(s_, Sys::Reply, first, info(74), {5, 6, 7, 8});
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(74), {5, 6, 7, 8}));
+    sched().yield_now();
+    EXPECT_EQ(resume(s_).rax, uint64_t(Err::Ok));
+    ASSERT_NE(s_->ipc->spare_reply, nullptr);
+    set_regs(s_, Sys::Reply, second, info(75), {9, 10, 11, 12});
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::SwitchedAway);
+    EXPECT_TRUE(frame_holds(resume(c2), Err::Ok, 0, info(75), {9, 10, 11, 12}));
+}
+
+// A copy of the handle holds the object too: closing one handle is not
+// the end of it, which the fast path does not handle.
+TEST_F(FastPathTest, SavedReplyWithAnotherHandleMisses) {
+    pending_call();
+    HandleValue saved = save();
+    Result<HandleValue> copy = a_->handles().mint(saved, abi::kRightsAll, 0, nullptr);
+    ASSERT_TRUE(copy);
+    set_regs(s_, Sys::Reply, saved, info(76), {5, 6, 7, 8});
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::SwitchedAway);
+    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(76), {5, 6, 7, 8}));
+    EXPECT_EQ(a_->handles().remove(copy.value()), Error::None);
+}
+
+TEST_F(FastPathTest, ReplyThroughBadHandlesMisses) {
+    pending_call();
+    HandleValue saved = save();
+    for (uint64_t h : {uint64_t(abi::kNoHandle), uint64_t(sh_), uint64_t(stale_handle(a_)),
+                       uint64_t(saved) | (uint64_t{1} << 40)}) {
+        set_regs(s_, Sys::Reply, h, info(77), {5, 6, 7, 8});
+        expect_miss(s_);
+    }
+    EXPECT_EQ(c_->state, ThreadState::Blocked);
+    set_regs(s_, Sys::Reply, saved, info(77), {5, 6, 7, 8});
+    ASSERT_EQ(stub(s_), Path::FastHit);
+}
+
+TEST_F(FastPathTest, SavedReplyWithHandlesOrReservedBitsMisses) {
+    pending_call();
+    HandleValue saved = save();
+    set_regs(s_, Sys::Reply, saved, info(78, 0, 1), {5, 6, 7, 8});
+    expect_miss(s_);
+    set_regs(s_, Sys::Reply, saved, info(78, abi::kMaxPayload + 1), {5, 6, 7, 8});
+    expect_miss(s_);
+    set_regs(s_, Sys::Reply, saved, abi::kLabelLastHandle, {5, 6, 7, 8});
+    expect_miss(s_);
+    // A Reply has no timeout: whatever a6 holds, it hits.
+    set_regs(s_, Sys::Reply, saved, info(78), {5, 6, 7, 8}, 0);
+    ASSERT_EQ(stub(s_), Path::FastHit);
+}
+
+TEST_F(FastPathTest, SavedReplyToTimedOutCallerMisses) {
+    server_waits();
+    run_as(c_);
+    set_regs(c_, Sys::Call, ch_, info(38), {1, 2, 3, 4}, 2 * kMs);
+    ASSERT_EQ(stub(c_), Path::GaveStackUp);
+    EXPECT_EQ(resume(s_).rax, uint64_t(Err::Ok));
+    HandleValue saved = save();
+    for (int i = 0; i < 2; ++i) sched().on_timer_tick();
+    EXPECT_EQ(c_->state, ThreadState::Ready);  // its call timed out
+    set_regs(s_, Sys::Reply, saved, info(79), {5, 6, 7, 8});
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    EXPECT_EQ(frame(s_).rax, uint64_t(Err::BadHandle));
+    EXPECT_EQ(resume(c_).rax, uint64_t(Err::TimedOut));
+}
+
+TEST_F(FastPathTest, SavedReplyWithFastPathOrDonationOffMisses) {
+    pending_call();
+    HandleValue saved = save();
+    set_regs(s_, Sys::Reply, saved, info(80), {5, 6, 7, 8});
+    ipc_set_fast_path(false);
+    expect_miss(s_);
+    ipc_set_fast_path(true);
+    sched().set_donation_enabled(false);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::Returned);  // wakes C, no donation
+    EXPECT_EQ(c_->state, ThreadState::Ready);
 }
 
 TEST_F(FastPathTest, SavedReplyWithDonationOffOnlyWakes) {
