@@ -55,6 +55,10 @@ class FastPath {
     [[gnu::always_inline]] static FastPathExit reply(TrapFrame& f);
 
   private:
+    static FastPathExit reply_and_take(TrapFrame& f, Scheduler& s, HandleTable& table, Thread& self,
+                                       Thread& caller, Thread& sender, uint32_t length);
+
+  private:
     static constexpr FastPathExit kMiss{nullptr};
 
     // What a message must be for the fast path: a label user code may send,
@@ -236,9 +240,15 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     // And nothing waiting on the endpoint, which the receive would take.
     Thread* caller = sipc.callers.first_or_null();
     if (caller == nullptr || caller->id() != token.caller || caller->ipc->call_seq != token.call ||
-        !caller->at_frame || (caller->ipc->endpoint_ref && caller->ipc->endpoint_ref.get() != ep) ||
-        !ep->senders_.is_empty() || ep->notices_.size() != 0 || ep->dead_ ||
-        caller->exit_requested || self.exit_requested) {
+        !caller->at_frame || ep->notices_.size() != 0 || ep->dead_ || caller->exit_requested ||
+        self.exit_requested) {
+        s.lock_.unlock_raw();
+        table.lock_.unlock_raw();
+        return miss();
+    }
+    if (Thread* sender = ep->senders_.first_or_null()) [[unlikely]]
+        return reply_and_take(f, s, table, self, *caller, *sender, length);
+    if (caller->ipc->endpoint_ref && caller->ipc->endpoint_ref.get() != ep) {
         s.lock_.unlock_raw();
         table.lock_.unlock_raw();
         return miss();
@@ -268,6 +278,67 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     table.lock_.unlock_raw();
     ++s.fast_switches_;  // as in call()
     return switch_to(s, self, *caller);
+}
+
+// ReplyRecv that finds a caller queued on the endpoint (a busy server): the
+// caller it answers becomes Ready, first in line (the hand-off queue), and
+// this thread goes on at once with the next call, returning to user mode
+// from its own frame; nothing blocks and nothing switches. What
+// Endpoint::reply_recv() does when a sender is waiting, for a caller that
+// blocked at its frame in Call (a plain Send, a notice or a caller with
+// handles takes the general path). The answered caller completes through
+// mk_resume_at_frame() like any caller woken by the general path, from its
+// IpcState: the reply goes there, not into its frame.
+inline FastPathExit FastPath::reply_and_take(TrapFrame& f, Scheduler& s, HandleTable& table,
+                                             Thread& self, Thread& caller, Thread& sender,
+                                             uint32_t length) {
+    IpcState& pipc = *sender.ipc;
+    if (pipc.op != IpcState::Op::Call || !sender.at_frame || sender.exit_requested) {
+        s.lock_.unlock_raw();
+        table.lock_.unlock_raw();
+        return miss();
+    }
+    table.lock_.unlock_raw();  // the endpoint is used no more
+
+    // The point of no return. The caller takes the reply...
+    IpcState& sipc = *self.ipc;
+    IpcState& cipc = *caller.ipc;
+    Message& reply = cipc.msg;
+    reply.label = uint32_t(f.rsi);
+    reply.words[0] = f.rdx;
+    reply.words[1] = f.r10;
+    reply.words[2] = f.r8;
+    reply.words[3] = f.r9;
+    reply.length = length;
+    reply.handle_count = 0;
+    cipc.badge = 0;
+    if (length != 0) copy_payload(sipc, cipc, length);
+    cipc.op = IpcState::Op::None;
+    cipc.result = Error::None;
+    s.wake_locked(caller);  // off this thread's callers queue
+    s.hand_off_locked(caller);
+    // ...and this thread the queued call, whose caller now waits for the
+    // reply on this thread's callers queue.
+    const Message& call = pipc.msg;
+    WaitQueue::unlink(sender);
+    sender.waiting_on = &sipc.callers;
+    sipc.callers.link_back(sender);
+    pipc.op = IpcState::Op::ReplyWait;
+    sipc.reply = ReplyToken{sender.id(), pipc.call_seq};
+    sipc.superseded = {};
+    f.rax = uint64_t(abi::Err::Ok);
+    f.rdi = pipc.badge;
+    f.rsi = abi::MsgInfo{uint32_t(call.label), call.length, 0, true}.encode();
+    f.rdx = call.words[0];
+    f.r10 = call.words[1];
+    f.r8 = call.words[2];
+    f.r9 = call.words[3];
+    if (call.length != 0) copy_payload(pipc, sipc, call.length);
+    IpcCounters& c = this_cpu().ipc;
+    ++c.replies;
+    ++c.receives;
+    ++c.syscall_fastpath_hits;
+    return FastPathExit{&f};
 }
 
 inline FastPathExit FastPath::reply(TrapFrame& f) {

@@ -1373,29 +1373,65 @@ TEST_F(FastPathTest, SavedReplyWithDonationOffOnlyWakes) {
     EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(68), w));
 }
 
-TEST_F(FastPathTest, ReplyRecvWithQueuedSenderMisses) {
-    Thread* c2 = make_thread(b_, "C2");
+// A busy server: its ReplyRecv finds the next call queued. The fast path
+// does what the general path does: it answers C, which runs as soon as S
+// stops (ahead of the ready queue), and S goes on at once with C2's call,
+// returning from its own frame.
+TEST_F(FastPathTest, ReplyRecvWithQueuedCallerTakesItAtOnce) {
+    // C2 in a process of its own: its IPC buffer is not C's.
+    Process* d = make_process("D");
+    Thread* c2 = make_thread(d, "C2");
+    HandleValue dh = insert(d, ep_, abi::kRightSend);
     pending_call();
     run_as(c2);
     const Words w2 = {170, 171, 172, 173};
-    set_regs(c2, Sys::Call, ch_, info(41), w2);
+    const char payload2[10] = "from C2..";
+    std::memcpy(buffer(c2).payload, payload2, sizeof payload2);
+    set_regs(c2, Sys::Call, dh, info(41, 9), w2);
     ASSERT_EQ(stub(c2), Path::GaveStackUp);  // S is busy: queued
     EXPECT_EQ(ep_->waiting_senders(), 1u);
     run_as(s_);
     const Words w = {180, 181, 182, 183};
-    set_regs(s_, Sys::ReplyRecv, sh_, info(42), w);
-    expect_miss(s_);
-    // Answers C, takes C2's call at once and goes on; C runs as soon as S
-    // stops, ahead of the ready queue.
-    ASSERT_EQ(general(s_), Path::Returned);
-    EXPECT_TRUE(frame_holds(frame(s_), Err::Ok, kBadge, info(41) | kCallBit, w2));
+    const char payload[13] = "reply to C..";
+    std::memcpy(buffer(s_).payload, payload, sizeof payload);
+    set_regs(s_, Sys::ReplyRecv, sh_, info(42, 12), w);
+    uint64_t wakeups = sched().counters().wakeups;
+    ASSERT_EQ(fast(s_).frame, &frame(s_));
+    EXPECT_EQ(sched().current(), s_);
+    EXPECT_TRUE(frame_holds(frame(s_), Err::Ok, 0, info(41, 9) | kCallBit, w2));
+    EXPECT_EQ(std::memcmp(buffer(s_).payload, payload2, 9), 0);
     EXPECT_EQ(s_->ipc->reply.caller, c2->id());
+    EXPECT_EQ(c2->waiting_on, &s_->ipc->callers);
     EXPECT_EQ(ep_->waiting_senders(), 0u);
     EXPECT_EQ(c_->state, ThreadState::Ready);
     EXPECT_TRUE(c_->lent_quantum);
-    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(42), w));
+    EXPECT_EQ(sched().counters().wakeups, wakeups + 1);
+    EXPECT_EQ(ipc_counters().syscall_fastpath_hits, 2u);  // C's call, and this
+    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(42, 12), w));
+    EXPECT_EQ(std::memcmp(buffer(c_).payload, payload, 12), 0);
     reply_general(s_, 43, {190, 191, 192, 193});
     EXPECT_TRUE(frame_holds(resume(c2), Err::Ok, 0, info(43), {190, 191, 192, 193}));
+    EXPECT_EQ(ep_->refs(), base_refs_ + 1);  // D's handle
+}
+
+// A plain Send queued: it completes on the receive, which the general
+// path does.
+TEST_F(FastPathTest, ReplyRecvWithQueuedSendMisses) {
+    Thread* c2 = make_thread(b_, "C2");
+    pending_call();
+    run_as(c2);
+    const Words w2 = {170, 171, 172, 173};
+    set_regs(c2, Sys::Send, ch_, info(41), w2);
+    ASSERT_EQ(stub(c2), Path::GaveStackUp);  // S is busy: queued
+    run_as(s_);
+    const Words w = {180, 181, 182, 183};
+    set_regs(s_, Sys::ReplyRecv, sh_, info(42), w);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    EXPECT_TRUE(frame_holds(frame(s_), Err::Ok, kBadge, info(41), w2));
+    EXPECT_EQ(c2->state, ThreadState::Ready);
+    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(42), w));
+    EXPECT_EQ(resume(c2).rax, uint64_t(Err::Ok));
     EXPECT_EQ(ep_->refs(), base_refs_);
 }
 
