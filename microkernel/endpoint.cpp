@@ -158,11 +158,11 @@ void Endpoint::free_object(Endpoint* endpoint) {
     kdelete(endpoint);
 }
 
-void Endpoint::post_notice(Notice* notice) {
+bool Endpoint::post_notice(Notice* notice) {
     LockGuard guard(sched().lock());
     if (dead_) {
         kdelete(notice);  // nobody can receive it any more
-        return;
+        return false;
     }
     ++counters().notices;
     if (Thread* receiver = receivers_.front()) {
@@ -172,9 +172,10 @@ void Endpoint::post_notice(Notice* notice) {
         // A wake like any other: the poster donates to it when it next
         // yields or blocks (the reaper, right after a death).
         sched().set_donate_target_locked(receiver);
-        return;
+        return true;
     }
     notices_.push_back(*notice);
+    return false;
 }
 
 Received Endpoint::take_notice_locked(Thread& self, Notice* notice) {

@@ -154,8 +154,10 @@ class Endpoint : public KObject {
 
     // Delivers a kernel notice: to a waiting receiver at once, else queued.
     // Receives take queued notices before queued senders. The endpoint owns
-    // the notice from now on; on a dead endpoint it is dropped.
-    void post_notice(Notice* notice);
+    // the notice from now on; on a dead endpoint it is dropped. True when
+    // it woke a receiver, now the donate target (the poster donates to it
+    // when it next yields or blocks).
+    bool post_notice(Notice* notice);
 
     size_t waiting_senders();
     size_t waiting_receivers();

@@ -84,7 +84,7 @@ Process::Process(const char* name) : KObject(ObjectType::Process) {
 }
 
 Process::~Process() {
-    if (!dead_) die();  // never ran a thread
+    if (!dead_) die(false);  // never ran a thread
     HandleTable::destroy(handles_);
 }
 
@@ -99,24 +99,31 @@ void Process::set_death_hook(DeathHook hook) {
     g_death_hook = hook;
 }
 
-void Process::die() {
+void Process::die(bool may_yield) {
     dead_ = true;
+    // Handles first: their last-handle notices (a pipe's EOF) are posted
+    // before the supervisor hears of the death.
     if (handles_ != nullptr) handles_->clear();
+    bool woke = false;
+    if (death_notice_ != nullptr) {
+        death_notice_->msg = Message{};
+        death_notice_->msg.label = abi::kLabelChildDied;
+        death_notice_->msg.words[0] = id_;
+        death_notice_->msg.words[1] = exit_status_;
+        woke = supervisor_->post_notice(death_notice_);
+        death_notice_ = nullptr;
+    }
+    supervisor_.reset();
+    // Nothing runs in the address space any more; freeing it is most of
+    // the work of a death (every page table walked), and nobody waits for
+    // it: the supervisor goes first.
+    if (woke && may_yield) this_cpu().scheduler.yield_to_donate_target();
     {
         LockGuard guard(space_lock_);
         Cpu::user_space_destroy(root_);
         root_ = 0;
         mapped_pages_ = 0;
     }
-    if (death_notice_ != nullptr) {
-        death_notice_->msg = Message{};
-        death_notice_->msg.label = abi::kLabelChildDied;
-        death_notice_->msg.words[0] = id_;
-        death_notice_->msg.words[1] = exit_status_;
-        supervisor_->post_notice(death_notice_);
-        death_notice_ = nullptr;
-    }
-    supervisor_.reset();
     if (g_death_hook != nullptr) g_death_hook(*this);
 }
 
@@ -338,7 +345,7 @@ void Process::remove_thread(Thread& thread) {
             exiting_ = true;  // the last thread ended without ProcessExit: status 0 then
         }
     }
-    if (last) die();
+    if (last) die(true);  // from Thread::destroy(), in the reaper
 }
 
 void Process::kill(uint64_t status) {

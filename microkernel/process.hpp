@@ -116,8 +116,11 @@ class Process : public KObject {
     Result<uint64_t> map_zeroed(uint64_t virt, size_t pages, uint32_t prot);
     void unmap_locked(uint64_t virt, size_t pages);
 
-    // The end of its last thread: handles closed, address space freed.
-    void die();
+    // The end of its last thread: handles closed, the supervisor told,
+    // address space freed. With `may_yield` (no lock held, thread context:
+    // the reaper) the supervisor woken by the notice runs before the
+    // address space is freed, so a wait4 returns without waiting for it.
+    void die(bool may_yield);
 
     char name_[kNameLength];
     uint64_t id_ = 0;

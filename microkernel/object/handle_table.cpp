@@ -336,20 +336,24 @@ uint32_t HandleTable::clear() {
     for (;;) {
         ClosedHandle batch[kClearBatch];
         uint32_t n = 0;
+        bool done;
         {
             LockGuard guard(lock_);
             cleared_ = true;
             // Bounded work per critical section: at most kClearBatch entries
-            // closed, and the scan stops there.
-            for (; next_index <= capacity_ && n < kClearBatch; ++next_index) {
+            // closed, and the scan stops there, or once no slot is in use
+            // (nothing can fill one after cleared_): a short-lived process
+            // has a few handles in the first slots of a large table.
+            for (; next_index <= capacity_ && n < kClearBatch && used_ != 0; ++next_index) {
                 if (slot(next_index).state == SlotState::Used) {
                     batch[n++] = vacate_locked(next_index);
                 }
             }
+            done = next_index > capacity_ || used_ == 0;
         }
         for (uint32_t i = 0; i < n; ++i) report_and_release(batch[i]);
         closed_total += n;
-        if (next_index > capacity_) return closed_total;
+        if (done) return closed_total;
     }
 }
 

@@ -731,6 +731,22 @@ TEST_F(HandleTableTest, ClearReleasesEverythingAndReportsEachEntry) {
     EXPECT_EQ(t->clear(), 0u);
 }
 
+// clear() stops scanning once no slot is in use; a handle in the last slot
+// is still found, and one in the first ends the scan there.
+TEST_F(HandleTableTest, ClearFindsTheLastSlotAndStopsWhenNothingIsLeft) {
+    TestObject o;
+    ClosedLog log;
+    TablePtr t = make(8, &log);
+    std::vector<HandleValue> handles;
+    for (int i = 0; i < 8; ++i) handles.push_back(insert(*t, o, kRightSend, 0));
+    for (int i = 0; i < 7; ++i) ASSERT_EQ(t->remove(handles[size_t(i)]), Error::None);
+    log.closed.clear();
+    EXPECT_EQ(t->clear(), 1u);
+    ASSERT_EQ(log.closed.size(), 1u);
+    EXPECT_EQ(t->count(), 0u);
+    EXPECT_EQ(o.extra_refs(), 0u);
+}
+
 TEST_F(HandleTableTest, FillAfterClearClosesTheArrivingHandle) {
     TestObject ep;
     ClosedLog log;
