@@ -129,21 +129,30 @@ Result<Endpoint*> Endpoint::create() {
     return ep;
 }
 
+void Endpoint::mark_dead_locked() {
+    dead_ = true;
+    for (WaitQueue* q : {&senders_, &receivers_}) {
+        while (Thread* t = q->front()) {
+            complete_locked(*t, Error::Destroyed);
+            ++counters().destroyed_wakeups;
+        }
+    }
+}
+
 void Endpoint::destroy(Endpoint* endpoint) {
     if (endpoint == nullptr) return;
     {
         LockGuard guard(sched().lock());
         MK_ASSERT(!endpoint->dead_);  // destroy() gives back the creator's reference: once
-        endpoint->dead_ = true;
-        for (WaitQueue* q : {&endpoint->senders_, &endpoint->receivers_}) {
-            while (Thread* t = q->front()) {
-                complete_locked(*t, Error::Destroyed);
-                ++counters().destroyed_wakeups;
-            }
-        }
+        endpoint->mark_dead_locked();
     }
     // Outside the lock: the last release frees, and freeing takes the heap lock.
     endpoint->release();
+}
+
+void Endpoint::close_receive_side() {
+    LockGuard guard(sched().lock());
+    if (!dead_) mark_dead_locked();
 }
 
 void Endpoint::free_object(Endpoint* endpoint) {

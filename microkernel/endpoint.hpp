@@ -102,6 +102,12 @@ class Endpoint : public KObject {
     // affected: their receiver may still reply. Called once, by the creator.
     static void destroy(Endpoint* endpoint);
 
+    // What destroy() does to the waiters and later operations, when the
+    // last handle with the Receive right is gone (ReceiveTracker): nobody
+    // can receive on it any more, so nobody waits on it for ever. Releases
+    // nothing; a dead endpoint stays dead.
+    void close_receive_side();
+
     Endpoint(const Endpoint&) = delete;
     Endpoint& operator=(const Endpoint&) = delete;
 
@@ -171,6 +177,8 @@ class Endpoint : public KObject {
     static Result<Message> finish_call(Thread& self);
 
   private:
+    void mark_dead_locked();
+
     friend class FastPath;  // syscall/fastpath.cpp reads the queues itself
 
     Endpoint() : KObject(ObjectType::Endpoint) {}

@@ -24,6 +24,8 @@ const char* object_type_name(ObjectType t) {
             return "modules";
         case ObjectType::Badge:
             return "badge";
+        case ObjectType::Receivers:
+            return "receivers";
     }
     return "?";
 }
@@ -44,6 +46,9 @@ void kobject_free(KObject* object) {
             return;
         case ObjectType::Badge:
             BadgeTracker::free_object(static_cast<BadgeTracker*>(object));
+            return;
+        case ObjectType::Receivers:
+            ReceiveTracker::free_object(static_cast<ReceiveTracker*>(object));
             return;
         case ObjectType::Modules:  // lives for ever: the kernel keeps a reference
             break;

@@ -20,8 +20,9 @@ enum class ObjectType : uint8_t {
     Thread = 2,
     Process = 3,
     Reply = 4,
-    Modules = 5,  // the boot modules: the right to spawn programs from them
-    Badge = 6,    // a badge lineage's tracker (never named by a handle itself)
+    Modules = 5,    // the boot modules: the right to spawn programs from them
+    Badge = 6,      // a badge lineage's tracker (never named by a handle itself)
+    Receivers = 7,  // an endpoint's receive-side tracker (never named by a handle itself)
 };
 
 const char* object_type_name(ObjectType t);

@@ -34,4 +34,19 @@ void BadgeTracker::free_object(BadgeTracker* tracker) {
     endpoint->post_notice(n);  // the endpoint owns it now
 }
 
+ReceiveTracker::ReceiveTracker(Endpoint* endpoint)
+    : KObject(ObjectType::Receivers), endpoint_(Ref<Endpoint>::retain(endpoint)) {}
+
+Result<KObject*> ReceiveTracker::make(Endpoint* endpoint) {
+    ReceiveTracker* t = knew<ReceiveTracker>(endpoint);
+    if (t == nullptr) return Error::OutOfMemory;
+    return static_cast<KObject*>(t);
+}
+
+void ReceiveTracker::free_object(ReceiveTracker* tracker) {
+    Ref<Endpoint> endpoint = static_cast<Ref<Endpoint>&&>(tracker->endpoint_);
+    kdelete(tracker);
+    endpoint->close_receive_side();
+}
+
 }  // namespace mk

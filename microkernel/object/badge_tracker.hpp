@@ -42,4 +42,33 @@ class BadgeTracker : public KObject {
     Notice* notice_;
 };
 
+// ReceiveTracker: what tells the kernel that nobody can receive on an
+// endpoint any more (the server process died, or closed its handle).
+//
+// Made with the endpoint (Sys::EndpointCreate) and held, in
+// HandleEntry::tracker, by every handle to it that has the Receive right:
+// the creator's, copies and minted copies keeping the right, handles in
+// flight. Such a handle has no badge (HandleTable::mint refuses a badge with
+// the Receive right), so the field is free for it. When the last one goes,
+// the endpoint is destroyed (Endpoint::close_receive_side): every queued
+// sender and caller wakes with Destroyed instead of waiting for ever, and
+// every later operation on it returns Destroyed.
+class ReceiveTracker : public KObject {
+  public:
+    // Errors: OutOfMemory.
+    [[nodiscard]] static Result<KObject*> make(Endpoint* endpoint);
+
+  private:
+    friend void kobject_free(KObject* object);
+    template <typename T, typename... Args>
+    friend T* knew(Args&&... args);
+    template <typename T>
+    friend void kdelete(T* obj);
+    explicit ReceiveTracker(Endpoint* endpoint);
+    ~ReceiveTracker() = default;
+    // The last handle with the Receive right is gone. Never under a lock.
+    static void free_object(ReceiveTracker* tracker);
+    Ref<Endpoint> endpoint_;
+};
+
 }  // namespace mk

@@ -196,10 +196,18 @@ Result<HandleValue> HandleTable::mint(HandleValue source, uint32_t rights, uint6
     } else if (s->badge != 0 && badge != s->badge) {
         return Error::InvalidArgument;
     }
+    // A badge names a sender: a handle that may receive carries none (and
+    // its tracker field holds the endpoint's ReceiveTracker instead).
+    if (badge != 0 && (rights & abi::kRightReceive) != 0) return Error::InvalidArgument;
     if (cleared_) return Error::Destroyed;
     if (free_ == 0) return Error::LimitReached;
     KObject* object = s->object;
     KObject* tracker = s->tracker;
+    if (tracker != nullptr && tracker->type() == ObjectType::Receivers &&
+        (rights & abi::kRightReceive) == 0) {
+        // A copy that cannot receive keeps the receive side open no more.
+        tracker = nullptr;
+    }
     if (new_lineage && make_tracker != nullptr) {
         // The last step that can fail: a tracker is never dropped unused
         // (its release would announce a last handle that never was).

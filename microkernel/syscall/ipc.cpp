@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "internal.hpp"
+#include "object/badge_tracker.hpp"
 #include "object/reply.hpp"
 #include "panic.hpp"
 #include "percpu.hpp"
@@ -214,8 +215,14 @@ Status complete_ipc(Process& p, Thread& self, TrapFrame& f, Status st) {
 Status sys_endpoint_create(Process& p, Thread&, TrapFrame& f) {
     Result<Endpoint*> ep = Endpoint::create();
     if (!ep) return ep.error();
-    Result<HandleValue> h = p.handles().insert(Ref<KObject>::adopt(ep.value()), abi::kRightsAll);
-    if (!h) return h.error();  // the Ref went with the refused insert: the endpoint is gone
+    Ref<KObject> endpoint = Ref<KObject>::adopt(ep.value());
+    // The creator's handle may receive: it holds the receive side open.
+    Result<KObject*> receivers = ReceiveTracker::make(ep.value());
+    if (!receivers) return receivers.error();  // `endpoint` goes, and the endpoint with it
+    Result<HandleValue> h =
+        p.handles().insert(HandleEntry{static_cast<Ref<KObject>&&>(endpoint), abi::kRightsAll, 0,
+                                       Ref<KObject>::adopt(receivers.value())});
+    if (!h) return h.error();  // the refused entry went: the tracker, then the endpoint
     f.rdi = h.value();
     return Error::None;
 }

@@ -148,7 +148,10 @@ int pipe_echo(const abi::StartInfo& start) {
 // A thread of this process receiving on `ep`, forever.
 void sink_thread(void* arg) {
     uint64_t ep = *static_cast<uint64_t*>(arg);
-    for (;;) (void)sys::invoke(abi::Sys::Recv, ep, 0, 0, 0, 0, 0, abi::kForever);
+    // Until the case closes the endpoint: then nobody can send to it any
+    // more, and the receive fails (Destroyed).
+    while (sys::invoke(abi::Sys::Recv, ep, 0, 0, 0, 0, 0, abi::kForever).ok()) {
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -40,6 +40,7 @@
 #include "kernel.hpp"
 #include "memory.hpp"
 #include "mk/abi.hpp"
+#include "object/badge_tracker.hpp"
 #include "object/handle_table.hpp"
 #include "object/reply.hpp"
 #include "percpu.hpp"
@@ -1412,6 +1413,56 @@ TEST_F(FastPathTest, ReplyRecvWithQueuedCallerTakesItAtOnce) {
     reply_general(s_, 43, {190, 191, 192, 193});
     EXPECT_TRUE(frame_holds(resume(c2), Err::Ok, 0, info(43), {190, 191, 192, 193}));
     EXPECT_EQ(ep_->refs(), base_refs_ + 1);  // D's handle
+}
+
+// The last handle that may receive on an endpoint goes (closed here; a
+// server's death closes it the same way): the caller queued there wakes
+// with Destroyed, and a later call fails at once.
+TEST_F(FastPathTest, LastReceiveHandleGoneEndsQueuedCall) {
+    Endpoint* ep2 = Endpoint::create().value();
+    KObject* receivers = ReceiveTracker::make(ep2).value();
+    HandleValue rh = a_->handles()
+                         .insert(HandleEntry{Ref<KObject>::adopt(ep2), abi::kRightsAll, 0,
+                                             Ref<KObject>::adopt(receivers)})
+                         .value();
+    HandleValue ch = insert(b_, ep2, abi::kRightSend);
+    // A copy that cannot receive does not keep it open.
+    Result<HandleValue> sender = a_->handles().mint(rh, abi::kRightSend, 0, nullptr);
+    ASSERT_TRUE(sender);
+    run_as(c_);
+    set_regs(c_, Sys::Call, ch, info(50), {1, 2, 3, 4});
+    ASSERT_EQ(stub(c_), Path::GaveStackUp);  // no receiver: queued
+    ASSERT_EQ(ep2->waiting_senders(), 1u);
+    ASSERT_EQ(a_->handles().remove(rh), Error::None);
+    EXPECT_EQ(c_->state, ThreadState::Ready);
+    EXPECT_EQ(ep2->waiting_senders(), 0u);
+    EXPECT_EQ(resume(c_).rax, uint64_t(Err::Destroyed));
+    set_regs(c_, Sys::Call, ch, info(51), {1, 2, 3, 4});
+    ASSERT_EQ(stub(c_), Path::Returned);
+    EXPECT_EQ(frame(c_).rax, uint64_t(Err::Destroyed));
+    EXPECT_EQ(a_->handles().remove(sender.value()), Error::None);
+    EXPECT_EQ(b_->handles().remove(ch), Error::None);  // the endpoint goes with it
+}
+
+// A copy that may receive keeps the endpoint open when the first goes.
+TEST_F(FastPathTest, ACopyWithTheReceiveRightKeepsTheEndpointOpen) {
+    Endpoint* ep2 = Endpoint::create().value();
+    KObject* receivers = ReceiveTracker::make(ep2).value();
+    HandleValue rh = a_->handles()
+                         .insert(HandleEntry{Ref<KObject>::adopt(ep2), abi::kRightsAll, 0,
+                                             Ref<KObject>::adopt(receivers)})
+                         .value();
+    Result<HandleValue> copy =
+        a_->handles().mint(rh, abi::kRightReceive | abi::kRightSend, 0, nullptr);
+    ASSERT_TRUE(copy);
+    EXPECT_EQ(a_->handles().mint(rh, abi::kRightReceive, 7, nullptr).error(),
+              Error::InvalidArgument);  // a receiver carries no badge
+    ASSERT_EQ(a_->handles().remove(rh), Error::None);
+    run_as(s_);
+    set_regs(s_, Sys::Call, copy.value(), info(52), {1, 2, 3, 4}, abi::kNoWait);
+    ASSERT_EQ(stub(s_), Path::Returned);
+    EXPECT_EQ(frame(s_).rax, uint64_t(Err::WouldBlock));  // open: nobody waiting
+    ASSERT_EQ(a_->handles().remove(copy.value()), Error::None);
 }
 
 // A plain Send queued: it completes on the receive, which the general

@@ -517,7 +517,12 @@ TEST_F(SyscallTest, HandleMintRefusals) {
     for (uint64_t rights : {uint64_t{0x20}, uint64_t{0xFF}, uint64_t{1} << 32, ~uint64_t{0}}) {
         EXPECT_REFUSED(Err::InvalidArgument, call(Sys::HandleMint, {.a0 = ep_, .a1 = rights}));
     }
-    abi::HandleValue badged = mint(ep_, abi::kRightsAll, 5);
+    // A badge names a sender: a handle that may receive carries none.
+    EXPECT_REFUSED(Err::InvalidArgument,
+                   call(Sys::HandleMint, {.a0 = ep_, .a1 = abi::kRightsAll, .a2 = 5}));
+    EXPECT_REFUSED(Err::InvalidArgument,
+                   call(Sys::HandleMint, {.a0 = ep_, .a1 = abi::kRightReceive, .a2 = 5}));
+    abi::HandleValue badged = mint(ep_, abi::kRightsAll & ~abi::kRightReceive, 5);
     EXPECT_REFUSED(Err::InvalidArgument,
                    call(Sys::HandleMint, {.a0 = badged, .a1 = abi::kRightSend, .a2 = 6}));
     EXPECT_REFUSED(
@@ -642,7 +647,7 @@ TEST_F(SyscallTest, RandomCalls) {
         ep_,
         mint(ep_, abi::kRightSend),
         mint(ep_, abi::kRightReceive | abi::kRightDuplicate),
-        mint(ep_, abi::kRightsAll, 42),
+        mint(ep_, abi::kRightsAll & ~abi::kRightReceive, 42),
         insert(&BootModules::instance(), abi::kRightsAll),
         insert(user_, abi::kRightsAll),
         proc_->handles().insert(Ref<KObject>::adopt(other), abi::kRightsAll).value(),

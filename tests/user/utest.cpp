@@ -682,6 +682,61 @@ bool fs_base_survives_a_selector_load_elsewhere() {
     return true;
 }
 
+// When the last handle that may receive on an endpoint goes, nobody can
+// ever answer what waits there: a caller queued on it wakes with Destroyed,
+// and later calls fail at once, instead of waiting for ever (a server that
+// died). A copy with the Receive right keeps it open.
+struct QueuedCall {
+    abi::HandleValue send = abi::kNoHandle;
+    volatile int state = 0;  // 1: calling, 2: returned
+    volatile uint64_t err = 0;
+};
+
+void queued_caller(void* arg) {
+    auto& q = *static_cast<QueuedCall*>(arg);
+    q.state = 1;
+    ipc::Endpoint send(q.send);
+    Result<ipc::Received> r = ipc::call(send, ipc::Message(7));
+    (void)send.release();  // the test's handle
+    q.err = r ? 0 : uint64_t(r.error());
+    q.state = 2;
+}
+
+bool last_receive_handle_ends_queued_calls() {
+    Result<ipc::Endpoint> ep = ipc::Endpoint::create();
+    EXPECT(ep);
+    Result<ipc::Endpoint> send = ep->mint(abi::kRightSend, 0);
+    EXPECT(send);
+    static QueuedCall q;
+    q.send = send->get();
+    Result<ipc::Handle> caller = ipc::start_thread(&queued_caller, &q, 4);
+    EXPECT(caller);
+    while (q.state == 0) (void)sys::yield();
+    for (int i = 0; i < 10; ++i) (void)sys::yield();  // it queues its call and blocks
+    EXPECT(q.state == 1);
+    EXPECT(ep->close());  // the only handle that could receive
+    for (int i = 0; i < 1000 && q.state != 2; ++i) (void)sys::yield();
+    EXPECT(q.state == 2);
+    EXPECT(abi::Err(q.err) == abi::Err::Destroyed);
+    EXPECT(ipc::call(*send, ipc::Message(8)).error() == abi::Err::Destroyed);
+
+    Result<ipc::Endpoint> ep2 = ipc::Endpoint::create();
+    EXPECT(ep2);
+    Result<ipc::Endpoint> receiver = ep2->mint(abi::kRightReceive, 0);
+    Result<ipc::Endpoint> send2 = ep2->mint(abi::kRightSend, 0);
+    EXPECT(receiver && send2);
+    EXPECT(ep2->close());
+    EXPECT(ipc::call(*send2, ipc::Message(9), abi::kNoWait).error() == abi::Err::WouldBlock);
+    EXPECT(receiver->close());
+    EXPECT(ipc::call(*send2, ipc::Message(9), abi::kNoWait).error() == abi::Err::Destroyed);
+    // A badge names a sender: no handle that may receive carries one.
+    Result<ipc::Endpoint> ep3 = ipc::Endpoint::create();
+    EXPECT(ep3);
+    EXPECT(ep3->mint(abi::kRightSend | abi::kRightReceive, 0x99).error() ==
+           abi::Err::InvalidArgument);
+    return true;
+}
+
 bool kill_ends_a_process() {
     EXPECT(status_of(sys::invoke(abi::Sys::ProcessKill, g_pong)) == abi::Err::Ok);
     // Blocked in its receive, it is woken and ends: its supervisor is told.
@@ -723,6 +778,7 @@ int main(uint64_t arg) {
     check(fs_base_survives_a_selector_load_elsewhere(),
           "user_fs_base_survives_a_selector_load_elsewhere");
     check(kill_ends_a_process(), "user_kill_ends_a_process");
+    check(last_receive_handle_ends_queued_calls(), "user_last_receive_handle_ends_queued_calls");
     printf("done: %d failed\n", g_failures);
     return g_failures;
 }
