@@ -56,15 +56,6 @@ Action start_task(Task&& task, bool call) {
     return a;
 }
 
-Action unknown_label(const Received& r) {
-    Action a;
-    if (r.call) {
-        a.kind = Action::Kind::Reply;
-        a.reply = error_reply(abi::Err::Unsupported);
-    }
-    return a;
-}
-
 bool loop_survives(abi::Err e) {
     switch (e) {
         case abi::Err::Interrupted:      // woken by something else: wait again
