@@ -18,17 +18,18 @@ struct Outgoing {
     uint64_t info = 0;
 };
 
-// With a payload or handles: this thread's buffer, then encode().
+// The payload and handles into this thread's buffer. Out of line: the
+// send half of a register-only message has no calls in it.
 [[gnu::noinline]] abi::Err outgoing_buffered(const Message& msg, Outgoing& out) {
     out.buffer = ipc_buffer();
-    return Wire::encode(msg, out.buffer, &out.info);
+    return Wire::encode_buffer(msg, out.buffer);
 }
 
-// The send half of a syscall; a register-only message needs no buffer,
-// and no call.
+// The send half of a syscall: encode(), into `out`.
 inline abi::Err outgoing(const Message& msg, Outgoing& out) {
+    if (abi::Err e = Wire::encode_head(msg, &out.info); e != abi::Err::Ok) return e;
     if (Wire::needs_buffer(msg)) return outgoing_buffered(msg, out);
-    return Wire::encode(msg, nullptr, &out.info);
+    return abi::Err::Ok;
 }
 
 sys::Ret invoke_with(abi::Sys number, uint64_t a0, const Outgoing& out, const Message& msg,
@@ -37,18 +38,19 @@ sys::Ret invoke_with(abi::Sys number, uint64_t a0, const Outgoing& out, const Me
     return sys::invoke(number, a0, out.info, w[0], w[1], w[2], w[3], timeout);
 }
 
-// What a receive returned, into `out` (which owns no handles): the
-// message out of the registers and, when it has a payload or handles, this
-// thread's buffer (`buffer`, or looked up).
-[[gnu::noinline]] abi::Err received_buffered(const sys::Ret& r, abi::IpcBuffer* buffer,
-                                             Received& out) {
+// The payload and handles of what a receive returned, from `buffer` (this
+// thread's, looked up if null). Out of line: the receive half of a
+// register-only message has no calls in it.
+[[gnu::noinline]] abi::Err received_buffered(uint64_t info, abi::IpcBuffer* buffer, Received& out) {
     if (buffer == nullptr) buffer = ipc_buffer();
-    return Wire::decode(r.r1, r.words, r.r0, buffer, out);
+    return Wire::decode_buffer(info, buffer, out);
 }
 
+// What a receive returned, into `out` (which owns no handles): decode().
 inline abi::Err received(const sys::Ret& r, abi::IpcBuffer* buffer, Received& out) {
-    if (Wire::needs_buffer(r.r1)) return received_buffered(r, buffer, out);
-    return Wire::decode_registers(r.r1, r.words, r.r0, out);
+    if (abi::Err e = Wire::decode_head(r.r1, r.words, r.r0, out); e != abi::Err::Ok) return e;
+    if (Wire::needs_buffer(r.r1)) return received_buffered(r.r1, buffer, out);
+    return abi::Err::Ok;
 }
 
 // A send half that failed: the kernel handed the moved handles back.

@@ -23,23 +23,36 @@ struct Wire {
         return (info_word & (kLengthMask | kHandlesMask)) != 0;
     }
 
-    // encode(): the info word into *info, the payload and handles into
-    // `buffer`; or why not (nothing written to *info then).
-    static abi::Err encode(const Message& m, abi::IpcBuffer* buffer, uint64_t* info) {
+    // encode(), the register half: the checks, and the info word into
+    // *info. encode_buffer() is the rest, for a message that needs_buffer().
+    static abi::Err encode_head(const Message& m, uint64_t* info) {
         if (m.error_ != abi::Err::Ok) return m.error_;
         if (m.label_ >= abi::kNoticeLabelBase) return abi::Err::InvalidArgument;
         if (m.length_ > abi::kMaxPayload || m.handle_count_ > abi::kMaxHandles) {
             return abi::Err::TooLarge;
         }
-        if (needs_buffer(m)) {
-            if (buffer == nullptr) return abi::Err::BadState;
-            if (m.length_ != 0) __builtin_memcpy(buffer->payload, m.payload_, m.length_);
-            for (unsigned i = 0; i < m.handle_count_; ++i) {
-                buffer->handles[i] = m.handles_[i];
-                buffer->handle_flags[i] = m.flags_[i];
-            }
-        }
         *info = uint64_t(m.label_) | uint64_t(m.length_) << 32 | uint64_t(m.handle_count_) << 44;
+        return abi::Err::Ok;
+    }
+    // encode(), the buffer half: the payload and handles into `buffer`.
+    static abi::Err encode_buffer(const Message& m, abi::IpcBuffer* buffer) {
+        if (buffer == nullptr) return abi::Err::BadState;
+        if (m.length_ != 0) __builtin_memcpy(buffer->payload, m.payload_, m.length_);
+        for (unsigned i = 0; i < m.handle_count_; ++i) {
+            buffer->handles[i] = m.handles_[i];
+            buffer->handle_flags[i] = m.flags_[i];
+        }
+        return abi::Err::Ok;
+    }
+    // encode(): the info word into *info (not written on a refusal), the
+    // payload and handles into `buffer`.
+    static abi::Err encode(const Message& m, abi::IpcBuffer* buffer, uint64_t* info) {
+        uint64_t word = 0;
+        if (abi::Err e = encode_head(m, &word); e != abi::Err::Ok) return e;
+        if (needs_buffer(m)) {
+            if (abi::Err e = encode_buffer(m, buffer); e != abi::Err::Ok) return e;
+        }
+        *info = word;
         return abi::Err::Ok;
     }
 
@@ -52,51 +65,54 @@ struct Wire {
         return e;
     }
 
-    // decode() into `out`, which owns no handles (a refused message leaves
-    // it empty): the checks, then the header and the words.
-    static abi::Err decode(uint64_t info_word, const uint64_t (&words)[abi::kMessageWords],
-                           uint64_t badge, const abi::IpcBuffer* buffer, Received& out) {
+    // decode(), the register half, into `out`, which owns no handles:
+    // checks the info word, then the label, words, badge and call (a
+    // refused message leaves `out` empty). decode_buffer() is the rest,
+    // for an info word that needs_buffer(); until then `out` has no
+    // payload and no handles.
+    static abi::Err decode_head(uint64_t info_word, const uint64_t (&words)[abi::kMessageWords],
+                                uint64_t badge, Received& out) {
         if ((info_word & kReservedInBits) != 0) return empty(out, abi::Err::InvalidArgument);
         uint32_t length = uint32_t(info_word >> 32) & 0x3FF;
         uint32_t handles = uint32_t(info_word >> 44) & 0x7;
         if (length > abi::kMaxPayload || handles > abi::kMaxHandles) {
             return empty(out, abi::Err::TooLarge);
         }
-        if ((length | handles) != 0 && buffer == nullptr) return empty(out, abi::Err::BadState);
         Message& m = out.message;
-        fill(info_word, words, badge, length, handles, out);
+        m.label_ = uint32_t(info_word);
+        m.length_ = 0;
+        m.handle_count_ = 0;
+        m.error_ = abi::Err::Ok;
+        for (unsigned i = 0; i < abi::kMessageWords; ++i) m.words_[i] = words[i];
+        out.badge = badge;
+        out.call = ((info_word >> 47) & 1) != 0;
+        return abi::Err::Ok;
+    }
+    // decode(), the buffer half, after decode_head() accepted `info_word`:
+    // the payload and the handles (owned by `out` from now on).
+    static abi::Err decode_buffer(uint64_t info_word, const abi::IpcBuffer* buffer, Received& out) {
+        if (buffer == nullptr) return empty(out, abi::Err::BadState);
+        Message& m = out.message;
+        uint32_t length = uint32_t(info_word >> 32) & 0x3FF;
+        uint32_t handles = uint32_t(info_word >> 44) & 0x7;
         if (length != 0) __builtin_memcpy(m.payload_, buffer->payload, length);
+        m.length_ = length;
         for (unsigned i = 0; i < handles; ++i) {
             abi::HandleValue h = buffer->handles[i];
             m.handles_[i] = h;
             m.flags_[i] = abi::kTransferMove;
             m.owned_[i] = h != abi::kNoHandle;
         }
-        return abi::Err::Ok;
-    }
-
-    // decode() of an info word with no payload and no handles (so the
-    // buffer is not needed): the receive path of every register-only
-    // message, with no calls in it.
-    static abi::Err decode_registers(uint64_t info_word,
-                                     const uint64_t (&words)[abi::kMessageWords], uint64_t badge,
-                                     Received& out) {
-        if ((info_word & kReservedInBits) != 0) return empty(out, abi::Err::InvalidArgument);
-        fill(info_word, words, badge, 0, 0, out);
-        return abi::Err::Ok;
-    }
-
-  private:
-    static void fill(uint64_t info_word, const uint64_t (&words)[abi::kMessageWords],
-                     uint64_t badge, uint32_t length, uint32_t handles, Received& out) {
-        Message& m = out.message;
-        m.label_ = uint32_t(info_word);
-        m.length_ = length;
         m.handle_count_ = handles;
-        m.error_ = abi::Err::Ok;
-        for (unsigned i = 0; i < abi::kMessageWords; ++i) m.words_[i] = words[i];
-        out.badge = badge;
-        out.call = ((info_word >> 47) & 1) != 0;
+        return abi::Err::Ok;
+    }
+    // decode() into `out`, which owns no handles (a refused message leaves
+    // it empty).
+    static abi::Err decode(uint64_t info_word, const uint64_t (&words)[abi::kMessageWords],
+                           uint64_t badge, const abi::IpcBuffer* buffer, Received& out) {
+        if (abi::Err e = decode_head(info_word, words, badge, out); e != abi::Err::Ok) return e;
+        if (needs_buffer(info_word)) return decode_buffer(info_word, buffer, out);
+        return abi::Err::Ok;
     }
 };
 
