@@ -3,61 +3,33 @@
 #include "mk/ipc.hpp"
 
 #include "mk/sys.hpp"
-#include "wire.hpp"
+#include "ops.hpp"
 
 namespace mk::ipc {
 
-namespace {
-
 using detail::Wire;
 
-// A message and the send half of a syscall: the info word, and the buffer
-// the payload and handles went to (null for a register-only message).
-struct Outgoing {
-    abi::IpcBuffer* buffer = nullptr;
-    uint64_t info = 0;
-};
+namespace detail {
 
-// The payload and handles into this thread's buffer. Out of line: the
-// send half of a register-only message has no calls in it.
-[[gnu::noinline]] abi::Err outgoing_buffered(const Message& msg, Outgoing& out) {
+abi::Err outgoing_buffered(const Message& msg, Outgoing& out) {
     out.buffer = ipc_buffer();
     return Wire::encode_buffer(msg, out.buffer);
 }
 
-// The send half of a syscall: encode(), into `out`.
-inline abi::Err outgoing(const Message& msg, Outgoing& out) {
-    if (abi::Err e = Wire::encode_head(msg, &out.info); e != abi::Err::Ok) return e;
-    if (Wire::needs_buffer(msg)) return outgoing_buffered(msg, out);
-    return abi::Err::Ok;
-}
-
-sys::Ret invoke_with(abi::Sys number, uint64_t a0, const Outgoing& out, const Message& msg,
-                     uint64_t timeout) {
-    const uint64_t* w = msg.words();
-    return sys::invoke(number, a0, out.info, w[0], w[1], w[2], w[3], timeout);
-}
-
-// The payload and handles of what a receive returned, from `buffer` (this
-// thread's, looked up if null). Out of line: the receive half of a
-// register-only message has no calls in it.
-[[gnu::noinline]] abi::Err received_buffered(uint64_t info, abi::IpcBuffer* buffer, Received& out) {
+abi::Err received_buffered(uint64_t info, abi::IpcBuffer* buffer, Received& out) {
     if (buffer == nullptr) buffer = ipc_buffer();
     return Wire::decode_buffer(info, buffer, out);
 }
 
-// What a receive returned, into `out` (which owns no handles): decode().
-inline abi::Err received(const sys::Ret& r, abi::IpcBuffer* buffer, Received& out) {
-    if (abi::Err e = Wire::decode_head(r.r1, r.words, r.r0, out); e != abi::Err::Ok) return e;
-    if (Wire::needs_buffer(r.r1)) return received_buffered(r.r1, buffer, out);
-    return abi::Err::Ok;
-}
+}  // namespace detail
 
-// A send half that failed: the kernel handed the moved handles back.
-abi::Err refused(Message& msg, const Outgoing& out, abi::Err e) {
-    if (msg.handle_count() != 0) msg.handles_returned(*out.buffer);
-    return e;
-}
+namespace {
+
+using detail::invoke_with;
+using detail::Outgoing;
+using detail::outgoing;
+using detail::received;
+using detail::refused;
 
 }  // namespace
 
@@ -93,13 +65,7 @@ Result<Endpoint> Endpoint::mint(uint32_t rights, uint64_t badge) const {
 // --- operations ---
 
 Status call_into(const Endpoint& ep, Message& msg, Received& out, uint64_t timeout) {
-    out.message.close_handles();
-    Outgoing o;
-    if (abi::Err e = outgoing(msg, o); e != abi::Err::Ok) return Wire::empty(out, e);
-    sys::Ret r = invoke_with(abi::Sys::Call, ep.get(), o, msg, timeout);
-    if (!r.ok()) return Wire::empty(out, refused(msg, o, r.status));
-    msg.handles_sent();
-    return received(r, o.buffer, out);
+    return detail::call(ep, msg, out, timeout);
 }
 
 Status recv_into(const Endpoint& ep, Received& out, uint64_t timeout) {

@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include "ops.hpp"
+
 namespace mk::pipe {
 
 using ipc::Endpoint;
@@ -18,8 +20,9 @@ Result<Pipe> create(const Endpoint& service) {
     return p;
 }
 
-// read() and write() keep the request and the reply on the stack (call_into):
-// they are every pipe byte's way in and out.
+// read() and write() keep the request and the reply on the stack, and
+// inline call_into() (detail::call): they are every pipe byte's way in and
+// out.
 
 Result<size_t> read(const Endpoint& end, void* buf, size_t n) {
     if (n == 0) return size_t{0};
@@ -27,7 +30,7 @@ Result<size_t> read(const Endpoint& end, void* buf, size_t n) {
     Message m(kRead);
     m.set_word(0, n);
     Received r;
-    if (Status s = ipc::call_into(end, m, r); !s) return s.error();
+    if (Status s = ipc::detail::call(end, m, r, abi::kForever); !s) return s.error();
     if (abi::Err e = ipc::reply_status(r.message); e != abi::Err::Ok) return e;
     size_t got = r.message.length();
     if (got > n || got != r.message.word(0)) return abi::Err::BadState;
@@ -43,7 +46,7 @@ Result<size_t> write(const Endpoint& end, const void* buf, size_t n) {
         Message m(kWrite);
         m.append(bytes + done, piece);
         Received r;
-        if (Status s = ipc::call_into(end, m, r); !s) return s.error();
+        if (Status s = ipc::detail::call(end, m, r, abi::kForever); !s) return s.error();
         if (abi::Err e = ipc::reply_status(r.message); e != abi::Err::Ok) return e;
         if (r.message.word(0) != piece) return abi::Err::BadState;
         done += piece;

@@ -251,6 +251,15 @@ class Pipes {
     // each answered once all of its bytes are in), and EOF to the readers
     // once no byte can come any more.
     static void pump(Pipe& p) {
+        if (!idle(p)) move_along(p);
+    }
+    // Whether pump() would find nothing to move: its loops' conditions,
+    // inline, so a request that leaves nothing to move costs no call.
+    static bool idle(const Pipe& p) {
+        bool readers_idle = p.readers.empty() || (p.buffer.empty() && !at_eof(p));
+        return readers_idle && (p.writers.empty() || p.buffer.full());
+    }
+    static void move_along(Pipe& p) {
         bool moved = true;
         while (moved) {
             moved = false;

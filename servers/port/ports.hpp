@@ -271,6 +271,15 @@ class Ports {
     // is gone takes nothing), and waiting posters' packets into the room
     // that makes (oldest first; one whose caller is gone puts nothing in).
     static void pump(Port& p) {
+        if (!idle(p)) move_along(p);
+    }
+    // Whether pump() would find nothing to move (no waiter, and no poster
+    // that room would let in), inline, so a request that leaves nothing to
+    // move costs no call.
+    static bool idle(const Port& p) {
+        return p.waiters.empty() && (p.posters.empty() || p.ring.full());
+    }
+    static void move_along(Port& p) {
         bool moved = true;
         while (moved) {
             moved = false;
