@@ -4,13 +4,6 @@
 
 namespace mk::ipc {
 
-Result<DeferredReply> Request::defer() {
-    if (!received_.call || deferred_) return abi::Err::BadState;
-    Result<Reply> r = reply_save();
-    if (r) deferred_ = true;
-    return r;
-}
-
 namespace detail {
 
 Action respond(bool call, bool deferred, Response&& r) {

@@ -71,8 +71,10 @@ class Pipes {
         pipes_.destroy(id);
     }
 
+    // (Inlined into the server's one-line handler: one call less per
+    // request.)
     template <typename Req>
-    Response read(Req& req) {
+    [[gnu::always_inline]] Response read(Req& req) {
         Pipe* p = nullptr;
         abi::Err e = lookup(req, false, &p);
         if (e != abi::Err::Ok) return e;
@@ -93,7 +95,7 @@ class Pipes {
     }
 
     template <typename Req>
-    Response write(Req& req) {
+    [[gnu::always_inline]] Response write(Req& req) {
         Pipe* p = nullptr;
         abi::Err e = lookup(req, true, &p);
         if (e != abi::Err::Ok) return e;

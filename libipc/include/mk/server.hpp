@@ -74,7 +74,12 @@ class Request {
     // Only while the handler runs (in a coroutine: before it first
     // suspends; after that the framework has deferred it already). BadState
     // for a message that expects no answer, or a second defer().
-    Result<DeferredReply> defer();
+    Result<DeferredReply> defer() {
+        if (!received_.call || deferred_) return abi::Err::BadState;
+        Result<Reply> r = reply_save();
+        if (r) deferred_ = true;
+        return r;
+    }
     bool deferred() const { return deferred_; }
 
     // The message as received, for a loop that receives into this request
