@@ -3,56 +3,40 @@
 #include "mk/ipc.hpp"
 
 #include "mk/sys.hpp"
+#include "ops.hpp"
 
 namespace mk::ipc {
 
+using detail::Wire;
+
+namespace detail {
+
+abi::Err outgoing_buffered(const Message& msg, Outgoing& out) {
+    out.buffer = ipc_buffer();
+    return Wire::encode_buffer(msg, out.buffer);
+}
+
+abi::Err received_buffered(uint64_t info, abi::IpcBuffer* buffer, Received& out) {
+    if (buffer == nullptr) buffer = ipc_buffer();
+    return Wire::decode_buffer(info, buffer, out);
+}
+
+}  // namespace detail
+
 namespace {
 
-bool needs_buffer(const Message& m) {
-    return m.length() != 0 || m.handle_count() != 0;
-}
-
-bool needs_buffer(uint64_t info_word) {
-    abi::MsgInfo info = abi::MsgInfo::decode(info_word);
-    return info.length != 0 || info.handles != 0;
-}
-
-// What a receive returned: the message out of the registers and, when it
-// has a payload or handles, this thread's buffer.
-Result<Received> received(const sys::Ret& r, abi::IpcBuffer* buffer) {
-    if (buffer == nullptr && needs_buffer(r.r1)) buffer = ipc_buffer();
-    return decode(r.r1, r.words, r.r0, buffer);
-}
-
-// A message and the send half of a syscall: the info word, or why not.
-struct Outgoing {
-    abi::IpcBuffer* buffer = nullptr;
-    uint64_t info = 0;
-};
-
-Result<Outgoing> outgoing(const Message& msg) {
-    Outgoing out;
-    if (needs_buffer(msg)) out.buffer = ipc_buffer();
-    Result<uint64_t> info = encode(msg, out.buffer);
-    if (!info) return info.error();
-    out.info = *info;
-    return out;
-}
-
-sys::Ret invoke_with(abi::Sys number, uint64_t a0, const Outgoing& out, const Message& msg,
-                     uint64_t timeout) {
-    const uint64_t* w = msg.words();
-    return sys::invoke(number, a0, out.info, w[0], w[1], w[2], w[3], timeout);
-}
+using detail::invoke_with;
+using detail::Outgoing;
+using detail::outgoing;
+using detail::received;
+using detail::refused;
 
 }  // namespace
 
 // --- Handle ---
 
-void Handle::reset(abi::HandleValue v) {
-    abi::HandleValue old = value_;
-    value_ = v;
-    if (old != abi::kNoHandle) (void)sys::invoke(abi::Sys::HandleClose, old);
+void Handle::close_value(abi::HandleValue v) {
+    (void)sys::invoke(abi::Sys::HandleClose, v);
 }
 
 Status Handle::close() {
@@ -80,62 +64,74 @@ Result<Endpoint> Endpoint::mint(uint32_t rights, uint64_t badge) const {
 
 // --- operations ---
 
-Result<Received> call(const Endpoint& ep, Message& msg, uint64_t timeout) {
-    Result<Outgoing> out = outgoing(msg);
-    if (!out) return out.error();
-    sys::Ret r = invoke_with(abi::Sys::Call, ep.get(), *out, msg, timeout);
-    if (!r.ok()) {
-        if (msg.handle_count() != 0) msg.handles_returned(*out->buffer);
-        return r.status;
-    }
-    msg.handles_sent();
-    return received(r, out->buffer);
+Status call_into(const Endpoint& ep, Message& msg, Received& out, uint64_t timeout) {
+    return detail::call(ep, msg, out, timeout);
 }
 
-Status send(const Endpoint& ep, Message& msg, uint64_t timeout) {
-    Result<Outgoing> out = outgoing(msg);
-    if (!out) return out.error();
-    sys::Ret r = invoke_with(abi::Sys::Send, ep.get(), *out, msg, timeout);
-    if (!r.ok()) {
-        if (msg.handle_count() != 0) msg.handles_returned(*out->buffer);
-        return r.status;
-    }
-    msg.handles_sent();
-    return Status();
-}
-
-Result<Received> recv(const Endpoint& ep, uint64_t timeout) {
+Status recv_into(const Endpoint& ep, Received& out, uint64_t timeout) {
+    out.message.close_handles();
     sys::Ret r = sys::invoke(abi::Sys::Recv, ep.get(), 0, 0, 0, 0, 0, timeout);
-    if (!r.ok()) return r.status;
-    return received(r, nullptr);
+    if (!r.ok()) return Wire::empty(out, r.status);
+    return received(r, nullptr, out);
 }
 
-Status reply(Message& msg) {
-    Result<Outgoing> out = outgoing(msg);
-    if (!out) return out.error();
-    sys::Ret r = invoke_with(abi::Sys::Reply, abi::kNoHandle, *out, msg, 0);
-    if (!r.ok()) {
-        if (msg.handle_count() != 0) msg.handles_returned(*out->buffer);
-        return r.status;
-    }
-    msg.handles_sent();
-    return Status();
-}
-
-Result<Received> reply_recv(const Endpoint& ep, Message& msg, uint64_t timeout) {
+Status reply_recv_into(const Endpoint& ep, Message& msg, Received& out, uint64_t timeout) {
+    out.message.close_handles();
     if (msg.handle_count() != 0) {
         // Handles in the reply: answer and receive in two calls, so a reply
         // that fails tells its handles' fate before anything arrives (a
         // refused reply hands them back; one that found no caller closed them).
         Status s = reply(msg);
-        if (!s && s.error() != abi::Err::BadHandle) return s.error();
-        return recv(ep, timeout);
+        if (!s && s.error() != abi::Err::BadHandle) return Wire::empty(out, s.error());
+        return recv_into(ep, out, timeout);
     }
-    Result<Outgoing> out = outgoing(msg);
-    if (!out) return out.error();
-    sys::Ret r = invoke_with(abi::Sys::ReplyRecv, ep.get(), *out, msg, timeout);
-    if (!r.ok()) return r.status;
-    return received(r, out->buffer);
+    Outgoing o;
+    if (abi::Err e = outgoing(msg, o); e != abi::Err::Ok) return Wire::empty(out, e);
+    sys::Ret r = invoke_with(abi::Sys::ReplyRecv, ep.get(), o, msg, timeout);
+    if (!r.ok()) return Wire::empty(out, r.status);
+    return received(r, o.buffer, out);
+}
+
+// The Result forms: the Received is built in place in the Result and
+// returned by name, so it is never copied.
+
+Result<Received> call(const Endpoint& ep, Message& msg, uint64_t timeout) {
+    Result<Received> result(std::in_place);
+    Status s = call_into(ep, msg, *result, timeout);
+    if (!s) result = s.error();
+    return result;
+}
+
+Status send(const Endpoint& ep, Message& msg, uint64_t timeout) {
+    Outgoing o;
+    if (abi::Err e = outgoing(msg, o); e != abi::Err::Ok) return e;
+    sys::Ret r = invoke_with(abi::Sys::Send, ep.get(), o, msg, timeout);
+    if (!r.ok()) return refused(msg, o, r.status);
+    msg.handles_sent();
+    return Status();
+}
+
+Result<Received> recv(const Endpoint& ep, uint64_t timeout) {
+    Result<Received> result(std::in_place);
+    Status s = recv_into(ep, *result, timeout);
+    if (!s) result = s.error();
+    return result;
+}
+
+Status reply(Message& msg) {
+    Outgoing o;
+    if (abi::Err e = outgoing(msg, o); e != abi::Err::Ok) return e;
+    sys::Ret r = invoke_with(abi::Sys::Reply, abi::kNoHandle, o, msg, 0);
+    if (!r.ok()) return refused(msg, o, r.status);
+    msg.handles_sent();
+    return Status();
+}
+
+Result<Received> reply_recv(const Endpoint& ep, Message& msg, uint64_t timeout) {
+    Result<Received> result(std::in_place);
+    Status s = reply_recv_into(ep, msg, *result, timeout);
+    if (!s) result = s.error();
+    return result;
 }
 
 // --- saved replies ---
@@ -148,11 +144,13 @@ Result<Reply> reply_save() {
 
 Status Reply::send(Message& msg) {
     if (!pending()) return abi::Err::BadState;
-    Result<Outgoing> out = outgoing(msg);
-    if (!out) return out.error();  // nothing reached the kernel: still pending
-    sys::Ret r = invoke_with(abi::Sys::Reply, handle_.get(), *out, msg, 0);
+    Outgoing o;
+    if (abi::Err e = outgoing(msg, o); e != abi::Err::Ok) {
+        return e;  // nothing reached the kernel: still pending
+    }
+    sys::Ret r = invoke_with(abi::Sys::Reply, handle_.get(), o, msg, 0);
     if (!r.ok()) {
-        if (msg.handle_count() != 0) msg.handles_returned(*out->buffer);
+        (void)refused(msg, o, r.status);
         drop();  // if the caller still waits, PeerDied; else a stale close
         return r.status;
     }

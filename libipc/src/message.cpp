@@ -1,6 +1,7 @@
 // Messages, and their translation to and from the registers and the IPC
 // buffer. encode() and decode() issue no syscalls (host-tested).
 #include "mk/ipc.hpp"
+#include "wire.hpp"
 
 namespace mk::ipc {
 
@@ -74,8 +75,13 @@ Message& Message::operator=(Message&& o) noexcept {
     return *this;
 }
 
-Message::~Message() {
-    close_owned();
+void Message::clear() {
+    close_handles();
+    label_ = 0;
+    length_ = 0;
+    handle_count_ = 0;
+    error_ = abi::Err::Ok;
+    for (uint64_t& w : words_) w = 0;
 }
 
 void Message::handles_returned(const abi::IpcBuffer& buffer) {
@@ -93,25 +99,6 @@ void Message::close_owned() {
             (void)Handle(handles_[i]).close();
         }
     }
-}
-
-Message& Message::set_word(unsigned i, uint64_t v) & {
-    if (i < abi::kMessageWords) {
-        words_[i] = v;
-    } else {
-        fail(abi::Err::InvalidArgument);
-    }
-    return *this;
-}
-
-Message& Message::append(const void* data, size_t n) & {
-    if (n > abi::kMaxPayload - length_) {
-        fail(abi::Err::TooLarge);
-        return *this;
-    }
-    __builtin_memcpy(payload_ + length_, data, n);
-    length_ += uint32_t(n);
-    return *this;
 }
 
 Message& Message::add_handle(abi::HandleValue v, uint32_t flags, bool owned) {
@@ -152,10 +139,6 @@ Handle Message::take_handle(unsigned i) {
     return Handle(handles_[i]);
 }
 
-void Message::handles_sent() {
-    for (unsigned i = 0; i < handle_count_; ++i) owned_[i] = false;
-}
-
 Result<const uint8_t*> PayloadReader::bytes(size_t n) {
     if (offset_ > m_.length() || n > m_.length() - offset_) return abi::Err::TooLarge;
     const uint8_t* p = m_.payload() + offset_;
@@ -165,59 +148,24 @@ Result<const uint8_t*> PayloadReader::bytes(size_t n) {
 
 // --- encode / decode ---
 
-namespace {
-
-// Bits of an info word the kernel never sets on a message it delivers
-// (bit 47, "a reply is expected", it may set).
-constexpr uint64_t kReservedInBits = abi::MsgInfo::kReservedBits & ~(uint64_t{1} << 47);
-constexpr uint64_t kLengthMask = uint64_t{0x3FF} << 32;
-constexpr uint64_t kHandlesMask = uint64_t{0x7} << 44;
-
-}  // namespace
-
 Result<uint64_t> encode(const Message& m, abi::IpcBuffer* buffer) {
-    if (m.error() != abi::Err::Ok) return m.error();
-    if (m.label() >= abi::kNoticeLabelBase) return abi::Err::InvalidArgument;
-    if (m.length() > abi::kMaxPayload || m.handle_count() > abi::kMaxHandles) {
-        return abi::Err::TooLarge;
-    }
-    if (m.length() != 0 || m.handle_count() != 0) {
-        if (buffer == nullptr) return abi::Err::BadState;
-        __builtin_memcpy(buffer->payload, m.payload(), m.length());
-        for (unsigned i = 0; i < m.handle_count(); ++i) {
-            buffer->handles[i] = m.handle_value(i);
-            buffer->handle_flags[i] = m.handle_flags(i);
-        }
-    }
-    abi::MsgInfo info{m.label(), m.length(), m.handle_count(), false};
-    return info.encode();
+    uint64_t info = 0;
+    abi::Err e = detail::Wire::encode(m, buffer, &info);
+    if (e != abi::Err::Ok) return e;
+    return info;
+}
+
+Status decode_into(uint64_t info_word, const uint64_t (&words)[abi::kMessageWords], uint64_t badge,
+                   const abi::IpcBuffer* buffer, Received& out) {
+    out.message.close_handles();
+    return detail::Wire::decode(info_word, words, badge, buffer, out);
 }
 
 Result<Received> decode(uint64_t info_word, const uint64_t (&words)[abi::kMessageWords],
                         uint64_t badge, const abi::IpcBuffer* buffer) {
-    static_assert(kReservedInBits ==
-                  ~(uint64_t{1} << 47 | kHandlesMask | kLengthMask | uint64_t{0xFFFFFFFF}));
-    if ((info_word & kReservedInBits) != 0) return abi::Err::InvalidArgument;
-    abi::MsgInfo info = abi::MsgInfo::decode(info_word);
-    if (info.length > abi::kMaxPayload || info.handles > abi::kMaxHandles) {
-        return abi::Err::TooLarge;
-    }
-    if ((info.length != 0 || info.handles != 0) && buffer == nullptr) return abi::Err::BadState;
-
-    Received r;
-    Message& m = r.message;
-    m.label_ = info.label;
-    for (unsigned i = 0; i < abi::kMessageWords; ++i) m.words_[i] = words[i];
-    if (info.length != 0) {
-        __builtin_memcpy(m.payload_, buffer->payload, info.length);
-        m.length_ = info.length;
-    }
-    for (unsigned i = 0; i < info.handles; ++i) {
-        abi::HandleValue h = buffer->handles[i];
-        m.add_handle(h, abi::kTransferMove, h != abi::kNoHandle);
-    }
-    r.badge = badge;
-    r.call = info.call;
+    Result<Received> r(std::in_place);
+    abi::Err e = detail::Wire::decode(info_word, words, badge, buffer, *r);
+    if (e != abi::Err::Ok) r = e;
     return r;
 }
 

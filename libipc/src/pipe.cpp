@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include "ops.hpp"
+
 namespace mk::pipe {
 
 using ipc::Endpoint;
@@ -18,15 +20,21 @@ Result<Pipe> create(const Endpoint& service) {
     return p;
 }
 
+// read() and write() keep the request and the reply on the stack, and
+// inline call_into() (detail::call): they are every pipe byte's way in and
+// out.
+
 Result<size_t> read(const Endpoint& end, void* buf, size_t n) {
     if (n == 0) return size_t{0};
     if (n > abi::kMaxPayload) n = abi::kMaxPayload;
-    Result<Received> r = ipc::call(end, Message(kRead).set_word(0, n));
-    if (!r) return r.error();
-    if (abi::Err e = ipc::reply_status(r->message); e != abi::Err::Ok) return e;
-    size_t got = r->message.length();
-    if (got > n || got != r->message.word(0)) return abi::Err::BadState;
-    std::memcpy(buf, r->message.payload(), got);
+    Message m(kRead);
+    m.set_word(0, n);
+    Received r;
+    if (Status s = ipc::detail::call(end, m, r, abi::kForever); !s) return s.error();
+    if (abi::Err e = ipc::reply_status(r.message); e != abi::Err::Ok) return e;
+    size_t got = r.message.length();
+    if (got > n || got != r.message.word(0)) return abi::Err::BadState;
+    std::memcpy(buf, r.message.payload(), got);
     return got;
 }
 
@@ -35,10 +43,12 @@ Result<size_t> write(const Endpoint& end, const void* buf, size_t n) {
     size_t done = 0;
     while (done < n) {
         size_t piece = n - done < abi::kMaxPayload ? n - done : abi::kMaxPayload;
-        Result<Received> r = ipc::call(end, Message(kWrite).append(bytes + done, piece));
-        if (!r) return r.error();
-        if (abi::Err e = ipc::reply_status(r->message); e != abi::Err::Ok) return e;
-        if (r->message.word(0) != piece) return abi::Err::BadState;
+        Message m(kWrite);
+        m.append(bytes + done, piece);
+        Received r;
+        if (Status s = ipc::detail::call(end, m, r, abi::kForever); !s) return s.error();
+        if (abi::Err e = ipc::reply_status(r.message); e != abi::Err::Ok) return e;
+        if (r.message.word(0) != piece) return abi::Err::BadState;
         done += piece;
     }
     return n;

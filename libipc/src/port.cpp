@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include "ops.hpp"
+
 namespace mk::port {
 
 using ipc::Endpoint;
@@ -11,33 +13,32 @@ using ipc::Received;
 
 namespace {
 
-Message post_message(uint32_t label, const Packet& p) {
-    return Message(label)
-        .set_word(0, p.key)
-        .set_word(1, p.status)
-        .set_word(2, p.data[0])
-        .set_word(3, p.data[1]);
-}
+// The calls keep the request and the reply on the stack, and inline
+// call_into() (detail::call): a post and a wait are the hot path of every
+// port.
 
 Status call_post(const Endpoint& port, uint32_t label, const Packet& p) {
-    Result<Received> r = ipc::call(port, post_message(label, p));
-    if (!r) return r.error();
-    if (abi::Err e = ipc::reply_status(r->message); e != abi::Err::Ok) return e;
+    Message m(label);
+    m.set_word(0, p.key).set_word(1, p.status).set_word(2, p.data[0]).set_word(3, p.data[1]);
+    Received r;
+    if (Status s = ipc::detail::call(port, m, r, abi::kForever); !s) return s;
+    if (abi::Err e = ipc::reply_status(r.message); e != abi::Err::Ok) return e;
     return Status();
 }
 
 // One kWait call; the count of packets copied to `out`.
 Result<size_t> call_wait(const Endpoint& port, Packet* out, size_t max, size_t min,
                          uint64_t timeout_ns) {
-    Result<Received> r =
-        ipc::call(port, Message(kWait).set_word(0, max).set_word(1, min), timeout_ns);
-    if (!r) return r.error();
-    if (abi::Err e = ipc::reply_status(r->message); e != abi::Err::Ok) return e;
-    size_t n = size_t(r->message.word(0));
-    if (n > max || n < min || r->message.length() != n * sizeof(Packet)) {
+    Message m(kWait);
+    m.set_word(0, max).set_word(1, min);
+    Received r;
+    if (Status s = ipc::detail::call(port, m, r, timeout_ns); !s) return s.error();
+    if (abi::Err e = ipc::reply_status(r.message); e != abi::Err::Ok) return e;
+    size_t n = size_t(r.message.word(0));
+    if (n > max || n < min || r.message.length() != n * sizeof(Packet)) {
         return abi::Err::BadState;  // not what a server sends
     }
-    if (n > 0) std::memcpy(out, r->message.payload(), n * sizeof(Packet));
+    if (n > 0) std::memcpy(out, r.message.payload(), n * sizeof(Packet));
     return n;
 }
 

@@ -4,13 +4,6 @@
 
 namespace mk::ipc {
 
-Result<DeferredReply> Request::defer() {
-    if (!received_.call || deferred_) return abi::Err::BadState;
-    Result<Reply> r = reply_save();
-    if (r) deferred_ = true;
-    return r;
-}
-
 namespace detail {
 
 Action respond(bool call, bool deferred, Response&& r) {
@@ -53,15 +46,6 @@ Action start_task(Task&& task, bool call) {
     if (call && deferred) a.kind = Action::Kind::Deferred;
     p.detached = true;
     (void)task.release();
-    return a;
-}
-
-Action unknown_label(const Received& r) {
-    Action a;
-    if (r.call) {
-        a.kind = Action::Kind::Reply;
-        a.reply = error_reply(abi::Err::Unsupported);
-    }
     return a;
 }
 

@@ -100,11 +100,7 @@ class Ports {
         if (max == 0 || min > max) return abi::Err::InvalidArgument;
         if (max > port::kMaxBatch) max = port::kMaxBatch;
         if (min > max) return abi::Err::InvalidArgument;  // one reply cannot hold min
-        if (p->ring.size() >= min) {
-            Message m = take(*p, size_t(max));
-            pump(*p);  // waiting posters into the room it made
-            return m;
-        }
+        if (p->ring.size() >= min) return take_and_pump(*p, size_t(max));
         // Registered before anything else can happen to the port: the next
         // post that meets `min` finds it (no lost wake-up).
         bool evict = p->waiters.size() >= port::kMaxWaiters;
@@ -234,19 +230,26 @@ class Ports {
 
     // The reply carrying the oldest min(max, queued) packets, which stay in
     // the port until consume().
-    static Message peek(const Port& p, size_t max) {
-        Message m(ipc::kStatusOk);
+    // (Built where it is returned, a Response returned by name, never
+    // moved: a Message is some 560 bytes.)
+    static Response peek(const Port& p, size_t max) {
+        static_assert(ipc::kStatusOk == uint32_t(abi::Err::Ok));
+        Response r(abi::Err::Ok);
+        Message& m = r.message();
         size_t n = p.ring.peek(max, [&m](const Packet* packets, size_t count) {
             m.append(packets, count * sizeof(Packet));
         });
         m.set_word(0, n);
-        return m;
+        return r;
     }
     static void consume(Port& p, size_t n) { p.ring.drop(n); }
-    static Message take(Port& p, size_t max) {
-        Message m = peek(p, max);
-        consume(p, size_t(m.word(0)));
-        return m;
+    // The reply with the oldest min(max, queued) packets, taken out; then
+    // waiting posters into the room it made.
+    static Response take_and_pump(Port& p, size_t max) {
+        Response r = peek(p, max);
+        consume(p, size_t(r.message().word(0)));
+        pump(p);
+        return r;
     }
 
     // Takes out the oldest waiter whose min is met; false if none is.
@@ -268,14 +271,23 @@ class Ports {
     // is gone takes nothing), and waiting posters' packets into the room
     // that makes (oldest first; one whose caller is gone puts nothing in).
     static void pump(Port& p) {
+        if (!idle(p)) move_along(p);
+    }
+    // Whether pump() would find nothing to move (no waiter, and no poster
+    // that room would let in), inline, so a request that leaves nothing to
+    // move costs no call.
+    static bool idle(const Port& p) {
+        return p.waiters.empty() && (p.posters.empty() || p.ring.full());
+    }
+    static void move_along(Port& p) {
         bool moved = true;
         while (moved) {
             moved = false;
             Waiter w;
             while (take_ready_waiter(p, &w)) {
-                Message m = peek(p, w.max);
-                size_t n = size_t(m.word(0));
-                if (w.reply.send(m)) consume(p, n);
+                Response m = peek(p, w.max);
+                size_t n = size_t(m.message().word(0));
+                if (w.reply.send(m.message())) consume(p, n);
             }
             while (!p.posters.empty() && !p.ring.full()) {
                 Poster ps = p.posters.pop_front();

@@ -220,6 +220,73 @@ TEST_F(LibipcOps, RecvReportsBadgeAndCall) {
     EXPECT_EQ(*r->message.get<uint8_t>(0), 9);
 }
 
+// The _into forms land each message in one Received: what it held before
+// (handles included) is closed first, and a failure leaves it empty.
+TEST_F(LibipcOps, IntoFormsReplaceWhatTheReceivedHeld) {
+    Endpoint ep(0x10);
+    Received r;
+    kernel().deliveries.push_back(Delivery::message(3, true, 0xCAFE, {1, 2}, {'a', 'b'}, {0x70}));
+    ASSERT_TRUE(recv_into(ep, r).ok());
+    EXPECT_EQ(r.badge, 0xCAFEu);
+    EXPECT_TRUE(r.call);
+    EXPECT_EQ(r.message.label(), 3u);
+    EXPECT_EQ(r.message.word(1), 2u);
+    EXPECT_EQ(r.message.length(), 2u);
+    EXPECT_EQ(r.message.handle_value(0), 0x70u);
+
+    // A register-only message replaces it whole: no payload or handle of
+    // the old one shows through, and the old handle is closed once.
+    kernel().deliveries.push_back(Delivery::message(4, false, 7, {9}));
+    ASSERT_TRUE(reply_recv_into(ep, Message(0).set_word(0, 5), r).ok());
+    EXPECT_EQ(kernel().closes(0x70), 1);
+    EXPECT_EQ(kernel().last(abi::Sys::ReplyRecv)->word(0), 5u);
+    EXPECT_EQ(r.badge, 7u);
+    EXPECT_FALSE(r.call);
+    EXPECT_EQ(r.message.label(), 4u);
+    EXPECT_EQ(r.message.word(0), 9u);
+    EXPECT_EQ(r.message.word(1), 0u);
+    EXPECT_EQ(r.message.length(), 0u);
+    EXPECT_EQ(r.message.handle_count(), 0u);
+
+    kernel().deliveries.push_back(Delivery::message(0, false, 0, {8}, {'z'}, {0x71}));
+    ASSERT_TRUE(call_into(ep, Message(1), r).ok());
+    EXPECT_EQ(r.message.word(0), 8u);
+    EXPECT_EQ(r.message.length(), 1u);
+    EXPECT_EQ(*r.message.get<uint8_t>(0), 'z');
+
+    // A failed call, a malformed delivery: empty, the handle closed.
+    kernel().fail_next[abi::Sys::Call] = abi::Err::PeerDied;
+    EXPECT_EQ(call_into(ep, Message(1), r).error(), abi::Err::PeerDied);
+    EXPECT_EQ(kernel().closes(0x71), 1);
+    EXPECT_EQ(r.message.label(), 0u);
+    EXPECT_EQ(r.message.word(0), 0u);
+    EXPECT_EQ(r.message.length(), 0u);
+    EXPECT_EQ(r.message.handle_count(), 0u);
+    EXPECT_EQ(r.badge, 0u);
+    Delivery d = Delivery::message(1, true, 3, {4});
+    d.info |= uint64_t{1} << 60;
+    kernel().deliveries.push_back(d);
+    EXPECT_EQ(recv_into(ep, r).error(), abi::Err::InvalidArgument);
+    EXPECT_EQ(r.message.label(), 0u);
+    EXPECT_EQ(r.message.word(0), 0u);
+    EXPECT_FALSE(r.call);
+    EXPECT_EQ(kernel().total_closes(), 2u);
+}
+
+// A message refused before the syscall leaves the Received empty too, and
+// nothing reaches the kernel.
+TEST_F(LibipcOps, IntoFormsRefuseMalformedMessagesUntouched) {
+    Endpoint ep(0x10);
+    Received r;
+    kernel().deliveries.push_back(Delivery::message(3, true, 1, {1}));
+    ASSERT_TRUE(recv_into(ep, r).ok());
+    size_t before = kernel().calls.size();
+    EXPECT_EQ(call_into(ep, Message(abi::kLabelChildDied), r).error(), abi::Err::InvalidArgument);
+    EXPECT_EQ(r.message.label(), 0u);
+    EXPECT_EQ(reply_recv_into(ep, Message(1).set_word(9, 0), r).error(), abi::Err::InvalidArgument);
+    EXPECT_EQ(kernel().calls.size(), before);
+}
+
 TEST_F(LibipcOps, ReplyAndReplyRecvAnswerThePendingCall) {
     Endpoint ep(0x10);
     ASSERT_TRUE(reply(Message(0).set_word(0, 11)).ok());

@@ -61,7 +61,14 @@ class Handle {
     Result<Handle> mint(uint32_t rights, uint64_t badge) const;
 
   private:
-    void reset(abi::HandleValue v = abi::kNoHandle);
+    // Inline, with only the close out of line: an empty Handle is
+    // destroyed or assigned over on every deferred request.
+    void reset(abi::HandleValue v = abi::kNoHandle) {
+        abi::HandleValue old = value_;
+        value_ = v;
+        if (old != abi::kNoHandle) close_value(old);
+    }
+    static void close_value(abi::HandleValue v);
 
     abi::HandleValue value_ = abi::kNoHandle;
 };
@@ -85,8 +92,11 @@ class Endpoint : public Handle {
 // ---------------------------------------------------------------------------
 
 struct Received;
-Result<Received> decode(uint64_t info, const uint64_t (&words)[abi::kMessageWords], uint64_t badge,
-                        const abi::IpcBuffer* buffer);
+Status decode_into(uint64_t info, const uint64_t (&words)[abi::kMessageWords], uint64_t badge,
+                   const abi::IpcBuffer* buffer, Received& out);
+namespace detail {
+struct Wire;
+}
 
 template <typename T>
 concept Trivial = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T>;
@@ -110,7 +120,9 @@ class Message {
     Message& operator=(Message&& o) noexcept;
     Message(const Message&) = delete;
     Message& operator=(const Message&) = delete;
-    ~Message();
+    ~Message() {
+        if (handle_count_ != 0) close_owned();
+    }
 
     uint32_t label() const { return label_; }
     Message& set_label(uint32_t label) & {
@@ -121,7 +133,14 @@ class Message {
 
     // --- words (registers) ---
     uint64_t word(unsigned i) const { return i < abi::kMessageWords ? words_[i] : 0; }
-    Message& set_word(unsigned i, uint64_t v) &;
+    Message& set_word(unsigned i, uint64_t v) & {
+        if (i < abi::kMessageWords) {
+            words_[i] = v;
+        } else {
+            fail(abi::Err::InvalidArgument);
+        }
+        return *this;
+    }
     Message&& set_word(unsigned i, uint64_t v) && { return std::move(set_word(i, v)); }
     // Any trivially copyable value of up to 8 bytes, bit for bit.
     template <Trivial T>
@@ -151,7 +170,15 @@ class Message {
     const uint8_t* payload() const { return payload_; }
     // Appends bytes; past abi::kMaxPayload it appends nothing and sets
     // error() to TooLarge.
-    Message& append(const void* data, size_t n) &;
+    Message& append(const void* data, size_t n) & {
+        if (n > abi::kMaxPayload - length_) {
+            fail(abi::Err::TooLarge);
+            return *this;
+        }
+        __builtin_memcpy(payload_ + length_, data, n);
+        length_ += uint32_t(n);
+        return *this;
+    }
     Message&& append(const void* data, size_t n) && { return std::move(append(data, n)); }
     template <Trivial T>
     Message& put(const T& v) & {
@@ -170,6 +197,10 @@ class Message {
         return v;
     }
     void clear_payload() { length_ = 0; }
+
+    // Empties the message, as a new Message(0): closes the handles it owns
+    // and forgets the label, words, payload, handles and error.
+    void clear();
 
     // --- handles ---
     // Adds a handle to send, moved: on a successful send it belongs to the
@@ -196,15 +227,23 @@ class Message {
     abi::Err error() const { return error_; }
 
     // After a successful send: the moved handles now belong to the receiver.
-    void handles_sent();
+    void handles_sent() {
+        for (unsigned i = 0; i < handle_count_; ++i) owned_[i] = false;
+    }
     // After a failed send or call: the kernel gave the moved handles back
     // under the values it wrote to the IPC buffer's handle slots (kNoHandle
     // for one delivered before the failure); the message owns those now.
     void handles_returned(const abi::IpcBuffer& buffer);
 
+    // Closes the handles it owns (and owns none after); the rest stays.
+    void close_handles() {
+        if (handle_count_ != 0) close_owned();
+    }
+
   private:
-    friend Result<Received> decode(uint64_t, const uint64_t (&)[abi::kMessageWords], uint64_t,
-                                   const abi::IpcBuffer*);
+    friend Status decode_into(uint64_t, const uint64_t (&)[abi::kMessageWords], uint64_t,
+                              const abi::IpcBuffer*, Received&);
+    friend struct detail::Wire;
     Message& add_handle(abi::HandleValue v, uint32_t flags, bool owned);
     void fail(abi::Err e) {
         if (error_ == abi::Err::Ok) error_ = e;
@@ -276,6 +315,12 @@ Result<uint64_t> encode(const Message& m, abi::IpcBuffer* buffer);
 // returned message.
 Result<Received> decode(uint64_t info, const uint64_t (&words)[abi::kMessageWords], uint64_t badge,
                         const abi::IpcBuffer* buffer);
+// decode(), into `out`: what `out` held is closed and replaced (a refused
+// message leaves it empty, as a new Received). A receive loop keeps one
+// Received for every message instead of building and moving a new one
+// (a Message is some 560 bytes).
+Status decode_into(uint64_t info, const uint64_t (&words)[abi::kMessageWords], uint64_t badge,
+                   const abi::IpcBuffer* buffer, Received& out);
 
 // ---------------------------------------------------------------------------
 // Replies: a reply's label is its status
@@ -345,6 +390,23 @@ inline Result<Received> try_recv(const Endpoint& ep) {
 }
 inline Result<Received> try_call(const Endpoint& ep, Message& msg) {
     return call(ep, msg, abi::kNoWait);
+}
+
+// The same operations with the message received into `out` (decode_into():
+// what `out` held is closed and replaced; after a failure it is empty), for
+// loops and clients that keep one Received rather than build a new one for
+// every message.
+Status call_into(const Endpoint& ep, Message& msg, Received& out, uint64_t timeout = abi::kForever);
+Status recv_into(const Endpoint& ep, Received& out, uint64_t timeout = abi::kForever);
+Status reply_recv_into(const Endpoint& ep, Message& msg, Received& out,
+                       uint64_t timeout = abi::kForever);
+inline Status call_into(const Endpoint& ep, Message&& msg, Received& out,
+                        uint64_t timeout = abi::kForever) {
+    return call_into(ep, msg, out, timeout);
+}
+inline Status reply_recv_into(const Endpoint& ep, Message&& msg, Received& out,
+                              uint64_t timeout = abi::kForever) {
+    return reply_recv_into(ep, msg, out, timeout);
 }
 
 // A saved reply: the one-shot reply handle of a call this thread received

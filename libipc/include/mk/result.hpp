@@ -28,6 +28,14 @@ class [[nodiscard]] Result {
         new (&value_) T(v);
     }
     Result(T&& v) : err_(abi::Err::Ok) { new (&value_) T(std::move(v)); }  // NOLINT: implicit
+    // A default-initialized T built in place, to be filled in there: a
+    // Result of a large T (a Received) returned by name is then never copied
+    // (and, default- rather than value-initialized, a Message's payload is
+    // not zeroed first).
+    explicit Result(std::in_place_t) requires std::is_default_constructible_v<T>
+        : err_(abi::Err::Ok) {
+        new (&value_) T;
+    }
     // An error; Ok carries no value, so it is refused.
     Result(abi::Err e) : err_(e) {  // NOLINT: implicit by design
         if (e == abi::Err::Ok) __builtin_trap();

@@ -27,7 +27,11 @@
 //
 // Server::dispatch() is the whole decision for one message and issues no
 // syscall of its own (only reply_save() when a reply is deferred): the host
-// tests drive it directly. Server::run() is the loop around it.
+// tests drive it directly. Server::run() is the loop around the same
+// decision: it receives every message into one Request and sends the reply
+// straight from the handler's Response, so no message is ever copied on the
+// way (a Message is some 560 bytes, and a request would otherwise be moved
+// four times between the kernel and the handler and back).
 #pragma once
 
 #include <coroutine>
@@ -52,6 +56,8 @@ using DeferredReply = Reply;
 class Request {
   public:
     explicit Request(Received&& r) : received_(std::move(r)) {}
+    // An empty request, for a loop to receive into (received()).
+    Request() = default;
     Request(Request&&) noexcept = default;
     Request& operator=(Request&&) noexcept = default;
 
@@ -68,15 +74,29 @@ class Request {
     // Only while the handler runs (in a coroutine: before it first
     // suspends; after that the framework has deferred it already). BadState
     // for a message that expects no answer, or a second defer().
-    Result<DeferredReply> defer();
+    Result<DeferredReply> defer() {
+        if (!received_.call || deferred_) return abi::Err::BadState;
+        Result<Reply> r = reply_save();
+        if (r) deferred_ = true;
+        return r;
+    }
     bool deferred() const { return deferred_; }
+
+    // The message as received, for a loop that receives into this request
+    // (ipc::recv_into and the like): a request received anew must be
+    // renewed() before a handler sees it.
+    Received& received() { return received_; }
+    const Received& received() const { return received_; }
+    void renewed() { deferred_ = false; }
 
   private:
     Received received_;
     bool deferred_ = false;
 };
 
-// What a handler returns: the reply, or "deferred".
+// What a handler returns: the reply, or "deferred". A handler that builds
+// its reply in a Response (returned by name, or made by a function that
+// returns a Response) spares the move of a Message into it.
 class Response {
   public:
     Response(Message&& m) : message_(std::move(m)) {}  // NOLINT: implicit by design
@@ -257,7 +277,6 @@ struct Route {
 namespace detail {
 Action respond(bool call, bool deferred, Response&& r);
 Action start_task(Task&& task, bool call);
-Action unknown_label(const Received& r);
 bool loop_survives(abi::Err e);
 }  // namespace detail
 
@@ -269,21 +288,13 @@ class Server {
 
     // The decision for one message (see the top of this file).
     Action dispatch(Received&& r) {
-        if (r.is_notice() && !r.call) {
-            if constexpr (requires(S & s, const Received& n) { s.on_notice(n); }) {
-                state_.on_notice(r);
-            }
-            return Action{};
-        }
-        const Route<S>* route = find(r.message.label());
-        if (route == nullptr) return detail::unknown_label(r);
-        bool call = r.call;
         Request req(std::move(r));
-        if (route->co_handler != nullptr) {
-            return detail::start_task((state_.*(route->co_handler))(std::move(req)), call);
-        }
-        Response resp = (state_.*(route->handler))(req);
-        return detail::respond(call, req.deferred(), std::move(resp));
+        Action a;
+        decide(req, [&a](Action::Kind kind, Message* reply) {
+            a.kind = kind;
+            if (reply != nullptr) a.reply = std::move(*reply);
+        });
+        return a;
     }
 
     // Receives and dispatches until stop() or an error that ends the
@@ -293,46 +304,85 @@ class Server {
     // refuses is replaced by an error reply saying why.
     abi::Err run(const Endpoint& ep) {
         stopped_ = false;
-        Result<Received> next = recv(ep);
-        for (;;) {
-            if (!next) {
-                if (!detail::loop_survives(next.error())) return next.error();
-                receive_into(next, [&] { return recv(ep); });
+        Request req;  // every message lands here, in place
+        Received& in = req.received();
+        Status got = recv_into(ep, in);
+        bool finished = false;
+        while (!finished) {
+            if (!got) {
+                if (!detail::loop_survives(got.error())) return got.error();
+                got = recv_into(ep, in);
                 continue;
             }
-            Action a = dispatch(std::move(*next));
-            if (a.kind != Action::Kind::Reply) {
-                if (stopped_) return abi::Err::Ok;
-                receive_into(next, [&] { return recv(ep); });
-                continue;
-            }
-            if (stopped_) {
-                Status st = reply(a.reply);
-                if (!st) (void)reply(error_reply(st.error()));
-                return abi::Err::Ok;
-            }
-            receive_into(next, [&] { return reply_recv(ep, a.reply); });
-            if (!next) {
-                // If it was the reply that failed, the call still waits: tell
-                // it why. If it was the receive, there is no call and this is
-                // a harmless refusal, and the receive says again what is wrong.
-                (void)reply(error_reply(next.error()));
-                receive_into(next, [&] { return recv(ep); });
-            }
+            req.renewed();
+            decide(req, [&](Action::Kind kind, Message* reply) {
+                // What the handler left of the request goes before the
+                // answer does (handles it did not take are closed).
+                in.message.close_handles();
+                if (kind != Action::Kind::Reply) {
+                    if (stopped_) {
+                        finished = true;
+                    } else {
+                        got = recv_into(ep, in);
+                    }
+                    return;
+                }
+                if (stopped_) {
+                    Status st = ipc::reply(*reply);
+                    if (!st) (void)ipc::reply(error_reply(st.error()));
+                    finished = true;
+                    return;
+                }
+                got = reply_recv_into(ep, *reply, in);
+                if (!got) {
+                    // If it was the reply that failed, the call still waits:
+                    // tell it why. If it was the receive, there is no call
+                    // and this is a harmless refusal, and the receive says
+                    // again what is wrong.
+                    (void)ipc::reply(error_reply(got.error()));
+                    got = recv_into(ep, in);
+                }
+            });
         }
+        return abi::Err::Ok;
     }
 
     // Ends run() after the message being handled.
     void stop() { stopped_ = true; }
 
   private:
-    // next = receive(), with the result built in place: a Received holds a
-    // whole Message, and an assignment would copy it once more on every
-    // request.
-    template <typename F>
-    static void receive_into(Result<Received>& next, F&& receive) {
-        next.~Result<Received>();
-        new (&next) Result<Received>(receive());
+    // The decision for the message in `req`: calls done(kind, reply) once,
+    // with the reply to send (kind Reply) or null, while the reply is still
+    // where the handler built it.
+    template <typename Done>
+    void decide(Request& req, Done&& done) {
+        const Received& r = req.received();
+        if (r.is_notice() && !r.call) {
+            if constexpr (requires(S & s, const Received& n) { s.on_notice(n); }) {
+                state_.on_notice(r);
+            }
+            return done(Action::Kind::None, nullptr);
+        }
+        bool call = r.call;
+        const Route<S>* route = find(r.message.label());
+        if (route == nullptr) {
+            if (!call) return done(Action::Kind::None, nullptr);
+            Message unknown = error_reply(abi::Err::Unsupported);
+            return done(Action::Kind::Reply, &unknown);
+        }
+        if (route->co_handler != nullptr) {
+            Action a = detail::start_task((state_.*(route->co_handler))(std::move(req)), call);
+            return done(a.kind, a.kind == Action::Kind::Reply ? &a.reply : nullptr);
+        }
+        Response resp = (state_.*(route->handler))(req);
+        if (!call) return done(Action::Kind::None, nullptr);  // nobody to answer
+        if (req.deferred()) return done(Action::Kind::Deferred, nullptr);
+        if (resp.is_deferred()) {
+            // "Deferred" without a defer(): nobody would answer, so answer now.
+            Message bad = error_reply(abi::Err::BadState);
+            return done(Action::Kind::Reply, &bad);
+        }
+        return done(Action::Kind::Reply, &resp.message());
     }
 
     const Route<S>* find(uint32_t label) const {
