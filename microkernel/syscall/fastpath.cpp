@@ -119,6 +119,29 @@ class FastPath {
         ++this_cpu().ipc.syscall_fastpath_misses;
         return kMiss;
     }
+    // A miss found under both locks: released in reverse order.
+    static FastPathExit unlock_and_miss(Scheduler& s, HandleTable& table) {
+        s.lock_.unlock_raw();
+        table.lock_.unlock_raw();
+        return miss();
+    }
+
+    // The caller of `replier` takes the reply in f (status Ok, r0 0, the
+    // info; the words stay in registers, syscall.S) and its payload: its
+    // wait ends, unlinked from the queue it waits on. Its call's endpoint
+    // reference, if any, is the caller of this one's to drop.
+    static void answer(Thread& caller, const TrapFrame& f, const IpcState& replier,
+                       uint32_t length) {
+        WaitQueue::unlink(caller);
+        caller.waiting_on = nullptr;
+        IpcState& cipc = *caller.ipc;
+        set_op(cipc, IpcState::Op::None, Error::None, IpcState::UserOp::None);
+        TrapFrame& to = Cpu::syscall_frame(caller.context);
+        to.rax = uint64_t(abi::Err::Ok);
+        to.rdi = 0;
+        to.rsi = f.rsi;
+        if (length != 0) copy_payload(replier, cipc, length);
+    }
 
     // The current thread blocks on `queue` (no timeout), at its frame: what
     // Scheduler::mark_current_blocked_locked() does. Every field is written,
@@ -188,9 +211,7 @@ inline FastPathExit FastPath::call(TrapFrame& f) {
     // (kill wakes it), nor can a killed caller block.
     if (server == nullptr || !server->at_frame || server->ipc->reply.valid() ||
         server->exit_requested || self.exit_requested) {
-        s.lock_.unlock_raw();
-        table.lock_.unlock_raw();
-        return miss();
+        return unlock_and_miss(s, table);
     }
 
     // The point of no return. The server receives the call...
@@ -242,30 +263,18 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     if (caller == nullptr || caller->id() != token.caller || caller->ipc->call_seq != token.call ||
         !caller->at_frame || ep->notices_.size() != 0 || ep->dead_ || caller->exit_requested ||
         self.exit_requested) {
-        s.lock_.unlock_raw();
-        table.lock_.unlock_raw();
-        return miss();
+        return unlock_and_miss(s, table);
     }
     if (Thread* sender = ep->senders_.first_or_null()) [[unlikely]]
         return reply_and_take(f, s, table, self, *caller, *sender, length);
     if (caller->ipc->endpoint_ref && caller->ipc->endpoint_ref.get() != ep) {
-        s.lock_.unlock_raw();
-        table.lock_.unlock_raw();
-        return miss();
+        return unlock_and_miss(s, table);
     }
 
     // The point of no return. The caller takes the reply...
-    WaitQueue::unlink(*caller);
-    caller->waiting_on = nullptr;
-    IpcState& cipc = *caller->ipc;
-    if (cipc.endpoint_ref) [[unlikely]]
-        cipc.endpoint_ref.leak()->release_not_last();
-    set_op(cipc, IpcState::Op::None, Error::None, IpcState::UserOp::None);
-    TrapFrame& to = Cpu::syscall_frame(caller->context);
-    to.rax = uint64_t(abi::Err::Ok);
-    to.rdi = 0;
-    to.rsi = f.rsi;  // the words stay in registers (syscall.S)
-    if (length != 0) copy_payload(sipc, cipc, length);
+    if (caller->ipc->endpoint_ref) [[unlikely]]
+        caller->ipc->endpoint_ref.leak()->release_not_last();
+    answer(*caller, f, sipc, length);
     // ...and this thread waits for the next message on the endpoint, holding
     // its reference as the general path's receive does.
     set_op(sipc, IpcState::Op::Recv, Error::WouldBlock, IpcState::UserOp::Recv);
@@ -294,9 +303,7 @@ inline FastPathExit FastPath::reply_and_take(TrapFrame& f, Scheduler& s, HandleT
                                              uint32_t length) {
     IpcState& pipc = *sender.ipc;
     if (pipc.op != IpcState::Op::Call || !sender.at_frame || sender.exit_requested) {
-        s.lock_.unlock_raw();
-        table.lock_.unlock_raw();
-        return miss();
+        return unlock_and_miss(s, table);
     }
     table.lock_.unlock_raw();  // the endpoint is used no more
 
@@ -377,22 +384,12 @@ inline FastPathExit FastPath::reply(TrapFrame& f) {
         caller->ipc->call_seq != saved.token_.call || !caller->at_frame || caller->exit_requested ||
         self.exit_requested ||
         (caller->ipc->endpoint_ref && !caller->ipc->endpoint_ref->release_if_not_last())) {
-        s.lock_.unlock_raw();
-        table.lock_.unlock_raw();
-        return miss();
+        return unlock_and_miss(s, table);
     }
 
     // The point of no return. The caller takes the reply...
-    WaitQueue::unlink(*caller);
-    caller->waiting_on = nullptr;
-    IpcState& cipc = *caller->ipc;
-    (void)cipc.endpoint_ref.leak();  // released above
-    set_op(cipc, IpcState::Op::None, Error::None, IpcState::UserOp::None);
-    TrapFrame& to = Cpu::syscall_frame(caller->context);
-    to.rax = uint64_t(abi::Err::Ok);
-    to.rdi = 0;
-    to.rsi = f.rsi;  // the words stay in registers (syscall.S)
-    if (length != 0) copy_payload(sipc, cipc, length);
+    (void)caller->ipc->endpoint_ref.leak();  // released above
+    answer(*caller, f, sipc, length);
     // ...the handle is closed, its object kept for the next ReplySave...
     ClosedHandle closed = table.vacate_locked(uint32_t(f.rdi) & HandleTable::kIndexMask);
     table.lock_.unlock_raw();

@@ -484,6 +484,18 @@ class FastPathTest : public testing::SchedFixture {
         return HandleValue(frame(s_).rdi);
     }
 
+    // A new endpoint, as EndpointCreate makes it: `p`'s handle with every
+    // right holds the endpoint's ReceiveTracker.
+    HandleValue created_endpoint(Process* p, Endpoint** out) {
+        Endpoint* ep = Endpoint::create().value();
+        KObject* receivers = ReceiveTracker::make(ep).value();
+        *out = ep;
+        return p->handles()
+            .insert(HandleEntry{Ref<KObject>::adopt(ep), abi::kRightsAll, 0,
+                                Ref<KObject>::adopt(receivers)})
+            .value();
+    }
+
     void destroy_endpoint() {
         ep_destroyed_ = true;
         Endpoint::destroy(ep_);
@@ -1419,12 +1431,8 @@ TEST_F(FastPathTest, ReplyRecvWithQueuedCallerTakesItAtOnce) {
 // server's death closes it the same way): the caller queued there wakes
 // with Destroyed, and a later call fails at once.
 TEST_F(FastPathTest, LastReceiveHandleGoneEndsQueuedCall) {
-    Endpoint* ep2 = Endpoint::create().value();
-    KObject* receivers = ReceiveTracker::make(ep2).value();
-    HandleValue rh = a_->handles()
-                         .insert(HandleEntry{Ref<KObject>::adopt(ep2), abi::kRightsAll, 0,
-                                             Ref<KObject>::adopt(receivers)})
-                         .value();
+    Endpoint* ep2 = nullptr;
+    HandleValue rh = created_endpoint(a_, &ep2);
     HandleValue ch = insert(b_, ep2, abi::kRightSend);
     // A copy that cannot receive does not keep it open.
     Result<HandleValue> sender = a_->handles().mint(rh, abi::kRightSend, 0, nullptr);
@@ -1446,12 +1454,8 @@ TEST_F(FastPathTest, LastReceiveHandleGoneEndsQueuedCall) {
 
 // A copy that may receive keeps the endpoint open when the first goes.
 TEST_F(FastPathTest, ACopyWithTheReceiveRightKeepsTheEndpointOpen) {
-    Endpoint* ep2 = Endpoint::create().value();
-    KObject* receivers = ReceiveTracker::make(ep2).value();
-    HandleValue rh = a_->handles()
-                         .insert(HandleEntry{Ref<KObject>::adopt(ep2), abi::kRightsAll, 0,
-                                             Ref<KObject>::adopt(receivers)})
-                         .value();
+    Endpoint* ep2 = nullptr;
+    HandleValue rh = created_endpoint(a_, &ep2);
     Result<HandleValue> copy =
         a_->handles().mint(rh, abi::kRightReceive | abi::kRightSend, 0, nullptr);
     ASSERT_TRUE(copy);
