@@ -56,7 +56,8 @@ struct IpcCounters {
     uint64_t replies = 0;
     uint64_t fastpath_hits = 0;  // direct switches in call() / reply_recv()
     uint64_t syscall_fastpath_hits =
-        0;  // syscalls the fast path completed (in ipc_counters(): Scheduler::fast_hits_locked)
+        0;  // syscalls the fast path completed (Scheduler::fast_hits_locked() added in by
+            // ipc_counters())
     uint64_t syscall_fastpath_misses = 0;  // Call / ReplyRecv / Reply it left to the general path
     uint64_t fastpath_miss_disabled = 0;   // fastpath=off
     uint64_t fastpath_miss_donation_off = 0;    // donate=off: a direct switch is a donation
@@ -102,10 +103,11 @@ class Endpoint : public KObject {
     // affected: their receiver may still reply. Called once, by the creator.
     static void destroy(Endpoint* endpoint);
 
-    // What destroy() does to the waiters and later operations, when the
-    // last handle with the Receive right is gone (ReceiveTracker): nobody
-    // can receive on it any more, so nobody waits on it for ever. Releases
-    // nothing; a dead endpoint stays dead.
+    // What destroy() does to the waiters (queued senders and callers, and
+    // receivers still blocked on it: all wake with Destroyed) and to later
+    // operations, when the last handle with the Receive right is gone
+    // (ReceiveTracker): nobody can receive on it any more, so nobody waits
+    // on it for ever. Releases nothing; a dead endpoint stays dead.
     void close_receive_side();
 
     Endpoint(const Endpoint&) = delete;

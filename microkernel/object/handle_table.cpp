@@ -196,9 +196,11 @@ Result<HandleValue> HandleTable::mint(HandleValue source, uint32_t rights, uint6
     } else if (s->badge != 0 && badge != s->badge) {
         return Error::InvalidArgument;
     }
-    // A badge names a sender: a handle that may receive carries none (and
-    // its tracker field holds the endpoint's ReceiveTracker instead).
-    if (badge != 0 && (rights & abi::kRightReceive) != 0) return Error::InvalidArgument;
+    // A badge names a sender: an endpoint handle that may receive carries
+    // none (its tracker field holds the endpoint's ReceiveTracker instead).
+    if (badge != 0 && (rights & abi::kRightReceive) != 0 &&
+        s->object->type() == ObjectType::Endpoint)
+        return Error::InvalidArgument;
     if (cleared_) return Error::Destroyed;
     if (free_ == 0) return Error::LimitReached;
     KObject* object = s->object;

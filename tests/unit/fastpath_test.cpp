@@ -1225,6 +1225,38 @@ TEST_F(FastPathTest, SavedReplyHits) {
     EXPECT_EQ(s_->ipc->spare_reply, spare);
 }
 
+// Killed while it waits Ready at its frame after a fast Reply, the replier
+// ends on its way back to user mode; the caller has its reply.
+TEST_F(FastPathTest, ReplierKilledWhileReadyAtItsFrameEnds) {
+    pending_call();
+    HandleValue saved = save();
+    set_regs(s_, Sys::Reply, saved, info(81), {1, 2, 3, 4});
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    ASSERT_EQ(s_->state, ThreadState::Ready);
+    sched().kill(*s_);
+    EXPECT_EQ(s_->state, ThreadState::Ready);  // it ends when it runs
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(81), {1, 2, 3, 4}));
+    sched().yield_now();  // C lets it run
+    resume_and_exit(s_);
+}
+
+// Any thread of the server process may answer a saved reply (a worker
+// pool): the Reply object stays with the thread that answered.
+TEST_F(FastPathTest, AnotherWorkerAnswersTheSavedReply) {
+    Thread* s2 = make_thread(a_, "S2");
+    pending_call();
+    HandleValue saved = save();
+    run_as(s2);
+    set_regs(s2, Sys::Reply, saved, info(82), {5, 6, 7, 8});
+    ASSERT_EQ(stub(s2), Path::FastHit);
+    EXPECT_EQ(sched().current(), c_);
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(82), {5, 6, 7, 8}));
+    EXPECT_NE(s2->ipc->spare_reply, nullptr);
+    EXPECT_EQ(s_->ipc->spare_reply, nullptr);
+    sched().yield_now();
+    EXPECT_EQ(resume(s2).rax, uint64_t(Err::Ok));
+}
+
 TEST_F(FastPathTest, SavedReplyWithPayloadHits) {
     pending_call();
     HandleValue saved = save();
