@@ -12,10 +12,6 @@ namespace {
 constexpr uint32_t kIndexBits = HandleTable::kIndexBits;
 constexpr uint32_t kIndexMask = HandleTable::kIndexMask;
 
-constexpr uint16_t next_generation(uint16_t g) {
-    return g == 0xFFFF ? uint16_t{1} : uint16_t(g + 1);
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -79,35 +75,6 @@ HandleValue HandleTable::store_locked(uint32_t index, KObject* object, uint32_t 
     s.next = 0;
     ++used_;
     return (HandleValue{s.generation} << kIndexBits) | index;
-}
-
-ClosedHandle HandleTable::vacate_locked(uint32_t index) {
-    MK_ASSERT(lock_.is_locked());
-    Slot& s = slot(index);
-    MK_ASSERT(s.state == SlotState::Used);
-    ClosedHandle closed{s.object, s.rights, s.badge, s.tracker};
-    s.object = nullptr;
-    s.tracker = nullptr;
-    s.badge = 0;
-    s.rights = 0;
-    s.generation = next_generation(s.generation);
-    --used_;
-    push_free_locked(index);
-    return closed;
-}
-
-void HandleTable::push_free_locked(uint32_t index) {
-    MK_ASSERT(lock_.is_locked());
-    Slot& s = slot(index);
-    s.state = SlotState::Free;
-    s.next = 0;
-    if (free_tail_ != 0) {
-        slot(free_tail_).next = uint16_t(index);
-    } else {
-        free_head_ = uint16_t(index);
-    }
-    free_tail_ = uint16_t(index);
-    ++free_;
 }
 
 uint32_t HandleTable::pop_free_locked() {

@@ -237,9 +237,38 @@ class HandleTable {
     }
     HandleValue store_locked(uint32_t index, KObject* object, uint32_t rights, uint64_t badge,
                              KObject* tracker);
-    // Empties a Used slot (a new generation for its next handle) and frees it.
-    ClosedHandle vacate_locked(uint32_t index);
-    void push_free_locked(uint32_t index);
+    static constexpr uint16_t next_generation(uint16_t g) {
+        return g == 0xFFFF ? uint16_t{1} : uint16_t(g + 1);
+    }
+    // Empties a Used slot (a new generation for its next handle) and frees
+    // it. Inline: the syscall fast path closes a saved reply's handle.
+    ClosedHandle vacate_locked(uint32_t index) {
+        MK_ASSERT(lock_.is_locked());
+        Slot& s = slot(index);
+        MK_ASSERT(s.state == SlotState::Used);
+        ClosedHandle closed{s.object, s.rights, s.badge, s.tracker};
+        s.object = nullptr;
+        s.tracker = nullptr;
+        s.badge = 0;
+        s.rights = 0;
+        s.generation = next_generation(s.generation);
+        --used_;
+        push_free_locked(index);
+        return closed;
+    }
+    void push_free_locked(uint32_t index) {
+        MK_ASSERT(lock_.is_locked());
+        Slot& s = slot(index);
+        s.state = SlotState::Free;
+        s.next = 0;
+        if (free_tail_ != 0) {
+            slot(free_tail_).next = uint16_t(index);
+        } else {
+            free_head_ = uint16_t(index);
+        }
+        free_tail_ = uint16_t(index);
+        ++free_;
+    }
     uint32_t pop_free_locked();
     HandleValue fill_reserved(Reservation& reservation, HandleEntry& entry);
     void cancel_reserved(Reservation& reservation);
