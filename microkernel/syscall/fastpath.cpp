@@ -62,23 +62,18 @@ class FastPath {
     static constexpr FastPathExit kMiss{nullptr};
 
     // What a message must be for the fast path: a label user code may send,
-    // at most kMaxPayload payload bytes, no handles, no reserved bit, and no
-    // timeout. The info word's upper half is the length, then the handle
-    // count and reserved bits: at most kMaxPayload (below 1 << 10), it is a
-    // length alone. (a0 is checked by endpoint().) Sets *length.
+    // at most kMaxPayload payload bytes, no handles, no reserved bit. The
+    // info word's upper half is the length, then the handle count and
+    // reserved bits: at most kMaxPayload (below 1 << 10), it is a length
+    // alone. (a0 is checked by endpoint().) Sets *length. What Reply checks;
+    // Call and ReplyRecv, which may block, add timeout_ok().
     static bool message_ok(const TrapFrame& f, uint32_t* length) {
-        uint64_t upper = f.rsi >> 32;
-        *length = uint32_t(upper);
-        return uint32_t(f.rsi) < abi::kNoticeLabelBase && upper <= abi::kMaxPayload &&
-               f.r12 == abi::kForever;
-    }
-
-    // message_ok() for Reply, which has no timeout (a6 is not read).
-    static bool reply_message_ok(const TrapFrame& f, uint32_t* length) {
         uint64_t upper = f.rsi >> 32;
         *length = uint32_t(upper);
         return uint32_t(f.rsi) < abi::kNoticeLabelBase && upper <= abi::kMaxPayload;
     }
+    // No timeout: the fast path arms none.
+    static bool timeout_ok(const TrapFrame& f) { return f.r12 == abi::kForever; }
 
     // A payload needs the sender's IPC buffer page, as the general path
     // checks (BadState without one): a thread that registered none misses.
@@ -196,7 +191,8 @@ inline FastPathExit FastPath::call(TrapFrame& f) {
     PerCpu& cpu = this_cpu();
     Scheduler& s = cpu.scheduler;
     uint32_t length;
-    if (!message_ok(f, &length) || !ipc_fast_path() || !s.donation_enabled()) return miss();
+    if (!message_ok(f, &length) || !timeout_ok(f) || !ipc_fast_path() || !s.donation_enabled())
+        return miss();
     Thread& self = *s.current_;
     if (!payload_ok(*self.ipc, length)) return miss();
     HandleTable& table = self.process->handles();
@@ -241,7 +237,8 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     PerCpu& cpu = this_cpu();
     Scheduler& s = cpu.scheduler;
     uint32_t length;
-    if (!message_ok(f, &length) || !ipc_fast_path() || !s.donation_enabled()) return miss();
+    if (!message_ok(f, &length) || !timeout_ok(f) || !ipc_fast_path() || !s.donation_enabled())
+        return miss();
     Thread& self = *s.current_;
     IpcState& sipc = *self.ipc;
     ReplyToken token = sipc.reply;
@@ -351,7 +348,7 @@ inline FastPathExit FastPath::reply(TrapFrame& f) {
     PerCpu& cpu = this_cpu();
     Scheduler& s = cpu.scheduler;
     uint32_t length;
-    if (!reply_message_ok(f, &length) || !ipc_fast_path() || !s.donation_enabled()) return miss();
+    if (!message_ok(f, &length) || !ipc_fast_path() || !s.donation_enabled()) return miss();
     Thread& self = *s.current_;
     IpcState& sipc = *self.ipc;
     // The Reply object stays this thread's (spare_reply) once the handle is
