@@ -33,13 +33,7 @@ Result<size_t> call_wait(const Endpoint& port, Packet* out, size_t max, size_t m
     m.set_word(0, max).set_word(1, min);
     Received r;
     if (Status s = ipc::detail::call(port, m, r, timeout_ns); !s) return s.error();
-    if (abi::Err e = ipc::reply_status(r.message); e != abi::Err::Ok) return e;
-    size_t n = size_t(r.message.word(0));
-    if (n > max || n < min || r.message.length() != n * sizeof(Packet)) {
-        return abi::Err::BadState;  // not what a server sends
-    }
-    if (n > 0) std::memcpy(out, r.message.payload(), n * sizeof(Packet));
-    return n;
+    return take_packets(r.message, out, max, min);
 }
 
 }  // namespace

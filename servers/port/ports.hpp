@@ -211,6 +211,7 @@ class Ports {
         Packet packet{m.word(0), m.word(1), {m.word(2), m.word(3)}};
         // Posters that wait came first: a post never overtakes them.
         if (p->posters.empty() && !p->ring.full()) {
+            if (p->ring.empty() && hand_over(*p, packet)) return abi::Err::Ok;
             put(*p, packet);
             pump(*p);  // the waiter it satisfies answered, and runs first
             return abi::Err::Ok;
@@ -228,18 +229,20 @@ class Ports {
 
     static void put(Port& p, const Packet& packet) { p.ring.push(&packet, 1); }
 
-    // The reply carrying the oldest min(max, queued) packets, which stay in
-    // the port until consume().
+    // The kWait reply carrying the oldest min(max, queued) packets (the
+    // form port::put_packets gives it), which stay in the port until
+    // consume(); kPortEmpty when there are none.
     // (Built where it is returned, a Response returned by name, never
     // moved: a Message is some 560 bytes.)
     static Response peek(const Port& p, size_t max) {
         static_assert(ipc::kStatusOk == uint32_t(abi::Err::Ok));
-        Response r(abi::Err::Ok);
+        Response r(p.ring.empty() ? abi::Err(port::kPortEmpty) : abi::Err::Ok);
         Message& m = r.message();
-        size_t n = p.ring.peek(max, [&m](const Packet* packets, size_t count) {
-            m.append(packets, count * sizeof(Packet));
+        bool first = true;
+        p.ring.peek(max, [&m, &first](const Packet* packets, size_t count) {
+            port::put_packets(m, packets, count, first);
+            first = false;
         });
-        m.set_word(0, n);
         return r;
     }
     static void consume(Port& p, size_t n) { p.ring.drop(n); }
@@ -247,15 +250,16 @@ class Ports {
     // waiting posters into the room it made.
     static Response take_and_pump(Port& p, size_t max) {
         Response r = peek(p, max);
-        consume(p, size_t(r.message().word(0)));
+        consume(p, port::packets_in(r.message()));
         pump(p);
         return r;
     }
 
-    // Takes out the oldest waiter whose min is met; false if none is.
-    static bool take_ready_waiter(Port& p, Waiter* out) {
+    // Takes out the oldest waiter whose min `queued` packets meet; false if
+    // none is.
+    static bool take_ready_waiter(Port& p, size_t queued, Waiter* out) {
         bool found = false;
-        size_t used = p.ring.size();
+        size_t used = queued;
         (void)p.waiters.extract_if(
             [&found, used](const Waiter& w) {
                 if (found || w.min > used) return false;
@@ -264,6 +268,21 @@ class Ports {
             },
             [out](Waiter&& w) { *out = std::move(w); });
         return found;
+    }
+
+    // A packet posted to an empty port, straight to the oldest waiter it
+    // meets (one whose min is 1: every waiter wants more than the none
+    // queued), the answer pump() would give it, but never put in the ring.
+    // False, nothing taken, when no waiter takes it (none wants just one,
+    // or every one that did is gone): it goes in, as for any post.
+    static bool hand_over(Port& p, const Packet& packet) {
+        Waiter w;
+        while (take_ready_waiter(p, 1, &w)) {
+            Response r(abi::Err::Ok);
+            port::put_packets(r.message(), &packet, 1, true);
+            if (w.reply.send(r.message())) return true;
+        }
+        return false;
     }
 
     // Moves packets along until nothing more can move: queued packets to
@@ -284,9 +303,9 @@ class Ports {
         while (moved) {
             moved = false;
             Waiter w;
-            while (take_ready_waiter(p, &w)) {
+            while (take_ready_waiter(p, p.ring.size(), &w)) {
                 Response m = peek(p, w.max);
-                size_t n = size_t(m.message().word(0));
+                size_t n = port::packets_in(m.message());
                 if (w.reply.send(m.message())) consume(p, n);
             }
             while (!p.posters.empty() && !p.ring.full()) {

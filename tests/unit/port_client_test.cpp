@@ -24,8 +24,13 @@ std::vector<uint8_t> bytes_of(const std::vector<Packet>& ps) {
     return b;
 }
 
+// A kWait reply as the server sends it: the first packet in the words, the
+// rest in the payload; kPortEmpty for none.
 Delivery packets_reply(const std::vector<Packet>& ps) {
-    return Delivery::message(kStatusOk, false, 0, {ps.size()}, bytes_of(ps));
+    if (ps.empty()) return Delivery::message(port::kPortEmpty, false);
+    const Packet& f = ps.front();
+    return Delivery::message(kStatusOk, false, 0, {f.key, f.status, f.data[0], f.data[1]},
+                             bytes_of(std::vector<Packet>(ps.begin() + 1, ps.end())));
 }
 
 std::vector<const Syscall*> calls(testing::FakeUserKernel& k) {
@@ -127,11 +132,18 @@ TEST_F(PortClient, BadWaitsAreRefusedWithoutAskingTheServer) {
 
 TEST_F(PortClient, AReplyThatIsNotWhatAServerSendsIsBadState) {
     Endpoint p(0x10);
-    // Says 3 packets, carries 1.
-    kernel().deliveries.push_back(
-        Delivery::message(kStatusOk, false, 0, {3}, bytes_of({{1, 0, {0, 0}}})));
     Packet out[4];
+    // Five packets to a wait for at most 4.
+    kernel().deliveries.push_back(Delivery::message(
+        kStatusOk, false, 0, {1},
+        bytes_of({{2, 0, {0, 0}}, {3, 0, {0, 0}}, {4, 0, {0, 0}}, {5, 0, {0, 0}}})));
     EXPECT_EQ(port::wait(p, out, 4, 1).error(), abi::Err::BadState);
+    // A payload that is not whole packets.
+    kernel().deliveries.push_back(Delivery::message(kStatusOk, false, 0, {1}, {1, 2, 3}));
+    EXPECT_EQ(port::wait(p, out, 4, 1).error(), abi::Err::BadState);
+    // None, to a wait that wants at least one.
+    kernel().deliveries.push_back(Delivery::message(port::kPortEmpty, false));
+    EXPECT_EQ(port::wait(p, out, 4, 1, abi::kForever).error(), abi::Err::BadState);
 }
 
 TEST_F(PortClient, ClosedPortsAndCloseItself) {

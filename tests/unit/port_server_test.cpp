@@ -29,14 +29,18 @@ bool same(const Packet& a, const Packet& b) {
     return std::memcmp(&a, &b, sizeof a) == 0;
 }
 
-// The packets an answered wait carries; its word 0 must count them.
+// The packets an answered wait carries, read as the client reads them
+// (port::take_packets): the first in the words, the rest in the payload,
+// or kPortEmpty for none.
 std::vector<Packet> packets_of(const CallRef& c) {
-    std::vector<Packet> out;
-    EXPECT_TRUE(c->ok());
-    EXPECT_EQ(c->payload.size() % sizeof(Packet), 0u);
-    out.resize(c->payload.size() / sizeof(Packet));
-    if (!out.empty()) std::memcpy(out.data(), c->payload.data(), c->payload.size());
-    EXPECT_EQ(c->words[0], out.size());
+    EXPECT_EQ(c->answers, 1);
+    Message m(c->label);
+    for (unsigned i = 0; i < abi::kMessageWords; ++i) m.set_word(i, c->words[i]);
+    m.append(c->payload.data(), c->payload.size());
+    std::vector<Packet> out(port::kMaxBatch);
+    Result<size_t> n = port::take_packets(m, out.data(), port::kMaxBatch, 0);
+    EXPECT_TRUE(n.ok()) << int(n.ok() ? abi::Err::Ok : n.error());
+    out.resize(n.ok() ? *n : 0);
     return out;
 }
 
@@ -211,7 +215,7 @@ TEST_F(PortServerTest, MinHoldsAWaiterUntilThatManyAreThere) {
 TEST_F(PortServerTest, MinZeroPollsAndNeverWaits) {
     CallRef empty = wait(8, 0);
     EXPECT_FALSE(empty->deferred);
-    EXPECT_TRUE(empty->ok());
+    EXPECT_EQ(empty->label, port::kPortEmpty);  // none: the one reply that is not Ok
     EXPECT_TRUE(keys_of(empty).empty());
     EXPECT_EQ(ports_.info(id_).waiters, 0u);
     post_range(1, 3);
@@ -263,6 +267,31 @@ TEST_F(PortServerTest, AWaiterThatTimedOutOrDiedLosesNoPackets) {
     EXPECT_EQ(ports_.info(id_).queued, 1u);
     EXPECT_EQ(ports_.info(id_).waiters, 0u);
     EXPECT_EQ(keys_of(wait(4, 1)), std::vector<uint64_t>{2});
+}
+
+// A post to an empty port goes straight to the oldest live waiter that
+// wants just one, past older waiters wanting more and dead ones; with none
+// such, it is queued as any post is.
+TEST_F(PortServerTest, APostToAnEmptyPortGoesToTheOldestLiveWaiterItMeets) {
+    CallRef big = wait(4, 2);
+    CallRef dead = wait(4, 1);
+    CallRef live = wait(4, 1);
+    CallRef next = wait(4, 1);
+    dead->kill();
+    EXPECT_TRUE(post(pk(1))->ok());
+    EXPECT_EQ(dead->answers, 0);
+    EXPECT_EQ(keys_of(live), std::vector<uint64_t>{1});
+    EXPECT_TRUE(big->waiting());
+    EXPECT_TRUE(next->waiting());
+    EXPECT_EQ(ports_.info(id_).queued, 0u);
+    next->kill();
+    EXPECT_TRUE(post(pk(2))->ok());  // nobody live wants one: queued
+    EXPECT_EQ(ports_.info(id_).queued, 1u);
+    EXPECT_TRUE(big->waiting());
+    EXPECT_TRUE(post(pk(3))->ok());  // two: big's min is met
+    EXPECT_EQ(keys_of(big), range(2, 4));
+    EXPECT_EQ(ports_.info(id_).queued, 0u);
+    EXPECT_EQ(ports_.info(id_).waiters, 0u);
 }
 
 // What wait() does at its deadline: its call times out (the entry stays,
@@ -438,8 +467,8 @@ TEST(PortServerDispatch, UnknownLabelsAreTheFrameworksAndKnownOnesReachThePorts)
     a = server.dispatch(ipc::Received{
         Message(port::kWait).set_word(0, port::kMaxBatch).set_word(1, 0), badge_of(id), true});
     ASSERT_EQ(a.kind, ipc::Action::Kind::Reply);
-    EXPECT_EQ(a.reply.word(0), 1u);
-    EXPECT_EQ(a.reply.length(), sizeof(Packet));
+    EXPECT_EQ(a.reply.word(0), 42u);  // one packet: in the words, no payload
+    EXPECT_EQ(a.reply.length(), 0u);
 }
 
 TEST_F(PortServerTest, ThePortTableHasABoundAndFreedSlotsAreReused) {

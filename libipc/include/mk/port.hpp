@@ -85,9 +85,12 @@ enum Label : uint32_t {
     // posters wait already).
     kTryPost = 3,
     // On a port: word 0 `max` (1.., more than kMaxBatch is cut to it),
-    // word 1 `min` (0..max, at most kMaxBatch). Reply: Ok, word 0 the
-    // count n, the n packets (n * sizeof(Packet) bytes) as the payload,
-    // oldest first. Waits while fewer than `min` packets are there.
+    // word 1 `min` (0..max, at most kMaxBatch). Reply: Ok with n >= 1
+    // packets, oldest first: the first in words 0..3, the other n - 1 as
+    // the payload ((n - 1) * sizeof(Packet) bytes), so the usual answer of
+    // one packet is register-only and can take the kernel's fast path; or
+    // kPortEmpty, a poll (min 0) that found none. Waits while fewer than
+    // `min` packets are there.
     kWait = 4,
     // On a port: closes it for every holder (see the top). Reply: Ok.
     kClose = 5,
@@ -113,6 +116,7 @@ constexpr size_t kMaxPosters = 64;
 constexpr uint32_t kPortClosed = ipc::kFirstAppStatus + 0x10;       // the port was closed
 constexpr uint32_t kPortFull = ipc::kFirstAppStatus + 0x11;         // try_post: no room now
 constexpr uint32_t kPortWaitEvicted = ipc::kFirstAppStatus + 0x12;  // kMaxWaiters newer waits
+constexpr uint32_t kPortEmpty = ipc::kFirstAppStatus + 0x13;        // kWait: a poll found none
 
 // The same, as the errors the API returns (out-of-range abi::Err values).
 constexpr abi::Err kErrPortClosed = abi::Err(kPortClosed);
@@ -128,9 +132,51 @@ constexpr uint64_t port_of(uint64_t badge) {
     return badge;
 }
 
+// The kWait reply's form, for the server (put_packets) and the client
+// (packets_in, take_packets). Packets in it: 1 + the payload's, or 0 for
+// anything but Ok.
+inline size_t packets_in(const ipc::Message& reply) {
+    if (reply.label() != ipc::kStatusOk) return 0;
+    return 1 + reply.length() / sizeof(Packet);
+}
+// Appends `count` packets, oldest first, to a kWait reply being built
+// (label Ok, no packet yet, or some put by an earlier call).
+inline void put_packets(ipc::Message& reply, const Packet* packets, size_t count, bool first) {
+    if (count == 0) return;
+    if (first) {
+        reply.set_word(0, packets->key).set_word(1, packets->status);
+        reply.set_word(2, packets->data[0]).set_word(3, packets->data[1]);
+        ++packets;
+        --count;
+    }
+    if (count != 0) reply.append(packets, count * sizeof(Packet));
+}
+
 // ---------------------------------------------------------------------------
 // The client API
 // ---------------------------------------------------------------------------
+
+// The packets of a kWait reply to a wait for `min`..`max` (max at most
+// kMaxBatch), copied to `out`: their count, the reply's error status, or
+// BadState for a reply no server sends (a count outside min..max, a
+// payload that is not whole packets, kPortEmpty to a wait with min > 0).
+// Inline: it is the end of every wait.
+inline Result<size_t> take_packets(const ipc::Message& reply, Packet* out, size_t max, size_t min) {
+    if (reply.label() == kPortEmpty) {
+        if (min != 0) return abi::Err::BadState;  // only a poll is answered with none
+        return size_t(0);
+    }
+    if (abi::Err e = ipc::reply_status(reply); e != abi::Err::Ok) return e;
+    // The first packet in the words, the rest in the payload (kWait).
+    size_t n = packets_in(reply);
+    if (n > max || n < min || reply.length() != (n - 1) * sizeof(Packet)) {
+        return abi::Err::BadState;  // not what a server sends
+    }
+    const uint64_t* w = reply.words();
+    out[0] = Packet{w[0], w[1], {w[2], w[3]}};
+    if (n > 1) __builtin_memcpy(out + 1, reply.payload(), (n - 1) * sizeof(Packet));
+    return n;
+}
 
 // A new port from the server behind `service`.
 Result<ipc::Endpoint> create(const ipc::Endpoint& service);
