@@ -1,8 +1,6 @@
 // The completion-port client API (mk/port.hpp): calls to the port server.
 #include "mk/port.hpp"
 
-#include <cstring>
-
 #include "ops.hpp"
 
 namespace mk::port {
