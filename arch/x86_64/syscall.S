@@ -5,8 +5,9 @@
  * swaps to the kernel GS, switches to the current thread's kernel stack
  * (PerCpu::entry, at %gs:8) and builds the same TrapFrame the interrupt
  * stubs build (vector 0x100), so the syscall layer and the fault handlers
- * read one layout; then it calls arch_syscall(frame). Call, ReplyRecv and
- * Reply try the fast path (microkernel/syscall/fastpath.cpp) first.
+ * read one layout; then it calls arch_syscall(frame). Call, ReplyRecv,
+ * Reply and ReplySave try the fast path (microkernel/syscall/fastpath.cpp)
+ * first.
  *
  * The way back is sysretq, except to a RIP outside the user half: sysret to
  * a non-canonical RIP faults in ring 0 with the user's stack (the
@@ -21,10 +22,11 @@
     .set USER_DS, 0x1b
     .set USER_CS, 0x23
     .set SYS_REPLY, 4             /* abi::Sys::Reply: checked in context.cpp */
+    .set SYS_REPLY_SAVE, 5        /* abi::Sys::ReplySave: checked in context.cpp */
     .set SYS_COUNT, 20            /* abi::Sys::Count: checked in context.cpp */
     .set ERR_BAD_SYSCALL, 14      /* abi::Err::BadSyscall: checked in context.cpp */
 
-/* After mk_fastpath_call, mk_fastpath_reply_recv or mk_fastpath_reply: to
+/* After mk_fastpath_call, _reply_recv, _reply or _reply_save: to
  * the general path (2f) on a miss, else to user mode as the partner.
  *
  * Taken: this thread is blocked (after a Reply: Ready) and resumes at its
@@ -123,6 +125,16 @@ syscall_entry:
     call mk_fastpath_reply
     FAST_EXIT
 
+/* ReplySave (5) with a Reply object kept from a fast Reply: the fast path
+ * stores it as a handle and returns to this thread's own frame (a miss: the
+ * general path). */
+.Lfast_reply_save:
+    SAVE_FRAME
+    mov %rsp, %rdi
+    xor %ebp, %ebp
+    call mk_fastpath_reply_save
+    FAST_EXIT
+
 .Lgeneral_entry:
     /* A number with no syscall is refused before anything is saved: the
      * kernel touches no register but rax, and returns through sysret to the
@@ -132,6 +144,8 @@ syscall_entry:
     jae .Lbad_syscall
     cmp $SYS_REPLY, %rax
     je .Lfast_reply
+    cmp $SYS_REPLY_SAVE, %rax
+    je .Lfast_reply_save
     SAVE_FRAME
     xor %ebp, %ebp
 2:  mov %rsp, %rdi                /* here too on a fast-path miss */

@@ -62,34 +62,6 @@ HandleTable::~HandleTable() {
 // Slots and the free list (all under lock_)
 // ---------------------------------------------------------------------------
 
-HandleValue HandleTable::store_locked(uint32_t index, KObject* object, uint32_t rights,
-                                      uint64_t badge, KObject* tracker) {
-    MK_ASSERT(lock_.is_locked());
-    MK_ASSERT(object != nullptr && (rights & ~uint32_t{abi::kRightsAll}) == 0);
-    Slot& s = slot(index);
-    s.object = object;
-    s.tracker = tracker;
-    s.badge = badge;
-    s.rights = uint8_t(rights);
-    s.state = SlotState::Used;
-    s.next = 0;
-    ++used_;
-    return (HandleValue{s.generation} << kIndexBits) | index;
-}
-
-uint32_t HandleTable::pop_free_locked() {
-    MK_ASSERT(lock_.is_locked());
-    uint32_t index = free_head_;
-    if (index == 0) return 0;
-    Slot& s = slot(index);
-    MK_ASSERT(s.state == SlotState::Free);
-    free_head_ = s.next;
-    if (free_head_ == 0) free_tail_ = 0;
-    s.next = 0;
-    --free_;
-    return index;
-}
-
 void HandleTable::report_and_release(const ClosedHandle& closed) const {
     if (hook_ != nullptr) hook_(hook_context_, closed);
     closed.object->release();

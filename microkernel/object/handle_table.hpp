@@ -235,8 +235,23 @@ class HandleTable {
         if (s.state != SlotState::Used || s.generation != (handle >> kIndexBits)) return nullptr;
         return &s;
     }
+    // Fills a slot taken off the free list (or a reservation) and returns
+    // its handle. Inline, as pop_free_locked(): the fast path's ReplySave
+    // stores a handle.
     HandleValue store_locked(uint32_t index, KObject* object, uint32_t rights, uint64_t badge,
-                             KObject* tracker);
+                             KObject* tracker) {
+        MK_ASSERT(lock_.is_locked());
+        MK_ASSERT(object != nullptr && (rights & ~uint32_t{abi::kRightsAll}) == 0);
+        Slot& s = slot(index);
+        s.object = object;
+        s.tracker = tracker;
+        s.badge = badge;
+        s.rights = uint8_t(rights);
+        s.state = SlotState::Used;
+        s.next = 0;
+        ++used_;
+        return (HandleValue{s.generation} << kIndexBits) | index;
+    }
     static constexpr uint16_t next_generation(uint16_t g) {
         return g == 0xFFFF ? uint16_t{1} : uint16_t(g + 1);
     }
@@ -269,7 +284,19 @@ class HandleTable {
         free_tail_ = uint16_t(index);
         ++free_;
     }
-    uint32_t pop_free_locked();
+    // The first free slot's index, taken off the free list, or 0 if none.
+    uint32_t pop_free_locked() {
+        MK_ASSERT(lock_.is_locked());
+        uint32_t index = free_head_;
+        if (index == 0) return 0;
+        Slot& s = slot(index);
+        MK_ASSERT(s.state == SlotState::Free);
+        free_head_ = s.next;
+        if (free_head_ == 0) free_tail_ = 0;
+        s.next = 0;
+        --free_;
+        return index;
+    }
     HandleValue fill_reserved(Reservation& reservation, HandleEntry& entry);
     void cancel_reserved(Reservation& reservation);
     // Tells the hook, then drops the reference. Without the lock.

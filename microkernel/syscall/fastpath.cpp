@@ -53,6 +53,7 @@ class FastPath {
     [[gnu::always_inline]] static FastPathExit call(TrapFrame& f);
     [[gnu::always_inline]] static FastPathExit reply_recv(TrapFrame& f);
     [[gnu::always_inline]] static FastPathExit reply(TrapFrame& f);
+    [[gnu::always_inline]] static FastPathExit reply_save(TrapFrame& f);
 
   private:
     static FastPathExit reply_and_take(TrapFrame& f, Scheduler& s, HandleTable& table, Thread& self,
@@ -405,6 +406,57 @@ inline FastPathExit FastPath::reply(TrapFrame& f) {
     return switch_to(s, self, *caller);
 }
 
+// ReplySave through the Reply object this thread kept from its last fast
+// Reply (IpcState::spare_reply): what sys_reply_save() does — the pending
+// call's caller moves to the Reply's queue, and the Reply goes into a free
+// slot of the handle table with every right — in one critical section of
+// each lock, allocating nothing. Nothing blocks and nothing switches: it
+// returns to user mode from this thread's own frame, r0 the handle. A
+// thread's first ReplySave (no spare yet), a full table and a pending call
+// that is not the first on this thread's callers queue take the general
+// path.
+inline FastPathExit FastPath::reply_save(TrapFrame& f) {
+    PerCpu& cpu = this_cpu();
+    Scheduler& s = cpu.scheduler;
+    if (!ipc_fast_path()) return miss();
+    Thread& self = *s.current_;
+    IpcState& sipc = *self.ipc;
+    ReplyToken token = sipc.reply;
+    Reply* spare = sipc.spare_reply;
+    if (!token.valid() || spare == nullptr) return miss();
+    HandleTable& table = self.process->handles();
+    table.lock_.lock_raw();
+    if (table.cleared_ || table.free_head_ == 0) {
+        table.lock_.unlock_raw();
+        return miss();
+    }
+    s.lock_.lock_raw();
+    // The caller the token names, still waiting for this very reply (what
+    // reply_target_locked() checks: on this thread's callers queue is in
+    // ReplyWait there). A thread being killed leaves through the general
+    // path's way back to user mode.
+    Thread* caller = sipc.callers.first_or_null();
+    if (caller == nullptr || caller->id() != token.caller || caller->ipc->call_seq != token.call ||
+        self.exit_requested) {
+        return unlock_and_miss(s, table);
+    }
+
+    // The point of no return. The caller now waits on the Reply...
+    WaitQueue::unlink(*caller);
+    caller->waiting_on = &spare->caller_;
+    spare->caller_.link_back(*caller);
+    spare->token_ = token;
+    sipc.spare_reply = nullptr;
+    sipc.reply = {};
+    // ...whose one reference the new handle takes.
+    f.rdi = table.store_locked(table.pop_free_locked(), spare, abi::kRightsAll, 0, nullptr);
+    table.lock_.unlock_raw();
+    f.rax = uint64_t(abi::Err::Ok);
+    // A hit with no switch, counted here (as reply_and_take()).
+    ++cpu.ipc.syscall_fastpath_hits;
+    return FastPathExit{&f};
+}
+
 }  // namespace mk
 
 // The entry stub's ways in (arch/x86_64/syscall.S), interrupts off.
@@ -417,6 +469,9 @@ extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_reply_recv(mk::TrapFram
 extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_reply(mk::TrapFrame* frame) {
     return mk::FastPath::reply(*frame);
 }
+extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_reply_save(mk::TrapFrame* frame) {
+    return mk::FastPath::reply_save(*frame);
+}
 
 #ifdef MK_HOST
 // Only for the host tests: in the kernel nothing may call into this object
@@ -427,6 +482,8 @@ extern "C" mk::FastPathExit mk_fastpath(mk::TrapFrame* frame) {
             return mk_fastpath_call(frame);
         case mk::abi::Sys::ReplyRecv:
             return mk_fastpath_reply_recv(frame);
+        case mk::abi::Sys::ReplySave:
+            return mk_fastpath_reply_save(frame);
         default:
             return mk_fastpath_reply(frame);
     }

@@ -311,7 +311,8 @@ class FastPathTest : public testing::SchedFixture {
     // A whole syscall through the stub.
     Path stub(Thread* t) {
         uint64_t n = frame(t).rax;
-        bool fast_path = n <= uint64_t(Sys::ReplyRecv) || n == uint64_t(Sys::Reply);
+        bool fast_path = n <= uint64_t(Sys::ReplyRecv) || n == uint64_t(Sys::Reply) ||
+                         n == uint64_t(Sys::ReplySave);
         if (fast_path && fast(t).frame != nullptr) return Path::FastHit;
         return general(t);
     }
@@ -482,6 +483,24 @@ class FastPathTest : public testing::SchedFixture {
         EXPECT_EQ(general(s_), Path::Returned);
         EXPECT_EQ(frame(s_).rax, uint64_t(Err::Ok));
         return HandleValue(frame(s_).rdi);
+    }
+
+    // S holds C's pending call (label `label`) and the Reply object its
+    // fast Reply to an earlier call kept (IpcState::spare_reply): what a
+    // server's second deferred answer finds.
+    Reply* pending_call_with_spare(uint32_t label) {
+        pending_call();
+        HandleValue first = save();  // the general path: no spare yet
+        set_regs(s_, Sys::Reply, first, info(label), {1, 2, 3, 4});
+        EXPECT_EQ(stub(s_), Path::FastHit);
+        sched().yield_now();  // C lets S run: its Reply returns
+        EXPECT_EQ(resume(s_).rax, uint64_t(Err::Ok));
+        Reply* spare = s_->ipc->spare_reply;
+        EXPECT_NE(spare, nullptr);
+        set_regs(s_, Sys::Recv, sh_);
+        EXPECT_EQ(general(s_), Path::GaveStackUp);
+        fast_call(label + 1, {5, 6, 7, 8});
+        return spare;
     }
 
     // A new endpoint, as EndpointCreate makes it: `p`'s handle with every
@@ -1223,6 +1242,132 @@ TEST_F(FastPathTest, SavedReplyHits) {
     ASSERT_EQ(stub(s_), Path::FastHit);
     EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(70), w));
     EXPECT_EQ(s_->ipc->spare_reply, spare);
+}
+
+// ReplySave with the Reply object a fast Reply kept: the fast path stores
+// it as a handle with every right and returns to the server's own frame
+// (no switch, nothing allocated); the caller waits on it, and the Reply
+// through it hits in turn and hands the object back.
+TEST_F(FastPathTest, ReplySaveWithASpareHits) {
+    Reply* spare = pending_call_with_spare(85);
+    uint32_t handles = a_->handles().count();
+    uint64_t hits = ipc_counters().syscall_fastpath_hits;
+    size_t blocks = FakeCpu::stacks_left;
+    set_regs(s_, Sys::ReplySave, abi::kNoHandle);
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    EXPECT_EQ(sched().current(), s_);
+    EXPECT_EQ(s_->state, ThreadState::Running);
+    EXPECT_EQ(FakeCpu::stacks_left, blocks);  // no switch
+    EXPECT_EQ(frame(s_).rax, uint64_t(Err::Ok));
+    HandleValue saved = HandleValue(frame(s_).rdi);
+    EXPECT_EQ(a_->handles().count(), handles + 1);
+    {
+        Result<HandleEntry> entry = a_->handles().lookup(saved, ObjectType::Reply, abi::kRightsAll);
+        ASSERT_TRUE(entry);
+        EXPECT_EQ(entry.value().object.get(), spare);
+        EXPECT_EQ(entry.value().badge, 0u);
+    }  // its reference gone: the handle's is the only one again
+    EXPECT_EQ(s_->ipc->spare_reply, nullptr);
+    EXPECT_FALSE(s_->ipc->reply.valid());
+    EXPECT_EQ(c_->state, ThreadState::Blocked);
+    EXPECT_EQ(ipc_counters().syscall_fastpath_hits, hits + 1);
+    // The server goes on (a Reply with no pending call would be refused:
+    // the pending call is the saved one now) and answers through the handle.
+    set_regs(s_, Sys::Reply, saved, info(87), {9, 10, 11, 12});
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    EXPECT_EQ(sched().current(), c_);
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(87), {9, 10, 11, 12}));
+    EXPECT_EQ(s_->ipc->spare_reply, spare);
+    EXPECT_EQ(ep_->refs(), base_refs_);
+}
+
+// The caller of a Reply saved on the fast path dies, or the handle is
+// closed unanswered: as after the general path's ReplySave, the handle
+// close fails the caller with PeerDied, and the object goes with it.
+TEST_F(FastPathTest, AFastSavedReplyClosedUnansweredFailsTheCaller) {
+    pending_call_with_spare(88);
+    set_regs(s_, Sys::ReplySave, abi::kNoHandle);
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    HandleValue saved = HandleValue(frame(s_).rdi);
+    EXPECT_EQ(a_->handles().remove(saved), Error::None);
+    EXPECT_EQ(c_->state, ThreadState::Ready);
+    EXPECT_EQ(ipc_counters().peer_died_wakeups, 1u);
+    sched().yield_now();
+    EXPECT_EQ(resume(c_).rax, uint64_t(Err::PeerDied));
+}
+
+// A thread's first ReplySave (no spare Reply object yet) takes the general
+// path, which allocates one.
+TEST_F(FastPathTest, ReplySaveWithoutASpareMisses) {
+    pending_call();
+    ASSERT_EQ(s_->ipc->spare_reply, nullptr);
+    set_regs(s_, Sys::ReplySave, abi::kNoHandle);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    EXPECT_EQ(frame(s_).rax, uint64_t(Err::Ok));
+    EXPECT_TRUE(a_->handles().lookup(HandleValue(frame(s_).rdi), ObjectType::Reply, 0));
+}
+
+// Nothing to save, a full handle table, a killed server, the fast path off:
+// each misses and changes nothing, and the general path says why (or, for
+// the kill, ends the server on its way out).
+TEST_F(FastPathTest, ReplySaveMissesAndTheGeneralPathRefuses) {
+    pending_call_with_spare(89);
+    // Its pending call ended (by a stray wake here): nothing to save.
+    EXPECT_TRUE(sched().wake(*c_));
+    set_regs(s_, Sys::ReplySave, abi::kNoHandle);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    EXPECT_EQ(frame(s_).rax, uint64_t(Err::BadHandle));
+    EXPECT_EQ(resume(c_).rax, uint64_t(Err::Interrupted));
+    // No pending call at all.
+    run_as(s_);
+    s_->ipc->reply = {};
+    set_regs(s_, Sys::ReplySave, abi::kNoHandle);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    EXPECT_EQ(frame(s_).rax, uint64_t(Err::BadHandle));
+}
+
+TEST_F(FastPathTest, ReplySaveWithAFullTableMisses) {
+    pending_call_with_spare(90);
+    std::vector<HandleValue> filler;
+    while (true) {
+        Result<HandleValue> h = a_->handles().insert(Ref<KObject>::retain(ep_), abi::kRightSend);
+        if (!h) break;
+        filler.push_back(h.value());
+    }
+    set_regs(s_, Sys::ReplySave, abi::kNoHandle);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    EXPECT_EQ(frame(s_).rax, uint64_t(Err::LimitReached));
+    EXPECT_EQ(c_->state, ThreadState::Blocked);  // still S's pending call
+    for (HandleValue h : filler) EXPECT_EQ(a_->handles().remove(h), Error::None);
+    HandleValue saved = save();
+    set_regs(s_, Sys::Reply, saved, info(91), {1, 1, 1, 1});
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(91), {1, 1, 1, 1}));
+}
+
+TEST_F(FastPathTest, ReplySaveWithFastPathOffOrKilledMisses) {
+    pending_call_with_spare(92);
+    ipc_set_fast_path(false);
+    set_regs(s_, Sys::ReplySave, abi::kNoHandle);
+    expect_miss(s_);
+    ipc_set_fast_path(true);
+    {
+        LockGuard guard(sched().lock());
+        s_->exit_requested = true;
+    }
+    expect_miss(s_);
+    // The general path saves it, and the thread ends on its way out; the
+    // handle stays with its process (another worker may answer it).
+    ASSERT_EQ(general(s_), Path::SwitchedAway);
+    EXPECT_EQ(frame(s_).rax, uint64_t(Err::Ok));
+    EXPECT_EQ(s_->state, ThreadState::Dead);
+    EXPECT_EQ(c_->state, ThreadState::Blocked);
+    EXPECT_EQ(a_->handles().remove(HandleValue(frame(s_).rdi)), Error::None);
+    EXPECT_EQ(resume(c_).rax, uint64_t(Err::PeerDied));
 }
 
 // Killed while it waits Ready at its frame after a fast Reply, the replier
