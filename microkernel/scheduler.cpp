@@ -25,6 +25,8 @@ SchedCounters Scheduler::counters() {
     c.wakeups += fast_replies_;
     c.donations_taken += fast_replies_;
     c.switches += fast_replies_;
+    c.blocks += fast_blocks_;
+    c.switches += fast_blocks_;
     return c;
 }
 

@@ -49,10 +49,10 @@ class Scheduler {
     Thread* current() const { return current_; }
     Thread* idle_thread() const { return idle_; }
     // counters_ plus the syscall fast path's switches (fast_switches_,
-    // fast_replies_).
+    // fast_replies_, fast_blocks_).
     SchedCounters counters();
     // Syscalls the fast path completed; with the lock held.
-    uint64_t fast_hits_locked() const { return fast_switches_ + fast_replies_; }
+    uint64_t fast_hits_locked() const { return fast_switches_ + fast_replies_ + fast_blocks_; }
     uint64_t ticks();
     size_t ready_count();
 
@@ -238,6 +238,9 @@ class Scheduler {
     // Its Replies through a saved reply: each a wake, a donation taken and
     // a switch (the replier is Ready, not blocked), and a hit.
     uint64_t fast_replies_ = 0;
+    // Its Recvs that block and resume the next thread at its frame: each a
+    // block and a switch, and a hit.
+    uint64_t fast_blocks_ = 0;
 };
 
 }  // namespace mk

@@ -89,8 +89,9 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
               0x28);
     // The entry stub refuses syscall numbers itself (syscall.S).
     static_assert(uint64_t(abi::Sys::Count) == 20 && uint64_t(abi::Err::BadSyscall) == 14 &&
-                      uint64_t(abi::Sys::Reply) == 4 && uint64_t(abi::Sys::ReplySave) == 5,
-                  "syscall.S's SYS_COUNT, ERR_BAD_SYSCALL, SYS_REPLY and SYS_REPLY_SAVE");
+                      uint64_t(abi::Sys::Recv) == 3 && uint64_t(abi::Sys::Reply) == 4 &&
+                      uint64_t(abi::Sys::ReplySave) == 5,
+                  "syscall.S's SYS_COUNT, ERR_BAD_SYSCALL, SYS_RECV, SYS_REPLY, SYS_REPLY_SAVE");
     wrmsr(kMsrKernelGsBase, 0);  // the user's GS base
     wrmsr(kMsrFsBase, 0);        // what g_switch.loaded_fs_key (null) says
 

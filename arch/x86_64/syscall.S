@@ -6,8 +6,8 @@
  * (PerCpu::entry, at %gs:8) and builds the same TrapFrame the interrupt
  * stubs build (vector 0x100), so the syscall layer and the fault handlers
  * read one layout; then it calls arch_syscall(frame). Call, ReplyRecv,
- * Reply and ReplySave try the fast path (microkernel/syscall/fastpath.cpp)
- * first.
+ * Recv, Reply and ReplySave try the fast path
+ * (microkernel/syscall/fastpath.cpp) first.
  *
  * The way back is sysretq, except to a RIP outside the user half: sysret to
  * a non-canonical RIP faults in ring 0 with the user's stack (the
@@ -21,6 +21,7 @@
     .set PERCPU_SCHED_LOCK, 0x28  /* PerCpu::scheduler's lock word: checked at boot */
     .set USER_DS, 0x1b
     .set USER_CS, 0x23
+    .set SYS_RECV, 3              /* abi::Sys::Recv: checked in context.cpp */
     .set SYS_REPLY, 4             /* abi::Sys::Reply: checked in context.cpp */
     .set SYS_REPLY_SAVE, 5        /* abi::Sys::ReplySave: checked in context.cpp */
     .set SYS_COUNT, 20            /* abi::Sys::Count: checked in context.cpp */
@@ -51,6 +52,29 @@
     mov FRAME_R9(%rsp), %r9
     mov %rax, %rsp                /* the partner's frame */
     movb $0, %gs:PERCPU_SCHED_LOCK /* off the blocked thread's stack: the lock can go */
+    FRAME_SYSRET
+.endm
+
+/* After mk_fastpath_recv: to the general path (2f) on a miss, else to user
+ * mode as the thread it resumed, every register from that thread's frame
+ * (its syscall's results, which fastpath.cpp wrote there). No RIP check,
+ * for the reason above: that thread too blocked at its frame in an IPC
+ * syscall. */
+.macro RESUME_EXIT
+    test %rax, %rax
+    jz 2f
+    mov %rax, %rsp                /* the resumed thread's frame */
+    movb $0, %gs:PERCPU_SCHED_LOCK /* off the blocked thread's stack: the lock can go */
+    mov FRAME_RDX(%rsp), %rdx
+    mov FRAME_R10(%rsp), %r10
+    mov FRAME_R8(%rsp), %r8
+    mov FRAME_R9(%rsp), %r9
+    FRAME_SYSRET
+.endm
+
+/* The rest of a fast exit: the registers but the four words from the frame
+ * at rsp, and sysret. */
+.macro FRAME_SYSRET
     mov FRAME_R15(%rsp), %r15
     mov FRAME_R14(%rsp), %r14
     mov FRAME_R13(%rsp), %r13
@@ -135,6 +159,15 @@ syscall_entry:
     call mk_fastpath_reply_save
     FAST_EXIT
 
+/* Recv (3) with nothing to take: the fast path blocks this thread and
+ * resumes the next one in line at its frame (a miss: the general path). */
+.Lfast_recv:
+    SAVE_FRAME
+    mov %rsp, %rdi
+    xor %ebp, %ebp
+    call mk_fastpath_recv
+    RESUME_EXIT
+
 .Lgeneral_entry:
     /* A number with no syscall is refused before anything is saved: the
      * kernel touches no register but rax, and returns through sysret to the
@@ -146,6 +179,8 @@ syscall_entry:
     je .Lfast_reply
     cmp $SYS_REPLY_SAVE, %rax
     je .Lfast_reply_save
+    cmp $SYS_RECV, %rax
+    je .Lfast_recv
     SAVE_FRAME
     xor %ebp, %ebp
 2:  mov %rsp, %rdi                /* here too on a fast-path miss */

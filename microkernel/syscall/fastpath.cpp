@@ -36,6 +36,7 @@
 #include "percpu.hpp"
 #include "process.hpp"
 #include "scheduler.hpp"
+#include "syscall/internal.hpp"
 #include "thread.hpp"
 
 namespace mk {
@@ -54,6 +55,7 @@ class FastPath {
     [[gnu::always_inline]] static FastPathExit reply_recv(TrapFrame& f);
     [[gnu::always_inline]] static FastPathExit reply(TrapFrame& f);
     [[gnu::always_inline]] static FastPathExit reply_save(TrapFrame& f);
+    [[gnu::always_inline]] static FastPathExit recv(TrapFrame& f);
 
   private:
     static FastPathExit reply_and_take(TrapFrame& f, Scheduler& s, HandleTable& table, Thread& self,
@@ -171,6 +173,60 @@ class FastPath {
         ipc.result = result;
         ipc.user_op = user_op;
         ipc.spare_ = 0;
+    }
+
+    // The thread Scheduler::schedule_locked() would run once the current
+    // thread blocks — the front of the hand-off queue, else of the ready
+    // queue — if the fast path can finish its syscall as
+    // mk_resume_at_frame() would: a user thread that gave its stack up
+    // blocked at its frame in an IPC syscall, whose operation completed
+    // with no error, no handles to deliver and no superseded call to drop,
+    // and that was not asked to exit. Null otherwise, and with a donation
+    // target set or the quantum used up, which schedule_locked() treats
+    // apart. Its endpoint reference, if any, the caller drops as the last
+    // check (release_if_not_last()).
+    static Thread* next_resumable(Scheduler& s) {
+        if (s.donate_target_ != nullptr || s.quantum_left_ == 0) return nullptr;
+        Thread* next = s.handoff_.first_or_null();
+        if (next == nullptr) next = s.ready_.first_or_null();
+        if (next == nullptr || !next->at_frame || !Cpu::resumes_at_frame(next->context) ||
+            next->exit_requested)
+            return nullptr;
+        const IpcState& n = *next->ipc;
+        if (n.op != IpcState::Op::None || n.result != Error::None || n.superseded.valid() ||
+            n.msg.handle_count != 0)
+            return nullptr;
+        return next;
+    }
+
+    // Runs `next` (next_resumable(), its endpoint reference dropped) in
+    // place of `self` (Blocked at its frame): what schedule_locked() picks
+    // and switch_locked() changes, then what mk_resume_at_frame() and
+    // complete_ipc() write into its frame — Ok and, after a Call or a Recv,
+    // the message in its IpcState (its payload is in its IPC buffer
+    // already). The stub returns to user mode with every register from that
+    // frame (RESUME_EXIT).
+    static FastPathExit resume(Scheduler& s, Thread& self, Thread& next) {
+        bool lent = next.lent_quantum;
+        WaitQueue::unlink(next);  // the front of the hand-off or ready queue
+        if (!lent)
+            s.quantum_left_ = Scheduler::kQuantumTicks;  // only the hand-off queue shares one
+        s.need_resched_ = false;
+        IpcState& n = *next.ipc;
+        TrapFrame& to = Cpu::syscall_frame(next.context);
+        to.rax = uint64_t(abi::Err::Ok);
+        if (n.user_op == IpcState::UserOp::Call) {
+            syscall::deliver_registers(to, n.msg, 0, 0, false);
+        } else if (n.user_op == IpcState::UserOp::Recv) {
+            syscall::deliver_registers(to, n.msg, 0, n.badge, n.reply.valid());
+        }
+        n.user_op = IpcState::UserOp::None;
+        next.state = ThreadState::Running;
+        next.at_frame = false;
+        next.lent_quantum = false;
+        s.current_ = &next;
+        Cpu::load_user_context(self.context, next.context);
+        return FastPathExit{&to};
     }
 
     // Runs `next` (Blocked at its frame, its wait just ended, on no queue)
@@ -332,12 +388,7 @@ inline FastPathExit FastPath::reply_and_take(TrapFrame& f, Scheduler& s, HandleT
     sipc.reply = ReplyToken{sender.id(), pipc.call_seq};
     sipc.superseded = {};
     f.rax = uint64_t(abi::Err::Ok);
-    f.rdi = pipc.badge;
-    f.rsi = abi::MsgInfo{uint32_t(call.label), call.length, 0, true}.encode();
-    f.rdx = call.words[0];
-    f.r10 = call.words[1];
-    f.r8 = call.words[2];
-    f.r9 = call.words[3];
+    syscall::deliver_registers(f, call, 0, pipc.badge, true);
     if (call.length != 0) copy_payload(pipc, sipc, call.length);
     // A hit, like the other entries' (which leave the endpoint counters
     // alone): no switch, so counted here rather than by the scheduler.
@@ -457,6 +508,48 @@ inline FastPathExit FastPath::reply_save(TrapFrame& f) {
     return FastPathExit{&f};
 }
 
+// Recv that finds nothing to take: this thread waits on the endpoint at its
+// frame, as Endpoint::recv() blocks it, and the CPU goes to the next thread
+// in line, whose syscall the fast path finishes (next_resumable(),
+// resume()). It is the deferring server's way back to its clients: after a
+// ReplySave, the client a ReplyRecv answered while the server went on
+// waits Ready at the front of the hand-off queue. A pending call this
+// thread would drop, a queued sender or notice, a dead endpoint, a timeout,
+// and a next thread the general path must finish take the general path.
+inline FastPathExit FastPath::recv(TrapFrame& f) {
+    PerCpu& cpu = this_cpu();
+    Scheduler& s = cpu.scheduler;
+    if (!timeout_ok(f) || !ipc_fast_path()) return miss();
+    Thread& self = *s.current_;
+    IpcState& sipc = *self.ipc;
+    if (sipc.reply.valid()) return miss();
+    HandleTable& table = self.process->handles();
+    uint64_t badge;
+    Endpoint* ep = endpoint(table, f.rdi, abi::kRightReceive, &badge);
+    if (ep == nullptr) return miss();
+    s.lock_.lock_raw();
+    Thread* next = next_resumable(s);
+    if (next == nullptr || !ep->senders_.is_empty() || ep->notices_.size() != 0 || ep->dead_ ||
+        self.exit_requested ||
+        (next->ipc->endpoint_ref && !next->ipc->endpoint_ref->release_if_not_last())) {
+        return unlock_and_miss(s, table);
+    }
+
+    // The point of no return. The next thread's reference went above...
+    (void)next->ipc->endpoint_ref.leak();
+    // ...and this thread waits for a message on the endpoint, holding its
+    // reference as the general path's receive does.
+    set_op(sipc, IpcState::Op::Recv, Error::WouldBlock, IpcState::UserOp::Recv);
+    sipc.superseded = {};
+    MK_ASSERT(!sipc.endpoint_ref);
+    sipc.endpoint_ref = Ref<KObject>::adopt(ep);
+    ep->retain();
+    block_current(self, ep->receivers_);
+    table.lock_.unlock_raw();
+    ++s.fast_blocks_;
+    return resume(s, self, *next);
+}
+
 }  // namespace mk
 
 // The entry stub's ways in (arch/x86_64/syscall.S), interrupts off.
@@ -472,6 +565,9 @@ extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_reply(mk::TrapFrame* fr
 extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_reply_save(mk::TrapFrame* frame) {
     return mk::FastPath::reply_save(*frame);
 }
+extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_recv(mk::TrapFrame* frame) {
+    return mk::FastPath::recv(*frame);
+}
 
 #ifdef MK_HOST
 // Only for the host tests: in the kernel nothing may call into this object
@@ -484,6 +580,8 @@ extern "C" mk::FastPathExit mk_fastpath(mk::TrapFrame* frame) {
             return mk_fastpath_reply_recv(frame);
         case mk::abi::Sys::ReplySave:
             return mk_fastpath_reply_save(frame);
+        case mk::abi::Sys::Recv:
+            return mk_fastpath_recv(frame);
         default:
             return mk_fastpath_reply(frame);
     }

@@ -17,13 +17,15 @@ struct FastPathExit {
 
 }  // namespace mk
 
-// Call (rax 0), ReplyRecv (rax 1), Reply (rax 4) or ReplySave (rax 5) from user mode, interrupts
-// off: the entry stub calls the one its rax names. In the kernel they do not preserve rbx and
-// r12-r15 (microkernel/meson.build): nothing but the stub may call them.
+// Call (rax 0), ReplyRecv (rax 1), Recv (rax 3), Reply (rax 4) or ReplySave
+// (rax 5) from user mode, interrupts off: the entry stub calls the one its
+// rax names. In the kernel they do not preserve rbx and r12-r15
+// (microkernel/meson.build): nothing but the stub may call them.
 extern "C" mk::FastPathExit mk_fastpath_call(mk::TrapFrame* frame);
 extern "C" mk::FastPathExit mk_fastpath_reply_recv(mk::TrapFrame* frame);
 extern "C" mk::FastPathExit mk_fastpath_reply(mk::TrapFrame* frame);       // Reply (rax 4)
 extern "C" mk::FastPathExit mk_fastpath_reply_save(mk::TrapFrame* frame);  // ReplySave (rax 5)
+extern "C" mk::FastPathExit mk_fastpath_recv(mk::TrapFrame* frame);        // Recv (rax 3)
 #ifdef MK_HOST
 // The host tests play the stub through this one, which dispatches on rax.
 extern "C" mk::FastPathExit mk_fastpath(mk::TrapFrame* frame);

@@ -155,13 +155,7 @@ Status take_handles_slow(Process& p, Thread& self, Outgoing& out) {
 [[gnu::always_inline]] inline void deliver(Process& p, Thread& self, TrapFrame& f,
                                            const Message& msg, uint64_t badge, bool call) {
     uint32_t handles = msg.handle_count == 0 ? 0 : deliver_handles(p, self, msg.handle_count);
-    abi::MsgInfo info{uint32_t(msg.label), msg.length, handles, call};
-    f.rdi = badge;
-    f.rsi = info.encode();
-    f.rdx = msg.words[0];
-    f.r10 = msg.words[1];
-    f.r8 = msg.words[2];
-    f.r9 = msg.words[3];
+    deliver_registers(f, msg, handles, badge, call);
 }
 
 // Starts an IPC operation on `e` for the syscall in progress: the

@@ -272,16 +272,21 @@ class FastPathTest : public testing::SchedFixture {
     FastPathExit fast(Thread* t) {
         EXPECT_EQ(sched().current(), t);
         FakeCpu::irq_enabled = false;
+        // A Recv resumes the next thread with its own frame's registers
+        // (RESUME_EXIT); the others pass the message words through.
+        bool passes_words = frame(t).rax != uint64_t(Sys::Recv);
         FastPathExit exit = mk_fastpath(&frame(t));
         EXPECT_EQ(this_cpu().held_locks.count(), 0u);  // raw locks, no bookkeeping
         if (exit.frame != nullptr) {
             EXPECT_TRUE(sched().lock().is_locked());  // until the stub is off t's stack
             // The stub passes the message words through in registers: the
             // partner returns to user mode with t's rdx, r10, r8 and r9.
-            exit.frame->rdx = frame(t).rdx;
-            exit.frame->r10 = frame(t).r10;
-            exit.frame->r8 = frame(t).r8;
-            exit.frame->r9 = frame(t).r9;
+            if (passes_words) {
+                exit.frame->rdx = frame(t).rdx;
+                exit.frame->r10 = frame(t).r10;
+                exit.frame->r8 = frame(t).r8;
+                exit.frame->r9 = frame(t).r9;
+            }
             sched().lock().word()->store(0, std::memory_order_release);
             FakeCpu::irq_enabled = true;  // sysret
         } else {
@@ -311,8 +316,8 @@ class FastPathTest : public testing::SchedFixture {
     // A whole syscall through the stub.
     Path stub(Thread* t) {
         uint64_t n = frame(t).rax;
-        bool fast_path = n <= uint64_t(Sys::ReplyRecv) || n == uint64_t(Sys::Reply) ||
-                         n == uint64_t(Sys::ReplySave);
+        bool fast_path = n <= uint64_t(Sys::ReplyRecv) || n == uint64_t(Sys::Recv) ||
+                         n == uint64_t(Sys::Reply) || n == uint64_t(Sys::ReplySave);
         if (fast_path && fast(t).frame != nullptr) return Path::FastHit;
         return general(t);
     }
@@ -459,9 +464,10 @@ class FastPathTest : public testing::SchedFixture {
     // `server` answers its pending call with Sys::Reply (the general path).
     // The reply donates: the caller runs next, and the server, Ready behind
     // it, would return from its syscall on the stack the host unwound.
-    void reply_general(Thread* server, uint32_t label, const Words& w, uint32_t length = 0) {
+    void reply_general(Thread* server, uint32_t label, const Words& w, uint32_t length = 0,
+                       HandleValue saved = abi::kNoHandle) {
         run_as(server);
-        set_regs(server, Sys::Reply, abi::kNoHandle, info(label, length), w);
+        set_regs(server, Sys::Reply, saved, info(label, length), w);
         ASSERT_EQ(general(server), Path::SwitchedAway);
         EXPECT_EQ(server->state, ThreadState::Ready);
         EXPECT_NE(sched().current(), server);
@@ -1368,6 +1374,148 @@ TEST_F(FastPathTest, ReplySaveWithFastPathOffOrKilledMisses) {
     EXPECT_EQ(c_->state, ThreadState::Blocked);
     EXPECT_EQ(a_->handles().remove(HandleValue(frame(s_).rdi)), Error::None);
     EXPECT_EQ(resume(c_).rax, uint64_t(Err::PeerDied));
+}
+
+// --- Recv that blocks and resumes the next thread ---
+
+// S answered C while taking C2's queued call (C waits Ready at the front of
+// the hand-off queue, its reply in its IpcState), defers C2's call and
+// waits: the fast path blocks S on the endpoint and returns to user mode as
+// C with its reply — the pipe server's way back to a writer.
+TEST_F(FastPathTest, RecvResumesTheCallerAReplyRecvAnsweredInPassing) {
+    Process* d = make_process("D");
+    Thread* c2 = make_thread(d, "C2");
+    HandleValue dh = insert(d, ep_, abi::kRightSend);
+    pending_call();
+    run_as(c2);
+    set_regs(c2, Sys::Call, dh, info(44), {1, 1, 1, 1});
+    ASSERT_EQ(stub(c2), Path::GaveStackUp);  // S is busy: queued
+    run_as(s_);
+    const Words w = {140, 141, 142, 143};
+    set_regs(s_, Sys::ReplyRecv, sh_, info(45), w);
+    ASSERT_EQ(fast(s_).frame, &frame(s_));  // C answered, C2's call taken
+    ASSERT_EQ(c_->state, ThreadState::Ready);
+    HandleValue saved = save();
+    SchedCounters before = sched().counters();
+    uint64_t hits = ipc_counters().syscall_fastpath_hits;
+    set_regs(s_, Sys::Recv, sh_);
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    EXPECT_EQ(sched().current(), c_);
+    EXPECT_EQ(c_->state, ThreadState::Running);
+    EXPECT_FALSE(c_->at_frame);
+    EXPECT_FALSE(c_->lent_quantum);
+    EXPECT_EQ(c_->ipc->user_op, IpcState::UserOp::None);
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(45), w));
+    EXPECT_EQ(s_->state, ThreadState::Blocked);
+    EXPECT_TRUE(s_->at_frame);
+    EXPECT_EQ(s_->ipc->op, IpcState::Op::Recv);
+    EXPECT_EQ(s_->ipc->endpoint_ref.get(), ep_);
+    EXPECT_EQ(ep_->waiting_receivers(), 1u);
+    EXPECT_EQ(ipc_counters().syscall_fastpath_hits, hits + 1);
+    SchedCounters after = sched().counters();
+    EXPECT_EQ(after.blocks, before.blocks + 1);
+    EXPECT_EQ(after.switches, before.switches + 1);
+    EXPECT_EQ(after.wakeups, before.wakeups);
+    // S waits like any receiver: C's next call reaches it on the fast path.
+    fast_call(46, {2, 2, 2, 2});
+    // And C2 has its answer through the saved reply.
+    reply_general(s_, 47, {3, 3, 3, 3}, 0, saved);
+    EXPECT_TRUE(frame_holds(resume(c2), Err::Ok, 0, info(47), {3, 3, 3, 3}));
+}
+
+// After a fast Reply the replier waits Ready at the front of the hand-off
+// queue, at its frame: the caller's next Recv that blocks resumes it with
+// its Reply's Ok.
+TEST_F(FastPathTest, RecvResumesTheReplierAFastReplyLeftReady) {
+    Endpoint* own = nullptr;
+    HandleValue bh = created_endpoint(b_, &own);
+    pending_call();
+    HandleValue saved = save();
+    set_regs(s_, Sys::Reply, saved, info(48), {4, 4, 4, 4});
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    ASSERT_EQ(sched().current(), c_);
+    frame(s_).rdi = 0x5eed;  // r0 as S left it: a Reply returns none
+    set_regs(c_, Sys::Recv, bh);
+    ASSERT_EQ(stub(c_), Path::FastHit);
+    EXPECT_EQ(sched().current(), s_);
+    EXPECT_EQ(frame(s_).rax, uint64_t(Err::Ok));
+    EXPECT_EQ(frame(s_).rdi, 0x5eedu);
+    EXPECT_FALSE(s_->at_frame);
+    EXPECT_EQ(c_->state, ThreadState::Blocked);
+    EXPECT_EQ(own->waiting_receivers(), 1u);
+}
+
+// The next thread in line is not one the fast path can finish: it kept
+// its stack (C was preempted, or never made a syscall), its operation
+// failed (C's call timed out), or it was asked to exit. Each misses; the
+// general path blocks S and switches as the scheduler picks.
+TEST_F(FastPathTest, RecvWithNoResumableThreadNextMisses) {
+    run_as(s_);
+    set_regs(s_, Sys::Recv, sh_);
+    expect_miss(s_);  // C is Ready but has its stack (no syscall yet)
+    ASSERT_EQ(general(s_), Path::GaveStackUp);
+}
+
+TEST_F(FastPathTest, RecvWithATimedOutCallerNextMisses) {
+    run_as(c_);
+    set_regs(c_, Sys::Call, ch_, info(49), {1, 2, 3, 4}, 2 * kMs);
+    ASSERT_EQ(stub(c_), Path::GaveStackUp);  // no receiver: queued
+    for (int i = 0; i < 3; ++i) sched().on_timer_tick();
+    ASSERT_EQ(c_->state, ThreadState::Ready);  // timed out, at its frame
+    run_as(s_);
+    set_regs(s_, Sys::Recv, sh_);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::GaveStackUp);
+    EXPECT_EQ(resume(c_).rax, uint64_t(Err::TimedOut));
+}
+
+TEST_F(FastPathTest, RecvWithTheNextThreadAskedToExitMisses) {
+    Process* d = make_process("D");
+    Thread* c2 = make_thread(d, "C2");
+    HandleValue dh = insert(d, ep_, abi::kRightSend);
+    pending_call();
+    run_as(c2);
+    set_regs(c2, Sys::Call, dh, info(50), {1, 1, 1, 1});
+    ASSERT_EQ(stub(c2), Path::GaveStackUp);
+    run_as(s_);
+    set_regs(s_, Sys::ReplyRecv, sh_, info(51), {2, 2, 2, 2});
+    ASSERT_EQ(fast(s_).frame, &frame(s_));
+    sched().kill(*c_);  // Ready: it ends when it runs
+    (void)save();
+    set_regs(s_, Sys::Recv, sh_);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::GaveStackUp);
+    resume_and_exit(c_);
+}
+
+// What Recv would take or drop, and a timeout, are the general path's.
+TEST_F(FastPathTest, RecvThatWouldNotBlockOrHasATimeoutMisses) {
+    Process* d = make_process("D");
+    Thread* c2 = make_thread(d, "C2");
+    HandleValue dh = insert(d, ep_, abi::kRightSend);
+    pending_call();
+    // A pending call it would drop (the general path fails it PeerDied).
+    set_regs(s_, Sys::Recv, sh_);
+    expect_miss(s_);
+    // A timeout.
+    (void)save();
+    set_regs(s_, Sys::Recv, sh_, 0, {}, 5 * kMs);
+    expect_miss(s_);
+    // A queued caller: taken at once.
+    run_as(c2);
+    set_regs(c2, Sys::Call, dh, info(52), {5, 5, 5, 5});
+    ASSERT_EQ(stub(c2), Path::GaveStackUp);
+    run_as(s_);
+    set_regs(s_, Sys::Recv, sh_);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    EXPECT_TRUE(frame_holds(frame(s_), Err::Ok, 0, info(52) | kCallBit, {5, 5, 5, 5}));
+    // Through a handle without the Receive right.
+    (void)save();
+    set_regs(s_, Sys::Recv, insert(a_, ep_, abi::kRightSend));
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    EXPECT_EQ(frame(s_).rax, uint64_t(Err::NoRights));
 }
 
 // Killed while it waits Ready at its frame after a fast Reply, the replier

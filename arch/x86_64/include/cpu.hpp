@@ -45,6 +45,9 @@ class Cpu {
     static TrapFrame& syscall_frame(const Context& ctx) {
         return *reinterpret_cast<TrapFrame*>(ctx.kernel_stack_top - sizeof(TrapFrame));
     }
+    // Whether the thread of a switched-out context gave its stack up (it
+    // resumes at its TrapFrame) rather than keeping a switch frame there.
+    static bool resumes_at_frame(const Context& ctx) { return ctx.rsp == 0; }
     // Makes `to` the context the CPU runs next, without moving to its stack:
     // its kernel entry stack, address space and FPU ownership. The fast path
     // then leaves through `to`'s TrapFrame; `from`, blocked, gives its stack

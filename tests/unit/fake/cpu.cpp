@@ -139,17 +139,20 @@ void Cpu::init_context(Context& ctx, void* stack_top, void (*entry)(void*), void
 
 void Cpu::switch_context(Context& from, Context& to) {
     FakeCpu::switches.push_back({&from, &to});
+    from.gave_stack_up = false;
     if (&from == FakeCpu::no_return_from) throw FakeCpu::NoReturn{};
 }
 
 void Cpu::load_context(Context& from, Context& to) {
     FakeCpu::switches.push_back({&from, &to});
+    from.gave_stack_up = true;
 }
 
 void Cpu::switch_context_leaving_stack(Context& from, Context& to) {
     // `from` never returns here: its frames unwind back to the test, which
     // then plays its resumption (mk_resume_at_frame) when it runs again.
     FakeCpu::switches.push_back({&from, &to});
+    from.gave_stack_up = true;
     ++FakeCpu::stacks_left;
     throw FakeCpu::NoReturn{};
 }

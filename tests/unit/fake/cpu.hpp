@@ -28,12 +28,16 @@ class Cpu {
         // A user thread's registers as the syscall entry stub saves them at
         // the top of its kernel stack; tests fill it to play a syscall.
         TrapFrame frame{};
+        // Switched out giving its stack up (switch_context_leaving_stack(),
+        // load_context()), as the hardware's Context::rsp 0 says.
+        bool gave_stack_up = false;
     };
 
     static void init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg);
     static void switch_context(Context& from, Context& to);
     static void switch_context_leaving_stack(Context& from, Context& to);
     static TrapFrame& syscall_frame(Context& ctx) { return ctx.frame; }
+    static bool resumes_at_frame(const Context& ctx) { return ctx.gave_stack_up; }
     // The fast path's switch: recorded like switch_context(); returns.
     static void load_context(Context& from, Context& to);
     // The same, for the fast path's user threads; recorded alike.
