@@ -509,6 +509,25 @@ class FastPathTest : public testing::SchedFixture {
         return spare;
     }
 
+    // S holds C's call; C2 (another process) calls and queues; S's
+    // ReplyRecv answers C (label, w), which waits Ready at the front of the
+    // hand-off queue, and takes C2's call at once. Returns C2.
+    Thread* answer_in_passing(uint32_t label, const Words& w) {
+        Process* d = make_process("D");
+        Thread* c2 = make_thread(d, "C2");
+        HandleValue dh = insert(d, ep_, abi::kRightSend);
+        pending_call();
+        run_as(c2);
+        set_regs(c2, Sys::Call, dh, info(label + 100), {1, 1, 1, 1});
+        EXPECT_EQ(stub(c2), Path::GaveStackUp);  // S is busy: queued
+        run_as(s_);
+        set_regs(s_, Sys::ReplyRecv, sh_, info(label), w);
+        EXPECT_EQ(fast(s_).frame, &frame(s_));  // C answered, C2's call taken
+        EXPECT_EQ(c_->state, ThreadState::Ready);
+        EXPECT_TRUE(c_->lent_quantum);
+        return c2;
+    }
+
     // A new endpoint, as EndpointCreate makes it: `p`'s handle with every
     // right holds the endpoint's ReceiveTracker.
     HandleValue created_endpoint(Process* p, Endpoint** out) {
@@ -1383,18 +1402,8 @@ TEST_F(FastPathTest, ReplySaveWithFastPathOffOrKilledMisses) {
 // waits: the fast path blocks S on the endpoint and returns to user mode as
 // C with its reply — the pipe server's way back to a writer.
 TEST_F(FastPathTest, RecvResumesTheCallerAReplyRecvAnsweredInPassing) {
-    Process* d = make_process("D");
-    Thread* c2 = make_thread(d, "C2");
-    HandleValue dh = insert(d, ep_, abi::kRightSend);
-    pending_call();
-    run_as(c2);
-    set_regs(c2, Sys::Call, dh, info(44), {1, 1, 1, 1});
-    ASSERT_EQ(stub(c2), Path::GaveStackUp);  // S is busy: queued
-    run_as(s_);
     const Words w = {140, 141, 142, 143};
-    set_regs(s_, Sys::ReplyRecv, sh_, info(45), w);
-    ASSERT_EQ(fast(s_).frame, &frame(s_));  // C answered, C2's call taken
-    ASSERT_EQ(c_->state, ThreadState::Ready);
+    Thread* c2 = answer_in_passing(45, w);
     HandleValue saved = save();
     SchedCounters before = sched().counters();
     uint64_t hits = ipc_counters().syscall_fastpath_hits;
@@ -1470,16 +1479,7 @@ TEST_F(FastPathTest, RecvWithATimedOutCallerNextMisses) {
 }
 
 TEST_F(FastPathTest, RecvWithTheNextThreadAskedToExitMisses) {
-    Process* d = make_process("D");
-    Thread* c2 = make_thread(d, "C2");
-    HandleValue dh = insert(d, ep_, abi::kRightSend);
-    pending_call();
-    run_as(c2);
-    set_regs(c2, Sys::Call, dh, info(50), {1, 1, 1, 1});
-    ASSERT_EQ(stub(c2), Path::GaveStackUp);
-    run_as(s_);
-    set_regs(s_, Sys::ReplyRecv, sh_, info(51), {2, 2, 2, 2});
-    ASSERT_EQ(fast(s_).frame, &frame(s_));
+    (void)answer_in_passing(51, {2, 2, 2, 2});
     sched().kill(*c_);  // Ready: it ends when it runs
     (void)save();
     set_regs(s_, Sys::Recv, sh_);
