@@ -181,7 +181,8 @@ Result<HandleEntry> HandleTable::take(HandleValue handle, uint32_t required_righ
     return entry;
 }
 
-Status HandleTable::take_all(const TakeRequest* requests, uint32_t count, HandleEntry* out) {
+Status HandleTable::take_all(const TakeRequest* requests, uint32_t count, HandleEntry* out,
+                             const KObject* not_receive_of) {
     if (count > kMaxTakeAll) return Error::InvalidArgument;
     LockGuard guard(lock_);
     // Check every request first: nothing changes unless all of them succeed.
@@ -195,6 +196,10 @@ Status HandleTable::take_all(const TakeRequest* requests, uint32_t count, Handle
         }
         uint32_t required = r.required_rights | (r.copy ? uint32_t{abi::kRightDuplicate} : 0);
         if ((s->rights & required) != required) return Error::NoRights;
+        if (not_receive_of != nullptr && s->object == not_receive_of &&
+            (s->rights & abi::kRightReceive) != 0) {
+            return Error::InvalidArgument;
+        }
     }
     for (uint32_t i = 0; i < count; ++i) {
         const TakeRequest& r = requests[i];

@@ -179,8 +179,13 @@ class HandleTable {
     // all or nothing: every request is checked before anything changes. A
     // handle moved by an earlier request is gone for the later ones
     // (BadHandle). `out` receives the entries; its slots must be empty.
-    // Errors: InvalidArgument (count > kMaxTakeAll), BadHandle, NoRights.
-    [[nodiscard]] Status take_all(const TakeRequest* requests, uint32_t count, HandleEntry* out);
+    // A handle with kRightReceive on `not_receive_of` (the endpoint a
+    // message goes onto, or null) is refused: queued there, it would hold
+    // that endpoint's receive side open itself.
+    // Errors: InvalidArgument (count > kMaxTakeAll, `not_receive_of`),
+    // BadHandle, NoRights.
+    [[nodiscard]] Status take_all(const TakeRequest* requests, uint32_t count, HandleEntry* out,
+                                  const KObject* not_receive_of = nullptr);
 
     // Sets `n` free slots aside for Reservation::fill(), so a message that
     // carries handles can be refused before anything changed. Reserved

@@ -107,31 +107,37 @@ struct Outgoing {
     return Error::None;
 }
 
-Status take_handles_slow(Process& p, Thread& self, Outgoing& out) {
+Status take_handles_slow(Process& p, Thread& self, Outgoing& out, const Endpoint* onto) {
     Result<HandleTable::Reservation> back = p.handles().reserve(out.requested);
     if (!back) return back.error();
     out.back = std::move(back).value();
-    Status st = p.handles().take_all(out.takes, out.requested, self.ipc->handles);
+    Status st = p.handles().take_all(out.takes, out.requested, self.ipc->handles, onto);
     if (st != Error::None) return st;
     out.msg.handle_count = out.requested;
     return Error::None;
 }
 
 // Takes the handles a checked message carries from the sender's table, all
-// or nothing, with room reserved to put moved ones back.
-[[gnu::always_inline]] inline Status take_handles(Process& p, Thread& self, Outgoing& out) {
+// or nothing, with room reserved to put moved ones back. A message that
+// goes onto an endpoint (`onto`: a send or a call, not a reply) may not
+// carry a handle that can receive on that same endpoint (InvalidArgument):
+// waiting in the endpoint's own queue, it would keep the endpoint's receive
+// side open (docs/handles.md).
+[[gnu::always_inline]] inline Status take_handles(Process& p, Thread& self, Outgoing& out,
+                                                  const Endpoint* onto = nullptr) {
     if (out.requested == 0) [[likely]]
         return Error::None;
-    return take_handles_slow(p, self, out);
+    return take_handles_slow(p, self, out, onto);
 }
 
 // Decodes the message in a1..a5 (and the IPC buffer): checked, then its
-// handles taken.
+// handles taken (see take_handles() for `onto`).
 [[gnu::always_inline]] inline Status decode_message(Process& p, Thread& self, const TrapFrame& f,
-                                                    uint32_t rights, Outgoing& out) {
+                                                    uint32_t rights, Outgoing& out,
+                                                    const Endpoint* onto = nullptr) {
     Status st = check_message(self, f, rights, out);
     if (st != Error::None) return st;
-    return take_handles(p, self, out);
+    return take_handles(p, self, out, onto);
 }
 
 // Puts the handles a received message carries into the receiver's table,
@@ -227,7 +233,7 @@ Status sys_call(Process& p, Thread& self, TrapFrame& f) {
         st != Error::None)
         return st;
     Outgoing out;
-    Status st = decode_message(p, self, f, e.rights, out);
+    Status st = decode_message(p, self, f, e.rights, out, e.object.get());
     if (st != Error::None) return st;
     uint64_t badge = e.badge;
     // A call with handles keeps its stack: they go back (restore) if it fails.
@@ -244,7 +250,7 @@ Status sys_send(Process& p, Thread& self, TrapFrame& f) {
         st != Error::None)
         return st;
     Outgoing out;
-    Status st = decode_message(p, self, f, e.rights, out);
+    Status st = decode_message(p, self, f, e.rights, out, e.object.get());
     if (st != Error::None) return st;
     uint64_t badge = e.badge;
     Endpoint* endpoint = begin_ipc(self, e, IpcState::UserOp::Send, out.msg.handle_count == 0);

@@ -788,6 +788,39 @@ TEST_F(FastPathTest, CallWithHandlesMisses) {
     EXPECT_EQ(m.value().words[3], 43u);
 }
 
+// A handle that can receive on an endpoint may not travel in a message
+// queued on that same endpoint (it would hold the endpoint's receive side
+// open while it waits there): InvalidArgument, moved or copied, and the
+// handle stays. Onto another endpoint it may.
+TEST_F(FastPathTest, AReceiveHandleMayNotTravelOnItsOwnEndpoint) {
+    Thread* s2 = make_thread(a_, "S2");
+    Endpoint* other = nullptr;
+    HandleValue oh = created_endpoint(a_, &other);
+    HandleValue peer = insert(a_, other, abi::kRightsAll);  // another receive handle, on `other`
+    run_as(s2);
+    for (uint32_t flags : {uint32_t{abi::kTransferMove}, uint32_t{abi::kTransferCopy}}) {
+        for (Sys n : {Sys::Send, Sys::Call}) {
+            buffer(s2).handles[0] = sh_;
+            buffer(s2).handle_flags[0] = flags;
+            set_regs(s2, n, sh_, info(11, 0, 1), {1, 2, 3, 4}, abi::kNoWait);
+            ASSERT_EQ(general(s2), Path::Returned);
+            EXPECT_EQ(frame(s2).rax, uint64_t(Err::InvalidArgument));
+            EXPECT_TRUE(a_->handles().lookup(sh_, ObjectType::Endpoint, abi::kRightReceive));
+        }
+    }
+    // Onto `other`, the handle to ep_ goes (a non-blocking send with nobody
+    // receiving is refused later, WouldBlock, and the handle comes back).
+    buffer(s2).handles[0] = peer;
+    buffer(s2).handle_flags[0] = abi::kTransferCopy;
+    set_regs(s2, Sys::Send, sh_, info(12, 0, 1), {1, 2, 3, 4}, abi::kNoWait);
+    ASSERT_EQ(general(s2), Path::Returned);
+    EXPECT_EQ(frame(s2).rax, uint64_t(Err::WouldBlock));
+    buffer(s2).handles[0] = sh_;
+    set_regs(s2, Sys::Send, oh, info(13, 0, 1), {1, 2, 3, 4}, abi::kNoWait);
+    ASSERT_EQ(general(s2), Path::Returned);
+    EXPECT_EQ(frame(s2).rax, uint64_t(Err::WouldBlock));
+}
+
 TEST_F(FastPathTest, CallWithTimeoutMisses) {
     server_waits();
     run_as(c_);

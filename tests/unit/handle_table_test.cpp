@@ -563,6 +563,25 @@ TEST_F(HandleTableTest, TakeAllIsAllOrNothing) {
         unchanged();
     }
     {
+        // Onto `a` (a message queued on that endpoint), a handle that may
+        // receive on `a` is refused; one to `b`, or one to `a` without the
+        // right, is not the concern. (ha and hb carry no Receive: a third
+        // handle to `a` with it.)
+        HandleValue hr = insert(*t, a, kRightReceive | kRightDuplicate, 0);
+        Req reqs[] = {{ha, 0, true}, {hr, 0, true}};
+        HandleEntry out[2];
+        EXPECT_EQ(t->take_all(reqs, 2, out, &a), Error::InvalidArgument);
+        for (const HandleEntry& e : out) EXPECT_FALSE(e.object);
+        Req fine[] = {{ha, 0, true}};
+        ASSERT_EQ(t->take_all(fine, 1, out, &a), Error::None);
+        out[0] = HandleEntry{};
+        Req onto_b[] = {{hr, 0, true}};
+        ASSERT_EQ(t->take_all(onto_b, 1, out, &b), Error::None);
+        out[0] = HandleEntry{};
+        EXPECT_EQ(t->remove(hr), Error::None);
+        unchanged();
+    }
+    {
         // Copy then move of the same handle, and a move of another: done in order.
         Req reqs[] = {{ha, kRightSend, true}, {ha, 0, false}, {hb, kRightSend, false}};
         HandleEntry out[3];
