@@ -2,6 +2,7 @@
 #include "cpu.hpp"
 #include "log.hpp"
 #include "platform.hpp"
+#include "spinlock.hpp"
 #include "trap.hpp"
 #include "x86.hpp"
 
@@ -167,11 +168,22 @@ void machine_exit(uint8_t code) {
 
 namespace mk {
 
+namespace {
+// The serial log's lock: a message goes out whole, on any number of CPUs.
+SpinLock g_log_lock{LockLevel::Log};
+}  // namespace
+
 void Cpu::log_write(const char* text, size_t len) {
-    // One CPU for now: interrupts off keeps a message in one piece.
-    bool irq = save_and_disable_interrupts();
+    // A CPU already holding it is inside the log when it faulted or
+    // panicked: it writes without the lock rather than wait for itself.
+    HeldLocks* held = held_locks_here();
+    if (held != nullptr && (held->mask & HeldLocks::bit(LockLevel::Log)) != 0) {
+        x86::serial_write(text, len);
+        return;
+    }
+    bool irq = g_log_lock.lock();
     x86::serial_write(text, len);
-    restore_interrupts(irq);
+    g_log_lock.unlock(irq);
 }
 
 void Cpu::halt_forever() {
@@ -182,13 +194,15 @@ void Cpu::halt_forever() {
 
 namespace x86 {
 namespace {
-uint64_t g_nmis = 0;  // written only by NMI handlers, which do not nest
+// Written only by NMI handlers, which do not nest on one CPU; atomic, as
+// an NMI may reach every CPU at once.
+uint64_t g_nmis = 0;
 uint64_t g_last_nmi_rip = 0;
 }  // namespace
 
 void note_nmi(uint64_t rip) {
-    ++g_nmis;
-    g_last_nmi_rip = rip;
+    __atomic_fetch_add(&g_nmis, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&g_last_nmi_rip, rip, __ATOMIC_RELAXED);
 }
 }  // namespace x86
 
