@@ -57,7 +57,10 @@ struct ApStart {
 };
 
 constexpr size_t kApStackSize = 16384;  // as a thread's kernel stack
-constexpr uint64_t kAnswerTimeoutMs = 100;
+// How long an AP has to report itself up. Hardware needs well under a
+// millisecond; an emulator on a busy host may not run the AP's thread for
+// a while (Linux waits up to 10 s). A dead CPU costs the boot this once.
+constexpr uint64_t kAnswerTimeoutMs = 1000;
 constexpr uint64_t kInitDelayUs = 10000;   // after INIT (SDM: 10 ms)
 constexpr uint64_t kStartupDelayUs = 200;  // after each STARTUP (SDM: 200 us)
 

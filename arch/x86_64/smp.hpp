@@ -22,8 +22,8 @@ static_assert(kApTrampolineEnd <= 0x100000 && kApTrampolineBase % 4096 == 0,
               "the STARTUP vector names a page below 1 MiB");
 
 // Starts, one at a time, the enabled processors `madt` lists other than
-// this one, and waits for each to report itself up (bounded: one that does
-// not is logged and skipped). `usable` is the firmware's usable RAM and
+// this one, and waits for each to report itself up (at most a second: one
+// that does not is logged and skipped). `usable` is the firmware's usable RAM and
 // `reserved` what the kernel keeps (boot information, modules), which the
 // trampoline pages must avoid. Returns the number of CPUs online, this one
 // included. Runs on the boot CPU after the heap and the LAPIC timer, with
