@@ -14,6 +14,10 @@ namespace mk {
 
 struct PerCpu;
 
+// Where PerCpu keeps its index (percpu.hpp checks it), for a cpu_index()
+// that reads it straight from the per-CPU base.
+constexpr size_t kPerCpuIndexOffset = 24;
+
 template <typename C>
 concept CpuInterface = requires(typename C::Context& ctx, void (*entry)(void*), void* arg,
                                 void* stack_top, PerCpu* per_cpu, const char* text, size_t len,

@@ -84,6 +84,8 @@ Result<BootInfo> parse_boot_info(const void* info, size_t max_size, const char**
     bool seen_cmdline = false;
     bool seen_loader_name = false;
     bool seen_memory_map = false;
+    bool seen_old_rsdp = false;
+    bool seen_new_rsdp = false;
 
     // Invariant: offset <= total and offset is a multiple of 8 (so, with the
     // aligned info, every tag is 8-byte aligned). All size checks are written
@@ -171,6 +173,21 @@ Result<BootInfo> parse_boot_info(const void* info, size_t max_size, const char**
                     if (e.length > UINT64_MAX - e.base) {
                         return fail(reason, "multiboot2: memory map entry wraps past 2^64");
                     }
+                }
+                break;
+            }
+
+            case Multiboot2Tag::AcpiOldRsdp:
+            case Multiboot2Tag::AcpiNewRsdp: {
+                const bool is_new = static_cast<Multiboot2Tag>(type) == Multiboot2Tag::AcpiNewRsdp;
+                if (is_new ? seen_new_rsdp : seen_old_rsdp) {
+                    return fail(reason, "multiboot2: duplicate ACPI RSDP tag");
+                }
+                (is_new ? seen_new_rsdp : seen_old_rsdp) = true;
+                if (is_new || !seen_new_rsdp) {
+                    boot.acpi_rsdp = tag + kTagHeaderSize;
+                    boot.acpi_rsdp_length = size - kTagHeaderSize;
+                    boot.acpi_rsdp_new = is_new;
                 }
                 break;
             }

@@ -34,6 +34,8 @@ enum class Multiboot2Tag : uint32_t {
     BootDevice = 5,
     MemoryMap = 6,
     Framebuffer = 8,
+    AcpiOldRsdp = 14,  // a copy of the ACPI 1.0 RSDP (20 bytes)
+    AcpiNewRsdp = 15,  // a copy of the ACPI 2.0+ RSDP (36 bytes or more)
 };
 
 // Memory map entry types.
@@ -101,6 +103,13 @@ struct BootInfo {
 
     BootModule modules[kMaxModules] = {};
     size_t module_count = 0;
+
+    // The boot loader's copy of the ACPI RSDP, inside the info (not
+    // validated here: microkernel/acpi.hpp does that). The new RSDP (tag 15)
+    // wins over the old one (tag 14) when both are there. Null, 0 when absent.
+    const void* acpi_rsdp = nullptr;
+    size_t acpi_rsdp_length = 0;
+    bool acpi_rsdp_new = false;
 
     bool has_framebuffer = false;  // the tag is recognized but not used
     size_t unknown_tags = 0;       // tags of types the parser skipped

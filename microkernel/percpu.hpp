@@ -19,9 +19,9 @@ struct EntryScratch {
 };
 
 struct PerCpu {
-    PerCpu* self = this;  // first: the x86-64 accessor reads it at %gs:0
-    EntryScratch entry;   // second: at %gs:8
-    uint32_t index = 0;
+    PerCpu* self = this;     // first: the x86-64 accessor reads it at %gs:0
+    EntryScratch entry;      // second: at %gs:8
+    uint32_t index = 0;      // 0 the boot CPU, 1.. the others in the order they came up
     uint32_t irq_depth = 0;  // > 0 while in a hardware interrupt handler
     HeldLocks held_locks;
     Scheduler scheduler;
@@ -32,6 +32,7 @@ struct PerCpu {
 #pragma GCC diagnostic ignored \
     "-Winvalid-offsetof"  // PerCpu is not standard-layout; GCC lays it out in order
 static_assert(offsetof(PerCpu, held_locks) == kHeldLocksOffset, "spinlock.hpp reads it there");
+static_assert(offsetof(PerCpu, index) == kPerCpuIndexOffset, "Cpu::cpu_index() reads it there");
 #pragma GCC diagnostic pop
 
 inline PerCpu& this_cpu() {

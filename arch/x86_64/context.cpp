@@ -67,6 +67,17 @@ void set_ts(bool on) {
 
 }  // namespace
 
+void init_entry_msrs() {
+    // The syscall entry: CS/SS for the kernel from STAR[47:32], for user mode
+    // SYSRET takes STAR[63:48] + 16 (code) and + 8 (data).
+    wrmsr(kMsrEfer, rdmsr(kMsrEfer) | kEferSce);
+    wrmsr(kMsrStar, (uint64_t(kKernelData & ~3) << 48) | (uint64_t(kKernelCode) << 32));
+    wrmsr(kMsrLstar, reinterpret_cast<uint64_t>(&syscall_entry));
+    wrmsr(kMsrSfmask, kRflagsMasked);
+    wrmsr(kMsrKernelGsBase, 0);  // the user's GS base
+    wrmsr(kMsrFsBase, 0);        // what g_switch.loaded_fs_key (null) says
+}
+
 UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures features,
                                 FrameAllocator& frames) {
     g_kernel_space = kernel;
@@ -75,12 +86,7 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     g_switch.loaded_root = kernel.root();
     g_switch.entry_stack = kernel_entry_stack_slot();
 
-    // The syscall entry: CS/SS for the kernel from STAR[47:32], for user mode
-    // SYSRET takes STAR[63:48] + 16 (code) and + 8 (data).
-    wrmsr(kMsrEfer, rdmsr(kMsrEfer) | kEferSce);
-    wrmsr(kMsrStar, (uint64_t(kKernelData & ~3) << 48) | (uint64_t(kKernelCode) << 32));
-    wrmsr(kMsrLstar, reinterpret_cast<uint64_t>(&syscall_entry));
-    wrmsr(kMsrSfmask, kRflagsMasked);
+    init_entry_msrs();
     MK_ASSERT(
         reinterpret_cast<char*>(&mk::this_cpu().entry) - reinterpret_cast<char*>(&this_cpu()) == 8);
     // The syscall stub's fast exit releases the scheduler lock at %gs:0x28.
@@ -92,8 +98,6 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
                       uint64_t(abi::Sys::Recv) == 3 && uint64_t(abi::Sys::Reply) == 4 &&
                       uint64_t(abi::Sys::ReplySave) == 5,
                   "syscall.S's SYS_COUNT, ERR_BAD_SYSCALL, SYS_RECV, SYS_REPLY, SYS_REPLY_SAVE");
-    wrmsr(kMsrKernelGsBase, 0);  // the user's GS base
-    wrmsr(kMsrFsBase, 0);        // what g_switch.loaded_fs_key (null) says
 
     // SSE for user code (the kernel itself never touches the FPU), with
     // lazy switching: CR0.TS makes the first FPU instruction trap.

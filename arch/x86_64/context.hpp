@@ -20,6 +20,11 @@ struct UserModeFeatures {
 UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures features,
                                 FrameAllocator& frames);
 
+// The MSRs of the ways into and out of the kernel on this CPU: syscall
+// (EFER.SCE, STAR, LSTAR, SFMASK), and the user's GS and FS bases (0).
+// init_user_mode() does it on the boot CPU; every other CPU for itself.
+void init_entry_msrs();
+
 // The #NM handler: loads the current thread's FPU state.
 void fpu_trap();
 

@@ -1,7 +1,9 @@
-// GDT with a TSS (IST stacks for double fault, NMI, machine check) and the IDT.
+// GDT with a TSS (IST stacks for double fault, NMI, machine check) per CPU,
+// and the IDT all CPUs share.
 #include <cstddef>
 #include <cstdint>
 
+#include "memory.hpp"
 #include "trap.hpp"
 
 extern "C" const uint64_t isr_stub_table[256];
@@ -40,7 +42,7 @@ constexpr uint16_t kTssSelector = 0x28;
 
 // null, kernel code, kernel data, user data, user code, TSS (two slots).
 // The user segments sit where SYSRET expects them (STAR base 0x10).
-alignas(16) uint64_t g_gdt[7] = {
+constexpr uint64_t kGdtTemplate[7] = {
     0,
     0x00AF9A000000FFFF,  // 0x08 kernel code, 64-bit
     0x00CF92000000FFFF,  // 0x10 kernel data
@@ -50,11 +52,9 @@ alignas(16) uint64_t g_gdt[7] = {
     0,
 };
 
-alignas(16) Tss g_tss;
-alignas(16) IdtEntry g_idt[256];
-
 constexpr uint64_t kIstStackSize = 8192;
-alignas(16) uint8_t g_ist_stacks[3][kIstStackSize];
+
+alignas(16) IdtEntry g_idt[256];
 
 void set_gate(uint8_t vector, uint64_t handler, uint8_t ist, uint8_t dpl) {
     IdtEntry& e = g_idt[vector];
@@ -69,19 +69,33 @@ void set_gate(uint8_t vector, uint64_t handler, uint8_t ist, uint8_t dpl) {
 
 }  // namespace
 
-void init_gdt_and_tss() {
-    g_tss.ist[kIstDoubleFault - 1] = reinterpret_cast<uint64_t>(g_ist_stacks[0] + kIstStackSize);
-    g_tss.ist[kIstNmi - 1] = reinterpret_cast<uint64_t>(g_ist_stacks[1] + kIstStackSize);
-    g_tss.ist[kIstMachineCheck - 1] = reinterpret_cast<uint64_t>(g_ist_stacks[2] + kIstStackSize);
-    g_tss.iomap_base = sizeof(Tss);  // no I/O permission bitmap
+// One CPU's GDT (its TSS descriptor is its own), TSS and interrupt stacks
+// (double fault, NMI, machine check).
+struct CpuTables {
+    alignas(16) uint64_t gdt[7];
+    alignas(16) Tss tss;
+    alignas(16) uint8_t ist_stacks[3][kIstStackSize];
+};
 
-    uint64_t base = reinterpret_cast<uint64_t>(&g_tss);
+namespace {
+CpuTables g_boot_tables;
+}  // namespace
+
+void load_gdt_and_tss(CpuTables& t) {
+    for (size_t i = 0; i < 7; ++i) t.gdt[i] = kGdtTemplate[i];
+    t.tss = Tss{};
+    t.tss.ist[kIstDoubleFault - 1] = reinterpret_cast<uint64_t>(t.ist_stacks[0] + kIstStackSize);
+    t.tss.ist[kIstNmi - 1] = reinterpret_cast<uint64_t>(t.ist_stacks[1] + kIstStackSize);
+    t.tss.ist[kIstMachineCheck - 1] = reinterpret_cast<uint64_t>(t.ist_stacks[2] + kIstStackSize);
+    t.tss.iomap_base = sizeof(Tss);  // no I/O permission bitmap
+
+    uint64_t base = reinterpret_cast<uint64_t>(&t.tss);
     uint64_t limit = sizeof(Tss) - 1;
-    g_gdt[5] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (uint64_t(0x89) << 40) |
+    t.gdt[5] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (uint64_t(0x89) << 40) |
                (((limit >> 16) & 0xF) << 48) | (((base >> 24) & 0xFF) << 56);
-    g_gdt[6] = base >> 32;
+    t.gdt[6] = base >> 32;
 
-    DescriptorPointer gdtr{sizeof(g_gdt) - 1, reinterpret_cast<uint64_t>(g_gdt)};
+    DescriptorPointer gdtr{sizeof(t.gdt) - 1, reinterpret_cast<uint64_t>(t.gdt)};
     asm volatile(
         "lgdt %0\n"
         "pushq %1\n"
@@ -98,6 +112,19 @@ void init_gdt_and_tss() {
     asm volatile("ltr %0" ::"r"(kTssSelector));
 }
 
+void init_gdt_and_tss() {
+    load_gdt_and_tss(g_boot_tables);
+}
+
+CpuTables* cpu_tables_create() {
+    return knew<CpuTables>();
+}
+
+void load_idt() {
+    DescriptorPointer idtr{sizeof(g_idt) - 1, reinterpret_cast<uint64_t>(g_idt)};
+    asm volatile("lidt %0" ::"m"(idtr));
+}
+
 void init_idt() {
     for (unsigned v = 0; v < 256; ++v) set_gate(uint8_t(v), isr_stub_table[v], 0, 0);
     set_gate(8, isr_stub_table[8], kIstDoubleFault, 0);
@@ -106,12 +133,11 @@ void init_idt() {
     // The yield vector is callable from ring 3 (int 0x50); every other gate
     // raised by software from user mode is a #GP.
     set_gate(kVectorYield, isr_stub_table[kVectorYield], 0, 3);
-    DescriptorPointer idtr{sizeof(g_idt) - 1, reinterpret_cast<uint64_t>(g_idt)};
-    asm volatile("lidt %0" ::"m"(idtr));
+    load_idt();
 }
 
 void* kernel_entry_stack_slot() {
-    return reinterpret_cast<char*>(&g_tss) + offsetof(Tss, rsp);
+    return reinterpret_cast<char*>(&g_boot_tables.tss) + offsetof(Tss, rsp);
 }
 
 }  // namespace mk::x86

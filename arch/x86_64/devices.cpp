@@ -2,6 +2,7 @@
 #include "cpu.hpp"
 #include "log.hpp"
 #include "platform.hpp"
+#include "spinlock.hpp"
 #include "trap.hpp"
 #include "x86.hpp"
 
@@ -11,7 +12,8 @@ namespace {
 
 constexpr uint16_t kCom1 = 0x3F8;
 bool g_exit_on_panic = true;
-volatile uint32_t* g_lapic = nullptr;
+volatile uint32_t* g_lapic = nullptr;  // the same page on every CPU, each seeing its own
+uint64_t g_tsc_per_ms = 0;             // measured by lapic_timer_start()
 
 // LAPIC registers (offsets in bytes).
 constexpr uint32_t kLapicId = 0x20;
@@ -21,6 +23,9 @@ constexpr uint32_t kLapicSvr = 0xF0;
 constexpr uint32_t kLapicLvtTimer = 0x320;
 constexpr uint32_t kLapicLvtLint1 = 0x360;
 constexpr uint32_t kLvtDeliveryNmi = 4u << 8;
+constexpr uint32_t kLvtMasked = 1u << 16;
+constexpr uint32_t kLapicIcrLow = 0x300;
+constexpr uint32_t kLapicIcrHigh = 0x310;
 constexpr uint32_t kLapicTimerInit = 0x380;
 constexpr uint32_t kLapicTimerCurrent = 0x390;
 constexpr uint32_t kLapicTimerDivide = 0x3E0;
@@ -88,6 +93,10 @@ bool lapic_present() {
 
 void lapic_init(uint64_t apic_base_virt) {
     g_lapic = reinterpret_cast<volatile uint32_t*>(apic_base_virt);
+    lapic_enable(true);
+}
+
+void lapic_enable(bool boot_cpu) {
     constexpr uint64_t kEnable = 1u << 11;
     constexpr uint64_t kX2Apic = 1u << 10;
     uint64_t base = rdmsr(kMsrApicBase);
@@ -102,8 +111,29 @@ void lapic_init(uint64_t apic_base_virt) {
     lapic_write(kLapicSvr, 0x100 | 0xFF);  // software enable, spurious vector 0xFF
     // LINT1 carries NMIs on PC platforms (watchdogs, QEMU's `nmi`). It comes
     // out of reset masked, and an enabled LAPIC drops what a masked LVT
-    // entry would deliver, so unmask it as an NMI input.
-    lapic_write(kLapicLvtLint1, kLvtDeliveryNmi);
+    // entry would deliver, so unmask it as an NMI input: on the boot CPU
+    // only, as the platform wires it to that one (as Linux does).
+    lapic_write(kLapicLvtLint1, boot_cpu ? kLvtDeliveryNmi : kLvtMasked | kLvtDeliveryNmi);
+}
+
+bool lapic_send_ipi(uint32_t apic_id, uint32_t command) {
+    // Destination in ICR[63:56]; writing the low half sends. Delivery
+    // status (bit 12) stays set until the local APIC has sent it: bounded,
+    // so a wedged APIC is an error, never a hang.
+    constexpr uint32_t kDeliveryPending = 1u << 12;
+    lapic_write(kLapicIcrHigh, apic_id << 24);
+    lapic_write(kLapicIcrLow, command);
+    uint64_t start = Cpu::timestamp();
+    uint64_t limit = g_tsc_per_ms == 0 ? 100000000 : g_tsc_per_ms * 10;
+    while ((lapic_read(kLapicIcrLow) & kDeliveryPending) != 0) {
+        if (Cpu::timestamp() - start > limit) return false;
+        __builtin_ia32_pause();
+    }
+    return true;
+}
+
+uint64_t tsc_ticks_per_ms() {
+    return g_tsc_per_ms;
 }
 
 uint32_t lapic_id() {
@@ -146,6 +176,7 @@ TimerInfo lapic_timer_start(uint32_t hz) {
     info.apic_ticks_per_ms = elapsed / kWindowMs;
     if (info.apic_ticks_per_ms == 0) info.apic_ticks_per_ms = 1;
     info.tsc_per_ms = (tsc1 - tsc0) / kWindowMs;
+    g_tsc_per_ms = info.tsc_per_ms;
     uint32_t count = info.apic_ticks_per_ms * 1000 / hz;
     lapic_write(kLapicLvtTimer, kVectorTimer | (1u << 17));  // periodic
     lapic_write(kLapicTimerDivide, 0x3);
@@ -167,11 +198,22 @@ void machine_exit(uint8_t code) {
 
 namespace mk {
 
+namespace {
+// The serial log's lock: a message goes out whole, on any number of CPUs.
+SpinLock g_log_lock{LockLevel::Log};
+}  // namespace
+
 void Cpu::log_write(const char* text, size_t len) {
-    // One CPU for now: interrupts off keeps a message in one piece.
-    bool irq = save_and_disable_interrupts();
+    // A CPU already holding it is inside the log when it faulted or
+    // panicked: it writes without the lock rather than wait for itself.
+    HeldLocks* held = held_locks_here();
+    if (held != nullptr && (held->mask & HeldLocks::bit(LockLevel::Log)) != 0) {
+        x86::serial_write(text, len);
+        return;
+    }
+    bool irq = g_log_lock.lock();
     x86::serial_write(text, len);
-    restore_interrupts(irq);
+    g_log_lock.unlock(irq);
 }
 
 void Cpu::halt_forever() {
@@ -182,13 +224,15 @@ void Cpu::halt_forever() {
 
 namespace x86 {
 namespace {
-uint64_t g_nmis = 0;  // written only by NMI handlers, which do not nest
+// Written only by NMI handlers, which do not nest on one CPU; atomic, as
+// an NMI may reach every CPU at once.
+uint64_t g_nmis = 0;
 uint64_t g_last_nmi_rip = 0;
 }  // namespace
 
 void note_nmi(uint64_t rip) {
-    ++g_nmis;
-    g_last_nmi_rip = rip;
+    __atomic_fetch_add(&g_nmis, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&g_last_nmi_rip, rip, __ATOMIC_RELAXED);
 }
 }  // namespace x86
 

@@ -1,8 +1,10 @@
 // arch_main(): x86-64 bring-up from the long-mode entry to kernel_start().
 //
 // Order (docs/boot.md): static constructors, the per-CPU pointer, the serial
-// log, GDT/TSS/IDT, the multiboot2 information, the kernel address space,
-// the frame allocator and heap, the local APIC timer, then the portable core.
+// log, GDT/TSS/IDT, the multiboot2 information, the ACPI processor list,
+// the kernel address space, the frame allocator and heap, the local APIC
+// timer, the other CPUs (started and parked), then the portable core.
+#include "acpi.hpp"
 #include "config.hpp"
 #include "context.hpp"
 #include "cpu.hpp"
@@ -15,6 +17,7 @@
 #include "panic.hpp"
 #include "percpu.hpp"
 #include "platform.hpp"
+#include "smp.hpp"
 #include "trap.hpp"
 #include "x86.hpp"
 
@@ -112,6 +115,34 @@ bool grow_heap(size_t at_least) {
     }
 }
 
+// Physical memory for the ACPI parser while boot.S's map of the first
+// 4 GiB (at the direct-map base) still stands: tables above it are out of reach.
+const void* boot_map_phys(void*, uint64_t phys, size_t length) {
+    if (length > kBootDirectMapEnd || phys > kBootDirectMapEnd - length) return nullptr;
+    return phys_to_virt(phys);
+}
+
+// The processors the firmware lists; false (logged) when its tables are
+// missing or bad, and the kernel runs on this CPU alone.
+bool find_processors(const BootInfo& boot, acpi::MadtInfo& madt) {
+    acpi::AcpiError e = acpi::find_processors(boot.acpi_rsdp, boot.acpi_rsdp_length,
+                                              {boot_map_phys, nullptr}, madt);
+    if (e != acpi::AcpiError::None) {
+        log("acpi: %s; running on one CPU\n", acpi::acpi_error_name(e));
+        return false;
+    }
+    log("acpi: MADT revision %u (through the %s): %zu CPUs enabled, %zu online-capable, "
+        "LAPIC at %#lx%s\n",
+        madt.madt_revision, madt.used_xsdt ? "XSDT" : "RSDT", madt.enabled,
+        madt.count - madt.enabled, madt.lapic_address,
+        madt.lapic_override ? " (64-bit override)" : "");
+    if (madt.ignored != 0) {
+        log("acpi: %zu more CPUs than the %zu supported; ignored\n", madt.ignored,
+            acpi::MadtInfo::kMaxProcessors);
+    }
+    return true;
+}
+
 }  // namespace
 
 }  // namespace mk::x86
@@ -142,6 +173,8 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
     set_exit_on_panic(config.exit_on_panic);
     log("boot: loader '%.*s', command line '%.*s'\n", int(boot.loader_name_length),
         boot.loader_name, int(boot.cmdline_length), boot.cmdline);
+    acpi::MadtInfo madt;
+    const bool have_madt = config.smp && find_processors(boot, madt);
 
     // --- Physical memory ---
     size_t usable_count = 0;
@@ -255,6 +288,24 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
     TimerInfo timer = lapic_timer_start(kTimerHz);
     log("timer: LAPIC %u Hz (%u APIC ticks per ms), TSC ~%lu MHz, CPU %u\n", timer.hz,
         timer.apic_ticks_per_ms, timer.tsc_per_ms / 1000, lapic_id());
+
+    // --- The other CPUs: started, then parked ---
+    if (!config.smp) {
+        log("smp: off, 1 CPU online\n");
+    } else {
+        size_t online = 1;
+        if (have_madt) {
+            if (madt.lapic_address != lapic_phys) {
+                log("smp: the MADT puts the LAPIC at %#lx, the APIC base MSR at %#lx; using "
+                    "the MSR's\n",
+                    madt.lapic_address, lapic_phys);
+            }
+            // Entry 0 is the first MiB, where the trampoline goes.
+            online = start_application_processors(madt, usable,
+                                                  PhysRanges{g_reserved + 1, reserved_count - 1});
+        }
+        log("smp: %zu CPU%s online\n", online, online == 1 ? "" : "s");
+    }
 
     StartInfo start{g_boot_cpu, &g_frames, config, kTimerHz, boot.modules, boot.module_count};
     kernel_start(start);

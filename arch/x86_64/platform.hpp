@@ -19,7 +19,17 @@ struct TimerInfo {
     uint64_t tsc_per_ms;  // measured over the same window
 };
 bool lapic_present();
+// Maps the LAPIC registers (the page is the same on every CPU) and enables
+// the boot CPU's.
 void lapic_init(uint64_t apic_base_virt);
+// Enables this CPU's LAPIC in xAPIC mode, spurious vector 0xFF; LINT1 is an
+// NMI input on the boot CPU and masked on the others.
+void lapic_enable(bool boot_cpu);
+// Sends an IPI (ICR command word) to one xAPIC id; false when the LAPIC
+// did not report it sent within 10 ms.
+[[nodiscard]] bool lapic_send_ipi(uint32_t apic_id, uint32_t command);
+// TSC ticks per millisecond, as lapic_timer_start() measured (0 before).
+uint64_t tsc_ticks_per_ms();
 TimerInfo lapic_timer_start(uint32_t hz);
 void lapic_eoi();
 uint32_t lapic_id();

@@ -24,8 +24,16 @@ constexpr uint16_t kKernelData = 0x10;
 constexpr uint16_t kUserData = 0x18 | 3;
 constexpr uint16_t kUserCode = 0x20 | 3;
 
+// The boot CPU's GDT and TSS (static storage), and the IDT (filled and loaded).
 void init_gdt_and_tss();
 void init_idt();
+// Another CPU's: its tables come from the kernel heap (null when it is
+// out of memory), made by the boot CPU; the CPU itself loads them, and the
+// shared IDT.
+struct CpuTables;
+CpuTables* cpu_tables_create();
+void load_gdt_and_tss(CpuTables& tables);
+void load_idt();
 // The stack the CPU switches to on an interrupt or exception from ring 3.
 // Where TSS.rsp0 lives, the stack of interrupts from ring 3: every switch
 // writes it (Cpu::SwitchState::entry_stack).

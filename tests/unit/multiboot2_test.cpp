@@ -240,6 +240,49 @@ TEST(Multiboot2, MinimalInfoHasDefaults) {
     EXPECT_EQ(b.memory_map.count(), 1u);
 }
 
+TEST(Multiboot2, AcpiRsdpTags) {
+    std::vector<uint8_t> old_rsdp(20, 0x11);
+    std::vector<uint8_t> new_rsdp(36, 0x22);
+    // Alone, the old copy is recorded.
+    auto p = parse(InfoBuilder().tag(14, old_rsdp).memory_map(kTypicalMap).bytes());
+    ASSERT_TRUE(p->ok()) << p->reason;
+    BootInfo b = p->info();
+    ASSERT_NE(b.acpi_rsdp, nullptr);
+    EXPECT_EQ(b.acpi_rsdp_length, 20u);
+    EXPECT_FALSE(b.acpi_rsdp_new);
+    EXPECT_EQ(static_cast<const uint8_t*>(b.acpi_rsdp)[0], 0x11);
+    EXPECT_EQ(static_cast<const uint8_t*>(b.acpi_rsdp) - p->memory.get(), 8 + 8);
+    // With both, the new copy wins, in either order.
+    for (bool new_first : {false, true}) {
+        InfoBuilder ib;
+        if (new_first) ib.tag(15, new_rsdp);
+        ib.tag(14, old_rsdp);
+        if (!new_first) ib.tag(15, new_rsdp);
+        auto q = parse(ib.memory_map(kTypicalMap).bytes());
+        ASSERT_TRUE(q->ok()) << q->reason;
+        BootInfo c = q->info();
+        EXPECT_TRUE(c.acpi_rsdp_new) << new_first;
+        EXPECT_EQ(c.acpi_rsdp_length, 36u) << new_first;
+        EXPECT_EQ(static_cast<const uint8_t*>(c.acpi_rsdp)[0], 0x22) << new_first;
+    }
+    // Absent: null.
+    auto r = parse(InfoBuilder().memory_map(kTypicalMap).bytes());
+    ASSERT_TRUE(r->ok()) << r->reason;
+    EXPECT_EQ(r->info().acpi_rsdp, nullptr);
+    EXPECT_EQ(r->info().acpi_rsdp_length, 0u);
+    EXPECT_EQ(r->info().unknown_tags, 0u);
+}
+
+TEST(Multiboot2, DuplicateAcpiRsdpTagIsRefused) {
+    std::vector<uint8_t> rsdp(20, 0);
+    EXPECT_PARSE_ERROR(
+        parse(InfoBuilder().tag(14, rsdp).tag(14, rsdp).memory_map(kTypicalMap).bytes()),
+        Error::InvalidArgument, "duplicate ACPI RSDP tag");
+    EXPECT_PARSE_ERROR(
+        parse(InfoBuilder().tag(15, rsdp).tag(15, rsdp).memory_map(kTypicalMap).bytes()),
+        Error::InvalidArgument, "duplicate ACPI RSDP tag");
+}
+
 TEST(Multiboot2, EmptyMemoryMapIsAccepted) {
     auto p = parse(InfoBuilder().memory_map({}).bytes());
     ASSERT_TRUE(p->ok()) << p->reason;
@@ -654,7 +697,11 @@ std::vector<uint8_t> random_valid_info(std::mt19937_64& rng, Expected* expected)
                 for (size_t i = rng() % 3; i > 0; --i) {
                     std::vector<uint8_t> payload(rng() % 20);
                     for (uint8_t& c : payload) c = uint8_t(rng());
-                    b.tag(9 + uint32_t(rng() % 100), payload);
+                    // Types the parser does not know (14 and 15, the ACPI
+                    // RSDP copies, it does, and refuses twice).
+                    uint32_t type = 9 + uint32_t(rng() % 100);
+                    if (type == 14 || type == 15) type += 100;
+                    b.tag(type, payload);
                 }
                 break;
         }

@@ -212,7 +212,12 @@ class Cpu {
         asm volatile("mov %%gs:0, %0" : "=r"(cpu));
         return cpu;
     }
-    static uint32_t cpu_index() { return 0; }
+    // PerCpu::index, at a fixed offset from the per-CPU base (percpu.hpp checks it).
+    static uint32_t cpu_index() {
+        uint32_t index;
+        asm volatile("movl %%gs:%c1, %0" : "=r"(index) : "i"(kPerCpuIndexOffset));
+        return index;
+    }
 
     static uint64_t timestamp() {
         uint32_t lo, hi;
