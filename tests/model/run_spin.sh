@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# run_spin.sh [workdir] -- exhaustive SPIN model check of block_wake_donate.pml
+# run_spin.sh [workdir] -- exhaustive SPIN model checks of the IPC and scheduler models
+# (tests/model/README.md)
 #
 # Runs (at most $SPIN_JOBS=2 at a time), each in its own directory under workdir:
 #   * properties that must HOLD (errors: 0, complete search, no depth truncation)
 #   * negative controls that must FAIL (spin must find the planted bug; otherwise the
 #     model could not detect it and proves nothing)
+#   * reachability probes that must FAIL (-DPROBE=n: the model reaches REACH(n), an
+#     interleaving the properties are meant to cover)
 # Exit 0 only if every run behaves as expected.  VERBOSE=1 also prints the
 # counterexample narrative of each negative control.  No -DBITSTATE: searches are exhaustive.
 set -u -o pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-model=block_wake_donate.pml
 jobs_max=${SPIN_JOBS:-2}
 depth=${SPIN_DEPTH:-200000}              # -m: max DFS depth (reached depth is ~2,100)
 cc_flags=(-w -DMEMLIM=900)   # MEMLIM: MB per pan (two run at once); no BITSTATE/HC: exhaustive
@@ -26,25 +28,31 @@ else
 fi
 work=$(cd "$work" && pwd)
 
-# name ; expect (pass|fail) ; spin -D flags ; mode (safety|np|np-only) ; fail regex ; label
+# name ; expect (pass|fail|reach) ; model ; spin -D flags ; mode (safety|np|np-only|probe) ;
+# fail regex (fail) or the probe numbers that must all be reached (reach) ; label
+ipc=ipc_rendezvous.pml
 runs=(
-  "safety_2w2p;pass;;safety;;lost-wakeup/deadlock/protocol asserts (safety, 2 waiters + 2 wakers)"
-  "safety_3w1p;pass;-DNW=3 -DNP=1 -DIPW=2;safety;;lost-wakeup/deadlock/protocol asserts (safety, 3 waiters + 1 waker)"
-  "np_2w2p;pass;;np;;termination: no livelock / non-progress cycle (2 waiters + 2 wakers)"
-  "neg_no_lock;fail;-DBUGGY_NO_LOCK;safety;assertion violated|invalid end state;negative control BUGGY_NO_LOCK: check-then-sleep not under Endpoint::lock_"
-  "neg_no_pending;fail;-DBUGGY_NO_PENDING;safety;assertion violated|invalid end state;negative control BUGGY_NO_PENDING: block() ignores wake_pending"
-  "neg_running_only;fail;-DSPEC_WAKE_RUNNING_ONLY;safety;assertion violated|invalid end state;negative control SPEC_WAKE_RUNNING_ONLY: wake_pending only if Running (armed+preempted missed)"
-  "neg_sleep_holding_ep;fail;-DBUGGY_SLEEP_HOLDING_EP;np-only;non-progress cycle;negative control BUGGY_SLEEP_HOLDING_EP: sleeps holding Endpoint::lock_ (livelock)"
+  "ipc_drops;pass;$ipc;-DSERVER_DROPS;safety;;ipc: 2 clients x 2 calls (C1 timed), server ReplyRecv or Recv-drop, kill"
+  "ipc_destroy;pass;$ipc;-DDESTROY -DBUDGET=2;safety;;ipc: 2 clients x 2 calls, server ReplyRecv, kill, endpoint destroy"
+  "ipc_sender;pass;$ipc;-DSENDER -DNCALLS=1;safety;;ipc: 2 clients x 1 call + a sender's Send, kill"
+  "ipc_np;pass;$ipc;-DBUDGET=2;np;;ipc: termination, no non-progress cycle (2 clients x 2 calls, kill)"
+  "ipc_destroy_drops;pass;$ipc;-DDESTROY -DSERVER_DROPS -DNCALLS=1;safety;;ipc: 2 clients x 1 call, server ReplyRecv or Recv-drop, kill, destroy"
+  "ipc_probes;reach;$ipc;-DPROBE_ALL -DSERVER_DROPS -DDESTROY -DNCALLS=1;probe;1 2 3 4 5 6 7 8 9 10 11 12;ipc reachability probes 1-12 (README.md)"
+  "ipc_probes_send;reach;$ipc;-DPROBE_ALL -DSENDER -DNCALLS=1 -DBUDGET=2;probe;13;ipc reachability probe 13: Send donates through the yield vector"
+  "ipc_neg_timeout_unlink;fail;$ipc;-DBUG_TIMEOUT_NO_UNLINK;safety;assertion violated|invalid end state;ipc negative control BUG_TIMEOUT_NO_UNLINK: a timeout leaves the thread on its wait queue"
+  "ipc_neg_reply_seq;fail;$ipc;-DBUG_REPLY_NO_SEQ -DSERVER_DROPS;safety;assertion violated|invalid end state;ipc negative control BUG_REPLY_NO_SEQ: a reply token's call number is not checked"
+  "ipc_neg_call_unlocked;fail;$ipc;-DBUG_CALL_UNLOCKED;safety;assertion violated|invalid end state;ipc negative control BUG_CALL_UNLOCKED: call drops the lock between the receiver check and the block"
+  "ipc_neg_kill_no_wake;fail;$ipc;-DBUG_KILL_NO_WAKE;safety;assertion violated|invalid end state;ipc negative control BUG_KILL_NO_WAKE: kill does not wake a Blocked thread"
+  "ipc_neg_fast_no_cancel;fail;$ipc;-DBUG_FAST_NO_CANCEL;safety;assertion violated|invalid end state;ipc negative control BUG_FAST_NO_CANCEL: the fast path's switch keeps the partner's timeout"
 )
 
-split() { IFS=';' read -r name expect defs mode pattern label <<<"$1"; }
+split() { IFS=';' read -r name expect model defs mode pattern label <<<"$1"; }
 
 run_one() { # run_one LINE -- verify one configuration in $work/<name>
-    local name expect defs mode pattern label d
+    local name expect model defs mode pattern label d
     split "$1"
     d=$work/$name
-    local opt=-O2                        # long searches: optimise pan
-    [ "$expect" = fail ] && opt=-O0      # negative controls stop at the first error: compile fast
+    local opt=-O0                        # pan.c is large: -O2 compiles for longer than it saves
     rm -rf "$d"; mkdir -p "$d"; cp "$here/$model" "$d/"
     (
         cd "$d" || exit 1
@@ -55,6 +63,7 @@ run_one() { # run_one LINE -- verify one configuration in $work/<name>
             safety)  gcc "$opt" "${cc_flags[@]}" -DSAFETY -o pan pan.c >cc.log 2>&1 && ./pan -m"$depth" >pan.out 2>&1 ;;
             np)      gcc "$opt" "${cc_flags[@]}" -DNP -o pan pan.c >cc.log 2>&1 && ./pan -l -m"$depth" >pan.out 2>&1 ;;
             np-only) gcc "$opt" "${cc_flags[@]}" -DNP -o pan pan.c >cc.log 2>&1 && ./pan -l -A -E -m"$depth" >pan.out 2>&1 ;;
+            probe)   gcc "$opt" "${cc_flags[@]}" -DSAFETY -o pan pan.c >cc.log 2>&1 && ./pan -c0 -m"$depth" >pan.out 2>&1 ;;
         esac
         awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}' >time.txt
     )
@@ -84,7 +93,19 @@ for r in "${runs[@]}"; do
        || grep -qiE 'max search depth too small|out of memory|memory limit|pan: reached -DMEMLIM' "$out"; then
         complete=0
     fi
-    if [ "$expect" = pass ]; then
+    if [ "$expect" = reach ]; then
+        missing=""
+        for n in $pattern; do
+            grep -q "assertion violated ($n==100)" "$out" 2>/dev/null || missing="$missing $n"
+        done
+        if [ -s "$out" ] && [ -z "$missing" ]; then
+            echo "spin: $label (must reach): PASS ($stats, ${secs}s)"
+        else
+            status=1
+            echo "spin: $label (must reach): FAIL -- not reached:${missing:- (no output)}"
+            cat "$d/spin.log" "$d/cc.log" 2>/dev/null | tail -20
+        fi
+    elif [ "$expect" = pass ]; then
         if [ "$complete" = 1 ] && grep -q 'errors: 0' "$out" && ! grep -q 'Search not completed' "$out"; then
             echo "spin: $label: PASS ($stats, ${secs}s)"
         else
