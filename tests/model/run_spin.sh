@@ -31,18 +31,23 @@ work=$(cd "$work" && pwd)
 # name ; expect (pass|fail|reach) ; model ; spin -D flags ; mode (safety|np|np-only|probe) ;
 # fail regex (fail) or the probe numbers that must all be reached (reach) ; label
 ipc=ipc_rendezvous.pml
+pb=prepare_block.pml
 runs=(
   "ipc_drops;pass;$ipc;-DSERVER_DROPS;safety;;ipc: 2 clients x 2 calls (C1 timed), server ReplyRecv or Recv-drop, kill"
   "ipc_destroy;pass;$ipc;-DDESTROY -DBUDGET=2;safety;;ipc: 2 clients x 2 calls, server ReplyRecv, kill, endpoint destroy"
-  "ipc_sender;pass;$ipc;-DSENDER -DNCALLS=1;safety;;ipc: 2 clients x 1 call + a sender's Send, kill"
+  "ipc_sender;pass;$ipc;-DSENDER -DNCALLS=1 -DBUDGET=2;safety;;ipc: 2 clients x 1 call + a sender's Send, kill"
   "ipc_np;pass;$ipc;-DBUDGET=2;np;;ipc: termination, no non-progress cycle (2 clients x 2 calls, kill)"
   "ipc_destroy_drops;pass;$ipc;-DDESTROY -DSERVER_DROPS -DNCALLS=1;safety;;ipc: 2 clients x 1 call, server ReplyRecv or Recv-drop, kill, destroy"
   "ipc_probes;reach;$ipc;-DPROBE_ALL -DSERVER_DROPS -DDESTROY -DNCALLS=1;probe;1 2 3 4 5 6 7 8 9 10 11 12;ipc reachability probes 1-12 (README.md)"
-  "ipc_probes_send;reach;$ipc;-DPROBE_ALL -DSENDER -DNCALLS=1 -DBUDGET=2;probe;13;ipc reachability probe 13: Send donates through the yield vector"
+  "ipc_probes_send;reach;$ipc;-DPROBE_ALL -DSENDER -DNCALLS=1 -DBUDGET=1;probe;13;ipc reachability probe 13: Send donates through the yield vector"
   "ipc_neg_timeout_unlink;fail;$ipc;-DBUG_TIMEOUT_NO_UNLINK;safety;assertion violated|invalid end state;ipc negative control BUG_TIMEOUT_NO_UNLINK: a timeout leaves the thread on its wait queue"
   "ipc_neg_reply_seq;fail;$ipc;-DBUG_REPLY_NO_SEQ -DSERVER_DROPS;safety;assertion violated|invalid end state;ipc negative control BUG_REPLY_NO_SEQ: a reply token's call number is not checked"
   "ipc_neg_call_unlocked;fail;$ipc;-DBUG_CALL_UNLOCKED;safety;assertion violated|invalid end state;ipc negative control BUG_CALL_UNLOCKED: call drops the lock between the receiver check and the block"
   "ipc_neg_kill_no_wake;fail;$ipc;-DBUG_KILL_NO_WAKE;safety;assertion violated|invalid end state;ipc negative control BUG_KILL_NO_WAKE: kill does not wake a Blocked thread"
+  "pb_safety;pass;$pb;;safety;;prepare_block/block: no lost wake-up (a thread and an IRQ signal, preemption)"
+  "pb_np;pass;$pb;;np;;prepare_block/block: termination, no non-progress cycle"
+  "pb_neg_no_pending;fail;$pb;-DBUG_NO_PENDING;safety;assertion violated|invalid end state;prepare_block negative control BUG_NO_PENDING: block() ignores wake_pending"
+  "pb_neg_running_only;fail;$pb;-DSPEC_WAKE_RUNNING_ONLY;safety;assertion violated|invalid end state;prepare_block negative control SPEC_WAKE_RUNNING_ONLY: wake_pending only if Running"
   "ipc_neg_fast_no_cancel;fail;$ipc;-DBUG_FAST_NO_CANCEL;safety;assertion violated|invalid end state;ipc negative control BUG_FAST_NO_CANCEL: the fast path's switch keeps the partner's timeout"
 )
 
