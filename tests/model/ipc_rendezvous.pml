@@ -259,6 +259,7 @@ inline hand_off_locked(t) {
    lock may be held across it. */
 inline switch_locked(t) {
   assert(sched_lock == current && tbl_lock == NONE);
+  printf("    [cpu: T%d -> T%d]\n", current, t);
   state[t] = RUNNING; current = t;
   sched_lock = NONE;                            /* released by the incoming thread */
   inv(); nxt = NONE; tgt = NONE
@@ -403,7 +404,7 @@ inline exit_current(me) {
    point of no return: S receives, the client blocks on S's callers, switch to S. */
 #define FAST_CALL_OK(me) (qlen[RVQ] > 0 && tok == 0 && !exitreq[S] && !exitreq[me])
 inline fastpath_call(me) {
-  REACH(1);
+  REACH(1); printf("C%d Call #%d: FastPath::call to S\n", me, cseq[me] + 1);
   tbl_lock = me; sched_lock = me;               /* table.lock_.lock_raw(); s.lock_.lock_raw() */
   tt = QE(RVQ, 0); assert(tt == S);
   q_remove(RVQ, S); won[S] = NONE;
@@ -440,6 +441,7 @@ inline call_impl(me, tmo) {
      fi;
 #endif
      cseq[me]++;
+     printf("C%d Call #%d: call_impl, %d receiver(s) waiting\n", me, cseq[me], qlen[RVQ]);
      if
      :: NO_RECEIVER ->                            /* nobody waits: queue as a caller */
         msg[me] = TOKEN(me);
@@ -502,6 +504,7 @@ retake:
 end_call:  /* waiting for its result: Idle checks that nobody waits for ever */
      atomic { MINE(me) -> STEP;            /* back at user mode, interrupts on */
        if :: blk -> st = res[me]; res[me] = R_OK :: else fi;
+       printf("C%d Call #%d returns %d (0 ok, 2 TimedOut, 3 Interrupted, 4 Destroyed, 5 PeerDied)\n", me, cseq[me], st);
        check_outcome(me);
        st = 0; blk = 0; dec = 0;
        if
@@ -534,6 +537,7 @@ inline recv_locked() {
                     (qlen[SQ] == 0 || (op[QE(SQ, 0)] == OP_CALL && !exitreq[QE(SQ, 0)])))
 #define FAST_RR_SEQ SEQ_OK(QE(CQ, 0), tok)
 inline fastpath_reply_recv() {
+  printf("S ReplyRecv(C%d #%d): FastPath::reply_recv\n", tok / 8, tok % 8);
   tbl_lock = S; sched_lock = S;
   c1 = QE(CQ, 0);
   if
@@ -569,6 +573,7 @@ inline fastpath_reply_recv() {
 
 /* Endpoint::reply_recv(token, reply, 0), general path */
 inline reply_recv_locked(token) {
+  printf("S ReplyRecv(C%d #%d): Endpoint::reply_recv\n", token / 8, token % 8);
   if
   :: dead -> st = R_DESTROYED                   /* nothing done, not even the reply */
   :: else ->
@@ -601,6 +606,7 @@ inline reply_recv_locked(token) {
 
 /* Endpoint::reply(token) / reply_drop(token) (own critical section) */
 inline reply_locked(token, r) {
+  printf("S reply (result %d: 0 reply, 5 drop) to C%d #%d\n", r, token / 8, token % 8);
   reply_target_locked(token);
   if
   :: tt != NONE && r == R_OK -> msg[tt] = token; complete_locked(tt, R_OK)
@@ -623,7 +629,8 @@ end_wait:
   :: atomic { MINE(S) -> STEP;             /* complete_ipc() for the receive */
        if :: blk -> st = res[S]; res[S] = R_OK :: else fi; blk = 0;
        assert(st == R_OK || st == R_DESTROYED);
-       if :: st == R_OK -> assert(unread); unread = 0 :: else fi }
+       if :: st == R_OK -> assert(unread); unread = 0 :: else fi;
+       printf("S receive returns %d, message %d (8*sender+number)\n", st, msg[S]) }
      if
      :: st == R_OK && superseded != 0 ->        /* the unanswered call it replaced: PeerDied */
         atomic { MINE(S) -> STEP; assert(sched_lock == NONE); sched_lock = S;
@@ -657,6 +664,7 @@ end_wait:
 #ifdef SERVER_DROPS
      :: tok != 0 ->                             /* Recv without answering: sys_recv */
         atomic { MINE(S) -> STEP; superseded = tok; st = 0;
+                 printf("S Recv, holding C%d #%d unanswered\n", tok / 8, tok % 8);
                  assert(sched_lock == NONE); sched_lock = S;
                  recv_locked(); if :: !blk -> sched_lock = NONE; inv() :: else fi }
 #endif
@@ -703,10 +711,11 @@ active proctype Timer() {
 end_timer:
   do
   ::  atomic { !check && sched_lock == NONE && budget > 0 && current != IDLE && qlen[RQ] + qlen[HQ] > 0 ->
-       budget--; assert(donate_target == NONE);
+       budget--; assert(donate_target == NONE); printf("timer: preempts T%d\n", current);
        sched_lock = current; schedule_locked(0) }
   :: atomic { !check && sched_lock == NONE && timed[1] ->  /* the deadline of C1 passed */
        if :: won[1] == CQ -> REACH(5) :: won[1] == SQ -> REACH(6) :: else fi;
+       printf("timer: C1's deadline passes\n");
        sched_lock = current; wake_locked(1, TIMEDOUT); sched_lock = NONE; inv() }
   od
 }
@@ -717,7 +726,7 @@ active proctype Killer() {
 end_killer:
   atomic { started && !check && sched_lock == NONE && !quiesced ->
     if :: current != 0 -> tgt = 0 :: current != 1 -> tgt = 1 fi;
-    sched_lock = current; killed = 1;
+    sched_lock = current; killed = 1; printf("kill(C%d)\n", tgt);
     if
     :: state[tgt] == DEAD
     :: else ->
@@ -739,7 +748,7 @@ end_killer:
 active proctype Destroyer() {
 end_destroyer:
   atomic { started && !check && sched_lock == NONE && !quiesced ->
-    sched_lock = current; destroyed = 1;
+    sched_lock = current; destroyed = 1; printf("Endpoint::close_receive_side()\n");
     if
     :: !dead -> dead = 1;
        do :: qlen[SQ] > 0 -> tt = QE(SQ, 0); ticket[tt] = 0; complete_locked(tt, R_DESTROYED)
