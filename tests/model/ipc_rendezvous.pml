@@ -75,7 +75,8 @@ mtype = { WOKEN, TIMEDOUT, INTERRUPTED };                  /* WakeReason */
 #define SQ  2                   /* Endpoint::senders_ */
 #define RVQ 3                   /* Endpoint::receivers_ */
 #define CQ  4                   /* S's IpcState::callers */
-#define NQ  5
+#define SVQ 5                   /* Reply::caller_ of the saved reply (-DSAVED_REPLY) */
+#define NQ  6
 byte qa[NQ * NT];
 byte qlen[NQ];
 #define QE(x, i) qa[(x) * NT + (i)]
@@ -179,7 +180,7 @@ inline check_invariants() {
      assert(won[iv_j] == NONE || won[iv_j] == iv_w);
      assert(iv_w != SQ  || op[iv_j] == OP_SEND || op[iv_j] == OP_CALL);
      assert(iv_w != RVQ || op[iv_j] == OP_RECV);
-     assert((iv_w == CQ) == (op[iv_j] == OP_RWAIT));
+     assert((iv_w == CQ || iv_w == SVQ) == (op[iv_j] == OP_RWAIT));
      assert((state[iv_j] == BLOCKED) == (res[iv_j] == R_PEND));
      assert((state[iv_j] == BLOCKED) == (op[iv_j] != OP_NONE));
      assert(!timed[iv_j] || state[iv_j] == BLOCKED);
@@ -356,16 +357,17 @@ inline transfer_to_server(m) {
 #endif
 }
 
-/* endpoint.cpp reply_target_locked(token, S.callers) -> tt (or NONE) */
+/* endpoint.cpp reply_target_locked(token, queue) -> tt (or NONE); queue: S.callers, or
+   the saved reply's queue */
 #ifdef BUG_REPLY_NO_SEQ
 #define SEQ_OK(t, token) 1            /* BUG: a token of an earlier call matches too */
 #else
 #define SEQ_OK(t, token) (cseq[t] == (token) % 8)
 #endif
-inline reply_target_locked(token) {
+inline reply_target_locked(token, q) {
   tt = token / 8;
   if
-  :: token != 0 && op[tt] == OP_RWAIT && state[tt] == BLOCKED && won[tt] == CQ &&
+  :: token != 0 && op[tt] == OP_RWAIT && state[tt] == BLOCKED && won[tt] == q &&
      SEQ_OK(tt, token) -> skip
   :: else -> tt = NONE
   fi
@@ -577,7 +579,7 @@ inline reply_recv_locked(token) {
   if
   :: dead -> st = R_DESTROYED                   /* nothing done, not even the reply */
   :: else ->
-     reply_target_locked(token); c1 = tt; tt = 0;
+     reply_target_locked(token, CQ); c1 = tt; tt = 0;
      if
      :: c1 != NONE && qlen[SQ] == 0 ->          /* no sender: answer and wait */
         if
@@ -607,7 +609,7 @@ inline reply_recv_locked(token) {
 /* Endpoint::reply(token) / reply_drop(token) (own critical section) */
 inline reply_locked(token, r) {
   printf("S reply (result %d: 0 reply, 5 drop) to C%d #%d\n", r, token / 8, token % 8);
-  reply_target_locked(token);
+  reply_target_locked(token, CQ);
   if
   :: tt != NONE && r == R_OK -> msg[tt] = token; complete_locked(tt, R_OK)
   :: tt != NONE && r == R_PEERDIED -> REACH(9); dropped[tt] = token % 8; complete_locked(tt, R_PEERDIED)
@@ -615,6 +617,51 @@ inline reply_locked(token, r) {
   fi;
   tt = 0
 }
+
+#ifdef SAVED_REPLY
+byte stok;                      /* the saved reply's token (Reply::token_), 0: none */
+
+/* Endpoint::save_reply(token, saved) (sys_reply_save): the caller moves from S's callers
+   to the Reply's queue; a stale token is BadHandle and changes nothing */
+inline save_reply_locked() {
+  reply_target_locked(tok, CQ);
+  if
+  :: tt != NONE -> REACH(14); q_remove(CQ, tt); q_push(SVQ, tt); won[tt] = SVQ; stok = tok; tok = 0
+  :: else
+  fi;
+  tt = 0
+}
+
+/* FastPath::reply() (syscall Reply on a saved reply): the caller the Reply was saved
+   from waits on it, nobody was killed; answer it, the replier waits Ready at the front
+   of the hand-off queue (lent_quantum), switch to the caller. */
+#define FAST_REPLY_OK (stok != 0 && qlen[SVQ] > 0 && QE(SVQ, 0) == stok / 8 && \
+                       SEQ_OK(QE(SVQ, 0), stok) && !exitreq[QE(SVQ, 0)] && !exitreq[S])
+inline fastpath_reply() {
+  REACH(15);
+  tbl_lock = S; sched_lock = S;
+  c1 = QE(SVQ, 0);
+  q_remove(SVQ, c1); won[c1] = NONE;                          /* answer() */
+  op[c1] = OP_NONE; set_result(c1, R_OK); msg[c1] = stok;
+  tbl_lock = NONE;                                            /* vacate_locked, unlock */
+  stok = 0;
+  state[S] = READY; lent[S] = 1; q_push_front(HQ, S);
+  tt = c1; c1 = 0;
+  direct_switch(tt)                                           /* FastPath::switch_to */
+}
+
+/* sys_reply -> Reply::answer -> Endpoint::reply_saved(token, saved, msg, Donate::Yes),
+   then yield_to_donate_target(): interrupts off throughout */
+inline reply_saved_and_yield() {
+  reply_target_locked(stok, SVQ);
+  if
+  :: tt != NONE -> REACH(16); msg[tt] = stok; complete_locked(tt, R_OK);
+     donate_target = tt; tt = 0; stok = 0;
+     schedule_locked(1)                                       /* on_yield_vector() */
+  :: else -> tt = 0; stok = 0; sched_lock = NONE; inv()       /* BadHandle: timed out, killed */
+  fi
+}
+#endif
 
 proctype Server() {
   byte st;
@@ -661,6 +708,22 @@ end_wait:
            fi
         fi;
         token = 0
+#ifdef SAVED_REPLY
+     :: tok != 0 ->                             /* ReplySave, Reply(saved), then Recv */
+        atomic { MINE(S) -> STEP; printf("S ReplySave(C%d #%d)\n", tok / 8, tok % 8);
+                 assert(sched_lock == NONE); sched_lock = S;
+                 save_reply_locked(); sched_lock = NONE; inv() }
+        atomic { MINE(S) -> STEP; printf("S Reply(saved C%d #%d)\n", stok / 8, stok % 8);
+          if
+          :: stok != 0 && FAST_REPLY_OK -> fastpath_reply()
+          :: stok != 0 ->                       /* a miss (or not the fast path's case) */
+             assert(sched_lock == NONE); sched_lock = S; reply_saved_and_yield()
+          :: else                               /* the save failed: nothing to answer */
+          fi }
+        atomic { MINE(S) -> STEP; superseded = tok; st = 0;
+                 assert(sched_lock == NONE); sched_lock = S;
+                 recv_locked(); if :: !blk -> sched_lock = NONE; inv() :: else fi }
+#endif
 #ifdef SERVER_DROPS
      :: tok != 0 ->                             /* Recv without answering: sys_recv */
         atomic { MINE(S) -> STEP; superseded = tok; st = 0;
@@ -714,7 +777,8 @@ end_timer:
        budget--; assert(donate_target == NONE); printf("timer: preempts T%d\n", current);
        sched_lock = current; schedule_locked(0) }
   :: atomic { !check && sched_lock == NONE && timed[1] ->  /* the deadline of C1 passed */
-       if :: won[1] == CQ -> REACH(5) :: won[1] == SQ -> REACH(6) :: else fi;
+       if :: won[1] == CQ -> REACH(5) :: won[1] == SQ -> REACH(6) :: won[1] == SVQ -> REACH(17)
+          :: else fi;
        printf("timer: C1's deadline passes\n");
        sched_lock = current; wake_locked(1, TIMEDOUT); sched_lock = NONE; inv() }
   od
