@@ -28,6 +28,11 @@
  *                          looking at receivers_ and blocking / delivering
  *   BUG_KILL_NO_WAKE       kill_locked() sets exit_requested but does not wake a Blocked thread
  *   BUG_FAST_NO_CANCEL     the fast path's switch to the partner keeps its timeout armed
+ *   BUG_SWITCH_HOLDING_TABLE  FastPath::reply_recv releases the handle-table lock only
+ *                          after the switch (held across it)
+ *   BUG_NO_EXIT_ON_RETURN  before_return_to_user() does not end a killed thread, whose
+ *                          user code retries the call that returned Interrupted: a
+ *                          livelock (-DNP run)
  */
 #ifndef NC
 #define NC 2                    /* clients: ids 0..NC-1 */
@@ -510,7 +515,11 @@ end_call:  /* waiting for its result: Idle checks that nobody waits for ever */
        check_outcome(me);
        st = 0; blk = 0; dec = 0;
        if
+#ifndef BUG_NO_EXIT_ON_RETURN
        :: exitreq[me] -> exit_current(me); goto gone   /* before_return_to_user() */
+#else
+       :: exitreq[me] -> k--                   /* its user code retries the call */
+#endif
        :: else
        fi }
   :: else -> break
@@ -563,7 +572,9 @@ inline fastpath_reply_recv() {
      op[c1] = OP_NONE; set_result(c1, R_OK); msg[c1] = tok;
      op[S] = OP_RECV; res[S] = R_PEND; tok = 0; superseded = 0; blk = 1;
      mark_current_blocked_locked(RVQ, 0);
+#ifndef BUG_SWITCH_HOLDING_TABLE
      tbl_lock = NONE;
+#endif
      tt = c1; c1 = 0;
 #ifdef BUG_FAST_NO_CANCEL
      assert(state[tt] == BLOCKED && won[tt] == NONE); donate_target = NONE; switch_locked(tt)
