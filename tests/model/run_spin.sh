@@ -34,7 +34,7 @@ ipc=ipc_rendezvous.pml
 pb=prepare_block.pml
 runs=(
   "ipc_drops;pass;$ipc;-DSERVER_DROPS;safety;;ipc: 2 clients x 2 calls (C1 timed), server ReplyRecv or Recv-drop, kill"
-  "ipc_destroy;pass;$ipc;-DDESTROY -DBUDGET=2;safety;;ipc: 2 clients x 2 calls, server ReplyRecv, kill, endpoint destroy"
+  "ipc_destroy;pass;$ipc;-DDESTROY -DBUDGET=1;safety;;ipc: 2 clients x 2 calls, server ReplyRecv, kill, endpoint destroy"
   "ipc_sender;pass;$ipc;-DSENDER -DNCALLS=1 -DBUDGET=2;safety;;ipc: 2 clients x 1 call + a sender's Send, kill"
   "ipc_saved;pass;$ipc;-DSAVED_REPLY;safety;;ipc: 2 clients x 2 calls, server ReplyRecv or ReplySave + Reply(saved) + Recv, kill"
   "ipc_np;pass;$ipc;-DBUDGET=2;np;;ipc: termination, no non-progress cycle (2 clients x 2 calls, kill)"
