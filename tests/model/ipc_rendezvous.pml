@@ -15,11 +15,15 @@
  *               general path), C1 with a timeout (general path only: the fast path
  *               takes only kForever).
  *   S           server: Recv, then a loop of ReplyRecv (or, with SERVER_DROPS, a plain
- *               Recv that supersedes the unanswered call: PeerDied for its caller).
+ *               Recv that supersedes the unanswered call: PeerDied for its caller; or,
+ *               with SAVED_REPLY, ReplySave + Reply on the saved reply + Recv).
  *   X           (with -DSENDER) a sender: NSENDS x Send.
  *   IDLE        the idle thread.
  * Interrupt-like events: Timer (preemption + timeouts), Killer (Scheduler::kill of a
  * client, at most once), Destroyer (with -DDESTROY: Endpoint::close_receive_side).
+ *
+ * PROBE=n / PROBE_ALL: reachability probes (REACH(n) fails; run_spin.sh checks that
+ * each is reached).
  *
  * Negative controls (must FAIL):
  *   BUG_TIMEOUT_NO_UNLINK  end_wait_locked() on a timeout leaves the thread linked
@@ -137,7 +141,7 @@ byte  iv_i, iv_j, iv_c, iv_w, iv_q; /* scratch of inv() */
 #endif
 #define TOKEN(c) (8 * (c) + cseq[c])
 
-/* ---------------- queues ---------------- */
+/* ---------------- queues: WaitQueue::push_back, push_front, remove, pop_front ---------------- */
 inline q_push(x, t) { assert(qlen[x] < NT); QE(x, qlen[x]) = t; qlen[x]++ }
 inline q_push_front(x, t) {
   assert(qlen[x] < NT); ii = qlen[x];
@@ -484,6 +488,8 @@ inline check_outcome(me) {
   killed_blocked[me] = 0
 }
 
+/* a client thread's user code: NCALLS x Call (sys_call: FastPath::call, else
+   Endpoint::call_impl), then it ends (exit_current) */
 proctype Client(byte me) {
   byte k;
   byte st;                                      /* Status of the syscall */
@@ -674,6 +680,9 @@ inline reply_saved_and_yield() {
 }
 #endif
 
+/* the server thread's user code: sys_recv, then sys_reply_recv in a loop (FastPath::
+   reply_recv, else Endpoint::reply_recv); with SERVER_DROPS also sys_recv holding a call,
+   with SAVED_REPLY sys_reply_save + sys_reply on the saved reply + sys_recv */
 proctype Server() {
   byte st;
   bit blk;
@@ -748,6 +757,7 @@ end_wait:
 
 /* ================= a sender (Endpoint::send) ================= */
 #ifdef SENDER
+/* the sender thread's user code: NSENDS x sys_send -> Endpoint::send, then it ends */
 proctype Sender() {
   byte k, st;
   bit blk;
