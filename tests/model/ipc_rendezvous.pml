@@ -102,6 +102,8 @@ byte  won[NT];                  /* Thread::waiting_on: a queue id or NONE */
 bit   timed[NT];                /* on Scheduler::timeouts_ (a deadline armed) */
 bit   lent[NT];                 /* Thread::lent_quantum (on handoff_) */
 bit   exitreq[NT];              /* Thread::exit_requested */
+bit   atf[NT + 1];                /* Ready at its frame: woken from an IPC block (Thread::at_frame
+                                   + Cpu::resumes_at_frame), not preempted */
 /* ---- IpcState ---- */
 byte  op[NT];                   /* IpcState::op */
 byte  res[NT];                  /* IpcState::result */
@@ -249,7 +251,7 @@ inline end_wait_locked(t, reason) {
 inline wake_locked(t, reason) {
   assert(sched_lock != NONE && t != IDLE);
   if
-  :: state[t] == BLOCKED -> end_wait_locked(t, reason); state[t] = READY; q_push(RQ, t)
+  :: state[t] == BLOCKED -> end_wait_locked(t, reason); state[t] = READY; q_push(RQ, t); atf[t] = 1
   :: else
   fi
 }
@@ -270,7 +272,7 @@ inline hand_off_locked(t) {
 inline switch_locked(t) {
   assert(sched_lock == current && tbl_lock == NONE);
   printf("    [cpu: T%d -> T%d]\n", current, t);
-  state[t] = RUNNING; current = t;
+  state[t] = RUNNING; current = t; atf[t] = 0;
   sched_lock = NONE;                            /* released by the incoming thread */
   inv(); nxt = NONE; tgt = NONE
 }
@@ -546,6 +548,27 @@ inline recv_locked() {
   fi
 }
 
+/* FastPath::recv() (a Recv that blocks, with no pending call): the thread next in line
+   (hand-off queue, else ready queue) is Ready at its frame with its operation completed
+   Ok; nothing queued on the endpoint, not dead, nobody killed: S blocks on receivers_
+   and the CPU resumes that thread (a fresh quantum unless it shares this one). */
+#define NEXT_RES (qlen[HQ] > 0 -> QE(HQ, 0) : (qlen[RQ] > 0 -> QE(RQ, 0) : NONE))
+#define FAST_RECV_OK (tok == 0 && nxt != NONE && atf[nxt % NT] && \
+                      !exitreq[nxt % NT] && res[nxt % NT] == R_OK && \
+                      (nxt != S || superseded == 0) && \
+                      qlen[SQ] == 0 && !dead && !exitreq[S])   /* nxt = NEXT_RES */
+inline fastpath_recv() {
+  REACH(18); printf("S Recv: FastPath::recv, resumes T%d\n", nxt);
+  tbl_lock = S; sched_lock = S;
+  tt = nxt;
+  if :: lent[tt] -> q_remove(HQ, tt) :: else -> q_remove(RQ, tt) fi; lent[tt] = 0;
+  op[S] = OP_RECV; res[S] = R_PEND; superseded = 0; blk = 1;
+  mark_current_blocked_locked(RVQ, 0);
+  tbl_lock = NONE;
+  donate_target = NONE;
+  switch_locked(tt)                             /* FastPath::resume */
+}
+
 /* FastPath::reply_recv(): the token names the oldest caller on S's callers queue, still
    waiting for that very call; the endpoint is not dead; nobody was killed.  A queued
    caller: reply_and_take(); else answer the caller, block on receivers_, switch to it. */
@@ -662,7 +685,7 @@ inline fastpath_reply() {
   op[c1] = OP_NONE; set_result(c1, R_OK); msg[c1] = stok;
   tbl_lock = NONE;                                            /* vacate_locked, unlock */
   stok = 0;
-  state[S] = READY; lent[S] = 1; q_push_front(HQ, S);
+  state[S] = READY; lent[S] = 1; q_push_front(HQ, S); atf[S] = 1;
   tt = c1; c1 = 0;
   direct_switch(tt)                                           /* FastPath::switch_to */
 }
@@ -689,8 +712,12 @@ proctype Server() {
   byte token;
   bit hit;                                      /* the fast path completed the ReplyRecv */
   /* sys_recv: superseded = reply (none yet); Endpoint::recv */
-  atomic { MINE(S) -> STEP; superseded = tok; assert(sched_lock == NONE); sched_lock = S;
-           recv_locked(); if :: !blk -> sched_lock = NONE; inv() :: else fi }
+  atomic { MINE(S) -> STEP; superseded = tok; nxt = NEXT_RES;
+           if
+           :: FAST_RECV_OK -> fastpath_recv()
+           :: true -> nxt = NONE; assert(sched_lock == NONE); sched_lock = S;
+              recv_locked(); if :: !blk -> sched_lock = NONE; inv() :: else fi
+           fi }
 end_wait:
   do
   :: atomic { MINE(S) -> STEP;             /* complete_ipc() for the receive */
@@ -740,9 +767,12 @@ end_wait:
              assert(sched_lock == NONE); sched_lock = S; reply_saved_and_yield()
           :: else                               /* the save failed: nothing to answer */
           fi }
-        atomic { MINE(S) -> STEP; superseded = tok; st = 0;
-                 assert(sched_lock == NONE); sched_lock = S;
-                 recv_locked(); if :: !blk -> sched_lock = NONE; inv() :: else fi }
+        atomic { MINE(S) -> STEP; superseded = tok; st = 0; nxt = NEXT_RES;
+          if
+          :: FAST_RECV_OK -> fastpath_recv()
+          :: true -> nxt = NONE; assert(sched_lock == NONE); sched_lock = S;
+             recv_locked(); if :: !blk -> sched_lock = NONE; inv() :: else fi
+          fi }
 #endif
 #ifdef SERVER_DROPS
      :: tok != 0 ->                             /* Recv without answering: sys_recv */

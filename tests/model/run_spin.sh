@@ -40,7 +40,7 @@ runs=(
   "ipc_np;pass;$ipc;-DBUDGET=2;np;;ipc: termination, no non-progress cycle (2 clients x 2 calls, kill)"
   "ipc_destroy_drops;pass;$ipc;-DDESTROY -DSERVER_DROPS -DNCALLS=1;safety;;ipc: 2 clients x 1 call, server ReplyRecv or Recv-drop, kill, destroy"
   "ipc_probes;reach;$ipc;-DPROBE_ALL -DSERVER_DROPS -DDESTROY -DNCALLS=1;probe;1 2 3 4 5 6 7 8 9 10 11 12;ipc reachability probes 1-12 (README.md)"
-  "ipc_probes_saved;reach;$ipc;-DPROBE_ALL -DSAVED_REPLY -DSENDER -DNCALLS=1 -DBUDGET=1;probe;13 14 15 16 17;ipc reachability probes 13-17 (Send, saved replies)"
+  "ipc_probes_saved;reach;$ipc;-DPROBE_ALL -DSAVED_REPLY -DSENDER -DNCALLS=1 -DBUDGET=1;probe;13 14 15 16 17 18;ipc reachability probes 13-18 (Send, saved replies, FastPath::recv)"
   "ipc_neg_timeout_unlink;fail;$ipc;-DBUG_TIMEOUT_NO_UNLINK;safety;assertion violated|invalid end state;ipc negative control BUG_TIMEOUT_NO_UNLINK: a timeout leaves the thread on its wait queue"
   "ipc_neg_reply_seq;fail;$ipc;-DBUG_REPLY_NO_SEQ -DSERVER_DROPS;safety;assertion violated|invalid end state;ipc negative control BUG_REPLY_NO_SEQ: a reply token's call number is not checked"
   "ipc_neg_call_unlocked;fail;$ipc;-DBUG_CALL_UNLOCKED;safety;assertion violated|invalid end state;ipc negative control BUG_CALL_UNLOCKED: call drops the lock between the receiver check and the block"
