@@ -193,8 +193,9 @@ class FastPath {
             next->exit_requested)
             return nullptr;
         const IpcState& n = *next->ipc;
+        bool receives = n.user_op == IpcState::UserOp::Call || n.user_op == IpcState::UserOp::Recv;
         if (n.op != IpcState::Op::None || n.result != Error::None || n.superseded.valid() ||
-            n.msg.handle_count != 0)
+            (receives && n.msg.handle_count != 0))
             return nullptr;
         return next;
     }

@@ -511,21 +511,21 @@ class FastPathTest : public testing::SchedFixture {
 
     // S holds C's call; C2 (another process) calls and queues; S's
     // ReplyRecv answers C (label, w), which waits Ready at the front of the
-    // hand-off queue, and takes C2's call at once. Returns C2.
-    Thread* answer_in_passing(uint32_t label, const Words& w) {
+    // hand-off queue, and takes C2's call at once. C2 into *c2_out.
+    void answer_in_passing(uint32_t label, const Words& w, Thread** c2_out = nullptr) {
         Process* d = make_process("D");
         Thread* c2 = make_thread(d, "C2");
+        if (c2_out != nullptr) *c2_out = c2;
         HandleValue dh = insert(d, ep_, abi::kRightSend);
-        pending_call();
+        ASSERT_NO_FATAL_FAILURE(pending_call());
         run_as(c2);
         set_regs(c2, Sys::Call, dh, info(label + 100), {1, 1, 1, 1});
-        EXPECT_EQ(stub(c2), Path::GaveStackUp);  // S is busy: queued
+        ASSERT_EQ(stub(c2), Path::GaveStackUp);  // S is busy: queued
         run_as(s_);
         set_regs(s_, Sys::ReplyRecv, sh_, info(label), w);
-        EXPECT_EQ(fast(s_).frame, &frame(s_));  // C answered, C2's call taken
-        EXPECT_EQ(c_->state, ThreadState::Ready);
-        EXPECT_TRUE(c_->lent_quantum);
-        return c2;
+        ASSERT_EQ(fast(s_).frame, &frame(s_));  // C answered, C2's call taken
+        ASSERT_EQ(c_->state, ThreadState::Ready);
+        ASSERT_TRUE(c_->lent_quantum);
     }
 
     // A new endpoint, as EndpointCreate makes it: `p`'s handle with every
@@ -808,8 +808,9 @@ TEST_F(FastPathTest, AReceiveHandleMayNotTravelOnItsOwnEndpoint) {
             EXPECT_TRUE(a_->handles().lookup(sh_, ObjectType::Endpoint, abi::kRightReceive));
         }
     }
-    // Onto `other`, the handle to ep_ goes (a non-blocking send with nobody
-    // receiving is refused later, WouldBlock, and the handle comes back).
+    // Onto ep_, a receive handle to `other` goes, and onto `other` one to
+    // ep_ (a non-blocking send with nobody receiving is refused later,
+    // WouldBlock: past the handle check).
     buffer(s2).handles[0] = peer;
     buffer(s2).handle_flags[0] = abi::kTransferCopy;
     set_regs(s2, Sys::Send, sh_, info(12, 0, 1), {1, 2, 3, 4}, abi::kNoWait);
@@ -819,6 +820,9 @@ TEST_F(FastPathTest, AReceiveHandleMayNotTravelOnItsOwnEndpoint) {
     set_regs(s2, Sys::Send, oh, info(13, 0, 1), {1, 2, 3, 4}, abi::kNoWait);
     ASSERT_EQ(general(s2), Path::Returned);
     EXPECT_EQ(frame(s2).rax, uint64_t(Err::WouldBlock));
+    // Copies both times: the handles stay where they were.
+    EXPECT_TRUE(a_->handles().lookup(peer, ObjectType::Endpoint, abi::kRightReceive));
+    EXPECT_TRUE(a_->handles().lookup(sh_, ObjectType::Endpoint, abi::kRightReceive));
 }
 
 TEST_F(FastPathTest, CallWithTimeoutMisses) {
@@ -1366,9 +1370,8 @@ TEST_F(FastPathTest, ReplySaveWithoutASpareMisses) {
     EXPECT_TRUE(a_->handles().lookup(HandleValue(frame(s_).rdi), ObjectType::Reply, 0));
 }
 
-// Nothing to save, a full handle table, a killed server, the fast path off:
-// each misses and changes nothing, and the general path says why (or, for
-// the kill, ends the server on its way out).
+// Nothing to save (the pending call ended, or there was none): the fast
+// path misses and changes nothing, and the general path says BadHandle.
 TEST_F(FastPathTest, ReplySaveMissesAndTheGeneralPathRefuses) {
     pending_call_with_spare(89);
     // Its pending call ended (by a stray wake here): nothing to save.
@@ -1436,7 +1439,8 @@ TEST_F(FastPathTest, ReplySaveWithFastPathOffOrKilledMisses) {
 // C with its reply — the pipe server's way back to a writer.
 TEST_F(FastPathTest, RecvResumesTheCallerAReplyRecvAnsweredInPassing) {
     const Words w = {140, 141, 142, 143};
-    Thread* c2 = answer_in_passing(45, w);
+    Thread* c2 = nullptr;
+    ASSERT_NO_FATAL_FAILURE(answer_in_passing(45, w, &c2));
     HandleValue saved = save();
     SchedCounters before = sched().counters();
     uint64_t hits = ipc_counters().syscall_fastpath_hits;
@@ -1498,6 +1502,37 @@ TEST_F(FastPathTest, RecvWithNoResumableThreadNextMisses) {
     ASSERT_EQ(general(s_), Path::GaveStackUp);
 }
 
+// A thread preempted in the middle of an IPC syscall is Ready with at_frame
+// set but its kernel stack still in use (Cpu::resumes_at_frame() false):
+// the fast path must not resume it at its frame. Nor does it pick past a
+// donation target, which schedule_locked() honours. The control: the same
+// thread, once it gave its stack up and with no target set, is resumed.
+TEST_F(FastPathTest, RecvResumesOnlyAThreadThatGaveItsStackUp) {
+    run_as(s_);
+    {
+        LockGuard guard(sched().lock());
+        c_->at_frame = true;  // as after begin_ipc(), before it blocked
+    }
+    ASSERT_FALSE(Cpu::resumes_at_frame(c_->context));
+    set_regs(s_, Sys::Recv, sh_);
+    expect_miss(s_);
+    c_->context.gave_stack_up = true;
+    {
+        LockGuard guard(sched().lock());
+        sched().set_donate_target_locked(c_);
+    }
+    expect_miss(s_);
+    {
+        LockGuard guard(sched().lock());
+        sched().set_donate_target_locked(nullptr);
+    }
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    EXPECT_EQ(sched().current(), c_);
+    EXPECT_EQ(frame(c_).rax, uint64_t(Err::Ok));
+    EXPECT_FALSE(c_->at_frame);
+    EXPECT_EQ(ep_->waiting_receivers(), 1u);
+}
+
 TEST_F(FastPathTest, RecvWithATimedOutCallerNextMisses) {
     run_as(c_);
     set_regs(c_, Sys::Call, ch_, info(49), {1, 2, 3, 4}, 2 * kMs);
@@ -1512,7 +1547,7 @@ TEST_F(FastPathTest, RecvWithATimedOutCallerNextMisses) {
 }
 
 TEST_F(FastPathTest, RecvWithTheNextThreadAskedToExitMisses) {
-    (void)answer_in_passing(51, {2, 2, 2, 2});
+    ASSERT_NO_FATAL_FAILURE(answer_in_passing(51, {2, 2, 2, 2}));
     sched().kill(*c_);  // Ready: it ends when it runs
     (void)save();
     set_regs(s_, Sys::Recv, sh_);
