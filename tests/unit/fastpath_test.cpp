@@ -1533,6 +1533,37 @@ TEST_F(FastPathTest, RecvResumesOnlyAThreadThatGaveItsStackUp) {
     EXPECT_EQ(ep_->waiting_receivers(), 1u);
 }
 
+// A caller that queued before the server received holds its call's
+// reference to the endpoint until its syscall completes: resumed by the
+// fast Recv, it gives it up there (S's new receive takes one: the count
+// is unchanged).
+TEST_F(FastPathTest, RecvDropsTheResumedCallersEndpointReference) {
+    Process* d = make_process("D");
+    Thread* c2 = make_thread(d, "C2");
+    HandleValue dh = insert(d, ep_, abi::kRightSend);
+    run_as(c_);
+    set_regs(c_, Sys::Call, ch_, info(53), {1, 1, 1, 1});
+    ASSERT_EQ(stub(c_), Path::GaveStackUp);  // no receiver yet: queued
+    ASSERT_TRUE(c_->ipc->endpoint_ref);
+    run_as(s_);
+    set_regs(s_, Sys::Recv, sh_);
+    ASSERT_EQ(general(s_), Path::Returned);  // takes C's call
+    run_as(c2);
+    set_regs(c2, Sys::Call, dh, info(54), {2, 2, 2, 2});
+    ASSERT_EQ(stub(c2), Path::GaveStackUp);
+    run_as(s_);
+    set_regs(s_, Sys::ReplyRecv, sh_, info(55), {3, 3, 3, 3});
+    ASSERT_EQ(fast(s_).frame, &frame(s_));  // C answered in passing
+    (void)save();
+    uint32_t refs = ep_->refs();
+    set_regs(s_, Sys::Recv, sh_);
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    EXPECT_EQ(sched().current(), c_);
+    EXPECT_FALSE(c_->ipc->endpoint_ref);
+    EXPECT_EQ(ep_->refs(), refs);
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(55), {3, 3, 3, 3}));
+}
+
 TEST_F(FastPathTest, RecvWithATimedOutCallerNextMisses) {
     run_as(c_);
     set_regs(c_, Sys::Call, ch_, info(49), {1, 2, 3, 4}, 2 * kMs);
