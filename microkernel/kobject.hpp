@@ -13,6 +13,16 @@
 #include <atomic>
 #include <cstdint>
 
+// In a KObject subclass whose constructor and destructor are private: lets
+// in what allocates it (knew), frees it (kdelete) and ends it on its last
+// release (kobject_free).
+#define MK_KOBJECT_ALLOCATION_FRIENDS          \
+    friend void kobject_free(KObject* object); \
+    template <typename T, typename... Args>    \
+    friend T* knew(Args&&... args);            \
+    template <typename T>                      \
+    friend void kdelete(T* obj)
+
 namespace mk {
 
 enum class ObjectType : uint8_t {

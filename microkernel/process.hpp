@@ -99,11 +99,7 @@ class Process : public KObject {
     uint64_t exit_status() const { return exit_status_; }
 
   private:
-    friend void kobject_free(KObject* object);
-    template <typename T, typename... Args>
-    friend T* knew(Args&&... args);
-    template <typename T>
-    friend void kdelete(T* obj);
+    MK_KOBJECT_ALLOCATION_FRIENDS;
 
     explicit Process(const char* name);
     ~Process();

@@ -26,11 +26,7 @@ class BadgeTracker : public KObject {
     [[nodiscard]] static Result<KObject*> make(KObject* object, uint64_t badge);
 
   private:
-    friend void kobject_free(KObject* object);
-    template <typename T, typename... Args>
-    friend T* knew(Args&&... args);
-    template <typename T>
-    friend void kdelete(T* obj);
+    MK_KOBJECT_ALLOCATION_FRIENDS;
 
     BadgeTracker(Endpoint* endpoint, uint64_t badge, Notice* notice);
     ~BadgeTracker() = default;
@@ -59,11 +55,7 @@ class ReceiveTracker : public KObject {
     [[nodiscard]] static Result<KObject*> make(Endpoint* endpoint);
 
   private:
-    friend void kobject_free(KObject* object);
-    template <typename T, typename... Args>
-    friend T* knew(Args&&... args);
-    template <typename T>
-    friend void kdelete(T* obj);
+    MK_KOBJECT_ALLOCATION_FRIENDS;
     explicit ReceiveTracker(Endpoint* endpoint);
     ~ReceiveTracker() = default;
     // The last handle with the Receive right is gone. Never under a lock.

@@ -27,11 +27,7 @@ class Reply : public KObject {
 
   private:
     friend class FastPath;  // syscall/fastpath.cpp answers a saved reply inline
-    friend void kobject_free(KObject* object);
-    template <typename T, typename... Args>
-    friend T* knew(Args&&... args);
-    template <typename T>
-    friend void kdelete(T* obj);
+    MK_KOBJECT_ALLOCATION_FRIENDS;
 
     explicit Reply(ReplyToken token) : KObject(ObjectType::Reply), token_(token) {}
     ~Reply() = default;
