@@ -1617,6 +1617,149 @@ TEST_F(FastPathTest, RecvThatWouldNotBlockOrHasATimeoutMisses) {
     EXPECT_EQ(frame(s_).rax, uint64_t(Err::NoRights));
 }
 
+// The guards below each have a test of their own, set up so that every
+// other condition of the fast Recv holds (in the first three, C, answered
+// in passing, waits Ready at its frame first in line, and S has saved its
+// pending call). So each test misses only because of its one guard: a fast
+// path without it would resume the next thread, and the test fails.
+
+// A notice queued on the endpoint is the receive's to take at once, which
+// only the general path does: blocking S would leave it there.
+TEST_F(FastPathTest, RecvWithANoticeQueuedMisses) {
+    const Words w = {92, 93, 94, 95};
+    ASSERT_NO_FATAL_FAILURE(answer_in_passing(92, w));
+    (void)save();
+    Notice* n = knew<Notice>();
+    ASSERT_NE(n, nullptr);
+    n->msg.label = abi::kLabelLastHandle;
+    n->msg.words[0] = 96;
+    n->badge = 9;
+    ASSERT_FALSE(ep_->post_notice(n));  // S runs, nobody waits: queued
+    set_regs(s_, Sys::Recv, sh_);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::Returned);  // takes the notice at once
+    EXPECT_TRUE(frame_holds(frame(s_), Err::Ok, 9, abi::kLabelLastHandle, {96, 0, 0, 0}));
+    EXPECT_EQ(ep_->waiting_receivers(), 0u);
+    EXPECT_TRUE(c_->lent_quantum);  // still first in line
+    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(92), w));
+}
+
+// A destroyed endpoint refuses the receive (Destroyed): the fast path must
+// not block S on a queue nothing will ever send to.
+TEST_F(FastPathTest, RecvOnADeadEndpointMisses) {
+    const Words w = {93, 94, 95, 96};
+    ASSERT_NO_FATAL_FAILURE(answer_in_passing(93, w));
+    (void)save();
+    destroy_endpoint();
+    set_regs(s_, Sys::Recv, sh_);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    EXPECT_EQ(frame(s_).rax, uint64_t(Err::Destroyed));
+    EXPECT_EQ(s_->state, ThreadState::Running);
+    EXPECT_FALSE(s_->ipc->endpoint_ref);
+    EXPECT_EQ(ep_->waiting_receivers(), 0u);
+    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(93), w));
+}
+
+// With the quantum used up, the scheduler does not let the hand-off queue
+// go first: C goes to the back of the ready queue with the others
+// (schedule_locked()). The fast path, which would run C on what is left of
+// a quantum, leaves that to the general path.
+TEST_F(FastPathTest, RecvWithTheQuantumUsedUpMisses) {
+    const Words w = {94, 95, 96, 97};
+    ASSERT_NO_FATAL_FAILURE(answer_in_passing(94, w));
+    (void)save();
+    for (uint32_t i = 0; i < Scheduler::kQuantumTicks; ++i) sched().on_timer_tick();
+    set_regs(s_, Sys::Recv, sh_);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::GaveStackUp);
+    EXPECT_EQ(s_->state, ThreadState::Blocked);
+    EXPECT_EQ(ep_->waiting_receivers(), 1u);
+    EXPECT_FALSE(c_->lent_quantum);    // no longer first in line
+    EXPECT_NE(sched().current(), c_);  // it waits its turn behind the others
+    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(94), w));
+}
+
+// Handles in the next thread's message go into its table on its way back
+// (complete_ipc()), which the fast path's resume does not do: C, answered
+// with a handle, is resumed by the general path. (The reply with a handle
+// takes the general path too, which wakes C without handing it the CPU:
+// it is put first in line as the handle-less answer in passing does.)
+TEST_F(FastPathTest, RecvWithHandlesForTheNextThreadMisses) {
+    Process* d = make_process("D");
+    Thread* c2 = make_thread(d, "C2");
+    HandleValue dh = insert(d, ep_, abi::kRightSend);
+    ASSERT_NO_FATAL_FAILURE(pending_call());
+    run_as(c2);
+    set_regs(c2, Sys::Call, dh, info(195), {1, 1, 1, 1});
+    ASSERT_EQ(stub(c2), Path::GaveStackUp);  // S is busy: queued
+    run_as(s_);
+    buffer(s_).handles[0] = insert(a_, ep_, abi::kRightSend);
+    buffer(s_).handle_flags[0] = abi::kTransferMove;
+    const Words w = {95, 96, 97, 98};
+    set_regs(s_, Sys::ReplyRecv, sh_, info(95, 0, 1), w);
+    ASSERT_EQ(stub(s_), Path::Returned);  // C answered, C2's call taken
+    EXPECT_TRUE(frame_holds(frame(s_), Err::Ok, 0, info(195) | kCallBit, {1, 1, 1, 1}));
+    ASSERT_EQ(c_->state, ThreadState::Ready);
+    ASSERT_TRUE(c_->at_frame);
+    ASSERT_EQ(c_->ipc->msg.handle_count, 1u);
+    {
+        LockGuard guard(sched().lock());
+        sched().hand_off_locked(*c_);
+    }
+    ASSERT_TRUE(c_->lent_quantum);  // first in line
+    (void)save();
+    uint32_t handles = b_->handles().count();
+    set_regs(s_, Sys::Recv, sh_);
+    expect_miss(s_);
+    ASSERT_EQ(general(s_), Path::GaveStackUp);
+    EXPECT_EQ(sched().current(), c_);
+    EXPECT_TRUE(frame_holds(resume(c_), Err::Ok, 0, info(95, 0, 1), w));
+    EXPECT_EQ(b_->handles().count(), handles + 1);
+    EXPECT_NE(buffer(c_).handles[0], abi::kNoHandle);
+}
+
+// A thread whose Recv replaced a pending call it never answered drops that
+// call on its way back (complete_ipc(): the caller fails with PeerDied),
+// which the fast path's resume does not do. S, holding C's call, waits in
+// Recv and a notice wakes it; then C2's Recv on its own endpoint blocks
+// with S first in line. (The notice's donation is left out: a donation
+// target is a miss of its own.)
+TEST_F(FastPathTest, RecvWithASupersededCallForTheNextThreadMisses) {
+    Process* d = make_process("D");
+    Thread* c2 = make_thread(d, "C2");
+    Endpoint* own = nullptr;
+    HandleValue oh = created_endpoint(d, &own);
+    ASSERT_NO_FATAL_FAILURE(pending_call());
+    set_regs(s_, Sys::Recv, sh_);
+    ASSERT_EQ(general(s_), Path::GaveStackUp);
+    ASSERT_TRUE(s_->ipc->superseded.valid());  // C's call, unanswered
+    run_as(c2);
+    Notice* n = knew<Notice>();
+    ASSERT_NE(n, nullptr);
+    n->msg.label = abi::kLabelLastHandle;
+    n->msg.words[0] = 97;
+    n->badge = 11;
+    ASSERT_TRUE(ep_->post_notice(n));  // S is Ready at its frame
+    {
+        LockGuard guard(sched().lock());
+        sched().set_donate_target_locked(nullptr);
+        sched().hand_off_locked(*s_);
+    }
+    ASSERT_TRUE(s_->lent_quantum);  // first in line
+    ASSERT_EQ(s_->state, ThreadState::Ready);
+    ASSERT_TRUE(s_->at_frame);
+    set_regs(c2, Sys::Recv, oh);
+    expect_miss(c2);
+    ASSERT_EQ(s_->state, ThreadState::Ready);  // not resumed: no use going on
+    ASSERT_EQ(general(c2), Path::GaveStackUp);
+    EXPECT_EQ(own->waiting_receivers(), 1u);
+    EXPECT_EQ(sched().current(), s_);
+    EXPECT_TRUE(frame_holds(resume(s_), Err::Ok, 11, abi::kLabelLastHandle, {97, 0, 0, 0}));
+    EXPECT_FALSE(s_->ipc->superseded.valid());
+    EXPECT_EQ(resume(c_).rax, uint64_t(Err::PeerDied));
+}
+
 // Killed while it waits Ready at its frame after a fast Reply, the replier
 // ends on its way back to user mode; the caller has its reply.
 TEST_F(FastPathTest, ReplierKilledWhileReadyAtItsFrameEnds) {
