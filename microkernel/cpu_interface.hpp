@@ -17,11 +17,13 @@ struct PerCpu;
 // Where PerCpu keeps its index (percpu.hpp checks it), for a cpu_index()
 // that reads it straight from the per-CPU base.
 constexpr size_t kPerCpuIndexOffset = 24;
+// Where PerCpu keeps the architecture's own per-CPU state (Cpu::PerCpuState).
+constexpr size_t kPerCpuArchOffset = 40;
 
 template <typename C>
 concept CpuInterface = requires(typename C::Context& ctx, void (*entry)(void*), void* arg,
                                 void* stack_top, PerCpu* per_cpu, const char* text, size_t len,
-                                bool flag) {
+                                bool flag, uint32_t index) {
     // Prepare a context that, when first switched to, calls
     // mk_thread_start(entry, arg) on the given stack.
     { C::init_context(ctx, stack_top, entry, arg) } -> std::same_as<void>;
@@ -33,6 +35,10 @@ concept CpuInterface = requires(typename C::Context& ctx, void (*entry)(void*), 
     // when switched to again it runs mk_resume_at_frame() instead of
     // returning here.
     { C::switch_context_leaving_stack(ctx, ctx) } -> std::same_as<void>;
+    // The thread of ctx ended, and this CPU is about to leave it for good:
+    // it forgets whatever it keeps loaded for it (address space, FPU
+    // registers, FS base), so nothing of it outlives the thread's memory.
+    { C::retire_context(ctx) } -> std::same_as<void>;
 
     { C::interrupts_enabled() } -> std::same_as<bool>;
     // Disable interrupts; returns whether they were enabled before.
@@ -43,6 +49,10 @@ concept CpuInterface = requires(typename C::Context& ctx, void (*entry)(void*), 
 
     // Enter the yield vector (int 0x50) from thread context.
     { C::raise_yield_vector() } -> std::same_as<void>;
+    // Interrupt CPU `index` (PerCpu::index, another one): it enters the
+    // kernel and runs Scheduler::on_notify(). An interrupt sent while that
+    // CPU has interrupts off is taken when it turns them on.
+    { C::notify_cpu(index) } -> std::same_as<void>;
 
     // Per-CPU state: one accessor, no global "current thread".
     { C::set_this_cpu(per_cpu) } -> std::same_as<void>;

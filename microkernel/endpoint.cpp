@@ -123,6 +123,19 @@ IpcCounters ipc_counters() {
     return c;
 }
 
+IpcCounters total_ipc_counters() {
+    LockGuard guard(sched().lock());
+    IpcCounters t{};
+    for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
+        PerCpu* cpu = g_cpu_table.cpus[i];
+        if (cpu == nullptr) continue;
+        IpcCounters c = cpu->ipc;
+        c.syscall_fastpath_hits += cpu->scheduler.fast_hits_locked();
+        add_counts(t, c);
+    }
+    return t;
+}
+
 Result<Endpoint*> Endpoint::create() {
     Endpoint* ep = knew<Endpoint>();
     if (ep == nullptr) return Error::OutOfMemory;
@@ -336,15 +349,18 @@ Result<Message> Endpoint::call_impl(const Message& msg, uint64_t badge, uint64_t
     self.ipc->op = IpcState::Op::ReplyWait;
     self.ipc->result = Error::WouldBlock;
 
-    if (g_ipc_fast_path && s.donation_enabled() && msg.register_only()) {
+    if (g_ipc_fast_path && s.donation_enabled() && msg.register_only() &&
+        receiver->cpu == self.cpu) {
         ++c.fastpath_hits;
         s.mark_current_blocked_locked(&receiver->ipc->callers, timeout_ticks);
         s.switch_to_locked(*receiver);
     } else {
-        ++(!g_ipc_fast_path        ? c.fastpath_miss_disabled
-           : !s.donation_enabled() ? c.fastpath_miss_donation_off
-                                   : c.fastpath_miss_long_message);
-        // Wake the receiver, donate to it, wait on its callers queue.
+        ++(!g_ipc_fast_path            ? c.fastpath_miss_disabled
+           : !s.donation_enabled()     ? c.fastpath_miss_donation_off
+           : receiver->cpu != self.cpu ? c.fastpath_miss_other_cpu
+                                       : c.fastpath_miss_long_message);
+        // Wake the receiver, donate to it (on this CPU), wait on its callers
+        // queue.
         s.wake_and_block_locked(*receiver, &receiver->ipc->callers, timeout_ticks);
     }
     Status st = finish_locked(self);
@@ -416,7 +432,7 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
     Thread* sender = senders_.front();
 
     if (caller != nullptr && g_ipc_fast_path && s.donation_enabled() && reply.register_only() &&
-        sender == nullptr && notices_.empty()) {
+        sender == nullptr && notices_.empty() && caller->cpu == self.cpu) {
         // Fast path: the caller takes the reply and the CPU; we wait for the
         // next message.
         ++c.fastpath_hits;
@@ -432,10 +448,11 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
         s.switch_to_locked(*caller);
     } else {
         if (caller != nullptr) {
-            ++(!g_ipc_fast_path         ? c.fastpath_miss_disabled
-               : !s.donation_enabled()  ? c.fastpath_miss_donation_off
-               : !reply.register_only() ? c.fastpath_miss_long_message
-                                        : c.fastpath_miss_sender_pending);
+            ++(!g_ipc_fast_path          ? c.fastpath_miss_disabled
+               : !s.donation_enabled()   ? c.fastpath_miss_donation_off
+               : !reply.register_only()  ? c.fastpath_miss_long_message
+               : caller->cpu != self.cpu ? c.fastpath_miss_other_cpu
+                                         : c.fastpath_miss_sender_pending);
             transfer(reply, *self.ipc, 0, *caller);
             ++c.replies;
             // The caller's operation ends here; its wake follows below, with

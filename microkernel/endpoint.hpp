@@ -64,6 +64,7 @@ struct IpcCounters {
     uint64_t fastpath_miss_no_partner = 0;      // nobody waiting to switch to
     uint64_t fastpath_miss_long_message = 0;    // payload in the IPC buffer
     uint64_t fastpath_miss_sender_pending = 0;  // reply_recv with a sender already queued
+    uint64_t fastpath_miss_other_cpu = 0;       // the partner is homed on another CPU
     uint64_t timeouts = 0;                      // operations ended by their timeout
     uint64_t stale_replies = 0;                 // replies to a caller no longer waiting
     uint64_t destroyed_wakeups = 0;             // waiters woken by endpoint destruction
@@ -87,7 +88,8 @@ extern bool g_ipc_fast_path;
 inline bool ipc_fast_path() {
     return g_ipc_fast_path;
 }
-IpcCounters ipc_counters();
+IpcCounters ipc_counters();        // this CPU's
+IpcCounters total_ipc_counters();  // every CPU's, summed
 
 class Endpoint : public KObject {
   public:

@@ -31,10 +31,11 @@ void reaper_entry(void*) {
 
 void print_ipc_counters(const IpcCounters& c) {
     log("ipc: sends=%lu receives=%lu calls=%lu replies=%lu fastpath_hits=%lu misses: "
-        "disabled=%lu donation_off=%lu no_partner=%lu long_message=%lu sender_pending=%lu\n",
+        "disabled=%lu donation_off=%lu no_partner=%lu long_message=%lu sender_pending=%lu "
+        "other_cpu=%lu\n",
         c.sends, c.receives, c.calls, c.replies, c.fastpath_hits, c.fastpath_miss_disabled,
         c.fastpath_miss_donation_off, c.fastpath_miss_no_partner, c.fastpath_miss_long_message,
-        c.fastpath_miss_sender_pending);
+        c.fastpath_miss_sender_pending, c.fastpath_miss_other_cpu);
     log("ipc: timeouts=%lu stale_replies=%lu destroyed_wakeups=%lu peer_died_wakeups=%lu\n",
         c.timeouts, c.stale_replies, c.destroyed_wakeups, c.peer_died_wakeups);
     log("ipc: syscall fast path hits=%lu misses=%lu\n", c.syscall_fastpath_hits,
@@ -46,9 +47,9 @@ void print_counters(const SchedCounters& c) {
         "donation_fallbacks=%lu\n",
         c.ticks, c.switches, c.preemptions, c.yields, c.donations_taken, c.donation_fallbacks);
     log("sched: blocks=%lu wakeups=%lu wakes_not_blocked=%lu wake_races_caught=%lu "
-        "timeouts=%lu direct_switches=%lu\n",
+        "timeouts=%lu direct_switches=%lu notifies=%lu\n",
         c.blocks, c.wakeups, c.wakes_not_blocked, c.wake_races_caught, c.timeouts,
-        c.direct_switches);
+        c.direct_switches, c.notifies);
 }
 
 bool equals(const char* s, size_t n, const char* word) {
@@ -159,8 +160,8 @@ void on_process_death(Process& p) {
     }
     if (&p != g_init) return;
     log("boot: init ended with status %#lx; powering off\n", p.exit_status());
-    print_counters(this_cpu().scheduler.counters());
-    print_ipc_counters(ipc_counters());
+    print_counters(Scheduler::total_counters());
+    print_ipc_counters(total_ipc_counters());
     Cpu::shutdown(p.exit_status() == 0);
 }
 
@@ -247,8 +248,8 @@ void kernel_start(const StartInfo& info) {
             provoke_failure(which, n);
         }
         int failed = run_kernel_tests(which, n);
-        print_counters(sched.counters());
-        print_ipc_counters(ipc_counters());
+        print_counters(Scheduler::total_counters());
+        print_ipc_counters(total_ipc_counters());
         if (failed < 0) log("ktest: no test named '%.*s'\n", int(n), which);
         Cpu::shutdown(failed == 0);
     }
@@ -259,11 +260,17 @@ void kernel_start(const StartInfo& info) {
     }
     if (!start_init(info.config)) {
         run_demo();
-        print_counters(sched.counters());
-        print_ipc_counters(ipc_counters());
+        print_counters(Scheduler::total_counters());
+        print_ipc_counters(total_ipc_counters());
         log("boot: done; the kernel idles now (QEMU: Ctrl-A X quits)\n");
     }
     for (;;) sched.block(nullptr, 0);
+}
+
+void cpu_join() {
+    Result<Thread*> idle = Thread::adopt_boot_thread("idle");
+    if (!idle) MK_PANIC("cpu %u: cannot create its idle thread: out of memory", Cpu::cpu_index());
+    this_cpu().scheduler.init(*idle.value(), *idle.value());
 }
 
 void provoke_failure(const char* which, size_t length) {

@@ -24,6 +24,7 @@ struct PerCpu {
     uint32_t index = 0;      // 0 the boot CPU, 1.. the others in the order they came up
     uint32_t irq_depth = 0;  // > 0 while in a hardware interrupt handler
     HeldLocks held_locks;
+    Cpu::PerCpuState arch;  // the architecture's (x86-64: what the CPU has loaded)
     Scheduler scheduler;
     IpcCounters ipc;  // guarded by the scheduler lock
 };
@@ -33,11 +34,43 @@ struct PerCpu {
     "-Winvalid-offsetof"  // PerCpu is not standard-layout; GCC lays it out in order
 static_assert(offsetof(PerCpu, held_locks) == kHeldLocksOffset, "spinlock.hpp reads it there");
 static_assert(offsetof(PerCpu, index) == kPerCpuIndexOffset, "Cpu::cpu_index() reads it there");
+static_assert(offsetof(PerCpu, arch) == kPerCpuArchOffset, "the architecture reads it there");
 #pragma GCC diagnostic pop
 
 inline PerCpu& this_cpu() {
     return *Cpu::this_cpu();
 }
+
+// The CPUs that schedule threads, by PerCpu::index: each enters itself with
+// its scheduler (Scheduler::init), before it runs a thread, and stays for
+// good. Read without a lock: an entry, once written, never changes, and a
+// thread can only be homed on a CPU that entered itself first.
+constexpr uint32_t kMaxCpus = 16;
+struct CpuTable {
+    PerCpu* cpus[kMaxCpus] = {};
+    uint32_t count = 0;  // 1 + the highest index entered
+};
+extern CpuTable g_cpu_table;
+
+inline PerCpu& cpu_at(uint32_t index) {
+    return *g_cpu_table.cpus[index];
+}
+inline uint32_t cpu_count() {
+    return __atomic_load_n(&g_cpu_table.count, __ATOMIC_ACQUIRE);
+}
+// Adds counters of several CPUs: `T` is a struct of uint64_t counts only.
+template <typename T>
+void add_counts(T& into, const T& from) {
+    static_assert(sizeof(T) % sizeof(uint64_t) == 0 && alignof(T) == alignof(uint64_t));
+    auto* dst = reinterpret_cast<uint64_t*>(&into);
+    const auto* src = reinterpret_cast<const uint64_t*>(&from);
+    for (size_t w = 0; w < sizeof(T) / sizeof(uint64_t); ++w) dst[w] += src[w];
+}
+
+// Enters `cpu` (its index set) in the table; the boot CPU, index 0, first.
+void register_cpu(PerCpu& cpu);
+// Empties the table (the host tests, between two tests).
+void forget_cpus();
 
 // Hardware interrupt handlers bracket their work with these.
 inline void irq_enter() {

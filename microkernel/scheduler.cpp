@@ -6,13 +6,76 @@
 
 namespace mk {
 
+SpinLock Scheduler::lock_{LockLevel::Scheduler};
+WaitQueue Scheduler::zombies_;
+Thread* Scheduler::reaper_ = nullptr;
+bool Scheduler::donation_enabled_ = true;
+CpuTable g_cpu_table;
+
+void register_cpu(PerCpu& cpu) {
+    MK_ASSERT(cpu.index < kMaxCpus && g_cpu_table.cpus[cpu.index] == nullptr);
+    g_cpu_table.cpus[cpu.index] = &cpu;
+    uint32_t count = __atomic_load_n(&g_cpu_table.count, __ATOMIC_RELAXED);
+    if (cpu.index + 1 > count)
+        __atomic_store_n(&g_cpu_table.count, cpu.index + 1, __ATOMIC_RELEASE);
+}
+
+void forget_cpus() {
+    g_cpu_table = CpuTable{};
+    MK_ASSERT(Scheduler::zombies_.empty());
+    Scheduler::reaper_ = nullptr;
+}
+
 void Scheduler::init(Thread& boot, Thread& idle) {
+    PerCpu& self = this_cpu();
+    MK_ASSERT(&self.scheduler == this);
     LockGuard guard(lock_);
     MK_ASSERT(boot.state == ThreadState::Created && idle.state == ThreadState::Created);
+    MK_ASSERT(boot.cpu == self.index && idle.cpu == self.index);
+    cpu_ = self.index;
     current_ = &boot;
-    boot.state = ThreadState::Running;
     idle_ = &idle;
-    idle.state = ThreadState::Ready;  // Ready but never queued: picked when the queue is empty
+    // Ready but never queued: picked when the queue is empty. Running when
+    // it is the code running now.
+    idle.state = ThreadState::Ready;
+    boot.state = ThreadState::Running;
+    register_cpu(self);
+}
+
+Scheduler& Scheduler::of(const Thread& thread) {
+    return cpu_at(thread.cpu).scheduler;
+}
+
+void Scheduler::set_home_locked(Thread& thread, uint32_t cpu) {
+    MK_ASSERT(thread.state == ThreadState::Created && cpu < cpu_count() &&
+              g_cpu_table.cpus[cpu] != nullptr);
+    if (thread.cpu == cpu) return;
+    of(thread).load_ -= 1;
+    thread.cpu = cpu;
+    of(thread).load_ += 1;
+}
+
+uint32_t Scheduler::least_loaded_cpu_locked() {
+    uint32_t best = 0;
+    uint32_t best_load = UINT32_MAX;
+    for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
+        PerCpu* c = g_cpu_table.cpus[i];
+        if (c != nullptr && c->scheduler.load_ < best_load) {
+            best = i;
+            best_load = c->scheduler.load_;
+        }
+    }
+    return best;
+}
+
+SchedCounters Scheduler::total_counters() {
+    SchedCounters t{};
+    for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
+        PerCpu* c = g_cpu_table.cpus[i];
+        if (c == nullptr) continue;
+        add_counts(t, c->scheduler.counters());
+    }
+    return t;
 }
 
 SchedCounters Scheduler::counters() {
@@ -45,8 +108,20 @@ Status Scheduler::start(Thread& thread) {
     // Dead: killed (or destroyed) before it ever ran. Anything else: started already.
     if (thread.state != ThreadState::Created) return Error::BadState;
     thread.state = ThreadState::Ready;
-    ready_.push_back(thread);
+    enqueue_locked(thread);
     return Error::None;
+}
+
+void Scheduler::enqueue_locked(Thread& thread) {
+    Scheduler& home = of(thread);
+    home.ready_.push_back(thread);
+    if (&home != this && home.current_ == home.idle_) {
+        // It may be about to halt: an interrupt ends the halt, or, sent
+        // before it, is taken as soon as it enables interrupts to halt
+        // (idle_once), so the wake is never slept through.
+        ++counters_.notifies;
+        Cpu::notify_cpu(home.cpu_);
+    }
 }
 
 void Scheduler::exit_current() {
@@ -68,18 +143,27 @@ void Scheduler::kill(Thread& thread) {
 }
 
 void Scheduler::kill_locked(Thread& thread) {
-    MK_ASSERT(&thread != current_ && &thread != idle_);
+    Scheduler& home = of(thread);
+    MK_ASSERT(&thread != current_ && &thread != home.idle_);
     if (thread.process != nullptr && thread.state != ThreadState::Created) {
         if (thread.state == ThreadState::Dead) return;
         thread.exit_requested = true;
-        if (thread.state == ThreadState::Blocked) wake_locked(thread, WakeReason::Interrupted);
+        if (thread.state == ThreadState::Blocked) {
+            wake_locked(thread, WakeReason::Interrupted);
+        } else if (thread.state == ThreadState::Running) {
+            // On another CPU, in user mode or on its way there: the
+            // interrupt makes it enter the kernel, whose way back to user
+            // mode ends it (before_return_to_user).
+            ++counters_.notifies;
+            Cpu::notify_cpu(thread.cpu);
+        }
         return;
     }
     switch (thread.state) {
         case ThreadState::Created:  // on no queue; start() now refuses it
             break;
         case ThreadState::Running:
-            MK_PANIC("kill: %s runs but is not this CPU's current thread", thread.name());
+            MK_PANIC("kill: kernel thread %s runs on cpu %u", thread.name(), thread.cpu);
         case ThreadState::Ready:
             remove_ready_locked(thread);
             break;
@@ -91,7 +175,7 @@ void Scheduler::kill_locked(Thread& thread) {
             return;
     }
     cancel_timeout_locked(thread);
-    if (donate_target_ == &thread) donate_target_ = nullptr;
+    if (home.donate_target_ == &thread) home.donate_target_ = nullptr;
     thread.state = ThreadState::Dead;
     ipc_release_thread_locked(thread);
     bury_locked(thread);
@@ -112,8 +196,9 @@ void Scheduler::set_reaper(Thread& reaper) {
 Thread* Scheduler::next_zombie() {
     LockGuard guard(lock_);
     MK_ASSERT(current_ == reaper_);
-    // Single CPU: a zombie on the list has switched away for good, as the
-    // reaper can only run after that switch.
+    // A zombie on the list has switched away for good: it went on the list
+    // under the scheduler lock, which its CPU held until it ran the next
+    // thread (on that thread's stack); only then could the reaper take it.
     while (zombies_.empty()) block_current_locked(nullptr, 0);
     return zombies_.pop_front();
 }
@@ -131,7 +216,7 @@ WakeReason Scheduler::block_current_locked(WaitQueue* queue, uint64_t timeout_ti
 
 void Scheduler::mark_current_blocked_locked(WaitQueue* queue, uint64_t timeout_ticks) {
     Thread* self = current_;
-    MK_ASSERT(self != idle_ && self->state == ThreadState::Running);
+    MK_ASSERT(self != idle_ && self->state == ThreadState::Running && self->cpu == cpu_);
     self->block_armed = false;
     self->wake_pending = false;
     self->state = ThreadState::Blocked;
@@ -162,8 +247,9 @@ WakeReason Scheduler::wake_and_block_locked(Thread& thread, WaitQueue* queue,
     // nor the idle one. Anything else goes the long way: donation off (the
     // round-robin picks), a quantum that just ran out (the hand-off queue
     // moves to the ready queue first), a thread that was not Blocked.
-    if (!donation_enabled_ || quantum_left_ == 0 || thread.state != ThreadState::Blocked)
-        [[unlikely]] {
+    // And a thread of another CPU, which its wake tells (enqueue_locked).
+    if (!donation_enabled_ || quantum_left_ == 0 || thread.state != ThreadState::Blocked ||
+        thread.cpu != cpu_) [[unlikely]] {
         wake_locked(thread);
         set_donate_target_locked(&thread);
         return block_current_locked(queue, timeout_ticks);
@@ -237,14 +323,16 @@ bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {
     }
     end_wait_locked(thread, reason);
     thread.state = ThreadState::Ready;
-    ready_.push_back(thread);
+    enqueue_locked(thread);
     ++counters_.wakeups;
     if (reason == WakeReason::TimedOut) ++counters_.timeouts;
     return true;
 }
 
 void Scheduler::cancel_timeout_locked(Thread& thread) {
-    if (thread.timeout_hook.is_linked()) timeouts_.erase(TimeoutSet::s_iterator_to(thread));
+    // On the timeout set of its home CPU, where it blocked.
+    if (thread.timeout_hook.is_linked())
+        of(thread).timeouts_.erase(TimeoutSet::s_iterator_to(thread));
     thread.deadline = 0;
 }
 
@@ -256,7 +344,7 @@ bool Scheduler::wake(Thread& thread, WakeReason reason) {
 // --- Donation ---
 
 void Scheduler::set_donate_target_locked(Thread* thread) {
-    if (donation_enabled_) donate_target_ = thread;
+    if (donation_enabled_ && (thread == nullptr || thread->cpu == cpu_)) donate_target_ = thread;
 }
 
 void Scheduler::set_donate_target(Thread* thread) {
@@ -283,7 +371,7 @@ void Scheduler::unblock_yield(Thread& thread) {
     bool woke;
     {
         LockGuard guard(lock_);
-        woke = wake_locked(thread);
+        woke = wake_locked(thread) && thread.cpu == cpu_;
         if (woke) set_donate_target_locked(&thread);
     }
     if (woke && donation_enabled_) Cpu::raise_yield_vector();
@@ -321,7 +409,7 @@ void Scheduler::switch_to_locked(Thread& next) {
     Thread* prev = current_;
     MK_ASSERT(prev->state != ThreadState::Running && prev->state != ThreadState::Ready);
     MK_ASSERT(next.state == ThreadState::Blocked && next.waiting_on == nullptr);
-    MK_ASSERT(!next.queue_hook.is_linked());
+    MK_ASSERT(!next.queue_hook.is_linked() && next.cpu == cpu_);
     // next's wait ends here, as in wake_locked() but straight to Running.
     cancel_timeout_locked(next);
     next.wake_reason = WakeReason::Woken;
@@ -332,7 +420,8 @@ void Scheduler::switch_to_locked(Thread& next) {
 }
 
 void Scheduler::remove_ready_locked(Thread& thread) {
-    (thread.lent_quantum ? handoff_ : ready_).remove(thread);
+    Scheduler& home = of(thread);
+    (thread.lent_quantum ? home.handoff_ : home.ready_).remove(thread);
     thread.lent_quantum = false;
 }
 
@@ -344,7 +433,9 @@ Thread* Scheduler::pop_ready_locked(bool* keep_quantum) {
 }
 
 void Scheduler::hand_off_locked(Thread& thread) {
-    if (!donation_enabled_ || thread.state != ThreadState::Ready || thread.lent_quantum) return;
+    if (!donation_enabled_ || thread.state != ThreadState::Ready || thread.lent_quantum ||
+        thread.cpu != cpu_)
+        return;
     ready_.remove(thread);
     thread.lent_quantum = true;
     handoff_.push_back(thread);
@@ -406,6 +497,7 @@ void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
     if (&next == &prev) return;
     current_ = &next;
     ++counters_.switches;
+    if (prev.state == ThreadState::Dead) Cpu::retire_context(prev.context);
     if (prev.at_frame && prev.state == ThreadState::Blocked) {
         // Blocked in an IPC syscall with nothing on its stack: it gives the
         // stack up and never returns here.
@@ -441,6 +533,12 @@ void Scheduler::preempt_if_needed() {
     if (!need_resched_ && !idle_has_work) return;
     if (!idle_has_work) ++counters_.preemptions;
     schedule_locked(false);
+}
+
+void Scheduler::on_notify() {
+    // Nothing to do but be interrupted: preempt_if_needed() follows, and
+    // the interrupted thread's way back to user mode checks exit_requested.
+    MK_ASSERT(in_irq());
 }
 
 void Scheduler::on_yield_vector() {

@@ -1,5 +1,15 @@
 // Scheduler: preemptive round-robin per CPU, with block/wake and donation.
 //
+// Every CPU has one (PerCpu::scheduler): its ready queues, its running and
+// idle threads, its quantum, its timeouts. A thread has a home CPU
+// (Thread::cpu) and runs only there: a wake queues it on its home CPU, and
+// tells that CPU (Cpu::notify_cpu) when it idles. A donation, the hand-off
+// queue and a direct switch stay on one CPU; between two CPUs a wake is all
+// there is (docs/smp.md, "Scheduling on several CPUs").
+//
+// One lock, shared by every CPU's scheduler, guards all of it and the IPC
+// state besides (docs/locking.md).
+//
 // Blocking follows one pattern (docs/scheduling.md): under the scheduler lock
 // the current thread is marked Blocked, linked on the wait queue it waits on,
 // and the CPU switches away. A waker unlinks it (O(1), through its own hook),
@@ -32,6 +42,7 @@ struct SchedCounters {
     uint64_t wake_races_caught = 0;   // wakes that landed between prepare_block() and block()
     uint64_t timeouts = 0;            // blocks ended by their timeout
     uint64_t direct_switches = 0;     // switch_to_locked(): IPC fast-path switches
+    uint64_t notifies = 0;            // other CPUs told of a wake or a kill (Cpu::notify_cpu)
 };
 
 class Scheduler {
@@ -42,8 +53,16 @@ class Scheduler {
     Scheduler(const Scheduler&) = delete;
     Scheduler& operator=(const Scheduler&) = delete;
 
-    // `boot` is the thread running now; `idle` runs when nothing else is ready.
+    // `boot` is the thread running now; `idle` runs when nothing else is
+    // ready. They may be one thread: a CPU whose first code is its idle
+    // loop. Enters this CPU in the CPU table (register_cpu): from here on
+    // threads may be homed on it.
     void init(Thread& boot, Thread& idle);
+
+    // The scheduler of `thread`'s home CPU.
+    static Scheduler& of(const Thread& thread);
+    // The CPU this scheduler belongs to (PerCpu::index).
+    uint32_t cpu() const { return cpu_; }
 
     SpinLock& lock() { return lock_; }
     Thread* current() const { return current_; }
@@ -51,28 +70,42 @@ class Scheduler {
     // counters_ plus the syscall fast path's switches (fast_switches_,
     // fast_replies_, fast_blocks_).
     SchedCounters counters();
+    // counters() summed over every CPU.
+    static SchedCounters total_counters();
     // Syscalls the fast path completed; with the lock held.
     uint64_t fast_hits_locked() const { return fast_switches_ + fast_replies_ + fast_blocks_; }
     uint64_t ticks();
     size_t ready_count();
 
-    // Donation on/off (kernel command line `donate=off`).
-    void set_donation_enabled(bool on) { donation_enabled_ = on; }
-    bool donation_enabled() const { return donation_enabled_; }
+    // Donation on/off (kernel command line `donate=off`), for every CPU.
+    static void set_donation_enabled(bool on) { donation_enabled_ = on; }
+    static bool donation_enabled() { return donation_enabled_; }
 
-    // Makes a Created thread Ready. BadState, and nothing done, for any
-    // other: a thread killed before it started is Dead and never runs; one
-    // already started is not started twice.
+    // Threads homed on this CPU (made and not yet destroyed): what
+    // placement compares. Thread::make() and destroy() keep it.
+    uint32_t load_locked() const { return load_; }
+    void add_load_locked(int delta) { load_ += uint32_t(delta); }
+    // Homes a Created `thread` on `cpu` (a CPU in the CPU table).
+    static void set_home_locked(Thread& thread, uint32_t cpu);
+    // The CPU with the fewest live threads homed on it (the lowest index
+    // among equals).
+    static uint32_t least_loaded_cpu_locked();
+
+    // Makes a Created thread Ready, on its home CPU. BadState, and nothing
+    // done, for any other: a thread killed before it started is Dead and
+    // never runs; one already started is not started twice.
     [[nodiscard]] Status start(Thread& thread);
     // Ends the current thread; it becomes Dead and never runs again.
     [[noreturn]] void exit_current();
-    // Ends another thread of this CPU wherever it is (Created, Ready or
-    // Blocked): it is taken off the ready queue or its wait queue, loses its
-    // timeout, and becomes Dead. A Dead thread is left as it is.
+    // Ends another thread wherever it is (Created, Ready or Blocked): it is
+    // taken off the ready queue or its wait queue, loses its timeout, and
+    // becomes Dead. A Dead thread is left as it is.
     // A user thread (one with a process) that has run is not ended in the
     // middle of kernel code, where its stack may hold references: it is
     // asked to exit (Thread::exit_requested), woken with Interrupted if it
-    // is blocked, and ends itself on its way back to user mode.
+    // is blocked, told by an interrupt if it runs on another CPU, and ends
+    // itself on its way back to user mode. A kernel thread running on
+    // another CPU cannot be ended (a kernel bug: it panics).
     void kill(Thread& thread);
     void kill_locked(Thread& thread);
 
@@ -115,8 +148,9 @@ class Scheduler {
     void cancel_block();
     WakeReason block(WaitQueue* queue, uint64_t timeout_ticks = 0);
 
-    // Makes a Blocked thread Ready (true). Waking a Created, Running, Ready
-    // or Dead thread is harmless and counted (false).
+    // Makes a Blocked thread Ready (true), on its home CPU's ready queue; if
+    // that is another CPU and it idles, tells it (Cpu::notify_cpu). Waking a
+    // Created, Running, Ready or Dead thread is harmless and counted (false).
     bool wake_locked(Thread& thread, WakeReason reason = WakeReason::Woken);
     bool wake(Thread& thread, WakeReason reason = WakeReason::Woken);
 
@@ -124,13 +158,15 @@ class Scheduler {
     // (it had the next message already): it runs as soon as the running
     // thread stops, on what is left of the quantum, ahead of the threads
     // that were merely ready (the hand-off queue, FIFO). Ignored while
-    // donation is off: then it waits its turn.
+    // donation is off, and for a thread of another CPU: then it waits its
+    // turn.
     void hand_off_locked(Thread& thread);
 
     // --- Donation (the yield vector) ---
 
     // The next yield or block on this CPU switches to `thread` if it is still
-    // Ready; consumed by that switch. Ignored while donation is off.
+    // Ready; consumed by that switch. Ignored while donation is off, and for
+    // a thread homed on another CPU (its wake told that CPU already).
     void set_donate_target_locked(Thread* thread);
     void set_donate_target(Thread* thread);
     // Enters the yield vector. Only from thread context with no lock held.
@@ -151,7 +187,8 @@ class Scheduler {
 
     // Switches straight to `next` without the ready queue. The current thread
     // must already have left the Running state (e.g. Blocked on its reply) and
-    // `next` must be Blocked on no queue (its wait just ended); it is woken
+    // `next` must be Blocked on no queue (its wait just ended) and homed on
+    // this CPU; it is woken
     // as by wake_locked() (counted, wake_reason Woken) but runs at once.
     // Like every switch: from thread context, with this lock the only one
     // held. A direct switch donates the CPU: the IPC fast path uses it only
@@ -163,6 +200,9 @@ class Scheduler {
     void on_timer_tick();      // timer interrupt, inside irq_enter()/irq_exit()
     void preempt_if_needed();  // at the end of an interrupt, after EOI
     void on_yield_vector();    // int 0x50 handler
+    // Cpu::notify_cpu() from another CPU, inside irq_enter()/irq_exit():
+    // preempt_if_needed() follows, as after a timer tick.
+    void on_notify();
     // The first instructions of a thread that a switch entered without
     // returning into switch_context: a new thread, or a user thread that
     // gave its stack up (mk_resume_at_frame).
@@ -173,7 +213,8 @@ class Scheduler {
     [[noreturn]] void idle_loop();
 
   private:
-    friend class FastPath;  // syscall/fastpath.cpp: the direct switch, inline
+    friend void forget_cpus();  // the host tests: no CPU, no reaper
+    friend class FastPath;      // syscall/fastpath.cpp: the direct switch, inline
 
     struct ByDeadline {
         bool operator()(const Thread& a, const Thread& b) const { return a.deadline < b.deadline; }
@@ -199,8 +240,11 @@ class Scheduler {
     // off its wait queue and the timeout set, `reason` recorded, an IPC wait
     // no partner completed aborted. Its state is the caller's to set.
     inline void end_wait_locked(Thread& thread, WakeReason reason);
-    // Takes a Ready thread off whichever queue holds it.
-    void remove_ready_locked(Thread& thread);
+    // Takes a Ready thread off whichever queue of its CPU holds it.
+    static void remove_ready_locked(Thread& thread);
+    // Queues a Ready thread at the back of its home CPU's ready queue, and
+    // tells that CPU if it is another one and idles.
+    void enqueue_locked(Thread& thread);
     // The next thread to run, off the queues (null: none is Ready); sets
     // *keep_quantum for one from the hand-off queue.
     Thread* pop_ready_locked(bool* keep_quantum);
@@ -212,7 +256,8 @@ class Scheduler {
     void assert_may_switch_locked() const;
 
     // Lock order: after Endpoint::lock_, before the heap (docs/locking.md).
-    SpinLock lock_{LockLevel::Scheduler};
+    // One for every CPU (syscall.S releases it by name).
+    static SpinLock lock_;
     // --- Guarded by lock_ ---
     // Ready threads, none of them the idle thread. The hand-off queue holds
     // those that share the running quantum (Thread::lent_quantum): a donor
@@ -220,16 +265,19 @@ class Scheduler {
     // running one woke and handed the CPU on to (hand_off_locked). They run
     // before the ready queue; when the quantum ends they join its back.
     WaitQueue handoff_;
-    WaitQueue ready_;    // FIFO: round-robin
-    WaitQueue zombies_;  // Dead user threads for the reaper to destroy
-    Thread* reaper_ = nullptr;
+    WaitQueue ready_;  // FIFO: round-robin
+    // Dead user threads for the reaper (one, on the boot CPU) to destroy.
+    static WaitQueue zombies_;
+    static Thread* reaper_;
     TimeoutSet timeouts_;  // threads blocked with a deadline
     Thread* current_ = nullptr;
     Thread* idle_ = nullptr;
     Thread* donate_target_ = nullptr;
     uint32_t quantum_left_ = kQuantumTicks;
     bool need_resched_ = false;
-    bool donation_enabled_ = true;
+    uint32_t cpu_ = 0;
+    uint32_t load_ = 0;  // load_locked()
+    static bool donation_enabled_;
     SchedCounters counters_{};
     // The syscall fast path's switches. Each is a block, a wake, a direct
     // switch and a switch, and a syscall_fastpath_hit in the IPC counters:

@@ -106,7 +106,11 @@ class Thread : public KObject {
     // Ready on the scheduler's hand-off queue, sharing the running quantum
     // (Scheduler::handoff_); false in any other state.
     bool lent_quantum = false;
-    uint8_t spare_ = 0;        // always 0
+    uint8_t spare_ = 0;  // always 0
+    // The home CPU (PerCpu::index), the only one it runs on: where its wake
+    // queues it and its timeout lives (Scheduler). The CPU that made it,
+    // until placement (Scheduler::set_home_locked) moves a Created one.
+    uint32_t cpu = 0;
     TimeoutHook timeout_hook;  // on the scheduler's timeout set while it has a deadline
     // Tick at which a timed block expires; 0: none; kNeverExpires: a timeout
     // so long that ticks + timeout saturated (not on the timeout set).

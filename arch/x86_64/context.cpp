@@ -44,9 +44,13 @@ constexpr uint64_t kCr4Smep = 1u << 20;
 constexpr uint64_t kCr4Smap = 1u << 21;
 constexpr size_t kFxsaveSize = 512;
 
-Cpu::SwitchState& g_switch = Cpu::switch_state;
+// This CPU's switch state.
+Cpu::SwitchState& sw() {
+    return Cpu::switch_state();
+}
 
 AddressSpace g_kernel_space;
+uint64_t g_cr0_ts = 0;  // CR0 with TS, as init_user_mode() sets it on the boot CPU
 PagingFeatures g_features{};
 FrameAllocator* g_frames = nullptr;
 
@@ -75,7 +79,7 @@ void init_entry_msrs() {
     wrmsr(kMsrLstar, reinterpret_cast<uint64_t>(&syscall_entry));
     wrmsr(kMsrSfmask, kRflagsMasked);
     wrmsr(kMsrKernelGsBase, 0);  // the user's GS base
-    wrmsr(kMsrFsBase, 0);        // what g_switch.loaded_fs_key (null) says
+    wrmsr(kMsrFsBase, 0);        // what sw().loaded_fs_key (null) says
 }
 
 UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures features,
@@ -83,16 +87,12 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     g_kernel_space = kernel;
     g_features = features;
     g_frames = &frames;
-    g_switch.loaded_root = kernel.root();
-    g_switch.entry_stack = kernel_entry_stack_slot();
+    sw().loaded_root = kernel.root();
+    sw().entry_stack = kernel_entry_stack_slot();
 
     init_entry_msrs();
     MK_ASSERT(
         reinterpret_cast<char*>(&mk::this_cpu().entry) - reinterpret_cast<char*>(&this_cpu()) == 8);
-    // The syscall stub's fast exit releases the scheduler lock at %gs:0x28.
-    MK_ASSERT(reinterpret_cast<char*>(mk::this_cpu().scheduler.lock().word()) -
-                  reinterpret_cast<char*>(&this_cpu()) ==
-              0x28);
     // The entry stub refuses syscall numbers itself (syscall.S).
     static_assert(uint64_t(abi::Sys::Count) == 20 && uint64_t(abi::Err::BadSyscall) == 14 &&
                       uint64_t(abi::Sys::Recv) == 3 && uint64_t(abi::Sys::Reply) == 4 &&
@@ -104,8 +104,9 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     // Kept for set_fpu_trap(), which writes it with TS or clears TS: CR0
     // changes in nothing else from here on.
     uint64_t cr0 = ((read_cr0() & ~kCr0Em) | kCr0Mp) & ~Cpu::kCr0Ts;
-    g_switch.cr0_ts = cr0 | Cpu::kCr0Ts;
-    g_switch.ts_set = false;
+    g_cr0_ts = cr0 | Cpu::kCr0Ts;
+    sw().cr0_ts = g_cr0_ts;
+    sw().ts_set = false;
     write_cr0(cr0);
     write_cr4(read_cr4() | kCr4Osfxsr | kCr4Osxmmexcpt);
 
@@ -126,21 +127,35 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     return f;
 }
 
+void init_user_mode_here(void* entry_stack_slot) {
+    // The trampoline gave this CPU the boot CPU's CR0 (without TS) and CR4,
+    // and the kernel's page tables.
+    Cpu::SwitchState& s = sw();
+    s.loaded_root = read_cr3();
+    s.entry_stack = entry_stack_slot;
+    s.cr0_ts = g_cr0_ts;
+    s.ts_set = false;
+    s.fpu_owner = nullptr;
+    s.loaded_fs_key = nullptr;
+    write_cr0(g_cr0_ts & ~Cpu::kCr0Ts);
+    init_entry_msrs();
+}
+
 // #NM: the current thread's first FPU instruction since it was switched in.
 void fpu_trap() {
     Cpu::Context& cur = this_cpu().scheduler.current()->context;
     if (cur.fpu == nullptr)
         MK_PANIC("FPU used by kernel thread %s", this_cpu().scheduler.current()->name());
     set_ts(false);
-    if (g_switch.fpu_owner == &cur) return;
-    if (g_switch.fpu_owner != nullptr) {
-        asm volatile("fxsave64 (%0)" ::"r"(g_switch.fpu_owner->fpu) : "memory");
+    if (sw().fpu_owner == &cur) return;
+    if (sw().fpu_owner != nullptr) {
+        asm volatile("fxsave64 (%0)" ::"r"(sw().fpu_owner->fpu) : "memory");
     }
     // A thread's first use loads the clean image init_user_context wrote:
     // every register zeroed, so nothing of the last owner shows through.
     asm volatile("fxrstor64 (%0)" ::"r"(cur.fpu) : "memory");
     cur.fpu_used = true;
-    g_switch.fpu_owner = &cur;
+    sw().fpu_owner = &cur;
 }
 
 }  // namespace mk::x86
@@ -210,9 +225,20 @@ Error Cpu::init_user_context(Context& ctx, uint64_t root) {
     return Error::None;
 }
 
+void Cpu::retire_context(Context& ctx) {
+    Cpu::SwitchState& s = sw();
+    if (s.fpu_owner == &ctx) s.fpu_owner = nullptr;
+    if (s.loaded_fs_key == &ctx) s.loaded_fs_key = &kStaleFsKey;
+    if (ctx.root != 0 && s.loaded_root == ctx.root) {
+        write_cr3(g_kernel_space.root());
+        s.loaded_root = g_kernel_space.root();
+    }
+}
+
 void Cpu::release_context(Context& ctx) {
-    if (g_switch.fpu_owner == &ctx) g_switch.fpu_owner = nullptr;
-    if (g_switch.loaded_fs_key == &ctx) g_switch.loaded_fs_key = &kStaleFsKey;
+    // Its CPU forgot it when it left it for good (retire_context); this one
+    // may not be that CPU.
+    retire_context(ctx);
     kfree(ctx.fpu);
     ctx.fpu = nullptr;
     ctx.root = 0;
@@ -220,13 +246,13 @@ void Cpu::release_context(Context& ctx) {
 
 void Cpu::load_fs_base(const Context& ctx) {
     x86::wrmsr(x86::kMsrFsBase, ctx.fs_base);
-    g_switch.loaded_fs_key = ctx.fs_key;
+    sw().loaded_fs_key = ctx.fs_key;
 }
 
 // Always written: the thread may have cleared the FS base behind the
 // kernel's back (a selector load) since it was last loaded for it.
 void Cpu::set_user_fs_base(Context& current, uint64_t base) {
-    bool was = save_and_disable_interrupts();  // the MSR and g_switch agree at every switch
+    bool was = save_and_disable_interrupts();  // the MSR and sw() agree at every switch
     current.fs_base = base;
     current.fs_key = base == 0 ? nullptr : &current;
     load_fs_base(current);
@@ -248,9 +274,16 @@ Result<uint64_t> Cpu::user_space_create() {
 
 void Cpu::user_space_destroy(uint64_t root) {
     if (root == 0) return;
-    if (g_switch.loaded_root == root) {
+    if (sw().loaded_root == root) {
         write_cr3(g_kernel_space.root());
-        g_switch.loaded_root = g_kernel_space.root();
+        sw().loaded_root = g_kernel_space.root();
+    }
+    // No other CPU has it loaded either: every thread of the process ended,
+    // and each CPU left the address space with its last thread there
+    // (retire_context). One that still has it would run on freed tables.
+    for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
+        PerCpu* c = g_cpu_table.cpus[i];
+        MK_ASSERT(c == nullptr || __atomic_load_n(&c->arch.loaded_root, __ATOMIC_RELAXED) != root);
     }
     AddressSpace as = space_of(root);
     as.destroy_user(frame_free, nullptr);

@@ -137,7 +137,11 @@ void init_idt() {
 }
 
 void* kernel_entry_stack_slot() {
-    return reinterpret_cast<char*>(&g_boot_tables.tss) + offsetof(Tss, rsp);
+    return kernel_entry_stack_slot(g_boot_tables);
+}
+
+void* kernel_entry_stack_slot(CpuTables& t) {
+    return reinterpret_cast<char*>(&t.tss) + offsetof(Tss, rsp);
 }
 
 }  // namespace mk::x86

@@ -13,6 +13,7 @@ namespace {
 constexpr uint16_t kCom1 = 0x3F8;
 bool g_exit_on_panic = true;
 volatile uint32_t* g_lapic = nullptr;  // the same page on every CPU, each seeing its own
+uint32_t g_timer_count = 0;            // the LAPIC timer's period, in its ticks
 uint64_t g_tsc_per_ms = 0;             // measured by lapic_timer_start()
 
 // LAPIC registers (offsets in bytes).
@@ -178,10 +179,15 @@ TimerInfo lapic_timer_start(uint32_t hz) {
     info.tsc_per_ms = (tsc1 - tsc0) / kWindowMs;
     g_tsc_per_ms = info.tsc_per_ms;
     uint32_t count = info.apic_ticks_per_ms * 1000 / hz;
+    g_timer_count = count == 0 ? 1 : count;
+    lapic_timer_start_again();
+    return info;
+}
+
+void lapic_timer_start_again() {
     lapic_write(kLapicLvtTimer, kVectorTimer | (1u << 17));  // periodic
     lapic_write(kLapicTimerDivide, 0x3);
-    lapic_write(kLapicTimerInit, count == 0 ? 1 : count);
-    return info;
+    lapic_write(kLapicTimerInit, g_timer_count);
 }
 
 void set_exit_on_panic(bool exit) {

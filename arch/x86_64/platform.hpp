@@ -31,6 +31,9 @@ void lapic_enable(bool boot_cpu);
 // TSC ticks per millisecond, as lapic_timer_start() measured (0 before).
 uint64_t tsc_ticks_per_ms();
 TimerInfo lapic_timer_start(uint32_t hz);
+// This CPU's LAPIC timer, periodic at the rate lapic_timer_start() measured
+// on the boot CPU (every CPU's LAPIC timer runs at the bus clock).
+void lapic_timer_start_again();
 void lapic_eoi();
 uint32_t lapic_id();
 

@@ -1,12 +1,15 @@
 // Application processors: INIT-SIPI-SIPI into the trampoline
 // (boot/ap_trampoline.S), one at a time; each then sets itself up as the
-// boot CPU is set up, says so, and parks (docs/smp.md).
+// boot CPU is set up, joins the scheduler with an idle thread of its own,
+// says so, and idles until it is given threads (docs/smp.md). And the
+// interrupt one CPU sends another (Cpu::notify_cpu).
 #include "smp.hpp"
 
 #include <atomic>
 
 #include "context.hpp"
 #include "cpu.hpp"
+#include "kernel.hpp"
 #include "log.hpp"
 #include "memory.hpp"
 #include "paging.hpp"
@@ -45,6 +48,10 @@ constexpr uint32_t kClaimOpen = 0;    // published for the next AP
 constexpr uint32_t kClaimTaken = 1;   // an AP took it and is reading it
 constexpr uint32_t kClaimClosed = 2;  // the boot CPU gave up on the AP it was for
 constexpr uint32_t kClaimLeft = 3;    // the AP has read what it needs and left
+
+// Each CPU's APIC id, by PerCpu::index: where notify_cpu() sends. Written
+// by each CPU before it joins the scheduler.
+uint32_t g_apic_ids[kMaxCpus];
 
 // What the boot CPU prepared for one AP: its state, its descriptor
 // tables and its stack, from the heap, so the AP itself allocates nothing.
@@ -207,6 +214,7 @@ bool prepare(ApStart& s) {
 
 size_t start_application_processors(const acpi::MadtInfo& madt, PhysRanges usable,
                                     PhysRanges reserved) {
+    g_apic_ids[0] = lapic_id();
     if (!contains(usable, kApTrampolineBase, kApTrampolineEnd)) {
         log("smp: %#lx-%#lx (the AP trampoline) is not usable RAM; running on one CPU\n",
             kApTrampolineBase, kApTrampolineEnd);
@@ -272,21 +280,38 @@ size_t start_application_processors(const acpi::MadtInfo& madt, PhysRanges usabl
 using namespace mk;
 using namespace mk::x86;
 
+void Cpu::notify_cpu(uint32_t index) {
+    // Fixed delivery, physical destination: the vector on that CPU alone.
+    // Interrupts off, so that nothing on this CPU writes the ICR between
+    // its two halves.
+    bool was = save_and_disable_interrupts();
+    if (!lapic_send_ipi(g_apic_ids[index], kVectorNotify)) {
+        log("smp: the local APIC did not send an interrupt to cpu %u\n", index);
+    }
+    restore_interrupts(was);
+}
+
 // An AP, on its own stack, in the kernel's address space, interrupts off:
-// the same per-CPU set-up as the boot CPU's, then it parks. It touches no
-// scheduler and takes no lock but the log's.
+// the same per-CPU set-up as the boot CPU's; then its running code becomes
+// its idle thread (cpu_join), its LAPIC timer starts, and it idles, taking
+// interrupts only while it waits (Scheduler::idle_once).
 void ap_main(void* arg) {
     auto* s = static_cast<ApStart*>(arg);
     Cpu::set_this_cpu(s->cpu);
     load_gdt_and_tss(*s->tables);
     load_idt();
-    init_entry_msrs();
+    init_user_mode_here(kernel_entry_stack_slot(*s->tables));
     lapic_enable(false);
     uint32_t id = lapic_id();
+    g_apic_ids[s->index] = id;
+    cpu_join();
     log("smp: cpu %u up (apic id %u)\n", s->index, id);
     if (id != s->apic_id) {
         log("smp: cpu %u was started for apic id %u (a late STARTUP)\n", s->index, s->apic_id);
     }
     g_online.fetch_or(1u << s->index, std::memory_order_release);
-    for (;;) asm volatile("cli; hlt");
+    lapic_timer_start_again();
+    this_cpu().scheduler.idle_loop();
 }
+
+static_assert(mk::x86::kMaxCpus == mk::kMaxCpus, "the MADT's cap is the CPU table's size");

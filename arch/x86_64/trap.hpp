@@ -11,6 +11,7 @@ using mk::TrapFrame;
 
 constexpr uint8_t kVectorPicBase = 0x20;   // legacy PIC, remapped then masked
 constexpr uint8_t kVectorTimer = 0x30;     // LAPIC timer
+constexpr uint8_t kVectorNotify = 0x31;    // another CPU's Cpu::notify_cpu()
 constexpr uint8_t kVectorYield = 0x50;     // the yield vector
 constexpr uint8_t kVectorSpurious = 0xFF;  // LAPIC spurious interrupts
 
@@ -38,5 +39,6 @@ void load_idt();
 // Where TSS.rsp0 lives, the stack of interrupts from ring 3: every switch
 // writes it (Cpu::SwitchState::entry_stack).
 void* kernel_entry_stack_slot();
+void* kernel_entry_stack_slot(CpuTables& tables);  // an application processor's
 
 }  // namespace mk::x86

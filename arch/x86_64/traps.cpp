@@ -109,6 +109,13 @@ extern "C" void arch_trap(mk::x86::TrapFrame* frame) {
             lapic_eoi();
             sched.preempt_if_needed();
             break;
+        case kVectorNotify:
+            irq_enter();
+            sched.on_notify();
+            irq_exit();
+            lapic_eoi();
+            sched.preempt_if_needed();
+            break;
         case kVectorYield:
             if (frame->from_user()) {
                 handle_user_yield(*frame);

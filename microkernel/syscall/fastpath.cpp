@@ -207,7 +207,8 @@ class FastPath {
     // the message in its IpcState (its payload is in its IPC buffer
     // already). The stub returns to user mode with every register from that
     // frame (RESUME_EXIT).
-    static FastPathExit resume(Scheduler& s, Thread& self, Thread& next) {
+    static FastPathExit resume(PerCpu& cpu, Thread& self, Thread& next) {
+        Scheduler& s = cpu.scheduler;
         bool lent = next.lent_quantum;
         WaitQueue::unlink(next);  // the front of the hand-off or ready queue
         if (!lent)
@@ -226,7 +227,7 @@ class FastPath {
         next.at_frame = false;
         next.lent_quantum = false;
         s.current_ = &next;
-        Cpu::load_user_context(self.context, next.context);
+        Cpu::load_user_context(cpu.arch, self.context, next.context);
         return FastPathExit{&to};
     }
 
@@ -234,13 +235,14 @@ class FastPath {
     // in place of `self` (Blocked, or Ready on the hand-off queue, now): what
     // Scheduler::switch_to_locked() does, then the CPU's part. Returns where the stub leaves for
     // user mode.
-    static FastPathExit switch_to(Scheduler& s, Thread& self, Thread& next) {
+    static FastPathExit switch_to(PerCpu& cpu, Thread& self, Thread& next) {
+        Scheduler& s = cpu.scheduler;
         if (next.timeout_hook.is_linked()) [[unlikely]]
             s.cancel_timeout_locked(next);
         set_state(next, WakeReason::Woken, ThreadState::Running, false);
         s.current_ = &next;
         s.donate_target_ = nullptr;
-        Cpu::load_user_context(self.context, next.context);
+        Cpu::load_user_context(cpu.arch, self.context, next.context);
         return FastPathExit{&Cpu::syscall_frame(next.context)};
     }
 };
@@ -262,9 +264,10 @@ inline FastPathExit FastPath::call(TrapFrame& f) {
     // A waiting receiver has taken every queued notice and sender already.
     // One that still holds an unanswered call (a plain Recv) would drop it:
     // the general path does that. A killed one is never left on a queue
-    // (kill wakes it), nor can a killed caller block.
+    // (kill wakes it), nor can a killed caller block. One homed on another
+    // CPU is woken there, by the general path.
     if (server == nullptr || !server->at_frame || server->ipc->reply.valid() ||
-        server->exit_requested || self.exit_requested) {
+        server->exit_requested || self.exit_requested || server->cpu != self.cpu) {
         return unlock_and_miss(s, table);
     }
 
@@ -288,7 +291,7 @@ inline FastPathExit FastPath::call(TrapFrame& f) {
     // A block, a wake, a direct switch and a switch, and a hit: counted
     // once (Scheduler::counters() and ipc_counters() add it in).
     ++s.fast_switches_;
-    return switch_to(s, self, *server);
+    return switch_to(cpu, self, *server);
 }
 
 inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
@@ -313,11 +316,12 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     // fast path could not drop: a caller that queued on the endpoint before
     // a receiver came still holds its call's reference to it, which is no
     // last one if it is this endpoint (this thread's handle holds another).
-    // And nothing waiting on the endpoint, which the receive would take.
+    // And nothing waiting on the endpoint, which the receive would take; and
+    // a caller homed on this CPU (another one's is woken there).
     Thread* caller = sipc.callers.first_or_null();
     if (caller == nullptr || caller->id() != token.caller || caller->ipc->call_seq != token.call ||
         !caller->at_frame || ep->notices_.size() != 0 || ep->dead_ || caller->exit_requested ||
-        self.exit_requested) {
+        self.exit_requested || caller->cpu != self.cpu) {
         return unlock_and_miss(s, table);
     }
     if (Thread* sender = ep->senders_.first_or_null()) [[unlikely]]
@@ -341,7 +345,7 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     block_current(self, ep->receivers_);
     table.lock_.unlock_raw();
     ++s.fast_switches_;  // as in call()
-    return switch_to(s, self, *caller);
+    return switch_to(cpu, self, *caller);
 }
 
 // ReplyRecv that finds a caller queued on the endpoint (a busy server): the
@@ -431,7 +435,7 @@ inline FastPathExit FastPath::reply(TrapFrame& f) {
     Thread* caller = saved.caller_.first_or_null();
     if (caller == nullptr || caller->id() != saved.token_.caller ||
         caller->ipc->call_seq != saved.token_.call || !caller->at_frame || caller->exit_requested ||
-        self.exit_requested ||
+        self.exit_requested || caller->cpu != self.cpu ||
         (caller->ipc->endpoint_ref && !caller->ipc->endpoint_ref->release_if_not_last())) {
         return unlock_and_miss(s, table);
     }
@@ -455,7 +459,7 @@ inline FastPathExit FastPath::reply(TrapFrame& f) {
     // A wake, a donation and a switch, and a hit (counters() and
     // ipc_counters() add it in).
     ++s.fast_replies_;
-    return switch_to(s, self, *caller);
+    return switch_to(cpu, self, *caller);
 }
 
 // ReplySave through the Reply object this thread kept from its last fast
@@ -548,7 +552,7 @@ inline FastPathExit FastPath::recv(TrapFrame& f) {
     block_current(self, ep->receivers_);
     table.lock_.unlock_raw();
     ++s.fast_blocks_;
-    return resume(s, self, *next);
+    return resume(cpu, self, *next);
 }
 
 }  // namespace mk

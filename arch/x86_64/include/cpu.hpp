@@ -31,6 +31,20 @@ class Cpu {
         bool fpu_used = false;  // the area holds state (else: fninit at first use)
     };
 
+    // A CPU's switch state: what it has loaded. In its PerCpu (arch), at
+    // kPerCpuArchOffset (percpu.hpp checks it); switch_state() is this CPU's.
+    struct SwitchState {
+        uint64_t loaded_root = 0;  // what CR3 holds
+        // Whose FS base MSR_FS_BASE was last set to (the fs_key of that
+        // context; null: 0, kStaleFsKey: a context since released); the
+        // CPU holds that value or 0 (see switch_fs_base).
+        const Context* loaded_fs_key = nullptr;
+        Context* fpu_owner = nullptr;  // whose state the FPU registers hold
+        bool ts_set = false;           // CR0.TS: the next FPU instruction traps (#NM)
+        void* entry_stack = nullptr;   // TSS.rsp0 (unaligned): the stack of entries from ring 3
+        uint64_t cr0_ts = 0;           // CR0 with TS set (kept at boot: nothing else changes)
+    };
+
     static void init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg);
     static void switch_context(Context& from, Context& to);
     // Like switch_context(), for a user thread that blocks in a syscall with
@@ -63,8 +77,9 @@ class Cpu {
     // clobbers: CR3 and CR0 change nothing the kernel's C++ reads (the
     // kernel half is the same in every address space), and the entry
     // stack slot at %gs:8 is only read by the entry stub.
-    static void load_user_context(Context& from, const Context& to) {
-        SwitchState& s = switch_state;
+    // `s` is this CPU's switch state (PerCpu::arch), which the fast path
+    // has at hand.
+    static void load_user_context(SwitchState& s, Context& from, const Context& to) {
         uint64_t top = to.kernel_stack_top;
         __builtin_memcpy(s.entry_stack, &top, sizeof(uint64_t));
         asm volatile("mov %0, %%gs:8" ::"r"(top));
@@ -72,7 +87,7 @@ class Cpu {
             asm volatile("mov %0, %%cr3" ::"r"(to.root));
             s.loaded_root = to.root;
         }
-        switch_fs_base(to);
+        switch_fs_base(s, to);
         // set_fpu_trap(s.fpu_owner != &to), tested in the order that costs
         // least when TS does not change.
         if (s.fpu_owner == &to) {
@@ -93,7 +108,7 @@ class Cpu {
     // (CR0.TS set unless `to` owns the FPU registers; written only when it
     // changes). Inline: the fast path pays for every instruction.
     static void load_state(const Context& to) {
-        SwitchState& s = switch_state;
+        SwitchState& s = switch_state();
         if (to.kernel_stack_top != 0) {
             __builtin_memcpy(s.entry_stack, &to.kernel_stack_top, sizeof(uint64_t));
             asm volatile("mov %0, %%gs:8" ::"r"(to.kernel_stack_top) : "memory");
@@ -103,7 +118,7 @@ class Cpu {
             s.loaded_root = to.root;
         }
         if (to.fpu != nullptr) {  // a user thread
-            switch_fs_base(to);
+            switch_fs_base(s, to);
             set_fpu_trap(s.fpu_owner != &to);
         }
     }
@@ -121,46 +136,44 @@ class Cpu {
     // That is one compare of keys (Context::fs_key, SwitchState::loaded_fs_key):
     // null for 0, else the context whose value was written, so another
     // thread's equal value does not match.
-    static void switch_fs_base(const Context& to) {
-        if (to.fs_key != switch_state.loaded_fs_key) [[unlikely]]
+    static void switch_fs_base(const SwitchState& s, const Context& to) {
+        if (to.fs_key != s.loaded_fs_key) [[unlikely]]
             load_fs_base(to);
     }
     // Writes MSR_FS_BASE with ctx.fs_base (arch/x86_64/context.cpp).
     static void load_fs_base(const Context& ctx);
 
-    // This CPU's switch state (one CPU for now).
-    struct SwitchState {
-        uint64_t loaded_root = 0;  // what CR3 holds
-        // Whose FS base MSR_FS_BASE was last set to (the fs_key of that
-        // context; null: 0, kStaleFsKey: a context since released); the
-        // CPU holds that value or 0 (see switch_fs_base).
-        const Context* loaded_fs_key = nullptr;
-        Context* fpu_owner = nullptr;  // whose state the FPU registers hold
-        bool ts_set = false;           // CR0.TS: the next FPU instruction traps (#NM)
-        void* entry_stack = nullptr;   // TSS.rsp0 (unaligned): the stack of entries from ring 3
-        uint64_t cr0_ts = 0;           // CR0 with TS set (kept at boot: nothing else changes)
-    };
     // SwitchState::loaded_fs_key of a value written for a context that no
     // longer exists: matches no context, so the next switch writes again.
     static const Context kStaleFsKey;
-    static SwitchState switch_state;
+    using PerCpuState = SwitchState;
+    static SwitchState& switch_state() {
+        SwitchState* s;
+        asm volatile("mov %%gs:0, %0; add %1, %0" : "=r"(s) : "i"(kPerCpuArchOffset));
+        return *s;
+    }
 
     // Sets CR0.TS from the value kept at boot (no read of CR0), or clears
     // it with clts; only when it changes.
     static void set_fpu_trap(bool on) {
-        if (switch_state.ts_set == on) return;
+        SwitchState& s = switch_state();
+        if (s.ts_set == on) return;
         if (on) {
-            asm volatile("mov %0, %%cr0" ::"r"(switch_state.cr0_ts));
+            asm volatile("mov %0, %%cr0" ::"r"(s.cr0_ts));
         } else {
             asm volatile("clts");
         }
-        switch_state.ts_set = on;
+        s.ts_set = on;
     }
     static constexpr uint64_t kCr0Ts = 1u << 3;
 
     // --- User threads ---
     // Makes ctx (after init_context) a user thread's, running in `root`.
     [[nodiscard]] static Error init_user_context(Context& ctx, uint64_t root);
+    // The thread of ctx ended and this CPU left it for good: the CPU forgets
+    // it (its address space, if loaded, gives way to the kernel's; its FPU
+    // ownership and FS base key go).
+    static void retire_context(Context& ctx);
     // Frees what init_user_context took; the thread never runs again.
     static void release_context(Context& ctx);
     // The current user thread's FS base from now on (below abi::kFsBaseEnd:
@@ -205,6 +218,8 @@ class Cpu {
     static void enable_and_wait_for_interrupt() { asm volatile("sti; hlt" ::: "memory"); }
 
     static void raise_yield_vector() { asm volatile("int $0x50" ::: "memory"); }
+    // A fixed IPI (arch/x86_64/smp.cpp).
+    static void notify_cpu(uint32_t index);
 
     static void set_this_cpu(PerCpu* cpu);
     static PerCpu* this_cpu() {
@@ -230,7 +245,6 @@ class Cpu {
     [[noreturn]] static void shutdown(bool success);
 };
 
-inline Cpu::SwitchState Cpu::switch_state{};
 inline const Cpu::Context Cpu::kStaleFsKey{};
 
 static_assert(CpuInterface<Cpu>);

@@ -29,6 +29,10 @@ void FakeCpu::reset() {
     yield_handler = nullptr;
     no_return_from = nullptr;
     stacks_left = 0;
+    notified.clear();
+    retired = 0;
+    forget_cpus();
+    Scheduler::set_donation_enabled(true);
 }
 
 namespace {
@@ -193,11 +197,22 @@ void Cpu::raise_yield_vector() {
     restore_interrupts(was);
 }
 
+void Cpu::retire_context(Context&) {
+    ++FakeCpu::retired;
+}
+
+void Cpu::notify_cpu(uint32_t index) {
+    FakeCpu::notified.push_back(index);
+}
+
 void Cpu::set_this_cpu(PerCpu* cpu) {
     g_this_cpu = cpu;
 }
 PerCpu* Cpu::this_cpu() {
     return g_this_cpu;
+}
+uint32_t Cpu::cpu_index() {
+    return g_this_cpu != nullptr ? g_this_cpu->index : 0;
 }
 
 uint64_t Cpu::timestamp() {

@@ -33,6 +33,8 @@ class Cpu {
         bool gave_stack_up = false;
     };
 
+    struct PerCpuState {};  // nothing loaded to keep track of
+
     static void init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg);
     static void switch_context(Context& from, Context& to);
     static void switch_context_leaving_stack(Context& from, Context& to);
@@ -41,12 +43,15 @@ class Cpu {
     // The fast path's switch: recorded like switch_context(); returns.
     static void load_context(Context& from, Context& to);
     // The same, for the fast path's user threads; recorded alike.
-    static void load_user_context(Context& from, Context& to) { load_context(from, to); }
+    static void load_user_context(PerCpuState&, Context& from, Context& to) {
+        load_context(from, to);
+    }
     // User threads do not run on the host (enter_user aborts), but user
     // address spaces exist: page tables as maps, frames in host memory
     // (frame_to_kernel is the identity), with the refusals of
     // arch/x86_64/context.cpp.
     static Error init_user_context(Context& ctx, uint64_t root);
+    static void retire_context(Context& ctx);  // counted (FakeCpu::retired)
     static void release_context(Context&) {}
     static void set_user_fs_base(Context& current, uint64_t base) { current.fs_base = base; }
     [[noreturn]] static void enter_user(uint64_t rip, uint64_t rsp, uint64_t arg);
@@ -64,10 +69,12 @@ class Cpu {
     static void enable_and_wait_for_interrupt();
 
     static void raise_yield_vector();
+    // Recorded (FakeCpu::notified); a test plays the other CPU's part.
+    static void notify_cpu(uint32_t index);
 
     static void set_this_cpu(PerCpu* cpu);
     static PerCpu* this_cpu();
-    static uint32_t cpu_index() { return 0; }
+    static uint32_t cpu_index();
 
     static uint64_t timestamp();
     static void log_write(const char* text, size_t len);
@@ -94,6 +101,9 @@ struct FakeCpu {
     // stretch with interrupts off.
     static inline uint64_t frames_zeroed = 0;
     static inline uint64_t frames_zeroed_irqs_off = 0;
+    // The CPUs notify_cpu() interrupted, in order.
+    static inline std::vector<uint32_t> notified;
+    static inline unsigned retired = 0;  // retire_context() calls
     static inline std::string log;
     // What raise_yield_vector() runs: the kernel's yield handler. Tests install it.
     static inline void (*yield_handler)() = nullptr;

@@ -1,0 +1,280 @@
+// The scheduler with two CPUs on the host fake: a thread runs on its home
+// CPU alone; a wake from another CPU queues it there and tells that CPU when
+// it idles; donations, the hand-off queue and direct switches never cross
+// CPUs; timeouts live on the home CPU; placement picks the least loaded
+// CPU; a CPU forgets a thread that ended there.
+//
+// The test plays each CPU in turn (on_cpu): the fake's switches return, so
+// a CPU is a state machine the test drives, as with one CPU.
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "sched_fixture.hpp"
+
+namespace mk {
+namespace {
+
+class SmpSchedulerTest : public testing::SchedFixture {
+  protected:
+    void SetUp() override {
+        SchedFixture::SetUp();
+        cpu1_ = std::make_unique<PerCpu>();
+        cpu1_->index = 1;
+        on_cpu(1, [&] {
+            // CPU 1's first code becomes its idle thread (cpu_join).
+            idle1_ = Thread::adopt_boot_thread("idle1").value();
+            cpu1_->scheduler.init(*idle1_, *idle1_);
+        });
+    }
+
+    void TearDown() override {
+        // CPU 1 goes back to its idle thread, blocking whatever it runs, so
+        // that the fixture can end every thread from CPU 0.
+        on_cpu(1, [&] {
+            Scheduler& s1 = cpu1_->scheduler;
+            LockGuard guard(s1.lock());
+            while (s1.current() != idle1_) s1.block_current_locked(nullptr, 0);
+        });
+        idle1_->state = ThreadState::Dead;
+        Thread::destroy(idle1_);
+        SchedFixture::TearDown();
+    }
+
+    // Runs `fn` as CPU `index`.
+    void on_cpu(uint32_t index, const std::function<void()>& fn) {
+        Cpu::set_this_cpu(index == 0 ? cpu_.get() : cpu1_.get());
+        fn();
+        Cpu::set_this_cpu(cpu_.get());
+    }
+
+    Scheduler& sched1() { return cpu1_->scheduler; }
+
+    // A thread created on CPU 0 and homed on CPU 1, not started.
+    Thread* create_on_1(const char* name) {
+        Thread* t = create(name);
+        LockGuard guard(sched().lock());
+        Scheduler::set_home_locked(*t, 1);
+        return t;
+    }
+
+    // A thread homed on CPU 1, running there (CPU 1 idled before).
+    Thread* running_on_1(const char* name) {
+        Thread* t = create_on_1(name);
+        EXPECT_EQ(sched().start(*t), Error::None);
+        on_cpu(1, [&] { sched1().preempt_if_needed(); });  // the idle CPU takes it
+        EXPECT_EQ(sched1().current(), t);
+        return t;
+    }
+
+    std::unique_ptr<PerCpu> cpu1_;
+    Thread* idle1_ = nullptr;
+};
+
+TEST_F(SmpSchedulerTest, BothCpusAreInTheTable) {
+    EXPECT_EQ(cpu_count(), 2u);
+    EXPECT_EQ(&cpu_at(0), cpu_.get());
+    EXPECT_EQ(&cpu_at(1), cpu1_.get());
+    EXPECT_EQ(sched1().cpu(), 1u);
+    EXPECT_EQ(sched1().current(), idle1_);
+    EXPECT_EQ(idle1_->cpu, 1u);
+}
+
+// Started from CPU 0, a thread of CPU 1 goes on CPU 1's ready queue, and
+// CPU 1, idle, is told: nothing of it reaches CPU 0's queue.
+TEST_F(SmpSchedulerTest, StartQueuesOnTheHomeCpuAndNotifiesItWhenIdle) {
+    Thread* t = create_on_1("t");
+    ASSERT_EQ(sched().start(*t), Error::None);
+    EXPECT_EQ(sched().ready_count(), 0u);
+    EXPECT_EQ(sched1().ready_count(), 1u);
+    EXPECT_EQ(FakeCpu::notified, std::vector<uint32_t>{1});
+    EXPECT_EQ(sched().counters().notifies, 1u);
+    // CPU 0 never picks it.
+    yield();
+    EXPECT_EQ(sched().current(), boot_);
+    // CPU 1 runs it at the end of the interrupt.
+    on_cpu(1, [&] {
+        sched1().preempt_if_needed();
+        EXPECT_EQ(sched1().current(), t);
+    });
+    EXPECT_EQ(t->state, ThreadState::Running);
+}
+
+// A busy CPU is not interrupted: the thread waits its round-robin turn there.
+TEST_F(SmpSchedulerTest, NoNotifyForABusyCpu) {
+    running_on_1("busy");
+    FakeCpu::notified.clear();
+    Thread* t = create_on_1("t");
+    ASSERT_EQ(sched().start(*t), Error::None);
+    EXPECT_TRUE(FakeCpu::notified.empty());
+    EXPECT_EQ(sched1().ready_count(), 1u);
+}
+
+// A wake from CPU 0 of a thread that blocked on CPU 1 with a timeout: the
+// wait ends there, the timeout is gone from CPU 1's set (its ticks no
+// longer time the thread out), and the thread is Ready on CPU 1.
+TEST_F(SmpSchedulerTest, WakeFromAnotherCpuEndsTheWaitAndTheTimeoutAtHome) {
+    Thread* t = running_on_1("t");
+    WaitQueue q;
+    on_cpu(1, [&] {
+        LockGuard guard(sched1().lock());
+        sched1().block_current_locked(&q, 5);
+        EXPECT_EQ(sched1().current(), idle1_);
+    });
+    ASSERT_EQ(t->state, ThreadState::Blocked);
+    EXPECT_NE(t->deadline, 0u);
+    FakeCpu::notified.clear();
+
+    EXPECT_TRUE(sched().wake(*t));
+    EXPECT_EQ(t->state, ThreadState::Ready);
+    EXPECT_EQ(t->wake_reason, WakeReason::Woken);
+    EXPECT_FALSE(t->timeout_hook.is_linked());
+    EXPECT_TRUE(q.empty());
+    EXPECT_EQ(sched1().ready_count(), 1u);
+    EXPECT_EQ(FakeCpu::notified, std::vector<uint32_t>{1});
+    on_cpu(1, [&] {
+        for (int i = 0; i < 10; ++i) sched1().on_timer_tick();
+        EXPECT_EQ(sched1().counters().timeouts, 0u);
+        sched1().preempt_if_needed();
+        EXPECT_EQ(sched1().current(), t);
+    });
+    EXPECT_EQ(t->wake_reason, WakeReason::Woken);
+}
+
+// Each CPU's ticks expire the timeouts of its own threads only.
+TEST_F(SmpSchedulerTest, TimeoutsExpireOnTheHomeCpu) {
+    Thread* t = running_on_1("t");
+    WaitQueue q;
+    on_cpu(1, [&] {
+        LockGuard guard(sched1().lock());
+        sched1().block_current_locked(&q, 3);
+    });
+    for (int i = 0; i < 10; ++i) sched().on_timer_tick();
+    EXPECT_EQ(t->state, ThreadState::Blocked);
+    on_cpu(1, [&] {
+        for (int i = 0; i < 3; ++i) sched1().on_timer_tick();
+        EXPECT_EQ(sched1().counters().timeouts, 1u);
+    });
+    EXPECT_EQ(t->state, ThreadState::Ready);
+    EXPECT_EQ(t->wake_reason, WakeReason::TimedOut);
+    EXPECT_EQ(sched1().ready_count(), 1u);
+    EXPECT_EQ(sched().ready_count(), 0u);
+}
+
+// CPU 0 wakes a thread of CPU 1 and would give it the CPU: neither the
+// donate target, nor the hand-off queue, nor the yield that follows take
+// it to CPU 0. It runs on CPU 1, where its wake told it.
+TEST_F(SmpSchedulerTest, NoDonationAcrossCpus) {
+    Thread* t = running_on_1("t");
+    WaitQueue q;
+    on_cpu(1, [&] {
+        LockGuard guard(sched1().lock());
+        sched1().block_current_locked(&q, 0);
+    });
+    Thread* local = spawn("local");
+    sched().unblock_yield(*t);
+    EXPECT_EQ(FakeCpu::yield_vectors, 0u);  // nothing to give on this CPU
+    EXPECT_EQ(t->state, ThreadState::Ready);
+    {
+        LockGuard guard(sched().lock());
+        sched().set_donate_target_locked(t);
+        sched().hand_off_locked(*t);
+        EXPECT_FALSE(t->lent_quantum);
+    }
+    yield();
+    EXPECT_EQ(sched().current(), local);  // round-robin: the donation was ignored
+    EXPECT_EQ(sched().counters().donations_taken, 0u);
+    EXPECT_EQ(sched1().ready_count(), 1u);
+}
+
+// The IPC hand-over, "wake the partner and block": with the partner on
+// another CPU it is a wake there and a block here, never a switch to it.
+TEST_F(SmpSchedulerTest, WakeAndBlockWithAPartnerOnAnotherCpuWakesItThere) {
+    Thread* t = running_on_1("t");
+    WaitQueue q1;
+    on_cpu(1, [&] {
+        LockGuard guard(sched1().lock());
+        sched1().block_current_locked(&q1, 0);
+    });
+    Thread* local = spawn("local");
+    WaitQueue q0;
+    {
+        LockGuard guard(sched().lock());
+        sched().wake_and_block_locked(*t, &q0, 0);
+    }
+    EXPECT_EQ(boot_->state, ThreadState::Blocked);
+    EXPECT_EQ(sched().current(), local);
+    EXPECT_EQ(t->state, ThreadState::Ready);
+    EXPECT_EQ(sched1().ready_count(), 1u);
+    EXPECT_EQ(FakeCpu::notified.back(), 1u);
+    ASSERT_TRUE(sched().wake(*boot_));
+}
+
+// Placement: the CPU with the fewest threads homed on it; homing a thread
+// moves it from one count to the other, destroying it takes it off.
+TEST_F(SmpSchedulerTest, PlacementPicksTheLeastLoadedCpu) {
+    {
+        LockGuard guard(sched().lock());
+        // CPU 0: boot and idle; CPU 1: idle1.
+        EXPECT_EQ(sched().load_locked(), 2u);
+        EXPECT_EQ(sched1().load_locked(), 1u);
+        EXPECT_EQ(Scheduler::least_loaded_cpu_locked(), 1u);
+    }
+    Thread* a = create("a");
+    Thread* b = create("b");
+    LockGuard guard(sched().lock());
+    EXPECT_EQ(sched().load_locked(), 4u);
+    Scheduler::set_home_locked(*a, 1);
+    Scheduler::set_home_locked(*b, 1);
+    EXPECT_EQ(a->cpu, 1u);
+    EXPECT_EQ(sched().load_locked(), 2u);
+    EXPECT_EQ(sched1().load_locked(), 3u);
+    EXPECT_EQ(Scheduler::least_loaded_cpu_locked(), 0u);
+    Scheduler::set_home_locked(*b, 0);
+    EXPECT_EQ(Scheduler::least_loaded_cpu_locked(), 1u);  // 3 against 2
+    Scheduler::set_home_locked(*a, 0);
+    EXPECT_EQ(Scheduler::least_loaded_cpu_locked(), 1u);  // 4 against 1
+}
+
+TEST_F(SmpSchedulerTest, DestroyingAThreadTakesItOffItsCpusLoad) {
+    Thread* a = create_on_1("a");
+    {
+        LockGuard guard(sched().lock());
+        EXPECT_EQ(sched1().load_locked(), 2u);
+    }
+    threads_.clear();
+    Thread::destroy(a);
+    LockGuard guard(sched().lock());
+    EXPECT_EQ(sched1().load_locked(), 1u);
+    EXPECT_EQ(sched().load_locked(), 2u);
+}
+
+// A CPU forgets a thread that ended there (Cpu::retire_context) in the
+// switch away from it, before anything can free it.
+TEST_F(SmpSchedulerTest, TheCpuAThreadEndedOnRetiresIt) {
+    Thread* t = running_on_1("t");
+    FakeCpu::no_return_from = &t->context;
+    on_cpu(1, [&] { EXPECT_THROW(sched1().exit_current(), FakeCpu::NoReturn); });
+    FakeCpu::no_return_from = nullptr;
+    EXPECT_EQ(t->state, ThreadState::Dead);
+    EXPECT_EQ(FakeCpu::retired, 1u);
+    EXPECT_EQ(sched1().current(), idle1_);
+    // A switch away from a thread that lives retires nothing.
+    yield();
+    spawn("x");
+    yield();
+    EXPECT_EQ(FakeCpu::retired, 1u);
+}
+
+// The counters of every CPU, summed.
+TEST_F(SmpSchedulerTest, TotalCountersAddEveryCpu) {
+    sched().on_timer_tick();
+    on_cpu(1, [&] {
+        sched1().on_timer_tick();
+        sched1().on_timer_tick();
+    });
+    EXPECT_EQ(Scheduler::total_counters().ticks, 3u);
+}
+
+}  // namespace
+}  // namespace mk
