@@ -142,6 +142,7 @@ Result<Process*> Process::create(const char* name) {
     {
         LockGuard guard(this_cpu().scheduler.lock());
         p->id_ = g_next_process_id++;
+        p->cpu_ = Cpu::cpu_index();  // its creator's (docs/smp.md, "Placement")
     }
     return p;
 }
@@ -326,6 +327,7 @@ Result<Thread*> Process::create_thread(const char* name, uint64_t rip, uint64_t 
             retain();
             thread->process = this;
             threads_.push_back(*thread);
+            Scheduler::set_home_locked(*thread, cpu_);
         }
     }
     if (refused != Error::None) {

@@ -29,8 +29,12 @@ class Process : public KObject {
     static constexpr uint64_t kMapBase = 0x0000001000000000;
     static constexpr uint64_t kMapEnd = 0x00007F0000000000;
 
-    // A process with an empty address space and no threads.
+    // A process with an empty address space and no threads, homed on the
+    // CPU of the thread that creates it, where all its threads will run:
+    // its page tables are loaded on that CPU alone, so an unmap needs no
+    // TLB shootdown (docs/smp.md, "Placement").
     [[nodiscard]] static Result<Process*> create(const char* name);
+    uint32_t cpu() const { return cpu_; }
 
     const char* name() const { return name_; }
     // Its handles; empty (cleared, refusing new ones) once the process is dead.
@@ -67,7 +71,8 @@ class Process : public KObject {
     [[nodiscard]] Status load(uint64_t dst, const void* src, size_t length) const;
 
     // A thread of this process that will enter user mode at `rip` with `rsp`
-    // and `arg` in the first argument register; not started.
+    // and `arg` in the first argument register, homed on the process's CPU;
+    // not started.
     [[nodiscard]] Result<Thread*> create_thread(const char* name, uint64_t rip, uint64_t rsp,
                                                 uint64_t arg);
 
@@ -120,6 +125,7 @@ class Process : public KObject {
 
     char name_[kNameLength];
     uint64_t id_ = 0;
+    uint32_t cpu_ = 0;  // fixed at create()
     HandleTable* handles_ = nullptr;
     Ref<Endpoint> supervisor_;
     Notice* death_notice_ = nullptr;

@@ -49,23 +49,7 @@ Scheduler& Scheduler::of(const Thread& thread) {
 void Scheduler::set_home_locked(Thread& thread, uint32_t cpu) {
     MK_ASSERT(thread.state == ThreadState::Created && cpu < cpu_count() &&
               g_cpu_table.cpus[cpu] != nullptr);
-    if (thread.cpu == cpu) return;
-    of(thread).load_ -= 1;
     thread.cpu = cpu;
-    of(thread).load_ += 1;
-}
-
-uint32_t Scheduler::least_loaded_cpu_locked() {
-    uint32_t best = 0;
-    uint32_t best_load = UINT32_MAX;
-    for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
-        PerCpu* c = g_cpu_table.cpus[i];
-        if (c != nullptr && c->scheduler.load_ < best_load) {
-            best = i;
-            best_load = c->scheduler.load_;
-        }
-    }
-    return best;
 }
 
 SchedCounters Scheduler::total_counters() {

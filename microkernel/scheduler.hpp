@@ -81,15 +81,8 @@ class Scheduler {
     static void set_donation_enabled(bool on) { donation_enabled_ = on; }
     static bool donation_enabled() { return donation_enabled_; }
 
-    // Threads homed on this CPU (made and not yet destroyed): what
-    // placement compares. Thread::make() and destroy() keep it.
-    uint32_t load_locked() const { return load_; }
-    void add_load_locked(int delta) { load_ += uint32_t(delta); }
     // Homes a Created `thread` on `cpu` (a CPU in the CPU table).
     static void set_home_locked(Thread& thread, uint32_t cpu);
-    // The CPU with the fewest live threads homed on it (the lowest index
-    // among equals).
-    static uint32_t least_loaded_cpu_locked();
 
     // Makes a Created thread Ready, on its home CPU. BadState, and nothing
     // done, for any other: a thread killed before it started is Dead and
@@ -276,7 +269,6 @@ class Scheduler {
     uint32_t quantum_left_ = kQuantumTicks;
     bool need_resched_ = false;
     uint32_t cpu_ = 0;
-    uint32_t load_ = 0;  // load_locked()
     static bool donation_enabled_;
     SchedCounters counters_{};
     // The syscall fast path's switches. Each is a block, a wake, a direct

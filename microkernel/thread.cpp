@@ -30,14 +30,6 @@ uint32_t slot_of(uint64_t id) {
     return uint32_t(id & 0xFFFFFFFF) - 1;
 }
 
-// The scheduler whose load counts `t`: its home CPU's, or, on a CPU not in
-// the CPU table yet (a thread made before its CPU's Scheduler::init), the
-// one that made it.
-Scheduler& home_of_made(const Thread& t) {
-    PerCpu* home = t.cpu < kMaxCpus ? g_cpu_table.cpus[t.cpu] : nullptr;
-    return home != nullptr ? home->scheduler : this_cpu().scheduler;
-}
-
 }  // namespace
 
 ThreadRegistry g_thread_registry;
@@ -80,13 +72,9 @@ Result<Thread*> Thread::make(const char* name) {
     }
     Result<uint64_t> id = Error::OutOfMemory;
     {
-        Scheduler& here = this_cpu().scheduler;
-        LockGuard guard(here.lock());
+        LockGuard guard(this_cpu().scheduler.lock());
         id = register_slot(t);
-        if (id) {
-            t->cpu = Cpu::cpu_index();
-            here.add_load_locked(1);
-        }
+        t->cpu = Cpu::cpu_index();
     }
     if (!id) {
         kdelete(t);
@@ -126,7 +114,6 @@ void Thread::destroy(Thread* thread) {
         MK_ASSERT(slot < kMaxThreads && g_threads[slot] == thread);
         g_threads[slot] = nullptr;
         thread->state = ThreadState::Dead;
-        home_of_made(*thread).add_load_locked(-1);
     }
     // Off every CPU for good: its FPU area and its place in its process go
     // now (the last thread of a process ends the process).

@@ -31,6 +31,7 @@ struct PingPong {
     Endpoint* ep;
     uint64_t served = 0;
     Error server_error = Error::None;
+    uint64_t off_home = 0;  // requests served on a CPU other than the server's home
 };
 
 // Answers every call with 3x+1 of its first word until told to stop.
@@ -39,6 +40,7 @@ void echo_server(void* arg) {
     Result<Received> r = p->ep->recv();
     while (r.ok() && r.value().msg.label != kStop) {
         ++p->served;
+        if (Cpu::cpu_index() != sched().current()->cpu) ++p->off_home;
         const Message& in = r.value().msg;
         Message out = make(in.label, in.words[0] * 3 + 1);
         out.words[1] = in.words[1] ^ 0x5555;
@@ -121,14 +123,16 @@ void fanin_sender(void* arg) {
     }
 }
 
-bool ipc_many_senders_keep_order() {
+// With `spread`, sender i is homed on CPU i modulo the CPUs there are.
+bool many_senders_keep_order(bool spread) {
     Endpoint* ep = Endpoint::create().value();
     KCHECK(ep != nullptr);
     Fanin args[kSenders];
     Thread* t[kSenders];
     for (int i = 0; i < kSenders; ++i) {
         args[i] = {ep, i};
-        t[i] = spawn("sender", fanin_sender, &args[i]);
+        uint32_t cpu = spread ? uint32_t(i) % cpu_count() : Cpu::cpu_index();
+        t[i] = spawn_on("sender", fanin_sender, &args[i], cpu);
         KCHECK(t[i] != nullptr);
     }
     uint64_t next[kSenders] = {};
@@ -146,6 +150,10 @@ bool ipc_many_senders_keep_order() {
     join(t, kSenders);
     Endpoint::destroy(ep);
     return true;
+}
+
+bool ipc_many_senders_keep_order() {
+    return many_senders_keep_order(false);
 }
 
 // --- Long messages through the IPC buffer ---
@@ -391,6 +399,92 @@ bool ipc_send_donates_to_receiver() {
     return true;
 }
 
+// --- Between CPUs (docs/smp.md) ---
+// With one CPU there is nothing to cross: each case says so and passes.
+
+bool one_cpu() {
+    if (cpu_count() >= 2) return false;
+    log("[ktest]   one CPU: nothing to cross\n");
+    return true;
+}
+
+constexpr uint64_t kCrossRoundTrips = 3000;
+
+// The client here (CPU 0), the server homed on CPU 1: every call and every
+// reply is a wake of a thread of the other CPU, never a direct switch.
+bool ipc_ping_pong_across_cpus() {
+    if (one_cpu()) return true;
+    PingPong p{Endpoint::create().value()};
+    KCHECK(p.ep != nullptr);
+    KCHECK(Cpu::cpu_index() != 1);
+    Thread* server = spawn_on("echo", echo_server, &p, 1);
+    KCHECK(server != nullptr);
+    IpcCounters before = total_ipc_counters();
+    uint64_t checksum = 0;
+    uint64_t expected = 0;
+    uint64_t t0 = Cpu::timestamp();
+    for (uint64_t i = 0; i < kCrossRoundTrips; ++i) {
+        Message m = make(1, i);
+        m.words[1] = i;
+        Result<Message> r = p.ep->call(m, 0x1234);
+        KCHECK(r.ok());
+        KCHECK(r.value().words[1] == (i ^ 0x5555));
+        checksum += r.value().words[0];
+        expected += i * 3 + 1;
+    }
+    uint64_t t1 = Cpu::timestamp();
+    KCHECK(p.ep->call(make(kStop), 0).ok());
+    Thread* t[1] = {server};
+    join(t, 1);
+    IpcCounters after = total_ipc_counters();
+    log("[ktest]   %lu round trips between cpu %u and cpu 1, checksum %s, %lu TSC ticks each\n",
+        kCrossRoundTrips, Cpu::cpu_index(), checksum == expected ? "ok" : "BAD",
+        (t1 - t0) / kCrossRoundTrips);
+    KCHECK(checksum == expected);
+    KCHECK(p.served == kCrossRoundTrips && p.off_home == 0);
+    KCHECK(p.server_error == Error::None);
+    // Each call found the server waiting on the other CPU (it got there
+    // first, or the first call queued): no direct switch.
+    KCHECK(after.fastpath_miss_other_cpu - before.fastpath_miss_other_cpu >= kCrossRoundTrips - 1 ||
+           !ipc_fast_path() || !sched().donation_enabled());
+    Endpoint::destroy(p.ep);
+    return true;
+}
+
+// Senders on every CPU, one receiver: each sender's messages arrive in
+// order, every one of them.
+bool ipc_senders_on_every_cpu_keep_order() {
+    if (one_cpu()) return true;
+    return many_senders_keep_order(true);
+}
+
+struct TimedWait {
+    Endpoint* ep;
+    Error result = Error::None;
+    uint64_t ticks = 0;  // on its own CPU's clock
+};
+
+void timed_receiver(void* arg) {
+    auto* w = static_cast<TimedWait*>(arg);
+    uint64_t start = sched().ticks();
+    w->result = w->ep->recv(5).error();
+    w->ticks = sched().ticks() - start;
+}
+
+// A timeout of a thread of CPU 1 expires on CPU 1's timer.
+bool ipc_timeout_on_another_cpu() {
+    if (one_cpu()) return true;
+    TimedWait w{Endpoint::create().value()};
+    KCHECK(w.ep != nullptr);
+    Thread* t[1] = {spawn_on("timed", timed_receiver, &w, 1)};
+    KCHECK(t[0] != nullptr);
+    join(t, 1);
+    KCHECK(w.result == Error::TimedOut);
+    KCHECK(w.ticks >= 5);
+    Endpoint::destroy(w.ep);
+    return true;
+}
+
 const Case kIpcCases[] = {
     {"ipc_call_reply_ping_pong", ipc_call_reply_ping_pong},
     {"ipc_many_senders_keep_order", ipc_many_senders_keep_order},
@@ -400,6 +494,9 @@ const Case kIpcCases[] = {
     {"ipc_deferred_replies", ipc_deferred_replies},
     {"ipc_server_death_fails_callers", ipc_server_death_fails_callers},
     {"ipc_send_donates_to_receiver", ipc_send_donates_to_receiver},
+    {"ipc_ping_pong_across_cpus", ipc_ping_pong_across_cpus},
+    {"ipc_senders_on_every_cpu_keep_order", ipc_senders_on_every_cpu_keep_order},
+    {"ipc_timeout_on_another_cpu", ipc_timeout_on_another_cpu},
 };
 
 }  // namespace

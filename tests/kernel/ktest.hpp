@@ -32,6 +32,8 @@ CaseList user_cases();
 // Helpers for cases that run several kernel threads (tests/kernel/support.cpp).
 // Creates and starts a thread running fn(arg); nullptr when out of memory.
 Thread* spawn(const char* name, void (*fn)(void*), void* arg);
+// The same, homed on CPU `cpu` (below cpu_count()).
+Thread* spawn_on(const char* name, void (*fn)(void*), void* arg, uint32_t cpu);
 // Sleeps the calling thread for `ticks` timer ticks.
 void sleep_ticks(uint64_t ticks);
 // Waits (sleeping) until all the threads are Dead, then destroys them.

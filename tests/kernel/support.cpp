@@ -4,8 +4,16 @@
 namespace mk::ktest {
 
 Thread* spawn(const char* name, void (*fn)(void*), void* arg) {
+    return spawn_on(name, fn, arg, Cpu::cpu_index());
+}
+
+Thread* spawn_on(const char* name, void (*fn)(void*), void* arg, uint32_t cpu) {
     Result<Thread*> t = Thread::create(name, fn, arg);
     if (!t) return nullptr;
+    {
+        LockGuard guard(this_cpu().scheduler.lock());
+        Scheduler::set_home_locked(*t.value(), cpu);
+    }
     if (this_cpu().scheduler.start(*t.value()) != Error::None) {
         Thread::destroy(t.value());
         return nullptr;

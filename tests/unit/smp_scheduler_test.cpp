@@ -1,8 +1,8 @@
 // The scheduler with two CPUs on the host fake: a thread runs on its home
 // CPU alone; a wake from another CPU queues it there and tells that CPU when
 // it idles; donations, the hand-off queue and direct switches never cross
-// CPUs; timeouts live on the home CPU; placement picks the least loaded
-// CPU; a CPU forgets a thread that ended there.
+// CPUs; timeouts live on the home CPU; a CPU forgets a thread that ended
+// there.
 //
 // The test plays each CPU in turn (on_cpu): the fake's switches return, so
 // a CPU is a state machine the test drives, as with one CPU.
@@ -210,43 +210,17 @@ TEST_F(SmpSchedulerTest, WakeAndBlockWithAPartnerOnAnotherCpuWakesItThere) {
     ASSERT_TRUE(sched().wake(*boot_));
 }
 
-// Placement: the CPU with the fewest threads homed on it; homing a thread
-// moves it from one count to the other, destroying it takes it off.
-TEST_F(SmpSchedulerTest, PlacementPicksTheLeastLoadedCpu) {
-    {
-        LockGuard guard(sched().lock());
-        // CPU 0: boot and idle; CPU 1: idle1.
-        EXPECT_EQ(sched().load_locked(), 2u);
-        EXPECT_EQ(sched1().load_locked(), 1u);
-        EXPECT_EQ(Scheduler::least_loaded_cpu_locked(), 1u);
-    }
+// A Created thread is homed on the CPU that made it until placement homes
+// it elsewhere.
+TEST_F(SmpSchedulerTest, AThreadIsHomedWhereItWasMadeUntilPlaced) {
     Thread* a = create("a");
-    Thread* b = create("b");
+    EXPECT_EQ(a->cpu, 0u);
+    Thread* b = nullptr;
+    on_cpu(1, [&] { b = create("b"); });
+    EXPECT_EQ(b->cpu, 1u);
     LockGuard guard(sched().lock());
-    EXPECT_EQ(sched().load_locked(), 4u);
     Scheduler::set_home_locked(*a, 1);
-    Scheduler::set_home_locked(*b, 1);
     EXPECT_EQ(a->cpu, 1u);
-    EXPECT_EQ(sched().load_locked(), 2u);
-    EXPECT_EQ(sched1().load_locked(), 3u);
-    EXPECT_EQ(Scheduler::least_loaded_cpu_locked(), 0u);
-    Scheduler::set_home_locked(*b, 0);
-    EXPECT_EQ(Scheduler::least_loaded_cpu_locked(), 1u);  // 3 against 2
-    Scheduler::set_home_locked(*a, 0);
-    EXPECT_EQ(Scheduler::least_loaded_cpu_locked(), 1u);  // 4 against 1
-}
-
-TEST_F(SmpSchedulerTest, DestroyingAThreadTakesItOffItsCpusLoad) {
-    Thread* a = create_on_1("a");
-    {
-        LockGuard guard(sched().lock());
-        EXPECT_EQ(sched1().load_locked(), 2u);
-    }
-    threads_.clear();
-    Thread::destroy(a);
-    LockGuard guard(sched().lock());
-    EXPECT_EQ(sched1().load_locked(), 1u);
-    EXPECT_EQ(sched().load_locked(), 2u);
 }
 
 // A CPU forgets a thread that ended there (Cpu::retire_context) in the
