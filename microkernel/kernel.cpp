@@ -267,10 +267,11 @@ void kernel_start(const StartInfo& info) {
     for (;;) sched.block(nullptr, 0);
 }
 
-void cpu_join() {
+bool cpu_join() {
     Result<Thread*> idle = Thread::adopt_boot_thread("idle");
-    if (!idle) MK_PANIC("cpu %u: cannot create its idle thread: out of memory", Cpu::cpu_index());
+    if (!idle) return false;
     this_cpu().scheduler.init(*idle.value(), *idle.value());
+    return true;
 }
 
 void provoke_failure(const char* which, size_t length) {

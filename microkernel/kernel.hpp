@@ -37,9 +37,10 @@ struct ModuleImage {
 // An application processor joins the scheduler: the code running now, on
 // the stack its architecture gave it, becomes its idle thread. Interrupts
 // stay off; the caller starts its timer and then runs
-// Scheduler::idle_loop(). Returns once the CPU is in the CPU table, where
-// placement can find it.
-void cpu_join();
+// Scheduler::idle_loop(). True once the CPU is in the CPU table, where
+// placement can find it; false, and nothing done, when there is no memory
+// for its idle thread.
+[[nodiscard]] bool cpu_join();
 
 // The physical frame allocator, for code that needs frames after start-up.
 FrameAllocator& frame_allocator();

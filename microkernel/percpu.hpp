@@ -26,7 +26,8 @@ struct PerCpu {
     HeldLocks held_locks;
     Cpu::PerCpuState arch;  // the architecture's (x86-64: what the CPU has loaded)
     Scheduler scheduler;
-    IpcCounters ipc;  // guarded by the scheduler lock
+    IpcCounters ipc;  // this CPU's, written by it alone (under the scheduler lock but the fast
+                      // path's misses)
 };
 
 #pragma GCC diagnostic push
@@ -58,6 +59,10 @@ inline PerCpu& cpu_at(uint32_t index) {
 inline uint32_t cpu_count() {
     return __atomic_load_n(&g_cpu_table.count, __ATOMIC_ACQUIRE);
 }
+// Whether CPU `index` is in the table: threads may be homed on it.
+inline bool cpu_online(uint32_t index) {
+    return index < cpu_count() && g_cpu_table.cpus[index] != nullptr;
+}
 // Adds counters of several CPUs: `T` is a struct of uint64_t counts only.
 template <typename T>
 void add_counts(T& into, const T& from) {
@@ -67,7 +72,10 @@ void add_counts(T& into, const T& from) {
     for (size_t w = 0; w < sizeof(T) / sizeof(uint64_t); ++w) dst[w] += src[w];
 }
 
-// Enters `cpu` (its index set) in the table; the boot CPU, index 0, first.
+// Enters `cpu` (its index set) in the table, once: each application
+// processor as it starts (before the boot CPU, whose scheduler starts
+// later, in kernel_start), the boot CPU at index 0. An AP that started late
+// leaves its index empty: cpu_online() tells.
 void register_cpu(PerCpu& cpu);
 // Empties the table (the host tests, between two tests).
 void forget_cpus();

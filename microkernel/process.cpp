@@ -127,7 +127,7 @@ void Process::die(bool may_yield) {
     if (g_death_hook != nullptr) g_death_hook(*this);
 }
 
-Result<Process*> Process::create(const char* name) {
+Result<Process*> Process::create(const char* name, uint32_t cpu) {
     Result<uint64_t> root = Cpu::user_space_create();
     if (!root) return root.error();
     Result<HandleTable*> handles = HandleTable::create();
@@ -142,7 +142,8 @@ Result<Process*> Process::create(const char* name) {
     {
         LockGuard guard(this_cpu().scheduler.lock());
         p->id_ = g_next_process_id++;
-        p->cpu_ = Cpu::cpu_index();  // its creator's (docs/smp.md, "Placement")
+        p->cpu_ = cpu == kThisCpu ? Cpu::cpu_index() : cpu;
+        MK_ASSERT(cpu_online(p->cpu_));
     }
     return p;
 }

@@ -29,11 +29,13 @@ class Process : public KObject {
     static constexpr uint64_t kMapBase = 0x0000001000000000;
     static constexpr uint64_t kMapEnd = 0x00007F0000000000;
 
-    // A process with an empty address space and no threads, homed on the
-    // CPU of the thread that creates it, where all its threads will run:
-    // its page tables are loaded on that CPU alone, so an unmap needs no
-    // TLB shootdown (docs/smp.md, "Placement").
-    [[nodiscard]] static Result<Process*> create(const char* name);
+    // A process with an empty address space and no threads, homed on CPU
+    // `cpu` (a CPU in the CPU table), or with kThisCpu on the CPU of the
+    // thread that creates it, where all its threads will run: its page
+    // tables are loaded on that CPU alone, so an unmap needs no TLB
+    // shootdown (docs/smp.md, "Placement").
+    static constexpr uint32_t kThisCpu = abi::kSpawnerCpu;
+    [[nodiscard]] static Result<Process*> create(const char* name, uint32_t cpu = kThisCpu);
     uint32_t cpu() const { return cpu_; }
 
     const char* name() const { return name_; }

@@ -1,5 +1,7 @@
 #include "program.hpp"
 
+#include "percpu.hpp"
+
 #include <utility>
 
 #include "elf.hpp"
@@ -11,7 +13,7 @@
 namespace mk {
 
 Result<Program> load_program(const char* name, const void* image, size_t size, uint64_t arg,
-                             const char** reason) {
+                             const char** reason, uint32_t cpu) {
     Result<ElfImage> parsed = parse_elf(image, size, reason);
     if (!parsed) return parsed.error();
     const ElfImage& elf = parsed.value();
@@ -19,7 +21,7 @@ Result<Program> load_program(const char* name, const void* image, size_t size, u
         if (reason != nullptr) *reason = "program: larger than a process may be";
         return Error::LimitReached;
     }
-    Result<Process*> created = Process::create(name);
+    Result<Process*> created = Process::create(name, cpu);
     if (!created) return created.error();
     Process* p = created.value();
     const auto* bytes = static_cast<const unsigned char*>(image);
@@ -54,9 +56,9 @@ Result<Program> load_program(const char* name, const void* image, size_t size, u
 
 Result<Program> spawn_program(const char* name, const void* image, size_t size, uint64_t arg,
                               const char* args, size_t args_length, HandleEntry* handles,
-                              uint32_t count, const char** reason) {
+                              uint32_t count, const char** reason, uint32_t cpu) {
     if (count > abi::kMaxStartHandles) return Error::InvalidArgument;
-    Result<Program> prog = load_program(name, image, size, 0, reason);
+    Result<Program> prog = load_program(name, image, size, 0, reason, cpu);
     if (!prog) return prog;
     Process* child = prog.value().process;
     abi::StartInfo start{};
@@ -65,6 +67,8 @@ Result<Program> spawn_program(const char* name, const void* image, size_t size, 
     __builtin_memcpy(start.args, args, args_length);  // NUL after it: start is zeroed
     start.process_id = child->id();
     start.handle_count = count;
+    start.cpu = child->cpu();
+    start.cpu_count = cpu_count();
     for (uint32_t i = 0; i < count; ++i) {
         // A fresh table of kProcessHandleLimit slots holds kMaxStartHandles.
         Result<HandleValue> v = child->handles().insert(std::move(handles[i]));

@@ -7,6 +7,7 @@
 
 #include "error.hpp"
 #include "object/handle_table.hpp"
+#include "process.hpp"
 
 namespace mk {
 
@@ -25,19 +26,22 @@ struct Program {
 // register. All or nothing: on an error nothing is left behind and, for a
 // refused file, *reason says why. Errors: those of parse_elf(),
 // LimitReached (more memory than a process may have), OutOfMemory.
+// The process is homed on CPU `cpu` (Process::create).
 [[nodiscard]] Result<Program> load_program(const char* name, const void* image, size_t size,
-                                           uint64_t arg, const char** reason = nullptr);
+                                           uint64_t arg, const char** reason = nullptr,
+                                           uint32_t cpu = Process::kThisCpu);
 
 // load_program(), then the child's first handles: each of `handles` goes
 // into its fresh table, and its first thread starts with rdi (and rsp) at
 // an abi::StartInfo on its stack giving `arg`, the argument string `args`
 // (its first `args_length` bytes, cut to abi::kArgsMax - 1), its process id and the
-// handle values in order. The entries are taken over (moved from) only on
-// success. Errors: those of load_program(), InvalidArgument (more than
-// abi::kMaxStartHandles handles).
+// handle values in order, and the CPUs (its own and how many there are).
+// The entries are taken over (moved from) only on success. Errors: those of load_program(),
+// InvalidArgument (more than abi::kMaxStartHandles handles).
 [[nodiscard]] Result<Program> spawn_program(const char* name, const void* image, size_t size,
                                             uint64_t arg, const char* args, size_t args_length,
                                             HandleEntry* handles, uint32_t count,
-                                            const char** reason = nullptr);
+                                            const char** reason = nullptr,
+                                            uint32_t cpu = Process::kThisCpu);
 
 }  // namespace mk

@@ -47,8 +47,7 @@ Scheduler& Scheduler::of(const Thread& thread) {
 }
 
 void Scheduler::set_home_locked(Thread& thread, uint32_t cpu) {
-    MK_ASSERT(thread.state == ThreadState::Created && cpu < cpu_count() &&
-              g_cpu_table.cpus[cpu] != nullptr);
+    MK_ASSERT(thread.state == ThreadState::Created && cpu_online(cpu));
     thread.cpu = cpu;
 }
 
@@ -113,9 +112,10 @@ void Scheduler::exit_current() {
     current_->state = ThreadState::Dead;
     ipc_release_thread_locked(*current_);
     bury_locked(*current_);
-    // The rest of the quantum goes to the reaper, which ends the process if
-    // this was its last thread and so tells its supervisor at once (who may
-    // hand it on: a parent waiting in wait4 runs next).
+    // The rest of the quantum goes to the reaper (if it shares this CPU),
+    // which ends the process if this was its last thread and so tells its
+    // supervisor at once (who may hand it on: a parent waiting in wait4
+    // runs next).
     if (current_->process != nullptr) set_donate_target_locked(reaper_);
     schedule_locked(true);
     MK_PANIC("dead thread %s ran again", current_->name());
@@ -364,7 +364,12 @@ void Scheduler::unblock_yield(Thread& thread) {
 
 void Scheduler::yield_to_donate_target() {
     assert_may_yield();
-    if (donation_enabled_) Cpu::raise_yield_vector();
+    // Not when the target was dropped (a thread of another CPU, which its
+    // wake told): then the caller goes on, as after a wake with donation
+    // off. Read without the lock: this CPU alone sets it, and another CPU
+    // only clears it (a kill), after which the yield is a plain one.
+    if (donation_enabled_ && __atomic_load_n(&donate_target_, __ATOMIC_RELAXED) != nullptr)
+        Cpu::raise_yield_vector();
 }
 
 void Scheduler::donate(Thread& thread) {

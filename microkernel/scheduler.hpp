@@ -172,8 +172,9 @@ class Scheduler {
     // target under the lock, with interrupts off, and yield_to_donate_target().
     void donate(Thread& thread);
     // Raises the yield vector for a target set with set_donate_target_locked()
-    // (no-op while donation is off). Call with interrupts still off since the
-    // target was chosen, so nothing can run it (or end it) in between.
+    // (no-op while donation is off, or when the target was a thread of
+    // another CPU and so was not set). Call with interrupts still off since
+    // the target was chosen, so nothing can run it (or end it) in between.
     void yield_to_donate_target();
 
     // --- IPC fast path ---

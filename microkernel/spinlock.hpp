@@ -90,7 +90,7 @@ class SpinLock {
     // interrupts already off, and without the held-lock bookkeeping, as it
     // takes the handle-table lock and then the scheduler lock, in order, and
     // nothing else. The scheduler lock is released by the entry stub through
-    // its word (at a fixed offset from the per-CPU base), once the CPU is off
+    // its word (by the lock's symbol: the word is at its address), once the CPU is off
     // the stack of the thread that blocked.
     // (fetch_or's bit test compiles to one `lock bts`.)
     void lock_raw() {

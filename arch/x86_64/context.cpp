@@ -93,6 +93,10 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     init_entry_msrs();
     MK_ASSERT(
         reinterpret_cast<char*>(&mk::this_cpu().entry) - reinterpret_cast<char*>(&this_cpu()) == 8);
+    // The syscall stub's fast exits release the scheduler lock by clearing
+    // the first byte at its address (syscall.S, SCHED_LOCK).
+    SpinLock& sched_lock = mk::this_cpu().scheduler.lock();
+    MK_ASSERT(static_cast<void*>(sched_lock.word()) == static_cast<void*>(&sched_lock));
     // The entry stub refuses syscall numbers itself (syscall.S).
     static_assert(uint64_t(abi::Sys::Count) == 20 && uint64_t(abi::Err::BadSyscall) == 14 &&
                       uint64_t(abi::Sys::Recv) == 3 && uint64_t(abi::Sys::Reply) == 4 &&
@@ -226,6 +230,7 @@ Error Cpu::init_user_context(Context& ctx, uint64_t root) {
 }
 
 void Cpu::retire_context(Context& ctx) {
+    // Under the scheduler lock, interrupts off.
     Cpu::SwitchState& s = sw();
     if (s.fpu_owner == &ctx) s.fpu_owner = nullptr;
     if (s.loaded_fs_key == &ctx) s.loaded_fs_key = &kStaleFsKey;
@@ -236,9 +241,15 @@ void Cpu::retire_context(Context& ctx) {
 }
 
 void Cpu::release_context(Context& ctx) {
-    // Its CPU forgot it when it left it for good (retire_context); this one
-    // may not be that CPU.
-    retire_context(ctx);
+    // The CPU it ended on forgot it when it left it (retire_context). This
+    // one may be another, or it may never have run (a refused thread): it
+    // drops what it may still point at, but never CR3, which may be loaded
+    // for a live thread of the same process.
+    bool was = save_and_disable_interrupts();  // no #NM on this CPU in between
+    SwitchState& s = sw();
+    if (s.fpu_owner == &ctx) s.fpu_owner = nullptr;
+    if (s.loaded_fs_key == &ctx) s.loaded_fs_key = &kStaleFsKey;
+    restore_interrupts(was);
     kfree(ctx.fpu);
     ctx.fpu = nullptr;
     ctx.root = 0;

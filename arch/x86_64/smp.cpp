@@ -54,7 +54,8 @@ constexpr uint32_t kClaimLeft = 3;    // the AP has read what it needs and left
 uint32_t g_apic_ids[kMaxCpus];
 
 // What the boot CPU prepared for one AP: its state, its descriptor
-// tables and its stack, from the heap, so the AP itself allocates nothing.
+// tables and its stack, from the heap. The AP itself allocates only its
+// idle thread (cpu_join), with the boot CPU waiting for it.
 struct ApStart {
     PerCpu* cpu = nullptr;
     CpuTables* tables = nullptr;
@@ -304,7 +305,11 @@ void ap_main(void* arg) {
     lapic_enable(false);
     uint32_t id = lapic_id();
     g_apic_ids[s->index] = id;
-    cpu_join();
+    if (!cpu_join()) {
+        // Not online: the boot CPU logs that it did not report.
+        log("smp: cpu %u (apic id %u): no memory for its idle thread; parked\n", s->index, id);
+        for (;;) asm volatile("cli; hlt");
+    }
     log("smp: cpu %u up (apic id %u)\n", s->index, id);
     if (id != s->apic_id) {
         log("smp: cpu %u was started for apic id %u (a late STARTUP)\n", s->index, s->apic_id);

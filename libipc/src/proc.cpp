@@ -14,7 +14,7 @@ using ipc::Received;
 namespace {
 
 Result<Child> request_spawn(const Endpoint& proc, const char* module, const char* args,
-                            uint64_t arg, uint64_t flags, Message& m) {
+                            uint64_t arg, uint64_t flags, uint32_t cpu, Message& m) {
     size_t n = 0;
     while (module[n] != '\0') ++n;
     if (n == 0 || n >= abi::kModuleNameMax) return abi::Err::InvalidArgument;
@@ -23,6 +23,10 @@ Result<Child> request_spawn(const Endpoint& proc, const char* module, const char
     while (args != nullptr && args[n] != '\0') ++n;
     if (n >= abi::kArgsMax) return abi::Err::TooLarge;
     m.append(args != nullptr ? args : "", n + 1);
+    if (cpu != abi::kSpawnerCpu) {
+        flags |= kSpawnOnCpu;
+        m.set_word(2, cpu);
+    }
     m.set_word(0, arg).set_word(1, flags);
     Result<Received> r = ipc::call(proc, m);
     if (!r) return r.error();
@@ -46,23 +50,23 @@ void give_back(Message& m, uint32_t first, Handle* handles, uint32_t count) {
 }  // namespace
 
 Result<Child> spawn(const services::Services& s, const char* module, const char* args, uint64_t arg,
-                    Handle* extra, uint32_t extra_count) {
+                    Handle* extra, uint32_t extra_count, uint32_t cpu) {
     if (!s.proc.valid() || !s.pipe.valid() || !s.port.valid()) return abi::Err::BadState;
     if (extra_count > abi::kMaxHandles - 2) return abi::Err::TooLarge;
     Message m(kSpawn);
     m.copy_handle(s.pipe).copy_handle(s.port);
     move_in(m, extra, extra_count);
-    Result<Child> c = request_spawn(s.proc, module, args, arg, 0, m);
+    Result<Child> c = request_spawn(s.proc, module, args, arg, 0, cpu, m);
     if (!c) give_back(m, 2, extra, extra_count);
     return c;
 }
 
 Result<Child> spawn_raw(const Endpoint& proc, const char* module, const char* args, uint64_t arg,
-                        Handle* handles, uint32_t count) {
+                        Handle* handles, uint32_t count, uint32_t cpu) {
     if (count > abi::kMaxHandles) return abi::Err::TooLarge;
     Message m(kSpawn);
     move_in(m, handles, count);
-    Result<Child> c = request_spawn(proc, module, args, arg, kSpawnRaw, m);
+    Result<Child> c = request_spawn(proc, module, args, arg, kSpawnRaw, cpu, m);
     if (!c) give_back(m, 0, handles, count);
     return c;
 }

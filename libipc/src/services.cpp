@@ -15,7 +15,8 @@ Services take(const abi::StartInfo& start) {
 }
 
 Result<Spawned> spawn(abi::HandleValue starter, const char* module, const char* args, uint64_t arg,
-                      const Passed* handles, uint32_t count, abi::HandleValue supervisor) {
+                      const Passed* handles, uint32_t count, abi::HandleValue supervisor,
+                      uint32_t cpu) {
     abi::SpawnArgs a{};
     size_t n = 0;
     for (; module[n] != '\0'; ++n) {
@@ -34,6 +35,7 @@ Result<Spawned> spawn(abi::HandleValue starter, const char* module, const char* 
         a.handle_flags[i] = handles[i].copy ? abi::kTransferCopy : abi::kTransferMove;
     }
     a.supervisor = supervisor;
+    a.cpu = cpu;
     sys::Ret r = sys::invoke(abi::Sys::ProcessSpawn, starter, reinterpret_cast<uint64_t>(&a));
     if (!r.ok()) return r.status;
     return Spawned{ipc::Handle(abi::HandleValue(r.r0)), r.r1};

@@ -144,6 +144,7 @@ Status decode_spawn(Process& p, const TrapFrame& f, SpawnRequest& r) {
     while (r.args_length < abi::kArgsMax && r.args.args[r.args_length] != '\0') ++r.args_length;
     if (r.args_length == abi::kArgsMax) return Error::InvalidArgument;
     if (r.args.handle_count > abi::kMaxStartHandles) return Error::InvalidArgument;
+    if (r.args.cpu != abi::kSpawnerCpu && !cpu_online(r.args.cpu)) return Error::InvalidArgument;
     for (uint32_t i = 0; i < r.args.handle_count; ++i) {
         if (r.args.handle_flags[i] > abi::kTransferCopy) return Error::InvalidArgument;
     }
@@ -195,8 +196,9 @@ Status sys_process_spawn(Process& parent, Thread&, TrapFrame& f) {
     size_t n = r.name_length < sizeof name - 1 ? r.name_length : sizeof name - 1;
     __builtin_memcpy(name, r.args.module, n);
     name[n] = '\0';
-    Result<Program> prog = spawn_program(name, r.module.data, r.module.size, r.args.arg,
-                                         r.args.args, r.args_length, passed, r.args.handle_count);
+    Result<Program> prog =
+        spawn_program(name, r.module.data, r.module.size, r.args.arg, r.args.args, r.args_length,
+                      passed, r.args.handle_count, nullptr, r.args.cpu);
     if (!prog) {
         // Out of memory: the moved handles go back (under new values).
         for (uint32_t i = 0; i < r.args.handle_count; ++i) {

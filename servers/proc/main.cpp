@@ -26,8 +26,10 @@ struct ProcService {
         Message& m = req.message();
         const char* module = nullptr;
         const char* args = nullptr;
-        uint64_t flags = m.word(1);
-        if (!proc_server::parse_spawn(m, &module, &args) || (flags & ~proc::kSpawnRaw) != 0) {
+        uint64_t flags = 0;
+        uint32_t cpu = abi::kSpawnerCpu;
+        if (!proc_server::parse_spawn(m, &module, &args) ||
+            !proc_server::parse_spawn_flags(m, &flags, &cpu)) {
             return abi::Err::InvalidArgument;
         }
         abi::Err e = abi::Err::Ok;
@@ -58,7 +60,7 @@ struct ProcService {
             if (sent[i].valid()) passed[count++] = {sent[i].get(), false};
         }
         Result<services::Spawned> child =
-            services::spawn(modules, module, args, m.word(0), passed, count, sup->get());
+            services::spawn(modules, module, args, m.word(0), passed, count, sup->get(), cpu);
         // The kernel holds the supervisor endpoint for the child now; this
         // handle's lineage ends here (its last-handle notice is ignored).
         (void)sup->close();

@@ -53,17 +53,13 @@ void echo_server(void* arg) {
     (void)Endpoint::reply(r.value().reply, make(kStop));
 }
 
-bool ipc_call_reply_ping_pong() {
-    PingPong p{Endpoint::create().value()};
-    KCHECK(p.ep != nullptr);
-    Thread* server = spawn("echo", echo_server, &p);
-    KCHECK(server != nullptr);
-    IpcCounters before = ipc_counters();
-    SchedCounters sbefore = sched().counters();
+// `n` calls to p's echo server, each answer checked, then the call that
+// stops it; *ticks is what the n calls took (TSC).
+bool call_echo(PingPong& p, uint64_t n, uint64_t* ticks) {
     uint64_t checksum = 0;
     uint64_t expected = 0;
     uint64_t t0 = Cpu::timestamp();
-    for (uint64_t i = 0; i < kRoundTrips; ++i) {
+    for (uint64_t i = 0; i < n; ++i) {
         Message m = make(1, i);
         m.words[1] = i;
         Result<Message> r = p.ep->call(m, 0x1234);
@@ -72,21 +68,32 @@ bool ipc_call_reply_ping_pong() {
         checksum += r.value().words[0];
         expected += i * 3 + 1;
     }
-    uint64_t t1 = Cpu::timestamp();
+    *ticks = Cpu::timestamp() - t0;
+    KCHECK(checksum == expected);
     KCHECK(p.ep->call(make(kStop), 0).ok());
+    return true;
+}
+
+bool ipc_call_reply_ping_pong() {
+    PingPong p{Endpoint::create().value()};
+    KCHECK(p.ep != nullptr);
+    Thread* server = spawn("echo", echo_server, &p);
+    KCHECK(server != nullptr);
+    IpcCounters before = ipc_counters();
+    SchedCounters sbefore = sched().counters();
+    uint64_t ticks = 0;
+    KCHECK(call_echo(p, kRoundTrips, &ticks));
     Thread* t[1] = {server};
     join(t, 1);
     IpcCounters after = ipc_counters();
     SchedCounters safter = sched().counters();
     uint64_t hits = after.fastpath_hits - before.fastpath_hits;
-    log("[ktest]   %lu round trips, checksum %lu, %lu TSC ticks each, fast-path hits %lu, "
+    log("[ktest]   %lu round trips, checksum ok, %lu TSC ticks each, fast-path hits %lu, "
         "direct switches %lu, donations %lu\n",
-        kRoundTrips, checksum, (t1 - t0) / kRoundTrips, hits,
-        safter.direct_switches - sbefore.direct_switches,
+        kRoundTrips, ticks / kRoundTrips, hits, safter.direct_switches - sbefore.direct_switches,
         safter.donations_taken - sbefore.donations_taken);
     KCHECK(p.server_error == Error::None);
     KCHECK(p.served == kRoundTrips);
-    KCHECK(checksum == expected);
     if (ipc_fast_path() && sched().donation_enabled()) {
         // Every call and every reply_recv switches directly (bar a few
         // that met a timer tick at the wrong moment).
@@ -123,15 +130,27 @@ void fanin_sender(void* arg) {
     }
 }
 
-// With `spread`, sender i is homed on CPU i modulo the CPUs there are.
+// The CPUs that run threads (an AP that started late leaves a gap), in
+// order, and how many.
+uint32_t online_cpus(uint32_t* out) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < cpu_count(); ++i) {
+        if (cpu_online(i)) out[n++] = i;
+    }
+    return n;
+}
+
+// With `spread`, sender i is homed on the i-th CPU online, round robin.
 bool many_senders_keep_order(bool spread) {
+    uint32_t cpus[kMaxCpus];
+    uint32_t online = online_cpus(cpus);
     Endpoint* ep = Endpoint::create().value();
     KCHECK(ep != nullptr);
     Fanin args[kSenders];
     Thread* t[kSenders];
     for (int i = 0; i < kSenders; ++i) {
         args[i] = {ep, i};
-        uint32_t cpu = spread ? uint32_t(i) % cpu_count() : Cpu::cpu_index();
+        uint32_t cpu = spread ? cpus[uint32_t(i) % online] : Cpu::cpu_index();
         t[i] = spawn_on("sender", fanin_sender, &args[i], cpu);
         KCHECK(t[i] != nullptr);
     }
@@ -403,44 +422,40 @@ bool ipc_send_donates_to_receiver() {
 // With one CPU there is nothing to cross: each case says so and passes.
 
 bool one_cpu() {
-    if (cpu_count() >= 2) return false;
+    uint32_t cpus[kMaxCpus];
+    if (online_cpus(cpus) >= 2) return false;
     log("[ktest]   one CPU: nothing to cross\n");
     return true;
 }
 
+// The first CPU online other than this one (there is one: !one_cpu()).
+uint32_t other_cpu() {
+    uint32_t cpus[kMaxCpus];
+    uint32_t n = online_cpus(cpus);
+    uint32_t i = 0;
+    while (i + 1 < n && cpus[i] == Cpu::cpu_index()) ++i;
+    return cpus[i];
+}
+
 constexpr uint64_t kCrossRoundTrips = 3000;
 
-// The client here (CPU 0), the server homed on CPU 1: every call and every
+// The client here, the server homed on another CPU: every call and every
 // reply is a wake of a thread of the other CPU, never a direct switch.
 bool ipc_ping_pong_across_cpus() {
     if (one_cpu()) return true;
     PingPong p{Endpoint::create().value()};
     KCHECK(p.ep != nullptr);
-    KCHECK(Cpu::cpu_index() != 1);
-    Thread* server = spawn_on("echo", echo_server, &p, 1);
+    uint32_t there = other_cpu();
+    Thread* server = spawn_on("echo", echo_server, &p, there);
     KCHECK(server != nullptr);
     IpcCounters before = total_ipc_counters();
-    uint64_t checksum = 0;
-    uint64_t expected = 0;
-    uint64_t t0 = Cpu::timestamp();
-    for (uint64_t i = 0; i < kCrossRoundTrips; ++i) {
-        Message m = make(1, i);
-        m.words[1] = i;
-        Result<Message> r = p.ep->call(m, 0x1234);
-        KCHECK(r.ok());
-        KCHECK(r.value().words[1] == (i ^ 0x5555));
-        checksum += r.value().words[0];
-        expected += i * 3 + 1;
-    }
-    uint64_t t1 = Cpu::timestamp();
-    KCHECK(p.ep->call(make(kStop), 0).ok());
+    uint64_t ticks = 0;
+    KCHECK(call_echo(p, kCrossRoundTrips, &ticks));
     Thread* t[1] = {server};
     join(t, 1);
     IpcCounters after = total_ipc_counters();
-    log("[ktest]   %lu round trips between cpu %u and cpu 1, checksum %s, %lu TSC ticks each\n",
-        kCrossRoundTrips, Cpu::cpu_index(), checksum == expected ? "ok" : "BAD",
-        (t1 - t0) / kCrossRoundTrips);
-    KCHECK(checksum == expected);
+    log("[ktest]   %lu round trips between cpu %u and cpu %u, checksum ok, %lu TSC ticks each\n",
+        kCrossRoundTrips, Cpu::cpu_index(), there, ticks / kCrossRoundTrips);
     KCHECK(p.served == kCrossRoundTrips && p.off_home == 0);
     KCHECK(p.server_error == Error::None);
     // Each call found the server waiting on the other CPU (it got there
@@ -471,12 +486,12 @@ void timed_receiver(void* arg) {
     w->ticks = sched().ticks() - start;
 }
 
-// A timeout of a thread of CPU 1 expires on CPU 1's timer.
+// A timeout of a thread of another CPU expires on that CPU's timer.
 bool ipc_timeout_on_another_cpu() {
     if (one_cpu()) return true;
     TimedWait w{Endpoint::create().value()};
     KCHECK(w.ep != nullptr);
-    Thread* t[1] = {spawn_on("timed", timed_receiver, &w, 1)};
+    Thread* t[1] = {spawn_on("timed", timed_receiver, &w, other_cpu())};
     KCHECK(t[0] != nullptr);
     join(t, 1);
     KCHECK(w.result == Error::TimedOut);

@@ -296,6 +296,30 @@ TEST(ProcServerSpawnPayload, OnlyTwoBoundedStringsPass) {
     EXPECT_TRUE(parse("m" + std::string("\0", 1) + words.substr(1) + std::string("\0", 1)));
 }
 
+// kSpawn's flags: kSpawnRaw and kSpawnOnCpu alone; the CPU word only with
+// kSpawnOnCpu, and only a 32-bit CPU index.
+TEST(ProcServerSpawnPayload, FlagsAndTheCpuWord) {
+    auto parse = [](uint64_t flags, uint64_t cpu_word, uint32_t* cpu) {
+        Message m(proc::kSpawn);
+        m.set_word(1, flags).set_word(2, cpu_word);
+        uint64_t f = 0;
+        return proc_server::parse_spawn_flags(m, &f, cpu) && f == flags;
+    };
+    uint32_t cpu = 0;
+    EXPECT_TRUE(parse(0, 7, &cpu));  // word 2 means nothing without the flag
+    EXPECT_EQ(cpu, abi::kSpawnerCpu);
+    EXPECT_TRUE(parse(proc::kSpawnRaw, 0, &cpu));
+    EXPECT_EQ(cpu, abi::kSpawnerCpu);
+    EXPECT_TRUE(parse(proc::kSpawnOnCpu, 3, &cpu));
+    EXPECT_EQ(cpu, 3u);
+    EXPECT_TRUE(parse(proc::kSpawnOnCpu | proc::kSpawnRaw, 0, &cpu));
+    EXPECT_EQ(cpu, 0u);
+    EXPECT_FALSE(parse(proc::kSpawnOnCpu, abi::kSpawnerCpu, &cpu));  // not an index
+    EXPECT_FALSE(parse(proc::kSpawnOnCpu, uint64_t{1} << 32, &cpu));
+    EXPECT_FALSE(parse(4, 0, &cpu));  // an unknown flag
+    EXPECT_FALSE(parse(~uint64_t{0}, 0, &cpu));
+}
+
 TEST_F(ProcServerTest, NothingIsLeftAfterManyProcessesComeAndGo) {
     for (uint64_t round = 0; round < 2000; ++round) {
         uint64_t a = spawn(kInitBadge, 1000 + round);

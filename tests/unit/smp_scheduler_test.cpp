@@ -187,6 +187,36 @@ TEST_F(SmpSchedulerTest, NoDonationAcrossCpus) {
     EXPECT_EQ(sched1().ready_count(), 1u);
 }
 
+// A waker that would donate to a thread of another CPU (a send, a reply, a
+// death notice) goes on running: the target is not set, so no yield.
+TEST_F(SmpSchedulerTest, NoYieldForADonationTargetOfAnotherCpu) {
+    Thread* t = running_on_1("t");
+    WaitQueue q;
+    on_cpu(1, [&] {
+        LockGuard guard(sched1().lock());
+        sched1().block_current_locked(&q, 0);
+    });
+    spawn("local");
+    {
+        LockGuard guard(sched().lock());
+        sched().wake_locked(*t);
+        sched().set_donate_target_locked(t);
+    }
+    sched().yield_to_donate_target();
+    EXPECT_EQ(FakeCpu::yield_vectors, 0u);
+    EXPECT_EQ(sched().current(), boot_);
+    // With a target of this CPU it does yield.
+    Thread* here = create("here");
+    ASSERT_EQ(sched().start(*here), Error::None);
+    {
+        LockGuard guard(sched().lock());
+        sched().set_donate_target_locked(here);
+    }
+    sched().yield_to_donate_target();
+    EXPECT_EQ(FakeCpu::yield_vectors, 1u);
+    EXPECT_EQ(sched().current(), here);
+}
+
 // The IPC hand-over, "wake the partner and block": with the partner on
 // another CPU it is a wake there and a block here, never a switch to it.
 TEST_F(SmpSchedulerTest, WakeAndBlockWithAPartnerOnAnotherCpuWakesItThere) {

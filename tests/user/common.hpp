@@ -24,12 +24,13 @@ inline uint64_t rdtsc() {
 }
 
 // Spawns boot module `module` with `handles` (copies when copy[i], else
-// moved) and `arg`; returns the process handle (0 on error, reported).
+// moved) and `arg`, on CPU `cpu`; returns the process handle (0 on error,
+// reported).
 inline abi::HandleValue spawn(abi::HandleValue modules, const char* module, uint64_t arg,
                               const abi::HandleValue* handles = nullptr, uint32_t count = 0,
                               bool copy = true, abi::Err* error = nullptr,
-                              abi::HandleValue supervisor = abi::kNoHandle,
-                              uint64_t* pid = nullptr) {
+                              abi::HandleValue supervisor = abi::kNoHandle, uint64_t* pid = nullptr,
+                              uint32_t cpu = abi::kSpawnerCpu) {
     abi::SpawnArgs a{};
     for (unsigned i = 0; module[i] != '\0' && i + 1 < abi::kModuleNameMax; ++i) {
         a.module[i] = module[i];
@@ -41,6 +42,7 @@ inline abi::HandleValue spawn(abi::HandleValue modules, const char* module, uint
         a.handle_flags[i] = copy ? abi::kTransferCopy : abi::kTransferMove;
     }
     a.supervisor = supervisor;
+    a.cpu = cpu;
     sys::Ret r = sys::invoke(abi::Sys::ProcessSpawn, modules, reinterpret_cast<uint64_t>(&a));
     if (error != nullptr) *error = r.status;
     if (pid != nullptr) *pid = r.r1;

@@ -1,6 +1,7 @@
 // An echo server for the user tests: answers each call on its first start
-// handle with 3x+1 of word 0 and word 1 ^ 0x5555; label 3 carries a handle
-// to send a message on; label 0xFFFF stops it.
+// handle with 3x+1 of word 0 and word 1 ^ 0x5555, and word 2 the CPU it
+// runs on; label 3 carries a handle to send a message on; label 5 makes it
+// spin in user mode for good (to be killed there); label 0xFFFF stops it.
 #include "common.hpp"
 
 using namespace mk;
@@ -17,6 +18,10 @@ int main(uint64_t arg) {
             (void)ipc::reply(ipc::Message(0));
             return 0;
         }
+        if (label == 5) {
+            (void)ipc::reply(ipc::Message(0));
+            for (;;) asm volatile("pause");
+        }
         ipc::Message out(0);
         if (label == 3) {
             // A handle came with it: answer, then say hello through it.
@@ -30,7 +35,9 @@ int main(uint64_t arg) {
             r = ipc::recv(ep);
             continue;
         }
-        out.set_word(0, in.message.word(0) * 3 + 1).set_word(1, in.message.word(1) ^ 0x5555);
+        out.set_word(0, in.message.word(0) * 3 + 1)
+            .set_word(1, in.message.word(1) ^ 0x5555)
+            .set_word(2, start.cpu);
         r = ipc::reply_recv(ep, out);
     }
     return 1;

@@ -737,6 +737,94 @@ bool last_receive_handle_ends_queued_calls() {
     return true;
 }
 
+// --- Between CPUs (docs/smp.md) ---
+// With one CPU there is nothing to cross: each case says so and passes.
+
+uint32_t g_cpu = 0;        // this process's CPU
+uint32_t g_cpu_count = 1;  // CPUs 0 .. g_cpu_count - 1 (an index may be missing)
+
+// A pong on the first CPU after this one that the kernel accepts; its
+// endpoint in *ep, its CPU in *where.
+abi::HandleValue spawn_pong_elsewhere(ipc::Endpoint* ep, uint64_t* pid, uint32_t* where) {
+    Result<ipc::Endpoint> e = ipc::Endpoint::create();
+    if (!e) return abi::kNoHandle;
+    *ep = std::move(e).value();
+    abi::HandleValue h = ep->get();
+    for (uint32_t k = 1; k < g_cpu_count; ++k) {
+        uint32_t cpu = (g_cpu + k) % g_cpu_count;
+        abi::Err err = abi::Err::Ok;
+        abi::HandleValue p =
+            spawn(g_modules, "pong", 0, &h, 1, true, &err, g_deaths.get(), pid, cpu);
+        *where = cpu;
+        if (p != abi::kNoHandle || err != abi::Err::InvalidArgument) return p;
+    }
+    return abi::kNoHandle;
+}
+
+bool one_cpu() {
+    if (g_cpu_count >= 2) return false;
+    printf("  one CPU: nothing to cross\n");
+    return true;
+}
+
+constexpr uint64_t kCrossRoundTrips = 2000;
+
+// This process and a pong on another CPU: every call a wake over there.
+bool ping_pong_across_cpus() {
+    if (one_cpu()) return true;
+    ipc::Endpoint ep;
+    uint64_t pid = 0;
+    uint32_t there = 0;
+    abi::HandleValue pong = spawn_pong_elsewhere(&ep, &pid, &there);
+    EXPECT(pong != abi::kNoHandle);
+    uint64_t sum = 0, expected = 0;
+    uint64_t t0 = rdtsc();
+    for (uint64_t i = 0; i < kCrossRoundTrips; ++i) {
+        Result<ipc::Received> r = ipc::call(ep, ipc::Message(1).set_word(0, i).set_word(1, i));
+        EXPECT(r);
+        EXPECT(r.value().message.word(2) == there);
+        sum += r.value().message.word(0) + (r.value().message.word(1) ^ 0x5555);
+        expected += i * 3 + 1 + i;
+    }
+    uint64_t t1 = rdtsc();
+    printf("  %lu round trips between cpu %u and cpu %u, %lu TSC ticks each, checksum %s\n",
+           kCrossRoundTrips, g_cpu, there, (t1 - t0) / kCrossRoundTrips,
+           sum == expected ? "ok" : "BAD");
+    EXPECT(sum == expected);
+    EXPECT(ipc::call(ep, ipc::Message(0xFFFF)));
+    EXPECT(death_of(pid, 0));
+    EXPECT(status_of(sys::invoke(abi::Sys::HandleClose, pong)) == abi::Err::Ok);
+    return true;
+}
+
+// A CPU that is not there: InvalidArgument, and nothing spawned.
+bool spawn_on_a_missing_cpu_is_refused() {
+    abi::HandleValue h = g_pong_ep.get();
+    for (uint32_t cpu : {uint32_t(16), uint32_t(0x7FFFFFFF), g_cpu_count}) {
+        abi::Err err = abi::Err::Ok;
+        EXPECT(spawn(g_modules, "pong", 0, &h, 1, true, &err, abi::kNoHandle, nullptr, cpu) ==
+               abi::kNoHandle);
+        EXPECT(err == abi::Err::InvalidArgument);
+    }
+    return true;
+}
+
+// Kill of a process whose thread spins in user mode on another CPU: that
+// CPU is interrupted, and the thread ends on its way back to user mode.
+bool kill_on_another_cpu() {
+    if (one_cpu()) return true;
+    ipc::Endpoint ep;
+    uint64_t pid = 0;
+    uint32_t there = 0;
+    abi::HandleValue pong = spawn_pong_elsewhere(&ep, &pid, &there);
+    EXPECT(pong != abi::kNoHandle);
+    EXPECT(ipc::call(ep, ipc::Message(5)));  // it answers, then spins
+    EXPECT(status_of(sys::invoke(abi::Sys::ProcessKill, pong)) == abi::Err::Ok);
+    EXPECT(death_of(pid, abi::kStatusKilled));
+    EXPECT(status_of(sys::invoke(abi::Sys::HandleClose, pong)) == abi::Err::Ok);
+    return true;
+}
+
 bool kill_ends_a_process() {
     EXPECT(status_of(sys::invoke(abi::Sys::ProcessKill, g_pong)) == abi::Err::Ok);
     // Blocked in its receive, it is woken and ends: its supervisor is told.
@@ -755,6 +843,8 @@ int main(uint64_t arg) {
         return 1;
     }
     g_modules = start.handles[0];
+    g_cpu = start.cpu;
+    g_cpu_count = start.cpu_count;
     check(start_pong(), "user_spawn_server");
     check(ping_pong(), "user_ping_pong_100000");
     check(raw_round_trips(), "user_raw_round_trips_100000");
@@ -777,6 +867,9 @@ int main(uint64_t arg) {
     check(fs_base_is_per_thread(), "user_fs_base_is_per_thread");
     check(fs_base_survives_a_selector_load_elsewhere(),
           "user_fs_base_survives_a_selector_load_elsewhere");
+    check(ping_pong_across_cpus(), "user_ping_pong_across_cpus");
+    check(spawn_on_a_missing_cpu_is_refused(), "user_spawn_on_a_missing_cpu_refused");
+    check(kill_on_another_cpu(), "user_kill_on_another_cpu");
     check(kill_ends_a_process(), "user_kill_ends_a_process");
     check(last_receive_handle_ends_queued_calls(), "user_last_receive_handle_ends_queued_calls");
     printf("done: %d failed\n", g_failures);

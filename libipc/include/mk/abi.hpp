@@ -206,11 +206,15 @@ constexpr unsigned kMaxStartHandles = 8;
 // init's is the kernel command line (its `run=NAME` word says what to run).
 constexpr unsigned kArgsMax = 128;
 
+// SpawnArgs::cpu for "the CPU of the thread that spawns".
+constexpr uint32_t kSpawnerCpu = 0xFFFFFFFF;
+
 // What ProcessSpawn reads at a1. The child starts with copies (or the
 // moved originals) of `handles`, and `supervisor` (an endpoint handle with
 // the Send right, or kNoHandle) receives a kLabelChildDied notice when it
 // dies: words[0] its process id, words[1] its status, with the badge of
-// the supervisor handle.
+// the supervisor handle. Every thread of the child runs on CPU `cpu`
+// (StartInfo::cpu_count says how many there are; docs/smp.md).
 struct SpawnArgs {
     char module[kModuleNameMax];  // the boot module's name, NUL-terminated
     uint64_t arg;                 // StartInfo::arg
@@ -218,7 +222,8 @@ struct SpawnArgs {
     uint32_t handle_flags[kMaxStartHandles];  // TransferFlags
     uint32_t handle_count;
     HandleValue supervisor;
-    char args[kArgsMax];  // StartInfo::args; a NUL within kArgsMax, else InvalidArgument
+    char args[kArgsMax];         // StartInfo::args; a NUL within kArgsMax, else InvalidArgument
+    uint32_t cpu = kSpawnerCpu;  // a CPU below StartInfo::cpu_count, else InvalidArgument
 };
 
 // What a new process's first thread finds at rdi: on its stack, above rsp.
@@ -228,6 +233,8 @@ struct StartInfo {
     uint32_t handle_count;
     HandleValue handles[kMaxStartHandles];  // in the order SpawnArgs gave them
     char args[kArgsMax];                    // NUL-terminated
+    uint32_t cpu;                           // the CPU every thread of this process runs on
+    uint32_t cpu_count;                     // CPUs 0 .. cpu_count - 1 run threads
 };
 
 // ProcessSpawn's r0: the new process's handle (Manage); r1: its process id.

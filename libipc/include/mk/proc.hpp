@@ -26,11 +26,13 @@ using ipc::Result;
 enum Label : uint32_t {
     // Payload: the module's name, NUL, the argument string, NUL (each
     // within abi::kModuleNameMax / abi::kArgsMax). word 0: StartInfo::arg;
-    // word 1: flags (kSpawnRaw). Handles (moved or copied, up to
+    // word 1: flags (kSpawnRaw, kSpawnOnCpu); word 2, with kSpawnOnCpu:
+    // the CPU the child runs on (else the server's own). Handles (moved or copied, up to
     // abi::kMaxHandles): given to the child in order, after its own handle
     // to this server unless kSpawnRaw. Reply: Ok, word 0 the child's pid,
     // handle 0 the child's process handle (Manage: ProcessKill). Errors:
-    // InvalidArgument (malformed payload or flags), LimitReached (kMaxProcs
+    // InvalidArgument (malformed payload or flags, a CPU that is not
+    // there), LimitReached (kMaxProcs
     // processes, zombies included), and ProcessSpawn's (BadHandle: no such
     // module; an ELF file refused; OutOfMemory).
     kSpawn = 1,
@@ -44,7 +46,8 @@ enum Label : uint32_t {
 };
 
 // kSpawn flags.
-constexpr uint64_t kSpawnRaw = 1;  // the child gets only the handles sent
+constexpr uint64_t kSpawnRaw = 1;    // the child gets only the handles sent
+constexpr uint64_t kSpawnOnCpu = 2;  // word 2 is the child's CPU (SpawnArgs::cpu)
 // kWait options.
 constexpr uint64_t kWaitNoHang = 1;  // WNOHANG: never wait
 
@@ -102,14 +105,17 @@ struct Exited {
 // process-server handle in slot services::kProc and copies of the caller's
 // pipe and port service handles in kPipe and kPort (BadState if the caller
 // has none), then `extra` (moved to it; at most abi::kMaxHandles - 2) from
-// slot services::kCount on.
+// slot services::kCount on. Every thread of it runs on CPU `cpu`
+// (abi::kSpawnerCpu: the process server's; docs/smp.md).
 Result<Child> spawn(const services::Services& s, const char* module, const char* args,
-                    uint64_t arg = 0, ipc::Handle* extra = nullptr, uint32_t extra_count = 0);
+                    uint64_t arg = 0, ipc::Handle* extra = nullptr, uint32_t extra_count = 0,
+                    uint32_t cpu = abi::kSpawnerCpu);
 
 // The same with no service handles: the child gets `handles` (moved) and
 // nothing else, as with sys ProcessSpawn; it is still the caller's child.
 Result<Child> spawn_raw(const ipc::Endpoint& proc, const char* module, const char* args,
-                        uint64_t arg = 0, ipc::Handle* handles = nullptr, uint32_t count = 0);
+                        uint64_t arg = 0, ipc::Handle* handles = nullptr, uint32_t count = 0,
+                        uint32_t cpu = abi::kSpawnerCpu);
 
 // wait4: waits for child `pid` (0: any) to end and reaps it.
 Result<Exited> wait4(const ipc::Endpoint& proc, uint64_t pid, uint64_t options = 0);

@@ -84,11 +84,13 @@ struct Spawned {
 // programs use proc::spawn) with argument string `args` (at most
 // abi::kArgsMax - 1 characters, else TooLarge), `arg`, the handles in
 // `handles` in that order, and `supervisor` (an endpoint with Send, or
-// kNoHandle) to receive its kLabelChildDied notice. InvalidArgument for a
-// module name that does not fit or more than abi::kMaxStartHandles handles.
+// kNoHandle) to receive its kLabelChildDied notice, on CPU `cpu`
+// (abi::SpawnArgs::cpu). InvalidArgument for a module name that does not
+// fit, more than abi::kMaxStartHandles handles, or a CPU that is not there.
 Result<Spawned> spawn(abi::HandleValue starter, const char* module, const char* args,
                       uint64_t arg = 0, const Passed* handles = nullptr, uint32_t count = 0,
-                      abi::HandleValue supervisor = abi::kNoHandle);
+                      abi::HandleValue supervisor = abi::kNoHandle,
+                      uint32_t cpu = abi::kSpawnerCpu);
 
 // The value of the word `key=value` in an argument string (words separated
 // by spaces), copied NUL-terminated into out[0..size); false when there is
