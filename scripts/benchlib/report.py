@@ -4,7 +4,7 @@
     report.py --logs DIR --out DIR [--no-plots]
 
 Each log in DIR is one boot, named NAME.MODE.log: NAME the ISO it booted
-(bench, bench-nofastpath, bench-nodonate) or "linux" (scripts/bench-linux),
+(bench, bench-nofastpath, bench-nodonate, bench-smp2) or "linux" (scripts/bench-linux),
 MODE "icount" (-icount shift=0,sleep=off: TSC ticks are guest instructions),
 "plain" (plain emulation: TSC ticks of host time, noisy) or "icount-repeat"
 (a second icount boot, compared figure by figure with the first). The lines
@@ -136,6 +136,12 @@ def variant_words(variant):
     return dict(w.split("=", 1) for w in variant.split() if "=" in w)
 
 
+def same_variant(a, b):
+    """A target's variant names exactly the switches of a run's (a run with
+    cpus=2 is a variant of its own)."""
+    return variant_words(a) == variant_words(b)
+
+
 def variant_rank(variant):
     """The default first, then one switch off, then more; Linux last."""
     words = variant_words(variant)
@@ -227,9 +233,8 @@ class Report:
         self.rows = self._rows()  # (variant, case), in the table's order
         self.targets = {}  # (variant, case) -> (limit, text) for the icount rows
         for case, variant, limit in TARGETS:
-            want = variant_words(variant).items()
             for v in self.variants:
-                if want <= variant_words(v).items():
+                if same_variant(variant, v):
                     self.targets[(v, case)] = self._limit(v, limit)
 
     def run(self, variant, mode):
@@ -247,7 +252,7 @@ class Report:
                 names += [c for c in (r.cases if r else {}) if c not in names]
             # A case a target names but no log printed is a row too ("missing").
             for case, tv, _ in TARGETS:
-                if variant_words(tv).items() <= variant_words(v).items() and case not in names:
+                if same_variant(tv, v) and case not in names:
                     names.append(case)
             rows += [(v, c) for c in names]
         return rows
@@ -337,6 +342,9 @@ class Report:
 
     def default_variant(self):
         for v in self.variants:
+            if same_variant(DEFAULT_VARIANT, v):
+                return v
+        for v in self.variants:
             if variant_words(DEFAULT_VARIANT).items() <= variant_words(v).items():
                 return v
         return self.variants[0] if self.variants else None
@@ -381,8 +389,7 @@ class Report:
     def targets_summary(self):
         met, missed, unmeasured = 0, [], 0
         for case, variant, _ in TARGETS:
-            want = variant_words(variant).items()
-            matching = [v for v in self.variants if want <= variant_words(v).items()]
+            matching = [v for v in self.variants if same_variant(variant, v)]
             for v in matching:
                 verdict = self.verdict(v, case)[1]
                 if verdict == "yes":

@@ -212,7 +212,9 @@ struct EchoProcess {
     uint64_t pid = 0;
 };
 
-Result<EchoProcess> spawn_echo(const services::Services& s) {
+// On CPU `cpu` (abi::kSpawnerCpu: the process server's, where this
+// process runs too).
+Result<EchoProcess> spawn_echo(const services::Services& s, uint32_t cpu = abi::kSpawnerCpu) {
     Result<ipc::Endpoint> ep = ipc::Endpoint::create();
     if (!ep) return ep.error();
     // Grant: its replies move handles back.
@@ -220,7 +222,7 @@ Result<EchoProcess> spawn_echo(const services::Services& s) {
         ep->mint(abi::kRightSend | abi::kRightReceive | abi::kRightGrant, 0);
     if (!copy) return copy.error();
     ipc::Handle h = std::move(copy).value();
-    Result<proc::Child> child = proc::spawn_raw(s.proc, "ipcbench", "role=echo", 0, &h, 1);
+    Result<proc::Child> child = proc::spawn_raw(s.proc, "ipcbench", "role=echo", 0, &h, 1, cpu);
     if (!child) return child.error();
     return EchoProcess{std::move(ep).value(), child->pid};
 }
@@ -488,6 +490,35 @@ int run_cases(const services::Services& s) {
     return 0;
 }
 
+// With cross=on (bench-smp2.iso, booted on two CPUs): the headline round
+// trip with the echo process on another CPU, where every call and every
+// reply is a wake of a thread of the other CPU and an interrupt there,
+// never a direct switch (docs/smp.md). Its own variant (cpus=N), so the
+// one-CPU figures stay apart.
+int run_cross_core(const abi::StartInfo& start, const services::Services& s) {
+    printf("config: fastpath=%s donate=%s cpus=%u\n", g_fast_path ? "on" : "off",
+           g_donation ? "on" : "off", start.cpu_count);
+    Figures timer = measure([] {});
+    g_overhead = timer.median;
+    report("timer_overhead", timer);
+    constexpr const char* kName = "call_reply_recv_cross_core";
+    abi::Err err = abi::Err::InvalidArgument;
+    for (uint32_t k = 1; k < start.cpu_count; ++k) {
+        Result<EchoProcess> echo = spawn_echo(s, (start.cpu + k) % start.cpu_count);
+        if (!echo) {
+            err = echo.error();
+            continue;  // a CPU that did not start: the next one
+        }
+        call_round_trips(kName, echo->ep.get());
+        stop_echo(s, *echo);
+        printf("ipcbench done\n");
+        return 0;
+    }
+    report_error(kName, "no other CPU to spawn on", err);
+    printf("ipcbench done\n");
+    return 7;
+}
+
 // Is the word `key=value` in `args`?
 bool has_word(const char* args, const char* key, const char* value) {
     char found[16];
@@ -525,5 +556,6 @@ int main(uint64_t arg) {
     g_donation = !has_word(start.args, "donate", "off");
     g_fast_path = !has_word(start.args, "fastpath", "off");
     services::Services s = services::take(start);
+    if (has_word(start.args, "cross", "on")) return run_cross_core(start, s);
     return run_cases(s);
 }

@@ -743,22 +743,28 @@ bool last_receive_handle_ends_queued_calls() {
 uint32_t g_cpu = 0;        // this process's CPU
 uint32_t g_cpu_count = 1;  // CPUs 0 .. g_cpu_count - 1 (an index may be missing)
 
-// A pong on the first CPU after this one that the kernel accepts; its
-// endpoint in *ep, its CPU in *where.
-abi::HandleValue spawn_pong_elsewhere(ipc::Endpoint* ep, uint64_t* pid, uint32_t* where) {
+// A pong on the first CPU after this one that the kernel accepts.
+struct Pong {
+    ipc::Endpoint ep;
+    uint64_t pid = 0;
+    uint32_t cpu = 0;
+    abi::HandleValue process = abi::kNoHandle;
+};
+
+bool spawn_pong_elsewhere(Pong* p) {
     Result<ipc::Endpoint> e = ipc::Endpoint::create();
-    if (!e) return abi::kNoHandle;
-    *ep = std::move(e).value();
-    abi::HandleValue h = ep->get();
+    EXPECT(e);
+    p->ep = std::move(e).value();
+    abi::HandleValue h = p->ep.get();
     for (uint32_t k = 1; k < g_cpu_count; ++k) {
-        uint32_t cpu = (g_cpu + k) % g_cpu_count;
+        p->cpu = (g_cpu + k) % g_cpu_count;
         abi::Err err = abi::Err::Ok;
-        abi::HandleValue p =
-            spawn(g_modules, "pong", 0, &h, 1, true, &err, g_deaths.get(), pid, cpu);
-        *where = cpu;
-        if (p != abi::kNoHandle || err != abi::Err::InvalidArgument) return p;
+        p->process =
+            spawn(g_modules, "pong", 0, &h, 1, true, &err, g_deaths.get(), &p->pid, p->cpu);
+        if (p->process != abi::kNoHandle) return true;
+        EXPECT(err == abi::Err::InvalidArgument);  // a CPU that did not start: the next one
     }
-    return abi::kNoHandle;
+    return false;
 }
 
 bool one_cpu() {
@@ -772,28 +778,25 @@ constexpr uint64_t kCrossRoundTrips = 2000;
 // This process and a pong on another CPU: every call a wake over there.
 bool ping_pong_across_cpus() {
     if (one_cpu()) return true;
-    ipc::Endpoint ep;
-    uint64_t pid = 0;
-    uint32_t there = 0;
-    abi::HandleValue pong = spawn_pong_elsewhere(&ep, &pid, &there);
-    EXPECT(pong != abi::kNoHandle);
+    Pong pong;
+    EXPECT(spawn_pong_elsewhere(&pong));
     uint64_t sum = 0, expected = 0;
     uint64_t t0 = rdtsc();
     for (uint64_t i = 0; i < kCrossRoundTrips; ++i) {
-        Result<ipc::Received> r = ipc::call(ep, ipc::Message(1).set_word(0, i).set_word(1, i));
+        Result<ipc::Received> r = ipc::call(pong.ep, ipc::Message(1).set_word(0, i).set_word(1, i));
         EXPECT(r);
-        EXPECT(r.value().message.word(2) == there);
+        EXPECT(r.value().message.word(2) == pong.cpu);
         sum += r.value().message.word(0) + (r.value().message.word(1) ^ 0x5555);
         expected += i * 3 + 1 + i;
     }
     uint64_t t1 = rdtsc();
     printf("  %lu round trips between cpu %u and cpu %u, %lu TSC ticks each, checksum %s\n",
-           kCrossRoundTrips, g_cpu, there, (t1 - t0) / kCrossRoundTrips,
+           kCrossRoundTrips, g_cpu, pong.cpu, (t1 - t0) / kCrossRoundTrips,
            sum == expected ? "ok" : "BAD");
     EXPECT(sum == expected);
-    EXPECT(ipc::call(ep, ipc::Message(0xFFFF)));
-    EXPECT(death_of(pid, 0));
-    EXPECT(status_of(sys::invoke(abi::Sys::HandleClose, pong)) == abi::Err::Ok);
+    EXPECT(ipc::call(pong.ep, ipc::Message(0xFFFF)));
+    EXPECT(death_of(pong.pid, 0));
+    EXPECT(status_of(sys::invoke(abi::Sys::HandleClose, pong.process)) == abi::Err::Ok);
     return true;
 }
 
@@ -813,15 +816,12 @@ bool spawn_on_a_missing_cpu_is_refused() {
 // CPU is interrupted, and the thread ends on its way back to user mode.
 bool kill_on_another_cpu() {
     if (one_cpu()) return true;
-    ipc::Endpoint ep;
-    uint64_t pid = 0;
-    uint32_t there = 0;
-    abi::HandleValue pong = spawn_pong_elsewhere(&ep, &pid, &there);
-    EXPECT(pong != abi::kNoHandle);
-    EXPECT(ipc::call(ep, ipc::Message(5)));  // it answers, then spins
-    EXPECT(status_of(sys::invoke(abi::Sys::ProcessKill, pong)) == abi::Err::Ok);
-    EXPECT(death_of(pid, abi::kStatusKilled));
-    EXPECT(status_of(sys::invoke(abi::Sys::HandleClose, pong)) == abi::Err::Ok);
+    Pong pong;
+    EXPECT(spawn_pong_elsewhere(&pong));
+    EXPECT(ipc::call(pong.ep, ipc::Message(5)));  // it answers, then spins
+    EXPECT(status_of(sys::invoke(abi::Sys::ProcessKill, pong.process)) == abi::Err::Ok);
+    EXPECT(death_of(pong.pid, abi::kStatusKilled));
+    EXPECT(status_of(sys::invoke(abi::Sys::HandleClose, pong.process)) == abi::Err::Ok);
     return true;
 }
 
