@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# run_spin.sh [workdir] -- exhaustive SPIN model checks of the IPC and scheduler models
+# run_spin.sh [workdir] -- exhaustive SPIN model checks of the IPC and scheduler models,
+# one CPU (ipc_rendezvous.pml, prepare_block.pml) and two (smp_wake.pml)
 # (tests/model/README.md)
 #
 # Runs (at most $SPIN_JOBS=2 at a time), each in its own directory under workdir:
@@ -32,6 +33,7 @@ work=$(cd "$work" && pwd)
 # fail regex (fail) or the probe numbers that must all be reached (reach) ; label
 ipc=ipc_rendezvous.pml
 pb=prepare_block.pml
+sw=smp_wake.pml
 runs=(
   "ipc_drops;pass;$ipc;-DSERVER_DROPS;safety;;ipc: 2 clients x 2 calls (C1 timed), server ReplyRecv or Recv-drop, kill"
   "ipc_destroy;pass;$ipc;-DDESTROY -DBUDGET=1;safety;;ipc: 2 clients x 2 calls, server ReplyRecv, kill, endpoint destroy"
@@ -52,6 +54,16 @@ runs=(
   "pb_neg_no_pending;fail;$pb;-DBUG_NO_PENDING;safety;assertion violated|invalid end state;prepare_block negative control BUG_NO_PENDING: block() ignores wake_pending"
   "pb_neg_running_only;fail;$pb;-DSPEC_WAKE_RUNNING_ONLY;safety;assertion violated|invalid end state;prepare_block negative control SPEC_WAKE_RUNNING_ONLY: wake_pending only if Running"
   "ipc_neg_fast_no_cancel;fail;$ipc;-DBUG_FAST_NO_CANCEL;safety;assertion violated|invalid end state;ipc negative control BUG_FAST_NO_CANCEL: the fast path's switch keeps the partner's timeout"
+  "smp_safety;pass;$sw;;safety;;smp_wake: 2 CPUs, W blocks 2x on CPU1 and is woken from CPU0, B started from CPU0, both exit, reaper"
+  "smp_np;pass;$sw;;np;;smp_wake: termination, no cycle (so the end-state check covers every run)"
+  "smp_hlt_window;pass;$sw;-DBUG_HLT_WINDOW;safety;;smp_wake: sti apart from hlt loses nothing while the notify's preempt_if_needed schedules"
+  "smp_notify_no_preempt;pass;$sw;-DNOTIFY_NO_PREEMPT;safety;;smp_wake: a notify that only ends the hlt loses nothing while sti; hlt is atomic"
+  "smp_probes;reach;$sw;-DPROBE_ALL;probe;1 2 3 4 6 7 8 9 10;smp_wake reachability probes 1-4, 6-10 (README.md)"
+  "smp_probes_window;reach;$sw;-DPROBE_ALL -DBUG_HLT_WINDOW;probe;5 7;smp_wake reachability probe 5 (a notify between a separate sti and hlt)"
+  "smp_neg_no_notify;fail;$sw;-DBUG_NO_NOTIFY;safety;assertion violated .*rq_len>0\)&&halted1;smp_wake negative control BUG_NO_NOTIFY: a wake queues on the idle CPU without notify_cpu"
+  "smp_neg_hlt_window;fail;$sw;-DBUG_HLT_WINDOW -DNOTIFY_NO_PREEMPT;safety;assertion violated .*rq_len>0\)&&halted1;smp_wake negative control BUG_HLT_WINDOW + NOTIFY_NO_PREEMPT: sti apart from hlt, and the notify does not schedule"
+  "smp_neg_release_before_switch;fail;$sw;-DBUG_RELEASE_BEFORE_SWITCH;safety;assertion violated .*stk\[;smp_wake negative control BUG_RELEASE_BEFORE_SWITCH: the lock released while still on the old thread's stack"
+  "smp_neg_reaper_no_lock;fail;$sw;-DBUG_REAPER_NO_LOCK;safety;assertion violated .*stk\[z\]==0;smp_wake negative control BUG_REAPER_NO_LOCK: the reaper pops a zombie without the lock and frees its stack"
 )
 
 split() { IFS=';' read -r name expect model defs mode pattern label <<<"$1"; }
