@@ -98,10 +98,12 @@ Status Scheduler::start(Thread& thread) {
 void Scheduler::enqueue_locked(Thread& thread) {
     Scheduler& home = of(thread);
     home.ready_.push_back(thread);
-    if (&home != this && home.current_ == home.idle_) {
+    if (home.cpu_ != Cpu::cpu_index() && home.current_ == home.idle_) {
         // It may be about to halt: an interrupt ends the halt, or, sent
         // before it, is taken as soon as it enables interrupts to halt
-        // (idle_once), so the wake is never slept through.
+        // (idle_once); and at the interrupt's end preempt_if_needed() runs
+        // the thread. Either alone keeps the wake from being slept through
+        // (tests/model/smp_wake.pml).
         ++counters_.notifies;
         Cpu::notify_cpu(home.cpu_);
     }

@@ -24,7 +24,6 @@ report made from the logs alone knows it. Exits 1 if any boot failed.
 
 import argparse
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -39,7 +38,6 @@ QEMU = ["qemu-system-x86_64", "-boot", "d", "-m", "128M", "-cpu", "max", "-displ
         "-vga", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-net", "none",
         "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
 ICOUNT = ["-icount", "shift=0,sleep=off"]
-SMP = re.compile(r"-smp(?P<n>\d+)$")  # an ISO's name asking for that many CPUs
 # isa-debug-exit: QEMU exits with (code << 1) | 1; the kernel writes 0x10 for
 # success, 0x11 for failure, 0x12 for a panic (as scripts/run reads them).
 QEMU_EXIT = {33: (True, "kernel powered off: success"),
@@ -189,9 +187,9 @@ def main():
     def iso_boot(iso, mode):
         name = os.path.basename(iso)[:-len(".iso")]
         cmd = QEMU + ["-cdrom", iso] + (ICOUNT if mode.startswith("icount") else [])
-        smp = SMP.search(name)  # bench-smp2: two CPUs
-        if smp:
-            cmd += ["-smp", smp["n"]]
+        cpus = report.cpus_from_name(name)  # bench-smp2: two CPUs
+        if cpus:
+            cmd += ["-smp", cpus]
         return Boot(name, mode, cmd, os.path.join(args.logs, f"{name}.{mode}.log"), "qemu",
                     os.path.basename(iso))
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 # The targets, in guest instructions per operation under -icount (the
 # project's design, "Targets"). A target applies to the rows of a variant
-# holding all of its words. A limit is a number of instructions, or
+# with exactly its words (same_variant). A limit is a number of instructions, or
 # (factor, case): that many times the median of another case, same variant.
 DEFAULT_VARIANT = "fastpath=on donate=on"
 TARGETS = [
@@ -121,14 +121,30 @@ def parse_line(line):
     return None
 
 
+SMP_PART = re.compile(r"^smp(?P<n>[1-9]\d*)$")
+
+
+def cpus_from_name(name):
+    """bench-smp2 -> "2": the CPUs an ISO's name asks for (boot.py boots it
+    so), or None."""
+    for part in name.split("-")[1:]:
+        m = SMP_PART.match(part)
+        if m:
+            return m["n"]
+    return None
+
+
 def variant_from_name(name):
-    """bench -> fastpath=on donate=on; bench-nofastpath -> fastpath=off donate=on; ..."""
+    """bench -> fastpath=on donate=on; bench-nofastpath -> fastpath=off donate=on;
+    bench-smp2 -> fastpath=on donate=on cpus=2; ..."""
     if name == "linux":
         return "linux"
     words = {"fastpath": "on", "donate": "on"}
     for part in name.split("-")[1:]:
         if part.startswith("no"):
             words[part[2:]] = "off"
+    if cpus_from_name(name):
+        words["cpus"] = cpus_from_name(name)
     return " ".join(f"{k}={v}" for k, v in words.items())
 
 
@@ -195,6 +211,8 @@ def load_run(path):
                 init_status = ev.text
             elif ev.kind.startswith("harness-"):
                 harness = (ev.kind, ev.text)
+    if kernel_config and cpus_from_name(name) and "cpus=" not in kernel_config:
+        kernel_config += f" cpus={cpus_from_name(name)}"  # a run that failed before its config line
     run.variant = config or kernel_config or variant_from_name(name)
     if harness is not None and harness[0] == "harness-failed":
         run.problems.append(harness[1])
@@ -343,9 +361,6 @@ class Report:
     def default_variant(self):
         for v in self.variants:
             if same_variant(DEFAULT_VARIANT, v):
-                return v
-        for v in self.variants:
-            if variant_words(DEFAULT_VARIANT).items() <= variant_words(v).items():
                 return v
         return self.variants[0] if self.variants else None
 

@@ -10,6 +10,8 @@
 
 #include <functional>
 
+#include "mk/abi.hpp"
+#include "process.hpp"
 #include "sched_fixture.hpp"
 
 namespace mk {
@@ -268,6 +270,44 @@ TEST_F(SmpSchedulerTest, TheCpuAThreadEndedOnRetiresIt) {
     spawn("x");
     yield();
     EXPECT_EQ(FakeCpu::retired, 1u);
+}
+
+// Kill of a user thread running on CPU 1, from CPU 0: it is asked to exit
+// and CPU 1 is interrupted at once (not at its next timer tick), so that it
+// enters the kernel, whose way back to user mode ends the thread. It ends
+// on CPU 1, which retires it; the reaper on CPU 0 then frees it and its
+// process.
+TEST_F(SmpSchedulerTest, KillOfAUserThreadRunningOnAnotherCpuInterruptsThatCpu) {
+    Thread* reaper = spawn("reaper");
+    sched().set_reaper(*reaper);
+    Process* p = Process::create("p", 1).value();
+    EXPECT_EQ(p->cpu(), 1u);
+    Thread* u = p->create_thread("u", abi::kUserBase, 0, 0).value();
+    EXPECT_EQ(u->cpu, 1u);  // the process's CPU
+    ASSERT_EQ(sched().start(*u), Error::None);
+    on_cpu(1, [&] { sched1().preempt_if_needed(); });
+    ASSERT_EQ(sched1().current(), u);
+    FakeCpu::notified.clear();
+    uint64_t notifies = sched().counters().notifies;  // its start told idle CPU 1 too
+
+    p->kill(abi::kStatusKilled);
+    EXPECT_TRUE(u->exit_requested);
+    EXPECT_EQ(u->state, ThreadState::Running);  // still in user mode over there
+    EXPECT_EQ(FakeCpu::notified, std::vector<uint32_t>{1});
+    EXPECT_EQ(sched().counters().notifies, notifies + 1);
+
+    // CPU 1 takes the interrupt; on its way back to user mode the thread ends.
+    FakeCpu::no_return_from = &u->context;
+    on_cpu(1, [&] { EXPECT_THROW(sched1().exit_current(), FakeCpu::NoReturn); });
+    FakeCpu::no_return_from = nullptr;
+    EXPECT_EQ(u->state, ThreadState::Dead);
+    EXPECT_EQ(FakeCpu::retired, 1u);
+    EXPECT_EQ(sched1().current(), idle1_);
+    // The reaper, woken on CPU 0, destroys it: the last thread ends the process.
+    while (sched().current() != reaper) yield();
+    Thread::destroy(sched().next_zombie());
+    EXPECT_TRUE(p->dead());
+    p->release();
 }
 
 // The counters of every CPU, summed.

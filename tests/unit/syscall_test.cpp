@@ -577,6 +577,13 @@ TEST_F(SyscallTest, ProcessSpawnRefusals) {
     a = args;
     a.handle_flags[1] = 2;
     refused(a);
+    // A CPU that is not there (this fixture's one CPU is 0), or past the
+    // table, or any 32-bit value but kSpawnerCpu.
+    for (uint32_t cpu : {1u, 15u, 16u, 0x80000000u, 0xFFFFFFFEu}) {
+        a = args;
+        a.cpu = cpu;
+        refused(a);
+    }
     a = args;
     std::memset(a.args, 'a', sizeof a.args);  // an argument string with no NUL
     refused(a);

@@ -17,6 +17,14 @@ inline const abi::StartInfo& start_info(uint64_t arg) {
     return *reinterpret_cast<const abi::StartInfo*>(arg);
 }
 
+// The initial APIC id of the processor running this (CPUID leaf 1, EBX
+// bits 31-24): which CPU user code really is on.
+inline uint32_t apic_id() {
+    uint32_t a, b, c, d;
+    asm volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    return b >> 24;
+}
+
 inline uint64_t rdtsc() {
     uint32_t lo, hi;
     asm volatile("rdtsc" : "=a"(lo), "=d"(hi));

@@ -9,6 +9,8 @@
 //   - a pool of worker threads taking jobs from a completion port: each
 //     post wakes one waiting worker, which runs at once;
 //   - children reaped with wait4, one of them killed by a page fault.
+// With several CPUs (QEMU_SMP=4 scripts/run) its children spread over them:
+// each spawn goes to the next CPU, round robin (docs/smp.md).
 // The same module plays the pipeline's two stages (StartInfo::arg).
 #include "common.hpp"
 #include "mk/pipe.hpp"
@@ -74,6 +76,31 @@ void worker(void* arg) {
     __atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
 }
 
+// Where the next child goes: the CPUs after this process's, round robin.
+struct Spread {
+    uint32_t self = 0;
+    uint32_t count = 1;
+    uint32_t step = 0;
+    uint32_t next() {
+        if (count < 2) return abi::kSpawnerCpu;
+        step = step % (count - 1) + 1;
+        return (self + step) % count;
+    }
+};
+
+// proc::spawn_raw on the next CPU; on the process server's if that CPU did
+// not start.
+Result<proc::Child> spawn_spread(const services::Services& s, Spread& where, const char* module,
+                                 uint64_t arg, ipc::Handle* handles = nullptr,
+                                 uint32_t count = 0) {
+    uint32_t cpu = where.next();
+    Result<proc::Child> c = proc::spawn_raw(s.proc, module, "", arg, handles, count, cpu);
+    if (!c && c.error() == abi::Err::InvalidArgument && cpu != abi::kSpawnerCpu) {
+        c = proc::spawn_raw(s.proc, module, "", arg, handles, count);
+    }
+    return c;
+}
+
 }  // namespace
 
 int main(uint64_t arg) {
@@ -81,7 +108,9 @@ int main(uint64_t arg) {
     if (start.arg == kProducer) return producer(start);
     if (start.arg == kFilter) return filter(start);
     services::Services s = services::take(start);
-    printf("process %lu, running in ring 3\n", start.process_id);
+    Spread where{start.cpu, start.cpu_count};
+    printf("process %lu, running in ring 3 on cpu %u of %u\n", start.process_id, start.cpu,
+           start.cpu_count);
 
     // An echo server in its own process, reached through an endpoint.
     Result<Endpoint> echo = Endpoint::create();
@@ -89,21 +118,23 @@ int main(uint64_t arg) {
     Result<Endpoint> echo_copy = echo->mint(abi::kRightsAll & ~abi::kRightManage, 0);
     if (!echo_copy) return 1;
     ipc::Handle h = std::move(echo_copy).value();
-    Result<proc::Child> pong = proc::spawn_raw(s.proc, "pong", "", 0, &h, 1);
+    Result<proc::Child> pong = spawn_spread(s, where, "pong", 0, &h, 1);
     if (!pong) return 2;
     constexpr uint64_t kRounds = 10000;
     uint64_t sum = 0;
+    uint64_t pong_cpu = 0;
     uint64_t t0 = rdtsc();
     for (uint64_t i = 0; i < kRounds; ++i) {
         Result<ipc::Received> r = ipc::call(echo.value(), ipc::Message(1).set_word(0, i));
         if (!r) return 3;
         sum += r.value().message.word(0);
+        pong_cpu = r.value().message.word(2);
     }
     uint64_t t1 = rdtsc();
     printf(
-        "%lu calls to the echo server in another process, %lu TSC ticks per round "
-        "trip (checksum %s)\n",
-        kRounds, (t1 - t0) / kRounds,
+        "%lu calls to the echo server in another process on cpu %lu, %lu TSC ticks per "
+        "round trip (checksum %s)\n",
+        kRounds, pong_cpu, (t1 - t0) / kRounds,
         sum == 3 * kRounds * (kRounds - 1) / 2 + kRounds ? "ok" : "BAD");
 
     // Two clients with badged handles: the kernel tells the server who speaks.
@@ -113,7 +144,7 @@ int main(uint64_t arg) {
         Result<Endpoint> mine = inbox->mint(abi::kRightSend | abi::kRightDuplicate, badge);
         if (!mine) return 5;
         ipc::Handle v = std::move(mine).value();
-        if (!proc::spawn_raw(s.proc, "client", "", (badge << 8) | 1, &v, 1)) return 5;
+        if (!spawn_spread(s, where, "client", (badge << 8) | 1, &v, 1)) return 5;
     }
     for (int i = 0; i < 2; ++i) {
         Result<ipc::Received> r = ipc::recv(inbox.value());
@@ -129,8 +160,8 @@ int main(uint64_t arg) {
     if (!first || !second) return 7;
     ipc::Handle to_producer = std::move(first->write);
     ipc::Handle to_filter[2] = {std::move(first->read), std::move(second->write)};
-    if (!proc::spawn_raw(s.proc, "demo", "", kProducer, &to_producer, 1)) return 8;
-    if (!proc::spawn_raw(s.proc, "demo", "", kFilter, to_filter, 2)) return 8;
+    if (!spawn_spread(s, where, "demo", kProducer, &to_producer, 1)) return 8;
+    if (!spawn_spread(s, where, "demo", kFilter, to_filter, 2)) return 8;
     char text[256];
     size_t got = 0;
     for (;;) {
@@ -177,7 +208,7 @@ int main(uint64_t arg) {
     printf("the port closed: every worker's wait ended\n");
 
     // A program that faults dies alone; its parent reaps it with the rest.
-    if (!proc::spawn_raw(s.proc, "faulter", "")) return 10;
+    if (!spawn_spread(s, where, "faulter", 0)) return 10;
     for (;;) {
         Result<proc::Exited> e = proc::wait4(s.proc, 0, 0);
         if (!e) break;  // NoChild: every child reaped

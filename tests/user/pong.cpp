@@ -1,6 +1,7 @@
 // An echo server for the user tests: answers each call on its first start
-// handle with 3x+1 of word 0 and word 1 ^ 0x5555, and word 2 the CPU it
-// runs on; label 3 carries a handle to send a message on; label 5 makes it
+// handle with 3x+1 of word 0 and word 1 ^ 0x5555, word 2 the CPU the
+// kernel says it runs on (StartInfo::cpu) and word 3 the APIC id of the
+// processor it does run on (CPUID); label 3 carries a handle to send a message on; label 5 makes it
 // spin in user mode for good (to be killed there); label 0xFFFF stops it.
 #include "common.hpp"
 
@@ -37,7 +38,8 @@ int main(uint64_t arg) {
         }
         out.set_word(0, in.message.word(0) * 3 + 1)
             .set_word(1, in.message.word(1) ^ 0x5555)
-            .set_word(2, start.cpu);
+            .set_word(2, start.cpu)
+            .set_word(3, utest::apic_id());
         r = ipc::reply_recv(ep, out);
     }
     return 1;

@@ -206,7 +206,9 @@ constexpr unsigned kMaxStartHandles = 8;
 // init's is the kernel command line (its `run=NAME` word says what to run).
 constexpr unsigned kArgsMax = 128;
 
-// SpawnArgs::cpu for "the CPU of the thread that spawns".
+// SpawnArgs::cpu for "the CPU of the thread that spawns". (A SpawnArgs
+// value-initialized, `SpawnArgs a{}`, has it; one zero-filled by hand names
+// CPU 0.)
 constexpr uint32_t kSpawnerCpu = 0xFFFFFFFF;
 
 // What ProcessSpawn reads at a1. The child starts with copies (or the
@@ -223,7 +225,7 @@ struct SpawnArgs {
     uint32_t handle_count;
     HandleValue supervisor;
     char args[kArgsMax];         // StartInfo::args; a NUL within kArgsMax, else InvalidArgument
-    uint32_t cpu = kSpawnerCpu;  // a CPU below StartInfo::cpu_count, else InvalidArgument
+    uint32_t cpu = kSpawnerCpu;  // kSpawnerCpu, or a CPU that runs threads; else InvalidArgument
 };
 
 // What a new process's first thread finds at rdi: on its stack, above rsp.
@@ -234,7 +236,7 @@ struct StartInfo {
     HandleValue handles[kMaxStartHandles];  // in the order SpawnArgs gave them
     char args[kArgsMax];                    // NUL-terminated
     uint32_t cpu;                           // the CPU every thread of this process runs on
-    uint32_t cpu_count;                     // CPUs 0 .. cpu_count - 1 run threads
+    uint32_t cpu_count;  // the CPUs that run threads are below it (a late one may be missing)
 };
 
 // ProcessSpawn's r0: the new process's handle (Manage); r1: its process id.
