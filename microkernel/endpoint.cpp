@@ -116,22 +116,23 @@ void ipc_set_fast_path(bool on) {
     g_ipc_fast_path = on;
 }
 
+// A CPU's IPC counters, with the fast path's hits its scheduler counted.
+static IpcCounters ipc_counters_locked(PerCpu& cpu) {
+    IpcCounters c = cpu.ipc;
+    c.syscall_fastpath_hits += cpu.scheduler.fast_hits_locked();
+    return c;
+}
+
 IpcCounters ipc_counters() {
     LockGuard guard(sched().lock());
-    IpcCounters c = counters();
-    c.syscall_fastpath_hits += sched().fast_hits_locked();  // counted by the scheduler
-    return c;
+    return ipc_counters_locked(this_cpu());
 }
 
 IpcCounters total_ipc_counters() {
     LockGuard guard(sched().lock());
     IpcCounters t{};
     for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
-        PerCpu* cpu = g_cpu_table.cpus[i];
-        if (cpu == nullptr) continue;
-        IpcCounters c = cpu->ipc;
-        c.syscall_fastpath_hits += cpu->scheduler.fast_hits_locked();
-        add_counts(t, c);
+        if (cpu_online(i)) add_counts(t, ipc_counters_locked(cpu_at(i)));
     }
     return t;
 }

@@ -69,6 +69,18 @@ class SmpSchedulerTest : public testing::SchedFixture {
         return t;
     }
 
+    // A thread of CPU 1 that ran there and blocked on `q` (with a timeout
+    // of `ticks`, 0: none), as an IPC receive blocks: CPU 1 idles after.
+    Thread* blocked_on_1(const char* name, WaitQueue& q, uint64_t ticks = 0) {
+        Thread* t = running_on_1(name);
+        on_cpu(1, [&] {
+            LockGuard guard(sched1().lock());
+            sched1().block_current_locked(&q, ticks);
+        });
+        EXPECT_EQ(t->state, ThreadState::Blocked);
+        return t;
+    }
+
     std::unique_ptr<PerCpu> cpu1_;
     Thread* idle1_ = nullptr;
 };
@@ -116,14 +128,9 @@ TEST_F(SmpSchedulerTest, NoNotifyForABusyCpu) {
 // wait ends there, the timeout is gone from CPU 1's set (its ticks no
 // longer time the thread out), and the thread is Ready on CPU 1.
 TEST_F(SmpSchedulerTest, WakeFromAnotherCpuEndsTheWaitAndTheTimeoutAtHome) {
-    Thread* t = running_on_1("t");
     WaitQueue q;
-    on_cpu(1, [&] {
-        LockGuard guard(sched1().lock());
-        sched1().block_current_locked(&q, 5);
-        EXPECT_EQ(sched1().current(), idle1_);
-    });
-    ASSERT_EQ(t->state, ThreadState::Blocked);
+    Thread* t = blocked_on_1("t", q, 5);
+    EXPECT_EQ(sched1().current(), idle1_);
     EXPECT_NE(t->deadline, 0u);
     FakeCpu::notified.clear();
 
@@ -145,12 +152,8 @@ TEST_F(SmpSchedulerTest, WakeFromAnotherCpuEndsTheWaitAndTheTimeoutAtHome) {
 
 // Each CPU's ticks expire the timeouts of its own threads only.
 TEST_F(SmpSchedulerTest, TimeoutsExpireOnTheHomeCpu) {
-    Thread* t = running_on_1("t");
     WaitQueue q;
-    on_cpu(1, [&] {
-        LockGuard guard(sched1().lock());
-        sched1().block_current_locked(&q, 3);
-    });
+    Thread* t = blocked_on_1("t", q, 3);
     for (int i = 0; i < 10; ++i) sched().on_timer_tick();
     EXPECT_EQ(t->state, ThreadState::Blocked);
     on_cpu(1, [&] {
@@ -167,12 +170,8 @@ TEST_F(SmpSchedulerTest, TimeoutsExpireOnTheHomeCpu) {
 // donate target, nor the hand-off queue, nor the yield that follows take
 // it to CPU 0. It runs on CPU 1, where its wake told it.
 TEST_F(SmpSchedulerTest, NoDonationAcrossCpus) {
-    Thread* t = running_on_1("t");
     WaitQueue q;
-    on_cpu(1, [&] {
-        LockGuard guard(sched1().lock());
-        sched1().block_current_locked(&q, 0);
-    });
+    Thread* t = blocked_on_1("t", q);
     Thread* local = spawn("local");
     sched().unblock_yield(*t);
     EXPECT_EQ(FakeCpu::yield_vectors, 0u);  // nothing to give on this CPU
@@ -192,12 +191,8 @@ TEST_F(SmpSchedulerTest, NoDonationAcrossCpus) {
 // A waker that would donate to a thread of another CPU (a send, a reply, a
 // death notice) goes on running: the target is not set, so no yield.
 TEST_F(SmpSchedulerTest, NoYieldForADonationTargetOfAnotherCpu) {
-    Thread* t = running_on_1("t");
     WaitQueue q;
-    on_cpu(1, [&] {
-        LockGuard guard(sched1().lock());
-        sched1().block_current_locked(&q, 0);
-    });
+    Thread* t = blocked_on_1("t", q);
     spawn("local");
     {
         LockGuard guard(sched().lock());
@@ -222,12 +217,8 @@ TEST_F(SmpSchedulerTest, NoYieldForADonationTargetOfAnotherCpu) {
 // The IPC hand-over, "wake the partner and block": with the partner on
 // another CPU it is a wake there and a block here, never a switch to it.
 TEST_F(SmpSchedulerTest, WakeAndBlockWithAPartnerOnAnotherCpuWakesItThere) {
-    Thread* t = running_on_1("t");
     WaitQueue q1;
-    on_cpu(1, [&] {
-        LockGuard guard(sched1().lock());
-        sched1().block_current_locked(&q1, 0);
-    });
+    Thread* t = blocked_on_1("t", q1);
     Thread* local = spawn("local");
     WaitQueue q0;
     {
