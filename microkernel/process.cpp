@@ -31,18 +31,24 @@ bool prot_ok(uint32_t prot) {
     return (prot & abi::kProtWrite) == 0 || (prot & abi::kProtExec) == 0;  // W^X
 }
 
-// Frames for a mapping, allocated and zeroed before the address-space lock
-// is taken, chained through their first words (the next frame's address,
-// 0 at the end: frame 0 is never handed out), so that even kMaxPages of
-// them need no list besides themselves. Those still chained when it goes
-// are freed.
-class ZeroedFrames {
+// Frames chained through their first words (the next frame's address, 0 at
+// the end: frame 0 is never handed out), so that even kMaxPages of them
+// need no list besides themselves; those still chained when it goes are
+// freed. Frames for a mapping, allocated and zeroed before the
+// address-space lock is taken; or frames just unmapped, freed once no CPU
+// can reach them any more (Unmapped below).
+class FrameChain {
   public:
-    ZeroedFrames() = default;
-    ZeroedFrames(const ZeroedFrames&) = delete;
-    ZeroedFrames& operator=(const ZeroedFrames&) = delete;
-    ~ZeroedFrames() {
+    FrameChain() = default;
+    FrameChain(const FrameChain&) = delete;
+    FrameChain& operator=(const FrameChain&) = delete;
+    ~FrameChain() {
         while (head_ != 0) frame_allocator().free(take());
+    }
+
+    void add(uint64_t frame) {
+        *link(frame) = head_;
+        head_ = frame;
     }
 
     // Adds `count` frames. OutOfMemory when the frame allocator runs out
@@ -53,13 +59,12 @@ class ZeroedFrames {
             if (!frame) return Error::OutOfMemory;
             MK_ASSERT(frame.value() != 0);
             Cpu::zero_frame(frame.value());
-            *link(frame.value()) = head_;
-            head_ = frame.value();
+            add(frame.value());
         }
         return Error::None;
     }
 
-    // A chained frame, all zero again.
+    // A chained frame (all zero again, if it was zeroed).
     uint64_t take() {
         uint64_t frame = head_;
         head_ = *link(frame);
@@ -76,6 +81,21 @@ class ZeroedFrames {
 };
 
 }  // namespace
+
+// What unmap_locked() took out of an address space: declared before the
+// address-space lock's guard, it acts after the lock is dropped, when no
+// lock is held (the shootdown waits for the other CPUs): every CPU's TLB
+// forgets the range, then the frames are freed.
+struct Process::Unmapped {
+    uint64_t root = 0;
+    uint64_t virt = 0;
+    size_t pages = 0;
+    FrameChain frames;  // destroyed after the body below: freed last
+
+    ~Unmapped() {
+        if (pages != 0) Cpu::flush_user_tlb(root, virt, pages);
+    }
+};
 
 Process::Process(const char* name) : KObject(ObjectType::Process) {
     size_t i = 0;
@@ -118,12 +138,14 @@ void Process::die(bool may_yield) {
     // the work of a death (every page table walked), and nobody waits for
     // it: the supervisor goes first.
     if (woke && may_yield) this_cpu().scheduler.yield_to_donate_target();
+    uint64_t root;
     {
         LockGuard guard(space_lock_);
-        Cpu::user_space_destroy(root_);
-        root_ = 0;
+        root = root_;
+        root_ = 0;  // from here on, copies and maps find it gone
         mapped_pages_ = 0;
     }
+    Cpu::user_space_destroy(root);  // without the lock: it waits for the other CPUs
     if (g_death_hook != nullptr) g_death_hook(*this);
 }
 
@@ -184,8 +206,9 @@ Result<uint64_t> Process::map_zeroed(uint64_t virt, size_t pages, uint32_t prot)
     }
     // Declared before the guard below: frames left unmapped are freed after
     // the lock is dropped.
-    ZeroedFrames frames;
+    FrameChain frames;
     Status filled = frames.fill(pages);
+    Unmapped undone;  // a failed mapping's pages (after the guard: acts once it is gone)
 
     LockGuard guard(space_lock_);
     reserved_pages_ -= pages;
@@ -204,7 +227,9 @@ Result<uint64_t> Process::map_zeroed(uint64_t virt, size_t pages, uint32_t prot)
         Status st = Cpu::user_map(root_, at + i * abi::kPageSize, frame, prot);
         if (st != Error::None) {  // out of memory for a page table
             frame_allocator().free(frame);
-            unmap_locked(at, i);  // nothing registered there: it was not mapped before
+            // Nothing registered there: it was not mapped before. Another
+            // thread of the process may have touched the pages already.
+            unmap_locked(at, i, undone);
             return st;
         }
         ++mapped_pages_;
@@ -216,6 +241,7 @@ Result<uint64_t> Process::map_zeroed(uint64_t virt, size_t pages, uint32_t prot)
 Status Process::unmap(uint64_t virt, size_t pages) {
     if (pages == 0) return Error::None;
     if (!user_range_ok(virt, pages)) return Error::InvalidArgument;
+    Unmapped unmapped;  // before the guard: acts once the lock is dropped
     LockGuard guard(space_lock_);
     if (root_ == 0) return Error::None;
     {
@@ -225,15 +251,18 @@ Status Process::unmap(uint64_t virt, size_t pages) {
             if (b != 0 && b >= virt && (b - virt) / abi::kPageSize < pages) return Error::BadState;
         }
     }
-    unmap_locked(virt, pages);
+    unmap_locked(virt, pages, unmapped);
     return Error::None;
 }
 
-void Process::unmap_locked(uint64_t virt, size_t pages) {
+void Process::unmap_locked(uint64_t virt, size_t pages, Unmapped& out) {
+    out.root = root_;
+    out.virt = virt;
+    out.pages = pages;
     for (size_t i = 0; i < pages; ++i) {
         Result<uint64_t> frame = Cpu::user_unmap(root_, virt + i * abi::kPageSize);
         if (!frame) continue;
-        frame_allocator().free(frame.value());
+        out.frames.add(frame.value());
         --mapped_pages_;
     }
 }
@@ -304,7 +333,8 @@ Status Process::load(uint64_t dst, const void* src, size_t length) const {
     return copy(dst, const_cast<void*>(src), length, Access::Load);
 }
 
-Result<Thread*> Process::create_thread(const char* name, uint64_t rip, uint64_t rsp, uint64_t arg) {
+Result<Thread*> Process::create_thread(const char* name, uint64_t rip, uint64_t rsp, uint64_t arg,
+                                       const Thread* creator) {
     if (rip < abi::kUserBase || rip >= abi::kUserEnd) return Error::InvalidArgument;
     Result<Thread*> t = Thread::create(name, user_thread_entry, nullptr);
     if (!t) return t;
@@ -328,7 +358,11 @@ Result<Thread*> Process::create_thread(const char* name, uint64_t rip, uint64_t 
             retain();
             thread->process = this;
             threads_.push_back(*thread);
-            Scheduler::set_home_locked(*thread, cpu_);
+            if (creator != nullptr) {
+                Scheduler::place_locked(*thread, creator->affinity, creator->cpu);
+            } else {
+                Scheduler::set_home_locked(*thread, cpu_);
+            }
         }
     }
     if (refused != Error::None) {

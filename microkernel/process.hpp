@@ -31,9 +31,8 @@ class Process : public KObject {
 
     // A process with an empty address space and no threads, homed on CPU
     // `cpu` (a CPU in the CPU table), or with kThisCpu on the CPU of the
-    // thread that creates it, where all its threads will run: its page
-    // tables are loaded on that CPU alone, so an unmap needs no TLB
-    // shootdown (docs/smp.md, "Placement").
+    // thread that creates it: its first thread runs there, and only there
+    // until it says otherwise (docs/smp.md, "Placement").
     static constexpr uint32_t kThisCpu = abi::kSpawnerCpu;
     [[nodiscard]] static Result<Process*> create(const char* name, uint32_t cpu = kThisCpu);
     uint32_t cpu() const { return cpu_; }
@@ -73,10 +72,13 @@ class Process : public KObject {
     [[nodiscard]] Status load(uint64_t dst, const void* src, size_t length) const;
 
     // A thread of this process that will enter user mode at `rip` with `rsp`
-    // and `arg` in the first argument register, homed on the process's CPU;
-    // not started.
+    // and `arg` in the first argument register; not started. Made by
+    // `creator` (a thread of this process), it may run where the creator
+    // may and is homed on the least loaded of those CPUs, the creator's
+    // among equals (Scheduler::place_locked); else it runs on the
+    // process's CPU alone.
     [[nodiscard]] Result<Thread*> create_thread(const char* name, uint64_t rip, uint64_t rsp,
-                                                uint64_t arg);
+                                                uint64_t arg, const Thread* creator = nullptr);
 
     // Ends the process with `status` (abi::status_exited() or a fault or
     // kill status; the first one set is kept): every other thread of it is
@@ -117,7 +119,10 @@ class Process : public KObject {
     // map_anonymous() at `virt`, or map_fresh() with kInMapArea; returns the address.
     static constexpr uint64_t kInMapArea = 0;
     Result<uint64_t> map_zeroed(uint64_t virt, size_t pages, uint32_t prot);
-    void unmap_locked(uint64_t virt, size_t pages);
+    // Unmaps what is mapped in the range; the frames go to `out`, which
+    // frees them after a TLB shootdown, once the caller dropped the lock.
+    struct Unmapped;
+    void unmap_locked(uint64_t virt, size_t pages, Unmapped& out);
 
     // The end of its last thread: handles closed, the supervisor told,
     // address space freed. With `may_yield` (no lock held, thread context:

@@ -49,6 +49,142 @@ Scheduler& Scheduler::of(const Thread& thread) {
 void Scheduler::set_home_locked(Thread& thread, uint32_t cpu) {
     MK_ASSERT(thread.state == ThreadState::Created && cpu_online(cpu));
     thread.cpu = cpu;
+    thread.affinity = 1u << cpu;
+}
+
+uint32_t Scheduler::online_mask() {
+    uint32_t mask = 0;
+    for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
+        if (cpu_online(i)) mask |= 1u << i;
+    }
+    return mask;
+}
+
+size_t Scheduler::load_locked() const {
+    return (current_ != idle_ ? 1 : 0) + handoff_.size() + ready_.size();
+}
+
+namespace {
+
+// The least loaded CPU of `mask` (online CPUs, at least one): `prefer`
+// among equals, else the lowest index.
+uint32_t least_loaded_locked(uint32_t mask, uint32_t prefer) {
+    uint32_t best = kMaxCpus;
+    size_t best_load = 0;
+    for (uint32_t i = 0; i < kMaxCpus; ++i) {
+        if ((mask & (1u << i)) == 0) continue;
+        size_t load = cpu_at(i).scheduler.load_locked();
+        if (best == kMaxCpus || load < best_load || (load == best_load && i == prefer)) {
+            best = i;
+            best_load = load;
+        }
+    }
+    MK_ASSERT(best != kMaxCpus);
+    return best;
+}
+
+}  // namespace
+
+void Scheduler::place_locked(Thread& thread, uint32_t mask, uint32_t prefer) {
+    MK_ASSERT(thread.state == ThreadState::Created && mask != 0 && (mask & ~online_mask()) == 0);
+    thread.cpu = least_loaded_locked(mask, prefer);
+    thread.affinity = mask;
+}
+
+Result<uint32_t> Scheduler::set_affinity(Thread& thread, uint32_t mask) {
+    LockGuard guard(lock_);
+    return set_affinity_locked(thread, mask);
+}
+
+Result<uint32_t> Scheduler::set_affinity_locked(Thread& thread, uint32_t mask) {
+    if (mask == 0 || (mask & ~online_mask()) != 0) return Error::InvalidArgument;
+    if (thread.state == ThreadState::Dead) return Error::BadState;
+    thread.affinity = mask;
+    if ((mask & (1u << thread.cpu)) != 0) {
+        drop_move_locked(thread);  // where it is will do: an earlier move asked is void
+        return thread.cpu;
+    }
+    uint32_t dest = least_loaded_locked(mask, thread.cpu);
+    if (thread.state == ThreadState::Created) {
+        thread.cpu = dest;  // nothing of it is loaded anywhere yet
+    } else if (thread.cpu == cpu_) {
+        move_locked(thread, dest);
+    } else {
+        // Its home CPU may hold some of it in its registers (the FPU): that
+        // CPU moves it. Until then it stays where it is.
+        Scheduler& home = of(thread);
+        thread.move_to = dest;
+        if (!thread.move_hook.is_linked()) home.moves_.push_back(thread);
+        ++counters_.notifies;
+        Cpu::notify_cpu(home.cpu_);
+    }
+    return dest;
+}
+
+void Scheduler::drop_move_locked(Thread& thread) {
+    if (thread.move_hook.is_linked()) of(thread).moves_.erase(MoveList::s_iterator_to(thread));
+    thread.move_to = Thread::kNoMove;
+}
+
+void Scheduler::move_locked(Thread& thread, uint32_t dest) {
+    MK_ASSERT(thread.cpu == cpu_ && &thread != idle_ && cpu_online(dest));
+    drop_move_locked(thread);
+    if (dest == cpu_ || thread.state == ThreadState::Dead) return;
+    if (donate_target_ == &thread) donate_target_ = nullptr;
+    Scheduler& to = cpu_at(dest).scheduler;
+    ++counters_.moves;
+    switch (thread.state) {
+        case ThreadState::Created:
+            thread.cpu = dest;
+            break;
+        case ThreadState::Running:
+            // This CPU's running thread, or one that left this CPU's
+            // queues for another and is on its way there (moved while it
+            // ran, not switched out yet): the switch that takes it off its
+            // CPU queues it at its home (schedule_locked).
+            thread.cpu = dest;
+            if (&thread == current_) need_resched_ = true;
+            break;
+        case ThreadState::Ready:
+            remove_ready_locked(thread);
+            Cpu::unload_context(thread.context);
+            thread.cpu = dest;
+            enqueue_locked(thread);
+            break;
+        case ThreadState::Blocked:
+            Cpu::unload_context(thread.context);
+            if (thread.timeout_hook.is_linked()) {
+                // The ticks left, counted on the new CPU's clock from now.
+                // At least one: an expired deadline was handled at its tick.
+                uint64_t left = thread.deadline - counters_.ticks;
+                timeouts_.erase(TimeoutSet::s_iterator_to(thread));
+                uint64_t now = to.counters_.ticks;
+                if (left < Thread::kNeverExpires - now) {
+                    thread.deadline = now + left;
+                    to.timeouts_.insert(thread);
+                } else {
+                    thread.deadline = Thread::kNeverExpires;
+                }
+            }
+            thread.cpu = dest;
+            break;
+        case ThreadState::Dead:
+            break;
+    }
+}
+
+void Scheduler::balance_locked() {
+    for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
+        if (i == cpu_ || !cpu_online(i)) continue;
+        Scheduler& idle = cpu_at(i).scheduler;
+        if (idle.load_locked() != 0) continue;
+        uint32_t bit = 1u << i;
+        Thread* t = ready_.find_if([bit](const Thread& c) { return (c.affinity & bit) != 0; });
+        if (t == nullptr) continue;
+        move_locked(*t, i);
+        ++counters_.balanced;
+        return;
+    }
 }
 
 SchedCounters Scheduler::total_counters() {
@@ -112,6 +248,7 @@ void Scheduler::enqueue_locked(Thread& thread) {
 void Scheduler::exit_current() {
     LockGuard guard(lock_);
     current_->state = ThreadState::Dead;
+    drop_move_locked(*current_);
     ipc_release_thread_locked(*current_);
     bury_locked(*current_);
     // The rest of the quantum goes to the reaper (if it shares this CPU),
@@ -163,6 +300,7 @@ void Scheduler::kill_locked(Thread& thread) {
     cancel_timeout_locked(thread);
     if (home.donate_target_ == &thread) home.donate_target_ = nullptr;
     thread.state = ThreadState::Dead;
+    drop_move_locked(thread);
     ipc_release_thread_locked(thread);
     bury_locked(thread);
 }
@@ -458,7 +596,12 @@ void Scheduler::schedule_locked(bool honor_donation) {
     }
     if (prev->state == ThreadState::Running) {
         prev->state = ThreadState::Ready;
-        if (prev != idle_ && next != nullptr && quantum_left_ != 0) {
+        if (prev->cpu != cpu_) {
+            // Moved while it ran: to its new home's queue, where nothing
+            // can take it before this switch is done (the lock is ours
+            // until the next thread runs).
+            enqueue_locked(*prev);
+        } else if (prev != idle_ && next != nullptr && quantum_left_ != 0) {
             // A donor lends the rest of its quantum and waits at the front:
             // it runs again as soon as the thread it woke blocks. (With
             // nothing left to lend it goes to the back like any other.)
@@ -488,7 +631,11 @@ void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
     if (&next == &prev) return;
     current_ = &next;
     ++counters_.switches;
-    if (prev.state == ThreadState::Dead) Cpu::retire_context(prev.context);
+    if (prev.state == ThreadState::Dead) {
+        Cpu::retire_context(prev.context);
+    } else if (prev.cpu != cpu_) {
+        Cpu::unload_context(prev.context);  // it moved: its next CPU finds it all in its context
+    }
     if (prev.at_frame && prev.state == ThreadState::Blocked) {
         // Blocked in an IPC syscall with nothing on its stack: it gives the
         // stack up and never returns here.
@@ -508,6 +655,7 @@ void Scheduler::on_timer_tick() {
         wake_locked(*timeouts_.begin(), WakeReason::TimedOut);
     }
     if (current_ == idle_) return;
+    if (!ready_.empty()) balance_locked();
     if (quantum_left_ > 0) --quantum_left_;
     if (quantum_left_ == 0) {
         if (!any_ready_locked()) {
@@ -527,9 +675,16 @@ void Scheduler::preempt_if_needed() {
 }
 
 void Scheduler::on_notify() {
-    // Nothing to do but be interrupted: preempt_if_needed() follows, and
-    // the interrupted thread's way back to user mode checks exit_requested.
+    // The moves other CPUs asked of this one; beyond those, nothing to do
+    // but be interrupted: preempt_if_needed() follows, and the interrupted
+    // thread's way back to user mode checks exit_requested.
     MK_ASSERT(in_irq());
+    LockGuard guard(lock_);
+    while (!moves_.empty()) {
+        Thread& t = moves_.front();
+        uint32_t dest = t.move_to;
+        move_locked(t, dest);  // unlinks it
+    }
 }
 
 void Scheduler::on_yield_vector() {

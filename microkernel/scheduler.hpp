@@ -43,6 +43,8 @@ struct SchedCounters {
     uint64_t timeouts = 0;            // blocks ended by their timeout
     uint64_t direct_switches = 0;     // switch_to_locked(): IPC fast-path switches
     uint64_t notifies = 0;            // other CPUs told of a wake or a kill (Cpu::notify_cpu)
+    uint64_t moves = 0;               // threads this CPU moved to another (move_locked)
+    uint64_t balanced = 0;            // of which the balancing rule moved (on_timer_tick)
 };
 
 class Scheduler {
@@ -81,8 +83,28 @@ class Scheduler {
     static void set_donation_enabled(bool on) { donation_enabled_ = on; }
     static bool donation_enabled() { return donation_enabled_; }
 
-    // Homes a Created `thread` on `cpu` (a CPU in the CPU table).
+    // Homes a Created `thread` on `cpu` (a CPU in the CPU table), its only
+    // CPU (affinity).
     static void set_home_locked(Thread& thread, uint32_t cpu);
+    // Places a Created `thread`: it may run on the CPUs of `mask` (in the
+    // CPU table, at least one), and is homed on the least loaded of them
+    // (load_locked), `prefer` when it is one of those.
+    static void place_locked(Thread& thread, uint32_t mask, uint32_t prefer);
+    // The CPUs in the CPU table, a bit each.
+    static uint32_t online_mask();
+    // Threads that want this CPU now: the running one (not the idle
+    // thread) and the queued ones.
+    size_t load_locked() const;
+
+    // The CPUs `thread` may run on from now on (docs/smp.md, "Placement").
+    // InvalidArgument when `mask` is empty or names a CPU that is not in
+    // the table; BadState for a Dead thread. When its home is not in the
+    // mask, the thread moves to the least loaded CPU of it: at once if its
+    // home is this CPU (the running thread itself at its next switch, which
+    // the caller brings about: yield_now()); else its home CPU is told
+    // (Cpu::notify_cpu) and moves it (on_notify). Returns its home from now on.
+    [[nodiscard]] Result<uint32_t> set_affinity(Thread& thread, uint32_t mask);
+    [[nodiscard]] Result<uint32_t> set_affinity_locked(Thread& thread, uint32_t mask);
 
     // Makes a Created thread Ready, on its home CPU. BadState, and nothing
     // done, for any other: a thread killed before it started is Dead and
@@ -236,6 +258,16 @@ class Scheduler {
     inline void end_wait_locked(Thread& thread, WakeReason reason);
     // Takes a Ready thread off whichever queue of its CPU holds it.
     static void remove_ready_locked(Thread& thread);
+    // Moves `thread`, homed on this CPU (not its idle thread), to CPU
+    // `dest`: its timeout with it, what this CPU keeps loaded for it saved
+    // (Cpu::unload_context), queued there if Ready; the running thread
+    // leaves at its next switch (schedule_locked, switch_locked).
+    void move_locked(Thread& thread, uint32_t dest);
+    // A move asked of this CPU for `thread` is dropped (it moved, or died).
+    static void drop_move_locked(Thread& thread);
+    // The balancing rule, at a tick of a CPU with threads waiting in its
+    // ready queue: the first of them allowed on an idle CPU moves there.
+    void balance_locked();
     // Queues a Ready thread at the back of its home CPU's ready queue, and
     // tells that CPU if it is another one and idles.
     void enqueue_locked(Thread& thread);
@@ -264,6 +296,10 @@ class Scheduler {
     static WaitQueue zombies_;
     static Thread* reaper_;
     TimeoutSet timeouts_;  // threads blocked with a deadline
+    // Threads of this CPU that another CPU asked it to move (Thread::move_to).
+    using MoveList =
+        bi::list<Thread, bi::member_hook<Thread, decltype(Thread::move_hook), &Thread::move_hook>>;
+    MoveList moves_;
     Thread* current_ = nullptr;
     Thread* idle_ = nullptr;
     Thread* donate_target_ = nullptr;

@@ -60,6 +60,7 @@ Thread::Thread(uint64_t id, const char* name, IpcState* ipc_state)
 Thread::~Thread() {
     MK_ASSERT(!queue_hook.is_linked());
     MK_ASSERT(!timeout_hook.is_linked());
+    MK_ASSERT(!move_hook.is_linked());
 }
 
 Result<Thread*> Thread::make(const char* name) {
@@ -75,6 +76,7 @@ Result<Thread*> Thread::make(const char* name) {
         LockGuard guard(this_cpu().scheduler.lock());
         id = register_slot(t);
         t->cpu = Cpu::cpu_index();
+        t->affinity = 1u << t->cpu;
     }
     if (!id) {
         kdelete(t);

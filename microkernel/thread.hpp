@@ -109,8 +109,17 @@ class Thread : public KObject {
     uint8_t spare_ = 0;  // always 0
     // The home CPU (PerCpu::index), the only one it runs on: where its wake
     // queues it and its timeout lives (Scheduler). The CPU that made it,
-    // until placement (Scheduler::set_home_locked) moves a Created one.
+    // until placement (Scheduler::set_home_locked, place_locked) moves a
+    // Created one; then only that CPU moves it (Scheduler::move_locked).
     uint32_t cpu = 0;
+    // The CPUs it may be homed on, a bit per PerCpu::index; `cpu` is one of
+    // them. Set by placement and Scheduler::set_affinity.
+    uint32_t affinity = 0;
+    // A move to CPU move_to asked of its home CPU by another (on that CPU's
+    // move list through move_hook, done by Scheduler::on_notify there).
+    static constexpr uint32_t kNoMove = UINT32_MAX;
+    uint32_t move_to = kNoMove;
+    bi::list_member_hook<bi::link_mode<bi::safe_link>> move_hook;
     TimeoutHook timeout_hook;  // on the scheduler's timeout set while it has a deadline
     // Tick at which a timed block expires; 0: none; kNeverExpires: a timeout
     // so long that ticks + timeout saturated (not on the timeout set).
@@ -195,6 +204,14 @@ class WaitQueue {
     // O(1): through the thread's own hook.
     void remove(Thread& t) { list_.erase(List::s_iterator_to(t)); }
     bool contains(const Thread& t) const;
+    // The first thread, from the front, for which pred(thread) holds; null if none.
+    template <typename Pred>
+    Thread* find_if(Pred pred) {
+        for (Thread& t : list_) {
+            if (pred(t)) return &t;
+        }
+        return nullptr;
+    }
 
   private:
     friend class FastPath;  // syscall/fastpath.cpp: the operations below, inline

@@ -10,6 +10,7 @@
 #include "mk/abi.hpp"
 #include "panic.hpp"
 #include "percpu.hpp"
+#include "smp.hpp"
 #include "syscall/entry.hpp"
 #include "trap.hpp"
 #include "x86.hpp"
@@ -98,7 +99,7 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     SpinLock& sched_lock = mk::this_cpu().scheduler.lock();
     MK_ASSERT(static_cast<void*>(sched_lock.word()) == static_cast<void*>(&sched_lock));
     // The entry stub refuses syscall numbers itself (syscall.S).
-    static_assert(uint64_t(abi::Sys::Count) == 20 && uint64_t(abi::Err::BadSyscall) == 14 &&
+    static_assert(uint64_t(abi::Sys::Count) == 21 && uint64_t(abi::Err::BadSyscall) == 14 &&
                       uint64_t(abi::Sys::Recv) == 3 && uint64_t(abi::Sys::Reply) == 4 &&
                       uint64_t(abi::Sys::ReplySave) == 5,
                   "syscall.S's SYS_COUNT, ERR_BAD_SYSCALL, SYS_RECV, SYS_REPLY, SYS_REPLY_SAVE");
@@ -162,11 +163,109 @@ void fpu_trap() {
     sw().fpu_owner = &cur;
 }
 
+// --- TLB shootdown (docs/smp.md, "Address spaces on several CPUs") ---
+//
+// A CPU caches translations of a user address space only while its CR3
+// holds that space's root: without PCIDs, every CR3 write drops the user
+// half's entries. So the CPUs to ask after a change are those whose
+// SwitchState::loaded_root is the root, which each CPU writes before its
+// CR3 (a serializing write): a CPU that loads the root after the initiator
+// read its loaded_root walks the tables as they are now.
+
+namespace {
+
+// One CPU's request to the others, by PerCpu::index: drop the translations
+// of `root` in [virt, virt + pages pages), or with pages 0 stop using
+// `root` (it is about to be freed). Written by its CPU alone, which waits
+// until `pending` is 0 before it writes it again.
+struct TlbRequest {
+    uint64_t root = 0;
+    uint64_t virt = 0;
+    uint64_t pages = 0;
+    uint32_t pending = 0;  // the CPUs yet to act on it, a bit each
+};
+TlbRequest g_tlb_requests[mk::kMaxCpus];
+
+// More pages than this: one CR3 reload rather than an invlpg each.
+constexpr uint64_t kInvlpgMax = 32;
+
+void flush_here(uint64_t root, uint64_t virt, uint64_t pages) {
+    Cpu::SwitchState& s = sw();
+    if (s.loaded_root != root) return;
+    if (pages == 0) {
+        s.loaded_root = g_kernel_space.root();
+        write_cr3(g_kernel_space.root());
+    } else if (pages > kInvlpgMax) {
+        write_cr3(root);
+    } else {
+        for (uint64_t i = 0; i < pages; ++i)
+            asm volatile("invlpg (%0)" ::"r"(virt + i * kPageSize) : "memory");
+    }
+}
+
+// Acts on every request addressed to this CPU (interrupts off).
+void serve_tlb_requests() {
+    uint32_t me = 1u << Cpu::cpu_index();
+    for (TlbRequest& r : g_tlb_requests) {
+        if ((__atomic_load_n(&r.pending, __ATOMIC_ACQUIRE) & me) == 0) continue;
+        flush_here(r.root, r.virt, r.pages);
+        __atomic_fetch_and(&r.pending, ~me, __ATOMIC_RELEASE);
+    }
+}
+
+// flush_here() on every CPU that has `root` loaded, this one included;
+// returns once all have. The others are interrupted (kVectorTlb) and this
+// CPU waits for them with interrupts off, acting meanwhile on what they
+// ask of it: two CPUs shooting at each other both go on. A CPU spinning
+// on a lock with interrupts off would not answer, so the caller holds
+// none: every lock holder finishes without waiting for a shootdown.
+void shoot_down(uint64_t root, uint64_t virt, uint64_t pages) {
+    MK_ASSERT(!in_irq() && this_cpu().held_locks.mask == 0);
+    bool was = Cpu::save_and_disable_interrupts();
+    uint32_t self = Cpu::cpu_index();
+    flush_here(root, virt, pages);
+    // The page-table writes before the reads of who has the root loaded
+    // (which pairs with the serializing CR3 write after loaded_root).
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    uint32_t targets = 0;
+    for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
+        PerCpu* c = g_cpu_table.cpus[i];
+        if (i == self || c == nullptr) continue;
+        if (__atomic_load_n(&c->arch.loaded_root, __ATOMIC_RELAXED) == root) targets |= 1u << i;
+    }
+    if (targets != 0) {
+        TlbRequest& r = g_tlb_requests[self];
+        r.root = root;
+        r.virt = virt;
+        r.pages = pages;
+        __atomic_store_n(&r.pending, targets, __ATOMIC_RELEASE);
+        for (uint32_t i = 0; i < mk::kMaxCpus; ++i) {
+            if ((targets & (1u << i)) != 0 && !send_ipi(i, kVectorTlb))
+                MK_PANIC("TLB shootdown: no interrupt reached cpu %u", i);
+        }
+        while (__atomic_load_n(&r.pending, __ATOMIC_ACQUIRE) != 0) {
+            serve_tlb_requests();
+            __builtin_ia32_pause();
+        }
+    }
+    Cpu::restore_interrupts(was);
+}
+
+}  // namespace
+
+void tlb_trap() {
+    serve_tlb_requests();
+}
+
 }  // namespace mk::x86
 
 namespace mk {
 
 using namespace x86;
+
+void Cpu::flush_user_tlb(uint64_t root, uint64_t virt, size_t pages) {
+    if (pages != 0) shoot_down(root, virt, pages);
+}
 
 void Cpu::init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg) {
     auto* sp = static_cast<uint64_t*>(stack_top);
@@ -240,6 +339,19 @@ void Cpu::retire_context(Context& ctx) {
     }
 }
 
+void Cpu::unload_context(Context& ctx) {
+    // Under the scheduler lock, interrupts off, on the CPU the thread last
+    // ran on; it is not the current thread.
+    SwitchState& s = sw();
+    if (s.fpu_owner == &ctx) {
+        set_ts(false);
+        asm volatile("fxsave64 (%0)" ::"r"(ctx.fpu) : "memory");
+        s.fpu_owner = nullptr;
+        set_ts(true);  // nobody's state is in the registers: the next use traps
+    }
+    if (s.loaded_fs_key == &ctx) s.loaded_fs_key = &kStaleFsKey;
+}
+
 void Cpu::release_context(Context& ctx) {
     // The CPU it ended on forgot it when it left it (retire_context). This
     // one may be another, or it may never have run (a refused thread): it
@@ -285,17 +397,11 @@ Result<uint64_t> Cpu::user_space_create() {
 
 void Cpu::user_space_destroy(uint64_t root) {
     if (root == 0) return;
-    if (sw().loaded_root == root) {
-        write_cr3(g_kernel_space.root());
-        sw().loaded_root = g_kernel_space.root();
-    }
-    // No other CPU has it loaded either: every thread of the process ended,
-    // and each CPU left the address space with its last thread there
-    // (retire_context). One that still has it would run on freed tables.
-    for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
-        PerCpu* c = g_cpu_table.cpus[i];
-        MK_ASSERT(c == nullptr || __atomic_load_n(&c->arch.loaded_root, __ATOMIC_RELAXED) != root);
-    }
+    // Every thread of the process has ended, so no CPU loads the root
+    // again; a CPU where one of them ran may still hold it (CR3 changes
+    // lazily, and a thread may have moved on from a CPU), and gives it up
+    // now: none may walk freed tables, not even speculatively.
+    shoot_down(root, 0, 0);
     AddressSpace as = space_of(root);
     as.destroy_user(frame_free, nullptr);
 }

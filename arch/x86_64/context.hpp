@@ -33,4 +33,8 @@ void init_user_mode_here(void* entry_stack_slot);
 // The #NM handler: loads the current thread's FPU state.
 void fpu_trap();
 
+// The kVectorTlb handler: acts on the TLB shootdowns other CPUs asked of
+// this one (Cpu::flush_user_tlb, Cpu::user_space_destroy).
+void tlb_trap();
+
 }  // namespace mk::x86

@@ -281,15 +281,19 @@ size_t start_application_processors(const acpi::MadtInfo& madt, PhysRanges usabl
 using namespace mk;
 using namespace mk::x86;
 
-void Cpu::notify_cpu(uint32_t index) {
+bool mk::x86::send_ipi(uint32_t index, uint8_t vector) {
     // Fixed delivery, physical destination: the vector on that CPU alone.
     // Interrupts off, so that nothing on this CPU writes the ICR between
     // its two halves.
-    bool was = save_and_disable_interrupts();
-    if (!lapic_send_ipi(g_apic_ids[index], kVectorNotify)) {
-        log("smp: the local APIC did not send an interrupt to cpu %u\n", index);
-    }
-    restore_interrupts(was);
+    bool was = Cpu::save_and_disable_interrupts();
+    bool sent = lapic_send_ipi(g_apic_ids[index], vector);
+    if (!sent) log("smp: the local APIC did not send vector %#x to cpu %u\n", vector, index);
+    Cpu::restore_interrupts(was);
+    return sent;
+}
+
+void Cpu::notify_cpu(uint32_t index) {
+    (void)send_ipi(index, kVectorNotify);
 }
 
 // An AP, on its own stack, in the kernel's address space, interrupts off:

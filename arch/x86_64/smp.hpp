@@ -28,6 +28,10 @@ static_assert(kApTrampolineEnd <= 0x100000 && kApTrampolineBase % 4096 == 0,
 // trampoline pages must avoid. Returns the number of CPUs online, this one
 // included. Runs on the boot CPU after the heap and the LAPIC timer, with
 // interrupts off.
+// Sends `vector` to CPU `index` (PerCpu::index, online), fixed delivery;
+// false, logged, when the local APIC did not send it.
+bool send_ipi(uint32_t index, uint8_t vector);
+
 size_t start_application_processors(const acpi::MadtInfo& madt, PhysRanges usable,
                                     PhysRanges reserved);
 

@@ -24,7 +24,7 @@
     .set SYS_RECV, 3              /* abi::Sys::Recv: checked in context.cpp */
     .set SYS_REPLY, 4             /* abi::Sys::Reply: checked in context.cpp */
     .set SYS_REPLY_SAVE, 5        /* abi::Sys::ReplySave: checked in context.cpp */
-    .set SYS_COUNT, 20            /* abi::Sys::Count: checked in context.cpp */
+    .set SYS_COUNT, 21            /* abi::Sys::Count: checked in context.cpp */
     .set ERR_BAD_SYSCALL, 14      /* abi::Err::BadSyscall: checked in context.cpp */
 
 /* After mk_fastpath_call, _reply_recv, _reply or _reply_save: to

@@ -12,6 +12,7 @@ using mk::TrapFrame;
 constexpr uint8_t kVectorPicBase = 0x20;   // legacy PIC, remapped then masked
 constexpr uint8_t kVectorTimer = 0x30;     // LAPIC timer
 constexpr uint8_t kVectorNotify = 0x31;    // another CPU's Cpu::notify_cpu()
+constexpr uint8_t kVectorTlb = 0x32;       // another CPU's TLB shootdown (context.cpp)
 constexpr uint8_t kVectorYield = 0x50;     // the yield vector
 constexpr uint8_t kVectorSpurious = 0xFF;  // LAPIC spurious interrupts
 

@@ -116,6 +116,12 @@ extern "C" void arch_trap(mk::x86::TrapFrame* frame) {
             lapic_eoi();
             sched.preempt_if_needed();
             break;
+        case kVectorTlb:
+            irq_enter();
+            tlb_trap();
+            irq_exit();
+            lapic_eoi();
+            break;
         case kVectorYield:
             if (frame->from_user()) {
                 handle_user_yield(*frame);

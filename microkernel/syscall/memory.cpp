@@ -56,12 +56,12 @@ Status sys_ipc_buffer_set(Process& p, Thread& self, TrapFrame& f) {
     return p.set_ipc_buffer(self, f.rsi);
 }
 
-Status sys_thread_create(Process& p, Thread&, TrapFrame& f) {
+Status sys_thread_create(Process& p, Thread& self, TrapFrame& f) {
     if (f.rsi < abi::kUserBase || f.rsi >= abi::kUserEnd) return Error::InvalidArgument;
     Result<HandleTable::Reservation> reserved = p.handles().reserve(1);
     if (!reserved) return reserved.error();
     HandleTable::Reservation slot = std::move(reserved).value();
-    Result<Thread*> t = p.create_thread("thread", f.rsi, f.rdx, f.r10);
+    Result<Thread*> t = p.create_thread("thread", f.rsi, f.rdx, f.r10, &self);
     if (!t) return t.error();
     Thread* thread = t.value();
     thread->retain();  // the handle's reference

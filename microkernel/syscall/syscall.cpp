@@ -259,6 +259,36 @@ Status sys_set_fs_base(Process&, Thread& self, TrapFrame& f) {
     return Error::None;
 }
 
+// --- thread_set_affinity ---
+
+// a1: a mask of CPUs in the CPU table, at least one (Scheduler::set_affinity
+// says the same; decoded here so that nothing is looked up for a bad one).
+Result<uint32_t> decode_cpu_mask(const TrapFrame& f) {
+    if (f.rsi == 0 || (f.rsi & ~uint64_t(Scheduler::online_mask())) != 0)
+        return Error::InvalidArgument;
+    return uint32_t(f.rsi);
+}
+
+// a0: a thread handle (Manage), or none for the calling thread.
+Status sys_set_affinity(Process& p, Thread& self, TrapFrame& f) {
+    Result<uint32_t> mask = decode_cpu_mask(f);
+    if (!mask) return mask.error();
+    Ref<Thread> other;
+    if (f.rdi != abi::kNoHandle) {
+        Result<Named<Thread>> t = lookup<Thread>(p, f.rdi, ObjectType::Thread, abi::kRightManage);
+        if (!t) return t.error();
+        other = std::move(t).value().object;
+    }
+    Thread& thread = other ? *other : self;
+    Result<uint32_t> home = sched().set_affinity(thread, mask.value());
+    if (!home) return home.error();
+    f.rdi = home.value();
+    // Moved away from here: it goes at this switch, and returns from this
+    // syscall on its new CPU.
+    if (&thread == &self && self.cpu != Cpu::cpu_index()) sched().yield_now();
+    return Error::None;
+}
+
 // --- the rest ---
 
 Status sys_debug_log(Process& p, Thread&, TrapFrame& f) {
@@ -313,6 +343,7 @@ constexpr Handler kHandlers[] = {
     sys_debug_log,        // DebugLog
     sys_process_exit,     // ProcessExit
     sys_set_fs_base,      // ThreadSetFsBase
+    sys_set_affinity,     // ThreadSetAffinity
 };
 static_assert(sizeof kHandlers / sizeof kHandlers[0] == size_t(abi::Sys::Count));
 

@@ -195,7 +195,7 @@ const uint64_t kBadHandles[] = {0, 0xFFFFFFFF, uint64_t{1} << 32, ~uint64_t{0}, 
 
 TEST_F(SyscallTest, UnknownNumbers) {
     for (uint64_t n :
-         {uint64_t(Sys::Count), uint64_t{20}, uint64_t{999}, uint64_t{1} << 63, ~uint64_t{0}}) {
+         {uint64_t(Sys::Count), uint64_t{21}, uint64_t{999}, uint64_t{1} << 63, ~uint64_t{0}}) {
         EXPECT_REFUSED(Err::BadSyscall, call(n, {.a0 = ep_, .a1 = kData}));
     }
 }
@@ -480,6 +480,28 @@ TEST_F(SyscallTest, FailedMapsGiveTheirFramesBack) {
     EXPECT_EQ(frame_allocator().free_count(), free_before - 4);
 }
 
+// An unmap asks every CPU to forget the range (a TLB shootdown) before the
+// frames go back to the allocator, where another process could get them.
+TEST_F(SyscallTest, MemUnmapShootsDownBeforeFreeing) {
+    const uint64_t rw = abi::kProtRead | abi::kProtWrite;
+    TrapFrame f;
+    ASSERT_EQ(call(Sys::MemMap, {.a1 = 5 * kPage, .a2 = rw}, &f), Err::Ok);
+    const size_t free_mapped = frame_allocator().free_count();
+    FakeCpu::tlb_flushes.clear();
+    ASSERT_EQ(call(Sys::MemUnmap, {.a1 = f.rdi + kPage, .a2 = 3 * kPage}), Err::Ok);
+    ASSERT_EQ(FakeCpu::tlb_flushes.size(), 1u);
+    const FakeCpu::TlbFlush& flush = FakeCpu::tlb_flushes[0];
+    EXPECT_EQ(flush.root, proc_->root());
+    EXPECT_EQ(flush.virt, f.rdi + kPage);
+    EXPECT_EQ(flush.pages, 3u);
+    EXPECT_EQ(flush.free_frames, free_mapped);  // none freed yet
+    EXPECT_EQ(frame_allocator().free_count(), free_mapped + 3);
+    // A refused unmap changes nothing, so it flushes nothing.
+    set_buffer(f.rdi);
+    EXPECT_REFUSED(Err::BadState, call(Sys::MemUnmap, {.a1 = f.rdi, .a2 = kPage}));
+    EXPECT_EQ(FakeCpu::tlb_flushes.size(), 1u);
+}
+
 TEST_F(SyscallTest, MemUnmapRefusals) {
     set_buffer(kData + kPage);
     for (uint64_t len : {uint64_t{0}, uint64_t{1}, uint64_t{4095}, ~uint64_t{0}}) {
@@ -600,6 +622,35 @@ TEST_F(SyscallTest, ThreadCreateRefusals) {
     TrapFrame f;
     EXPECT_EQ(call(Sys::ThreadCreate, {.a1 = abi::kUserBase, .a2 = kDataEnd}, &f), Err::Ok);
     EXPECT_EQ(process_threads_.size(), 2u);
+}
+
+// ThreadSetAffinity takes a mask of CPUs that run threads (here one: CPU
+// 0), for the caller or a thread it holds with Manage; r0 is the CPU the
+// thread runs on.
+TEST_F(SyscallTest, ThreadSetAffinity) {
+    TrapFrame f;
+    ASSERT_EQ(call(Sys::ThreadSetAffinity, {.a0 = 0, .a1 = 1}, &f), Err::Ok);
+    EXPECT_EQ(f.rdi, 0u);
+    EXPECT_EQ(user_->affinity, 1u);
+    for (uint64_t mask : {uint64_t{0}, uint64_t{2}, uint64_t{3}, uint64_t{1} << 15,
+                          uint64_t{1} << 32, uint64_t{1} << 40, ~uint64_t{0}}) {
+        EXPECT_REFUSED(Err::InvalidArgument, call(Sys::ThreadSetAffinity, {.a0 = 0, .a1 = mask}));
+        // Decoded before the handle: a bad mask is refused whatever it names.
+        EXPECT_REFUSED(Err::InvalidArgument, call(Sys::ThreadSetAffinity, {.a0 = ep_, .a1 = mask}));
+    }
+    for (uint64_t h : kBadHandles) {
+        if (h == abi::kNoHandle) continue;
+        EXPECT_REFUSED(Err::BadHandle, call(Sys::ThreadSetAffinity, {.a0 = h, .a1 = 1}));
+    }
+    EXPECT_REFUSED(Err::BadHandle, call(Sys::ThreadSetAffinity, {.a0 = ep_, .a1 = 1}));
+    ASSERT_EQ(call(Sys::ThreadCreate, {.a1 = abi::kUserBase, .a2 = kDataEnd}, &f), Err::Ok);
+    auto thread = abi::HandleValue(f.rdi);
+    Thread* other = process_threads_.back();
+    EXPECT_EQ(other->affinity, 1u);  // the creator's
+    abi::HandleValue no_manage = mint(thread, abi::kRightsAll & ~abi::kRightManage);
+    EXPECT_REFUSED(Err::NoRights, call(Sys::ThreadSetAffinity, {.a0 = no_manage, .a1 = 1}));
+    EXPECT_EQ(call(Sys::ThreadSetAffinity, {.a0 = thread, .a1 = 1}, &f), Err::Ok);
+    EXPECT_EQ(f.rdi, 0u);
 }
 
 // The FS base is the calling thread's own, and only the user half is taken

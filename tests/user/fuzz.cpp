@@ -144,13 +144,28 @@ constexpr unsigned kSlotYieldVector = unsigned(Sys::Count) + 1;
 constexpr unsigned kErrSlots = 17;  // Err 0..15, then "not an ABI status"
 
 const char* const kSysNames[kSysSlots] = {
-    "Call",           "ReplyRecv",       "Send",
-    "Recv",           "Reply",           "ReplySave",
-    "EndpointCreate", "HandleClose",     "HandleMint",
-    "ThreadCreate",   "ThreadExit",      "ProcessSpawn",
-    "ProcessKill",    "MemMap",          "MemUnmap",
-    "IpcBufferSet",   "Yield",           "DebugLog",
-    "ProcessExit",    "ThreadSetFsBase", "(invalid number)",
+    "Call",
+    "ReplyRecv",
+    "Send",
+    "Recv",
+    "Reply",
+    "ReplySave",
+    "EndpointCreate",
+    "HandleClose",
+    "HandleMint",
+    "ThreadCreate",
+    "ThreadExit",
+    "ProcessSpawn",
+    "ProcessKill",
+    "MemMap",
+    "MemUnmap",
+    "IpcBufferSet",
+    "Yield",
+    "DebugLog",
+    "ProcessExit",
+    "ThreadSetFsBase",
+    "ThreadSetAffinity",
+    "(invalid number)",
     "(int 0x50)",
 };
 
@@ -159,6 +174,7 @@ uint64_t g_hist[kSysSlots][kErrSlots];
 uint64_t g_calls = 0;           // random calls made
 uint64_t g_ok = 0;              // ... that returned Ok
 uint64_t g_calls_received = 0;  // receives that brought a call to answer
+uint32_t g_cpu_count = 1;       // StartInfo::cpu_count: ThreadSetAffinity's valid masks
 
 // --- randomness: xorshift64*, seeded through splitmix64 ---
 
@@ -901,6 +917,7 @@ uint64_t gen_number(bool& vector) {
         2,   // DebugLog
         0,   // ProcessExit: never on itself
         2,   // ThreadSetFsBase
+        2,   // ThreadSetAffinity
     };
     static constexpr unsigned kTotal = [] {
         unsigned t = 0;
@@ -1007,6 +1024,10 @@ Call gen_call() {
                 break;
             case Sys::ThreadSetFsBase:
                 c.a[1] = percent(70) ? gen_pointer() : gen_word();
+                break;
+            case Sys::ThreadSetAffinity:
+                c.a[0] = percent(40) ? 0 : gen_handle(Kind::Thread);
+                c.a[1] = percent(70) ? below(uint64_t(1) << g_cpu_count) : gen_word();
                 break;
             case Sys::ReplySave:
             case Sys::EndpointCreate:
@@ -1193,6 +1214,14 @@ void after(const Call& c, const Outcome& r) {
         r.ret.status != (c.a[1] < abi::kFsBaseEnd ? Err::Ok : Err::InvalidArgument)) {
         anomaly(c, r, "ThreadSetFsBase: an FS base taken outside the user half, or refused in it");
     }
+    if (slot == unsigned(Sys::ThreadSetAffinity)) {
+        // The mask is decoded first: a bad one is refused whatever the handle.
+        bool mask_ok = c.a[1] != 0 && (c.a[1] >> g_cpu_count) == 0;
+        if (!mask_ok && r.ret.status != Err::InvalidArgument)
+            anomaly(c, r, "ThreadSetAffinity: a mask of missing CPUs taken");
+        if (mask_ok && c.a[0] == 0 && r.ret.status != Err::Ok)
+            anomaly(c, r, "ThreadSetAffinity: a good mask refused for the caller");
+    }
     bool ok = r.ret.ok();
     if (ok) ++g_ok;
     if (c.vector || slot == kSlotInvalid) return;
@@ -1352,6 +1381,7 @@ HandleValue master_endpoint() {
 }
 
 void setup(const abi::StartInfo& start) {
+    g_cpu_count = start.cpu_count;
     if (start.handle_count > fuzz::kStartReport) g_report = start.handles[fuzz::kStartReport];
     if (start.handle_count > fuzz::kStartCanary) g_canary = start.handles[fuzz::kStartCanary];
     if (start.handle_count > fuzz::kStartModules) g_modules = start.handles[fuzz::kStartModules];

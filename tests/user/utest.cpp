@@ -839,6 +839,158 @@ bool kill_on_another_cpu() {
     return true;
 }
 
+// An unmap by a thread on one CPU reaches the TLB of another CPU that runs
+// a thread of the same process: that thread's next read of the page faults
+// (pong's label 7), though its CPU had the translation cached.
+bool unmap_reaches_every_cpu() {
+    if (one_cpu()) return true;
+    Pong pong;
+    EXPECT(spawn_pong_elsewhere(&pong));
+    if (no_other_cpu(pong)) return true;
+    // Its reader thread goes to this CPU, which is not pong's.
+    Result<ipc::Received> r = ipc::call(pong.ep, ipc::Message(7).set_word(0, g_cpu));
+    if (r) printf("  pong answered %#lx\n", r.value().message.word(0));
+    EXPECT(!r && r.error() == abi::Err::PeerDied);
+    EXPECT(death_of(pong.pid, abi::status_fault(14)));
+    EXPECT(status_of(sys::invoke(abi::Sys::HandleClose, pong.process)) == abi::Err::Ok);
+    return true;
+}
+
+// The first CPU after this one that takes the calling thread, which moves
+// there; kCpuNone if none does.
+constexpr uint32_t kCpuNone = ~0u;
+
+// ThreadSetAffinity on the calling thread with xmm7 holding `value` across
+// it, in one asm statement (nothing else may touch xmm7 in between);
+// returns xmm7 afterwards. The move leaves the thread's FPU registers live
+// in the CPU it left: the kernel must save them for the next CPU.
+uint64_t set_affinity_keeping_xmm7(uint64_t mask, uint64_t value, abi::Err* err, uint32_t* cpu) {
+    register uint64_t rax asm("rax") = uint64_t(abi::Sys::ThreadSetAffinity);
+    register uint64_t rdi asm("rdi") = abi::kNoHandle;
+    register uint64_t rsi asm("rsi") = mask;
+    uint64_t out;
+    asm volatile("movq %[v], %%xmm7\n\tsyscall\n\tmovq %%xmm7, %[out]"
+                 : "+r"(rax), "+r"(rdi), "+r"(rsi), [out] "=&r"(out)
+                 : [v] "r"(value)
+                 : "rcx", "r11", "rdx", "r10", "r8", "r9", "xmm7", "memory");
+    *err = abi::Err(rax);
+    *cpu = uint32_t(rdi);
+    return out;
+}
+
+uint64_t fs_word() {
+    uint64_t v;
+    asm volatile("mov %%fs:0, %0" : "=r"(v));
+    return v;
+}
+
+// The calling thread moves between two CPUs, back and forth: it runs on
+// the CPU each call names (CPUID says so), its FPU registers and its FS
+// base go with it, and a mask that holds its CPU leaves it there.
+bool thread_moves_between_cpus() {
+    if (one_cpu()) return true;
+    const uint32_t apic_here = utest::apic_id();
+    uint32_t other = kCpuNone;
+    for (uint32_t k = 1; k < g_cpu_count && other == kCpuNone; ++k) {
+        uint32_t c = (g_cpu + k) % g_cpu_count;
+        if (sys::set_affinity(abi::kNoHandle, (uint64_t(1) << c) | (uint64_t(1) << g_cpu)) ==
+            abi::Err::Ok)
+            other = c;
+    }
+    if (other == kCpuNone) {
+        printf("  no other CPU online: nothing to cross\n");
+        return true;
+    }
+    // Its own CPU is in that mask: it stayed.
+    EXPECT(utest::apic_id() == apic_here);
+    uint64_t tls[2] = {0, 0};
+    tls[0] = reinterpret_cast<uint64_t>(&tls[0]);
+    tls[1] = reinterpret_cast<uint64_t>(&tls[1]);
+    EXPECT(sys::set_fs_base(tls[0]) == abi::Err::Ok);
+    for (uint64_t i = 0; i < 40; ++i) {
+        uint32_t target = (i % 2) == 0 ? other : g_cpu;
+        uint64_t value = 0x0123456789ABCDEFull ^ (i * 0x9E3779B97F4A7C15ull);
+        abi::Err err = abi::Err::Ok;
+        uint32_t cpu = kCpuNone;
+        uint64_t got = set_affinity_keeping_xmm7(uint64_t(1) << target, value, &err, &cpu);
+        EXPECT(err == abi::Err::Ok && cpu == target);
+        EXPECT(got == value);
+        EXPECT((utest::apic_id() == apic_here) == (target == g_cpu));
+        // The FS base set on the last CPU is the one it finds here.
+        EXPECT(fs_word() == tls[i % 2]);
+        EXPECT(sys::set_fs_base(tls[(i + 1) % 2]) == abi::Err::Ok);
+    }
+    EXPECT(utest::apic_id() == apic_here);
+    EXPECT(sys::set_fs_base(0) == abi::Err::Ok);
+    EXPECT(sys::set_affinity(abi::kNoHandle, 0) == abi::Err::InvalidArgument);
+    EXPECT(sys::set_affinity(abi::kNoHandle, uint64_t(1) << g_cpu_count) ==
+           abi::Err::InvalidArgument);
+    uint32_t cpu = kCpuNone;
+    EXPECT(sys::set_affinity(abi::kNoHandle, uint64_t(1) << g_cpu, &cpu) == abi::Err::Ok);
+    EXPECT(cpu == g_cpu);
+    return true;
+}
+
+struct Spinner {
+    bool stop = false;
+    bool done = false;
+    uint32_t apic = 0;
+    uint64_t spins = 0;
+};
+
+void spin_until_stopped(void* arg) {
+    auto* s = static_cast<Spinner*>(arg);
+    while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&s->apic, utest::apic_id(), __ATOMIC_RELAXED);
+        __atomic_store_n(&s->spins, s->spins + 1, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&s->done, true, __ATOMIC_RELEASE);
+}
+
+// Two CPU-bound threads made on this CPU (and bound to it, as their
+// creator is) are then allowed on every CPU: they stay where they are, but
+// with threads waiting for this CPU while another idles, the balancing rule
+// moves them over, one at a tick (docs/smp.md, "Placement").
+bool busy_threads_spread_to_idle_cpus() {
+    if (one_cpu()) return true;
+    const uint32_t apic_here = utest::apic_id();
+    constexpr int kSpinners = 2;
+    Spinner spinners[kSpinners];
+    ipc::Handle threads[kSpinners];
+    for (int i = 0; i < kSpinners; ++i) {
+        Result<ipc::Handle> t = ipc::start_thread(spin_until_stopped, &spinners[i]);
+        EXPECT(t);
+        threads[i] = std::move(t).value();
+    }
+    for (Spinner& s : spinners) {
+        while (__atomic_load_n(&s.spins, __ATOMIC_ACQUIRE) == 0) (void)sys::yield();
+        EXPECT(s.apic == apic_here);
+    }
+    // Every CPU that takes a thread.
+    uint64_t all = uint64_t(1) << g_cpu;
+    for (uint32_t c = 0; c < g_cpu_count; ++c) {
+        uint64_t wider = all | (uint64_t(1) << c);
+        if (sys::set_affinity(threads[0].get(), wider) == abi::Err::Ok) all = wider;
+    }
+    for (ipc::Handle& t : threads) {
+        uint32_t cpu = kCpuNone;
+        EXPECT(sys::set_affinity(t.get(), all, &cpu) == abi::Err::Ok);
+        EXPECT(cpu == g_cpu);  // its CPU is allowed: it stays
+    }
+    int moved = 0;
+    for (int y = 0; y < 2000 && moved == 0; ++y) {
+        (void)sys::yield();
+        for (Spinner& s : spinners)
+            moved += __atomic_load_n(&s.apic, __ATOMIC_RELAXED) != apic_here;
+    }
+    for (Spinner& s : spinners) __atomic_store_n(&s.stop, true, __ATOMIC_RELEASE);
+    for (Spinner& s : spinners) {
+        while (!__atomic_load_n(&s.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+    }
+    EXPECT(moved > 0);
+    return true;
+}
+
 bool kill_ends_a_process() {
     EXPECT(status_of(sys::invoke(abi::Sys::ProcessKill, g_pong)) == abi::Err::Ok);
     // Blocked in its receive, it is woken and ends: its supervisor is told.
@@ -884,6 +1036,9 @@ int main(uint64_t arg) {
     check(ping_pong_across_cpus(), "user_ping_pong_across_cpus");
     check(spawn_on_a_missing_cpu_is_refused(), "user_spawn_on_a_missing_cpu_refused");
     check(kill_on_another_cpu(), "user_kill_on_another_cpu");
+    check(unmap_reaches_every_cpu(), "user_unmap_reaches_every_cpu");
+    check(thread_moves_between_cpus(), "user_thread_moves_between_cpus");
+    check(busy_threads_spread_to_idle_cpus(), "user_busy_threads_spread_to_idle_cpus");
     check(kill_ends_a_process(), "user_kill_ends_a_process");
     check(last_receive_handle_ends_queued_calls(), "user_last_receive_handle_ends_queued_calls");
     printf("done: %d failed\n", g_failures);

@@ -84,8 +84,9 @@ class Cpu {
         __builtin_memcpy(s.entry_stack, &top, sizeof(uint64_t));
         asm volatile("mov %0, %%gs:8" ::"r"(top));
         if (to.root != s.loaded_root) {
-            asm volatile("mov %0, %%cr3" ::"r"(to.root));
-            s.loaded_root = to.root;
+            // loaded_root first, then CR3, in this order (the TLB shootdown
+            // reads loaded_root: context.cpp); one asm, so no "memory".
+            asm volatile("movq %1, %0\n\tmov %1, %%cr3" : "=m"(s.loaded_root) : "r"(to.root));
         }
         switch_fs_base(s, to);
         // set_fpu_trap(s.fpu_owner != &to), tested in the order that costs
@@ -114,8 +115,8 @@ class Cpu {
             asm volatile("mov %0, %%gs:8" ::"r"(to.kernel_stack_top) : "memory");
         }
         if (to.root != 0 && to.root != s.loaded_root) {
+            s.loaded_root = to.root;  // before CR3, as in load_user_context()
             asm volatile("mov %0, %%cr3" ::"r"(to.root) : "memory");
-            s.loaded_root = to.root;
         }
         if (to.fpu != nullptr) {  // a user thread
             switch_fs_base(s, to);
@@ -174,6 +175,10 @@ class Cpu {
     // it (its address space, if loaded, gives way to the kernel's; its FPU
     // ownership and FS base key go).
     static void retire_context(Context& ctx);
+    // The thread of ctx, not running, moves to another CPU; this one, where
+    // it ran last, saves what it keeps loaded for it (the FPU registers)
+    // and forgets its FS base key, so the next CPU finds it all in ctx.
+    static void unload_context(Context& ctx);
     // Frees what init_user_context took; the thread never runs again.
     static void release_context(Context& ctx);
     // The current user thread's FS base from now on (below abi::kFsBaseEnd:
@@ -185,14 +190,20 @@ class Cpu {
 
     // --- User address spaces (a root per process) ---
     [[nodiscard]] static Result<uint64_t> user_space_create();
-    // Frees the page tables and every frame still mapped. Not while active
-    // on a CPU: the caller has switched every thread of it off for good.
+    // Frees the page tables and every frame still mapped, once no CPU holds
+    // the root loaded (a shootdown: no lock held, not in an interrupt).
+    // Every thread of it is off every CPU for good.
     static void user_space_destroy(uint64_t root);
     // Maps `frame` at `virt` (4 KiB, in the user half) with abi::Prot bits.
     [[nodiscard]] static Error user_map(uint64_t root, uint64_t virt, uint64_t frame,
                                         uint32_t prot);
-    // Unmaps one page; returns its frame (the caller frees it).
+    // Unmaps one page; returns its frame (the caller frees it, after
+    // flush_user_tlb()).
     [[nodiscard]] static Result<uint64_t> user_unmap(uint64_t root, uint64_t virt);
+    // After user_unmap() of [virt, virt + pages pages) in `root`: no CPU
+    // keeps a translation of it (a TLB shootdown). With no lock held and not
+    // in an interrupt: it waits for the other CPUs.
+    static void flush_user_tlb(uint64_t root, uint64_t virt, size_t pages);
     // The frame behind a user-accessible page (writable, when `write`).
     [[nodiscard]] static Result<uint64_t> user_frame(uint64_t root, uint64_t virt, bool write);
     // A frame as the kernel sees it (the direct map).

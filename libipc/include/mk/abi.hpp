@@ -55,7 +55,9 @@ enum class Sys : uint64_t {
     ProcessExit = 18,  // a1 status; ends every thread of the caller's process
     // Threads (continued).
     ThreadSetFsBase = 19,  // a1 FS base (below kFsBaseEnd): the calling thread's TLS pointer
-    Count = 20,
+    ThreadSetAffinity =
+        20,  // a0 thread handle (Manage) or 0: the caller, a1 CPU mask -> r0: its CPU
+    Count = 21,
 };
 
 // The yield vector: `int 0x50` from ring 3, rdi = thread handle or 0.

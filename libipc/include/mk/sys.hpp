@@ -62,6 +62,18 @@ inline abi::Err set_fs_base(uint64_t base) {
     return invoke(abi::Sys::ThreadSetFsBase, 0, base).status;
 }
 
+// The CPUs `thread` (a thread handle with Manage; kNoHandle: the calling
+// thread) may run on from now on, a bit per CPU (StartInfo::cpu_count says
+// which exist). When the thread's CPU is not in the mask it moves to the
+// least loaded CPU of it; the calling thread runs there when this returns.
+// That CPU goes to *cpu (if not null). InvalidArgument for an empty mask or
+// one naming a CPU that is not running.
+inline abi::Err set_affinity(abi::HandleValue thread, uint64_t mask, uint32_t* cpu = nullptr) {
+    Ret r = invoke(abi::Sys::ThreadSetAffinity, thread, mask);
+    if (r.ok() && cpu != nullptr) *cpu = uint32_t(r.r0);
+    return r.status;
+}
+
 // Yields the CPU; to `thread` (a thread handle) if it is ready (directed yield).
 inline abi::Err yield(abi::HandleValue thread = abi::kNoHandle) {
     return invoke(abi::Sys::Yield, thread).status;

@@ -31,6 +31,8 @@ void FakeCpu::reset() {
     stacks_left = 0;
     notified.clear();
     retired = 0;
+    unloaded.clear();
+    tlb_flushes.clear();
     forget_cpus();
     Scheduler::set_donation_enabled(true);
 }
@@ -199,6 +201,14 @@ void Cpu::raise_yield_vector() {
 
 void Cpu::retire_context(Context&) {
     ++FakeCpu::retired;
+}
+
+void Cpu::unload_context(Context& ctx) {
+    FakeCpu::unloaded.emplace_back(&ctx, cpu_index());
+}
+
+void Cpu::flush_user_tlb(uint64_t root, uint64_t virt, size_t pages) {
+    FakeCpu::tlb_flushes.push_back({root, virt, pages, frame_allocator().free_count()});
 }
 
 void Cpu::notify_cpu(uint32_t index) {

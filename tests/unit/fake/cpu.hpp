@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cpu_interface.hpp"
@@ -53,12 +54,14 @@ class Cpu {
     static Error init_user_context(Context& ctx, uint64_t root);
     static void retire_context(Context& ctx);  // counted (FakeCpu::retired)
     static void release_context(Context&) {}
+    static void unload_context(Context& ctx);  // recorded (FakeCpu::unloaded)
     static void set_user_fs_base(Context& current, uint64_t base) { current.fs_base = base; }
     [[noreturn]] static void enter_user(uint64_t rip, uint64_t rsp, uint64_t arg);
     static Result<uint64_t> user_space_create();
     static void user_space_destroy(uint64_t root);
     static Error user_map(uint64_t root, uint64_t virt, uint64_t frame, uint32_t prot);
     static Result<uint64_t> user_unmap(uint64_t root, uint64_t virt);
+    static void flush_user_tlb(uint64_t root, uint64_t virt, size_t pages);  // recorded
     static Result<uint64_t> user_frame(uint64_t root, uint64_t virt, bool write);
     static void* frame_to_kernel(uint64_t frame);
     static void zero_frame(uint64_t frame);
@@ -104,6 +107,15 @@ struct FakeCpu {
     // The CPUs notify_cpu() interrupted, in order.
     static inline std::vector<uint32_t> notified;
     static inline unsigned retired = 0;  // retire_context() calls
+    // unload_context() calls: the contexts, and the CPU each was on.
+    static inline std::vector<std::pair<const Cpu::Context*, uint32_t>> unloaded;
+    // flush_user_tlb() calls: root, first page, pages, and the frame
+    // allocator's free frames at the time.
+    struct TlbFlush {
+        uint64_t root, virt;
+        size_t pages, free_frames;
+    };
+    static inline std::vector<TlbFlush> tlb_flushes;
     static inline std::string log;
     // What raise_yield_vector() runs: the kernel's yield handler. Tests install it.
     static inline void (*yield_handler)() = nullptr;
