@@ -704,7 +704,14 @@ int stress_client(const abi::StartInfo& start, const services::Services& s,
     if (start.cpu != plan.cpu) return kStressWrongCpu;
     uint32_t apic = utest::apic_id();
     if ((apic == plan.driver_apic) != (plan.cpu == plan.driver_cpu)) return kStressWrongApic;
+    // A client to be killed has the write end of a pipe after the service
+    // handles: one byte on it after its first round says it is under way.
+    Endpoint started;
+    if (start.handle_count > services::kCount) started = Endpoint(start.handles[services::kCount]);
     for (uint64_t round = 0; round < plan.rounds; ++round) {
+        if (round == 1 && started.valid()) {
+            if (!pipe::write(started, "r", 1) || !pipe::close(started)) return int(round) + 1;
+        }
         Result<pipe::Pipe> p = pipe::create(s.pipe);
         if (!p) return int(round) + 1;
         StressPipe w{std::move(p->write), 5000 + 700 * round};
@@ -737,6 +744,20 @@ int stress_client(const abi::StartInfo& start, const services::Services& s,
         if (!e || e->status != (round & 0x7F)) return int(round) + 1;
     }
     return 0;
+}
+
+// A stress client on plan.cpu; with `started`, a copy of that pipe end
+// after its service handles.
+Result<proc::Child> spawn_stress_client(const services::Services& s, const StressPlan& plan,
+                                        const Endpoint* started) {
+    ipc::Handle extra;
+    if (started) {
+        Result<Endpoint> d = pipe::dup(*started);
+        if (!d) return d.error();
+        extra = std::move(d).value();
+    }
+    return proc::spawn(s, "servertest", "", mode_arg(kStressClient, pack(plan)),
+                       started ? &extra : nullptr, started ? 1 : 0, plan.cpu);
 }
 
 struct ServerStats {
@@ -788,20 +809,21 @@ void stress(const abi::StartInfo& start, const services::Services& s) {
     constexpr uint32_t kCpusCounted = 64;
     bool used[kCpusCounted] = {};  // the CPUs clients run on (the first kCpusCounted)
     int used_count = 0;
-    bool ok = before.ok;
+    // The clients to be killed say when their first round is done.
+    Result<pipe::Pipe> started = pipe::create(s.pipe);
+    bool ok = before.ok && started.ok();
     for (int i = 0; ok && i < kClients + kVictims; ++i) {
         plan.rounds = i < kClients ? kRounds : 1000;
         plan.cpu = i % cpus;
         if (i >= kClients && cpus > 1) {
             plan.cpu = (start.cpu + 1 + uint32_t(i - kClients) % (cpus - 1)) % cpus;
         }
-        Result<proc::Child> c = proc::spawn(
-            s, "servertest", "", mode_arg(kStressClient, pack(plan)), nullptr, 0, plan.cpu);
+        Result<proc::Child> c =
+            spawn_stress_client(s, plan, i < kClients ? nullptr : &started->write);
         if (!c && c.error() == abi::Err::InvalidArgument && plan.cpu != start.cpu) {
             // A CPU that did not start: the driver's.
             plan.cpu = start.cpu;
-            c = proc::spawn(s, "servertest", "", mode_arg(kStressClient, pack(plan)), nullptr, 0,
-                            plan.cpu);
+            c = spawn_stress_client(s, plan, i < kClients ? nullptr : &started->write);
         }
         ok = c.ok();
         if (ok) clients[i] = std::move(c).value();
@@ -812,8 +834,15 @@ void stress(const abi::StartInfo& start, const services::Services& s) {
     }
     printf("stress: %d clients on %d cpu%s\n", kClients + kVictims, used_count,
            used_count == 1 ? "" : "s");
-    // Let them get going, then kill the last two wherever they are.
-    for (int y = 0; y < 200; ++y) (void)sys::yield();
+    // Let the last two get going (past their first round, wherever their
+    // CPUs are), then kill them wherever they are.
+    if (ok) ok = pipe::close(started->write).ok();
+    char byte;
+    for (int i = 0; ok && i < kVictims; ++i) {
+        Result<size_t> r = pipe::read(started->read, &byte, 1);
+        ok = r && *r == 1;
+    }
+    if (started) (void)pipe::close(started->read);
     for (int i = kClients; ok && i < kClients + kVictims; ++i) {
         ok = sys::invoke(abi::Sys::ProcessKill, clients[i].process.get()).ok();
     }
