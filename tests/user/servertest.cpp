@@ -212,8 +212,9 @@ void pipe_killed_writer(const services::Services& s) {
     report(ok && rest != SIZE_MAX && e && proc::killed(e->status), "pipe_killed_writer_gives_eof");
 }
 
-Result<proc::Child> spawn_mode(const services::Services& s, Mode m, uint64_t value = 0) {
-    return proc::spawn_raw(s.proc, "servertest", "", mode_arg(m, value));
+Result<proc::Child> spawn_mode(const services::Services& s, Mode m, uint64_t value = 0,
+                               uint32_t cpu = abi::kSpawnerCpu) {
+    return proc::spawn_raw(s.proc, "servertest", "", mode_arg(m, value), nullptr, 0, cpu);
 }
 
 // wait4 collects several children in whatever order they end, one of them
@@ -628,31 +629,63 @@ void proc_exit_with_threads_running(const services::Services& s) {
 
 // --- The stress run ---------------------------------------------------------
 
+// A stress client's value: its rounds, the CPU it is spawned on, and the
+// driver's CPU and APIC id (to tell whether the client runs on another
+// processor).
+struct StressPlan {
+    uint64_t rounds;  // below 1 << 16
+    uint32_t cpu;     // below 1 << 16
+    uint32_t driver_cpu;
+    uint32_t driver_apic;  // below 1 << 8
+};
+
+constexpr uint64_t pack(const StressPlan& p) {
+    return p.rounds | uint64_t(p.cpu) << 16 | uint64_t(p.driver_cpu) << 32 |
+           uint64_t(p.driver_apic) << 48;
+}
+
+constexpr StressPlan unpack_plan(uint64_t value) {
+    return {value & 0xFFFF, uint32_t(value >> 16) & 0xFFFF, uint32_t(value >> 32) & 0xFFFF,
+            uint32_t(value >> 48) & 0xFF};
+}
+
+// A stress client's exit statuses past its rounds (which a failed round
+// gives as round + 1).
+constexpr int kStressWrongCpu = 2001;   // StartInfo::cpu is not the CPU it was spawned on
+constexpr int kStressWrongApic = 2002;  // its APIC id says it shares (or not) the driver's CPU
+constexpr int kStressMoved = 2003;      // one of its threads ran on another processor
+
 struct StressPipe {
     Endpoint write;
     size_t bytes;
+    uint32_t apic = 0;  // where the writer ran, checked at its start and end
     bool ok = false;
     bool done = false;
 };
 
 void stress_pipe_writer(void* arg) {
     auto* w = static_cast<StressPipe*>(arg);
+    uint32_t apic = utest::apic_id();
     w->ok = write_pattern(w->write, 0, w->bytes) && pipe::close(w->write).ok();
+    w->apic = utest::apic_id() == apic ? apic : ~0u;
     __atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
 }
 
 struct StressPoster {
     const Endpoint* port;
     uint64_t count;
+    uint32_t apic = 0;  // where the poster ran, checked at its start and end
     bool ok = false;
     bool done = false;
 };
 
 void stress_poster(void* arg) {
     auto* p = static_cast<StressPoster*>(arg);
+    uint32_t apic = utest::apic_id();
     bool ok = true;
     for (uint64_t i = 0; ok && i < p->count; ++i) ok = port::post(*p->port, packet(i, 7)).ok();
     p->ok = ok;
+    p->apic = utest::apic_id() == apic ? apic : ~0u;
     __atomic_store_n(&p->done, true, __ATOMIC_RELEASE);
 }
 
@@ -662,10 +695,23 @@ void wait_done(const bool& done) {
 
 // One stress client: each round, a pipe between two of its threads (bytes
 // checked, EOF at the end), a port between two of its threads (every
-// packet once), and a child reaped with its status. Exits 0 if every check
-// held, else the round that failed + 1.
-int stress_client(const services::Services& s, uint64_t rounds) {
-    for (uint64_t round = 0; round < rounds; ++round) {
+// packet once), and a child on its CPU reaped with its status. Exits 0 if
+// every check held, else the round that failed + 1, or kStressWrong*,
+// kStressMoved if it (or one of its threads) is not on the CPU it was
+// spawned on.
+int stress_client(const abi::StartInfo& start, const services::Services& s,
+                  const StressPlan& plan) {
+    if (start.cpu != plan.cpu) return kStressWrongCpu;
+    uint32_t apic = utest::apic_id();
+    if ((apic == plan.driver_apic) != (plan.cpu == plan.driver_cpu)) return kStressWrongApic;
+    // A client to be killed has the write end of a pipe after the service
+    // handles: one byte on it after its first round says it is under way.
+    Endpoint started;
+    if (start.handle_count > services::kCount) started = Endpoint(start.handles[services::kCount]);
+    for (uint64_t round = 0; round < plan.rounds; ++round) {
+        if (round == 1 && started.valid()) {
+            if (!pipe::write(started, "r", 1) || !pipe::close(started)) return int(round) + 1;
+        }
         Result<pipe::Pipe> p = pipe::create(s.pipe);
         if (!p) return int(round) + 1;
         StressPipe w{std::move(p->write), 5000 + 700 * round};
@@ -691,12 +737,27 @@ int stress_client(const services::Services& s, uint64_t rounds) {
             return int(round) + 1;
         }
         (void)port::close(*port);
+        if (w.apic != apic || poster.apic != apic || utest::apic_id() != apic) return kStressMoved;
 
-        Result<proc::Child> c = spawn_mode(s, kExitWith, round & 0x7F);
+        Result<proc::Child> c = spawn_mode(s, kExitWith, round & 0x7F, start.cpu);
         Result<proc::Exited> e = proc::wait4(s.proc, c ? c->pid : 1);
         if (!e || e->status != (round & 0x7F)) return int(round) + 1;
     }
     return 0;
+}
+
+// A stress client on plan.cpu; with `started`, a copy of that pipe end
+// after its service handles.
+Result<proc::Child> spawn_stress_client(const services::Services& s, const StressPlan& plan,
+                                        const Endpoint* started) {
+    ipc::Handle extra;
+    if (started) {
+        Result<Endpoint> d = pipe::dup(*started);
+        if (!d) return d.error();
+        extra = std::move(d).value();
+    }
+    return proc::spawn(s, "servertest", "", mode_arg(kStressClient, pack(plan)),
+                       started ? &extra : nullptr, started ? 1 : 0, plan.cpu);
 }
 
 struct ServerStats {
@@ -733,22 +794,55 @@ bool same_stats(const ServerStats& a, const ServerStats& b) {
 // At least 8 client processes use all three servers at once; two more are
 // killed mid-run. Then every client's bytes and packets were accounted for
 // (its status), and the servers hold what they held before: no state for a
-// dead client, their heaps back where they started.
-void stress(const services::Services& s) {
+// dead client, their heaps back where they started. With several CPUs,
+// client i runs on CPU i % cpu_count and the two killed ones on CPUs other
+// than the driver's, so the servers (on CPU 0) serve every CPU at once and
+// each kill crosses CPUs.
+void stress(const abi::StartInfo& start, const services::Services& s) {
     constexpr int kClients = 8;
     constexpr int kVictims = 2;
     constexpr uint64_t kRounds = 12;
+    uint32_t cpus = start.cpu_count > 0 ? start.cpu_count : 1;
+    StressPlan plan{0, 0, start.cpu, utest::apic_id()};
     ServerStats before = server_stats(s);
     proc::Child clients[kClients + kVictims];
-    bool ok = before.ok;
+    constexpr uint32_t kCpusCounted = 64;
+    bool used[kCpusCounted] = {};  // the CPUs clients run on (the first kCpusCounted)
+    int used_count = 0;
+    // The clients to be killed say when their first round is done.
+    Result<pipe::Pipe> started = pipe::create(s.pipe);
+    bool ok = before.ok && started.ok();
     for (int i = 0; ok && i < kClients + kVictims; ++i) {
-        Result<proc::Child> c = proc::spawn(s, "servertest", "",
-                                            mode_arg(kStressClient, i < kClients ? kRounds : 1000));
+        plan.rounds = i < kClients ? kRounds : 1000;
+        plan.cpu = i % cpus;
+        if (i >= kClients && cpus > 1) {
+            plan.cpu = (start.cpu + 1 + uint32_t(i - kClients) % (cpus - 1)) % cpus;
+        }
+        Result<proc::Child> c =
+            spawn_stress_client(s, plan, i < kClients ? nullptr : &started->write);
+        if (!c && c.error() == abi::Err::InvalidArgument && plan.cpu != start.cpu) {
+            // A CPU that did not start: the driver's.
+            plan.cpu = start.cpu;
+            c = spawn_stress_client(s, plan, i < kClients ? nullptr : &started->write);
+        }
         ok = c.ok();
         if (ok) clients[i] = std::move(c).value();
+        if (ok && plan.cpu < kCpusCounted && !used[plan.cpu]) {
+            used[plan.cpu] = true;
+            ++used_count;
+        }
     }
-    // Let them get going, then kill the last two wherever they are.
-    for (int y = 0; y < 200; ++y) (void)sys::yield();
+    printf("stress: %d clients on %d cpu%s\n", kClients + kVictims, used_count,
+           used_count == 1 ? "" : "s");
+    // Let the last two get going (past their first round, wherever their
+    // CPUs are), then kill them wherever they are.
+    if (ok) ok = pipe::close(started->write).ok();
+    char byte;
+    for (int i = 0; ok && i < kVictims; ++i) {
+        Result<size_t> r = pipe::read(started->read, &byte, 1);
+        ok = r && *r == 1;
+    }
+    if (started) (void)pipe::close(started->read);
     for (int i = kClients; ok && i < kClients + kVictims; ++i) {
         ok = sys::invoke(abi::Sys::ProcessKill, clients[i].process.get()).ok();
     }
@@ -804,7 +898,7 @@ int child_main(const abi::StartInfo& start) {
             return exit_with_threads(value);
         case kStressClient: {
             services::Services s = services::take(start);
-            return stress_client(s, value);
+            return stress_client(start, s, unpack_plan(value));
         }
         case kFault:
             *reinterpret_cast<volatile uint64_t*>(uintptr_t(value)) = 1;
@@ -881,7 +975,7 @@ int main(uint64_t arg) {
     port_basics(s);
     port_producer_consumer(s);
     example_mailbox_server(s);
-    stress(s);
+    stress(start, s);
     printf("servertest done: %d failed\n", failures);
     return failures;
 }
