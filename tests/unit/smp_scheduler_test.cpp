@@ -301,6 +301,247 @@ TEST_F(SmpSchedulerTest, KillOfAUserThreadRunningOnAnotherCpuInterruptsThatCpu) 
     p->release();
 }
 
+// --- Placement, affinity and balancing ---
+
+// The pairs unload_context() was called with: which context, on which CPU.
+using Unloaded = std::vector<std::pair<const Cpu::Context*, uint32_t>>;
+
+// A new thread goes to the least loaded CPU its mask allows (the running
+// thread and the queued ones count), the preferred one among equals.
+TEST_F(SmpSchedulerTest, PlacementTakesTheLeastLoadedAllowedCpu) {
+    EXPECT_EQ(Scheduler::online_mask(), 0b11u);
+    Thread* a = create("a");
+    Thread* b = create("b");
+    Thread* c = create("c");
+    {
+        LockGuard guard(sched().lock());
+        EXPECT_EQ(sched().load_locked(), 1u);   // boot runs
+        EXPECT_EQ(sched1().load_locked(), 0u);  // idle
+        Scheduler::place_locked(*a, 0b11, 0);
+        EXPECT_EQ(a->cpu, 1u);
+        EXPECT_EQ(a->affinity, 0b11u);
+    }
+    ASSERT_EQ(sched().start(*a), Error::None);  // CPU 1: one queued
+    {
+        LockGuard guard(sched().lock());
+        Scheduler::place_locked(*b, 0b11, 0);  // one each: the preferred
+        EXPECT_EQ(b->cpu, 0u);
+        Scheduler::place_locked(*c, 0b11, 1);
+        EXPECT_EQ(c->cpu, 1u);
+        Scheduler::place_locked(*c, 0b01, 1);  // only CPU 0 allowed
+        EXPECT_EQ(c->cpu, 0u);
+        EXPECT_EQ(c->affinity, 0b01u);
+    }
+}
+
+// A thread of a process made by another of its threads may run where its
+// creator may; the process's first thread runs on the process's CPU alone.
+TEST_F(SmpSchedulerTest, AThreadInheritsItsCreatorsMask) {
+    Process* p = Process::create("p", 0).value();
+    Thread* first = p->create_thread("first", abi::kUserBase, 0, 0).value();
+    EXPECT_EQ(first->cpu, 0u);
+    EXPECT_EQ(first->affinity, 0b01u);
+    first->affinity = 0b11;  // as ThreadSetAffinity would leave it
+    Thread* second = p->create_thread("second", abi::kUserBase, 0, 0, first).value();
+    EXPECT_EQ(second->affinity, 0b11u);
+    EXPECT_EQ(second->cpu, 1u);                            // CPU 0 runs boot: CPU 1 is less loaded
+    for (Thread* t : {first, second}) Thread::destroy(t);  // never started
+    p->release();
+}
+
+// A Ready thread of this CPU whose new mask leaves this CPU out moves to
+// the other at once: off this CPU's queue, its state saved from this CPU
+// (unload_context), onto the other's queue, which is told.
+TEST_F(SmpSchedulerTest, SetAffinityMovesAReadyThreadAtOnce) {
+    Thread* t = spawn("t");
+    FakeCpu::notified.clear();
+    Result<uint32_t> home = sched().set_affinity(*t, 0b10);
+    ASSERT_TRUE(home.ok());
+    EXPECT_EQ(home.value(), 1u);
+    EXPECT_EQ(t->cpu, 1u);
+    EXPECT_EQ(t->affinity, 0b10u);
+    EXPECT_EQ(sched().ready_count(), 0u);
+    EXPECT_EQ(sched1().ready_count(), 1u);
+    EXPECT_EQ(FakeCpu::unloaded, (Unloaded{{&t->context, 0}}));
+    EXPECT_EQ(FakeCpu::notified, std::vector<uint32_t>{1});
+    EXPECT_EQ(sched().counters().moves, 1u);
+    on_cpu(1, [&] { sched1().preempt_if_needed(); });
+    EXPECT_EQ(sched1().current(), t);
+}
+
+// A mask that holds the thread's CPU changes nothing else; bad masks and
+// dead threads are refused and change nothing.
+TEST_F(SmpSchedulerTest, SetAffinityRefusalsAndNoMove) {
+    Thread* t = spawn("t");
+    Result<uint32_t> home = sched().set_affinity(*t, 0b11);
+    ASSERT_TRUE(home.ok());
+    EXPECT_EQ(home.value(), 0u);
+    EXPECT_EQ(t->affinity, 0b11u);
+    EXPECT_TRUE(FakeCpu::unloaded.empty());
+    for (uint32_t bad : {0u, 0b100u, 0b101u, 1u << 15, ~0u}) {
+        EXPECT_EQ(sched().set_affinity(*t, bad).error(), Error::InvalidArgument) << bad;
+        EXPECT_EQ(t->affinity, 0b11u);
+    }
+    sched().kill(*t);
+    EXPECT_EQ(sched().set_affinity(*t, 0b01).error(), Error::BadState);
+    EXPECT_EQ(sched().counters().moves, 0u);
+}
+
+// A Blocked thread moves with its timeout: the ticks it had left, counted
+// from now on the new CPU's clock (each CPU has its own). Its old CPU's
+// ticks no longer time it out; the new one's do.
+TEST_F(SmpSchedulerTest, ABlockedThreadTakesItsTimeoutAlong) {
+    for (int i = 0; i < 100; ++i) sched().on_timer_tick();
+    Thread* t = spawn("t");
+    yield();
+    ASSERT_EQ(sched().current(), t);
+    WaitQueue q;
+    {
+        LockGuard guard(sched().lock());
+        sched().block_current_locked(&q, 5);
+    }
+    EXPECT_EQ(t->deadline, 105u);
+    ASSERT_TRUE(sched().set_affinity(*t, 0b10).ok());
+    EXPECT_EQ(t->cpu, 1u);
+    EXPECT_EQ(t->deadline, 5u);  // CPU 1 has seen no tick
+    EXPECT_EQ(FakeCpu::unloaded, (Unloaded{{&t->context, 0}}));
+    for (int i = 0; i < 50; ++i) sched().on_timer_tick();
+    EXPECT_EQ(t->state, ThreadState::Blocked);
+    on_cpu(1, [&] {
+        for (int i = 0; i < 4; ++i) sched1().on_timer_tick();
+        EXPECT_EQ(t->state, ThreadState::Blocked);
+        sched1().on_timer_tick();
+    });
+    EXPECT_EQ(t->state, ThreadState::Ready);
+    EXPECT_EQ(t->wake_reason, WakeReason::TimedOut);
+    EXPECT_TRUE(q.empty());
+    EXPECT_EQ(sched1().ready_count(), 1u);
+}
+
+// The running thread that moves itself goes on running until its next
+// switch, which queues it at its new home and saves its state here.
+TEST_F(SmpSchedulerTest, TheRunningThreadLeavesAtItsNextSwitch) {
+    Thread* t = spawn("t");
+    yield();
+    ASSERT_EQ(sched().current(), t);
+    ASSERT_EQ(sched().set_affinity(*t, 0b10).value(), 1u);
+    EXPECT_EQ(sched().current(), t);
+    EXPECT_TRUE(FakeCpu::unloaded.empty());
+    yield();  // what the syscall does next
+    EXPECT_NE(sched().current(), t);
+    EXPECT_EQ(t->state, ThreadState::Ready);
+    EXPECT_EQ(sched().ready_count(), 0u);
+    EXPECT_EQ(sched1().ready_count(), 1u);
+    EXPECT_EQ(FakeCpu::unloaded, (Unloaded{{&t->context, 0}}));
+    on_cpu(1, [&] { sched1().preempt_if_needed(); });
+    EXPECT_EQ(sched1().current(), t);
+}
+
+// A thread homed on CPU 1 is moved by CPU 1, which may hold its FPU state:
+// CPU 0 leaves the move on CPU 1's list and tells it; CPU 1 does it at
+// that interrupt. Blocked there, it is simply rehomed; running there, it
+// leaves at the switch the interrupt's end makes.
+TEST_F(SmpSchedulerTest, AMoveOfAThreadOfAnotherCpuIsDoneThere) {
+    WaitQueue q;
+    Thread* blocked = blocked_on_1("blocked", q);
+    FakeCpu::notified.clear();
+    ASSERT_EQ(sched().set_affinity(*blocked, 0b01).value(), 0u);
+    EXPECT_EQ(blocked->cpu, 1u);  // not yet
+    EXPECT_EQ(blocked->move_to, 0u);
+    EXPECT_EQ(FakeCpu::notified, std::vector<uint32_t>{1});
+    EXPECT_TRUE(FakeCpu::unloaded.empty());
+    auto interrupt_1 = [&] {
+        on_cpu(1, [&] {
+            irq_enter();
+            sched1().on_notify();
+            irq_exit();
+            sched1().preempt_if_needed();
+        });
+    };
+    interrupt_1();
+    EXPECT_EQ(blocked->cpu, 0u);
+    EXPECT_EQ(blocked->move_to, Thread::kNoMove);
+    EXPECT_EQ(FakeCpu::unloaded, (Unloaded{{&blocked->context, 1}}));
+    EXPECT_TRUE(sched().wake(*blocked));
+    EXPECT_EQ(sched().ready_count(), 1u);  // woken at its new home
+
+    Thread* running = running_on_1("running");
+    FakeCpu::unloaded.clear();
+    ASSERT_EQ(sched().set_affinity(*running, 0b01).value(), 0u);
+    EXPECT_EQ(sched1().current(), running);
+    interrupt_1();
+    EXPECT_EQ(sched1().current(), idle1_);
+    EXPECT_EQ(running->cpu, 0u);
+    EXPECT_EQ(running->state, ThreadState::Ready);
+    EXPECT_EQ(FakeCpu::unloaded, (Unloaded{{&running->context, 1}}));
+    EXPECT_EQ(sched().ready_count(), 2u);
+    EXPECT_EQ(sched1().counters().moves, 2u);
+}
+
+// A thread that dies with a move pending leaves the move list: the CPU's
+// next interrupt finds nothing to do, and the thread can be freed.
+TEST_F(SmpSchedulerTest, DeathDropsAPendingMove) {
+    WaitQueue q;
+    Thread* t = blocked_on_1("t", q);
+    ASSERT_TRUE(sched().set_affinity(*t, 0b01).ok());
+    EXPECT_TRUE(t->move_hook.is_linked());
+    sched().kill(*t);
+    EXPECT_FALSE(t->move_hook.is_linked());
+    EXPECT_EQ(t->move_to, Thread::kNoMove);
+    on_cpu(1, [&] {
+        irq_enter();
+        sched1().on_notify();
+        irq_exit();
+    });
+    EXPECT_EQ(t->cpu, 1u);
+    EXPECT_EQ(sched1().counters().moves, 0u);
+}
+
+// The balancing rule: at a tick, a CPU with threads waiting in its ready
+// queue moves the first one allowed on an idle CPU there, one a tick; a
+// thread bound to its CPU stays, and so does everything once no CPU idles.
+TEST_F(SmpSchedulerTest, BalancingMovesAWaitingThreadToAnIdleCpu) {
+    Thread* bound = spawn("bound");
+    Thread* a = spawn("a");
+    Thread* b = spawn("b");
+    ASSERT_EQ(sched().set_affinity(*a, 0b11).value(), 0u);
+    ASSERT_EQ(sched().set_affinity(*b, 0b11).value(), 0u);
+    FakeCpu::notified.clear();
+    sched().on_timer_tick();
+    EXPECT_EQ(bound->cpu, 0u);
+    EXPECT_EQ(a->cpu, 1u);  // the first allowed, though not the first queued
+    EXPECT_EQ(b->cpu, 0u);
+    EXPECT_EQ(sched().counters().balanced, 1u);
+    EXPECT_EQ(FakeCpu::notified, std::vector<uint32_t>{1});
+    EXPECT_EQ(FakeCpu::unloaded, (Unloaded{{&a->context, 0}}));
+    // CPU 1 has a thread queued: not idle, so b stays.
+    sched().on_timer_tick();
+    EXPECT_EQ(b->cpu, 0u);
+    on_cpu(1, [&] { sched1().preempt_if_needed(); });
+    EXPECT_EQ(sched1().current(), a);
+    sched().on_timer_tick();
+    EXPECT_EQ(b->cpu, 0u);
+    EXPECT_EQ(sched().counters().balanced, 1u);
+}
+
+// Nothing waits for this CPU: nothing moves, though another idles.
+TEST_F(SmpSchedulerTest, NoBalancingWithoutWaitingThreads) {
+    Thread* a = spawn("a");
+    ASSERT_TRUE(sched().set_affinity(*a, 0b11).ok());
+    yield();
+    ASSERT_EQ(sched().current(), a);
+    {
+        LockGuard guard(sched().lock());
+        sched().block_current_locked(nullptr, 0);  // boot runs, nobody waits
+    }
+    ASSERT_EQ(sched().current(), boot_);
+    sched().on_timer_tick();
+    EXPECT_EQ(sched().counters().balanced, 0u);
+    sched().wake(*a);
+    sched().on_timer_tick();  // now a waits while boot runs
+    EXPECT_EQ(a->cpu, 1u);
+}
+
 // The counters of every CPU, summed.
 TEST_F(SmpSchedulerTest, TotalCountersAddEveryCpu) {
     sched().on_timer_tick();
