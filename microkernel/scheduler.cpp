@@ -668,6 +668,12 @@ void Scheduler::on_timer_tick() {
 
 void Scheduler::preempt_if_needed() {
     LockGuard guard(lock_);
+    // The moves other CPUs asked of this one (set_affinity_locked), which
+    // interrupted it for them.
+    while (!moves_.empty()) {
+        Thread& t = moves_.front();
+        move_locked(t, t.move_to);  // unlinks it
+    }
     bool idle_has_work = current_ == idle_ && any_ready_locked();
     if (!need_resched_ && !idle_has_work) return;
     if (!idle_has_work) ++counters_.preemptions;
@@ -675,16 +681,11 @@ void Scheduler::preempt_if_needed() {
 }
 
 void Scheduler::on_notify() {
-    // The moves other CPUs asked of this one; beyond those, nothing to do
-    // but be interrupted: preempt_if_needed() follows, and the interrupted
-    // thread's way back to user mode checks exit_requested.
+    // Nothing to do but be interrupted: preempt_if_needed() follows (which
+    // runs a thread just queued here, and does the moves asked of this
+    // CPU), and the interrupted thread's way back to user mode checks
+    // exit_requested.
     MK_ASSERT(in_irq());
-    LockGuard guard(lock_);
-    while (!moves_.empty()) {
-        Thread& t = moves_.front();
-        uint32_t dest = t.move_to;
-        move_locked(t, dest);  // unlinks it
-    }
 }
 
 void Scheduler::on_yield_vector() {

@@ -102,7 +102,7 @@ class Scheduler {
     // mask, the thread moves to the least loaded CPU of it: at once if its
     // home is this CPU (the running thread itself at its next switch, which
     // the caller brings about: yield_now()); else its home CPU is told
-    // (Cpu::notify_cpu) and moves it (on_notify). Returns its home from now on.
+    // (Cpu::notify_cpu) and moves it (preempt_if_needed). Returns its home from now on.
     [[nodiscard]] Result<uint32_t> set_affinity(Thread& thread, uint32_t mask);
     [[nodiscard]] Result<uint32_t> set_affinity_locked(Thread& thread, uint32_t mask);
 
@@ -213,9 +213,12 @@ class Scheduler {
 
     // --- Entry points of the architecture ---
 
-    void on_timer_tick();      // timer interrupt, inside irq_enter()/irq_exit()
-    void preempt_if_needed();  // at the end of an interrupt, after EOI
-    void on_yield_vector();    // int 0x50 handler
+    void on_timer_tick();  // timer interrupt, inside irq_enter()/irq_exit()
+    // At the end of an interrupt, after EOI: the moves other CPUs asked of
+    // this one, then a switch if the quantum ran out or the idle thread has
+    // work.
+    void preempt_if_needed();
+    void on_yield_vector();  // int 0x50 handler
     // Cpu::notify_cpu() from another CPU, inside irq_enter()/irq_exit():
     // preempt_if_needed() follows, as after a timer tick.
     void on_notify();
@@ -296,7 +299,8 @@ class Scheduler {
     static WaitQueue zombies_;
     static Thread* reaper_;
     TimeoutSet timeouts_;  // threads blocked with a deadline
-    // Threads of this CPU that another CPU asked it to move (Thread::move_to).
+    // Threads of this CPU that another CPU asked it to move (Thread::move_to),
+    // moved at the end of its next interrupt (preempt_if_needed).
     using MoveList =
         bi::list<Thread, bi::member_hook<Thread, decltype(Thread::move_hook), &Thread::move_hook>>;
     MoveList moves_;

@@ -116,7 +116,7 @@ class Thread : public KObject {
     // them. Set by placement and Scheduler::set_affinity.
     uint32_t affinity = 0;
     // A move to CPU move_to asked of its home CPU by another (on that CPU's
-    // move list through move_hook, done by Scheduler::on_notify there).
+    // move list through move_hook, done there by Scheduler::preempt_if_needed).
     static constexpr uint32_t kNoMove = UINT32_MAX;
     uint32_t move_to = kNoMove;
     bi::list_member_hook<bi::link_mode<bi::safe_link>> move_hook;

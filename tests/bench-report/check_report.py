@@ -13,6 +13,9 @@ made-up figures: they test the report, they are no measurement.
   bench-nofastpath.icount-repeat.log  the same boot again (--check-repeat), one
                                figure different
   bench-nodonate.icount.log    cut short: scripts/bench killed it (timed out)
+  bench-smp2.icount.log        two CPUs (cpus=2 in its config line): the
+                               same-CPU round trip, within 1.05 x the
+                               one-CPU figure, and the cross-CPU one
   linux.icount.log, linux.plain.log   scripts/bench-linux's lines
 """
 
@@ -67,7 +70,7 @@ def run(out):
                  "error: read: PeerDied",
                  "bench: FAILED [icount fastpath=on donate=off] bench-nodonate.icount.log: "
                  "timed out after 180.0 s",
-                 "bench: targets met: 1 of 7; missed: null_syscall (fastpath=on donate=on), "
+                 "bench: targets met: 2 of 8; missed: null_syscall (fastpath=on donate=on), "
                  "call_reply_recv_two_processes (fastpath=on donate=on), "
                  "call_reply_recv_two_processes (fastpath=off donate=on), "
                  "call_reply_recv_busy_8 (fastpath=on donate=on); not measured: 2",
@@ -126,8 +129,15 @@ def run(out):
     row(linux, "futex_ping_pong", icount_median="", **{"Linux icount": "12,480",
                                                        "Linux plain": "58,202"})
     row(linux, "unix_socket_ping_pong", **{"Linux icount": "18,404", "Linux plain": "80,551"})
-    check("rows per variant", {v: sum(1 for k in rows if k[0] == v) for v in (on, nofp, nodon, linux)},
-          {on: 22, nofp: 7, nodon: 9, linux: 2})
+    # Two CPUs: a variant of its own, its same-CPU round trip held to the
+    # one-CPU kernel's figure (388).
+    smp2 = "fastpath=on donate=on cpus=2"
+    row(smp2, "call_reply_recv_two_processes", icount_median="401",
+        target="≤ 1.05 × one CPU = 407", met="yes")
+    row(smp2, "call_reply_recv_cross_core", icount_median="2,700", target="", met="")
+    check("rows per variant",
+          {v: sum(1 for k in rows if k[0] == v) for v in (on, nofp, nodon, smp2, linux)},
+          {on: 22, nofp: 7, nodon: 9, smp2: 3, linux: 2})
     # Nothing from the kernel's lines, the firmware or init became a row.
     check("row order", [k[1] for k in rows if k[0] == on][:6],
           ["timer_overhead", "null_syscall", "yield_int50_idle", "call_reply_recv_two_processes",
@@ -135,7 +145,7 @@ def run(out):
 
     with open(os.path.join(out, "bench.csv"), newline="") as f:
         records = list(csv.DictReader(f))
-    check("CSV rows", len(records), 22 + 22 + 7 + 7 + 9 + 5 + 5)
+    check("CSV rows", len(records), 22 + 22 + 7 + 7 + 9 + 3 + 5 + 5)
     by_key = {(r["variant"], r["mode"], r["case"]): r for r in records}
     check("CSV keys unique", len(by_key), len(records))
     r = by_key.get((on, "icount", "call_reply_recv_two_processes"), {})
@@ -154,6 +164,8 @@ def run(out):
     check("CSV plain", (r.get("median"), r.get("unit")), ("30219", "tsc_ticks"))
     r = by_key.get((on, "icount", "call_reply_recv_busy_8"), {})
     check("CSV ratio target", (r.get("target"), r.get("met")), ("466", "no"))
+    r = by_key.get((smp2, "icount", "call_reply_recv_two_processes"), {})
+    check("CSV cross-variant target", (r.get("target"), r.get("met")), ("407", "yes"))
     r = by_key.get((linux, "plain", "unix_socket_ping_pong"), {})
     check("CSV Linux", (r.get("source"), r.get("median")), ("linuxbench", "80551"))
     check("no plots asked, none drawn", sorted(os.listdir(out)), ["bench.csv", "table.md"])

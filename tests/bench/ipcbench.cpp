@@ -491,16 +491,27 @@ int run_cases(const services::Services& s) {
 }
 
 // With cross=on (bench-smp2.iso, booted on two CPUs): the headline round
-// trip with the echo process on another CPU, where every call and every
-// reply is a wake of a thread of the other CPU and an interrupt there,
-// never a direct switch (docs/smp.md). Its own variant (cpus=N), so the
-// one-CPU figures stay apart.
+// trip with the echo process on this CPU, which the other CPUs must not
+// slow down (scripts/benchlib/report.py compares it with the one-CPU
+// kernel's); then with the echo process on another CPU, where every call
+// and every reply is a wake of a thread of the other CPU and an interrupt
+// there, never a direct switch (docs/smp.md). Its own variant (cpus=N), so
+// the one-CPU figures stay apart.
 int run_cross_core(const abi::StartInfo& start, const services::Services& s) {
     printf("config: fastpath=%s donate=%s cpus=%u\n", g_fast_path ? "on" : "off",
            g_donation ? "on" : "off", start.cpu_count);
     Figures timer = measure([] {});
     g_overhead = timer.median;
     report("timer_overhead", timer);
+    {
+        Result<EchoProcess> here = spawn_echo(s, start.cpu);
+        if (!here) {
+            report_error("call_reply_recv_two_processes", "spawn", here.error());
+        } else {
+            call_round_trips("call_reply_recv_two_processes", here->ep.get());
+            stop_echo(s, *here);
+        }
+    }
     constexpr const char* kName = "call_reply_recv_cross_core";
     abi::Err err = abi::Err::InvalidArgument;
     for (uint32_t k = 1; k < start.cpu_count; ++k) {

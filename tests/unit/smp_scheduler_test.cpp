@@ -492,6 +492,7 @@ TEST_F(SmpSchedulerTest, DeathDropsAPendingMove) {
         irq_enter();
         sched1().on_notify();
         irq_exit();
+        sched1().preempt_if_needed();
     });
     EXPECT_EQ(t->cpu, 1u);
     EXPECT_EQ(sched1().counters().moves, 0u);
