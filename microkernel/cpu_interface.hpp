@@ -62,6 +62,8 @@ concept CpuInterface = requires(typename C::Context& ctx, void (*entry)(void*), 
     { C::timestamp() } -> std::same_as<uint64_t>;
     // The kernel log (COM1 on x86-64).
     { C::log_write(text, len) } -> std::same_as<void>;
+    // Stop every other CPU for good, and say how many stopped (a panic).
+    { C::stop_other_cpus() } -> std::same_as<uint32_t>;
     // Stop this CPU for good (after a panic).
     { C::halt_forever() } -> std::same_as<void>;
     // Power the machine off, reporting success or failure to whoever runs it

@@ -10,12 +10,15 @@ namespace mk {
 
 void panic(const char* file, int line, const char* fmt, ...) {
     Cpu::save_and_disable_interrupts();
+    // First, so that nothing another CPU does or logs mixes with this.
+    uint32_t stopped = Cpu::stop_other_cpus();
     log("\nKERNEL PANIC at %s:%d: ", file, line);
     va_list args;
     va_start(args, fmt);
     vlog(fmt, args);
     va_end(args);
     log("\n");
+    if (stopped != 0) log("panic: stopped %u other CPU%s\n", stopped, stopped == 1 ? "" : "s");
 #if defined(MK_KERNEL)
     // The kernel keeps frame pointers: walk them while they point into the
     // higher half (resolve with addr2line -e build/boot/kernel.elf).

@@ -2,6 +2,7 @@
 #include "cpu.hpp"
 #include "log.hpp"
 #include "platform.hpp"
+#include "smp.hpp"
 #include "spinlock.hpp"
 #include "trap.hpp"
 #include "x86.hpp"
@@ -212,8 +213,11 @@ SpinLock g_log_lock{LockLevel::Log};
 void Cpu::log_write(const char* text, size_t len) {
     // A CPU already holding it is inside the log when it faulted or
     // panicked: it writes without the lock rather than wait for itself.
+    // So does a panic once the other CPUs are stopped: one of them may
+    // have stopped holding it.
     HeldLocks* held = held_locks_here();
-    if (held != nullptr && (held->mask & HeldLocks::bit(LockLevel::Log)) != 0) {
+    if ((held != nullptr && (held->mask & HeldLocks::bit(LockLevel::Log)) != 0) ||
+        x86::cpus_stopping()) {
         x86::serial_write(text, len);
         return;
     }

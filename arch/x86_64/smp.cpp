@@ -296,6 +296,52 @@ void Cpu::notify_cpu(uint32_t index) {
     (void)send_ipi(index, kVectorNotify);
 }
 
+// --- Stopping the other CPUs (a panic) ---
+
+namespace {
+
+constexpr uint32_t kIcrNmi = 4u << 8;          // delivery mode NMI
+constexpr uint32_t kIcrAllButSelf = 3u << 18;  // destination shorthand
+uint32_t g_stopping = 0;                       // 1 once a CPU began stopping the others
+uint32_t g_stopped = 0;                        // CPUs that stopped since
+
+}  // namespace
+
+bool mk::x86::cpus_stopping() {
+    return __atomic_load_n(&g_stopping, __ATOMIC_ACQUIRE) != 0;
+}
+
+void mk::x86::stop_here() {
+    asm volatile("cli");
+    __atomic_fetch_add(&g_stopped, 1, __ATOMIC_RELEASE);
+    for (;;) asm volatile("hlt");  // an NMI ends a hlt: halt again
+}
+
+uint32_t Cpu::stop_other_cpus() {
+    // One CPU stops the others; a second one panicking meanwhile is
+    // stopped by the first (its NMI handler) and waits for it here.
+    if (__atomic_exchange_n(&g_stopping, 1, __ATOMIC_ACQ_REL) != 0) stop_here();
+    uint32_t others = 0;
+    for (uint32_t i = 0, n = cpu_count(); i < n; ++i) others += cpu_online(i) ? 1 : 0;
+    others -= 1;
+    if (others == 0) return 0;
+    // An NMI, which a CPU spinning with interrupts off takes too.
+    if (!lapic_send_ipi(0, kIcrNmi | kIcrAllButSelf | kIcrAssert)) {
+        log("panic: the local APIC did not send the NMI that stops the other CPUs\n");
+        return 0;
+    }
+    uint64_t per_ms = tsc_ticks_per_ms() == 0 ? 1000000 : tsc_ticks_per_ms();
+    uint64_t start = timestamp();
+    while (__atomic_load_n(&g_stopped, __ATOMIC_ACQUIRE) < others &&
+           timestamp() - start < 100 * per_ms)
+        __builtin_ia32_pause();
+    uint32_t stopped = __atomic_load_n(&g_stopped, __ATOMIC_ACQUIRE);
+    if (stopped < others)
+        log("panic: %u of the %u other CPUs did not stop within 100 ms\n", others - stopped,
+            others);
+    return stopped;
+}
+
 // An AP, on its own stack, in the kernel's address space, interrupts off:
 // the same per-CPU set-up as the boot CPU's; then its running code becomes
 // its idle thread (cpu_join), its LAPIC timer starts, and it idles, taking

@@ -32,6 +32,11 @@ static_assert(kApTrampolineEnd <= 0x100000 && kApTrampolineBase % 4096 == 0,
 // false, logged, when the local APIC did not send it.
 bool send_ipi(uint32_t index, uint8_t vector);
 
+// Whether a CPU is stopping the others (Cpu::stop_other_cpus, a panic):
+// the NMI handler then stops this one (stop_here), for good.
+bool cpus_stopping();
+[[noreturn]] void stop_here();
+
 size_t start_application_processors(const acpi::MadtInfo& madt, PhysRanges usable,
                                     PhysRanges reserved);
 

@@ -6,6 +6,7 @@
 #include "panic.hpp"
 #include "percpu.hpp"
 #include "platform.hpp"
+#include "smp.hpp"
 #include "syscall/entry.hpp"
 #include "trap.hpp"
 #include "x86.hpp"
@@ -87,6 +88,7 @@ extern "C" void arch_trap(mk::x86::TrapFrame* frame) {
         // interrupted code goes on. Counted, not logged: an NMI can land in
         // the middle of a log message (the log masks only maskable
         // interrupts) and would cut its line in two.
+        if (cpus_stopping()) stop_here();  // another CPU panicked
         note_nmi(frame->rip);
         return;
     }

@@ -252,6 +252,9 @@ class Cpu {
     }
 
     static void log_write(const char* text, size_t len);
+    // Stops every other CPU for good (an NMI to all but this one), waiting
+    // up to 100 ms for them; returns how many stopped. For a panic.
+    static uint32_t stop_other_cpus();
     [[noreturn]] static void halt_forever();
     [[noreturn]] static void shutdown(bool success);
 };

@@ -81,6 +81,7 @@ class Cpu {
 
     static uint64_t timestamp();
     static void log_write(const char* text, size_t len);
+    static uint32_t stop_other_cpus() { return 0; }  // one CPU at a time on the host
     [[noreturn]] static void halt_forever();
     [[noreturn]] static void shutdown(bool success);
 };
