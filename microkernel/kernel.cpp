@@ -198,12 +198,7 @@ Result<ModuleImage> boot_module(const char* name) {
     return BootModules::instance().find(name, n);
 }
 
-BootModules& BootModules::instance() {
-    alignas(BootModules) static unsigned char storage[sizeof(BootModules)];
-    static BootModules* modules = nullptr;
-    if (modules == nullptr) modules = new (storage) BootModules();
-    return *modules;
-}
+BootModules BootModules::instance_;
 
 Result<ModuleImage> BootModules::find(const char* name, size_t length) const {
     for (size_t i = 0; i < g_module_count; ++i) {

@@ -120,17 +120,19 @@ void lapic_enable(bool boot_cpu) {
 
 bool lapic_send_ipi(uint32_t apic_id, uint32_t command) {
     // Destination in ICR[63:56]; writing the low half sends. Delivery
-    // status (bit 12) stays set until the local APIC has sent it: bounded,
+    // status (bit 12) stays set until the local APIC has sent the last
+    // one: waited for before this one, not after, so a sender (often under
+    // the scheduler lock) does not wait for its own IPI to leave. Bounded,
     // so a wedged APIC is an error, never a hang.
     constexpr uint32_t kDeliveryPending = 1u << 12;
-    lapic_write(kLapicIcrHigh, apic_id << 24);
-    lapic_write(kLapicIcrLow, command);
     uint64_t start = Cpu::timestamp();
     uint64_t limit = g_tsc_per_ms == 0 ? 100000000 : g_tsc_per_ms * 10;
     while ((lapic_read(kLapicIcrLow) & kDeliveryPending) != 0) {
         if (Cpu::timestamp() - start > limit) return false;
         __builtin_ia32_pause();
     }
+    lapic_write(kLapicIcrHigh, apic_id << 24);
+    lapic_write(kLapicIcrLow, command);
     return true;
 }
 

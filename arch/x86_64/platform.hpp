@@ -26,7 +26,7 @@ void lapic_init(uint64_t apic_base_virt);
 // NMI input on the boot CPU and masked on the others.
 void lapic_enable(bool boot_cpu);
 // Sends an IPI (ICR command word) to one xAPIC id; false when the LAPIC
-// did not report it sent within 10 ms.
+// had not sent the previous one within 10 ms (then nothing is sent).
 [[nodiscard]] bool lapic_send_ipi(uint32_t apic_id, uint32_t command);
 // TSC ticks per millisecond, as lapic_timer_start() measured (0 before).
 uint64_t tsc_ticks_per_ms();

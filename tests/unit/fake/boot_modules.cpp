@@ -6,11 +6,7 @@
 
 namespace mk {
 
-BootModules& BootModules::instance() {
-    alignas(BootModules) static unsigned char storage[sizeof(BootModules)];
-    static BootModules* modules = new (storage) BootModules();
-    return *modules;
-}
+BootModules BootModules::instance_;
 
 Result<ModuleImage> BootModules::find(const char*, size_t) const {
     return Error::InvalidArgument;
