@@ -217,10 +217,11 @@ void serve_tlb_requests() {
 // returns once all have. The others are interrupted (kVectorTlb) and this
 // CPU waits for them with interrupts off, acting meanwhile on what they
 // ask of it: two CPUs shooting at each other both go on. A CPU spinning
-// on a lock with interrupts off would not answer, so the caller holds
-// none: every lock holder finishes without waiting for a shootdown.
+// on a lock with interrupts off would not answer, so a caller that may
+// have to wait holds none: every lock holder finishes without waiting for
+// a shootdown. (One that cannot have to wait, freeing a process that never
+// ran, may hold locks: no CPU has its root loaded.)
 void shoot_down(uint64_t root, uint64_t virt, uint64_t pages) {
-    MK_ASSERT(!in_irq() && this_cpu().held_locks.mask == 0);
     bool was = Cpu::save_and_disable_interrupts();
     uint32_t self = Cpu::cpu_index();
     flush_here(root, virt, pages);
@@ -234,6 +235,7 @@ void shoot_down(uint64_t root, uint64_t virt, uint64_t pages) {
         if (__atomic_load_n(&c->arch.loaded_root, __ATOMIC_RELAXED) == root) targets |= 1u << i;
     }
     if (targets != 0) {
+        MK_ASSERT(!in_irq() && this_cpu().held_locks.mask == 0);
         TlbRequest& r = g_tlb_requests[self];
         r.root = root;
         r.virt = virt;
