@@ -93,7 +93,7 @@
 #define TOK(t, i) ((t) * 4 + (i) + 1)   /* message of call i of thread t; the reply = the same */
 
 mtype = { RUNNING, READY, BLOCKED, DEAD };     /* ThreadState */
-mtype = { WOKEN, TIMEDOUT };                   /* WakeReason */
+mtype = { WOKEN, TIMEDOUT, INTERRUPTED };      /* WakeReason */
 mtype = { IDLE, WAITING, DELIVERED };          /* IpcState of R on the endpoint */
 mtype = { NOWAIT, AWAITING, REPLIED };         /* a caller's reply wait */
 
@@ -134,6 +134,13 @@ byte  stk[NT];                  /* ghost: 0 no CPU on t's stack, H(c): CPU c */
 byte  ticks;                    /* ghost: timeouts fired */
 bit   got[16];                  /* ghost: messages R's recv returned as a success */
 byte  ngot, ntaken, nreplied;   /* ghosts: messages R returned, handed to R; replies */
+bit   exitreq;                  /* C's Thread::exit_requested (-DKILL) */
+bit   killed;                   /* ghost: the kill happened */
+#ifdef KILL
+#define KILLED(t) ((t) == C && exitreq)
+#else
+#define KILLED(t) false
+#endif
 
 #ifdef BUG_TIMER_TAKES_E
 bit   irq0;                     /* CPU0 in the tick's handler: its thread stands still */
@@ -229,10 +236,19 @@ inline exit_current(c_, t_, nxt_) {
    caller's home S lock: the answer, and a wake if the caller is Blocked for it */
 inline reply_to(t_) {
   atomic { lockS(0, home[t_]);
+#ifdef KILL
+           if
+           :: rst[t_] != AWAITING ->    /* the caller was killed and gave up: drop */
+              assert(killed && t_ == C); REACH(12); printf("R: reply to %d dropped\n", t_)
+           :: else ->
+#endif
            assert(rst[t_] == AWAITING); rst[t_] = REPLIED; rslot[t_] = rmsg;
            printf("R: replies %d to %d (%e)\n", rmsg, t_, state[t_]);
            if :: state[t_] != BLOCKED -> REACH(2) :: else fi;   /* the reply came first */
            wake_locked(0, t_, WOKEN);
+#ifdef KILL
+           fi;
+#endif
            unlockS(0, home[t_]) }
 }
 
@@ -264,6 +280,9 @@ proctype Receiver() {           /* R on CPU0: NMSG x Endpoint::recv (timed) + re
               schedule_locked(0, R, nxt) }
      switch_context(0, R);
      /* switched to again (wake, timeout or the direct switch): release S0 */
+#ifdef KILL
+end_recv:                       /* the killed caller's calls never come */
+#endif
      atomic { on[0] == R -> assert(state[R] == RUNNING && cur[0] == R && !armed);
               release_handed_over(0) }
      /* Endpoint::finish_recv (new rule): under E, Delivered wins over any wake_reason */
@@ -309,7 +328,7 @@ proctype Caller(byte t; byte c; byte n) {
   :: else
   fi;
   do
-  :: i < n ->
+  :: i < n && !KILLED(t) ->     /* before_return_to_user: a killed thread ends */
      direct = 0;
      /* Endpoint::call_impl: lock E; a waiting receiver? */
      atomic { ON(c, t) -> lockE(c);
@@ -367,6 +386,8 @@ wait:
 #ifndef BUG_BLOCK_NO_REPLY_CHECK
               if
               :: rst[t] == REPLIED -> take_reply(t, i); unlockS(c, c); REACH(9); goto answered
+              :: KILLED(t) ->           /* block_current_locked: exit_requested, no block */
+                 rst[t] = NOWAIT; unlockS(c, c); goto interrupted
               :: else
               fi;
 #endif
@@ -376,17 +397,43 @@ wait:
      goto resumed;
 queued:
      /* no receiver: block on senders_ awaiting the reply (lock S, Blocked, unlock E) */
-     atomic { lockS(c, c); rst[t] = AWAITING; state[t] = BLOCKED; unlockE(c);
+     atomic { lockS(c, c);
+              if
+              :: KILLED(t) -> sql--; sq[sql] = 0; unlockS(c, c); unlockE(c); goto interrupted
+              :: else
+              fi;
+              rst[t] = AWAITING; state[t] = BLOCKED; unlockE(c);
               schedule_locked(c, t, nxt) }
      switch_context(c, t);
 resumed:
      /* woken by the reply: read it under the own S lock (handed over), release */
      atomic { on[c] == t -> assert(state[t] == RUNNING && cur[c] == t);
+#ifdef KILL
+              if
+              :: rst[t] != REPLIED ->   /* woken by the kill: give the reply wait up */
+                 assert(KILLED(t) && wr[t] == INTERRUPTED); REACH(11);
+                 rst[t] = NOWAIT; release_handed_over(c); goto withdraw
+              :: else
+              fi;
+#endif
+              if :: KILLED(t) -> REACH(13) :: else fi;   /* the reply came before C ran */
               take_reply(t, i); release_handed_over(c) }
 answered:
      nreplied++; i++
   :: else -> break
   od;
+  goto done;
+withdraw:                       /* Interrupted: off senders_ if still there (under E) */
+  atomic { lockE(c);
+           if
+           :: sql > 0 && sq[0] == t -> sq[0] = sq[1]; sq[1] = 0; sql--
+           :: sql > 1 && sq[1] == t -> sq[1] = 0; sql--
+           :: else
+           fi;
+           unlockE(c) }
+interrupted:                    /* the call returns Interrupted: only a killed thread */
+  assert(KILLED(t)); printf("%d: call Interrupted\n", t);
+done:
   exit_current(c, t, nxt)
 }
 
@@ -432,6 +479,18 @@ end_timer:
   od
 }
 
+#ifdef KILL
+/* Scheduler::kill -> kill_locked(C), from CPU0 (interrupts on there), once: under C's
+   home lock S1 only: exit_requested, and a Blocked C woken with Interrupted */
+proctype Killer() {
+end_kill:
+  atomic { INTS_ON(0) && NOIRQ(0) && slk[1] == 0 && state[C] != DEAD ->
+           lockS(0, 1); exitreq = 1; killed = 1;
+           printf("CPU0: kill C (%e)\n", state[C]);
+           wake_locked(0, C, INTERRUPTED); unlockS(0, 1) }
+}
+#endif
+
 active proctype Check() {       /* ghost: when nothing can move any more */
 end_check:
   timeout ->
@@ -440,10 +499,14 @@ end_check:
   assert(!(state[C] == BLOCKED && rst[C] == REPLIED) &&
          !(state[C0] == BLOCKED && rst[C0] == REPLIED)); /* 1: a caller slept through its reply */
   assert(ngot == ntaken);                                /* 2: a message handed to R was lost */
-  assert(ngot == NMSG && nreplied == NMSG);
-  assert(state[R] == DEAD && state[C] == DEAD && state[C0] == DEAD);
+  assert(state[C] == DEAD && state[C0] == DEAD && sql == 0);
+  if
+  :: killed ->                  /* R may wait for ever for the calls C never made */
+     assert(state[R] == DEAD || (state[R] == BLOCKED && rcvq && ist == WAITING))
+  :: else -> assert(ngot == NMSG && nreplied == NMSG && state[R] == DEAD)
+  fi;
   assert(cur[0] == I0 && cur[1] == I1 && halted[0] && halted[1]);
-  assert(rql[0] == 0 && rql[1] == 0 && !pend[0] && !pend[1] && !rcvq && sql == 0);
+  assert(rql[0] == 0 && rql[1] == 0 && !pend[0] && !pend[1]);
   REACH(10)
 }
 
@@ -463,5 +526,8 @@ init {
     run Caller(C0, 0, NC0);
 #endif
     run Idle(0); run Idle(1)
+#ifdef KILL
+    ; run Killer()
+#endif
   }
 }
