@@ -19,7 +19,9 @@
  * (timed recv), answers each, then exits.  C (homed on CPU1) makes NCALL calls.  With
  * -DDIRECT, C0 (homed on CPU0) makes one call, and may take the same-CPU direct switch
  * to R.  I0, I1: the idle threads.  Timer0: CPU0's tick, which may time R's wait out
- * (at most NTICKS times).  Each CPU runs one thread at a time: on[c] is the thread
+ * (at most NTICKS times).  With -DKILL, Killer: one kill of C from CPU0, under S1 only
+ * (C gives its reply wait up under S1, leaves senders_ under E, and ends; a reply that
+ * finds no wait is dropped; a reply that came before C ran wins over the kill).  Each CPU runs one thread at a time: on[c] is the thread
  * whose code (and stack) CPU c is on; a thread's proctype moves only while on[home]
  * names it.  A switch is scheduled under S[c] and the lock is HANDED OVER to the thread
  * switched to, which releases it (as today).
@@ -40,7 +42,7 @@
  *      (stk[]); a thread made Running is on no ready queue; whoever finds a thread
  *      Blocked under its S lock finds its CPU off its stack (the hand-over);
  *   4. lock order: no E acquire with an S lock held, no S acquire with an S lock held;
- *      no deadlock (invalid end states);
+ *      no deadlock (invalid end states; Check: no lock held when nothing can move);
  *   5. mutual exclusion: one holder per lock; every access asserts its lock is held.
  *
  * Design corrections the model forced (the model checks the corrected design; the
@@ -51,6 +53,8 @@
  *                     with Woken and no message.  Fix (default): wake R under S0 while
  *                     still holding E (E -> S0 is the lock order): R cannot start a new
  *                     wait without E, so the wake always ends the wait it was for.
+ *                     A CPU may then hold E while it waits for the other CPU's S0: so
+ *                     nothing may take E with an S held (BUG_TIMER_TAKES_E deadlocks).
  *   DIRECT_NO_STATE_CHECK (control) the direct switch does not look at R's state under
  *                     S0: R timed out (Ready, on CPU0's ready queue, still on receivers_
  *                     until it runs) is switched to and left on the ready queue too.
@@ -64,9 +68,12 @@
  *                              wake_reason, not at Delivered: the message is lost
  *   BUG_BLOCK_NO_REPLY_CHECK   the caller blocks for its reply without looking at rst
  *                              under S1: a reply that came first is lost
- *   BUG_TIMER_TAKES_E          the tick takes E under S0 to unlink R itself (order
- *                              check off): deadlock with call_impl holding E, wanting S0
+ *   BUG_TIMER_TAKES_E          the tick takes E under S0 to unlink R itself (this
+ *                              acquire leaves the order assertion out, to show the
+ *                              deadlock itself): call_impl holds E and wants S0
  *   BUG_RELEASE_BEFORE_SWITCH  CPU0 releases S0 while still on the old thread's stack
+ *                              (every CPU0 switch): CPU1's wake finds R Blocked while
+ *                              CPU0 is still on R's stack
  *   WAKE_AFTER_E, DIRECT_NO_STATE_CHECK  (above)
  * PROBE_ALL: reachability probes (REACH(n) fails with its own text).
  */
@@ -129,7 +136,7 @@ byte  rmsg;                     /* R's message slot */
 byte  rto = NONE;               /* R's reply target (IpcState::reply) */
 /* constant / ghosts */
 byte  home[NT];
-byte  on[2];                   /* ghost: the thread whose code and stack CPU c is on */
+byte  on[2];                    /* ghost: the thread whose code and stack CPU c is on */
 byte  stk[NT];                  /* ghost: 0 no CPU on t's stack, H(c): CPU c */
 byte  ticks;                    /* ghost: timeouts fired */
 bit   got[16];                  /* ghost: messages R's recv returned as a success */
@@ -167,6 +174,7 @@ inline unlockS(c_, x_) { assert(slk[x_] == H(c_) && sheld[c_] == x_ + 1); slk[x_
    (an IPI) if that is another CPU and it runs its idle thread */
 inline enqueue_locked(c_, t_) {
   assert(HOLDS_S(c_, t_) && state[t_] == READY);
+  assert(rql[home[t_]] < 2);                                   /* room: at most 2 Ready */
   assert(rql[home[t_]] == 0 || rq[2 * home[t_]] != t_);        /* not queued twice */
   rq[2 * home[t_] + rql[home[t_]]] = t_; rql[home[t_]]++;
   if
