@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run_spin.sh [workdir] -- exhaustive SPIN model checks of the IPC and scheduler models,
-# one CPU (ipc_rendezvous.pml, prepare_block.pml) and two (smp_wake.pml)
+# one CPU (ipc_rendezvous.pml, prepare_block.pml) and two (smp_wake.pml; split_locks.pml:
+# the design of the per-endpoint / per-CPU locks, which the code does not have yet)
 # (tests/model/README.md)
 #
 # Runs (at most $SPIN_JOBS=2 at a time), each in its own directory under workdir:
@@ -34,6 +35,7 @@ work=$(cd "$work" && pwd)
 ipc=ipc_rendezvous.pml
 pb=prepare_block.pml
 sw=smp_wake.pml
+sl=split_locks.pml
 runs=(
   "ipc_drops;pass;$ipc;-DSERVER_DROPS;safety;;ipc: 2 clients x 2 calls (C1 timed), server ReplyRecv or Recv-drop, kill"
   "ipc_destroy;pass;$ipc;-DDESTROY -DBUDGET=1;safety;;ipc: 2 clients x 2 calls, server ReplyRecv, kill, endpoint destroy"
@@ -64,6 +66,17 @@ runs=(
   "smp_neg_hlt_window;fail;$sw;-DBUG_HLT_WINDOW -DNOTIFY_NO_PREEMPT;safety;assertion violated .*rq_len>0\)&&halted1;smp_wake negative control BUG_HLT_WINDOW + NOTIFY_NO_PREEMPT: sti apart from hlt, and the notify does not schedule"
   "smp_neg_release_before_switch;fail;$sw;-DBUG_RELEASE_BEFORE_SWITCH;safety;assertion violated .*stk\[;smp_wake negative control BUG_RELEASE_BEFORE_SWITCH: the lock released while still on the old thread's stack"
   "smp_neg_reaper_no_lock;fail;$sw;-DBUG_REAPER_NO_LOCK;safety;assertion violated .*stk\[z\]==0;smp_wake negative control BUG_REAPER_NO_LOCK: the reaper pops a zombie without the lock and frees its stack"
+  "split_safety;pass;$sl;-DKILL;safety;;split_locks (design): R on CPU0 (2 timed recvs), C on CPU1 (2 calls), CPU0's tick, a kill of C"
+  "split_direct;pass;$sl;-DKILL -DDIRECT;safety;;split_locks (design): + C0 on CPU0 calling once (the same-CPU direct switch)"
+  "split_np;pass;$sl;-DKILL -DDIRECT;np;;split_locks (design): termination, no cycle"
+  "split_probes;reach;$sl;-DPROBE_ALL -DKILL -DDIRECT;probe;1 2 3 4 5 6 7 8 9 10 11 12 13;split_locks reachability probes 1-13 (README.md)"
+  "split_neg_unlock_e_before_block;fail;$sl;-DBUG_UNLOCK_E_BEFORE_BLOCK;safety;assertion violated .*ist==;split_locks negative control BUG_UNLOCK_E_BEFORE_BLOCK: recv releases E before it is Blocked under S0"
+  "split_neg_cleanup_ignores_delivered;fail;$sl;-DBUG_CLEANUP_IGNORES_DELIVERED;safety;assertion violated \(ngot==ntaken\);split_locks negative control BUG_CLEANUP_IGNORES_DELIVERED: a timed-out recv drops a delivered message"
+  "split_neg_block_no_reply_check;fail;$sl;-DBUG_BLOCK_NO_REPLY_CHECK;safety;assertion violated .*rst\[1\]==;split_locks negative control BUG_BLOCK_NO_REPLY_CHECK: the caller blocks without looking for its reply under S1"
+  "split_neg_timer_takes_e;fail;$sl;-DBUG_TIMER_TAKES_E;safety;assertion violated \(\(\(elk==0\);split_locks negative control BUG_TIMER_TAKES_E: the tick takes E under S0 (deadlock)"
+  "split_neg_release_before_switch;fail;$sl;-DBUG_RELEASE_BEFORE_SWITCH;safety;assertion violated \(stk\[0\]==0\);split_locks negative control BUG_RELEASE_BEFORE_SWITCH: CPU0 releases S0 while still on the old stack"
+  "split_neg_wake_after_e;fail;$sl;-DWAKE_AFTER_E;safety;assertion violated \(wr\[0\]==;split_locks negative control WAKE_AFTER_E (first proposal): call_impl wakes R after releasing E"
+  "split_neg_direct_no_state_check;fail;$sl;-DDIRECT -DDIRECT_NO_STATE_CHECK;safety;assertion violated \(\(rql\[0\]==0\);split_locks negative control DIRECT_NO_STATE_CHECK (first proposal): the direct switch ignores R's state"
 )
 
 split() { IFS=';' read -r name expect model defs mode pattern label <<<"$1"; }
