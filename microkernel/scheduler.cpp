@@ -108,7 +108,7 @@ Result<uint32_t> Scheduler::set_affinity_locked(Thread& thread, uint32_t mask) {
     if (thread.state == ThreadState::Created) {
         thread.cpu = dest;  // nothing of it is loaded anywhere yet
     } else if (thread.cpu == cpu_) {
-        move_locked(thread, dest);
+        request_move_locked(thread, dest);
     } else {
         // Its home CPU may hold some of it in its registers (the FPU): that
         // CPU moves it. Until then it stays where it is.
@@ -121,6 +121,40 @@ Result<uint32_t> Scheduler::set_affinity_locked(Thread& thread, uint32_t mask) {
     return dest;
 }
 
+bool Scheduler::movable_locked(const Thread& thread) const {
+    switch (thread.state) {
+        case ThreadState::Created:
+            return true;
+        case ThreadState::Ready:
+        case ThreadState::Blocked:
+            return Cpu::resumes_at_frame(thread.context) || thread.stack_holds_no_cpu;
+        case ThreadState::Running:
+            return &thread == current_ && at_boundary_;
+        case ThreadState::Dead:
+            break;
+    }
+    return false;
+}
+
+void Scheduler::request_move_locked(Thread& thread, uint32_t dest) {
+    MK_ASSERT(thread.cpu == cpu_);
+    if (dest == cpu_ || thread.state == ThreadState::Dead) {
+        drop_move_locked(thread);
+    } else if (movable_locked(thread)) {
+        move_locked(thread, dest);
+    } else {
+        thread.move_to = dest;
+        if (!thread.move_hook.is_linked()) moves_.push_back(thread);
+    }
+}
+
+void Scheduler::do_moves_locked() {
+    for (auto it = moves_.begin(); it != moves_.end();) {
+        Thread& t = *it++;  // a move unlinks it
+        if (movable_locked(t)) move_locked(t, t.move_to);
+    }
+}
+
 void Scheduler::drop_move_locked(Thread& thread) {
     if (thread.move_hook.is_linked()) of(thread).moves_.erase(MoveList::s_iterator_to(thread));
     thread.move_to = Thread::kNoMove;
@@ -128,6 +162,7 @@ void Scheduler::drop_move_locked(Thread& thread) {
 
 void Scheduler::move_locked(Thread& thread, uint32_t dest) {
     MK_ASSERT(thread.cpu == cpu_ && &thread != idle_ && cpu_online(dest));
+    MK_ASSERT(movable_locked(thread) || thread.state == ThreadState::Dead);
     drop_move_locked(thread);
     if (dest == cpu_ || thread.state == ThreadState::Dead) return;
     if (donate_target_ == &thread) donate_target_ = nullptr;
@@ -138,12 +173,10 @@ void Scheduler::move_locked(Thread& thread, uint32_t dest) {
             thread.cpu = dest;
             break;
         case ThreadState::Running:
-            // This CPU's running thread, or one that left this CPU's
-            // queues for another and is on its way there (moved while it
-            // ran, not switched out yet): the switch that takes it off its
-            // CPU queues it at its home (schedule_locked).
+            // This CPU's running thread, at the user boundary: the switch
+            // that follows queues it at its new home (schedule_locked).
             thread.cpu = dest;
-            if (&thread == current_) need_resched_ = true;
+            need_resched_ = true;
             break;
         case ThreadState::Ready:
             remove_ready_locked(thread);
@@ -179,7 +212,8 @@ void Scheduler::balance_locked() {
         Scheduler& idle = cpu_at(i).scheduler;
         if (idle.load_locked() != 0) continue;
         uint32_t bit = 1u << i;
-        Thread* t = ready_.find_if([bit](const Thread& c) { return (c.affinity & bit) != 0; });
+        Thread* t = ready_.find_if(
+            [this, bit](const Thread& c) { return (c.affinity & bit) != 0 && movable_locked(c); });
         if (t == nullptr) continue;
         move_locked(*t, i);
         ++counters_.balanced;
@@ -622,6 +656,8 @@ void Scheduler::schedule_locked(bool honor_donation) {
 }
 
 void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
+    bool boundary = at_boundary_;
+    at_boundary_ = false;
     next.state = ThreadState::Running;
     // A donation or a direct switch passes the rest of the quantum on: a pair
     // of threads handing the CPU back and forth shares one quantum and
@@ -629,6 +665,7 @@ void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
     if (fresh_quantum || quantum_left_ == 0) quantum_left_ = kQuantumTicks;
     need_resched_ = false;
     if (&next == &prev) return;
+    prev.stack_holds_no_cpu = boundary;
     current_ = &next;
     ++counters_.switches;
     if (prev.state == ThreadState::Dead) {
@@ -666,18 +703,29 @@ void Scheduler::on_timer_tick() {
     }
 }
 
-void Scheduler::preempt_if_needed() {
+void Scheduler::preempt_if_needed(bool from_user) {
     LockGuard guard(lock_);
-    // The moves other CPUs asked of this one (set_affinity_locked), which
-    // interrupted it for them.
-    while (!moves_.empty()) {
-        Thread& t = moves_.front();
-        move_locked(t, t.move_to);  // unlinks it
-    }
+    at_boundary_ = from_user;
+    // The moves asked of this CPU (set_affinity_locked), which an
+    // interrupt from another CPU may have come for.
+    if (!moves_.empty()) [[unlikely]]
+        do_moves_locked();
     bool idle_has_work = current_ == idle_ && any_ready_locked();
-    if (!need_resched_ && !idle_has_work) return;
+    if (!need_resched_ && !idle_has_work) {
+        at_boundary_ = false;
+        return;
+    }
     if (!idle_has_work) ++counters_.preemptions;
-    schedule_locked(false);
+    schedule_locked(false);  // its switch clears at_boundary_
+}
+
+void Scheduler::at_user_boundary() {
+    LockGuard guard(lock_);
+    Thread& self = *current_;
+    if (self.move_to == Thread::kNoMove) return;
+    at_boundary_ = true;
+    move_locked(self, self.move_to);
+    schedule_locked(false);  // back on its new CPU; its switch cleared at_boundary_
 }
 
 void Scheduler::on_notify() {

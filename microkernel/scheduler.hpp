@@ -99,10 +99,12 @@ class Scheduler {
     // The CPUs `thread` may run on from now on (docs/smp.md, "Placement").
     // InvalidArgument when `mask` is empty or names a CPU that is not in
     // the table; BadState for a Dead thread. When its home is not in the
-    // mask, the thread moves to the least loaded CPU of it: at once if its
-    // home is this CPU (the running thread itself at its next switch, which
-    // the caller brings about: yield_now()); else its home CPU is told
-    // (Cpu::notify_cpu) and moves it (preempt_if_needed). Returns its home from now on.
+    // mask, the thread moves to the least loaded CPU of it, which this
+    // returns: its home CPU moves it as soon as it is movable
+    // (movable_locked): at once if that is this CPU and it is; else at the
+    // end of that CPU's next interrupt (it is told: Cpu::notify_cpu) or on
+    // the thread's way back to user mode (at_user_boundary). Else returns
+    // its home.
     [[nodiscard]] Result<uint32_t> set_affinity(Thread& thread, uint32_t mask);
     [[nodiscard]] Result<uint32_t> set_affinity_locked(Thread& thread, uint32_t mask);
 
@@ -214,14 +216,20 @@ class Scheduler {
     // --- Entry points of the architecture ---
 
     void on_timer_tick();  // timer interrupt, inside irq_enter()/irq_exit()
-    // At the end of an interrupt, after EOI: the moves other CPUs asked of
-    // this one, then a switch if the quantum ran out or the idle thread has
-    // work.
-    void preempt_if_needed();
+    // At the end of an interrupt, after EOI: the moves asked of this CPU,
+    // then a switch if the quantum ran out or the idle thread has work.
+    // `from_user`: the interrupt came from user mode, so the running thread
+    // is at the user boundary (at_user_boundary) and may move too.
+    void preempt_if_needed(bool from_user = false);
     void on_yield_vector();  // int 0x50 handler
     // Cpu::notify_cpu() from another CPU, inside irq_enter()/irq_exit():
     // preempt_if_needed() follows, as after a timer tick.
     void on_notify();
+    // The current thread is on its way back to user mode, interrupts off,
+    // with nothing of the kernel on its stack that holds on to this CPU: a
+    // move asked of it happens here (it switches away, and returns to user
+    // mode on its new CPU). From before_return_to_user.
+    void at_user_boundary();
     // The first instructions of a thread that a switch entered without
     // returning into switch_context: a new thread, or a user thread that
     // gave its stack up (mk_resume_at_frame).
@@ -261,11 +269,24 @@ class Scheduler {
     inline void end_wait_locked(Thread& thread, WakeReason reason);
     // Takes a Ready thread off whichever queue of its CPU holds it.
     static void remove_ready_locked(Thread& thread);
-    // Moves `thread`, homed on this CPU (not its idle thread), to CPU
-    // `dest`: its timeout with it, what this CPU keeps loaded for it saved
-    // (Cpu::unload_context), queued there if Ready; the running thread
-    // leaves at its next switch (schedule_locked, switch_locked).
+    // Whether `thread`, homed on this CPU, may change CPUs now. Kernel code
+    // keeps this CPU's state at hand (its scheduler, its current thread)
+    // while it runs, preemptible, so a thread moves only where it has no
+    // such code on its stack: not started yet, blocked at its frame (an IPC
+    // syscall that gave its stack up), or switched away on its way back to
+    // user mode (Thread::stack_holds_no_cpu); or, running, at that point now.
+    bool movable_locked(const Thread& thread) const;
+    // Moves `thread` (homed on this CPU) to `dest` if it is movable, else
+    // leaves the move on this CPU's move list until it is.
+    void request_move_locked(Thread& thread, uint32_t dest);
+    // Moves `thread`, homed on this CPU (not its idle thread) and movable,
+    // to CPU `dest`: its timeout with it, what this CPU keeps loaded for it
+    // saved (Cpu::unload_context), queued there if Ready; the running
+    // thread leaves at the switch that follows (schedule_locked,
+    // switch_locked).
     void move_locked(Thread& thread, uint32_t dest);
+    // The moves on the move list whose threads are movable now.
+    void do_moves_locked();
     // A move asked of this CPU for `thread` is dropped (it moved, or died).
     static void drop_move_locked(Thread& thread);
     // The balancing rule, at a tick of a CPU with threads waiting in its
@@ -299,8 +320,8 @@ class Scheduler {
     static WaitQueue zombies_;
     static Thread* reaper_;
     TimeoutSet timeouts_;  // threads blocked with a deadline
-    // Threads of this CPU that another CPU asked it to move (Thread::move_to),
-    // moved at the end of its next interrupt (preempt_if_needed).
+    // Threads of this CPU with a move to do (Thread::move_to): asked by
+    // another CPU, or not movable when asked.
     using MoveList =
         bi::list<Thread, bi::member_hook<Thread, decltype(Thread::move_hook), &Thread::move_hook>>;
     MoveList moves_;
@@ -309,6 +330,10 @@ class Scheduler {
     Thread* donate_target_ = nullptr;
     uint32_t quantum_left_ = kQuantumTicks;
     bool need_resched_ = false;
+    // The running thread is at the user boundary (at_user_boundary, an
+    // interrupt from user mode): movable, and Thread::stack_holds_no_cpu if
+    // it switches away now. Cleared by that switch or the caller.
+    bool at_boundary_ = false;
     uint32_t cpu_ = 0;
     static bool donation_enabled_;
     SchedCounters counters_{};

@@ -115,11 +115,17 @@ class Thread : public KObject {
     // The CPUs it may be homed on, a bit per PerCpu::index; `cpu` is one of
     // them. Set by placement and Scheduler::set_affinity.
     uint32_t affinity = 0;
-    // A move to CPU move_to asked of its home CPU by another (on that CPU's
-    // move list through move_hook, done there by Scheduler::preempt_if_needed).
+    // A move to CPU move_to not done yet: asked by another CPU, or waiting
+    // for the thread to be movable (Scheduler::movable_locked). On its home
+    // CPU's move list through move_hook.
     static constexpr uint32_t kNoMove = UINT32_MAX;
     uint32_t move_to = kNoMove;
     bi::list_member_hook<bi::link_mode<bi::safe_link>> move_hook;
+    // Nothing on its kernel stack holds on to the CPU it last ran on, so it
+    // may resume on another: it has not run yet, or its last switch away
+    // was on its way back to user mode (an interrupt from user mode,
+    // Scheduler::at_user_boundary). Set by every switch away.
+    bool stack_holds_no_cpu = true;
     TimeoutHook timeout_hook;  // on the scheduler's timeout set while it has a deadline
     // Tick at which a timed block expires; 0: none; kNeverExpires: a timeout
     // so long that ticks + timeout saturated (not on the timeout set).

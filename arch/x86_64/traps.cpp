@@ -109,14 +109,14 @@ extern "C" void arch_trap(mk::x86::TrapFrame* frame) {
             sched.on_timer_tick();
             irq_exit();
             lapic_eoi();
-            sched.preempt_if_needed();
+            sched.preempt_if_needed(frame->from_user());
             break;
         case kVectorNotify:
             irq_enter();
             sched.on_notify();
             irq_exit();
             lapic_eoi();
-            sched.preempt_if_needed();
+            sched.preempt_if_needed(frame->from_user());
             break;
         case kVectorTlb:
             irq_enter();

@@ -283,9 +283,8 @@ Status sys_set_affinity(Process& p, Thread& self, TrapFrame& f) {
     Result<uint32_t> home = sched().set_affinity(thread, mask.value());
     if (!home) return home.error();
     f.rdi = home.value();
-    // Moved away from here: it goes at this switch, and returns from this
-    // syscall on its new CPU.
-    if (&thread == &self && self.cpu != Cpu::cpu_index()) sched().yield_now();
+    // The caller itself, asked to move, moves on its way back to user mode
+    // (before_return_to_user), and so returns on its new CPU.
     return Error::None;
 }
 
@@ -419,9 +418,17 @@ void handle_user_yield(TrapFrame& f) {
 // (which, released before the return, left the window open instead).
 void before_return_to_user() {
     (void)Cpu::save_and_disable_interrupts();
-    Thread* self = sched().current();
-    if (__atomic_load_n(&self->exit_requested, __ATOMIC_RELAXED)) [[unlikely]]
-        sched().exit_current();
+    for (;;) {
+        Thread* self = sched().current();
+        if (__atomic_load_n(&self->exit_requested, __ATOMIC_RELAXED)) [[unlikely]]
+            sched().exit_current();
+        // A move asked of it (ThreadSetAffinity) happens here, where no
+        // kernel code on its stack holds on to this CPU; on its new CPU it
+        // checks again (a kill may have come meanwhile).
+        if (__atomic_load_n(&self->move_to, __ATOMIC_RELAXED) == Thread::kNoMove) [[likely]]
+            return;
+        sched().at_user_boundary();
+    }
 }
 
 void handle_user_exception(TrapFrame& f, uint64_t fault_address) {

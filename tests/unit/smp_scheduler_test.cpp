@@ -387,9 +387,10 @@ TEST_F(SmpSchedulerTest, SetAffinityRefusalsAndNoMove) {
     EXPECT_EQ(sched().counters().moves, 0u);
 }
 
-// A Blocked thread moves with its timeout: the ticks it had left, counted
-// from now on the new CPU's clock (each CPU has its own). Its old CPU's
-// ticks no longer time it out; the new one's do.
+// A thread blocked at its frame (an IPC syscall that gave its stack up,
+// as the fake's context field says) moves with its timeout: the ticks it
+// had left, counted from now on the new CPU's clock (each CPU has its
+// own). Its old CPU's ticks no longer time it out; the new one's do.
 TEST_F(SmpSchedulerTest, ABlockedThreadTakesItsTimeoutAlong) {
     for (int i = 0; i < 100; ++i) sched().on_timer_tick();
     Thread* t = spawn("t");
@@ -400,6 +401,7 @@ TEST_F(SmpSchedulerTest, ABlockedThreadTakesItsTimeoutAlong) {
         LockGuard guard(sched().lock());
         sched().block_current_locked(&q, 5);
     }
+    t->context.gave_stack_up = true;
     EXPECT_EQ(t->deadline, 105u);
     ASSERT_TRUE(sched().set_affinity(*t, 0b10).ok());
     EXPECT_EQ(t->cpu, 1u);
@@ -418,17 +420,36 @@ TEST_F(SmpSchedulerTest, ABlockedThreadTakesItsTimeoutAlong) {
     EXPECT_EQ(sched1().ready_count(), 1u);
 }
 
-// The running thread that moves itself goes on running until its next
-// switch, which queues it at its new home and saves its state here.
-TEST_F(SmpSchedulerTest, TheRunningThreadLeavesAtItsNextSwitch) {
+// The running thread that moves itself (ThreadSetAffinity) is in kernel
+// code, which keeps this CPU's state at hand: it stays, even across a
+// switch in the kernel, until its way back to user mode, where it switches
+// away to its new home and its state is saved here.
+TEST_F(SmpSchedulerTest, TheRunningThreadMovesOnItsWayBackToUserMode) {
     Thread* t = spawn("t");
     yield();
     ASSERT_EQ(sched().current(), t);
     ASSERT_EQ(sched().set_affinity(*t, 0b10).value(), 1u);
     EXPECT_EQ(sched().current(), t);
+    EXPECT_EQ(t->cpu, 0u);
+    EXPECT_EQ(t->move_to, 1u);
+    // Preempted in the kernel: back on this CPU's queue, not moved, not
+    // taken by the balancing rule either.
+    sched().preempt_if_needed();  // nothing due
+    EXPECT_EQ(sched().current(), t);
+    yield();
+    EXPECT_EQ(t->cpu, 0u);
+    EXPECT_FALSE(t->stack_holds_no_cpu);
+    sched().on_timer_tick();
+    EXPECT_EQ(t->cpu, 0u);
+    EXPECT_EQ(sched().counters().balanced, 0u);
     EXPECT_TRUE(FakeCpu::unloaded.empty());
-    yield();  // what the syscall does next
+    yield();
+    ASSERT_EQ(sched().current(), t);
+    sched().at_user_boundary();  // before_return_to_user
     EXPECT_NE(sched().current(), t);
+    EXPECT_EQ(t->cpu, 1u);
+    EXPECT_EQ(t->move_to, Thread::kNoMove);
+    EXPECT_TRUE(t->stack_holds_no_cpu);
     EXPECT_EQ(t->state, ThreadState::Ready);
     EXPECT_EQ(sched().ready_count(), 0u);
     EXPECT_EQ(sched1().ready_count(), 1u);
@@ -444,21 +465,22 @@ TEST_F(SmpSchedulerTest, TheRunningThreadLeavesAtItsNextSwitch) {
 TEST_F(SmpSchedulerTest, AMoveOfAThreadOfAnotherCpuIsDoneThere) {
     WaitQueue q;
     Thread* blocked = blocked_on_1("blocked", q);
+    blocked->context.gave_stack_up = true;  // blocked at its frame
     FakeCpu::notified.clear();
     ASSERT_EQ(sched().set_affinity(*blocked, 0b01).value(), 0u);
     EXPECT_EQ(blocked->cpu, 1u);  // not yet
     EXPECT_EQ(blocked->move_to, 0u);
     EXPECT_EQ(FakeCpu::notified, std::vector<uint32_t>{1});
     EXPECT_TRUE(FakeCpu::unloaded.empty());
-    auto interrupt_1 = [&] {
+    auto interrupt_1 = [&](bool from_user) {
         on_cpu(1, [&] {
             irq_enter();
             sched1().on_notify();
             irq_exit();
-            sched1().preempt_if_needed();
+            sched1().preempt_if_needed(from_user);
         });
     };
-    interrupt_1();
+    interrupt_1(false);
     EXPECT_EQ(blocked->cpu, 0u);
     EXPECT_EQ(blocked->move_to, Thread::kNoMove);
     EXPECT_EQ(FakeCpu::unloaded, (Unloaded{{&blocked->context, 1}}));
@@ -469,7 +491,13 @@ TEST_F(SmpSchedulerTest, AMoveOfAThreadOfAnotherCpuIsDoneThere) {
     FakeCpu::unloaded.clear();
     ASSERT_EQ(sched().set_affinity(*running, 0b01).value(), 0u);
     EXPECT_EQ(sched1().current(), running);
-    interrupt_1();
+    // The interrupt lands in kernel code: the move waits.
+    interrupt_1(false);
+    EXPECT_EQ(sched1().current(), running);
+    EXPECT_EQ(running->cpu, 1u);
+    EXPECT_TRUE(running->move_hook.is_linked());
+    // The next one lands in user mode: it goes.
+    interrupt_1(true);
     EXPECT_EQ(sched1().current(), idle1_);
     EXPECT_EQ(running->cpu, 0u);
     EXPECT_EQ(running->state, ThreadState::Ready);
@@ -525,6 +553,40 @@ TEST_F(SmpSchedulerTest, BalancingMovesAWaitingThreadToAnIdleCpu) {
     EXPECT_EQ(sched().counters().balanced, 1u);
 }
 
+// The balancing rule moves a thread switched away on its way to user mode
+// (an interrupt from user mode), never one preempted in kernel code.
+TEST_F(SmpSchedulerTest, BalancingMovesOnlyThreadsLeftAtTheUserBoundary) {
+    Thread* a = spawn("a");
+    Thread* b = spawn("b");
+    ASSERT_TRUE(sched().set_affinity(*a, 0b11).ok());
+    ASSERT_TRUE(sched().set_affinity(*b, 0b11).ok());
+    yield();
+    ASSERT_EQ(sched().current(), a);
+    for (uint32_t i = 0; i < Scheduler::kQuantumTicks; ++i) sched().on_timer_tick();
+    // Nothing moved yet: a runs, b waits but b has not run (movable), so b
+    // went to CPU 1 at the first tick. Bring it back to test the rule on
+    // threads that ran.
+    ASSERT_EQ(b->cpu, 1u);
+    on_cpu(1, [&] {
+        sched1().preempt_if_needed();
+        ASSERT_EQ(sched1().current(), b);
+        LockGuard guard(sched1().lock());
+        sched1().block_current_locked(nullptr, 0);
+    });
+    sched().preempt_if_needed(false);  // the quantum is over: a preempted in the kernel
+    ASSERT_NE(sched().current(), a);
+    EXPECT_FALSE(a->stack_holds_no_cpu);
+    sched().on_timer_tick();
+    EXPECT_EQ(a->cpu, 0u);  // not movable
+    while (sched().current() != a) yield();
+    for (uint32_t i = 0; i < Scheduler::kQuantumTicks; ++i) sched().on_timer_tick();
+    sched().preempt_if_needed(true);  // now from user mode
+    ASSERT_NE(sched().current(), a);
+    EXPECT_TRUE(a->stack_holds_no_cpu);
+    sched().on_timer_tick();
+    EXPECT_EQ(a->cpu, 1u);
+}
+
 // Nothing waits for this CPU: nothing moves, though another idles.
 TEST_F(SmpSchedulerTest, NoBalancingWithoutWaitingThreads) {
     Thread* a = spawn("a");
@@ -535,6 +597,7 @@ TEST_F(SmpSchedulerTest, NoBalancingWithoutWaitingThreads) {
         LockGuard guard(sched().lock());
         sched().block_current_locked(nullptr, 0);  // boot runs, nobody waits
     }
+    a->context.gave_stack_up = true;  // as an IPC syscall's block at its frame
     ASSERT_EQ(sched().current(), boot_);
     sched().on_timer_tick();
     EXPECT_EQ(sched().counters().balanced, 0u);

@@ -903,6 +903,7 @@ bool thread_moves_between_cpus() {
     }
     // Its own CPU is in that mask: it stayed.
     EXPECT(utest::apic_id() == apic_here);
+    uint32_t apic_other = 0;  // learnt at the first move there
     uint64_t tls[2] = {0, 0};
     tls[0] = reinterpret_cast<uint64_t>(&tls[0]);
     tls[1] = reinterpret_cast<uint64_t>(&tls[1]);
@@ -915,7 +916,9 @@ bool thread_moves_between_cpus() {
         uint64_t got = set_affinity_keeping_xmm7(uint64_t(1) << target, value, &err, &cpu);
         EXPECT(err == abi::Err::Ok && cpu == target);
         EXPECT(got == value);
-        EXPECT((utest::apic_id() == apic_here) == (target == g_cpu));
+        if (i == 0) apic_other = utest::apic_id();
+        EXPECT(apic_other != apic_here);
+        EXPECT(utest::apic_id() == (target == g_cpu ? apic_here : apic_other));
         // The FS base set on the last CPU is the one it finds here.
         EXPECT(fs_word() == tls[i % 2]);
         EXPECT(sys::set_fs_base(tls[(i + 1) % 2]) == abi::Err::Ok);
