@@ -85,7 +85,8 @@ class FrameChain {
 // What unmap_locked() took out of an address space: declared before the
 // address-space lock's guard, it acts after the lock is dropped, when no
 // lock is held (the shootdown waits for the other CPUs): every CPU's TLB
-// forgets the range, then the frames are freed.
+// forgets the range, then the frames are freed, the pages' and the page
+// tables' the unmap left empty.
 struct Process::Unmapped {
     uint64_t root = 0;
     uint64_t virt = 0;
@@ -145,7 +146,8 @@ void Process::die(bool may_yield) {
         root_ = 0;  // from here on, copies and maps find it gone
         mapped_pages_ = 0;
     }
-    Cpu::user_space_destroy(root);  // without the lock: it waits for the other CPUs
+    bool ran = may_yield;  // see die()'s comment
+    Cpu::user_space_destroy(root, ran);
     if (g_death_hook != nullptr) g_death_hook(*this);
 }
 
@@ -156,7 +158,7 @@ Result<Process*> Process::create(const char* name, uint32_t cpu) {
     Process* p = handles ? knew<Process>(name) : nullptr;
     if (p == nullptr) {
         if (handles) HandleTable::destroy(handles.value());
-        Cpu::user_space_destroy(root.value());
+        Cpu::user_space_destroy(root.value(), false);
         return Error::OutOfMemory;
     }
     p->root_ = root.value();
@@ -260,7 +262,10 @@ void Process::unmap_locked(uint64_t virt, size_t pages, Unmapped& out) {
     out.virt = virt;
     out.pages = pages;
     for (size_t i = 0; i < pages; ++i) {
-        Result<uint64_t> frame = Cpu::user_unmap(root_, virt + i * abi::kPageSize);
+        Result<uint64_t> frame = Cpu::user_unmap(
+            root_, virt + i * abi::kPageSize,
+            [](void* chain, uint64_t table) { static_cast<FrameChain*>(chain)->add(table); },
+            &out.frames);
         if (!frame) continue;
         out.frames.add(frame.value());
         --mapped_pages_;

@@ -127,7 +127,9 @@ class Process : public KObject {
     // The end of its last thread: handles closed, the supervisor told,
     // address space freed. With `may_yield` (no lock held, thread context:
     // the reaper) the supervisor woken by the notice runs before the
-    // address space is freed, so a wait4 returns without waiting for it.
+    // address space is freed, so a wait4 returns without waiting for it;
+    // without it (~Process, maybe under a lock) no thread of it ever ran,
+    // so no CPU has its address space loaded.
     void die(bool may_yield);
 
     char name_[kNameLength];

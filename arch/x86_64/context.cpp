@@ -217,11 +217,10 @@ void serve_tlb_requests() {
 // returns once all have. The others are interrupted (kVectorTlb) and this
 // CPU waits for them with interrupts off, acting meanwhile on what they
 // ask of it: two CPUs shooting at each other both go on. A CPU spinning
-// on a lock with interrupts off would not answer, so a caller that may
-// have to wait holds none: every lock holder finishes without waiting for
-// a shootdown. (One that cannot have to wait, freeing a process that never
-// ran, may hold locks: no CPU has its root loaded.)
+// on a lock with interrupts off would not answer, so the caller holds
+// none: every lock holder finishes without waiting for a shootdown.
 void shoot_down(uint64_t root, uint64_t virt, uint64_t pages) {
+    MK_ASSERT(!in_irq() && this_cpu().held_locks.mask == 0);
     bool was = Cpu::save_and_disable_interrupts();
     uint32_t self = Cpu::cpu_index();
     flush_here(root, virt, pages);
@@ -235,7 +234,6 @@ void shoot_down(uint64_t root, uint64_t virt, uint64_t pages) {
         if (__atomic_load_n(&c->arch.loaded_root, __ATOMIC_RELAXED) == root) targets |= 1u << i;
     }
     if (targets != 0) {
-        MK_ASSERT(!in_irq() && this_cpu().held_locks.mask == 0);
         TlbRequest& r = g_tlb_requests[self];
         r.root = root;
         r.virt = virt;
@@ -397,13 +395,21 @@ Result<uint64_t> Cpu::user_space_create() {
     return as.value().root();
 }
 
-void Cpu::user_space_destroy(uint64_t root) {
+void Cpu::user_space_destroy(uint64_t root, bool ran) {
     if (root == 0) return;
-    // Every thread of the process has ended, so no CPU loads the root
-    // again; a CPU where one of them ran may still hold it (CR3 changes
-    // lazily, and a thread may have moved on from a CPU), and gives it up
-    // now: none may walk freed tables, not even speculatively.
-    shoot_down(root, 0, 0);
+    if (ran) {
+        // Every thread of the process has ended, so no CPU loads the root
+        // again; a CPU where one of them ran may still hold it (CR3 changes
+        // lazily, and a thread may have moved on from a CPU), and gives it
+        // up now: none may walk freed tables, not even speculatively.
+        shoot_down(root, 0, 0);
+    } else {
+        for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
+            PerCpu* c = g_cpu_table.cpus[i];
+            MK_ASSERT(c == nullptr ||
+                      __atomic_load_n(&c->arch.loaded_root, __ATOMIC_RELAXED) != root);
+        }
+    }
     AddressSpace as = space_of(root);
     as.destroy_user(frame_free, nullptr);
 }
@@ -422,9 +428,10 @@ Error Cpu::user_map(uint64_t root, uint64_t virt, uint64_t frame, uint32_t prot)
     return as.map(virt, frame, flags);
 }
 
-Result<uint64_t> Cpu::user_unmap(uint64_t root, uint64_t virt) {
+Result<uint64_t> Cpu::user_unmap(uint64_t root, uint64_t virt,
+                                 void (*retire)(void* ctx, uint64_t frame), void* ctx) {
     if (virt < abi::kUserBase || virt >= abi::kUserEnd) return Error::InvalidArgument;
-    AddressSpace as = space_of(root);
+    AddressSpace as = AddressSpace::from_root({table_alloc, ctx, retire}, g_features, root);
     return as.unmap(virt);
 }
 

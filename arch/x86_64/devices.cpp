@@ -118,6 +118,10 @@ void lapic_enable(bool boot_cpu) {
     lapic_write(kLapicLvtLint1, boot_cpu ? kLvtDeliveryNmi : kLvtMasked | kLvtDeliveryNmi);
 }
 
+bool lapic_ready() {
+    return g_lapic != nullptr;
+}
+
 bool lapic_send_ipi(uint32_t apic_id, uint32_t command) {
     // Destination in ICR[63:56]; writing the low half sends. Delivery
     // status (bit 12) stays set until the local APIC has sent the last

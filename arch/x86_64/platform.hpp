@@ -19,6 +19,8 @@ struct TimerInfo {
     uint64_t tsc_per_ms;  // measured over the same window
 };
 bool lapic_present();
+// Whether lapic_init() mapped the LAPIC registers (IPIs can be sent).
+bool lapic_ready();
 // Maps the LAPIC registers (the page is the same on every CPU) and enables
 // the boot CPU's.
 void lapic_init(uint64_t apic_base_virt);

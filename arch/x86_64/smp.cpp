@@ -303,7 +303,9 @@ namespace {
 constexpr uint32_t kIcrNmi = 4u << 8;          // delivery mode NMI
 constexpr uint32_t kIcrAllButSelf = 3u << 18;  // destination shorthand
 uint32_t g_stopping = 0;                       // 1 once a CPU began stopping the others
-uint32_t g_stopped = 0;                        // CPUs that stopped since
+// The CPUs that stopped since, a bit per PerCpu::index (a CPU may get
+// here twice: its own panic, then the NMI of the one that won).
+uint32_t g_stopped = 0;
 
 }  // namespace
 
@@ -313,7 +315,7 @@ bool mk::x86::cpus_stopping() {
 
 void mk::x86::stop_here() {
     asm volatile("cli");
-    __atomic_fetch_add(&g_stopped, 1, __ATOMIC_RELEASE);
+    __atomic_fetch_or(&g_stopped, 1u << Cpu::cpu_index(), __ATOMIC_RELEASE);
     for (;;) asm volatile("hlt");  // an NMI ends a hlt: halt again
 }
 
@@ -321,10 +323,13 @@ uint32_t Cpu::stop_other_cpus() {
     // One CPU stops the others; a second one panicking meanwhile is
     // stopped by the first (its NMI handler) and waits for it here.
     if (__atomic_exchange_n(&g_stopping, 1, __ATOMIC_ACQ_REL) != 0) stop_here();
+    // The CPUs in the table but this one. Early in boot there is no table
+    // (and no local APIC to send with) yet: nothing else runs.
     uint32_t others = 0;
-    for (uint32_t i = 0, n = cpu_count(); i < n; ++i) others += cpu_online(i) ? 1 : 0;
-    others -= 1;
-    if (others == 0) return 0;
+    for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
+        if (cpu_online(i) && i != cpu_index()) others |= 1u << i;
+    }
+    if (others == 0 || !lapic_ready()) return 0;
     // An NMI, which a CPU spinning with interrupts off takes too.
     if (!lapic_send_ipi(0, kIcrNmi | kIcrAllButSelf | kIcrAssert)) {
         log("panic: the local APIC did not send the NMI that stops the other CPUs\n");
@@ -332,14 +337,15 @@ uint32_t Cpu::stop_other_cpus() {
     }
     uint64_t per_ms = tsc_ticks_per_ms() == 0 ? 1000000 : tsc_ticks_per_ms();
     uint64_t start = timestamp();
-    while (__atomic_load_n(&g_stopped, __ATOMIC_ACQUIRE) < others &&
+    while ((__atomic_load_n(&g_stopped, __ATOMIC_ACQUIRE) & others) != others &&
            timestamp() - start < 100 * per_ms)
         __builtin_ia32_pause();
-    uint32_t stopped = __atomic_load_n(&g_stopped, __ATOMIC_ACQUIRE);
-    if (stopped < others)
-        log("panic: %u of the %u other CPUs did not stop within 100 ms\n", others - stopped,
-            others);
-    return stopped;
+    uint32_t stopped = __atomic_load_n(&g_stopped, __ATOMIC_ACQUIRE) & others;
+    uint32_t count = uint32_t(__builtin_popcount(stopped));
+    if (stopped != others)
+        log("panic: %u of the %u other CPUs did not stop within 100 ms\n",
+            uint32_t(__builtin_popcount(others)) - count, uint32_t(__builtin_popcount(others)));
+    return count;
 }
 
 // An AP, on its own stack, in the kernel's address space, interrupts off:

@@ -174,7 +174,8 @@ uint64_t g_hist[kSysSlots][kErrSlots];
 uint64_t g_calls = 0;           // random calls made
 uint64_t g_ok = 0;              // ... that returned Ok
 uint64_t g_calls_received = 0;  // receives that brought a call to answer
-uint32_t g_cpu_count = 1;       // StartInfo::cpu_count: ThreadSetAffinity's valid masks
+uint32_t g_cpu_count = 1;       // StartInfo::cpu_count
+uint64_t g_online_cpus = 1;     // the CPUs that take a thread: ThreadSetAffinity's good masks
 
 // --- randomness: xorshift64*, seeded through splitmix64 ---
 
@@ -1216,7 +1217,7 @@ void after(const Call& c, const Outcome& r) {
     }
     if (slot == unsigned(Sys::ThreadSetAffinity)) {
         // The mask is decoded first: a bad one is refused whatever the handle.
-        bool mask_ok = c.a[1] != 0 && (c.a[1] >> g_cpu_count) == 0;
+        bool mask_ok = c.a[1] != 0 && (c.a[1] & ~g_online_cpus) == 0;
         if (!mask_ok && r.ret.status != Err::InvalidArgument)
             anomaly(c, r, "ThreadSetAffinity: a mask of missing CPUs taken");
         if (mask_ok && c.a[0] == 0 && r.ret.status != Err::Ok)
@@ -1382,6 +1383,13 @@ HandleValue master_endpoint() {
 
 void setup(const abi::StartInfo& start) {
     g_cpu_count = start.cpu_count;
+    // Below cpu_count a CPU may be missing (one that started late): ask.
+    g_online_cpus = uint64_t(1) << start.cpu;
+    for (uint32_t i = 0; i < g_cpu_count; ++i) {
+        uint64_t mask = g_online_cpus | (uint64_t(1) << i);
+        if (sys::set_affinity(abi::kNoHandle, mask) == abi::Err::Ok) g_online_cpus = mask;
+    }
+    (void)sys::set_affinity(abi::kNoHandle, uint64_t(1) << start.cpu);
     if (start.handle_count > fuzz::kStartReport) g_report = start.handles[fuzz::kStartReport];
     if (start.handle_count > fuzz::kStartCanary) g_canary = start.handles[fuzz::kStartCanary];
     if (start.handle_count > fuzz::kStartModules) g_modules = start.handles[fuzz::kStartModules];

@@ -190,16 +190,22 @@ class Cpu {
 
     // --- User address spaces (a root per process) ---
     [[nodiscard]] static Result<uint64_t> user_space_create();
-    // Frees the page tables and every frame still mapped, once no CPU holds
-    // the root loaded (a shootdown: no lock held, not in an interrupt).
-    // Every thread of it is off every CPU for good.
-    static void user_space_destroy(uint64_t root);
+    // Frees the page tables and every frame still mapped. Every thread of
+    // it is off every CPU for good. `ran`: threads of it may have run, and
+    // a CPU may still hold the root loaded: it gives it up first (a
+    // shootdown: no lock held, not in an interrupt). Else no CPU ever
+    // loaded it, and the caller may hold locks.
+    static void user_space_destroy(uint64_t root, bool ran);
     // Maps `frame` at `virt` (4 KiB, in the user half) with abi::Prot bits.
     [[nodiscard]] static Error user_map(uint64_t root, uint64_t virt, uint64_t frame,
                                         uint32_t prot);
-    // Unmaps one page; returns its frame (the caller frees it, after
-    // flush_user_tlb()).
-    [[nodiscard]] static Result<uint64_t> user_unmap(uint64_t root, uint64_t virt);
+    // Unmaps one page; returns its frame. The caller frees it after
+    // flush_user_tlb(), and so the page tables the unmap left empty, which
+    // it hands to retire(ctx, frame) rather than free: another CPU may
+    // still walk them through its paging-structure caches until then.
+    [[nodiscard]] static Result<uint64_t> user_unmap(uint64_t root, uint64_t virt,
+                                                     void (*retire)(void* ctx, uint64_t frame),
+                                                     void* ctx);
     // After user_unmap() of [virt, virt + pages pages) in `root`: no CPU
     // keeps a translation of it (a TLB shootdown). With no lock held and not
     // in an interrupt: it waits for the other CPUs.

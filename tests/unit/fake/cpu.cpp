@@ -83,7 +83,7 @@ Result<uint64_t> Cpu::user_space_create() {
     return root;
 }
 // Like the kernel: every frame still mapped goes back to the frame allocator.
-void Cpu::user_space_destroy(uint64_t root) {
+void Cpu::user_space_destroy(uint64_t root, bool) {
     if (root == 0) return;
     for (const auto& [va, m] : space_of(root)) frame_allocator().free(m.frame);
     spaces().erase(root);
@@ -101,7 +101,7 @@ Error Cpu::user_map(uint64_t root, uint64_t virt, uint64_t frame, uint32_t prot)
     pt[virt] = Mapping{frame, prot};
     return Error::None;
 }
-Result<uint64_t> Cpu::user_unmap(uint64_t root, uint64_t virt) {
+Result<uint64_t> Cpu::user_unmap(uint64_t root, uint64_t virt, void (*)(void*, uint64_t), void*) {
     if (virt < abi::kUserBase || virt >= abi::kUserEnd) return Error::InvalidArgument;
     PageTable& pt = space_of(root);
     auto it = pt.find(virt & ~(abi::kPageSize - 1));

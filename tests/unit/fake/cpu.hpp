@@ -58,9 +58,11 @@ class Cpu {
     static void set_user_fs_base(Context& current, uint64_t base) { current.fs_base = base; }
     [[noreturn]] static void enter_user(uint64_t rip, uint64_t rsp, uint64_t arg);
     static Result<uint64_t> user_space_create();
-    static void user_space_destroy(uint64_t root);
+    static void user_space_destroy(uint64_t root, bool ran);
     static Error user_map(uint64_t root, uint64_t virt, uint64_t frame, uint32_t prot);
-    static Result<uint64_t> user_unmap(uint64_t root, uint64_t virt);
+    // Frees no page tables (the fake has none): `retire` is never called.
+    static Result<uint64_t> user_unmap(uint64_t root, uint64_t virt,
+                                       void (*retire)(void* ctx, uint64_t frame), void* ctx);
     static void flush_user_tlb(uint64_t root, uint64_t virt, size_t pages);  // recorded
     static Result<uint64_t> user_frame(uint64_t root, uint64_t virt, bool write);
     static void* frame_to_kernel(uint64_t frame);
