@@ -47,9 +47,8 @@ Scheduler& Scheduler::of(const Thread& thread) {
 }
 
 void Scheduler::set_home_locked(Thread& thread, uint32_t cpu) {
-    MK_ASSERT(thread.state == ThreadState::Created && cpu_online(cpu));
-    thread.cpu = cpu;
-    thread.affinity = 1u << cpu;
+    MK_ASSERT(cpu_online(cpu));
+    place_locked(thread, 1u << cpu, cpu);
 }
 
 uint32_t Scheduler::online_mask() {

@@ -52,6 +52,16 @@ class SmpSchedulerTest : public testing::SchedFixture {
 
     Scheduler& sched1() { return cpu1_->scheduler; }
 
+    // CPU 1 takes a notify interrupt, from user mode or from kernel code.
+    void notify_interrupt_on_1(bool from_user) {
+        on_cpu(1, [&] {
+            irq_enter();
+            sched1().on_notify();
+            irq_exit();
+            sched1().preempt_if_needed(from_user);
+        });
+    }
+
     // A thread created on CPU 0 and homed on CPU 1, not started.
     Thread* create_on_1(const char* name) {
         Thread* t = create(name);
@@ -472,15 +482,7 @@ TEST_F(SmpSchedulerTest, AMoveOfAThreadOfAnotherCpuIsDoneThere) {
     EXPECT_EQ(blocked->move_to, 0u);
     EXPECT_EQ(FakeCpu::notified, std::vector<uint32_t>{1});
     EXPECT_TRUE(FakeCpu::unloaded.empty());
-    auto interrupt_1 = [&](bool from_user) {
-        on_cpu(1, [&] {
-            irq_enter();
-            sched1().on_notify();
-            irq_exit();
-            sched1().preempt_if_needed(from_user);
-        });
-    };
-    interrupt_1(false);
+    notify_interrupt_on_1(false);
     EXPECT_EQ(blocked->cpu, 0u);
     EXPECT_EQ(blocked->move_to, Thread::kNoMove);
     EXPECT_EQ(FakeCpu::unloaded, (Unloaded{{&blocked->context, 1}}));
@@ -492,12 +494,12 @@ TEST_F(SmpSchedulerTest, AMoveOfAThreadOfAnotherCpuIsDoneThere) {
     ASSERT_EQ(sched().set_affinity(*running, 0b01).value(), 0u);
     EXPECT_EQ(sched1().current(), running);
     // The interrupt lands in kernel code: the move waits.
-    interrupt_1(false);
+    notify_interrupt_on_1(false);
     EXPECT_EQ(sched1().current(), running);
     EXPECT_EQ(running->cpu, 1u);
     EXPECT_TRUE(running->move_hook.is_linked());
     // The next one lands in user mode: it goes.
-    interrupt_1(true);
+    notify_interrupt_on_1(true);
     EXPECT_EQ(sched1().current(), idle1_);
     EXPECT_EQ(running->cpu, 0u);
     EXPECT_EQ(running->state, ThreadState::Ready);
@@ -516,12 +518,7 @@ TEST_F(SmpSchedulerTest, DeathDropsAPendingMove) {
     sched().kill(*t);
     EXPECT_FALSE(t->move_hook.is_linked());
     EXPECT_EQ(t->move_to, Thread::kNoMove);
-    on_cpu(1, [&] {
-        irq_enter();
-        sched1().on_notify();
-        irq_exit();
-        sched1().preempt_if_needed();
-    });
+    notify_interrupt_on_1(false);
     EXPECT_EQ(t->cpu, 1u);
     EXPECT_EQ(sched1().counters().moves, 0u);
 }

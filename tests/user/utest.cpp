@@ -781,14 +781,23 @@ bool no_other_cpu(const Pong& p) {
     return true;
 }
 
-constexpr uint64_t kCrossRoundTrips = 2000;
-
-// This process and a pong on another CPU: every call a wake over there.
-bool ping_pong_across_cpus() {
+// Runs `body` with a pong spawned on another CPU, which `body` sees end
+// (death_of), then closes the pong's process handle. With one CPU, or no
+// other online, says there is nothing to cross and passes.
+bool with_pong_elsewhere(bool (*body)(Pong& pong)) {
     if (one_cpu()) return true;
     Pong pong;
     EXPECT(spawn_pong_elsewhere(&pong));
     if (no_other_cpu(pong)) return true;
+    EXPECT(body(pong));
+    EXPECT(status_of(sys::invoke(abi::Sys::HandleClose, pong.process)) == abi::Err::Ok);
+    return true;
+}
+
+constexpr uint64_t kCrossRoundTrips = 2000;
+
+// This process and a pong on another CPU: every call a wake over there.
+bool ping_pong_across_cpus(Pong& pong) {
     uint64_t sum = 0, expected = 0;
     uint64_t t0 = rdtsc();
     for (uint64_t i = 0; i < kCrossRoundTrips; ++i) {
@@ -807,7 +816,6 @@ bool ping_pong_across_cpus() {
     EXPECT(sum == expected);
     EXPECT(ipc::call(pong.ep, ipc::Message(0xFFFF)));
     EXPECT(death_of(pong.pid, 0));
-    EXPECT(status_of(sys::invoke(abi::Sys::HandleClose, pong.process)) == abi::Err::Ok);
     return true;
 }
 
@@ -825,34 +833,24 @@ bool spawn_on_a_missing_cpu_is_refused() {
 
 // Kill of a process whose thread spins in user mode on another CPU: that
 // CPU is interrupted, and the thread ends on its way back to user mode.
-bool kill_on_another_cpu() {
-    if (one_cpu()) return true;
-    Pong pong;
-    EXPECT(spawn_pong_elsewhere(&pong));
-    if (no_other_cpu(pong)) return true;
+bool kill_on_another_cpu(Pong& pong) {
     Result<ipc::Received> r = ipc::call(pong.ep, ipc::Message(1));
     EXPECT(r && r.value().message.word(3) != utest::apic_id());  // really elsewhere
     EXPECT(ipc::call(pong.ep, ipc::Message(5)));                 // it answers, then spins
     EXPECT(status_of(sys::invoke(abi::Sys::ProcessKill, pong.process)) == abi::Err::Ok);
     EXPECT(death_of(pong.pid, abi::kStatusKilled));
-    EXPECT(status_of(sys::invoke(abi::Sys::HandleClose, pong.process)) == abi::Err::Ok);
     return true;
 }
 
 // An unmap by a thread on one CPU reaches the TLB of another CPU that runs
 // a thread of the same process: that thread's next read of the page faults
 // (pong's label 7), though its CPU had the translation cached.
-bool unmap_reaches_every_cpu() {
-    if (one_cpu()) return true;
-    Pong pong;
-    EXPECT(spawn_pong_elsewhere(&pong));
-    if (no_other_cpu(pong)) return true;
+bool unmap_reaches_every_cpu(Pong& pong) {
     // Its reader thread goes to this CPU, which is not pong's.
     Result<ipc::Received> r = ipc::call(pong.ep, ipc::Message(7).set_word(0, g_cpu));
     if (r) printf("  pong answered %#lx\n", r.value().message.word(0));
     EXPECT(!r && r.error() == abi::Err::PeerDied);
     EXPECT(death_of(pong.pid, abi::status_fault(14)));
-    EXPECT(status_of(sys::invoke(abi::Sys::HandleClose, pong.process)) == abi::Err::Ok);
     return true;
 }
 
@@ -1102,10 +1100,10 @@ int main(uint64_t arg) {
     check(fs_base_is_per_thread(), "user_fs_base_is_per_thread");
     check(fs_base_survives_a_selector_load_elsewhere(),
           "user_fs_base_survives_a_selector_load_elsewhere");
-    check(ping_pong_across_cpus(), "user_ping_pong_across_cpus");
+    check(with_pong_elsewhere(ping_pong_across_cpus), "user_ping_pong_across_cpus");
     check(spawn_on_a_missing_cpu_is_refused(), "user_spawn_on_a_missing_cpu_refused");
-    check(kill_on_another_cpu(), "user_kill_on_another_cpu");
-    check(unmap_reaches_every_cpu(), "user_unmap_reaches_every_cpu");
+    check(with_pong_elsewhere(kill_on_another_cpu), "user_kill_on_another_cpu");
+    check(with_pong_elsewhere(unmap_reaches_every_cpu), "user_unmap_reaches_every_cpu");
     check(thread_moves_between_cpus(), "user_thread_moves_between_cpus");
     check(busy_threads_spread_to_idle_cpus(), "user_busy_threads_spread_to_idle_cpus");
     check(unmaps_on_every_cpu_at_once(), "user_unmaps_on_every_cpu_at_once");
