@@ -52,6 +52,7 @@ Thread* reply_target_locked(ReplyToken token, Thread& replier) {
 // Ends `t`'s operation with `result`: it leaves the queue it waits on and
 // becomes Ready.
 void complete_locked(Thread& t, Error result) {
+    MK_ASSERT(g_ipc_lock.is_locked());
     t.ipc->op = IpcState::Op::None;
     t.ipc->result = result;
     sched().wake_locked(t);
@@ -156,7 +157,7 @@ void Endpoint::mark_dead_locked() {
 void Endpoint::destroy(Endpoint* endpoint) {
     if (endpoint == nullptr) return;
     {
-        LockGuard guard(sched().lock());
+        IpcGuard guard;
         MK_ASSERT(!endpoint->dead_);  // destroy() gives back the creator's reference: once
         endpoint->mark_dead_locked();
     }
@@ -165,7 +166,7 @@ void Endpoint::destroy(Endpoint* endpoint) {
 }
 
 void Endpoint::close_receive_side() {
-    LockGuard guard(sched().lock());
+    IpcGuard guard;
     if (!dead_) mark_dead_locked();
 }
 
@@ -182,7 +183,7 @@ void Endpoint::free_object(Endpoint* endpoint) {
 }
 
 bool Endpoint::post_notice(Notice* notice) {
-    LockGuard guard(sched().lock());
+    IpcGuard guard;
     if (dead_) {
         kdelete(notice);  // nobody can receive it any more
         return false;
@@ -219,12 +220,12 @@ Notice* Endpoint::pop_notice_locked() {
 }
 
 size_t Endpoint::waiting_senders() {
-    LockGuard guard(sched().lock());
+    IpcGuard guard;
     return senders_.size();
 }
 
 size_t Endpoint::waiting_receivers() {
-    LockGuard guard(sched().lock());
+    IpcGuard guard;
     return receivers_.size();
 }
 
@@ -239,7 +240,7 @@ Status Endpoint::send(const Message& msg, uint64_t badge, uint64_t timeout_ticks
     Status st = Error::None;
     bool delivered = false;
     {
-        LockGuard guard(s.lock());
+        IpcGuard guard;
         Thread& self = *s.current();
         if (dead_) {
             st = Error::Destroyed;
@@ -267,7 +268,7 @@ Status Endpoint::try_send(const Message& msg, uint64_t badge) {
     bool irq_was_enabled = Cpu::save_and_disable_interrupts();
     Status st = Error::WouldBlock;
     {
-        LockGuard guard(s.lock());
+        IpcGuard guard;
         if (dead_) {
             st = Error::Destroyed;
         } else if (Thread* receiver = receivers_.front()) {
@@ -284,7 +285,7 @@ Status Endpoint::try_send(const Message& msg, uint64_t badge) {
 // --- recv ---
 
 Result<Received> Endpoint::recv(uint64_t timeout_ticks) {
-    LockGuard guard(sched().lock());
+    IpcGuard guard;
     if (dead_) return Error::Destroyed;
     Thread& self = *sched().current();
     if (Notice* n = pop_notice_locked()) return take_notice_locked(self, n);
@@ -298,7 +299,7 @@ Result<Received> Endpoint::recv(uint64_t timeout_ticks) {
 }
 
 Result<Received> Endpoint::try_recv() {
-    LockGuard guard(sched().lock());
+    IpcGuard guard;
     if (dead_) return Error::Destroyed;
     Thread& self = *sched().current();
     if (Notice* n = pop_notice_locked()) return take_notice_locked(self, n);
@@ -321,7 +322,7 @@ Result<Message> Endpoint::call_impl(const Message& msg, uint64_t badge, uint64_t
                                     bool need_receiver) {
     if (!msg.fits()) return Error::TooLarge;
     Scheduler& s = sched();
-    LockGuard guard(s.lock());
+    IpcGuard guard;
     if (dead_) return Error::Destroyed;
     Thread& self = *s.current();
     if (self.exit_requested) return Error::Interrupted;  // killed: no new waits
@@ -377,7 +378,7 @@ Status Endpoint::reply(ReplyToken token, const Message& msg, Donate donate) {
 }
 
 Status Endpoint::save_reply(ReplyToken token, WaitQueue& saved) {
-    LockGuard guard(sched().lock());
+    IpcGuard guard;
     Thread* caller = reply_target_locked(token, *sched().current());
     if (caller == nullptr) return Error::BadHandle;
     caller->waiting_on->remove(*caller);
@@ -389,7 +390,7 @@ Status Endpoint::save_reply(ReplyToken token, WaitQueue& saved) {
 Status Endpoint::reply_saved(ReplyToken token, WaitQueue& saved, const Message& msg,
                              Donate donate) {
     if (!msg.fits()) return Error::TooLarge;
-    LockGuard guard(sched().lock());
+    IpcGuard guard;
     Thread* caller = reply_target_locked(token, saved);
     if (caller == nullptr) {
         ++counters().stale_replies;
@@ -403,7 +404,7 @@ Status Endpoint::reply_saved(ReplyToken token, WaitQueue& saved, const Message& 
 }
 
 void Endpoint::drop_saved(WaitQueue& saved) {
-    LockGuard guard(sched().lock());
+    IpcGuard guard;
     while (Thread* caller = saved.front()) {
         ++counters().peer_died_wakeups;
         complete_locked(*caller, Error::PeerDied);
@@ -411,7 +412,7 @@ void Endpoint::drop_saved(WaitQueue& saved) {
 }
 
 Status Endpoint::reply_drop(ReplyToken token) {
-    LockGuard guard(sched().lock());
+    IpcGuard guard;
     Thread* caller = reply_target_locked(token, *sched().current());
     if (caller == nullptr) return Error::BadHandle;
     ++counters().peer_died_wakeups;
@@ -423,7 +424,7 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
                                       uint64_t timeout_ticks) {
     if (!reply.fits()) return Error::TooLarge;
     Scheduler& s = sched();
-    LockGuard guard(s.lock());
+    IpcGuard guard;
     if (dead_) return Error::Destroyed;
     Thread& self = *s.current();
     if (self.exit_requested) return Error::Interrupted;  // killed: no new waits
@@ -494,19 +495,19 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
 // --- completions ---
 
 Status Endpoint::finish_send(Thread& self) {
-    LockGuard guard(sched().lock());
+    IpcGuard guard;
     return finish_locked(self);
 }
 
 Result<Received> Endpoint::finish_recv(Thread& self) {
-    LockGuard guard(sched().lock());
+    IpcGuard guard;
     Status st = finish_locked(self);
     if (st != Error::None) return st;
     return Received{self.ipc->msg, self.ipc->badge, self.ipc->reply};
 }
 
 Result<Message> Endpoint::finish_call(Thread& self) {
-    LockGuard guard(sched().lock());
+    IpcGuard guard;
     Status st = finish_locked(self);
     if (st != Error::None) return st;
     return self.ipc->msg;
@@ -515,6 +516,7 @@ Result<Message> Endpoint::finish_call(Thread& self) {
 void ipc_abort_locked(Thread& thread, WakeReason reason) {
     IpcState& ipc = *thread.ipc;
     if (ipc.op == IpcState::Op::None || ipc.result != Error::WouldBlock) return;
+    MK_ASSERT(g_ipc_lock.is_locked());  // it leaves its endpoint's queue (wake_locked)
     ipc.op = IpcState::Op::None;
     if (reason == WakeReason::TimedOut) {
         ipc.result = Error::TimedOut;
@@ -525,6 +527,7 @@ void ipc_abort_locked(Thread& thread, WakeReason reason) {
 }
 
 void ipc_release_thread_locked(Thread& thread) {
+    MK_ASSERT(g_ipc_lock.is_locked());
     while (Thread* caller = thread.ipc->callers.front()) {
         ++counters().peer_died_wakeups;
         complete_locked(*caller, Error::PeerDied);

@@ -10,7 +10,7 @@
 // answer later (deferred reply).
 //
 // Lifetime: an endpoint is a KObject. Its creator holds one reference, and
-// destroy() is a state change, not a free: under the scheduler lock the
+// destroy() is a state change, not a free: under the IPC lock the
 // endpoint becomes dead, its waiters wake with Destroyed, and then the
 // creator's reference is released. The memory goes with the last reference.
 // Whoever may race with destroy() (any holder of a handle, later) must hold
@@ -21,9 +21,13 @@
 // endpoint only after every thread using it is done needs no extra reference.
 //
 // Locking: endpoint queues and every thread's IPC state are guarded by the
-// scheduler lock, the same lock a thread is marked Blocked under, so a
-// partner can never arrive between "no partner found" and "asleep". All
-// switching happens with that lock as the only one held.
+// IPC lock (g_ipc_lock), and every operation takes the scheduler lock after
+// it (IpcGuard): a thread is linked on its queue and marked Blocked before
+// either is released, so a partner can never arrive between "no partner
+// found" and "asleep". A block lets go of the IPC lock at its switch, which
+// hands the scheduler lock alone to the next thread; a waker that finds the
+// blocked thread under the IPC lock then waits for the scheduler lock until
+// the switch is done. A timeout or kill that ends an IPC wait takes both.
 //
 // Fast path: call() to a waiting receiver and reply_recv() to a waiting
 // caller, with a register-only message, switch straight to the partner
@@ -96,7 +100,7 @@ class Endpoint : public KObject {
     // A new endpoint; the caller holds its one reference (the creator's),
     // which destroy() gives back.
     [[nodiscard]] static Result<Endpoint*> create();
-    // Ends the endpoint: under the scheduler lock it becomes dead (every
+    // Ends the endpoint: under the IPC lock it becomes dead (every
     // later operation on it returns Destroyed) and every blocked sender and
     // receiver wakes, in queue order, with Destroyed (a sender's message
     // stays its own). Then it releases the creator's reference: the memory
@@ -200,7 +204,7 @@ class Endpoint : public KObject {
     Notice* pop_notice_locked();
     static Received take_notice_locked(Thread& self, Notice* notice);
 
-    // --- Guarded by the scheduler lock ---
+    // --- Guarded by the IPC lock (g_ipc_lock) ---
     WaitQueue senders_;    // blocked in send()/call(), their message in Thread::ipc
     WaitQueue receivers_;  // blocked in recv()/reply_recv()
     bi::list<Notice, bi::member_hook<Notice, bi::list_member_hook<bi::link_mode<bi::safe_link>>,
@@ -210,12 +214,13 @@ class Endpoint : public KObject {
 };
 
 // A thread is ending: callers waiting for its reply wake with PeerDied. With
-// the scheduler lock held (called by Scheduler::exit_current and kill).
+// the IPC and scheduler locks held (called by Scheduler::exit_current and
+// kill).
 void ipc_release_thread_locked(Thread& thread);
 
 // A thread blocked in an IPC operation was woken by something other than the
 // partner that completes it: its timeout (TimedOut) or a stray wake
-// (Interrupted). The operation ends now, under the lock, so a later reply or
+// (Interrupted). The operation ends now, under the IPC lock, so a later reply or
 // message cannot reach it. Called by Scheduler::wake_locked.
 void ipc_abort_locked(Thread& thread, WakeReason reason);
 

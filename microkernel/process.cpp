@@ -247,7 +247,9 @@ Status Process::unmap(uint64_t virt, size_t pages) {
     LockGuard guard(space_lock_);
     if (root_ == 0) return Error::None;
     {
-        LockGuard sched_guard(this_cpu().scheduler.lock());
+        // The registrations are IPC state; the list of threads is the
+        // scheduler lock's, taken next.
+        IpcGuard ipc_guard;
         for (const Thread& t : threads_) {
             uint64_t b = t.ipc->user_buffer;
             if (b != 0 && b >= virt && (b - virt) / abi::kPageSize < pages) return Error::BadState;
@@ -275,7 +277,7 @@ void Process::unmap_locked(uint64_t virt, size_t pages, Unmapped& out) {
 Status Process::set_ipc_buffer(Thread& thread, uint64_t at) {
     LockGuard guard(space_lock_);
     if (at == 0) {
-        LockGuard sched_guard(this_cpu().scheduler.lock());
+        LockGuard ipc_guard(g_ipc_lock);
         thread.ipc->buffer = thread.ipc->local_buffer;
         thread.ipc->user_buffer = 0;
         return Error::None;
@@ -284,8 +286,8 @@ Status Process::set_ipc_buffer(Thread& thread, uint64_t at) {
     if (root_ == 0) return Error::BadState;
     Result<uint64_t> frame = Cpu::user_frame(root_, at, true);
     if (!frame) return frame.error();
-    // Under the scheduler lock: transfers read these fields under it.
-    LockGuard sched_guard(this_cpu().scheduler.lock());
+    // Under the IPC lock: transfers read these fields under it.
+    LockGuard ipc_guard(g_ipc_lock);
     thread.ipc->buffer = static_cast<unsigned char*>(Cpu::frame_to_kernel(frame.value()));
     thread.ipc->user_buffer = at;
     return Error::None;
@@ -392,7 +394,7 @@ void Process::remove_thread(Thread& thread) {
 
 void Process::kill(uint64_t status) {
     Scheduler& sched = this_cpu().scheduler;
-    LockGuard guard(sched.lock());
+    IpcGuard guard;  // its threads may wait in IPC operations, or have callers
     if (!exiting_) {
         exiting_ = true;
         exit_status_ = status;

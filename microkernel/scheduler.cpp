@@ -6,6 +6,7 @@
 
 namespace mk {
 
+SpinLock g_ipc_lock{LockLevel::Endpoint};
 SpinLock Scheduler::lock_{LockLevel::Scheduler};
 WaitQueue Scheduler::zombies_;
 Thread* Scheduler::reaper_ = nullptr;
@@ -279,7 +280,7 @@ void Scheduler::enqueue_locked(Thread& thread) {
 }
 
 void Scheduler::exit_current() {
-    LockGuard guard(lock_);
+    IpcGuard guard;  // its callers are failed
     current_->state = ThreadState::Dead;
     drop_move_locked(*current_);
     ipc_release_thread_locked(*current_);
@@ -294,7 +295,7 @@ void Scheduler::exit_current() {
 }
 
 void Scheduler::kill(Thread& thread) {
-    LockGuard guard(lock_);
+    IpcGuard guard;  // it may wait in an IPC operation, or have callers
     kill_locked(thread);
 }
 
@@ -418,7 +419,7 @@ WakeReason Scheduler::wake_and_block_locked(Thread& thread, WaitQueue* queue,
     // block_current_locked(queue, timeout_ticks), whose switch takes the
     // donation: the rest of the quantum goes with it.
     mark_current_blocked_locked(queue, timeout_ticks);
-    assert_may_switch_locked();
+    enter_switch_locked();
     donate_target_ = nullptr;  // consumed by this switch, as every switch does
     ++counters_.donations_taken;
     switch_locked(*self, thread, false);
@@ -494,7 +495,7 @@ void Scheduler::cancel_timeout_locked(Thread& thread) {
 }
 
 bool Scheduler::wake(Thread& thread, WakeReason reason) {
-    LockGuard guard(lock_);
+    IpcGuard guard;  // it may wait in an IPC operation
     return wake_locked(thread, reason);
 }
 
@@ -527,7 +528,7 @@ void Scheduler::unblock_yield(Thread& thread) {
     bool irq_was_enabled = Cpu::save_and_disable_interrupts();
     bool woke;
     {
-        LockGuard guard(lock_);
+        IpcGuard guard;  // it may wait in an IPC operation
         woke = wake_locked(thread) && thread.cpu == cpu_;
         if (woke) set_donate_target_locked(&thread);
     }
@@ -556,18 +557,27 @@ void Scheduler::donate(Thread& thread) {
 
 // --- Switching ---
 
-void Scheduler::assert_may_switch_locked() const {
+void Scheduler::enter_switch_locked() {
     // Switches happen in thread context: an interrupt ends (irq_exit) before
     // preempt_if_needed() switches. The scheduler lock is handed to the
     // thread switched to, so it must be the one lock held: any other would
     // stay held by a thread that is not running (or deadlock a woken one).
+    // The IPC lock of a thread blocking in an IPC operation goes first,
+    // interrupts staying off: its wait is linked and it is Blocked, so a
+    // waker that takes the IPC lock now finds it, and then waits for the
+    // scheduler lock until this switch is done.
     MK_ASSERT(!in_irq());
+    if (HeldLocks* held = held_locks_here();
+        held != nullptr && (held->mask & HeldLocks::bit(LockLevel::Endpoint)) != 0) {
+        MK_ASSERT(g_ipc_lock.is_locked());  // the one lock of that level
+        g_ipc_lock.unlock(false);
+    }
     MK_ASSERT(this_cpu().held_locks.only(LockLevel::Scheduler));
     MK_ASSERT(lock_.is_locked());
 }
 
 void Scheduler::switch_to_locked(Thread& next) {
-    assert_may_switch_locked();
+    enter_switch_locked();
     Thread* prev = current_;
     MK_ASSERT(prev->state != ThreadState::Running && prev->state != ThreadState::Ready);
     MK_ASSERT(next.state == ThreadState::Blocked && next.waiting_on == nullptr);
@@ -604,7 +614,7 @@ void Scheduler::hand_off_locked(Thread& thread) {
 }
 
 void Scheduler::schedule_locked(bool honor_donation) {
-    assert_may_switch_locked();
+    enter_switch_locked();
     Thread* prev = current_;
     Thread* target = donate_target_;
     donate_target_ = nullptr;  // consumed by this switch, whatever it picks
@@ -684,21 +694,38 @@ void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
 
 // --- Entry points of the architecture ---
 
-void Scheduler::on_timer_tick() {
-    LockGuard guard(lock_);
-    ++counters_.ticks;
+bool Scheduler::expire_timeouts_locked(bool ipc_held) {
     while (!timeouts_.empty() && timeouts_.begin()->deadline <= counters_.ticks) {
-        wake_locked(*timeouts_.begin(), WakeReason::TimedOut);
+        Thread& t = *timeouts_.begin();
+        if (!ipc_held && t.ipc->op != IpcState::Op::None) return true;
+        wake_locked(t, WakeReason::TimedOut);
     }
-    if (current_ == idle_) return;
-    if (!ready_.empty()) balance_locked();
-    if (quantum_left_ > 0) --quantum_left_;
-    if (quantum_left_ == 0) {
-        if (!any_ready_locked()) {
-            quantum_left_ = kQuantumTicks;  // nobody to hand over to: a fresh quantum
-        } else {
-            need_resched_ = true;
+    return false;
+}
+
+void Scheduler::on_timer_tick() {
+    bool ipc_due;
+    {
+        LockGuard guard(lock_);
+        ++counters_.ticks;
+        ipc_due = expire_timeouts_locked(false);
+        if (current_ != idle_) {
+            if (!ready_.empty()) balance_locked();
+            if (quantum_left_ > 0) --quantum_left_;
+            if (quantum_left_ == 0) {
+                if (!any_ready_locked()) {
+                    quantum_left_ = kQuantumTicks;  // nobody to hand over to: a fresh quantum
+                } else {
+                    need_resched_ = true;
+                }
+            }
         }
+    }
+    if (ipc_due) [[unlikely]] {
+        // Again with the IPC lock, taken first (the lock order). Whatever
+        // happened in between, the set says what is still due.
+        IpcGuard guard;
+        expire_timeouts_locked(true);
     }
 }
 

@@ -7,8 +7,9 @@
 // queue and a direct switch stay on one CPU; between two CPUs a wake is all
 // there is (docs/smp.md, "Scheduling on several CPUs").
 //
-// One lock, shared by every CPU's scheduler, guards all of it and the IPC
-// state besides (docs/locking.md).
+// One lock, shared by every CPU's scheduler, guards all of it; the IPC lock,
+// taken before it, guards the endpoints and every thread's IPC state
+// (docs/locking.md).
 //
 // Blocking follows one pattern (docs/scheduling.md): under the scheduler lock
 // the current thread is marked Blocked, linked on the wait queue it waits on,
@@ -28,6 +29,15 @@
 #include "thread.hpp"
 
 namespace mk {
+
+// The IPC lock (LockLevel::Endpoint, docs/locking.md): every endpoint's
+// queues, notices and state, and every thread's IPC state (Thread::ipc, and
+// Thread::waiting_on while the thread waits in an IPC operation). One for
+// all endpoints, until each has its own. Taken before the scheduler lock; a
+// switch lets go of it (Scheduler::enter_switch_locked): a thread that
+// blocks in an IPC operation is linked on its wait queue and Blocked by
+// then, which a waker sees under the scheduler lock it takes next.
+extern SpinLock g_ipc_lock;
 
 struct SchedCounters {
     uint64_t ticks = 0;               // timer ticks seen
@@ -242,6 +252,7 @@ class Scheduler {
   private:
     friend void forget_cpus();  // the host tests: no CPU, no reaper
     friend class FastPath;      // syscall/fastpath.cpp: the direct switch, inline
+    friend class IpcGuard;
 
     struct ByDeadline {
         bool operator()(const Thread& a, const Thread& b) const { return a.deadline < b.deadline; }
@@ -263,6 +274,11 @@ class Scheduler {
         }
     }
     void assert_may_yield() const;
+    // The timeouts due at this tick: their threads wake with TimedOut. One
+    // whose thread waits in an IPC operation needs the IPC lock (its wait
+    // ends off its endpoint's queue): without it (`ipc_held` false), it
+    // stops there and returns true.
+    bool expire_timeouts_locked(bool ipc_held);
     // A Blocked thread's wait ends (wake_locked and wake_and_block_locked):
     // off its wait queue and the timeout set, `reason` recorded, an IPC wait
     // no partner completed aborted. Its state is the caller's to set.
@@ -302,8 +318,10 @@ class Scheduler {
     // A user thread became Dead: hand it to the reaper.
     void bury_locked(Thread& thread);
     // What every switch (schedule_locked, switch_to_locked) needs: thread
-    // context, and the scheduler lock as the only lock held.
-    void assert_may_switch_locked() const;
+    // context, and the scheduler lock as the only lock held. It lets go of
+    // the IPC lock if this CPU holds it (a block in an IPC operation): the
+    // scheduler lock alone is handed to the next thread.
+    void enter_switch_locked();
 
     // Lock order: after Endpoint::lock_, before the heap (docs/locking.md).
     // One for every CPU (syscall.S releases it by name).
@@ -347,6 +365,48 @@ class Scheduler {
     // Its Recvs that block and resume the next thread at its frame: each a
     // block and a switch, and a hit.
     uint64_t fast_blocks_ = 0;
+};
+
+// The IPC lock, then the scheduler lock, for a scope: what an IPC
+// operation holds (and a timeout or kill that ends one). At the end each is
+// released if this CPU still holds it: a block inside lets go of the IPC
+// lock at its switch (Scheduler::enter_switch_locked), and the thread runs
+// again with the scheduler lock alone (handed over by whoever switched to
+// it). The two locks' bookkeeping and interrupt state are done once for
+// both (the general path takes this guard in every IPC operation).
+class [[nodiscard]] IpcGuard {
+  public:
+    static constexpr uint64_t kIpc = HeldLocks::bit(LockLevel::Endpoint);
+    static constexpr uint64_t kBoth = kIpc | HeldLocks::bit(LockLevel::Scheduler);
+
+    IpcGuard() : irq_was_enabled_(Cpu::save_and_disable_interrupts()) {
+        if (HeldLocks* held = held_locks_here()) {
+            // Nothing held at the IPC lock's level or above it.
+            MK_ASSERT((held->mask >> unsigned(LockLevel::Endpoint)) == 0);
+            held->mask |= kBoth;
+        }
+        g_ipc_lock.lock_raw();
+        Scheduler::lock_.lock_raw();
+    }
+    ~IpcGuard() {
+        HeldLocks* held = held_locks_here();
+        bool ipc_held = held == nullptr || (held->mask & kIpc) != 0;
+        if (held != nullptr) {
+            // These two, or the scheduler lock alone, are the last taken.
+            uint64_t ours = ipc_held ? kBoth : kBoth & ~kIpc;
+            MK_ASSERT((held->mask >> unsigned(LockLevel::Endpoint)) ==
+                      ours >> unsigned(LockLevel::Endpoint));
+            held->mask &= ~ours;
+        }
+        Scheduler::lock_.unlock_raw();
+        if (ipc_held) g_ipc_lock.unlock_raw();
+        Cpu::restore_interrupts(irq_was_enabled_);
+    }
+    IpcGuard(const IpcGuard&) = delete;
+    IpcGuard& operator=(const IpcGuard&) = delete;
+
+  private:
+    bool irq_was_enabled_;
 };
 
 }  // namespace mk

@@ -23,8 +23,10 @@ enum class LockLevel : uint8_t {
     // Process::space_lock_: one process's user address space (its mappings,
     // the registered IPC buffer pages, copies to and from it).
     AddressSpace = 7,
-    Endpoint = 10,   // reserved for per-endpoint locks (SMP); see docs/locking.md
-    Scheduler = 20,  // Scheduler::lock_: thread states, ready queue, wait queues, timeouts
+    // g_ipc_lock: every endpoint's queues and every thread's IPC state (one
+    // lock for all endpoints, until each has its own: docs/locking.md).
+    Endpoint = 10,
+    Scheduler = 20,  // Scheduler::lock_: thread states, ready queues, timeouts
     Heap = 30,       // the kernel heap
     Frames = 40,     // the physical frame allocator
     Log = 50,        // the serial log (a leaf: printing is allowed under any lock)
@@ -54,6 +56,13 @@ inline HeldLocks* held_locks_here() {
     return reinterpret_cast<HeldLocks*>(reinterpret_cast<char*>(cpu) + kHeldLocksOffset);
 }
 
+// Whether this CPU holds a lock of `level` (taken with lock(), not
+// lock_raw()). Before the per-CPU area exists nothing is known: true.
+inline bool holds_here(LockLevel level) {
+    HeldLocks* held = held_locks_here();
+    return held == nullptr || (held->mask & HeldLocks::bit(level)) != 0;
+}
+
 class SpinLock {
   public:
     constexpr explicit SpinLock(LockLevel level) : level_(level) {}
@@ -74,10 +83,18 @@ class SpinLock {
             }
         return irq_was_enabled;
     }
+    // Locks are released in the reverse order of taking them, but for one:
+    // the IPC lock, which a switch drops while it holds the scheduler lock
+    // (Scheduler::enter_switch_locked). Pass false to keep interrupts off.
     void unlock(bool irq_was_enabled) {
         if (HeldLocks* held = held_locks_here()) {
-            // This is the last lock taken and not yet released.
-            MK_ASSERT((held->mask >> unsigned(level_)) == 1);
+            // The last lock taken and not yet released, or the IPC lock
+            // with only the scheduler lock taken after it.
+            uint64_t from = held->mask >> unsigned(level_);
+            MK_ASSERT(from == 1 || (level_ == LockLevel::Endpoint &&
+                                    from == (HeldLocks::bit(LockLevel::Scheduler) >>
+                                             unsigned(LockLevel::Endpoint)) +
+                                                1));
             held->mask &= ~HeldLocks::bit(level_);
         }
         locked_.store(0, std::memory_order_release);

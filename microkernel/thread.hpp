@@ -3,7 +3,9 @@
 // A thread is on at most one queue at a time — the ready queue or one wait
 // queue — through queue_hook, and `waiting_on` names that wait queue while it
 // is Blocked: the single source of truth for what it waits on. Both, and the
-// state, are guarded by the scheduler lock of the CPU the thread belongs to.
+// state, are guarded by the scheduler lock; while the thread waits in an IPC
+// operation its wait queue and waiting_on are the IPC lock's too, which its
+// wait therefore only ends under (docs/locking.md).
 //
 // A thread is a KObject: its creator holds a reference, which destroy()
 // gives back; whoever else holds one keeps the memory (not the thread) alive.
@@ -182,7 +184,9 @@ inline Thread* Thread::lookup(uint64_t id) {
 }
 
 // A FIFO queue of threads, linked through Thread::queue_hook (no allocation,
-// O(1) unlink through the thread's own hook). Guarded by the scheduler lock.
+// O(1) unlink through the thread's own hook). Guarded by the scheduler lock,
+// and by the IPC lock before it for an endpoint's queues, a callers queue
+// and a saved reply's.
 class WaitQueue {
   public:
     // No size kept: nothing but diagnostics and tests asks for it, and the
@@ -249,7 +253,9 @@ class WaitQueue {
 
 namespace mk {
 
-// A thread's IPC state; guarded by the scheduler lock.
+// A thread's IPC state; guarded by the IPC lock (g_ipc_lock). Its owner
+// reads its own outcome without it once its wait has ended: nobody writes
+// the state of a thread in no IPC wait but the thread itself.
 struct IpcState {
     enum class Op : uint8_t {
         None,       // not in an IPC operation
@@ -281,14 +287,14 @@ struct IpcState {
     ReplyToken superseded;
     // The payload of the IPC buffer: local_buffer, or for a user thread that
     // registered an IPC buffer page (Sys::IpcBufferSet), that page through
-    // the direct map. Payloads are copied under the scheduler lock through
+    // the direct map. Payloads are copied under the IPC lock through
     // this kernel address, never through a user address; the page stays
     // mapped while registered (Process::unmap refuses it).
     unsigned char* buffer = local_buffer;
     uint64_t user_buffer = 0;  // the page's user address; 0: none registered
     // Handles travelling with msg (msg.handle_count of them): taken from the
     // sender's table, moved along with the message, put into the receiver's
-    // table by its own syscall. Never released under the scheduler lock.
+    // table by its own syscall. Never released under the IPC lock.
     HandleEntry handles[kMessageHandles];
     // The Reply object of the last saved reply this thread answered on the
     // syscall fast path, which cannot free it under its locks: kept for the

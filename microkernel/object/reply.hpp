@@ -34,7 +34,7 @@ class Reply : public KObject {
     static void free_object(Reply* reply);
 
     ReplyToken token_;
-    WaitQueue caller_;  // the caller, while it waits (guarded by the scheduler lock)
+    WaitQueue caller_;  // the caller, while it waits (guarded by the IPC lock)
 };
 
 }  // namespace mk

@@ -21,12 +21,14 @@
 // each wake what the other blocked.
 //
 // Locking: interrupts are off from the `syscall` instruction on. The fast
-// path takes the caller's handle-table lock and then the scheduler lock (the
-// documented order), without the held-lock bookkeeping (SpinLock::lock_raw);
-// the table lock covers every use of the endpoint the handle names, and the
-// scheduler lock is handed to the stub, which releases it once the CPU is
-// on the partner's stack (no other CPU may resume the blocked thread on its
-// own stack before this CPU has left it).
+// path takes the caller's handle-table lock, the IPC lock and then the
+// scheduler lock (the documented order), without the held-lock bookkeeping
+// (SpinLock::lock_raw); the table lock covers every use of the endpoint the
+// handle names. It lets go of the IPC lock once the IPC state is written,
+// as a switch does (Scheduler::enter_switch_locked), and the scheduler lock
+// is handed to the stub, which releases it once the CPU is on the partner's
+// stack (no other CPU may resume the blocked thread on its own stack before
+// this CPU has left it).
 #include "fastpath.hpp"
 
 #include "endpoint.hpp"
@@ -117,9 +119,17 @@ class FastPath {
         ++this_cpu().ipc.syscall_fastpath_misses;
         return kMiss;
     }
-    // A miss found under both locks: released in reverse order.
+    // The IPC lock and the scheduler lock, after the table lock.
+    static void lock(Scheduler& s) {
+        g_ipc_lock.lock_raw();
+        s.lock_.lock_raw();
+    }
+    // The IPC state is written: what a switch does first.
+    static void unlock_ipc() { g_ipc_lock.unlock_raw(); }
+    // A miss found under the three locks: released in reverse order.
     static FastPathExit unlock_and_miss(Scheduler& s, HandleTable& table) {
         s.lock_.unlock_raw();
+        g_ipc_lock.unlock_raw();
         table.lock_.unlock_raw();
         return miss();
     }
@@ -259,7 +269,7 @@ inline FastPathExit FastPath::call(TrapFrame& f) {
     uint64_t badge;
     Endpoint* ep = endpoint(table, f.rdi, abi::kRightSend, &badge);
     if (ep == nullptr) return miss();
-    s.lock_.lock_raw();
+    lock(s);
     Thread* server = ep->receivers_.first_or_null();
     // A waiting receiver has taken every queued notice and sender already.
     // One that still holds an unanswered call (a plain Recv) would drop it:
@@ -291,6 +301,7 @@ inline FastPathExit FastPath::call(TrapFrame& f) {
     // A block, a wake, a direct switch and a switch, and a hit: counted
     // once (Scheduler::counters() and ipc_counters() add it in).
     ++s.fast_switches_;
+    unlock_ipc();
     return switch_to(cpu, self, *server);
 }
 
@@ -308,7 +319,7 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     uint64_t badge;
     Endpoint* ep = endpoint(table, f.rdi, abi::kRightReceive, &badge);
     if (ep == nullptr) return miss();
-    s.lock_.lock_raw();
+    lock(s);
     // The caller the token names, still waiting for this very reply: the
     // oldest on this thread's callers queue (the only one, unless the server
     // keeps calls waiting there; any other takes the general path), so
@@ -345,6 +356,7 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     block_current(self, ep->receivers_);
     table.lock_.unlock_raw();
     ++s.fast_switches_;  // as in call()
+    unlock_ipc();
     return switch_to(cpu, self, *caller);
 }
 
@@ -398,6 +410,7 @@ inline FastPathExit FastPath::reply_and_take(TrapFrame& f, Scheduler& s, HandleT
     // A hit, like the other entries' (which leave the endpoint counters
     // alone): no switch, so counted here rather than by the scheduler.
     ++this_cpu().ipc.syscall_fastpath_hits;
+    unlock_ipc();
     return FastPathExit{&f};
 }
 
@@ -426,7 +439,7 @@ inline FastPathExit FastPath::reply(TrapFrame& f) {
         return miss();
     }
     Reply& saved = *static_cast<Reply*>(slot->object);
-    s.lock_.lock_raw();
+    lock(s);
     // The caller the Reply was saved from, still waiting on it (what
     // reply_target_locked() checks: on the Reply's queue is in ReplyWait
     // there), at its frame. A caller that blocked on the general path still
@@ -459,6 +472,7 @@ inline FastPathExit FastPath::reply(TrapFrame& f) {
     // A wake, a donation and a switch, and a hit (counters() and
     // ipc_counters() add it in).
     ++s.fast_replies_;
+    unlock_ipc();
     return switch_to(cpu, self, *caller);
 }
 
@@ -486,7 +500,7 @@ inline FastPathExit FastPath::reply_save(TrapFrame& f) {
         table.lock_.unlock_raw();
         return miss();
     }
-    s.lock_.lock_raw();
+    lock(s);
     // The caller the token names, still waiting for this very reply (what
     // reply_target_locked() checks: on this thread's callers queue is in
     // ReplyWait there). A thread being killed leaves through the general
@@ -510,6 +524,7 @@ inline FastPathExit FastPath::reply_save(TrapFrame& f) {
     f.rax = uint64_t(abi::Err::Ok);
     // A hit with no switch, counted here (as reply_and_take()).
     ++cpu.ipc.syscall_fastpath_hits;
+    unlock_ipc();
     return FastPathExit{&f};
 }
 
@@ -532,7 +547,7 @@ inline FastPathExit FastPath::recv(TrapFrame& f) {
     uint64_t badge;
     Endpoint* ep = endpoint(table, f.rdi, abi::kRightReceive, &badge);
     if (ep == nullptr) return miss();
-    s.lock_.lock_raw();
+    lock(s);
     Thread* next = next_resumable(s);
     if (next == nullptr || !ep->senders_.is_empty() || ep->notices_.size() != 0 || ep->dead_ ||
         self.exit_requested ||
@@ -552,6 +567,7 @@ inline FastPathExit FastPath::recv(TrapFrame& f) {
     block_current(self, ep->receivers_);
     table.lock_.unlock_raw();
     ++s.fast_blocks_;
+    unlock_ipc();
     return resume(cpu, self, *next);
 }
 

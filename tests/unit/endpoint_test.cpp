@@ -25,7 +25,7 @@ class EndpointTest : public testing::SchedFixture {
         if (ep_ != nullptr) Endpoint::destroy(ep_);
         for (Thread* t : all_threads()) {
             // Callers still waiting on a thread's reply are released first.
-            LockGuard guard(sched().lock());
+            IpcGuard guard;
             ipc_release_thread_locked(*t);
         }
         SchedFixture::TearDown();
@@ -448,6 +448,28 @@ TEST_F(EndpointTest, ForeverTimeoutNeverExpires) {
     Received r = Endpoint::finish_recv(*a).value();
     EXPECT_EQ(Endpoint::reply(r.reply, msg(2)), Error::None);
     EXPECT_EQ(Endpoint::finish_call(*boot_).value().label, 2u);
+}
+
+// The tick holds only the scheduler lock: a due IPC wait leaves its
+// endpoint's queue under the IPC lock, which the tick takes first, then the
+// scheduler lock again (the lock order), and lets go of both.
+TEST_F(EndpointTest, TheTickEndsAnIpcWaitUnderTheIpcLock) {
+    Thread* a = spawn("a");
+    Thread* b = spawn("b");
+    run_until(a);
+    EXPECT_EQ(ep_->recv(1).error(), Error::WouldBlock);
+    run_until(b);
+    EXPECT_EQ(ep_->recv().error(), Error::WouldBlock);  // no timeout: stays
+    ASSERT_EQ(current(), boot_);
+    sched().on_timer_tick();
+    EXPECT_EQ(a->state, ThreadState::Ready);
+    EXPECT_EQ(b->state, ThreadState::Blocked);
+    EXPECT_EQ(ep_->waiting_receivers(), 1u);
+    EXPECT_FALSE(g_ipc_lock.is_locked());
+    EXPECT_FALSE(sched().lock().is_locked());
+    EXPECT_EQ(this_cpu().held_locks.mask, 0u);
+    EXPECT_EQ(Endpoint::finish_recv(*a).error(), Error::TimedOut);
+    EXPECT_EQ(ipc().timeouts, 1u);
 }
 
 TEST_F(EndpointTest, SendTimesOutAndKeepsItsMessage) {

@@ -432,6 +432,22 @@ TEST_F(SchedulerTest, TimeoutWakesAndUnlinks) {
     EXPECT_EQ(sched().counters().timeouts, 1u);
 }
 
+// A wait outside IPC ends at its tick without the IPC lock, which another
+// CPU may hold for as long as an IPC operation takes.
+TEST_F(SchedulerTest, TimeoutOutsideIpcNeedsNoIpcLock) {
+    WaitQueue q;
+    Thread* a = spawn("a");
+    yield();
+    sched().block(&q, 1);
+    ASSERT_EQ(sched().current(), boot_);
+    g_ipc_lock.lock_raw();  // held elsewhere
+    sched().on_timer_tick();
+    g_ipc_lock.unlock_raw();
+    EXPECT_EQ(a->state, ThreadState::Ready);
+    EXPECT_EQ(a->wake_reason, WakeReason::TimedOut);
+    EXPECT_TRUE(q.empty());
+}
+
 TEST_F(SchedulerTest, WakeBeforeTimeoutCancelsIt) {
     WaitQueue q;
     Thread* a = spawn("a");
@@ -685,13 +701,41 @@ TEST_F(DirectSwitchTest, FromInterruptContextIsAKernelBug) {
 }
 
 TEST_F(DirectSwitchTest, HoldingAnotherLockIsAKernelBug) {
+    SpinLock space(LockLevel::AddressSpace);
+    EXPECT_DEATH(
+        {
+            LockGuard outer(space);
+            direct_switch_to_b();
+        },
+        "held_locks.only\\(LockLevel::Scheduler\\)");
+}
+
+// The IPC lock is the exception: a thread that blocks in an IPC operation
+// holds it, and the switch lets go of it, keeping interrupts off, before
+// the scheduler lock goes to the next thread.
+TEST_F(DirectSwitchTest, TheIpcLockIsDroppedAtTheSwitch) {
+    {
+        IpcGuard guard;
+        sched().mark_current_blocked_locked(nullptr, 0);
+        sched().switch_to_locked(*b_);
+        EXPECT_FALSE(g_ipc_lock.is_locked());
+        EXPECT_EQ(this_cpu().held_locks.mask, HeldLocks::bit(LockLevel::Scheduler));
+        EXPECT_FALSE(Cpu::interrupts_enabled());
+    }
+    EXPECT_EQ(sched().current(), b_);
+    EXPECT_EQ(this_cpu().held_locks.mask, 0u);
+}
+
+// Another lock of the IPC lock's level is not the IPC lock: the switch
+// does not let go of it.
+TEST_F(DirectSwitchTest, AnotherLockOfTheIpcLevelIsAKernelBug) {
     SpinLock endpoint(LockLevel::Endpoint);
     EXPECT_DEATH(
         {
             LockGuard outer(endpoint);
             direct_switch_to_b();
         },
-        "held_locks.only\\(LockLevel::Scheduler\\)");
+        "g_ipc_lock.is_locked\\(\\)");
 }
 
 // The same checks guard every switch: here a yield entered from an
