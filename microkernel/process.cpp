@@ -164,7 +164,7 @@ Result<Process*> Process::create(const char* name, uint32_t cpu) {
     p->root_ = root.value();
     p->handles_ = handles.value();
     {
-        LockGuard guard(this_cpu().scheduler.lock());
+        LockGuard guard(g_ipc_lock);
         p->id_ = g_next_process_id++;
         p->cpu_ = cpu == kThisCpu ? Cpu::cpu_index() : cpu;
         MK_ASSERT(cpu_online(p->cpu_));
@@ -247,9 +247,8 @@ Status Process::unmap(uint64_t virt, size_t pages) {
     LockGuard guard(space_lock_);
     if (root_ == 0) return Error::None;
     {
-        // The registrations are IPC state; the list of threads is the
-        // scheduler lock's, taken next.
-        IpcGuard ipc_guard;
+        // The list of threads and their registrations: IPC lock's.
+        LockGuard ipc_guard(g_ipc_lock);
         for (const Thread& t : threads_) {
             uint64_t b = t.ipc->user_buffer;
             if (b != 0 && b >= virt && (b - virt) / abi::kPageSize < pages) return Error::BadState;
@@ -356,7 +355,7 @@ Result<Thread*> Process::create_thread(const char* name, uint64_t rip, uint64_t 
     thread->user_arg = arg;
     Status refused = Error::None;
     {
-        LockGuard guard(this_cpu().scheduler.lock());
+        IpcGuard guard;  // the list of threads; the placement's loads
         if (exiting_) {
             refused = Error::BadState;
         } else if (threads_.size() >= kMaxThreads) {
@@ -382,7 +381,7 @@ Result<Thread*> Process::create_thread(const char* name, uint64_t rip, uint64_t 
 void Process::remove_thread(Thread& thread) {
     bool last;
     {
-        LockGuard guard(this_cpu().scheduler.lock());
+        LockGuard guard(g_ipc_lock);
         threads_.erase(ThreadList::s_iterator_to(thread));
         last = threads_.empty() && !dead_;
         if (last) {

@@ -152,7 +152,7 @@ class Process : public KObject {
 
     using ThreadList =
         bi::list<Thread, bi::member_hook<Thread, bi::list_member_hook<>, &Thread::process_hook>>;
-    // --- Guarded by the scheduler lock ---
+    // --- Guarded by the IPC lock (g_ipc_lock) ---
     ThreadList threads_;  // its live threads (a thread leaves the list when it is destroyed)
     bool exiting_ = false;
     bool dead_ = false;

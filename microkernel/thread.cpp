@@ -73,7 +73,7 @@ Result<Thread*> Thread::make(const char* name) {
     }
     Result<uint64_t> id = Error::OutOfMemory;
     {
-        LockGuard guard(this_cpu().scheduler.lock());
+        LockGuard guard(g_ipc_lock);  // the registry's
         id = register_slot(t);
         t->cpu = Cpu::cpu_index();
         t->affinity = 1u << t->cpu;
@@ -107,7 +107,7 @@ Result<Thread*> Thread::adopt_boot_thread(const char* name) {
 void Thread::destroy(Thread* thread) {
     if (thread == nullptr) return;
     {
-        LockGuard guard(this_cpu().scheduler.lock());
+        IpcGuard guard;  // the registry, and its state
         MK_ASSERT(thread->state == ThreadState::Dead || thread->state == ThreadState::Created);
         MK_ASSERT(thread->ipc->callers.empty());
         // The thread is gone from now on, whoever still holds a reference:

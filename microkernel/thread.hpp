@@ -82,7 +82,7 @@ class Thread : public KObject {
     // Unique over the kernel's lifetime (a slot and a generation): a stale id
     // never names a newer thread. See Thread::lookup().
     uint64_t id() const { return id_; }
-    // The live thread with this id, or nullptr. Caller holds the scheduler lock.
+    // The live thread with this id, or nullptr. Caller holds the IPC lock.
     static Thread* lookup(uint64_t id);
     const char* name() const { return name_; }
 
@@ -142,7 +142,7 @@ class Thread : public KObject {
 
     // --- User threads (Process::create_thread); fixed before it starts ---
     Process* process = nullptr;           // holds a reference; nullptr: a kernel thread
-    bi::list_member_hook<> process_hook;  // on process->threads, guarded by the scheduler lock
+    bi::list_member_hook<> process_hook;  // on process->threads, guarded by the IPC lock
     uint64_t user_rip = 0;                // where it first enters user mode
     uint64_t user_rsp = 0;
     uint64_t user_arg = 0;
@@ -168,8 +168,8 @@ class Thread : public KObject {
 
 // The thread registry: ids are (generation << 32) | (slot + 1), so an id
 // stays unique after its thread is gone and its slot reused. Guarded by the
-// scheduler lock (lookups happen under it, e.g. when a reply names its
-// caller). Kept by thread.cpp; here so that lookup() inlines.
+// IPC lock (lookups happen under it, when a reply names its caller). Kept by
+// thread.cpp; here so that lookup() inlines.
 struct ThreadRegistry {
     static constexpr uint32_t kMaxThreads = 4096;
     Thread* threads[kMaxThreads];
