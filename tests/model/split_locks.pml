@@ -7,7 +7,8 @@
  * Locks (each held by a CPU, with interrupts off on that CPU):
  *   E      Endpoint::lock_ (new, LockLevel::Endpoint): the endpoint's receivers_ and
  *          senders_ queues and the IPC delivery state of the threads queued on it
- *          (ist: Waiting / Delivered, the message slot rmsg, the reply target rto).
+ *          (ist: Waiting / Delivered / Aborted, the message slot rmsg, the reply
+ *          target rto).
  *   S[c]   Scheduler::lock_ of CPU c (new: one per CPU instead of one static lock):
  *          CPU c's ready queue, current_, timeouts, and the scheduling state
  *          (Blocked / Ready / Running, wake_reason, the armed deadline) of the threads
@@ -19,16 +20,42 @@
  * (timed recv), answers each, then exits.  C (homed on CPU1) makes NCALL calls.  With
  * -DDIRECT, C0 (homed on CPU0) makes one call, and may take the same-CPU direct switch
  * to R.  I0, I1: the idle threads.  Timer0: CPU0's tick, which may time R's wait out
- * (at most NTICKS times).  With -DKILL, Killer: one kill of C from CPU0, under S1 only
- * (C gives its reply wait up under S1, leaves senders_ under E, and ends; a reply that
- * finds no wait is dropped; a reply that came before C ran wins over the kill).  Each CPU runs one thread at a time: on[c] is the thread
- * whose code (and stack) CPU c is on; a thread's proctype moves only while on[home]
- * names it.  A switch is scheduled under S[c] and the lock is HANDED OVER to the thread
- * switched to, which releases it (as today).
+ * (at most NTICKS ticks find R's deadline passed; protocol below).  With -DKILL,
+ * Killer: one kill of C from CPU0, under S1 only (C gives its reply wait up under S1,
+ * leaves senders_ under E, and ends; a reply that finds no wait is dropped; a reply
+ * that came before C ran wins over the kill).  Each CPU runs one thread at a time:
+ * on[c] is the thread whose code (and stack) CPU c is on; a thread's proctype moves
+ * only while on[home] names it.  A switch is scheduled under S[c] and the lock is
+ * HANDED OVER to the thread switched to, which releases it (as today).
  *
  * Each step of the model begins with one lock acquire and runs up to the next one (a
  * CPU's actions between two acquires are invisible to the other CPU while every access
  * follows the locks, and each access asserts that its CPU holds the lock guarding it).
+ *
+ * The timeout of an IPC wait (Scheduler::on_timer_tick -> expire_timeouts_locked of the
+ * split code; the model's default protocol).  The tick is an interrupt: CPU0 takes it
+ * only while it holds no lock, and runs nothing else until the handler returns (irq0;
+ * interrupts stay off in it, also while it spins on a lock).  Under S0 alone it
+ * expires the due timeouts of threads in no IPC wait (none in the model); R's due wait
+ * is an IPC wait, so the tick
+ *   1. releases S0;              (CPU1 may run here ...
+ *   2. takes E;                   ... and here)
+ *   3. takes S0 again (the order E -> S), and re-checks: R still Blocked with its
+ *      deadline armed (and passed) -> off receivers_, its IPC operation ended with
+ *      TimedOut (ist ABORTED: op None, result TimedOut; ipc_abort_locked, which leaves a
+ *      completed result alone), disarmed, woken with TimedOut (Ready); else nothing
+ *      (a call delivered to R and woke it meanwhile: REACH(14)); releases both.
+ * A delivery happens under E and wakes R (cancelling its timeout) under S0 before E is
+ * released, so a wait the tick ends under E was not delivered, and a delivered wait is
+ * never timed out.  R's finish_recv reads its result under E: Delivered (the message),
+ * or ABORTED (TimedOut; the tick unlinked it already).  The re-check cannot meet a NEW
+ * wait of R's: R runs only on CPU0, which is in the handler (asserted: tickw), so
+ * "Blocked and armed" is "the deadline still due" here (with migration, or a kill that
+ * ends R's wait from CPU1, the code's deadline comparison is what tells them apart).
+ * -DTICK_S0_ONLY: the old protocol (the design before the code changed), kept as a
+ * variant: the tick wakes R with TimedOut under S0 only, in one step, and never takes
+ * E; R, run again, unlinks itself from receivers_ under E (finish_recv: Delivered wins
+ * over the wake_reason).
  *
  * Properties:
  *   1. no lost wake-up: spin's invalid-end-state check (a thread left Blocked, or a CPU
@@ -37,7 +64,9 @@
  *      nothing ready, no interrupt pending, no lock held;
  *   2. no lost or duplicated message: a delivered message is returned by R's recv as a
  *      success exactly once (got[]), even when the timeout fired too; a recv that
- *      returns no message ended for a reason (TimedOut); each call gets its own reply;
+ *      returns no message ended for a reason (TimedOut) and was unlinked by the tick
+ *      (ABORTED); a delivered wait was not woken TimedOut (default protocol: delivery
+ *      and the timeout are both decided under E); each call gets its own reply;
  *   3. one CPU per stack: a CPU switches only to a thread of its own that no CPU is on
  *      (stk[]); a thread made Running is on no ready queue; whoever finds a thread
  *      Blocked under its S lock finds its CPU off its stack (the hand-over);
@@ -55,27 +84,48 @@
  *                     wait without E, so the wake always ends the wait it was for.
  *                     A CPU may then hold E while it waits for the other CPU's S0: so
  *                     nothing may take E with an S held (BUG_TIMER_TAKES_E deadlocks).
- *   DIRECT_NO_STATE_CHECK (control) the direct switch does not look at R's state under
- *                     S0: R timed out (Ready, on CPU0's ready queue, still on receivers_
- *                     until it runs) is switched to and left on the ready queue too.
- *                     Fix (default): switch directly only if R is still Blocked; else
+ *                     With the default tick, the tick can also take E between the
+ *                     call's release of E and its wake, and time out the wait the call
+ *                     delivered to (assert(wr[R] != TIMEDOUT) in finish_recv): either
+ *                     failure counts.
+ *   DIRECT_NO_STATE_CHECK (control, -DTICK_S0_ONLY) the direct switch does not look at
+ *                     R's state under S0: R timed out (Ready, on CPU0's ready queue, still
+ *                     on receivers_ until it runs) is switched to and left on the ready
+ *                     queue too.  Fix: switch directly only if R is still Blocked; else
  *                     deliver (R finds Delivered when it runs) and block the usual way.
+ *                     With the default tick (which unlinks R under E) a receiver found on
+ *                     receivers_ under E is always Blocked: the check never fails there
+ *                     and the control needs -DTICK_S0_ONLY (spin finds no error without).
  * Negative controls (must FAIL):
  *   BUG_UNLOCK_E_BEFORE_BLOCK  recv releases E before S0 / Blocked: the call's wake
  *                              finds R not yet Blocked and does nothing; R then blocks
- *                              for ever (the message delivered, never seen)
- *   BUG_CLEANUP_IGNORES_DELIVERED  R's wake-up path after a timeout looks at its
- *                              wake_reason, not at Delivered: the message is lost
+ *                              with the message delivered: for ever, or until the tick
+ *                              times the delivered wait out (wr[R] != TIMEDOUT fails)
+ *   BUG_CLEANUP_IGNORES_DELIVERED  (-DTICK_S0_ONLY only) R's wake-up path after a
+ *                              timeout looks at its wake_reason, not at Delivered: the
+ *                              message is lost.  It no longer applies to the default
+ *                              protocol: a TimedOut wake there always comes with the
+ *                              result TimedOut (the tick ended the wait under E, where
+ *                              no delivery can be half done), so there is no Delivered
+ *                              for a wake_reason test to miss (asserted in finish_recv)
  *   BUG_BLOCK_NO_REPLY_CHECK   the caller blocks for its reply without looking at rst
  *                              under S1: a reply that came first is lost
- *   BUG_TIMER_TAKES_E          the tick takes E under S0 to unlink R itself (this
- *                              acquire leaves the order assertion out, to show the
- *                              deadlock itself): call_impl holds E and wants S0
+ *   BUG_TIMER_TAKES_E          the tick takes E while still holding S0 (S0 -> E,
+ *                              against the order; this acquire leaves the order
+ *                              assertion out, to show the deadlock itself): call_impl
+ *                              holds E and wants S0
+ *   BUG_TICK_NO_RECHECK        the tick, E and S0 taken again, ends the wait it saw due
+ *                              under S0 alone without re-checking it: a call delivered
+ *                              to R and woke it in between; the tick overwrites the
+ *                              Delivered result with TimedOut: the message is lost
+ *                              (R finds TimedOut with wake_reason Woken)
  *   BUG_RELEASE_BEFORE_SWITCH  CPU0 releases S0 while still on the old thread's stack
  *                              (every CPU0 switch): CPU1's wake finds R Blocked while
  *                              CPU0 is still on R's stack
  *   WAKE_AFTER_E, DIRECT_NO_STATE_CHECK  (above)
- * PROBE_ALL: reachability probes (REACH(n) fails with its own text).
+ * PROBE_ALL: reachability probes (REACH(n) fails with its own text).  4, 7 and 8 are
+ * reached only with -DTICK_S0_ONLY (with the default tick a receiver is never Ready and
+ * still on receivers_, and a delivered wait never times out); 14 only without it.
  */
 #define R    0                  /* receiver, homed on CPU0 */
 #define C    1                  /* caller, homed on CPU1 */
@@ -101,7 +151,8 @@
 
 mtype = { RUNNING, READY, BLOCKED, DEAD };     /* ThreadState */
 mtype = { WOKEN, TIMEDOUT, INTERRUPTED };      /* WakeReason */
-mtype = { IDLE, WAITING, DELIVERED };          /* IpcState of R on the endpoint */
+mtype = { IDLE, WAITING, DELIVERED, ABORTED }; /* IpcState of R on the endpoint; ABORTED:
+                                                  op None, result TimedOut (ipc_abort_locked) */
 mtype = { NOWAIT, AWAITING, REPLIED };         /* a caller's reply wait */
 
 #if defined(PROBE_ALL)
@@ -149,23 +200,31 @@ bit   killed;                   /* ghost: the kill happened */
 #define KILLED(t) false
 #endif
 
-#ifdef BUG_TIMER_TAKES_E
-bit   irq0;                     /* CPU0 in the tick's handler: its thread stands still */
-#define NOIRQ(c) (c != 0 || !irq0)
-#else
-#define NOIRQ(c) true
+#if defined(BUG_CLEANUP_IGNORES_DELIVERED) && !defined(TICK_S0_ONLY)
+#error "BUG_CLEANUP_IGNORES_DELIVERED is a control of the old protocol: add -DTICK_S0_ONLY"
 #endif
+#if defined(DIRECT_NO_STATE_CHECK) && !defined(TICK_S0_ONLY)
+#error "DIRECT_NO_STATE_CHECK is a control of the old protocol: add -DTICK_S0_ONLY"
+#endif
+bit   irq0;                     /* CPU0 in the tick's handler (interrupts off): its threads
+                                   and its idle loop stand still until the handler returns */
+bit   tickw;                    /* ghost: R's wait is still the one the tick found due */
+#define NOIRQ(c) (c != 0 || !irq0)
 #define ON(c, t) (on[c] == t && NOIRQ(c))
 
-inline lockE(c_) {               /* LockGuard on Endpoint::lock_ (new) */
+/* lockE / lockS: thread code on CPU c, which moves only while no interrupt handler runs
+   there; the _when forms with ok_ = true: the tick's handler itself (irq0 set) */
+inline lockE_when(c_, ok_) {      /* LockGuard on Endpoint::lock_ (new) */
   assert(sheld[c_] == 0);        /* 4: never S before E */
-  elk == 0 && NOIRQ(c_) -> elk = H(c_)
+  elk == 0 && ok_ -> elk = H(c_)
 }
+inline lockE(c_) { lockE_when(c_, NOIRQ(c_)) }
 inline unlockE(c_) { assert(elk == H(c_)); elk = 0 }
-inline lockS(c_, x_) {            /* LockGuard on Scheduler::lock_ of CPU x (new: per CPU) */
+inline lockS_when(c_, x_, ok_) {  /* LockGuard on Scheduler::lock_ of CPU x (new: per CPU) */
   assert(sheld[c_] == 0);        /* 4: never two S locks */
-  slk[x_] == 0 && NOIRQ(c_) -> slk[x_] = H(c_); sheld[c_] = x_ + 1
+  slk[x_] == 0 && ok_ -> slk[x_] = H(c_); sheld[c_] = x_ + 1
 }
+inline lockS(c_, x_) { lockS_when(c_, x_, NOIRQ(c_)) }
 inline unlockS(c_, x_) { assert(slk[x_] == H(c_) && sheld[c_] == x_ + 1); slk[x_] = 0; sheld[c_] = 0 }
 #define HOLDS_S(c, t) (slk[home[t]] == H(c) && sheld[c] == home[t] + 1)
 #define INTS_ON(c) (elk != H(c) && sheld[c] == 0)   /* a CPU holding no lock may take interrupts */
@@ -281,7 +340,7 @@ proctype Receiver() {           /* R on CPU0: NMSG x Endpoint::recv (timed) + re
      /* block_current_locked(receivers_, deadline): lock S0, Blocked, arm, unlock E,
         schedule; S0 handed over to the next thread */
      atomic { lockS(0, 0); assert(state[R] == RUNNING && cur[0] == R);
-              state[R] = BLOCKED; armed = 1; printf("R: Blocked (deadline armed)\n");
+              state[R] = BLOCKED; armed = 1; tickw = 0; printf("R: Blocked (deadline armed)\n");
 #ifndef BUG_UNLOCK_E_BEFORE_BLOCK
               unlockE(0);
 #endif
@@ -293,7 +352,8 @@ end_recv:                       /* the killed caller's calls never come */
 #endif
      atomic { on[0] == R -> assert(state[R] == RUNNING && cur[0] == R && !armed);
               release_handed_over(0) }
-     /* Endpoint::finish_recv (new rule): under E, Delivered wins over any wake_reason */
+#ifdef TICK_S0_ONLY
+     /* Endpoint::finish_recv (old protocol's rule): under E, Delivered wins over any wake_reason */
      atomic { lockE(0);
 #ifdef BUG_CLEANUP_IGNORES_DELIVERED
               if :: wr[R] == TIMEDOUT -> rcvq = 0; ist = IDLE; rto = NONE;
@@ -310,6 +370,23 @@ end_recv:                       /* the killed caller's calls never come */
                  ist = IDLE; unlockE(0); REACH(5);
                  goto next                   /* TimedOut: R's user code calls recv again */
               fi }
+#else
+     /* Endpoint::finish_recv: under E, read the result: the tick that timed the wait out
+        ended it under E (off receivers_, TimedOut), a delivery under E too */
+     atomic { lockE(0);
+              assert(!rcvq);                 /* whoever ended the wait unlinked R */
+              if
+              :: ist == DELIVERED -> ist = IDLE; unlockE(0);
+                 printf("R: recv returns %d (Delivered; wake_reason %e)\n", rmsg, wr[R]);
+                 assert(wr[R] != TIMEDOUT)   /* 2: a delivered wait never times out */
+              :: else ->
+                 printf("R: recv ends with no message (%e), wake_reason %e\n", ist, wr[R]);
+                 assert(wr[R] == TIMEDOUT);  /* 2: no message, so the wait really ended */
+                 assert(ist == ABORTED);     /* ended by the tick: TimedOut */
+                 ist = IDLE; unlockE(0); REACH(5);
+                 goto next                   /* TimedOut: R's user code calls recv again */
+              fi }
+#endif
 received:
      /* 2: each message returned once, as a success */
      atomic { assert(rmsg != 0 && !got[rmsg]); got[rmsg] = 1; ngot++ }
@@ -467,23 +544,63 @@ end_hlt: atomic { pend[c] && NOIRQ(c) -> pend[c] = 0; halted[c] = 0 }  /* the in
   od
 }
 
-/* Scheduler::on_timer_tick of CPU0 (interrupts on at CPU0): R's deadline passed: under
-   S0 only, wake_locked(R, TimedOut).  R unlinks itself from receivers_ when it runs. */
+/* the tick's timeout of R's IPC wait, under E and S0 (default protocol): re-check that R's
+   wait is still the one found due (Blocked, deadline armed and passed); if so end it the
+   way end_wait_locked does: off receivers_, ipc_abort_locked (a result still pending
+   becomes TimedOut; a completed one stays), disarm, wake with TimedOut */
+inline tick_times_out_locked() {
+  assert(elk == H(0) && HOLDS_S(0, R));
+#ifndef BUG_TICK_NO_RECHECK
+  if
+  :: state[R] == BLOCKED && armed ->   /* the deadline still armed: still due */
+     assert(tickw);                    /* the same wait: R cannot run while CPU0 is here */
+#endif
+     if :: rcvq -> rcvq = 0 :: else fi;                     /* off receivers_ */
+#ifdef BUG_TICK_NO_RECHECK
+     ist = ABORTED;                    /* ends the wait it saw under S0 alone, ended or not */
+#else
+     if :: ist == WAITING -> ist = ABORTED :: else fi;      /* ipc_abort_locked */
+#endif
+     printf("CPU0: tick: R's wait times out (%e)\n", state[R]);
+     wake_locked(0, R, TIMEDOUT)       /* disarms; Ready, CPU0's ready_ */
+#ifndef BUG_TICK_NO_RECHECK
+  :: else ->                           /* a call delivered and woke R meanwhile */
+     REACH(14); printf("CPU0: tick: R's wait ended meanwhile (%e)\n", state[R])
+  fi
+#endif
+}
+
+/* Scheduler::on_timer_tick of CPU0, an interrupt: taken only where CPU0 holds no lock;
+   interrupts stay off in the handler (irq0: CPU0 runs nothing else until it returns).
+   R's deadline passed.  Under S0 alone the tick expires the due timeouts of threads in
+   no IPC wait (none here); R's is an IPC wait, so: release S0; lock E; lock S0 (the order
+   E -> S); re-check and time R's wait out (tick_times_out_locked); release both.
+   -DTICK_S0_ONLY (the old protocol): wake_locked(R, TimedOut) under S0 only; R unlinks
+   itself from receivers_ when it runs (finish_recv: Delivered wins). */
 active proctype Timer0() {
 end_timer:
   do
   :: atomic { ticks < NTICKS && INTS_ON(0) && NOIRQ(0) && slk[0] == 0 && state[R] == BLOCKED && armed ->
-              lockS(0, 0); ticks++; printf("CPU0: tick: R's deadline passed\n");
-#ifdef BUG_TIMER_TAKES_E
-              irq0 = 1 }
-     atomic { elk == 0 -> elk = H(0);   /* S0 -> E: against the order (assertion left out) */
-              if :: rcvq -> rcvq = 0; ist = IDLE :: else fi;
-#endif
-              wake_locked(0, R, TIMEDOUT);
-#ifdef BUG_TIMER_TAKES_E
-              unlockE(0); irq0 = 0;
-#endif
+              lockS(0, 0); ticks++;
+#ifdef TICK_S0_ONLY
+              printf("CPU0: tick: R's deadline passed\n");
+              wake_locked(0, R, TIMEDOUT); unlockS(0, 0) }
+#else
+              irq0 = 1; tickw = 1;
+              printf("CPU0: tick: R's deadline passed; an IPC wait\n");
+#ifndef BUG_TIMER_TAKES_E
               unlockS(0, 0) }
+     atomic { lockE_when(0, true) }    /* CPU1 may run between the steps, CPU0 may not */
+     atomic { lockS_when(0, 0, true);
+              tick_times_out_locked();
+              unlockS(0, 0); unlockE(0); irq0 = 0 }
+#else
+     }                                 /* S0 kept */
+     atomic { elk == 0 -> elk = H(0);  /* S0 -> E: against the order (assertion left out) */
+              tick_times_out_locked();
+              unlockE(0); unlockS(0, 0); irq0 = 0 }
+#endif
+#endif
   od
 }
 
