@@ -52,7 +52,7 @@ Thread* reply_target_locked(ReplyToken token, Thread& replier) {
 // Ends `t`'s operation with `result`: it leaves the queue it waits on and
 // becomes Ready.
 void complete_locked(Thread& t, Error result) {
-    MK_ASSERT(g_ipc_lock.is_locked());
+    MK_ASSERT(holds_here(LockLevel::Endpoint));
     t.ipc->op = IpcState::Op::None;
     t.ipc->result = result;
     sched().wake_locked(t);
@@ -516,7 +516,9 @@ Result<Message> Endpoint::finish_call(Thread& self) {
 void ipc_abort_locked(Thread& thread, WakeReason reason) {
     IpcState& ipc = *thread.ipc;
     if (ipc.op == IpcState::Op::None || ipc.result != Error::WouldBlock) return;
-    MK_ASSERT(g_ipc_lock.is_locked());  // it leaves its endpoint's queue (wake_locked)
+    // It leaves its endpoint's queue (wake_locked). (The syscall fast path,
+    // whose locks are raw, never gets here: the waits it ends have ended.)
+    MK_ASSERT(holds_here(LockLevel::Endpoint));
     ipc.op = IpcState::Op::None;
     if (reason == WakeReason::TimedOut) {
         ipc.result = Error::TimedOut;
@@ -527,7 +529,7 @@ void ipc_abort_locked(Thread& thread, WakeReason reason) {
 }
 
 void ipc_release_thread_locked(Thread& thread) {
-    MK_ASSERT(g_ipc_lock.is_locked());
+    MK_ASSERT(holds_here(LockLevel::Endpoint));
     while (Thread* caller = thread.ipc->callers.front()) {
         ++counters().peer_died_wakeups;
         complete_locked(*caller, Error::PeerDied);

@@ -48,7 +48,9 @@ class KObject {
     // under the lock that keeps the object alive, e.g. a handle table's).
     void retain() { refs_.fetch_add(1, std::memory_order_relaxed); }
     // Drops one reference; the last one frees the object. May take the heap
-    // lock, so callers may hold the scheduler lock but no lock above it.
+    // lock, and for a Reply or a tracker the IPC and scheduler locks: so
+    // callers hold no lock, but where the object is known to be neither
+    // (or not the last reference).
     void release();
     // Drops a reference when another holder is known to keep one (the
     // syscall fast path, under the handle-table lock): never the last.

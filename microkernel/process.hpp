@@ -139,9 +139,8 @@ class Process : public KObject {
     Ref<Endpoint> supervisor_;
     Notice* death_notice_ = nullptr;
     uint64_t root_ = 0;
-    // Lock order: after the handle tables, before the IPC and scheduler
-    // locks (which unmap() takes inside it to read the threads' IPC buffer
-    // pages).
+    // Lock order: after the handle tables, before the IPC lock (which
+    // unmap() takes inside it to read the threads' IPC buffer pages).
     mutable SpinLock space_lock_{LockLevel::AddressSpace};
     // --- Guarded by space_lock_ ---
     size_t mapped_pages_ = 0;

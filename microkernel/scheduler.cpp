@@ -567,8 +567,9 @@ void Scheduler::enter_switch_locked() {
     // waker that takes the IPC lock now finds it, and then waits for the
     // scheduler lock until this switch is done.
     MK_ASSERT(!in_irq());
-    if (HeldLocks* held = held_locks_here();
-        held != nullptr && (held->mask & HeldLocks::bit(LockLevel::Endpoint)) != 0) {
+    HeldLocks* held = held_locks_here();
+    MK_ASSERT(held != nullptr);  // no switch before the per-CPU area
+    if ((held->mask & HeldLocks::bit(LockLevel::Endpoint)) != 0) {
         MK_ASSERT(g_ipc_lock.is_locked());  // the one lock of that level
         g_ipc_lock.unlock(false);
     }
@@ -704,28 +705,31 @@ bool Scheduler::expire_timeouts_locked(bool ipc_held) {
 }
 
 void Scheduler::on_timer_tick() {
-    bool ipc_due;
     {
         LockGuard guard(lock_);
         ++counters_.ticks;
-        ipc_due = expire_timeouts_locked(false);
-        if (current_ != idle_) {
-            if (!ready_.empty()) balance_locked();
-            if (quantum_left_ > 0) --quantum_left_;
-            if (quantum_left_ == 0) {
-                if (!any_ready_locked()) {
-                    quantum_left_ = kQuantumTicks;  // nobody to hand over to: a fresh quantum
-                } else {
-                    need_resched_ = true;
-                }
-            }
+        if (!expire_timeouts_locked(false)) [[likely]] {
+            end_tick_locked();
+            return;
         }
     }
-    if (ipc_due) [[unlikely]] {
-        // Again with the IPC lock, taken first (the lock order). Whatever
-        // happened in between, the set says what is still due.
-        IpcGuard guard;
-        expire_timeouts_locked(true);
+    // An IPC wait is due: again with the IPC lock, taken first (the lock
+    // order). Whatever happened in between, the set says what is still due.
+    IpcGuard guard;
+    expire_timeouts_locked(true);
+    end_tick_locked();
+}
+
+void Scheduler::end_tick_locked() {
+    if (current_ == idle_) return;
+    if (!ready_.empty()) balance_locked();
+    if (quantum_left_ > 0) --quantum_left_;
+    if (quantum_left_ == 0) {
+        if (!any_ready_locked()) {
+            quantum_left_ = kQuantumTicks;  // nobody to hand over to: a fresh quantum
+        } else {
+            need_resched_ = true;
+        }
     }
 }
 

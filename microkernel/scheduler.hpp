@@ -279,6 +279,9 @@ class Scheduler {
     // ends off its endpoint's queue): without it (`ipc_held` false), it
     // stops there and returns true.
     bool expire_timeouts_locked(bool ipc_held);
+    // The rest of a tick, once its timeouts are done (the woken threads
+    // queued): balancing and the quantum.
+    void end_tick_locked();
     // A Blocked thread's wait ends (wake_locked and wake_and_block_locked):
     // off its wait queue and the timeout set, `reason` recorded, an IPC wait
     // no partner completed aborted. Its state is the caller's to set.
@@ -323,7 +326,7 @@ class Scheduler {
     // scheduler lock alone is handed to the next thread.
     void enter_switch_locked();
 
-    // Lock order: after Endpoint::lock_, before the heap (docs/locking.md).
+    // Lock order: after g_ipc_lock, before the heap (docs/locking.md).
     // One for every CPU (syscall.S releases it by name).
     static SpinLock lock_;
     // --- Guarded by lock_ ---

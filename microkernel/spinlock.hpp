@@ -105,8 +105,9 @@ class SpinLock {
 
     // The syscall fast path's own way in and out (syscall/fastpath.cpp): with
     // interrupts already off, and without the held-lock bookkeeping, as it
-    // takes the handle-table lock and then the scheduler lock, in order, and
-    // nothing else. The scheduler lock is released by the entry stub through
+    // takes the handle-table lock, the IPC lock and the scheduler lock, in
+    // order, and nothing else (IpcGuard uses them too, doing the bookkeeping
+    // for both of its locks at once). The scheduler lock is released by the entry stub through
     // its word (by the lock's symbol: the word is at its address), once the CPU is off
     // the stack of the thread that blocked.
     // (fetch_or's bit test compiles to one `lock bts`.)

@@ -75,6 +75,7 @@ Result<Thread*> Thread::make(const char* name) {
     {
         LockGuard guard(g_ipc_lock);  // the registry's
         id = register_slot(t);
+        if (id) t->id_ = id.value();  // before a lookup can find it
         t->cpu = Cpu::cpu_index();
         t->affinity = 1u << t->cpu;
     }
@@ -83,7 +84,6 @@ Result<Thread*> Thread::make(const char* name) {
         kdelete(ipc);
         return id.error();
     }
-    t->id_ = id.value();
     return t;
 }
 

@@ -40,8 +40,8 @@ Status Reply::answer(const Message& msg, Donate donate) {
 }
 
 void Reply::free_object(Reply* reply) {
-    // Never released under the scheduler lock (handles are not), so the
-    // caller still waiting can be failed here.
+    // Never released under a lock (handles are not), so the caller still
+    // waiting can be failed here, under the IPC and scheduler locks.
     Endpoint::drop_saved(reply->caller_);
     kdelete(reply);
 }

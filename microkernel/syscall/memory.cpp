@@ -65,9 +65,15 @@ Status sys_thread_create(Process& p, Thread& self, TrapFrame& f) {
     if (!t) return t.error();
     Thread* thread = t.value();
     thread->retain();  // the handle's reference
-    // Started before anyone can name it: nobody can kill it in between.
+    // Started before anyone can name it by a handle. A kill of the whole
+    // process (another thread's ProcessExit, a ProcessKill) may have ended
+    // it in between, before it ever ran: it is buried already, and the
+    // process is on its way out.
     Status st = this_cpu().scheduler.start(*thread);
-    MK_ASSERT(st == Error::None);
+    if (st != Error::None) {
+        thread->release();
+        return st;
+    }
     f.rdi = slot.fill(HandleEntry{Ref<KObject>::adopt(thread), abi::kRightsAll, 0, {}});
     return Error::None;
 }

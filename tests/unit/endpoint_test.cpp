@@ -472,6 +472,24 @@ TEST_F(EndpointTest, TheTickEndsAnIpcWaitUnderTheIpcLock) {
     EXPECT_EQ(ipc().timeouts, 1u);
 }
 
+// Found in review: the tick's second pass, with the IPC lock, came after
+// the quantum's accounting, so a quantum that ended at the very tick an
+// IPC wait timed out found nothing ready and started afresh: the woken
+// thread waited a whole quantum more. The accounting comes last.
+TEST_F(EndpointTest, AQuantumEndingAtAnIpcTimeoutHandsTheCpuOn) {
+    Thread* a = spawn("a");
+    run_until(a);
+    EXPECT_EQ(ep_->recv(Scheduler::kQuantumTicks).error(), Error::WouldBlock);
+    ASSERT_EQ(current(), boot_);  // on a fresh quantum
+    for (uint32_t i = 1; i < Scheduler::kQuantumTicks; ++i) sched().on_timer_tick();
+    EXPECT_EQ(a->state, ThreadState::Blocked);
+    sched().on_timer_tick();  // a's deadline and the quantum's end
+    EXPECT_EQ(a->state, ThreadState::Ready);
+    sched().preempt_if_needed();
+    EXPECT_EQ(current(), a);
+    EXPECT_EQ(Endpoint::finish_recv(*a).error(), Error::TimedOut);
+}
+
 TEST_F(EndpointTest, SendTimesOutAndKeepsItsMessage) {
     Thread* a = spawn("a");
     run_until(a);
