@@ -216,7 +216,8 @@ class FastPath {
     // complete_ipc() write into its frame — Ok and, after a Call or a Recv,
     // the message in its IpcState (its payload is in its IPC buffer
     // already). The stub returns to user mode with every register from that
-    // frame (RESUME_EXIT).
+    // frame (RESUME_EXIT). Lets go of the IPC lock once that state is read,
+    // as a switch does.
     static FastPathExit resume(PerCpu& cpu, Thread& self, Thread& next) {
         Scheduler& s = cpu.scheduler;
         bool lent = next.lent_quantum;
@@ -233,6 +234,7 @@ class FastPath {
             syscall::deliver_registers(to, n.msg, 0, n.badge, n.reply.valid());
         }
         n.user_op = IpcState::UserOp::None;
+        unlock_ipc();  // its IPC state is read
         next.state = ThreadState::Running;
         next.at_frame = false;
         next.lent_quantum = false;
@@ -244,8 +246,10 @@ class FastPath {
     // Runs `next` (Blocked at its frame, its wait just ended, on no queue)
     // in place of `self` (Blocked, or Ready on the hand-off queue, now): what
     // Scheduler::switch_to_locked() does, then the CPU's part. Returns where the stub leaves for
-    // user mode.
+    // user mode. The IPC state is written: it lets go of the IPC lock first,
+    // as a switch does.
     static FastPathExit switch_to(PerCpu& cpu, Thread& self, Thread& next) {
+        unlock_ipc();  // the IPC state is written
         Scheduler& s = cpu.scheduler;
         if (next.timeout_hook.is_linked()) [[unlikely]]
             s.cancel_timeout_locked(next);
@@ -301,7 +305,6 @@ inline FastPathExit FastPath::call(TrapFrame& f) {
     // A block, a wake, a direct switch and a switch, and a hit: counted
     // once (Scheduler::counters() and ipc_counters() add it in).
     ++s.fast_switches_;
-    unlock_ipc();
     return switch_to(cpu, self, *server);
 }
 
@@ -356,7 +359,6 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     block_current(self, ep->receivers_);
     table.lock_.unlock_raw();
     ++s.fast_switches_;  // as in call()
-    unlock_ipc();
     return switch_to(cpu, self, *caller);
 }
 
@@ -472,7 +474,6 @@ inline FastPathExit FastPath::reply(TrapFrame& f) {
     // A wake, a donation and a switch, and a hit (counters() and
     // ipc_counters() add it in).
     ++s.fast_replies_;
-    unlock_ipc();
     return switch_to(cpu, self, *caller);
 }
 
@@ -567,7 +568,6 @@ inline FastPathExit FastPath::recv(TrapFrame& f) {
     block_current(self, ep->receivers_);
     table.lock_.unlock_raw();
     ++s.fast_blocks_;
-    unlock_ipc();
     return resume(cpu, self, *next);
 }
 
