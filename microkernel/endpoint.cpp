@@ -130,10 +130,11 @@ IpcCounters ipc_counters() {
 }
 
 IpcCounters total_ipc_counters() {
-    LockGuard guard(sched().lock());
     IpcCounters t{};
     for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
-        if (cpu_online(i)) add_counts(t, ipc_counters_locked(cpu_at(i)));
+        if (!cpu_online(i)) continue;
+        LockGuard guard(cpu_at(i).scheduler.lock());  // each CPU's under its own lock
+        add_counts(t, ipc_counters_locked(cpu_at(i)));
     }
     return t;
 }

@@ -42,6 +42,33 @@ inline PerCpu& this_cpu() {
     return *Cpu::this_cpu();
 }
 
+IpcGuard::IpcGuard() : irq_was_enabled_(Cpu::save_and_disable_interrupts()) {
+    if (HeldLocks* held = held_locks_here()) {
+        // Nothing held at the IPC lock's level or above it.
+        MK_ASSERT((held->mask >> unsigned(LockLevel::Endpoint)) == 0);
+        held->mask |= kBoth;
+    }
+    g_ipc_lock.lock_raw();
+    this_cpu().scheduler.lock_.lock_raw();
+}
+
+IpcGuard::~IpcGuard() {
+    HeldLocks* held = held_locks_here();
+    bool ipc_held = held == nullptr || (held->mask & kIpc) != 0;
+    if (held != nullptr) {
+        // These two, or the scheduler lock alone, are the last taken.
+        uint64_t ours = ipc_held ? kBoth : kBoth & ~kIpc;
+        MK_ASSERT((held->mask >> unsigned(LockLevel::Endpoint)) ==
+                  ours >> unsigned(LockLevel::Endpoint));
+        held->mask &= ~ours;
+    }
+    // This CPU's: a thread that moved at the user boundary inside the scope
+    // ends it on its new CPU (Scheduler::at_user_boundary).
+    this_cpu().scheduler.lock_.unlock_raw();
+    if (ipc_held) g_ipc_lock.unlock_raw();
+    Cpu::restore_interrupts(irq_was_enabled_);
+}
+
 // The CPUs that schedule threads, by PerCpu::index: each enters itself with
 // its scheduler (Scheduler::init), before it runs a thread, and stays for
 // good. Read without a lock: an entry, once written, never changes, and a

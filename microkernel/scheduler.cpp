@@ -7,7 +7,6 @@
 namespace mk {
 
 SpinLock g_ipc_lock{LockLevel::Endpoint};
-SpinLock Scheduler::lock_{LockLevel::Scheduler};
 WaitQueue Scheduler::zombies_;
 Thread* Scheduler::reaper_ = nullptr;
 bool Scheduler::donation_enabled_ = true;
@@ -27,7 +26,33 @@ void forget_cpus() {
     Scheduler::reaper_ = nullptr;
 }
 
+Scheduler::HomeLock::HomeLock(Scheduler& self, Scheduler& home)
+    : home_(&home), other_(&home != &self) {
+    if (!other_) return;
+    if (HeldLocks* held = held_locks_here()) {
+        // The IPC lock and this CPU's scheduler lock, nothing above them.
+        MK_ASSERT((held->mask >> unsigned(LockLevel::Endpoint)) ==
+                  (IpcGuard::kBoth >> unsigned(LockLevel::Endpoint)));
+        held->mask |= HeldLocks::bit(LockLevel::SchedulerOther);
+    }
+    home.lock_.lock_raw();  // interrupts are off: this CPU's lock is held
+}
+
+Scheduler::HomeLock::~HomeLock() {
+    if (!other_) return;
+    if (HeldLocks* held = held_locks_here()) {
+        MK_ASSERT((held->mask >> unsigned(LockLevel::SchedulerOther)) == 1);
+        held->mask &= ~HeldLocks::bit(LockLevel::SchedulerOther);
+    }
+    home_->lock_.unlock_raw();
+}
+
 void Scheduler::init(Thread& boot, Thread& idle) {
+    // The entry stub releases the lock at the scheduler's own address.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+    static_assert(offsetof(Scheduler, lock_) == 0);
+#pragma GCC diagnostic pop
     PerCpu& self = this_cpu();
     MK_ASSERT(&self.scheduler == this);
     LockGuard guard(lock_);
@@ -64,16 +89,13 @@ size_t Scheduler::load_locked() const {
     return (current_ != idle_ ? 1 : 0) + handoff_.size() + ready_.size();
 }
 
-namespace {
-
-// The least loaded CPU of `mask` (online CPUs, at least one): `prefer`
-// among equals, else the lowest index.
-uint32_t least_loaded_locked(uint32_t mask, uint32_t prefer) {
+uint32_t Scheduler::least_loaded_locked(uint32_t mask, uint32_t prefer) {
+    Scheduler& self = this_cpu().scheduler;
     uint32_t best = kMaxCpus;
     size_t best_load = 0;
     for (uint32_t i = 0; i < kMaxCpus; ++i) {
         if ((mask & (1u << i)) == 0) continue;
-        size_t load = cpu_at(i).scheduler.load_locked();
+        size_t load = HomeLock(self, cpu_at(i).scheduler)->load_locked();
         if (best == kMaxCpus || load < best_load || (load == best_load && i == prefer)) {
             best = i;
             best_load = load;
@@ -83,8 +105,6 @@ uint32_t least_loaded_locked(uint32_t mask, uint32_t prefer) {
     return best;
 }
 
-}  // namespace
-
 void Scheduler::place_locked(Thread& thread, uint32_t mask, uint32_t prefer) {
     MK_ASSERT(thread.state == ThreadState::Created && mask != 0 && (mask & ~online_mask()) == 0);
     thread.cpu = least_loaded_locked(mask, prefer);
@@ -92,19 +112,26 @@ void Scheduler::place_locked(Thread& thread, uint32_t mask, uint32_t prefer) {
 }
 
 Result<uint32_t> Scheduler::set_affinity(Thread& thread, uint32_t mask) {
-    LockGuard guard(lock_);
+    IpcGuard guard;  // a move takes the new home's lock
     return set_affinity_locked(thread, mask);
 }
 
 Result<uint32_t> Scheduler::set_affinity_locked(Thread& thread, uint32_t mask) {
     if (mask == 0 || (mask & ~online_mask()) != 0) return Error::InvalidArgument;
-    if (thread.state == ThreadState::Dead) return Error::BadState;
-    thread.affinity = mask;
-    if ((mask & (1u << thread.cpu)) != 0) {
-        drop_move_locked(thread);  // where it is will do: an earlier move asked is void
-        return thread.cpu;
+    // Its home, Dead and Created change only under the IPC lock, held here.
+    {
+        HomeLock home(*this, thread);
+        if (thread.state == ThreadState::Dead) return Error::BadState;
+        if ((mask & (1u << thread.cpu)) != 0) {
+            thread.affinity = mask;
+            drop_move_locked(thread);  // where it is will do: an earlier move asked is void
+            return thread.cpu;
+        }
     }
+    // The loads are read one CPU at a time, with no other CPU's lock held.
     uint32_t dest = least_loaded_locked(mask, thread.cpu);
+    HomeLock home(*this, thread);
+    thread.affinity = mask;
     if (thread.state == ThreadState::Created) {
         thread.cpu = dest;  // nothing of it is loaded anywhere yet
     } else if (thread.cpu == cpu_) {
@@ -112,11 +139,10 @@ Result<uint32_t> Scheduler::set_affinity_locked(Thread& thread, uint32_t mask) {
     } else {
         // Its home CPU may hold some of it in its registers (the FPU): that
         // CPU moves it. Until then it stays where it is.
-        Scheduler& home = of(thread);
         thread.move_to = dest;
-        if (!thread.move_hook.is_linked()) home.moves_.push_back(thread);
+        if (!thread.move_hook.is_linked()) home->moves_.push_back(thread);
         ++counters_.notifies;
-        Cpu::notify_cpu(home.cpu_);
+        Cpu::notify_cpu(home->cpu_);
     }
     return dest;
 }
@@ -163,19 +189,27 @@ void Scheduler::drop_move_locked(Thread& thread) {
 void Scheduler::move_locked(Thread& thread, uint32_t dest) {
     MK_ASSERT(thread.cpu == cpu_ && &thread != idle_ && cpu_online(dest));
     MK_ASSERT(movable_locked(thread) || thread.state == ThreadState::Dead);
+    MK_ASSERT(holds_here(LockLevel::Endpoint));  // Thread::cpu changes under it
     drop_move_locked(thread);
     if (dest == cpu_ || thread.state == ThreadState::Dead) return;
     if (donate_target_ == &thread) donate_target_ = nullptr;
-    Scheduler& to = cpu_at(dest).scheduler;
+    HomeLock to(*this, cpu_at(dest).scheduler);
     ++counters_.moves;
     switch (thread.state) {
         case ThreadState::Created:
             thread.cpu = dest;
             break;
         case ThreadState::Running:
-            // This CPU's running thread, at the user boundary: the switch
-            // that follows queues it at its new home (schedule_locked).
+            // This CPU's running thread, at the user boundary: queued at
+            // its new home now, which runs it once this CPU is off its
+            // stack (switching_out, cleared after the switch that follows:
+            // schedule_locked leaves a thread that is no longer Running
+            // alone, switch_locked unloads it).
+            thread.state = ThreadState::Ready;
+            thread.stack_holds_no_cpu = true;  // as the switch will say: at the boundary
+            thread.switching_out = true;
             thread.cpu = dest;
+            enqueue_locked(thread);
             need_resched_ = true;
             break;
         case ThreadState::Ready:
@@ -191,10 +225,10 @@ void Scheduler::move_locked(Thread& thread, uint32_t dest) {
                 // At least one: an expired deadline was handled at its tick.
                 uint64_t left = thread.deadline - counters_.ticks;
                 timeouts_.erase(TimeoutSet::s_iterator_to(thread));
-                uint64_t now = to.counters_.ticks;
+                uint64_t now = to->counters_.ticks;
                 if (left < Thread::kNeverExpires - now) {
                     thread.deadline = now + left;
-                    to.timeouts_.insert(thread);
+                    to->timeouts_.insert(thread);
                 } else {
                     thread.deadline = Thread::kNeverExpires;
                 }
@@ -206,11 +240,20 @@ void Scheduler::move_locked(Thread& thread, uint32_t dest) {
     }
 }
 
+bool Scheduler::balance_wanted_locked() const {
+    if (current_ == idle_ || ready_.empty()) return false;
+    for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
+        if (i == cpu_ || !cpu_online(i)) continue;
+        const Scheduler& other = cpu_at(i).scheduler;
+        if (__atomic_load_n(&other.current_, __ATOMIC_RELAXED) == other.idle_) return true;
+    }
+    return false;
+}
+
 void Scheduler::balance_locked() {
     for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
         if (i == cpu_ || !cpu_online(i)) continue;
-        Scheduler& idle = cpu_at(i).scheduler;
-        if (idle.load_locked() != 0) continue;
+        if (HomeLock(*this, cpu_at(i).scheduler)->load_locked() != 0) continue;
         uint32_t bit = 1u << i;
         Thread* t = ready_.find_if(
             [this, bit](const Thread& c) { return (c.affinity & bit) != 0 && movable_locked(c); });
@@ -257,7 +300,8 @@ size_t Scheduler::ready_count() {
 }
 
 Status Scheduler::start(Thread& thread) {
-    LockGuard guard(lock_);
+    IpcGuard guard;  // it may be homed on another CPU
+    HomeLock home(*this, thread);
     // Dead: killed (or destroyed) before it ever ran. Anything else: started already.
     if (thread.state != ThreadState::Created) return Error::BadState;
     thread.state = ThreadState::Ready;
@@ -267,6 +311,7 @@ Status Scheduler::start(Thread& thread) {
 
 void Scheduler::enqueue_locked(Thread& thread) {
     Scheduler& home = of(thread);
+    MK_ASSERT(home.lock_.is_locked());
     home.ready_.push_back(thread);
     if (home.cpu_ != Cpu::cpu_index() && home.current_ == home.idle_) {
         // It may be about to halt: an interrupt ends the halt, or, sent
@@ -300,41 +345,46 @@ void Scheduler::kill(Thread& thread) {
 }
 
 void Scheduler::kill_locked(Thread& thread) {
-    Scheduler& home = of(thread);
-    MK_ASSERT(&thread != current_ && &thread != home.idle_);
-    if (thread.process != nullptr && thread.state != ThreadState::Created) {
-        if (thread.state == ThreadState::Dead) return;
-        thread.exit_requested = true;
-        if (thread.state == ThreadState::Blocked) {
-            wake_locked(thread, WakeReason::Interrupted);
-        } else if (thread.state == ThreadState::Running) {
-            // On another CPU, in user mode or on its way there: the
-            // interrupt makes it enter the kernel, whose way back to user
-            // mode ends it (before_return_to_user).
-            ++counters_.notifies;
-            Cpu::notify_cpu(thread.cpu);
-        }
-        return;
-    }
-    switch (thread.state) {
-        case ThreadState::Created:  // on no queue; start() now refuses it
-            break;
-        case ThreadState::Running:
-            MK_PANIC("kill: kernel thread %s runs on cpu %u", thread.name(), thread.cpu);
-        case ThreadState::Ready:
-            remove_ready_locked(thread);
-            break;
-        case ThreadState::Blocked:
-            if (thread.waiting_on != nullptr) thread.waiting_on->remove(thread);
-            thread.waiting_on = nullptr;
-            break;
-        case ThreadState::Dead:  // ended already
+    MK_ASSERT(&thread != current_ && holds_here(LockLevel::Endpoint));
+    {
+        HomeLock home(*this, thread);
+        MK_ASSERT(&thread != home->idle_);
+        if (thread.process != nullptr && thread.state != ThreadState::Created) {
+            if (thread.state == ThreadState::Dead) return;
+            thread.exit_requested = true;
+            if (thread.state == ThreadState::Blocked) {
+                wake_at_home_locked(thread, WakeReason::Interrupted);
+            } else if (thread.state == ThreadState::Running) {
+                // On another CPU, in user mode or on its way there: the
+                // interrupt makes it enter the kernel, whose way back to user
+                // mode ends it (before_return_to_user).
+                ++counters_.notifies;
+                Cpu::notify_cpu(thread.cpu);
+            }
             return;
+        }
+        switch (thread.state) {
+            case ThreadState::Created:  // on no queue; start() now refuses it
+                break;
+            case ThreadState::Running:
+                MK_PANIC("kill: kernel thread %s runs on cpu %u", thread.name(), thread.cpu);
+            case ThreadState::Ready:
+                remove_ready_locked(thread);
+                break;
+            case ThreadState::Blocked:
+                if (thread.waiting_on != nullptr) thread.waiting_on->remove(thread);
+                thread.waiting_on = nullptr;
+                break;
+            case ThreadState::Dead:  // ended already
+                return;
+        }
+        cancel_timeout_locked(thread);
+        if (home->donate_target_ == &thread)
+            __atomic_store_n(&home->donate_target_, nullptr, __ATOMIC_RELAXED);
+        thread.state = ThreadState::Dead;
+        drop_move_locked(thread);
     }
-    cancel_timeout_locked(thread);
-    if (home.donate_target_ == &thread) home.donate_target_ = nullptr;
-    thread.state = ThreadState::Dead;
-    drop_move_locked(thread);
+    // Its home's lock is released: the reaper's wake takes the reaper's.
     ipc_release_thread_locked(thread);
     bury_locked(thread);
 }
@@ -342,23 +392,34 @@ void Scheduler::kill_locked(Thread& thread) {
 void Scheduler::bury_locked(Thread& thread) {
     if (thread.process == nullptr) return;  // kernel threads: their creator destroys them
     MK_ASSERT(reaper_ != nullptr && !thread.queue_hook.is_linked());
+    MK_ASSERT(holds_here(LockLevel::Endpoint));  // the zombie list's lock
     zombies_.push_back(thread);
     wake_locked(*reaper_);
 }
 
 void Scheduler::set_reaper(Thread& reaper) {
-    LockGuard guard(lock_);
+    IpcGuard guard;  // read by bury_locked under the IPC lock
     reaper_ = &reaper;
 }
 
 Thread* Scheduler::next_zombie() {
-    LockGuard guard(lock_);
-    MK_ASSERT(current_ == reaper_);
-    // A zombie on the list has switched away for good: it went on the list
-    // under the scheduler lock, which its CPU held until it ran the next
-    // thread (on that thread's stack); only then could the reaper take it.
-    while (zombies_.empty()) block_current_locked(nullptr, 0);
-    return zombies_.pop_front();
+    Thread* zombie;
+    for (;;) {
+        IpcGuard guard;  // the zombie list's lock
+        MK_ASSERT(current_ == reaper_);
+        zombie = zombies_.pop_front();
+        if (zombie != nullptr) {
+            // It went on the list with its CPU's scheduler lock held, which
+            // that CPU held on until it ran the next thread (on that
+            // thread's stack): once this has that lock, the zombie's CPU is
+            // off its stack for good.
+            HomeLock off_its_stack(*this, *zombie);
+            break;
+        }
+        // Woken by bury_locked(), under the IPC lock too.
+        block_current_locked(nullptr, 0);
+    }
+    return zombie;
 }
 
 // --- Blocking and waking ---
@@ -406,8 +467,10 @@ WakeReason Scheduler::wake_and_block_locked(Thread& thread, WaitQueue* queue,
     // round-robin picks), a quantum that just ran out (the hand-off queue
     // moves to the ready queue first), a thread that was not Blocked.
     // And a thread of another CPU, which its wake tells (enqueue_locked).
-    if (!donation_enabled_ || quantum_left_ == 0 || thread.state != ThreadState::Blocked ||
-        thread.cpu != cpu_) [[unlikely]] {
+    // (Its home first: only a thread of this CPU has its state under the
+    // lock held here.)
+    if (!donation_enabled_ || quantum_left_ == 0 || thread.cpu != cpu_ ||
+        thread.state != ThreadState::Blocked) [[unlikely]] {
         wake_locked(thread);
         set_donate_target_locked(&thread);
         return block_current_locked(queue, timeout_ticks);
@@ -467,7 +530,12 @@ void Scheduler::end_wait_locked(Thread& thread, WakeReason reason) {
 }
 
 bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {
-    MK_ASSERT(&thread != idle_);
+    HomeLock home(*this, thread);
+    return wake_at_home_locked(thread, reason);
+}
+
+bool Scheduler::wake_at_home_locked(Thread& thread, WakeReason reason) {
+    MK_ASSERT(&thread != of(thread).idle_);
     if (thread.state != ThreadState::Blocked) {
         // Armed by prepare_block() but not asleep yet: it may be Running, or
         // Ready because the timer preempted it in between. Either way the
@@ -502,6 +570,7 @@ bool Scheduler::wake(Thread& thread, WakeReason reason) {
 // --- Donation ---
 
 void Scheduler::set_donate_target_locked(Thread* thread) {
+    // A thread of this CPU stays one while this CPU's lock is held.
     if (donation_enabled_ && (thread == nullptr || thread->cpu == cpu_)) donate_target_ = thread;
 }
 
@@ -606,8 +675,8 @@ Thread* Scheduler::pop_ready_locked(bool* keep_quantum) {
 }
 
 void Scheduler::hand_off_locked(Thread& thread) {
-    if (!donation_enabled_ || thread.state != ThreadState::Ready || thread.lent_quantum ||
-        thread.cpu != cpu_)
+    if (!donation_enabled_ || thread.cpu != cpu_ || thread.state != ThreadState::Ready ||
+        thread.lent_quantum)
         return;
     ready_.remove(thread);
     thread.lent_quantum = true;
@@ -638,14 +707,11 @@ void Scheduler::schedule_locked(bool honor_donation) {
             ready_.push_back(*t);
         }
     }
+    // (A thread that moved as it ran is Ready on its new home's queue
+    // already: move_locked.)
     if (prev->state == ThreadState::Running) {
         prev->state = ThreadState::Ready;
-        if (prev->cpu != cpu_) {
-            // Moved while it ran: to its new home's queue, where nothing
-            // can take it before this switch is done (the lock is ours
-            // until the next thread runs).
-            enqueue_locked(*prev);
-        } else if (prev != idle_ && next != nullptr && quantum_left_ != 0) {
+        if (prev != idle_ && next != nullptr && quantum_left_ != 0) {
             // A donor lends the rest of its quantum and waits at the front:
             // it runs again as soon as the thread it woke blocks. (With
             // nothing left to lend it goes to the back like any other.)
@@ -666,6 +732,13 @@ void Scheduler::schedule_locked(bool honor_donation) {
 }
 
 void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
+    // A thread that moved here from a CPU still on its stack: that CPU is
+    // about to switch away (it holds no lock this CPU holds, and waits for
+    // nothing), so this waits a few instructions at most. Before anything
+    // of `next` is written: that CPU still reads its state (schedule_locked
+    // requeues a thread it finds Running).
+    while (__atomic_load_n(&next.switching_out, __ATOMIC_ACQUIRE))
+        [[unlikely]] __builtin_ia32_pause();
     bool boundary = at_boundary_;
     at_boundary_ = false;
     next.state = ThreadState::Running;
@@ -682,6 +755,7 @@ void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
         Cpu::retire_context(prev.context);
     } else if (prev.cpu != cpu_) {
         Cpu::unload_context(prev.context);  // it moved: its next CPU finds it all in its context
+        switched_from_ = &prev;             // and runs it once this switch is done
     }
     if (prev.at_frame && prev.state == ThreadState::Blocked) {
         // Blocked in an IPC syscall with nothing on its stack: it gives the
@@ -690,39 +764,43 @@ void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
     } else {
         Cpu::switch_context(prev.context, next.context);
     }
-    // Back on `prev`: whoever switched here still holds lock_ for us.
+    // Back on `prev`: whoever switched here still holds its lock for us. A
+    // thread switched away at the user boundary may be back on another CPU
+    // (it moved): from here on, that CPU's scheduler, never `this`.
+    this_cpu().scheduler.after_switch_locked();
 }
 
 // --- Entry points of the architecture ---
 
-bool Scheduler::expire_timeouts_locked(bool ipc_held) {
-    while (!timeouts_.empty() && timeouts_.begin()->deadline <= counters_.ticks) {
-        Thread& t = *timeouts_.begin();
-        if (!ipc_held && t.ipc->op != IpcState::Op::None) return true;
-        wake_locked(t, WakeReason::TimedOut);
-    }
-    return false;
+bool Scheduler::timeout_due_locked() const {
+    return !timeouts_.empty() && timeouts_.begin()->deadline <= counters_.ticks;
+}
+
+void Scheduler::expire_timeouts_locked() {
+    MK_ASSERT(holds_here(LockLevel::Endpoint));
+    while (timeout_due_locked()) wake_locked(*timeouts_.begin(), WakeReason::TimedOut);
 }
 
 void Scheduler::on_timer_tick() {
     {
         LockGuard guard(lock_);
         ++counters_.ticks;
-        if (!expire_timeouts_locked(false)) [[likely]] {
-            end_tick_locked();
+        if (!timeout_due_locked() && !balance_wanted_locked()) [[likely]] {
+            end_tick_locked(false);
             return;
         }
     }
-    // An IPC wait is due: again with the IPC lock, taken first (the lock
-    // order). Whatever happened in between, the set says what is still due.
+    // A wait is due, or a thread may move to an idle CPU: again with the
+    // IPC lock, taken first (the lock order). Whatever happened in between,
+    // the set says what is still due.
     IpcGuard guard;
-    expire_timeouts_locked(true);
-    end_tick_locked();
+    expire_timeouts_locked();
+    end_tick_locked(true);
 }
 
-void Scheduler::end_tick_locked() {
+void Scheduler::end_tick_locked(bool ipc_held) {
     if (current_ == idle_) return;
-    if (!ready_.empty()) balance_locked();
+    if (ipc_held && !ready_.empty()) balance_locked();
     if (quantum_left_ > 0) --quantum_left_;
     if (quantum_left_ == 0) {
         if (!any_ready_locked()) {
@@ -734,12 +812,26 @@ void Scheduler::end_tick_locked() {
 }
 
 void Scheduler::preempt_if_needed(bool from_user) {
-    LockGuard guard(lock_);
-    at_boundary_ = from_user;
-    // The moves asked of this CPU (set_affinity_locked), which an
-    // interrupt from another CPU may have come for.
-    if (!moves_.empty()) [[unlikely]]
+    bool irq_was_enabled = lock_.lock();
+    if (!moves_.empty()) [[unlikely]] {
+        // The moves asked of this CPU (set_affinity_locked), which an
+        // interrupt from another CPU may have come for: with the IPC lock,
+        // taken first (a move takes the new home's lock).
+        lock_.unlock(irq_was_enabled);
+        IpcGuard guard;
+        at_boundary_ = from_user;
         do_moves_locked();
+        preempt_locked();
+        return;
+    }
+    at_boundary_ = from_user;
+    preempt_locked();
+    // Switched away at the user boundary, this thread may be back on
+    // another CPU (it moved): that CPU's lock was handed over.
+    this_cpu().scheduler.lock_.unlock(irq_was_enabled);
+}
+
+void Scheduler::preempt_locked() {
     bool idle_has_work = current_ == idle_ && any_ready_locked();
     if (!need_resched_ && !idle_has_work) {
         at_boundary_ = false;
@@ -750,8 +842,11 @@ void Scheduler::preempt_if_needed(bool from_user) {
 }
 
 void Scheduler::at_user_boundary() {
-    LockGuard guard(lock_);
     Thread& self = *current_;
+    // A look without the lock first (a move is rare): another CPU asks one
+    // under this CPU's lock, and the look is redone under it.
+    if (__atomic_load_n(&self.move_to, __ATOMIC_RELAXED) == Thread::kNoMove) return;
+    IpcGuard guard;  // a move takes the new home's lock; released on the new home
     if (self.move_to == Thread::kNoMove) return;
     at_boundary_ = true;
     move_locked(self, self.move_to);
@@ -774,6 +869,7 @@ void Scheduler::on_yield_vector() {
 
 void Scheduler::finish_switch_in() {
     // The thread that switched to us holds lock_; we go on with interrupts on.
+    after_switch_locked();
     lock_.unlock(true);
 }
 

@@ -7,8 +7,11 @@
 // queue and a direct switch stay on one CPU; between two CPUs a wake is all
 // there is (docs/smp.md, "Scheduling on several CPUs").
 //
-// One lock, shared by every CPU's scheduler, guards all of it; the IPC lock,
-// taken before it, guards the endpoints and every thread's IPC state
+// Each CPU's scheduler has its own lock, which guards that CPU's queues and
+// timeouts and the scheduling state of the threads homed on it; the IPC
+// lock, taken before it, guards the endpoints and every thread's IPC state.
+// Another CPU's scheduler lock is taken only after this CPU's, with the IPC
+// lock held (HomeLock), so at most one CPU at a time holds two
 // (docs/locking.md).
 //
 // Blocking follows one pattern (docs/scheduling.md): under the scheduler lock
@@ -17,8 +20,8 @@
 // marks it Ready and queues it; it may then donate the CPU to it: the donate
 // target, if still Ready when the next yield or block switches, runs at once.
 //
-// The lock is held across a context switch and released by the thread that
-// was switched to ("lock hand-over"), so a wake can never land between
+// A CPU's lock is held across its context switch and released by the thread
+// that was switched to ("lock hand-over"), so a wake can never land between
 // "marked Blocked" and "switched away".
 #pragma once
 
@@ -94,16 +97,18 @@ class Scheduler {
     static bool donation_enabled() { return donation_enabled_; }
 
     // Homes a Created `thread` on `cpu` (a CPU in the CPU table), its only
-    // CPU (affinity).
+    // CPU (affinity). With the IPC lock and this CPU's lock held (IpcGuard).
     static void set_home_locked(Thread& thread, uint32_t cpu);
     // Places a Created `thread`: it may run on the CPUs of `mask` (in the
     // CPU table, at least one), and is homed on the least loaded of them
-    // (load_locked), `prefer` when it is one of those.
+    // (load_locked), `prefer` when it is one of those. With the IPC lock
+    // and this CPU's lock held (IpcGuard): it reads each CPU's load under
+    // that CPU's lock.
     static void place_locked(Thread& thread, uint32_t mask, uint32_t prefer);
     // The CPUs in the CPU table, a bit each.
     static uint32_t online_mask();
     // Threads that want this CPU now: the running one (not the idle
-    // thread) and the queued ones.
+    // thread) and the queued ones. With this scheduler's lock held.
     size_t load_locked() const;
 
     // The CPUs `thread` may run on from now on (docs/smp.md, "Placement").
@@ -137,8 +142,9 @@ class Scheduler {
     void kill_locked(Thread& thread);
 
     // --- Reaping user threads ---
-    // A user thread that ends (exit_current, kill) goes on the zombie list;
-    // the reaper (a kernel thread) destroys it once it is off the CPU.
+    // A user thread that ends (exit_current, kill) goes on the zombie list
+    // (one for every CPU, under the IPC lock); the reaper (a kernel thread)
+    // destroys it once it is off the CPU.
     void set_reaper(Thread& reaper);
     // The next zombie, sleeping until there is one. Only the reaper calls it.
     Thread* next_zombie();
@@ -254,6 +260,30 @@ class Scheduler {
     friend class FastPath;      // syscall/fastpath.cpp: the direct switch, inline
     friend class IpcGuard;
 
+    // The scheduler of a thread's home CPU, or another CPU's, locked for a
+    // scope: this CPU's, held already, or another's, taken as a second
+    // scheduler lock (LockLevel::SchedulerOther). That needs the IPC lock
+    // held, with this CPU's scheduler lock and nothing above it: the IPC
+    // lock lets one CPU at a time hold two scheduler locks, and a CPU that
+    // holds one never waits for another's, so none waits in a cycle. A
+    // thread's home (Thread::cpu) changes only under the IPC lock and its
+    // home's lock, so it stays put while this is held.
+    class HomeLock {
+      public:
+        HomeLock(Scheduler& self, const Thread& thread)
+            : HomeLock(self, thread.cpu == self.cpu_ ? self : of(thread)) {}
+        HomeLock(Scheduler& self, Scheduler& home);
+        ~HomeLock();
+        HomeLock(const HomeLock&) = delete;
+        HomeLock& operator=(const HomeLock&) = delete;
+        Scheduler& operator*() const { return *home_; }
+        Scheduler* operator->() const { return home_; }
+
+      private:
+        Scheduler* home_;
+        bool other_;
+    };
+
     struct ByDeadline {
         bool operator()(const Thread& a, const Thread& b) const { return a.deadline < b.deadline; }
     };
@@ -264,6 +294,8 @@ class Scheduler {
     void schedule_locked(bool honor_donation);
     void switch_locked(Thread& prev, Thread& next, bool fresh_quantum);
     void cancel_timeout_locked(Thread& thread);
+    // The rest of preempt_if_needed(), with this CPU's lock held.
+    void preempt_locked();
     // The same, the common case inline (most waits have no timeout); not
     // for syscall/fastpath.cpp, which must not instantiate the set's erase.
     void cancel_timeout_inline_locked(Thread& thread) {
@@ -274,14 +306,33 @@ class Scheduler {
         }
     }
     void assert_may_yield() const;
-    // The timeouts due at this tick: their threads wake with TimedOut. One
-    // whose thread waits in an IPC operation needs the IPC lock (its wait
-    // ends off its endpoint's queue): without it (`ipc_held` false), it
-    // stops there and returns true.
-    bool expire_timeouts_locked(bool ipc_held);
+    // wake_locked() with the thread's home lock held.
+    bool wake_at_home_locked(Thread& thread, WakeReason reason);
+    // The first code after a switch, on the thread switched to: a thread
+    // that moved away as it left this CPU (switched_from_) may run on its
+    // new home from now on (Thread::switching_out).
+    void after_switch_locked() {
+        if (Thread* t = switched_from_) [[unlikely]] {
+            switched_from_ = nullptr;
+            __atomic_store_n(&t->switching_out, false, __ATOMIC_RELEASE);
+        }
+    }
+    // Whether the balancing rule may move a thread at this tick: threads
+    // wait here and another CPU runs its idle thread (read without that
+    // CPU's lock, a hint the balancing rule checks under it).
+    bool balance_wanted_locked() const;
+    // Whether a timeout is due at this tick.
+    bool timeout_due_locked() const;
+    // The timeouts due at this tick: their threads wake with TimedOut.
+    // With the IPC lock held: a thread waiting in an IPC operation leaves
+    // its endpoint's queue, and whether it waits in one (IpcState::op) is
+    // the IPC lock's to say (another CPU may be completing that very wait,
+    // under the IPC lock and its own scheduler lock, not this one).
+    void expire_timeouts_locked();
     // The rest of a tick, once its timeouts are done (the woken threads
-    // queued): balancing and the quantum.
-    void end_tick_locked();
+    // queued): balancing (with the IPC lock held, `ipc_held`) and the
+    // quantum.
+    void end_tick_locked(bool ipc_held);
     // A Blocked thread's wait ends (wake_locked and wake_and_block_locked):
     // off its wait queue and the timeout set, `reason` recorded, an IPC wait
     // no partner completed aborted. Its state is the caller's to set.
@@ -299,26 +350,34 @@ class Scheduler {
     // leaves the move on this CPU's move list until it is.
     void request_move_locked(Thread& thread, uint32_t dest);
     // Moves `thread`, homed on this CPU (not its idle thread) and movable,
-    // to CPU `dest`: its timeout with it, what this CPU keeps loaded for it
-    // saved (Cpu::unload_context), queued there if Ready; the running
-    // thread leaves at the switch that follows (schedule_locked,
-    // switch_locked).
+    // to CPU `dest`, with the IPC lock held (it takes dest's lock: HomeLock):
+    // its timeout with it, what this CPU keeps loaded for it saved
+    // (Cpu::unload_context), queued there if Ready. The running thread is
+    // queued there at once, Ready, but runs there only once this CPU has
+    // switched away from it (Thread::switching_out), at the switch that
+    // follows (schedule_locked, switch_locked).
     void move_locked(Thread& thread, uint32_t dest);
     // The moves on the move list whose threads are movable now.
     void do_moves_locked();
     // A move asked of this CPU for `thread` is dropped (it moved, or died).
     static void drop_move_locked(Thread& thread);
+    // The least loaded CPU of `mask` (online CPUs, at least one): `prefer`
+    // among equals, else the lowest index. Each load is read under its
+    // CPU's lock, one at a time (HomeLock: the IPC lock is held).
+    static uint32_t least_loaded_locked(uint32_t mask, uint32_t prefer);
     // The balancing rule, at a tick of a CPU with threads waiting in its
     // ready queue: the first of them allowed on an idle CPU moves there.
     void balance_locked();
     // Queues a Ready thread at the back of its home CPU's ready queue, and
-    // tells that CPU if it is another one and idles.
+    // tells that CPU if it is another one and idles. With the home's lock
+    // held (HomeLock).
     void enqueue_locked(Thread& thread);
     // The next thread to run, off the queues (null: none is Ready); sets
     // *keep_quantum for one from the hand-off queue.
     Thread* pop_ready_locked(bool* keep_quantum);
     bool any_ready_locked() const { return !handoff_.empty() || !ready_.empty(); }
-    // A user thread became Dead: hand it to the reaper.
+    // A user thread became Dead: hand it to the reaper. With the IPC lock
+    // held (the zombie list's) and no other CPU's scheduler lock.
     void bury_locked(Thread& thread);
     // What every switch (schedule_locked, switch_to_locked) needs: thread
     // context, and the scheduler lock as the only lock held. It lets go of
@@ -326,9 +385,10 @@ class Scheduler {
     // scheduler lock alone is handed to the next thread.
     void enter_switch_locked();
 
-    // Lock order: after g_ipc_lock, before the heap (docs/locking.md).
-    // One for every CPU (syscall.S releases it by name).
-    static SpinLock lock_;
+    // Lock order: after g_ipc_lock, before the heap (docs/locking.md). The
+    // first member: the entry stub releases it at the scheduler's offset in
+    // the per-CPU area (syscall.S; arch/x86_64/context.cpp checks it).
+    SpinLock lock_{LockLevel::Scheduler};
     // --- Guarded by lock_ ---
     // Ready threads, none of them the idle thread. The hand-off queue holds
     // those that share the running quantum (Thread::lent_quantum): a donor
@@ -337,7 +397,8 @@ class Scheduler {
     // before the ready queue; when the quantum ends they join its back.
     WaitQueue handoff_;
     WaitQueue ready_;  // FIFO: round-robin
-    // Dead user threads for the reaper (one, on the boot CPU) to destroy.
+    // Dead user threads for the reaper (one, on the boot CPU) to destroy;
+    // guarded by the IPC lock.
     static WaitQueue zombies_;
     static Thread* reaper_;
     TimeoutSet timeouts_;  // threads blocked with a deadline
@@ -349,6 +410,9 @@ class Scheduler {
     Thread* current_ = nullptr;
     Thread* idle_ = nullptr;
     Thread* donate_target_ = nullptr;
+    // The thread this CPU is switching away from, queued on another CPU
+    // already (a move): after_switch_locked() lets that CPU run it.
+    Thread* switched_from_ = nullptr;
     uint32_t quantum_left_ = kQuantumTicks;
     bool need_resched_ = false;
     // The running thread is at the user boundary (at_user_boundary, an
@@ -382,29 +446,9 @@ class [[nodiscard]] IpcGuard {
     static constexpr uint64_t kIpc = HeldLocks::bit(LockLevel::Endpoint);
     static constexpr uint64_t kBoth = kIpc | HeldLocks::bit(LockLevel::Scheduler);
 
-    IpcGuard() : irq_was_enabled_(Cpu::save_and_disable_interrupts()) {
-        if (HeldLocks* held = held_locks_here()) {
-            // Nothing held at the IPC lock's level or above it.
-            MK_ASSERT((held->mask >> unsigned(LockLevel::Endpoint)) == 0);
-            held->mask |= kBoth;
-        }
-        g_ipc_lock.lock_raw();
-        Scheduler::lock_.lock_raw();
-    }
-    ~IpcGuard() {
-        HeldLocks* held = held_locks_here();
-        bool ipc_held = held == nullptr || (held->mask & kIpc) != 0;
-        if (held != nullptr) {
-            // These two, or the scheduler lock alone, are the last taken.
-            uint64_t ours = ipc_held ? kBoth : kBoth & ~kIpc;
-            MK_ASSERT((held->mask >> unsigned(LockLevel::Endpoint)) ==
-                      ours >> unsigned(LockLevel::Endpoint));
-            held->mask &= ~ours;
-        }
-        Scheduler::lock_.unlock_raw();
-        if (ipc_held) g_ipc_lock.unlock_raw();
-        Cpu::restore_interrupts(irq_was_enabled_);
-    }
+    // Defined in percpu.hpp, which knows this CPU's scheduler.
+    inline IpcGuard();
+    inline ~IpcGuard();
     IpcGuard(const IpcGuard&) = delete;
     IpcGuard& operator=(const IpcGuard&) = delete;
 

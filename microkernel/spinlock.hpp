@@ -26,10 +26,16 @@ enum class LockLevel : uint8_t {
     // g_ipc_lock: every endpoint's queues and every thread's IPC state (one
     // lock for all endpoints, until each has its own: docs/locking.md).
     Endpoint = 10,
-    Scheduler = 20,  // Scheduler::lock_: thread states, ready queues, timeouts
-    Heap = 30,       // the kernel heap
-    Frames = 40,     // the physical frame allocator
-    Log = 50,        // the serial log (a leaf: printing is allowed under any lock)
+    // Scheduler::lock_ of this CPU: its ready queues, timeouts, and the
+    // scheduling state of the threads homed on it.
+    Scheduler = 20,
+    // Another CPU's Scheduler::lock_, taken after this CPU's, only with the
+    // IPC lock held (Scheduler::HomeLock): the IPC lock lets one CPU at a
+    // time hold two scheduler locks, so no two CPUs wait for each other's.
+    SchedulerOther = 21,
+    Heap = 30,    // the kernel heap
+    Frames = 40,  // the physical frame allocator
+    Log = 50,     // the serial log (a leaf: printing is allowed under any lock)
 };
 
 // What this CPU holds, for the lock-order and "no lock held" assertions: a
@@ -108,7 +114,7 @@ class SpinLock {
     // takes the handle-table lock, the IPC lock and the scheduler lock, in
     // order, and nothing else (IpcGuard uses them too, doing the bookkeeping
     // for both of its locks at once). The scheduler lock is released by the entry stub through
-    // its word (by the lock's symbol: the word is at its address), once the CPU is off
+    // its word (this CPU's, at its offset in the per-CPU area), once the CPU is off
     // the stack of the thread that blocked.
     // (fetch_or's bit test compiles to one `lock bts`.)
     void lock_raw() {

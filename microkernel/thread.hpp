@@ -3,7 +3,7 @@
 // A thread is on at most one queue at a time — the ready queue or one wait
 // queue — through queue_hook, and `waiting_on` names that wait queue while it
 // is Blocked: the single source of truth for what it waits on. Both, and the
-// state, are guarded by the scheduler lock; while the thread waits in an IPC
+// state, are guarded by its home CPU's scheduler lock; while the thread waits in an IPC
 // operation its wait queue and waiting_on are the IPC lock's too, which its
 // wait therefore only ends under (docs/locking.md).
 //
@@ -86,7 +86,7 @@ class Thread : public KObject {
     static Thread* lookup(uint64_t id);
     const char* name() const { return name_; }
 
-    // --- Guarded by the scheduler lock ---
+    // --- Guarded by the scheduler lock of its home CPU (`cpu`) ---
     QueueHook queue_hook;             // ready queue or one wait queue
     WaitQueue* waiting_on = nullptr;  // the wait queue it is linked on, if any
     // The eight bytes from here to spare_ are one aligned word: the syscall
@@ -113,6 +113,8 @@ class Thread : public KObject {
     // queues it and its timeout lives (Scheduler). The CPU that made it,
     // until placement (Scheduler::set_home_locked, place_locked) moves a
     // Created one; then only that CPU moves it (Scheduler::move_locked).
+    // Written with the IPC lock and the home's lock held, so either keeps
+    // it still for a reader.
     uint32_t cpu = 0;
     // The CPUs it may be homed on, a bit per PerCpu::index; `cpu` is one of
     // them. Set by placement and Scheduler::set_affinity.
@@ -128,6 +130,11 @@ class Thread : public KObject {
     // was on its way back to user mode (an interrupt from user mode,
     // Scheduler::at_user_boundary). Set by every switch away.
     bool stack_holds_no_cpu = true;
+    // Queued on its new home while the CPU it moved from still runs on its
+    // stack (Scheduler::move_locked of the running thread): that CPU clears
+    // it once it has switched away, and the new home waits for that before
+    // it switches to the thread. Written without a lock (atomically).
+    bool switching_out = false;
     TimeoutHook timeout_hook;  // on the scheduler's timeout set while it has a deadline
     // Tick at which a timed block expires; 0: none; kNeverExpires: a timeout
     // so long that ticks + timeout saturated (not on the timeout set).
@@ -184,9 +191,11 @@ inline Thread* Thread::lookup(uint64_t id) {
 }
 
 // A FIFO queue of threads, linked through Thread::queue_hook (no allocation,
-// O(1) unlink through the thread's own hook). Guarded by the scheduler lock,
-// and by the IPC lock before it for an endpoint's queues, a callers queue
-// and a saved reply's.
+// O(1) unlink through the thread's own hook). A ready queue is guarded by
+// its CPU's scheduler lock; an endpoint's queues, a callers queue and a
+// saved reply's by the IPC lock (and each thread's link by its home CPU's
+// scheduler lock too); any other wait queue by the scheduler lock of the
+// CPU its threads are homed on.
 class WaitQueue {
   public:
     // No size kept: nothing but diagnostics and tests asks for it, and the

@@ -29,6 +29,15 @@ namespace mk::x86 {
 
 namespace {
 
+// syscall.S's PERCPU_SCHED_LOCK: where this CPU's scheduler lock is in the
+// per-CPU area (its word first: Scheduler::lock_ is the scheduler's first
+// member, SpinLock's word its first).
+constexpr size_t kPerCpuSchedLockOffset = 88;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+static_assert(offsetof(PerCpu, scheduler) == kPerCpuSchedLockOffset, "syscall.S");
+#pragma GCC diagnostic pop
+
 constexpr uint32_t kMsrStar = 0xC0000081;
 constexpr uint32_t kMsrLstar = 0xC0000082;
 constexpr uint32_t kMsrSfmask = 0xC0000084;
@@ -94,10 +103,13 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     init_entry_msrs();
     MK_ASSERT(
         reinterpret_cast<char*>(&mk::this_cpu().entry) - reinterpret_cast<char*>(&this_cpu()) == 8);
-    // The syscall stub's fast exits release the scheduler lock by clearing
-    // the first byte at its address (syscall.S, SCHED_LOCK).
+    // The syscall stub's fast exits release this CPU's scheduler lock by
+    // clearing the first byte of its word, at its offset in the per-CPU
+    // area (syscall.S, PERCPU_SCHED_LOCK).
     SpinLock& sched_lock = mk::this_cpu().scheduler.lock();
-    MK_ASSERT(static_cast<void*>(sched_lock.word()) == static_cast<void*>(&sched_lock));
+    MK_ASSERT(reinterpret_cast<char*>(sched_lock.word()) -
+                  reinterpret_cast<char*>(&mk::this_cpu()) ==
+              kPerCpuSchedLockOffset);
     // The entry stub refuses syscall numbers itself (syscall.S).
     static_assert(uint64_t(abi::Sys::Count) == 21 && uint64_t(abi::Err::BadSyscall) == 14 &&
                       uint64_t(abi::Sys::Recv) == 3 && uint64_t(abi::Sys::Reply) == 4 &&

@@ -18,7 +18,7 @@
 
     .set PERCPU_KSTACK, 8
     .set PERCPU_USER_RSP, 16
-    .set SCHED_LOCK, _ZN2mk9Scheduler5lock_E  /* mk::Scheduler::lock_, one for every CPU */
+    .set PERCPU_SCHED_LOCK, 88    /* this CPU's Scheduler::lock_: checked in context.cpp */
     .set USER_DS, 0x1b
     .set USER_CS, 0x23
     .set SYS_RECV, 3              /* abi::Sys::Recv: checked in context.cpp */
@@ -51,7 +51,7 @@
     mov FRAME_R8(%rsp), %r8
     mov FRAME_R9(%rsp), %r9
     mov %rax, %rsp                /* the partner's frame */
-    movb $0, SCHED_LOCK(%rip)     /* off the blocked thread's stack: the lock can go */
+    movb $0, %gs:PERCPU_SCHED_LOCK /* off the blocked thread's stack: the lock can go */
     FRAME_SYSRET
 .endm
 
@@ -64,7 +64,7 @@
     test %rax, %rax
     jz 2f
     mov %rax, %rsp                /* the resumed thread's frame */
-    movb $0, SCHED_LOCK(%rip)     /* off the blocked thread's stack: the lock can go */
+    movb $0, %gs:PERCPU_SCHED_LOCK /* off the blocked thread's stack: the lock can go */
     mov FRAME_RDX(%rsp), %rdx
     mov FRAME_R10(%rsp), %r10
     mov FRAME_R8(%rsp), %r8

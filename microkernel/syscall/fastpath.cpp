@@ -21,8 +21,8 @@
 // each wake what the other blocked.
 //
 // Locking: interrupts are off from the `syscall` instruction on. The fast
-// path takes the caller's handle-table lock, the IPC lock and then the
-// scheduler lock (the documented order), without the held-lock bookkeeping
+// path takes the caller's handle-table lock, the IPC lock and then this
+// CPU's scheduler lock (the documented order), without the held-lock bookkeeping
 // (SpinLock::lock_raw); the table lock covers every use of the endpoint the
 // handle names. It lets go of the IPC lock once the IPC state is written,
 // as a switch does (Scheduler::enter_switch_locked), and the scheduler lock

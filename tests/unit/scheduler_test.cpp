@@ -432,17 +432,30 @@ TEST_F(SchedulerTest, TimeoutWakesAndUnlinks) {
     EXPECT_EQ(sched().counters().timeouts, 1u);
 }
 
-// A wait outside IPC ends at its tick without the IPC lock, which another
-// CPU may hold for as long as an IPC operation takes.
-TEST_F(SchedulerTest, TimeoutOutsideIpcNeedsNoIpcLock) {
+// A tick with nothing due holds this CPU's scheduler lock alone: it does
+// not wait for the IPC lock, which another CPU may hold for as long as an
+// IPC operation takes. A due wait, IPC or not, ends under the IPC lock:
+// only that lock tells whether the thread waits in an IPC operation that
+// another CPU is completing now.
+TEST_F(SchedulerTest, OnlyADueTimeoutTakesTheIpcLockAtATick) {
     WaitQueue q;
     Thread* a = spawn("a");
     yield();
-    sched().block(&q, 1);
+    sched().block(&q, 2);
     ASSERT_EQ(sched().current(), boot_);
-    g_ipc_lock.lock_raw();  // held elsewhere
-    sched().on_timer_tick();
+    g_ipc_lock.lock_raw();    // held elsewhere
+    sched().on_timer_tick();  // nothing due: done without it
     g_ipc_lock.unlock_raw();
+    EXPECT_EQ(a->state, ThreadState::Blocked);
+    EXPECT_DEATH(
+        {
+            // Held by this CPU (the bookkeeping says so): the tick's second
+            // pass finds the lock order broken rather than spinning.
+            LockGuard ipc(g_ipc_lock);
+            sched().on_timer_tick();
+        },
+        "assertion failed");
+    sched().on_timer_tick();
     EXPECT_EQ(a->state, ThreadState::Ready);
     EXPECT_EQ(a->wake_reason, WakeReason::TimedOut);
     EXPECT_TRUE(q.empty());

@@ -65,7 +65,7 @@ class SmpSchedulerTest : public testing::SchedFixture {
     // A thread created on CPU 0 and homed on CPU 1, not started.
     Thread* create_on_1(const char* name) {
         Thread* t = create(name);
-        LockGuard guard(sched().lock());
+        IpcGuard guard;  // placement reads each CPU's load under its lock
         Scheduler::set_home_locked(*t, 1);
         return t;
     }
@@ -205,7 +205,7 @@ TEST_F(SmpSchedulerTest, NoYieldForADonationTargetOfAnotherCpu) {
     Thread* t = blocked_on_1("t", q);
     spawn("local");
     {
-        LockGuard guard(sched().lock());
+        IpcGuard guard;
         sched().wake_locked(*t);
         sched().set_donate_target_locked(t);
     }
@@ -232,7 +232,7 @@ TEST_F(SmpSchedulerTest, WakeAndBlockWithAPartnerOnAnotherCpuWakesItThere) {
     Thread* local = spawn("local");
     WaitQueue q0;
     {
-        LockGuard guard(sched().lock());
+        IpcGuard guard;
         sched().wake_and_block_locked(*t, &q0, 0);
     }
     EXPECT_EQ(boot_->state, ThreadState::Blocked);
@@ -251,7 +251,7 @@ TEST_F(SmpSchedulerTest, AThreadIsHomedWhereItWasMadeUntilPlaced) {
     Thread* b = nullptr;
     on_cpu(1, [&] { b = create("b"); });
     EXPECT_EQ(b->cpu, 1u);
-    LockGuard guard(sched().lock());
+    IpcGuard guard;
     Scheduler::set_home_locked(*a, 1);
     EXPECT_EQ(a->cpu, 1u);
 }
@@ -324,7 +324,7 @@ TEST_F(SmpSchedulerTest, PlacementTakesTheLeastLoadedAllowedCpu) {
     Thread* b = create("b");
     Thread* c = create("c");
     {
-        LockGuard guard(sched().lock());
+        IpcGuard guard;
         EXPECT_EQ(sched().load_locked(), 1u);   // boot runs
         EXPECT_EQ(sched1().load_locked(), 0u);  // idle
         Scheduler::place_locked(*a, 0b11, 0);
@@ -333,7 +333,7 @@ TEST_F(SmpSchedulerTest, PlacementTakesTheLeastLoadedAllowedCpu) {
     }
     ASSERT_EQ(sched().start(*a), Error::None);  // CPU 1: one queued
     {
-        LockGuard guard(sched().lock());
+        IpcGuard guard;
         Scheduler::place_locked(*b, 0b11, 0);  // one each: the preferred
         EXPECT_EQ(b->cpu, 0u);
         Scheduler::place_locked(*c, 0b11, 1);
@@ -466,6 +466,58 @@ TEST_F(SmpSchedulerTest, TheRunningThreadMovesOnItsWayBackToUserMode) {
     EXPECT_EQ(FakeCpu::unloaded, (Unloaded{{&t->context, 0}}));
     on_cpu(1, [&] { sched1().preempt_if_needed(); });
     EXPECT_EQ(sched1().current(), t);
+}
+
+// The running thread that moves is queued on its new home before its old
+// CPU has left its stack: Ready there at once, but marked switching_out,
+// which that CPU clears only once the switch away is done, and for which
+// the new home waits before it switches to the thread.
+struct SwitchLook {
+    static inline const Thread* mover = nullptr;
+    static inline Scheduler* dest = nullptr;
+    static inline int seen = 0;
+    static inline bool switching_out = false;
+    static inline size_t dest_ready = 0;
+    static void look(const Cpu::Context& from, const Cpu::Context&) {
+        if (&from != &mover->context) return;
+        ++seen;
+        switching_out = mover->switching_out;
+        dest_ready = dest->load_locked();  // CPU 1 idles: its queue alone
+    }
+};
+
+TEST_F(SmpSchedulerTest, AMovingThreadRunsOnItsNewHomeOnlyOnceItsOldCpuLeftIt) {
+    Thread* t = spawn("t");
+    yield();
+    ASSERT_EQ(sched().current(), t);
+    ASSERT_EQ(sched().set_affinity(*t, 0b10).value(), 1u);
+    SwitchLook::mover = t;
+    SwitchLook::dest = &sched1();
+    FakeCpu::on_switch = &SwitchLook::look;
+    sched().at_user_boundary();
+    FakeCpu::on_switch = nullptr;
+    EXPECT_EQ(SwitchLook::seen, 1);
+    EXPECT_TRUE(SwitchLook::switching_out);  // queued there, not to be run yet
+    EXPECT_EQ(SwitchLook::dest_ready, 1u);
+    EXPECT_FALSE(t->switching_out);  // the switch is done
+    EXPECT_EQ(t->state, ThreadState::Ready);
+    on_cpu(1, [&] { sched1().preempt_if_needed(); });
+    EXPECT_EQ(sched1().current(), t);
+}
+
+// A second scheduler lock needs the IPC lock: a wake of a thread of another
+// CPU under this CPU's scheduler lock alone is a kernel bug.
+TEST_F(SmpSchedulerTest, AnotherCpusLockWithoutTheIpcLockIsAKernelBug) {
+    WaitQueue q;
+    Thread* t = blocked_on_1("t", q);
+    EXPECT_DEATH(
+        {
+            LockGuard guard(sched().lock());
+            sched().wake_locked(*t);
+        },
+        "assertion failed: \\(held->mask");
+    EXPECT_TRUE(sched().wake(*t));  // with it, the wake is done there
+    EXPECT_EQ(sched1().ready_count(), 1u);
 }
 
 // A thread homed on CPU 1 is moved by CPU 1, which may hold its FPU state:

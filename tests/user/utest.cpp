@@ -976,7 +976,9 @@ bool busy_threads_spread_to_idle_cpus() {
     for (ipc::Handle& t : threads) {
         uint32_t cpu = kCpuNone;
         EXPECT(sys::set_affinity(t.get(), all, &cpu) == abi::Err::Ok);
-        EXPECT(cpu == g_cpu);  // its CPU is allowed: it stays
+        // Its CPU is allowed: it stays. (The first, allowed elsewhere while
+        // the mask grew, may have been moved by a tick already.)
+        EXPECT(cpu == g_cpu || (&t == &threads[0] && cpu < 64 && ((all >> cpu) & 1) != 0));
     }
     int moved = 0;
     for (int y = 0; y < 2000 && moved == 0; ++y) {

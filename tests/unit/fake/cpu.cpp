@@ -18,6 +18,7 @@ PerCpu* g_this_cpu = nullptr;
 
 void FakeCpu::reset() {
     switches.clear();
+    on_switch = nullptr;
     irq_enabled = true;
     waits_for_interrupt = 0;
     yield_vectors = 0;
@@ -144,6 +145,7 @@ void Cpu::init_context(Context& ctx, void* stack_top, void (*entry)(void*), void
 }
 
 void Cpu::switch_context(Context& from, Context& to) {
+    if (FakeCpu::on_switch != nullptr) FakeCpu::on_switch(from, to);
     FakeCpu::switches.push_back({&from, &to});
     from.gave_stack_up = false;
     if (&from == FakeCpu::no_return_from) throw FakeCpu::NoReturn{};

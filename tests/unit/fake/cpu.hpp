@@ -120,6 +120,9 @@ struct FakeCpu {
     };
     static inline std::vector<TlbFlush> tlb_flushes;
     static inline std::string log;
+    // Run by switch_context() before it records the switch: a test's look at
+    // the moment a CPU leaves a thread (null: none).
+    static inline void (*on_switch)(const Cpu::Context& from, const Cpu::Context& to) = nullptr;
     // What raise_yield_vector() runs: the kernel's yield handler. Tests install it.
     static inline void (*yield_handler)() = nullptr;
     // A switch away from this context does not return, as on the hardware
