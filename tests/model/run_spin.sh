@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run_spin.sh [workdir] -- exhaustive SPIN model checks of the IPC and scheduler models,
 # one CPU (ipc_rendezvous.pml, prepare_block.pml) and two (smp_wake.pml; split_locks.pml:
-# the design of the per-endpoint / per-CPU locks, which the code does not have yet)
-# (tests/model/README.md)
+# the IPC lock and one scheduler lock per CPU, a cross-CPU wake or kill taking the other
+# CPU's scheduler lock as a second one under the IPC lock) (tests/model/README.md)
 #
 # Runs (at most $SPIN_JOBS=2 at a time), each in its own directory under workdir:
 #   * properties that must HOLD (errors: 0, complete search, no depth truncation)
@@ -66,19 +66,21 @@ runs=(
   "smp_neg_hlt_window;fail;$sw;-DBUG_HLT_WINDOW -DNOTIFY_NO_PREEMPT;safety;assertion violated .*rq_len>0\)&&halted1;smp_wake negative control BUG_HLT_WINDOW + NOTIFY_NO_PREEMPT: sti apart from hlt, and the notify does not schedule"
   "smp_neg_release_before_switch;fail;$sw;-DBUG_RELEASE_BEFORE_SWITCH;safety;assertion violated .*stk\[;smp_wake negative control BUG_RELEASE_BEFORE_SWITCH: the lock released while still on the old thread's stack"
   "smp_neg_reaper_no_lock;fail;$sw;-DBUG_REAPER_NO_LOCK;safety;assertion violated .*stk\[z\]==0;smp_wake negative control BUG_REAPER_NO_LOCK: the reaper pops a zombie without the lock and frees its stack"
-  "split_safety;pass;$sl;-DKILL;safety;;split_locks (design): R on CPU0 (2 timed recvs), C on CPU1 (2 calls), CPU0's tick (S0; then E, S0), a kill of C"
-  "split_direct;pass;$sl;-DKILL -DDIRECT;safety;;split_locks (design): + C0 on CPU0 calling once (the same-CPU direct switch)"
-  "split_np;pass;$sl;-DKILL -DDIRECT;np;;split_locks (design): termination, no cycle"
-  "split_probes;reach;$sl;-DPROBE_ALL -DKILL -DDIRECT;probe;1 2 3 5 6 9 10 11 12 13 14;split_locks reachability probes 1-3, 5, 6, 9-14 (README.md)"
-  "split_s0_tick;pass;$sl;-DKILL -DDIRECT -DTICK_S0_ONLY;safety;;split_locks (design), old tick protocol TICK_S0_ONLY: the tick wakes R under S0 only, R unlinks itself"
+  "split_safety;pass;$sl;-DKILL;safety;;split_locks: R on CPU0 (2 timed recvs), C on CPU1 (2 calls: E, S1, then S0 to wake R), CPU0's tick (S0; then E, S0), a kill of C (E, S0, then S1)"
+  "split_direct;pass;$sl;-DKILL -DDIRECT;safety;;split_locks: + C0 on CPU0 calling once (the same-CPU direct switch)"
+  "split_np;pass;$sl;-DKILL -DDIRECT;np;;split_locks: termination, no cycle"
+  "split_probes;reach;$sl;-DPROBE_ALL -DKILL -DDIRECT;probe;1 3 5 6 10 11 12 13 14 15;split_locks reachability probes 1, 3, 5, 6, 10-15 (README.md)"
+  "split_s0_tick;pass;$sl;-DKILL -DDIRECT -DTICK_S0_ONLY;safety;;split_locks, old tick protocol TICK_S0_ONLY: the tick wakes R under S0 only, R unlinks itself"
   "split_probes_s0_tick;reach;$sl;-DPROBE_ALL -DKILL -DDIRECT -DTICK_S0_ONLY;probe;4 7 8;split_locks reachability probes 4, 7, 8 (old tick protocol TICK_S0_ONLY only)"
+  "split_probes_reply_first;reach;$sl;-DPROBE_ALL -DWAKE_AFTER_E;probe;2 9;split_locks reachability probes 2, 9 (a reply before the caller's block: only if the call lets go of E before it blocks, WAKE_AFTER_E)"
   "split_neg_unlock_e_before_block;fail;$sl;-DBUG_UNLOCK_E_BEFORE_BLOCK;safety;assertion violated .*(ist==|wr\[0\]!=);split_locks negative control BUG_UNLOCK_E_BEFORE_BLOCK: recv releases E before it is Blocked under S0"
   "split_neg_cleanup_ignores_delivered;fail;$sl;-DTICK_S0_ONLY -DBUG_CLEANUP_IGNORES_DELIVERED;safety;assertion violated \(ngot==ntaken\);split_locks negative control BUG_CLEANUP_IGNORES_DELIVERED (old tick protocol): a timed-out recv drops a delivered message"
-  "split_neg_block_no_reply_check;fail;$sl;-DBUG_BLOCK_NO_REPLY_CHECK;safety;assertion violated .*rst\[1\]==;split_locks negative control BUG_BLOCK_NO_REPLY_CHECK: the caller blocks without looking for its reply under S1"
+  "split_neg_block_no_reply_check;fail;$sl;-DBUG_BLOCK_NO_REPLY_CHECK;safety;assertion violated .*rst\[1\]==;split_locks negative control BUG_BLOCK_NO_REPLY_CHECK: the caller lets go of E after its wake of R and blocks later without looking for its reply"
   "split_neg_timer_takes_e;fail;$sl;-DBUG_TIMER_TAKES_E;safety;assertion violated \(\(\(elk==0\);split_locks negative control BUG_TIMER_TAKES_E: the tick takes E while holding S0 (deadlock)"
+  "split_neg_second_s_without_e;fail;$sl;-DKILL -DBUG_SECOND_S_WITHOUT_E;safety;assertion violated \(\(\(elk==0\)|invalid end state;split_locks negative control BUG_SECOND_S_WITHOUT_E: the tick, S0 held without E, takes S1 while CPU1's call holds E and S1 and wants S0 (deadlock)"
   "split_neg_tick_no_recheck;fail;$sl;-DBUG_TICK_NO_RECHECK;safety;assertion violated \((wr\[0\]==|ngot==ntaken);split_locks negative control BUG_TICK_NO_RECHECK: the tick, E and S0 re-taken, ends the wait it saw due without re-checking it"
   "split_neg_release_before_switch;fail;$sl;-DBUG_RELEASE_BEFORE_SWITCH;safety;assertion violated \(stk\[0\]==0\);split_locks negative control BUG_RELEASE_BEFORE_SWITCH: CPU0 releases S0 while still on the old stack"
-  "split_neg_wake_after_e;fail;$sl;-DWAKE_AFTER_E;safety;assertion violated \(wr\[0\](==|!=);split_locks negative control WAKE_AFTER_E (first proposal): call_impl wakes R after releasing E"
+  "split_neg_wake_after_e;fail;$sl;-DWAKE_AFTER_E;safety;assertion violated \(wr\[0\](==|!=);split_locks negative control WAKE_AFTER_E (first proposal): call_impl wakes R under S0 alone after releasing E"
   "split_neg_direct_no_state_check;fail;$sl;-DDIRECT -DDIRECT_NO_STATE_CHECK -DTICK_S0_ONLY;safety;assertion violated \(\(rql\[0\]==0\);split_locks negative control DIRECT_NO_STATE_CHECK (first proposal, old tick protocol): the direct switch ignores R's state"
 )
 

@@ -1,43 +1,59 @@
 /*
- * split_locks.pml -- Promela model of the DESIGN for splitting Scheduler::lock_ into one
- * lock per endpoint and one lock per CPU (tests/model/README.md, "split_locks.pml").
- * The kernel today still has one lock for everything (docs/locking.md); this model is
- * the protocol the code will follow.  Checked exhaustively by tests/model/run_spin.sh.
+ * split_locks.pml -- Promela model of the kernel's locking for IPC between two CPUs, with
+ * one scheduler lock per CPU (tests/model/README.md, "split_locks.pml"): the IPC lock E
+ * (g_ipc_lock, LockLevel::Endpoint: one lock for every endpoint) and Scheduler::lock_
+ * made per CPU (S[c]), the protocol the code follows as it moves from one scheduler lock
+ * to one per CPU (docs/locking.md).  Checked exhaustively by tests/model/run_spin.sh.
  *
  * Locks (each held by a CPU, with interrupts off on that CPU):
- *   E      Endpoint::lock_ (new, LockLevel::Endpoint): the endpoint's receivers_ and
- *          senders_ queues and the IPC delivery state of the threads queued on it
- *          (ist: Waiting / Delivered / Aborted, the message slot rmsg, the reply
- *          target rto).
- *   S[c]   Scheduler::lock_ of CPU c (new: one per CPU instead of one static lock):
- *          CPU c's ready queue, current_, timeouts, and the scheduling state
- *          (Blocked / Ready / Running, wake_reason, the armed deadline) of the threads
- *          homed on c; and a caller's reply wait (rst: Awaiting / Replied, the reply
- *          slot), guarded by the caller's home S lock.
- *   Order: E -> S[c]; never two S locks at once (asserted at every acquire).
+ *   E      g_ipc_lock: the endpoint's receivers_ and senders_ queues and every thread's
+ *          IpcState: R's (ist: Waiting / Delivered / Aborted, the message slot rmsg, the
+ *          reply target rto) and a caller's reply wait (rst: Awaiting (op ReplyWait) /
+ *          Replied, the reply slot rslot).
+ *   S[c]   Scheduler::lock_ of CPU c: CPU c's ready queue, current_, timeouts, and the
+ *          scheduling state (Blocked / Ready / Running, wake_reason, the armed deadline,
+ *          exit_requested) of the threads homed on c.
+ *   Order: E -> S[own] -> S[other].  Every IPC operation (Endpoint::recv, call_impl,
+ *   reply, Scheduler::kill, exit_current, the tick's second pass) takes E, then its own
+ *   CPU's S lock (IpcGuard), and holds both for the whole operation.  A wake or a kill of
+ *   a thread homed on the other CPU (wake_locked, kill_locked) takes that thread's home
+ *   lock as a SECOND scheduler lock, E and S[own] held, for the short section that
+ *   changes its scheduling state, and releases it.  What makes two S locks safe: a
+ *   second S lock is taken only with E held, so E serializes every CPU that holds two,
+ *   and at most one CPU at a time waits for an S lock while holding another; a CPU that
+ *   holds one S lock waits neither for E (E comes first) nor for another S.  Code that
+ *   holds an S lock without E (the tick's first pass, the idle loop, a switch) never
+ *   takes a second.  Asserted at every acquire: no E acquire with an S lock held; the
+ *   first S lock is the own CPU's; a second S lock only with E held; never a third.
  *
  * Threads: R (receiver, homed on CPU0) receives NMSG messages, each with a deadline
- * (timed recv), answers each, then exits.  C (homed on CPU1) makes NCALL calls.  With
- * -DDIRECT, C0 (homed on CPU0) makes one call, and may take the same-CPU direct switch
- * to R.  I0, I1: the idle threads.  Timer0: CPU0's tick, which may time R's wait out
- * (at most NTICKS ticks find R's deadline passed; protocol below).  With -DKILL,
- * Killer: one kill of C from CPU0, under S1 only (C gives its reply wait up under S1,
- * leaves senders_ under E, and ends; a reply that finds no wait is dropped; a reply
- * that came before C ran wins over the kill).  Each CPU runs one thread at a time:
- * on[c] is the thread whose code (and stack) CPU c is on; a thread's proctype moves
- * only while on[home] names it.  A switch is scheduled under S[c] and the lock is
- * HANDED OVER to the thread switched to, which releases it (as today).
+ * (timed recv), answers each, then exits.  C (homed on CPU1) makes NCALL calls: under
+ * E and S1 it delivers to R and wakes it under S0 (second lock), then blocks for the
+ * reply.  R's replies to C take E and S0, then S1 as the second lock to wake C.  With
+ * -DDIRECT, C0 (homed on CPU0) makes one call, and may take the same-CPU direct switch to
+ * R (S0 is its own lock: no second one).  I0, I1: the idle threads.  Timer0: CPU0's tick,
+ * which may time R's wait out (at most NTICKS ticks find R's deadline passed; protocol
+ * below).  With -DKILL, Killer: one kill of C from CPU0 (E, S0, then S1 as the second
+ * lock): exit_requested, and a Blocked C woken with Interrupted, its wait ended there
+ * (off senders_, its reply wait aborted: a later reply to it is stale and dropped); a
+ * reply that woke C before the kill wins (the call succeeded; C ends at its next return
+ * to user mode).  Each CPU runs one thread at a time: on[c] is the thread whose code (and
+ * stack) CPU c is on; a thread's proctype moves only while on[home] names it.  A switch
+ * is scheduled under S[c] alone (the switch releases E first, interrupts staying off) and
+ * the lock is HANDED OVER to the thread switched to, which releases it.
  *
  * Each step of the model begins with one lock acquire and runs up to the next one (a
  * CPU's actions between two acquires are invisible to the other CPU while every access
  * follows the locks, and each access asserts that its CPU holds the lock guarding it).
+ * A woken thread reads the outcome of its IPC wait (its IpcState) under its S lock alone,
+ * handed over (block_in_locked -> finish_locked): whoever ended the wait did so under E
+ * before the wake, and nobody writes it while the thread waits in no operation.
  *
- * The timeout of an IPC wait (Scheduler::on_timer_tick -> expire_timeouts_locked of the
- * split code; the model's default protocol).  The tick is an interrupt: CPU0 takes it
- * only while it holds no lock, and runs nothing else until the handler returns (irq0;
- * interrupts stay off in it, also while it spins on a lock).  Under S0 alone it
- * expires the due timeouts of threads in no IPC wait (none in the model); R's due wait
- * is an IPC wait, so the tick
+ * The timeout of an IPC wait (Scheduler::on_timer_tick -> expire_timeouts_locked; the
+ * model's default protocol).  The tick is an interrupt: CPU0 takes it only while it
+ * holds no lock, and runs nothing else until the handler returns (irq0; interrupts stay
+ * off in it, also while it spins on a lock).  Under S0 alone it expires the due timeouts
+ * of threads in no IPC wait (none in the model); R's due wait is an IPC wait, so the tick
  *   1. releases S0;              (CPU1 may run here ...
  *   2. takes E;                   ... and here)
  *   3. takes S0 again (the order E -> S), and re-checks: R still Blocked with its
@@ -47,15 +63,15 @@
  *      (a call delivered to R and woke it meanwhile: REACH(14)); releases both.
  * A delivery happens under E and wakes R (cancelling its timeout) under S0 before E is
  * released, so a wait the tick ends under E was not delivered, and a delivered wait is
- * never timed out.  R's finish_recv reads its result under E: Delivered (the message),
- * or ABORTED (TimedOut; the tick unlinked it already).  The re-check cannot meet a NEW
- * wait of R's: R runs only on CPU0, which is in the handler (asserted: tickw), so
- * "Blocked and armed" is "the deadline still due" here (with migration, or a kill that
- * ends R's wait from CPU1, the code's deadline comparison is what tells them apart).
- * -DTICK_S0_ONLY: the old protocol (the design before the code changed), kept as a
- * variant: the tick wakes R with TimedOut under S0 only, in one step, and never takes
- * E; R, run again, unlinks itself from receivers_ under E (finish_recv: Delivered wins
- * over the wake_reason).
+ * never timed out.  R's result: Delivered (the message), or ABORTED (TimedOut; the tick
+ * unlinked it already).  The re-check cannot meet a NEW wait of R's: R runs only on
+ * CPU0, which is in the handler (asserted: tickw), so "Blocked and armed" is "the
+ * deadline still due" here (with moves, or a kill that ends R's wait from CPU1, the
+ * code's deadline comparison is what tells them apart).
+ * -DTICK_S0_ONLY: an older protocol, kept as a variant: the tick wakes R with TimedOut
+ * under S0 only, in one step, and never takes E; R, run again, unlinks itself from
+ * receivers_ under E and S0 (Endpoint::finish_recv: Delivered wins over the
+ * wake_reason).
  *
  * Properties:
  *   1. no lost wake-up: spin's invalid-end-state check (a thread left Blocked, or a CPU
@@ -66,28 +82,32 @@
  *      success exactly once (got[]), even when the timeout fired too; a recv that
  *      returns no message ended for a reason (TimedOut) and was unlinked by the tick
  *      (ABORTED); a delivered wait was not woken TimedOut (default protocol: delivery
- *      and the timeout are both decided under E); each call gets its own reply;
+ *      and the timeout are both decided under E); each call gets its own reply, and a
+ *      reply finds its caller Blocked (a call holds E from its delivery to its block);
  *   3. one CPU per stack: a CPU switches only to a thread of its own that no CPU is on
- *      (stk[]); a thread made Running is on no ready queue; whoever finds a thread
- *      Blocked under its S lock finds its CPU off its stack (the hand-over);
- *   4. lock order: no E acquire with an S lock held, no S acquire with an S lock held;
- *      no deadlock (invalid end states; Check: no lock held when nothing can move);
+ *      (stk[]), holding its own S lock alone; a thread made Running is on no ready queue;
+ *      whoever finds a thread Blocked under its S lock finds its CPU off its stack (the
+ *      hand-over);
+ *   4. lock order: no E acquire with an S lock held; the first S lock is the own CPU's;
+ *      a second S lock only with E held, and never a third; no deadlock (invalid end
+ *      states; Check: no lock held when nothing can move);
  *   5. mutual exclusion: one holder per lock; every access asserts its lock is held.
  *
  * Design corrections the model forced (the model checks the corrected design; the
  * first proposal is kept as a negative control):
- *   WAKE_AFTER_E      (control) call_impl releases E before waking R under S0.  Between
- *                     the two, R's timeout fires, R runs, takes the message, answers and
- *                     blocks in its NEXT recv; the late wake then wakes that new wait
- *                     with Woken and no message.  Fix (default): wake R under S0 while
- *                     still holding E (E -> S0 is the lock order): R cannot start a new
- *                     wait without E, so the wake always ends the wait it was for.
+ *   WAKE_AFTER_E      (control) call_impl releases E (and S1) after the delivery and
+ *                     wakes R under S0 alone, then blocks for the reply under S1 alone
+ *                     (looking for a reply that came first).  Between the delivery and
+ *                     the wake, R's tick takes E and times out the wait the call
+ *                     delivered to (assert(wr[R] != TIMEDOUT) after R's wake); or R's
+ *                     timeout fires, R runs, takes the message, answers and blocks in its
+ *                     NEXT recv, and the late wake ends that new wait with Woken and no
+ *                     message (assert(wr[R] == TIMEDOUT)): either failure counts.  Fix
+ *                     (default): wake R under S0 while still holding E: R cannot start a
+ *                     new wait without E, so the wake always ends the wait it was for.
  *                     A CPU may then hold E while it waits for the other CPU's S0: so
- *                     nothing may take E with an S held (BUG_TIMER_TAKES_E deadlocks).
- *                     With the default tick, the tick can also take E between the
- *                     call's release of E and its wake, and time out the wait the call
- *                     delivered to (assert(wr[R] != TIMEDOUT) in finish_recv): either
- *                     failure counts.
+ *                     nothing may take E with an S held (BUG_TIMER_TAKES_E deadlocks),
+ *                     nor a second S lock without E (BUG_SECOND_S_WITHOUT_E deadlocks).
  *   DIRECT_NO_STATE_CHECK (control, -DTICK_S0_ONLY) the direct switch does not look at
  *                     R's state under S0: R timed out (Ready, on CPU0's ready queue, still
  *                     on receivers_ until it runs) is switched to and left on the ready
@@ -97,23 +117,33 @@
  *                     receivers_ under E is always Blocked: the check never fails there
  *                     and the control needs -DTICK_S0_ONLY (spin finds no error without).
  * Negative controls (must FAIL):
- *   BUG_UNLOCK_E_BEFORE_BLOCK  recv releases E before S0 / Blocked: the call's wake
- *                              finds R not yet Blocked and does nothing; R then blocks
- *                              with the message delivered: for ever, or until the tick
- *                              times the delivered wait out (wr[R] != TIMEDOUT fails)
+ *   BUG_UNLOCK_E_BEFORE_BLOCK  recv, linked on receivers_ under E and S0, releases both
+ *                              and marks itself Blocked under S0 alone later: the call's
+ *                              wake finds R not yet Blocked and does nothing; R then
+ *                              blocks with the message delivered: for ever, or until the
+ *                              tick times the delivered wait out (wr[R] != TIMEDOUT fails)
  *   BUG_CLEANUP_IGNORES_DELIVERED  (-DTICK_S0_ONLY only) R's wake-up path after a
  *                              timeout looks at its wake_reason, not at Delivered: the
- *                              message is lost.  It no longer applies to the default
+ *                              message is lost.  It does not apply to the default
  *                              protocol: a TimedOut wake there always comes with the
  *                              result TimedOut (the tick ended the wait under E, where
  *                              no delivery can be half done), so there is no Delivered
- *                              for a wake_reason test to miss (asserted in finish_recv)
- *   BUG_BLOCK_NO_REPLY_CHECK   the caller blocks for its reply without looking at rst
- *                              under S1: a reply that came first is lost
+ *                              for a wake_reason test to miss (asserted after the wake)
+ *   BUG_BLOCK_NO_REPLY_CHECK   the caller lets go of E and S1 after its wake of R, and
+ *                              blocks for the reply later under S1 alone without looking
+ *                              at it: a reply that came in between is lost (the caller
+ *                              sleeps for ever with its reply Replied).  The protocol
+ *                              holds E from the delivery to the block, so no reply can
+ *                              come first (asserted where the reply wakes the caller)
  *   BUG_TIMER_TAKES_E          the tick takes E while still holding S0 (S0 -> E,
  *                              against the order; this acquire leaves the order
  *                              assertion out, to show the deadlock itself): call_impl
- *                              holds E and wants S0
+ *                              holds E and S1 and wants S0
+ *   BUG_SECOND_S_WITHOUT_E     the tick's first pass, holding S0 and no E, takes S1 (a
+ *                              move that puts a thread straight on CPU1's ready queue
+ *                              instead of handing it over through CPU1's incoming list;
+ *                              the order assertion left out): call_impl on CPU1 holds E
+ *                              and S1 and wants S0 for its wake of R: deadlock
  *   BUG_TICK_NO_RECHECK        the tick, E and S0 taken again, ends the wait it saw due
  *                              under S0 alone without re-checking it: a call delivered
  *                              to R and woke it in between; the tick overwrites the
@@ -125,7 +155,35 @@
  *   WAKE_AFTER_E, DIRECT_NO_STATE_CHECK  (above)
  * PROBE_ALL: reachability probes (REACH(n) fails with its own text).  4, 7 and 8 are
  * reached only with -DTICK_S0_ONLY (with the default tick a receiver is never Ready and
- * still on receivers_, and a delivered wait never times out); 14 only without it.
+ * still on receivers_, and a delivered wait never times out); 14 only without it; 2 and
+ * 9 only with WAKE_AFTER_E or BUG_BLOCK_NO_REPLY_CHECK (the protocol makes a reply before
+ * the caller's block impossible).  15: a second S acquire finds the lock held and waits.
+ *
+ * Functions (proctype / inline -> the kernel's):
+ *   Receiver         Endpoint::recv (-> block_in_locked -> block_current_locked,
+ *                    finish_locked; -DTICK_S0_ONLY: Endpoint::finish_recv), then
+ *   reply_to         Endpoint::reply (-> reply_saved -> complete_locked -> wake_locked)
+ *   Caller           Endpoint::call_impl (-> wake_and_block_locked -> wake_locked +
+ *                    block_current_locked; -DDIRECT: mark_current_blocked_locked +
+ *                    switch_to_locked, the same-CPU fast path)
+ *   Timer0           Scheduler::on_timer_tick -> expire_timeouts_locked;
+ *   tick_times_out_locked  its second pass: end_wait_locked + ipc_abort_locked
+ *   Killer           Scheduler::kill -> kill_locked (-> wake_locked, end_wait_locked,
+ *                    ipc_abort_locked)
+ *   Idle             Scheduler::idle_loop -> idle_once
+ *   wake_locked, enqueue_locked, schedule_locked, exit_current: Scheduler's, same names;
+ *   switch_context, release_handed_over: Cpu::switch_context, finish_switch_in / the
+ *   resumed code's guard; lockE / lockS / lockS2: IpcGuard's two locks, and the home
+ *   lock a cross-CPU wake or kill takes as the second.
+ *
+ * Not modelled: moves of a thread to another CPU (Thread::cpu changes only under the old
+ * home's S lock; a waker reads it, takes that lock, reads it again and retries if it
+ * changed; the move hands the thread over through the destination's incoming list, a
+ * leaf lock above the S locks, drained under the destination's S lock): here no home
+ * ever changes, so the waker's re-read always succeeds the first time, and
+ * BUG_SECOND_S_WITHOUT_E stands for a move that would take the destination's S lock;
+ * Scheduler::start of a thread of another CPU (the same second-lock rule as a wake); the
+ * per-CPU zombie lists and the reaper; more than two CPUs or one endpoint.
  */
 #define R    0                  /* receiver, homed on CPU0 */
 #define C    1                  /* caller, homed on CPU1 */
@@ -147,13 +205,31 @@
 #define NTICKS 1                /* timeouts of R's waits the timer may fire */
 #endif
 #define H(c) ((c) + 1)          /* lock holder: 0 free, 1 CPU0, 2 CPU1 */
+#define B(x) (1 << (x))         /* S[x]'s bit in sheld[] */
 #define TOK(t, i) ((t) * 4 + (i) + 1)   /* message of call i of thread t; the reply = the same */
+
+/* the first proposal's call (the caller lets go of E before it blocks for the reply) */
+#if defined(WAKE_AFTER_E) || defined(BUG_BLOCK_NO_REPLY_CHECK)
+#define SPLIT_CALL
+#endif
+#if defined(SPLIT_CALL) && defined(KILL)
+#error "WAKE_AFTER_E and BUG_BLOCK_NO_REPLY_CHECK are controls without -DKILL"
+#endif
+#if defined(BUG_CLEANUP_IGNORES_DELIVERED) && !defined(TICK_S0_ONLY)
+#error "BUG_CLEANUP_IGNORES_DELIVERED is a control of the old protocol: add -DTICK_S0_ONLY"
+#endif
+#if defined(DIRECT_NO_STATE_CHECK) && !defined(TICK_S0_ONLY)
+#error "DIRECT_NO_STATE_CHECK is a control of the old protocol: add -DTICK_S0_ONLY"
+#endif
+#if (defined(BUG_SECOND_S_WITHOUT_E) || defined(BUG_TIMER_TAKES_E)) && defined(TICK_S0_ONLY)
+#error "BUG_SECOND_S_WITHOUT_E and BUG_TIMER_TAKES_E are controls of the default tick"
+#endif
 
 mtype = { RUNNING, READY, BLOCKED, DEAD };     /* ThreadState */
 mtype = { WOKEN, TIMEDOUT, INTERRUPTED };      /* WakeReason */
-mtype = { IDLE, WAITING, DELIVERED, ABORTED }; /* IpcState of R on the endpoint; ABORTED:
-                                                  op None, result TimedOut (ipc_abort_locked) */
-mtype = { NOWAIT, AWAITING, REPLIED };         /* a caller's reply wait */
+mtype = { IDLE, WAITING, DELIVERED, ABORTED }; /* IpcState of R; ABORTED: op None,
+                                                  result TimedOut (ipc_abort_locked) */
+mtype = { NOWAIT, AWAITING, REPLIED };         /* a caller's reply wait (IpcState of a caller) */
 
 #if defined(PROBE_ALL)
 #define REACH(n) assert(n == 100)
@@ -162,9 +238,9 @@ mtype = { NOWAIT, AWAITING, REPLIED };         /* a caller's reply wait */
 #endif
 
 /* locks */
-byte  elk;                      /* Endpoint::lock_ holder */
+byte  elk;                      /* g_ipc_lock holder */
 byte  slk[2];                   /* Scheduler::lock_ of each CPU: holder */
-byte  sheld[2];                 /* ghost: the S lock CPU c holds (0 none, x+1: S[x]) */
+byte  sheld[2];                 /* ghost: the S locks CPU c holds (bit x: S[x]) */
 /* per CPU, guarded by S[c] */
 byte  cur[2];                   /* Scheduler::current_ */
 byte  rq[4];                    /* ready_ of CPU c: rq[2c], rq[2c+1] (FIFO) */
@@ -175,24 +251,24 @@ bit   halted[2];                /* CPU c in hlt */
 mtype state[NT];                /* Thread::state */
 mtype wr[NT];                   /* Thread::wake_reason */
 bit   armed;                    /* R's timeout_hook on CPU0's timeouts_ */
-mtype rst[NT];                  /* the caller's reply wait (new) */
-byte  rslot[NT];                /* its reply slot */
+bit   exitreq;                  /* C's Thread::exit_requested (-DKILL; set under E and S1) */
 /* guarded by E */
 bit   rcvq;                     /* R on receivers_ */
 byte  sq[2];                    /* senders_ (FIFO): callers that found no receiver */
 byte  sql;
 byte  stok[NT];                 /* a queued sender's message */
-mtype ist = IDLE;               /* R's IpcState on the endpoint (new: guarded by E) */
+mtype ist = IDLE;               /* R's IpcState (op / result) */
 byte  rmsg;                     /* R's message slot */
 byte  rto = NONE;               /* R's reply target (IpcState::reply) */
+mtype rst[NT];                  /* a caller's IpcState: op ReplyWait (AWAITING) / its result */
+byte  rslot[NT];                /* its reply (IpcState::msg) */
 /* constant / ghosts */
-byte  home[NT];
+byte  home[NT];                 /* Thread::cpu (no moves in the model) */
 byte  on[2];                    /* ghost: the thread whose code and stack CPU c is on */
 byte  stk[NT];                  /* ghost: 0 no CPU on t's stack, H(c): CPU c */
 byte  ticks;                    /* ghost: timeouts fired */
 bit   got[16];                  /* ghost: messages R's recv returned as a success */
 byte  ngot, ntaken, nreplied;   /* ghosts: messages R returned, handed to R; replies */
-bit   exitreq;                  /* C's Thread::exit_requested (-DKILL) */
 bit   killed;                   /* ghost: the kill happened */
 #ifdef KILL
 #define KILLED(t) ((t) == C && exitreq)
@@ -200,33 +276,49 @@ bit   killed;                   /* ghost: the kill happened */
 #define KILLED(t) false
 #endif
 
-#if defined(BUG_CLEANUP_IGNORES_DELIVERED) && !defined(TICK_S0_ONLY)
-#error "BUG_CLEANUP_IGNORES_DELIVERED is a control of the old protocol: add -DTICK_S0_ONLY"
-#endif
-#if defined(DIRECT_NO_STATE_CHECK) && !defined(TICK_S0_ONLY)
-#error "DIRECT_NO_STATE_CHECK is a control of the old protocol: add -DTICK_S0_ONLY"
-#endif
 bit   irq0;                     /* CPU0 in the tick's handler (interrupts off): its threads
                                    and its idle loop stand still until the handler returns */
+bit   kill0;                    /* CPU0 in Scheduler::kill (-DKILL): likewise */
 bit   tickw;                    /* ghost: R's wait is still the one the tick found due */
-#define NOIRQ(c) (c != 0 || !irq0)
+#define NOIRQ(c) (c != 0 || (!irq0 && !kill0))
 #define ON(c, t) (on[c] == t && NOIRQ(c))
 
-/* lockE / lockS: thread code on CPU c, which moves only while no interrupt handler runs
-   there; the _when forms with ok_ = true: the tick's handler itself (irq0 set) */
-inline lockE_when(c_, ok_) {      /* LockGuard on Endpoint::lock_ (new) */
-  assert(sheld[c_] == 0);        /* 4: never S before E */
+#ifdef WAKE_AFTER_E
+#define FIRST_S_OK(c, x) true   /* its wake takes S0 alone from CPU1 */
+#else
+#define FIRST_S_OK(c, x) ((c) == (x))
+#endif
+
+/* lockE / lockS: thread code on CPU c, which moves only while no interrupt handler (nor
+   the kill) runs there; the _when forms with ok_ = true: the handler itself */
+inline lockE_when(c_, ok_) {      /* g_ipc_lock (IpcGuard's first lock) */
+  assert(sheld[c_] == 0);        /* 4: no E acquire with an S lock held */
   elk == 0 && ok_ -> elk = H(c_)
 }
 inline lockE(c_) { lockE_when(c_, NOIRQ(c_)) }
 inline unlockE(c_) { assert(elk == H(c_)); elk = 0 }
-inline lockS_when(c_, x_, ok_) {  /* LockGuard on Scheduler::lock_ of CPU x (new: per CPU) */
-  assert(sheld[c_] == 0);        /* 4: never two S locks */
-  slk[x_] == 0 && ok_ -> slk[x_] = H(c_); sheld[c_] = x_ + 1
+inline lockS_when(c_, x_, ok_) {  /* Scheduler::lock_ of CPU x (one per CPU) */
+  assert((sheld[c_] & B(x_)) == 0);
+  assert(sheld[c_] != 0 || FIRST_S_OK(c_, x_));   /* 4: the first S lock is the own CPU's */
+  assert(sheld[c_] == 0 || elk == H(c_));         /* 4: a second S lock only with E held */
+  assert(sheld[c_] != B(0) + B(1));               /* 4: never a third */
+  slk[x_] == 0 && ok_ -> slk[x_] = H(c_); sheld[c_] = sheld[c_] | B(x_)
 }
 inline lockS(c_, x_) { lockS_when(c_, x_, NOIRQ(c_)) }
-inline unlockS(c_, x_) { assert(slk[x_] == H(c_) && sheld[c_] == x_ + 1); slk[x_] = 0; sheld[c_] = 0 }
-#define HOLDS_S(c, t) (slk[home[t]] == H(c) && sheld[c] == home[t] + 1)
+/* the second scheduler lock: the home lock of a thread of the other CPU, E and S[c] held
+   (interrupts off since E was taken: no NOIRQ condition) */
+inline lockS2(c_, x_) {
+  assert(x_ != c_ && sheld[c_] == B(c_) && elk == H(c_));
+#ifdef PROBE_ALL
+  if :: slk[x_] != 0 -> REACH(15) :: else fi;     /* it waits: S[x] is held */
+#endif
+  lockS_when(c_, x_, true)
+}
+inline unlockS(c_, x_) {
+  assert(slk[x_] == H(c_) && (sheld[c_] & B(x_)) != 0); slk[x_] = 0; sheld[c_] = sheld[c_] ^ B(x_)
+}
+#define HOLDS_S(c, t) (slk[home[t]] == H(c) && (sheld[c] & B(home[t])) != 0)
+#define HOLDS_E(c) (elk == H(c))
 #define INTS_ON(c) (elk != H(c) && sheld[c] == 0)   /* a CPU holding no lock may take interrupts */
 
 /* Scheduler::enqueue_locked(t) from CPU c: push on t's home CPU's ready_; notify_cpu
@@ -244,8 +336,9 @@ inline enqueue_locked(c_, t_) {
   fi
 }
 
-/* Scheduler::wake_locked(t, reason) from CPU c (end_wait_locked + enqueue_locked):
-   only a Blocked thread; cancels its timeout */
+/* Scheduler::wake_locked(t, reason) from CPU c (end_wait_locked + enqueue_locked): only a
+   Blocked thread; cancels its timeout.  Under t's home lock: the own CPU's, or the second
+   scheduler lock (E held) for a thread of the other CPU */
 inline wake_locked(c_, t_, reason_) {
   assert(HOLDS_S(c_, t_));
   if
@@ -273,12 +366,14 @@ inline schedule_locked(c_, prev_, nxt_) {
 }
 
 /* Cpu::switch_context on CPU c: off prev's stack, on cur[c]'s; S[c] stays held by CPU c
-   (handed over to the thread switched to, which releases it) */
+   (handed over to the thread switched to, which releases it).  E was released first
+   (enter_switch_locked) and no second S lock is held: the switch holds S[c] alone */
 inline switch_context(c_, prev_) {
 #ifdef BUG_RELEASE_BEFORE_SWITCH
   if :: c_ == 0 -> atomic { unlockS(c_, c_) } :: else fi;   /* released while on prev_'s stack */
 #endif
   atomic {
+    assert(!HOLDS_E(c_) && (sheld[c_] | B(c_)) == B(c_));
     assert(on[c_] == prev_ && stk[prev_] == H(c_));
     stk[prev_] = 0;
     assert(home[cur[c_]] == c_ && stk[cur[c_]] == 0 && state[cur[c_]] == RUNNING);
@@ -293,97 +388,119 @@ inline release_handed_over(c_) {   /* the thread switched to: finish_switch_in /
 #endif
 }
 
-/* Scheduler::exit_current on CPU c (bury_locked and the reaper are not modelled) */
+/* Scheduler::exit_current on CPU c: IpcGuard (E, then S[c]); Dead, E released, switch
+   (ipc_release_thread_locked, bury_locked and the reaper are not modelled) */
 inline exit_current(c_, t_, nxt_) {
-  atomic { ON(c_, t_) -> lockS(c_, c_); state[t_] = DEAD; schedule_locked(c_, t_, nxt_) }
+  atomic { ON(c_, t_) -> lockE(c_) }
+  atomic { lockS(c_, c_); state[t_] = DEAD; unlockE(c_); schedule_locked(c_, t_, nxt_) }
   switch_context(c_, t_)
 }
 
-/* the reply to a caller, from R on CPU0: Endpoint::reply -> (new) reply_locked under the
-   caller's home S lock: the answer, and a wake if the caller is Blocked for it */
+/* the caller's wake by its reply, under its home lock (checked by the caller) */
+inline reply_wake(c_, t_) {
+#ifndef SPLIT_CALL
+  assert(state[t_] == BLOCKED);   /* the call held E from its delivery to its block */
+#else
+  if :: state[t_] != BLOCKED -> REACH(2) :: else fi;   /* the reply came first */
+#endif
+  wake_locked(c_, t_, WOKEN)
+}
+
+/* Endpoint::reply from R on CPU0 (reply_saved -> complete_locked): IpcGuard (E, then S0);
+   the answer in the caller's IpcState (E); then its wake under its home lock: S0 for C0,
+   S1 as the second scheduler lock for C (E and S0 held all along) */
 inline reply_to(t_) {
-  atomic { lockS(0, home[t_]);
+  atomic { ON(0, R) -> lockE(0) }
+  atomic { lockS(0, 0);
 #ifdef KILL
            if
-           :: rst[t_] != AWAITING ->    /* the caller was killed and gave up: drop */
-              assert(killed && t_ == C); REACH(12); printf("R: reply to %d dropped\n", t_)
-           :: else ->
-#endif
-           assert(rst[t_] == AWAITING); rst[t_] = REPLIED; rslot[t_] = rmsg;
-           printf("R: replies %d to %d (%e)\n", rmsg, t_, state[t_]);
-           if :: state[t_] != BLOCKED -> REACH(2) :: else fi;   /* the reply came first */
-           wake_locked(0, t_, WOKEN);
-#ifdef KILL
+           :: rst[t_] != AWAITING ->    /* the kill ended the caller's wait: a stale reply */
+              assert(killed && t_ == C); REACH(12); printf("R: reply to %d dropped\n", t_);
+              unlockS(0, 0); unlockE(0); goto replied
+           :: else
            fi;
 #endif
-           unlockS(0, home[t_]) }
+           assert(rst[t_] == AWAITING); rst[t_] = REPLIED; rslot[t_] = rmsg;
+           printf("R: replies %d to %d\n", rmsg, t_);
+           if
+           :: home[t_] == 0 -> reply_wake(0, t_); unlockS(0, 0); unlockE(0); goto replied
+           :: else
+           fi }
+  atomic { lockS2(0, home[t_]); reply_wake(0, t_); unlockS(0, home[t_]); unlockS(0, 0); unlockE(0) }
+replied: skip
 }
 
 proctype Receiver() {           /* R on CPU0: NMSG x Endpoint::recv (timed) + reply; exit */
   byte nxt, s;
   do
   :: ngot < NMSG ->
-     /* Endpoint::recv: lock E; a queued sender? (Endpoint::take_from_sender_locked) */
-     atomic { ON(0, R) -> lockE(0);
+     /* Endpoint::recv: IpcGuard (E, then S0); a queued sender? (take_from_sender_locked) */
+     atomic { ON(0, R) -> lockE(0) }
+     atomic { lockS(0, 0);
               assert(ist == IDLE && !rcvq);
               if
               :: sql > 0 -> s = sq[0]; sq[0] = sq[1]; sq[1] = 0; sql--;
-                 rmsg = stok[s]; rto = s; ntaken++; unlockE(0); REACH(3);
+                 rmsg = stok[s]; rto = s; ntaken++; unlockS(0, 0); unlockE(0); REACH(3);
                  printf("R: recv takes %d from senders_\n", rmsg);
                  goto received
               :: else -> rcvq = 1; ist = WAITING;     /* receivers_, IpcState Waiting */
                  printf("R: recv waits on receivers_\n")
-              fi }
+              fi;
 #ifdef BUG_UNLOCK_E_BEFORE_BLOCK
-     atomic { unlockE(0) };
+              unlockS(0, 0); unlockE(0) }
+     atomic { lockS(0, 0);
 #endif
-     /* block_current_locked(receivers_, deadline): lock S0, Blocked, arm, unlock E,
-        schedule; S0 handed over to the next thread */
-     atomic { lockS(0, 0); assert(state[R] == RUNNING && cur[0] == R);
+     /* block_in_locked -> block_current_locked(receivers_, deadline): Blocked, armed;
+        the switch releases E first and hands S0 over to the next thread */
+              assert(state[R] == RUNNING && cur[0] == R);
               state[R] = BLOCKED; armed = 1; tickw = 0; printf("R: Blocked (deadline armed)\n");
 #ifndef BUG_UNLOCK_E_BEFORE_BLOCK
               unlockE(0);
 #endif
               schedule_locked(0, R, nxt) }
      switch_context(0, R);
-     /* switched to again (wake, timeout or the direct switch): release S0 */
+     /* switched to again (wake, timeout or the direct switch) */
 #ifdef KILL
 end_recv:                       /* the killed caller's calls never come */
 #endif
+#ifdef TICK_S0_ONLY
      atomic { on[0] == R -> assert(state[R] == RUNNING && cur[0] == R && !armed);
               release_handed_over(0) }
-#ifdef TICK_S0_ONLY
-     /* Endpoint::finish_recv (old protocol's rule): under E, Delivered wins over any wake_reason */
-     atomic { lockE(0);
+     /* Endpoint::finish_recv (old protocol's rule): IpcGuard; Delivered wins over any
+        wake_reason; a receiver still on receivers_ unlinks itself */
+     atomic { ON(0, R) -> lockE(0) }
+     atomic { lockS(0, 0);
 #ifdef BUG_CLEANUP_IGNORES_DELIVERED
               if :: wr[R] == TIMEDOUT -> rcvq = 0; ist = IDLE; rto = NONE;
                        printf("R: timed out: drops the wait, Delivered or not\n") :: else fi;
 #endif
               if
-              :: ist == DELIVERED -> ist = IDLE; unlockE(0);
+              :: ist == DELIVERED -> ist = IDLE; unlockS(0, 0); unlockE(0);
                  printf("R: recv returns %d (Delivered; wake_reason %e)\n", rmsg, wr[R]);
                  if :: wr[R] == TIMEDOUT -> REACH(4) :: else fi
               :: else ->
                  printf("R: recv ends with no message, wake_reason %e\n", wr[R]);
                  assert(wr[R] == TIMEDOUT);  /* 2: no message, so the wait really ended */
                  if :: rcvq -> rcvq = 0 :: else fi;
-                 ist = IDLE; unlockE(0); REACH(5);
+                 ist = IDLE; unlockS(0, 0); unlockE(0); REACH(5);
                  goto next                   /* TimedOut: R's user code calls recv again */
               fi }
 #else
-     /* Endpoint::finish_recv: under E, read the result: the tick that timed the wait out
-        ended it under E (off receivers_, TimedOut), a delivery under E too */
-     atomic { lockE(0);
+     /* block_in_locked returns; finish_locked reads the result under S0 alone (handed
+        over): whoever ended the wait (a delivery, or the tick: off receivers_, TimedOut)
+        did it under E, and nobody writes R's IpcState while it waits in no operation */
+     atomic { on[0] == R -> assert(state[R] == RUNNING && cur[0] == R && !armed);
               assert(!rcvq);                 /* whoever ended the wait unlinked R */
+              release_handed_over(0);
               if
-              :: ist == DELIVERED -> ist = IDLE; unlockE(0);
+              :: ist == DELIVERED -> ist = IDLE;
                  printf("R: recv returns %d (Delivered; wake_reason %e)\n", rmsg, wr[R]);
                  assert(wr[R] != TIMEDOUT)   /* 2: a delivered wait never times out */
               :: else ->
                  printf("R: recv ends with no message (%e), wake_reason %e\n", ist, wr[R]);
                  assert(wr[R] == TIMEDOUT);  /* 2: no message, so the wait really ended */
                  assert(ist == ABORTED);     /* ended by the tick: TimedOut */
-                 ist = IDLE; unlockE(0); REACH(5);
+                 ist = IDLE; REACH(5);
                  goto next                   /* TimedOut: R's user code calls recv again */
               fi }
 #endif
@@ -398,15 +515,14 @@ next: skip
   exit_current(0, R, nxt)
 }
 
-/* the caller's reply, under its own S lock: 2. its own call's answer */
+/* the caller's reply, after its wake: 2. its own call's answer */
 inline take_reply(t_, i_) {
   assert(rst[t_] == REPLIED && rslot[t_] == TOK(t_, i_)); rst[t_] = NOWAIT; rslot[t_] = 0
 }
 
-/* a caller: t on CPU c, n calls: Endpoint::call_impl then the wait for the reply */
+/* a caller: t on CPU c, n calls: Endpoint::call_impl, which blocks for the reply */
 proctype Caller(byte t; byte c; byte n) {
   byte i, nxt;
-  bit direct;
   if
   :: t == C0 ->                 /* started Ready: mk_thread_start -> finish_switch_in */
      atomic { on[c] == t -> release_handed_over(c) }
@@ -414,108 +530,100 @@ proctype Caller(byte t; byte c; byte n) {
   fi;
   do
   :: i < n && !KILLED(t) ->     /* before_return_to_user: a killed thread ends */
-     direct = 0;
-     /* Endpoint::call_impl: lock E; a waiting receiver? */
-     atomic { ON(c, t) -> lockE(c);
+     /* Endpoint::call_impl: IpcGuard (E, then S[c]) for the whole call */
+     atomic { ON(c, t) -> lockE(c) }
+     atomic { lockS(c, c);
+              if
+              :: KILLED(t) ->           /* exit_requested: no new waits */
+                 unlockS(c, c); unlockE(c); goto interrupted
+              :: else
+              fi;
               if
               :: rcvq -> rcvq = 0; assert(ist == WAITING);
-                 ist = DELIVERED; rmsg = TOK(t, i); rto = t;   /* complete_locked (deliver) */
+                 ist = DELIVERED; rmsg = TOK(t, i); rto = t;   /* deliver: R's op ends */
+                 rst[t] = AWAITING;                            /* op ReplyWait */
                  ntaken++; printf("%d: call delivers %d to the waiting R\n", t, rmsg)
-              :: else ->                                         /* queue on senders_ */
-                 sq[sql] = t; sql++; stok[t] = TOK(t, i);
+              :: else ->                /* block_in_locked(senders_): Blocked, E released */
+                 sq[sql] = t; sql++; stok[t] = TOK(t, i); rst[t] = AWAITING;
                  printf("%d: no receiver, queues %d on senders_\n", t, stok[t]);
-                 goto queued
-              fi }
+                 state[t] = BLOCKED; unlockE(c); schedule_locked(c, t, nxt);
+                 goto blocked
+              fi;
 #ifdef DIRECT
-     if
-     :: c == 0 ->
-        /* same CPU: switch_to_locked(R) under S0 (the IPC fast path) */
-        atomic { lockS(c, 0);
+              if
+              :: c == 0 ->              /* R is homed here: S0 is held already */
 #ifndef DIRECT_NO_STATE_CHECK
                  if
                  :: state[R] == BLOCKED ->
 #endif
+                    /* mark_current_blocked_locked + switch_to_locked(R) (the fast path) */
                     assert(rql[0] == 0 || (rq[0] != R && rq[1] != R));  /* 3 */
-                    rst[t] = AWAITING; state[t] = BLOCKED;
+                    state[t] = BLOCKED;
                     armed = 0; wr[R] = WOKEN; state[R] = RUNNING; cur[0] = R;
-                    unlockE(c); direct = 1; REACH(6);
-                    printf("%d: direct switch to R\n", t)
+                    unlockE(c); REACH(6);
+                    printf("%d: direct switch to R\n", t);
+                    goto blocked
 #ifndef DIRECT_NO_STATE_CHECK
                  :: else ->     /* R timed out: it finds Delivered when it runs */
-                    rst[t] = AWAITING; unlockS(c, 0); unlockE(c); REACH(7)
+                    REACH(7); state[t] = BLOCKED; unlockE(c); schedule_locked(c, t, nxt);
+                    goto blocked
                  fi
 #endif
-        }
-        if :: direct -> switch_context(c, t); goto resumed :: else -> goto wait fi
-     :: else
-     fi;
+              :: else
+              fi;
 #endif
-     /* cross-CPU: the reply wait first (under the caller's S lock, E still held) */
-     atomic { lockS(c, c); rst[t] = AWAITING; unlockS(c, c)
 #ifdef WAKE_AFTER_E
-              ; unlockE(c)
+              unlockS(c, c); unlockE(c)  /* the first proposal: E released before the wake */
 #endif
      }
-     /* wake R under S0: wake_locked (Ready, CPU0's ready_, notify_cpu(0) if idle) */
-     atomic { lockS(c, 0);
+     /* R is homed on CPU0: wake_and_block_locked -> wake_locked(R) under S0, the second
+        scheduler lock (E and S[c] held); then block for the reply (E released at the
+        switch, S[c] handed over) */
+#ifdef WAKE_AFTER_E
+     atomic { lockS(c, 0);              /* S0 alone */
+#else
+     atomic { lockS2(c, 0);
+#endif
               if :: state[R] != BLOCKED -> REACH(8) :: else fi;   /* R timed out first */
               printf("%d: wakes R (%e)\n", t, state[R]);
-              wake_locked(c, R, WOKEN); unlockS(c, 0)
+              wake_locked(c, R, WOKEN); unlockS(c, 0);
+#ifdef SPLIT_CALL
 #ifndef WAKE_AFTER_E
-              ; unlockE(c)
+              unlockS(c, c); unlockE(c)
 #endif
      }
-wait:
-     /* wait for the reply: lock own S; Replied? else block_current_locked */
+     /* the first proposal: block for the reply later, under S[c] alone */
      atomic { lockS(c, c);
 #ifndef BUG_BLOCK_NO_REPLY_CHECK
               if
               :: rst[t] == REPLIED -> take_reply(t, i); unlockS(c, c); REACH(9); goto answered
-              :: KILLED(t) ->           /* block_current_locked: exit_requested, no block */
-                 rst[t] = NOWAIT; unlockS(c, c); goto interrupted
               :: else
               fi;
+#endif
+#else
+              unlockE(c);
 #endif
               state[t] = BLOCKED; printf("%d: Blocked for the reply\n", t);
               schedule_locked(c, t, nxt) }
+blocked:
      switch_context(c, t);
-     goto resumed;
-queued:
-     /* no receiver: block on senders_ awaiting the reply (lock S, Blocked, unlock E) */
-     atomic { lockS(c, c);
-              if
-              :: KILLED(t) -> sql--; sq[sql] = 0; unlockS(c, c); unlockE(c); goto interrupted
-              :: else
-              fi;
-              rst[t] = AWAITING; state[t] = BLOCKED; unlockE(c);
-              schedule_locked(c, t, nxt) }
-     switch_context(c, t);
-resumed:
-     /* woken by the reply: read it under the own S lock (handed over), release */
+     /* woken (the reply, the kill): read the result under S[c] (handed over), release */
      atomic { on[c] == t -> assert(state[t] == RUNNING && cur[c] == t);
 #ifdef KILL
               if
-              :: rst[t] != REPLIED ->   /* woken by the kill: give the reply wait up */
-                 assert(KILLED(t) && wr[t] == INTERRUPTED); REACH(11);
-                 rst[t] = NOWAIT; release_handed_over(c); goto withdraw
+              :: rst[t] != REPLIED ->   /* the kill ended the wait: Interrupted */
+                 assert(KILLED(t) && wr[t] == INTERRUPTED && rst[t] == NOWAIT); REACH(11);
+                 release_handed_over(c); goto interrupted
               :: else
               fi;
 #endif
-              if :: KILLED(t) -> REACH(13) :: else fi;   /* the reply came before C ran */
+              if :: KILLED(t) -> REACH(13) :: else fi;   /* the reply came before the kill */
               take_reply(t, i); release_handed_over(c) }
 answered:
      nreplied++; i++
   :: else -> break
   od;
   goto done;
-withdraw:                       /* Interrupted: off senders_ if still there (under E) */
-  atomic { lockE(c);
-           if
-           :: sql > 0 && sq[0] == t -> sq[0] = sq[1]; sq[1] = 0; sql--
-           :: sql > 1 && sq[1] == t -> sq[1] = 0; sql--
-           :: else
-           fi;
-           unlockE(c) }
 interrupted:                    /* the call returns Interrupted: only a killed thread */
   assert(KILLED(t)); printf("%d: call Interrupted\n", t);
 done:
@@ -549,7 +657,7 @@ end_hlt: atomic { pend[c] && NOIRQ(c) -> pend[c] = 0; halted[c] = 0 }  /* the in
    way end_wait_locked does: off receivers_, ipc_abort_locked (a result still pending
    becomes TimedOut; a completed one stays), disarm, wake with TimedOut */
 inline tick_times_out_locked() {
-  assert(elk == H(0) && HOLDS_S(0, R));
+  assert(HOLDS_E(0) && HOLDS_S(0, R));
 #ifndef BUG_TICK_NO_RECHECK
   if
   :: state[R] == BLOCKED && armed ->   /* the deadline still armed: still due */
@@ -573,10 +681,11 @@ inline tick_times_out_locked() {
 /* Scheduler::on_timer_tick of CPU0, an interrupt: taken only where CPU0 holds no lock;
    interrupts stay off in the handler (irq0: CPU0 runs nothing else until it returns).
    R's deadline passed.  Under S0 alone the tick expires the due timeouts of threads in
-   no IPC wait (none here); R's is an IPC wait, so: release S0; lock E; lock S0 (the order
-   E -> S); re-check and time R's wait out (tick_times_out_locked); release both.
+   no IPC wait (none here); R's is an IPC wait, so (expire_timeouts_locked): release S0;
+   lock E; lock S0 (the order E -> S); re-check and time R's wait out
+   (tick_times_out_locked); release both.  The tick never holds two S locks.
    -DTICK_S0_ONLY (the old protocol): wake_locked(R, TimedOut) under S0 only; R unlinks
-   itself from receivers_ when it runs (finish_recv: Delivered wins). */
+   itself when it runs (finish_recv: Delivered wins). */
 active proctype Timer0() {
 end_timer:
   do
@@ -588,6 +697,15 @@ end_timer:
 #else
               irq0 = 1; tickw = 1;
               printf("CPU0: tick: R's deadline passed; an IPC wait\n");
+#ifdef BUG_SECOND_S_WITHOUT_E
+     }
+     /* the tick's first pass, S0 held and no E, takes S1 too: a move of a thread to CPU1
+        straight onto its ready queue instead of through CPU1's incoming list (the order
+        assertion left out, to show the deadlock itself) */
+     atomic { slk[1] == 0 -> slk[1] = H(0); sheld[0] = sheld[0] | B(1);
+              printf("CPU0: tick: S1 taken under S0 without E\n");
+              unlockS(0, 1);
+#endif
 #ifndef BUG_TIMER_TAKES_E
               unlockS(0, 0) }
      atomic { lockE_when(0, true) }    /* CPU1 may run between the steps, CPU0 may not */
@@ -605,14 +723,34 @@ end_timer:
 }
 
 #ifdef KILL
-/* Scheduler::kill -> kill_locked(C), from CPU0 (interrupts on there), once: under C's
-   home lock S1 only: exit_requested, and a Blocked C woken with Interrupted */
+/* Scheduler::kill -> kill_locked(C), from CPU0 (where interrupts are on and no lock is
+   held), once: IpcGuard (E, then S0), then C's home lock S1 as the second scheduler lock:
+   exit_requested, and a Blocked C woken with Interrupted: end_wait_locked takes it off
+   senders_ and ipc_abort_locked ends its reply wait (a later reply is stale).  kill0:
+   CPU0 runs nothing else meanwhile */
 proctype Killer() {
 end_kill:
-  atomic { INTS_ON(0) && NOIRQ(0) && slk[1] == 0 && state[C] != DEAD ->
-           lockS(0, 1); exitreq = 1; killed = 1;
-           printf("CPU0: kill C (%e)\n", state[C]);
-           wake_locked(0, C, INTERRUPTED); unlockS(0, 1) }
+  atomic { INTS_ON(0) && NOIRQ(0) && state[C] != DEAD -> kill0 = 1; lockE_when(0, true) }
+  atomic { lockS_when(0, 0, true) }
+  atomic { lockS2(0, 1);
+           if
+           :: state[C] != DEAD ->
+              exitreq = 1; killed = 1;
+              printf("CPU0: kill C (%e)\n", state[C]);
+              if
+              :: state[C] == BLOCKED ->
+                 if                     /* off senders_ if still there */
+                 :: sql > 0 && sq[0] == C -> sq[0] = sq[1]; sq[1] = 0; sql--
+                 :: sql > 1 && sq[1] == C -> sq[1] = 0; sql--
+                 :: else
+                 fi;
+                 assert(rst[C] == AWAITING); rst[C] = NOWAIT;   /* ipc_abort_locked */
+                 wake_locked(0, C, INTERRUPTED)
+              :: else
+              fi
+           :: else
+           fi;
+           unlockS(0, 1); unlockS(0, 0); unlockE(0); kill0 = 0 }
 }
 #endif
 
