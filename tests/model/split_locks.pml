@@ -22,8 +22,8 @@
  *   second S lock is taken only with E held, so E serializes every CPU that holds two,
  *   and at most one CPU at a time waits for an S lock while holding another; a CPU that
  *   holds one S lock waits neither for E (E comes first) nor for another S.  Code that
- *   holds an S lock without E (the tick's first pass, the idle loop, a switch) never
- *   takes a second.  Asserted at every acquire: no E acquire with an S lock held; the
+ *   holds an S lock without E (the tick's first pass, the idle loop, a switch, a move)
+ *   never takes a second.  Asserted at every acquire: no E acquire with an S lock held; the
  *   first S lock is the own CPU's; a second S lock only with E held; never a third.
  *
  * Threads: R (receiver, homed on CPU0) receives NMSG messages, each with a deadline
@@ -37,7 +37,15 @@
  * lock): exit_requested, and a Blocked C woken with Interrupted, its wait ended there
  * (off senders_, its reply wait aborted: a later reply to it is stale and dropped); a
  * reply that woke C before the kill wins (the call succeeded; C ends at its next return
- * to user mode).  Each CPU runs one thread at a time: on[c] is the thread whose code (and
+ * to user mode).  With -DMOVE (without -DDIRECT), Mover: one move of C from CPU1 to CPU0
+ * (Scheduler::move_locked, from CPU1's balance or a set_affinity there), under S1 alone:
+ * C Blocked -> only its home (Thread::cpu) changes; C Ready -> off CPU1's ready queue and
+ * onto CPU0's incoming list (a leaf lock: each access is within one step), CPU0 notified
+ * if it idles; CPU0 drains the list under S0 at its next schedule or idle pass
+ * (drain_incoming).  C then runs, calls and exits on CPU0 (its calls there take the
+ * same-CPU path).  A waker of C (R's reply, the kill) reads C's home under E and S0,
+ * takes that home's lock, reads it again, and retries with the new home if it changed
+ * (REACH(16)).  Each CPU runs one thread at a time: on[c] is the thread whose code (and
  * stack) CPU c is on; a thread's proctype moves only while on[home] names it.  A switch
  * is scheduled under S[c] alone (the switch releases E first, interrupts staying off) and
  * the lock is HANDED OVER to the thread switched to, which releases it.
@@ -144,6 +152,10 @@
  *                              instead of handing it over through CPU1's incoming list;
  *                              the order assertion left out): call_impl on CPU1 holds E
  *                              and S1 and wants S0 for its wake of R: deadlock
+ *   BUG_MOVE_TAKES_DEST_S      (-DMOVE) the move, holding S1 and no E, takes S0 to put C
+ *                              straight on CPU0's ready queue instead of going through
+ *                              the incoming list (the order assertion left out): R's
+ *                              reply holds E and S0 and wants S1 to wake C: deadlock
  *   BUG_TICK_NO_RECHECK        the tick, E and S0 taken again, ends the wait it saw due
  *                              under S0 alone without re-checking it: a call delivered
  *                              to R and woke it in between; the tick overwrites the
@@ -158,6 +170,9 @@
  * still on receivers_, and a delivered wait never times out); 14 only without it; 2 and
  * 9 only with WAKE_AFTER_E or BUG_BLOCK_NO_REPLY_CHECK (the protocol makes a reply before
  * the caller's block impossible).  15: a second S acquire finds the lock held and waits.
+ * With -DMOVE: 16 a waker's re-read finds C's home changed (retry); 17 C moved while
+ * Ready (through the incoming list); 18 C moved while Blocked; 19 CPU0 drains its
+ * incoming list.
  *
  * Functions (proctype / inline -> the kernel's):
  *   Receiver         Endpoint::recv (-> block_in_locked -> block_current_locked,
@@ -171,17 +186,18 @@
  *   Killer           Scheduler::kill -> kill_locked (-> wake_locked, end_wait_locked,
  *                    ipc_abort_locked)
  *   Idle             Scheduler::idle_loop -> idle_once
+ *   Mover            Scheduler::move_locked (from balance_locked or set_affinity_locked)
+ *   drain_incoming   the destination's drain of its incoming list
  *   wake_locked, enqueue_locked, schedule_locked, exit_current: Scheduler's, same names;
  *   switch_context, release_handed_over: Cpu::switch_context, finish_switch_in / the
  *   resumed code's guard; lockE / lockS / lockS2: IpcGuard's two locks, and the home
  *   lock a cross-CPU wake or kill takes as the second.
  *
- * Not modelled: moves of a thread to another CPU (Thread::cpu changes only under the old
- * home's S lock; a waker reads it, takes that lock, reads it again and retries if it
- * changed; the move hands the thread over through the destination's incoming list, a
- * leaf lock above the S locks, drained under the destination's S lock): here no home
- * ever changes, so the waker's re-read always succeeds the first time, and
- * BUG_SECOND_S_WITHOUT_E stands for a move that would take the destination's S lock;
+ * Not modelled: a move of a thread with an armed deadline (its timeout handed over
+ * through the incoming list), of R, of a Running thread (at the user boundary), or to
+ * CPU1; with two CPUs and C moved only to CPU0, a waker that did not re-read the home
+ * would still hold the right lock (CPU0's own), so the re-read's retry is reached
+ * (REACH(16)) but a missing re-read cannot fail here: it needs a third CPU;
  * Scheduler::start of a thread of another CPU (the same second-lock rule as a wake); the
  * per-CPU zombie lists and the reaper; more than two CPUs or one endpoint.
  */
@@ -220,6 +236,12 @@
 #endif
 #if defined(DIRECT_NO_STATE_CHECK) && !defined(TICK_S0_ONLY)
 #error "DIRECT_NO_STATE_CHECK is a control of the old protocol: add -DTICK_S0_ONLY"
+#endif
+#if defined(BUG_MOVE_TAKES_DEST_S) && !defined(MOVE)
+#error "BUG_MOVE_TAKES_DEST_S is a control of the move: add -DMOVE"
+#endif
+#if defined(MOVE) && defined(DIRECT)
+#error "MOVE runs without DIRECT (CPU0's ready queue holds two threads at most)"
 #endif
 #if (defined(BUG_SECOND_S_WITHOUT_E) || defined(BUG_TIMER_TAKES_E)) && defined(TICK_S0_ONLY)
 #error "BUG_SECOND_S_WITHOUT_E and BUG_TIMER_TAKES_E are controls of the default tick"
@@ -263,7 +285,10 @@ byte  rto = NONE;               /* R's reply target (IpcState::reply) */
 mtype rst[NT];                  /* a caller's IpcState: op ReplyWait (AWAITING) / its result */
 byte  rslot[NT];                /* its reply (IpcState::msg) */
 /* constant / ghosts */
-byte  home[NT];                 /* Thread::cpu (no moves in the model) */
+byte  home[NT];                 /* Thread::cpu: changes only under the old home's S lock
+                                   (-DMOVE: C's, from CPU1 to CPU0, once) */
+bit   inc0;                     /* C on CPU0's incoming list (-DMOVE; its leaf lock: each
+                                   access is within one step) */
 byte  on[2];                    /* ghost: the thread whose code and stack CPU c is on */
 byte  stk[NT];                  /* ghost: 0 no CPU on t's stack, H(c): CPU c */
 byte  ticks;                    /* ghost: timeouts fired */
@@ -279,8 +304,9 @@ bit   killed;                   /* ghost: the kill happened */
 bit   irq0;                     /* CPU0 in the tick's handler (interrupts off): its threads
                                    and its idle loop stand still until the handler returns */
 bit   kill0;                    /* CPU0 in Scheduler::kill (-DKILL): likewise */
+bit   irq1;                     /* CPU1 in the move's handler (-DMOVE -DBUG_MOVE_TAKES_DEST_S) */
 bit   tickw;                    /* ghost: R's wait is still the one the tick found due */
-#define NOIRQ(c) (c != 0 || (!irq0 && !kill0))
+#define NOIRQ(c) ((c != 0 || (!irq0 && !kill0)) && (c != 1 || !irq1))
 #define ON(c, t) (on[c] == t && NOIRQ(c))
 
 #ifdef WAKE_AFTER_E
@@ -352,10 +378,27 @@ inline wake_locked(c_, t_, reason_) {
   fi
 }
 
+/* CPU c drains its incoming list under its own S lock (at its next schedule, tick or
+   interrupt: here its schedules and idle passes): a thread moved here while Ready joins
+   its ready queue */
+inline drain_incoming(c_) {
+#ifdef MOVE
+  if
+  :: c_ == 0 && inc0 ->
+     assert(slk[0] == H(0) && home[C] == 0 && state[C] == READY && stk[C] == 0);
+     inc0 = 0; assert(rql[0] < 2); rq[rql[0]] = C; rql[0]++; REACH(19)
+  :: else
+  fi
+#else
+  skip
+#endif
+}
+
 /* Scheduler::schedule_locked on CPU c after prev stopped running (Blocked or Dead):
    the next ready thread, else the idle thread (switch_locked's bookkeeping) */
 inline schedule_locked(c_, prev_, nxt_) {
   assert(slk[c_] == H(c_) && cur[c_] == prev_ && on[c_] == prev_);
+  drain_incoming(c_);
   if :: prev_ == I0 + c_ -> state[prev_] = READY :: else -> assert(state[prev_] != RUNNING) fi;
   if
   :: rql[c_] > 0 -> nxt_ = rq[2 * c_]; rq[2 * c_] = rq[2 * c_ + 1]; rq[2 * c_ + 1] = 0; rql[c_]--;
@@ -407,9 +450,11 @@ inline reply_wake(c_, t_) {
 }
 
 /* Endpoint::reply from R on CPU0 (reply_saved -> complete_locked): IpcGuard (E, then S0);
-   the answer in the caller's IpcState (E); then its wake under its home lock: S0 for C0,
-   S1 as the second scheduler lock for C (E and S0 held all along) */
-inline reply_to(t_) {
+   the answer in the caller's IpcState (E); then its wake under its home lock: S0 for C0
+   (and for C once moved to CPU0), S1 as the second scheduler lock for C (E and S0 held
+   all along).  The home (Thread::cpu) is read before its lock is held: read, lock, read
+   again, and retry with the new home if a move changed it */
+inline reply_to(t_, h_) {
   atomic { ON(0, R) -> lockE(0) }
   atomic { lockS(0, 0);
 #ifdef KILL
@@ -422,16 +467,27 @@ inline reply_to(t_) {
 #endif
            assert(rst[t_] == AWAITING); rst[t_] = REPLIED; rslot[t_] = rmsg;
            printf("R: replies %d to %d\n", rmsg, t_);
+           h_ = home[t_];               /* Thread::cpu, read before its lock is held */
            if
-           :: home[t_] == 0 -> reply_wake(0, t_); unlockS(0, 0); unlockE(0); goto replied
+           :: h_ == 0 -> reply_wake(0, t_); unlockS(0, 0); unlockE(0); goto replied
            :: else
            fi }
-  atomic { lockS2(0, home[t_]); reply_wake(0, t_); unlockS(0, home[t_]); unlockS(0, 0); unlockE(0) }
+reply_home:
+  atomic { lockS2(0, h_);
+           if
+           :: home[t_] == h_ -> reply_wake(0, t_); unlockS(0, h_); unlockS(0, 0); unlockE(0)
+           :: else ->                   /* moved meanwhile: retry with the new home */
+              REACH(16); unlockS(0, h_); h_ = home[t_];
+              if
+              :: h_ == 0 -> reply_wake(0, t_); unlockS(0, 0); unlockE(0)
+              :: else -> goto reply_home
+              fi
+           fi }
 replied: skip
 }
 
 proctype Receiver() {           /* R on CPU0: NMSG x Endpoint::recv (timed) + reply; exit */
-  byte nxt, s;
+  byte nxt, s, h;
   do
   :: ngot < NMSG ->
      /* Endpoint::recv: IpcGuard (E, then S0); a queued sender? (take_from_sender_locked) */
@@ -507,8 +563,8 @@ end_recv:                       /* the killed caller's calls never come */
 received:
      /* 2: each message returned once, as a success */
      atomic { assert(rmsg != 0 && !got[rmsg]); got[rmsg] = 1; ngot++ }
-     reply_to(rto);
-     rto = NONE; rmsg = 0;
+     reply_to(rto, h);
+     atomic { rto = NONE; rmsg = 0; h = 0 }   /* R's own: no operation under way */
 next: skip
   :: else -> break
   od;
@@ -521,7 +577,7 @@ inline take_reply(t_, i_) {
 }
 
 /* a caller: t on CPU c, n calls: Endpoint::call_impl, which blocks for the reply */
-proctype Caller(byte t; byte c; byte n) {
+proctype Caller(byte t; byte c; byte n) {   /* c: its home CPU, updated when it runs */
   byte i, nxt;
   if
   :: t == C0 ->                 /* started Ready: mk_thread_start -> finish_switch_in */
@@ -549,7 +605,7 @@ proctype Caller(byte t; byte c; byte n) {
                  state[t] = BLOCKED; unlockE(c); schedule_locked(c, t, nxt);
                  goto blocked
               fi;
-#ifdef DIRECT
+#if defined(DIRECT) || defined(MOVE)
               if
               :: c == 0 ->              /* R is homed here: S0 is held already */
 #ifndef DIRECT_NO_STATE_CHECK
@@ -608,7 +664,8 @@ proctype Caller(byte t; byte c; byte n) {
 blocked:
      switch_context(c, t);
      /* woken (the reply, the kill): read the result under S[c] (handed over), release */
-     atomic { on[c] == t -> assert(state[t] == RUNNING && cur[c] == t);
+     atomic { on[home[t]] == t -> c = home[t];   /* moved while it waited: runs there now */
+              assert(state[t] == RUNNING && cur[c] == t);
 #ifdef KILL
               if
               :: rst[t] != REPLIED ->   /* the kill ended the wait: Interrupted */
@@ -639,7 +696,7 @@ proctype Idle(byte c) {
 end_idle:                       /* switched to: release the lock handed over */
   atomic { on[c] == me -> release_handed_over(c) }
   do
-  :: atomic { ON(c, me) -> lockS(c, c);
+  :: atomic { ON(c, me) -> lockS(c, c); drain_incoming(c);
               if
               :: rql[c] > 0 -> schedule_locked(c, me, nxt)
               :: else -> unlockS(c, c); halted[c] = 1       /* sti; hlt */
@@ -723,34 +780,101 @@ end_timer:
 }
 
 #ifdef KILL
-/* Scheduler::kill -> kill_locked(C), from CPU0 (where interrupts are on and no lock is
-   held), once: IpcGuard (E, then S0), then C's home lock S1 as the second scheduler lock:
-   exit_requested, and a Blocked C woken with Interrupted: end_wait_locked takes it off
-   senders_ and ipc_abort_locked ends its reply wait (a later reply is stale).  kill0:
-   CPU0 runs nothing else meanwhile */
+/* kill_locked's work, under E and C's home lock */
+inline kill_body() {
+  assert(HOLDS_E(0) && HOLDS_S(0, C));
+  if
+  :: state[C] != DEAD ->
+     exitreq = 1; killed = 1;
+     printf("CPU0: kill C (%e)\n", state[C]);
+     if
+     :: state[C] == BLOCKED ->
+        if                              /* off senders_ if still there */
+        :: sql > 0 && sq[0] == C -> sq[0] = sq[1]; sq[1] = 0; sql--
+        :: sql > 1 && sq[1] == C -> sq[1] = 0; sql--
+        :: else
+        fi;
+        assert(rst[C] == AWAITING); rst[C] = NOWAIT;   /* ipc_abort_locked */
+        wake_locked(0, C, INTERRUPTED)
+     :: else                            /* Ready (also on an incoming list) or Running */
+     fi
+  :: else
+  fi
+}
+
+/* Scheduler::kill -> kill_locked(C), from a thread of CPU0 other than C (where
+   interrupts are on and no lock is held), once: IpcGuard (E, then S0), then C's home
+   lock as the second scheduler lock (S1; none if C was moved to CPU0: read, locked, read
+   again, retried): exit_requested, and a Blocked C woken with Interrupted:
+   end_wait_locked takes it off senders_ and ipc_abort_locked ends its reply wait (a
+   later reply is stale).  kill0: CPU0 runs nothing else meanwhile */
 proctype Killer() {
+  byte h;
 end_kill:
-  atomic { INTS_ON(0) && NOIRQ(0) && state[C] != DEAD -> kill0 = 1; lockE_when(0, true) }
-  atomic { lockS_when(0, 0, true) }
-  atomic { lockS2(0, 1);
+  atomic { INTS_ON(0) && NOIRQ(0) && state[C] != DEAD && on[0] != C -> kill0 = 1; lockE_when(0, true) }
+  atomic { lockS_when(0, 0, true);
+           h = home[C];                 /* Thread::cpu, read before its lock is held */
            if
-           :: state[C] != DEAD ->
-              exitreq = 1; killed = 1;
-              printf("CPU0: kill C (%e)\n", state[C]);
-              if
-              :: state[C] == BLOCKED ->
-                 if                     /* off senders_ if still there */
-                 :: sql > 0 && sq[0] == C -> sq[0] = sq[1]; sq[1] = 0; sql--
-                 :: sql > 1 && sq[1] == C -> sq[1] = 0; sql--
-                 :: else
-                 fi;
-                 assert(rst[C] == AWAITING); rst[C] = NOWAIT;   /* ipc_abort_locked */
-                 wake_locked(0, C, INTERRUPTED)
-              :: else
-              fi
+           :: h == 0 -> kill_body(); unlockS(0, 0); unlockE(0); kill0 = 0; goto kill_done
            :: else
+           fi }
+kill_home:
+  atomic { lockS2(0, h);
+           if
+           :: home[C] == h -> kill_body(); unlockS(0, h)
+           :: else ->                   /* moved meanwhile: retry with the new home */
+              REACH(16); unlockS(0, h); h = home[C];
+              if
+              :: h == 0 -> kill_body()
+              :: else -> goto kill_home
+              fi
            fi;
-           unlockS(0, 1); unlockS(0, 0); unlockE(0); kill0 = 0 }
+           unlockS(0, 0); unlockE(0); kill0 = 0 }
+kill_done: skip
+}
+#endif
+
+#ifdef MOVE
+/* a move of C from CPU1 to CPU0 (Scheduler::move_locked, from CPU1's balance_locked or a
+   set_affinity there), once, under S1 alone: C Blocked (no deadline armed: only
+   Thread::cpu changes) or Ready (off CPU1's ready_, handed over through CPU0's incoming
+   list, CPU0 told by a notify if it idles).  It never takes S0.  An interrupt of CPU1,
+   taken where CPU1 holds no lock, in one step */
+inline move_off_ready1() {        /* C off CPU1's ready_ */
+  if
+  :: rq[2] == C -> rq[2] = rq[3]; rq[3] = 0
+  :: else -> assert(rq[3] == C && rql[1] == 2); rq[3] = 0
+  fi;
+  rql[1]--
+}
+proctype Mover() {
+end_move:
+  atomic { INTS_ON(1) && NOIRQ(1) && slk[1] == 0 && home[C] == 1 && (state[C] == BLOCKED || state[C] == READY) ->
+           lockS(1, 1);
+           assert(stk[C] == 0);         /* 3: its CPU is off its stack */
+#ifndef BUG_MOVE_TAKES_DEST_S
+           if
+           :: state[C] == READY ->
+              move_off_ready1(); home[C] = 0; inc0 = 1;
+              if :: cur[0] == I0 -> pend[0] = 1 :: else fi;   /* notify_cpu(0) */
+              printf("CPU1: moves C (Ready) to CPU0's incoming list\n"); REACH(17)
+           :: else ->
+              home[C] = 0; printf("CPU1: moves C (Blocked) to CPU0\n"); REACH(18)
+           fi;
+           unlockS(1, 1) }
+#else
+           irq1 = 1 }
+  /* the move takes S0 too, S1 held and no E: C straight onto CPU0's ready queue (or, if
+     Blocked, its timeout onto CPU0's timeout set); the order assertion left out, to
+     show the deadlock itself */
+  atomic { slk[0] == 0 -> slk[0] = H(1); sheld[1] = sheld[1] | B(0);
+           printf("CPU1: the move takes S0 under S1 without E\n");
+           if
+           :: state[C] == READY -> move_off_ready1(); home[C] = 0; enqueue_locked(1, C)
+           :: else -> home[C] = 0
+           fi;
+           unlockS(1, 0); unlockS(1, 1); irq1 = 0 }
+#endif
 }
 #endif
 
@@ -769,7 +893,7 @@ end_check:
   :: else -> assert(ngot == NMSG && nreplied == NMSG && state[R] == DEAD)
   fi;
   assert(cur[0] == I0 && cur[1] == I1 && halted[0] && halted[1]);
-  assert(rql[0] == 0 && rql[1] == 0 && !pend[0] && !pend[1]);
+  assert(rql[0] == 0 && rql[1] == 0 && !pend[0] && !pend[1] && !inc0);
   REACH(10)
 }
 
@@ -789,6 +913,9 @@ init {
     run Caller(C0, 0, NC0);
 #endif
     run Idle(0); run Idle(1)
+#ifdef MOVE
+    ; run Mover()
+#endif
 #ifdef KILL
     ; run Killer()
 #endif
