@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # run_spin.sh [workdir] -- exhaustive SPIN model checks of the IPC and scheduler models,
 # one CPU (ipc_rendezvous.pml, prepare_block.pml) and two (smp_wake.pml; split_locks.pml:
-# the IPC lock and one scheduler lock per CPU, a cross-CPU wake or kill taking the other
-# CPU's scheduler lock as a second one under the IPC lock) (tests/model/README.md)
+# the IPC lock and one scheduler lock per CPU, a cross-CPU wake, kill or move taking the
+# other CPU's scheduler lock as a second one under the IPC lock; -DMOVE: a move of a
+# Ready, Blocked or running thread to the other CPU, switching_out) (tests/model/README.md)
 #
 # Runs (at most $SPIN_JOBS=2 at a time), each in its own directory under workdir:
 #   * properties that must HOLD (errors: 0, complete search, no depth truncation)
@@ -70,9 +71,9 @@ runs=(
   "split_direct;pass;$sl;-DKILL -DDIRECT;safety;;split_locks: + C0 on CPU0 calling once (the same-CPU direct switch)"
   "split_np;pass;$sl;-DKILL -DDIRECT;np;;split_locks: termination, no cycle"
   "split_probes;reach;$sl;-DPROBE_ALL -DKILL -DDIRECT;probe;1 3 5 6 10 11 12 13 14 15;split_locks reachability probes 1, 3, 5, 6, 10-15 (README.md)"
-  "split_move;pass;$sl;-DKILL -DMOVE;safety;;split_locks MOVE: + a move of C to CPU0 under S1 alone (Blocked: its home; Ready: through CPU0's incoming list); reply and kill re-read C's home"
+  "split_move;pass;$sl;-DKILL -DMOVE;safety;;split_locks MOVE: + a move of C to CPU0 on CPU1 under E and S1, S0 the second lock (Ready or Blocked: an interrupt of CPU1; Running: C at its user boundary, switching_out)"
   "split_move_np;pass;$sl;-DKILL -DMOVE;np;;split_locks MOVE: termination, no cycle"
-  "split_probes_move;reach;$sl;-DPROBE_ALL -DKILL -DMOVE;probe;6 16 17 18 19;split_locks reachability probes 6, 16-19 with MOVE (README.md)"
+  "split_probes_move;reach;$sl;-DPROBE_ALL -DKILL -DMOVE;probe;6 16 17 18 19 20;split_locks reachability probes 6, 16-20 with MOVE (README.md)"
   "split_s0_tick;pass;$sl;-DKILL -DDIRECT -DTICK_S0_ONLY;safety;;split_locks, old tick protocol TICK_S0_ONLY: the tick wakes R under S0 only, R unlinks itself"
   "split_probes_s0_tick;reach;$sl;-DPROBE_ALL -DKILL -DDIRECT -DTICK_S0_ONLY;probe;4 7 8;split_locks reachability probes 4, 7, 8 (old tick protocol TICK_S0_ONLY only)"
   "split_probes_reply_first;reach;$sl;-DPROBE_ALL -DWAKE_AFTER_E;probe;2 9;split_locks reachability probes 2, 9 (a reply before the caller's block: only if the call lets go of E before it blocks, WAKE_AFTER_E)"
@@ -81,7 +82,9 @@ runs=(
   "split_neg_block_no_reply_check;fail;$sl;-DBUG_BLOCK_NO_REPLY_CHECK;safety;assertion violated .*rst\[1\]==;split_locks negative control BUG_BLOCK_NO_REPLY_CHECK: the caller lets go of E after its wake of R and blocks later without looking for its reply"
   "split_neg_timer_takes_e;fail;$sl;-DBUG_TIMER_TAKES_E;safety;assertion violated \(\(\(elk==0\);split_locks negative control BUG_TIMER_TAKES_E: the tick takes E while holding S0 (deadlock)"
   "split_neg_second_s_without_e;fail;$sl;-DKILL -DBUG_SECOND_S_WITHOUT_E;safety;assertion violated \(\(\(elk==0\)|invalid end state;split_locks negative control BUG_SECOND_S_WITHOUT_E: the tick, S0 held without E, takes S1 while CPU1's call holds E and S1 and wants S0 (deadlock)"
-  "split_neg_move_takes_dest_s;fail;$sl;-DKILL -DMOVE -DBUG_MOVE_TAKES_DEST_S;safety;assertion violated \(\(\(elk==0\)|invalid end state;split_locks negative control BUG_MOVE_TAKES_DEST_S: the move takes CPU0's S lock under S1 without E, while R's reply holds E and S0 and wants S1 (deadlock)"
+  "split_neg_move_takes_dest_s;fail;$sl;-DKILL -DMOVE -DBUG_MOVE_TAKES_DEST_S;safety;assertion violated \(\(\(elk==0\)|invalid end state;split_locks negative control BUG_MOVE_TAKES_DEST_S: the move takes CPU0's S lock under S1 without E, while a waker of C (reply, kill) holds E and S0 and wants S1 (deadlock)"
+  "split_neg_no_switching_out;fail;$sl;-DKILL -DMOVE -DBUG_NO_SWITCHING_OUT;safety;assertion violated \(stk\[nxt\]==0\);split_locks negative control BUG_NO_SWITCHING_OUT: CPU0 switches to the C that moved itself without waiting for switching_out, CPU1 still on C's stack"
+  "split_neg_switching_out_after_write;fail;$sl;-DKILL -DMOVE -DBUG_SWITCHING_OUT_AFTER_WRITE;safety;assertion violated \(home\[;split_locks negative control BUG_SWITCHING_OUT_AFTER_WRITE: CPU0 writes C Running before it waits for switching_out; CPU1's schedule finds C Running and requeues it on CPU1"
   "split_neg_tick_no_recheck;fail;$sl;-DBUG_TICK_NO_RECHECK;safety;assertion violated \((wr\[0\]==|ngot==ntaken);split_locks negative control BUG_TICK_NO_RECHECK: the tick, E and S0 re-taken, ends the wait it saw due without re-checking it"
   "split_neg_release_before_switch;fail;$sl;-DBUG_RELEASE_BEFORE_SWITCH;safety;assertion violated \(stk\[0\]==0\);split_locks negative control BUG_RELEASE_BEFORE_SWITCH: CPU0 releases S0 while still on the old stack"
   "split_neg_wake_after_e;fail;$sl;-DWAKE_AFTER_E;safety;assertion violated \(wr\[0\](==|!=);split_locks negative control WAKE_AFTER_E (first proposal): call_impl wakes R under S0 alone after releasing E"

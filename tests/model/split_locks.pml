@@ -18,11 +18,13 @@
  *   CPU's S lock (IpcGuard), and holds both for the whole operation.  A wake or a kill of
  *   a thread homed on the other CPU (wake_locked, kill_locked) takes that thread's home
  *   lock as a SECOND scheduler lock, E and S[own] held, for the short section that
- *   changes its scheduling state, and releases it.  What makes two S locks safe: a
+ *   changes its scheduling state, and releases it; a move of a thread to another CPU
+ *   (move_locked) likewise runs on its home CPU under E and S[home] and takes the
+ *   destination's S lock as the second one.  What makes two S locks safe: a
  *   second S lock is taken only with E held, so E serializes every CPU that holds two,
  *   and at most one CPU at a time waits for an S lock while holding another; a CPU that
  *   holds one S lock waits neither for E (E comes first) nor for another S.  Code that
- *   holds an S lock without E (the tick's first pass, the idle loop, a switch, a move)
+ *   holds an S lock without E (the tick's first pass, the idle loop, a switch)
  *   never takes a second.  Asserted at every acquire: no E acquire with an S lock held; the
  *   first S lock is the own CPU's; a second S lock only with E held; never a third.
  *
@@ -37,18 +39,31 @@
  * lock): exit_requested, and a Blocked C woken with Interrupted, its wait ended there
  * (off senders_, its reply wait aborted: a later reply to it is stale and dropped); a
  * reply that woke C before the kill wins (the call succeeded; C ends at its next return
- * to user mode).  With -DMOVE (without -DDIRECT), Mover: one move of C from CPU1 to CPU0
- * (Scheduler::move_locked, from CPU1's balance or a set_affinity there), under S1 alone:
- * C Blocked -> only its home (Thread::cpu) changes; C Ready -> off CPU1's ready queue and
- * onto CPU0's incoming list (a leaf lock: each access is within one step), CPU0 notified
- * if it idles; CPU0 drains the list under S0 at its next schedule or idle pass
- * (drain_incoming).  C then runs, calls and exits on CPU0 (its calls there take the
- * same-CPU path).  A waker of C (R's reply, the kill) reads C's home under E and S0,
- * takes that home's lock, reads it again, and retries with the new home if it changed
- * (REACH(16)).  Each CPU runs one thread at a time: on[c] is the thread whose code (and
- * stack) CPU c is on; a thread's proctype moves only while on[home] names it.  A switch
- * is scheduled under S[c] alone (the switch releases E first, interrupts staying off) and
- * the lock is HANDED OVER to the thread switched to, which releases it.
+ * to user mode).  With -DMOVE (without -DDIRECT): one move of C from CPU1 to CPU0
+ * (Scheduler::move_locked), on CPU1 under E and S1 (IpcGuard), S0 taken as the second
+ * scheduler lock for a short section, either
+ *   - by Mover, an interrupt of CPU1 (balance_locked from its tick, set_affinity_locked,
+ *     the moves asked of CPU1 in preempt_if_needed): C Ready -> off CPU1's ready queue,
+ *     home (Thread::cpu) CPU0, on CPU0's ready queue, CPU0 notified if it idles; C
+ *     Blocked -> its home changes (an armed timeout would move to CPU0's timeout set:
+ *     none is armed for C); or
+ *   - by C itself, running on CPU1, at its user boundary (move_self,
+ *     Scheduler::at_user_boundary): Ready, switching_out set (swo), home CPU0, queued on
+ *     CPU0's ready queue at once; S0 released; then CPU1 schedules (reading C's state: a
+ *     thread found Running would be requeued on CPU1) and switches away (E released,
+ *     S1 handed over), and the first code of CPU1's next thread, after the stack switch,
+ *     clears switching_out (an atomic store, no lock).  CPU0's switch to C first spins,
+ *     S0 held, until switching_out is clear, before it writes anything of C: so CPU0
+ *     never runs C while CPU1 is on its stack, and CPU1's schedule never sees CPU0's
+ *     writes (C Running).
+ * C then runs, calls and exits on CPU0 (its calls there take the same-CPU path).
+ * Thread::cpu is written only with E and the old home's S held, so a waker of C (R's
+ * reply, the kill) reads C's home under E, takes that lock as its second one, and needs
+ * no re-read and no retry (asserted).  Each CPU runs one thread at a time: on[c] is
+ * the thread whose code (and stack) CPU c is on; a thread's proctype moves only while
+ * on[home] names it.  A switch is scheduled under S[c] alone (the switch releases E
+ * first, interrupts staying off) and the lock is HANDED OVER to the thread switched to,
+ * which releases it.
  *
  * Each step of the model begins with one lock acquire and runs up to the next one (a
  * CPU's actions between two acquires are invisible to the other CPU while every access
@@ -93,7 +108,9 @@
  *      and the timeout are both decided under E); each call gets its own reply, and a
  *      reply finds its caller Blocked (a call holds E from its delivery to its block);
  *   3. one CPU per stack: a CPU switches only to a thread of its own that no CPU is on
- *      (stk[]), holding its own S lock alone; a thread made Running is on no ready queue;
+ *      (stk[]; after the switching_out wait), holding its own S lock alone; a thread made
+ *      Running is on no ready queue; a thread found Running by a schedule is homed on
+ *      that CPU (so it is requeued on one ready queue, its home's);
  *      whoever finds a thread Blocked under its S lock finds its CPU off its stack (the
  *      hand-over);
  *   4. lock order: no E acquire with an S lock held; the first S lock is the own CPU's;
@@ -148,14 +165,20 @@
  *                              assertion out, to show the deadlock itself): call_impl
  *                              holds E and S1 and wants S0
  *   BUG_SECOND_S_WITHOUT_E     the tick's first pass, holding S0 and no E, takes S1 (a
- *                              move that puts a thread straight on CPU1's ready queue
- *                              instead of handing it over through CPU1's incoming list;
- *                              the order assertion left out): call_impl on CPU1 holds E
- *                              and S1 and wants S0 for its wake of R: deadlock
- *   BUG_MOVE_TAKES_DEST_S      (-DMOVE) the move, holding S1 and no E, takes S0 to put C
- *                              straight on CPU0's ready queue instead of going through
- *                              the incoming list (the order assertion left out): R's
- *                              reply holds E and S0 and wants S1 to wake C: deadlock
+ *                              balance that moves a thread to CPU1 before the tick has
+ *                              taken E; the order assertion left out): call_impl on CPU1
+ *                              holds E and S1 and wants S0 for its wake of R: deadlock
+ *   BUG_MOVE_TAKES_DEST_S      (-DMOVE) Mover, holding S1 and no E, takes S0 to move C
+ *                              (the order assertion left out): a waker of C (R's reply
+ *                              or the kill) holds E and S0 and wants S1: deadlock
+ *   BUG_NO_SWITCHING_OUT       (-DMOVE) CPU0's switch to C does not wait for
+ *                              switching_out: CPU0 picks C, which moved itself, while
+ *                              CPU1 is still on C's stack (assert(stk[nxt] == 0))
+ *   BUG_SWITCHING_OUT_AFTER_WRITE  (-DMOVE) CPU0's switch to C writes C Running (and
+ *                              current_) before it waits for switching_out: CPU1's
+ *                              schedule, still to come, finds C Running and requeues it
+ *                              on CPU1 while it is homed and queued on CPU0 (the
+ *                              assertion "homed where requeued" fails)
  *   BUG_TICK_NO_RECHECK        the tick, E and S0 taken again, ends the wait it saw due
  *                              under S0 alone without re-checking it: a call delivered
  *                              to R and woke it in between; the tick overwrites the
@@ -170,9 +193,10 @@
  * still on receivers_, and a delivered wait never times out); 14 only without it; 2 and
  * 9 only with WAKE_AFTER_E or BUG_BLOCK_NO_REPLY_CHECK (the protocol makes a reply before
  * the caller's block impossible).  15: a second S acquire finds the lock held and waits.
- * With -DMOVE: 16 a waker's re-read finds C's home changed (retry); 17 C moved while
- * Ready (through the incoming list); 18 C moved while Blocked; 19 CPU0 drains its
- * incoming list.
+ * With -DMOVE: 16 C moved while Ready (onto CPU0's ready queue, S0 the second lock);
+ * 17 C moved while Blocked; 18 C moved itself while running, at its user boundary
+ * (switching_out); 19 CPU0's switch to C waits for switching_out (CPU1 still on C's
+ * stack); 20 a waker of C (reply or kill) finds C moved to CPU0 (no second lock).
  *
  * Functions (proctype / inline -> the kernel's):
  *   Receiver         Endpoint::recv (-> block_in_locked -> block_current_locked,
@@ -186,20 +210,24 @@
  *   Killer           Scheduler::kill -> kill_locked (-> wake_locked, end_wait_locked,
  *                    ipc_abort_locked)
  *   Idle             Scheduler::idle_loop -> idle_once
- *   Mover            Scheduler::move_locked (from balance_locked or set_affinity_locked)
- *   drain_incoming   the destination's drain of its incoming list
+ *   Mover            Scheduler::move_locked of a Ready or Blocked thread (from
+ *                    balance_locked, set_affinity_locked, do_moves_locked)
+ *   move_self        Scheduler::at_user_boundary -> move_locked of the running thread
+ *                    + schedule_locked; switching_out: switch_locked's wait, cleared by
+ *                    after_switch_locked on the old CPU
  *   wake_locked, enqueue_locked, schedule_locked, exit_current: Scheduler's, same names;
  *   switch_context, release_handed_over: Cpu::switch_context, finish_switch_in / the
  *   resumed code's guard; lockE / lockS / lockS2: IpcGuard's two locks, and the home
- *   lock a cross-CPU wake or kill takes as the second.
+ *   lock a cross-CPU wake, kill or move takes as the second.
  *
- * Not modelled: a move of a thread with an armed deadline (its timeout handed over
- * through the incoming list), of R, of a Running thread (at the user boundary), or to
- * CPU1; with two CPUs and C moved only to CPU0, a waker that did not re-read the home
- * would still hold the right lock (CPU0's own), so the re-read's retry is reached
- * (REACH(16)) but a missing re-read cannot fail here: it needs a third CPU;
- * Scheduler::start of a thread of another CPU (the same second-lock rule as a wake); the
- * per-CPU zombie lists and the reaper; more than two CPUs or one endpoint.
+ * Not modelled: a move of a thread with an armed deadline (its timeout moved to the
+ * destination's timeout set under the destination's S lock), of R, towards CPU1, or
+ * more than one move; a thread preempted while Running (the requeue in schedule_locked
+ * is reached only by the control BUG_SWITCHING_OUT_AFTER_WRITE); the tick's balance and
+ * its load reads; Scheduler::start of a thread of another CPU (the same second-lock
+ * rule as a wake); the zombie list and the reaper (the zombie list is one list under E;
+ * the reaper pops a zombie and then takes the zombie's CPU's S lock as its second lock,
+ * to know that CPU is off the zombie's stack); more than two CPUs or one endpoint.
  */
 #define R    0                  /* receiver, homed on CPU0 */
 #define C    1                  /* caller, homed on CPU1 */
@@ -285,10 +313,10 @@ byte  rto = NONE;               /* R's reply target (IpcState::reply) */
 mtype rst[NT];                  /* a caller's IpcState: op ReplyWait (AWAITING) / its result */
 byte  rslot[NT];                /* its reply (IpcState::msg) */
 /* constant / ghosts */
-byte  home[NT];                 /* Thread::cpu: changes only under the old home's S lock
-                                   (-DMOVE: C's, from CPU1 to CPU0, once) */
-bit   inc0;                     /* C on CPU0's incoming list (-DMOVE; its leaf lock: each
-                                   access is within one step) */
+byte  home[NT];                 /* Thread::cpu: changes only under E and the old home's S
+                                   lock (-DMOVE: C's, from CPU1 to CPU0, once) */
+bit   swo;                      /* C's Thread::switching_out (-DMOVE): set by the move of
+                                   the running C, cleared by CPU1's next thread (no lock) */
 byte  on[2];                    /* ghost: the thread whose code and stack CPU c is on */
 byte  stk[NT];                  /* ghost: 0 no CPU on t's stack, H(c): CPU c */
 byte  ticks;                    /* ghost: timeouts fired */
@@ -304,7 +332,7 @@ bit   killed;                   /* ghost: the kill happened */
 bit   irq0;                     /* CPU0 in the tick's handler (interrupts off): its threads
                                    and its idle loop stand still until the handler returns */
 bit   kill0;                    /* CPU0 in Scheduler::kill (-DKILL): likewise */
-bit   irq1;                     /* CPU1 in the move's handler (-DMOVE -DBUG_MOVE_TAKES_DEST_S) */
+bit   irq1;                     /* CPU1 in the move's interrupt handler (Mover, -DMOVE) */
 bit   tickw;                    /* ghost: R's wait is still the one the tick found due */
 #define NOIRQ(c) ((c != 0 || (!irq0 && !kill0)) && (c != 1 || !irq1))
 #define ON(c, t) (on[c] == t && NOIRQ(c))
@@ -331,8 +359,9 @@ inline lockS_when(c_, x_, ok_) {  /* Scheduler::lock_ of CPU x (one per CPU) */
   slk[x_] == 0 && ok_ -> slk[x_] = H(c_); sheld[c_] = sheld[c_] | B(x_)
 }
 inline lockS(c_, x_) { lockS_when(c_, x_, NOIRQ(c_)) }
-/* the second scheduler lock: the home lock of a thread of the other CPU, E and S[c] held
-   (interrupts off since E was taken: no NOIRQ condition) */
+/* the second scheduler lock: the home lock of a thread of the other CPU (a wake, a kill),
+   or the destination's lock of a move; E and S[c] held (interrupts off since E was
+   taken: no NOIRQ condition) */
 inline lockS2(c_, x_) {
   assert(x_ != c_ && sheld[c_] == B(c_) && elk == H(c_));
 #ifdef PROBE_ALL
@@ -378,33 +407,39 @@ inline wake_locked(c_, t_, reason_) {
   fi
 }
 
-/* CPU c drains its incoming list under its own S lock (at its next schedule, tick or
-   interrupt: here its schedules and idle passes): a thread moved here while Ready joins
-   its ready queue */
-inline drain_incoming(c_) {
-#ifdef MOVE
-  if
-  :: c_ == 0 && inc0 ->
-     assert(slk[0] == H(0) && home[C] == 0 && state[C] == READY && stk[C] == 0);
-     inc0 = 0; assert(rql[0] < 2); rq[rql[0]] = C; rql[0]++; REACH(19)
-  :: else
-  fi
-#else
-  skip
-#endif
-}
-
-/* Scheduler::schedule_locked on CPU c after prev stopped running (Blocked or Dead):
-   the next ready thread, else the idle thread (switch_locked's bookkeeping) */
+/* Scheduler::schedule_locked on CPU c after prev stopped running (Blocked, Dead, or
+   Ready after its move to the other CPU): the next ready thread, else the idle thread;
+   then switch_locked's bookkeeping.  A prev found Running would be requeued here (a
+   preemption, which the model has none of): it must be homed here, so that it is on one
+   ready queue only.  schedule_locked reads prev's state under S[c] alone: after a move of
+   the running prev (-DMOVE) its home is the other CPU, whose switch to it writes nothing
+   of it until this CPU is off its stack (switching_out) */
 inline schedule_locked(c_, prev_, nxt_) {
   assert(slk[c_] == H(c_) && cur[c_] == prev_ && on[c_] == prev_);
-  drain_incoming(c_);
-  if :: prev_ == I0 + c_ -> state[prev_] = READY :: else -> assert(state[prev_] != RUNNING) fi;
+  if
+  :: prev_ == I0 + c_ -> state[prev_] = READY
+  :: prev_ != I0 + c_ && state[prev_] == RUNNING ->
+     assert(home[prev_] == c_);   /* 3: requeued where it is homed: on one ready queue */
+     state[prev_] = READY; enqueue_locked(c_, prev_)
+  :: else
+  fi;
   if
   :: rql[c_] > 0 -> nxt_ = rq[2 * c_]; rq[2 * c_] = rq[2 * c_ + 1]; rq[2 * c_ + 1] = 0; rql[c_]--;
      assert(state[nxt_] == READY)
   :: else -> nxt_ = I0 + c_
   fi;
+#ifdef MOVE
+  /* switch_locked: a thread whose old CPU is still on its stack (switching_out) is waited
+     for, spinning with S[c] held, before anything of it is written */
+#ifdef BUG_SWITCHING_OUT_AFTER_WRITE
+  state[nxt_] = RUNNING; cur[c_] = nxt_;        /* written before the wait */
+#endif
+  if :: nxt_ == C && swo -> REACH(19) :: else fi;
+#ifndef BUG_NO_SWITCHING_OUT
+  (nxt_ != C || !swo);
+#endif
+  assert(stk[nxt_] == 0);         /* 3: no CPU on its stack once it is picked and waited for */
+#endif
   state[nxt_] = RUNNING; cur[c_] = nxt_
 }
 
@@ -419,6 +454,11 @@ inline switch_context(c_, prev_) {
     assert(!HOLDS_E(c_) && (sheld[c_] | B(c_)) == B(c_));
     assert(on[c_] == prev_ && stk[prev_] == H(c_));
     stk[prev_] = 0;
+#ifdef MOVE
+    /* the first code of the next thread on this CPU (after_switch_locked), in the same
+       step: this CPU is off the moved thread's stack */
+    if :: prev_ == C && swo -> assert(home[C] != c_); swo = 0 :: else fi;
+#endif
     assert(home[cur[c_]] == c_ && stk[cur[c_]] == 0 && state[cur[c_]] == RUNNING);
     stk[cur[c_]] = H(c_); on[c_] = cur[c_]
   }
@@ -452,8 +492,8 @@ inline reply_wake(c_, t_) {
 /* Endpoint::reply from R on CPU0 (reply_saved -> complete_locked): IpcGuard (E, then S0);
    the answer in the caller's IpcState (E); then its wake under its home lock: S0 for C0
    (and for C once moved to CPU0), S1 as the second scheduler lock for C (E and S0 held
-   all along).  The home (Thread::cpu) is read before its lock is held: read, lock, read
-   again, and retry with the new home if a move changed it */
+   all along).  The home (Thread::cpu) is read under E, before its lock is held: it
+   changes only under E (a move), so it is still the home once its lock is held */
 inline reply_to(t_, h_) {
   atomic { ON(0, R) -> lockE(0) }
   atomic { lockS(0, 0);
@@ -467,22 +507,15 @@ inline reply_to(t_, h_) {
 #endif
            assert(rst[t_] == AWAITING); rst[t_] = REPLIED; rslot[t_] = rmsg;
            printf("R: replies %d to %d\n", rmsg, t_);
-           h_ = home[t_];               /* Thread::cpu, read before its lock is held */
+           h_ = home[t_];               /* Thread::cpu, read under E */
            if
-           :: h_ == 0 -> reply_wake(0, t_); unlockS(0, 0); unlockE(0); goto replied
+           :: h_ == 0 -> if :: t_ == C -> REACH(20) :: else fi;   /* C moved here */
+              reply_wake(0, t_); unlockS(0, 0); unlockE(0); goto replied
            :: else
            fi }
-reply_home:
   atomic { lockS2(0, h_);
-           if
-           :: home[t_] == h_ -> reply_wake(0, t_); unlockS(0, h_); unlockS(0, 0); unlockE(0)
-           :: else ->                   /* moved meanwhile: retry with the new home */
-              REACH(16); unlockS(0, h_); h_ = home[t_];
-              if
-              :: h_ == 0 -> reply_wake(0, t_); unlockS(0, 0); unlockE(0)
-              :: else -> goto reply_home
-              fi
-           fi }
+           assert(home[t_] == h_);      /* stable under E: no re-read, no retry */
+           reply_wake(0, t_); unlockS(0, h_); unlockS(0, 0); unlockE(0) }
 replied: skip
 }
 
@@ -571,6 +604,29 @@ next: skip
   exit_current(0, R, nxt)
 }
 
+#ifdef MOVE
+/* C moves itself at its user boundary on CPU1 (Scheduler::at_user_boundary: a move
+   asked of it): IpcGuard (E, then S1), S0 as the second lock: Ready, switching_out,
+   home CPU0, on CPU0's ready_ at once (notify_cpu(0) if it idles), S0 released.  Then
+   CPU1 switches away from it (schedule_locked; E released, S1 handed over to CPU1's next
+   thread, whose first code clears switching_out).  CPU0's switch to C waits for that
+   (schedule_locked).  C goes on on CPU0, where S0 was handed over to it */
+inline move_self(nxt_) {
+  atomic { ON(1, C) -> lockE(1) }
+  atomic { lockS(1, 1) }
+  atomic { lockS2(1, 0);
+           assert(state[C] == RUNNING && cur[1] == C && stk[C] == H(1) && home[C] == 1);
+           state[C] = READY; swo = 1; home[C] = 0; enqueue_locked(1, C);
+           unlockS(1, 0); REACH(18);
+           printf("CPU1: C moves itself to CPU0 (switching_out)\n") }
+  /* schedule_locked reads C's state (Ready: left alone) while CPU0 may pick C already */
+  atomic { unlockE(1); schedule_locked(1, C, nxt_) }
+  switch_context(1, C);
+  atomic { on[home[C]] == C -> assert(home[C] == 0 && state[C] == RUNNING && cur[0] == C);
+           release_handed_over(0) }
+}
+#endif
+
 /* the caller's reply, after its wake: 2. its own call's answer */
 inline take_reply(t_, i_) {
   assert(rst[t_] == REPLIED && rslot[t_] == TOK(t_, i_)); rst[t_] = NOWAIT; rslot[t_] = 0
@@ -586,6 +642,12 @@ proctype Caller(byte t; byte c; byte n) {   /* c: its home CPU, updated when it 
   fi;
   do
   :: i < n && !KILLED(t) ->     /* before_return_to_user: a killed thread ends */
+#ifdef MOVE
+     if
+     :: c == 1 -> move_self(nxt); c = 0   /* at_user_boundary: a move of C asked */
+     :: true
+     fi;
+#endif
      /* Endpoint::call_impl: IpcGuard (E, then S[c]) for the whole call */
      atomic { ON(c, t) -> lockE(c) }
      atomic { lockS(c, c);
@@ -696,7 +758,7 @@ proctype Idle(byte c) {
 end_idle:                       /* switched to: release the lock handed over */
   atomic { on[c] == me -> release_handed_over(c) }
   do
-  :: atomic { ON(c, me) -> lockS(c, c); drain_incoming(c);
+  :: atomic { ON(c, me) -> lockS(c, c);
               if
               :: rql[c] > 0 -> schedule_locked(c, me, nxt)
               :: else -> unlockS(c, c); halted[c] = 1       /* sti; hlt */
@@ -756,9 +818,9 @@ end_timer:
               printf("CPU0: tick: R's deadline passed; an IPC wait\n");
 #ifdef BUG_SECOND_S_WITHOUT_E
      }
-     /* the tick's first pass, S0 held and no E, takes S1 too: a move of a thread to CPU1
-        straight onto its ready queue instead of through CPU1's incoming list (the order
-        assertion left out, to show the deadlock itself) */
+     /* the tick's first pass, S0 held and no E, takes S1 too: a balance that moves a
+        thread to CPU1 before the tick has taken E (the order assertion left out, to show
+        the deadlock itself) */
      atomic { slk[1] == 0 -> slk[1] = H(0); sheld[0] = sheld[0] | B(1);
               printf("CPU0: tick: S1 taken under S0 without E\n");
               unlockS(0, 1);
@@ -796,7 +858,7 @@ inline kill_body() {
         fi;
         assert(rst[C] == AWAITING); rst[C] = NOWAIT;   /* ipc_abort_locked */
         wake_locked(0, C, INTERRUPTED)
-     :: else                            /* Ready (also on an incoming list) or Running */
+     :: else                            /* Ready (also moved, switching_out) or Running */
      fi
   :: else
   fi
@@ -804,8 +866,8 @@ inline kill_body() {
 
 /* Scheduler::kill -> kill_locked(C), from a thread of CPU0 other than C (where
    interrupts are on and no lock is held), once: IpcGuard (E, then S0), then C's home
-   lock as the second scheduler lock (S1; none if C was moved to CPU0: read, locked, read
-   again, retried): exit_requested, and a Blocked C woken with Interrupted:
+   lock as the second scheduler lock (S1; none if C was moved to CPU0; the home is read
+   under E, which every move holds): exit_requested, and a Blocked C woken with Interrupted:
    end_wait_locked takes it off senders_ and ipc_abort_locked ends its reply wait (a
    later reply is stale).  kill0: CPU0 runs nothing else meanwhile */
 proctype Killer() {
@@ -813,69 +875,65 @@ proctype Killer() {
 end_kill:
   atomic { INTS_ON(0) && NOIRQ(0) && state[C] != DEAD && on[0] != C -> kill0 = 1; lockE_when(0, true) }
   atomic { lockS_when(0, 0, true);
-           h = home[C];                 /* Thread::cpu, read before its lock is held */
+           h = home[C];                 /* Thread::cpu, read under E */
            if
-           :: h == 0 -> kill_body(); unlockS(0, 0); unlockE(0); kill0 = 0; goto kill_done
+           :: h == 0 -> REACH(20); kill_body(); unlockS(0, 0); unlockE(0); kill0 = 0; goto kill_done
            :: else
            fi }
-kill_home:
   atomic { lockS2(0, h);
-           if
-           :: home[C] == h -> kill_body(); unlockS(0, h)
-           :: else ->                   /* moved meanwhile: retry with the new home */
-              REACH(16); unlockS(0, h); h = home[C];
-              if
-              :: h == 0 -> kill_body()
-              :: else -> goto kill_home
-              fi
-           fi;
-           unlockS(0, 0); unlockE(0); kill0 = 0 }
+           assert(home[C] == h);        /* stable under E: no re-read, no retry */
+           kill_body(); unlockS(0, h); unlockS(0, 0); unlockE(0); kill0 = 0 }
 kill_done: skip
 }
 #endif
 
 #ifdef MOVE
-/* a move of C from CPU1 to CPU0 (Scheduler::move_locked, from CPU1's balance_locked or a
-   set_affinity there), once, under S1 alone: C Blocked (no deadline armed: only
-   Thread::cpu changes) or Ready (off CPU1's ready_, handed over through CPU0's incoming
-   list, CPU0 told by a notify if it idles).  It never takes S0.  An interrupt of CPU1,
-   taken where CPU1 holds no lock, in one step */
-inline move_off_ready1() {        /* C off CPU1's ready_ */
+/* Scheduler::move_locked of C from CPU1 to CPU0, on CPU1 with E and S1 held (IpcGuard),
+   S0 taken as the second scheduler lock for the short section that queues C there */
+inline move_off_ready1() {        /* C off CPU1's ready_ (remove_ready_locked) */
   if
   :: rq[2] == C -> rq[2] = rq[3]; rq[3] = 0
   :: else -> assert(rq[3] == C && rql[1] == 2); rq[3] = 0
   fi;
   rql[1]--
 }
+
+/* a move of a Ready or Blocked C (balance_locked from CPU1's tick, set_affinity_locked or
+   the moves asked of CPU1 in its preempt_if_needed), once: an interrupt of CPU1, taken
+   where CPU1 holds no lock (irq1: CPU1 runs nothing else until it returns).  IpcGuard (E,
+   then S1), then S0 as the second lock: C Ready -> off CPU1's ready_, home CPU0, on
+   CPU0's ready_ (notify_cpu(0) if it idles); C Blocked -> home CPU0 (its timeout would
+   move to CPU0's set: none is armed).  C's stack holds no CPU: it is not running */
 proctype Mover() {
 end_move:
-  atomic { INTS_ON(1) && NOIRQ(1) && slk[1] == 0 && home[C] == 1 && (state[C] == BLOCKED || state[C] == READY) ->
-           lockS(1, 1);
-           assert(stk[C] == 0);         /* 3: its CPU is off its stack */
+  atomic { INTS_ON(1) && NOIRQ(1) && home[C] == 1 && (state[C] == BLOCKED || state[C] == READY) ->
+           irq1 = 1;
 #ifndef BUG_MOVE_TAKES_DEST_S
-           if
-           :: state[C] == READY ->
-              move_off_ready1(); home[C] = 0; inc0 = 1;
-              if :: cur[0] == I0 -> pend[0] = 1 :: else fi;   /* notify_cpu(0) */
-              printf("CPU1: moves C (Ready) to CPU0's incoming list\n"); REACH(17)
-           :: else ->
-              home[C] = 0; printf("CPU1: moves C (Blocked) to CPU0\n"); REACH(18)
-           fi;
-           unlockS(1, 1) }
+           lockE_when(1, true) }
+  atomic { lockS_when(1, 1, true) }
+  atomic { lockS2(1, 0);
 #else
-           irq1 = 1 }
-  /* the move takes S0 too, S1 held and no E: C straight onto CPU0's ready queue (or, if
-     Blocked, its timeout onto CPU0's timeout set); the order assertion left out, to
-     show the deadlock itself */
+           lockS_when(1, 1, true) }
+  /* the move takes S0 as a second S lock without E (the order assertion left out, to
+     show the deadlock itself) */
   atomic { slk[0] == 0 -> slk[0] = H(1); sheld[1] = sheld[1] | B(0);
            printf("CPU1: the move takes S0 under S1 without E\n");
-           if
-           :: state[C] == READY -> move_off_ready1(); home[C] = 0; enqueue_locked(1, C)
-           :: else -> home[C] = 0
-           fi;
-           unlockS(1, 0); unlockS(1, 1); irq1 = 0 }
 #endif
+           assert(home[C] == 1 && stk[C] == 0);   /* 3: no CPU on its stack */
+           if
+           :: state[C] == READY ->
+              move_off_ready1(); home[C] = 0; enqueue_locked(1, C);
+              printf("CPU1: moves C (Ready) onto CPU0's ready queue\n"); REACH(16)
+           :: state[C] == BLOCKED ->
+              home[C] = 0; printf("CPU1: moves C (Blocked) to CPU0\n"); REACH(17)
+           fi;
+           unlockS(1, 0); unlockS(1, 1);
+#ifndef BUG_MOVE_TAKES_DEST_S
+           unlockE(1);
+#endif
+           irq1 = 0 }
 }
+
 #endif
 
 active proctype Check() {       /* ghost: when nothing can move any more */
@@ -893,7 +951,7 @@ end_check:
   :: else -> assert(ngot == NMSG && nreplied == NMSG && state[R] == DEAD)
   fi;
   assert(cur[0] == I0 && cur[1] == I1 && halted[0] && halted[1]);
-  assert(rql[0] == 0 && rql[1] == 0 && !pend[0] && !pend[1] && !inc0);
+  assert(rql[0] == 0 && rql[1] == 0 && !pend[0] && !pend[1] && !swo);
   REACH(10)
 }
 
