@@ -1,32 +1,56 @@
 /*
  * smp_wake.pml -- Promela model of how the kernel schedules and wakes threads on TWO
  * CPUs, as microkernel/scheduler.cpp does it today (docs/smp.md "Scheduling on several
- * CPUs", docs/locking.md "Several CPUs: one scheduler lock").  Checked exhaustively by
- * tests/model/run_spin.sh; README.md maps every name here to the C++.
+ * CPUs", docs/locking.md).  Checked exhaustively by tests/model/run_spin.sh; README.md
+ * maps every name here to the C++.
  *
- * One lock for both CPUs: Scheduler::lock_ (static) guards both schedulers' ready
- * queues and current_, every thread's state, the wait queue and the zombie list.
- * `lk` names the CPU holding it.  A thread runs only on its home CPU (Thread::cpu).
+ * The locks (`elk`, `slk[]` name the CPU holding each; NOCPU: free):
+ *   S0, S1  Scheduler::lock_ of CPU0 and of CPU1 (slk[S0], slk[S1]): S[c] guards CPU c's
+ *           ready queue and current_ and the scheduling state of the threads homed on c.
+ *   E       g_ipc_lock, the IPC lock (elk): endpoints and their wait queues, IPC state,
+ *           the zombie list.
+ * IpcGuard takes E, then the CPU's own S.  A thread homed on the other CPU is reached
+ * with Scheduler::HomeLock: that CPU's S as a SECOND scheduler lock, taken only with E
+ * held (so two CPUs never each hold one S and wait for the other's).  A switch
+ * (enter_switch_locked) lets go of E first; the CPU's own S is held across the switch
+ * and HANDED OVER to the thread switched to, which releases it.  A thread runs only on
+ * its home CPU (Thread::cpu).  A CPU holding a lock has interrupts off: no other thread
+ * of that CPU runs until it has let go of all of them (FREE0 for CPU0).
  *
  * CPU1 (the home of W and B; each thread is a proctype, and `run1` says whose code,
  * on whose stack, CPU1 executes):
- *   W   Receiver: Endpoint::recv finds no sender and blocks on receivers_
- *       (block_current_locked: marked Blocked and linked under the lock, then
- *       schedule_locked -> switch_locked with the lock HANDED OVER to the thread
- *       switched to, which releases it); woken, it runs, then exit_current().
- *   B   Busy: a thread homed on CPU1, started from CPU0 (Scheduler::start); it runs
- *       (mk_thread_start -> finish_switch_in) and exits (exit_current).
- *   I1  Idle1: Scheduler::idle_loop / idle_once: interrupts off, lock, any ready ->
- *       schedule_locked; else unlock and `sti; hlt` as ONE step (an interrupt pending
- *       from before the sti ends the hlt at once).  The notify interrupt taken on its
- *       stack: on_notify (nothing), then preempt_if_needed: idle with work -> schedule.
- * CPU0 (its scheduling is not modelled; its two threads interleave freely):
- *   Waker   Scheduler::start(B) and Endpoint::send to W (complete_locked -> wake_locked
- *           -> end_wait_locked -> state Ready -> enqueue_locked: push on CPU1's ready_
- *           and Cpu::notify_cpu(1) if CPU1's current_ is its idle thread), in either
- *           order, each its own critical section.
- *   Reaper  reaper_entry: next_zombie (lock, pop the zombie list) + Thread::destroy
- *           (frees the stack, outside the lock).
+ *   Receiver  W: Endpoint::recv finds no sender and blocks on receivers_
+ *             (block_current_locked under E + S1: mark_current_blocked_locked links it
+ *             and marks it Blocked, then schedule_locked -> enter_switch_locked lets go
+ *             of E -> switch_locked with S1 handed over); woken, it runs, then
+ *             Scheduler::exit_current().
+ *   Busy      B: a thread homed on CPU1, started from CPU0 (Scheduler::start); it runs
+ *             (mk_thread_start -> Scheduler::finish_switch_in) and exits (exit_current).
+ *   exit_current (both): Scheduler::exit_current under E + S1: Dead; bury_locked pushes
+ *             it on the zombie list (E) and wakes the reaper (wake_locked ->
+ *             wake_at_home_locked: the reaper is homed on CPU0, so HomeLock takes S0 as
+ *             the second lock); schedule_locked lets go of E and switches away for good
+ *             with S1 handed over.
+ *   Idle1     Scheduler::idle_loop / idle_once: interrupts off, S1, any ready ->
+ *             schedule_locked; else release S1 and `sti; hlt` as ONE step (an interrupt
+ *             pending from before the sti ends the hlt at once).  The notify interrupt
+ *             taken on its stack (label irq): Scheduler::on_notify (nothing), then
+ *             Scheduler::preempt_if_needed: S1; idle with work -> schedule_locked.
+ * CPU0 (its scheduling is not modelled; its two threads interleave wherever neither
+ * holds a lock):
+ *   Waker     Scheduler::start(B) and Endpoint::send to W, in either order, each under
+ *             IpcGuard (E + S0) and HomeLock (S1): send: end_wait_locked (off
+ *             receivers_), Ready; start: Ready; both: enqueue_locked pushes on CPU1's
+ *             ready_ and calls Cpu::notify_cpu(1) if CPU1's current_ is its idle
+ *             thread -- all under S1; then S1, S0 and E are released.
+ *   Reaper    reaper_entry: Scheduler::next_zombie under IpcGuard (E + S0): pop the
+ *             zombie list; a zombie: HomeLock of its home CPU (S1) taken and let go at
+ *             once -- CPU1 held S1 from the push until it ran on the next thread's
+ *             stack, so once the reaper has had S1, CPU1 is off the zombie's stack --
+ *             then the locks are released and Thread::destroy frees the stack outside
+ *             any lock; no zombie: block_current_locked (Blocked under S0; the switch
+ *             lets go of E; woken by bury_locked's wake, CPU0 runs it again).
+ *   Check     ghost: the end-of-run check (no kernel function).
  * The notify IPI (`pend1`) stays pending at CPU1 until CPU1 has interrupts on; it is
  * one pending bit (two notifies merge).  The timer is left out: a CPU's own tick would
  * end a halt (and preempt_if_needed would then run the thread), so a wake-up lost here
@@ -36,16 +60,19 @@
  * Properties:
  *   1. no lost wake-up: when nothing can move any more (`timeout`), CPU1 halts with
  *      nothing ready and no interrupt pending, W was woken and ran, W and B were
- *      reaped (Check);
+ *      reaped and the reaper is Blocked on an empty zombie list (Check);
  *   2. a thread's stack is used by one CPU at a time and only by its home CPU
  *      (switch_context: stk[], home[]) -- W never runs on two CPUs, nor on CPU0;
- *   3. the lock: every access to what it guards is made by the CPU holding it; a thread
- *      switched to finds it held by its CPU (the hand-over) and releases it; the waker
- *      never finds W Blocked while CPU1 is still on W's stack (scheduler.hpp: "a wake
- *      can never land between marked Blocked and switched away"); the reaper never
- *      frees a stack a CPU is on, nor one freed already;
- *   4. no deadlock: spin's invalid-end-state check; in a -DNP run, every run ends (no
- *      cycle at all), so the `timeout` check of property 1 covers every run.
+ *   3. the locks: every access to what one guards is made by the CPU holding it; a
+ *      thread switched to finds S1 held by its CPU, and no E (the hand-over), and
+ *      releases it; the waker never finds W Blocked while CPU1 is still on W's stack
+ *      (scheduler.hpp: "a wake can never land between marked Blocked and switched
+ *      away"); the reaper never frees a stack a CPU is on, nor one freed already;
+ *      the lock order (lockE, lockS): no E acquired with an S held; a CPU's first S
+ *      is its own; a second S only with E held, and never a third;
+ *   4. no deadlock: no lock is held when nothing can move (Check) and spin's
+ *      invalid-end-state check; in a -DNP run, every run ends (no cycle at all), so
+ *      the `timeout` check of property 1 covers every run.
  *
  * Variants that must PASS (they show which mechanism covers which window):
  *   BUG_HLT_WINDOW     `sti` and `hlt` apart: a notify taken between them runs
@@ -57,20 +84,30 @@
  *   BUG_HLT_WINDOW + NOTIFY_NO_PREEMPT
  *                              both at once: the notify lands between sti and hlt, does
  *                              nothing, and the hlt sleeps through the wake
- *   BUG_RELEASE_BEFORE_SWITCH  switch_locked() releases the lock while still on prev's
- *                              stack (no hand-over): the waker finds W Blocked while
- *                              CPU1 is on W's stack, or the reaper frees the stack of a
- *                              thread CPU1 is still leaving.  (W itself cannot run
- *                              early: only CPU1 runs it, and CPU1 is busy leaving it.
- *                              The harm is to whoever, on the other CPU, takes a
- *                              Blocked or Dead thread to be off its CPU.)
- *   BUG_REAPER_NO_LOCK         the reaper pops the zombie list without the lock (say,
+ *   BUG_RELEASE_BEFORE_SWITCH  switch_locked() releases S1 while still on prev's stack
+ *                              (no hand-over): the waker, E, S0 and S1 held, finds W
+ *                              Blocked while CPU1 is on W's stack, or the reaper frees
+ *                              the stack of a thread CPU1 is still leaving.  (W itself
+ *                              cannot run early: only CPU1 runs it, and CPU1 is busy
+ *                              leaving it.  The harm is to whoever, on the other CPU,
+ *                              takes a Blocked or Dead thread to be off its CPU.)
+ *   BUG_REAPER_NO_HOME_LOCK    next_zombie pops a zombie under E + S0 but does not take
+ *                              its home lock (S1): exit_current has let go of E before
+ *                              its switch, and the reaper frees the stack CPU1 is on
+ *   BUG_REAPER_NO_LOCK         the reaper pops the zombie list with no lock at all (say,
  *                              a lock-free pop) and frees the stack at once
+ *   BUG_SECOND_S_WITHOUT_E     Scheduler::start(B) takes S0 and then S1 without E (the
+ *                              lock-order assertion left out on that path): with
+ *                              exit_current on CPU1 holding E + S1 and taking S0 for
+ *                              the reaper's wake, the two CPUs deadlock (Check: locks
+ *                              held when nothing can move)
  * Not modelled: the timer, preemption, donation and the hand-off queue (none crosses
- * CPUs), CPU0's scheduling and halt, a send that finds no receiver (the waker waits
- * for W on receivers_), kill from another CPU, timeouts (README.md).
+ * CPUs), moves between CPUs, CPU0's scheduling and halt, a send that finds no receiver
+ * (the waker waits for W on receivers_), kill from another CPU, timeouts (README.md).
  * PROBE_ALL: reachability probes (REACH(n) fails with its own text; run_spin.sh
- * checks that each is reached).
+ * checks that each is reached); 11-13 are of the per-CPU locks: the reaper pops a
+ * zombie CPU1 is still on (and waits for S1), the exit's wake finds the reaper
+ * Blocked, the waker has E + S0 while CPU1 is still on W's stack (and waits for S1).
  */
 /* thread numbers in the printf story: W = 0, B = 1, I1 = 2 */
 #define W    0                  /* homed on CPU1: blocks in Endpoint::recv */
@@ -83,6 +120,8 @@
 #define NOCPU 0
 #define CPU0 1
 #define CPU1 2
+#define S0 0                    /* slk[] index: CPU0's scheduler lock */
+#define S1 1                    /* slk[] index: CPU1's scheduler lock */
 
 mtype = { CREATED, RUNNING, READY, BLOCKED, DEAD };   /* ThreadState */
 
@@ -92,15 +131,17 @@ mtype = { CREATED, RUNNING, READY, BLOCKED, DEAD };   /* ThreadState */
 #define REACH(n) skip
 #endif
 
-byte  lk;                       /* Scheduler::lock_: NOCPU (free), CPU0 or CPU1 */
+byte  elk;                      /* g_ipc_lock (E): NOCPU (free), CPU0 or CPU1 */
+byte  slk[2];                   /* Scheduler::lock_ of CPU0 (S0) and CPU1 (S1): holder */
 byte  cur1;                     /* CPU1's Scheduler::current_ */
 byte  run1;                     /* ghost: the thread whose code and stack CPU1 is on */
-mtype state[NT];                /* Thread::state */
+mtype state[NT];                /* Thread::state of W, B, I1 (guarded by S1) */
 byte  home[NT];                 /* Thread::cpu */
+mtype rst;                      /* the reaper's Thread::state (homed on CPU0: S0) */
 byte  rq[2];                    /* CPU1's Scheduler::ready_ (FIFO) */
 byte  rq_len;
-bit   wq_w;                     /* W linked on the endpoint's receivers_ */
-byte  zq[2];                    /* Scheduler::zombies_ (FIFO) */
+bit   wq_w;                     /* W linked on the endpoint's receivers_ (E) */
+byte  zq[2];                    /* Scheduler::zombies_ (FIFO; E) */
 byte  zq_len;
 bit   if1;                      /* CPU1's RFLAGS.IF */
 bit   pend1;                    /* the notify vector pending at CPU1's local APIC */
@@ -109,12 +150,39 @@ byte  stk[NT];                  /* ghost: the CPU on each thread's stack (NOCPU:
 bit   freed[NT];                /* ghost: Thread::destroy freed the stack */
 byte  woken_w, ran_w;          /* ghosts: W's wakes and the runs after them */
 
+/* the scheduler locks CPU c holds (0, 1 or 2) */
+#define NS(c) ((slk[S0] == c) + (slk[S1] == c))
+/* CPU0 holds no lock: a thread of CPU0 holding one runs with interrupts off, so the
+   other thread of CPU0 cannot run until it has let go of all of them */
+#define FREE0 (elk != CPU0 && slk[S0] != CPU0 && slk[S1] != CPU0)
+/* the scheduler lock that guards thread t: its home CPU's */
+#define HS(t) (home[t] - 1)
+
+/* LockGuard / IpcGuard on E: never with a scheduler lock held (the order is E, then
+   the CPU's own S, then at most one other CPU's S) */
+inline lockE(c) {
+  assert(elk == NOCPU && NS(c) == 0); elk = c
+}
+inline unlockE(c) { assert(elk == c); elk = NOCPU }
+/* a scheduler lock: the first a CPU takes is its own (LockGuard, IpcGuard); a second
+   (Scheduler::HomeLock) only with E held, and never a third */
+inline lockS(c, x) {
+  assert(slk[x] == NOCPU);
+  assert((NS(c) == 0 && x == c - 1) || (NS(c) == 1 && slk[c - 1] == c && elk == c));
+  slk[x] = c
+}
+inline unlockS(c, x) { assert(slk[x] == c); slk[x] = NOCPU }
+/* IpcGuard: E, then CPU c's own scheduler lock (the caller's guard waits for both) */
+inline ipc_guard(c) { lockE(c); lockS(c, c - 1) }
+inline ipc_unguard(c) { unlockS(c, c - 1); unlockE(c) }
+
 inline rq_push(t) { rq[rq_len] = t; rq_len++ }
 inline rq_pop(t)  { t = rq[0]; rq[0] = rq[1]; rq[1] = 0; rq_len-- }
 
-/* Scheduler::enqueue_locked(t), called on CPU0 for a thread homed on CPU1 */
+/* Scheduler::enqueue_locked(t), called on CPU0 for a thread homed on CPU1 (CPU0 holds
+   S1 as its second scheduler lock) */
 inline enqueue_locked(t) {
-  assert(lk == CPU0 && home[t] == CPU1);
+  assert(slk[S1] == CPU0 && home[t] == CPU1);
   rq_push(t);
 #ifndef BUG_NO_NOTIFY
   if
@@ -129,10 +197,13 @@ inline enqueue_locked(t) {
 }
 
 /* Scheduler::schedule_locked(...) + the bookkeeping half of switch_locked(), on CPU1.
+   enter_switch_locked() has let go of E first (when held): S1 is the one lock left.
    No donation crosses CPUs (set_donate_target_locked ignores a thread of CPU0) and
    CPU1 has no donor: the round robin picks. */
 inline schedule_locked1(prev, nxt) {
-  assert(lk == CPU1 && cur1 == prev && run1 == prev);
+  if :: elk == CPU1 -> unlockE(CPU1) :: else fi;  /* enter_switch_locked */
+  assert(slk[S1] == CPU1 && NS(CPU1) == 1 && elk != CPU1);
+  assert(cur1 == prev && run1 == prev);
   assert(state[prev] != RUNNING || prev == I1);   /* no preemption of W, B here */
   if :: state[prev] == RUNNING -> state[prev] = READY :: else fi;  /* idle: never queued */
   if :: rq_len > 0 -> rq_pop(nxt) :: else -> nxt = I1 fi;
@@ -141,12 +212,12 @@ inline schedule_locked1(prev, nxt) {
 }
 
 /* Cpu::switch_context (switch_context_leaving_stack alike): CPU1 saves prev's
-   registers on prev's stack and goes on on next's.  The lock stays held by CPU1:
-   the thread switched to releases it. */
+   registers on prev's stack and goes on on next's.  S1 stays held by CPU1: the thread
+   switched to releases it. */
 inline switch_context(prev) {
 #ifdef BUG_RELEASE_BEFORE_SWITCH
-  atomic { assert(lk == CPU1); lk = NOCPU;        /* released while still on prev's stack */
-           printf("CPU1: lock released while still on %d's stack\n", prev) }
+  atomic { unlockS(CPU1, S1);                     /* released while still on prev's stack */
+           printf("CPU1: S1 released while still on %d's stack\n", prev) }
 #endif
   atomic {
     assert(run1 == prev && stk[prev] == CPU1 && !freed[prev]);
@@ -156,31 +227,38 @@ inline switch_context(prev) {
   }
 }
 
-/* the thread switched to: the lock handed over is CPU1's; release it (LockGuard of the
-   code it returns into, or finish_switch_in) */
+/* the thread switched to: S1 handed over is CPU1's, and the only lock CPU1 holds;
+   release it (LockGuard or IpcGuard of the code it returns into, or finish_switch_in) */
 inline release_handed_over() {
 #ifndef BUG_RELEASE_BEFORE_SWITCH
-  assert(lk == CPU1); lk = NOCPU
+  assert(elk != CPU1 && NS(CPU1) == 1); unlockS(CPU1, S1)
 #else
   skip
 #endif
 }
 
-/* a notify taken while W or B runs: on_notify; preempt_if_needed: current_ is not the
-   idle thread, nothing to do */
+/* a notify taken while W or B runs: on_notify; preempt_if_needed (S1): current_ is
+   not the idle thread, nothing to do */
 inline irq_window_thread() {
   if
-  :: pend1 -> atomic { lk == NOCPU -> pend1 = 0; REACH(3) }
+  :: pend1 -> atomic { slk[S1] == NOCPU -> pend1 = 0; REACH(3) }
   :: else
   fi
 }
 
-/* Scheduler::exit_current() of t on CPU1: Dead, bury_locked (zombie list; wake the
-   reaper, homed on CPU0), schedule_locked(true), switch away for good */
+/* Scheduler::exit_current() of t on CPU1: IpcGuard (E + S1); Dead; bury_locked: the
+   zombie list (E), wake_locked(reaper), homed on CPU0: HomeLock S0 as the second
+   scheduler lock; schedule_locked(true) (E released), switch away for good */
 inline exit_current(t, nxt) {
-  atomic { run1 == t && lk == NOCPU -> lk = CPU1; if1 = 0;
-           state[t] = DEAD; zq[zq_len] = t; zq_len++; printf("CPU1: %d exits\n", t);
-           schedule_locked1(t, nxt) }
+  atomic { run1 == t && elk == NOCPU && slk[S1] == NOCPU -> ipc_guard(CPU1); if1 = 0;
+           assert(cur1 == t && state[t] == RUNNING);
+           state[t] = DEAD; zq[zq_len] = t; zq_len++; printf("CPU1: %d exits\n", t) }
+  atomic { slk[S0] == NOCPU -> lockS(CPU1, S0);   /* wake_at_home_locked(reaper) */
+           if :: rst == BLOCKED -> rst = READY; REACH(12);
+                 printf("CPU1: %d wakes the reaper\n", t)
+              :: else fi;
+           unlockS(CPU1, S0) }
+  atomic { schedule_locked1(t, nxt) }
   switch_context(t)
 }
 
@@ -188,13 +266,15 @@ proctype Receiver() {           /* W: NROUNDS x Endpoint::recv -> block_current_
   byte nxt;
   do
   :: ran_w < NROUNDS ->
-     /* LockGuard (interrupts off); no sender: mark_current_blocked_locked(&receivers_) */
-     atomic { run1 == W && lk == NOCPU -> lk = CPU1; if1 = 0;
+     /* IpcGuard (E + S1, interrupts off); no sender: mark_current_blocked_locked(&receivers_),
+        then schedule_locked: E released, S1 handed over */
+     atomic { run1 == W && elk == NOCPU && slk[S1] == NOCPU -> ipc_guard(CPU1); if1 = 0;
               assert(state[W] == RUNNING && cur1 == W);
               state[W] = BLOCKED; wq_w = 1; printf("CPU1: W blocks on receivers_\n");
               schedule_locked1(W, nxt) }
      switch_context(W);
-     /* switched to again: back in block_current_locked -> Endpoint::recv's LockGuard */
+     /* switched to again: back in block_current_locked -> Endpoint::recv's IpcGuard,
+        which finds E released already */
      atomic { run1 == W -> assert(state[W] == RUNNING && cur1 == W && woken_w == ran_w + 1);
               release_handed_over(); if1 = 1; ran_w++; printf("CPU1: W runs again\n") }
      irq_window_thread()
@@ -227,15 +307,15 @@ top:
      printf("CPU1: idle takes the notify between passes\n"); goto irq
   :: else
   fi;
-  /* idle_once: save_and_disable_interrupts(); LockGuard; any_ready_locked() */
-  atomic { lk == NOCPU -> if1 = 0; lk = CPU1 }
+  /* idle_once: save_and_disable_interrupts(); LockGuard (S1); any_ready_locked() */
+  atomic { slk[S1] == NOCPU -> if1 = 0; lockS(CPU1, S1) }
   if
   :: rq_len > 0 ->
      atomic { REACH(4); schedule_locked1(I1, nxt) }
      switch_context(I1);
      goto resume
   :: else ->
-     lk = NOCPU;                /* ~LockGuard: interrupts stay off */
+     unlockS(CPU1, S1);         /* ~LockGuard: interrupts stay off */
      printf("CPU1: idle_once finds nothing ready\n");
 #ifdef BUG_HLT_WINDOW
      if1 = 1;                   /* sti, apart from the hlt */
@@ -255,13 +335,13 @@ end_hlt:
   fi;
 irq:                            /* on_notify(), irq_exit, EOI, preempt_if_needed() */
 #ifndef NOTIFY_NO_PREEMPT
-  atomic { lk == NOCPU -> lk = CPU1 }
+  atomic { slk[S1] == NOCPU -> lockS(CPU1, S1) }
   if
   :: rq_len > 0 ->              /* current_ is the idle thread and work is ready */
      atomic { REACH(7); schedule_locked1(I1, nxt) }
      switch_context(I1);
      goto resume
-  :: else -> lk = NOCPU
+  :: else -> unlockS(CPU1, S1)
   fi;
 #endif
 #ifdef BUG_HLT_WINDOW
@@ -271,49 +351,97 @@ irq:                            /* on_notify(), irq_exit, EOI, preempt_if_needed
   goto top
 }
 
+/* on CPU0, with E and S0 held: HomeLock (S1, the second scheduler lock) */
+inline home_lock1() {
+#ifndef BUG_SECOND_S_WITHOUT_E
+  lockS(CPU0, S1)
+#else
+  assert(slk[S1] == NOCPU); slk[S1] = CPU0       /* the order's assertion left out */
+#endif
+}
+
 proctype Waker() {              /* a thread on CPU0 */
   bit started; byte sent;
   do
   :: !started ->                /* Scheduler::start(B), B homed on CPU1 */
-     atomic { lk == NOCPU -> lk = CPU0;
+#ifndef BUG_SECOND_S_WITHOUT_E
+     atomic { FREE0 && elk == NOCPU && slk[S0] == NOCPU -> ipc_guard(CPU0) }
+#else
+     atomic { FREE0 && slk[S0] == NOCPU -> lockS(CPU0, S0) }   /* S0 alone, no E */
+#endif
+     atomic { slk[S1] == NOCPU -> home_lock1();
               assert(state[B] == CREATED); state[B] = READY; enqueue_locked(B);
-              lk = NOCPU; started = 1 }
+              unlockS(CPU0, S1);
+#ifndef BUG_SECOND_S_WITHOUT_E
+              ipc_unguard(CPU0);
+#else
+              unlockS(CPU0, S0);
+#endif
+              started = 1 }
   :: sent < NROUNDS ->          /* Endpoint::send: W waits on receivers_ */
-     atomic { lk == NOCPU && wq_w -> lk = CPU0;
+     atomic { FREE0 && elk == NOCPU && slk[S0] == NOCPU && wq_w -> ipc_guard(CPU0);
+              if :: stk[W] == CPU1 -> REACH(13) :: else fi }  /* S1 not yet handed over */
+     atomic { slk[S1] == NOCPU -> home_lock1();
               assert(state[W] == BLOCKED);
               assert(stk[W] == NOCPU);  /* the hand-over: CPU1 is off W's stack */
-              wq_w = 0;                 /* end_wait_locked */
+              assert(elk == CPU0); wq_w = 0;   /* end_wait_locked */
               state[W] = READY; woken_w++;
               if :: cur1 == B -> REACH(8) :: else fi;
               enqueue_locked(W);
-              lk = NOCPU; sent++ }
+              unlockS(CPU0, S1); ipc_unguard(CPU0); sent++ }
   :: started && sent == NROUNDS -> break
   od
 }
 
 proctype Reaper() {             /* reaper_entry: Thread::destroy(next_zombie()) */
-  byte z;
+  byte z; bit blk;
+#ifdef BUG_REAPER_NO_LOCK
 end_reaper:
   do
-  :: zq_len > 0 ->
-#ifdef BUG_REAPER_NO_LOCK
-     atomic { zq_len > 0 -> z = zq[0]; zq[0] = zq[1]; zq[1] = 0; zq_len-- }
+  :: atomic { zq_len > 0 -> z = zq[0]; zq[0] = zq[1]; zq[1] = 0; zq_len-- }  /* lock-free pop */
 #else
-     atomic { lk == NOCPU && zq_len > 0 ->      /* next_zombie: LockGuard; pop */
-              lk = CPU0; z = zq[0]; zq[0] = zq[1]; zq[1] = 0; zq_len--; lk = NOCPU }
+  do
+  :: atomic { FREE0 && elk == NOCPU && slk[S0] == NOCPU -> ipc_guard(CPU0); /* next_zombie */
+              assert(rst == RUNNING);
+              if
+              :: zq_len > 0 -> z = zq[0]; zq[0] = zq[1]; zq[1] = 0; zq_len--;
+                 if :: stk[z] != NOCPU -> REACH(11) :: else fi
+              :: else ->                /* block_current_locked(nullptr, 0): Blocked under */
+                 rst = BLOCKED; blk = 1; /* S0; the switch releases E, S0 is handed to */
+                 ipc_unguard(CPU0);     /* CPU0's next thread (CPU0 is not modelled) */
+                 printf("CPU0: the reaper blocks\n")
+              fi }
+     if
+     :: blk ->
+end_reaper:
+        /* woken: CPU0's scheduler runs it again (S0 handed over and released) */
+        atomic { rst == READY && FREE0 && slk[S0] == NOCPU -> rst = RUNNING; blk = 0 }
+     :: else ->
+#ifndef BUG_REAPER_NO_HOME_LOCK
+        /* HomeLock off_its_stack: the zombie's home lock, taken and let go */
+        atomic { slk[HS(z)] == NOCPU -> lockS(CPU0, HS(z)); unlockS(CPU0, HS(z)) }
 #endif
-     atomic { assert(stk[z] == NOCPU && !freed[z] && state[z] == DEAD);  /* Thread::destroy */
-              freed[z] = 1; if :: z == W -> REACH(9) :: else fi;
-              printf("CPU0: the reaper frees %d\n", z); z = 0 }
+        ipc_unguard(CPU0);
+#endif
+        atomic { assert(stk[z] == NOCPU && !freed[z] && state[z] == DEAD);  /* Thread::destroy */
+                 freed[z] = 1; if :: z == W -> REACH(9) :: else fi;
+                 printf("CPU0: the reaper frees %d\n", z); z = 0 }
+#ifndef BUG_REAPER_NO_LOCK
+     fi
+#endif
   od
 }
 
 active proctype Check() {       /* ghost: when nothing can move any more */
 end_check:
   timeout ->
+  assert(elk == NOCPU && slk[S0] == NOCPU && slk[S1] == NOCPU);  /* 4: no CPU spins */
   assert(!(rq_len > 0 && halted1 && !pend1));     /* 1: a Ready thread slept through */
-  assert(halted1 && rq_len == 0 && !pend1 && lk == NOCPU);
-  assert(woken_w == NROUNDS && ran_w == NROUNDS && freed[W] && freed[B]);
+  assert(halted1 && rq_len == 0 && !pend1);
+  assert(woken_w == NROUNDS && ran_w == NROUNDS && freed[W] && freed[B] && zq_len == 0);
+#ifndef BUG_REAPER_NO_LOCK
+  assert(rst == BLOCKED);                         /* 1: the reaper too sleeps only idle */
+#endif
   assert(run1 == I1 && stk[I1] == CPU1 && stk[W] == NOCPU && stk[B] == NOCPU);
   REACH(10)
 }
@@ -321,7 +449,7 @@ end_check:
 init {
   atomic {
     home[W] = CPU1; home[B] = CPU1; home[I1] = CPU1;
-    state[W] = RUNNING; state[B] = CREATED; state[I1] = READY;
+    state[W] = RUNNING; state[B] = CREATED; state[I1] = READY; rst = RUNNING;
     cur1 = W; run1 = W; stk[W] = CPU1; if1 = 1;
     run Receiver(); run Busy(); run Idle1(); run Waker(); run Reaper()
   }
