@@ -131,8 +131,10 @@ void run_demo() {
     stop.label = kDemoStop;
     (void)demo.ep->call(stop, 0);
     demo.stop = true;
-    while (server.value()->state != ThreadState::Dead ||
-           spinner.value()->state != ThreadState::Dead) {
+    // A look without the lock (they run on this CPU); Thread::destroy
+    // waits until no CPU is on a dead thread's stack.
+    while (__atomic_load_n(&server.value()->state, __ATOMIC_ACQUIRE) != ThreadState::Dead ||
+           __atomic_load_n(&spinner.value()->state, __ATOMIC_ACQUIRE) != ThreadState::Dead) {
         sched.yield_now();
     }
     Thread::destroy(server.value());

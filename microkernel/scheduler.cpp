@@ -408,18 +408,16 @@ Thread* Scheduler::next_zombie() {
         IpcGuard guard;  // the zombie list's lock
         MK_ASSERT(current_ == reaper_);
         zombie = zombies_.pop_front();
-        if (zombie != nullptr) {
-            // It went on the list with its CPU's scheduler lock held, which
-            // that CPU held on until it ran the next thread (on that
-            // thread's stack): once this has that lock, the zombie's CPU is
-            // off its stack for good.
-            HomeLock off_its_stack(*this, *zombie);
-            break;
-        }
+        if (zombie != nullptr) break;  // Thread::destroy waits for its CPU to leave it
         // Woken by bury_locked(), under the IPC lock too.
         block_current_locked(nullptr, 0);
     }
     return zombie;
+}
+
+void Scheduler::wait_off_cpu_locked(const Thread& thread) {
+    MK_ASSERT(thread.state == ThreadState::Dead);
+    HomeLock off_its_stack(*this, thread);
 }
 
 // --- Blocking and waking ---

@@ -148,6 +148,11 @@ class Scheduler {
     void set_reaper(Thread& reaper);
     // The next zombie, sleeping until there is one. Only the reaper calls it.
     Thread* next_zombie();
+    // Returns once no CPU is on the stack of `thread`, which is Dead: its
+    // home CPU held its scheduler lock from the thread's end until it ran
+    // on the next thread's stack, so having that lock once is enough. With
+    // the IPC lock and this CPU's lock held (IpcGuard): Thread::destroy.
+    void wait_off_cpu_locked(const Thread& thread);
 
     // --- Blocking and waking ---
 

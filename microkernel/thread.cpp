@@ -109,6 +109,10 @@ void Thread::destroy(Thread* thread) {
     {
         IpcGuard guard;  // the registry, and its state
         MK_ASSERT(thread->state == ThreadState::Dead || thread->state == ThreadState::Created);
+        // A thread that ran may have ended on another CPU a moment ago
+        // (its creator or the reaper saw it Dead): that CPU is off its
+        // stack once this has its lock.
+        if (thread->state == ThreadState::Dead) this_cpu().scheduler.wait_off_cpu_locked(*thread);
         MK_ASSERT(thread->ipc->callers.empty());
         // The thread is gone from now on, whoever still holds a reference:
         // its id names nothing, and a Created one can no longer be started.
