@@ -45,10 +45,12 @@
  *             thread -- all under S1; then S1, S0 and E are released.
  *   Reaper    reaper_entry: Scheduler::next_zombie under IpcGuard (E + S0): pop the
  *             zombie list; a zombie: HomeLock of its home CPU (S1) taken and let go at
- *             once -- CPU1 held S1 from the push until it ran on the next thread's
- *             stack, so once the reaper has had S1, CPU1 is off the zombie's stack --
- *             then the locks are released and Thread::destroy frees the stack outside
- *             any lock; no zombie: block_current_locked (Blocked under S0; the switch
+ *             once (Thread::destroy -> Scheduler::wait_off_cpu_locked, under E + S0
+ *             taken again: modelled as one critical section with the pop, as the
+ *             zombie is the reaper's alone in between) -- CPU1 held S1 from the push
+ *             until it ran on the next thread's stack, so once the reaper has had S1,
+ *             CPU1 is off the zombie's stack -- then the locks are released and
+ *             Thread::destroy frees the stack outside any lock; no zombie: block_current_locked (Blocked under S0; the switch
  *             lets go of E; woken by bury_locked's wake, CPU0 runs it again).
  *   Check     ghost: the end-of-run check (no kernel function).
  * The notify IPI (`pend1`) stays pending at CPU1 until CPU1 has interrupts on; it is
@@ -418,7 +420,7 @@ end_reaper:
         atomic { rst == READY && FREE0 && slk[S0] == NOCPU -> rst = RUNNING; blk = 0 }
      :: else ->
 #ifndef BUG_REAPER_NO_HOME_LOCK
-        /* HomeLock off_its_stack: the zombie's home lock, taken and let go */
+        /* wait_off_cpu_locked: the zombie's home lock, taken and let go */
         atomic { slk[HS(z)] == NOCPU -> lockS(CPU0, HS(z)); unlockS(CPU0, HS(z)) }
 #endif
         ipc_unguard(CPU0);

@@ -226,8 +226,8 @@
  * is reached only by the control BUG_SWITCHING_OUT_AFTER_WRITE); the tick's balance and
  * its load reads; Scheduler::start of a thread of another CPU (the same second-lock
  * rule as a wake); the zombie list and the reaper (the zombie list is one list under E;
- * the reaper pops a zombie and then takes the zombie's CPU's S lock as its second lock,
- * to know that CPU is off the zombie's stack); more than two CPUs or one endpoint.
+ * the reaper pops a zombie and Thread::destroy takes the zombie's CPU's S lock as its
+ * second lock, to know that CPU is off the zombie's stack: smp_wake.pml); more than two CPUs or one endpoint.
  */
 #define R    0                  /* receiver, homed on CPU0 */
 #define C    1                  /* caller, homed on CPU1 */
