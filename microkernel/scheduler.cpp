@@ -29,6 +29,9 @@ void forget_cpus() {
 Scheduler::HomeLock::HomeLock(Scheduler& self, Scheduler& home)
     : home_(&home), other_(&home != &self) {
     if (!other_) return;
+    // Not after this CPU queued its running thread elsewhere: that CPU may
+    // wait for it to be off this CPU with its lock held (move_locked).
+    MK_ASSERT(!self.current_->switching_out);
     if (HeldLocks* held = held_locks_here()) {
         // The IPC lock and this CPU's scheduler lock, nothing above them.
         MK_ASSERT((held->mask >> unsigned(LockLevel::Endpoint)) ==
@@ -175,10 +178,20 @@ void Scheduler::request_move_locked(Thread& thread, uint32_t dest) {
 }
 
 void Scheduler::do_moves_locked() {
+    // The running thread last: once it is queued on its new home
+    // (switching_out), that CPU may spin on it with its lock held until
+    // this one switches away, so no other CPU's lock may be taken here
+    // after it (HomeLock asserts as much).
+    Thread* self = nullptr;
     for (auto it = moves_.begin(); it != moves_.end();) {
         Thread& t = *it++;  // a move unlinks it
-        if (movable_locked(t)) move_locked(t, t.move_to);
+        if (&t == current_) {
+            self = &t;
+        } else if (movable_locked(t)) {
+            move_locked(t, t.move_to);
+        }
     }
+    if (self != nullptr && movable_locked(*self)) move_locked(*self, self->move_to);
 }
 
 void Scheduler::drop_move_locked(Thread& thread) {
@@ -206,10 +219,11 @@ void Scheduler::move_locked(Thread& thread, uint32_t dest) {
             // schedule_locked leaves a thread that is no longer Running
             // alone, switch_locked unloads it).
             thread.state = ThreadState::Ready;
-            thread.stack_holds_no_cpu = true;  // as the switch will say: at the boundary
+            thread.stack_holds_no_cpu = true;  // as the switch would say: at the boundary
             thread.switching_out = true;
             thread.cpu = dest;
             enqueue_locked(thread);
+            switched_from_ = &thread;  // the switch that follows leaves it
             need_resched_ = true;
             break;
         case ThreadState::Ready:
@@ -746,14 +760,20 @@ void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
     if (fresh_quantum || quantum_left_ == 0) quantum_left_ = kQuantumTicks;
     need_resched_ = false;
     if (&next == &prev) return;
-    prev.stack_holds_no_cpu = boundary;
+    // A thread that moves away (move_locked: switched_from_) is its new
+    // home's already, which may move it on (under the IPC lock, released
+    // by now): of it, this reads only what nobody else writes until its
+    // switching_out is clear.
+    bool moving = switched_from_ == &prev;
+    if (!moving) prev.stack_holds_no_cpu = boundary;
     current_ = &next;
     ++counters_.switches;
     if (prev.state == ThreadState::Dead) {
         Cpu::retire_context(prev.context);
-    } else if (prev.cpu != cpu_) {
-        Cpu::unload_context(prev.context);  // it moved: its next CPU finds it all in its context
-        switched_from_ = &prev;             // and runs it once this switch is done
+    } else if (moving) {
+        // Its new home finds it all in its context, and runs it once this
+        // switch is done (after_switch_locked).
+        Cpu::unload_context(prev.context);
     }
     if (prev.at_frame && prev.state == ThreadState::Blocked) {
         // Blocked in an IPC syscall with nothing on its stack: it gives the

@@ -505,6 +505,27 @@ TEST_F(SmpSchedulerTest, AMovingThreadRunsOnItsNewHomeOnlyOnceItsOldCpuLeftIt) {
     EXPECT_EQ(sched1().current(), t);
 }
 
+// Found in review: with its running thread and another first and second
+// on its move list, a CPU queued the running one on its new home (marked
+// switching_out) and then took that CPU's lock again for the other; that
+// CPU, spinning on switching_out with its lock held, deadlocked with it.
+// The running thread moves last: here the other is queued first.
+TEST_F(SmpSchedulerTest, TheRunningThreadMovesLastOfTheMovesAsked) {
+    Thread* running = running_on_1("running");
+    Thread* other = create_on_1("other");
+    ASSERT_EQ(sched().start(*other), Error::None);  // Ready on CPU 1, never ran: movable
+    ASSERT_EQ(sched().set_affinity(*running, 0b01).value(), 0u);  // first on the list
+    ASSERT_EQ(sched().set_affinity(*other, 0b01).value(), 0u);
+    notify_interrupt_on_1(true);
+    ASSERT_EQ(running->cpu, 0u);
+    ASSERT_EQ(other->cpu, 0u);
+    EXPECT_FALSE(running->switching_out);
+    yield();  // CPU 0's queue is FIFO
+    EXPECT_EQ(sched().current(), other);
+    yield();
+    EXPECT_EQ(sched().current(), running);
+}
+
 // A second scheduler lock needs the IPC lock: a wake of a thread of another
 // CPU under this CPU's scheduler lock alone is a kernel bug.
 TEST_F(SmpSchedulerTest, AnotherCpusLockWithoutTheIpcLockIsAKernelBug) {

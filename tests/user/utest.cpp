@@ -1060,6 +1060,129 @@ bool unmaps_on_every_cpu_at_once() {
     return true;
 }
 
+// Threads that move while they talk across CPUs: clients call an echo
+// thread of this process, each moving itself every few calls, while this
+// thread moves every one of them — running, ready or blocked in a call or
+// a receive — to random sets of CPUs. So a CPU finds its running thread
+// and others on its move list at once, moves race with cross-CPU wakes,
+// and the balancing rule joins in. Every call gets its own answer, and
+// nothing hangs. (Seeded, the seed printed.)
+constexpr int kMoveClients = 3;
+constexpr int kMoveRounds = 400;
+
+struct MoveStress {
+    ipc::Endpoint ep;
+    uint32_t online = 0;  // the CPUs that came up, a bit each
+    uint64_t seed = 0;
+    int failures = 0;       // wrong or failed calls
+    int move_failures = 0;  // refused moves
+    int clients_done = 0;
+    bool stop = false;  // the clients may end (none is moved from then on)
+    bool echo_done = false;
+};
+
+struct MoveClient {
+    MoveStress* s = nullptr;
+    uint32_t id = 0;
+    uint64_t rng = 0;
+};
+
+uint64_t next_random(uint64_t& x) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+}
+
+// A random nonempty set of the CPUs that came up.
+uint64_t random_mask(uint64_t& rng, uint32_t online) {
+    for (;;) {
+        uint64_t m = next_random(rng) & online;
+        if (m != 0) return m;
+    }
+}
+
+void move_echo(void* arg) {
+    auto* s = static_cast<MoveStress*>(arg);
+    Result<ipc::Received> r = ipc::recv(s->ep);
+    while (r && r.value().message.label() != 0xFFFF) {
+        ipc::Message answer(1);
+        answer.set_word(0, r.value().message.word(0) + 1);
+        r = ipc::reply_recv(s->ep, answer);
+    }
+    if (!r)
+        __atomic_fetch_add(&s->failures, 1, __ATOMIC_RELAXED);
+    else
+        (void)ipc::reply(ipc::Message(0));
+    __atomic_store_n(&s->echo_done, true, __ATOMIC_RELEASE);
+}
+
+void move_client(void* arg) {
+    auto* c = static_cast<MoveClient*>(arg);
+    MoveStress& s = *c->s;
+    int failures = 0;
+    int move_failures = 0;
+    for (uint64_t i = 0; i < kMoveRounds; ++i) {
+        uint64_t word = (uint64_t(c->id) << 32) | i;
+        Result<ipc::Received> r = ipc::call(s.ep, ipc::Message(1).set_word(0, word));
+        if (!r || r.value().message.word(0) != word + 1) ++failures;
+        if (next_random(c->rng) % 8 == 0 &&
+            sys::set_affinity(abi::kNoHandle, random_mask(c->rng, s.online)) != abi::Err::Ok)
+            ++move_failures;
+    }
+    __atomic_fetch_add(&s.failures, failures, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s.move_failures, move_failures, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s.clients_done, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&s.stop, __ATOMIC_ACQUIRE)) (void)sys::yield();
+}
+
+bool moves_during_cross_cpu_ipc() {
+    if (one_cpu()) return true;
+    MoveStress s;
+    Result<ipc::Endpoint> ep = ipc::Endpoint::create();
+    EXPECT(ep);
+    s.ep = std::move(ep).value();
+    s.seed = 0x9E3779B97F4A7C15ull ^ rdtsc();
+    printf("  seed %#lx\n", s.seed);
+    uint64_t rng = s.seed | 1;
+    ipc::Handle threads[kMoveClients + 1];
+    Result<ipc::Handle> echo = ipc::start_thread(move_echo, &s);
+    EXPECT(echo);
+    threads[0] = std::move(echo).value();
+    // The CPUs that came up: those the echo thread may be bound to.
+    for (uint32_t c = 0; c < g_cpu_count && c < 64; ++c) {
+        if (sys::set_affinity(threads[0].get(), uint64_t(1) << c) == abi::Err::Ok)
+            s.online |= 1u << c;
+    }
+    EXPECT(s.online != 0);
+    MoveClient clients[kMoveClients];
+    for (int i = 0; i < kMoveClients; ++i) {
+        clients[i] = MoveClient{&s, uint32_t(i + 1), next_random(rng) | 1};
+        Result<ipc::Handle> t = ipc::start_thread(move_client, &clients[i]);
+        EXPECT(t);
+        threads[i + 1] = std::move(t).value();
+    }
+    uint64_t moves = 0;
+    uint64_t t0 = rdtsc();
+    while (__atomic_load_n(&s.clients_done, __ATOMIC_ACQUIRE) < kMoveClients) {
+        for (ipc::Handle& t : threads) {
+            if (sys::set_affinity(t.get(), random_mask(rng, s.online)) != abi::Err::Ok)
+                __atomic_fetch_add(&s.move_failures, 1, __ATOMIC_RELAXED);
+            ++moves;
+        }
+        if (next_random(rng) % 4 == 0) (void)sys::yield();
+    }
+    __atomic_store_n(&s.stop, true, __ATOMIC_RELEASE);
+    EXPECT(ipc::call(s.ep, ipc::Message(0xFFFF)));
+    while (!__atomic_load_n(&s.echo_done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+    printf(
+        "  %d clients x %d calls, %lu moves asked from outside, %lu TSC ticks; %d calls and %d "
+        "moves failed\n",
+        kMoveClients, kMoveRounds, moves, rdtsc() - t0, s.failures, s.move_failures);
+    EXPECT(s.failures == 0 && s.move_failures == 0);
+    return true;
+}
+
 bool kill_ends_a_process() {
     EXPECT(status_of(sys::invoke(abi::Sys::ProcessKill, g_pong)) == abi::Err::Ok);
     // Blocked in its receive, it is woken and ends: its supervisor is told.
@@ -1109,6 +1232,7 @@ int main(uint64_t arg) {
     check(thread_moves_between_cpus(), "user_thread_moves_between_cpus");
     check(busy_threads_spread_to_idle_cpus(), "user_busy_threads_spread_to_idle_cpus");
     check(unmaps_on_every_cpu_at_once(), "user_unmaps_on_every_cpu_at_once");
+    check(moves_during_cross_cpu_ipc(), "user_moves_during_cross_cpu_ipc");
     check(kill_ends_a_process(), "user_kill_ends_a_process");
     check(last_receive_handle_ends_queued_calls(), "user_last_receive_handle_ends_queued_calls");
     printf("done: %d failed\n", g_failures);
