@@ -766,7 +766,7 @@ void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
     // switching_out is clear.
     bool moving = switched_from_ == &prev;
     if (!moving) prev.stack_holds_no_cpu = boundary;
-    current_ = &next;
+    __atomic_store_n(&current_, &next, __ATOMIC_RELAXED);  // balance_wanted_locked looks
     ++counters_.switches;
     if (prev.state == ThreadState::Dead) {
         Cpu::retire_context(prev.context);

@@ -238,7 +238,7 @@ class FastPath {
         next.state = ThreadState::Running;
         next.at_frame = false;
         next.lent_quantum = false;
-        s.current_ = &next;
+        __atomic_store_n(&s.current_, &next, __ATOMIC_RELAXED);  // another CPU may look
         Cpu::load_user_context(cpu.arch, self.context, next.context);
         return FastPathExit{&to};
     }
@@ -254,7 +254,7 @@ class FastPath {
         if (next.timeout_hook.is_linked()) [[unlikely]]
             s.cancel_timeout_locked(next);
         set_state(next, WakeReason::Woken, ThreadState::Running, false);
-        s.current_ = &next;
+        __atomic_store_n(&s.current_, &next, __ATOMIC_RELAXED);
         s.donate_target_ = nullptr;
         Cpu::load_user_context(cpu.arch, self.context, next.context);
         return FastPathExit{&Cpu::syscall_frame(next.context)};
