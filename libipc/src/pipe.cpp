@@ -32,10 +32,9 @@ Result<size_t> read(const Endpoint& end, void* buf, size_t n) {
     Received r;
     if (Status s = ipc::detail::call(end, m, r, abi::kForever); !s) return s.error();
     if (abi::Err e = ipc::reply_status(r.message); e != abi::Err::Ok) return e;
-    size_t got = r.message.length();
-    if (got > n || got != r.message.word(0)) return abi::Err::BadState;
-    std::memcpy(buf, r.message.payload(), got);
-    return got;
+    long got = take_bytes(r.message, buf, n);
+    if (got < 0) return abi::Err::BadState;  // not what a server sends
+    return size_t(got);
 }
 
 Result<size_t> write(const Endpoint& end, const void* buf, size_t n) {
@@ -44,7 +43,11 @@ Result<size_t> write(const Endpoint& end, const void* buf, size_t n) {
     while (done < n) {
         size_t piece = n - done < abi::kMaxPayload ? n - done : abi::kMaxPayload;
         Message m(kWrite);
-        m.append(bytes + done, piece);
+        if (piece <= kInlineBytes) {
+            set_inline(m, bytes + done, piece);  // in registers, no payload to copy
+        } else {
+            m.append(bytes + done, piece);
+        }
         Received r;
         if (Status s = ipc::detail::call(end, m, r, abi::kForever); !s) return s.error();
         if (abi::Err e = ipc::reply_status(r.message); e != abi::Err::Ok) return e;

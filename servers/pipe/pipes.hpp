@@ -100,11 +100,19 @@ class Pipes {
         abi::Err e = lookup(req, true, &p);
         if (e != abi::Err::Ok) return e;
         const Message& m = req.message();
+        // The bytes, from the payload or (a small write) the words.
+        uint8_t small[pipe::kInlineBytes];
+        const uint8_t* data = m.payload();
         size_t n = m.length();
-        if (n == 0) return abi::Err::InvalidArgument;
+        if (n == 0) {
+            long got = pipe::take_bytes(m, small, sizeof small);
+            if (got <= 0) return abi::Err::InvalidArgument;
+            n = size_t(got);
+            data = small;
+        }
         if (!p->read_open) return abi::Err(pipe::kBrokenPipe);
         if (p->writers.empty() && p->buffer.room() >= n) {
-            put(*p, m.payload(), n);
+            put(*p, data, n);
             pump(*p);  // the oldest reader takes it, and runs first
             return written(n);
         }
@@ -115,7 +123,7 @@ class Pipes {
         Result<Reply> r = req.defer();
         if (!r) return r.error();
         Writer w{std::move(r).value(), uint32_t(n), 0, {}};
-        std::memcpy(w.data, m.payload(), n);
+        std::memcpy(w.data, data, n);
         if (!p->writers.push_back(std::move(w))) {
             (void)w.reply.fail(abi::Err::OutOfMemory);
             return Response::deferred();
@@ -228,10 +236,21 @@ class Pipes {
     static void put(Pipe& p, const uint8_t* data, size_t n) { p.buffer.push(data, n); }
 
     // The reply carrying the oldest min(want, buffered) bytes, which stay in
-    // the buffer until consume().
+    // the buffer until consume(): in its words for a small read, else as its
+    // payload; word 0 their count either way.
     static Response peek(const Pipe& p, size_t want) {
         Response r(abi::Err::Ok);
         Message& m = r.message();
+        if (want <= pipe::kInlineBytes) {
+            uint8_t small[pipe::kInlineBytes];
+            size_t got = 0;
+            size_t n = p.buffer.peek(want, [&small, &got](const uint8_t* bytes, size_t count) {
+                std::memcpy(small + got, bytes, count);
+                got += count;
+            });
+            pipe::set_inline(m, small, n);
+            return r;
+        }
         size_t n = p.buffer.peek(
             want, [&m](const uint8_t* bytes, size_t count) { m.append(bytes, count); });
         m.set_word(0, n);
@@ -242,7 +261,7 @@ class Pipes {
     // waiting writers' bytes into the room it made.
     static Response take_and_pump(Pipe& p, size_t want) {
         Response r = peek(p, want);
-        consume(p, r.message().length());
+        consume(p, r.message().word(0));
         pump(p);
         return r;
     }
@@ -268,7 +287,7 @@ class Pipes {
             while (!p.readers.empty() && !p.buffer.empty()) {
                 Reader r = p.readers.pop_front();
                 Response m = peek(p, r.want);
-                size_t n = m.message().length();
+                size_t n = m.message().word(0);
                 if (r.reply.send(m.message())) consume(p, n);
             }
             while (!p.writers.empty() && !p.buffer.full()) {

@@ -35,11 +35,31 @@ class PipeServerTest : public ::testing::Test {
                      Message(pipe::kWrite).append(bytes.data(), bytes.size()),
                      badge != 0 ? badge : wr_, call);
     }
+    // A small write, its bytes in the message's words.
+    CallRef write_inline(const std::string& bytes, uint64_t badge = 0) {
+        Message m(pipe::kWrite);
+        pipe::set_inline(m, bytes.data(), bytes.size());
+        return issue([this](FakeRequest& r) { return pipes_.write(r); }, std::move(m),
+                     badge != 0 ? badge : wr_, true);
+    }
+    // The bytes a read's reply carries, in its words or as its payload
+    // (pipe::take_bytes, as the client reads them).
+    static std::string data(const CallRef& r) {
+        if (r->payload.empty()) {
+            EXPECT_LE(r->words[0], pipe::kInlineBytes);
+            std::string out(r->words[0], '\0');
+            for (size_t i = 0; i < out.size(); ++i)
+                out[i] = char(r->words[1 + i / 8] >> (8 * (i % 8)));
+            return out;
+        }
+        EXPECT_EQ(r->words[0], r->payload.size());
+        return r->payload;
+    }
     // A read that must be answered at once with `bytes`.
     void expect_read(uint64_t want, const std::string& bytes) {
         CallRef r = read(want);
         ASSERT_TRUE(r->ok());
-        EXPECT_EQ(r->payload, bytes);
+        EXPECT_EQ(data(r), bytes);
         EXPECT_EQ(r->words[0], bytes.size());
     }
     static bool is_eof(const CallRef& r) {
@@ -52,6 +72,47 @@ class PipeServerTest : public ::testing::Test {
     uint64_t rd_ = 0;
     uint64_t wr_ = 0;
 };
+
+// Small writes carry their bytes in the message's words, small reads get
+// them back there (the pipe ping-pong's byte rides in registers both ways);
+// a larger read gets them as its payload. Either way word 0 is the count.
+TEST_F(PipeServerTest, SmallReadsAndWritesCarryTheirBytesInTheWords) {
+    EXPECT_TRUE(wrote(write_inline("x"), 1));
+    EXPECT_TRUE(wrote(write_inline(std::string(pipe::kInlineBytes, 'y')), pipe::kInlineBytes));
+    CallRef small = read(1);
+    ASSERT_TRUE(small->ok());
+    EXPECT_TRUE(small->payload.empty());  // in the words
+    EXPECT_EQ(data(small), "x");
+    CallRef large = read(pipe::kInlineBytes + 1);
+    ASSERT_TRUE(large->ok());
+    EXPECT_EQ(large->payload, std::string(pipe::kInlineBytes, 'y'));  // as the payload
+    // A waiting small read is answered in the words too.
+    CallRef waiting = read(8);
+    EXPECT_TRUE(waiting->waiting());
+    EXPECT_TRUE(wrote(write("abc"), 3));
+    ASSERT_TRUE(waiting->ok());
+    EXPECT_TRUE(waiting->payload.empty());
+    EXPECT_EQ(data(waiting), "abc");
+    // And what take_bytes() makes of each, as the client reads them.
+    uint8_t buf[abi::kMaxPayload];
+    Message m(ipc::kStatusOk);
+    pipe::set_inline(m, "hi", 2);
+    EXPECT_EQ(pipe::take_bytes(m, buf, sizeof buf), 2);
+    EXPECT_EQ(std::string(reinterpret_cast<char*>(buf), 2), "hi");
+    EXPECT_EQ(pipe::take_bytes(m, buf, 1), -1);  // more than asked for
+}
+
+// A small write that says zero bytes, or more than the words hold, is
+// refused with nothing written.
+TEST_F(PipeServerTest, ABadSmallWriteIsRefused) {
+    for (uint64_t n : {uint64_t(0), uint64_t(pipe::kInlineBytes + 1), ~uint64_t(0)}) {
+        Message m(pipe::kWrite);
+        m.set_word(0, n);
+        CallRef r = issue([this](FakeRequest& q) { return pipes_.write(q); }, std::move(m), wr_);
+        EXPECT_EQ(r->status(), abi::Err::InvalidArgument) << n;
+    }
+    EXPECT_EQ(pipes_.buffered(id_), 0u);
+}
 
 TEST_F(PipeServerTest, BytesComeOutInTheOrderTheyWentIn) {
     EXPECT_TRUE(wrote(write("hello, "), 7));
@@ -69,7 +130,7 @@ TEST_F(PipeServerTest, AReadOnAnEmptyPipeWaitsAndTheNextWriteAnswersIt) {
     CallRef w = write("abc");
     EXPECT_TRUE(wrote(w, 3));
     ASSERT_TRUE(r->ok());
-    EXPECT_EQ(r->payload, "abc");
+    EXPECT_EQ(data(r), "abc");
     EXPECT_EQ(pipes_.buffered(id_), 0u);
     EXPECT_EQ(pipes_.stats().readers_waiting, 0u);
 }
@@ -82,9 +143,9 @@ TEST_F(PipeServerTest, WaitingReadersAreServedInArrivalOrder) {
     CallRef r3 = read(2);
     EXPECT_EQ(pipes_.stats().readers_waiting, 3u);
     EXPECT_TRUE(wrote(write("aabbc"), 5));
-    EXPECT_EQ(r1->payload, "aa");
-    EXPECT_EQ(r2->payload, "bb");
-    EXPECT_EQ(r3->payload, "c");
+    EXPECT_EQ(data(r1), "aa");
+    EXPECT_EQ(data(r2), "bb");
+    EXPECT_EQ(data(r3), "c");
     EXPECT_EQ(pipes_.stats().readers_waiting, 0u);
 }
 
@@ -92,8 +153,8 @@ TEST_F(PipeServerTest, AReaderTakesWhatThereIsAndLeavesTheRestForTheNext) {
     CallRef r1 = read(3);
     CallRef r2 = read(10);
     EXPECT_TRUE(wrote(write("abcdef"), 6));
-    EXPECT_EQ(r1->payload, "abc");
-    EXPECT_EQ(r2->payload, "def");
+    EXPECT_EQ(data(r1), "abc");
+    EXPECT_EQ(data(r2), "def");
 }
 
 TEST_F(PipeServerTest, AWriteLargerThanTheFreeSpaceWaitsUntilDrainedAndDropsNothing) {
@@ -119,7 +180,7 @@ TEST_F(PipeServerTest, AWriteLargerThanTheFreeSpaceWaitsUntilDrainedAndDropsNoth
     while (got.size() < sent.size()) {
         CallRef r = read(abi::kMaxPayload);
         ASSERT_TRUE(r->ok());
-        got += r->payload;
+        got += data(r);
     }
     EXPECT_TRUE(wrote(w, chunk.size()));
     EXPECT_EQ(got, sent);
@@ -142,8 +203,8 @@ TEST_F(PipeServerTest, WaitingWritersGoInInArrivalOrderWithoutInterleaving) {
     while (!(wa->ok() && wb->ok()) || pipes_.buffered(id_) > 0) {
         CallRef r = read(abi::kMaxPayload);
         ASSERT_TRUE(r->ok());
-        ASSERT_FALSE(r->payload.empty());
-        got += r->payload;
+        ASSERT_FALSE(data(r).empty());
+        got += data(r);
     }
     std::string tail = got.substr(got.size() - a.size() - b.size());
     EXPECT_EQ(tail, a + b);
@@ -173,7 +234,7 @@ TEST_F(PipeServerTest, BufferedBytesAreReadBeforeTheEof) {
 TEST_F(PipeServerTest, NoEofWithoutTheNotice) {
     for (int i = 0; i < 100; ++i) ASSERT_TRUE(wrote(write("x"), 1));
     std::string got;
-    while (got.size() < 100) got += read(64)->payload;
+    while (got.size() < 100) got += data(read(64));
     CallRef r = read(1);
     EXPECT_TRUE(r->waiting());
     pipes_.last_handle(wr_);
@@ -199,8 +260,8 @@ TEST_F(PipeServerTest, AWaitingWritersBytesAreReadBeforeTheEof) {
     for (;;) {
         CallRef r = read(abi::kMaxPayload);
         ASSERT_TRUE(r->ok());
-        if (r->payload.empty()) break;
-        got += r->payload;
+        if (data(r).empty()) break;
+        got += data(r);
     }
     EXPECT_EQ(got, fill + "late");
     EXPECT_TRUE(wrote(w, 4));
@@ -249,7 +310,7 @@ TEST_F(PipeServerTest, AReaderThatDiedWhileWaitingLosesNoBytes) {
     dead->kill();
     EXPECT_TRUE(wrote(write("data"), 4));
     EXPECT_EQ(dead->answers, 0);
-    EXPECT_EQ(live->payload, "data");
+    EXPECT_EQ(data(live), "data");
     // With no live reader left the bytes stay buffered.
     CallRef dead2 = read(8);
     dead2->kill();
@@ -287,7 +348,7 @@ TEST_F(PipeServerTest, AHugeReadIsCutToOneMessage) {
     for (size_t i = 0; i < fill.size(); i += 400) ASSERT_TRUE(write(fill.substr(i, 400))->ok());
     CallRef r = read(UINT64_MAX);
     ASSERT_TRUE(r->ok());
-    EXPECT_EQ(r->payload.size(), abi::kMaxPayload);
+    EXPECT_EQ(data(r).size(), abi::kMaxPayload);
 }
 
 TEST_F(PipeServerTest, ThePipeTableHasABoundAndFreedSlotsAreReused) {
@@ -311,7 +372,7 @@ TEST_F(PipeServerTest, WaitingReadersAreBoundedByEvictingTheOldest) {
     EXPECT_TRUE(reads[1]->waiting());
     EXPECT_EQ(pipes_.stats().readers_waiting, pipe::kMaxReaders);
     EXPECT_TRUE(wrote(write("x"), 1));
-    EXPECT_EQ(reads[1]->payload, "x");  // still in arrival order
+    EXPECT_EQ(data(reads[1]), "x");  // still in arrival order
 }
 
 TEST_F(PipeServerTest, WaitingWritersAreBoundedAndARefusedWriteWritesNothing) {

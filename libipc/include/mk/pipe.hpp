@@ -36,12 +36,15 @@ enum Label : uint32_t {
     // server has no room (kMaxPipes).
     kCreate = 1,
     // On a read end: word 0 the most bytes wanted (1..abi::kMaxPayload).
-    // Reply: Ok, word 0 the count n, the n bytes as the payload; n = 0 is
-    // EOF (no data, and no write end left). Waits (a deferred reply) while
+    // Reply: Ok, word 0 the count n, the n bytes in words 1.. for a read
+    // of at most kInlineBytes (no payload: reply_bytes()), else as the
+    // payload; n = 0 is EOF (no data, and no write end left). Waits (a deferred reply) while
     // the pipe is empty and a write end is open; returns as soon as any
     // bytes are there, min(wanted, available).
     kRead = 2,
-    // On a write end: the bytes as the payload (1..abi::kMaxPayload).
+    // On a write end: the bytes as the payload (1..abi::kMaxPayload), or
+    // at most kInlineBytes of them in words 1.., word 0 their count, and
+    // no payload (set_inline()): a small write's bytes ride in registers.
     // Reply: Ok, word 0 the count, always all of them; waits while the
     // pipe is full (backpressure: nothing is ever dropped). BrokenPipe
     // when no read end is left (also for a writer waiting when the last
@@ -52,6 +55,33 @@ enum Label : uint32_t {
 
 // The buffer of one pipe, in bytes: writes beyond it wait for readers.
 constexpr size_t kCapacity = 4096;
+// Bytes a message carries in its words 1.. (word 0 is the count).
+constexpr size_t kInlineBytes = 8 * (abi::kMessageWords - 1);
+
+// Puts n <= kInlineBytes bytes in words 1.. of m, and n in word 0.
+inline void set_inline(ipc::Message& m, const void* bytes, size_t n) {
+    uint64_t w[abi::kMessageWords - 1] = {};
+    __builtin_memcpy(w, bytes, n);
+    m.set_word(0, n);
+    for (unsigned i = 0; i + 1 < abi::kMessageWords; ++i) m.set_word(i + 1, w[i]);
+}
+// The bytes a read's reply or a write's request carries: in its words (no
+// payload, word 0 at most kInlineBytes) or as its payload (word 0 its
+// length). Copies them to `out` (room for `room` bytes) and returns their
+// count, or -1 for a message that is neither.
+inline long take_bytes(const ipc::Message& m, void* out, size_t room) {
+    uint64_t n = m.word(0);
+    if (m.length() == 0) {
+        if (n > kInlineBytes || n > room) return -1;
+        uint64_t w[abi::kMessageWords - 1];
+        for (unsigned i = 0; i + 1 < abi::kMessageWords; ++i) w[i] = m.word(i + 1);
+        __builtin_memcpy(out, w, n);
+        return long(n);
+    }
+    if (n != m.length() || n > room) return -1;
+    __builtin_memcpy(out, m.payload(), n);
+    return long(n);
+}
 // Pipes one server holds at once.
 constexpr size_t kMaxPipes = 256;
 
