@@ -169,7 +169,9 @@ void Scheduler::request_move_locked(Thread& thread, uint32_t dest) {
     MK_ASSERT(thread.cpu == cpu_);
     if (dest == cpu_ || thread.state == ThreadState::Dead) {
         drop_move_locked(thread);
-    } else if (movable_locked(thread)) {
+    } else if (&thread != current_ && movable_locked(thread)) {
+        // (The running thread moves only where a switch follows at once:
+        // at_user_boundary, do_moves_locked; here it waits on the list.)
         move_locked(thread, dest);
     } else {
         thread.move_to = dest;

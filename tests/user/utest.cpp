@@ -1069,6 +1069,7 @@ bool unmaps_on_every_cpu_at_once() {
 // nothing hangs. (Seeded, the seed printed.)
 constexpr int kMoveClients = 3;
 constexpr int kMoveRounds = 400;
+constexpr uint64_t kMoveCallTimeoutNs = 10'000'000'000;
 
 struct MoveStress {
     ipc::Endpoint ep;
@@ -1077,7 +1078,8 @@ struct MoveStress {
     int failures = 0;       // wrong or failed calls
     int move_failures = 0;  // refused moves
     int clients_done = 0;
-    bool stop = false;  // the clients may end (none is moved from then on)
+    int clients_exited = 0;  // past every use of this struct
+    bool stop = false;       // the clients may end (none is moved from then on)
     bool echo_done = false;
 };
 
@@ -1124,7 +1126,9 @@ void move_client(void* arg) {
     int move_failures = 0;
     for (uint64_t i = 0; i < kMoveRounds; ++i) {
         uint64_t word = (uint64_t(c->id) << 32) | i;
-        Result<ipc::Received> r = ipc::call(s.ep, ipc::Message(1).set_word(0, word));
+        // A timeout, so that a lost answer is a failure, not a hang.
+        Result<ipc::Received> r =
+            ipc::call(s.ep, ipc::Message(1).set_word(0, word), kMoveCallTimeoutNs);
         if (!r || r.value().message.word(0) != word + 1) ++failures;
         if (next_random(c->rng) % 8 == 0 &&
             sys::set_affinity(abi::kNoHandle, random_mask(c->rng, s.online)) != abi::Err::Ok)
@@ -1134,11 +1138,17 @@ void move_client(void* arg) {
     __atomic_fetch_add(&s.move_failures, move_failures, __ATOMIC_RELAXED);
     __atomic_fetch_add(&s.clients_done, 1, __ATOMIC_RELEASE);
     while (!__atomic_load_n(&s.stop, __ATOMIC_ACQUIRE)) (void)sys::yield();
+    __atomic_fetch_add(&s.clients_exited, 1, __ATOMIC_RELEASE);
 }
+
+// Not on the stack: a check that fails part way returns with the threads
+// still running, and they use these.
+MoveStress g_move_stress;
+MoveClient g_move_clients[kMoveClients];
 
 bool moves_during_cross_cpu_ipc() {
     if (one_cpu()) return true;
-    MoveStress s;
+    MoveStress& s = g_move_stress;
     Result<ipc::Endpoint> ep = ipc::Endpoint::create();
     EXPECT(ep);
     s.ep = std::move(ep).value();
@@ -1155,7 +1165,7 @@ bool moves_during_cross_cpu_ipc() {
             s.online |= 1u << c;
     }
     EXPECT(s.online != 0);
-    MoveClient clients[kMoveClients];
+    MoveClient* clients = g_move_clients;
     for (int i = 0; i < kMoveClients; ++i) {
         clients[i] = MoveClient{&s, uint32_t(i + 1), next_random(rng) | 1};
         Result<ipc::Handle> t = ipc::start_thread(move_client, &clients[i]);
@@ -1173,8 +1183,12 @@ bool moves_during_cross_cpu_ipc() {
         if (next_random(rng) % 4 == 0) (void)sys::yield();
     }
     __atomic_store_n(&s.stop, true, __ATOMIC_RELEASE);
-    EXPECT(ipc::call(s.ep, ipc::Message(0xFFFF)));
-    while (!__atomic_load_n(&s.echo_done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+    bool echo_stopped = bool(ipc::call(s.ep, ipc::Message(0xFFFF), kMoveCallTimeoutNs));
+    // Every thread done: the process goes on with other tests.
+    while (!__atomic_load_n(&s.echo_done, __ATOMIC_ACQUIRE) ||
+           __atomic_load_n(&s.clients_exited, __ATOMIC_ACQUIRE) < kMoveClients)
+        (void)sys::yield();
+    EXPECT(echo_stopped);
     printf(
         "  %d clients x %d calls, %lu moves asked from outside, %lu TSC ticks; %d calls and %d "
         "moves failed\n",
