@@ -13,6 +13,11 @@ using namespace mk;
 using ipc::Result;
 using ipc::Status;
 
+// Word 1 of pong's label 5, which makes it spin in user mode for good: a
+// key, so that a stray label 5 (the syscall fuzzer serves a pong random
+// calls) never turns it into a CPU-bound thread beside the fuzzer.
+constexpr uint64_t kPongSpinKey = 0x5917'5917'c0de'0005ull;
+
 inline const abi::StartInfo& start_info(uint64_t arg) {
     return *reinterpret_cast<const abi::StartInfo*>(arg);
 }

@@ -2,7 +2,8 @@
 // handle with 3x+1 of word 0 and word 1 ^ 0x5555, word 2 the CPU the
 // kernel says it runs on (StartInfo::cpu) and word 3 the APIC id of the
 // processor it does run on (CPUID); label 3 carries a handle to send a message on; label 5 makes it
-// spin in user mode for good (to be killed there); label 7 checks a TLB
+// spin in user mode for good (to be killed there), with word 1
+// utest::kPongSpinKey (else it is an echo like any other); label 7 checks a TLB
 // shootdown (tlb_check below); label 0xFFFF stops it.
 #include "common.hpp"
 
@@ -72,7 +73,7 @@ int main(uint64_t arg) {
             (void)ipc::reply(ipc::Message(0));
             return 0;
         }
-        if (label == 5) {
+        if (label == 5 && in.message.word(1) == utest::kPongSpinKey) {
             (void)ipc::reply(ipc::Message(0));
             for (;;) asm volatile("pause");
         }

@@ -836,7 +836,7 @@ bool spawn_on_a_missing_cpu_is_refused() {
 bool kill_on_another_cpu(Pong& pong) {
     Result<ipc::Received> r = ipc::call(pong.ep, ipc::Message(1));
     EXPECT(r && r.value().message.word(3) != utest::apic_id());  // really elsewhere
-    EXPECT(ipc::call(pong.ep, ipc::Message(5)));                 // it answers, then spins
+    EXPECT(ipc::call(pong.ep, ipc::Message(5).set_word(1, utest::kPongSpinKey)));  // then spins
     EXPECT(status_of(sys::invoke(abi::Sys::ProcessKill, pong.process)) == abi::Err::Ok);
     EXPECT(death_of(pong.pid, abi::kStatusKilled));
     return true;
