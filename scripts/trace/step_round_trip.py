@@ -15,6 +15,10 @@ spawn = gdb.Breakpoint("mk::spawn_program")
 spawn.ignore_count = 2
 gdb.execute("continue")
 spawn.enabled = False
+# TRACE_SET: kernel settings to change first, as gdb assignments separated
+# by ";" (mk::g_ipc_fast_path=0 traces the general path).
+for assignment in filter(None, os.environ.get("TRACE_SET", "").split(";")):
+    gdb.execute(f"set var {assignment}")
 # The stub enters the fast path through mk_fastpath_call once per round
 # trip (and mk_fastpath_reply_recv once): well inside the loop, one.
 entry = gdb.Breakpoint("mk_fastpath_call")
