@@ -19,6 +19,9 @@ struct PerCpu;
 constexpr size_t kPerCpuIndexOffset = 24;
 // Where PerCpu keeps the architecture's own per-CPU state (Cpu::PerCpuState).
 constexpr size_t kPerCpuArchOffset = 40;
+// Where PerCpu keeps its HeldLocks (spinlock.hpp; percpu.hpp checks it), for
+// held_locks() and set_held_locks() straight from the per-CPU base.
+constexpr size_t kHeldLocksOffset = 32;
 
 template <typename C>
 concept CpuInterface = requires(typename C::Context& ctx, void (*entry)(void*), void* arg,
@@ -58,6 +61,14 @@ concept CpuInterface = requires(typename C::Context& ctx, void (*entry)(void*), 
     { C::set_this_cpu(per_cpu) } -> std::same_as<void>;
     { C::this_cpu() } -> std::same_as<PerCpu*>;
     { C::cpu_index() } -> std::same_as<uint32_t>;
+    // This CPU's set of held lock levels (HeldLocks::mask, spinlock.hpp),
+    // read and written through the per-CPU base: every lock and unlock does
+    // both, so no pointer to the per-CPU area and no test of it. Where
+    // there is no per-CPU area (the host fake before set_this_cpu) it reads
+    // 0 and ignores writes; the kernel has one from its first instruction
+    // on (arch_main, an AP's ap_main).
+    { C::held_locks() } -> std::same_as<uint64_t>;
+    { C::set_held_locks(uint64_t{}) } -> std::same_as<void>;
 
     { C::timestamp() } -> std::same_as<uint64_t>;
     // The kernel log (COM1 on x86-64).

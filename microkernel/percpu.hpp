@@ -43,25 +43,22 @@ inline PerCpu& this_cpu() {
 }
 
 IpcGuard::IpcGuard() : irq_was_enabled_(Cpu::save_and_disable_interrupts()) {
-    if (HeldLocks* held = held_locks_here()) {
-        // Nothing held at the IPC lock's level or above it.
-        MK_ASSERT((held->mask >> unsigned(LockLevel::Endpoint)) == 0);
-        held->mask |= kBoth;
-    }
+    uint64_t held = Cpu::held_locks();
+    MK_ASSERT((held >> unsigned(LockLevel::Endpoint)) == 0);  // nothing at its level or above
+    Cpu::set_held_locks(held | kBoth);
     g_ipc_lock.lock_raw();
     this_cpu().scheduler.lock_.lock_raw();
 }
 
 IpcGuard::~IpcGuard() {
-    HeldLocks* held = held_locks_here();
-    bool ipc_held = held == nullptr || (held->mask & kIpc) != 0;
-    if (held != nullptr) {
-        // These two, or the scheduler lock alone, are the last taken.
-        uint64_t ours = ipc_held ? kBoth : kBoth & ~kIpc;
-        MK_ASSERT((held->mask >> unsigned(LockLevel::Endpoint)) ==
-                  ours >> unsigned(LockLevel::Endpoint));
-        held->mask &= ~ours;
-    }
+    uint64_t held = Cpu::held_locks();
+    bool account = Cpu::this_cpu() != nullptr;  // kept but on the host fake without one
+    bool ipc_held = !account || (held & kIpc) != 0;
+    // These two, or the scheduler lock alone, are the last taken.
+    uint64_t ours = ipc_held ? kBoth : kBoth & ~kIpc;
+    MK_ASSERT((held >> unsigned(LockLevel::Endpoint)) == ours >> unsigned(LockLevel::Endpoint) ||
+              !account);
+    Cpu::set_held_locks(held & ~ours);
     // This CPU's: a thread that moved at the user boundary inside the scope
     // ends it on its new CPU (Scheduler::at_user_boundary).
     this_cpu().scheduler.lock_.unlock_raw();

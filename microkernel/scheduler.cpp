@@ -32,21 +32,20 @@ Scheduler::HomeLock::HomeLock(Scheduler& self, Scheduler& home)
     // Not after this CPU queued its running thread elsewhere: that CPU may
     // wait for it to be off this CPU with its lock held (move_locked).
     MK_ASSERT(!self.current_->switching_out);
-    if (HeldLocks* held = held_locks_here()) {
-        // The IPC lock and this CPU's scheduler lock, nothing above them.
-        MK_ASSERT((held->mask >> unsigned(LockLevel::Endpoint)) ==
-                  (IpcGuard::kBoth >> unsigned(LockLevel::Endpoint)));
-        held->mask |= HeldLocks::bit(LockLevel::SchedulerOther);
-    }
+    // The IPC lock and this CPU's scheduler lock, nothing above them.
+    uint64_t held = Cpu::held_locks();
+    MK_ASSERT((held >> unsigned(LockLevel::Endpoint)) ==
+                  (IpcGuard::kBoth >> unsigned(LockLevel::Endpoint)) ||
+              Cpu::this_cpu() == nullptr);
+    Cpu::set_held_locks(held | HeldLocks::bit(LockLevel::SchedulerOther));
     home.lock_.lock_raw();  // interrupts are off: this CPU's lock is held
 }
 
 Scheduler::HomeLock::~HomeLock() {
     if (!other_) return;
-    if (HeldLocks* held = held_locks_here()) {
-        MK_ASSERT((held->mask >> unsigned(LockLevel::SchedulerOther)) == 1);
-        held->mask &= ~HeldLocks::bit(LockLevel::SchedulerOther);
-    }
+    uint64_t held = Cpu::held_locks();
+    MK_ASSERT((held >> unsigned(LockLevel::SchedulerOther)) == 1 || Cpu::this_cpu() == nullptr);
+    Cpu::set_held_locks(held & ~HeldLocks::bit(LockLevel::SchedulerOther));
     home_->lock_.unlock_raw();
 }
 
@@ -595,7 +594,7 @@ void Scheduler::set_donate_target(Thread* thread) {
 
 void Scheduler::assert_may_yield() const {
     MK_ASSERT(!in_irq());
-    MK_ASSERT(this_cpu().held_locks.mask == 0);
+    MK_ASSERT(Cpu::held_locks() == 0);
 }
 
 void Scheduler::yield_now() {
@@ -650,13 +649,14 @@ void Scheduler::enter_switch_locked() {
     // waker that takes the IPC lock now finds it, and then waits for the
     // scheduler lock until this switch is done.
     MK_ASSERT(!in_irq());
-    HeldLocks* held = held_locks_here();
-    MK_ASSERT(held != nullptr);  // no switch before the per-CPU area
-    if ((held->mask & HeldLocks::bit(LockLevel::Endpoint)) != 0) {
+    uint64_t held = Cpu::held_locks();
+    if ((held & HeldLocks::bit(LockLevel::Endpoint)) != 0) {
         MK_ASSERT(g_ipc_lock.is_locked());  // the one lock of that level
-        g_ipc_lock.unlock(false);
+        held &= ~HeldLocks::bit(LockLevel::Endpoint);
+        Cpu::set_held_locks(held);
+        g_ipc_lock.unlock_raw();  // what unlock(false) does, its account kept here
     }
-    MK_ASSERT(this_cpu().held_locks.only(LockLevel::Scheduler));
+    MK_ASSERT(held == HeldLocks::bit(LockLevel::Scheduler));
     MK_ASSERT(lock_.is_locked());
 }
 

@@ -50,23 +50,11 @@ struct HeldLocks {
 };
 static_assert(unsigned(LockLevel::Log) < 64, "a LockLevel is a bit of HeldLocks::mask");
 
-// Where PerCpu keeps its HeldLocks (percpu.hpp checks it): the lock reaches
-// it from the per-CPU pointer alone, as this header cannot include the
-// per-CPU one that includes it.
-constexpr size_t kHeldLocksOffset = 32;
-
-// This CPU's HeldLocks; null before the per-CPU area is set up.
-inline HeldLocks* held_locks_here() {
-    PerCpu* cpu = Cpu::this_cpu();
-    if (cpu == nullptr) return nullptr;
-    return reinterpret_cast<HeldLocks*>(reinterpret_cast<char*>(cpu) + kHeldLocksOffset);
-}
-
 // Whether this CPU holds a lock of `level` (taken with lock(), not
-// lock_raw()). Before the per-CPU area exists nothing is known: true.
+// lock_raw()). Where no account is kept (the host fake without a per-CPU
+// area) nothing is known: true.
 inline bool holds_here(LockLevel level) {
-    HeldLocks* held = held_locks_here();
-    return held == nullptr || (held->mask & HeldLocks::bit(level)) != 0;
+    return (Cpu::held_locks() & HeldLocks::bit(level)) != 0 || Cpu::this_cpu() == nullptr;
 }
 
 class SpinLock {
@@ -79,11 +67,9 @@ class SpinLock {
     // Inline: the general path takes a dozen locks per syscall.
     [[nodiscard]] bool lock() {
         bool irq_was_enabled = Cpu::save_and_disable_interrupts();
-        if (HeldLocks* held = held_locks_here()) {
-            // Nothing held at this level or above it.
-            MK_ASSERT((held->mask >> unsigned(level_)) == 0);
-            held->mask |= HeldLocks::bit(level_);
-        }
+        uint64_t held = Cpu::held_locks();
+        MK_ASSERT((held >> unsigned(level_)) == 0);  // nothing at this level or above it
+        Cpu::set_held_locks(held | HeldLocks::bit(level_));
         while (locked_.exchange(1, std::memory_order_acquire) != 0) [[unlikely]] {
                 while (locked_.load(std::memory_order_relaxed) != 0) __builtin_ia32_pause();
             }
@@ -93,16 +79,17 @@ class SpinLock {
     // the IPC lock, which a switch drops while it holds the scheduler lock
     // (Scheduler::enter_switch_locked). Pass false to keep interrupts off.
     void unlock(bool irq_was_enabled) {
-        if (HeldLocks* held = held_locks_here()) {
-            // The last lock taken and not yet released, or the IPC lock
-            // with only the scheduler lock taken after it.
-            uint64_t from = held->mask >> unsigned(level_);
-            MK_ASSERT(from == 1 || (level_ == LockLevel::Endpoint &&
-                                    from == (HeldLocks::bit(LockLevel::Scheduler) >>
-                                             unsigned(LockLevel::Endpoint)) +
-                                                1));
-            held->mask &= ~HeldLocks::bit(level_);
-        }
+        // The last lock taken and not yet released, or the IPC lock with
+        // only the scheduler lock taken after it (or no account kept: the
+        // host fake without a per-CPU area).
+        uint64_t held = Cpu::held_locks();
+        uint64_t from = held >> unsigned(level_);
+        MK_ASSERT(
+            from == 1 ||
+            (level_ == LockLevel::Endpoint &&
+             from == (HeldLocks::bit(LockLevel::Scheduler) >> unsigned(LockLevel::Endpoint)) + 1) ||
+            Cpu::this_cpu() == nullptr);
+        Cpu::set_held_locks(held & ~HeldLocks::bit(level_));
         locked_.store(0, std::memory_order_release);
         Cpu::restore_interrupts(irq_was_enabled);
     }

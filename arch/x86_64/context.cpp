@@ -232,7 +232,7 @@ void serve_tlb_requests() {
 // on a lock with interrupts off would not answer, so the caller holds
 // none: every lock holder finishes without waiting for a shootdown.
 void shoot_down(uint64_t root, uint64_t virt, uint64_t pages) {
-    MK_ASSERT(!in_irq() && this_cpu().held_locks.mask == 0);
+    MK_ASSERT(!in_irq() && Cpu::held_locks() == 0);
     bool was = Cpu::save_and_disable_interrupts();
     uint32_t self = Cpu::cpu_index();
     flush_here(root, virt, pages);

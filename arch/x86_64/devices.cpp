@@ -221,9 +221,7 @@ void Cpu::log_write(const char* text, size_t len) {
     // panicked: it writes without the lock rather than wait for itself.
     // So does a panic once the other CPUs are stopped: one of them may
     // have stopped holding it.
-    HeldLocks* held = held_locks_here();
-    if ((held != nullptr && (held->mask & HeldLocks::bit(LockLevel::Log)) != 0) ||
-        x86::cpus_stopping()) {
+    if ((Cpu::held_locks() & HeldLocks::bit(LockLevel::Log)) != 0 || x86::cpus_stopping()) {
         x86::serial_write(text, len);
         return;
     }

@@ -151,6 +151,10 @@ using namespace mk;
 using namespace mk::x86;
 
 void arch_main(uint32_t magic, uint64_t info_phys) {
+    // The per-CPU base first: every lock keeps its account there
+    // (Cpu::held_locks). Still zero, the area reads "no per-CPU state yet"
+    // (this_cpu() null) until the PerCpu is built in it.
+    Cpu::set_this_cpu(reinterpret_cast<PerCpu*>(g_boot_cpu_storage));
     for (auto* ctor = _init_array_start; ctor != _init_array_end; ++ctor) (*ctor)();
     g_boot_cpu = new (g_boot_cpu_storage) PerCpu();
     Cpu::set_this_cpu(g_boot_cpu);

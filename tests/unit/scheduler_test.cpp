@@ -674,7 +674,7 @@ TEST_F(SchedulerTest, YieldHoldingALockIsAKernelBug) {
             sched().yield_now();
             lock.unlock(irq);
         },
-        "held_locks.mask == 0");
+        "Cpu::held_locks\\(\\) == 0");
 }
 
 // switch_to_locked() (the IPC fast path's switch) is a switch like any
@@ -720,7 +720,7 @@ TEST_F(DirectSwitchTest, HoldingAnotherLockIsAKernelBug) {
             LockGuard outer(space);
             direct_switch_to_b();
         },
-        "held_locks.only\\(LockLevel::Scheduler\\)");
+        "held == HeldLocks::bit\\(LockLevel::Scheduler\\)");
 }
 
 // The IPC lock is the exception: a thread that blocks in an IPC operation

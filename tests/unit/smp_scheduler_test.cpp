@@ -536,7 +536,7 @@ TEST_F(SmpSchedulerTest, AnotherCpusLockWithoutTheIpcLockIsAKernelBug) {
             LockGuard guard(sched().lock());
             sched().wake_locked(*t);
         },
-        "assertion failed: \\(held->mask");
+        "assertion failed: \\(held >>");
     EXPECT_TRUE(sched().wake(*t));  // with it, the wake is done there
     EXPECT_EQ(sched1().ready_count(), 1u);
 }

@@ -244,6 +244,18 @@ class Cpu {
         asm volatile("mov %%gs:0, %0" : "=r"(cpu));
         return cpu;
     }
+    // HeldLocks::mask, at a fixed offset from the per-CPU base (percpu.hpp
+    // checks it): one move each. Volatile, so that reads and writes keep
+    // their order; nothing else reads the mask but assertions, through
+    // these.
+    static uint64_t held_locks() {
+        uint64_t mask;
+        asm volatile("movq %%gs:%c1, %0" : "=r"(mask) : "i"(kHeldLocksOffset));
+        return mask;
+    }
+    static void set_held_locks(uint64_t mask) {
+        asm volatile("movq %0, %%gs:%c1" ::"r"(mask), "i"(kHeldLocksOffset));
+    }
     // PerCpu::index, at a fixed offset from the per-CPU base (percpu.hpp checks it).
     static uint32_t cpu_index() {
         uint32_t index;

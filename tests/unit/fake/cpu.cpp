@@ -226,6 +226,12 @@ PerCpu* Cpu::this_cpu() {
 uint32_t Cpu::cpu_index() {
     return g_this_cpu != nullptr ? g_this_cpu->index : 0;
 }
+uint64_t Cpu::held_locks() {
+    return g_this_cpu != nullptr ? g_this_cpu->held_locks.mask : 0;
+}
+void Cpu::set_held_locks(uint64_t mask) {
+    if (g_this_cpu != nullptr) g_this_cpu->held_locks.mask = mask;
+}
 
 uint64_t Cpu::timestamp() {
     return ++FakeCpu::tsc;

@@ -80,6 +80,8 @@ class Cpu {
     static void set_this_cpu(PerCpu* cpu);
     static PerCpu* this_cpu();
     static uint32_t cpu_index();
+    static uint64_t held_locks();
+    static void set_held_locks(uint64_t mask);
 
     static uint64_t timestamp();
     static void log_write(const char* text, size_t len);
