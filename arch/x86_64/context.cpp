@@ -18,6 +18,8 @@
 extern "C" {
 void arch_thread_trampoline();
 void arch_switch_context(uint64_t* from_rsp, uint64_t to_rsp);
+[[noreturn]] void arch_leave_to_stack(uint64_t to_rsp);
+[[noreturn]] void arch_leave_to_frame(uint64_t frame);
 void arch_resume_at_frame();
 void syscall_entry();
 [[noreturn]] void arch_enter_user(uint64_t rip, uint64_t rsp, uint64_t arg, uint64_t stack_top);
@@ -315,10 +317,13 @@ void Cpu::switch_context(Context& from, Context& to) {
     arch_switch_context(&from.rsp, resume_stack(to));
 }
 
+// Nothing of `from` is saved: the CPU goes straight to `to`'s switch frame,
+// or, for a thread that gave its stack up too, to its TrapFrame and
+// arch_resume_at_frame (no switch frame built to return there).
 void Cpu::switch_context_leaving_stack(Context& from, Context& to) {
     load_context(from, to);
-    uint64_t discarded;
-    arch_switch_context(&discarded, resume_stack(to));
+    if (resumes_at_frame(to)) arch_leave_to_frame(to.kernel_stack_top - sizeof(TrapFrame));
+    arch_leave_to_stack(to.rsp);
 }
 
 Error Cpu::init_user_context(Context& ctx, uint64_t root) {

@@ -25,6 +25,29 @@ arch_switch_context:
     pop %rbp
     ret
 
+/* [[noreturn]] void arch_leave_to_stack(uint64_t to_rsp): arch_switch_context
+ * for a thread that gives its stack up (Cpu::switch_context_leaving_stack):
+ * nothing of it is saved. */
+    .globl arch_leave_to_stack
+arch_leave_to_stack:
+    mov %rdi, %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbx
+    pop %rbp
+    ret
+
+/* [[noreturn]] void arch_leave_to_frame(uint64_t frame): the same, to a user
+ * thread that gave its stack up as well: on with its syscall at its
+ * TrapFrame (syscall.S), which the switch frame would only have returned
+ * to. */
+    .globl arch_leave_to_frame
+arch_leave_to_frame:
+    mov %rdi, %rsp
+    jmp arch_resume_at_frame
+
 /* First code of a new thread: arch init_context put entry in r12, arg in r13. */
     .globl arch_thread_trampoline
 arch_thread_trampoline:

@@ -95,17 +95,12 @@ Result<HandleValue> HandleTable::insert(HandleEntry entry) {
 
 Result<HandleEntry> HandleTable::lookup(HandleValue handle, ObjectType expected,
                                         uint32_t required_rights) const {
+    KObject* object;
     HandleEntry entry;
-    {
-        LockGuard guard(lock_);
-        const Slot* s = find_locked(handle);
-        if (s == nullptr || s->object->type() != expected) return Error::BadHandle;
-        if ((s->rights & required_rights) != required_rights) return Error::NoRights;
-        // Under the lock: the entry's reference keeps the object alive here.
-        entry.object = Ref<KObject>::retain(s->object);
-        entry.rights = s->rights;
-        entry.badge = s->badge;
-    }
+    Status st =
+        lookup_into(handle, expected, required_rights, &object, &entry.rights, &entry.badge);
+    if (st != Error::None) return st;
+    entry.object = Ref<KObject>::adopt(object);
     return entry;
 }
 

@@ -156,6 +156,22 @@ class HandleTable {
     // NoRights.
     [[nodiscard]] Result<HandleEntry> lookup(HandleValue handle, ObjectType expected,
                                              uint32_t required_rights) const;
+    // lookup() into the caller's variables (the object with a new
+    // reference, its rights and badge), with no entry to build and take
+    // apart: inline, as every syscall that names a handle starts with it.
+    [[nodiscard, gnu::always_inline]] Status lookup_into(HandleValue handle, ObjectType expected,
+                                                         uint32_t required_rights, KObject** object,
+                                                         uint32_t* rights, uint64_t* badge) const {
+        LockGuard guard(lock_);
+        const Slot* s = find_locked(handle);
+        if (s == nullptr || s->object->type() != expected) return Error::BadHandle;
+        if ((s->rights & required_rights) != required_rights) return Error::NoRights;
+        s->object->retain();  // under the lock: the slot's reference keeps it alive here
+        *object = s->object;
+        *rights = s->rights;
+        *badge = s->badge;
+        return Error::None;
+    }
 
     // Closes `handle`: the closed hook is told, then the reference dropped.
     // Errors: BadHandle (also for a second close of the same handle).

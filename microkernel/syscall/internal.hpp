@@ -39,12 +39,11 @@ template <typename T>
 [[gnu::always_inline]] inline Status lookup_into(Process& p, uint64_t reg, ObjectType type,
                                                  uint32_t rights, Named<T>& out) {
     if (reg > UINT32_MAX || reg == abi::kNoHandle) return Error::BadHandle;  // decode_handle()
-    Result<HandleEntry> e = p.handles().lookup(HandleValue(reg), type, rights);
-    if (!e) return e.error();
-    HandleEntry entry = static_cast<Result<HandleEntry>&&>(e).value();
-    out.object = Ref<T>::adopt(static_cast<T*>(entry.object.leak()));
-    out.rights = entry.rights;
-    out.badge = entry.badge;
+    KObject* object = nullptr;
+    Status st =
+        p.handles().lookup_into(HandleValue(reg), type, rights, &object, &out.rights, &out.badge);
+    if (st != Error::None) return st;
+    out.object = Ref<T>::adopt(static_cast<T*>(object));
     return Error::None;
 }
 
