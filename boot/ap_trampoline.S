@@ -15,7 +15,7 @@
  *               and CR0 as the boot CPU has them (LME, NXE, SCE; PG, WP,
  *               ...): long mode, compatibility mode; far jump to 64-bit code;
  *   64-bit:     CR4 as the boot CPU has it (SMEP, SMAP, PGE, ... only what
- *               that CPU has), the stack, the argument and the kernel's CR3
+ *               that CPU has; PCIDE not yet, see init_user_mode_here), the stack, the argument and the kernel's CR3
  *               from the data block; mark the block free; jump to
  *               ap_kernel_entry in the kernel half, which loads the
  *               kernel's CR3 and calls ap_main(arg).

@@ -45,6 +45,7 @@ KernelConfig parse_kernel_config(const char* cmdline, size_t length) {
     parse_switch(cmdline, length, "panic", "exit", "halt", c.exit_on_panic, c.bad_words);
     parse_switch(cmdline, length, "memstat", "on", "off", c.memstat, c.bad_words);
     parse_switch(cmdline, length, "smp", "on", "off", c.smp, c.bad_words);
+    parse_switch(cmdline, length, "pcid", "on", "off", c.pcid, c.bad_words);
     size_t n = 0;
     const char* t = cmdline_value(cmdline, length, "ktest", &n);
     if (t != nullptr && n > 0) {

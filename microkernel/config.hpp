@@ -11,6 +11,7 @@ struct KernelConfig {
     bool exit_on_panic = true;    // panic=exit|halt: halt keeps QEMU up for a debugger
     bool memstat = false;         // memstat=on|off: log heap use and free frames as processes end
     bool smp = true;              // smp=on|off: start the other CPUs (docs/smp.md)
+    bool pcid = true;             // pcid=on|off: PCIDs when the CPU offers them (docs/smp.md)
     const char* ktest = nullptr;  // ktest=NAME|all: run in-kernel tests, then power off
     size_t ktest_length = 0;
     unsigned bad_words = 0;         // words with a value we did not understand (each one logged)

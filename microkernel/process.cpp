@@ -146,6 +146,9 @@ void Process::die(bool may_yield) {
         root_ = 0;  // from here on, copies and maps find it gone
         mapped_pages_ = 0;
     }
+    // No CPU may keep its entries as valid (with PCIDs, its id already
+    // matches no later space's: this is for good measure).
+    tlb_.invalidate();
     bool ran = may_yield;  // see die()'s comment
     Cpu::user_space_destroy(root, ran);
     if (g_death_hook != nullptr) g_death_hook(*this);
@@ -271,6 +274,10 @@ void Process::unmap_locked(uint64_t virt, size_t pages, Unmapped& out) {
         out.frames.add(frame.value());
         --mapped_pages_;
     }
+    // After the page-table changes, before the shootdown (Unmapped): a CPU
+    // that ran the space and switched away flushes it when it loads it
+    // again (microkernel/pcid.hpp).
+    tlb_.invalidate();
 }
 
 Status Process::set_ipc_buffer(Thread& thread, uint64_t at) {
@@ -345,7 +352,7 @@ Result<Thread*> Process::create_thread(const char* name, uint64_t rip, uint64_t 
     Result<Thread*> t = Thread::create(name, user_thread_entry, nullptr);
     if (!t) return t;
     Thread* thread = t.value();
-    Status st = Cpu::init_user_context(thread->context, root_);
+    Status st = Cpu::init_user_context(thread->context, root_, tlb_);
     if (st != Error::None) {
         Thread::destroy(thread);
         return st;

@@ -15,6 +15,7 @@
 #include "error.hpp"
 #include "kobject.hpp"
 #include "object/handle_table.hpp"
+#include "pcid.hpp"
 #include "thread.hpp"
 
 namespace mk {
@@ -42,6 +43,9 @@ class Process : public KObject {
     HandleTable& handles() const { return *handles_; }
     uint64_t id() const { return id_; }
     uint64_t root() const { return root_; }
+    // Its address space as the PCID policy knows it: a never-reused id and
+    // a generation, bumped by every unmap and by its teardown.
+    const TlbSpace& tlb() const { return tlb_; }
     size_t mapped_pages() const { return mapped_pages_; }
 
     // Maps `pages` fresh zeroed frames from `virt` on (page-aligned, in the
@@ -139,6 +143,7 @@ class Process : public KObject {
     Ref<Endpoint> supervisor_;
     Notice* death_notice_ = nullptr;
     uint64_t root_ = 0;
+    TlbSpace tlb_;  // its threads' contexts point at it (Cpu::Context)
     // Lock order: after the handle tables, before the IPC lock (which
     // unmap() takes inside it to read the threads' IPC buffer pages).
     mutable SpinLock space_lock_{LockLevel::AddressSpace};

@@ -9,6 +9,7 @@
 #include "memory.hpp"
 #include "mk/abi.hpp"
 #include "panic.hpp"
+#include "pcid.hpp"
 #include "percpu.hpp"
 #include "smp.hpp"
 #include "syscall/entry.hpp"
@@ -54,6 +55,7 @@ constexpr uint64_t kCr4Osfxsr = 1u << 9;
 constexpr uint64_t kCr4Osxmmexcpt = 1u << 10;
 constexpr uint64_t kCr4Smep = 1u << 20;
 constexpr uint64_t kCr4Smap = 1u << 21;
+constexpr uint64_t kCr3NoFlush = 1ull << 63;  // with CR4.PCIDE: keep the PCID's TLB entries
 constexpr size_t kFxsaveSize = 512;
 
 // This CPU's switch state.
@@ -62,7 +64,11 @@ Cpu::SwitchState& sw() {
 }
 
 AddressSpace g_kernel_space;
-uint64_t g_cr0_ts = 0;  // CR0 with TS, as init_user_mode() sets it on the boot CPU
+// Each CPU's PCIDs, by PerCpu::index (used with CR4.PCIDE only); touched
+// by its CPU alone, with interrupts off.
+PcidTable g_pcid_tables[mk::kMaxCpus];
+bool g_pcid_on = false;  // set by init_user_mode() on the boot CPU, before the others start
+uint64_t g_cr0_ts = 0;   // CR0 with TS, as init_user_mode() sets it on the boot CPU
 PagingFeatures g_features{};
 FrameAllocator* g_frames = nullptr;
 
@@ -81,6 +87,32 @@ void set_ts(bool on) {
     Cpu::set_fpu_trap(on);
 }
 
+PcidTable& pcid_table_here() {
+    return g_pcid_tables[Cpu::cpu_index()];
+}
+
+bool cpu_offers_pcid() {
+    return (cpuid(1).ecx & (1u << 17)) != 0;
+}
+
+// Sets CR4.PCIDE on this CPU, whose CR3 holds the kernel's tables with
+// PCID 0: the SDM makes setting it with CR3[11:0] nonzero a #GP.
+void enable_pcid_here() {
+    MK_ASSERT(read_cr3() == g_kernel_space.root());
+    write_cr4(read_cr4() | kCr4Pcide);
+    sw().pcid_on = true;
+}
+
+// This CPU loads the kernel's tables (PCID 0, its non-global entries
+// flushed) and remembers it. Interrupts off. CR3 before loaded_root: a
+// shootdown of the root it leaves may still count this CPU, never miss it.
+void load_kernel_root() {
+    Cpu::SwitchState& s = sw();
+    write_cr3(g_kernel_space.root());
+    s.loaded_root = g_kernel_space.root();
+    if (s.pcid_on) pcid_table_here().load_kernel();
+}
+
 }  // namespace
 
 void init_entry_msrs() {
@@ -95,7 +127,7 @@ void init_entry_msrs() {
 }
 
 UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures features,
-                                FrameAllocator& frames) {
+                                FrameAllocator& frames, bool pcid_allowed) {
     g_kernel_space = kernel;
     g_features = features;
     g_frames = &frames;
@@ -142,7 +174,12 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     if (f.smep) cr4 |= kCr4Smep;
     if (f.smap) cr4 |= kCr4Smap;
     write_cr4(cr4);
-    f.pcid = (cpuid(1).ecx & (1u << 17)) != 0;
+    f.pcid_offered = cpu_offers_pcid();
+    f.pcid = f.pcid_offered && pcid_allowed;
+    if (f.pcid) {
+        g_pcid_on = true;
+        enable_pcid_here();
+    }
     return f;
 }
 
@@ -150,7 +187,7 @@ void init_user_mode_here(void* entry_stack_slot) {
     // The trampoline gave this CPU the boot CPU's CR0 (without TS) and CR4,
     // and the kernel's page tables.
     Cpu::SwitchState& s = sw();
-    s.loaded_root = read_cr3();
+    s.loaded_root = read_cr3() & pte::kAddressMask;
     s.entry_stack = entry_stack_slot;
     s.cr0_ts = g_cr0_ts;
     s.ts_set = false;
@@ -158,6 +195,13 @@ void init_user_mode_here(void* entry_stack_slot) {
     s.loaded_fs_key = nullptr;
     write_cr0(g_cr0_ts & ~Cpu::kCr0Ts);
     init_entry_msrs();
+    // The trampoline left CR4.PCIDE off (smp.cpp); every CPU uses PCIDs or
+    // none, since every CPU's switch code follows the one g_pcid_on.
+    if (g_pcid_on) {
+        if (!cpu_offers_pcid())
+            MK_PANIC("cpu %u: no PCID, which the boot CPU has", Cpu::cpu_index());
+        enable_pcid_here();
+    }
 }
 
 // #NM: the current thread's first FPU instruction since it was switched in.
@@ -179,12 +223,23 @@ void fpu_trap() {
 
 // --- TLB shootdown (docs/smp.md, "Address spaces on several CPUs") ---
 //
-// A CPU caches translations of a user address space only while its CR3
-// holds that space's root: without PCIDs, every CR3 write drops the user
+// Without PCIDs, a CPU caches translations of a user address space only
+// while its CR3 holds that space's root: every CR3 write drops the user
 // half's entries. So the CPUs to ask after a change are those whose
 // SwitchState::loaded_root is the root, which each CPU writes before its
 // CR3 (a serializing write): a CPU that loads the root after the initiator
 // read its loaded_root walks the tables as they are now.
+//
+// With PCIDs, a CPU that switched away keeps the space's entries under its
+// PCID. The unmap bumps the space's generation (TlbSpace::invalidate)
+// before the shootdown reads the loaded_roots, and a CPU that loads the
+// space writes loaded_root with a full barrier before it reads the
+// generation (load_root_with_pcid): so either the shootdown sees the CPU
+// (which then invalidates, in the PCID it runs the space with) or the CPU
+// sees the new generation (and its CR3 load flushes that PCID). A CPU that
+// had switched away again before it served a request keeps stale entries
+// under a PCID whose slot records the old generation: flushed at its next
+// load of the space.
 
 namespace {
 
@@ -207,11 +262,16 @@ void flush_here(uint64_t root, uint64_t virt, uint64_t pages) {
     Cpu::SwitchState& s = sw();
     if (s.loaded_root != root) return;
     if (pages == 0) {
-        s.loaded_root = g_kernel_space.root();
-        write_cr3(g_kernel_space.root());
+        // With PCIDs, the space's entries stay under its PCID, unreachable:
+        // its slot names the space's id, which no other space will have,
+        // so the PCID is flushed when it is given to another.
+        load_kernel_root();
     } else if (pages > kInvlpgMax) {
-        write_cr3(root);
+        // Without bit 63: the PCID's entries go (the current one: this CPU
+        // runs `root`), paging-structure caches included.
+        write_cr3(s.pcid_on ? root | pcid_table_here().current() : root);
     } else {
+        // invlpg acts on the current PCID, the one this CPU runs `root` with.
         for (uint64_t i = 0; i < pages; ++i)
             asm volatile("invlpg (%0)" ::"r"(virt + i * kPageSize) : "memory");
     }
@@ -310,23 +370,52 @@ uint64_t resume_stack(const Cpu::Context& to) {
     return reinterpret_cast<uint64_t>(frame - 7);
 }
 
-}  // namespace
-
-void Cpu::switch_context(Context& from, Context& to) {
-    load_state(to);
+// The switches with PCIDs on whose address space changes (load_state()
+// returned false): out of line, so that the switches without keep their
+// tail call and need no frame.
+[[gnu::noinline]] void switch_context_with_pcid(Cpu::Context& from, Cpu::Context& to) {
+    Cpu::load_state_with_pcid(to);
     arch_switch_context(&from.rsp, resume_stack(to));
 }
 
-// Nothing of `from` is saved: the CPU goes straight to `to`'s switch frame,
-// or, for a thread that gave its stack up too, to its TrapFrame and
-// arch_resume_at_frame (no switch frame built to return there).
-void Cpu::switch_context_leaving_stack(Context& from, Context& to) {
-    load_context(from, to);
-    if (resumes_at_frame(to)) arch_leave_to_frame(to.kernel_stack_top - sizeof(TrapFrame));
+// The end of a switch that leaves `from`'s stack: nothing of it is saved.
+// The CPU goes straight to `to`'s switch frame, or, for a thread that gave
+// its stack up too, to its TrapFrame and arch_resume_at_frame (no switch
+// frame built to return there).
+[[noreturn]] void leave_to(Cpu::Context& from, const Cpu::Context& to) {
+    from.rsp = 0;
+    if (Cpu::resumes_at_frame(to)) arch_leave_to_frame(to.kernel_stack_top - sizeof(TrapFrame));
     arch_leave_to_stack(to.rsp);
 }
 
-Error Cpu::init_user_context(Context& ctx, uint64_t root) {
+[[noreturn, gnu::noinline]] void switch_context_leaving_stack_with_pcid(Cpu::Context& from,
+                                                                        Cpu::Context& to) {
+    Cpu::load_state_with_pcid(to);
+    leave_to(from, to);
+}
+
+}  // namespace
+
+void Cpu::load_state_with_pcid(const Context& to) {
+    load_root_with_pcid(to);
+    // The rest: CR3 holds `to`'s root now.
+    bool done = load_state(to);
+    MK_ASSERT(done);
+}
+
+void Cpu::switch_context(Context& from, Context& to) {
+    if (!load_state(to)) [[unlikely]]
+        return switch_context_with_pcid(from, to);
+    arch_switch_context(&from.rsp, resume_stack(to));
+}
+
+void Cpu::switch_context_leaving_stack(Context& from, Context& to) {
+    if (!load_state(to)) [[unlikely]]
+        switch_context_leaving_stack_with_pcid(from, to);
+    leave_to(from, to);
+}
+
+Error Cpu::init_user_context(Context& ctx, uint64_t root, const TlbSpace& space) {
     void* area = kalloc(kFxsaveSize, 64);
     if (area == nullptr) return Error::OutOfMemory;
     // The FXSAVE image of a reset FPU: x87 control word 0x37F (all
@@ -340,6 +429,7 @@ Error Cpu::init_user_context(Context& ctx, uint64_t root) {
     ctx.fpu = area;
     ctx.fpu_used = false;
     ctx.root = root;
+    ctx.space = &space;
     ctx.fs_base = 0;
     ctx.fs_key = nullptr;
     return Error::None;
@@ -350,10 +440,17 @@ void Cpu::retire_context(Context& ctx) {
     Cpu::SwitchState& s = sw();
     if (s.fpu_owner == &ctx) s.fpu_owner = nullptr;
     if (s.loaded_fs_key == &ctx) s.loaded_fs_key = &kStaleFsKey;
-    if (ctx.root != 0 && s.loaded_root == ctx.root) {
-        write_cr3(g_kernel_space.root());
-        s.loaded_root = g_kernel_space.root();
-    }
+    if (ctx.root != 0 && s.loaded_root == ctx.root) load_kernel_root();
+}
+
+void Cpu::load_root_with_pcid(const Context& to) {
+    SwitchState& s = sw();
+    // Interrupts off (a switch). loaded_root first, as without PCIDs, and
+    // an exchange: a full barrier before the generation is read (see the
+    // TLB shootdown above).
+    __atomic_exchange_n(&s.loaded_root, to.root, __ATOMIC_SEQ_CST);
+    PcidTable::Load l = pcid_table_here().load(to.space->id(), to.space->generation());
+    write_cr3(to.root | l.pcid | (l.flush ? 0 : kCr3NoFlush));
 }
 
 void Cpu::unload_context(Context& ctx) {

@@ -9,16 +9,21 @@
 namespace mk::x86 {
 
 struct UserModeFeatures {
-    bool smep;  // supervisor-mode execution prevention: on
-    bool smap;  // supervisor-mode access prevention: on
-    bool pcid;  // process-context ids offered (not used yet: CR3 writes flush the TLB)
+    bool smep;          // supervisor-mode execution prevention: on
+    bool smap;          // supervisor-mode access prevention: on
+    bool pcid_offered;  // process-context ids offered (CPUID.01H:ECX[17])
+    // ... and on: CR4.PCIDE, each address space's TLB entries tagged with a
+    // PCID from the CPU's table, a switch flushing them only when stale
+    // (microkernel/pcid.hpp). Off: every CR3 write drops the user half's.
+    bool pcid;
 };
 
-// Programs the syscall MSRs, enables SSE for user code and SMEP/SMAP when
-// the CPU has them; user address spaces copy `kernel`'s half and take
-// frames from `frames`.
+// Programs the syscall MSRs, enables SSE for user code, SMEP/SMAP when
+// the CPU has them, and PCIDs when it has them and `pcid_allowed` (the
+// kernel command line's pcid=on|off); user address spaces copy `kernel`'s
+// half and take frames from `frames`.
 UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures features,
-                                FrameAllocator& frames);
+                                FrameAllocator& frames, bool pcid_allowed);
 
 // The MSRs of the ways into and out of the kernel on this CPU: syscall
 // (EFER.SCE, STAR, LSTAR, SFMASK), and the user's GS and FS bases (0).
@@ -27,7 +32,8 @@ void init_entry_msrs();
 // What init_user_mode() sets for the boot CPU, for an application
 // processor, on it: its switch state (its entry stack is the TSS.rsp0 at
 // `entry_stack_slot`) and its syscall MSRs. After the boot CPU's
-// init_user_mode() (it copies the boot CPU's CR0 with TS).
+// init_user_mode() (it copies the boot CPU's CR0 with TS, and turns PCIDs
+// on if the boot CPU did).
 void init_user_mode_here(void* entry_stack_slot);
 
 // The #NM handler: loads the current thread's FPU state.

@@ -279,9 +279,12 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
     log("paging: direct map at %#lx, NX %s, global pages %s\n", kDirectMapBase,
         features.nx ? "on" : "off", features.global_pages ? "on" : "off");
 
-    UserModeFeatures user = init_user_mode(kas, features, g_frames);
+    UserModeFeatures user = init_user_mode(kas, features, g_frames, config.pcid);
     log("cpu: syscall/sysret on, SMEP %s, SMAP %s, PCID %s\n", user.smep ? "on" : "off (absent)",
-        user.smap ? "on" : "off (absent)", user.pcid ? "offered (unused)" : "absent");
+        user.smap ? "on" : "off (absent)",
+        user.pcid           ? "on"
+        : user.pcid_offered ? "off (pcid=off)"
+                            : "off (absent)");
 
     kernel_heap_set_grow(grow_heap);
     if (!grow_heap(kInitialHeap)) MK_PANIC("memory: no room for the kernel heap");

@@ -102,7 +102,8 @@ Result<uint64_t> AddressSpace::unmap(uint64_t virt) {
     leaf = 0;
     // INVLPG also drops the paging-structure caches for this address, so
     // the tables freed below are not used through stale entries.
-    if (read_cr3() == pml4_phys_) asm volatile("invlpg (%0)" ::"r"(virt) : "memory");
+    if ((read_cr3() & pte::kAddressMask) == pml4_phys_)
+        asm volatile("invlpg (%0)" ::"r"(virt) : "memory");
     // Tables left empty go back (user half only: the kernel's half is
     // shared by every address space and never unmapped): mapping and
     // unmapping over and over must not pile up page tables.

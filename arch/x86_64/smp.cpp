@@ -137,7 +137,9 @@ ApTrampolineData* install_trampoline() {
     data->cr3_low = uint32_t(pml4);
     data->efer = rdmsr(kMsrEfer) & ~kEferLma;
     data->cr0 = read_cr0() & ~Cpu::kCr0Ts;
-    data->cr4 = read_cr4();
+    // Without PCIDE: the AP sets it itself, with the kernel's CR3 loaded
+    // (init_user_mode_here).
+    data->cr4 = read_cr4() & ~kCr4Pcide;
     data->kernel_cr3 = kernel_root;
     data->entry = reinterpret_cast<uint64_t>(&ap_kernel_entry);
     return data;

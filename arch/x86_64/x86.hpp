@@ -78,6 +78,8 @@ constexpr uint32_t kMsrApicBase = 0x1B;
 constexpr uint32_t kMsrEfer = 0xC0000080;
 constexpr uint32_t kMsrGsBase = 0xC0000101;
 constexpr uint32_t kMsrKernelGsBase = 0xC0000102;
+// CR4.PCIDE: CR3[11:0] is a process-context id (arch/x86_64/context.cpp).
+constexpr uint64_t kCr4Pcide = 1u << 17;
 
 // The isa-debug-exit device QEMU tests attach: QEMU exits with (code << 1) | 1.
 constexpr uint16_t kDebugExitPort = 0xf4;

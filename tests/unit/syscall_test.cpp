@@ -481,25 +481,32 @@ TEST_F(SyscallTest, FailedMapsGiveTheirFramesBack) {
 }
 
 // An unmap asks every CPU to forget the range (a TLB shootdown) before the
-// frames go back to the allocator, where another process could get them.
+// frames go back to the allocator, where another process could get them;
+// and it bumps the space's TLB generation before that, so a CPU that ran
+// the space with a PCID and switched away flushes it when it comes back.
 TEST_F(SyscallTest, MemUnmapShootsDownBeforeFreeing) {
     const uint64_t rw = abi::kProtRead | abi::kProtWrite;
     TrapFrame f;
     ASSERT_EQ(call(Sys::MemMap, {.a1 = 5 * kPage, .a2 = rw}, &f), Err::Ok);
     const size_t free_mapped = frame_allocator().free_count();
     FakeCpu::tlb_flushes.clear();
+    FakeCpu::tlb_watched = &proc_->tlb();
+    const uint64_t generation = proc_->tlb().generation();
     ASSERT_EQ(call(Sys::MemUnmap, {.a1 = f.rdi + kPage, .a2 = 3 * kPage}), Err::Ok);
     ASSERT_EQ(FakeCpu::tlb_flushes.size(), 1u);
     const FakeCpu::TlbFlush& flush = FakeCpu::tlb_flushes[0];
     EXPECT_EQ(flush.root, proc_->root());
     EXPECT_EQ(flush.virt, f.rdi + kPage);
     EXPECT_EQ(flush.pages, 3u);
-    EXPECT_EQ(flush.free_frames, free_mapped);  // none freed yet
+    EXPECT_EQ(flush.free_frames, free_mapped);    // none freed yet
+    EXPECT_EQ(flush.generation, generation + 1);  // bumped before the shootdown
     EXPECT_EQ(frame_allocator().free_count(), free_mapped + 3);
+    EXPECT_EQ(proc_->tlb().generation(), generation + 1);
     // A refused unmap changes nothing, so it flushes nothing.
     set_buffer(f.rdi);
     EXPECT_REFUSED(Err::BadState, call(Sys::MemUnmap, {.a1 = f.rdi, .a2 = kPage}));
     EXPECT_EQ(FakeCpu::tlb_flushes.size(), 1u);
+    EXPECT_EQ(proc_->tlb().generation(), generation + 1);
 }
 
 TEST_F(SyscallTest, MemUnmapRefusals) {

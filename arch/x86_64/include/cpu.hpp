@@ -6,6 +6,7 @@
 
 #include "cpu_interface.hpp"
 #include "error.hpp"
+#include "pcid.hpp"
 #include "trap_frame.hpp"
 
 namespace mk {
@@ -29,20 +30,28 @@ class Cpu {
         const Context* fs_key = nullptr;
         void* fpu = nullptr;    // FXSAVE area of a user thread
         bool fpu_used = false;  // the area holds state (else: fninit at first use)
+        // A user thread's address space as the PCID policy knows it (its
+        // process's); read only when CR3 changes with PCIDs on.
+        const TlbSpace* space = nullptr;
     };
 
     // A CPU's switch state: what it has loaded. In its PerCpu (arch), at
     // kPerCpuArchOffset (percpu.hpp checks it); switch_state() is this CPU's.
     struct SwitchState {
-        uint64_t loaded_root = 0;  // what CR3 holds
+        // What CR3 holds: the bare root, without the PCID (the shootdown
+        // compares it with roots).
+        uint64_t loaded_root = 0;
         // Whose FS base MSR_FS_BASE was last set to (the fs_key of that
         // context; null: 0, kStaleFsKey: a context since released); the
         // CPU holds that value or 0 (see switch_fs_base).
         const Context* loaded_fs_key = nullptr;
         Context* fpu_owner = nullptr;  // whose state the FPU registers hold
         bool ts_set = false;           // CR0.TS: the next FPU instruction traps (#NM)
-        void* entry_stack = nullptr;   // TSS.rsp0 (unaligned): the stack of entries from ring 3
-        uint64_t cr0_ts = 0;           // CR0 with TS set (kept at boot: nothing else changes)
+        // CR4.PCIDE: a CR3 load tags the space's entries with a PCID from
+        // this CPU's table (load_root_with_pcid). The same on every CPU.
+        bool pcid_on = false;
+        void* entry_stack = nullptr;  // TSS.rsp0 (unaligned): the stack of entries from ring 3
+        uint64_t cr0_ts = 0;          // CR0 with TS set (kept at boot: nothing else changes)
     };
 
     static void init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg);
@@ -67,7 +76,8 @@ class Cpu {
     // then leaves through `to`'s TrapFrame; `from`, blocked, gives its stack
     // up and resumes at its own frame when switched to (Context::rsp 0).
     static void load_context(Context& from, Context& to) {
-        load_state(to);
+        if (!load_state(to)) [[unlikely]]
+            load_state_with_pcid(to);
         from.rsp = 0;
     }
 
@@ -83,10 +93,11 @@ class Cpu {
         uint64_t top = to.kernel_stack_top;
         __builtin_memcpy(s.entry_stack, &top, sizeof(uint64_t));
         asm volatile("mov %0, %%gs:8" ::"r"(top));
-        if (to.root != s.loaded_root) {
-            // loaded_root first, then CR3, in this order (the TLB shootdown
-            // reads loaded_root: context.cpp); one asm, so no "memory".
-            asm volatile("movq %1, %0\n\tmov %1, %%cr3" : "=m"(s.loaded_root) : "r"(to.root));
+        // [[likely]] keeps the CR3 block in line, as GCC laid it out before
+        // load_root_untagged() became an asm goto (else: one jmp more).
+        if (to.root != s.loaded_root) [[likely]] {
+            if (!load_root_untagged(s, to)) [[unlikely]]
+                load_root_with_pcid(to);
         }
         switch_fs_base(s, to);
         // set_fpu_trap(s.fpu_owner != &to), tested in the order that costs
@@ -107,22 +118,60 @@ class Cpu {
     // next entry from user mode lands on (TSS.rsp0 and the syscall stub's
     // copy), the address space (CR3 only when it changes) and the FPU trap
     // (CR0.TS set unless `to` owns the FPU registers; written only when it
-    // changes). Inline: the fast path pays for every instruction.
-    static void load_state(const Context& to) {
+    // changes). Inline: the fast path pays for every instruction. False
+    // when the address space changes with PCIDs on, having changed nothing
+    // past the entry stack: the caller then calls load_state_with_pcid(),
+    // which its function may tail-call without keeping anything live
+    // across a call on the way without PCIDs.
+    [[nodiscard]] static bool load_state(const Context& to) {
         SwitchState& s = switch_state();
         if (to.kernel_stack_top != 0) {
             __builtin_memcpy(s.entry_stack, &to.kernel_stack_top, sizeof(uint64_t));
             asm volatile("mov %0, %%gs:8" ::"r"(to.kernel_stack_top) : "memory");
         }
         if (to.root != 0 && to.root != s.loaded_root) {
-            s.loaded_root = to.root;  // before CR3, as in load_user_context()
-            asm volatile("mov %0, %%cr3" ::"r"(to.root) : "memory");
+            if (!load_root_untagged(s, to)) [[unlikely]]
+                return false;
         }
         if (to.fpu != nullptr) {  // a user thread
             switch_fs_base(s, to);
             set_fpu_trap(s.fpu_owner != &to);
         }
+        return true;
     }
+    // load_state() with PCIDs on, when it returned false (context.cpp).
+    static void load_state_with_pcid(const Context& to);
+
+    // The CR3 change of a switch to a user thread's address space, without
+    // PCIDs: loaded_root first, then CR3, in this order (the TLB shootdown
+    // reads loaded_root: context.cpp); one asm, so no "memory" (CR3
+    // changes nothing the kernel's C++ reads). False, having done nothing,
+    // with PCIDs on: the caller calls load_root_with_pcid(). The test of
+    // pcid_on is in the asm, so that the compiler cannot prepare that
+    // call's argument or move the block out of line on the way without
+    // PCIDs: two instructions (cmpb, jne) more than before PCID support.
+    [[nodiscard]] static bool load_root_untagged(SwitchState& s, const Context& to) {
+        asm goto(
+            "cmpb $0, %c[pcid_on]+%[s]\n\t"
+            "jne %l[tagged]\n\t"
+            "movq %[root], %c[loaded_root]+%[s]\n\t"
+            "mov %[root], %%cr3"
+            : [s] "+m"(s)
+            : [root] "r"(to.root), [pcid_on] "i"(offsetof(SwitchState, pcid_on)),
+              [loaded_root] "i"(offsetof(SwitchState, loaded_root))
+            :
+            : tagged);
+        return true;
+    tagged:
+        [[unlikely]] return false;
+    }
+
+    // With PCIDs on: loads `to`'s address space (a user thread's) with
+    // the PCID this CPU's table gives it, flushing that PCID's entries
+    // only when the table says they may be stale (arch/x86_64/context.cpp).
+    // Out of line, on this CPU's switch state (no argument for it: the
+    // callers' address of it stays out of their way without PCIDs).
+    static void load_root_with_pcid(const Context& to);
 
     // Makes the CPU's FS base `to`'s. Ring 3 cannot write the FS base
     // (CR4.FSGSBASE stays off), but loading a selector into FS sets it to
@@ -169,8 +218,11 @@ class Cpu {
     static constexpr uint64_t kCr0Ts = 1u << 3;
 
     // --- User threads ---
-    // Makes ctx (after init_context) a user thread's, running in `root`.
-    [[nodiscard]] static Error init_user_context(Context& ctx, uint64_t root);
+    // Makes ctx (after init_context) a user thread's, running in `root`,
+    // the address space the PCID policy knows as `space` (which outlives
+    // the thread).
+    [[nodiscard]] static Error init_user_context(Context& ctx, uint64_t root,
+                                                 const TlbSpace& space);
     // The thread of ctx ended and this CPU left it for good: the CPU forgets
     // it (its address space, if loaded, gives way to the kernel's; its FPU
     // ownership and FS base key go).

@@ -34,6 +34,7 @@ void FakeCpu::reset() {
     retired = 0;
     unloaded.clear();
     tlb_flushes.clear();
+    tlb_watched = nullptr;
     forget_cpus();
     Scheduler::set_donation_enabled(true);
 }
@@ -71,7 +72,7 @@ PageTable& space_of(uint64_t root) {
 }  // namespace
 
 // Nothing to allocate: user threads never run on the host.
-Error Cpu::init_user_context(Context&, uint64_t) {
+Error Cpu::init_user_context(Context&, uint64_t, const TlbSpace&) {
     return Error::None;
 }
 void Cpu::enter_user(uint64_t, uint64_t, uint64_t) {
@@ -210,7 +211,8 @@ void Cpu::unload_context(Context& ctx) {
 }
 
 void Cpu::flush_user_tlb(uint64_t root, uint64_t virt, size_t pages) {
-    FakeCpu::tlb_flushes.push_back({root, virt, pages, frame_allocator().free_count()});
+    uint64_t generation = FakeCpu::tlb_watched != nullptr ? FakeCpu::tlb_watched->generation() : 0;
+    FakeCpu::tlb_flushes.push_back({root, virt, pages, frame_allocator().free_count(), generation});
 }
 
 void Cpu::notify_cpu(uint32_t index) {

@@ -14,6 +14,7 @@
 
 #include "cpu_interface.hpp"
 #include "error.hpp"
+#include "pcid.hpp"
 #include "trap_frame.hpp"
 
 namespace mk {
@@ -51,7 +52,7 @@ class Cpu {
     // address spaces exist: page tables as maps, frames in host memory
     // (frame_to_kernel is the identity), with the refusals of
     // arch/x86_64/context.cpp.
-    static Error init_user_context(Context& ctx, uint64_t root);
+    static Error init_user_context(Context& ctx, uint64_t root, const TlbSpace& space);
     static void retire_context(Context& ctx);  // counted (FakeCpu::retired)
     static void release_context(Context&) {}
     static void unload_context(Context& ctx);  // recorded (FakeCpu::unloaded)
@@ -114,13 +115,16 @@ struct FakeCpu {
     static inline unsigned retired = 0;  // retire_context() calls
     // unload_context() calls: the contexts, and the CPU each was on.
     static inline std::vector<std::pair<const Cpu::Context*, uint32_t>> unloaded;
-    // flush_user_tlb() calls: root, first page, pages, and the frame
-    // allocator's free frames at the time.
+    // flush_user_tlb() calls: root, first page, pages, the frame
+    // allocator's free frames and the generation of `tlb_watched` (0 when
+    // null) at the time.
     struct TlbFlush {
         uint64_t root, virt;
         size_t pages, free_frames;
+        uint64_t generation;
     };
     static inline std::vector<TlbFlush> tlb_flushes;
+    static inline const TlbSpace* tlb_watched = nullptr;
     static inline std::string log;
     // Run by switch_context() before it records the switch: a test's look at
     // the moment a CPU leaves a thread (null: none).
