@@ -170,7 +170,8 @@ Status take_handles_slow(Process& p, Thread& self, Outgoing& out, const Endpoint
 // nothing else on the stack to undo), a block gives the kernel stack up and
 // the syscall completes in mk_resume_at_frame(), or the fast path resumes
 // the thread directly (syscall/fastpath.cpp).
-Endpoint* begin_ipc(Thread& self, Named<Endpoint>& e, IpcState::UserOp op, bool at_frame) {
+[[gnu::always_inline]] inline Endpoint* begin_ipc(Thread& self, Named<Endpoint>& e,
+                                                  IpcState::UserOp op, bool at_frame) {
     IpcState& ipc = *self.ipc;
     MK_ASSERT(!ipc.endpoint_ref);
     Endpoint* endpoint = e.object.get();
