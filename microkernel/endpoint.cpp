@@ -112,9 +112,15 @@ Status finish_locked(Thread& self) {
 }  // namespace
 
 bool g_ipc_fast_path = true;
+bool g_ipc_fast_switch = true;
 
 void ipc_set_fast_path(bool on) {
     g_ipc_fast_path = on;
+    ipc_update_fast_switch();
+}
+
+void ipc_update_fast_switch() {
+    g_ipc_fast_switch = g_ipc_fast_path && Scheduler::donation_enabled();
 }
 
 // A CPU's IPC counters, with the fast path's hits its scheduler counted.

@@ -92,6 +92,15 @@ extern bool g_ipc_fast_path;
 inline bool ipc_fast_path() {
     return g_ipc_fast_path;
 }
+// Whether the fast path may switch straight to its partner: the fast path
+// on and donation on (a direct switch is a donation). One byte, so that the
+// syscall fast path's Call, ReplyRecv and Reply test both with one compare;
+// ipc_set_fast_path() and Scheduler::set_donation_enabled() keep it.
+extern bool g_ipc_fast_switch;
+inline bool ipc_fast_switch() {
+    return g_ipc_fast_switch;
+}
+void ipc_update_fast_switch();
 IpcCounters ipc_counters();        // this CPU's
 IpcCounters total_ipc_counters();  // every CPU's, summed
 

@@ -10,6 +10,11 @@ SpinLock g_ipc_lock{LockLevel::Endpoint};
 WaitQueue Scheduler::zombies_;
 Thread* Scheduler::reaper_ = nullptr;
 bool Scheduler::donation_enabled_ = true;
+
+void Scheduler::set_donation_enabled(bool on) {
+    donation_enabled_ = on;
+    ipc_update_fast_switch();  // the fast path's switch is a donation
+}
 CpuTable g_cpu_table;
 
 void register_cpu(PerCpu& cpu) {

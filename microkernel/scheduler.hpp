@@ -93,7 +93,7 @@ class Scheduler {
     size_t ready_count();
 
     // Donation on/off (kernel command line `donate=off`), for every CPU.
-    static void set_donation_enabled(bool on) { donation_enabled_ = on; }
+    static void set_donation_enabled(bool on);
     static bool donation_enabled() { return donation_enabled_; }
 
     // Homes a Created `thread` on `cpu` (a CPU in the CPU table), its only

@@ -265,8 +265,7 @@ inline FastPathExit FastPath::call(TrapFrame& f) {
     PerCpu& cpu = this_cpu();
     Scheduler& s = cpu.scheduler;
     uint32_t length;
-    if (!message_ok(f, &length) || !timeout_ok(f) || !ipc_fast_path() || !s.donation_enabled())
-        return miss();
+    if (!message_ok(f, &length) || !timeout_ok(f) || !ipc_fast_switch()) return miss();
     Thread& self = *s.current_;
     if (!payload_ok(*self.ipc, length)) return miss();
     HandleTable& table = self.process->handles();
@@ -312,8 +311,7 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     PerCpu& cpu = this_cpu();
     Scheduler& s = cpu.scheduler;
     uint32_t length;
-    if (!message_ok(f, &length) || !timeout_ok(f) || !ipc_fast_path() || !s.donation_enabled())
-        return miss();
+    if (!message_ok(f, &length) || !timeout_ok(f) || !ipc_fast_switch()) return miss();
     Thread& self = *s.current_;
     IpcState& sipc = *self.ipc;
     ReplyToken token = sipc.reply;
@@ -420,7 +418,7 @@ inline FastPathExit FastPath::reply(TrapFrame& f) {
     PerCpu& cpu = this_cpu();
     Scheduler& s = cpu.scheduler;
     uint32_t length;
-    if (!message_ok(f, &length) || !ipc_fast_path() || !s.donation_enabled()) return miss();
+    if (!message_ok(f, &length) || !ipc_fast_switch()) return miss();
     Thread& self = *s.current_;
     IpcState& sipc = *self.ipc;
     // The Reply object stays this thread's (spare_reply) once the handle is

@@ -1229,6 +1229,20 @@ TEST_F(FastPathTest, ReplyRecvWithFastPathOffMisses) {
     EXPECT_EQ(ipc_counters().fastpath_miss_disabled, 1u);
 }
 
+// The fast path tests both settings with one byte, which follows whichever
+// of the two changed last.
+TEST_F(FastPathTest, TheSwitchFlagNeedsTheFastPathAndDonation) {
+    sched().set_donation_enabled(false);
+    ipc_set_fast_path(true);  // on again after donation went off: still no switch
+    EXPECT_FALSE(ipc_fast_switch());
+    sched().set_donation_enabled(true);
+    EXPECT_TRUE(ipc_fast_switch());
+    ipc_set_fast_path(false);
+    EXPECT_FALSE(ipc_fast_switch());
+    ipc_set_fast_path(true);
+    EXPECT_TRUE(ipc_fast_switch());
+}
+
 TEST_F(FastPathTest, ReplyRecvWithDonationOffMisses) {
     pending_call();
     sched().set_donation_enabled(false);
