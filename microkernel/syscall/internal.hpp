@@ -68,12 +68,11 @@ Status sys_reply(Process& p, Thread& self, TrapFrame& f);
 Status sys_reply_recv(Process& p, Thread& self, TrapFrame& f);
 Status sys_reply_save(Process& p, Thread& self, TrapFrame& f);
 Status sys_endpoint_create(Process& p, Thread& self, TrapFrame& f);
-// The end of every IPC syscall (send, call, recv, reply_recv), whether its
-// operation returned at once or the thread blocked at its frame and runs
-// again (mk_resume_at_frame, with st = the operation's result): drops the
-// reference to the endpoint, and on success puts what arrived in the
-// return registers. Returns st.
-Status complete_ipc(Process& p, Thread& self, TrapFrame& f, Status st);
+// mk_resume_at_frame(), the end of an IPC syscall whose thread blocked at
+// its frame, is in syscall/ipc.cpp too, beside complete_ipc().
+
+// The ABI's number of every Error (syscall/syscall.cpp).
+abi::Err to_abi(Error e);
 
 // Memory and threads (syscall/memory.cpp).
 Status sys_mem_map(Process& p, Thread& self, TrapFrame& f);

@@ -25,12 +25,6 @@
 
 namespace mk::syscall {
 
-namespace {
-
-Scheduler& sched() {
-    return this_cpu().scheduler;
-}
-
 // Every Error, no default: a new Error value fails to compile here until
 // it has its ABI number.
 abi::Err to_abi(Error e) {
@@ -69,6 +63,12 @@ abi::Err to_abi(Error e) {
             return abi::Err::LimitReached;
     }
     MK_PANIC("to_abi: Error %u has no ABI number", unsigned(e));
+}
+
+namespace {
+
+Scheduler& sched() {
+    return this_cpu().scheduler;
 }
 
 // --- debug_log ---
@@ -379,14 +379,6 @@ void handle_syscall(TrapFrame& f) {
 }
 
 }  // namespace mk
-
-extern "C" void mk_resume_at_frame(mk::TrapFrame* f) {
-    using namespace mk;
-    sched().finish_switch_in();
-    Thread& self = *sched().current();
-    f->rax = uint64_t(to_abi(syscall::complete_ipc(*self.process, self, *f, self.ipc->result)));
-    before_return_to_user();
-}
 
 namespace mk {
 
