@@ -452,6 +452,10 @@ WakeReason Scheduler::block_current_locked(WaitQueue* queue, uint64_t timeout_ti
 }
 
 void Scheduler::mark_current_blocked_locked(WaitQueue* queue, uint64_t timeout_ticks) {
+    mark_current_blocked_inline(queue, timeout_ticks);
+}
+
+inline void Scheduler::mark_current_blocked_inline(WaitQueue* queue, uint64_t timeout_ticks) {
     Thread* self = current_;
     MK_ASSERT(self != idle_ && self->state == ThreadState::Running && self->cpu == cpu_);
     self->block_armed = false;
@@ -460,19 +464,21 @@ void Scheduler::mark_current_blocked_locked(WaitQueue* queue, uint64_t timeout_t
     self->wake_reason = WakeReason::None;
     self->waiting_on = queue;
     if (queue != nullptr) queue->push_back(*self);
-    if (timeout_ticks != 0) {
-        // Saturating: ticks + timeout past UINT64_MAX (user code passes
-        // UINT64_MAX for "forever") is UINT64_MAX, which never expires, so
-        // it is not armed at all.
-        uint64_t now = counters_.ticks;
-        if (timeout_ticks < Thread::kNeverExpires - now) {
-            self->deadline = now + timeout_ticks;
-            timeouts_.insert(*self);
-        } else {
-            self->deadline = Thread::kNeverExpires;
-        }
-    }
+    if (timeout_ticks != 0) arm_timeout_locked(*self, timeout_ticks);
     ++counters_.blocks;
+}
+
+void Scheduler::arm_timeout_locked(Thread& thread, uint64_t timeout_ticks) {
+    // Saturating: ticks + timeout past UINT64_MAX (user code passes
+    // UINT64_MAX for "forever") is UINT64_MAX, which never expires, so it
+    // is not armed at all.
+    uint64_t now = counters_.ticks;
+    if (timeout_ticks < Thread::kNeverExpires - now) {
+        thread.deadline = now + timeout_ticks;
+        timeouts_.insert(thread);
+    } else {
+        thread.deadline = Thread::kNeverExpires;
+    }
 }
 
 WakeReason Scheduler::wake_and_block_locked(Thread& thread, WaitQueue* queue,
@@ -499,7 +505,7 @@ WakeReason Scheduler::wake_and_block_locked(Thread& thread, WaitQueue* queue,
     ++counters_.wakeups;
     // block_current_locked(queue, timeout_ticks), whose switch takes the
     // donation: the rest of the quantum goes with it.
-    mark_current_blocked_locked(queue, timeout_ticks);
+    mark_current_blocked_inline(queue, timeout_ticks);
     enter_switch_locked();
     donate_target_ = nullptr;  // consumed by this switch, as every switch does
     ++counters_.donations_taken;

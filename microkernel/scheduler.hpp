@@ -167,6 +167,12 @@ class Scheduler {
     // Blocked on `queue` without switching; the caller switches next
     // (switch_to_locked or a schedule). For the IPC fast path.
     void mark_current_blocked_locked(WaitQueue* queue, uint64_t timeout_ticks);
+    // Its body, inlined into wake_and_block_locked(), the general path's
+    // hand-over (and out of line above for the rest).
+    [[gnu::always_inline]] inline void mark_current_blocked_inline(WaitQueue* queue,
+                                                                   uint64_t timeout_ticks);
+    // Its timeout, apart: most blocks have none.
+    [[gnu::noinline]] void arm_timeout_locked(Thread& thread, uint64_t timeout_ticks);
 
     // wake_locked(thread), set_donate_target_locked(&thread), then
     // block_current_locked(queue, timeout_ticks), in one step: the IPC
