@@ -89,9 +89,10 @@
  *      object is never freed while pinned (refs counts the pins).
  *
  * Negative controls (must FAIL):
- *   BUG_RL_BEFORE_EP      R's recv takes RL[R], then EP[e] (the order assertion fires;
- *                         in this model no deadlock follows: RL[R] is taken by others
- *                         only while R waits, so only the assertion shows it)
+ *   BUG_RL_BEFORE_EP      R's recv takes RL[R], then EP[e]: the order assertion fires.
+ *                         Only it: with the assertion left out the model passes (others
+ *                         take RL[R] while R runs only as a wait lock, then only an S;
+ *                         a call takes EP[e] then RL[R] only while R waits)
  *   BUG_S_AGAINST_ORDER   C1's call takes S1 then S0 (own lock first; the order
  *                         assertion left out): with -DMOVE the move holds S0 and wants
  *                         S1 -> deadlock
