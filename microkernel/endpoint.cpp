@@ -317,14 +317,6 @@ Result<Received> Endpoint::try_recv() {
 
 // --- call ---
 
-Result<Message> Endpoint::call(const Message& msg, uint64_t badge, uint64_t timeout_ticks) {
-    return call_impl(msg, badge, timeout_ticks, false);
-}
-
-Result<Message> Endpoint::try_call(const Message& msg, uint64_t badge) {
-    return call_impl(msg, badge, 0, true);
-}
-
 Result<Message> Endpoint::call_impl(const Message& msg, uint64_t badge, uint64_t timeout_ticks,
                                     bool need_receiver) {
     if (!msg.fits()) return Error::TooLarge;

@@ -147,10 +147,14 @@ class Endpoint : public KObject {
     // recv() only if a sender is waiting now; else WouldBlock.
     Result<Received> try_recv();
     // send(), then wait for the reply to this message.
-    Result<Message> call(const Message& msg, uint64_t badge, uint64_t timeout_ticks = 0);
+    Result<Message> call(const Message& msg, uint64_t badge, uint64_t timeout_ticks = 0) {
+        return call_impl(msg, badge, timeout_ticks, false);
+    }
     // call() only if a receiver is waiting now (else WouldBlock, nothing
     // done); then waits for the reply without a timeout.
-    Result<Message> try_call(const Message& msg, uint64_t badge);
+    Result<Message> try_call(const Message& msg, uint64_t badge) {
+        return call_impl(msg, badge, 0, true);
+    }
     // reply(token, msg) and then recv(), in one operation. A token that is
     // no longer good (its caller timed out or died) drops the reply, as the
     // caller can no longer take it, and still receives. An invalid() token
