@@ -66,7 +66,11 @@ Cpu::SwitchState& sw() {
 AddressSpace g_kernel_space;
 // Each CPU's PCIDs, by PerCpu::index (used with CR4.PCIDE only); touched
 // by its CPU alone, with interrupts off.
-PcidTable g_pcid_tables[mk::kMaxCpus];
+// (A cache line each: every address-space switch writes its CPU's.)
+struct alignas(64) CpuPcids {
+    PcidTable table;
+};
+CpuPcids g_pcid_tables[mk::kMaxCpus];
 bool g_pcid_on = false;  // set by init_user_mode() on the boot CPU, before the others start
 uint64_t g_cr0_ts = 0;   // CR0 with TS, as init_user_mode() sets it on the boot CPU
 PagingFeatures g_features{};
@@ -88,7 +92,7 @@ void set_ts(bool on) {
 }
 
 PcidTable& pcid_table_here() {
-    return g_pcid_tables[Cpu::cpu_index()];
+    return g_pcid_tables[Cpu::cpu_index()].table;
 }
 
 bool cpu_offers_pcid() {

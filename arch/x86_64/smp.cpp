@@ -127,7 +127,9 @@ ApTrampolineData* install_trampoline() {
     table(pdpt)[0] = pd | pte::kPresent | pte::kWritable;
     table(pd)[0] = pt | pte::kPresent | pte::kWritable;
     table(pt)[(kApTrampolineBase >> 12) & 511] = kApTrampolineBase | pte::kPresent | pte::kWritable;
-    const uint64_t kernel_root = read_cr3();
+    // The address bits alone: bits 3 and 4 of a CR3 loaded with PCIDE off
+    // are PWT and PCD, not part of a PCID.
+    const uint64_t kernel_root = read_cr3() & pte::kAddressMask;
     const uint64_t* kernel_pml4 = table(kernel_root & pte::kAddressMask);
     for (unsigned i = kFirstKernelSlot; i < 512; ++i) table(pml4)[i] = kernel_pml4[i];
 

@@ -152,13 +152,12 @@ class Cpu {
     // PCIDs: two instructions (cmpb, jne) more than before PCID support.
     [[nodiscard]] static bool load_root_untagged(SwitchState& s, const Context& to) {
         asm goto(
-            "cmpb $0, %c[pcid_on]+%[s]\n\t"
+            "cmpb $0, %[pcid_on]\n\t"
             "jne %l[tagged]\n\t"
-            "movq %[root], %c[loaded_root]+%[s]\n\t"
+            "movq %[root], %[loaded_root]\n\t"
             "mov %[root], %%cr3"
-            : [s] "+m"(s)
-            : [root] "r"(to.root), [pcid_on] "i"(offsetof(SwitchState, pcid_on)),
-              [loaded_root] "i"(offsetof(SwitchState, loaded_root))
+            : [loaded_root] "+m"(s.loaded_root)
+            : [pcid_on] "m"(s.pcid_on), [root] "r"(to.root)
             :
             : tagged);
         return true;
