@@ -17,6 +17,7 @@ arch_switch_context:
     push %r15
     mov %rsp, (%rdi)
     mov %rsi, %rsp
+.Lresume_switch_frame:            /* rsp at a switch frame: back into its thread */
     pop %r15
     pop %r14
     pop %r13
@@ -31,13 +32,7 @@ arch_switch_context:
     .globl arch_leave_to_stack
 arch_leave_to_stack:
     mov %rdi, %rsp
-    pop %r15
-    pop %r14
-    pop %r13
-    pop %r12
-    pop %rbx
-    pop %rbp
-    ret
+    jmp .Lresume_switch_frame
 
 /* [[noreturn]] void arch_leave_to_frame(uint64_t frame): the same, to a user
  * thread that gave its stack up as well: on with its syscall at its

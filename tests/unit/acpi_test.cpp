@@ -7,8 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "config.hpp"
-
 namespace mk::acpi {
 namespace {
 
@@ -534,21 +532,6 @@ TEST(AcpiErrors, EveryErrorHasAName) {
     for (int e = 0; e <= int(AcpiError::NoProcessors); ++e) {
         EXPECT_STRNE(acpi_error_name(AcpiError(e)), "unknown ACPI error") << e;
     }
-}
-
-// --- smp= on the kernel command line ---
-
-TEST(KernelConfigSmp, OnByDefaultOffWithSmpOff) {
-    const char on[] = "/boot/kernel.elf ktest=all";
-    EXPECT_TRUE(parse_kernel_config(on, sizeof on - 1).smp);
-    const char off[] = "/boot/kernel.elf smp=off ktest=all";
-    KernelConfig c = parse_kernel_config(off, sizeof off - 1);
-    EXPECT_FALSE(c.smp);
-    EXPECT_EQ(c.bad_words, 0u);
-    const char bad[] = "smp=2";
-    KernelConfig b = parse_kernel_config(bad, sizeof bad - 1);
-    EXPECT_TRUE(b.smp);
-    EXPECT_EQ(b.bad_words, 1u);
 }
 
 }  // namespace

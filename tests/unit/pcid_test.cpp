@@ -6,8 +6,6 @@
 
 #include <gtest/gtest.h>
 
-#include "config.hpp"
-
 #include <memory>
 #include <new>
 #include <set>
@@ -210,19 +208,6 @@ TEST(PcidTable, TwoCpusTablesAreIndependent) {
     cpu1.load_kernel();
     EXPECT_EQ(cpu1.current(), PcidTable::kKernelPcid);
     EXPECT_NE(cpu0.current(), PcidTable::kKernelPcid);
-}
-
-TEST(KernelConfigPcid, OnByDefaultOffWithPcidOff) {
-    const char on[] = "/boot/kernel.elf ktest=all";
-    EXPECT_TRUE(parse_kernel_config(on, sizeof on - 1).pcid);
-    const char off[] = "/boot/kernel.elf pcid=off ktest=all";
-    KernelConfig c = parse_kernel_config(off, sizeof off - 1);
-    EXPECT_FALSE(c.pcid);
-    EXPECT_EQ(c.bad_words, 0u);
-    const char bad[] = "pcid=no";
-    KernelConfig b = parse_kernel_config(bad, sizeof bad - 1);
-    EXPECT_TRUE(b.pcid);
-    EXPECT_EQ(b.bad_words, 1u);
 }
 
 }  // namespace
