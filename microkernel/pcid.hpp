@@ -60,6 +60,13 @@ class PcidTable {
     // (after it published that this CPU has the space loaded: the
     // shootdown's side of the bargain, TlbSpace::invalidate).
     Load load(uint64_t id, uint64_t generation);
+    // The CR3 value (CR4.PCIDE set) that loads the page tables at `root`
+    // (4 KiB aligned) as `load` says: the PCID in bits 11:0, and bit 63
+    // set when the PCID's entries stay (no flush).
+    static constexpr uint64_t kCr3NoFlush = uint64_t{1} << 63;
+    static constexpr uint64_t cr3(uint64_t root, Load load) {
+        return root | load.pcid | (load.flush ? 0 : kCr3NoFlush);
+    }
     // A switch to the kernel's tables (PCID 0).
     void load_kernel() { current_ = kKernelPcid; }
     // The PCID loaded now (kKernelPcid after load_kernel() or at start).

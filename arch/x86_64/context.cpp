@@ -55,7 +55,6 @@ constexpr uint64_t kCr4Osfxsr = 1u << 9;
 constexpr uint64_t kCr4Osxmmexcpt = 1u << 10;
 constexpr uint64_t kCr4Smep = 1u << 20;
 constexpr uint64_t kCr4Smap = 1u << 21;
-constexpr uint64_t kCr3NoFlush = 1ull << 63;  // with CR4.PCIDE: keep the PCID's TLB entries
 constexpr size_t kFxsaveSize = 512;
 
 // This CPU's switch state.
@@ -273,7 +272,7 @@ void flush_here(uint64_t root, uint64_t virt, uint64_t pages) {
     } else if (pages > kInvlpgMax) {
         // Without bit 63: the PCID's entries go (the current one: this CPU
         // runs `root`), paging-structure caches included.
-        write_cr3(s.pcid_on ? root | pcid_table_here().current() : root);
+        write_cr3(s.pcid_on ? PcidTable::cr3(root, {pcid_table_here().current(), true}) : root);
     } else {
         // invlpg acts on the current PCID, the one this CPU runs `root` with.
         for (uint64_t i = 0; i < pages; ++i)
@@ -454,7 +453,7 @@ void Cpu::load_root_with_pcid(const Context& to) {
     // TLB shootdown above).
     __atomic_exchange_n(&s.loaded_root, to.root, __ATOMIC_SEQ_CST);
     PcidTable::Load l = pcid_table_here().load(to.space->id(), to.space->generation());
-    write_cr3(to.root | l.pcid | (l.flush ? 0 : kCr3NoFlush));
+    write_cr3(PcidTable::cr3(to.root, l));
 }
 
 void Cpu::unload_context(Context& ctx) {

@@ -45,6 +45,22 @@ TEST(TlbSpace, InvalidateAdvancesTheGeneration) {
     EXPECT_EQ(s.generation(), g + 2);
 }
 
+// The CR3 value a load asks for: the root, the PCID in the low 12 bits,
+// bit 63 (keep the entries) only when no flush is needed.
+TEST(PcidTable, Cr3CarriesThePcidAndTheNoFlushBit) {
+    const uint64_t root = 0x12345000;
+    EXPECT_EQ(PcidTable::cr3(root, {3, true}), root | 3);
+    EXPECT_EQ(PcidTable::cr3(root, {3, false}), root | 3 | (uint64_t{1} << 63));
+    EXPECT_EQ(PcidTable::cr3(root, {PcidTable::kSlots, false}) & 0xFFF, PcidTable::kSlots);
+    EXPECT_EQ(PcidTable::cr3(root, {1, false}) & ~(uint64_t{1} << 63) & ~uint64_t{0xFFF}, root);
+    // A load the table gives: a first load flushes.
+    PcidTable t;
+    PcidTable::Load first = t.load(7, 0);
+    EXPECT_EQ(PcidTable::cr3(root, first), root | first.pcid);
+    PcidTable::Load again = t.load(7, 0);
+    EXPECT_EQ(PcidTable::cr3(root, again), root | again.pcid | (uint64_t{1} << 63));
+}
+
 TEST(PcidTable, StartsOnTheKernelPcid) {
     PcidTable t;
     EXPECT_EQ(t.current(), PcidTable::kKernelPcid);
