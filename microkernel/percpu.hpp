@@ -33,7 +33,7 @@ struct PerCpu {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored \
     "-Winvalid-offsetof"  // PerCpu is not standard-layout; GCC lays it out in order
-static_assert(offsetof(PerCpu, held_locks) == kHeldLocksOffset, "spinlock.hpp reads it there");
+static_assert(offsetof(PerCpu, held_locks) == kHeldLocksOffset, "Cpu::held_locks() reads it there");
 static_assert(offsetof(PerCpu, index) == kPerCpuIndexOffset, "Cpu::cpu_index() reads it there");
 static_assert(offsetof(PerCpu, arch) == kPerCpuArchOffset, "the architecture reads it there");
 #pragma GCC diagnostic pop
