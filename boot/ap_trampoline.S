@@ -15,10 +15,11 @@
  *               and CR0 as the boot CPU has them (LME, NXE, SCE; PG, WP,
  *               ...): long mode, compatibility mode; far jump to 64-bit code;
  *   64-bit:     CR4 as the boot CPU has it (SMEP, SMAP, PGE, ... only what
- *               that CPU has; PCIDE not yet, see init_user_mode_here), the stack, the argument and the kernel's CR3
- *               from the data block; mark the block free; jump to
- *               ap_kernel_entry in the kernel half, which loads the
- *               kernel's CR3 and calls ap_main(arg).
+ *               that CPU has; PCIDE not yet, see init_user_mode_here), the
+ *               stack, the argument and the kernel's CR3 from the data
+ *               block; mark the block free; jump to ap_kernel_entry in
+ *               the kernel half, which loads the kernel's CR3 and calls
+ *               ap_main(arg).
  *
  * The claim word: 0 published for an AP, 1 claimed by one, 2 closed by the
  * boot CPU, 3 the AP has read everything it needs. An AP that finds it

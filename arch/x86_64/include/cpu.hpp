@@ -72,18 +72,11 @@ class Cpu {
     // resumes at its TrapFrame) rather than keeping a switch frame there.
     static bool resumes_at_frame(const Context& ctx) { return ctx.rsp == 0; }
     // Makes `to` the context the CPU runs next, without moving to its stack:
-    // its kernel entry stack, address space and FPU ownership. The fast path
-    // then leaves through `to`'s TrapFrame; `from`, blocked, gives its stack
-    // up and resumes at its own frame when switched to (Context::rsp 0).
-    static void load_context(Context& from, Context& to) {
-        if (!load_state(to)) [[unlikely]]
-            load_state_with_pcid(to);
-        from.rsp = 0;
-    }
-
-    // load_context() for the syscall fast path, whose threads are user
-    // threads both (a kernel stack, an address space, an FPU area): the
-    // same changes, without the tests for a kernel thread. No "memory"
+    // its kernel entry stack, address space and FPU ownership (what
+    // load_state() does, without the tests for a kernel thread: the fast
+    // path's threads are user threads both). The fast path then leaves
+    // through `to`'s TrapFrame; `from`, blocked, gives its stack up and
+    // resumes at its own frame when switched to (Context::rsp 0). No "memory"
     // clobbers: CR3 and CR0 change nothing the kernel's C++ reads (the
     // kernel half is the same in every address space), and the entry
     // stack slot at %gs:8 is only read by the entry stub.
@@ -149,7 +142,8 @@ class Cpu {
     // with PCIDs on: the caller calls load_root_with_pcid(). The test of
     // pcid_on is in the asm, so that the compiler cannot prepare that
     // call's argument or move the block out of line on the way without
-    // PCIDs: two instructions (cmpb, jne) more than before PCID support.
+    // PCIDs: the cmpb and jne, and an address for the two operands, are
+    // what PCID support costs a switch without PCIDs (docs/smp.md).
     [[nodiscard]] static bool load_root_untagged(SwitchState& s, const Context& to) {
         asm goto(
             "cmpb $0, %[pcid_on]\n\t"
