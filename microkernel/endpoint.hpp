@@ -85,6 +85,12 @@ struct Notice {
     Message msg;         // register-only, label >= abi::kNoticeLabelBase
     uint64_t badge = 0;  // the badge of the handle the source was given
 };
+// An endpoint's queue of notices: it keeps its size, which the syscall
+// fast path's assembly reads as the list's first word
+// (syscall/fastpath_layout.hpp, ENDPOINT_NOTICES; host-tested).
+using NoticeList =
+    bi::list<Notice, bi::member_hook<Notice, bi::list_member_hook<bi::link_mode<bi::safe_link>>,
+                                     &Notice::hook>>;
 
 // Fast path on/off (kernel command line `fastpath=off`).
 void ipc_set_fast_path(bool on);
@@ -220,10 +226,8 @@ class Endpoint : public KObject {
     // --- Guarded by the IPC lock (g_ipc_lock) ---
     WaitQueue senders_;    // blocked in send()/call(), their message in Thread::ipc
     WaitQueue receivers_;  // blocked in recv()/reply_recv()
-    bi::list<Notice, bi::member_hook<Notice, bi::list_member_hook<bi::link_mode<bi::safe_link>>,
-                                     &Notice::hook>>
-        notices_;        // posted, not yet received
-    bool dead_ = false;  // destroy() ran: every operation returns Destroyed
+    NoticeList notices_;   // posted, not yet received
+    bool dead_ = false;    // destroy() ran: every operation returns Destroyed
 };
 
 // A thread is ending: callers waiting for its reply wake with PeerDied. With

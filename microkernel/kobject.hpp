@@ -74,6 +74,7 @@ class KObject {
     ~KObject() = default;
 
   private:
+    friend class FastPath;  // syscall.S's fast path counts references itself (fastpath_layout.hpp)
     std::atomic<uint32_t> refs_{1};  // the creator's reference
     ObjectType type_;
 };

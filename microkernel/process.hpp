@@ -136,6 +136,8 @@ class Process : public KObject {
     // so no CPU has its address space loaded.
     void die(bool may_yield);
 
+    friend class FastPath;  // checks where syscall.S finds the handle table (fastpath_layout.hpp)
+
     char name_[kNameLength];
     uint64_t id_ = 0;
     uint32_t cpu_ = 0;  // fixed at create()

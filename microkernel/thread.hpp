@@ -161,6 +161,8 @@ class Thread : public KObject {
     friend void kdelete(T* obj);
     friend void kobject_free(KObject* object);
 
+    friend class FastPath;  // checks where syscall.S reads the id (fastpath_layout.hpp)
+
     Thread(uint64_t id, const char* name, IpcState* ipc);
     ~Thread();
     [[nodiscard]] static Result<Thread*> make(const char* name);

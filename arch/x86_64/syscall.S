@@ -5,9 +5,10 @@
  * swaps to the kernel GS, switches to the current thread's kernel stack
  * (PerCpu::entry, at %gs:8) and builds the same TrapFrame the interrupt
  * stubs build (vector 0x100), so the syscall layer and the fault handlers
- * read one layout; then it calls arch_syscall(frame). Call, ReplyRecv,
- * Recv, Reply and ReplySave try the fast path
- * (microkernel/syscall/fastpath.cpp) first.
+ * read one layout; then it calls arch_syscall(frame). Call and ReplyRecv
+ * with a register message take the fast path's hit case in assembly
+ * below; Call, ReplyRecv, Recv, Reply and ReplySave try the C++ fast path
+ * (microkernel/syscall/fastpath.cpp) before the general path.
  *
  * The way back is sysretq, except to a RIP outside the user half: sysret to
  * a non-canonical RIP faults in ring 0 with the user's stack (the
@@ -15,10 +16,10 @@
  * path's exit, FAST_EXIT, says why it need not check). */
 
 #include "frame.inc"
+#include "syscall/fastpath_layout.hpp"
 
     .set PERCPU_KSTACK, 8
     .set PERCPU_USER_RSP, 16
-    .set PERCPU_SCHED_LOCK, 88    /* this CPU's Scheduler::lock_: checked in context.cpp */
     .set USER_DS, 0x1b
     .set USER_CS, 0x23
     .set SYS_RECV, 3              /* abi::Sys::Recv: checked in context.cpp */
@@ -98,29 +99,92 @@
  * RFLAGS and RSP. The rest (vector, error code, CS, SS) only the general
  * path fills in: nothing reads them in a frame the fast path leaves (a
  * thread blocked at it resumes through sysret). Leaves the flags alone
- * (lea, not sub), so a compare before it still decides after it. */
-.macro SAVE_FRAME
+ * (lea, not sub), so a compare before it still decides after it.
+ * SAVE_ENTRY is what the assembly fast path saves: every register but rax
+ * (the syscall number, which a completed syscall replaces with its
+ * status), with rsp at the top of the kernel stack (the frame below it:
+ * TOP(field) addresses a field there). A thread blocked there may fail
+ * later (PeerDied, Destroyed), and a call that fails leaves the output
+ * registers but rax as they were (docs/syscalls.md): so its arguments and
+ * message are saved too, though a hit never reads them back. */
+#define TOP(field) (FRAME_##field - FRAME_SIZE)
+.macro SAVE_ENTRY
     swapgs
     mov %rsp, %gs:PERCPU_USER_RSP
     mov %gs:PERCPU_KSTACK, %rsp
-    lea -FRAME_SIZE(%rsp), %rsp
-    mov %rcx, FRAME_RIP(%rsp)
-    mov %r11, FRAME_RFLAGS(%rsp)
+    mov %rcx, TOP(RIP)(%rsp)
+    mov %r11, TOP(RFLAGS)(%rsp)
     mov %gs:PERCPU_USER_RSP, %rcx
-    mov %rcx, FRAME_RSP(%rsp)
+    mov %rcx, TOP(RSP)(%rsp)
+    mov %rbx, TOP(RBX)(%rsp)
+    mov %rbp, TOP(RBP)(%rsp)
+    mov %r12, TOP(R12)(%rsp)
+    mov %r13, TOP(R13)(%rsp)
+    mov %r14, TOP(R14)(%rsp)
+    mov %r15, TOP(R15)(%rsp)
+    mov %rdx, TOP(RDX)(%rsp)
+    mov %rsi, TOP(RSI)(%rsp)
+    mov %rdi, TOP(RDI)(%rsp)
+    mov %r8, TOP(R8)(%rsp)
+    mov %r9, TOP(R9)(%rsp)
+    mov %r10, TOP(R10)(%rsp)
+.endm
+.macro SAVE_FRAME
+    SAVE_ENTRY
+    lea -FRAME_SIZE(%rsp), %rsp
     mov %rax, FRAME_RAX(%rsp)
-    mov %rbx, FRAME_RBX(%rsp)
-    mov %rdx, FRAME_RDX(%rsp)
-    mov %rsi, FRAME_RSI(%rsp)
-    mov %rdi, FRAME_RDI(%rsp)
-    mov %rbp, FRAME_RBP(%rsp)
-    mov %r8, FRAME_R8(%rsp)
-    mov %r9, FRAME_R9(%rsp)
-    mov %r10, FRAME_R10(%rsp)
-    mov %r12, FRAME_R12(%rsp)
-    mov %r13, FRAME_R13(%rsp)
-    mov %r14, FRAME_R14(%rsp)
-    mov %r15, FRAME_R15(%rsp)
+.endm
+
+/* The current thread (in \thread) blocks on the wait queue whose header is
+ * at \queue, at its frame: waiting_on, its state word (Blocked, at_frame)
+ * and a link at the back of the queue. Clobbers rax and r11. What
+ * FastPath::block_current() does. */
+.macro BLOCK_AT_FRAME thread, queue
+    lea THREAD_QUEUE_HOOK(\thread), %r11
+    mov \queue, THREAD_WAITING_ON(\thread)
+    movq $STATE_BLOCKED_AT_FRAME, THREAD_STATE_WORD(\thread)
+    mov 8(\queue), %rax          /* the last node */
+    mov \queue, (%r11)            /* next: the header */
+    mov %rax, 8(%r11)             /* prev */
+    mov %r11, 8(\queue)
+    mov %r11, (%rax)
+.endm
+
+/* The handle in rdi: the slot of the table at r13 it names (rax), used
+ * and with the right \right to an endpoint (r15); the table locked. Jumps to \miss with the table unlocked, to \miss_locked
+ * with it locked. What FastPath::endpoint() does: HandleTable::find_locked()
+ * on all 64 bits of the handle, then the type and the right. */
+.macro LOOKUP_ENDPOINT right, miss, miss_locked
+    lock btsl $0, TABLE_LOCK(%r13)
+    jc \miss                     /* held: the C++ path waits for it */
+    movzwl %di, %eax
+    sub $1, %eax                  /* the index: handle bits 0..15, less one */
+    cmp TABLE_CAPACITY(%r13), %eax
+    jae \miss_locked
+    shl $SLOT_SHIFT, %rax
+    add TABLE_SLOTS(%r13), %rax
+    mov %rdi, %rcx
+    shr $16, %rcx                 /* the generation, and any bit above it */
+    movzwl SLOT_GENERATION(%rax), %r11d
+    cmp %r11, %rcx
+    jne \miss_locked
+    movzwl SLOT_RIGHTS(%rax), %ecx /* the rights, then the state */
+    and $(0xFF00 | \right), %ecx
+    cmp $(SLOT_USED << 8 | \right), %ecx
+    jne \miss_locked
+    mov SLOT_OBJECT(%rax), %r15
+    cmpb $OBJECT_TYPE_ENDPOINT, KOBJECT_TYPE(%r15)
+    jne \miss_locked
+.endm
+
+/* The IPC lock, then this CPU's scheduler lock, after the table lock:
+ * taken raw, as the C++ fast path does (interrupts are off). A held one is
+ * a miss: the C++ path waits for it. */
+.macro LOCK_IPC_AND_SCHEDULER miss_table, miss_ipc
+    lock btsl $0, _ZN2mk10g_ipc_lockE(%rip)
+    jc \miss_table
+    lock btsl $0, %gs:PERCPU_SCHED_LOCK
+    jc \miss_ipc
 .endm
 
     .text
@@ -129,13 +193,295 @@
 syscall_entry:
     cmp $1, %rax                  /* Call (0) or ReplyRecv (1): the fast path first */
     ja .Lgeneral_entry
-    SAVE_FRAME
+    SAVE_ENTRY
+    je .Lfast_reply_recv          /* the flags of the compare above */
+
+/* Call (0) to a receiver that waits on the endpoint, with a register
+ * message: the hit case of FastPath::call() in assembly, for the same
+ * conditions, checked cheapest first; anything else (a payload, a timeout,
+ * a receiver with a timeout or on another CPU, a lock held elsewhere)
+ * takes the C++ fast path (.Lcall_in_cpp), with the syscall number
+ * saved as if nothing had happened. docs/ipc.md, "The assembly hit path".
+ *
+ * Live until the point of no return: the user's rdi (the handle), rsi (the
+ * info), rdx, r10, r8, r9 (the words) and r12 (the timeout); the others
+ * saved in the frame are scratch. */
+    cmp .Lfast_info_max(%rip), %rsi
+    ja .Lcall_in_cpp              /* a payload, handles, reserved bits or a notice label */
+    cmp $-1, %r12
+    jne .Lcall_in_cpp             /* a timeout */
+    cmpb $0, _ZN2mk17g_ipc_fast_switchE(%rip)
+    je .Lcall_in_cpp              /* fastpath=off or donate=off */
+    mov %gs:PERCPU_CURRENT, %rbx  /* this thread */
+    mov THREAD_PROCESS(%rbx), %rax
+    mov PROCESS_HANDLES(%rax), %r13
+    LOOKUP_ENDPOINT RIGHT_SEND, .Lcall_in_cpp, .Lcall_miss_table
+    mov SLOT_BADGE(%rax), %r14    /* what the receiver learns of the caller */
+    LOCK_IPC_AND_SCHEDULER .Lcall_miss_table, .Lcall_miss_ipc
+    /* The receiver (rbp: its queue hook), first on the endpoint: blocked at
+     * its frame and not asked to exit (one compare of four flags), with no
+     * timeout to cancel, no unanswered call it would drop, and homed on this
+     * CPU; and this thread not asked to exit. */
+    mov ENDPOINT_RECEIVERS(%r15), %rbp
+    lea ENDPOINT_RECEIVERS(%r15), %rcx
+    cmp %rcx, %rbp
+    je .Lcall_miss_all            /* no receiver */
+    .set Q, THREAD_QUEUE_HOOK
+    cmpl $1, THREAD_AT_FRAME-Q(%rbp)
+    jne .Lcall_miss_all
+    cmpq $0, THREAD_TIMEOUT_HOOK-Q(%rbp)
+    jne .Lcall_miss_all
+    mov THREAD_IPC-Q(%rbp), %r12  /* the receiver's IpcState */
+    cmpq $0, IPC_REPLY_CALLER(%r12)
+    jne .Lcall_miss_all
+    cmpb $0, THREAD_EXIT_REQUESTED(%rbx)
+    jne .Lcall_miss_all
+    mov THREAD_CPU(%rbx), %ecx
+    cmp %ecx, THREAD_CPU-Q(%rbp)
+    jne .Lcall_miss_all
+
+    /* The point of no return. The receiver takes the call: off the
+     * endpoint's queue, its endpoint reference dropped (never the last:
+     * the caller's handle holds one), its reply token this call's... */
+    mov (%rbp), %rcx              /* next */
+    mov 8(%rbp), %r11             /* prev */
+    mov %rcx, (%r11)
+    mov %r11, 8(%rcx)
+    movq $0, (%rbp)               /* the hook unlinked (safe mode) */
+    movq $0, 8(%rbp)
+    movq $0, THREAD_WAITING_ON-Q(%rbp)
+    mov IPC_ENDPOINT_REF(%r12), %rcx
+    movq $0, IPC_ENDPOINT_REF(%r12)
+    lock subl $1, KOBJECT_REFS(%rcx)
+    movl $0, TABLE_LOCK(%r13)     /* the endpoint is used no more */
+    movl $0, IPC_OP(%r12)
+    mov THREAD_IPC(%rbx), %r13    /* this thread's IpcState */
+    mov IPC_CALL_SEQ(%r13), %rcx
+    add $1, %rcx
+    mov %rcx, IPC_CALL_SEQ(%r13)
+    mov %rcx, IPC_REPLY_CALL(%r12)
+    mov THREAD_ID(%rbx), %rcx
+    mov %rcx, IPC_REPLY_CALLER(%r12)
+    /* ...and this thread waits for the reply on the receiver's callers
+     * queue. */
+    movl $OP_REPLY_WAIT_CALL, IPC_OP(%r13)
+    lea IPC_CALLERS(%r12), %rcx
+    BLOCK_AT_FRAME %rbx, %rcx
+    mov %r14, %rdi                /* the receiver's r0: the badge */
+    bts $INFO_CALL_BIT, %rsi      /* and the info, a call */
+    jmp .Lfast_switch
+
+/* ReplyRecv (1) answering the caller that waits for this thread's pending
+ * call, with a register message, then waiting on the endpoint: the hit
+ * case of FastPath::reply_recv() in assembly, as Call's above (a caller
+ * queued on the endpoint, which the C++ path takes in passing, is a miss
+ * here). */
+.Lfast_reply_recv:
+    cmp .Lfast_info_max(%rip), %rsi
+    ja .Lreply_recv_in_cpp
+    cmp $-1, %r12
+    jne .Lreply_recv_in_cpp
+    cmpb $0, _ZN2mk17g_ipc_fast_switchE(%rip)
+    je .Lreply_recv_in_cpp
+    mov %gs:PERCPU_CURRENT, %rbx
+    mov THREAD_IPC(%rbx), %r12    /* this thread's IpcState */
+    mov IPC_REPLY_CALLER(%r12), %r14
+    test %r14, %r14
+    jz .Lreply_recv_in_cpp        /* no pending call */
+    mov THREAD_PROCESS(%rbx), %rax
+    mov PROCESS_HANDLES(%rax), %r13
+    LOOKUP_ENDPOINT RIGHT_RECEIVE, .Lreply_recv_in_cpp, .Lreply_recv_miss_table
+    LOCK_IPC_AND_SCHEDULER .Lreply_recv_miss_table, .Lreply_recv_miss_ipc
+    /* The caller (rbp: its queue hook) the token names, first on this
+     * thread's callers queue and still waiting for that very call: blocked
+     * at its frame, not asked to exit, with no timeout to cancel, homed on
+     * this CPU; this thread not asked to exit; the endpoint with nothing
+     * queued (a sender or a notice, which the receive would take) and not
+     * dead. */
+    mov IPC_CALLERS(%r12), %rbp
+    lea IPC_CALLERS(%r12), %rcx
+    cmp %rcx, %rbp
+    je .Lreply_recv_miss_all
+    cmp %r14, THREAD_ID-Q(%rbp)
+    jne .Lreply_recv_miss_all
+    mov THREAD_IPC-Q(%rbp), %r14  /* the caller's IpcState */
+    mov IPC_CALL_SEQ(%r14), %rcx
+    cmp %rcx, IPC_REPLY_CALL(%r12)
+    jne .Lreply_recv_miss_all
+    cmpl $1, THREAD_AT_FRAME-Q(%rbp)
+    jne .Lreply_recv_miss_all
+    cmpq $0, THREAD_TIMEOUT_HOOK-Q(%rbp)
+    jne .Lreply_recv_miss_all
+    cmpb $0, THREAD_EXIT_REQUESTED(%rbx)
+    jne .Lreply_recv_miss_all
+    mov THREAD_CPU(%rbx), %ecx
+    cmp %ecx, THREAD_CPU-Q(%rbp)
+    jne .Lreply_recv_miss_all
+    lea ENDPOINT_SENDERS(%r15), %rcx
+    cmp %rcx, ENDPOINT_SENDERS(%r15)
+    jne .Lreply_recv_miss_all
+    cmpq $0, ENDPOINT_NOTICES(%r15)
+    jne .Lreply_recv_miss_all
+    cmpb $0, ENDPOINT_DEAD(%r15)
+    jne .Lreply_recv_miss_all
+    /* A caller that queued on the endpoint before this thread received
+     * still holds its call's reference to it: dropped below if it is this
+     * endpoint (never the last: this thread's handle holds one), else a
+     * miss (the C++ path's). */
+    mov IPC_ENDPOINT_REF(%r14), %rcx
+    test %rcx, %rcx
+    jnz .Lreply_recv_caller_ref
+
+    /* The point of no return. The caller takes the reply: off this
+     * thread's callers queue, its IPC operation over... */
+.Lreply_recv_answer:
+    mov (%rbp), %rcx
+    mov 8(%rbp), %r11
+    mov %rcx, (%r11)
+    mov %r11, 8(%rcx)
+    movq $0, (%rbp)
+    movq $0, 8(%rbp)
+    movq $0, THREAD_WAITING_ON-Q(%rbp)
+    movl $0, IPC_OP(%r14)
+    /* ...and this thread waits for the next message on the endpoint,
+     * holding a reference to it as the general path's receive does (it
+     * held none: a syscall begins with none). */
+    movl $OP_RECV_WAIT, IPC_OP(%r12)
+    movq $0, IPC_REPLY_CALLER(%r12)
+    movq $0, IPC_REPLY_CALL(%r12)
+    movq $0, IPC_SUPERSEDED(%r12)
+    movq $0, IPC_SUPERSEDED+8(%r12)
+    mov %r15, IPC_ENDPOINT_REF(%r12)
+    lock addl $1, KOBJECT_REFS(%r15)
+    lea ENDPOINT_RECEIVERS(%r15), %rcx
+    BLOCK_AT_FRAME %rbx, %rcx
+    movl $0, TABLE_LOCK(%r13)
+    xor %edi, %edi                /* the caller's r0: 0; rsi: the info as sent */
+    /* fall through */
+
+/* This thread (rbx) is blocked; the partner (rbp: its queue hook), its
+ * wait ended, runs: what FastPath::switch_to() and
+ * Cpu::load_user_context() do. Then to user mode as the partner, with rax
+ * Ok, rdi and rsi as set above and the four words as this thread sent
+ * them. */
+.Lfast_switch:
+    addq $1, %gs:PERCPU_FAST_SWITCHES /* a block, a wake, a direct switch and a switch */
+    movl $0, _ZN2mk10g_ipc_lockE(%rip) /* the IPC state is written */
+    movq $STATE_WOKEN_RUNNING, THREAD_STATE_WORD-Q(%rbp)
+    lea -Q(%rbp), %rcx
+    mov %rcx, %gs:PERCPU_CURRENT
+    movq $0, %gs:PERCPU_DONATE_TARGET
+    mov THREAD_KERNEL_STACK_TOP-Q(%rbp), %rcx
+    mov %gs:PERCPU_ENTRY_STACK, %r11
+    mov %rcx, (%r11)              /* TSS.rsp0 */
+    mov %rcx, %gs:PERCPU_KSTACK
+    mov THREAD_ROOT-Q(%rbp), %r11
+    cmp %gs:PERCPU_LOADED_ROOT, %r11
+    je 1f
+    cmpb $0, %gs:PERCPU_PCID_ON
+    jne .Lfast_switch_pcid
+    mov %r11, %gs:PERCPU_LOADED_ROOT /* before CR3: the shootdown reads it */
+    mov %r11, %cr3
+1:  mov THREAD_FS_KEY-Q(%rbp), %r11
+    cmp %gs:PERCPU_LOADED_FS_KEY, %r11
+    jne .Lfast_switch_fs
+2:  lea THREAD_CONTEXT-Q(%rbp), %r11 /* the FPU trap: set unless the partner owns the FPU */
+    cmp %gs:PERCPU_FPU_OWNER, %r11
+    jne 3f
+    cmpb $0, %gs:PERCPU_TS_SET
+    je 4f
+    clts
+    movb $0, %gs:PERCPU_TS_SET
+    jmp 4f
+3:  cmpb $0, %gs:PERCPU_TS_SET
+    jne 4f
+    mov %gs:PERCPU_CR0_TS, %r11
+    mov %r11, %cr0
+    movb $1, %gs:PERCPU_TS_SET
+4:  movq $0, THREAD_CONTEXT(%rbx) /* this thread gave its stack up: it resumes at its frame */
+    /* Nothing uses this thread's stack from here on (rsp still points
+     * there, but an NMI or machine check has a stack of its own): the lock
+     * can go, and another CPU may resume the thread. */
+    movb $0, %gs:PERCPU_SCHED_LOCK
+    xor %eax, %eax                /* Ok */
+    mov TOP(R15)(%rcx), %r15      /* the partner's frame, below rcx */
+    mov TOP(R14)(%rcx), %r14
+    mov TOP(R13)(%rcx), %r13
+    mov TOP(R12)(%rcx), %r12
+    mov TOP(RBP)(%rcx), %rbp
+    mov TOP(RBX)(%rcx), %rbx
+    mov TOP(RFLAGS)(%rcx), %r11
+    mov TOP(RSP)(%rcx), %rsp
+    mov TOP(RIP)(%rcx), %rcx
+    swapgs
+    sysretq
+
+/* The two rare parts of the switch, which call C++ (with PCIDs, a CR3
+ * with the partner's PCID: Cpu::load_root_with_pcid(); an FS base to
+ * write: Cpu::load_fs_base()), keeping the message registers. On this
+ * thread's stack, below its frame: it is blocked, but no other CPU can
+ * resume it before this one lets the scheduler lock go. */
+.macro CALL_KEEPING_MESSAGE function
+    lea -FRAME_SIZE(%rsp), %rsp   /* below this thread's frame */
+    push %rdi
+    push %rsi
+    push %rdx
+    push %r10
+    push %r8
+    push %r9
+    lea THREAD_CONTEXT-Q(%rbp), %rdi
+    call \function
+    pop %r9
+    pop %r8
+    pop %r10
+    pop %rdx
+    pop %rsi
+    pop %rdi
+    lea FRAME_SIZE(%rsp), %rsp
+    mov %gs:PERCPU_KSTACK, %rcx   /* the partner's kernel stack top, as above */
+.endm
+.Lfast_switch_pcid:
+    CALL_KEEPING_MESSAGE _ZN2mk3Cpu19load_root_with_pcidERKNS0_7ContextE
+    jmp 1b
+.Lfast_switch_fs:
+    CALL_KEEPING_MESSAGE _ZN2mk3Cpu12load_fs_baseERKNS0_7ContextE
+    jmp 2b
+
+.Lreply_recv_caller_ref:
+    cmp %rcx, %r15
+    jne .Lreply_recv_miss_all
+    movq $0, IPC_ENDPOINT_REF(%r14)
+    lock subl $1, KOBJECT_REFS(%r15)
+    jmp .Lreply_recv_answer
+
+/* Misses of the assembly: the locks taken let go in reverse order, the
+ * syscall number saved, and the C++ fast path tried (then, on its miss,
+ * the general path), as if the syscall had just come in. */
+.Lcall_miss_all:
+    movl $0, %gs:PERCPU_SCHED_LOCK
+.Lcall_miss_ipc:
+    movl $0, _ZN2mk10g_ipc_lockE(%rip)
+.Lcall_miss_table:
+    movl $0, TABLE_LOCK(%r13)
+.Lcall_in_cpp:
+    lea -FRAME_SIZE(%rsp), %rsp
+    movq $0, FRAME_RAX(%rsp)      /* Call */
     mov %rsp, %rdi
-    je 3f                         /* the flags of the compare above */
     xor %ebp, %ebp                /* the end of the kernel backtrace */
     call mk_fastpath_call         /* rax: the partner's frame, or 0 */
     FAST_EXIT
-3:  xor %ebp, %ebp
+
+.Lreply_recv_miss_all:
+    movl $0, %gs:PERCPU_SCHED_LOCK
+.Lreply_recv_miss_ipc:
+    movl $0, _ZN2mk10g_ipc_lockE(%rip)
+.Lreply_recv_miss_table:
+    movl $0, TABLE_LOCK(%r13)
+.Lreply_recv_in_cpp:
+    lea -FRAME_SIZE(%rsp), %rsp
+    movq $1, FRAME_RAX(%rsp)      /* ReplyRecv */
+    mov %rsp, %rdi
+    xor %ebp, %ebp
     call mk_fastpath_reply_recv
     FAST_EXIT
 
@@ -258,5 +604,10 @@ arch_enter_user:
     push $0                       /* r14 */
     push $0                       /* r15 */
     jmp arch_return_to_user
+
+    .section .rodata
+    .balign 8
+.Lfast_info_max:
+    .quad FAST_INFO_MAX
 
     .section .note.GNU-stack, "", @progbits

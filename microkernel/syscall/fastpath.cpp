@@ -38,6 +38,7 @@
 #include "percpu.hpp"
 #include "process.hpp"
 #include "scheduler.hpp"
+#include "syscall/fastpath_layout.hpp"
 #include "syscall/internal.hpp"
 #include "thread.hpp"
 
@@ -60,6 +61,12 @@ class FastPath {
     [[gnu::always_inline]] static FastPathExit recv(TrapFrame& f);
 
   private:
+#ifndef MK_HOST
+    // What syscall.S's assembly of Call and ReplyRecv reads and writes
+    // (syscall/fastpath_layout.hpp), checked against the objects: never
+    // called, evaluated in the kernel's build.
+    static void check_assembly_layout();
+#endif
     static FastPathExit reply_and_take(TrapFrame& f, Scheduler& s, HandleTable& table, Thread& self,
                                        Thread& caller, Thread& sender, uint32_t length);
 
@@ -78,7 +85,9 @@ class FastPath {
         return uint32_t(f.rsi) < abi::kNoticeLabelBase && upper <= abi::kMaxPayload;
     }
     // No timeout: the fast path arms none.
-    static bool timeout_ok(const TrapFrame& f) { return f.r12 == abi::kForever; }
+    static bool timeout_ok(const TrapFrame& f) {
+        return f.r12 == abi::kForever;
+    }
 
     // A payload needs the sender's IPC buffer page, as the general path
     // checks (BadState without one): a thread that registered none misses.
@@ -125,7 +134,9 @@ class FastPath {
         s.lock_.lock_raw();
     }
     // The IPC state is written: what a switch does first.
-    static void unlock_ipc() { g_ipc_lock.unlock_raw(); }
+    static void unlock_ipc() {
+        g_ipc_lock.unlock_raw();
+    }
     // A miss found under the three locks: released in reverse order.
     static FastPathExit unlock_and_miss(Scheduler& s, HandleTable& table) {
         s.lock_.unlock_raw();
@@ -260,6 +271,96 @@ class FastPath {
         return FastPathExit{&Cpu::syscall_frame(next.context)};
     }
 };
+
+#ifndef MK_HOST
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"  // GCC lays these classes out in order
+inline void FastPath::check_assembly_layout() {
+    constexpr size_t sched = offsetof(PerCpu, scheduler);
+    constexpr size_t arch = offsetof(PerCpu, arch);
+    static_assert(PERCPU_SCHED_LOCK == sched + offsetof(Scheduler, lock_));
+    static_assert(PERCPU_CURRENT == sched + offsetof(Scheduler, current_));
+    static_assert(PERCPU_DONATE_TARGET == sched + offsetof(Scheduler, donate_target_));
+    static_assert(PERCPU_FAST_SWITCHES == sched + offsetof(Scheduler, fast_switches_));
+    static_assert(PERCPU_LOADED_ROOT == arch + offsetof(Cpu::SwitchState, loaded_root));
+    static_assert(PERCPU_LOADED_FS_KEY == arch + offsetof(Cpu::SwitchState, loaded_fs_key));
+    static_assert(PERCPU_FPU_OWNER == arch + offsetof(Cpu::SwitchState, fpu_owner));
+    static_assert(PERCPU_TS_SET == arch + offsetof(Cpu::SwitchState, ts_set));
+    static_assert(PERCPU_PCID_ON == arch + offsetof(Cpu::SwitchState, pcid_on));
+    static_assert(PERCPU_ENTRY_STACK == arch + offsetof(Cpu::SwitchState, entry_stack));
+    static_assert(PERCPU_CR0_TS == arch + offsetof(Cpu::SwitchState, cr0_ts));
+
+    static_assert(THREAD_QUEUE_HOOK == offsetof(Thread, queue_hook));
+    static_assert(sizeof(QueueHook) == 16 && offsetof(bi::list_node<void*>, next_) == 0 &&
+                  offsetof(bi::list_node<void*>, prev_) == 8);
+    static_assert(THREAD_WAITING_ON == offsetof(Thread, waiting_on));
+    static_assert(THREAD_STATE_WORD == offsetof(Thread, wake_reason));
+    static_assert(THREAD_AT_FRAME == offsetof(Thread, at_frame) &&
+                  THREAD_AT_FRAME + 1 == offsetof(Thread, block_armed) &&
+                  THREAD_AT_FRAME + 2 == offsetof(Thread, wake_pending) &&
+                  THREAD_AT_FRAME + 3 == offsetof(Thread, exit_requested));
+    static_assert(THREAD_EXIT_REQUESTED == offsetof(Thread, exit_requested));
+    static_assert(THREAD_CPU == offsetof(Thread, cpu));
+    static_assert(THREAD_TIMEOUT_HOOK == offsetof(Thread, timeout_hook) &&
+                  offsetof(bi::rbtree_node<void*>, parent_) == 0);
+    static_assert(THREAD_CONTEXT == offsetof(Thread, context) + offsetof(Cpu::Context, rsp));
+    static_assert(THREAD_KERNEL_STACK_TOP ==
+                  offsetof(Thread, context) + offsetof(Cpu::Context, kernel_stack_top));
+    static_assert(THREAD_ROOT == offsetof(Thread, context) + offsetof(Cpu::Context, root));
+    static_assert(THREAD_FS_KEY == offsetof(Thread, context) + offsetof(Cpu::Context, fs_key));
+    static_assert(THREAD_IPC == offsetof(Thread, ipc));
+    static_assert(THREAD_PROCESS == offsetof(Thread, process));
+    static_assert(THREAD_ID == offsetof(Thread, id_));
+    static_assert(STATE_BLOCKED_AT_FRAME == (uint32_t(ThreadState::Blocked) << 8 | 1u << 16) &&
+                  uint32_t(WakeReason::None) == 0);
+    static_assert(STATE_WOKEN_RUNNING ==
+                  (uint32_t(ThreadState::Running) << 8 | uint32_t(WakeReason::Woken)));
+
+    static_assert(IPC_OP == offsetof(IpcState, op) && offsetof(IpcState, result) == 1 &&
+                  offsetof(IpcState, user_op) == 2 && offsetof(IpcState, spare_) == 3);
+    static_assert(IPC_REPLY_CALLER == offsetof(IpcState, reply) + offsetof(ReplyToken, caller));
+    static_assert(IPC_REPLY_CALL == offsetof(IpcState, reply) + offsetof(ReplyToken, call));
+    static_assert(IPC_CALL_SEQ == offsetof(IpcState, call_seq));
+    static_assert(IPC_CALLERS == offsetof(IpcState, callers) && sizeof(WaitQueue) == 16);
+    static_assert(IPC_ENDPOINT_REF == offsetof(IpcState, endpoint_ref) &&
+                  sizeof(Ref<KObject>) == 8);
+    static_assert(IPC_SUPERSEDED == offsetof(IpcState, superseded) &&
+                  offsetof(ReplyToken, caller) == 0 && offsetof(ReplyToken, call) == 8);
+    static_assert(OP_REPLY_WAIT_CALL ==
+                  (uint32_t(IpcState::Op::ReplyWait) | uint32_t(Error::WouldBlock) << 8 |
+                   uint32_t(IpcState::UserOp::Call) << 16));
+    static_assert(OP_RECV_WAIT == (uint32_t(IpcState::Op::Recv) | uint32_t(Error::WouldBlock) << 8 |
+                                   uint32_t(IpcState::UserOp::Recv) << 16));
+    static_assert(uint32_t(IpcState::Op::None) == 0 && uint32_t(Error::None) == 0 &&
+                  uint32_t(IpcState::UserOp::None) == 0);
+
+    static_assert(KOBJECT_REFS == offsetof(KObject, refs_) &&
+                  KOBJECT_TYPE == offsetof(KObject, type_));
+    static_assert(OBJECT_TYPE_ENDPOINT == uint32_t(ObjectType::Endpoint));
+    static_assert(ENDPOINT_SENDERS == offsetof(Endpoint, senders_));
+    static_assert(ENDPOINT_RECEIVERS == offsetof(Endpoint, receivers_));
+    static_assert(ENDPOINT_NOTICES == offsetof(Endpoint, notices_));  // its size first: host-tested
+    static_assert(ENDPOINT_DEAD == offsetof(Endpoint, dead_));
+
+    static_assert(PROCESS_HANDLES == offsetof(Process, handles_));
+    static_assert(TABLE_LOCK == offsetof(HandleTable, lock_));
+    static_assert(TABLE_SLOTS == offsetof(HandleTable, slots_));
+    static_assert(TABLE_CAPACITY == offsetof(HandleTable, capacity_));
+    static_assert(sizeof(HandleTable::Slot) == 1u << SLOT_SHIFT);
+    static_assert(SLOT_OBJECT == offsetof(HandleTable::Slot, object));
+    static_assert(SLOT_BADGE == offsetof(HandleTable::Slot, badge));
+    static_assert(SLOT_GENERATION == offsetof(HandleTable::Slot, generation));
+    static_assert(SLOT_RIGHTS == offsetof(HandleTable::Slot, rights));
+    static_assert(SLOT_STATE == offsetof(HandleTable::Slot, state));
+    static_assert(SLOT_USED == uint32_t(HandleTable::SlotState::Used));
+    static_assert(RIGHT_SEND == abi::kRightSend && RIGHT_RECEIVE == abi::kRightReceive);
+    static_assert(uint64_t(abi::Err::Ok) == 0);
+
+    static_assert(FAST_INFO_MAX == abi::kNoticeLabelBase - 1);
+    static_assert(uint64_t{1} << INFO_CALL_BIT == abi::MsgInfo{0, 0, 0, true}.encode());
+}
+#pragma GCC diagnostic pop
+#endif
 
 inline FastPathExit FastPath::call(TrapFrame& f) {
     PerCpu& cpu = this_cpu();

@@ -19,18 +19,19 @@ spawn.enabled = False
 # by ";" (mk::g_ipc_fast_path=0 traces the general path).
 for assignment in filter(None, os.environ.get("TRACE_SET", "").split(";")):
     gdb.execute(f"set var {assignment}")
-# The stub enters the fast path through mk_fastpath_call once per round
-# trip (and mk_fastpath_reply_recv once): well inside the loop, one.
-entry = gdb.Breakpoint("mk_fastpath_call")
+# Every round trip enters the stub with Call (rax 0) once, and ReplyRecv
+# once: well inside the loop, one Call's entry starts the count.
+entry = gdb.Breakpoint("syscall_entry")
+entry.condition = "$rax == 0"
 entry.ignore_count = int(os.environ["TRACE_SKIP"])
 gdb.execute("continue")
 entry.enabled = False
-fastpath = int(gdb.parse_and_eval("(long)&mk_fastpath_call")) & (2**64 - 1)
+stub = int(gdb.parse_and_eval("(long)&syscall_entry")) & (2**64 - 1)
 rips = []
 seen = 0
 while True:
     rip = int(gdb.parse_and_eval("$rip")) & (2**64 - 1)
-    if rip == fastpath:
+    if rip == stub and int(gdb.parse_and_eval("$rax")) == 0:
         seen += 1
         if seen == 2:  # this one starts the next round trip
             break

@@ -663,6 +663,42 @@ TEST_F(FastPathTest, RoundTripsOnTheFastPath) {
     EXPECT_EQ(ipc_counters().syscall_fastpath_misses, 0u);
 }
 
+// What the assembly of the fast path (arch/x86_64/syscall.S) assumes of
+// Boost.Intrusive's layouts, which no offsetof can check (the field offsets
+// are static_asserted in fastpath.cpp): a wait queue is its header node,
+// next then prev; a thread's queue hook is next then prev, both null once
+// unlinked; an unlinked timeout hook's first word (its parent) is null; an
+// endpoint's notice list keeps its size in its first word.
+TEST_F(FastPathTest, TheListsAreLaidOutAsTheAssemblyReadsThem) {
+    run_as(c_);  // the running thread: on no queue
+    Thread& t = *c_;
+    ASSERT_FALSE(t.queue_hook.is_linked());
+    WaitQueue::List list;
+    auto* header = reinterpret_cast<void**>(&list);
+    auto* hook = reinterpret_cast<void**>(&t.queue_hook);
+    EXPECT_EQ(header[0], header);
+    EXPECT_EQ(header[1], header);
+    list.push_back(t);
+    EXPECT_EQ(header[0], hook);
+    EXPECT_EQ(header[1], hook);
+    EXPECT_EQ(hook[0], header);
+    EXPECT_EQ(hook[1], header);
+    list.pop_front();
+    EXPECT_EQ(hook[0], nullptr);
+    EXPECT_EQ(hook[1], nullptr);
+    EXPECT_FALSE(t.timeout_hook.is_linked());
+    EXPECT_EQ(*reinterpret_cast<void**>(&t.timeout_hook), nullptr);
+
+    NoticeList notices;
+    Notice n;
+    auto* size = reinterpret_cast<size_t*>(&notices);
+    EXPECT_EQ(*size, 0u);
+    notices.push_back(n);
+    EXPECT_EQ(*size, 1u);
+    notices.pop_front();
+    EXPECT_EQ(*size, 0u);
+}
+
 // --- Call misses: each changes nothing, and the general path completes it ---
 
 // The largest label user code may send takes the fast path.

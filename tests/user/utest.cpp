@@ -737,6 +737,70 @@ bool last_receive_handle_ends_queued_calls() {
     return true;
 }
 
+// A call that fails leaves the output registers but rax as they were
+// (docs/syscalls.md), also when it blocked on the fast path, which returns
+// to the partner without reading them back: a Call that a server took and
+// never answered (the server ends: PeerDied), and a ReplyRecv whose receive
+// waited on an endpoint that then died (Destroyed).
+struct FailedIpc {
+    abi::HandleValue ep = abi::kNoHandle;
+    bool exit_unanswered = false;  // else: wait in ReplyRecv until the endpoint dies
+    sys::Ret answer{};             // what the ReplyRecv returned
+    volatile int state = 0;        // 1: it answered the first call; 2: its ReplyRecv returned
+};
+
+constexpr uint64_t kFailedIpcReply = abi::MsgInfo{3, 0, 0, false}.encode();
+
+void failed_ipc_server(void* arg) {
+    auto& f = *static_cast<FailedIpc*>(arg);
+    sys::Ret r = sys::invoke(abi::Sys::Recv, f.ep, 0, 0, 0, 0, 0, abi::kForever);
+    if (!r.ok()) return;
+    f.state = 1;
+    // Answers the first call and waits for the next one.
+    r = sys::invoke(abi::Sys::ReplyRecv, f.ep, kFailedIpcReply, 21, 22, 23, 24, abi::kForever);
+    if (f.exit_unanswered) return;  // the thread ends with that call unanswered
+    f.answer = r;
+    f.state = 2;
+}
+
+bool same_words(const sys::Ret& r, uint64_t w0, uint64_t w1, uint64_t w2, uint64_t w3) {
+    return r.words[0] == w0 && r.words[1] == w1 && r.words[2] == w2 && r.words[3] == w3;
+}
+
+bool failed_ipc_keeps_its_registers() {
+    uint64_t first = abi::MsgInfo{1, 0, 0, false}.encode();
+    uint64_t second = abi::MsgInfo{2, 0, 0, false}.encode();
+    {
+        Result<ipc::Endpoint> ep = ipc::Endpoint::create();
+        EXPECT(ep);
+        static FailedIpc f;
+        f.ep = ep->get();
+        f.exit_unanswered = true;
+        EXPECT(ipc::start_thread(&failed_ipc_server, &f, 4));
+        EXPECT(sys::invoke(abi::Sys::Call, f.ep, first, 0, 0, 0, 0, abi::kForever).ok());
+        // The server waits in its ReplyRecv: this call goes to it, which ends.
+        sys::Ret r = sys::invoke(abi::Sys::Call, f.ep, second, 11, 12, 13, 14, abi::kForever);
+        EXPECT(r.status == abi::Err::PeerDied);
+        EXPECT(r.r0 == f.ep && r.r1 == second && same_words(r, 11, 12, 13, 14));
+    }
+    {
+        Result<ipc::Endpoint> ep = ipc::Endpoint::create();
+        EXPECT(ep);
+        static FailedIpc f;
+        f.ep = ep->get();
+        EXPECT(ipc::start_thread(&failed_ipc_server, &f, 4));
+        sys::Ret r = sys::invoke(abi::Sys::Call, f.ep, first, 0, 0, 0, 0, abi::kForever);
+        EXPECT(r.ok() && r.r1 == kFailedIpcReply && same_words(r, 21, 22, 23, 24));
+        EXPECT(ep->close());  // the only handle that may receive: the endpoint dies
+        for (int i = 0; i < 1000 && f.state != 2; ++i) (void)sys::yield();
+        EXPECT(f.state == 2);
+        EXPECT(f.answer.status == abi::Err::Destroyed);
+        EXPECT(f.answer.r0 == f.ep && f.answer.r1 == kFailedIpcReply &&
+               same_words(f.answer, 21, 22, 23, 24));
+    }
+    return true;
+}
+
 // --- Between CPUs (docs/smp.md) ---
 // With one CPU there is nothing to cross: each case says so and passes.
 
@@ -1249,6 +1313,7 @@ int main(uint64_t arg) {
     check(moves_during_cross_cpu_ipc(), "user_moves_during_cross_cpu_ipc");
     check(kill_ends_a_process(), "user_kill_ends_a_process");
     check(last_receive_handle_ends_queued_calls(), "user_last_receive_handle_ends_queued_calls");
+    check(failed_ipc_keeps_its_registers(), "user_failed_ipc_keeps_its_registers");
     printf("done: %d failed\n", g_failures);
     return g_failures;
 }
