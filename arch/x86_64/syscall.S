@@ -168,13 +168,11 @@
     movzwl SLOT_GENERATION(%rax), %r11d
     cmp %r11, %rcx
     jne \miss_locked
-    movzwl SLOT_RIGHTS(%rax), %ecx /* the rights, then the state */
-    and $(0xFF00 | \right), %ecx
-    cmp $(SLOT_USED << 8 | \right), %ecx
+    mov SLOT_RIGHTS(%rax), %ecx   /* the rights, the state, the object's type */
+    and $(0xFFFF00 | \right), %ecx
+    cmp $(OBJECT_TYPE_ENDPOINT << 16 | SLOT_USED << 8 | \right), %ecx
     jne \miss_locked
     mov SLOT_OBJECT(%rax), %r15
-    cmpb $OBJECT_TYPE_ENDPOINT, KOBJECT_TYPE(%r15)
-    jne \miss_locked
 .endm
 
 /* The IPC lock, then this CPU's scheduler lock, after the table lock:

@@ -41,7 +41,8 @@ HandleTable::HandleTable(Slot* slots, uint32_t capacity, HandleClosedHook hook, 
     : slots_(slots), capacity_(capacity), hook_(hook), hook_context_(hook_context) {
     for (uint32_t i = 1; i <= capacity_; ++i) {
         new (&slot(i))
-            Slot{nullptr, 0, 1, uint16_t(i < capacity_ ? i + 1 : 0), 0, SlotState::Free, nullptr};
+            Slot{nullptr,      0,      1, uint16_t(i < capacity_ ? i + 1 : 0), 0, SlotState::Free,
+                 ObjectType{}, nullptr};
     }
     free_ = capacity_;
     free_head_ = 1;

@@ -231,6 +231,9 @@ class HandleTable {
         uint16_t next;        // Free: next free slot; Reserved: next in its reservation; 0: none
         uint8_t rights;       // Used: the entry's rights; else 0
         SlotState state;
+        // Used: the object's type, beside the rights and state (one compare
+        // checks all three in the syscall fast path's assembly); else 0.
+        ObjectType type;
         KObject* tracker;  // Used: the entry's tracker, one reference, or null
     };
     static_assert(abi::kRightsAll <= 0xFF, "Slot::rights holds every right");
@@ -269,6 +272,7 @@ class HandleTable {
         s.badge = badge;
         s.rights = uint8_t(rights);
         s.state = SlotState::Used;
+        s.type = object->type();
         s.next = 0;
         ++used_;
         return (HandleValue{s.generation} << kIndexBits) | index;
@@ -287,6 +291,7 @@ class HandleTable {
         s.tracker = nullptr;
         s.badge = 0;
         s.rights = 0;
+        s.type = ObjectType{};
         s.generation = next_generation(s.generation);
         --used_;
         push_free_locked(index);

@@ -116,7 +116,7 @@ class FastPath {
                               uint64_t* badge) {
         table.lock_.lock_raw();
         const HandleTable::Slot* s = table.find_locked(handle);
-        if (s == nullptr || (s->rights & right) == 0 || s->object->type() != ObjectType::Endpoint) {
+        if (s == nullptr || (s->rights & right) == 0 || s->type != ObjectType::Endpoint) {
             table.lock_.unlock_raw();
             return nullptr;
         }
@@ -334,8 +334,7 @@ inline void FastPath::check_assembly_layout() {
     static_assert(uint32_t(IpcState::Op::None) == 0 && uint32_t(Error::None) == 0 &&
                   uint32_t(IpcState::UserOp::None) == 0);
 
-    static_assert(KOBJECT_REFS == offsetof(KObject, refs_) &&
-                  KOBJECT_TYPE == offsetof(KObject, type_));
+    static_assert(KOBJECT_REFS == offsetof(KObject, refs_));
     static_assert(OBJECT_TYPE_ENDPOINT == uint32_t(ObjectType::Endpoint));
     static_assert(ENDPOINT_SENDERS == offsetof(Endpoint, senders_));
     static_assert(ENDPOINT_RECEIVERS == offsetof(Endpoint, receivers_));
@@ -352,6 +351,8 @@ inline void FastPath::check_assembly_layout() {
     static_assert(SLOT_GENERATION == offsetof(HandleTable::Slot, generation));
     static_assert(SLOT_RIGHTS == offsetof(HandleTable::Slot, rights));
     static_assert(SLOT_STATE == offsetof(HandleTable::Slot, state));
+    static_assert(SLOT_TYPE == offsetof(HandleTable::Slot, type) && sizeof(ObjectType) == 1 &&
+                  offsetof(HandleTable::Slot, tracker) == SLOT_TYPE + 2);  // and a byte of padding
     static_assert(SLOT_USED == uint32_t(HandleTable::SlotState::Used));
     static_assert(RIGHT_SEND == abi::kRightSend && RIGHT_RECEIVE == abi::kRightReceive);
     static_assert(uint64_t(abi::Err::Ok) == 0);

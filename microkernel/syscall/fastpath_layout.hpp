@@ -56,7 +56,6 @@
 
 /* KObject and Endpoint. */
 #define KOBJECT_REFS 0
-#define KOBJECT_TYPE 4
 #define OBJECT_TYPE_ENDPOINT 1
 #define ENDPOINT_SENDERS 8
 #define ENDPOINT_RECEIVERS 24
@@ -74,6 +73,7 @@
 #define SLOT_GENERATION 16
 #define SLOT_RIGHTS 20
 #define SLOT_STATE 21
+#define SLOT_TYPE 22             /* the object's type while Used */
 #define SLOT_USED 2
 #define RIGHT_SEND 1
 #define RIGHT_RECEIVE 2
