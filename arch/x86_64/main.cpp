@@ -218,8 +218,10 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
     // --- Kernel address space: direct map of RAM, kernel image, LAPIC ---
     PagingFeatures features = enable_paging_features();
     uint64_t direct_end = align_up(ram_end, kLargePageSize);
-    // PML4 + PDPTs + one PD per GiB + the image's page tables, with room to spare.
-    uint64_t table_bytes = (8 + (direct_end >> 30) + 8) * kPageSize;
+    // PML4 + PDPTs + one PD per GiB + the image's page tables, with room to
+    // spare; and the kernel stacks' PDPT, PD(s) and page tables.
+    constexpr uint64_t kStackTables = kKernelStackRangeSize / kLargePageSize + 4;
+    uint64_t table_bytes = (8 + (direct_end >> 30) + 8 + kStackTables) * kPageSize;
     Result<uint64_t> tables = FrameAllocator::place_storage(
         usable, PhysRanges{g_reserved, reserved_count}, kBootDirectMapEnd, table_bytes);
     if (!tables) MK_PANIC("memory: no room for the kernel page tables");
@@ -256,6 +258,10 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
             map_range(kas, kDirectMapBase + p, p, kPageSize, pte::kWritable | pte::kNoExecute);
         }
     }
+    // Every page table of the kernel stacks' range, now: each user address
+    // space copies the PML4 entry, and a stack's mapping never allocates.
+    Status st = kas.make_tables(kKernelStackBase, kKernelStackRangeSize);
+    if (st != Error::None) MK_PANIC("paging: kernel stack tables: %s", error_name(st));
     if (!lapic_present()) MK_PANIC("cpu: no local APIC");
     uint64_t lapic_phys = rdmsr(kMsrApicBase) & 0xFFFFFF000ull;
     if (!kas.translate(kDirectMapBase + lapic_phys)) {

@@ -59,7 +59,28 @@ void dump_frame(const TrapFrame& f) {
     log("  r13=%016lx r14=%016lx r15=%016lx\n", f.r13, f.r14, f.r15);
 }
 
+// A page fault in a kernel stack's guard page, or the double fault it
+// turns into: the #PF's own frame cannot be pushed on the overflowed
+// stack, so the CPU raises #DF, which runs on its IST stack. CR2 holds
+// the address of the last page fault (the guard page's, in both cases);
+// the interrupted stack pointer may be in the guard too.
+[[noreturn]] void kernel_stack_overflow(const TrapFrame& f, uint32_t slot, uint64_t addr) {
+    Thread* t = this_cpu().scheduler.current();
+    log("\nEXCEPTION %lu (%s): kernel stack overflow: thread %s on cpu %u hit the guard page "
+        "of kernel stack slot %u at %016lx\n",
+        f.vector, kExceptionNames[f.vector], t != nullptr ? t->name() : "?", Cpu::cpu_index(), slot,
+        addr);
+    dump_frame(f);
+    MK_PANIC("kernel stack overflow in thread %s", t != nullptr ? t->name() : "?");
+}
+
 [[noreturn]] void exception(const TrapFrame& f) {
+    if (f.vector == 8 || f.vector == 14) {
+        uint32_t slot = 0;
+        uint64_t cr2 = read_cr2();
+        if (kernel_stack_guard_hit(cr2, slot)) kernel_stack_overflow(f, slot, cr2);
+        if (kernel_stack_guard_hit(f.rsp, slot)) kernel_stack_overflow(f, slot, f.rsp);
+    }
     log("\nEXCEPTION %lu (%s), error code %#lx\n", f.vector, kExceptionNames[f.vector],
         f.error_code);
     if (f.vector == 14) {
