@@ -1,8 +1,8 @@
 // arch_main(): x86-64 bring-up from the long-mode entry to kernel_start().
 //
 // Order (docs/boot.md): static constructors, the per-CPU pointer, the serial
-// log, GDT/TSS/IDT, the multiboot2 information, the ACPI processor list,
-// the kernel address space, the frame allocator and heap, the local APIC
+// log, GDT/TSS/IDT, the multiboot2 information, the kernel address space,
+// the ACPI processor list, the frame allocator and heap, the local APIC
 // timer, the other CPUs (started and parked), then the portable core.
 #include "acpi.hpp"
 #include "config.hpp"
@@ -115,18 +115,47 @@ bool grow_heap(size_t at_least) {
     }
 }
 
-// Physical memory for the ACPI parser while boot.S's map of the first
-// 4 GiB (at the direct-map base) still stands: tables above it are out of reach.
-const void* boot_map_phys(void*, uint64_t phys, size_t length) {
-    if (length > kBootDirectMapEnd || phys > kBootDirectMapEnd - length) return nullptr;
+// The physical addresses this CPU can map (CPUID.80000008H:EAX[7:0]; 36
+// bits without the leaf), and no more than the direct map's share of the
+// kernel half (up to the kernel stacks' range).
+uint64_t physical_address_end() {
+    unsigned bits = 36;
+    if (cpuid(0x80000000).eax >= 0x80000008) bits = cpuid(0x80000008).eax & 0xFF;
+    uint64_t end = bits >= 63 ? UINT64_MAX : 1ull << bits;
+    constexpr uint64_t kDirectMapSpan = kKernelStackBase - kDirectMapBase;
+    return end < kDirectMapSpan ? end : kDirectMapSpan;
+}
+
+// Physical memory for the ACPI parser, in the kernel's address space
+// before the frame allocator exists: the bytes asked for are read at
+// their direct-map address, their pages mapped there (4 KiB, read-only,
+// NX) where nothing is yet, with page tables from the boot block. So a
+// table may lie anywhere the CPU can address; one beyond that, or whose
+// pages find no page table (the block's spare frames ran out), is refused
+// (TableUnreachable). The mappings stay: the kernel half's tables are
+// never taken apart, and the pointers the parser holds stay valid.
+struct AcpiWindow {
+    AddressSpace* kas;
+    uint64_t phys_end;
+};
+
+const void* acpi_map_phys(void* ctx, uint64_t phys, size_t length) {
+    const auto* w = static_cast<const AcpiWindow*>(ctx);
+    if (phys >= w->phys_end || length > w->phys_end - phys) return nullptr;
+    for (uint64_t p = align_down(phys, kPageSize); p < phys + length; p += kPageSize) {
+        if (w->kas->translate(kDirectMapBase + p)) continue;
+        if (w->kas->map(kDirectMapBase + p, p, pte::kNoExecute | pte::kGlobal) != Error::None)
+            return nullptr;
+    }
     return phys_to_virt(phys);
 }
 
 // The processors the firmware lists; false (logged) when its tables are
 // missing or bad, and the kernel runs on this CPU alone.
-bool find_processors(const BootInfo& boot, acpi::MadtInfo& madt) {
+bool find_processors(const BootInfo& boot, AddressSpace& kas, acpi::MadtInfo& madt) {
+    AcpiWindow window{&kas, physical_address_end()};
     acpi::AcpiError e = acpi::find_processors(boot.acpi_rsdp, boot.acpi_rsdp_length,
-                                              {boot_map_phys, nullptr}, madt);
+                                              {acpi_map_phys, &window}, madt);
     if (e != acpi::AcpiError::None) {
         log("acpi: %s; running on one CPU\n", acpi::acpi_error_name(e));
         return false;
@@ -177,8 +206,6 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
     set_exit_on_panic(config.exit_on_panic);
     log("boot: loader '%.*s', command line '%.*s'\n", int(boot.loader_name_length),
         boot.loader_name, int(boot.cmdline_length), boot.cmdline);
-    acpi::MadtInfo madt;
-    const bool have_madt = config.smp && find_processors(boot, madt);
 
     // --- Physical memory ---
     size_t usable_count = 0;
@@ -219,9 +246,12 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
     PagingFeatures features = enable_paging_features();
     uint64_t direct_end = align_up(ram_end, kLargePageSize);
     // PML4 + PDPTs + one PD per GiB + the image's page tables, with room to
-    // spare; and the kernel stacks' PDPT, PD(s) and page tables.
+    // spare; the kernel stacks' PDPT, PD(s) and page tables; and what the
+    // ACPI tables' mappings need (a PDPT, a PD and a page table for each
+    // place they lie in: a few).
     constexpr uint64_t kStackTables = kKernelStackRangeSize / kLargePageSize + 4;
-    uint64_t table_bytes = (8 + (direct_end >> 30) + 8 + kStackTables) * kPageSize;
+    constexpr uint64_t kAcpiTables = 16;
+    uint64_t table_bytes = (8 + (direct_end >> 30) + 8 + kStackTables + kAcpiTables) * kPageSize;
     Result<uint64_t> tables = FrameAllocator::place_storage(
         usable, PhysRanges{g_reserved, reserved_count}, kBootDirectMapEnd, table_bytes);
     if (!tables) MK_PANIC("memory: no room for the kernel page tables");
@@ -269,6 +299,10 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
                   pte::kWritable | pte::kNoExecute | pte::kCacheDisable | pte::kWriteThrough);
     }
     kas.activate();  // the identity map of boot.S is gone from here on
+
+    // --- The ACPI processor list: its tables mapped where they are ---
+    acpi::MadtInfo madt;
+    const bool have_madt = config.smp && find_processors(boot, kas, madt);
 
     // --- Frame allocator and heap ---
     PhysRanges reserved{g_reserved, reserved_count};
