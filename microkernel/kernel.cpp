@@ -259,7 +259,7 @@ void kernel_start(const StartInfo& info) {
         const char* which = info.config.ktest;
         size_t n = info.config.ktest_length;
         if (equals(which, n, "panic") || equals(which, n, "fault") || equals(which, n, "hang") ||
-            equals(which, n, "overflow")) {
+            equals(which, n, "overflow") || equals(which, n, "overflow-boot")) {
             provoke_failure(which, n);
         }
         int failed = run_kernel_tests(which, n);
@@ -309,6 +309,11 @@ void provoke_failure(const char* which, size_t length) {
         const uint64_t t0 = this_cpu().scheduler.ticks();
         while (this_cpu().scheduler.ticks() - t0 < 2000) this_cpu().scheduler.yield_now();
         log("ktest: no fault two seconds after the overflow?!\n");
+    }
+    if (equals(which, length, "overflow-boot")) {
+        log("ktest: overflowing the boot thread's stack on purpose\n");
+        uint64_t r = run_off_the_stack(0);
+        log("ktest: the boot stack never ran out?! (%lu)\n", r);
     }
     if (equals(which, length, "fault")) {
         log("ktest: reading an unmapped address on purpose\n");

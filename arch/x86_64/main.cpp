@@ -27,6 +27,7 @@ extern char _kernel_text_start[], _kernel_text_end[];
 extern char _kernel_rodata_start[], _kernel_rodata_end[];
 extern char _kernel_data_start[], _kernel_data_end[];
 extern char _kernel_end[];
+extern char boot_stack_guard[];
 extern void (*_init_array_start[])();
 extern void (*_init_array_end[])();
 [[noreturn]] void arch_main(uint32_t magic, uint64_t info_phys);
@@ -276,9 +277,15 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
               kernel_phys(_kernel_rodata_start),
               align_up(uint64_t(_kernel_rodata_end - _kernel_rodata_start), kPageSize),
               pte::kGlobal | pte::kNoExecute);
-    map_range(kas, reinterpret_cast<uint64_t>(_kernel_data_start), kernel_phys(_kernel_data_start),
-              uint64_t(_kernel_data_end - _kernel_data_start),
+    // .data and .bss but the boot stack's guard page (boot.S).
+    const uint64_t guard = reinterpret_cast<uint64_t>(boot_stack_guard);
+    const uint64_t data = reinterpret_cast<uint64_t>(_kernel_data_start);
+    const uint64_t data_end = align_up(reinterpret_cast<uint64_t>(_kernel_data_end), kPageSize);
+    MK_ASSERT(guard % kPageSize == 0 && guard >= data && guard + kPageSize <= data_end);
+    map_range(kas, data, kernel_phys(_kernel_data_start), guard - data,
               pte::kGlobal | pte::kWritable | pte::kNoExecute);
+    map_range(kas, guard + kPageSize, kernel_phys(boot_stack_guard) + kPageSize,
+              data_end - guard - kPageSize, pte::kGlobal | pte::kWritable | pte::kNoExecute);
     // The boot information (it may sit outside usable RAM) and the modules.
     for (size_t i = 2; i < reserved_count - 1; ++i) {
         uint64_t start = align_down(g_reserved[i].base, kPageSize);
