@@ -204,9 +204,14 @@ higher_half_entry:
     hlt
     jmp 7b
 
+    /* The boot stack (the boot CPU's boot thread's), over a guard page that
+     * arch_main leaves out of the kernel's page tables: an overflow faults
+     * (docs/memory.md, "Kernel stacks"). */
     .bss
-    .balign 16
-    .globl boot_stack, boot_stack_top
+    .balign 4096
+    .globl boot_stack_guard, boot_stack, boot_stack_top
+boot_stack_guard:
+    .skip 4096
 boot_stack:
     .skip 16384
 boot_stack_top:

@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "error.hpp"
+
 namespace mk {
 
 struct PerCpu;
@@ -42,6 +44,14 @@ concept CpuInterface = requires(typename C::Context& ctx, void (*entry)(void*), 
     // it forgets whatever it keeps loaded for it (address space, FPU
     // registers, FS base), so nothing of it outlives the thread's memory.
     { C::retire_context(ctx) } -> std::same_as<void>;
+
+    // Kernel stacks (microkernel/kernel_stack.hpp): maps slot `index`'s
+    // stack, kKernelStackSize bytes with an unmapped guard page below,
+    // and returns its top (OutOfMemory, with nothing kept, when frames run
+    // out); unmaps it, waits until no CPU keeps a translation of it (no
+    // lock held, not in an interrupt) and frees its memory.
+    { C::kernel_stack_map(index) } -> std::same_as<Result<void*>>;
+    { C::kernel_stack_unmap(index) } -> std::same_as<void>;
 
     { C::interrupts_enabled() } -> std::same_as<bool>;
     // Disable interrupts; returns whether they were enabled before.

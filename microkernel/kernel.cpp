@@ -52,6 +52,23 @@ void print_counters(const SchedCounters& c) {
         c.direct_switches, c.notifies);
 }
 
+// Recurses until the stack runs out: each frame holds a buffer the
+// compiler must keep, and the depth test stops neither it nor the
+// recursion (no depth reaches it first).
+[[gnu::noinline]] uint64_t run_off_the_stack(uint64_t depth) {
+    volatile uint8_t frame[256];
+    frame[0] = uint8_t(depth);
+    if (depth == UINT64_MAX) return 0;
+    uint64_t below = run_off_the_stack(depth + 1);
+    return below + frame[0];
+}
+
+void overflow_entry(void*) {
+    log("ktest: thread overflow on cpu %u runs off its kernel stack\n", Cpu::cpu_index());
+    uint64_t r = run_off_the_stack(0);
+    log("ktest: the stack never ran out?! (%lu)\n", r);
+}
+
 bool equals(const char* s, size_t n, const char* word) {
     size_t i = 0;
     for (; i < n && word[i] != '\0'; ++i) {
@@ -241,7 +258,8 @@ void kernel_start(const StartInfo& info) {
     if (info.config.ktest != nullptr) {
         const char* which = info.config.ktest;
         size_t n = info.config.ktest_length;
-        if (equals(which, n, "panic") || equals(which, n, "fault") || equals(which, n, "hang")) {
+        if (equals(which, n, "panic") || equals(which, n, "fault") || equals(which, n, "hang") ||
+            equals(which, n, "overflow") || equals(which, n, "overflow-boot")) {
             provoke_failure(which, n);
         }
         int failed = run_kernel_tests(which, n);
@@ -276,6 +294,26 @@ void provoke_failure(const char* which, size_t length) {
         log("ktest: hanging on purpose, interrupts off\n");
         Cpu::save_and_disable_interrupts();
         for (;;) asm volatile("" ::: "memory");
+    }
+    if (equals(which, length, "overflow")) {
+        // On the last CPU: with several, an application processor's
+        // double-fault stack (a kernel stack too) takes the report.
+        log("ktest: overflowing a kernel thread's stack on purpose\n");
+        Result<Thread*> t = Thread::create("overflow", overflow_entry, nullptr);
+        MK_ASSERT(t.ok());
+        {
+            IpcGuard guard;
+            Scheduler::set_home_locked(*t.value(), cpu_count() - 1);
+        }
+        MK_ASSERT(this_cpu().scheduler.start(*t.value()) == Error::None);
+        const uint64_t t0 = this_cpu().scheduler.ticks();
+        while (this_cpu().scheduler.ticks() - t0 < 2000) this_cpu().scheduler.yield_now();
+        log("ktest: no fault two seconds after the overflow?!\n");
+    }
+    if (equals(which, length, "overflow-boot")) {
+        log("ktest: overflowing the boot thread's stack on purpose\n");
+        uint64_t r = run_off_the_stack(0);
+        log("ktest: the boot stack never ran out?! (%lu)\n", r);
     }
     if (equals(which, length, "fault")) {
         log("ktest: reading an unmapped address on purpose\n");

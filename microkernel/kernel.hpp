@@ -50,7 +50,9 @@ FrameAllocator& frame_allocator();
 int run_kernel_tests(const char* which, size_t length);
 
 // Deliberate failures for the boot tests: "panic" (an assertion), "fault"
-// (a page fault), "hang" (silence, for the harness's hang detection).
+// (a page fault), "hang" (silence, for the harness's hang detection),
+// "overflow" (a kernel thread on the last CPU runs off its stack into the
+// guard page below it), "overflow-boot" (the boot thread, off the boot stack).
 [[noreturn]] void provoke_failure(const char* which, size_t length);
 
 }  // namespace mk

@@ -33,7 +33,10 @@ enum class LockLevel : uint8_t {
     // IPC lock held (Scheduler::HomeLock): the IPC lock lets one CPU at a
     // time hold two scheduler locks, so no two CPUs wait for each other's.
     SchedulerOther = 21,
-    Heap = 30,    // the kernel heap
+    Heap = 30,  // the kernel heap
+    // g_stack_lock: which kernel stack slots are taken (kernel_stack.cpp);
+    // nothing is taken under it.
+    KernelStacks = 35,
     Frames = 40,  // the physical frame allocator
     Log = 50,     // the serial log (a leaf: printing is allowed under any lock)
 };

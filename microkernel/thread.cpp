@@ -1,5 +1,6 @@
 #include "thread.hpp"
 
+#include "kernel_stack.hpp"
 #include "memory.hpp"
 #include "object/reply.hpp"
 #include "panic.hpp"
@@ -88,15 +89,15 @@ Result<Thread*> Thread::make(const char* name) {
 }
 
 Result<Thread*> Thread::create(const char* name, Entry entry, void* arg) {
-    void* stack = kalloc(kStackSize, 16);
-    if (stack == nullptr) return Error::OutOfMemory;
+    Result<KernelStack> stack = kernel_stack_create();
+    if (!stack) return stack.error();
     Result<Thread*> t = make(name);
     if (!t) {
-        kfree(stack);
+        kernel_stack_destroy(stack.value());  // never used
         return t.error();
     }
-    t.value()->stack_ = stack;
-    Cpu::init_context(t.value()->context, static_cast<char*>(stack) + kStackSize, entry, arg);
+    t.value()->stack_ = stack.value();
+    Cpu::init_context(t.value()->context, stack.value().top, entry, arg);
     return t.value();
 }
 
@@ -121,8 +122,15 @@ void Thread::destroy(Thread* thread) {
         g_threads[slot] = nullptr;
         thread->state = ThreadState::Dead;
     }
-    // Off every CPU for good: its FPU area and its place in its process go
-    // now (the last thread of a process ends the process).
+    // Off every CPU for good: its kernel stack, its FPU area and its place
+    // in its process go now (the last thread of a process ends the
+    // process). The stack before the process: whoever waits for the
+    // process's end finds the stack's frames back. Nothing of a dead
+    // thread reads its stack, whoever still holds a reference.
+    if (thread->stack_.top != nullptr) {
+        kernel_stack_destroy(thread->stack_);  // no lock held: a TLB shootdown
+        thread->stack_ = KernelStack{};
+    }
     Cpu::release_context(thread->context);
     if (thread->process != nullptr) {
         thread->process->remove_thread(*thread);
@@ -134,12 +142,11 @@ void Thread::destroy(Thread* thread) {
 }
 
 void Thread::free_object(Thread* thread) {
-    void* stack = thread->stack_;
+    MK_ASSERT(thread->stack_.top == nullptr);  // Thread::destroy freed it
     IpcState* ipc = thread->ipc;
     Reply::free_spare(ipc->spare_reply);
     kdelete(thread);
     kdelete(ipc);
-    kfree(stack);
 }
 
 WaitQueue::~WaitQueue() {

@@ -18,6 +18,7 @@
 
 #include "cpu.hpp"
 #include "error.hpp"
+#include "kernel_stack.hpp"
 #include "kobject.hpp"
 #include "memory.hpp"
 #include "message.hpp"
@@ -60,7 +61,7 @@ using TimeoutHook = bi::set_member_hook<bi::link_mode<bi::safe_link>>;
 class Thread : public KObject {
   public:
     using Entry = void (*)(void*);
-    static constexpr size_t kStackSize = 16 * 1024;
+    static constexpr size_t kStackSize = kKernelStackSize;  // above a guard page
     static constexpr size_t kNameLength = 16;
     static constexpr uint64_t kNeverExpires = UINT64_MAX;  // a saturated deadline
 
@@ -71,8 +72,9 @@ class Thread : public KObject {
     [[nodiscard]] static Result<Thread*> adopt_boot_thread(const char* name);
     // Ends a thread that is Dead or was never started (Created): it leaves
     // the registry (lookup() no longer finds it) and is Dead for good. Then
-    // releases the creator's reference: the memory (thread, stack, IPC
-    // state) is freed now if that was the last one, else by the last
+    // frees its kernel stack (a TLB shootdown: no lock held, not in an
+    // interrupt) and releases the creator's reference: the rest (thread,
+    // IPC state) is freed now if that was the last one, else by the last
     // holder's release. Called once, by the creator.
     static void destroy(Thread* thread);
 
@@ -166,13 +168,13 @@ class Thread : public KObject {
     Thread(uint64_t id, const char* name, IpcState* ipc);
     ~Thread();
     [[nodiscard]] static Result<Thread*> make(const char* name);
-    // Frees the thread, its stack and IPC state once its last reference is
-    // gone (kobject_free).
+    // Frees the thread and its IPC state once its last reference is gone
+    // (kobject_free); destroy() freed its stack.
     static void free_object(Thread* thread);
 
     uint64_t id_;
     char name_[kNameLength];
-    void* stack_ = nullptr;  // nullptr for the boot thread
+    KernelStack stack_;  // top nullptr: the boot thread's (not ours), or freed by destroy()
 };
 
 // The thread registry: ids are (generation << 32) | (slot + 1), so an id

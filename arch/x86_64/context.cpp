@@ -178,7 +178,10 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     if (f.smap) cr4 |= kCr4Smap;
     write_cr4(cr4);
     f.pcid_offered = cpu_offers_pcid();
-    f.pcid = f.pcid_offered && pcid_allowed;
+    // With PCIDs, a kernel stack's unmap relies on its global entries
+    // (invlpg drops them in every PCID): no PCIDs without global pages
+    // (there is no such CPU that we know of).
+    f.pcid = f.pcid_offered && pcid_allowed && features.global_pages;
     if (f.pcid) {
         g_pcid_on = true;
         enable_pcid_here();
@@ -248,8 +251,10 @@ namespace {
 
 // One CPU's request to the others, by PerCpu::index: drop the translations
 // of `root` in [virt, virt + pages pages), or with pages 0 stop using
-// `root` (it is about to be freed). Written by its CPU alone, which waits
-// until `pending` is 0 before it writes it again.
+// `root` (it is about to be freed); with root kEveryRoot, those of the
+// kernel half in [virt, virt + pages pages), asked of every CPU. Written
+// by its CPU alone, which waits until `pending` is 0 before it writes it
+// again.
 struct TlbRequest {
     uint64_t root = 0;
     uint64_t virt = 0;
@@ -260,9 +265,20 @@ TlbRequest g_tlb_requests[mk::kMaxCpus];
 
 // More pages than this: one CR3 reload rather than an invlpg each.
 constexpr uint64_t kInvlpgMax = 32;
+// No page-table root is this (roots are page-aligned physical addresses):
+// a request about the kernel half, which every address space shares.
+constexpr uint64_t kEveryRoot = ~uint64_t{0};
 
 void flush_here(uint64_t root, uint64_t virt, uint64_t pages) {
     Cpu::SwitchState& s = sw();
+    if (root == kEveryRoot) {
+        // Kernel stacks are global pages (with PCIDs, always: see
+        // init_user_mode), which invlpg drops whatever the PCID; without
+        // global pages and PCIDs, it drops the only copy there is.
+        for (uint64_t i = 0; i < pages; ++i)
+            asm volatile("invlpg (%0)" ::"r"(virt + i * kPageSize) : "memory");
+        return;
+    }
     if (s.loaded_root != root) return;
     if (pages == 0) {
         // With PCIDs, the space's entries stay under its PCID, unreachable:
@@ -308,7 +324,8 @@ void shoot_down(uint64_t root, uint64_t virt, uint64_t pages) {
     for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
         PerCpu* c = g_cpu_table.cpus[i];
         if (i == self || c == nullptr) continue;
-        if (__atomic_load_n(&c->arch.loaded_root, __ATOMIC_RELAXED) == root) targets |= 1u << i;
+        if (root == kEveryRoot || __atomic_load_n(&c->arch.loaded_root, __ATOMIC_RELAXED) == root)
+            targets |= 1u << i;
     }
     if (targets != 0) {
         TlbRequest& r = g_tlb_requests[self];
@@ -332,6 +349,13 @@ void shoot_down(uint64_t root, uint64_t virt, uint64_t pages) {
 
 void tlb_trap() {
     serve_tlb_requests();
+}
+
+bool kernel_stack_guard_hit(uint64_t addr, uint32_t& slot) {
+    if (addr < kKernelStackBase || addr - kKernelStackBase >= kKernelStackRangeSize) return false;
+    uint64_t offset = addr - kKernelStackBase;
+    slot = uint32_t(offset / kKernelStackSlotSize);
+    return offset % kKernelStackSlotSize < kKernelStackGuardSize;
 }
 
 }  // namespace mk::x86
@@ -503,6 +527,59 @@ void Cpu::enter_user(uint64_t rip, uint64_t rsp, uint64_t arg) {
     // The frame is built by arch_enter_user on the top of this thread's
     // kernel stack, after it has left the frames below (ours among them).
     arch_enter_user(rip, rsp, arg, mk::this_cpu().entry.kernel_stack_top);
+}
+
+// --- Kernel stacks (docs/memory.md, "Kernel stacks") ---
+//
+// The leaf entries of a slot are written only by whoever holds the slot
+// (kernel_stack.cpp hands each out once), in page tables made at boot
+// and shared by every address space: no lock.
+
+Result<void*> Cpu::kernel_stack_map(uint32_t slot) {
+    MK_ASSERT(slot < kKernelStackSlots);
+    const uint64_t bottom = kernel_stack_bottom(slot);
+    constexpr uint64_t kPages = kKernelStackSize / kPageSize;
+    uint64_t flags = pte::kPresent | pte::kWritable;
+    if (g_features.nx) flags |= pte::kNoExecute;
+    if (g_features.global_pages) flags |= pte::kGlobal;
+    for (uint64_t i = 0; i < kPages; ++i) {
+        uint64_t* leaf = g_kernel_space.leaf_pointer(bottom + i * kPageSize);
+        MK_ASSERT(leaf != nullptr && *leaf == 0);
+        Result<uint64_t> frame = g_frames->alloc();
+        if (!frame) {
+            // The pages mapped so far go as a dead stack's do: never used,
+            // but a CPU may have cached a translation speculatively.
+            uint64_t taken[kPages];
+            for (uint64_t j = 0; j < i; ++j) {
+                uint64_t* l = g_kernel_space.leaf_pointer(bottom + j * kPageSize);
+                taken[j] = *l & pte::kAddressMask;
+                __atomic_store_n(l, uint64_t{0}, __ATOMIC_RELAXED);
+            }
+            if (i != 0) shoot_down(kEveryRoot, bottom, i);
+            for (uint64_t j = 0; j < i; ++j) g_frames->free(taken[j]);
+            return frame.error();
+        }
+        __atomic_store_n(leaf, frame.value() | flags, __ATOMIC_RELEASE);
+    }
+    return reinterpret_cast<void*>(bottom + kKernelStackSize);
+}
+
+void Cpu::kernel_stack_unmap(uint32_t slot) {
+    MK_ASSERT(slot < kKernelStackSlots);
+    const uint64_t bottom = kernel_stack_bottom(slot);
+    constexpr uint64_t kPages = kKernelStackSize / kPageSize;
+    uint64_t frames[kPages];
+    for (uint64_t i = 0; i < kPages; ++i) {
+        uint64_t* leaf = g_kernel_space.leaf_pointer(bottom + i * kPageSize);
+        MK_ASSERT(leaf != nullptr && (*leaf & pte::kPresent) != 0);
+        frames[i] = *leaf & pte::kAddressMask;
+        __atomic_store_n(leaf, uint64_t{0}, __ATOMIC_RELAXED);
+    }
+    // Every CPU may hold a translation (one that ran the thread, or a
+    // speculative walk): all forget them before the frames can be reused,
+    // and before the slot can be mapped again.
+    shoot_down(kEveryRoot, bottom, kPages);
+    for (uint64_t frame : frames) g_frames->free(frame);
 }
 
 Result<uint64_t> Cpu::user_space_create() {

@@ -39,6 +39,10 @@ void init_user_mode_here(void* entry_stack_slot);
 // The #NM handler: loads the current thread's FPU state.
 void fpu_trap();
 
+// Whether addr lies in the guard page(s) of a kernel stack slot, and which
+// slot (for the fault handler's report of a kernel stack overflow).
+bool kernel_stack_guard_hit(uint64_t addr, uint32_t& slot);
+
 // The kVectorTlb handler: acts on the TLB shootdowns other CPUs asked of
 // this one (Cpu::flush_user_tlb, Cpu::user_space_destroy).
 void tlb_trap();

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernel_stack.hpp"
 #include "memory.hpp"
 #include "trap.hpp"
 
@@ -69,24 +70,26 @@ void set_gate(uint8_t vector, uint64_t handler, uint8_t ist, uint8_t dpl) {
 
 }  // namespace
 
-// One CPU's GDT (its TSS descriptor is its own), TSS and interrupt stacks
-// (double fault, NMI, machine check).
+// One CPU's GDT (its TSS descriptor is its own), TSS and the tops of its
+// interrupt stacks (double fault, NMI, machine check): the boot CPU's in
+// its image, another CPU's kernel stacks, with guard pages.
 struct CpuTables {
     alignas(16) uint64_t gdt[7];
     alignas(16) Tss tss;
-    alignas(16) uint8_t ist_stacks[3][kIstStackSize];
+    uint64_t ist_top[3];
 };
 
 namespace {
 CpuTables g_boot_tables;
+alignas(16) uint8_t g_boot_ist_stacks[3][kIstStackSize];
 }  // namespace
 
 void load_gdt_and_tss(CpuTables& t) {
     for (size_t i = 0; i < 7; ++i) t.gdt[i] = kGdtTemplate[i];
     t.tss = Tss{};
-    t.tss.ist[kIstDoubleFault - 1] = reinterpret_cast<uint64_t>(t.ist_stacks[0] + kIstStackSize);
-    t.tss.ist[kIstNmi - 1] = reinterpret_cast<uint64_t>(t.ist_stacks[1] + kIstStackSize);
-    t.tss.ist[kIstMachineCheck - 1] = reinterpret_cast<uint64_t>(t.ist_stacks[2] + kIstStackSize);
+    t.tss.ist[kIstDoubleFault - 1] = t.ist_top[0];
+    t.tss.ist[kIstNmi - 1] = t.ist_top[1];
+    t.tss.ist[kIstMachineCheck - 1] = t.ist_top[2];
     t.tss.iomap_base = sizeof(Tss);  // no I/O permission bitmap
 
     uint64_t base = reinterpret_cast<uint64_t>(&t.tss);
@@ -113,11 +116,26 @@ void load_gdt_and_tss(CpuTables& t) {
 }
 
 void init_gdt_and_tss() {
+    for (size_t i = 0; i < 3; ++i)
+        g_boot_tables.ist_top[i] = reinterpret_cast<uint64_t>(g_boot_ist_stacks[i] + kIstStackSize);
     load_gdt_and_tss(g_boot_tables);
 }
 
 CpuTables* cpu_tables_create() {
-    return knew<CpuTables>();
+    auto* t = knew<CpuTables>();
+    if (t == nullptr) return nullptr;
+    KernelStack stacks[3];
+    for (size_t i = 0; i < 3; ++i) {
+        Result<KernelStack> s = kernel_stack_create();
+        if (!s) {
+            while (i-- > 0) kernel_stack_destroy(stacks[i]);
+            kdelete(t);
+            return nullptr;
+        }
+        stacks[i] = s.value();
+        t->ist_top[i] = reinterpret_cast<uint64_t>(s.value().top);
+    }
+    return t;
 }
 
 void load_idt() {

@@ -1,8 +1,8 @@
 // arch_main(): x86-64 bring-up from the long-mode entry to kernel_start().
 //
 // Order (docs/boot.md): static constructors, the per-CPU pointer, the serial
-// log, GDT/TSS/IDT, the multiboot2 information, the ACPI processor list,
-// the kernel address space, the frame allocator and heap, the local APIC
+// log, GDT/TSS/IDT, the multiboot2 information, the kernel address space,
+// the ACPI processor list, the frame allocator and heap, the local APIC
 // timer, the other CPUs (started and parked), then the portable core.
 #include "acpi.hpp"
 #include "config.hpp"
@@ -27,6 +27,7 @@ extern char _kernel_text_start[], _kernel_text_end[];
 extern char _kernel_rodata_start[], _kernel_rodata_end[];
 extern char _kernel_data_start[], _kernel_data_end[];
 extern char _kernel_end[];
+extern char boot_stack_guard[];
 extern void (*_init_array_start[])();
 extern void (*_init_array_end[])();
 [[noreturn]] void arch_main(uint32_t magic, uint64_t info_phys);
@@ -115,18 +116,47 @@ bool grow_heap(size_t at_least) {
     }
 }
 
-// Physical memory for the ACPI parser while boot.S's map of the first
-// 4 GiB (at the direct-map base) still stands: tables above it are out of reach.
-const void* boot_map_phys(void*, uint64_t phys, size_t length) {
-    if (length > kBootDirectMapEnd || phys > kBootDirectMapEnd - length) return nullptr;
+// The physical addresses this CPU can map (CPUID.80000008H:EAX[7:0]; 36
+// bits without the leaf), and no more than the direct map's share of the
+// kernel half (up to the kernel stacks' range).
+uint64_t physical_address_end() {
+    unsigned bits = 36;
+    if (cpuid(0x80000000).eax >= 0x80000008) bits = cpuid(0x80000008).eax & 0xFF;
+    uint64_t end = bits >= 63 ? UINT64_MAX : 1ull << bits;
+    constexpr uint64_t kDirectMapSpan = kKernelStackBase - kDirectMapBase;
+    return end < kDirectMapSpan ? end : kDirectMapSpan;
+}
+
+// Physical memory for the ACPI parser, in the kernel's address space
+// before the frame allocator exists: the bytes asked for are read at
+// their direct-map address, their pages mapped there (4 KiB, read-only,
+// NX) where nothing is yet, with page tables from the boot block. So a
+// table may lie anywhere the CPU can address; one beyond that, or whose
+// pages find no page table (the block's spare frames ran out), is refused
+// (TableUnreachable). The mappings stay: the kernel half's tables are
+// never taken apart, and the pointers the parser holds stay valid.
+struct AcpiWindow {
+    AddressSpace* kas;
+    uint64_t phys_end;
+};
+
+const void* acpi_map_phys(void* ctx, uint64_t phys, size_t length) {
+    const auto* w = static_cast<const AcpiWindow*>(ctx);
+    if (phys >= w->phys_end || length > w->phys_end - phys) return nullptr;
+    for (uint64_t p = align_down(phys, kPageSize); p < phys + length; p += kPageSize) {
+        if (w->kas->translate(kDirectMapBase + p)) continue;
+        if (w->kas->map(kDirectMapBase + p, p, pte::kNoExecute | pte::kGlobal) != Error::None)
+            return nullptr;
+    }
     return phys_to_virt(phys);
 }
 
 // The processors the firmware lists; false (logged) when its tables are
 // missing or bad, and the kernel runs on this CPU alone.
-bool find_processors(const BootInfo& boot, acpi::MadtInfo& madt) {
+bool find_processors(const BootInfo& boot, AddressSpace& kas, acpi::MadtInfo& madt) {
+    AcpiWindow window{&kas, physical_address_end()};
     acpi::AcpiError e = acpi::find_processors(boot.acpi_rsdp, boot.acpi_rsdp_length,
-                                              {boot_map_phys, nullptr}, madt);
+                                              {acpi_map_phys, &window}, madt);
     if (e != acpi::AcpiError::None) {
         log("acpi: %s; running on one CPU\n", acpi::acpi_error_name(e));
         return false;
@@ -177,8 +207,6 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
     set_exit_on_panic(config.exit_on_panic);
     log("boot: loader '%.*s', command line '%.*s'\n", int(boot.loader_name_length),
         boot.loader_name, int(boot.cmdline_length), boot.cmdline);
-    acpi::MadtInfo madt;
-    const bool have_madt = config.smp && find_processors(boot, madt);
 
     // --- Physical memory ---
     size_t usable_count = 0;
@@ -218,8 +246,13 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
     // --- Kernel address space: direct map of RAM, kernel image, LAPIC ---
     PagingFeatures features = enable_paging_features();
     uint64_t direct_end = align_up(ram_end, kLargePageSize);
-    // PML4 + PDPTs + one PD per GiB + the image's page tables, with room to spare.
-    uint64_t table_bytes = (8 + (direct_end >> 30) + 8) * kPageSize;
+    // PML4 + PDPTs + one PD per GiB + the image's page tables, with room to
+    // spare; the kernel stacks' PDPT, PD(s) and page tables; and what the
+    // ACPI tables' mappings need (a PDPT, a PD and a page table for each
+    // place they lie in: a few).
+    constexpr uint64_t kStackTables = kKernelStackRangeSize / kLargePageSize + 4;
+    constexpr uint64_t kAcpiTables = 16;
+    uint64_t table_bytes = (8 + (direct_end >> 30) + 8 + kStackTables + kAcpiTables) * kPageSize;
     Result<uint64_t> tables = FrameAllocator::place_storage(
         usable, PhysRanges{g_reserved, reserved_count}, kBootDirectMapEnd, table_bytes);
     if (!tables) MK_PANIC("memory: no room for the kernel page tables");
@@ -244,9 +277,15 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
               kernel_phys(_kernel_rodata_start),
               align_up(uint64_t(_kernel_rodata_end - _kernel_rodata_start), kPageSize),
               pte::kGlobal | pte::kNoExecute);
-    map_range(kas, reinterpret_cast<uint64_t>(_kernel_data_start), kernel_phys(_kernel_data_start),
-              uint64_t(_kernel_data_end - _kernel_data_start),
+    // .data and .bss but the boot stack's guard page (boot.S).
+    const uint64_t guard = reinterpret_cast<uint64_t>(boot_stack_guard);
+    const uint64_t data = reinterpret_cast<uint64_t>(_kernel_data_start);
+    const uint64_t data_end = align_up(reinterpret_cast<uint64_t>(_kernel_data_end), kPageSize);
+    MK_ASSERT(guard % kPageSize == 0 && guard >= data && guard + kPageSize <= data_end);
+    map_range(kas, data, kernel_phys(_kernel_data_start), guard - data,
               pte::kGlobal | pte::kWritable | pte::kNoExecute);
+    map_range(kas, guard + kPageSize, kernel_phys(boot_stack_guard) + kPageSize,
+              data_end - guard - kPageSize, pte::kGlobal | pte::kWritable | pte::kNoExecute);
     // The boot information (it may sit outside usable RAM) and the modules.
     for (size_t i = 2; i < reserved_count - 1; ++i) {
         uint64_t start = align_down(g_reserved[i].base, kPageSize);
@@ -256,6 +295,10 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
             map_range(kas, kDirectMapBase + p, p, kPageSize, pte::kWritable | pte::kNoExecute);
         }
     }
+    // Every page table of the kernel stacks' range, now: each user address
+    // space copies the PML4 entry, and a stack's mapping never allocates.
+    Status st = kas.make_tables(kKernelStackBase, kKernelStackRangeSize);
+    if (st != Error::None) MK_PANIC("paging: kernel stack tables: %s", error_name(st));
     if (!lapic_present()) MK_PANIC("cpu: no local APIC");
     uint64_t lapic_phys = rdmsr(kMsrApicBase) & 0xFFFFFF000ull;
     if (!kas.translate(kDirectMapBase + lapic_phys)) {
@@ -263,6 +306,10 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
                   pte::kWritable | pte::kNoExecute | pte::kCacheDisable | pte::kWriteThrough);
     }
     kas.activate();  // the identity map of boot.S is gone from here on
+
+    // --- The ACPI processor list: its tables mapped where they are ---
+    acpi::MadtInfo madt;
+    const bool have_madt = config.smp && find_processors(boot, kas, madt);
 
     // --- Frame allocator and heap ---
     PhysRanges reserved{g_reserved, reserved_count};

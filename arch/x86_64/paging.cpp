@@ -82,6 +82,31 @@ uint64_t AddressSpace::leaf_entry(uint64_t virt) const {
     return table[(virt >> 12) & 511];
 }
 
+uint64_t* AddressSpace::leaf_pointer(uint64_t virt) const {
+    auto* table = static_cast<uint64_t*>(phys_to_virt(pml4_phys_));
+    for (int shift = 39; shift > 12; shift -= 9) {
+        uint64_t entry = table[(virt >> shift) & 511];
+        if ((entry & pte::kPresent) == 0 || (entry & pte::kLarge) != 0) return nullptr;
+        table = static_cast<uint64_t*>(phys_to_virt(entry & pte::kAddressMask));
+    }
+    return &table[(virt >> 12) & 511];
+}
+
+Status AddressSpace::make_tables(uint64_t virt, uint64_t size) {
+    if (virt < (uint64_t{kFirstKernelSlot} << 39) || (virt % kLargePageSize) != 0)
+        return Error::InvalidArgument;
+    auto* pml4 = static_cast<uint64_t*>(phys_to_virt(pml4_phys_));
+    for (uint64_t v = virt; v - virt < size; v += kLargePageSize) {
+        Result<uint64_t*> pdpt = next_level(pml4, (v >> 39) & 511, pte::kWritable);
+        if (!pdpt) return pdpt.error();
+        Result<uint64_t*> pd = next_level(pdpt.value(), (v >> 30) & 511, pte::kWritable);
+        if (!pd) return pd.error();
+        Result<uint64_t*> pt = next_level(pd.value(), (v >> 21) & 511, pte::kWritable);
+        if (!pt) return pt.error();
+    }
+    return Error::None;
+}
+
 Result<uint64_t> AddressSpace::unmap(uint64_t virt) {
     // The tables on the way down (PML4, PDPT, PD, PT) and the entry used in each.
     uint64_t* tables[4];

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "error.hpp"
+#include "kernel_stack.hpp"
 
 namespace mk::x86 {
 
@@ -46,6 +47,21 @@ struct FrameSource {
 // boot, so a copy of them stays complete).
 constexpr unsigned kFirstKernelSlot = 256;
 
+// Kernel stacks (microkernel/kernel_stack.hpp): PML4 slot 510, one slot
+// of kKernelStackSlotSize each, its stack at the top and an unmapped guard
+// below. Every page table of the range is made at boot
+// (AddressSpace::make_tables), so every address space shares them, and a
+// stack's map and unmap only write leaf entries.
+constexpr uint64_t kKernelStackBase = 0xFFFFFF0000000000;
+constexpr uint64_t kKernelStackSlotSize = 32 * 1024;
+constexpr uint64_t kKernelStackGuardSize = kKernelStackSlotSize - kKernelStackSize;
+constexpr uint64_t kKernelStackRangeSize = uint64_t{kKernelStackSlots} * kKernelStackSlotSize;
+static_assert(kKernelStackGuardSize >= 4096 && kKernelStackSize % 4096 == 0);
+static_assert(kKernelStackRangeSize <= (1ull << 39), "one PML4 slot");
+inline uint64_t kernel_stack_bottom(uint32_t slot) {
+    return kKernelStackBase + slot * kKernelStackSlotSize + kKernelStackGuardSize;
+}
+
 // Paging features of this CPU, enabled by enable_paging_features().
 struct PagingFeatures {
     bool nx;
@@ -77,6 +93,12 @@ class AddressSpace {
     [[nodiscard]] Result<uint64_t> translate(uint64_t virt) const;
     // The leaf entry of a 4 KiB mapping (0 when there is none).
     uint64_t leaf_entry(uint64_t virt) const;
+    // Makes every page table down to the last level for [virt, virt +
+    // size), mapping nothing (kernel half only: the tables are never freed).
+    [[nodiscard]] Status make_tables(uint64_t virt, uint64_t size);
+    // Where the leaf entry of virt is, in a page table make_tables() made
+    // (nullptr when there is none).
+    uint64_t* leaf_pointer(uint64_t virt) const;
     uint64_t root() const { return pml4_phys_; }
     // A handle on an existing top level (made by create or create_user).
     static AddressSpace from_root(FrameSource frames, PagingFeatures features, uint64_t root) {

@@ -10,6 +10,7 @@
 #include "context.hpp"
 #include "cpu.hpp"
 #include "kernel.hpp"
+#include "kernel_stack.hpp"
 #include "log.hpp"
 #include "memory.hpp"
 #include "paging.hpp"
@@ -59,12 +60,11 @@ uint32_t g_apic_ids[kMaxCpus];
 struct ApStart {
     PerCpu* cpu = nullptr;
     CpuTables* tables = nullptr;
-    void* stack = nullptr;
+    void* stack = nullptr;  // the top of its kernel stack (kernel_stack.hpp)
     uint32_t index = 0;
     uint32_t apic_id = 0;
 };
 
-constexpr size_t kApStackSize = 16384;  // as a thread's kernel stack
 // How long an AP has to report itself up. Hardware needs well under a
 // millisecond; an emulator on a busy host may not run the AP's thread for
 // a while (Linux waits up to 10 s). A dead CPU costs the boot this once.
@@ -207,11 +207,16 @@ StartOutcome start_one(ApTrampolineData* data, uint32_t apic_id, uint32_t index)
     }
 }
 
-// Heap memory for one AP, kept by the slot until an AP takes it.
+// Memory for one AP, kept by the slot until an AP takes it: its PerCpu
+// and tables from the heap, its stacks in the kernel stacks' range, with
+// guard pages.
 bool prepare(ApStart& s) {
     if (s.cpu == nullptr) s.cpu = knew<PerCpu>();
     if (s.tables == nullptr) s.tables = cpu_tables_create();
-    if (s.stack == nullptr) s.stack = kalloc(kApStackSize, 16);
+    if (s.stack == nullptr) {
+        Result<KernelStack> stack = kernel_stack_create();
+        if (stack) s.stack = stack.value().top;
+    }
     return s.cpu != nullptr && s.tables != nullptr && s.stack != nullptr;
 }
 
@@ -253,7 +258,7 @@ size_t start_application_processors(const acpi::MadtInfo& madt, PhysRanges usabl
         s.cpu->index = next;
         s.index = next;
         s.apic_id = p.apic_id;
-        data->stack_top = reinterpret_cast<uint64_t>(s.stack) + kApStackSize;
+        data->stack_top = reinterpret_cast<uint64_t>(s.stack);
         data->arg = reinterpret_cast<uint64_t>(&s);
         (void)exchange_claim(data, kClaimOpen);  // publishes the fields above
 

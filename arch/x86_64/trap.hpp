@@ -29,9 +29,9 @@ constexpr uint16_t kUserCode = 0x20 | 3;
 // The boot CPU's GDT and TSS (static storage), and the IDT (filled and loaded).
 void init_gdt_and_tss();
 void init_idt();
-// Another CPU's: its tables come from the kernel heap (null when it is
-// out of memory), made by the boot CPU; the CPU itself loads them, and the
-// shared IDT.
+// Another CPU's: its tables come from the kernel heap and its three IST
+// stacks are kernel stacks, with guard pages (null when memory runs out),
+// made by the boot CPU; the CPU itself loads them, and the shared IDT.
 struct CpuTables;
 CpuTables* cpu_tables_create();
 void load_gdt_and_tss(CpuTables& tables);

@@ -11,6 +11,8 @@
 #include "trap.hpp"
 #include "x86.hpp"
 
+extern "C" char boot_stack_guard[];  // boot/boot.S
+
 namespace mk::x86 {
 
 namespace {
@@ -59,7 +61,44 @@ void dump_frame(const TrapFrame& f) {
     log("  r13=%016lx r14=%016lx r15=%016lx\n", f.r13, f.r14, f.r15);
 }
 
+// A page fault in a kernel stack's guard page, or the double fault it
+// turns into: the #PF's own frame cannot be pushed on the overflowed
+// stack, so the CPU raises #DF, which runs on its IST stack. CR2 holds
+// the address of the last page fault (the guard page's, in both cases);
+// the interrupted stack pointer may be in the guard too.
+// `slot`: a kernel stack slot's guard; kBootStack: the boot stack's.
+constexpr uint32_t kBootStack = UINT32_MAX;
+
+[[noreturn]] void kernel_stack_overflow(const TrapFrame& f, uint32_t slot, uint64_t addr) {
+    Thread* t = this_cpu().scheduler.current();
+    const char* name = t != nullptr ? t->name() : "?";
+    if (slot == kBootStack) {
+        log("\nEXCEPTION %lu (%s): kernel stack overflow: thread %s on cpu %u hit the guard page "
+            "of the boot stack at %016lx\n",
+            f.vector, kExceptionNames[f.vector], name, Cpu::cpu_index(), addr);
+    } else {
+        log("\nEXCEPTION %lu (%s): kernel stack overflow: thread %s on cpu %u hit the guard page "
+            "of kernel stack slot %u at %016lx\n",
+            f.vector, kExceptionNames[f.vector], name, Cpu::cpu_index(), slot, addr);
+    }
+    dump_frame(f);
+    MK_PANIC("kernel stack overflow in thread %s", name);
+}
+
+bool in_boot_stack_guard(uint64_t addr) {
+    const auto guard = reinterpret_cast<uint64_t>(boot_stack_guard);
+    return addr >= guard && addr - guard < 4096;
+}
+
 [[noreturn]] void exception(const TrapFrame& f) {
+    if (f.vector == 8 || f.vector == 14) {
+        const uint64_t addrs[2] = {read_cr2(), f.rsp};
+        for (uint64_t addr : addrs) {
+            uint32_t slot = 0;
+            if (kernel_stack_guard_hit(addr, slot)) kernel_stack_overflow(f, slot, addr);
+            if (in_boot_stack_guard(addr)) kernel_stack_overflow(f, kBootStack, addr);
+        }
+    }
     log("\nEXCEPTION %lu (%s), error code %#lx\n", f.vector, kExceptionNames[f.vector],
         f.error_code);
     if (f.vector == 14) {

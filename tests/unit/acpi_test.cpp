@@ -270,6 +270,37 @@ TEST(AcpiRoot, Revision2UsesTheXsdt) {
     EXPECT_EQ(apic_ids(info), (std::vector<uint32_t>{0, 5}));
 }
 
+// The kernel maps each table where it lies (arch/x86_64/main.cpp), so an
+// XSDT and a MADT above 4 GiB are read like any other; the addresses are
+// whole 64-bit values all the way (RSDP, XSDT entries).
+TEST(AcpiRoot, TablesAbove4GiBAreRead) {
+    constexpr uint64_t kHighXsdt = 0x1'0000'2000ull;
+    constexpr uint64_t kHighMadt = 0x23'4567'8000ull;
+    Machine m({local_apic(0, 0, 1)});
+    m.mem.place(kHighMadt, table("APIC", madt_body({local_apic(0, 3, 1), local_apic(1, 4, 1)})));
+    m.mem.place(kHighXsdt, table("XSDT", xsdt_body({kFacp, kHighMadt})));
+    m.rsdp_bytes = rsdp(2, uint32_t(kRsdt), kHighXsdt);
+    MadtInfo info;
+    ASSERT_EQ(m.parse(info), AcpiError::None);
+    EXPECT_TRUE(info.used_xsdt);
+    EXPECT_EQ(apic_ids(info), (std::vector<uint32_t>{3, 4}));
+}
+
+// The same tables, where the memory cannot reach them (beyond what the CPU
+// addresses): refused, never read.
+TEST(AcpiRoot, AnUnreachableHighTableIsRefused) {
+    constexpr uint64_t kHighXsdt = 0x1'0000'2000ull;
+    constexpr uint64_t kHighMadt = 0x23'4567'8000ull;
+    Machine m({local_apic(0, 0, 1)});
+    m.mem.place(kHighXsdt, table("XSDT", xsdt_body({kFacp, kHighMadt})));
+    m.rsdp_bytes = rsdp(2, uint32_t(kRsdt), kHighXsdt);
+    MadtInfo info;
+    EXPECT_EQ(m.parse(info), AcpiError::TableUnreachable);
+    // An XSDT entry whose table would run past the top of the address space.
+    m.mem.place(kHighXsdt, table("XSDT", xsdt_body({kFacp, 0xFFFF'FFFF'FFFF'FFF0ull})));
+    EXPECT_EQ(m.parse(info), AcpiError::TableUnreachable);
+}
+
 TEST(AcpiRoot, Revision2WithoutAnXsdtUsesTheRsdt) {
     Machine m({local_apic(0, 0, 1)});
     m.rsdp_bytes = rsdp(2, uint32_t(kRsdt), 0);

@@ -262,6 +262,14 @@ class Cpu {
     // Fills a frame with zeros (through the direct map).
     static void zero_frame(uint64_t frame);
 
+    // --- Kernel stacks (microkernel/kernel_stack.hpp, arch/x86_64/paging.hpp) ---
+    // Maps slot `slot`'s stack with frames from the frame allocator, its
+    // guard left unmapped; OutOfMemory, with nothing kept, when they run out.
+    [[nodiscard]] static Result<void*> kernel_stack_map(uint32_t slot);
+    // Unmaps it, shoots its pages down on every CPU (no lock held, not in
+    // an interrupt) and frees its frames.
+    static void kernel_stack_unmap(uint32_t slot);
+
     static bool interrupts_enabled() {
         uint64_t flags;
         asm volatile("pushfq; pop %0" : "=r"(flags));

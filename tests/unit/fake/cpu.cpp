@@ -8,6 +8,8 @@
 #include <map>
 
 #include "kernel.hpp"
+#include "kernel_stack.hpp"
+#include "memory.hpp"
 #include "mk/abi.hpp"
 
 namespace mk {
@@ -128,6 +130,30 @@ void Cpu::zero_frame(uint64_t frame) {
     ++FakeCpu::frames_zeroed;
     if (!FakeCpu::irq_enabled) ++FakeCpu::frames_zeroed_irqs_off;
     std::memset(frame_to_kernel(frame), 0, abi::kPageSize);
+}
+
+namespace {
+void* g_kernel_stacks[kKernelStackSlots];  // each slot's block, while mapped
+}
+
+Result<void*> Cpu::kernel_stack_map(uint32_t slot) {
+    if (slot >= kKernelStackSlots || g_kernel_stacks[slot] != nullptr) {
+        std::fprintf(stderr, "fake cpu: kernel stack slot %u mapped twice\n", slot);
+        std::abort();
+    }
+    void* block = kalloc(kKernelStackSize, 16);
+    if (block == nullptr) return Error::OutOfMemory;
+    g_kernel_stacks[slot] = block;
+    return static_cast<char*>(block) + kKernelStackSize;
+}
+
+void Cpu::kernel_stack_unmap(uint32_t slot) {
+    if (slot >= kKernelStackSlots || g_kernel_stacks[slot] == nullptr) {
+        std::fprintf(stderr, "fake cpu: kernel stack slot %u not mapped\n", slot);
+        std::abort();
+    }
+    kfree(g_kernel_stacks[slot]);
+    g_kernel_stacks[slot] = nullptr;
 }
 
 size_t FakeCpu::user_spaces() {

@@ -69,6 +69,11 @@ class Cpu {
     static void* frame_to_kernel(uint64_t frame);
     static void zero_frame(uint64_t frame);
 
+    // Kernel stacks from kalloc (so the fake heap's failure injection and
+    // live count cover them), without a guard page.
+    static Result<void*> kernel_stack_map(uint32_t slot);
+    static void kernel_stack_unmap(uint32_t slot);
+
     static bool interrupts_enabled();
     static bool save_and_disable_interrupts();
     static void restore_interrupts(bool enabled);
