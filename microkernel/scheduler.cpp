@@ -509,6 +509,24 @@ WakeReason Scheduler::wake_and_block_locked(Thread& thread, WaitQueue* queue,
     enter_switch_locked();
     donate_target_ = nullptr;  // consumed by this switch, as every switch does
     ++counters_.donations_taken;
+    if (self->at_frame && Cpu::resumes_at_frame(thread.context) && switched_from_ == nullptr)
+        [[likely]] {
+        // Two user threads in IPC syscalls, the one blocking and the one
+        // resuming at its frame (mostly with its syscall completed there
+        // already: complete_at_frame_locked in endpoint.cpp): what
+        // switch_locked() changes for them, and no more. Neither is at the
+        // user boundary (this one is in a syscall) nor moving (nothing was
+        // switched from; `thread`, Blocked here, was not queued elsewhere:
+        // its switching_out is clear), and the quantum goes on.
+        at_boundary_ = false;
+        self->stack_holds_no_cpu = false;
+        thread.state = ThreadState::Running;
+        need_resched_ = false;
+        __atomic_store_n(&current_, &thread, __ATOMIC_RELAXED);  // balance_wanted_locked looks
+        ++counters_.switches;
+        Cpu::switch_user_frames(self->context, thread.context);
+        return self->wake_reason;  // the host fake's switch returns (throws), the machine's not
+    }
     switch_locked(*self, thread, false);
     // Not reached by a thread that blocked at its frame.
     return self->wake_reason;
@@ -650,7 +668,7 @@ void Scheduler::donate(Thread& thread) {
 
 // --- Switching ---
 
-void Scheduler::enter_switch_locked() {
+[[gnu::always_inline]] inline void Scheduler::enter_switch_locked() {
     // Switches happen in thread context: an interrupt ends (irq_exit) before
     // preempt_if_needed() switches. The scheduler lock is handed to the
     // thread switched to, so it must be the one lock held: any other would
