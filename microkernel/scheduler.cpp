@@ -567,11 +567,15 @@ void Scheduler::end_wait_locked(Thread& thread, WakeReason reason) {
     cancel_timeout_inline_locked(thread);
     thread.wake_reason = reason;
     // An IPC wait that no partner completed (a timeout, a stray wake) ends
-    // here, under the lock, so no reply can reach it after this point.
-    ipc_abort_locked(thread, reason);
+    // here, under the lock, so no reply can reach it after this point. (One
+    // a partner completed has no operation left: no call.)
+    if (thread.ipc->op != IpcState::Op::None) [[unlikely]]
+        ipc_abort_locked(thread, reason);
 }
 
 bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {
+    if (thread.cpu == cpu_) [[likely]]
+        return wake_at_home_locked(thread, reason);  // this CPU's lock is held
     HomeLock home(*this, thread);
     return wake_at_home_locked(thread, reason);
 }
@@ -591,7 +595,13 @@ bool Scheduler::wake_at_home_locked(Thread& thread, WakeReason reason) {
     }
     end_wait_locked(thread, reason);
     thread.state = ThreadState::Ready;
-    enqueue_locked(thread);
+    if (thread.cpu == cpu_) [[likely]] {
+        // enqueue_locked(), on this CPU: end_wait_locked() unlinked it.
+        MK_ASSERT(!thread.queue_hook.is_linked());
+        ready_.link_back(thread);
+    } else {
+        enqueue_locked(thread);
+    }
     ++counters_.wakeups;
     if (reason == WakeReason::TimedOut) ++counters_.timeouts;
     return true;
@@ -721,9 +731,12 @@ void Scheduler::hand_off_locked(Thread& thread) {
     if (!donation_enabled_ || thread.cpu != cpu_ || thread.state != ThreadState::Ready ||
         thread.lent_quantum)
         return;
-    ready_.remove(thread);
+    // Off the ready queue (Ready, not lent: it is there) and onto the
+    // hand-off queue, through the list's node operations (as the fast
+    // path's): this follows every wake of a caller a busy server answers.
+    WaitQueue::unlink(thread);
     thread.lent_quantum = true;
-    handoff_.push_back(thread);
+    handoff_.link_back(thread);
 }
 
 void Scheduler::schedule_locked(bool honor_donation) {
@@ -808,7 +821,11 @@ void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
     }
     if (prev.at_frame && prev.state == ThreadState::Blocked) {
         // Blocked in an IPC syscall with nothing on its stack: it gives the
-        // stack up and never returns here.
+        // stack up and never returns here. To a thread that gave its stack
+        // up too (a user thread, which resumes at its frame), the leaner
+        // switch between two user threads.
+        if (Cpu::resumes_at_frame(next.context))
+            Cpu::switch_user_frames(prev.context, next.context);
         Cpu::switch_context_leaving_stack(prev.context, next.context);
     } else {
         Cpu::switch_context(prev.context, next.context);
