@@ -27,7 +27,8 @@ IpcCounters& counters() {
 // and so does a message with handles (its own syscall puts them in its
 // table), a receive that drops a superseded call, and a thread of another
 // CPU (whose CPU may still be on its stack).
-bool complete_at_frame_locked(Thread& to, const Message& msg, uint64_t badge, bool call) {
+[[gnu::always_inline]] inline bool complete_at_frame_locked(Thread& to, const Message& msg,
+                                                            uint64_t badge, bool call) {
     IpcState& ipc = *to.ipc;
     if (!to.at_frame || to.state != ThreadState::Blocked || msg.handle_count != 0 ||
         ipc.user_op == IpcState::UserOp::None || ipc.superseded.valid() ||
@@ -49,7 +50,8 @@ bool complete_at_frame_locked(Thread& to, const Message& msg, uint64_t badge, bo
 // its saved registers (complete_at_frame_locked) or else its IPC state,
 // moving the handles it carries from `src` (the sender's state) to it.
 // `call`: a call that `to` receives (it is to answer it).
-void transfer(const Message& msg, IpcState& src, uint64_t badge, Thread& to, bool call) {
+[[gnu::always_inline]] inline void transfer(const Message& msg, IpcState& src, uint64_t badge,
+                                            Thread& to, bool call) {
     IpcState& dst = *to.ipc;
     if (msg.length != 0 && dst.buffer != src.buffer) {
         __builtin_memcpy(dst.buffer, src.buffer, msg.length);
