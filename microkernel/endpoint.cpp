@@ -30,9 +30,10 @@ IpcCounters& counters() {
 [[gnu::always_inline]] inline bool complete_at_frame_locked(Thread& to, const Message& msg,
                                                             uint64_t badge, bool call) {
     IpcState& ipc = *to.ipc;
-    if (!to.at_frame || to.state != ThreadState::Blocked || msg.handle_count != 0 ||
-        ipc.user_op == IpcState::UserOp::None || ipc.superseded.valid() ||
-        to.cpu != sched().cpu()) {
+    // (Another CPU's thread first: a round trip between two CPUs pays for
+    // this one check and no more.)
+    if (to.cpu != sched().cpu() || !to.at_frame || to.state != ThreadState::Blocked ||
+        msg.handle_count != 0 || ipc.user_op == IpcState::UserOp::None || ipc.superseded.valid()) {
         return false;
     }
     if (ipc.endpoint_ref) {
