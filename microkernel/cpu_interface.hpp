@@ -40,6 +40,10 @@ concept CpuInterface = requires(typename C::Context& ctx, void (*entry)(void*), 
     // when switched to again it runs mk_resume_at_frame() instead of
     // returning here.
     { C::switch_context_leaving_stack(ctx, ctx) } -> std::same_as<void>;
+    // The same when `to` is a user thread that gave its stack up too: it
+    // resumes in mk_resume_at_frame() at once (both are user threads, so
+    // none of the tests for a kernel thread is made on the way).
+    { C::switch_user_frames(ctx, ctx) } -> std::same_as<void>;
     // The thread of ctx ended, and this CPU is about to leave it for good:
     // it forgets whatever it keeps loaded for it (address space, FPU
     // registers, FS base), so nothing of it outlives the thread's memory.

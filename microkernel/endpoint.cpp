@@ -1,7 +1,9 @@
 #include "endpoint.hpp"
 
+#include "mk/abi.hpp"
 #include "panic.hpp"
 #include "percpu.hpp"
+#include "syscall/internal.hpp"
 
 namespace mk {
 
@@ -14,15 +16,50 @@ IpcCounters& counters() {
     return this_cpu().ipc;
 }
 
-// Copies a message and its payload into `to`'s IPC state and buffer, and
-// moves the handles it carries from `src` (the sender's state) to it.
-void transfer(const Message& msg, IpcState& src, uint64_t badge, Thread& to) {
+// Completes the IPC syscall of `to`, a user thread of this CPU blocked at
+// its frame (Thread::at_frame), in its saved registers, as the syscall fast
+// path does: status Ok, the badge, the info word and the words (the
+// payload is in its IPC buffer already). It then resumes with nothing left
+// to do but return to user mode (mk_resume_at_frame), instead of
+// completing the syscall from its IpcState there. Its operation's
+// reference to the endpoint goes now; as no reference may be released
+// last under the IPC lock, `to` keeps a last one and completes as before,
+// and so does a message with handles (its own syscall puts them in its
+// table), a receive that drops a superseded call, and a thread of another
+// CPU (whose CPU may still be on its stack).
+[[gnu::always_inline]] inline bool complete_at_frame_locked(Thread& to, const Message& msg,
+                                                            uint64_t badge, bool call) {
+    IpcState& ipc = *to.ipc;
+    // (Another CPU's thread first: a round trip between two CPUs pays for
+    // this one check and no more.)
+    if (to.cpu != sched().cpu() || !to.at_frame || to.state != ThreadState::Blocked ||
+        msg.handle_count != 0 || ipc.user_op == IpcState::UserOp::None || ipc.superseded.valid()) {
+        return false;
+    }
+    if (ipc.endpoint_ref) {
+        if (!ipc.endpoint_ref->release_if_not_last()) return false;
+        (void)ipc.endpoint_ref.leak();  // released above
+    }
+    ipc.user_op = IpcState::UserOp::None;
+    TrapFrame& f = Cpu::syscall_frame(to.context);
+    f.rax = uint64_t(abi::Err::Ok);
+    syscall::deliver_registers(f, msg, 0, badge, call);
+    return true;
+}
+
+// Copies a message's payload into `to`'s IPC buffer, and the message into
+// its saved registers (complete_at_frame_locked) or else its IPC state,
+// moving the handles it carries from `src` (the sender's state) to it.
+// `call`: a call that `to` receives (it is to answer it).
+[[gnu::always_inline]] inline void transfer(const Message& msg, IpcState& src, uint64_t badge,
+                                            Thread& to, bool call) {
     IpcState& dst = *to.ipc;
-    dst.msg = msg;
-    dst.badge = badge;
     if (msg.length != 0 && dst.buffer != src.buffer) {
         __builtin_memcpy(dst.buffer, src.buffer, msg.length);
     }
+    if (complete_at_frame_locked(to, msg, badge, call)) return;
+    dst.msg = msg;
+    dst.badge = badge;
     for (uint32_t i = 0; i < msg.handle_count; ++i) {
         // The receiver took its last handles out before it received again:
         // nothing is released here, under the lock.
@@ -63,7 +100,7 @@ void complete_locked(Thread& t, Error result) {
 // moved from the endpoint's queue to self's callers queue.
 Received take_from_sender_locked(Thread& self, Thread& sender, WaitQueue& senders) {
     IpcState& s = *sender.ipc;
-    transfer(s.msg, s, s.badge, self);
+    transfer(s.msg, s, s.badge, self, false);  // self runs: never at its frame
     Received r{self.ipc->msg, s.badge, {}};
     if (s.op == IpcState::Op::Call) {
         r.reply = ReplyToken{sender.id(), s.call_seq};
@@ -82,7 +119,7 @@ Received take_from_sender_locked(Thread& self, Thread& sender, WaitQueue& sender
 // A send() that found `receiver` waiting: hand it the message, make it
 // Ready and the donate target.
 void deliver_locked(const Message& msg, Thread& self, uint64_t badge, Thread& receiver) {
-    transfer(msg, *self.ipc, badge, receiver);
+    transfer(msg, *self.ipc, badge, receiver, false);
     receiver.ipc->reply = {};
     ++counters().receives;
     complete_locked(receiver, Error::None);
@@ -342,7 +379,7 @@ Result<Message> Endpoint::call_impl(const Message& msg, uint64_t badge, uint64_t
     // Deliver to the waiting receiver; we wait on its callers queue.
     receivers_.remove(*receiver);
     receiver->waiting_on = nullptr;
-    transfer(msg, *self.ipc, badge, *receiver);
+    transfer(msg, *self.ipc, badge, *receiver, true);
     receiver->ipc->reply = ReplyToken{self.id(), self.ipc->call_seq};
     receiver->ipc->op = IpcState::Op::None;
     receiver->ipc->result = Error::None;
@@ -395,7 +432,7 @@ Status Endpoint::reply_saved(ReplyToken token, WaitQueue& saved, const Message& 
         ++counters().stale_replies;
         return Error::BadHandle;
     }
-    transfer(msg, *sched().current()->ipc, 0, *caller);
+    transfer(msg, *sched().current()->ipc, 0, *caller, false);
     ++counters().replies;
     complete_locked(*caller, Error::None);
     if (donate == Donate::Yes) sched().set_donate_target_locked(caller);
@@ -440,7 +477,7 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
         ++c.replies;
         caller->waiting_on->remove(*caller);
         caller->waiting_on = nullptr;
-        transfer(reply, *self.ipc, 0, *caller);
+        transfer(reply, *self.ipc, 0, *caller, false);
         caller->ipc->op = IpcState::Op::None;
         caller->ipc->result = Error::None;
         self.ipc->op = IpcState::Op::Recv;
@@ -454,7 +491,7 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
                : !reply.register_only()  ? c.fastpath_miss_long_message
                : caller->cpu != self.cpu ? c.fastpath_miss_other_cpu
                                          : c.fastpath_miss_sender_pending);
-            transfer(reply, *self.ipc, 0, *caller);
+            transfer(reply, *self.ipc, 0, *caller, false);
             ++c.replies;
             // The caller's operation ends here; its wake follows below, with
             // the hand-off or the block (nothing in between looks at it).

@@ -509,6 +509,24 @@ WakeReason Scheduler::wake_and_block_locked(Thread& thread, WaitQueue* queue,
     enter_switch_locked();
     donate_target_ = nullptr;  // consumed by this switch, as every switch does
     ++counters_.donations_taken;
+    if (self->at_frame && Cpu::resumes_at_frame(thread.context) && switched_from_ == nullptr)
+        [[likely]] {
+        // Two user threads in IPC syscalls, the one blocking and the one
+        // resuming at its frame (mostly with its syscall completed there
+        // already: complete_at_frame_locked in endpoint.cpp): what
+        // switch_locked() changes for them, and no more. Neither is at the
+        // user boundary (this one is in a syscall) nor moving (nothing was
+        // switched from; `thread`, Blocked here, was not queued elsewhere:
+        // its switching_out is clear), and the quantum goes on.
+        at_boundary_ = false;
+        self->stack_holds_no_cpu = false;
+        thread.state = ThreadState::Running;
+        need_resched_ = false;
+        __atomic_store_n(&current_, &thread, __ATOMIC_RELAXED);  // balance_wanted_locked looks
+        ++counters_.switches;
+        Cpu::switch_user_frames(self->context, thread.context);
+        return self->wake_reason;  // the host fake's switch returns (throws), the machine's not
+    }
     switch_locked(*self, thread, false);
     // Not reached by a thread that blocked at its frame.
     return self->wake_reason;
@@ -549,11 +567,15 @@ void Scheduler::end_wait_locked(Thread& thread, WakeReason reason) {
     cancel_timeout_inline_locked(thread);
     thread.wake_reason = reason;
     // An IPC wait that no partner completed (a timeout, a stray wake) ends
-    // here, under the lock, so no reply can reach it after this point.
-    ipc_abort_locked(thread, reason);
+    // here, under the lock, so no reply can reach it after this point. (One
+    // a partner completed has no operation left: no call.)
+    if (thread.ipc->op != IpcState::Op::None) [[unlikely]]
+        ipc_abort_locked(thread, reason);
 }
 
 bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {
+    if (thread.cpu == cpu_) [[likely]]
+        return wake_at_home_locked(thread, reason);  // this CPU's lock is held
     HomeLock home(*this, thread);
     return wake_at_home_locked(thread, reason);
 }
@@ -573,7 +595,13 @@ bool Scheduler::wake_at_home_locked(Thread& thread, WakeReason reason) {
     }
     end_wait_locked(thread, reason);
     thread.state = ThreadState::Ready;
-    enqueue_locked(thread);
+    if (thread.cpu == cpu_) [[likely]] {
+        // enqueue_locked(), on this CPU: end_wait_locked() unlinked it.
+        MK_ASSERT(!thread.queue_hook.is_linked());
+        ready_.link_back(thread);
+    } else {
+        enqueue_locked(thread);
+    }
     ++counters_.wakeups;
     if (reason == WakeReason::TimedOut) ++counters_.timeouts;
     return true;
@@ -650,7 +678,7 @@ void Scheduler::donate(Thread& thread) {
 
 // --- Switching ---
 
-void Scheduler::enter_switch_locked() {
+[[gnu::always_inline]] inline void Scheduler::enter_switch_locked() {
     // Switches happen in thread context: an interrupt ends (irq_exit) before
     // preempt_if_needed() switches. The scheduler lock is handed to the
     // thread switched to, so it must be the one lock held: any other would
@@ -703,9 +731,12 @@ void Scheduler::hand_off_locked(Thread& thread) {
     if (!donation_enabled_ || thread.cpu != cpu_ || thread.state != ThreadState::Ready ||
         thread.lent_quantum)
         return;
-    ready_.remove(thread);
+    // Off the ready queue (Ready, not lent: it is there) and onto the
+    // hand-off queue, through the list's node operations (as the fast
+    // path's): this follows every wake of a caller a busy server answers.
+    WaitQueue::unlink(thread);
     thread.lent_quantum = true;
-    handoff_.push_back(thread);
+    handoff_.link_back(thread);
 }
 
 void Scheduler::schedule_locked(bool honor_donation) {
@@ -790,7 +821,11 @@ void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
     }
     if (prev.at_frame && prev.state == ThreadState::Blocked) {
         // Blocked in an IPC syscall with nothing on its stack: it gives the
-        // stack up and never returns here.
+        // stack up and never returns here. To a thread that gave its stack
+        // up too (a user thread, which resumes at its frame), the leaner
+        // switch between two user threads.
+        if (Cpu::resumes_at_frame(next.context))
+            Cpu::switch_user_frames(prev.context, next.context);
         Cpu::switch_context_leaving_stack(prev.context, next.context);
     } else {
         Cpu::switch_context(prev.context, next.context);

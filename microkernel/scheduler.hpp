@@ -261,6 +261,12 @@ class Scheduler {
     // returning into switch_context: a new thread, or a user thread that
     // gave its stack up (mk_resume_at_frame).
     void finish_switch_in();
+    // The same for a user thread that goes straight back to user mode
+    // (mk_resume_at_frame): interrupts stay off, as the way back wants them.
+    void finish_switch_in_to_user() {
+        after_switch_locked();
+        lock_.unlock(false);
+    }
     // One pass of the idle thread: switch away if work is ready, else wait for
     // an interrupt. Returns whether it waited.
     bool idle_once();

@@ -237,7 +237,8 @@ class WaitQueue {
     }
 
   private:
-    friend class FastPath;  // syscall/fastpath.cpp: the operations below, inline
+    friend class FastPath;   // syscall/fastpath.cpp: the operations below, inline
+    friend class Scheduler;  // its wake and hand-off, which every IPC wake pays for
 
     // The list's own operations, less what the fast path does not need:
     // the header is never in the "unlinked" state the safe-mode checks

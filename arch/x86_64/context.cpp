@@ -436,6 +436,11 @@ void Cpu::switch_context(Context& from, Context& to) {
     arch_switch_context(&from.rsp, resume_stack(to));
 }
 
+void Cpu::switch_user_frames(Context& from, Context& to) {
+    load_user_context(switch_state(), from, to);
+    arch_leave_to_frame(to.kernel_stack_top - sizeof(TrapFrame));
+}
+
 void Cpu::switch_context_leaving_stack(Context& from, Context& to) {
     if (!load_state(to)) [[unlikely]]
         switch_context_leaving_stack_with_pcid(from, to);

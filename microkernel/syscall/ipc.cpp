@@ -366,12 +366,37 @@ Status sys_reply_save(Process& p, Thread& self, TrapFrame& f) {
 
 }  // namespace mk::syscall
 
+namespace mk::syscall {
+namespace {
+
+// mk_resume_at_frame() for a syscall not completed yet: from its IpcState.
+[[gnu::noinline]] void resume_and_complete(Scheduler& s, Thread& self, TrapFrame& f) {
+    s.finish_switch_in();
+    f.rax = uint64_t(to_abi(complete_ipc(*self.process, self, f, self.ipc->result)));
+    before_return_to_user();
+}
+
+}  // namespace
+}  // namespace mk::syscall
+
 extern "C" void mk_resume_at_frame(mk::TrapFrame* f) {
     using namespace mk;
     Scheduler& s = this_cpu().scheduler;
-    s.finish_switch_in();
     Thread& self = *s.current();
-    f->rax =
-        uint64_t(syscall::to_abi(syscall::complete_ipc(*self.process, self, *f, self.ipc->result)));
-    before_return_to_user();
+    const IpcState& ipc = *self.ipc;
+    if (ipc.user_op != IpcState::UserOp::None || ipc.result != Error::None || ipc.endpoint_ref ||
+        ipc.superseded.valid()) [[unlikely]] {
+        syscall::resume_and_complete(s, self, *f);
+        return;
+    }
+    // Completed already, in its frame, by whoever ended its wait (the
+    // partner: complete_at_frame_locked() in endpoint.cpp), or a Reply
+    // that the fast path left Ready at its frame: Ok, and back to user
+    // mode, interrupts off from here (before_return_to_user()'s check).
+    s.finish_switch_in_to_user();
+    self.at_frame = false;
+    f->rax = uint64_t(abi::Err::Ok);
+    if (__atomic_load_n(&self.exit_requested, __ATOMIC_RELAXED) ||
+        __atomic_load_n(&self.move_to, __ATOMIC_RELAXED) != Thread::kNoMove) [[unlikely]]
+        before_return_to_user();
 }

@@ -242,13 +242,11 @@ class Pipes {
         Response r(abi::Err::Ok);
         Message& m = r.message();
         if (want <= pipe::kInlineBytes) {
-            uint8_t small[pipe::kInlineBytes];
-            size_t got = 0;
-            size_t n = p.buffer.peek(want, [&small, &got](const uint8_t* bytes, size_t count) {
-                std::memcpy(small + got, bytes, count);
-                got += count;
-            });
-            pipe::set_inline(m, small, n);
+            // Straight into the words (pipe::set_inline()'s layout): a small
+            // read is a byte or a few, not worth a copy through a buffer.
+            uint64_t words[abi::kMessageWords - 1] = {};
+            size_t n = p.buffer.copy_out(reinterpret_cast<uint8_t*>(words), want);
+            m.set_word(0, n).set_word(1, words[0]).set_word(2, words[1]).set_word(3, words[2]);
             return r;
         }
         size_t n = p.buffer.peek(

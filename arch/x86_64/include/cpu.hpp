@@ -61,6 +61,12 @@ class Cpu {
     // up, and when `from` is switched to again it enters mk_resume_at_frame()
     // with its TrapFrame (arch/x86_64/syscall.S).
     static void switch_context_leaving_stack(Context& from, Context& to);
+    // switch_context_leaving_stack() from a user thread to a user thread
+    // that gave its stack up as well (resumes_at_frame): what the fast
+    // path's load_user_context() changes, then on to `to`'s frame and
+    // mk_resume_at_frame(). The general path's hand-over between two
+    // threads blocking and resuming in IPC syscalls.
+    [[noreturn]] static void switch_user_frames(Context& from, Context& to);
 
     // --- The syscall fast path (microkernel/syscall/fastpath.cpp) ---
     // The user registers of a user thread that is in a syscall: the

@@ -57,6 +57,18 @@ class Ring {
         return n;
     }
 
+    // Copies the oldest min(n, size()) items to `out`, one at a time (for a
+    // few: no call), and keeps them; returns how many.
+    size_t copy_out(T* out, size_t n) const {
+        if (n > used_) n = used_;
+        size_t at = head_;
+        for (size_t i = 0; i < n; ++i) {
+            out[i] = items_[at];
+            at = at + 1 == N ? 0 : at + 1;
+        }
+        return n;
+    }
+
     // Forgets the oldest n items; only when n <= size().
     void drop(size_t n) {
         head_ = (head_ + n) % N;

@@ -40,6 +40,10 @@ class Cpu {
     static void init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg);
     static void switch_context(Context& from, Context& to);
     static void switch_context_leaving_stack(Context& from, Context& to);
+    // Recorded as switch_context_leaving_stack() is (it does not return).
+    static void switch_user_frames(Context& from, Context& to) {
+        switch_context_leaving_stack(from, to);
+    }
     static TrapFrame& syscall_frame(Context& ctx) { return ctx.frame; }
     static bool resumes_at_frame(const Context& ctx) { return ctx.gave_stack_up; }
     // The fast path's switch: recorded like switch_context(); returns.
