@@ -21,13 +21,15 @@ struct TrapFrame {
 };
 
 // arch/x86_64/frame.inc names these offsets for the assembly (FRAME_*).
-static_assert(offsetof(TrapFrame, r15) == 0 && offsetof(TrapFrame, r10) == 40 &&
-              offsetof(TrapFrame, r9) == 48 && offsetof(TrapFrame, r8) == 56 &&
-              offsetof(TrapFrame, rbp) == 64 && offsetof(TrapFrame, rdi) == 72 &&
-              offsetof(TrapFrame, rsi) == 80 && offsetof(TrapFrame, rdx) == 88 &&
-              offsetof(TrapFrame, rbx) == 104 && offsetof(TrapFrame, rax) == 112 &&
-              offsetof(TrapFrame, rip) == 136 && offsetof(TrapFrame, rflags) == 152 &&
-              offsetof(TrapFrame, rsp) == 160);
+static_assert(offsetof(TrapFrame, r15) == 0 && offsetof(TrapFrame, r14) == 8 &&
+              offsetof(TrapFrame, r13) == 16 && offsetof(TrapFrame, r12) == 24 &&
+              offsetof(TrapFrame, r10) == 40 && offsetof(TrapFrame, r9) == 48 &&
+              offsetof(TrapFrame, r8) == 56 && offsetof(TrapFrame, rbp) == 64 &&
+              offsetof(TrapFrame, rdi) == 72 && offsetof(TrapFrame, rsi) == 80 &&
+              offsetof(TrapFrame, rdx) == 88 && offsetof(TrapFrame, rbx) == 104 &&
+              offsetof(TrapFrame, rax) == 112 && offsetof(TrapFrame, rip) == 136 &&
+              offsetof(TrapFrame, rflags) == 152 && offsetof(TrapFrame, rsp) == 160 &&
+              sizeof(TrapFrame) == 176);
 
 // TrapFrame::vector of a frame built by the syscall entry stub.
 constexpr uint64_t kSyscallVector = 0x100;

@@ -13,6 +13,7 @@
 #include "percpu.hpp"
 #include "smp.hpp"
 #include "syscall/entry.hpp"
+#include "syscall/fastpath_layout.hpp"
 #include "trap.hpp"
 #include "x86.hpp"
 
@@ -32,14 +33,10 @@ namespace mk::x86 {
 
 namespace {
 
-// syscall.S's PERCPU_SCHED_LOCK: where this CPU's scheduler lock is in the
-// per-CPU area (its word first: Scheduler::lock_ is the scheduler's first
-// member, SpinLock's word its first).
-constexpr size_t kPerCpuSchedLockOffset = 88;
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Winvalid-offsetof"
-static_assert(offsetof(PerCpu, scheduler) == kPerCpuSchedLockOffset, "syscall.S");
-#pragma GCC diagnostic pop
+// syscall.S's PERCPU_SCHED_LOCK (syscall/fastpath_layout.hpp, which
+// fastpath.cpp checks): where this CPU's scheduler lock is in the per-CPU
+// area (its word first: SpinLock's word is its first member).
+constexpr size_t kPerCpuSchedLockOffset = PERCPU_SCHED_LOCK;
 
 constexpr uint32_t kMsrStar = 0xC0000081;
 constexpr uint32_t kMsrLstar = 0xC0000082;

@@ -202,8 +202,8 @@ syscall_entry:
  * saved as if nothing had happened. docs/ipc.md, "The assembly hit path".
  *
  * Live until the point of no return: the user's rdi (the handle), rsi (the
- * info), rdx, r10, r8, r9 (the words) and r12 (the timeout); the others
- * saved in the frame are scratch. */
+ * info) and rdx, r10, r8, r9 (the words); every other register is saved
+ * in the frame and scratch once read (r12, the timeout, is checked first). */
     cmp .Lfast_info_max(%rip), %rsi
     ja .Lcall_in_cpp              /* a payload, handles, reserved bits or a notice label */
     cmp $-1, %r12
@@ -349,7 +349,7 @@ syscall_entry:
     movq $0, IPC_REPLY_CALL(%r12)
     movq $0, IPC_SUPERSEDED(%r12)
     movq $0, IPC_SUPERSEDED+8(%r12)
-    mov %r15, IPC_ENDPOINT_REF(%r12)
+    mov %r15, IPC_ENDPOINT_REF(%r12) /* it held none: complete_ipc() dropped its last one */
     lock addl $1, KOBJECT_REFS(%r15)
     lea ENDPOINT_RECEIVERS(%r15), %rcx
     BLOCK_AT_FRAME %rbx, %rcx
@@ -375,32 +375,32 @@ syscall_entry:
     mov %rcx, %gs:PERCPU_KSTACK
     mov THREAD_ROOT-Q(%rbp), %r11
     cmp %gs:PERCPU_LOADED_ROOT, %r11
-    je 1f
+    je .Lroot_done
     cmpb $0, %gs:PERCPU_PCID_ON
     jne .Lfast_switch_pcid
     mov %r11, %gs:PERCPU_LOADED_ROOT /* before CR3: the shootdown reads it */
     mov %r11, %cr3
-1:  mov THREAD_FS_KEY-Q(%rbp), %r11
+.Lroot_done:
+    mov THREAD_FS_KEY-Q(%rbp), %r11
     cmp %gs:PERCPU_LOADED_FS_KEY, %r11
     jne .Lfast_switch_fs
-2:  lea THREAD_CONTEXT-Q(%rbp), %r11 /* the FPU trap: set unless the partner owns the FPU */
+.Lfs_done:
+    lea THREAD_CONTEXT-Q(%rbp), %r11 /* the FPU trap: set unless the partner owns the FPU */
     cmp %gs:PERCPU_FPU_OWNER, %r11
-    jne 3f
+    jne .Lfpu_not_owner
     cmpb $0, %gs:PERCPU_TS_SET
-    je 4f
+    je .Lfpu_done
     clts
     movb $0, %gs:PERCPU_TS_SET
-    jmp 4f
-3:  cmpb $0, %gs:PERCPU_TS_SET
-    jne 4f
+    jmp .Lfpu_done
+.Lfpu_not_owner:
+    cmpb $0, %gs:PERCPU_TS_SET
+    jne .Lfpu_done
     mov %gs:PERCPU_CR0_TS, %r11
     mov %r11, %cr0
     movb $1, %gs:PERCPU_TS_SET
-4:  movq $0, THREAD_CONTEXT(%rbx) /* this thread gave its stack up: it resumes at its frame */
-    /* Nothing uses this thread's stack from here on (rsp still points
-     * there, but an NMI or machine check has a stack of its own): the lock
-     * can go, and another CPU may resume the thread. */
-    movb $0, %gs:PERCPU_SCHED_LOCK
+.Lfpu_done:
+    movq $0, THREAD_CONTEXT(%rbx) /* this thread gave its stack up: it resumes at its frame */
     xor %eax, %eax                /* Ok */
     mov TOP(R15)(%rcx), %r15      /* the partner's frame, below rcx */
     mov TOP(R14)(%rcx), %r14
@@ -411,6 +411,9 @@ syscall_entry:
     mov TOP(RFLAGS)(%rcx), %r11
     mov TOP(RSP)(%rcx), %rsp
     mov TOP(RIP)(%rcx), %rcx
+    /* Off the blocked thread's stack (rsp is the user's now): the lock
+     * can go, and another CPU may resume that thread. */
+    movb $0, %gs:PERCPU_SCHED_LOCK
     swapgs
     sysretq
 
@@ -420,7 +423,8 @@ syscall_entry:
  * thread's stack, below its frame: it is blocked, but no other CPU can
  * resume it before this one lets the scheduler lock go. */
 .macro CALL_KEEPING_MESSAGE function
-    lea -FRAME_SIZE(%rsp), %rsp   /* below this thread's frame */
+    lea -FRAME_SIZE-8(%rsp), %rsp /* below this thread's frame, 16-byte aligned at the call */
+    push %rbp                     /* the partner's queue hook */
     push %rdi
     push %rsi
     push %rdx
@@ -428,6 +432,7 @@ syscall_entry:
     push %r8
     push %r9
     lea THREAD_CONTEXT-Q(%rbp), %rdi
+    xor %ebp, %ebp                /* the end of the kernel backtrace */
     call \function
     pop %r9
     pop %r8
@@ -435,15 +440,16 @@ syscall_entry:
     pop %rdx
     pop %rsi
     pop %rdi
-    lea FRAME_SIZE(%rsp), %rsp
+    pop %rbp
+    lea FRAME_SIZE+8(%rsp), %rsp
     mov %gs:PERCPU_KSTACK, %rcx   /* the partner's kernel stack top, as above */
 .endm
 .Lfast_switch_pcid:
     CALL_KEEPING_MESSAGE _ZN2mk3Cpu19load_root_with_pcidERKNS0_7ContextE
-    jmp 1b
+    jmp .Lroot_done
 .Lfast_switch_fs:
     CALL_KEEPING_MESSAGE _ZN2mk3Cpu12load_fs_baseERKNS0_7ContextE
-    jmp 2b
+    jmp .Lfs_done
 
 .Lreply_recv_caller_ref:
     cmp %rcx, %r15

@@ -281,7 +281,8 @@ inline void FastPath::check_assembly_layout() {
     static_assert(PERCPU_SCHED_LOCK == sched + offsetof(Scheduler, lock_));
     static_assert(PERCPU_CURRENT == sched + offsetof(Scheduler, current_));
     static_assert(PERCPU_DONATE_TARGET == sched + offsetof(Scheduler, donate_target_));
-    static_assert(PERCPU_FAST_SWITCHES == sched + offsetof(Scheduler, fast_switches_));
+    static_assert(PERCPU_FAST_SWITCHES == sched + offsetof(Scheduler, fast_switches_) &&
+                  sizeof(Scheduler::fast_switches_) == 8);
     static_assert(PERCPU_LOADED_ROOT == arch + offsetof(Cpu::SwitchState, loaded_root));
     static_assert(PERCPU_LOADED_FS_KEY == arch + offsetof(Cpu::SwitchState, loaded_fs_key));
     static_assert(PERCPU_FPU_OWNER == arch + offsetof(Cpu::SwitchState, fpu_owner));
@@ -300,10 +301,13 @@ inline void FastPath::check_assembly_layout() {
                   THREAD_AT_FRAME + 2 == offsetof(Thread, wake_pending) &&
                   THREAD_AT_FRAME + 3 == offsetof(Thread, exit_requested));
     static_assert(THREAD_EXIT_REQUESTED == offsetof(Thread, exit_requested));
-    static_assert(THREAD_CPU == offsetof(Thread, cpu));
+    static_assert(THREAD_CPU == offsetof(Thread, cpu) && sizeof(Thread::cpu) == 4);
+    static_assert(THREAD_STATE_WORD + 6 == offsetof(Thread, lent_quantum) &&
+                  THREAD_STATE_WORD + 7 == offsetof(Thread, spare_));
     static_assert(THREAD_TIMEOUT_HOOK == offsetof(Thread, timeout_hook) &&
                   offsetof(bi::rbtree_node<void*>, parent_) == 0);
-    static_assert(THREAD_CONTEXT == offsetof(Thread, context) + offsetof(Cpu::Context, rsp));
+    static_assert(THREAD_CONTEXT == offsetof(Thread, context) &&
+                  offsetof(Cpu::Context, rsp) == 0);  // also the context's address
     static_assert(THREAD_KERNEL_STACK_TOP ==
                   offsetof(Thread, context) + offsetof(Cpu::Context, kernel_stack_top));
     static_assert(THREAD_ROOT == offsetof(Thread, context) + offsetof(Cpu::Context, root));
@@ -344,18 +348,23 @@ inline void FastPath::check_assembly_layout() {
     static_assert(PROCESS_HANDLES == offsetof(Process, handles_));
     static_assert(TABLE_LOCK == offsetof(HandleTable, lock_));
     static_assert(TABLE_SLOTS == offsetof(HandleTable, slots_));
-    static_assert(TABLE_CAPACITY == offsetof(HandleTable, capacity_));
+    static_assert(TABLE_CAPACITY == offsetof(HandleTable, capacity_) &&
+                  sizeof(HandleTable::capacity_) == 4);
     static_assert(sizeof(HandleTable::Slot) == 1u << SLOT_SHIFT);
     static_assert(SLOT_OBJECT == offsetof(HandleTable::Slot, object));
     static_assert(SLOT_BADGE == offsetof(HandleTable::Slot, badge));
-    static_assert(SLOT_GENERATION == offsetof(HandleTable::Slot, generation));
+    static_assert(SLOT_GENERATION == offsetof(HandleTable::Slot, generation) &&
+                  sizeof(HandleTable::Slot::generation) == 2);
     static_assert(SLOT_RIGHTS == offsetof(HandleTable::Slot, rights));
     static_assert(SLOT_STATE == offsetof(HandleTable::Slot, state));
     static_assert(SLOT_TYPE == offsetof(HandleTable::Slot, type) && sizeof(ObjectType) == 1 &&
                   offsetof(HandleTable::Slot, tracker) == SLOT_TYPE + 2);  // and a byte of padding
     static_assert(SLOT_USED == uint32_t(HandleTable::SlotState::Used));
     static_assert(RIGHT_SEND == abi::kRightSend && RIGHT_RECEIVE == abi::kRightReceive);
-    static_assert(uint64_t(abi::Err::Ok) == 0);
+    static_assert(uint64_t(abi::Err::Ok) == 0 && abi::kForever == ~uint64_t{0});
+    // The frame at the top of the kernel stack (frame.inc's offsets, which
+    // trap_frame.hpp checks field by field).
+    static_assert(sizeof(TrapFrame) == 176);
 
     static_assert(FAST_INFO_MAX == abi::kNoticeLabelBase - 1);
     static_assert(uint64_t{1} << INFO_CALL_BIT == abi::MsgInfo{0, 0, 0, true}.encode());

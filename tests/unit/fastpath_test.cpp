@@ -688,6 +688,19 @@ TEST_F(FastPathTest, TheListsAreLaidOutAsTheAssemblyReadsThem) {
     EXPECT_EQ(hook[1], nullptr);
     EXPECT_FALSE(t.timeout_hook.is_linked());
     EXPECT_EQ(*reinterpret_cast<void**>(&t.timeout_hook), nullptr);
+    // A linked timeout hook's first word is not null (a set of the hook's
+    // type, as the scheduler's timeout set is).
+    struct Timed {
+        TimeoutHook hook;
+        uint64_t deadline;
+        bool operator<(const Timed& other) const { return deadline < other.deadline; }
+    };
+    bi::set<Timed, bi::member_hook<Timed, TimeoutHook, &Timed::hook>> timeouts;
+    Timed timed{{}, 5};
+    timeouts.insert(timed);
+    EXPECT_NE(*reinterpret_cast<void**>(&timed.hook), nullptr);
+    timeouts.erase(timeouts.iterator_to(timed));
+    EXPECT_EQ(*reinterpret_cast<void**>(&timed.hook), nullptr);
 
     NoticeList notices;
     Notice n;
