@@ -461,33 +461,23 @@ syscall_entry:
 /* Misses of the assembly: the locks taken let go in reverse order, the
  * syscall number saved, and the C++ fast path tried (then, on its miss,
  * the general path), as if the syscall had just come in. */
-.Lcall_miss_all:
+.macro MISSES_TO_CPP op, number, function
+.L\op\()_miss_all:
     movl $0, %gs:PERCPU_SCHED_LOCK
-.Lcall_miss_ipc:
+.L\op\()_miss_ipc:
     movl $0, _ZN2mk10g_ipc_lockE(%rip)
-.Lcall_miss_table:
+.L\op\()_miss_table:
     movl $0, TABLE_LOCK(%r13)
-.Lcall_in_cpp:
+.L\op\()_in_cpp:
     lea -FRAME_SIZE(%rsp), %rsp
-    movq $0, FRAME_RAX(%rsp)      /* Call */
+    movq $\number, FRAME_RAX(%rsp)
     mov %rsp, %rdi
     xor %ebp, %ebp                /* the end of the kernel backtrace */
-    call mk_fastpath_call         /* rax: the partner's frame, or 0 */
+    call \function                /* rax: the partner's frame, or 0 */
     FAST_EXIT
-
-.Lreply_recv_miss_all:
-    movl $0, %gs:PERCPU_SCHED_LOCK
-.Lreply_recv_miss_ipc:
-    movl $0, _ZN2mk10g_ipc_lockE(%rip)
-.Lreply_recv_miss_table:
-    movl $0, TABLE_LOCK(%r13)
-.Lreply_recv_in_cpp:
-    lea -FRAME_SIZE(%rsp), %rsp
-    movq $1, FRAME_RAX(%rsp)      /* ReplyRecv */
-    mov %rsp, %rdi
-    xor %ebp, %ebp
-    call mk_fastpath_reply_recv
-    FAST_EXIT
+.endm
+    MISSES_TO_CPP call, 0, mk_fastpath_call
+    MISSES_TO_CPP reply_recv, 1, mk_fastpath_reply_recv
 
 /* Reply (4) through a saved reply handle: the fast path answers the caller
  * and switches to it, this thread waiting Ready at its frame (a miss: the
