@@ -223,7 +223,7 @@ syscall_entry:
     mov ENDPOINT_RECEIVERS(%r15), %rbp
     lea ENDPOINT_RECEIVERS(%r15), %rcx
     cmp %rcx, %rbp
-    je .Lcall_miss_all            /* no receiver */
+    je .Lcall_general_all         /* no receiver */
     .set Q, THREAD_QUEUE_HOOK
     cmpl $1, THREAD_AT_FRAME-Q(%rbp)
     jne .Lcall_miss_all
@@ -236,7 +236,7 @@ syscall_entry:
     jne .Lcall_miss_all
     mov THREAD_CPU(%rbx), %ecx
     cmp %ecx, THREAD_CPU-Q(%rbp)
-    jne .Lcall_miss_all
+    jne .Lcall_general_all
 
     /* The point of no return. The receiver takes the call: off the
      * endpoint's queue, its endpoint reference dropped (never the last:
@@ -314,7 +314,7 @@ syscall_entry:
     jne .Lreply_recv_miss_all
     mov THREAD_CPU(%rbx), %ecx
     cmp %ecx, THREAD_CPU-Q(%rbp)
-    jne .Lreply_recv_miss_all
+    jne .Lreply_recv_general_all
     lea ENDPOINT_SENDERS(%r15), %rcx
     cmp %rcx, ENDPOINT_SENDERS(%r15)
     jne .Lreply_recv_miss_all
@@ -475,6 +475,18 @@ syscall_entry:
     xor %ebp, %ebp                /* the end of the kernel backtrace */
     call \function                /* rax: the partner's frame, or 0 */
     FAST_EXIT
+/* A miss the C++ fast path would make too (Call with no receiver waiting,
+ * a partner homed on another CPU): straight to the general path, counted
+ * as the C++ path counts its misses. */
+.L\op\()_general_all:
+    movl $0, %gs:PERCPU_SCHED_LOCK
+    movl $0, _ZN2mk10g_ipc_lockE(%rip)
+    movl $0, TABLE_LOCK(%r13)
+    lea -FRAME_SIZE(%rsp), %rsp
+    movq $\number, FRAME_RAX(%rsp)
+    addq $1, %gs:PERCPU_SYSCALL_FASTPATH_MISSES
+    xor %ebp, %ebp
+    jmp .Lgeneral_path
 .endm
     MISSES_TO_CPP call, 0, mk_fastpath_call
     MISSES_TO_CPP reply_recv, 1, mk_fastpath_reply_recv
@@ -523,6 +535,7 @@ syscall_entry:
     je .Lfast_recv
     SAVE_FRAME
     xor %ebp, %ebp
+.Lgeneral_path:
 2:  mov %rsp, %rdi                /* here too on a fast-path miss */
     movq $USER_DS, FRAME_SS(%rsp) /* the rest of the frame */
     movq $USER_CS, FRAME_CS(%rsp)

@@ -283,6 +283,9 @@ inline void FastPath::check_assembly_layout() {
     static_assert(PERCPU_DONATE_TARGET == sched + offsetof(Scheduler, donate_target_));
     static_assert(PERCPU_FAST_SWITCHES == sched + offsetof(Scheduler, fast_switches_) &&
                   sizeof(Scheduler::fast_switches_) == 8);
+    static_assert(PERCPU_SYSCALL_FASTPATH_MISSES ==
+                      offsetof(PerCpu, ipc) + offsetof(IpcCounters, syscall_fastpath_misses) &&
+                  sizeof(IpcCounters::syscall_fastpath_misses) == 8);
     static_assert(PERCPU_LOADED_ROOT == arch + offsetof(Cpu::SwitchState, loaded_root));
     static_assert(PERCPU_LOADED_FS_KEY == arch + offsetof(Cpu::SwitchState, loaded_fs_key));
     static_assert(PERCPU_FPU_OWNER == arch + offsetof(Cpu::SwitchState, fpu_owner));
