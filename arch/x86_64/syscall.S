@@ -151,9 +151,10 @@
 .endm
 
 /* The handle in rdi: the slot of the table at r13 it names (rax), used
- * and with the right \right to an endpoint (r15); the table locked. Jumps to \miss with the table unlocked, to \miss_locked
- * with it locked. What FastPath::endpoint() does: HandleTable::find_locked()
- * on all 64 bits of the handle, then the type and the right. */
+ * and with the right \right to an endpoint (r15); the table locked.
+ * Jumps to \miss with the table unlocked, to \miss_locked with it
+ * locked. What FastPath::endpoint() does: HandleTable::find_locked() on
+ * all 64 bits of the handle, then the type and the right. */
 .macro LOOKUP_ENDPOINT right, miss, miss_locked
     lock btsl $0, TABLE_LOCK(%r13)
     jc \miss                     /* held: the C++ path waits for it */
@@ -196,10 +197,12 @@ syscall_entry:
 
 /* Call (0) to a receiver that waits on the endpoint, with a register
  * message: the hit case of FastPath::call() in assembly, for the same
- * conditions, checked cheapest first; anything else (a payload, a timeout,
- * a receiver with a timeout or on another CPU, a lock held elsewhere)
- * takes the C++ fast path (.Lcall_in_cpp), with the syscall number
- * saved as if nothing had happened. docs/ipc.md, "The assembly hit path".
+ * conditions or stricter ones, checked cheapest first; anything else (a
+ * payload, a timeout, a receiver with a timeout, a lock held elsewhere)
+ * takes the C++ fast path (.Lcall_in_cpp), with the syscall number saved
+ * as if nothing had happened; no receiver, or one on another CPU, the
+ * general path (.Lcall_general_all), where the C++ path would miss too.
+ * docs/ipc.md, "The assembly hit path".
  *
  * Live until the point of no return: the user's rdi (the handle), rsi (the
  * info) and rdx, r10, r8, r9 (the words); every other register is saved
