@@ -259,11 +259,19 @@ TEST(AcpiMadt, FailureLeavesTheOutputAlone) {
 
 // --- Root table choice ---
 
+// An XSDT at `xsdt` listing `entries`, and a revision 2 RSDP naming it.
+void use_xsdt(Machine& m, uint64_t xsdt, std::vector<uint64_t> entries) {
+    m.mem.place(xsdt, table("XSDT", xsdt_body(entries)));
+    m.rsdp_bytes = rsdp(2, uint32_t(kRsdt), xsdt);
+}
+
+constexpr uint64_t kHighXsdt = 0x1'0000'2000ull;
+constexpr uint64_t kHighMadt = 0x23'4567'8000ull;
+
 TEST(AcpiRoot, Revision2UsesTheXsdt) {
     Machine m({local_apic(0, 0, 1)});
     m.mem.place(kMadt2, table("APIC", madt_body({local_apic(0, 0, 1), local_apic(1, 5, 1)})));
-    m.mem.place(kXsdt, table("XSDT", xsdt_body({kFacp, kMadt2})));
-    m.rsdp_bytes = rsdp(2, uint32_t(kRsdt), kXsdt);
+    use_xsdt(m, kXsdt, {kFacp, kMadt2});
     MadtInfo info;
     ASSERT_EQ(m.parse(info), AcpiError::None);
     EXPECT_TRUE(info.used_xsdt);
@@ -274,12 +282,9 @@ TEST(AcpiRoot, Revision2UsesTheXsdt) {
 // XSDT and a MADT above 4 GiB are read like any other; the addresses are
 // whole 64-bit values all the way (RSDP, XSDT entries).
 TEST(AcpiRoot, TablesAbove4GiBAreRead) {
-    constexpr uint64_t kHighXsdt = 0x1'0000'2000ull;
-    constexpr uint64_t kHighMadt = 0x23'4567'8000ull;
     Machine m({local_apic(0, 0, 1)});
     m.mem.place(kHighMadt, table("APIC", madt_body({local_apic(0, 3, 1), local_apic(1, 4, 1)})));
-    m.mem.place(kHighXsdt, table("XSDT", xsdt_body({kFacp, kHighMadt})));
-    m.rsdp_bytes = rsdp(2, uint32_t(kRsdt), kHighXsdt);
+    use_xsdt(m, kHighXsdt, {kFacp, kHighMadt});
     MadtInfo info;
     ASSERT_EQ(m.parse(info), AcpiError::None);
     EXPECT_TRUE(info.used_xsdt);
@@ -289,15 +294,12 @@ TEST(AcpiRoot, TablesAbove4GiBAreRead) {
 // The same tables, where the memory cannot reach them (beyond what the CPU
 // addresses): refused, never read.
 TEST(AcpiRoot, AnUnreachableHighTableIsRefused) {
-    constexpr uint64_t kHighXsdt = 0x1'0000'2000ull;
-    constexpr uint64_t kHighMadt = 0x23'4567'8000ull;
     Machine m({local_apic(0, 0, 1)});
-    m.mem.place(kHighXsdt, table("XSDT", xsdt_body({kFacp, kHighMadt})));
-    m.rsdp_bytes = rsdp(2, uint32_t(kRsdt), kHighXsdt);
+    use_xsdt(m, kHighXsdt, {kFacp, kHighMadt});
     MadtInfo info;
     EXPECT_EQ(m.parse(info), AcpiError::TableUnreachable);
     // An XSDT entry whose table would run past the top of the address space.
-    m.mem.place(kHighXsdt, table("XSDT", xsdt_body({kFacp, 0xFFFF'FFFF'FFFF'FFF0ull})));
+    use_xsdt(m, kHighXsdt, {kFacp, 0xFFFF'FFFF'FFFF'FFF0ull});
     EXPECT_EQ(m.parse(info), AcpiError::TableUnreachable);
 }
 
