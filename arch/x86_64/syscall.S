@@ -94,19 +94,23 @@
 
 /* Switches to the kernel stack and saves the user's registers in a
  * TrapFrame there, with stores rather than pushes, for what the way back
- * reads: the general registers but rcx and r11 (the user's are gone:
- * `syscall` put RIP and RFLAGS there, and sysret clobbers both again), RIP,
- * RFLAGS and RSP. The rest (vector, error code, CS, SS) only the general
- * path fills in: nothing reads them in a frame the fast path leaves (a
- * thread blocked at it resumes through sysret). Leaves the flags alone
- * (lea, not sub), so a compare before it still decides after it.
- * SAVE_ENTRY is what the assembly fast path saves: every register but rax
- * (the syscall number, which a completed syscall replaces with its
- * status), with rsp at the top of the kernel stack (the frame below it:
- * TOP(field) addresses a field there). A thread blocked there may fail
- * later (PeerDied, Destroyed), and a call that fails leaves the output
- * registers but rax as they were (docs/syscalls.md): so its arguments and
- * message are saved too, though a hit never reads them back. */
+ * reads. The rest (vector, error code, CS, SS) only the general path fills
+ * in: nothing reads them in a frame the fast path leaves (a thread blocked
+ * at it resumes through sysret). Neither macro touches the flags (lea, not
+ * sub), so a compare before them still decides after them.
+ *
+ * SAVE_ENTRY is what the assembly hit path saves, with rsp at the top of
+ * the kernel stack (the frame below it: TOP(field) addresses a field
+ * there): what a thread blocked in Call or ReplyRecv gets back whatever
+ * ends its wait, RIP, RFLAGS, RSP and the six registers the user ABI
+ * preserves. Not rcx and r11 (the user's are gone: `syscall` put RIP and
+ * RFLAGS there, and sysret clobbers both again), not rax (the status
+ * replaces it), and not the arguments (rdi, rsi, rdx, r10, r8, r9): those
+ * are the message registers, which a completed Call or ReplyRecv fills
+ * with what arrived and a failed one clears (docs/syscalls.md), so nothing
+ * reads them back from a frame the hit path blocked at. SAVE_ARGS adds
+ * them, for a miss (the C++ paths decode the syscall from the frame) and
+ * every other syscall. */
 #define TOP(field) (FRAME_##field - FRAME_SIZE)
 .macro SAVE_ENTRY
     swapgs
@@ -122,15 +126,18 @@
     mov %r13, TOP(R13)(%rsp)
     mov %r14, TOP(R14)(%rsp)
     mov %r15, TOP(R15)(%rsp)
-    mov %rdx, TOP(RDX)(%rsp)
-    mov %rsi, TOP(RSI)(%rsp)
+.endm
+.macro SAVE_ARGS
     mov %rdi, TOP(RDI)(%rsp)
+    mov %rsi, TOP(RSI)(%rsp)
+    mov %rdx, TOP(RDX)(%rsp)
+    mov %r10, TOP(R10)(%rsp)
     mov %r8, TOP(R8)(%rsp)
     mov %r9, TOP(R9)(%rsp)
-    mov %r10, TOP(R10)(%rsp)
 .endm
 .macro SAVE_FRAME
     SAVE_ENTRY
+    SAVE_ARGS
     lea -FRAME_SIZE(%rsp), %rsp
     mov %rax, FRAME_RAX(%rsp)
 .endm
@@ -472,6 +479,7 @@ syscall_entry:
 .L\op\()_miss_table:
     movl $0, TABLE_LOCK(%r13)
 .L\op\()_in_cpp:
+    SAVE_ARGS
     lea -FRAME_SIZE(%rsp), %rsp
     movq $\number, FRAME_RAX(%rsp)
     mov %rsp, %rdi
@@ -485,6 +493,7 @@ syscall_entry:
     movl $0, %gs:PERCPU_SCHED_LOCK
     movl $0, _ZN2mk10g_ipc_lockE(%rip)
     movl $0, TABLE_LOCK(%r13)
+    SAVE_ARGS
     lea -FRAME_SIZE(%rsp), %rsp
     movq $\number, FRAME_RAX(%rsp)
     addq $1, %gs:PERCPU_SYSCALL_FASTPATH_MISSES

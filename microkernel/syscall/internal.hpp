@@ -60,6 +60,23 @@ template <typename T>
     f.r9 = msg.words[3];
 }
 
+// What a failed call, recv or reply_recv leaves in its message registers:
+// 0 in r0..r5, as nothing arrived (docs/syscalls.md). A thread blocked in
+// the entry stub's hit path has no arguments in its frame (syscall.S,
+// SAVE_ENTRY): these are written whatever ended its wait.
+[[gnu::always_inline]] inline void clear_message_registers(TrapFrame& f) {
+    f.rdi = 0;
+    f.rsi = 0;
+    f.rdx = 0;
+    f.r10 = 0;
+    f.r8 = 0;
+    f.r9 = 0;
+}
+constexpr bool receives_message(uint64_t number) {
+    return number == uint64_t(abi::Sys::Call) || number == uint64_t(abi::Sys::Recv) ||
+           number == uint64_t(abi::Sys::ReplyRecv);
+}
+
 // IPC (syscall/ipc.cpp).
 Status sys_call(Process& p, Thread& self, TrapFrame& f);
 Status sys_send(Process& p, Thread& self, TrapFrame& f);

@@ -372,7 +372,11 @@ namespace {
 // mk_resume_at_frame() for a syscall not completed yet: from its IpcState.
 [[gnu::noinline]] void resume_and_complete(Scheduler& s, Thread& self, TrapFrame& f) {
     s.finish_switch_in();
-    f.rax = uint64_t(to_abi(complete_ipc(*self.process, self, f, self.ipc->result)));
+    IpcState::UserOp op = self.ipc->user_op;
+    bool receives = op == IpcState::UserOp::Call || op == IpcState::UserOp::Recv;
+    Status st = complete_ipc(*self.process, self, f, self.ipc->result);
+    if (st != Error::None && receives) clear_message_registers(f);
+    f.rax = uint64_t(to_abi(st));
     before_return_to_user();
 }
 

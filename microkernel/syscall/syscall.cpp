@@ -372,8 +372,10 @@ void handle_syscall(TrapFrame& f) {
     MK_ASSERT(proc != nullptr);
     // Syscalls run preemptible; the exit path turns interrupts off again.
     Cpu::restore_interrupts(true);
+    uint64_t number = f.rax;
     Status st =
-        f.rax < uint64_t(abi::Sys::Count) ? kHandlers[f.rax](*proc, *self, f) : Error::BadSyscall;
+        number < uint64_t(abi::Sys::Count) ? kHandlers[number](*proc, *self, f) : Error::BadSyscall;
+    if (st != Error::None && syscall::receives_message(number)) syscall::clear_message_registers(f);
     f.rax = uint64_t(to_abi(st));
     before_return_to_user();
 }
