@@ -165,8 +165,7 @@
 .macro LOOKUP_ENDPOINT right, miss, miss_locked
     lock btsl $0, TABLE_LOCK(%r13)
     jc \miss                     /* held: the C++ path waits for it */
-    movzwl %di, %eax
-    sub $1, %eax                  /* the index: handle bits 0..15, less one */
+    movzwl %di, %eax              /* the index: handle bits 0..15 */
     cmp TABLE_CAPACITY(%r13), %eax
     jae \miss_locked
     shl $SLOT_SHIFT, %rax

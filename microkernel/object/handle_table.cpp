@@ -7,13 +7,6 @@
 
 namespace mk {
 
-namespace {
-
-constexpr uint32_t kIndexBits = HandleTable::kIndexBits;
-constexpr uint32_t kIndexMask = HandleTable::kIndexMask;
-
-}  // namespace
-
 // ---------------------------------------------------------------------------
 // Creation and destruction
 // ---------------------------------------------------------------------------
@@ -111,7 +104,7 @@ Status HandleTable::remove(HandleValue handle) {
         LockGuard guard(lock_);
         const Slot* s = find_locked(handle);
         if (s == nullptr) return Error::BadHandle;
-        closed = vacate_locked(handle & kIndexMask);
+        closed = vacate_locked(number_of(handle));
     }
     report_and_release(closed);
     return Error::None;
@@ -168,7 +161,7 @@ Result<HandleEntry> HandleTable::take(HandleValue handle, uint32_t required_righ
         const Slot* s = find_locked(handle);
         if (s == nullptr) return Error::BadHandle;
         if ((s->rights & required_rights) != required_rights) return Error::NoRights;
-        ClosedHandle moved = vacate_locked(handle & kIndexMask);
+        ClosedHandle moved = vacate_locked(number_of(handle));
         entry.object = Ref<KObject>::adopt(moved.object);
         entry.rights = moved.rights;
         entry.badge = moved.badge;
@@ -206,7 +199,7 @@ Status HandleTable::take_all(const TakeRequest* requests, uint32_t count, Handle
             out[i].badge = s->badge;
             out[i].tracker = Ref<KObject>::retain(s->tracker);
         } else {
-            ClosedHandle moved = vacate_locked(r.handle & kIndexMask);
+            ClosedHandle moved = vacate_locked(number_of(r.handle));
             out[i].object = Ref<KObject>::adopt(moved.object);
             out[i].rights = moved.rights;
             out[i].badge = moved.badge;

@@ -4,8 +4,8 @@
 // A handle value is (generation << 16) | index. The index picks a slot of a
 // fixed array (O(1) lookup); the slot's generation, never 0, changes every
 // time the slot is vacated, so a handle that was closed never names what the
-// slot holds later (not before the slot has been reused 65,535 times). Index
-// 0 names no slot, so 0 is never a handle. Free slots sit on a FIFO free
+// slot holds later (not before the slot has been reused 65,535 times).
+// Generation 0 names no slot, so 0 is never a handle. Free slots sit on a FIFO free
 // list (O(1) insert): a vacated slot is reused last, which stretches the
 // time before its generation wraps as far as the table's size allows.
 //
@@ -82,7 +82,8 @@ class HandleTable {
   public:
     static constexpr uint32_t kIndexBits = 16;  // a handle value: (generation << 16) | index
     static constexpr uint32_t kIndexMask = (1u << kIndexBits) - 1;
-    static constexpr uint32_t kMaxCapacity = 0xFFFF;  // the index is 16 bits, 0 unused
+    // The index is 16 bits; slot numbers (index + 1) fit Slot::next.
+    static constexpr uint32_t kMaxCapacity = 0xFFFF;
     // The most handles one take_all() moves: a message's, or the start
     // handles of a spawned process, whichever is more.
     static constexpr uint32_t kMaxTakeAll =
@@ -245,15 +246,18 @@ class HandleTable {
     HandleTable(Slot* slots, uint32_t capacity, HandleClosedHook hook, void* hook_context);
     ~HandleTable();
 
-    Slot& slot(uint32_t index) const { return slots_[index - 1]; }
+    // Inside the table a slot goes by its number, 1..capacity (0: none, in
+    // the free list and reservations); a handle's index is that number less
+    // one, so a lookup indexes the array as it is.
+    Slot& slot(uint32_t number) const { return slots_[number - 1]; }
+    static uint32_t number_of(uint64_t handle) { return (uint32_t(handle) & kIndexMask) + 1; }
     // The slot a live handle names, or null. Inline: the syscall fast path
     // looks its handle up with it too, straight from a 64-bit register: a
     // value with any bit set above the generation matches no slot.
     Slot* find_locked(uint64_t handle) const {
-        // Index 0 wraps to 0xFFFFFFFF and fails the range check with the rest.
         uint32_t index = uint32_t(handle) & kIndexMask;
-        if (index - 1 >= capacity_) return nullptr;
-        Slot& s = slot(index);
+        if (index >= capacity_) return nullptr;
+        Slot& s = slots_[index];
         // A free or reserved slot has no object; a stale handle has an older
         // generation (and generation 0 matches no slot).
         if (s.state != SlotState::Used || s.generation != (handle >> kIndexBits)) return nullptr;
@@ -275,7 +279,7 @@ class HandleTable {
         s.type = object->type();
         s.next = 0;
         ++used_;
-        return (HandleValue{s.generation} << kIndexBits) | index;
+        return (HandleValue{s.generation} << kIndexBits) | (index - 1);
     }
     static constexpr uint16_t next_generation(uint16_t g) {
         return g == 0xFFFF ? uint16_t{1} : uint16_t(g + 1);
@@ -329,7 +333,7 @@ class HandleTable {
     void report_and_release(const ClosedHandle& closed) const;
 
     mutable SpinLock lock_{LockLevel::HandleTable};
-    Slot* const slots_;  // capacity_ slots; handle index i names slots_[i - 1]
+    Slot* const slots_;  // capacity_ slots; handle index i names slots_[i]
     const uint32_t capacity_;
     const HandleClosedHook hook_;
     void* const hook_context_;

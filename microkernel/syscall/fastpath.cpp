@@ -571,7 +571,7 @@ inline FastPathExit FastPath::reply(TrapFrame& f) {
     (void)caller->ipc->endpoint_ref.leak();  // released above
     answer(*caller, f, sipc, length);
     // ...the handle is closed, its object kept for the next ReplySave...
-    ClosedHandle closed = table.vacate_locked(uint32_t(f.rdi) & HandleTable::kIndexMask);
+    ClosedHandle closed = table.vacate_locked(HandleTable::number_of(f.rdi));
     table.lock_.unlock_raw();
     sipc.spare_reply = static_cast<Reply*>(closed.object);
     // ...and this thread lends the caller the rest of its quantum, waiting

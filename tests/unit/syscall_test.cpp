@@ -191,7 +191,8 @@ class SyscallTest : public testing::SchedFixture {
         EXPECT_TRUE(snapshot() == before_) << #expr; \
     } while (0)
 
-const uint64_t kBadHandles[] = {0, 0xFFFFFFFF, uint64_t{1} << 32, ~uint64_t{0}, 0xFFFF, 0x10000};
+// Generation 0 (0xFFFF, 5) names nothing; nor does an index past the table.
+const uint64_t kBadHandles[] = {0, 0xFFFFFFFF, uint64_t{1} << 32, ~uint64_t{0}, 0xFFFF, 5, 0x1FFFE};
 
 TEST_F(SyscallTest, UnknownNumbers) {
     for (uint64_t n :
