@@ -254,8 +254,7 @@ syscall_entry:
     mov 8(%rbp), %r11             /* prev */
     mov %rcx, (%r11)
     mov %r11, 8(%rcx)
-    movq $0, (%rbp)               /* the hook unlinked (safe mode) */
-    movq $0, 8(%rbp)
+    movq $0, (%rbp)               /* the hook unlinked: a null next (safe mode's mark) */
     movq $0, THREAD_WAITING_ON-Q(%rbp)
     mov IPC_ENDPOINT_REF(%r12), %rcx
     movq $0, IPC_ENDPOINT_REF(%r12)
@@ -347,7 +346,6 @@ syscall_entry:
     mov %rcx, (%r11)
     mov %r11, 8(%rcx)
     movq $0, (%rbp)
-    movq $0, 8(%rbp)
     movq $0, THREAD_WAITING_ON-Q(%rbp)
     movl $0, IPC_OP(%r14)
     /* ...and this thread waits for the next message on the endpoint,

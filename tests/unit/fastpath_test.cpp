@@ -686,6 +686,18 @@ TEST_F(FastPathTest, TheListsAreLaidOutAsTheAssemblyReadsThem) {
     list.pop_front();
     EXPECT_EQ(hook[0], nullptr);
     EXPECT_EQ(hook[1], nullptr);
+    // The assembly unlinks with the neighbours' two stores and a null next,
+    // leaving prev as it was: safe mode reads next alone, and a link
+    // writes both.
+    list.push_back(t);
+    header[0] = header;
+    header[1] = header;
+    hook[0] = nullptr;  // prev still names the header
+    EXPECT_FALSE(t.queue_hook.is_linked());
+    list.push_back(t);  // safe mode asserts an unlinked hook here
+    EXPECT_EQ(hook[0], header);
+    EXPECT_EQ(hook[1], header);
+    list.pop_front();
     EXPECT_FALSE(t.timeout_hook.is_linked());
     EXPECT_EQ(*reinterpret_cast<void**>(&t.timeout_hook), nullptr);
     // A linked timeout hook's first word is not null (a set of the hook's
