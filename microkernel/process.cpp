@@ -370,6 +370,7 @@ Result<Thread*> Process::create_thread(const char* name, uint64_t rip, uint64_t 
         } else {
             retain();
             thread->process = this;
+            thread->handles = handles_;
             threads_.push_back(*thread);
             if (creator != nullptr) {
                 Scheduler::place_locked(*thread, creator->affinity, creator->cpu);

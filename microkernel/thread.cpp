@@ -136,6 +136,7 @@ void Thread::destroy(Thread* thread) {
         thread->process->remove_thread(*thread);
         thread->process->release();
         thread->process = nullptr;
+        thread->handles = nullptr;
     }
     // Outside the lock: the last release frees, and freeing takes the heap lock.
     thread->release();  // the creator's reference

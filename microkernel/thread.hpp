@@ -29,6 +29,7 @@ namespace mk {
 class WaitQueue;
 class Reply;
 class Process;
+class HandleTable;
 struct IpcState;
 
 enum class ThreadState : uint8_t {
@@ -150,7 +151,10 @@ class Thread : public KObject {
     IpcState* const ipc;
 
     // --- User threads (Process::create_thread); fixed before it starts ---
-    Process* process = nullptr;           // holds a reference; nullptr: a kernel thread
+    Process* process = nullptr;  // holds a reference; nullptr: a kernel thread
+    // process's handle table, for the syscall entry stub's lookup (one load
+    // less than through process); the table lives as long as the process.
+    HandleTable* handles = nullptr;
     bi::list_member_hook<> process_hook;  // on process->threads, guarded by the IPC lock
     uint64_t user_rip = 0;                // where it first enters user mode
     uint64_t user_rsp = 0;

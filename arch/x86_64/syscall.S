@@ -220,8 +220,7 @@ syscall_entry:
     cmpb $0, _ZN2mk17g_ipc_fast_switchE(%rip)
     je .Lcall_in_cpp              /* fastpath=off or donate=off */
     mov %gs:PERCPU_CURRENT, %rbx  /* this thread */
-    mov THREAD_PROCESS(%rbx), %rax
-    mov PROCESS_HANDLES(%rax), %r13
+    mov THREAD_HANDLES(%rbx), %r13
     LOOKUP_ENDPOINT RIGHT_SEND, .Lcall_in_cpp, .Lcall_miss_table
     mov SLOT_BADGE(%rax), %r14    /* what the receiver learns of the caller */
     LOCK_IPC_AND_SCHEDULER .Lcall_miss_table, .Lcall_miss_ipc
@@ -294,8 +293,7 @@ syscall_entry:
     mov IPC_REPLY_CALLER(%r12), %r14
     test %r14, %r14
     jz .Lreply_recv_in_cpp        /* no pending call */
-    mov THREAD_PROCESS(%rbx), %rax
-    mov PROCESS_HANDLES(%rax), %r13
+    mov THREAD_HANDLES(%rbx), %r13
     LOOKUP_ENDPOINT RIGHT_RECEIVE, .Lreply_recv_in_cpp, .Lreply_recv_miss_table
     LOCK_IPC_AND_SCHEDULER .Lreply_recv_miss_table, .Lreply_recv_miss_ipc
     /* The caller (rbp: its queue hook) the token names, first on this

@@ -316,7 +316,7 @@ inline void FastPath::check_assembly_layout() {
     static_assert(THREAD_ROOT == offsetof(Thread, context) + offsetof(Cpu::Context, root));
     static_assert(THREAD_FS_KEY == offsetof(Thread, context) + offsetof(Cpu::Context, fs_key));
     static_assert(THREAD_IPC == offsetof(Thread, ipc));
-    static_assert(THREAD_PROCESS == offsetof(Thread, process));
+    static_assert(THREAD_HANDLES == offsetof(Thread, handles));
     static_assert(THREAD_ID == offsetof(Thread, id_));
     static_assert(STATE_BLOCKED_AT_FRAME == (uint32_t(ThreadState::Blocked) << 8 | 1u << 16) &&
                   uint32_t(WakeReason::None) == 0);
@@ -348,7 +348,6 @@ inline void FastPath::check_assembly_layout() {
     static_assert(ENDPOINT_NOTICES == offsetof(Endpoint, notices_));  // its size first: host-tested
     static_assert(ENDPOINT_DEAD == offsetof(Endpoint, dead_));
 
-    static_assert(PROCESS_HANDLES == offsetof(Process, handles_));
     static_assert(TABLE_LOCK == offsetof(HandleTable, lock_));
     static_assert(TABLE_SLOTS == offsetof(HandleTable, slots_));
     static_assert(TABLE_CAPACITY == offsetof(HandleTable, capacity_) &&

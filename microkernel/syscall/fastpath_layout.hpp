@@ -33,8 +33,8 @@
 #define THREAD_ROOT 136
 #define THREAD_FS_KEY 152
 #define THREAD_IPC 184
-#define THREAD_PROCESS 192
-#define THREAD_ID 240
+#define THREAD_HANDLES 200      /* process->handles(), kept in the thread */
+#define THREAD_ID 248
 
 /* The thread state words: wake_reason None, Blocked, at_frame (block);
  * Woken, Running (wake). */
@@ -63,8 +63,7 @@
 #define ENDPOINT_NOTICES 40      /* a list that keeps its size, first */
 #define ENDPOINT_DEAD 64
 
-/* Process and HandleTable. */
-#define PROCESS_HANDLES 40
+/* HandleTable. */
 #define TABLE_LOCK 0
 #define TABLE_SLOTS 8
 #define TABLE_CAPACITY 16
