@@ -1,5 +1,5 @@
 // Thread contexts and the way into and out of user mode: the context
-// switch's extra work for user threads (TSS.rsp0, CR3, FS base, lazy FPU), the
+// switch's extra work for user threads (entry stack, CR3, FS base, lazy FPU), the
 // syscall MSRs, SMEP/SMAP, and user address spaces (docs/syscalls.md).
 #include "context.hpp"
 
@@ -132,7 +132,6 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     g_features = features;
     g_frames = &frames;
     sw().loaded_root = kernel.root();
-    sw().entry_stack = kernel_entry_stack_slot();
 
     init_entry_msrs();
     MK_ASSERT(
@@ -186,12 +185,11 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
     return f;
 }
 
-void init_user_mode_here(void* entry_stack_slot) {
+void init_user_mode_here() {
     // The trampoline gave this CPU the boot CPU's CR0 (without TS) and CR4,
     // and the kernel's page tables.
     Cpu::SwitchState& s = sw();
     s.loaded_root = read_cr3() & pte::kAddressMask;
-    s.entry_stack = entry_stack_slot;
     s.cr0_ts = g_cr0_ts;
     s.ts_set = false;
     s.fpu_owner = nullptr;

@@ -30,11 +30,10 @@ UserModeFeatures init_user_mode(const AddressSpace& kernel, PagingFeatures featu
 // init_user_mode() does it on the boot CPU; every other CPU for itself.
 void init_entry_msrs();
 // What init_user_mode() sets for the boot CPU, for an application
-// processor, on it: its switch state (its entry stack is the TSS.rsp0 at
-// `entry_stack_slot`) and its syscall MSRs. After the boot CPU's
+// processor, on it: its switch state and its syscall MSRs. After the boot CPU's
 // init_user_mode() (it copies the boot CPU's CR0 with TS, and turns PCIDs
 // on if the boot CPU did).
-void init_user_mode_here(void* entry_stack_slot);
+void init_user_mode_here();
 
 // The #NM handler: loads the current thread's FPU state.
 void fpu_trap();

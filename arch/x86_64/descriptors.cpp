@@ -70,13 +70,20 @@ void set_gate(uint8_t vector, uint64_t handler, uint8_t ist, uint8_t dpl) {
 
 }  // namespace
 
-// One CPU's GDT (its TSS descriptor is its own), TSS and the tops of its
-// interrupt stacks (double fault, NMI, machine check): the boot CPU's in
-// its image, another CPU's kernel stacks, with guard pages.
+// The stack an interrupt or exception from ring 3 lands on (TSS.rsp0),
+// one per CPU and never changed: the entry stub moves the CPU's five words,
+// the error code and the vector from it to the current thread's kernel
+// stack at once (isr.S), with interrupts off. So a switch writes no TSS.
+constexpr size_t kEntryStackSize = 256;
+
+// One CPU's GDT (its TSS descriptor is its own), TSS, entry stack and the
+// tops of its interrupt stacks (double fault, NMI, machine check): the boot
+// CPU's in its image, another CPU's kernel stacks, with guard pages.
 struct CpuTables {
     alignas(16) uint64_t gdt[7];
     alignas(16) Tss tss;
     uint64_t ist_top[3];
+    alignas(16) uint8_t entry_stack[kEntryStackSize];
 };
 
 namespace {
@@ -87,6 +94,7 @@ alignas(16) uint8_t g_boot_ist_stacks[3][kIstStackSize];
 void load_gdt_and_tss(CpuTables& t) {
     for (size_t i = 0; i < 7; ++i) t.gdt[i] = kGdtTemplate[i];
     t.tss = Tss{};
+    t.tss.rsp[0] = reinterpret_cast<uint64_t>(t.entry_stack + kEntryStackSize);
     t.tss.ist[kIstDoubleFault - 1] = t.ist_top[0];
     t.tss.ist[kIstNmi - 1] = t.ist_top[1];
     t.tss.ist[kIstMachineCheck - 1] = t.ist_top[2];
@@ -152,14 +160,6 @@ void init_idt() {
     // raised by software from user mode is a #GP.
     set_gate(kVectorYield, isr_stub_table[kVectorYield], 0, 3);
     load_idt();
-}
-
-void* kernel_entry_stack_slot() {
-    return kernel_entry_stack_slot(g_boot_tables);
-}
-
-void* kernel_entry_stack_slot(CpuTables& t) {
-    return reinterpret_cast<char*>(&t.tss) + offsetof(Tss, rsp);
 }
 
 }  // namespace mk::x86

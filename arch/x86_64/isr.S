@@ -16,6 +16,7 @@
  * kernel address (top bit set), the user's is not. */
 
 #include "frame.inc"
+#include "syscall/fastpath_layout.hpp"
 
     .altmacro
 
@@ -46,6 +47,23 @@ isr_common:
     testb $3, 24(%rsp)            /* saved CS: from user mode? */
     jz 1f
     swapgs
+    /* From ring 3 the CPU pushed its five words onto this CPU's entry stack
+     * (TSS.rsp0, which no switch changes): they move, with the error code
+     * and vector, to the top of the current thread's kernel stack, where
+     * every TrapFrame of a user thread is (Cpu::syscall_frame). Interrupts
+     * are off (every gate is an interrupt gate): nothing else uses the
+     * entry stack meanwhile. */
+    push %rax
+    mov %rsp, %rax
+    mov %gs:PERCPU_KSTACK, %rsp
+    pushq 56(%rax)                /* ss */
+    pushq 48(%rax)                /* rsp */
+    pushq 40(%rax)                /* rflags */
+    pushq 32(%rax)                /* cs */
+    pushq 24(%rax)                /* rip */
+    pushq 16(%rax)                /* error code */
+    pushq 8(%rax)                 /* vector */
+    mov (%rax), %rax
     pushq $2                      /* RFLAGS: AC (and DF, TF) off, as user code */
     popfq                         /* may have left them; IF stays off */
 1:

@@ -366,7 +366,7 @@ void ap_main(void* arg) {
     Cpu::set_this_cpu(s->cpu);
     load_gdt_and_tss(*s->tables);
     load_idt();
-    init_user_mode_here(kernel_entry_stack_slot(*s->tables));
+    init_user_mode_here();
     lapic_enable(false);
     uint32_t id = lapic_id();
     g_apic_ids[s->index] = id;

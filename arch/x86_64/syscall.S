@@ -18,7 +18,6 @@
 #include "frame.inc"
 #include "syscall/fastpath_layout.hpp"
 
-    .set PERCPU_KSTACK, 8
     .set PERCPU_USER_RSP, 16
     .set USER_DS, 0x1b
     .set USER_CS, 0x23
@@ -375,9 +374,7 @@ syscall_entry:
     mov %rcx, %gs:PERCPU_CURRENT
     movq $0, %gs:PERCPU_DONATE_TARGET
     mov THREAD_KERNEL_STACK_TOP-Q(%rbp), %rcx
-    mov %gs:PERCPU_ENTRY_STACK, %r11
-    mov %rcx, (%r11)              /* TSS.rsp0 */
-    mov %rcx, %gs:PERCPU_KSTACK
+    mov %rcx, %gs:PERCPU_KSTACK   /* where its entries from ring 3 go */
     mov THREAD_ROOT-Q(%rbp), %r11
     cmp %gs:PERCPU_LOADED_ROOT, %r11
     je .Lroot_done

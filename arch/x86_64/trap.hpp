@@ -36,10 +36,5 @@ struct CpuTables;
 CpuTables* cpu_tables_create();
 void load_gdt_and_tss(CpuTables& tables);
 void load_idt();
-// The stack the CPU switches to on an interrupt or exception from ring 3.
-// Where TSS.rsp0 lives, the stack of interrupts from ring 3: every switch
-// writes it (Cpu::SwitchState::entry_stack).
-void* kernel_entry_stack_slot();
-void* kernel_entry_stack_slot(CpuTables& tables);  // an application processor's
 
 }  // namespace mk::x86

@@ -278,6 +278,8 @@ class FastPath {
 inline void FastPath::check_assembly_layout() {
     constexpr size_t sched = offsetof(PerCpu, scheduler);
     constexpr size_t arch = offsetof(PerCpu, arch);
+    static_assert(PERCPU_KSTACK ==
+                  offsetof(PerCpu, entry) + offsetof(EntryScratch, kernel_stack_top));
     static_assert(PERCPU_SCHED_LOCK == sched + offsetof(Scheduler, lock_));
     static_assert(PERCPU_CURRENT == sched + offsetof(Scheduler, current_));
     static_assert(PERCPU_DONATE_TARGET == sched + offsetof(Scheduler, donate_target_));
@@ -291,7 +293,6 @@ inline void FastPath::check_assembly_layout() {
     static_assert(PERCPU_FPU_OWNER == arch + offsetof(Cpu::SwitchState, fpu_owner));
     static_assert(PERCPU_TS_SET == arch + offsetof(Cpu::SwitchState, ts_set));
     static_assert(PERCPU_PCID_ON == arch + offsetof(Cpu::SwitchState, pcid_on));
-    static_assert(PERCPU_ENTRY_STACK == arch + offsetof(Cpu::SwitchState, entry_stack));
     static_assert(PERCPU_CR0_TS == arch + offsetof(Cpu::SwitchState, cr0_ts));
 
     static_assert(THREAD_QUEUE_HOOK == offsetof(Thread, queue_hook));

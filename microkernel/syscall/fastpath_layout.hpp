@@ -7,18 +7,18 @@
 #pragma once
 
 /* PerCpu, %gs-relative. */
-#define PERCPU_SCHED_LOCK 88      /* scheduler.lock_ */
-#define PERCPU_CURRENT 192        /* scheduler.current_ */
-#define PERCPU_DONATE_TARGET 208  /* scheduler.donate_target_ */
-#define PERCPU_FAST_SWITCHES 360  /* scheduler.fast_switches_ */
-#define PERCPU_SYSCALL_FASTPATH_MISSES 432 /* ipc.syscall_fastpath_misses */
+#define PERCPU_KSTACK 8          /* entry.kernel_stack_top: where entries from ring 3 go */
+#define PERCPU_SCHED_LOCK 80      /* scheduler.lock_ */
+#define PERCPU_CURRENT 184        /* scheduler.current_ */
+#define PERCPU_DONATE_TARGET 200  /* scheduler.donate_target_ */
+#define PERCPU_FAST_SWITCHES 352  /* scheduler.fast_switches_ */
+#define PERCPU_SYSCALL_FASTPATH_MISSES 424 /* ipc.syscall_fastpath_misses */
 #define PERCPU_LOADED_ROOT 40     /* arch.loaded_root */
 #define PERCPU_LOADED_FS_KEY 48   /* arch.loaded_fs_key */
 #define PERCPU_FPU_OWNER 56       /* arch.fpu_owner */
 #define PERCPU_TS_SET 64          /* arch.ts_set */
 #define PERCPU_PCID_ON 65         /* arch.pcid_on */
-#define PERCPU_ENTRY_STACK 72     /* arch.entry_stack: the address of TSS.rsp0 */
-#define PERCPU_CR0_TS 80          /* arch.cr0_ts */
+#define PERCPU_CR0_TS 72          /* arch.cr0_ts */
 
 /* Thread. */
 #define THREAD_QUEUE_HOOK 8      /* next, then prev; a queue's first is its header's next */

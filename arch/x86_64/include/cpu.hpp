@@ -50,8 +50,7 @@ class Cpu {
         // CR4.PCIDE: a CR3 load tags the space's entries with a PCID from
         // this CPU's table (load_root_with_pcid). The same on every CPU.
         bool pcid_on = false;
-        void* entry_stack = nullptr;  // TSS.rsp0 (unaligned): the stack of entries from ring 3
-        uint64_t cr0_ts = 0;          // CR0 with TS set (kept at boot: nothing else changes)
+        uint64_t cr0_ts = 0;  // CR0 with TS set (kept at boot: nothing else changes)
     };
 
     static void init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg);
@@ -78,7 +77,7 @@ class Cpu {
     // resumes at its TrapFrame) rather than keeping a switch frame there.
     static bool resumes_at_frame(const Context& ctx) { return ctx.rsp == 0; }
     // Makes `to` the context the CPU runs next, without moving to its stack:
-    // its kernel entry stack, address space and FPU ownership (what
+    // its kernel stack for entries, address space and FPU ownership (what
     // load_state() does, without the tests for a kernel thread: the fast
     // path's threads are user threads both). The fast path then leaves
     // through `to`'s TrapFrame; `from`, blocked, gives its stack up and
@@ -89,9 +88,7 @@ class Cpu {
     // `s` is this CPU's switch state (PerCpu::arch), which the fast path
     // has at hand.
     static void load_user_context(SwitchState& s, Context& from, const Context& to) {
-        uint64_t top = to.kernel_stack_top;
-        __builtin_memcpy(s.entry_stack, &top, sizeof(uint64_t));
-        asm volatile("mov %0, %%gs:8" ::"r"(top));
+        asm volatile("mov %0, %%gs:8" ::"r"(to.kernel_stack_top));
         // [[likely]] keeps the CR3 block in line, as GCC laid it out before
         // load_root_untagged() became an asm goto (else: one jmp more).
         if (to.root != s.loaded_root) [[likely]] {
@@ -114,8 +111,9 @@ class Cpu {
     }
 
     // What every switch to `to` changes besides the stack: the stack the
-    // next entry from user mode lands on (TSS.rsp0 and the syscall stub's
-    // copy), the address space (CR3 only when it changes) and the FPU trap
+    // next entry from user mode moves to (%gs:8, which the syscall and
+    // interrupt stubs read; TSS.rsp0 stays this CPU's entry stack), the
+    // address space (CR3 only when it changes) and the FPU trap
     // (CR0.TS set unless `to` owns the FPU registers; written only when it
     // changes). Inline: the fast path pays for every instruction. False
     // when the address space changes with PCIDs on, having changed nothing
@@ -124,10 +122,8 @@ class Cpu {
     // across a call on the way without PCIDs.
     [[nodiscard]] static bool load_state(const Context& to) {
         SwitchState& s = switch_state();
-        if (to.kernel_stack_top != 0) {
-            __builtin_memcpy(s.entry_stack, &to.kernel_stack_top, sizeof(uint64_t));
+        if (to.kernel_stack_top != 0)
             asm volatile("mov %0, %%gs:8" ::"r"(to.kernel_stack_top) : "memory");
-        }
         if (to.root != 0 && to.root != s.loaded_root) {
             if (!load_root_untagged(s, to)) [[unlikely]]
                 return false;
