@@ -169,10 +169,8 @@
     jae \miss_locked
     shl $SLOT_SHIFT, %rax
     add TABLE_SLOTS(%r13), %rax
-    mov %rdi, %rcx
-    shr $16, %rcx                 /* the generation, and any bit above it */
-    movzwl SLOT_GENERATION(%rax), %r11d
-    cmp %r11, %rcx
+    mov SLOT_KEY(%rax), %ecx      /* the handle naming the slot (if Used), zero-extended */
+    cmp %rdi, %rcx                /* all 64 bits: a stale generation or a bit above 31 misses */
     jne \miss_locked
     mov SLOT_RIGHTS(%rax), %ecx   /* the rights, the state, the object's type */
     and $(0xFFFF00 | \right), %ecx

@@ -33,9 +33,15 @@ void HandleTable::destroy(HandleTable* table) {
 HandleTable::HandleTable(Slot* slots, uint32_t capacity, HandleClosedHook hook, void* hook_context)
     : slots_(slots), capacity_(capacity), hook_(hook), hook_context_(hook_context) {
     for (uint32_t i = 1; i <= capacity_; ++i) {
-        new (&slot(i))
-            Slot{nullptr,      0,      1, uint16_t(i < capacity_ ? i + 1 : 0), 0, SlotState::Free,
-                 ObjectType{}, nullptr};
+        // Generation 1, and the next free slot.
+        new (&slot(i)) Slot{nullptr,
+                            0,
+                            (1u << kIndexBits) | (i < capacity_ ? i + 1 : 0),
+                            0,
+                            SlotState::Free,
+                            ObjectType{},
+                            0,
+                            nullptr};
     }
     free_ = capacity_;
     free_head_ = 1;
@@ -224,11 +230,11 @@ Result<HandleTable::Reservation> HandleTable::reserve(uint32_t n) {
             MK_ASSERT(s.state == SlotState::Free);
             s.state = SlotState::Reserved;
             if (i + 1 == n) break;
-            last = s.next;
+            last = s.next();
         }
-        free_head_ = slot(last).next;
+        free_head_ = slot(last).next();
         if (free_head_ == 0) free_tail_ = 0;
-        slot(last).next = 0;
+        slot(last).set_next(0);
         free_ -= n;
         reserved_ += n;
         reservation.table_ = this;
@@ -248,7 +254,7 @@ HandleValue HandleTable::fill_reserved(Reservation& reservation, HandleEntry& en
         uint32_t index = reservation.first_;
         Slot& s = slot(index);
         MK_ASSERT(s.state == SlotState::Reserved);
-        reservation.first_ = s.next;
+        reservation.first_ = s.next();
         --reservation.count_;
         --reserved_;
         if (!cleared_) return store_locked(index, object, entry.rights, entry.badge, tracker);
@@ -266,7 +272,7 @@ void HandleTable::cancel_reserved(Reservation& reservation) {
         uint32_t index = reservation.first_;
         Slot& s = slot(index);
         MK_ASSERT(s.state == SlotState::Reserved);
-        reservation.first_ = s.next;
+        reservation.first_ = s.next();
         --reservation.count_;
         --reserved_;
         push_free_locked(index);

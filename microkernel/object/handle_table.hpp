@@ -226,16 +226,26 @@ class HandleTable {
 
     // 32 bytes.
     struct Slot {
-        KObject* object;      // Used: the entry's object, one reference; else null
-        uint64_t badge;       // Used: the entry's badge; else 0
-        uint16_t generation;  // of the handle naming this slot now (Used) or next; never 0
-        uint16_t next;        // Free: next free slot; Reserved: next in its reservation; 0: none
-        uint8_t rights;       // Used: the entry's rights; else 0
+        KObject* object;  // Used: the entry's object, one reference; else null
+        uint64_t badge;   // Used: the entry's badge; else 0
+        // The generation (never 0) in the upper half: of the handle naming
+        // the slot now (Used) or of its next one. The lower half: Used, the
+        // slot's index, so that `key` is the handle itself and a lookup
+        // compares it whole (the syscall fast path's assembly compares it
+        // with all 64 bits of a register); Free, the next free slot;
+        // Reserved, the next in its reservation (slot numbers; 0: none).
+        uint32_t key;
+        uint8_t rights;  // Used: the entry's rights; else 0
         SlotState state;
         // Used: the object's type, beside the rights and state (one compare
         // checks all three in the syscall fast path's assembly); else 0.
         ObjectType type;
+        uint8_t spare = 0;
         KObject* tracker;  // Used: the entry's tracker, one reference, or null
+
+        uint16_t generation() const { return uint16_t(key >> kIndexBits); }
+        uint16_t next() const { return uint16_t(key); }
+        void set_next(uint32_t number) { key = (key & ~kIndexMask) | number; }
     };
     static_assert(abi::kRightsAll <= 0xFF, "Slot::rights holds every right");
 
@@ -258,9 +268,10 @@ class HandleTable {
         uint32_t index = uint32_t(handle) & kIndexMask;
         if (index >= capacity_) return nullptr;
         Slot& s = slots_[index];
-        // A free or reserved slot has no object; a stale handle has an older
-        // generation (and generation 0 matches no slot).
-        if (s.state != SlotState::Used || s.generation != (handle >> kIndexBits)) return nullptr;
+        // A stale handle has an older generation (and generation 0 matches
+        // no slot); a free or reserved slot's key may equal a guess, but its
+        // state is not Used.
+        if (s.key != handle || s.state != SlotState::Used) return nullptr;
         return &s;
     }
     // Fills a slot taken off the free list (or a reservation) and returns
@@ -277,9 +288,9 @@ class HandleTable {
         s.rights = uint8_t(rights);
         s.state = SlotState::Used;
         s.type = object->type();
-        s.next = 0;
+        s.key = (uint32_t{s.generation()} << kIndexBits) | (index - 1);  // the handle
         ++used_;
-        return (HandleValue{s.generation} << kIndexBits) | (index - 1);
+        return s.key;
     }
     static constexpr uint16_t next_generation(uint16_t g) {
         return g == 0xFFFF ? uint16_t{1} : uint16_t(g + 1);
@@ -296,7 +307,7 @@ class HandleTable {
         s.badge = 0;
         s.rights = 0;
         s.type = ObjectType{};
-        s.generation = next_generation(s.generation);
+        s.key = uint32_t{next_generation(s.generation())} << kIndexBits;  // no next yet
         --used_;
         push_free_locked(index);
         return closed;
@@ -305,9 +316,9 @@ class HandleTable {
         MK_ASSERT(lock_.is_locked());
         Slot& s = slot(index);
         s.state = SlotState::Free;
-        s.next = 0;
+        s.set_next(0);
         if (free_tail_ != 0) {
-            slot(free_tail_).next = uint16_t(index);
+            slot(free_tail_).set_next(index);
         } else {
             free_head_ = uint16_t(index);
         }
@@ -321,9 +332,9 @@ class HandleTable {
         if (index == 0) return 0;
         Slot& s = slot(index);
         MK_ASSERT(s.state == SlotState::Free);
-        free_head_ = s.next;
+        free_head_ = s.next();
         if (free_head_ == 0) free_tail_ = 0;
-        s.next = 0;
+        s.set_next(0);
         --free_;
         return index;
     }

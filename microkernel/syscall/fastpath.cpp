@@ -356,8 +356,8 @@ inline void FastPath::check_assembly_layout() {
     static_assert(sizeof(HandleTable::Slot) == 1u << SLOT_SHIFT);
     static_assert(SLOT_OBJECT == offsetof(HandleTable::Slot, object));
     static_assert(SLOT_BADGE == offsetof(HandleTable::Slot, badge));
-    static_assert(SLOT_GENERATION == offsetof(HandleTable::Slot, generation) &&
-                  sizeof(HandleTable::Slot::generation) == 2);
+    static_assert(SLOT_KEY == offsetof(HandleTable::Slot, key) &&
+                  sizeof(HandleTable::Slot::key) == 4);
     static_assert(SLOT_RIGHTS == offsetof(HandleTable::Slot, rights));
     static_assert(SLOT_STATE == offsetof(HandleTable::Slot, state));
     static_assert(SLOT_TYPE == offsetof(HandleTable::Slot, type) && sizeof(ObjectType) == 1 &&

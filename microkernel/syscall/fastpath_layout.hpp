@@ -70,7 +70,7 @@
 #define SLOT_SHIFT 5             /* 32 bytes a slot */
 #define SLOT_OBJECT 0
 #define SLOT_BADGE 8
-#define SLOT_GENERATION 16
+#define SLOT_KEY 16              /* Used: the handle naming the slot, 32 bits */
 #define SLOT_RIGHTS 20
 #define SLOT_STATE 21
 #define SLOT_TYPE 22             /* the object's type while Used */
