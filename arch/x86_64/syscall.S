@@ -203,8 +203,10 @@ syscall_entry:
  * conditions or stricter ones, checked cheapest first; anything else (a
  * payload, a timeout, a receiver with a timeout, a lock held elsewhere)
  * takes the C++ fast path (.Lcall_in_cpp), with the syscall number saved
- * as if nothing had happened; no receiver, or one on another CPU, the
- * general path (.Lcall_general_all), where the C++ path would miss too.
+ * as if nothing had happened; no receiver (a busy server), the C++ path's
+ * entry that queues the call and resumes the next thread (.Lcall_queue);
+ * a receiver on another CPU, the general path (.Lcall_general_all), where
+ * the C++ path would miss too.
  * docs/ipc.md, "The assembly hit path".
  *
  * Live until the point of no return: the user's rdi (the handle), rsi (the
@@ -228,7 +230,7 @@ syscall_entry:
     mov ENDPOINT_RECEIVERS(%r15), %rbp
     lea ENDPOINT_RECEIVERS(%r15), %rcx
     cmp %rcx, %rbp
-    je .Lcall_general_all         /* no receiver */
+    je .Lcall_queue               /* no receiver: the C++ path queues the call */
     .set Q, THREAD_QUEUE_HOOK
     cmpl $1, THREAD_AT_FRAME-Q(%rbp)
     jne .Lcall_miss_all
@@ -476,9 +478,9 @@ syscall_entry:
     xor %ebp, %ebp                /* the end of the kernel backtrace */
     call \function                /* rax: the partner's frame, or 0 */
     FAST_EXIT
-/* A miss the C++ fast path would make too (Call with no receiver waiting,
- * a partner homed on another CPU): straight to the general path, counted
- * as the C++ path counts its misses. */
+/* A miss the C++ fast path would make too (a partner homed on another
+ * CPU): straight to the general path, counted as the C++ path counts its
+ * misses. */
 .L\op\()_general_all:
     movl $0, %gs:PERCPU_SCHED_LOCK
     movl $0, _ZN2mk10g_ipc_lockE(%rip)
@@ -491,6 +493,20 @@ syscall_entry:
     jmp .Lgeneral_path
 .endm
     MISSES_TO_CPP call, 0, mk_fastpath_call
+/* Call with no receiver waiting (a busy server): the locks let go, and the
+ * C++ fast path queues the call and resumes the next thread in line
+ * (mk_fastpath_queue_call), which returns to user mode with every register
+ * from its own frame, as after Recv; on its miss, the general path. */
+.Lcall_queue:
+    movl $0, %gs:PERCPU_SCHED_LOCK
+    movl $0, _ZN2mk10g_ipc_lockE(%rip)
+    movl $0, TABLE_LOCK(%r13)
+    lea -FRAME_SIZE(%rsp), %rsp
+    movq $0, FRAME_RAX(%rsp)
+    mov %rsp, %rdi
+    xor %ebp, %ebp
+    call mk_fastpath_queue_call
+    RESUME_EXIT
     MISSES_TO_CPP reply_recv, 1, mk_fastpath_reply_recv
 
 /* Reply (4) through a saved reply handle: the fast path answers the caller

@@ -92,6 +92,28 @@ Status reply_recv_into(const Endpoint& ep, Message& msg, Received& out, uint64_t
     return received(r, o.buffer, out);
 }
 
+sys::Ret recv_raw(const Endpoint& ep, uint64_t timeout) {
+    return sys::invoke(abi::Sys::Recv, ep.get(), 0, 0, 0, 0, 0, timeout);
+}
+
+sys::Ret reply_recv_raw(const Endpoint& ep, Message& msg, uint64_t timeout) {
+    if (msg.handle_count() != 0) {
+        // As reply_recv_into(): the reply's handles learn their fate first.
+        Status s = reply(msg);
+        if (!s && s.error() != abi::Err::BadHandle) return sys::Ret{s.error(), 0, 0, {}};
+        return recv_raw(ep, timeout);
+    }
+    Outgoing o;
+    if (abi::Err e = outgoing(msg, o); e != abi::Err::Ok) return sys::Ret{e, 0, 0, {}};
+    return invoke_with(abi::Sys::ReplyRecv, ep.get(), o, msg, timeout);
+}
+
+Status decode_raw(const sys::Ret& r, Received& out) {
+    out.message.close_handles();
+    if (!r.ok()) return Wire::empty(out, r.status);
+    return received(r, nullptr, out);
+}
+
 // The Result forms: the Received is built in place in the Result and
 // returned by name, so it is never copied.
 
@@ -156,6 +178,19 @@ Status Reply::send(Message& msg) {
     }
     (void)handle_.release();  // the kernel consumed the one-shot handle
     msg.handles_sent();
+    return Status();
+}
+
+Status Reply::send(uint32_t label, const uint64_t (&words)[abi::kMessageWords]) {
+    if (!pending()) return abi::Err::BadState;
+    if (label >= abi::kNoticeLabelBase) return abi::Err::InvalidArgument;  // still pending
+    sys::Ret r = sys::invoke(abi::Sys::Reply, handle_.get(), label, words[0], words[1], words[2],
+                             words[3], 0);
+    if (!r.ok()) {
+        drop();  // if the caller still waits, PeerDied; else a stale close
+        return r.status;
+    }
+    (void)handle_.release();  // the kernel consumed the one-shot handle
     return Status();
 }
 

@@ -54,7 +54,10 @@ class FastPath {
     // helper on the hot path, down to the list operations, is inlined,
     // whatever the inlining heuristics would choose (the rare ones, a
     // timeout to cancel or an FS base to load, are calls).
-    [[gnu::always_inline]] static FastPathExit call(TrapFrame& f);
+    // With `queue` (mk_fastpath_queue_call), a Call that finds no receiver
+    // waiting queues (queue_call()), and one that finds one misses;
+    // without, the other way round. (A constant where it is inlined.)
+    [[gnu::always_inline]] static FastPathExit call(TrapFrame& f, bool queue);
     [[gnu::always_inline]] static FastPathExit reply_recv(TrapFrame& f);
     [[gnu::always_inline]] static FastPathExit reply(TrapFrame& f);
     [[gnu::always_inline]] static FastPathExit reply_save(TrapFrame& f);
@@ -67,8 +70,17 @@ class FastPath {
     // called, evaluated in the kernel's build.
     static void check_assembly_layout();
 #endif
+#ifdef MK_HOST
+  public:
+    // mk_fastpath_stub_queues().
+    static bool stub_queues(const TrapFrame& f);
+
+  private:
+#endif
     static FastPathExit reply_and_take(TrapFrame& f, Scheduler& s, HandleTable& table, Thread& self,
                                        Thread& caller, Thread& sender, uint32_t length);
+    static FastPathExit queue_call(TrapFrame& f, PerCpu& cpu, HandleTable& table, Thread& self,
+                                   Endpoint& ep, uint64_t badge, uint32_t length);
 
   private:
     static constexpr FastPathExit kMiss{nullptr};
@@ -375,7 +387,7 @@ inline void FastPath::check_assembly_layout() {
 #pragma GCC diagnostic pop
 #endif
 
-inline FastPathExit FastPath::call(TrapFrame& f) {
+inline FastPathExit FastPath::call(TrapFrame& f, bool queue) {
     PerCpu& cpu = this_cpu();
     Scheduler& s = cpu.scheduler;
     uint32_t length;
@@ -388,13 +400,21 @@ inline FastPathExit FastPath::call(TrapFrame& f) {
     if (ep == nullptr) return miss();
     lock(s);
     Thread* server = ep->receivers_.first_or_null();
+    if (queue) {
+        // (A receiver may have come, from another CPU, since the stub's
+        // assembly found none: the general path serves it.)
+        if (server != nullptr) return unlock_and_miss(s, table);
+        return queue_call(f, cpu, table, self, *ep, badge, length);
+    } else if (server == nullptr) {
+        return unlock_and_miss(s, table);  // syscall.S queues it (mk_fastpath_queue_call)
+    }
     // A waiting receiver has taken every queued notice and sender already.
     // One that still holds an unanswered call (a plain Recv) would drop it:
     // the general path does that. A killed one is never left on a queue
     // (kill wakes it), nor can a killed caller block. One homed on another
     // CPU is woken there, by the general path.
-    if (server == nullptr || !server->at_frame || server->ipc->reply.valid() ||
-        server->exit_requested || self.exit_requested || server->cpu != self.cpu) {
+    if (!server->at_frame || server->ipc->reply.valid() || server->exit_requested ||
+        self.exit_requested || server->cpu != self.cpu) {
         return unlock_and_miss(s, table);
     }
 
@@ -472,6 +492,60 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     table.lock_.unlock_raw();
     ++s.fast_switches_;  // as in call()
     return switch_to(cpu, self, *caller);
+}
+
+// Call that finds no receiver waiting (a busy server, say Ready behind the
+// reader its reply woke): this thread queues on the endpoint's senders,
+// blocked at its frame with its message in its IpcState and the endpoint
+// reference the general path's call holds, and the CPU goes to the next
+// thread in line, whose syscall the fast path finishes (next_resumable(),
+// resume()), as recv() does. What Endpoint::call() does when no receiver
+// waits (FIFO: at the back of the queue), with the same state for whoever
+// takes the call: a receive, or a ReplyRecv that takes it in passing
+// (reply_and_take()). The stub returns to user mode with every register
+// of the resumed thread's frame (RESUME_EXIT, as after Recv). A dead
+// endpoint, a caller asked to exit and a next thread the general path must
+// finish take the general path; so do a timeout and donation off, checked
+// before. Only mk_fastpath_queue_call() comes here: the entry the stub
+// takes for a register Call whose receiver is missing, so the C++ Call's
+// exit is always the partner's (FAST_EXIT).
+inline FastPathExit FastPath::queue_call(TrapFrame& f, PerCpu& cpu, HandleTable& table,
+                                         Thread& self, Endpoint& ep, uint64_t badge,
+                                         uint32_t length) {
+    Scheduler& s = cpu.scheduler;
+    Thread* next = next_resumable(s);
+    if (next == nullptr || ep.dead_ || self.exit_requested ||
+        (next->ipc->endpoint_ref && !next->ipc->endpoint_ref->release_if_not_last())) {
+        return unlock_and_miss(s, table);
+    }
+
+    // The point of no return. The next thread's reference went above...
+    (void)next->ipc->endpoint_ref.leak();
+    // ...and this thread waits on the endpoint with its call, numbered, and
+    // a reference to the endpoint (the payload stays in its IPC buffer,
+    // where the receiver takes it from).
+    IpcState& cipc = *self.ipc;
+    Message& m = cipc.msg;
+    m.label = uint32_t(f.rsi);
+    m.words[0] = f.rdx;
+    m.words[1] = f.r10;
+    m.words[2] = f.r8;
+    m.words[3] = f.r9;
+    m.length = length;
+    m.handle_count = 0;
+    cipc.badge = badge;
+    ++cipc.call_seq;
+    set_op(cipc, IpcState::Op::Call, Error::WouldBlock, IpcState::UserOp::Call);
+    MK_ASSERT(!cipc.endpoint_ref);
+    cipc.endpoint_ref = Ref<KObject>::adopt(&ep);
+    ep.retain();
+    block_current(self, ep.senders_);
+    table.lock_.unlock_raw();
+    // No receiver to switch to, as the general path counts it; and a block
+    // and a switch, and a hit (as recv()).
+    ++cpu.ipc.fastpath_miss_no_partner;
+    ++s.fast_blocks_;
+    return resume(cpu, self, *next);
 }
 
 // ReplyRecv that finds a caller queued on the endpoint (a busy server): the
@@ -687,7 +761,10 @@ inline FastPathExit FastPath::recv(TrapFrame& f) {
 
 // The entry stub's ways in (arch/x86_64/syscall.S), interrupts off.
 extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_call(mk::TrapFrame* frame) {
-    return mk::FastPath::call(*frame);
+    return mk::FastPath::call(*frame, false);
+}
+extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_queue_call(mk::TrapFrame* frame) {
+    return mk::FastPath::call(*frame, true);
 }
 extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_reply_recv(mk::TrapFrame* frame) {
     return mk::FastPath::reply_recv(*frame);
@@ -703,12 +780,33 @@ extern "C" [[gnu::flatten]] mk::FastPathExit mk_fastpath_recv(mk::TrapFrame* fra
 }
 
 #ifdef MK_HOST
+namespace mk {
+bool FastPath::stub_queues(const TrapFrame& f) {
+    uint32_t length;
+    if (!message_ok(f, &length) || length != 0 || !timeout_ok(f) || !ipc_fast_switch())
+        return false;
+    Thread& self = *this_cpu().scheduler.current_;
+    HandleTable& table = self.process->handles();
+    uint64_t badge;
+    Endpoint* ep = endpoint(table, f.rdi, abi::kRightSend, &badge);
+    if (ep == nullptr) return false;
+    bool none = ep->receivers_.is_empty();
+    table.lock_.unlock_raw();
+    return none;
+}
+}  // namespace mk
+
+extern "C" bool mk_fastpath_stub_queues(const mk::TrapFrame* frame) {
+    return mk::FastPath::stub_queues(*frame);
+}
+
 // Only for the host tests: in the kernel nothing may call into this object
 // but the entry stub (scripts/check-fastpath-symbols).
 extern "C" mk::FastPathExit mk_fastpath(mk::TrapFrame* frame) {
     switch (mk::abi::Sys(frame->rax)) {
         case mk::abi::Sys::Call:
-            return mk_fastpath_call(frame);
+            return mk_fastpath_stub_queues(frame) ? mk_fastpath_queue_call(frame)
+                                                  : mk_fastpath_call(frame);
         case mk::abi::Sys::ReplyRecv:
             return mk_fastpath_reply_recv(frame);
         case mk::abi::Sys::ReplySave:

@@ -40,6 +40,13 @@ struct PipeService {
             .move_handle(std::move(r).value())
             .move_handle(std::move(w).value());
     }
+    // The register lane (mk/server.hpp): a small read or write straight
+    // from the registers, the rest through the routes.
+    Lane on_register_call(RegisterCall& call, RegisterReply& out) {
+        if (call.label() == pipe::kRead) return pipes.small_read(call, call.words(), out);
+        if (call.label() == pipe::kWrite) return pipes.small_write(call, call.words(), out);
+        return Lane::General;
+    }
     Response read(Request& req) { return pipes.read(req); }
     Response write(Request& req) { return pipes.write(req); }
     Response stats(Request&) {

@@ -83,14 +83,7 @@ class Pipes {
         if (want > abi::kMaxPayload) want = abi::kMaxPayload;
         if (!p->buffer.empty()) return take_and_pump(*p, size_t(want));
         if (at_eof(*p)) return eof();
-        bool evict = p->readers.size() >= pipe::kMaxReaders;
-        if (!evict && waiting() >= services::kMaxDeferred) return abi::Err::LimitReached;
-        Result<Reply> r = req.defer();
-        if (!r) return r.error();
-        if (evict) (void)p->readers.pop_front().reply.fail(abi::Err(pipe::kWaitEvicted));
-        Reader reader{std::move(r).value(), uint32_t(want)};
-        if (!p->readers.push_back(std::move(reader)))
-            (void)reader.reply.fail(abi::Err::OutOfMemory);
+        if (abi::Err w = wait_to_read(*p, req, want); w != abi::Err::Ok) return w;
         return Response::deferred();
     }
 
@@ -116,20 +109,56 @@ class Pipes {
             pump(*p);  // the oldest reader takes it, and runs first
             return written(n);
         }
-        // Full, or writers before it: it waits its turn, its bytes with it.
-        if (p->writers.size() >= pipe::kMaxWriters || waiting() >= services::kMaxDeferred) {
-            return abi::Err::LimitReached;
-        }
-        Result<Reply> r = req.defer();
-        if (!r) return r.error();
-        Writer w{std::move(r).value(), uint32_t(n), 0, {}};
-        std::memcpy(w.data, data, n);
-        if (!p->writers.push_back(std::move(w))) {
-            (void)w.reply.fail(abi::Err::OutOfMemory);
-            return Response::deferred();
-        }
-        pump(*p);
+        if (abi::Err w = wait_to_write(*p, req, data, n); w != abi::Err::Ok) return w;
         return Response::deferred();
+    }
+
+    // The register lane (ipc::RegisterCall, mk/server.hpp): a read of at
+    // most pipe::kInlineBytes, and a write whose bytes ride in the words
+    // (word 0 their count, 1..kInlineBytes), the pipe ping-pong's byte each
+    // way. Each does what read() and write() do with such a request, and
+    // answers the same (label and words) in `out`, with no Message built;
+    // `words` are the request's. What they do not take — a larger read, a
+    // read of 0, a write whose count is 0 or too large — is General, and
+    // read() or write() answers it.
+    template <typename Req>
+    [[gnu::always_inline]] ipc::Lane small_read(Req& req,
+                                                const uint64_t (&words)[abi::kMessageWords],
+                                                ipc::RegisterReply& out) {
+        Pipe* p = nullptr;
+        if (abi::Err e = lookup(req, false, &p); e != abi::Err::Ok) return answer(out, e);
+        uint64_t want = words[0];
+        if (want == 0 || want > pipe::kInlineBytes) return ipc::Lane::General;
+        if (!p->buffer.empty()) {
+            consume(*p, peek_inline(*p, size_t(want), out.words));
+            pump(*p);
+            return ipc::Lane::Answered;
+        }
+        if (at_eof(*p)) return answer(out, abi::Err::Ok);  // n = 0: EOF
+        if (abi::Err w = wait_to_read(*p, req, want); w != abi::Err::Ok) return answer(out, w);
+        return ipc::Lane::Deferred;
+    }
+
+    template <typename Req>
+    [[gnu::always_inline]] ipc::Lane small_write(Req& req,
+                                                 const uint64_t (&words)[abi::kMessageWords],
+                                                 ipc::RegisterReply& out) {
+        Pipe* p = nullptr;
+        if (abi::Err e = lookup(req, true, &p); e != abi::Err::Ok) return answer(out, e);
+        uint64_t n = words[0];
+        if (n == 0 || n > pipe::kInlineBytes) return ipc::Lane::General;
+        const auto* data = reinterpret_cast<const uint8_t*>(&words[1]);  // set_inline()'s layout
+        if (!p->read_open) return answer(out, abi::Err(pipe::kBrokenPipe));
+        if (p->writers.empty() && p->buffer.room() >= n) {
+            put(*p, data, size_t(n));
+            pump(*p);  // the oldest reader takes it, and runs first
+            out.words[0] = n;
+            return ipc::Lane::Answered;
+        }
+        if (abi::Err w = wait_to_write(*p, req, data, size_t(n)); w != abi::Err::Ok) {
+            return answer(out, w);
+        }
+        return ipc::Lane::Deferred;
     }
 
     // The kernel's kLabelLastHandle notice: every handle to the end
@@ -217,6 +246,58 @@ class Pipes {
         return abi::Err::Ok;
     }
 
+    // A read that waits (the pipe is empty, a write end open): deferred
+    // into the pipe's readers, pushing out the oldest past kMaxReaders.
+    // Ok once deferred (answered or not), else the error to answer with.
+    template <typename Req>
+    abi::Err wait_to_read(Pipe& p, Req& req, uint64_t want) {
+        bool evict = p.readers.size() >= pipe::kMaxReaders;
+        if (!evict && waiting() >= services::kMaxDeferred) return abi::Err::LimitReached;
+        Result<Reply> r = req.defer();
+        if (!r) return r.error();
+        if (evict) (void)p.readers.pop_front().reply.fail(abi::Err(pipe::kWaitEvicted));
+        Reader reader{std::move(r).value(), uint32_t(want)};
+        if (!p.readers.push_back(std::move(reader))) (void)reader.reply.fail(abi::Err::OutOfMemory);
+        return abi::Err::Ok;
+    }
+
+    // A write that waits (full, or writers before it): deferred into the
+    // pipe's writers, its bytes with it. Ok once deferred (answered or
+    // not), else the error to answer with.
+    template <typename Req>
+    abi::Err wait_to_write(Pipe& p, Req& req, const uint8_t* data, size_t n) {
+        if (p.writers.size() >= pipe::kMaxWriters || waiting() >= services::kMaxDeferred) {
+            return abi::Err::LimitReached;
+        }
+        Result<Reply> r = req.defer();
+        if (!r) return r.error();
+        Writer w{std::move(r).value(), uint32_t(n), 0, {}};
+        std::memcpy(w.data, data, n);
+        if (!p.writers.push_back(std::move(w))) {
+            (void)w.reply.fail(abi::Err::OutOfMemory);
+            return abi::Err::Ok;
+        }
+        pump(p);
+        return abi::Err::Ok;
+    }
+
+    // A register-only answer with status `e` (and words 0).
+    static ipc::Lane answer(ipc::RegisterReply& out, abi::Err e) {
+        out.label = uint32_t(e);
+        return ipc::Lane::Answered;
+    }
+
+    // The oldest min(want, buffered) bytes, want <= kInlineBytes, into
+    // words 1.. (pipe::set_inline()'s layout) and their count into word 0:
+    // a small read's answer. They stay in the buffer until consume().
+    static size_t peek_inline(const Pipe& p, size_t want, uint64_t (&words)[abi::kMessageWords]) {
+        uint64_t bytes[abi::kMessageWords - 1] = {};
+        size_t n = p.buffer.copy_out(reinterpret_cast<uint8_t*>(bytes), want);
+        words[0] = n;
+        for (unsigned i = 1; i < abi::kMessageWords; ++i) words[i] = bytes[i - 1];
+        return n;
+    }
+
     static bool at_eof(const Pipe& p) {
         return !p.write_open && p.writers.empty() && p.buffer.empty();
     }
@@ -244,9 +325,9 @@ class Pipes {
         if (want <= pipe::kInlineBytes) {
             // Straight into the words (pipe::set_inline()'s layout): a small
             // read is a byte or a few, not worth a copy through a buffer.
-            uint64_t words[abi::kMessageWords - 1] = {};
-            size_t n = p.buffer.copy_out(reinterpret_cast<uint8_t*>(words), want);
-            m.set_word(0, n).set_word(1, words[0]).set_word(2, words[1]).set_word(3, words[2]);
+            uint64_t words[abi::kMessageWords];
+            (void)peek_inline(p, want, words);
+            for (unsigned i = 0; i < abi::kMessageWords; ++i) m.set_word(i, words[i]);
             return r;
         }
         size_t n = p.buffer.peek(
@@ -284,6 +365,13 @@ class Pipes {
             moved = false;
             while (!p.readers.empty() && !p.buffer.empty()) {
                 Reader r = p.readers.pop_front();
+                if (r.want <= pipe::kInlineBytes) {
+                    // In registers, with no Message built.
+                    uint64_t words[abi::kMessageWords];
+                    size_t n = peek_inline(p, r.want, words);
+                    if (r.reply.send(ipc::kStatusOk, words)) consume(p, n);
+                    continue;
+                }
                 Response m = peek(p, r.want);
                 size_t n = m.message().word(0);
                 if (r.reply.send(m.message())) consume(p, n);
@@ -297,16 +385,16 @@ class Pipes {
                 moved = true;
                 if (w.done == w.total) {
                     Writer done = p.writers.pop_front();
-                    Response m = written(done.total);
-                    (void)done.reply.send(m.message());  // its bytes are in, answered or not
+                    const uint64_t count[abi::kMessageWords] = {done.total, 0, 0, 0};
+                    (void)done.reply.send(ipc::kStatusOk,
+                                          count);  // its bytes are in, answered or not
                 }
             }
         }
         if (at_eof(p)) {
-            while (!p.readers.empty()) {
-                Response m = eof();
-                (void)p.readers.pop_front().reply.send(m.message());
-            }
+            constexpr uint64_t kNone[abi::kMessageWords] = {};  // n = 0: EOF
+            while (!p.readers.empty())
+                (void)p.readers.pop_front().reply.send(ipc::kStatusOk, kNone);
         }
     }
 

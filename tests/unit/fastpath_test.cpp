@@ -274,7 +274,11 @@ class FastPathTest : public testing::SchedFixture {
         FakeCpu::irq_enabled = false;
         // A Recv resumes the next thread with its own frame's registers
         // (RESUME_EXIT); the others pass the message words through.
-        bool passes_words = frame(t).rax != uint64_t(Sys::Recv);
+        // So does a Call the stub hands to mk_fastpath_queue_call (no
+        // receiver: it queues).
+        bool passes_words =
+            frame(t).rax != uint64_t(Sys::Recv) &&
+            !(frame(t).rax == uint64_t(Sys::Call) && mk_fastpath_stub_queues(&frame(t)));
         FastPathExit exit = mk_fastpath(&frame(t));
         EXPECT_EQ(this_cpu().held_locks.count(), 0u);  // raw locks, no bookkeeping
         if (exit.frame != nullptr) {
@@ -1083,6 +1087,169 @@ TEST_F(FastPathTest, CallOnDeadEndpointMisses) {
     ASSERT_EQ(general(c_), Path::Returned);
     EXPECT_EQ(frame(c_).rax, uint64_t(Err::Destroyed));
     EXPECT_EQ(ep_->refs(), base_refs_ - 1);
+}
+
+// --- Call that finds no receiver: queued, and the next thread resumed ---
+
+// S deferred C's first call and answered it with a fast Reply, so it waits
+// Ready at the front of the hand-off queue, at its frame: C's next call
+// finds no receiver (the pipe server's echo writing while the server is
+// busy). The fast path queues C on the endpoint, as the general path
+// would, and returns to user mode as S, with S's own registers and its
+// Reply's Ok. S's next receive takes the queued call, and its answer
+// reaches C.
+TEST_F(FastPathTest, CallWithNoReceiverQueuesAndResumesTheNextThread) {
+    pending_call();
+    HandleValue saved = save();
+    set_regs(s_, Sys::Reply, saved, info(60), {6, 6, 6, 6});
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    ASSERT_EQ(sched().current(), c_);
+    ASSERT_EQ(s_->state, ThreadState::Ready);
+    frame(s_).rdi = 0x5eed;  // r0 as S left it: a Reply returns none
+    frame(s_).rdx = 0xd0d0;  // and its words
+    const Words w = {61, 62, 63, 64};
+    set_regs(c_, Sys::Call, ch_, info(61), w);
+    SchedCounters before = sched().counters();
+    IpcCounters ipc_before = ipc_counters();
+    uint64_t call_seq = c_->ipc->call_seq;
+    ASSERT_EQ(stub(c_), Path::FastHit);
+    // S runs, returning from its Reply with its own registers.
+    EXPECT_EQ(sched().current(), s_);
+    EXPECT_EQ(s_->state, ThreadState::Running);
+    EXPECT_FALSE(s_->at_frame);
+    EXPECT_FALSE(s_->lent_quantum);
+    EXPECT_EQ(frame(s_).rax, uint64_t(Err::Ok));
+    EXPECT_EQ(frame(s_).rdi, 0x5eedu);
+    EXPECT_EQ(frame(s_).rdx, 0xd0d0u);
+    // C waits on the endpoint with its call, as Endpoint::call() queues it.
+    EXPECT_EQ(c_->state, ThreadState::Blocked);
+    EXPECT_TRUE(c_->at_frame);
+    EXPECT_EQ(ep_->waiting_senders(), 1u);
+    EXPECT_EQ(c_->ipc->op, IpcState::Op::Call);
+    EXPECT_EQ(c_->ipc->user_op, IpcState::UserOp::Call);
+    EXPECT_EQ(c_->ipc->result, Error::WouldBlock);
+    EXPECT_EQ(c_->ipc->endpoint_ref.get(), ep_);
+    EXPECT_EQ(c_->ipc->call_seq, call_seq + 1);
+    EXPECT_EQ(c_->ipc->badge, kBadge);
+    EXPECT_TRUE(frame_holds(frame(c_), Err(uint64_t(Sys::Call)), ch_, info(61), w));
+    EXPECT_EQ(ep_->refs(), base_refs_ + 1);  // C's call holds one
+    // Counted as the general path counts a call with no receiver, and as a
+    // block, a switch and a hit.
+    SchedCounters after = sched().counters();
+    EXPECT_EQ(after.blocks, before.blocks + 1);
+    EXPECT_EQ(after.switches, before.switches + 1);
+    EXPECT_EQ(after.wakeups, before.wakeups);
+    IpcCounters ipc_after = ipc_counters();
+    EXPECT_EQ(ipc_after.syscall_fastpath_hits, ipc_before.syscall_fastpath_hits + 1);
+    EXPECT_EQ(ipc_after.syscall_fastpath_misses, ipc_before.syscall_fastpath_misses);
+    EXPECT_EQ(ipc_after.fastpath_miss_no_partner, ipc_before.fastpath_miss_no_partner + 1);
+    // S's Recv (the general path: C is the only other thread, and blocked)
+    // takes the call; its ReplyRecv answers C on the fast path.
+    set_regs(s_, Sys::Recv, sh_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    EXPECT_TRUE(frame_holds(frame(s_), Err::Ok, kBadge, info(61) | kCallBit, w));
+    EXPECT_EQ(s_->ipc->reply.caller, c_->id());
+    EXPECT_EQ(s_->ipc->reply.call, call_seq + 1);
+    set_regs(s_, Sys::ReplyRecv, sh_, info(65), {7, 7, 7, 7});
+    ASSERT_EQ(fast(s_).frame, &frame(c_));
+    EXPECT_TRUE(frame_holds(frame(c_), Err::Ok, 0, info(65), {7, 7, 7, 7}));
+    EXPECT_FALSE(c_->ipc->endpoint_ref);     // dropped by the reply
+    EXPECT_EQ(ep_->refs(), base_refs_ + 1);  // S's receive holds one now
+}
+
+// Queued callers are served in arrival order: one the general path queued
+// first (C2, while S was running) is taken before C, which the fast path
+// queued behind it.
+TEST_F(FastPathTest, CallQueuedByTheFastPathWaitsBehindEarlierCallers) {
+    Process* d = make_process("D");
+    Thread* c2 = make_thread(d, "C2");
+    HandleValue dh = insert(d, ep_, abi::kRightSend);
+    pending_call();
+    HandleValue saved = save();
+    run_as(c2);
+    set_regs(c2, Sys::Call, dh, info(66), {2, 2, 2, 2});
+    ASSERT_EQ(stub(c2), Path::GaveStackUp);  // S is Ready keeping its stack: the general path
+    run_as(s_);
+    set_regs(s_, Sys::Reply, saved, info(67), {6, 6, 6, 6});
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    ASSERT_EQ(sched().current(), c_);
+    set_regs(c_, Sys::Call, ch_, info(68), {3, 3, 3, 3});
+    ASSERT_EQ(stub(c_), Path::FastHit);
+    ASSERT_EQ(sched().current(), s_);
+    EXPECT_EQ(ep_->waiting_senders(), 2u);
+    set_regs(s_, Sys::Recv, sh_);
+    ASSERT_EQ(general(s_), Path::Returned);
+    EXPECT_TRUE(frame_holds(frame(s_), Err::Ok, 0, info(66) | kCallBit, {2, 2, 2, 2}));
+    set_regs(s_, Sys::ReplyRecv, sh_, info(69), {4, 4, 4, 4});
+    ASSERT_EQ(fast(s_).frame, &frame(s_));  // C2 answered in passing, C's call taken
+    EXPECT_TRUE(frame_holds(frame(s_), Err::Ok, kBadge, info(68) | kCallBit, {3, 3, 3, 3}));
+    EXPECT_EQ(c2->state, ThreadState::Ready);
+    EXPECT_EQ(ep_->waiting_senders(), 0u);
+}
+
+// What the general path must do for a call with no receiver: a timeout
+// (armed there), a payload (the assembly hands it to the C++ Call, which
+// leaves it to the general path), a caller asked to exit (refused there),
+// donation off (no fast switch at all), and a next thread the fast path
+// cannot finish (the scheduler picks). Each misses and changes nothing;
+// the general path queues or refuses it.
+TEST_F(FastPathTest, CallWithNoReceiverThatTheGeneralPathMustQueueMisses) {
+    pending_call();
+    HandleValue saved = save();
+    set_regs(s_, Sys::Reply, saved, info(70), {6, 6, 6, 6});
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    ASSERT_EQ(sched().current(), c_);
+    // A timeout.
+    set_regs(c_, Sys::Call, ch_, info(71), {1, 2, 3, 4}, 5 * kMs);
+    expect_miss(c_);
+    // A payload.
+    set_regs(c_, Sys::Call, ch_, info(71, 8), {1, 2, 3, 4});
+    expect_miss(c_);
+    // Donation off.
+    Scheduler::set_donation_enabled(false);
+    set_regs(c_, Sys::Call, ch_, info(71), {1, 2, 3, 4});
+    expect_miss(c_);
+    Scheduler::set_donation_enabled(true);
+    // Asked to exit.
+    {
+        LockGuard guard(sched().lock());
+        c_->exit_requested = true;
+    }
+    expect_miss(c_);
+    {
+        LockGuard guard(sched().lock());
+        c_->exit_requested = false;
+    }
+    // The next thread asked to exit.
+    {
+        LockGuard guard(sched().lock());
+        s_->exit_requested = true;
+    }
+    expect_miss(c_);
+    {
+        LockGuard guard(sched().lock());
+        s_->exit_requested = false;
+    }
+    // The control: the same call, nothing in the way, queues.
+    ASSERT_EQ(stub(c_), Path::FastHit);
+    EXPECT_EQ(sched().current(), s_);
+    EXPECT_EQ(ep_->waiting_senders(), 1u);
+}
+
+// A dead endpoint with the next thread resumable: Destroyed from the
+// general path, nothing queued.
+TEST_F(FastPathTest, CallWithNoReceiverOnADeadEndpointMisses) {
+    pending_call();
+    HandleValue saved = save();
+    set_regs(s_, Sys::Reply, saved, info(72), {6, 6, 6, 6});
+    ASSERT_EQ(stub(s_), Path::FastHit);
+    ASSERT_EQ(sched().current(), c_);
+    destroy_endpoint();
+    set_regs(c_, Sys::Call, ch_, info(73), {1, 2, 3, 4});
+    expect_miss(c_);
+    ASSERT_EQ(general(c_), Path::Returned);
+    EXPECT_EQ(frame(c_).rax, uint64_t(Err::Destroyed));
+    EXPECT_EQ(ep_->waiting_senders(), 0u);
 }
 
 // --- ReplyRecv misses ---

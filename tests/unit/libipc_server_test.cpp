@@ -326,5 +326,140 @@ TEST_F(LibipcServer, TheLoopWaitsAgainAfterAnInterruptionAndEndsOnABadEndpoint) 
     EXPECT_EQ(kernel().count(abi::Sys::Recv), 3u);
 }
 
+// --- the register lane ---
+
+// A struct with a register lane: kAdd is answered there (a running sum),
+// kLater deferred there, everything else left to the routes (General).
+struct Laned {
+    Server<Laned>* server = nullptr;
+    uint64_t sum = 0;
+    int lane_calls = 0;
+    int route_calls = 0;
+    std::vector<DeferredReply> held;
+    std::vector<uint32_t> notices;
+
+    Lane on_register_call(RegisterCall& c, RegisterReply& out) {
+        ++lane_calls;
+        EXPECT_TRUE(c.expects_reply());
+        if (c.label() == kAdd) {
+            sum += c.word(0);
+            out.words[0] = sum;
+            out.words[3] = c.badge();
+            return Lane::Answered;
+        }
+        if (c.label() == kLater) {
+            Result<DeferredReply> d = c.defer();
+            EXPECT_TRUE(bool(d));
+            EXPECT_FALSE(bool(c.defer()));  // once
+            held.push_back(std::move(d).value());
+            return Lane::Deferred;
+        }
+        if (c.label() == kFail) {
+            out.label = uint32_t(abi::Err::NoRights);
+            return Lane::Answered;
+        }
+        if (c.label() == kStop) server->stop();
+        return Lane::General;
+    }
+    Response routed(Request& r) {
+        ++route_calls;
+        return Message(kStatusOk).set_word(0, r.message().length());
+    }
+    Response stop(Request&) {
+        ++route_calls;
+        return Message(kStatusOk).set_word(0, 0x5709);
+    }
+    void on_notice(const Received& n) { notices.push_back(n.message.label()); }
+};
+constexpr Route<Laned> kLanedRoutes[] = {
+    {kAdd, &Laned::routed}, {kNote, &Laned::routed}, {kPut, &Laned::routed}, {kStop, &Laned::stop}};
+
+class LibipcServerLane : public LibipcTest {
+  protected:
+    Laned state_;
+    Server<Laned> server_{state_, kLanedRoutes};
+
+    void SetUp() override {
+        LibipcTest::SetUp();
+        state_.server = &server_;
+    }
+};
+
+// Register calls are answered from the registers with the next receive
+// (ReplyRecv with the lane's words), deferred ones followed by a plain
+// Recv; a call with a payload, a send and a notice are not the lane's:
+// decoded and routed as by any server; a call the lane leaves General
+// goes to its route.
+TEST_F(LibipcServerLane, RegisterCallsAreAnsweredStraightFromTheRegisters) {
+    Endpoint ep(0x10);
+    kernel().deliveries.push_back(Delivery::message(kAdd, true, 7, {5}));
+    kernel().deliveries.push_back(Delivery::message(kAdd, true, 8, {2}));
+    kernel().deliveries.push_back(Delivery::message(kLater, true, 9));
+    kernel().deliveries.push_back(Delivery::message(kAdd, true, 0, {1}, {1, 2, 3}));  // payload
+    kernel().deliveries.push_back(Delivery::message(kNote, false));                   // a send
+    kernel().deliveries.push_back(Delivery::message(abi::kLabelLastHandle, false, 0, {4}));
+    kernel().deliveries.push_back(Delivery::message(kPut, true));  // the lane leaves it
+    kernel().deliveries.push_back(Delivery::message(kFail, true));
+    EXPECT_EQ(server_.run(ep), abi::Err::Destroyed);  // the fake ran out of clients
+
+    using S = abi::Sys;
+    std::vector<S> expect = {S::Recv,      S::ReplyRecv, S::ReplyRecv, S::ReplySave, S::Recv,
+                             S::ReplyRecv, S::Recv,      S::Recv,      S::ReplyRecv, S::ReplyRecv,
+                             S::Reply,     S::Recv};  // the last answer's receive fails: as run()
+    EXPECT_EQ(numbers(kernel().calls), expect);
+    const auto& c = kernel().calls;
+    EXPECT_EQ(c[1].label(), kStatusOk);
+    EXPECT_EQ(c[1].word(0), 5u);
+    EXPECT_EQ(c[1].word(3), 7u);  // the badge the lane saw
+    EXPECT_EQ(c[2].word(0), 7u);
+    EXPECT_EQ(c[5].word(0), 3u);  // the payload call, routed: its length
+    EXPECT_EQ(c[8].word(0), 0u);  // kPut, routed
+    EXPECT_EQ(c[9].label(), uint32_t(abi::Err::NoRights));
+    EXPECT_EQ(state_.lane_calls, 5);   // the register calls: 2 adds, later, put, fail
+    EXPECT_EQ(state_.route_calls, 3);  // the payload call, the send, put
+    EXPECT_EQ(state_.notices, std::vector<uint32_t>{abi::kLabelLastHandle});
+    EXPECT_EQ(state_.held.size(), 1u);
+}
+
+// A reply the kernel refuses becomes an error reply, then a plain
+// receive, as in the loop without a lane; stop() from a General call ends
+// the loop after its route's reply.
+TEST_F(LibipcServerLane, ARefusedReplyBecomesAnErrorReplyAndStopEndsTheLoop) {
+    Endpoint ep(0x10);
+    kernel().deliveries.push_back(Delivery::message(kAdd, true, 0, {1}));
+    kernel().deliveries.push_back(Delivery::message(kStop, true));
+    kernel().deliveries.push_back(Delivery::message(kAdd, true, 0, {1}));  // never received
+    kernel().fail_next[abi::Sys::ReplyRecv] = abi::Err::BadHandle;
+    EXPECT_EQ(server_.run(ep), abi::Err::Ok);
+    using S = abi::Sys;
+    EXPECT_EQ(numbers(kernel().calls),
+              (std::vector<S>{S::Recv, S::ReplyRecv, S::Reply, S::Recv, S::Reply}));
+    EXPECT_EQ(kernel().calls[2].label(), uint32_t(abi::Err::BadHandle));
+    EXPECT_EQ(kernel().calls[4].word(0), 0x5709u);
+    EXPECT_EQ(kernel().deliveries.size(), 1u);
+}
+
+// A saved reply answered from the registers: the label and words, no
+// payload; once. A label in the notice range is refused and it stays
+// pending.
+TEST_F(LibipcServerLane, ASavedReplyAnswersFromTheRegisters) {
+    kernel().deliveries.push_back(Delivery::message(kLater, true));
+    Endpoint ep(0x10);
+    kernel().deliveries.push_back(Delivery::error(abi::Err::NoRights));  // ends the loop
+    EXPECT_EQ(server_.run(ep), abi::Err::NoRights);
+    ASSERT_EQ(state_.held.size(), 1u);
+    DeferredReply& r = state_.held[0];
+    const uint64_t words[abi::kMessageWords] = {1, 2, 3, 4};
+    EXPECT_EQ(r.send(abi::kLabelLastHandle, words).error(), abi::Err::InvalidArgument);
+    EXPECT_TRUE(r.pending());
+    EXPECT_TRUE(r.send(kStatusOk, words));
+    EXPECT_FALSE(r.pending());
+    const Syscall* sent = kernel().last(abi::Sys::Reply);
+    ASSERT_NE(sent, nullptr);
+    EXPECT_EQ(sent->label(), kStatusOk);
+    EXPECT_EQ(sent->word(3), 4u);
+    EXPECT_EQ(r.send(kStatusOk, words).error(), abi::Err::BadState);
+}
+
 }  // namespace
 }  // namespace mk::ipc

@@ -17,8 +17,55 @@ namespace {
 using Pipes = pipe_server::Pipes<FakeReply>;
 using pipe::badge_of;
 
-class PipeServerTest : public ::testing::Test {
+// Every test runs twice: with reads and small writes through the
+// handlers (read(), write(): Requests and Messages, what the routes get),
+// and through the register lane the server's loop tries first
+// (small_read(), small_write(): the words alone, mk/server.hpp), which must
+// answer every request the same way.
+class PipeServerTest : public ::testing::TestWithParam<bool> {
   protected:
+    bool lane() const { return GetParam(); }
+
+    // A register-only call (no payload) as the server's loop takes it with
+    // lane(): small(req, words, out) first; what it leaves General goes to
+    // the handler, as through the routes. Otherwise, the handler.
+    template <typename Small, typename Handler>
+    CallRef issue_call(Small small, Handler handler, Message&& m, uint64_t badge, bool call) {
+        if (!lane() || !call || m.length() != 0) return issue(handler, std::move(m), badge, call);
+        CallRef state = std::make_shared<CallState>();
+        uint64_t words[abi::kMessageWords];
+        for (unsigned i = 0; i < abi::kMessageWords; ++i) words[i] = m.word(i);
+        FakeRequest req(std::move(m), badge, true, state);
+        ipc::RegisterReply out;
+        ipc::Lane taken = small(req, words, out);
+        if (taken == ipc::Lane::General) {
+            EXPECT_FALSE(state->deferred);  // it did nothing
+            Response r = handler(req);
+            EXPECT_EQ(r.is_deferred(), state->deferred);
+            if (!r.is_deferred()) state->take(r.message());
+            return state;
+        }
+        EXPECT_EQ(taken == ipc::Lane::Deferred, state->deferred);
+        if (taken == ipc::Lane::Answered) {
+            Message a(out.label);
+            for (unsigned i = 0; i < abi::kMessageWords; ++i) a.set_word(i, out.words[i]);
+            state->take(a);
+        }
+        return state;
+    }
+    CallRef issue_read(Message&& m, uint64_t badge, bool call = true) {
+        return issue_call([this](FakeRequest& r, const uint64_t(&w)[abi::kMessageWords],
+                                 ipc::RegisterReply& o) { return pipes_.small_read(r, w, o); },
+                          [this](FakeRequest& r) { return pipes_.read(r); }, std::move(m), badge,
+                          call);
+    }
+    CallRef issue_write(Message&& m, uint64_t badge, bool call = true) {
+        return issue_call([this](FakeRequest& r, const uint64_t(&w)[abi::kMessageWords],
+                                 ipc::RegisterReply& o) { return pipes_.small_write(r, w, o); },
+                          [this](FakeRequest& r) { return pipes_.write(r); }, std::move(m), badge,
+                          call);
+    }
+
     void SetUp() override {
         id_ = pipes_.create();
         ASSERT_NE(id_, 0u);
@@ -27,20 +74,17 @@ class PipeServerTest : public ::testing::Test {
     }
 
     CallRef read(uint64_t want, uint64_t badge = 0, bool call = true) {
-        return issue([this](FakeRequest& r) { return pipes_.read(r); },
-                     Message(pipe::kRead).set_word(0, want), badge != 0 ? badge : rd_, call);
+        return issue_read(Message(pipe::kRead).set_word(0, want), badge != 0 ? badge : rd_, call);
     }
     CallRef write(const std::string& bytes, uint64_t badge = 0, bool call = true) {
-        return issue([this](FakeRequest& r) { return pipes_.write(r); },
-                     Message(pipe::kWrite).append(bytes.data(), bytes.size()),
-                     badge != 0 ? badge : wr_, call);
+        return issue_write(Message(pipe::kWrite).append(bytes.data(), bytes.size()),
+                           badge != 0 ? badge : wr_, call);
     }
     // A small write, its bytes in the message's words.
     CallRef write_inline(const std::string& bytes, uint64_t badge = 0) {
         Message m(pipe::kWrite);
         pipe::set_inline(m, bytes.data(), bytes.size());
-        return issue([this](FakeRequest& r) { return pipes_.write(r); }, std::move(m),
-                     badge != 0 ? badge : wr_, true);
+        return issue_write(std::move(m), badge != 0 ? badge : wr_);
     }
     // The bytes a read's reply carries, in its words or as its payload
     // (pipe::take_bytes, as the client reads them).
@@ -76,7 +120,7 @@ class PipeServerTest : public ::testing::Test {
 // Small writes carry their bytes in the message's words, small reads get
 // them back there (the pipe ping-pong's byte rides in registers both ways);
 // a larger read gets them as its payload. Either way word 0 is the count.
-TEST_F(PipeServerTest, SmallReadsAndWritesCarryTheirBytesInTheWords) {
+TEST_P(PipeServerTest, SmallReadsAndWritesCarryTheirBytesInTheWords) {
     EXPECT_TRUE(wrote(write_inline("x"), 1));
     EXPECT_TRUE(wrote(write_inline(std::string(pipe::kInlineBytes, 'y')), pipe::kInlineBytes));
     CallRef small = read(1);
@@ -104,17 +148,17 @@ TEST_F(PipeServerTest, SmallReadsAndWritesCarryTheirBytesInTheWords) {
 
 // A small write that says zero bytes, or more than the words hold, is
 // refused with nothing written.
-TEST_F(PipeServerTest, ABadSmallWriteIsRefused) {
+TEST_P(PipeServerTest, ABadSmallWriteIsRefused) {
     for (uint64_t n : {uint64_t(0), uint64_t(pipe::kInlineBytes + 1), ~uint64_t(0)}) {
         Message m(pipe::kWrite);
         m.set_word(0, n);
-        CallRef r = issue([this](FakeRequest& q) { return pipes_.write(q); }, std::move(m), wr_);
+        CallRef r = issue_write(std::move(m), wr_);
         EXPECT_EQ(r->status(), abi::Err::InvalidArgument) << n;
     }
     EXPECT_EQ(pipes_.buffered(id_), 0u);
 }
 
-TEST_F(PipeServerTest, BytesComeOutInTheOrderTheyWentIn) {
+TEST_P(PipeServerTest, BytesComeOutInTheOrderTheyWentIn) {
     EXPECT_TRUE(wrote(write("hello, "), 7));
     EXPECT_TRUE(wrote(write("world"), 5));
     EXPECT_EQ(pipes_.buffered(id_), 12u);
@@ -123,7 +167,7 @@ TEST_F(PipeServerTest, BytesComeOutInTheOrderTheyWentIn) {
     EXPECT_EQ(pipes_.buffered(id_), 0u);
 }
 
-TEST_F(PipeServerTest, AReadOnAnEmptyPipeWaitsAndTheNextWriteAnswersIt) {
+TEST_P(PipeServerTest, AReadOnAnEmptyPipeWaitsAndTheNextWriteAnswersIt) {
     CallRef r = read(16);
     EXPECT_TRUE(r->waiting());
     EXPECT_EQ(pipes_.stats().readers_waiting, 1u);
@@ -137,7 +181,7 @@ TEST_F(PipeServerTest, AReadOnAnEmptyPipeWaitsAndTheNextWriteAnswersIt) {
 
 // A second blocked reader must not overwrite the first (a one-slot waiter):
 // both wait, and they are served in arrival order.
-TEST_F(PipeServerTest, WaitingReadersAreServedInArrivalOrder) {
+TEST_P(PipeServerTest, WaitingReadersAreServedInArrivalOrder) {
     CallRef r1 = read(2);
     CallRef r2 = read(2);
     CallRef r3 = read(2);
@@ -149,7 +193,7 @@ TEST_F(PipeServerTest, WaitingReadersAreServedInArrivalOrder) {
     EXPECT_EQ(pipes_.stats().readers_waiting, 0u);
 }
 
-TEST_F(PipeServerTest, AReaderTakesWhatThereIsAndLeavesTheRestForTheNext) {
+TEST_P(PipeServerTest, AReaderTakesWhatThereIsAndLeavesTheRestForTheNext) {
     CallRef r1 = read(3);
     CallRef r2 = read(10);
     EXPECT_TRUE(wrote(write("abcdef"), 6));
@@ -157,7 +201,7 @@ TEST_F(PipeServerTest, AReaderTakesWhatThereIsAndLeavesTheRestForTheNext) {
     EXPECT_EQ(data(r2), "def");
 }
 
-TEST_F(PipeServerTest, AWriteLargerThanTheFreeSpaceWaitsUntilDrainedAndDropsNothing) {
+TEST_P(PipeServerTest, AWriteLargerThanTheFreeSpaceWaitsUntilDrainedAndDropsNothing) {
     std::string big(pipe::kCapacity - 100, 'x');
     std::string chunk;
     for (size_t i = 0; i < abi::kMaxPayload; ++i) chunk += char('a' + i % 26);
@@ -189,7 +233,7 @@ TEST_F(PipeServerTest, AWriteLargerThanTheFreeSpaceWaitsUntilDrainedAndDropsNoth
 
 // Writers that wait go in in arrival order, whole: no interleaving, and a
 // later small write does not overtake an earlier big one.
-TEST_F(PipeServerTest, WaitingWritersGoInInArrivalOrderWithoutInterleaving) {
+TEST_P(PipeServerTest, WaitingWritersGoInInArrivalOrderWithoutInterleaving) {
     std::string fill(abi::kMaxPayload, 'f');
     while (pipes_.buffered(id_) + fill.size() <= pipe::kCapacity) {
         ASSERT_TRUE(write(fill)->ok());
@@ -210,7 +254,7 @@ TEST_F(PipeServerTest, WaitingWritersGoInInArrivalOrderWithoutInterleaving) {
     EXPECT_EQ(tail, a + b);
 }
 
-TEST_F(PipeServerTest, EofComesOnlyAfterTheLastWriteEndIsGone) {
+TEST_P(PipeServerTest, EofComesOnlyAfterTheLastWriteEndIsGone) {
     CallRef r = read(8);
     EXPECT_TRUE(r->waiting());  // a write end is open
     pipes_.last_handle(wr_);
@@ -221,7 +265,7 @@ TEST_F(PipeServerTest, EofComesOnlyAfterTheLastWriteEndIsGone) {
 // A reference that is not an open end (here: nothing but the server's own
 // knowledge of the pipe) never keeps a pipe open, and buffered bytes are
 // read before the EOF.
-TEST_F(PipeServerTest, BufferedBytesAreReadBeforeTheEof) {
+TEST_P(PipeServerTest, BufferedBytesAreReadBeforeTheEof) {
     EXPECT_TRUE(wrote(write("tail"), 4));
     pipes_.last_handle(wr_);
     expect_read(2, "ta");
@@ -231,7 +275,7 @@ TEST_F(PipeServerTest, BufferedBytesAreReadBeforeTheEof) {
 
 // The notice comes once per end; the server counts nothing itself, so no
 // number of reads, writes or copies can make EOF come early or never.
-TEST_F(PipeServerTest, NoEofWithoutTheNotice) {
+TEST_P(PipeServerTest, NoEofWithoutTheNotice) {
     for (int i = 0; i < 100; ++i) ASSERT_TRUE(wrote(write("x"), 1));
     std::string got;
     while (got.size() < 100) got += data(read(64));
@@ -241,7 +285,7 @@ TEST_F(PipeServerTest, NoEofWithoutTheNotice) {
     EXPECT_TRUE(is_eof(r));
 }
 
-TEST_F(PipeServerTest, ClosingTheWriteEndWakesEveryWaitingReaderWithEof) {
+TEST_P(PipeServerTest, ClosingTheWriteEndWakesEveryWaitingReaderWithEof) {
     CallRef r1 = read(1), r2 = read(1), r3 = read(1);
     pipes_.last_handle(wr_);
     EXPECT_TRUE(is_eof(r1));
@@ -249,7 +293,7 @@ TEST_F(PipeServerTest, ClosingTheWriteEndWakesEveryWaitingReaderWithEof) {
     EXPECT_TRUE(is_eof(r3));
 }
 
-TEST_F(PipeServerTest, AWaitingWritersBytesAreReadBeforeTheEof) {
+TEST_P(PipeServerTest, AWaitingWritersBytesAreReadBeforeTheEof) {
     std::string fill(pipe::kCapacity, 'z');
     for (size_t i = 0; i < fill.size(); i += 400) ASSERT_TRUE(write(fill.substr(i, 400))->ok());
     ASSERT_EQ(pipes_.buffered(id_), pipe::kCapacity);
@@ -267,13 +311,13 @@ TEST_F(PipeServerTest, AWaitingWritersBytesAreReadBeforeTheEof) {
     EXPECT_TRUE(wrote(w, 4));
 }
 
-TEST_F(PipeServerTest, WritingWithNoReaderLeftIsBrokenPipe) {
+TEST_P(PipeServerTest, WritingWithNoReaderLeftIsBrokenPipe) {
     pipes_.last_handle(rd_);
     CallRef w = write("x");
     EXPECT_EQ(w->label, pipe::kBrokenPipe);
 }
 
-TEST_F(PipeServerTest, AWriterWaitingWhenTheLastReaderGoesGetsBrokenPipe) {
+TEST_P(PipeServerTest, AWriterWaitingWhenTheLastReaderGoesGetsBrokenPipe) {
     std::string fill(400, 'q');
     while (pipes_.buffered(id_) + fill.size() <= pipe::kCapacity) ASSERT_TRUE(write(fill)->ok());
     CallRef w1 = write(fill), w2 = write("y");
@@ -284,7 +328,7 @@ TEST_F(PipeServerTest, AWriterWaitingWhenTheLastReaderGoesGetsBrokenPipe) {
     EXPECT_EQ(pipes_.buffered(id_), 0u);
 }
 
-TEST_F(PipeServerTest, BothEndsGoneFreesThePipeAndItsBadgesGoStale) {
+TEST_P(PipeServerTest, BothEndsGoneFreesThePipeAndItsBadgesGoStale) {
     EXPECT_TRUE(write("abc")->ok());
     pipes_.last_handle(wr_);
     pipes_.last_handle(rd_);
@@ -304,7 +348,7 @@ TEST_F(PipeServerTest, BothEndsGoneFreesThePipeAndItsBadgesGoStale) {
 
 // A reader that died while it waited takes nothing: its bytes go to the
 // next reader.
-TEST_F(PipeServerTest, AReaderThatDiedWhileWaitingLosesNoBytes) {
+TEST_P(PipeServerTest, AReaderThatDiedWhileWaitingLosesNoBytes) {
     CallRef dead = read(8);
     CallRef live = read(8);
     dead->kill();
@@ -319,17 +363,14 @@ TEST_F(PipeServerTest, AReaderThatDiedWhileWaitingLosesNoBytes) {
     expect_read(8, "more");
 }
 
-TEST_F(PipeServerTest, BadRequestsGetClearErrorsAndChangeNothing) {
+TEST_P(PipeServerTest, BadRequestsGetClearErrorsAndChangeNothing) {
     EXPECT_TRUE(write("keep")->ok());
     // The read end used to write, the write end used to read.
     EXPECT_EQ(write("x", rd_)->status(), abi::Err::NoRights);
     EXPECT_EQ(read(1, wr_)->status(), abi::Err::NoRights);
     // An unknown pipe, and the service badge, name no end.
     EXPECT_EQ(read(1, badge_of(id_ + 12345, false))->status(), abi::Err::BadHandle);
-    EXPECT_EQ(issue([this](FakeRequest& r) { return pipes_.read(r); },
-                    Message(pipe::kRead).set_word(0, 1), 0)
-                  ->status(),
-              abi::Err::BadHandle);
+    EXPECT_EQ(issue_read(Message(pipe::kRead).set_word(0, 1), 0)->status(), abi::Err::BadHandle);
     // Empty reads and writes.
     EXPECT_EQ(read(0)->status(), abi::Err::InvalidArgument);
     EXPECT_EQ(write("")->status(), abi::Err::InvalidArgument);
@@ -343,7 +384,7 @@ TEST_F(PipeServerTest, BadRequestsGetClearErrorsAndChangeNothing) {
     expect_read(100, "keep");
 }
 
-TEST_F(PipeServerTest, AHugeReadIsCutToOneMessage) {
+TEST_P(PipeServerTest, AHugeReadIsCutToOneMessage) {
     std::string fill(pipe::kCapacity, 'h');
     for (size_t i = 0; i < fill.size(); i += 400) ASSERT_TRUE(write(fill.substr(i, 400))->ok());
     CallRef r = read(UINT64_MAX);
@@ -351,7 +392,7 @@ TEST_F(PipeServerTest, AHugeReadIsCutToOneMessage) {
     EXPECT_EQ(data(r).size(), abi::kMaxPayload);
 }
 
-TEST_F(PipeServerTest, ThePipeTableHasABoundAndFreedSlotsAreReused) {
+TEST_P(PipeServerTest, ThePipeTableHasABoundAndFreedSlotsAreReused) {
     std::vector<uint64_t> ids;
     while (uint64_t id = pipes_.create()) ids.push_back(id);
     EXPECT_EQ(ids.size() + 1, pipe::kMaxPipes);
@@ -363,7 +404,7 @@ TEST_F(PipeServerTest, ThePipeTableHasABoundAndFreedSlotsAreReused) {
 
 // Stale entries (reads that timed out) cannot pile up: past kMaxReaders
 // the oldest read is pushed out, and the reader's library asks again.
-TEST_F(PipeServerTest, WaitingReadersAreBoundedByEvictingTheOldest) {
+TEST_P(PipeServerTest, WaitingReadersAreBoundedByEvictingTheOldest) {
     std::vector<CallRef> reads;
     for (size_t i = 0; i < pipe::kMaxReaders; ++i) reads.push_back(read(1));
     EXPECT_EQ(pipes_.stats().readers_waiting, pipe::kMaxReaders);
@@ -375,7 +416,7 @@ TEST_F(PipeServerTest, WaitingReadersAreBoundedByEvictingTheOldest) {
     EXPECT_EQ(data(reads[1]), "x");  // still in arrival order
 }
 
-TEST_F(PipeServerTest, WaitingWritersAreBoundedAndARefusedWriteWritesNothing) {
+TEST_P(PipeServerTest, WaitingWritersAreBoundedAndARefusedWriteWritesNothing) {
     while (pipes_.buffered(id_) < pipe::kCapacity) {
         size_t n = std::min<size_t>(abi::kMaxPayload, pipe::kCapacity - pipes_.buffered(id_));
         ASSERT_TRUE(write(std::string(n, 'f'))->ok());
@@ -390,22 +431,20 @@ TEST_F(PipeServerTest, WaitingWritersAreBoundedAndARefusedWriteWritesNothing) {
 
 // Over all pipes, the server keeps at most services::kMaxDeferred replies
 // (each a handle in its table): a wait past it is refused, not queued.
-TEST_F(PipeServerTest, DeferredRepliesAreBoundedOverAllPipes) {
+TEST_P(PipeServerTest, DeferredRepliesAreBoundedOverAllPipes) {
     std::vector<CallRef> reads;
     size_t held = 0;
     uint64_t id = id_;
     while (held < services::kMaxDeferred) {
         for (size_t j = 0; j < pipe::kMaxReaders - 1 && held < services::kMaxDeferred;
              ++j, ++held) {
-            reads.push_back(issue([this](FakeRequest& q) { return pipes_.read(q); },
-                                  Message(pipe::kRead).set_word(0, 1), badge_of(id, false)));
+            reads.push_back(issue_read(Message(pipe::kRead).set_word(0, 1), badge_of(id, false)));
         }
         id = pipes_.create();
         ASSERT_NE(id, 0u);
     }
     EXPECT_EQ(pipes_.stats().readers_waiting, services::kMaxDeferred);
-    CallRef refused = issue([this](FakeRequest& q) { return pipes_.read(q); },
-                            Message(pipe::kRead).set_word(0, 1), badge_of(id, false));
+    CallRef refused = issue_read(Message(pipe::kRead).set_word(0, 1), badge_of(id, false));
     EXPECT_EQ(refused->status(), abi::Err::LimitReached);
     EXPECT_FALSE(refused->deferred);
     for (const CallRef& r : reads) EXPECT_TRUE(r->waiting());
@@ -413,12 +452,11 @@ TEST_F(PipeServerTest, DeferredRepliesAreBoundedOverAllPipes) {
     // readers have had EOF, there is room again.
     pipes_.last_handle(badge_of(id_, true));
     EXPECT_EQ(pipes_.stats().readers_waiting, services::kMaxDeferred - (pipe::kMaxReaders - 1));
-    CallRef again = issue([this](FakeRequest& q) { return pipes_.read(q); },
-                          Message(pipe::kRead).set_word(0, 1), badge_of(id, false));
+    CallRef again = issue_read(Message(pipe::kRead).set_word(0, 1), badge_of(id, false));
     EXPECT_TRUE(again->waiting());
 }
 
-TEST_F(PipeServerTest, DestroyAnswersWhoeverWaits) {
+TEST_P(PipeServerTest, DestroyAnswersWhoeverWaits) {
     CallRef r = read(1);
     pipes_.destroy(id_);
     EXPECT_EQ(r->status(), abi::Err::Destroyed);
@@ -426,16 +464,14 @@ TEST_F(PipeServerTest, DestroyAnswersWhoeverWaits) {
 }
 
 // Many clients come and go: when their ends are gone, nothing is left.
-TEST_F(PipeServerTest, NothingIsLeftAfterManyPipesComeAndGo) {
+TEST_P(PipeServerTest, NothingIsLeftAfterManyPipesComeAndGo) {
     for (int round = 0; round < 1000; ++round) {
         uint64_t id = pipes_.create();
         ASSERT_NE(id, 0u);
         uint64_t rd = badge_of(id, false), wr = badge_of(id, true);
-        CallRef r = issue([&](FakeRequest& q) { return pipes_.read(q); },
-                          Message(pipe::kRead).set_word(0, 4), rd);
+        CallRef r = issue_read(Message(pipe::kRead).set_word(0, 4), rd);
         if (round % 3 == 0) r->kill();
-        CallRef w = issue([&](FakeRequest& q) { return pipes_.write(q); },
-                          Message(pipe::kWrite).append("abcd", 4), wr);
+        CallRef w = issue_write(Message(pipe::kWrite).append("abcd", 4), wr);
         EXPECT_TRUE(w->ok());
         pipes_.last_handle(round % 2 ? rd : wr);
         pipes_.last_handle(round % 2 ? wr : rd);
@@ -446,6 +482,11 @@ TEST_F(PipeServerTest, NothingIsLeftAfterManyPipesComeAndGo) {
     EXPECT_EQ(s.readers_waiting, 0u);
     EXPECT_EQ(s.writers_waiting, 0u);
 }
+
+INSTANTIATE_TEST_SUITE_P(HandlersAndRegisterLane, PipeServerTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                             return p.param ? "RegisterLane" : "Handlers";
+                         });
 
 }  // namespace
 }  // namespace mk::servers_test

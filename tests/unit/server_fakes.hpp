@@ -86,6 +86,12 @@ class FakeReply {
         return Status();
     }
     Status send(Message&& m) { return send(m); }
+    // ipc::Reply's register-only answer.
+    Status send(uint32_t label, const uint64_t (&words)[abi::kMessageWords]) {
+        Message m(label);
+        for (unsigned i = 0; i < abi::kMessageWords; ++i) m.set_word(i, words[i]);
+        return send(m);
+    }
     Status fail(abi::Err e) {
         Message m = ipc::error_reply(e);
         return send(m);

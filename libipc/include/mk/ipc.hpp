@@ -20,6 +20,7 @@
 
 #include "mk/abi.hpp"
 #include "mk/result.hpp"
+#include "mk/sys.hpp"
 
 namespace mk::ipc {
 
@@ -409,6 +410,17 @@ inline Status reply_recv_into(const Endpoint& ep, Message&& msg, Received& out,
     return reply_recv_into(ep, msg, out, timeout);
 }
 
+// The receive of a loop that looks at what arrives in the registers before
+// it decodes it (Server::run with a register lane, mk/server.hpp): the
+// registers the kernel returned, as they are. reply_recv_raw() sends `msg`
+// as reply_recv_into() does (one with handles in two steps); a message
+// encode() refuses comes back as that error, with nothing sent.
+// decode_raw() decodes what a successful one returned into `out`, as
+// recv_into() would have (what `out` held is closed and replaced).
+sys::Ret recv_raw(const Endpoint& ep, uint64_t timeout = abi::kForever);
+sys::Ret reply_recv_raw(const Endpoint& ep, Message& msg, uint64_t timeout = abi::kForever);
+Status decode_raw(const sys::Ret& r, Received& out);
+
 // A saved reply: the one-shot reply handle of a call this thread received
 // (reply_save), to answer later, from any thread of the process. Move-only.
 //
@@ -433,6 +445,11 @@ class Reply {
 
     Status send(Message& msg);
     Status send(Message&& msg) { return send(msg); }
+    // Answers with a register-only message, `label` and four words, with
+    // no Message built: a small answer (a pipe read of a few bytes). A
+    // label in the notice range is InvalidArgument, and it stays pending;
+    // otherwise as send().
+    Status send(uint32_t label, const uint64_t (&words)[abi::kMessageWords]);
     // Answers with a register-only error reply (label = e).
     Status fail(abi::Err e) {
         Message m = error_reply(e);

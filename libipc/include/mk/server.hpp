@@ -34,6 +34,7 @@
 // four times between the kernel and the handler and back).
 #pragma once
 
+#include <concepts>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -93,6 +94,53 @@ class Request {
     Received received_;
     bool deferred_ = false;
 };
+
+// The register lane: a call that came in the registers alone (a label
+// below the notice range and four words; no payload, no handles), as a
+// struct's optional
+//
+//   Lane on_register_call(RegisterCall& call, RegisterReply& out);
+//
+// sees it, before anything is decoded. It answers in `out` (Answered: the
+// loop replies with it straight from the registers, with the next
+// receive), defers (Deferred: call.defer() took the answer over), or
+// leaves the call to the routes (General: it did nothing, and must not
+// have deferred), which then see it as any other message. What a small
+// pipe read or write takes, with no Message built on the way in or out.
+class RegisterCall {
+  public:
+    RegisterCall(uint32_t label, uint64_t badge, const uint64_t (&words)[abi::kMessageWords])
+        : label_(label), badge_(badge), words_(words) {}
+
+    uint32_t label() const { return label_; }
+    uint64_t badge() const { return badge_; }
+    uint64_t word(unsigned i) const { return i < abi::kMessageWords ? words_[i] : 0; }
+    const uint64_t (&words() const)[abi::kMessageWords] { return words_; }
+    bool expects_reply() const { return true; }  // the lane gets calls only
+
+    // As Request::defer().
+    Result<Reply> defer() {
+        if (deferred_) return abi::Err::BadState;
+        Result<Reply> r = reply_save();
+        if (r) deferred_ = true;
+        return r;
+    }
+    bool deferred() const { return deferred_; }
+
+  private:
+    uint32_t label_;
+    uint64_t badge_;
+    const uint64_t (&words_)[abi::kMessageWords];
+    bool deferred_ = false;
+};
+
+// A register-only answer: its label (the status) and four words.
+struct RegisterReply {
+    uint32_t label = kStatusOk;
+    uint64_t words[abi::kMessageWords] = {};
+};
+
+enum class Lane { Answered, Deferred, General };
 
 // What a handler returns: the reply, or "deferred". A handler that builds
 // its reply in a Response (returned by name, or made by a function that
@@ -303,6 +351,7 @@ class Server {
     // Replies go out with the next receive (reply_recv); a reply the kernel
     // refuses is replaced by an error reply saying why.
     abi::Err run(const Endpoint& ep) {
+        if constexpr (kHasRegisterLane) return run_with_register_lane(ep);
         stopped_ = false;
         Request req;  // every message lands here, in place
         Received& in = req.received();
@@ -351,6 +400,88 @@ class Server {
     void stop() { stopped_ = true; }
 
   private:
+    static constexpr bool kHasRegisterLane = requires(S & s, RegisterCall& c, RegisterReply& o) {
+        { s.on_register_call(c, o) } -> std::same_as<Lane>;
+    };
+
+    // A register-only call: the call bit, and no payload, no handles, no
+    // reserved bit in the info word; a label below the notice range.
+    static bool register_call(const sys::Ret& r) {
+        return r.ok() && (r.r1 >> 32) == (uint64_t{1} << 15) &&
+               uint32_t(r.r1) < abi::kNoticeLabelBase;
+    }
+
+    // run() for a struct with a register lane: what arrives is looked at in
+    // the registers first (on_register_call), and only what the lane leaves
+    // is decoded into the one Request and goes the way run() sends every
+    // message, with the same answers, errors and stop().
+    abi::Err run_with_register_lane(const Endpoint& ep) {
+        stopped_ = false;
+        Request req;
+        Received& in = req.received();
+        sys::Ret got = recv_raw(ep);
+        for (;;) {
+            if (register_call(got)) {
+                RegisterCall call(uint32_t(got.r1), got.r0, got.words);
+                RegisterReply out;
+                Lane lane = state_.on_register_call(call, out);
+                if (lane == Lane::Answered) {
+                    if (stopped_) {
+                        Message m(out.label);
+                        for (unsigned i = 0; i < abi::kMessageWords; ++i)
+                            m.set_word(i, out.words[i]);
+                        Status st = ipc::reply(m);
+                        if (!st) (void)ipc::reply(error_reply(st.error()));
+                        return abi::Err::Ok;
+                    }
+                    got = sys::invoke(abi::Sys::ReplyRecv, ep.get(), out.label, out.words[0],
+                                      out.words[1], out.words[2], out.words[3], abi::kForever);
+                    if (!got.ok()) {
+                        (void)ipc::reply(error_reply(got.status));  // as run()
+                        got = recv_raw(ep);
+                    }
+                    continue;
+                }
+                if (lane == Lane::Deferred) {
+                    if (stopped_) return abi::Err::Ok;
+                    got = recv_raw(ep);
+                    continue;
+                }
+            }
+            Status st = decode_raw(got, in);
+            if (!st) {
+                if (!detail::loop_survives(st.error())) return st.error();
+                got = recv_raw(ep);
+                continue;
+            }
+            req.renewed();
+            bool finished = false;
+            decide(req, [&](Action::Kind kind, Message* reply) {
+                in.message.close_handles();
+                if (kind != Action::Kind::Reply) {
+                    if (stopped_) {
+                        finished = true;
+                    } else {
+                        got = recv_raw(ep);
+                    }
+                    return;
+                }
+                if (stopped_) {
+                    Status r = ipc::reply(*reply);
+                    if (!r) (void)ipc::reply(error_reply(r.error()));
+                    finished = true;
+                    return;
+                }
+                got = reply_recv_raw(ep, *reply);
+                if (!got.ok()) {
+                    (void)ipc::reply(error_reply(got.status));
+                    got = recv_raw(ep);
+                }
+            });
+            if (finished) return abi::Err::Ok;
+        }
+    }
+
     // The decision for the message in `req`: calls done(kind, reply) once,
     // with the reply to send (kind Reply) or null, while the reply is still
     // where the handler built it.
