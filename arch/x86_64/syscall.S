@@ -501,6 +501,7 @@ syscall_entry:
     movl $0, %gs:PERCPU_SCHED_LOCK
     movl $0, _ZN2mk10g_ipc_lockE(%rip)
     movl $0, TABLE_LOCK(%r13)
+    SAVE_ARGS                     /* the C++ path decodes the call from the frame */
     lea -FRAME_SIZE(%rsp), %rsp
     movq $0, FRAME_RAX(%rsp)
     mov %rsp, %rdi
