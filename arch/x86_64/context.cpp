@@ -535,8 +535,16 @@ void Cpu::enter_user(uint64_t rip, uint64_t rsp, uint64_t arg) {
 // (kernel_stack.cpp hands each out once), in page tables made at boot
 // and shared by every address space: no lock.
 
+// A stack's pages are one block of the kernel heap (page-aligned, in the
+// direct map, so physically contiguous), mapped a second time in the slot:
+// memory the heap grew into serves stacks as it serves every other kernel
+// object (the heap keeps what it grows into; frames taken for stacks alone
+// would run out once it had).
 Result<void*> Cpu::kernel_stack_map(uint32_t slot) {
     MK_ASSERT(slot < kKernelStackSlots);
+    void* memory = kalloc(kKernelStackSize, kPageSize);
+    if (memory == nullptr) return Error::OutOfMemory;
+    const uint64_t phys = virt_to_phys(memory);
     const uint64_t bottom = kernel_stack_bottom(slot);
     constexpr uint64_t kPages = kKernelStackSize / kPageSize;
     uint64_t flags = pte::kPresent | pte::kWritable;
@@ -545,21 +553,7 @@ Result<void*> Cpu::kernel_stack_map(uint32_t slot) {
     for (uint64_t i = 0; i < kPages; ++i) {
         uint64_t* leaf = g_kernel_space.leaf_pointer(bottom + i * kPageSize);
         MK_ASSERT(leaf != nullptr && *leaf == 0);
-        Result<uint64_t> frame = g_frames->alloc();
-        if (!frame) {
-            // The pages mapped so far go as a dead stack's do: never used,
-            // but a CPU may have cached a translation speculatively.
-            uint64_t taken[kPages];
-            for (uint64_t j = 0; j < i; ++j) {
-                uint64_t* l = g_kernel_space.leaf_pointer(bottom + j * kPageSize);
-                taken[j] = *l & pte::kAddressMask;
-                __atomic_store_n(l, uint64_t{0}, __ATOMIC_RELAXED);
-            }
-            if (i != 0) shoot_down(kEveryRoot, bottom, i);
-            for (uint64_t j = 0; j < i; ++j) g_frames->free(taken[j]);
-            return frame.error();
-        }
-        __atomic_store_n(leaf, frame.value() | flags, __ATOMIC_RELEASE);
+        __atomic_store_n(leaf, (phys + i * kPageSize) | flags, __ATOMIC_RELEASE);
     }
     return reinterpret_cast<void*>(bottom + kKernelStackSize);
 }
@@ -568,18 +562,19 @@ void Cpu::kernel_stack_unmap(uint32_t slot) {
     MK_ASSERT(slot < kKernelStackSlots);
     const uint64_t bottom = kernel_stack_bottom(slot);
     constexpr uint64_t kPages = kKernelStackSize / kPageSize;
-    uint64_t frames[kPages];
+    uint64_t phys = 0;
     for (uint64_t i = 0; i < kPages; ++i) {
         uint64_t* leaf = g_kernel_space.leaf_pointer(bottom + i * kPageSize);
         MK_ASSERT(leaf != nullptr && (*leaf & pte::kPresent) != 0);
-        frames[i] = *leaf & pte::kAddressMask;
+        if (i == 0) phys = *leaf & pte::kAddressMask;
+        MK_ASSERT((*leaf & pte::kAddressMask) == phys + i * kPageSize);
         __atomic_store_n(leaf, uint64_t{0}, __ATOMIC_RELAXED);
     }
     // Every CPU may hold a translation (one that ran the thread, or a
-    // speculative walk): all forget them before the frames can be reused,
+    // speculative walk): all forget them before the memory can be reused,
     // and before the slot can be mapped again.
     shoot_down(kEveryRoot, bottom, kPages);
-    for (uint64_t frame : frames) g_frames->free(frame);
+    kfree(phys_to_virt(phys));
 }
 
 Result<uint64_t> Cpu::user_space_create() {
