@@ -189,7 +189,7 @@ Result<Endpoint*> Endpoint::create() {
 }
 
 void Endpoint::mark_dead_locked() {
-    dead_ = true;
+    dead_ = 1;
     for (WaitQueue* q : {&senders_, &receivers_}) {
         while (Thread* t = q->front()) {
             complete_locked(*t, Error::Destroyed);

@@ -85,12 +85,15 @@ struct Notice {
     Message msg;         // register-only, label >= abi::kNoticeLabelBase
     uint64_t badge = 0;  // the badge of the handle the source was given
 };
-// An endpoint's queue of notices: it keeps its size, which the syscall
-// fast path's assembly reads as the list's first word
-// (syscall/fastpath_layout.hpp, ENDPOINT_NOTICES; host-tested).
-using NoticeList =
-    bi::list<Notice, bi::member_hook<Notice, bi::list_member_hook<bi::link_mode<bi::safe_link>>,
-                                     &Notice::hook>>;
+// An endpoint's queue of notices: it keeps its size, 32 bits, which the
+// syscall fast path's assembly reads as the list's first word, with the
+// endpoint's dead flag just before it: one compare says "no notice, not
+// dead" (syscall/fastpath_layout.hpp, ENDPOINT_DEAD_AND_NOTICES;
+// host-tested).
+using NoticeList = bi::list<
+    Notice,
+    bi::member_hook<Notice, bi::list_member_hook<bi::link_mode<bi::safe_link>>, &Notice::hook>,
+    bi::size_type<uint32_t>>;
 
 // Fast path on/off (kernel command line `fastpath=off`).
 void ipc_set_fast_path(bool on);
@@ -226,8 +229,11 @@ class Endpoint : public KObject {
     // --- Guarded by the IPC lock (g_ipc_lock) ---
     WaitQueue senders_;    // blocked in send()/call(), their message in Thread::ipc
     WaitQueue receivers_;  // blocked in recv()/reply_recv()
-    NoticeList notices_;   // posted, not yet received
-    bool dead_ = false;    // destroy() ran: every operation returns Destroyed
+    uint32_t spare_ = 0;
+    // destroy() ran: every operation returns Destroyed. 32 bits, right
+    // before the notices' size (NoticeList).
+    uint32_t dead_ = 0;
+    NoticeList notices_;  // posted, not yet received
 };
 
 // A thread is ending: callers waiting for its reply wake with PeerDied. With

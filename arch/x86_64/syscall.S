@@ -260,9 +260,8 @@ syscall_entry:
     movl $0, TABLE_LOCK(%r13)     /* the endpoint is used no more */
     movl $0, IPC_OP(%r12)
     mov THREAD_IPC(%rbx), %r13    /* this thread's IpcState */
+    addq $1, IPC_CALL_SEQ(%r13)   /* this call's number */
     mov IPC_CALL_SEQ(%r13), %rcx
-    add $1, %rcx
-    mov %rcx, IPC_CALL_SEQ(%r13)
     mov %rcx, IPC_REPLY_CALL(%r12)
     mov THREAD_ID(%rbx), %rcx
     mov %rcx, IPC_REPLY_CALLER(%r12)
@@ -323,9 +322,7 @@ syscall_entry:
     lea ENDPOINT_SENDERS(%r15), %rcx
     cmp %rcx, ENDPOINT_SENDERS(%r15)
     jne .Lreply_recv_miss_all
-    cmpq $0, ENDPOINT_NOTICES(%r15)
-    jne .Lreply_recv_miss_all
-    cmpb $0, ENDPOINT_DEAD(%r15)
+    cmpq $0, ENDPOINT_DEAD_AND_NOTICES(%r15) /* not dead, no notice queued */
     jne .Lreply_recv_miss_all
     /* A caller that queued on the endpoint before this thread received
      * still holds its call's reference to it: dropped below if it is this

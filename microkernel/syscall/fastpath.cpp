@@ -358,8 +358,10 @@ inline void FastPath::check_assembly_layout() {
     static_assert(OBJECT_TYPE_ENDPOINT == uint32_t(ObjectType::Endpoint));
     static_assert(ENDPOINT_SENDERS == offsetof(Endpoint, senders_));
     static_assert(ENDPOINT_RECEIVERS == offsetof(Endpoint, receivers_));
-    static_assert(ENDPOINT_NOTICES == offsetof(Endpoint, notices_));  // its size first: host-tested
-    static_assert(ENDPOINT_DEAD == offsetof(Endpoint, dead_));
+    // The notices' size is their list's first word (host-tested).
+    static_assert(ENDPOINT_DEAD_AND_NOTICES == offsetof(Endpoint, dead_) &&
+                  sizeof(Endpoint::dead_) == 4 &&
+                  ENDPOINT_DEAD_AND_NOTICES + 4 == offsetof(Endpoint, notices_));
 
     static_assert(TABLE_LOCK == offsetof(HandleTable, lock_));
     static_assert(TABLE_SLOTS == offsetof(HandleTable, slots_));

@@ -60,8 +60,7 @@
 #define OBJECT_TYPE_ENDPOINT 1
 #define ENDPOINT_SENDERS 8
 #define ENDPOINT_RECEIVERS 24
-#define ENDPOINT_NOTICES 40      /* a list that keeps its size, first */
-#define ENDPOINT_DEAD 64
+#define ENDPOINT_DEAD_AND_NOTICES 44 /* dead_ (4 bytes), then the notices' size (4) */
 
 /* HandleTable. */
 #define TABLE_LOCK 0

@@ -720,7 +720,7 @@ TEST_F(FastPathTest, TheListsAreLaidOutAsTheAssemblyReadsThem) {
 
     NoticeList notices;
     Notice n;
-    auto* size = reinterpret_cast<size_t*>(&notices);
+    auto* size = reinterpret_cast<uint32_t*>(&notices);
     EXPECT_EQ(*size, 0u);
     notices.push_back(n);
     EXPECT_EQ(*size, 1u);
