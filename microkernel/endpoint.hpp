@@ -167,6 +167,16 @@ class Endpoint : public KObject {
     // only receives.
     Result<Received> reply_recv(ReplyToken token, const Message& reply, uint64_t timeout_ticks = 0);
 
+    // call_impl() and reply_recv() inline (endpoint_inline.hpp): for the
+    // syscall layer, whose Call and ReplyRecv run them on every round trip
+    // of the general path. call_inline() with `need_receiver` is try_call().
+    [[gnu::always_inline]] inline Result<Message> call_inline(const Message& msg, uint64_t badge,
+                                                              uint64_t timeout_ticks,
+                                                              bool need_receiver);
+    [[gnu::always_inline]] inline Result<Received> reply_recv_inline(ReplyToken token,
+                                                                     const Message& reply,
+                                                                     uint64_t timeout_ticks);
+
     // Answers a call; the caller wakes with `msg` (payload from the current
     // thread's IPC buffer). Only the thread that received the call may
     // answer it. BadHandle: the token was used or dropped, its caller is gone
@@ -220,7 +230,7 @@ class Endpoint : public KObject {
 
     Result<Message> call_impl(const Message& msg, uint64_t badge, uint64_t timeout_ticks,
                               bool need_receiver);
-    Notice* pop_notice_locked();
+    inline Notice* pop_notice_locked();  // endpoint_inline.hpp
     static Received take_notice_locked(Thread& self, Notice* notice);
 
     // --- Guarded by the IPC lock (g_ipc_lock) ---

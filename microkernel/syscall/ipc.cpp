@@ -2,6 +2,7 @@
 // in them, and the thread's pending call (docs/syscalls.md).
 #include <utility>
 
+#include "endpoint_inline.hpp"
 #include "entry.hpp"
 #include "internal.hpp"
 #include "object/badge_tracker.hpp"
@@ -236,7 +237,9 @@ Status sys_endpoint_create(Process& p, Thread&, TrapFrame& f) {
     return Error::None;
 }
 
-Status sys_call(Process& p, Thread& self, TrapFrame& f) {
+// Flattened: its decode, the endpoint operation and the hand-over of the
+// scheduler in one frame, with the list operations they use inline.
+[[gnu::flatten]] Status sys_call(Process& p, Thread& self, TrapFrame& f) {
     Named<Endpoint> e;
     if (Status st = lookup_into<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightSend, e);
         st != Error::None)
@@ -247,8 +250,9 @@ Status sys_call(Process& p, Thread& self, TrapFrame& f) {
     uint64_t badge = e.badge;
     // A call with handles keeps its stack: they go back (restore) if it fails.
     Endpoint* endpoint = begin_ipc(self, e, IpcState::UserOp::Call, out.msg.handle_count == 0);
-    st = status_of(f.r12 == abi::kNoWait ? endpoint->try_call(out.msg, badge)
-                                         : endpoint->call(out.msg, badge, ticks_of(f.r12)));
+    // try_call() or call(), inline (endpoint_inline.hpp): once, not twice.
+    bool no_wait = f.r12 == abi::kNoWait;
+    st = status_of(endpoint->call_inline(out.msg, badge, no_wait ? 0 : ticks_of(f.r12), no_wait));
     if (st != Error::None) out.restore(self);
     return complete_ipc(p, self, f, st);
 }
@@ -322,7 +326,8 @@ Status sys_reply(Process& p, Thread& self, TrapFrame& f) {
     return st;
 }
 
-Status sys_reply_recv(Process& p, Thread& self, TrapFrame& f) {
+// Flattened, as sys_call().
+[[gnu::flatten]] Status sys_reply_recv(Process& p, Thread& self, TrapFrame& f) {
     Named<Endpoint> e;
     if (Status st = lookup_into<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightReceive, e);
         st != Error::None)
@@ -341,7 +346,7 @@ Status sys_reply_recv(Process& p, Thread& self, TrapFrame& f) {
         st = status_of(f.r12 == abi::kNoWait ? endpoint->try_recv()
                                              : endpoint->recv(ticks_of(f.r12)));
     } else {
-        st = status_of(endpoint->reply_recv(token, out.msg, ticks_of(f.r12)));
+        st = status_of(endpoint->reply_recv_inline(token, out.msg, ticks_of(f.r12)));
         // Destroyed here (not after a block at the frame, which ends in
         // mk_resume_at_frame) means the endpoint was dead before anything
         // was done. The reply needs nothing of the endpoint: it goes out, as
