@@ -225,7 +225,7 @@ Result<Received> Endpoint::try_recv() {
 
 Result<Message> Endpoint::call_impl(const Message& msg, uint64_t badge, uint64_t timeout_ticks,
                                     bool need_receiver) {
-    return call_inline(msg, badge, timeout_ticks, need_receiver);
+    return call_inline(msg, badge, timeout_ticks, need_receiver, false);
 }
 
 // --- reply ---
@@ -280,7 +280,7 @@ Status Endpoint::reply_drop(ReplyToken token) {
 
 Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
                                       uint64_t timeout_ticks) {
-    return reply_recv_inline(token, reply, timeout_ticks);
+    return reply_recv_inline(token, reply, timeout_ticks, false);
 }
 
 // --- completions ---

@@ -170,12 +170,15 @@ class Endpoint : public KObject {
     // call_impl() and reply_recv() inline (endpoint_inline.hpp): for the
     // syscall layer, whose Call and ReplyRecv run them on every round trip
     // of the general path. call_inline() with `need_receiver` is try_call().
+    // `interrupts_off`: they are off already, and stay off (IpcGuard).
     [[gnu::always_inline]] inline Result<Message> call_inline(const Message& msg, uint64_t badge,
                                                               uint64_t timeout_ticks,
-                                                              bool need_receiver);
+                                                              bool need_receiver,
+                                                              bool interrupts_off);
     [[gnu::always_inline]] inline Result<Received> reply_recv_inline(ReplyToken token,
                                                                      const Message& reply,
-                                                                     uint64_t timeout_ticks);
+                                                                     uint64_t timeout_ticks,
+                                                                     bool interrupts_off);
 
     // Answers a call; the caller wakes with `msg` (payload from the current
     // thread's IPC buffer). Only the thread that received the call may

@@ -159,11 +159,12 @@ inline Notice* Endpoint::pop_notice_locked() {
 // --- call ---
 
 inline Result<Message> Endpoint::call_inline(const Message& msg, uint64_t badge,
-                                             uint64_t timeout_ticks, bool need_receiver) {
+                                             uint64_t timeout_ticks, bool need_receiver,
+                                             bool interrupts_off) {
     using namespace endpoint_detail;
     if (!msg.fits()) return Error::TooLarge;
     Scheduler& s = sched();
-    IpcGuard guard;
+    IpcGuard guard(interrupts_off);
     if (dead_) return Error::Destroyed;
     Thread& self = *s.current();
     if (self.exit_requested) return Error::Interrupted;  // killed: no new waits
@@ -214,11 +215,11 @@ inline Result<Message> Endpoint::call_inline(const Message& msg, uint64_t badge,
 // --- reply_recv ---
 
 inline Result<Received> Endpoint::reply_recv_inline(ReplyToken token, const Message& reply,
-                                                    uint64_t timeout_ticks) {
+                                                    uint64_t timeout_ticks, bool interrupts_off) {
     using namespace endpoint_detail;
     if (!reply.fits()) return Error::TooLarge;
     Scheduler& s = sched();
-    IpcGuard guard;
+    IpcGuard guard(interrupts_off);
     if (dead_) return Error::Destroyed;
     Thread& self = *s.current();
     if (self.exit_requested) return Error::Interrupted;  // killed: no new waits

@@ -470,7 +470,10 @@ class [[nodiscard]] IpcGuard {
     static constexpr uint64_t kBoth = kIpc | HeldLocks::bit(LockLevel::Scheduler);
 
     // Defined in percpu.hpp, which knows this CPU's scheduler.
-    inline IpcGuard();
+    IpcGuard() : IpcGuard(false) {}
+    // `interrupts_off`: they are off already, and stay off to the end of the
+    // scope (nothing saved or restored: Call and ReplyRecv, handle_syscall()).
+    inline explicit IpcGuard(bool interrupts_off);
     inline ~IpcGuard();
     IpcGuard(const IpcGuard&) = delete;
     IpcGuard& operator=(const IpcGuard&) = delete;
