@@ -225,6 +225,7 @@ Result<Received> Endpoint::try_recv() {
 
 Result<Message> Endpoint::call_impl(const Message& msg, uint64_t badge, uint64_t timeout_ticks,
                                     bool need_receiver) {
+    if (!msg.fits()) return Error::TooLarge;
     return call_inline(msg, badge, timeout_ticks, need_receiver, false);
 }
 
@@ -280,6 +281,7 @@ Status Endpoint::reply_drop(ReplyToken token) {
 
 Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
                                       uint64_t timeout_ticks) {
+    if (!reply.fits()) return Error::TooLarge;
     return reply_recv_inline(token, reply, timeout_ticks, false);
 }
 

@@ -170,6 +170,8 @@ class Endpoint : public KObject {
     // call_impl() and reply_recv() inline (endpoint_inline.hpp): for the
     // syscall layer, whose Call and ReplyRecv run them on every round trip
     // of the general path. call_inline() with `need_receiver` is try_call().
+    // The message must fit (Message::fits(): call_impl() and reply_recv()
+    // check it, the syscall layer's decode refuses any that does not).
     // `interrupts_off`: they are off already, and stay off (IpcGuard).
     [[gnu::always_inline]] inline Result<Message> call_inline(const Message& msg, uint64_t badge,
                                                               uint64_t timeout_ticks,

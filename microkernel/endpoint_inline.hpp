@@ -162,7 +162,6 @@ inline Result<Message> Endpoint::call_inline(const Message& msg, uint64_t badge,
                                              uint64_t timeout_ticks, bool need_receiver,
                                              bool interrupts_off) {
     using namespace endpoint_detail;
-    if (!msg.fits()) return Error::TooLarge;
     Scheduler& s = sched();
     IpcGuard guard(interrupts_off);
     if (dead_) return Error::Destroyed;
@@ -217,7 +216,6 @@ inline Result<Message> Endpoint::call_inline(const Message& msg, uint64_t badge,
 inline Result<Received> Endpoint::reply_recv_inline(ReplyToken token, const Message& reply,
                                                     uint64_t timeout_ticks, bool interrupts_off) {
     using namespace endpoint_detail;
-    if (!reply.fits()) return Error::TooLarge;
     Scheduler& s = sched();
     IpcGuard guard(interrupts_off);
     if (dead_) return Error::Destroyed;

@@ -79,7 +79,11 @@ inline void Scheduler::mark_current_blocked_inline(WaitQueue* queue, uint64_t ti
         set_donate_target_locked(&thread);
         return block_current_locked(queue, timeout_ticks);
     }
-    MK_ASSERT(&thread != self && &thread != idle_);
+    // `thread` is neither the current thread nor the idle one, as it is
+    // Blocked: the idle thread never blocks (mark_current_blocked_inline()
+    // asserts it, and the fast path blocks user threads only), and the
+    // current thread is Running (which mark_current_blocked_inline() below
+    // asserts, before this CPU switches).
     // wake_locked(thread), without the ready queue.
     end_wait_locked(thread, WakeReason::Woken);
     ++counters_.wakeups;

@@ -77,6 +77,11 @@ struct Outgoing {
     }
 };
 
+// What check_message() lets through fits (Message::fits()), which the
+// endpoint operations inlined here (call_inline(), reply_recv_inline())
+// rely on.
+static_assert(abi::kMaxPayload <= kIpcBufferSize && abi::kMaxHandles <= kMessageHandles);
+
 // Checks the message in a1..a5 and copies the IPC buffer's handle
 // descriptors (once: the page may change under us); takes nothing yet.
 // `rights` are those of the handle it goes through (handles need Grant).
