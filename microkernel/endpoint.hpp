@@ -170,6 +170,21 @@ class Endpoint : public KObject {
     // only receives.
     Result<Received> reply_recv(ReplyToken token, const Message& reply, uint64_t timeout_ticks = 0);
 
+    // call_impl() and reply_recv() inline (endpoint_inline.hpp): for the
+    // syscall layer, whose Call and ReplyRecv run them on every round trip
+    // of the general path. call_inline() with `need_receiver` is try_call().
+    // The message must fit (Message::fits(): call_impl() and reply_recv()
+    // check it, the syscall layer's decode refuses any that does not).
+    // `interrupts_off`: they are off already, and stay off (IpcGuard).
+    [[gnu::always_inline]] inline Result<Message> call_inline(const Message& msg, uint64_t badge,
+                                                              uint64_t timeout_ticks,
+                                                              bool need_receiver,
+                                                              bool interrupts_off);
+    [[gnu::always_inline]] inline Result<Received> reply_recv_inline(ReplyToken token,
+                                                                     const Message& reply,
+                                                                     uint64_t timeout_ticks,
+                                                                     bool interrupts_off);
+
     // Answers a call; the caller wakes with `msg` (payload from the current
     // thread's IPC buffer). Only the thread that received the call may
     // answer it. BadHandle: the token was used or dropped, its caller is gone
@@ -223,7 +238,7 @@ class Endpoint : public KObject {
 
     Result<Message> call_impl(const Message& msg, uint64_t badge, uint64_t timeout_ticks,
                               bool need_receiver);
-    Notice* pop_notice_locked();
+    inline Notice* pop_notice_locked();  // endpoint_inline.hpp
     static Received take_notice_locked(Thread& self, Notice* notice);
 
     // --- Guarded by the IPC lock (g_ipc_lock) ---

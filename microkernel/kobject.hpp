@@ -57,8 +57,9 @@ class KObject {
     void release_not_last() { refs_.fetch_sub(1, std::memory_order_relaxed); }
     // Drops a reference unless it is the last one (then nothing changes and
     // it returns false): for the fast path, which may not free under its
-    // locks and has no other holder in hand.
-    bool release_if_not_last() {
+    // locks and has no other holder in hand. Inline, and always: the general
+    // IPC path calls it under its locks, where a call spills registers.
+    [[gnu::always_inline]] bool release_if_not_last() {
         uint32_t n = refs_.load(std::memory_order_relaxed);
         while (n > 1) {
             if (refs_.compare_exchange_weak(n, n - 1, std::memory_order_acq_rel,

@@ -42,7 +42,8 @@ inline PerCpu& this_cpu() {
     return *Cpu::this_cpu();
 }
 
-IpcGuard::IpcGuard() : irq_was_enabled_(Cpu::save_and_disable_interrupts()) {
+IpcGuard::IpcGuard(bool interrupts_off)
+    : irq_was_enabled_(interrupts_off ? false : Cpu::save_and_disable_interrupts()) {
     uint64_t held = Cpu::held_locks();
     MK_ASSERT((held >> unsigned(LockLevel::Endpoint)) == 0);  // nothing at its level or above
     Cpu::set_held_locks(held | kBoth);

@@ -167,8 +167,8 @@ class Scheduler {
     // Blocked on `queue` without switching; the caller switches next
     // (switch_to_locked or a schedule). For the IPC fast path.
     void mark_current_blocked_locked(WaitQueue* queue, uint64_t timeout_ticks);
-    // Its body, inlined into wake_and_block_locked(), the general path's
-    // hand-over (and out of line above for the rest).
+    // Its body, inlined into wake_and_block_inline(), the general path's
+    // hand-over (and out of line above for the rest); in scheduler_inline.hpp.
     [[gnu::always_inline]] inline void mark_current_blocked_inline(WaitQueue* queue,
                                                                    uint64_t timeout_ticks);
     // Its timeout, apart: most blocks have none.
@@ -184,6 +184,10 @@ class Scheduler {
     // leave them (a wake-up, a block, a donation taken, a switch).
     // `thread` must be Blocked (its wait ends here) and not the current one.
     WakeReason wake_and_block_locked(Thread& thread, WaitQueue* queue, uint64_t timeout_ticks);
+    // The same, inline (scheduler_inline.hpp): the endpoints' call and
+    // reply_recv, on every round trip of the general path.
+    [[gnu::always_inline]] inline WakeReason wake_and_block_inline(Thread& thread, WaitQueue* queue,
+                                                                   uint64_t timeout_ticks);
 
     // Two-step blocking for waits decided outside the scheduler lock: after
     // prepare_block(), a wake() that arrives before block() is remembered and
@@ -353,6 +357,7 @@ class Scheduler {
     // A Blocked thread's wait ends (wake_locked and wake_and_block_locked):
     // off its wait queue and the timeout set, `reason` recorded, an IPC wait
     // no partner completed aborted. Its state is the caller's to set.
+    // (scheduler_inline.hpp.)
     inline void end_wait_locked(Thread& thread, WakeReason reason);
     // Takes a Ready thread off whichever queue of its CPU holds it.
     static void remove_ready_locked(Thread& thread);
@@ -399,8 +404,9 @@ class Scheduler {
     // What every switch (schedule_locked, switch_to_locked) needs: thread
     // context, and the scheduler lock as the only lock held. It lets go of
     // the IPC lock if this CPU holds it (a block in an IPC operation): the
-    // scheduler lock alone is handed to the next thread.
-    void enter_switch_locked();
+    // scheduler lock alone is handed to the next thread. Inline
+    // (scheduler_inline.hpp).
+    inline void enter_switch_locked();
 
     // Lock order: after g_ipc_lock, before the heap (docs/locking.md). The
     // first member: the entry stub releases it at the scheduler's offset in
@@ -464,7 +470,10 @@ class [[nodiscard]] IpcGuard {
     static constexpr uint64_t kBoth = kIpc | HeldLocks::bit(LockLevel::Scheduler);
 
     // Defined in percpu.hpp, which knows this CPU's scheduler.
-    inline IpcGuard();
+    IpcGuard() : IpcGuard(false) {}
+    // `interrupts_off`: they are off already, and stay off to the end of the
+    // scope (nothing saved or restored: Call and ReplyRecv, handle_syscall()).
+    inline explicit IpcGuard(bool interrupts_off);
     inline ~IpcGuard();
     IpcGuard(const IpcGuard&) = delete;
     IpcGuard& operator=(const IpcGuard&) = delete;

@@ -70,18 +70,30 @@ class SpinLock {
     // Inline: the general path takes a dozen locks per syscall.
     [[nodiscard]] bool lock() {
         bool irq_was_enabled = Cpu::save_and_disable_interrupts();
+        lock_interrupts_off();
+        return irq_was_enabled;
+    }
+    // lock() for a caller whose interrupts are off already, and stay off
+    // until the unlock: the same account and checks, without saving the
+    // interrupt flag (the handle lookup of Call and ReplyRecv, which run
+    // with interrupts off from the entry: handle_syscall()).
+    void lock_interrupts_off() {
         uint64_t held = Cpu::held_locks();
         MK_ASSERT((held >> unsigned(level_)) == 0);  // nothing at this level or above it
         Cpu::set_held_locks(held | HeldLocks::bit(level_));
         while (locked_.exchange(1, std::memory_order_acquire) != 0) [[unlikely]] {
                 while (locked_.load(std::memory_order_relaxed) != 0) __builtin_ia32_pause();
             }
-        return irq_was_enabled;
     }
     // Locks are released in the reverse order of taking them, but for one:
     // the IPC lock, which a switch drops while it holds the scheduler lock
     // (Scheduler::enter_switch_locked). Pass false to keep interrupts off.
     void unlock(bool irq_was_enabled) {
+        unlock_interrupts_off();
+        Cpu::restore_interrupts(irq_was_enabled);
+    }
+    // unlock() without restoring the interrupt flag.
+    void unlock_interrupts_off() {
         // The last lock taken and not yet released, or the IPC lock with
         // only the scheduler lock taken after it (or no account kept: the
         // host fake without a per-CPU area).
@@ -94,7 +106,6 @@ class SpinLock {
             Cpu::this_cpu() == nullptr);
         Cpu::set_held_locks(held & ~HeldLocks::bit(level_));
         locked_.store(0, std::memory_order_release);
-        Cpu::restore_interrupts(irq_was_enabled);
     }
 
     bool is_locked() const { return locked_.load(std::memory_order_relaxed) != 0; }

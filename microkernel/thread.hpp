@@ -220,7 +220,7 @@ class WaitQueue {
     size_t size() const { return list_.size(); }  // O(n)
     Thread* front() { return list_.empty() ? nullptr : &list_.front(); }
 
-    void push_back(Thread& t) { list_.push_back(t); }
+    [[gnu::always_inline]] void push_back(Thread& t) { list_.push_back(t); }
     void push_front(Thread& t) { list_.push_front(t); }
     Thread* pop_front() {
         if (list_.empty()) return nullptr;
@@ -229,7 +229,7 @@ class WaitQueue {
         return &t;
     }
     // O(1): through the thread's own hook.
-    void remove(Thread& t) { list_.erase(List::s_iterator_to(t)); }
+    [[gnu::always_inline]] void remove(Thread& t) { list_.erase(List::s_iterator_to(t)); }
     bool contains(const Thread& t) const;
     // The first thread, from the front, for which pred(thread) holds; null if none.
     template <typename Pred>

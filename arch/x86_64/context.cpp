@@ -21,7 +21,6 @@ extern "C" {
 void arch_thread_trampoline();
 void arch_switch_context(uint64_t* from_rsp, uint64_t to_rsp);
 [[noreturn]] void arch_leave_to_stack(uint64_t to_rsp);
-[[noreturn]] void arch_leave_to_frame(uint64_t frame);
 void arch_resume_at_frame();
 void syscall_entry();
 [[noreturn]] void arch_enter_user(uint64_t rip, uint64_t rsp, uint64_t arg, uint64_t stack_top);
@@ -429,11 +428,6 @@ void Cpu::switch_context(Context& from, Context& to) {
     if (!load_state(to)) [[unlikely]]
         return switch_context_with_pcid(from, to);
     arch_switch_context(&from.rsp, resume_stack(to));
-}
-
-void Cpu::switch_user_frames(Context& from, Context& to) {
-    load_user_context(switch_state(), from, to);
-    arch_leave_to_frame(to.kernel_stack_top - sizeof(TrapFrame));
 }
 
 void Cpu::switch_context_leaving_stack(Context& from, Context& to) {

@@ -588,13 +588,22 @@ arch_return_to_user:
 /* Where a user thread that gave its stack up in a syscall (blocked "at
  * its frame") resumes when switched to: the context switch returns here
  * with rsp at its TrapFrame and the scheduler lock handed over.
- * mk_resume_at_frame finishes the syscall; then back to user mode. */
+ * mk_resume_at_frame finishes the syscall, and returns with interrupts
+ * off (before_return_to_user() or the scheduler lock's hand-over kept
+ * them off); then back to user mode as FAST_EXIT leaves, from the frame,
+ * without arch_return_to_user's `cli` and RIP check: only an IPC syscall
+ * gives its stack up, so the stub above built this frame, and its RIP is
+ * the rcx of that `syscall` (FAST_EXIT says why that needs no check). */
     .globl arch_resume_at_frame
 arch_resume_at_frame:
     xor %ebp, %ebp                /* the end of the kernel backtrace */
     mov %rsp, %rdi
     call mk_resume_at_frame
-    jmp arch_return_to_user
+    mov FRAME_RDX(%rsp), %rdx
+    mov FRAME_R10(%rsp), %r10
+    mov FRAME_R8(%rsp), %r8
+    mov FRAME_R9(%rsp), %r9
+    FRAME_SYSRET
 
 /* void arch_enter_user(rip, rsp, arg, stack_top): the first entry of a user
  * thread (Cpu::enter_user). Moves to the top of its kernel stack, builds a

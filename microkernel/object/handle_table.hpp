@@ -160,18 +160,28 @@ class HandleTable {
     // lookup() into the caller's variables (the object with a new
     // reference, its rights and badge), with no entry to build and take
     // apart: inline, as every syscall that names a handle starts with it.
+    // `interrupts_off`: the caller runs with interrupts off, and they stay
+    // off (Call and ReplyRecv: handle_syscall()).
     [[nodiscard, gnu::always_inline]] Status lookup_into(HandleValue handle, ObjectType expected,
                                                          uint32_t required_rights, KObject** object,
-                                                         uint32_t* rights, uint64_t* badge) const {
-        LockGuard guard(lock_);
+                                                         uint32_t* rights, uint64_t* badge,
+                                                         bool interrupts_off = false) const {
+        bool irq_was_enabled = interrupts_off ? false : Cpu::save_and_disable_interrupts();
+        lock_.lock_interrupts_off();
+        Status st = Error::None;
         const Slot* s = find_locked(handle);
-        if (s == nullptr || s->object->type() != expected) return Error::BadHandle;
-        if ((s->rights & required_rights) != required_rights) return Error::NoRights;
-        s->object->retain();  // under the lock: the slot's reference keeps it alive here
-        *object = s->object;
-        *rights = s->rights;
-        *badge = s->badge;
-        return Error::None;
+        if (s == nullptr || s->object->type() != expected) {
+            st = Error::BadHandle;
+        } else if ((s->rights & required_rights) != required_rights) {
+            st = Error::NoRights;
+        } else {
+            s->object->retain();  // under the lock: the slot's reference keeps it alive here
+            *object = s->object;
+            *rights = s->rights;
+            *badge = s->badge;
+        }
+        lock_.unlock(irq_was_enabled);
+        return st;
     }
 
     // Closes `handle`: the closed hook is told, then the reference dropped.

@@ -37,11 +37,12 @@ Result<Named<T>> lookup(Process& p, uint64_t reg, ObjectType type, uint32_t righ
 // out, or decode_handle() out of line.
 template <typename T>
 [[gnu::always_inline]] inline Status lookup_into(Process& p, uint64_t reg, ObjectType type,
-                                                 uint32_t rights, Named<T>& out) {
+                                                 uint32_t rights, Named<T>& out,
+                                                 bool interrupts_off = false) {
     if (reg > UINT32_MAX || reg == abi::kNoHandle) return Error::BadHandle;  // decode_handle()
     KObject* object = nullptr;
-    Status st =
-        p.handles().lookup_into(HandleValue(reg), type, rights, &object, &out.rights, &out.badge);
+    Status st = p.handles().lookup_into(HandleValue(reg), type, rights, &object, &out.rights,
+                                        &out.badge, interrupts_off);
     if (st != Error::None) return st;
     out.object = Ref<T>::adopt(static_cast<T*>(object));
     return Error::None;

@@ -2,6 +2,7 @@
 // in them, and the thread's pending call (docs/syscalls.md).
 #include <utility>
 
+#include "endpoint_inline.hpp"
 #include "entry.hpp"
 #include "internal.hpp"
 #include "object/badge_tracker.hpp"
@@ -76,6 +77,11 @@ struct Outgoing {
     }
 };
 
+// What check_message() lets through fits (Message::fits()), which the
+// endpoint operations inlined here (call_inline(), reply_recv_inline())
+// rely on.
+static_assert(abi::kMaxPayload <= kIpcBufferSize && abi::kMaxHandles <= kMessageHandles);
+
 // Checks the message in a1..a5 and copies the IPC buffer's handle
 // descriptors (once: the page may change under us); takes nothing yet.
 // `rights` are those of the handle it goes through (handles need Grant).
@@ -139,6 +145,22 @@ Status take_handles_slow(Process& p, Thread& self, Outgoing& out, const Endpoint
     Status st = check_message(self, f, rights, out);
     if (st != Error::None) return st;
     return take_handles(p, self, out, onto);
+}
+
+// decode_message() for Call and ReplyRecv, which run with interrupts off
+// (handle_syscall()): the handles, if any, are taken with them on, as in
+// every other syscall; they are off again on return.
+[[gnu::always_inline]] inline Status decode_message_interrupts_off(Process& p, Thread& self,
+                                                                   const TrapFrame& f,
+                                                                   uint32_t rights, Outgoing& out,
+                                                                   const Endpoint* onto = nullptr) {
+    Status st = check_message(self, f, rights, out);
+    if (st != Error::None || out.requested == 0) [[likely]]
+        return st;
+    Cpu::restore_interrupts(true);
+    st = take_handles_slow(p, self, out, onto);
+    (void)Cpu::save_and_disable_interrupts();
+    return st;
 }
 
 // Puts the handles a received message carries into the receiver's table,
@@ -236,19 +258,29 @@ Status sys_endpoint_create(Process& p, Thread&, TrapFrame& f) {
     return Error::None;
 }
 
-Status sys_call(Process& p, Thread& self, TrapFrame& f) {
+// Flattened: its decode, the endpoint operation and the hand-over of the
+// scheduler in one frame, with the list operations they use inline.
+// Interrupts are off from the entry (handle_syscall()) to the block, but
+// while the message's handles are taken; on again if the operation returns.
+[[gnu::flatten]] Status sys_call(Process& p, Thread& self, TrapFrame& f) {
     Named<Endpoint> e;
-    if (Status st = lookup_into<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightSend, e);
+    if (Status st = lookup_into<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightSend, e, true);
         st != Error::None)
         return st;
     Outgoing out;
-    Status st = decode_message(p, self, f, e.rights, out, e.object.get());
-    if (st != Error::None) return st;
+    Status st = decode_message_interrupts_off(p, self, f, e.rights, out, e.object.get());
+    if (st != Error::None) {
+        Cpu::restore_interrupts(true);  // before `e` goes: its release may free
+        return st;
+    }
     uint64_t badge = e.badge;
     // A call with handles keeps its stack: they go back (restore) if it fails.
     Endpoint* endpoint = begin_ipc(self, e, IpcState::UserOp::Call, out.msg.handle_count == 0);
-    st = status_of(f.r12 == abi::kNoWait ? endpoint->try_call(out.msg, badge)
-                                         : endpoint->call(out.msg, badge, ticks_of(f.r12)));
+    // try_call() or call(), inline (endpoint_inline.hpp): once, not twice.
+    bool no_wait = f.r12 == abi::kNoWait;
+    st = status_of(
+        endpoint->call_inline(out.msg, badge, no_wait ? 0 : ticks_of(f.r12), no_wait, true));
+    Cpu::restore_interrupts(true);
     if (st != Error::None) out.restore(self);
     return complete_ipc(p, self, f, st);
 }
@@ -322,26 +354,33 @@ Status sys_reply(Process& p, Thread& self, TrapFrame& f) {
     return st;
 }
 
-Status sys_reply_recv(Process& p, Thread& self, TrapFrame& f) {
+// Flattened, and with interrupts off, as sys_call().
+[[gnu::flatten]] Status sys_reply_recv(Process& p, Thread& self, TrapFrame& f) {
     Named<Endpoint> e;
-    if (Status st = lookup_into<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightReceive, e);
+    if (Status st =
+            lookup_into<Endpoint>(p, f.rdi, ObjectType::Endpoint, abi::kRightReceive, e, true);
         st != Error::None)
         return st;
     Outgoing out;
-    Status st = decode_message(p, self, f, e.rights, out);
-    if (st != Error::None) return st;
+    Status st = decode_message_interrupts_off(p, self, f, e.rights, out);
+    if (st != Error::None) {
+        Cpu::restore_interrupts(true);
+        return st;
+    }
     ReplyToken token = self.ipc->reply;
     self.ipc->reply = {};
     // With handles the reply keeps its stack: their reservation is on it.
     Endpoint* endpoint = begin_ipc(self, e, IpcState::UserOp::Recv, out.msg.handle_count == 0);
     if (f.r12 == abi::kNoWait || out.msg.handle_count != 0) {
+        Cpu::restore_interrupts(true);  // preemptible, as the other syscalls
         // In two steps: handles of a reply that finds no caller (it timed
         // out or died) come back before anything can arrive.
         if (!token.valid() || Endpoint::reply(token, out.msg) != Error::None) out.discard(self);
         st = status_of(f.r12 == abi::kNoWait ? endpoint->try_recv()
                                              : endpoint->recv(ticks_of(f.r12)));
     } else {
-        st = status_of(endpoint->reply_recv(token, out.msg, ticks_of(f.r12)));
+        st = status_of(endpoint->reply_recv_inline(token, out.msg, ticks_of(f.r12), true));
+        Cpu::restore_interrupts(true);
         // Destroyed here (not after a block at the frame, which ends in
         // mk_resume_at_frame) means the endpoint was dead before anything
         // was done. The reply needs nothing of the endpoint: it goes out, as

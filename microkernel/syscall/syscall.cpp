@@ -371,8 +371,14 @@ void handle_syscall(TrapFrame& f) {
     Process* proc = self->process;
     MK_ASSERT(proc != nullptr);
     // Syscalls run preemptible; the exit path turns interrupts off again.
-    Cpu::restore_interrupts(true);
+    // But Call and ReplyRecv: their decode and endpoint operation, short and
+    // bounded, keep interrupts off from the `syscall` instruction to the
+    // block (sys_call(), sys_reply_recv(): the locks they take have no
+    // interrupt flag to save and restore), and turn them on only to take
+    // handles or once the operation returns.
+    static_assert(uint64_t(abi::Sys::Call) == 0 && uint64_t(abi::Sys::ReplyRecv) == 1);
     uint64_t number = f.rax;
+    if (number > uint64_t(abi::Sys::ReplyRecv)) Cpu::restore_interrupts(true);
     Status st =
         number < uint64_t(abi::Sys::Count) ? kHandlers[number](*proc, *self, f) : Error::BadSyscall;
     if (st != Error::None && syscall::receives_message(number)) syscall::clear_message_registers(f);

@@ -9,6 +9,10 @@
 #include "pcid.hpp"
 #include "trap_frame.hpp"
 
+// arch/x86_64/switch.S: onto a user thread's TrapFrame, and on to
+// arch_resume_at_frame (Cpu::switch_user_frames).
+extern "C" [[noreturn]] void arch_leave_to_frame(uint64_t frame);
+
 namespace mk {
 
 class Cpu {
@@ -64,8 +68,12 @@ class Cpu {
     // that gave its stack up as well (resumes_at_frame): what the fast
     // path's load_user_context() changes, then on to `to`'s frame and
     // mk_resume_at_frame(). The general path's hand-over between two
-    // threads blocking and resuming in IPC syscalls.
-    [[noreturn]] static void switch_user_frames(Context& from, Context& to);
+    // threads blocking and resuming in IPC syscalls. Inline: it is on every
+    // round trip of the general path.
+    [[noreturn]] static void switch_user_frames(Context& from, Context& to) {
+        load_user_context(switch_state(), from, to);
+        arch_leave_to_frame(to.kernel_stack_top - sizeof(TrapFrame));
+    }
 
     // --- The syscall fast path (microkernel/syscall/fastpath.cpp) ---
     // The user registers of a user thread that is in a syscall: the
