@@ -31,7 +31,9 @@ static_assert(offsetof(TrapFrame, r15) == 0 && offsetof(TrapFrame, r14) == 8 &&
               offsetof(TrapFrame, rflags) == 152 && offsetof(TrapFrame, rsp) == 160 &&
               sizeof(TrapFrame) == 176);
 
-// TrapFrame::vector of a frame built by the syscall entry stub.
+// TrapFrame::vector of the frame a new user thread first leaves through
+// (arch_enter_user). A syscall's frame leaves its vector, error code, CS
+// and SS unwritten: nothing reads them there (syscall.S).
 constexpr uint64_t kSyscallVector = 0x100;
 
 }  // namespace mk

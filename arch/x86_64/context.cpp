@@ -24,7 +24,6 @@ void arch_switch_context(uint64_t* from_rsp, uint64_t to_rsp);
 void arch_resume_at_frame();
 void syscall_entry();
 [[noreturn]] void arch_enter_user(uint64_t rip, uint64_t rsp, uint64_t arg, uint64_t stack_top);
-void arch_syscall(mk::TrapFrame* frame);
 [[noreturn]] void arch_bad_user_return();
 }
 
@@ -635,10 +634,6 @@ void Cpu::zero_frame(uint64_t frame) {
 }
 
 }  // namespace mk
-
-extern "C" void arch_syscall(mk::TrapFrame* frame) {
-    mk::handle_syscall(*frame);
-}
 
 extern "C" void arch_bad_user_return() {
     mk::log("user: thread %s: return to a RIP outside the user half refused\n",

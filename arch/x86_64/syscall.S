@@ -3,9 +3,10 @@
  * On `syscall` the CPU loads CS/SS from STAR, puts the user RIP in rcx and
  * RFLAGS in r11, masks IF/DF/TF/AC/NT (SFMASK) and leaves rsp alone. The stub
  * swaps to the kernel GS, switches to the current thread's kernel stack
- * (PerCpu::entry, at %gs:8) and builds the same TrapFrame the interrupt
- * stubs build (vector 0x100), so the syscall layer and the fault handlers
- * read one layout; then it calls arch_syscall(frame). Call and ReplyRecv
+ * (PerCpu::entry, at %gs:8) and builds a TrapFrame of the layout the
+ * interrupt stubs build, so the syscall layer and the fault handlers read
+ * one layout (but for its vector, error code, CS and SS, which no one
+ * reads in a syscall's frame); then it calls mk::handle_syscall(frame). Call and ReplyRecv
  * with a register message take the fast path's hit case in assembly
  * below; Call, ReplyRecv, Recv, Reply and ReplySave try the C++ fast path
  * (microkernel/syscall/fastpath.cpp) before the general path.
@@ -212,12 +213,12 @@ syscall_entry:
  * Live until the point of no return: the user's rdi (the handle), rsi (the
  * info) and rdx, r10, r8, r9 (the words); every other register is saved
  * in the frame and scratch once read (r12, the timeout, is checked first). */
+    cmpb $0, _ZN2mk17g_ipc_fast_switchE(%rip)
+    je .Lcall_general             /* fastpath=off or donate=off: the C++ path would miss */
     cmp .Lfast_info_max(%rip), %rsi
     ja .Lcall_in_cpp              /* a payload, handles, reserved bits or a notice label */
     cmp $-1, %r12
     jne .Lcall_in_cpp             /* a timeout */
-    cmpb $0, _ZN2mk17g_ipc_fast_switchE(%rip)
-    je .Lcall_in_cpp              /* fastpath=off or donate=off */
     mov %gs:PERCPU_CURRENT, %rbx  /* this thread */
     mov THREAD_HANDLES(%rbx), %r13
     LOOKUP_ENDPOINT RIGHT_SEND, .Lcall_in_cpp, .Lcall_miss_table
@@ -280,12 +281,12 @@ syscall_entry:
  * queued on the endpoint, which the C++ path takes in passing, is a miss
  * here). */
 .Lfast_reply_recv:
+    cmpb $0, _ZN2mk17g_ipc_fast_switchE(%rip)
+    je .Lreply_recv_general
     cmp .Lfast_info_max(%rip), %rsi
     ja .Lreply_recv_in_cpp
     cmp $-1, %r12
     jne .Lreply_recv_in_cpp
-    cmpb $0, _ZN2mk17g_ipc_fast_switchE(%rip)
-    je .Lreply_recv_in_cpp
     mov %gs:PERCPU_CURRENT, %rbx
     mov THREAD_IPC(%rbx), %r12    /* this thread's IpcState */
     mov IPC_REPLY_CALLER(%r12), %r14
@@ -475,17 +476,19 @@ syscall_entry:
     xor %ebp, %ebp                /* the end of the kernel backtrace */
     call \function                /* rax: the partner's frame, or 0 */
     FAST_EXIT
-/* A miss the C++ fast path would make too (a partner homed on another
- * CPU): straight to the general path, counted as the C++ path counts its
- * misses. */
+/* A miss the C++ fast path would make too: a partner homed on another
+ * CPU, counted as the C++ path counts its misses; or, with no lock taken
+ * and not counted, the fast switch off (fastpath=off or donate=off).
+ * Straight to the general path. */
 .L\op\()_general_all:
     movl $0, %gs:PERCPU_SCHED_LOCK
     movl $0, _ZN2mk10g_ipc_lockE(%rip)
     movl $0, TABLE_LOCK(%r13)
+    addq $1, %gs:PERCPU_SYSCALL_FASTPATH_MISSES
+.L\op\()_general:
     SAVE_ARGS
     lea -FRAME_SIZE(%rsp), %rsp
     movq $\number, FRAME_RAX(%rsp)
-    addq $1, %gs:PERCPU_SYSCALL_FASTPATH_MISSES
     xor %ebp, %ebp
     jmp .Lgeneral_path
 .endm
@@ -552,12 +555,11 @@ syscall_entry:
     SAVE_FRAME
     xor %ebp, %ebp
 .Lgeneral_path:
+    /* The frame's vector, error code, CS and SS stay unwritten, as in a
+     * frame the hit path leaves: nothing reads them in a syscall's frame
+     * (the way back is sysret; the trap handlers read their own frames). */
 2:  mov %rsp, %rdi                /* here too on a fast-path miss */
-    movq $USER_DS, FRAME_SS(%rsp) /* the rest of the frame */
-    movq $USER_CS, FRAME_CS(%rsp)
-    movq $0, FRAME_ERROR_CODE(%rsp)
-    movq $0x100, FRAME_VECTOR(%rsp) /* a syscall frame */
-    call arch_syscall
+    call _ZN2mk14handle_syscallERNS_9TrapFrameE
     /* fall through */
 
 /* Returns to user mode through the TrapFrame at rsp, with interrupts off. */
