@@ -65,13 +65,13 @@ Thread::~Thread() {
 }
 
 Result<Thread*> Thread::make(const char* name) {
-    IpcState* ipc = knew<IpcState>();
-    if (ipc == nullptr) return Error::OutOfMemory;
-    Thread* t = knew<Thread>(uint64_t(0), name, ipc);
-    if (t == nullptr) {
-        kdelete(ipc);
-        return Error::OutOfMemory;
-    }
+    // One block: the Thread, then its IpcState (kThreadIpcStateOffset).
+    constexpr size_t kAlign =
+        alignof(Thread) > alignof(IpcState) ? alignof(Thread) : alignof(IpcState);
+    void* mem = kalloc(kThreadIpcStateOffset + sizeof(IpcState), kAlign);
+    if (mem == nullptr) return Error::OutOfMemory;
+    IpcState* ipc = new (static_cast<char*>(mem) + kThreadIpcStateOffset) IpcState{};
+    Thread* t = new (mem) Thread(uint64_t(0), name, ipc);
     Result<uint64_t> id = Error::OutOfMemory;
     {
         LockGuard guard(g_ipc_lock);  // the registry's
@@ -81,8 +81,7 @@ Result<Thread*> Thread::make(const char* name) {
         t->affinity = 1u << t->cpu;
     }
     if (!id) {
-        kdelete(t);
-        kdelete(ipc);
+        free_block(t);
         return id.error();
     }
     return t;
@@ -144,10 +143,15 @@ void Thread::destroy(Thread* thread) {
 
 void Thread::free_object(Thread* thread) {
     MK_ASSERT(thread->stack_.top == nullptr);  // Thread::destroy freed it
+    Reply::free_spare(thread->ipc->spare_reply);
+    free_block(thread);
+}
+
+void Thread::free_block(Thread* thread) {
     IpcState* ipc = thread->ipc;
-    Reply::free_spare(ipc->spare_reply);
-    kdelete(thread);
-    kdelete(ipc);
+    thread->~Thread();
+    ipc->~IpcState();
+    kfree(thread);
 }
 
 WaitQueue::~WaitQueue() {

@@ -175,6 +175,8 @@ class Thread : public KObject {
     // Frees the thread and its IPC state once its last reference is gone
     // (kobject_free); destroy() freed its stack.
     static void free_object(Thread* thread);
+    // Ends the thread and its IpcState and frees their block (make()).
+    static void free_block(Thread* thread);
 
     uint64_t id_;
     char name_[kNameLength];
@@ -320,5 +322,12 @@ struct IpcState {
     Reply* spare_reply = nullptr;
     alignas(16) unsigned char local_buffer[kIpcBufferSize] = {};
 };
+
+// A thread and its IpcState are one allocation, the IpcState this far after
+// the Thread (Thread::make): the syscall fast path's assembly reaches a
+// thread's IPC state from the thread with no load (fastpath_layout.hpp,
+// THREAD_IPC_STATE).
+inline constexpr size_t kThreadIpcStateOffset =
+    (sizeof(Thread) + alignof(IpcState) - 1) & ~(alignof(IpcState) - 1);
 
 }  // namespace mk

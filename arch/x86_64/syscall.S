@@ -94,9 +94,9 @@
 
 /* Switches to the kernel stack and saves the user's registers in a
  * TrapFrame there, with stores rather than pushes, for what the way back
- * reads. The rest (vector, error code, CS, SS) only the general path fills
- * in: nothing reads them in a frame the fast path leaves (a thread blocked
- * at it resumes through sysret). Neither macro touches the flags (lea, not
+ * reads. The rest (vector, error code, CS, SS) no syscall writes: nothing
+ * reads them in a syscall's frame (its thread returns through sysret; the
+ * trap handlers read their own frames). Neither macro touches the flags (lea, not
  * sub), so a compare before them still decides after them.
  *
  * SAVE_ENTRY is what the assembly hit path saves, with rsp at the top of
@@ -112,6 +112,11 @@
  * them, for a miss (the C++ paths decode the syscall from the frame) and
  * every other syscall. */
 #define TOP(field) (FRAME_##field - FRAME_SIZE)
+/* A field of IpcState: S_IPC of this thread's (from its Thread, in rbx),
+ * R_IPC of a partner's (from its queue hook, in rbp). The IpcState follows
+ * its Thread in one block (Thread::make), so neither is a load. */
+#define S_IPC(field) (THREAD_IPC_STATE + field)
+#define R_IPC(field) (THREAD_IPC_STATE - THREAD_QUEUE_HOOK + field)
 .macro SAVE_ENTRY
     swapgs
     mov %rsp, %gs:PERCPU_USER_RSP
@@ -190,6 +195,100 @@
     jc \miss_ipc
 .endm
 
+/* The two rare parts of the switch, which call C++ (with PCIDs, a CR3
+ * with the partner's PCID: Cpu::load_root_with_pcid(); an FS base to
+ * write: Cpu::load_fs_base()), keeping the message registers. On this
+ * thread's stack, below its frame: it is blocked, but no other CPU can
+ * resume it before this one lets the scheduler lock go. */
+.macro CALL_KEEPING_MESSAGE function
+    lea -FRAME_SIZE-8(%rsp), %rsp /* below this thread's frame, 16-byte aligned at the call */
+    push %rbp                     /* the partner's queue hook */
+    push %rdi
+    push %rsi
+    push %rdx
+    push %r10
+    push %r8
+    push %r9
+    lea THREAD_CONTEXT-Q(%rbp), %rdi
+    xor %ebp, %ebp                /* the end of the kernel backtrace */
+    call \function
+    pop %r9
+    pop %r8
+    pop %r10
+    pop %rdx
+    pop %rsi
+    pop %rdi
+    pop %rbp
+    lea FRAME_SIZE+8(%rsp), %rsp
+    mov %gs:PERCPU_KSTACK, %rcx   /* the partner's kernel stack top, as above */
+.endm
+
+/* This thread (rbx) is blocked; the partner (rbp: its queue hook), its
+ * wait ended, runs: what FastPath::switch_to() and
+ * Cpu::load_user_context() do. Then to user mode as the partner, with rax
+ * Ok, rdi and rsi as set above and the four words as this thread sent
+ * them. Expanded at the end of both hit cases (\side: call or
+ * reply_recv, for its labels), so neither jumps to it. */
+.macro FAST_SWITCH side
+    addq $1, %gs:PERCPU_FAST_SWITCHES /* a block, a wake, a direct switch and a switch */
+    movl $0, _ZN2mk10g_ipc_lockE(%rip) /* the IPC state is written */
+    movq $STATE_WOKEN_RUNNING, THREAD_STATE_WORD-Q(%rbp)
+    lea -Q(%rbp), %rcx
+    mov %rcx, %gs:PERCPU_CURRENT
+    movq $0, %gs:PERCPU_DONATE_TARGET
+    mov THREAD_KERNEL_STACK_TOP-Q(%rbp), %rcx
+    mov %rcx, %gs:PERCPU_KSTACK   /* where its entries from ring 3 go */
+    mov THREAD_ROOT-Q(%rbp), %r11
+    cmp %gs:PERCPU_LOADED_ROOT, %r11
+    je .Lroot_done_\side
+    cmpb $0, %gs:PERCPU_PCID_ON
+    jne .Lfast_switch_pcid_\side
+    mov %r11, %gs:PERCPU_LOADED_ROOT /* before CR3: the shootdown reads it */
+    mov %r11, %cr3
+.Lroot_done_\side:
+    mov THREAD_FS_KEY-Q(%rbp), %r11
+    cmp %gs:PERCPU_LOADED_FS_KEY, %r11
+    jne .Lfast_switch_fs_\side
+.Lfs_done_\side:
+    lea THREAD_CONTEXT-Q(%rbp), %r11 /* the FPU trap: set unless the partner owns the FPU */
+    cmp %gs:PERCPU_FPU_OWNER, %r11
+    jne .Lfpu_not_owner_\side
+    cmpb $0, %gs:PERCPU_TS_SET
+    je .Lfpu_done_\side
+    clts
+    movb $0, %gs:PERCPU_TS_SET
+    jmp .Lfpu_done_\side
+.Lfpu_not_owner_\side:
+    cmpb $0, %gs:PERCPU_TS_SET
+    jne .Lfpu_done_\side
+    mov %gs:PERCPU_CR0_TS, %r11
+    mov %r11, %cr0
+    movb $1, %gs:PERCPU_TS_SET
+.Lfpu_done_\side:
+    movq $0, THREAD_CONTEXT(%rbx) /* this thread gave its stack up: it resumes at its frame */
+    xor %eax, %eax                /* Ok */
+    mov TOP(R15)(%rcx), %r15      /* the partner's frame, below rcx */
+    mov TOP(R14)(%rcx), %r14
+    mov TOP(R13)(%rcx), %r13
+    mov TOP(R12)(%rcx), %r12
+    mov TOP(RBP)(%rcx), %rbp
+    mov TOP(RBX)(%rcx), %rbx
+    mov TOP(RFLAGS)(%rcx), %r11
+    mov TOP(RSP)(%rcx), %rsp
+    mov TOP(RIP)(%rcx), %rcx
+    /* Off the blocked thread's stack (rsp is the user's now): the lock
+     * can go, and another CPU may resume that thread. */
+    movb $0, %gs:PERCPU_SCHED_LOCK
+    swapgs
+    sysretq
+.Lfast_switch_pcid_\side:
+    CALL_KEEPING_MESSAGE _ZN2mk3Cpu19load_root_with_pcidERKNS0_7ContextE
+    jmp .Lroot_done_\side
+.Lfast_switch_fs_\side:
+    CALL_KEEPING_MESSAGE _ZN2mk3Cpu12load_fs_baseERKNS0_7ContextE
+    jmp .Lfs_done_\side
+.endm
+
     .text
     .globl syscall_entry
     .balign 16
@@ -237,8 +336,7 @@ syscall_entry:
     jne .Lcall_miss_all
     cmpq $0, THREAD_TIMEOUT_HOOK-Q(%rbp)
     jne .Lcall_miss_all
-    mov THREAD_IPC-Q(%rbp), %r12  /* the receiver's IpcState */
-    cmpq $0, IPC_REPLY_CALLER(%r12)
+    cmpq $0, R_IPC(IPC_REPLY_CALLER)(%rbp)
     jne .Lcall_miss_all
     cmpb $0, THREAD_EXIT_REQUESTED(%rbx)
     jne .Lcall_miss_all
@@ -255,25 +353,24 @@ syscall_entry:
     mov %r11, 8(%rcx)
     movq $0, (%rbp)               /* the hook unlinked: a null next (safe mode's mark) */
     movq $0, THREAD_WAITING_ON-Q(%rbp)
-    mov IPC_ENDPOINT_REF(%r12), %rcx
-    movq $0, IPC_ENDPOINT_REF(%r12)
+    mov R_IPC(IPC_ENDPOINT_REF)(%rbp), %rcx
+    movq $0, R_IPC(IPC_ENDPOINT_REF)(%rbp)
     lock subl $1, KOBJECT_REFS(%rcx)
     movl $0, TABLE_LOCK(%r13)     /* the endpoint is used no more */
-    movl $0, IPC_OP(%r12)
-    mov THREAD_IPC(%rbx), %r13    /* this thread's IpcState */
-    addq $1, IPC_CALL_SEQ(%r13)   /* this call's number */
-    mov IPC_CALL_SEQ(%r13), %rcx
-    mov %rcx, IPC_REPLY_CALL(%r12)
+    movl $0, R_IPC(IPC_OP)(%rbp)
+    addq $1, S_IPC(IPC_CALL_SEQ)(%rbx)   /* this call's number */
+    mov S_IPC(IPC_CALL_SEQ)(%rbx), %rcx
+    mov %rcx, R_IPC(IPC_REPLY_CALL)(%rbp)
     mov THREAD_ID(%rbx), %rcx
-    mov %rcx, IPC_REPLY_CALLER(%r12)
+    mov %rcx, R_IPC(IPC_REPLY_CALLER)(%rbp)
     /* ...and this thread waits for the reply on the receiver's callers
      * queue. */
-    movl $OP_REPLY_WAIT_CALL, IPC_OP(%r13)
-    lea IPC_CALLERS(%r12), %rcx
+    movl $OP_REPLY_WAIT_CALL, S_IPC(IPC_OP)(%rbx)
+    lea R_IPC(IPC_CALLERS)(%rbp), %rcx
     BLOCK_AT_FRAME %rbx, %rcx
     mov %r14, %rdi                /* the receiver's r0: the badge */
     bts $INFO_CALL_BIT, %rsi      /* and the info, a call */
-    jmp .Lfast_switch
+    FAST_SWITCH call
 
 /* ReplyRecv (1) answering the caller that waits for this thread's pending
  * call, with a register message, then waiting on the endpoint: the hit
@@ -288,8 +385,7 @@ syscall_entry:
     cmp $-1, %r12
     jne .Lreply_recv_in_cpp
     mov %gs:PERCPU_CURRENT, %rbx
-    mov THREAD_IPC(%rbx), %r12    /* this thread's IpcState */
-    mov IPC_REPLY_CALLER(%r12), %r14
+    mov S_IPC(IPC_REPLY_CALLER)(%rbx), %r14
     test %r14, %r14
     jz .Lreply_recv_in_cpp        /* no pending call */
     mov THREAD_HANDLES(%rbx), %r13
@@ -301,15 +397,14 @@ syscall_entry:
      * this CPU; this thread not asked to exit; the endpoint with nothing
      * queued (a sender or a notice, which the receive would take) and not
      * dead. */
-    mov IPC_CALLERS(%r12), %rbp
-    lea IPC_CALLERS(%r12), %rcx
+    mov S_IPC(IPC_CALLERS)(%rbx), %rbp
+    lea S_IPC(IPC_CALLERS)(%rbx), %rcx
     cmp %rcx, %rbp
     je .Lreply_recv_miss_all
     cmp %r14, THREAD_ID-Q(%rbp)
     jne .Lreply_recv_miss_all
-    mov THREAD_IPC-Q(%rbp), %r14  /* the caller's IpcState */
-    mov IPC_CALL_SEQ(%r14), %rcx
-    cmp %rcx, IPC_REPLY_CALL(%r12)
+    mov R_IPC(IPC_CALL_SEQ)(%rbp), %rcx
+    cmp %rcx, S_IPC(IPC_REPLY_CALL)(%rbx)
     jne .Lreply_recv_miss_all
     cmpl $1, THREAD_AT_FRAME-Q(%rbp)
     jne .Lreply_recv_miss_all
@@ -329,7 +424,7 @@ syscall_entry:
      * still holds its call's reference to it: dropped below if it is this
      * endpoint (never the last: this thread's handle holds one), else a
      * miss (the C++ path's). */
-    mov IPC_ENDPOINT_REF(%r14), %rcx
+    mov R_IPC(IPC_ENDPOINT_REF)(%rbp), %rcx
     test %rcx, %rcx
     jnz .Lreply_recv_caller_ref
 
@@ -342,119 +437,30 @@ syscall_entry:
     mov %r11, 8(%rcx)
     movq $0, (%rbp)
     movq $0, THREAD_WAITING_ON-Q(%rbp)
-    movl $0, IPC_OP(%r14)
+    movl $0, R_IPC(IPC_OP)(%rbp)
     /* ...and this thread waits for the next message on the endpoint,
      * holding a reference to it as the general path's receive does (it
      * held none: a syscall begins with none). */
-    movl $OP_RECV_WAIT, IPC_OP(%r12)
-    movq $0, IPC_REPLY_CALLER(%r12)
-    movq $0, IPC_REPLY_CALL(%r12)
-    movq $0, IPC_SUPERSEDED(%r12)
-    movq $0, IPC_SUPERSEDED+8(%r12)
-    mov %r15, IPC_ENDPOINT_REF(%r12) /* it held none: complete_ipc() dropped its last one */
+    movl $OP_RECV_WAIT, S_IPC(IPC_OP)(%rbx)
+    /* The token answered: no caller (a token's call number means nothing
+     * without one: every reader checks the caller first). No superseded
+     * call to clear: only a receive sets one, and every way a receive ends
+     * clears it (complete_ipc(), the fast paths), so a thread in user mode
+     * has none. */
+    movq $0, S_IPC(IPC_REPLY_CALLER)(%rbx)
+    mov %r15, S_IPC(IPC_ENDPOINT_REF)(%rbx) /* it held none: complete_ipc() dropped its last one */
     lock addl $1, KOBJECT_REFS(%r15)
     lea ENDPOINT_RECEIVERS(%r15), %rcx
     BLOCK_AT_FRAME %rbx, %rcx
     movl $0, TABLE_LOCK(%r13)
     xor %edi, %edi                /* the caller's r0: 0; rsi: the info as sent */
-    /* fall through */
+    FAST_SWITCH reply_recv
 
-/* This thread (rbx) is blocked; the partner (rbp: its queue hook), its
- * wait ended, runs: what FastPath::switch_to() and
- * Cpu::load_user_context() do. Then to user mode as the partner, with rax
- * Ok, rdi and rsi as set above and the four words as this thread sent
- * them. */
-.Lfast_switch:
-    addq $1, %gs:PERCPU_FAST_SWITCHES /* a block, a wake, a direct switch and a switch */
-    movl $0, _ZN2mk10g_ipc_lockE(%rip) /* the IPC state is written */
-    movq $STATE_WOKEN_RUNNING, THREAD_STATE_WORD-Q(%rbp)
-    lea -Q(%rbp), %rcx
-    mov %rcx, %gs:PERCPU_CURRENT
-    movq $0, %gs:PERCPU_DONATE_TARGET
-    mov THREAD_KERNEL_STACK_TOP-Q(%rbp), %rcx
-    mov %rcx, %gs:PERCPU_KSTACK   /* where its entries from ring 3 go */
-    mov THREAD_ROOT-Q(%rbp), %r11
-    cmp %gs:PERCPU_LOADED_ROOT, %r11
-    je .Lroot_done
-    cmpb $0, %gs:PERCPU_PCID_ON
-    jne .Lfast_switch_pcid
-    mov %r11, %gs:PERCPU_LOADED_ROOT /* before CR3: the shootdown reads it */
-    mov %r11, %cr3
-.Lroot_done:
-    mov THREAD_FS_KEY-Q(%rbp), %r11
-    cmp %gs:PERCPU_LOADED_FS_KEY, %r11
-    jne .Lfast_switch_fs
-.Lfs_done:
-    lea THREAD_CONTEXT-Q(%rbp), %r11 /* the FPU trap: set unless the partner owns the FPU */
-    cmp %gs:PERCPU_FPU_OWNER, %r11
-    jne .Lfpu_not_owner
-    cmpb $0, %gs:PERCPU_TS_SET
-    je .Lfpu_done
-    clts
-    movb $0, %gs:PERCPU_TS_SET
-    jmp .Lfpu_done
-.Lfpu_not_owner:
-    cmpb $0, %gs:PERCPU_TS_SET
-    jne .Lfpu_done
-    mov %gs:PERCPU_CR0_TS, %r11
-    mov %r11, %cr0
-    movb $1, %gs:PERCPU_TS_SET
-.Lfpu_done:
-    movq $0, THREAD_CONTEXT(%rbx) /* this thread gave its stack up: it resumes at its frame */
-    xor %eax, %eax                /* Ok */
-    mov TOP(R15)(%rcx), %r15      /* the partner's frame, below rcx */
-    mov TOP(R14)(%rcx), %r14
-    mov TOP(R13)(%rcx), %r13
-    mov TOP(R12)(%rcx), %r12
-    mov TOP(RBP)(%rcx), %rbp
-    mov TOP(RBX)(%rcx), %rbx
-    mov TOP(RFLAGS)(%rcx), %r11
-    mov TOP(RSP)(%rcx), %rsp
-    mov TOP(RIP)(%rcx), %rcx
-    /* Off the blocked thread's stack (rsp is the user's now): the lock
-     * can go, and another CPU may resume that thread. */
-    movb $0, %gs:PERCPU_SCHED_LOCK
-    swapgs
-    sysretq
-
-/* The two rare parts of the switch, which call C++ (with PCIDs, a CR3
- * with the partner's PCID: Cpu::load_root_with_pcid(); an FS base to
- * write: Cpu::load_fs_base()), keeping the message registers. On this
- * thread's stack, below its frame: it is blocked, but no other CPU can
- * resume it before this one lets the scheduler lock go. */
-.macro CALL_KEEPING_MESSAGE function
-    lea -FRAME_SIZE-8(%rsp), %rsp /* below this thread's frame, 16-byte aligned at the call */
-    push %rbp                     /* the partner's queue hook */
-    push %rdi
-    push %rsi
-    push %rdx
-    push %r10
-    push %r8
-    push %r9
-    lea THREAD_CONTEXT-Q(%rbp), %rdi
-    xor %ebp, %ebp                /* the end of the kernel backtrace */
-    call \function
-    pop %r9
-    pop %r8
-    pop %r10
-    pop %rdx
-    pop %rsi
-    pop %rdi
-    pop %rbp
-    lea FRAME_SIZE+8(%rsp), %rsp
-    mov %gs:PERCPU_KSTACK, %rcx   /* the partner's kernel stack top, as above */
-.endm
-.Lfast_switch_pcid:
-    CALL_KEEPING_MESSAGE _ZN2mk3Cpu19load_root_with_pcidERKNS0_7ContextE
-    jmp .Lroot_done
-.Lfast_switch_fs:
-    CALL_KEEPING_MESSAGE _ZN2mk3Cpu12load_fs_baseERKNS0_7ContextE
-    jmp .Lfs_done
 
 .Lreply_recv_caller_ref:
     cmp %rcx, %r15
     jne .Lreply_recv_miss_all
-    movq $0, IPC_ENDPOINT_REF(%r14)
+    movq $0, R_IPC(IPC_ENDPOINT_REF)(%rbp)
     lock subl $1, KOBJECT_REFS(%r15)
     jmp .Lreply_recv_answer
 

@@ -329,6 +329,7 @@ inline void FastPath::check_assembly_layout() {
     static_assert(THREAD_ROOT == offsetof(Thread, context) + offsetof(Cpu::Context, root));
     static_assert(THREAD_FS_KEY == offsetof(Thread, context) + offsetof(Cpu::Context, fs_key));
     static_assert(THREAD_IPC == offsetof(Thread, ipc));
+    static_assert(THREAD_IPC_STATE == kThreadIpcStateOffset);
     static_assert(THREAD_HANDLES == offsetof(Thread, handles));
     static_assert(THREAD_ID == offsetof(Thread, id_));
     static_assert(STATE_BLOCKED_AT_FRAME == (uint32_t(ThreadState::Blocked) << 8 | 1u << 16) &&

@@ -412,6 +412,9 @@ namespace {
 [[gnu::noinline]] void resume_and_complete(Scheduler& s, Thread& self, TrapFrame& f) {
     s.finish_switch_in();
     IpcState::UserOp op = self.ipc->user_op;
+    // A failed wait still names its operation: a thread blocked in the
+    // entry stub's hit path has no arguments in its frame to return.
+    MK_ASSERT(self.ipc->result == Error::None || op != IpcState::UserOp::None);
     bool receives = op == IpcState::UserOp::Call || op == IpcState::UserOp::Recv;
     Status st = complete_ipc(*self.process, self, f, self.ipc->result);
     if (st != Error::None && receives) clear_message_registers(f);

@@ -621,7 +621,7 @@ TEST_F(SchedulerTest, DestroyedThreadIsFreedByItsLastReference) {
         EXPECT_EQ(Thread::lookup(id), nullptr);
     }
     held.reset();
-    EXPECT_EQ(fake_kalloc_live(), live - 3);  // the thread, its IPC state, its stack
+    EXPECT_EQ(fake_kalloc_live(), live - 2);  // the thread with its IPC state, its stack
 }
 
 TEST_F(SchedulerTest, DestroyWithoutOtherReferencesFreesAtOnce) {
@@ -630,7 +630,7 @@ TEST_F(SchedulerTest, DestroyWithoutOtherReferencesFreesAtOnce) {
     sched().kill(*t);
     size_t live = fake_kalloc_live();
     Thread::destroy(t);
-    EXPECT_EQ(fake_kalloc_live(), live - 3);
+    EXPECT_EQ(fake_kalloc_live(), live - 2);  // the thread with its IPC state, its stack
 }
 
 // On the hardware the switch away from an exited thread never returns. The
