@@ -101,6 +101,19 @@ class FastPath {
         return f.r12 == abi::kForever;
     }
 
+    // The message a fast syscall sends, from its registers into `m`: the
+    // label, the four words, `length` payload bytes (in the IPC buffer), no
+    // handles. For a message that waits in IpcState rather than going
+    // straight into the partner's registers.
+    static void read_message(const TrapFrame& f, uint32_t length, Message& m) {
+        m.label = uint32_t(f.rsi);
+        m.words[0] = f.rdx;
+        m.words[1] = f.r10;
+        m.words[2] = f.r8;
+        m.words[3] = f.r9;
+        m.length = length;
+        m.handle_count = 0;
+    }
     // A payload needs the sender's IPC buffer page, as the general path
     // checks (BadState without one): a thread that registered none misses.
     static bool payload_ok(const IpcState& sender, uint32_t length) {
@@ -528,14 +541,7 @@ inline FastPathExit FastPath::queue_call(TrapFrame& f, PerCpu& cpu, HandleTable&
     // a reference to the endpoint (the payload stays in its IPC buffer,
     // where the receiver takes it from).
     IpcState& cipc = *self.ipc;
-    Message& m = cipc.msg;
-    m.label = uint32_t(f.rsi);
-    m.words[0] = f.rdx;
-    m.words[1] = f.r10;
-    m.words[2] = f.r8;
-    m.words[3] = f.r9;
-    m.length = length;
-    m.handle_count = 0;
+    read_message(f, length, cipc.msg);
     cipc.badge = badge;
     ++cipc.call_seq;
     set_op(cipc, IpcState::Op::Call, Error::WouldBlock, IpcState::UserOp::Call);
@@ -572,14 +578,7 @@ inline FastPathExit FastPath::reply_and_take(TrapFrame& f, Scheduler& s, HandleT
     // The point of no return. The caller takes the reply...
     IpcState& sipc = *self.ipc;
     IpcState& cipc = *caller.ipc;
-    Message& reply = cipc.msg;
-    reply.label = uint32_t(f.rsi);
-    reply.words[0] = f.rdx;
-    reply.words[1] = f.r10;
-    reply.words[2] = f.r8;
-    reply.words[3] = f.r9;
-    reply.length = length;
-    reply.handle_count = 0;
+    read_message(f, length, cipc.msg);  // the reply
     cipc.badge = 0;
     if (length != 0) copy_payload(sipc, cipc, length);
     cipc.op = IpcState::Op::None;
