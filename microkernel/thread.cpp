@@ -72,6 +72,8 @@ Result<Thread*> Thread::make(const char* name) {
     if (mem == nullptr) return Error::OutOfMemory;
     IpcState* ipc = new (static_cast<char*>(mem) + kThreadIpcStateOffset) IpcState{};
     Thread* t = new (mem) Thread(uint64_t(0), name, ipc);
+    MK_ASSERT(reinterpret_cast<char*>(t->ipc) - reinterpret_cast<char*>(t) ==
+              ptrdiff_t(kThreadIpcStateOffset));  // where syscall.S finds it
     Result<uint64_t> id = Error::OutOfMemory;
     {
         LockGuard guard(g_ipc_lock);  // the registry's

@@ -161,10 +161,6 @@ class Thread : public KObject {
     uint64_t user_arg = 0;
 
   private:
-    template <typename T, typename... Args>
-    friend T* knew(Args&&... args);
-    template <typename T>
-    friend void kdelete(T* obj);
     friend void kobject_free(KObject* object);
 
     friend class FastPath;  // checks where syscall.S reads the id (fastpath_layout.hpp)

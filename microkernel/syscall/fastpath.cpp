@@ -341,7 +341,6 @@ inline void FastPath::check_assembly_layout() {
                   offsetof(Thread, context) + offsetof(Cpu::Context, kernel_stack_top));
     static_assert(THREAD_ROOT == offsetof(Thread, context) + offsetof(Cpu::Context, root));
     static_assert(THREAD_FS_KEY == offsetof(Thread, context) + offsetof(Cpu::Context, fs_key));
-    static_assert(THREAD_IPC == offsetof(Thread, ipc));
     static_assert(THREAD_IPC_STATE == kThreadIpcStateOffset);
     static_assert(THREAD_HANDLES == offsetof(Thread, handles));
     static_assert(THREAD_ID == offsetof(Thread, id_));
@@ -358,8 +357,7 @@ inline void FastPath::check_assembly_layout() {
     static_assert(IPC_CALLERS == offsetof(IpcState, callers) && sizeof(WaitQueue) == 16);
     static_assert(IPC_ENDPOINT_REF == offsetof(IpcState, endpoint_ref) &&
                   sizeof(Ref<KObject>) == 8);
-    static_assert(IPC_SUPERSEDED == offsetof(IpcState, superseded) &&
-                  offsetof(ReplyToken, caller) == 0 && offsetof(ReplyToken, call) == 8);
+    static_assert(offsetof(ReplyToken, caller) == 0 && offsetof(ReplyToken, call) == 8);
     static_assert(OP_REPLY_WAIT_CALL ==
                   (uint32_t(IpcState::Op::ReplyWait) | uint32_t(Error::WouldBlock) << 8 |
                    uint32_t(IpcState::UserOp::Call) << 16));

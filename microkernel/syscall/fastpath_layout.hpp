@@ -32,7 +32,6 @@
 #define THREAD_KERNEL_STACK_TOP 128
 #define THREAD_ROOT 136
 #define THREAD_FS_KEY 152
-#define THREAD_IPC 184
 #define THREAD_IPC_STATE 288     /* kThreadIpcStateOffset: the IpcState after the Thread */
 #define THREAD_HANDLES 200      /* process->handles(), kept in the thread */
 #define THREAD_ID 248
@@ -49,7 +48,6 @@
 #define IPC_CALL_SEQ 80
 #define IPC_CALLERS 88           /* a WaitQueue: its header, next then prev */
 #define IPC_ENDPOINT_REF 104
-#define IPC_SUPERSEDED 112       /* caller, then call */
 
 /* IpcState op words: ReplyWait, WouldBlock, Call (a caller waiting for its
  * reply); Recv, WouldBlock, Recv (a receiver waiting). 0: none. */
