@@ -79,16 +79,22 @@ inline IpcCounters& counters() {
 
 // The caller a token names, if it is still waiting for that reply from
 // `replier`: the thread that received the call answers it (a token copied
-// to any other thread is worthless there). Inline: every reply asks it.
-[[gnu::always_inline]] inline Thread* reply_target_locked(ReplyToken token,
-                                                          const WaitQueue& waits_on) {
-    if (!token.valid()) return nullptr;
-    Thread* caller = Thread::lookup(token.caller);
-    if (caller == nullptr || caller->ipc->op != IpcState::Op::ReplyWait ||
-        caller->ipc->call_seq != token.call || caller->state != ThreadState::Blocked ||
-        caller->waiting_on != &waits_on) {
-        return nullptr;
+// to any other thread is worthless there). The caller is looked for on the
+// queue it must wait on, the replier's callers queue or a saved reply's:
+// a thread there waits for its reply (in ReplyWait, Blocked), and stays
+// alive while it is there, so no registry is involved. Usually it is the
+// first one; one answered out of order costs a walk of the queue (the calls
+// received and not answered yet). An invalid token (caller 0) names no
+// thread. Inline: every reply asks it.
+[[gnu::always_inline]] inline Thread* reply_target_locked(ReplyToken token, WaitQueue& waits_on) {
+    Thread* caller = waits_on.front();
+    if (caller == nullptr) return nullptr;
+    if (caller->id() != token.caller) [[unlikely]] {
+        caller = waits_on.find_if([&](const Thread& t) { return t.id() == token.caller; });
+        if (caller == nullptr) return nullptr;
     }
+    if (caller->ipc->call_seq != token.call) return nullptr;  // a later call of that thread
+    MK_ASSERT(caller->ipc->op == IpcState::Op::ReplyWait && caller->waiting_on == &waits_on);
     return caller;
 }
 

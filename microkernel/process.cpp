@@ -11,7 +11,7 @@ namespace mk {
 
 namespace {
 
-uint64_t g_next_process_id = 1;
+uint64_t g_next_process_id = 1;  // atomic: Process::create
 Process::DeathHook g_death_hook = nullptr;
 
 bool user_range_ok(uint64_t virt, size_t pages) {
@@ -105,7 +105,10 @@ Process::Process(const char* name) : KObject(ObjectType::Process) {
 }
 
 Process::~Process() {
-    if (!dead_) die(false);  // never ran a thread
+    if (!dead_) {  // never ran a thread
+        dead_ = true;
+        die(false);
+    }
     HandleTable::destroy(handles_);
 }
 
@@ -121,7 +124,6 @@ void Process::set_death_hook(DeathHook hook) {
 }
 
 void Process::die(bool may_yield) {
-    dead_ = true;
     // Handles first: their last-handle notices (a pipe's EOF) are posted
     // before the supervisor hears of the death.
     if (handles_ != nullptr) handles_->clear();
@@ -166,12 +168,9 @@ Result<Process*> Process::create(const char* name, uint32_t cpu) {
     }
     p->root_ = root.value();
     p->handles_ = handles.value();
-    {
-        LockGuard guard(g_ipc_lock);
-        p->id_ = g_next_process_id++;
-        p->cpu_ = cpu == kThisCpu ? Cpu::cpu_index() : cpu;
-        MK_ASSERT(cpu_online(p->cpu_));
-    }
+    p->id_ = __atomic_fetch_add(&g_next_process_id, 1, __ATOMIC_RELAXED);
+    p->cpu_ = cpu == kThisCpu ? Cpu::cpu_index() : cpu;
+    MK_ASSERT(cpu_online(p->cpu_));
     return p;
 }
 
@@ -250,8 +249,9 @@ Status Process::unmap(uint64_t virt, size_t pages) {
     LockGuard guard(space_lock_);
     if (root_ == 0) return Error::None;
     {
-        // The list of threads and their registrations: IPC lock's.
-        LockGuard ipc_guard(g_ipc_lock);
+        // The list of threads; their registrations are written under the
+        // address-space lock, held here (set_ipc_buffer).
+        LockGuard threads_guard(threads_lock_);
         for (const Thread& t : threads_) {
             uint64_t b = t.ipc->user_buffer;
             if (b != 0 && b >= virt && (b - virt) / abi::kPageSize < pages) return Error::BadState;
@@ -362,7 +362,8 @@ Result<Thread*> Process::create_thread(const char* name, uint64_t rip, uint64_t 
     thread->user_arg = arg;
     Status refused = Error::None;
     {
-        IpcGuard guard;  // the list of threads; the placement's loads
+        LockGuard list(threads_lock_);
+        IpcGuard guard;  // the placement's look at each CPU's load
         if (exiting_) {
             refused = Error::BadState;
         } else if (threads_.size() >= kMaxThreads) {
@@ -389,11 +390,12 @@ Result<Thread*> Process::create_thread(const char* name, uint64_t rip, uint64_t 
 void Process::remove_thread(Thread& thread) {
     bool last;
     {
-        LockGuard guard(g_ipc_lock);
+        LockGuard guard(threads_lock_);
         threads_.erase(ThreadList::s_iterator_to(thread));
         last = threads_.empty() && !dead_;
         if (last) {
             exiting_ = true;  // the last thread ended without ProcessExit: status 0 then
+            dead_ = true;
         }
     }
     if (last) die(true);  // from Thread::destroy(), in the reaper
@@ -401,6 +403,7 @@ void Process::remove_thread(Thread& thread) {
 
 void Process::kill(uint64_t status) {
     Scheduler& sched = this_cpu().scheduler;
+    LockGuard list(threads_lock_);
     IpcGuard guard;  // its threads may wait in IPC operations, or have callers
     if (!exiting_) {
         exiting_ = true;

@@ -146,8 +146,9 @@ class Process : public KObject {
     Notice* death_notice_ = nullptr;
     uint64_t root_ = 0;
     TlbSpace tlb_;  // its threads' contexts point at it (Cpu::Context)
-    // Lock order: after the handle tables, before the IPC lock (which
-    // unmap() takes inside it to read the threads' IPC buffer pages).
+    // Lock order: after the handle tables, before the threads lock (which
+    // unmap() takes inside it to read the threads' IPC buffer pages) and
+    // the IPC lock (set_ipc_buffer() writes them under both).
     mutable SpinLock space_lock_{LockLevel::AddressSpace};
     // --- Guarded by space_lock_ ---
     size_t mapped_pages_ = 0;
@@ -158,9 +159,15 @@ class Process : public KObject {
 
     using ThreadList =
         bi::list<Thread, bi::member_hook<Thread, bi::list_member_hook<>, &Thread::process_hook>>;
-    // --- Guarded by the IPC lock (g_ipc_lock) ---
+    // Lock order: after the address space's (unmap() reads the threads'
+    // IPC buffer registrations under both), before the IPC lock (kill()
+    // ends its threads' waits under both).
+    mutable SpinLock threads_lock_{LockLevel::ProcessThreads};
+    // --- Guarded by threads_lock_ ---
     ThreadList threads_;  // its live threads (a thread leaves the list when it is destroyed)
     bool exiting_ = false;
+    // Its last thread is gone (remove_thread), or it never had one (its
+    // destructor): die() runs once.
     bool dead_ = false;
     uint64_t exit_status_ = 0;
 };

@@ -8,6 +8,7 @@
 namespace mk {
 
 SpinLock g_ipc_lock{LockLevel::Endpoint};
+SpinLock Scheduler::zombies_lock_{LockLevel::Zombies};
 WaitQueue Scheduler::zombies_;
 Thread* Scheduler::reaper_ = nullptr;
 bool Scheduler::donation_enabled_ = true;
@@ -413,24 +414,32 @@ void Scheduler::kill_locked(Thread& thread) {
 void Scheduler::bury_locked(Thread& thread) {
     if (thread.process == nullptr) return;  // kernel threads: their creator destroys them
     MK_ASSERT(reaper_ != nullptr && !thread.queue_hook.is_linked());
-    MK_ASSERT(holds_here(LockLevel::Endpoint));  // the zombie list's lock
-    zombies_.push_back(thread);
+    {
+        LockGuard guard(zombies_lock_);
+        zombies_.push_back(thread);
+    }
+    // After the push: the reaper looks at its list under its home lock,
+    // which this wake takes, so it either finds this thread there or is
+    // Blocked by then and wakes.
     wake_locked(*reaper_);
 }
 
 void Scheduler::set_reaper(Thread& reaper) {
-    IpcGuard guard;  // read by bury_locked under the IPC lock
+    LockGuard guard(zombies_lock_);
+    MK_ASSERT(reaper_ == nullptr && zombies_.empty());
     reaper_ = &reaper;
 }
 
 Thread* Scheduler::next_zombie() {
     Thread* zombie;
     for (;;) {
-        IpcGuard guard;  // the zombie list's lock
+        LockGuard guard(lock_);  // bury_locked()'s wake takes it after its push
         MK_ASSERT(current_ == reaper_);
-        zombie = zombies_.pop_front();
+        {
+            LockGuard list(zombies_lock_);
+            zombie = zombies_.pop_front();
+        }
         if (zombie != nullptr) break;  // Thread::destroy waits for its CPU to leave it
-        // Woken by bury_locked(), under the IPC lock too.
         block_current_locked(nullptr, 0);
     }
     return zombie;

@@ -143,8 +143,9 @@ class Scheduler {
 
     // --- Reaping user threads ---
     // A user thread that ends (exit_current, kill) goes on the zombie list
-    // (one for every CPU, under the IPC lock); the reaper (a kernel thread)
-    // destroys it once it is off the CPU.
+    // (one for every CPU, under its own lock); the reaper (a kernel thread)
+    // destroys it once it is off the CPU. Set once, at boot, before any
+    // user thread exists.
     void set_reaper(Thread& reaper);
     // The next zombie, sleeping until there is one. Only the reaper calls it.
     Thread* next_zombie();
@@ -399,7 +400,8 @@ class Scheduler {
     Thread* pop_ready_locked(bool* keep_quantum);
     bool any_ready_locked() const { return !handoff_.empty() || !ready_.empty(); }
     // A user thread became Dead: hand it to the reaper. With the IPC lock
-    // held (the zombie list's) and no other CPU's scheduler lock.
+    // held (its wake may take the reaper's home lock: HomeLock) and no
+    // other CPU's scheduler lock.
     void bury_locked(Thread& thread);
     // What every switch (schedule_locked, switch_to_locked) needs: thread
     // context, and the scheduler lock as the only lock held. It lets go of
@@ -420,11 +422,13 @@ class Scheduler {
     // before the ready queue; when the quantum ends they join its back.
     WaitQueue handoff_;
     WaitQueue ready_;  // FIFO: round-robin
-    // Dead user threads for the reaper (one, on the boot CPU) to destroy;
-    // guarded by the IPC lock.
-    static WaitQueue zombies_;
-    static Thread* reaper_;
-    TimeoutSet timeouts_;  // threads blocked with a deadline
+    // Dead user threads for the reaper (one, on the boot CPU) to destroy.
+    // A leaf lock (LockLevel::Zombies): the reaper looks at the list under
+    // its scheduler lock, a burial pushes and then wakes it.
+    static SpinLock zombies_lock_;
+    static WaitQueue zombies_;  // guarded by zombies_lock_
+    static Thread* reaper_;     // set once, at boot (set_reaper)
+    TimeoutSet timeouts_;       // threads blocked with a deadline
     // Threads of this CPU with a move to do (Thread::move_to): asked by
     // another CPU, or not movable when asked.
     using MoveList =

@@ -23,6 +23,11 @@ enum class LockLevel : uint8_t {
     // Process::space_lock_: one process's user address space (its mappings,
     // the registered IPC buffer pages, copies to and from it).
     AddressSpace = 7,
+    // Process::threads_lock_: one process's list of threads and its exit
+    // state. Taken before the IPC lock (a kill ends its threads' waits
+    // under it) and after the address space's (unmap reads the threads'
+    // IPC buffer registrations).
+    ProcessThreads = 8,
     // g_ipc_lock: every endpoint's queues and every thread's IPC state (one
     // lock for all endpoints, until each has its own: docs/locking.md).
     Endpoint = 10,
@@ -33,6 +38,13 @@ enum class LockLevel : uint8_t {
     // IPC lock held (Scheduler::HomeLock): the IPC lock lets one CPU at a
     // time hold two scheduler locks, so no two CPUs wait for each other's.
     SchedulerOther = 21,
+    // Scheduler::zombies_lock_: the dead user threads for the reaper, and
+    // which thread the reaper is. The reaper checks its list under its
+    // scheduler lock (so no wake is lost); nothing is taken under it.
+    Zombies = 23,
+    // The thread registry (thread.cpp): which thread each id names. Only
+    // a thread's creation and destruction take it; nothing is taken under it.
+    ThreadRegistry = 24,
     Heap = 30,  // the kernel heap
     // g_stack_lock: which kernel stack slots are taken (kernel_stack.cpp);
     // nothing is taken under it.

@@ -11,8 +11,14 @@ namespace mk {
 
 namespace {
 
+// The registry: which thread each id names. Ids are (generation << 32) |
+// (slot + 1), so an id stays unique after its thread is gone and its slot
+// reused. Only a thread's creation and destruction use it: a reply finds
+// its caller on its own callers queue, never through an id.
 constexpr uint32_t kMaxThreads = ThreadRegistry::kMaxThreads;
-Thread** const g_threads = g_thread_registry.threads;
+// --- Guarded by g_registry_lock (a leaf: nothing is taken under it) ---
+SpinLock g_registry_lock{LockLevel::ThreadRegistry};
+Thread* g_threads[kMaxThreads];
 uint32_t g_generations[kMaxThreads];
 uint32_t g_next_slot = 0;
 
@@ -33,7 +39,11 @@ uint32_t slot_of(uint64_t id) {
 
 }  // namespace
 
-ThreadRegistry g_thread_registry;
+bool Thread::registered(uint64_t id) {
+    uint32_t slot = slot_of(id);
+    LockGuard guard(g_registry_lock);
+    return slot < kMaxThreads && g_threads[slot] != nullptr && g_threads[slot]->id_ == id;
+}
 
 const char* thread_state_name(ThreadState s) {
     switch (s) {
@@ -75,12 +85,12 @@ Result<Thread*> Thread::make(const char* name) {
     MK_ASSERT(reinterpret_cast<char*>(t->ipc) - reinterpret_cast<char*>(t) ==
               ptrdiff_t(kThreadIpcStateOffset));  // where syscall.S finds it
     Result<uint64_t> id = Error::OutOfMemory;
+    t->cpu = Cpu::cpu_index();
+    t->affinity = 1u << t->cpu;
     {
-        LockGuard guard(g_ipc_lock);  // the registry's
+        LockGuard guard(g_registry_lock);
         id = register_slot(t);
-        if (id) t->id_ = id.value();  // before a lookup can find it
-        t->cpu = Cpu::cpu_index();
-        t->affinity = 1u << t->cpu;
+        if (id) t->id_ = id.value();
     }
     if (!id) {
         free_block(t);
@@ -109,7 +119,7 @@ Result<Thread*> Thread::adopt_boot_thread(const char* name) {
 void Thread::destroy(Thread* thread) {
     if (thread == nullptr) return;
     {
-        IpcGuard guard;  // the registry, and its state
+        IpcGuard guard;  // its state; another CPU's scheduler lock
         MK_ASSERT(thread->state == ThreadState::Dead || thread->state == ThreadState::Created);
         // A thread that ran may have ended on another CPU a moment ago
         // (its creator or the reaper saw it Dead): that CPU is off its
@@ -118,10 +128,11 @@ void Thread::destroy(Thread* thread) {
         MK_ASSERT(thread->ipc->callers.empty());
         // The thread is gone from now on, whoever still holds a reference:
         // its id names nothing, and a Created one can no longer be started.
+        thread->state = ThreadState::Dead;
         uint32_t slot = slot_of(thread->id_);
+        LockGuard registry(g_registry_lock);
         MK_ASSERT(slot < kMaxThreads && g_threads[slot] == thread);
         g_threads[slot] = nullptr;
-        thread->state = ThreadState::Dead;
     }
     // Off every CPU for good: its kernel stack, its FPU area and its place
     // in its process go now (the last thread of a process ends the

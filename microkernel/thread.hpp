@@ -72,7 +72,7 @@ class Thread : public KObject {
     // (Created until Scheduler::init makes it the running thread).
     [[nodiscard]] static Result<Thread*> adopt_boot_thread(const char* name);
     // Ends a thread that is Dead or was never started (Created): it leaves
-    // the registry (lookup() no longer finds it) and is Dead for good. Then
+    // the registry (its id names nothing) and is Dead for good. Then
     // frees its kernel stack (a TLB shootdown: no lock held, not in an
     // interrupt) and releases the creator's reference: the rest (thread,
     // IPC state) is freed now if that was the last one, else by the last
@@ -82,11 +82,14 @@ class Thread : public KObject {
     Thread(const Thread&) = delete;
     Thread& operator=(const Thread&) = delete;
 
-    // Unique over the kernel's lifetime (a slot and a generation): a stale id
-    // never names a newer thread. See Thread::lookup().
+    // Unique over the kernel's lifetime (a slot of the registry and a
+    // generation): a stale id never names a newer thread. A reply token
+    // names its caller by id (and call number); the reply finds the caller
+    // on the replier's callers queue (endpoint_inline.hpp).
     uint64_t id() const { return id_; }
-    // The live thread with this id, or nullptr. Caller holds the IPC lock.
-    static Thread* lookup(uint64_t id);
+    // Whether a thread with this id exists (made, not yet destroyed). For
+    // diagnostics and tests: the answer may change once it is returned.
+    static bool registered(uint64_t id);
     const char* name() const { return name_; }
 
     // --- Guarded by the scheduler lock of its home CPU (`cpu`) ---
@@ -155,7 +158,7 @@ class Thread : public KObject {
     // process's handle table, for the syscall entry stub's lookup (one load
     // less than through process); the table lives as long as the process.
     HandleTable* handles = nullptr;
-    bi::list_member_hook<> process_hook;  // on process->threads, guarded by the IPC lock
+    bi::list_member_hook<> process_hook;  // on process->threads, guarded by its threads lock
     uint64_t user_rip = 0;                // where it first enters user mode
     uint64_t user_rsp = 0;
     uint64_t user_arg = 0;
@@ -179,22 +182,11 @@ class Thread : public KObject {
     KernelStack stack_;  // top nullptr: the boot thread's (not ours), or freed by destroy()
 };
 
-// The thread registry: ids are (generation << 32) | (slot + 1), so an id
-// stays unique after its thread is gone and its slot reused. Guarded by the
-// IPC lock (lookups happen under it, when a reply names its caller). Kept by
-// thread.cpp; here so that lookup() inlines.
+// The size of the thread registry (thread.cpp): how many threads can exist
+// at once, each with an id naming its slot.
 struct ThreadRegistry {
     static constexpr uint32_t kMaxThreads = 4096;
-    Thread* threads[kMaxThreads];
 };
-extern ThreadRegistry g_thread_registry;
-
-inline Thread* Thread::lookup(uint64_t id) {
-    uint32_t slot = uint32_t(id) - 1;
-    if (slot >= ThreadRegistry::kMaxThreads) return nullptr;
-    Thread* t = g_thread_registry.threads[slot];
-    return t != nullptr && t->id_ == id ? t : nullptr;
-}
 
 // A FIFO queue of threads, linked through Thread::queue_hook (no allocation,
 // O(1) unlink through the thread's own hook). A ready queue is guarded by

@@ -7,8 +7,9 @@
  * The locks (`elk`, `slk[]` name the CPU holding each; NOCPU: free):
  *   S0, S1  Scheduler::lock_ of CPU0 and of CPU1 (slk[S0], slk[S1]): S[c] guards CPU c's
  *           ready queue and current_ and the scheduling state of the threads homed on c.
- *   E       g_ipc_lock, the IPC lock (elk): endpoints and their wait queues, IPC state,
- *           the zombie list.
+ *   E       g_ipc_lock, the IPC lock (elk): endpoints and their wait queues, IPC state.
+ *   Z       Scheduler::zombies_lock_ (zlk): the zombie list; a leaf, taken after any
+ *           other and with nothing taken under it.
  * IpcGuard takes E, then the CPU's own S.  A thread homed on the other CPU is reached
  * with Scheduler::HomeLock: that CPU's S as a SECOND scheduler lock, taken only with E
  * held (so two CPUs never each hold one S and wait for the other's).  A switch
@@ -27,10 +28,10 @@
  *   Busy      B: a thread homed on CPU1, started from CPU0 (Scheduler::start); it runs
  *             (mk_thread_start -> Scheduler::finish_switch_in) and exits (exit_current).
  *   exit_current (both): Scheduler::exit_current under E + S1: Dead; bury_locked pushes
- *             it on the zombie list (E) and wakes the reaper (wake_locked ->
- *             wake_at_home_locked: the reaper is homed on CPU0, so HomeLock takes S0 as
- *             the second lock); schedule_locked lets go of E and switches away for good
- *             with S1 handed over.
+ *             it on the zombie list (under Z, let go at once), then wakes the reaper
+ *             (wake_locked -> wake_at_home_locked: the reaper is homed on CPU0, so
+ *             HomeLock takes S0 as the second lock); schedule_locked lets go of E and
+ *             switches away for good with S1 handed over.
  *   Idle1     Scheduler::idle_loop / idle_once: interrupts off, S1, any ready ->
  *             schedule_locked; else release S1 and `sti; hlt` as ONE step (an interrupt
  *             pending from before the sti ends the hlt at once).  The notify interrupt
@@ -43,15 +44,15 @@
  *             receivers_), Ready; start: Ready; both: enqueue_locked pushes on CPU1's
  *             ready_ and calls Cpu::notify_cpu(1) if CPU1's current_ is its idle
  *             thread -- all under S1; then S1, S0 and E are released.
- *   Reaper    reaper_entry: Scheduler::next_zombie under IpcGuard (E + S0): pop the
- *             zombie list; a zombie: HomeLock of its home CPU (S1) taken and let go at
- *             once (Thread::destroy -> Scheduler::wait_off_cpu_locked, under E + S0
- *             taken again: modelled as one critical section with the pop, as the
- *             zombie is the reaper's alone in between) -- CPU1 held S1 from the push
- *             until it ran on the next thread's stack, so once the reaper has had S1,
- *             CPU1 is off the zombie's stack -- then the locks are released and
- *             Thread::destroy frees the stack outside any lock; no zombie: block_current_locked (Blocked under S0; the switch
- *             lets go of E; woken by bury_locked's wake, CPU0 runs it again).
+ *   Reaper    reaper_entry: Scheduler::next_zombie under its own S0 (LockGuard): pop
+ *             the zombie list under Z; no zombie: block_current_locked (Blocked under
+ *             S0, which the switch hands over; woken by bury_locked's wake, which takes
+ *             S0 after its push, CPU0 runs it again); a zombie: S0 let go, then
+ *             Thread::destroy under IpcGuard (E + S0): HomeLock of the zombie's home
+ *             CPU (S1) taken and let go at once (Scheduler::wait_off_cpu_locked) --
+ *             CPU1 held S1 from the push until it ran on the next thread's stack, so
+ *             once the reaper has had S1, CPU1 is off the zombie's stack -- then the
+ *             locks are released and Thread::destroy frees the stack outside any lock.
  *   Check     ghost: the end-of-run check (no kernel function).
  * The notify IPI (`pend1`) stays pending at CPU1 until CPU1 has interrupts on; it is
  * one pending bit (two notifies merge).  The timer is left out: a CPU's own tick would
@@ -93,11 +94,14 @@
  *                              cannot run early: only CPU1 runs it, and CPU1 is busy
  *                              leaving it.  The harm is to whoever, on the other CPU,
  *                              takes a Blocked or Dead thread to be off its CPU.)
- *   BUG_REAPER_NO_HOME_LOCK    next_zombie pops a zombie under E + S0 but does not take
- *                              its home lock (S1): exit_current has let go of E before
+ *   BUG_REAPER_NO_HOME_LOCK    Thread::destroy (under E + S0) does not take the zombie's
+ *                              home lock (S1) before the free: exit_current has let go of E before
  *                              its switch, and the reaper frees the stack CPU1 is on
  *   BUG_REAPER_NO_LOCK         the reaper pops the zombie list with no lock at all (say,
  *                              a lock-free pop) and frees the stack at once
+ *   BUG_WAKE_BEFORE_PUSH       bury_locked wakes the reaper before it pushes the zombie:
+ *                              the reaper, still running, finds the list empty and
+ *                              blocks, and the zombie is never reaped (Check)
  *   BUG_SECOND_S_WITHOUT_E     Scheduler::start(B) takes S0 and then S1 without E (the
  *                              lock-order assertion left out on that path): with
  *                              exit_current on CPU1 holding E + S1 and taking S0 for
@@ -143,7 +147,8 @@ mtype rst;                      /* the reaper's Thread::state (homed on CPU0: S0
 byte  rq[2];                    /* CPU1's Scheduler::ready_ (FIFO) */
 byte  rq_len;
 bit   wq_w;                     /* W linked on the endpoint's receivers_ (E) */
-byte  zq[2];                    /* Scheduler::zombies_ (FIFO; E) */
+byte  zlk;                      /* Scheduler::zombies_lock_ (Z): holder */
+byte  zq[2];                    /* Scheduler::zombies_ (FIFO; Z) */
 byte  zq_len;
 bit   if1;                      /* CPU1's RFLAGS.IF */
 bit   pend1;                    /* the notify vector pending at CPU1's local APIC */
@@ -156,24 +161,27 @@ byte  woken_w, ran_w;          /* ghosts: W's wakes and the runs after them */
 #define NS(c) ((slk[S0] == c) + (slk[S1] == c))
 /* CPU0 holds no lock: a thread of CPU0 holding one runs with interrupts off, so the
    other thread of CPU0 cannot run until it has let go of all of them */
-#define FREE0 (elk != CPU0 && slk[S0] != CPU0 && slk[S1] != CPU0)
+#define FREE0 (elk != CPU0 && slk[S0] != CPU0 && slk[S1] != CPU0 && zlk != CPU0)
 /* the scheduler lock that guards thread t: its home CPU's */
 #define HS(t) (home[t] - 1)
 
 /* LockGuard / IpcGuard on E: never with a scheduler lock held (the order is E, then
    the CPU's own S, then at most one other CPU's S) */
 inline lockE(c) {
-  assert(elk == NOCPU && NS(c) == 0); elk = c
+  assert(elk == NOCPU && NS(c) == 0 && zlk != c); elk = c
 }
 inline unlockE(c) { assert(elk == c); elk = NOCPU }
 /* a scheduler lock: the first a CPU takes is its own (LockGuard, IpcGuard); a second
    (Scheduler::HomeLock) only with E held, and never a third */
 inline lockS(c, x) {
-  assert(slk[x] == NOCPU);
+  assert(slk[x] == NOCPU && zlk != c);
   assert((NS(c) == 0 && x == c - 1) || (NS(c) == 1 && slk[c - 1] == c && elk == c));
   slk[x] = c
 }
 inline unlockS(c, x) { assert(slk[x] == c); slk[x] = NOCPU }
+/* Scheduler::zombies_lock_: a leaf (whatever else the CPU holds; nothing under it) */
+inline lockZ(c) { assert(zlk == NOCPU); zlk = c }
+inline unlockZ(c) { assert(zlk == c); zlk = NOCPU }
 /* IpcGuard: E, then CPU c's own scheduler lock (the caller's guard waits for both) */
 inline ipc_guard(c) { lockE(c); lockS(c, c - 1) }
 inline ipc_unguard(c) { unlockS(c, c - 1); unlockE(c) }
@@ -249,17 +257,26 @@ inline irq_window_thread() {
 }
 
 /* Scheduler::exit_current() of t on CPU1: IpcGuard (E + S1); Dead; bury_locked: the
-   zombie list (E), wake_locked(reaper), homed on CPU0: HomeLock S0 as the second
+   zombie list (Z), then wake_locked(reaper), homed on CPU0: HomeLock S0 as the second
    scheduler lock; schedule_locked(true) (E released), switch away for good */
-inline exit_current(t, nxt) {
-  atomic { run1 == t && elk == NOCPU && slk[S1] == NOCPU -> ipc_guard(CPU1); if1 = 0;
-           assert(cur1 == t && state[t] == RUNNING);
-           state[t] = DEAD; zq[zq_len] = t; zq_len++; printf("CPU1: %d exits\n", t) }
+inline wake_reaper(t) {
   atomic { slk[S0] == NOCPU -> lockS(CPU1, S0);   /* wake_at_home_locked(reaper) */
            if :: rst == BLOCKED -> rst = READY; REACH(12);
                  printf("CPU1: %d wakes the reaper\n", t)
               :: else fi;
            unlockS(CPU1, S0) }
+}
+inline exit_current(t, nxt) {
+  atomic { run1 == t && elk == NOCPU && slk[S1] == NOCPU -> ipc_guard(CPU1); if1 = 0;
+           assert(cur1 == t && state[t] == RUNNING);
+           state[t] = DEAD; printf("CPU1: %d exits\n", t) }
+#ifdef BUG_WAKE_BEFORE_PUSH
+  wake_reaper(t);
+#endif
+  atomic { zlk == NOCPU -> lockZ(CPU1); zq[zq_len] = t; zq_len++; unlockZ(CPU1) }
+#ifndef BUG_WAKE_BEFORE_PUSH
+  wake_reaper(t);
+#endif
   atomic { schedule_locked1(t, nxt) }
   switch_context(t)
 }
@@ -396,22 +413,28 @@ proctype Waker() {              /* a thread on CPU0 */
 }
 
 proctype Reaper() {             /* reaper_entry: Thread::destroy(next_zombie()) */
-  byte z; bit blk;
+  byte z; bit blk; bit got;
 #ifdef BUG_REAPER_NO_LOCK
 end_reaper:
   do
   :: atomic { zq_len > 0 -> z = zq[0]; zq[0] = zq[1]; zq[1] = 0; zq_len-- }  /* lock-free pop */
 #else
   do
-  :: atomic { FREE0 && elk == NOCPU && slk[S0] == NOCPU -> ipc_guard(CPU0); /* next_zombie */
-              assert(rst == RUNNING);
+  :: atomic { FREE0 && slk[S0] == NOCPU -> lockS(CPU0, S0);   /* next_zombie: LockGuard */
+              assert(rst == RUNNING) }
+     atomic { zlk == NOCPU -> lockZ(CPU0);
               if
-              :: zq_len > 0 -> z = zq[0]; zq[0] = zq[1]; zq[1] = 0; zq_len--;
+              :: zq_len > 0 -> z = zq[0]; zq[0] = zq[1]; zq[1] = 0; zq_len--; got = 1;
                  if :: stk[z] != NOCPU -> REACH(11) :: else fi
-              :: else ->                /* block_current_locked(nullptr, 0): Blocked under */
-                 rst = BLOCKED; blk = 1; /* S0; the switch releases E, S0 is handed to */
-                 ipc_unguard(CPU0);     /* CPU0's next thread (CPU0 is not modelled) */
+              :: else -> got = 0
+              fi;
+              unlockZ(CPU0);
+              if
+              :: !got ->                /* block_current_locked(nullptr, 0): Blocked */
+                 rst = BLOCKED; blk = 1; /* under S0, handed to CPU0's next thread */
+                 unlockS(CPU0, S0);     /* (CPU0 is not modelled) */
                  printf("CPU0: the reaper blocks\n")
+              :: else -> unlockS(CPU0, S0)   /* next_zombie returns it */
               fi }
      if
      :: blk ->
@@ -419,6 +442,8 @@ end_reaper:
         /* woken: CPU0's scheduler runs it again (S0 handed over and released) */
         atomic { rst == READY && FREE0 && slk[S0] == NOCPU -> rst = RUNNING; blk = 0 }
      :: else ->
+        /* Thread::destroy: IpcGuard (E + S0) */
+        atomic { FREE0 && elk == NOCPU && slk[S0] == NOCPU -> ipc_guard(CPU0) }
 #ifndef BUG_REAPER_NO_HOME_LOCK
         /* wait_off_cpu_locked: the zombie's home lock, taken and let go */
         atomic { slk[HS(z)] == NOCPU -> lockS(CPU0, HS(z)); unlockS(CPU0, HS(z)) }
@@ -437,7 +462,7 @@ end_reaper:
 active proctype Check() {       /* ghost: when nothing can move any more */
 end_check:
   timeout ->
-  assert(elk == NOCPU && slk[S0] == NOCPU && slk[S1] == NOCPU);  /* 4: no CPU spins */
+  assert(elk == NOCPU && slk[S0] == NOCPU && slk[S1] == NOCPU && zlk == NOCPU);  /* 4 */
   assert(!(rq_len > 0 && halted1 && !pend1));     /* 1: a Ready thread slept through */
   assert(halted1 && rq_len == 0 && !pend1);
   assert(woken_w == NROUNDS && ran_w == NROUNDS && freed[W] && freed[B] && zq_len == 0);

@@ -350,6 +350,11 @@ TEST_F(EndpointTest, DeferredRepliesInAnyOrder) {
     yield();
     run_until(boot_);
     EXPECT_EQ(Endpoint::reply(r2.reply, msg(202)), Error::None);
+    // Found behind the first caller; used, it is found no more, while the
+    // first caller still waits at the front.
+    EXPECT_EQ(Endpoint::reply(r2.reply, msg(203)), Error::BadHandle);
+    ReplyToken later_call{r1.reply.caller, r1.reply.call + 1};
+    EXPECT_EQ(Endpoint::reply(later_call, msg(102)), Error::BadHandle);
     EXPECT_EQ(Endpoint::reply(r1.reply, msg(101)), Error::None);
     EXPECT_EQ(Endpoint::finish_call(*c1).value().label, 101u);
     EXPECT_EQ(Endpoint::finish_call(*c2).value().label, 202u);
