@@ -142,6 +142,8 @@
  *   21 the fast reply_recv takes a queued caller (a busy server)
  *   22 the fast reply_recv misses (its caller no longer waits): the general path
  *   23 a move of R while a caller waits on its callers queue
+ *   24 a kill ends a reply wait at once (R homed with C1)
+ *   25 a kill ends a reply wait with S[home R] as a second, higher lock
  *
  * Not modelled: the context switch, stacks, the lock hand-over, ready queues and idle
  * (split_locks.pml, smp_wake.pml); the handle table lock (taken before EP[e], alone);
@@ -655,7 +657,7 @@ again:
               w = wl[C1]; s = wseq[C1];
               if
               :: w == WREPLY && RHOME == h ->
-                 cq_unlink(0, C1); end_wait(0, C1, INTERRUPTED); REACH(5)
+                 cq_unlink(0, C1); end_wait(0, C1, INTERRUPTED); REACH(5); REACH(24)
               :: w == WREPLY && RHOME > h -> h2 = RHOME; mode = 1
               :: else -> pin(w); mode = 2
               fi
@@ -665,7 +667,7 @@ again:
   if
   :: mode == 1 ->
      atomic { LOCK(0, SL(h2), KILLER); assert(home[R] == h2);
-              cq_unlink(0, C1); end_wait(0, C1, INTERRUPTED); REACH(5);
+              cq_unlink(0, C1); end_wait(0, C1, INTERRUPTED); REACH(5); REACH(25);
               UNLOCK(0, SL(h2)); UNLOCK(0, SL(h)) }
   :: mode == 2 ->
      if
