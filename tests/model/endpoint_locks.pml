@@ -4,73 +4,90 @@
  * docs/locking.md, "What is left").  A design checked here, not yet the code's.
  * Checked exhaustively by tests/model/run_spin.sh.
  *
+ * Design v2.  v1 had a reply lock RL[t] per thread for t's callers queue; the same-CPU
+ * fast path (Call to a waiting receiver, ReplyRecv answering a caller) would have taken
+ * it as a fourth lock.  v2 drops RL: t's callers queue and the reply wait of each caller
+ * on it are guarded by t's home scheduler lock S[home(t)], which that path holds anyway.
+ * The fast path takes the handle table (not modelled), EP[e] and this CPU's S: no more
+ * locks than today's table, g_ipc_lock, S.
+ *
  * Locks (each held by a CPU, interrupts off on that CPU while it holds any), in order:
- *   EP[e]  (LockLevel::Endpoint, one per endpoint; e = 0, 1): the endpoint's senders_
- *          (sq[e]) and receivers_ (rcv[e]) queues, and the IPC state of every thread
- *          waiting on them (R's message slot rmsg/rfrom while R waits on receivers_; a
- *          queued caller's result res[t]).  Two EP locks are never held together.
- *   RL[R]  (a new level just above Endpoint, below Scheduler; one per thread, only the
- *          server R's is used): R's callers queue (cq[t]: calls R received and has not
- *          answered, the callers waiting for the reply) and the IPC state of each caller
- *          waiting on it (reply slot rslot[t], result res[t]).
- *   S[c]   (Scheduler::lock_ of CPU c): the scheduling state of the threads homed on c
- *          (state, armed timeout, the wait generation wseq, exit_requested), the wait
- *          lock wl[t] (written with S[home] held, and with the lock it names held), and
- *          Thread::cpu (home[t]: written with BOTH the old and the new home's S held).
- *   Order: EP[e] -> RL[t] -> S[0] -> S[1]: two S locks only in CPU index order (lower
- *   first), never RL then EP, never two EP or two RL locks.  Asserted at every acquire
- *   (LOCK); every access to guarded state asserts that its CPU holds the guarding lock.
+ *   EP[e]  (LockLevel::Endpoint, one per endpoint; e = 0, 1; lk[0], lk[1]): the
+ *          endpoint's senders_ (sq[e]) and receivers_ (rcv[e]) queues, and the IPC state
+ *          of every thread waiting on them (R's message slot rmsg/rfrom while R waits on
+ *          receivers_; a queued caller's result).  Two EP locks are never held together.
+ *   S[c]   (Scheduler::lock_ of CPU c; lk[2], lk[3]): the scheduling state of the
+ *          threads homed on c (state, armed timeout, wait generation wseq,
+ *          exit_requested), Thread::cpu (home[t]: written with BOTH the old and the new
+ *          home's S), a thread's wait lock wl[t] (written with its home S and with the
+ *          lock it names), and -- new in v2 -- the callers queue of every thread homed on
+ *          c (cq[]: the calls t received and has not answered) and the reply wait of each
+ *          caller on it (reply slot rslot, result res).  A move of the server (both S
+ *          held) carries that guard along: nothing to rewrite.
+ *   Order: EP[e] -> S[0] -> S[1]: two S locks only in CPU index order (lower first),
+ *   after any EP lock.  Asserted at every acquire (LOCK); every access to guarded
+ *   state asserts that its CPU holds the guarding lock.
+ *
+ * Wait lock (wl[t]) of a waiting thread: EP[e] while on senders_/receivers_ of e;
+ * WREPLY, i.e. S[home(R)], while waiting for R's reply on R's callers queue.  Pinning the
+ * owner of a wait lock: a reference to the endpoint, or to the server thread R (whose
+ * Thread::cpu names the lock).
  *
  * Contexts: own[c] is the context running on CPU c with interrupts off (holding a lock,
  * or in an interrupt handler); another context of CPU c takes no lock meanwhile.
- *   R      server thread, homed on CPU0: recv on EP[0] (-DTWO_EP: alternately EP[0] and
- *          EP[1]); a recv takes a queued caller (EP[e] -> RL[R] -> S[home caller]: the
- *          caller moves from senders_ onto R's callers queue, its wait lock becomes
- *          RL[R]) or blocks on receivers_ (EP[e] -> S0: linked, marked Blocked, both
- *          released together).  Then reply (RL[R] alone, then the caller's home S with
- *          the re-read of rule 4: unlink, write the reply, wake) -- the reply half of
- *          reply_recv -- and recv again.  -DDIE: after a receive R may die instead of
- *          replying (rule 6): RL[R], every caller on its callers queue fails with
- *          PeerDied (woken under its home S), then its reference is dropped; the last
- *          reference frees R (and RL[R] with it).
- *   C1     client homed on CPU1 (-DMOVE: moved to CPU0 while Blocked or Ready), NCALL
- *          timed calls on EP[0].  A waiting receiver: EP[0] -> RL[R] -> S0 -> S1
- *          (index order; both after EP/RL), deliver, wake R, block itself on R's callers
- *          queue (wait lock RL[R]); no receiver: EP[0] -> S[own], queue on senders_
- *          (wait lock EP[0]) and block.  Woken: S[home] (re-read), read the one result.
- *   C0     (-DC0CALL or -DTWO_EP) client homed on CPU0, one timed call on EP[1]: two
- *          endpoints locked at once by two CPUs.
- *   Tick(c)  the timer tick of CPU c, an interrupt (only where CPU c holds no lock), for
- *          a due timeout of a thread homed on c (rule 5): under S[c] alone read the wait
- *          lock, the wait generation, and pin the object owning the wait lock (endpoint
- *          or server thread: a reference); release S[c]; take the wait lock, then the
- *          thread's home S (re-read: it may have moved); end the wait (unlink, TimedOut,
- *          disarm, wake) only if the thread still waits there, in the same wait, still
- *          due; release both; unpin outside every lock (the last reference frees).  A wait
- *          that moved meanwhile (senders_ -> R's callers queue) is left alone: still
- *          armed and due, the next tick finds it (the timeout stays in the set until
- *          the wait ends).  The re-read of the home never finds a change here: a move
- *          runs on the thread's home CPU, where the tick holds the CPU between its
- *          steps (kept for a design where another CPU may move a thread).
- *   Killer (-DKILL) a kill of C1 from a thread of CPU0 (a syscall: preemptible between
- *          its critical sections): S[home C1] (re-read): exit_requested, and if C1 is
- *          Blocked, the wait lock read and pinned as the tick does; then the wait lock,
- *          S[home]: ended with Interrupted if still the same wait there.  If the wait
- *          moved meanwhile (senders_ of EP[0] -> R's callers queue: the same wait, a
- *          new wait lock) the kill starts over with the new wait lock: unlike the
- *          tick's timeout, which stays due, a kill happens once, and without the
- *          restart the killed thread waits on (BUG_KILL_NO_RESTART; an addition to the
- *          design as first stated).  A call checks exit_requested under its own S
- *          before it blocks (no new wait once killed).
- *   Mover  (-DMOVE) one move of C1 (Blocked or Ready) from CPU1 to CPU0, run on CPU1;
- *          (-DMOVE_C0) one move of C0 from CPU0 to CPU1, run on CPU0: S0 then S1 (index
- *          order), the home changed (its armed timeout moves with it).
+ *   Server R (homed on CPU RH: 0, -DR_HOME=1: CPU1): Endpoint::receive on EP[0]
+ *          (-DTWO_EP: EP[0], EP[1] in turn): a queued caller x: EP[e], then S[home x] and
+ *          S[home R] in index order (lock_two): x moves from senders_ to R's callers
+ *          queue, wait lock EP[e] -> WREPLY; none: EP[e], S[home R]: linked on receivers_,
+ *          Blocked, both released together.  Then reply_recv:
+ *            FastPath::reply_recv (the syscall.S hit path, x homed on R's CPU c):
+ *            EP[e] then S[c]; under both: the reply (x off the callers queue, reply
+ *            written, wait ended), then the receive half: block on receivers_, or take a
+ *            queued caller homed on c (a busy server); a queued caller of another CPU:
+ *            S[c] released, the general receive with EP[e] kept.  x no longer waiting (a
+ *            miss): both released, the general path.
+ *            Endpoint::reply_recv (general): the reply half: S[home R] and S[home x] in
+ *            index order, no EP; release; then the receive (EP[e] first).
+ *          The last call: Endpoint::reply (the reply half).  -DDIE: after a receive R may
+ *          die instead (ipc_release_thread_locked): for each caller x, S[home x] and
+ *          S[home R] in index order, x off the queue with PeerDied; then the queue is
+ *          closed and R's reference dropped (the last reference frees R).
+ *   C1     (Endpoint::call_inline; FastPath::call when R is homed on C1's CPU) client
+ *          homed on CPU1 (-DMOVE: moved to CPU0 while Blocked or Ready), NCALL timed calls
+ *          on EP[0].  A waiting receiver: EP[0], then S of C1 and R in index order (one if
+ *          the same CPU: the fast path's EP + one S), deliver, wake R, block on R's
+ *          callers queue (WREPLY).  No receiver: EP[0], S[own]: queue on senders_ (wait
+ *          lock EP[0]), block.  exit_requested checked under the own S first.  Woken:
+ *          S[home] (re-read), read the one result.
+ *   C0     (-DC0CALL or -DTWO_EP) the same, homed on CPU0, one timed call on EP[1]
+ *          (-DMOVE_C0: moved to CPU1, the move taking S0 then S1 on CPU0).
+ *   Tick(c)  Scheduler::expire_timeouts_locked: the timer tick of CPU c, an interrupt (it
+ *          keeps CPU c between its steps), for a due thread t homed on c.  Under S[c]
+ *          alone read t's wait lock and generation.  WREPLY with R homed on c: the same
+ *          lock, end the wait at once.  WREPLY with R homed higher: take S[home R] as a
+ *          second lock, end at once.  Else (EP[e], or R homed lower): pin the owner,
+ *          release S[c], take the locks in order (EP[e] then S[home t]; or S[home R] and
+ *          S[home t] in index order, re-read), end the wait only if t is still Blocked in
+ *          the same wait (same wait lock, same generation, still armed), release, unpin
+ *          outside every lock.  -DTICK_PREEMPTIBLE: CPU c runs other code between the
+ *          tick's steps (a deferred expiry): t may wait anew meanwhile, and the
+ *          generation check is what keeps the old timeout off the new wait.
+ *   Killer (-DKILL) Scheduler::kill_locked of C1, from a thread of CPU0 (preemptible
+ *          between its critical sections): S[home C1] (re-read): exit_requested, and if
+ *          C1 waits, the wait lock read as the tick does: at once, as a second S, or
+ *          pinned and re-locked in order; the wait ended with Interrupted if still the
+ *          same.  If the wait moved (senders_ -> R's callers queue: same generation,
+ *          another wait lock) the kill starts over (v1's finding).
+ *   Mover  (-DMOVE: C1 from CPU1, -DMOVE_C0: C0 from CPU0, -DMOVE_R: R from its home)
+ *          Scheduler::move_locked of a Blocked or Ready thread on its home CPU: S0 then
+ *          S1, the home changed (its armed timeout moves with it; a moved R takes its
+ *          callers queue along).
  *
- * Rule 4 (Thread::cpu): a waker (reply, death, recv taking a queued caller, tick, kill,
- * the caller's own resume) reads home[t], takes that S lock, reads home[t] again and
- * retries if it changed (lock_home).  Rule 3: the only CPU that holds two S locks takes
- * them in index order after its EP/RL locks (the call delivering to R, the move); none
- * takes an S while holding a higher one.
+ * Rule 4 (Thread::cpu): a waker reads the home unlocked, takes that S lock, reads it
+ * again and retries if it changed (lock_home; lock_two for two homes).  lock_two takes
+ * both S locks in one step when both are free (if the higher one is taken the step
+ * stops holding the lower, spinning): an acquire of a free lock commutes with the other
+ * CPUs' steps, so only orders that change nothing are left out.
  *
  * Properties:
  *   1. no deadlock: invalid end states; Check: no lock held when nothing can move;
@@ -79,73 +96,86 @@
  *      a message, no queue still holding a caller, no pin left; a kill, once done,
  *      leaves C1 waiting in no operation;
  *   3. every call ends exactly once, with exactly one of Reply / TimedOut / PeerDied /
- *      Interrupted (res[t] written only while Pending; read and cleared by the caller);
- *      a Reply carries the caller's own message (no crossed replies);
+ *      Interrupted; a Reply carries the caller's own message (no crossed replies);
  *   4. no lost or duplicated message: R receives each message at most once (got[]),
  *      and a message taken from senders_ or delivered is R's recv result;
  *   5. lock order asserted at every acquire; one holder per lock; every access asserts
- *      its guard;
- *   6. pinning: a freed object's lock is never taken (assert at RL[R]'s acquire), and an
- *      object is never freed while pinned (refs counts the pins).
+ *      its guard (the callers queue: S[home R]; a wait: its wait lock and home S);
+ *   6. pinning: a freed thread's home (its callers queue's lock) is never read;
+ *   7. a tick ends only the wait it found due (the generation it read).
  *
  * Negative controls (must FAIL):
- *   BUG_RL_BEFORE_EP      R's recv takes RL[R], then EP[e]: the order assertion fires.
- *                         Only it: with the assertion left out the model passes (others
- *                         take RL[R] while R runs only as a wait lock, then only an S;
- *                         a call takes EP[e] then RL[R] only while R waits)
- *   BUG_S_AGAINST_ORDER   C1's call takes S1 then S0 (own lock first; the order
- *                         assertion left out): with -DMOVE the move holds S0 and wants
- *                         S1 -> deadlock
- *   BUG_TICK_NO_RECHECK   the tick ends the wait it saw under S[c] without checking that
- *                         it is still there: a reply (or a delivery) won meanwhile
- *   BUG_WAKER_NO_REREAD   a waker takes the S lock of the home it read and does not read
- *                         it again: with -DMOVE the home changed in between
- *   BUG_TICK_NO_PIN       the tick does not pin the wait lock's owner: R dies and is
- *                         freed between the tick's two steps, the tick takes a freed lock
- *   BUG_KILL_NO_RESTART   the kill, re-locked, finds C1's wait moved from senders_ to R's
- *                         callers queue (R took it) and gives up: the killed C1 still
- *                         waits when the kill is done (with an untimed call: for ever)
- *   BUG_UNLOCK_EP_BEFORE_BLOCK  R's recv links itself on receivers_, drops EP[e], and
- *                         marks itself Blocked later under S0 alone: a call's wake finds
- *                         R not yet Blocked and is lost (as in split_locks.pml)
+ *   BUG_S_AGAINST_ORDER   C1's call takes its own S1, then R's S0 (the order assertion
+ *                         left out): with -DMOVE_C0 the move holds S0, wants S1: deadlock
+ *   BUG_REPLY_NO_SERVER_S the general reply takes the caller's home S only, not the
+ *                         server's: the guard assertion of the callers queue
+ *   BUG_REPLY_RECV_KEEPS_S the general reply_recv keeps both S locks and takes EP[e]
+ *                         for its receive (order assertion left out): deadlock with the
+ *                         kill, which holds EP[0] and wants S1 (-DR_HOME=1 -DKILL -DTWO_EP)
+ *   BUG_TICK_REPLY_NO_RECHECK the tick, re-locked after a drop, ends a reply wait without
+ *                         re-checking it: the reply won meanwhile (double end)
+ *   BUG_TICK_REPLY_NO_GEN the same re-check without the generation, -DTICK_PREEMPTIBLE:
+ *                         the old timeout ends the caller's next wait
+ *   BUG_TICK_NO_RECHECK   the tick ends an endpoint wait it saw without re-checking it
+ *   BUG_WAKER_NO_REREAD   a waker locks the home it read and does not read it again:
+ *                         with a move in between it writes state without the home lock
+ *   BUG_TICK_NO_PIN       the tick does not pin R: R dies and is freed before the tick
+ *                         reads R's home to take its callers queue's lock
+ *   BUG_KILL_NO_RESTART   the kill gives up when the wait moved to another wait lock
+ *   BUG_UNLOCK_EP_BEFORE_BLOCK  R's recv drops EP[e] before it is Blocked: lost wake-up
  * PROBE_ALL: reachability probes (REACH(n) fails with its own text):
- *   1 a timeout while on R's callers queue      2 a timeout while on senders_
+ *   1 a timeout of a reply wait after the tick dropped and re-took its locks (R homed
+ *     lower)                                   2 the same for a wait on senders_
  *   3 a reply racing a timeout: the tick, re-locked, finds the reply won
  *   4 the retry of rule 4 (a waker's re-read finds the home changed)
  *   5 a kill interrupts C1 on R's callers queue 6 a kill starts over (wait moved)
  *   7 PeerDied delivered by R's death           8 EP[0] and EP[1] held at once by two CPUs
  *   9 the unpin frees R (the pin outlived R)    10 the tick finds the wait moved
  *   11 Check reached (the end)                  12 R takes a queued caller
- *   13 the kill, re-locked, finds the wait ended meanwhile (a reply, timeout or death won)
- *   14 a delivery to R while C1 was queued earlier (C1 called twice)
- *   15 a reply dropped: the caller's wait ended before it
+ *   13 the kill, re-locked, finds the wait ended meanwhile
+ *   14 a delivery to R on C1's second call      15 a reply dropped: the wait ended first
+ *   16 the fast path's call: EP[e] and one S    17 the fast path's reply_recv: reply and
+ *                                                  block under EP[e] and one S, at once
+ *   18 a cross-CPU reply: two S in index order, the lower one not the replier's own
+ *   19 a tick ends a reply wait at once (R homed on the tick's CPU)
+ *   20 a tick ends a reply wait with S[home R] as a second, higher lock
+ *   21 the fast reply_recv takes a queued caller (a busy server)
+ *   22 the fast reply_recv misses (its caller no longer waits): the general path
+ *   23 a move of R while a caller waits on its callers queue
+ *   24 a kill ends a reply wait at once (R homed with C1)
+ *   25 a kill ends a reply wait with S[home R] as a second, higher lock
  *
  * Not modelled: the context switch, stacks, the lock hand-over, ready queues and idle
- * (split_locks.pml, smp_wake.pml); the fast path; endpoint destruction (the dead flag:
- * endpoints are pinned like R but never freed here); a timed recv or a kill of R;
- * more than one server, two callers on one endpoint, more than two CPUs; a move of a
- * running thread; handle tables and the address-space lock.
+ * (split_locks.pml, smp_wake.pml); the handle table lock (taken before EP[e], alone);
+ * saved replies; endpoint destruction (endpoints are pinned but never freed here);
+ * notices and Send; a timed recv or a kill of R; more than one server, two callers on
+ * one endpoint, more than two CPUs; a move of a running thread.
  */
-#define R      0                /* server, homed on CPU0 */
+#define R      0                /* server, homed on CPU RH (-DR_HOME=1: CPU1) */
 #define C1     1                /* client, homed on CPU1, calls EP[0] */
 #define C0     2                /* client, homed on CPU0, calls EP[1] */
 #define NT     3
 #define KILLER 3                /* contexts beyond the threads */
 #define TICK0  4
 #define TICK1  5
-#define MOVER  6
+#define MOVER  6                /* MOVER + 0: the move of C1 or C0; MOVER + 1: of R */
 #define NONE   255
 
 #define EP0 0                   /* lock ids */
 #define EP1 1
-#define RLR 2
-#define S0  3
-#define S1  4
+#define S0  2
+#define S1  3
+#define WREPLY 6                /* wait lock "R's callers queue": S[home[R]] */
 #define NOLOCK 7
 #define SL(c) (S0 + (c))
 #define B(x) (1 << (x))
 #define H(c) ((c) + 1)          /* lock holder: 0 free, 1 CPU0, 2 CPU1 */
 
+#ifdef R_HOME
+#define RH R_HOME
+#else
+#define RH 0
+#endif
 #ifndef NCALL
 #define NCALL 2                 /* C1's calls */
 #endif
@@ -159,15 +189,18 @@
 #endif
 #define NMSG (NCALL + NC0)
 #define TOK(t, i) ((t) * 4 + (i) + 1)
+#if defined(MOVE) || defined(MOVE_C0) || defined(MOVE_R)
+#define MOVES
+#endif
 
 #if defined(MOVE_C0) && !defined(C0CALL)
 #error "MOVE_C0 needs -DC0CALL or -DTWO_EP"
 #endif
-#if defined(BUG_S_AGAINST_ORDER) && !defined(MOVE_C0)
-#error "BUG_S_AGAINST_ORDER needs -DMOVE_C0 (the move of C0 takes S0 then S1)"
+#if defined(BUG_S_AGAINST_ORDER) && !(defined(MOVE_C0) && RH == 0)
+#error "BUG_S_AGAINST_ORDER needs -DMOVE_C0 and R on CPU0"
 #endif
-#if defined(BUG_WAKER_NO_REREAD) && !defined(MOVE)
-#error "BUG_WAKER_NO_REREAD needs -DMOVE"
+#if defined(BUG_WAKER_NO_REREAD) && !defined(MOVES)
+#error "BUG_WAKER_NO_REREAD needs a move"
 #endif
 #if defined(BUG_TICK_NO_PIN) && !defined(DIE)
 #error "BUG_TICK_NO_PIN needs -DDIE"
@@ -183,7 +216,7 @@ mtype = { NORES, PENDING, REPLY, TIMEDOUT, PEERDIED, INTERRUPTED }; /* a caller'
 #endif
 
 /* locks */
-byte lk[5];                     /* holder of each lock */
+byte lk[4];                     /* holder of each lock */
 byte held[2];                   /* ghost: the locks CPU c holds (bit per lock id) */
 byte own[2];                    /* ghost: context (+1) on CPU c with interrupts off */
 bit  stay[2];                   /* that context keeps interrupts off between its locks */
@@ -191,18 +224,18 @@ bit  stay[2];                   /* that context keeps interrupts off between its
 mtype state[NT];
 bit   armed[NT];                /* a timeout armed, in home[t]'s timeout set */
 byte  wseq[NT];                 /* wait generation: a new wait, a new deadline */
-byte  wl[NT];                   /* wait lock (also written with the lock it names held) */
+byte  wl[NT];                   /* wait lock: EP0, EP1, WREPLY (also written with it held) */
 byte  home[NT];                 /* Thread::cpu: with both the old and new home's S */
 bit   exitreq;                  /* C1's exit_requested */
 /* guarded by EP[e] */
 byte  sq[2];                    /* senders_ of EP[e]: one caller at most (NONE) */
 bit   rcv[2];                   /* R on receivers_ of EP[e] */
 byte  rmsg, rfrom;              /* R's message slot, while R waits on receivers_ */
-/* guarded by RL[R] */
+/* guarded by S[home[R]] (R's callers queue: moves with R) */
 bit   cq[NT];                   /* t on R's callers queue */
 byte  rslot[NT];                /* t's reply */
 bit   deadR;                    /* R died: its callers queue is closed */
-/* guarded by the wait lock while t waits, by t itself otherwise */
+/* guarded by the wait lock (and the waiter's home S) while t waits, by t otherwise */
 mtype res[NT];
 byte  msg[NT];                  /* t's outgoing message (its own) */
 /* pins (atomic reference counts) */
@@ -216,22 +249,21 @@ bit   rdone;
 
 #define HOLDS(c, L) (lk[L] == H(c) && (held[c] & B(L)) != 0)
 #define HOLDS_HOME(c, t) HOLDS(c, SL(home[t]))
+#define HOLDS_CQ(c) HOLDS(c, SL(home[R]))          /* R's callers queue's guard */
+#define WLOCK(t) (wl[t] == WREPLY -> SL(home[R]) : wl[t])
+#define RHOME (home[R])                             /* read only while R is not freed */
 
-/* the lock order, asserted at an acquire of L by CPU c */
+/* the lock order, asserted at an acquire of L by CPU c: EP[e] -> S[0] -> S[1] */
 #define ORDER_OK(c, L) \
   (((L) <= EP1 && held[c] == 0) || \
-   ((L) == RLR && (held[c] & (B(RLR) | B(S0) | B(S1))) == 0) || \
    ((L) == S0 && (held[c] & (B(S0) | B(S1))) == 0) || \
    ((L) == S1 && (held[c] & B(S1)) == 0))
 
-/* MINE: this context runs on CPU c (no other context there has interrupts off); the
-   acquire's assertions are about this context's locks */
 #define MINE(c, me) (own[c] == 0 || own[c] == (me) + 1)
 inline LOCK_RAW(c_, L_, me_) {
   assert(!MINE(c_, me_) || (held[c_] & B(L_)) == 0);
   lk[L_] == 0 && MINE(c_, me_) ->
-  lk[L_] = H(c_); held[c_] = held[c_] | B(L_); own[c_] = me_ + 1;
-  assert(!(L_ == RLR && freedR))          /* 6: a freed object's lock is never taken */
+  lk[L_] = H(c_); held[c_] = held[c_] | B(L_); own[c_] = me_ + 1
 }
 inline LOCK(c_, L_, me_) {
   assert(!MINE(c_, me_) || ORDER_OK(c_, L_));   /* 5: the lock order */
@@ -242,17 +274,24 @@ inline UNLOCK(c_, L_) {
   lk[L_] = 0; held[c_] = held[c_] ^ B(L_);
   if :: held[c_] == 0 && !stay[c_] -> own[c_] = 0 :: else fi
 }
+/* release the S locks of homes a_, b_ (one if the same) */
+inline UNLOCK_S2(c_, a_, b_) {
+  if
+  :: a_ < b_ -> UNLOCK(c_, SL(b_)); UNLOCK(c_, SL(a_))
+  :: a_ > b_ -> UNLOCK(c_, SL(a_)); UNLOCK(c_, SL(b_))
+  :: a_ == b_ -> UNLOCK(c_, SL(a_))
+  fi
+}
 
-/* rule 4: take t's home S lock: read home, lock it, read again, retry if it changed.
-   On return S[h_] is held and h_ == home[t] (asserted where it is used). */
+/* rule 4: take t's home S lock: read home, lock it, read again, retry if it changed. */
 inline lock_home(c_, t_, me_, h_) {
   do
   ::
-#if defined(MOVE) || defined(MOVE_C0)
-     h_ = home[t_];             /* read without the lock: it may change until S is held */
+#ifdef MOVES
+     assert(!(t_ == R && freedR)); h_ = home[t_];   /* unlocked: may change until S held */
      atomic {
 #else
-     atomic { h_ = home[t_];    /* (without -DMOVE it never changes: no separate step) */
+     atomic { assert(!(t_ == R && freedR)); h_ = home[t_];
 #endif
               LOCK(c_, SL(h_), me_);
 #ifndef BUG_WAKER_NO_REREAD
@@ -267,20 +306,54 @@ inline lock_home(c_, t_, me_, h_) {
   od
 }
 
+/* rules 3, 4: the home S locks of a_ and b_, in CPU index order (one if the same home):
+   read both homes, lock the lower, then the higher, read both again, retry if either
+   changed.  On return S[ha_] and S[hb_] are held, ha_ == home[a_], hb_ == home[b_]. */
+inline lock_two(c_, a_, b_, me_, ha_, hb_) {
+  do
+  ::
+#ifdef MOVES
+     assert(!((a_ == R || b_ == R) && freedR)); ha_ = home[a_]; hb_ = home[b_];
+     atomic {
+#else
+     atomic { assert(!((a_ == R || b_ == R) && freedR)); ha_ = home[a_]; hb_ = home[b_];
+#endif
+              if :: ha_ <= hb_ -> LOCK(c_, SL(ha_), me_) :: else -> LOCK(c_, SL(hb_), me_) fi;
+              if
+              :: ha_ < hb_ -> LOCK(c_, SL(hb_), me_)
+              :: ha_ > hb_ -> LOCK(c_, SL(ha_), me_)
+              :: else
+              fi;
+#ifndef BUG_WAKER_NO_REREAD
+              if
+              :: home[a_] == ha_ && home[b_] == hb_ -> break
+              :: else -> REACH(4); UNLOCK_S2(c_, ha_, hb_)
+              fi
+#else
+              break
+#endif
+     }
+  od
+}
+
 /* end t's wait with result r: its wait lock and its home S held */
 inline end_wait(c_, t_, r_) {
-  assert(HOLDS(c_, wl[t_]) && HOLDS_HOME(c_, t_));
+  assert(HOLDS(c_, WLOCK(t_)) && HOLDS_HOME(c_, t_));
   assert(state[t_] == BLOCKED && res[t_] == PENDING);   /* 2, 3: not ended before */
   res[t_] = r_; wl[t_] = NOLOCK; armed[t_] = 0; state[t_] = READY;
   printf("CPU%d: %d's wait ends: %e\n", c_, t_, r_)
 }
+/* a caller t leaves R's callers queue (its reply wait): S[home[R]] held */
+inline cq_unlink(c_, t_) {
+  assert(HOLDS_CQ(c_) && cq[t_] && wl[t_] == WREPLY); cq[t_] = 0
+}
 
 inline pin(w_) {
-  if :: w_ == RLR -> assert(!freedR); refsR++ :: else -> refsE[w_]++ fi
+  if :: w_ == WREPLY -> assert(!freedR); refsR++ :: else -> refsE[w_]++ fi
 }
 inline unpin(w_) {              /* outside every lock */
   if
-  :: w_ == RLR -> refsR--; if :: refsR == 0 -> freedR = 1; REACH(9) :: else fi
+  :: w_ == WREPLY -> refsR--; if :: refsR == 0 -> freedR = 1; REACH(9) :: else fi
   :: else -> refsE[w_]--
   fi
 }
@@ -292,98 +365,140 @@ inline received() {
 #ifdef TWO_EP
   e = 1 - e;
 #endif
-  h = 0
+  h = 0; h2 = 0
 }
 
-/* ---------------- the server ---------------- */
+/* Endpoint::reply_recv's reply half (and Endpoint::reply): S[home R] and S[home x] in
+   index order, no EP lock (rule 3).  BUG_REPLY_NO_SERVER_S: the caller's home S alone. */
+inline reply_general() {
+#ifndef BUG_REPLY_NO_SERVER_S
+  lock_two(c, R, x, R, h, h2);
+#else
+  lock_home(c, x, R, h2); h = h2;
+#endif
+  atomic {
+    assert(HOLDS_CQ(c) && HOLDS_HOME(c, x));    /* the callers queue's guard, the caller's */
+    if
+    :: cq[x] -> cq_unlink(c, x); rslot[x] = m; end_wait(c, x, REPLY);
+       if :: h2 < h -> REACH(18) :: else fi
+    :: else -> REACH(15)       /* the wait ended (timeout, kill): the reply is dropped */
+    fi;
+#ifdef BUG_REPLY_RECV_KEEPS_S
+    if :: keep -> skip :: else -> UNLOCK_S2(c, h, h2); h = 0; h2 = 0 fi; x = 0; m = 0 }
+#else
+    UNLOCK_S2(c, h, h2); x = 0; h = 0; h2 = 0; m = 0 }
+#endif
+}
+
+/* ---------------- the server R ----------------
+   Endpoint::receive (recv), FastPath::reply_recv (the syscall.S hit path: a caller homed
+   on R's CPU), Endpoint::reply_recv (the general path: reply half, then recv), and with
+   -DDIE ipc_release_thread_locked (R's death with callers on its queue) */
 proctype Server() {
-  byte e, x, h, n, m;
-  bit inq;
-  do
-  :: n < NMSG ->
-     /* recv on EP[e] */
-#ifndef BUG_RL_BEFORE_EP
-     atomic { LOCK(0, e, R); x = sq[e] }
-     if
-     :: x != NONE ->          /* a queued caller: EP[e] -> RL[R] -> S[home x] */
-        atomic { LOCK(0, RLR, R) }
-#else
-     atomic { LOCK(0, RLR, R) }
-     atomic { LOCK(0, e, R); x = sq[e] }
-     if
-     :: x != NONE ->
+  byte e, x, y, h, h2, n, m, c;
+#ifdef BUG_REPLY_RECV_KEEPS_S
+  bit keep;
 #endif
-        lock_home(0, x, R, h);
-        atomic {
-          assert(HOLDS(0, e) && HOLDS(0, RLR) && HOLDS_HOME(0, x));
-          assert(sq[e] == x && wl[x] == e && state[x] == BLOCKED && res[x] == PENDING);
-          sq[e] = NONE; cq[x] = 1; wl[x] = RLR;     /* same wait, new wait lock */
-          rmsg = msg[x]; rfrom = x; REACH(12);
-          printf("R: takes queued %d (msg %d) from EP%d\n", x, rmsg, e);
-          UNLOCK(0, SL(h)); UNLOCK(0, RLR); UNLOCK(0, e); received() }
-     :: else ->               /* block on receivers_: EP[e] -> S0 */
-#ifdef BUG_RL_BEFORE_EP
-        atomic { UNLOCK(0, RLR) }
-#endif
+  c = home[R];                  /* R's CPU: a running thread is not moved */
+recv:                           /* Endpoint::receive: EP[e] first */
+  atomic { LOCK(c, e, R); x = sq[e] }
+have_ep:                        /* EP[e] held; x: the caller queued on senders_, or NONE */
+  if
+  :: x != NONE ->               /* take it: S[home x] and S[home R] in index order */
+     lock_two(c, x, R, R, h, h2);
+     atomic {
+       assert(HOLDS(c, e) && HOLDS_HOME(c, x) && HOLDS_CQ(c));
+       assert(sq[e] == x && wl[x] == e && state[x] == BLOCKED && res[x] == PENDING);
+       sq[e] = NONE; cq[x] = 1; wl[x] = WREPLY;  /* same wait, new wait lock */
+       rmsg = msg[x]; rfrom = x; REACH(12);
+       printf("R: takes queued %d (msg %d) from EP%d\n", x, rmsg, e);
+       UNLOCK_S2(c, h, h2); UNLOCK(c, e); received() }
+  :: else ->                    /* block on receivers_: EP[e] -> S[own] */
 #ifndef BUG_UNLOCK_EP_BEFORE_BLOCK
-        atomic { LOCK(0, S0, R);
-                 assert(HOLDS(0, e)); rcv[e] = 1; rmsg = 0; wl[R] = e;
-                 state[R] = BLOCKED; printf("R: waits on EP%d\n", e);
-                 UNLOCK(0, S0); UNLOCK(0, e) }
+     atomic { LOCK(c, SL(c), R);
+              assert(HOLDS(c, e) && HOLDS_HOME(c, R)); rcv[e] = 1; rmsg = 0; wl[R] = e;
+              state[R] = BLOCKED; printf("R: waits on EP%d\n", e);
+              UNLOCK(c, SL(c)); UNLOCK(c, e) }
 #else
-        atomic { rcv[e] = 1; rmsg = 0; UNLOCK(0, e) }
-        atomic { LOCK(0, S0, R); wl[R] = e; state[R] = BLOCKED; UNLOCK(0, S0) }
+     atomic { rcv[e] = 1; rmsg = 0; UNLOCK(c, e) }
+     atomic { LOCK(c, SL(c), R); wl[R] = e; state[R] = BLOCKED; UNLOCK(c, SL(c)) }
 #endif
-end_recv:
-        atomic { state[R] == READY -> LOCK(0, S0, R);
-                 state[R] = RUN; x = rfrom; assert(rmsg != 0 && x != NONE);
-                 UNLOCK(0, S0); received() }
-     fi;
-     /* reply: RL[R] alone, then the caller's home S (rule 4); -DDIE: or die (RL[R]) */
-     atomic { LOCK(0, RLR, R); inq = cq[x];
+end_recv:                       /* woken (-DMOVE_R: perhaps on the other CPU) */
+     atomic { state[R] == READY -> c = home[R] }
+     lock_home(c, R, R, h);
+     atomic { assert(HOLDS_HOME(c, R) && state[R] == READY);
+              state[R] = RUN; x = rfrom; assert(rmsg != 0 && x != NONE);
+              UNLOCK(c, SL(h)); c = h; received() }
+  fi;
+got_call:                       /* R holds x's call, message m */
 #ifdef DIE
-              if :: goto die_locked :: skip fi
+  if :: goto die :: skip fi;
 #endif
-     }
-     if
-     :: inq ->
-        lock_home(0, x, R, h);
-        atomic { assert(HOLDS(0, RLR) && HOLDS_HOME(0, x));
-                 assert(cq[x] && wl[x] == RLR);
-                 cq[x] = 0; rslot[x] = m; end_wait(0, x, REPLY);
-                 UNLOCK(0, SL(h)); UNLOCK(0, RLR); x = 0; h = 0; m = 0; inq = 0 }
-     :: else ->              /* the wait ended (timeout, kill): the reply is dropped */
-        atomic { REACH(15); UNLOCK(0, RLR); x = 0; m = 0 }
-     fi
-  :: else -> break
-  od;
+  if
+  :: n < NMSG && home[x] != c -> /* reply_recv(x, EP[e]) to another CPU: the general path */
+#ifndef BUG_REPLY_RECV_KEEPS_S
+     reply_general();
+     goto recv
+#else
+     keep = 1; reply_general();    /* the S locks kept, and EP[e] taken under them */
+     atomic { LOCK_RAW(c, e, R); UNLOCK_S2(c, h, h2); h = 0; h2 = 0; keep = 0; x = sq[e] };
+     goto have_ep
+#endif
+  :: n < NMSG && home[x] == c -> /* reply_recv(x, EP[e]), x homed on R's CPU (so far) */
+     /* FastPath::reply_recv: [x's table lock,] EP[e], then S[own]: the reply and the
+        receive half in one critical section */
+     atomic { LOCK(c, e, R); LOCK(c, SL(c), R);
+              assert(HOLDS(c, e) && HOLDS_HOME(c, R));
+              if
+              :: cq[x] && home[x] == c ->          /* stable: a move of x needs S[c] */
+                 cq_unlink(c, x); rslot[x] = m; end_wait(c, x, REPLY);
+                 y = sq[e];
+                 if
+                 :: y == NONE ->                   /* block on receivers_ */
+                    rcv[e] = 1; rmsg = 0; wl[R] = e; state[R] = BLOCKED; REACH(17);
+                    printf("R: replies to %d and waits on EP%d (one critical section)\n", x, e);
+                    UNLOCK(c, SL(c)); UNLOCK(c, e); x = 0; m = 0; goto end_recv
+                 :: y != NONE && home[y] == c ->   /* a busy server: take the queued caller */
+                    assert(sq[e] == y && wl[y] == e && state[y] == BLOCKED && res[y] == PENDING);
+                    sq[e] = NONE; cq[y] = 1; wl[y] = WREPLY; rmsg = msg[y]; rfrom = y;
+                    REACH(21);
+                    UNLOCK(c, SL(c)); UNLOCK(c, e); x = y; y = 0; received(); goto got_call
+                 :: else ->                        /* queued caller of another CPU: */
+                    UNLOCK(c, SL(c)); x = y; y = 0; m = 0; goto have_ep /* general recv */
+                 fi
+              :: else -> REACH(22); UNLOCK(c, SL(c)); UNLOCK(c, e)   /* a miss */
+              fi }
+     /* Endpoint::reply_recv: the reply half, S locks released, then recv (EP[e] first) */
+     reply_general();
+     goto recv
+  :: else ->                    /* the last call: Endpoint::reply */
+     reply_general()
+  fi;
   rdone = 1;
   goto out;
 #ifdef DIE
-die_locked:                     /* rule 6: RL[R] held, every caller fails with PeerDied */
+die:                            /* rule 6: each caller failed under S[home R] and its home S */
   printf("R: dies\n");
   x = C1;
   do
   :: x < NT ->
-     if
-     :: cq[x] ->
-        lock_home(0, x, R, h);
-        atomic { assert(HOLDS(0, RLR) && HOLDS_HOME(0, x) && wl[x] == RLR);
-                 cq[x] = 0; end_wait(0, x, PEERDIED); REACH(7); UNLOCK(0, SL(h)) }
-     :: else
-     fi;
-     x++
+     lock_two(c, x, R, R, h, h2);
+     atomic { assert(HOLDS_HOME(c, x) && HOLDS_CQ(c));
+              if :: cq[x] -> cq_unlink(c, x); end_wait(c, x, PEERDIED); REACH(7) :: else fi;
+              if :: x == NT - 1 -> deadR = 1 :: else fi;   /* closed */
+              UNLOCK_S2(c, h, h2); h = 0; h2 = 0; x++ }
   :: else -> break
   od;
-  atomic { deadR = 1; UNLOCK(0, RLR) }
   atomic { refsR--; if :: refsR == 0 -> freedR = 1 :: else fi; rdone = 1 }
 #endif
 out: skip
 }
 
-/* ---------------- the clients ---------------- */
+/* ---------------- the clients ----------------
+   Endpoint::call_inline (general path); FastPath::call, the syscall.S hit path, when R
+   waits and is homed on the caller's CPU: EP[e] and ONE S lock */
 proctype Client(byte t; byte e; byte n) {
-  byte i, c, h, r;
+  byte i, c, h, h2, r;
   bit deliv;
   do
   :: i < n ->
@@ -391,21 +506,19 @@ proctype Client(byte t; byte e; byte n) {
      atomic { c = home[t]; msg[t] = TOK(t, i); LOCK(c, e, t); deliv = rcv[e];
               if :: lk[1 - e] != 0 && lk[1 - e] != H(c) -> REACH(8) :: else fi }
      if
-     :: deliv ->                /* R waits: EP[e] -> RL[R] -> S0 (-> S1), index order */
-        atomic { LOCK(c, RLR, t) }
+     :: deliv ->                /* R waits: EP[e], then S of t and R in index order */
 #ifndef BUG_S_AGAINST_ORDER
-        atomic { LOCK(c, S0, t) }
-        if :: c == 1 -> atomic { LOCK(c, S1, t) } :: else fi;
+        lock_two(c, t, R, t, h, h2);
 #else
-        if :: c == 1 -> atomic { LOCK(c, S1, t) } :: else fi;
-        atomic { LOCK_RAW(c, S0, t) }      /* S0 under S1: against the order */
+        atomic { h = home[t]; LOCK(c, SL(h), t) }       /* own S first, */
+        atomic { h2 = home[R];                          /* then R's: against the order */
+                 if :: h2 != h -> LOCK_RAW(c, SL(h2), t) :: else fi }
 #endif
         atomic {
-          assert(HOLDS(c, e) && HOLDS(c, RLR) && HOLDS(c, S0) && HOLDS_HOME(c, t));
+          assert(HOLDS(c, e) && HOLDS_HOME(c, t) && HOLDS_CQ(c) && HOLDS_HOME(c, R));
           if
           :: t == C1 && exitreq ->          /* killed: no new wait */
-             if :: c == 1 -> UNLOCK(c, S1) :: else fi;
-             UNLOCK(c, S0); UNLOCK(c, RLR); UNLOCK(c, e); goto interrupted
+             UNLOCK_S2(c, h, h2); UNLOCK(c, e); goto interrupted
           :: else
           fi;
           assert(rcv[e]);
@@ -415,11 +528,11 @@ proctype Client(byte t; byte e; byte n) {
           :: else
           fi;
           if :: t == C1 && i > 0 -> REACH(14) :: else fi;
-          cq[t] = 1; wl[t] = RLR; res[t] = PENDING; wseq[t]++; armed[t] = 1;
+          if :: h == h2 -> REACH(16) :: else fi;        /* the fast path's locks */
+          cq[t] = 1; wl[t] = WREPLY; res[t] = PENDING; wseq[t]++; armed[t] = 1;
           state[t] = BLOCKED;
           printf("%d: delivers %d to R on EP%d, waits for the reply\n", t, msg[t], e);
-          if :: c == 1 -> UNLOCK(c, S1) :: else fi;
-          UNLOCK(c, S0); UNLOCK(c, RLR); UNLOCK(c, e) }
+          UNLOCK_S2(c, h, h2); UNLOCK(c, e) }
      :: else ->                 /* no receiver: EP[e] -> S[own], queue on senders_ */
         atomic { LOCK(c, SL(c), t);
           assert(HOLDS(c, e) && HOLDS_HOME(c, t));
@@ -441,7 +554,7 @@ proctype Client(byte t; byte e; byte n) {
               r = res[t]; res[t] = NORES; state[t] = RUN;
               if :: r == REPLY -> assert(rslot[t] == msg[t]); rslot[t] = 0 :: else fi;
               printf("%d: call %d ends: %e\n", t, i, r);
-              UNLOCK(c, SL(h)); c = 0; h = 0; deliv = 0; i++;
+              UNLOCK(c, SL(h)); c = 0; h = 0; h2 = 0; deliv = 0; i++;
               if :: r == INTERRUPTED -> goto interrupted :: else -> r = 0 fi }
   :: else -> break
   od;
@@ -452,96 +565,134 @@ finish:
   cdone[t] = 1
 }
 
-/* ---------------- the tick of CPU c (rule 5) ---------------- */
+/* ---------------- the tick of CPU c: Scheduler::expire_timeouts_locked (rule 5) -------- */
+#define DUE(t, c) (home[t] == (c) && armed[t] && state[t] == BLOCKED)
+#define SAME_WAIT (state[t] == BLOCKED && wl[t] == w && armed[t] && wseq[t] == s)
+#if defined(BUG_TICK_NO_RECHECK)
+#define TICK_OK (w == WREPLY -> SAME_WAIT : 1)
+#elif defined(BUG_TICK_REPLY_NO_RECHECK)
+#define TICK_OK (w == WREPLY -> 1 : SAME_WAIT)
+#elif defined(BUG_TICK_REPLY_NO_GEN)
+#define TICK_OK (w == WREPLY -> (state[t] == BLOCKED && wl[t] == w && armed[t]) : SAME_WAIT)
+#else
+#define TICK_OK SAME_WAIT
+#endif
 proctype Tick(byte c) {
-  byte t, w, s, h;
+  byte t, w, s, h, h2, mode;
 end_tick:
   do
-  :: atomic { own[c] == 0 && lk[SL(c)] == 0 &&
-              ((home[C1] == c && armed[C1] && state[C1] == BLOCKED) ||
-               (home[C0] == c && armed[C0] && state[C0] == BLOCKED)) ->
+  :: atomic { own[c] == 0 && lk[SL(c)] == 0 && (DUE(C1, c) || DUE(C0, c)) ->
               LOCK(c, SL(c), TICK0 + c); stay[c] = 1;
-              if
-              :: home[C1] == c && armed[C1] && state[C1] == BLOCKED -> t = C1
-              :: home[C0] == c && armed[C0] && state[C0] == BLOCKED -> t = C0
-              fi;
+              if :: DUE(C1, c) -> t = C1 :: DUE(C0, c) -> t = C0 fi;
               w = wl[t]; s = wseq[t]; assert(w != NOLOCK);
-#ifndef BUG_TICK_NO_PIN
-              pin(w);
-#endif
               printf("CPU%d tick: %d due, wait lock %d\n", c, t, w);
-              UNLOCK(c, SL(c)) }
-     atomic { LOCK(c, w, TICK0 + c) }
-     lock_home(c, t, TICK0 + c, h);
-     atomic {
-       assert(HOLDS(c, w) && HOLDS_HOME(c, t));
-#ifndef BUG_TICK_NO_RECHECK
-       if
-       :: state[t] == BLOCKED && wl[t] == w && wseq[t] == s && armed[t] ->
-#endif
-          if
-          :: w == RLR -> assert(HOLDS(c, RLR)); cq[t] = 0; REACH(1)
-          :: else -> assert(HOLDS(c, w) && sq[w] == t); sq[w] = NONE; REACH(2)
-          fi;
-          end_wait(c, t, TIMEDOUT)
-#ifndef BUG_TICK_NO_RECHECK
-       :: else ->
-          if
-          :: wseq[t] == s && res[t] == REPLY -> REACH(3)
-          :: state[t] == BLOCKED && wseq[t] == s && wl[t] != w -> REACH(10)
-          :: else
-          fi
-       fi;
-#endif
-       UNLOCK(c, SL(h)); UNLOCK(c, w) }
-     atomic {
+              if
+              :: w == WREPLY && RHOME == c ->     /* S[home R] is S[c]: end it at once */
+                 cq_unlink(c, t); end_wait(c, t, TIMEDOUT); REACH(19);
+                 UNLOCK(c, SL(c)); stay[c] = 0; own[c] = 0; t = 0; w = 0; s = 0; mode = 0
+              :: w == WREPLY && RHOME > c ->      /* a higher S: the second lock */
+                 h = RHOME; mode = 1
+              :: else ->                          /* EP[e] or a lower S: pin, let go */
 #ifndef BUG_TICK_NO_PIN
-       unpin(w);
+                 pin(w);
 #endif
-       stay[c] = 0; own[c] = 0; t = 0; w = 0; s = 0; h = 0 }
+                 UNLOCK(c, SL(c)); mode = 2;
+#ifdef TICK_PREEMPTIBLE
+                 stay[c] = 0; own[c] = 0    /* CPU c runs other code before the re-lock */
+#endif
+              fi }
+     if
+     :: mode == 1 ->
+        atomic { LOCK(c, SL(h), TICK0 + c);
+                 assert(home[R] == h);          /* a move of R needs S[c] as well */
+                 cq_unlink(c, t); end_wait(c, t, TIMEDOUT); REACH(20);
+                 UNLOCK(c, SL(h)); UNLOCK(c, SL(c));
+                 stay[c] = 0; own[c] = 0; t = 0; w = 0; s = 0; h = 0; mode = 0 }
+     :: mode == 2 ->                            /* take the locks in order, re-check */
+        if
+        :: w == WREPLY -> lock_two(c, t, R, TICK0 + c, h, h2)
+        :: else -> atomic { LOCK(c, w, TICK0 + c) }; lock_home(c, t, TICK0 + c, h); h2 = h
+        fi;
+        atomic {
+          assert(HOLDS(c, (w == WREPLY -> SL(h2) : w)) && HOLDS_HOME(c, t));
+          if
+          :: TICK_OK ->
+             assert(wseq[t] == s);      /* 7: a tick ends only the wait it found due */
+             if
+             :: w == WREPLY -> cq_unlink(c, t); REACH(1)
+             :: else -> assert(HOLDS(c, w) && sq[w] == t); sq[w] = NONE; REACH(2)
+             fi;
+             end_wait(c, t, TIMEDOUT)
+          :: else ->
+             if
+             :: wseq[t] == s && res[t] == REPLY -> REACH(3)
+             :: state[t] == BLOCKED && wseq[t] == s && wl[t] != w -> REACH(10)
+             :: else
+             fi
+          fi;
+          if :: w == WREPLY -> UNLOCK_S2(c, h, h2) :: else -> UNLOCK(c, SL(h)); UNLOCK(c, w) fi }
+        atomic {                        /* outside every lock */
+#ifndef BUG_TICK_NO_PIN
+                 unpin(w);
+#endif
+                 if :: own[c] == TICK0 + c + 1 -> stay[c] = 0; own[c] = 0 :: else fi;
+                 t = 0; w = 0; s = 0; h = 0; h2 = 0; mode = 0 }
+     :: else
+     fi
   od
 }
 
 #ifdef KILL
-/* ---------------- a kill of C1 from CPU0 ---------------- */
+/* ---------------- a kill of C1 from a thread of CPU0: Scheduler::kill_locked ---------- */
 proctype Killer() {
-  byte w, s, h;
-  bit go;
+  byte w, s, h, h2, mode;
 end_kill:
   (!cdone[C1]);                 /* a syscall: preemptible between its critical sections */
 again:
   lock_home(0, C1, KILLER, h);
   atomic { assert(HOLDS_HOME(0, C1));
-           exitreq = 1; go = 0;
+           exitreq = 1; mode = 0;
            if
-           :: state[C1] == BLOCKED -> w = wl[C1]; s = wseq[C1]; pin(w); go = 1
+           :: state[C1] == BLOCKED ->
+              w = wl[C1]; s = wseq[C1];
+              if
+              :: w == WREPLY && RHOME == h ->
+                 cq_unlink(0, C1); end_wait(0, C1, INTERRUPTED); REACH(5); REACH(24)
+              :: w == WREPLY && RHOME > h -> h2 = RHOME; mode = 1
+              :: else -> pin(w); mode = 2
+              fi
            :: else
            fi;
-           UNLOCK(0, SL(h)) }
+           if :: mode != 1 -> UNLOCK(0, SL(h)) :: else fi }
   if
-  :: go ->
-     atomic { LOCK(0, w, KILLER) }
-     lock_home(0, C1, KILLER, h);
-     atomic { assert(HOLDS(0, w) && HOLDS_HOME(0, C1));
-              go = 0;
+  :: mode == 1 ->
+     atomic { LOCK(0, SL(h2), KILLER); assert(home[R] == h2);
+              cq_unlink(0, C1); end_wait(0, C1, INTERRUPTED); REACH(5); REACH(25);
+              UNLOCK(0, SL(h2)); UNLOCK(0, SL(h)) }
+  :: mode == 2 ->
+     if
+     :: w == WREPLY -> lock_two(0, C1, R, KILLER, h, h2)
+     :: else -> atomic { LOCK(0, w, KILLER) }; lock_home(0, C1, KILLER, h); h2 = h
+     fi;
+     atomic { assert(HOLDS(0, (w == WREPLY -> SL(h2) : w)) && HOLDS_HOME(0, C1));
+              mode = 0;
               if
               :: state[C1] == BLOCKED && wl[C1] == w && wseq[C1] == s ->
                  if
-                 :: w == RLR -> cq[C1] = 0; REACH(5)
+                 :: w == WREPLY -> cq_unlink(0, C1); REACH(5)
                  :: else -> assert(sq[w] == C1); sq[w] = NONE
                  fi;
                  end_wait(0, C1, INTERRUPTED)
               :: state[C1] == BLOCKED && wseq[C1] == s && wl[C1] != w ->
 #ifndef BUG_KILL_NO_RESTART
-                 go = 1;                /* the wait moved: start over */
+                 mode = 3;              /* the wait moved: start over */
 #endif
                  REACH(6)
-              :: else ->                /* it ended meanwhile (a reply, timeout, death) */
-                 REACH(13)
+              :: else -> REACH(13)      /* it ended meanwhile (a reply, timeout, death) */
               fi;
-              UNLOCK(0, SL(h)); UNLOCK(0, w) }
-     atomic { unpin(w); w = 0; s = 0; h = 0;
-              if :: go -> go = 0; goto again :: else fi }
+              if :: w == WREPLY -> UNLOCK_S2(0, h, h2) :: else -> UNLOCK(0, SL(h)); UNLOCK(0, w) fi }
+     atomic { unpin(w); w = 0; s = 0; h = 0; h2 = 0;
+              if :: mode == 3 -> mode = 0; goto again :: else fi }
   :: else
   fi;
   /* the kill is done: C1 waits no more (exit_requested stops new waits: 2) */
@@ -549,16 +700,18 @@ again:
 }
 #endif
 
-#if defined(MOVE) || defined(MOVE_C0)
-/* ------- one move of t (Blocked or Ready) from CPU f to the other, on CPU f (rule 4) ------- */
-proctype Mover(byte t; byte f) {
+#ifdef MOVES
+/* ---- one move of t (Blocked or Ready) from CPU f to the other, on CPU f: Scheduler::move_locked.
+   S0 then S1; R's callers queue (guarded by S[home R]) goes along with R ---- */
+proctype Mover(byte t; byte f; byte me) {
 end_move:
-  atomic { own[f] == 0 && lk[S0] == 0 && home[t] == f && state[t] != RUN && !cdone[t] ->
-           LOCK(f, S0, MOVER); stay[f] = 1 }
-  atomic { LOCK(f, S1, MOVER);
+  atomic { own[f] == 0 && lk[S0] == 0 && home[t] == f && state[t] != RUN ->
+           LOCK(f, S0, me); stay[f] = 1 }
+  atomic { LOCK(f, S1, me);
            if
            :: home[t] == f && state[t] != RUN ->
-              home[t] = 1 - f; printf("CPU%d: moves %d (%e) away\n", f, t, state[t])
+              home[t] = 1 - f; printf("CPU%d: moves %d (%e) away\n", f, t, state[t]);
+              if :: t == R && (cq[C1] || cq[C0]) -> REACH(23) :: else fi
            :: else
            fi;
            UNLOCK(f, S1); UNLOCK(f, S0); stay[f] = 0; own[f] = 0 }
@@ -568,7 +721,7 @@ end_move:
 active proctype Check() {
 end_check:
   timeout ->
-  assert(lk[0] == 0 && lk[1] == 0 && lk[2] == 0 && lk[3] == 0 && lk[4] == 0);
+  assert(lk[0] == 0 && lk[1] == 0 && lk[2] == 0 && lk[3] == 0);
   assert(cdone[C1] && (NC0 == 0 || cdone[C0]));
   assert(!(state[R] == BLOCKED && rmsg != 0));
   assert(rdone || (state[R] == BLOCKED && (rcv[0] || rcv[1])));
@@ -579,7 +732,7 @@ end_check:
 
 init {
   atomic {
-    home[R] = 0; home[C1] = 1; home[C0] = 0;
+    home[R] = RH; home[C1] = 1; home[C0] = 0;
     state[R] = RUN; state[C1] = RUN; state[C0] = RUN;
     wl[R] = NOLOCK; wl[C1] = NOLOCK; wl[C0] = NOLOCK;
     sq[0] = NONE; sq[1] = NONE; rfrom = NONE; res[C1] = NORES; res[C0] = NORES;
@@ -594,10 +747,13 @@ init {
     ; run Killer()
 #endif
 #ifdef MOVE
-    ; run Mover(C1, 1)
+    ; run Mover(C1, 1, MOVER)
 #endif
 #ifdef MOVE_C0
-    ; run Mover(C0, 0)
+    ; run Mover(C0, 0, MOVER + 2)
+#endif
+#ifdef MOVE_R
+    ; run Mover(R, RH, MOVER + 1)
 #endif
   }
 }

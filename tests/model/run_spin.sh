@@ -4,8 +4,10 @@
 # the IPC lock and one scheduler lock per CPU, a cross-CPU wake, kill or move taking the
 # other CPU's scheduler lock as a second one under the IPC lock; -DMOVE: a move of a
 # Ready, Blocked or running thread to the other CPU, switching_out; endpoint_locks.pml:
-# the design of a lock per endpoint, a reply lock per server thread, two scheduler locks
-# in CPU index order, pinned wait locks for the tick and the kill) (tests/model/README.md)
+# the design (v2) of a lock per endpoint, a server's callers queue and its callers'
+# reply waits under the server's home scheduler lock (the same-CPU fast path takes
+# EP[e] and one scheduler lock), two scheduler locks in CPU index order, pinned wait
+# locks for the tick and the kill, moves of clients and of the server) (tests/model/README.md)
 #
 # Runs (at most $SPIN_JOBS=2 at a time), each in its own directory under workdir:
 #   * properties that must HOLD (errors: 0, complete search, no depth truncation)
@@ -95,21 +97,30 @@ runs=(
   "split_neg_release_before_switch;fail;$sl;-DBUG_RELEASE_BEFORE_SWITCH;safety;assertion violated \(stk\[0\]==0\);split_locks negative control BUG_RELEASE_BEFORE_SWITCH: CPU0 releases S0 while still on the old stack"
   "split_neg_wake_after_e;fail;$sl;-DWAKE_AFTER_E;safety;assertion violated \(wr\[0\](==|!=);split_locks negative control WAKE_AFTER_E (first proposal): call_impl wakes R under S0 alone after releasing E"
   "split_neg_direct_no_state_check;fail;$sl;-DDIRECT -DDIRECT_NO_STATE_CHECK -DTICK_S0_ONLY;safety;assertion violated \(\(rql\[0\]==0\);split_locks negative control DIRECT_NO_STATE_CHECK (first proposal, old tick protocol): the direct switch ignores R's state"
-  "el_kill_move;pass;$el;-DKILL -DMOVE -DTWO_EP;safety;;endpoint_locks: R on CPU0 serving EP0/EP1, C1 (CPU1, 2 timed calls on EP0), C0 (CPU0, 1 timed call on EP1), ticks of both CPUs, a kill of C1, a move of C1 to CPU0"
-  "el_kill_die;pass;$el;-DKILL -DDIE -DTWO_EP;safety;;endpoint_locks: + R may die with a caller on its callers queue (PeerDied, pinned RL[R]), a kill of C1"
+  "el_kill_die;pass;$el;-DKILL -DDIE -DTWO_EP;safety;;endpoint_locks: R on CPU0 serving EP0/EP1, C1 (CPU1, 2 timed calls on EP0), C0 (CPU0, 1 timed call on EP1: the fast path), ticks of both CPUs, a kill of C1, R may die (PeerDied)"
+  "el_kill_move_die;pass;$el;-DKILL -DMOVE -DDIE;safety;;endpoint_locks: one endpoint: a kill and a move of C1 to CPU0 (then R's same-CPU fast path), R may die"
   "el_move_die;pass;$el;-DMOVE -DDIE -DTWO_EP;safety;;endpoint_locks: a move of C1 to CPU0, R may die"
-  "el_kill_move_die;pass;$el;-DKILL -DMOVE -DDIE;safety;;endpoint_locks: one endpoint served: a kill and a move of C1, R may die"
   "el_move_c0;pass;$el;-DMOVE_C0 -DDIE -DTWO_EP;safety;;endpoint_locks: a move of C0 to CPU1 (S0 then S1 on CPU0 while C1 may take S0 then S1 on CPU1), R may die"
-  "el_move_c0_kill;pass;$el;-DKILL -DMOVE_C0 -DTWO_EP -DNCALL=1;safety;;endpoint_locks: a move of C0 to CPU1 and a kill of C1 (1 call)"
-  "el_probes;reach;$el;-DPROBE_ALL -DKILL -DDIE -DTWO_EP;probe;1 2 3 5 6 7 8 9 10 11 12 13 14 15;endpoint_locks reachability probes 1-3, 5-15 (README.md)"
-  "el_probes_move;reach;$el;-DPROBE_ALL -DMOVE -DDIE -DTWO_EP;probe;4;endpoint_locks reachability probe 4 (a waker re-reads Thread::cpu and retries)"
-  "el_neg_rl_before_ep;fail;$el;-DBUG_RL_BEFORE_EP;safety;assertion violated .*\(e<=1\)&&\(held\[0\]==0\);endpoint_locks negative control BUG_RL_BEFORE_EP: R's receive takes RL[R], then EP[e] (the order assertion)"
-  "el_neg_s_against_order;fail;$el;-DTWO_EP -DMOVE_C0 -DBUG_S_AGAINST_ORDER;safety;assertion violated \(\(\(\(\(lk\[0\]==0\)|invalid end state;endpoint_locks negative control BUG_S_AGAINST_ORDER: C1's call takes S1 then S0 while the move of C0 holds S0 and wants S1 (deadlock)"
-  "el_neg_tick_no_recheck;fail;$el;-DBUG_TICK_NO_RECHECK;safety;assertion violated .*(sq\[w\]==t|res\[t\]==PENDING|state\[t\]==BLOCKED);endpoint_locks negative control BUG_TICK_NO_RECHECK: the tick, re-locked, ends the wait it saw without re-checking it"
-  "el_neg_waker_no_reread;fail;$el;-DMOVE -DBUG_WAKER_NO_REREAD;safety;assertion violated .*home\[;endpoint_locks negative control BUG_WAKER_NO_REREAD: a waker locks the home it read and does not read Thread::cpu again"
-  "el_neg_tick_no_pin;fail;$el;-DDIE -DBUG_TICK_NO_PIN;safety;assertion violated .*freedR;endpoint_locks negative control BUG_TICK_NO_PIN: the tick does not pin R, which dies and is freed before the tick takes RL[R]"
+  "el_r1_kill_die;pass;$el;-DR_HOME=1 -DKILL -DDIE -DTWO_EP;safety;;endpoint_locks: R on CPU1 (C1 same CPU, C0 cross: replies take S0 then S1, the tick of CPU0 takes S1 as a second lock), a kill of C1, R may die"
+  "el_r1_kill_move_die;pass;$el;-DR_HOME=1 -DKILL -DMOVE -DDIE;safety;;endpoint_locks: R on CPU1, a kill and a move of C1 to CPU0 (its reply wait then on a higher S), R may die"
+  "el_move_r_kill_die;pass;$el;-DMOVE_R -DKILL -DDIE;safety;;endpoint_locks: a move of R to CPU1 (its callers queue goes along), a kill of C1, R may die"
+  "el_move_r;pass;$el;-DMOVE_R -DDIE -DTWO_EP;safety;;endpoint_locks: a move of R from CPU0 to CPU1 with C0 and C1 calling, R may die"
+  "el_r1_move_r;pass;$el;-DR_HOME=1 -DMOVE_R -DDIE -DTWO_EP;safety;;endpoint_locks: a move of R from CPU1 to CPU0, R may die"
+  "el_tick_preemptible;pass;$el;-DTICK_PREEMPTIBLE -DKILL -DDIE;safety;;endpoint_locks TICK_PREEMPTIBLE: the tick's CPU runs other code between its steps (the generation check needed), kill, R may die"
+  "el_probes;reach;$el;-DPROBE_ALL -DMOVE_R -DKILL -DDIE;probe;1 2 3 4 5 6 7 9 10 11 12 13 14 15 16 17 19 22 23;endpoint_locks reachability probes 1-7, 9-17, 19, 22, 23 (README.md)"
+  "el_probes_r1;reach;$el;-DPROBE_ALL -DR_HOME=1 -DMOVE_C0 -DTWO_EP;probe;8 18 20 21;endpoint_locks reachability probes 8, 18, 20, 21 (R on CPU1: a cross-CPU reply taking S0 first; a busy server)"
+  "el_probes_kill;reach;$el;-DPROBE_ALL -DR_HOME=1 -DKILL -DMOVE -DDIE;probe;24 25;endpoint_locks reachability probes 24, 25 (the kill ends a reply wait under one S, or with the server's higher S as a second lock)"
+  "el_neg_s_against_order;fail;$el;-DTWO_EP -DMOVE_C0 -DBUG_S_AGAINST_ORDER;safety;assertion violated \(\(\(\(lk\[0\]==0\)|invalid end state;endpoint_locks negative control BUG_S_AGAINST_ORDER: C1's call takes S1 then S0 while the move of C0 holds S0 and wants S1 (deadlock)"
+  "el_neg_reply_no_server_s;fail;$el;-DBUG_REPLY_NO_SERVER_S;safety;assertion violated \(\(\(lk\[\(2\+home\[0\]\)\];endpoint_locks negative control BUG_REPLY_NO_SERVER_S: a reply writes the caller's result under the caller's home S only (the callers queue's guard)"
+  "el_neg_reply_recv_keeps_s;fail;$el;-DR_HOME=1 -DKILL -DTWO_EP -DBUG_REPLY_RECV_KEEPS_S;safety;assertion violated \(\(\(\(lk\[0\]==0\)|invalid end state;endpoint_locks negative control BUG_REPLY_RECV_KEEPS_S: a cross-CPU reply_recv takes EP[e] under its S locks (deadlock with the kill)"
+  "el_neg_tick_reply_no_recheck;fail;$el;-DBUG_TICK_REPLY_NO_RECHECK;safety;assertion violated .*(cq\[t\]|res\[t\]==PENDING|state\[t\]==BLOCKED);endpoint_locks negative control BUG_TICK_REPLY_NO_RECHECK: the tick, re-locked, ends a reply wait without re-checking it (the reply won)"
+  "el_neg_tick_reply_no_gen;fail;$el;-DTICK_PREEMPTIBLE -DBUG_TICK_REPLY_NO_GEN;safety;assertion violated \(wseq\[t\]==s\);endpoint_locks negative control BUG_TICK_REPLY_NO_GEN (TICK_PREEMPTIBLE): the re-check leaves out the wait generation: an old timeout ends the next wait"
+  "el_neg_tick_no_recheck;fail;$el;-DBUG_TICK_NO_RECHECK;safety;assertion violated .*(sq\[w\]==t|res\[t\]==PENDING|state\[t\]==BLOCKED);endpoint_locks negative control BUG_TICK_NO_RECHECK: the tick, re-locked, ends an endpoint wait without re-checking it"
+  "el_neg_waker_no_reread;fail;$el;-DMOVE -DBUG_WAKER_NO_REREAD;safety;assertion violated .*home\[;endpoint_locks negative control BUG_WAKER_NO_REREAD: a waker locks the home it read and does not read Thread::cpu again (a move of C1)"
+  "el_neg_waker_no_reread_r;fail;$el;-DMOVE_R -DBUG_WAKER_NO_REREAD;safety;assertion violated .*home\[;endpoint_locks negative control BUG_WAKER_NO_REREAD with a move of R"
+  "el_neg_tick_no_pin;fail;$el;-DDIE -DBUG_TICK_NO_PIN;safety;assertion violated .*freedR;endpoint_locks negative control BUG_TICK_NO_PIN: the tick does not pin R, which dies and is freed before the tick reads its home"
   "el_neg_kill_no_restart;fail;$el;-DKILL -DBUG_KILL_NO_RESTART;safety;assertion violated \(state\[1\]!=;endpoint_locks negative control BUG_KILL_NO_RESTART: the kill gives up when the wait moved from senders_ to R's callers queue"
-  "el_neg_unlock_ep_before_block;fail;$el;-DBUG_UNLOCK_EP_BEFORE_BLOCK;safety;assertion violated .*rmsg!=0;endpoint_locks negative control BUG_UNLOCK_EP_BEFORE_BLOCK: R's recv drops EP[e] before it is Blocked under S0 (a lost wake-up)"
+  "el_neg_unlock_ep_before_block;fail;$el;-DBUG_UNLOCK_EP_BEFORE_BLOCK;safety;assertion violated .*rmsg!=0;endpoint_locks negative control BUG_UNLOCK_EP_BEFORE_BLOCK: R's recv drops EP[e] before it is Blocked (a lost wake-up)"
 )
 
 split() { IFS=';' read -r name expect model defs mode pattern label <<<"$1"; }
