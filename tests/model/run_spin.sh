@@ -73,7 +73,7 @@ runs=(
   "smp_neg_release_before_switch;fail;$sw;-DBUG_RELEASE_BEFORE_SWITCH;safety;assertion violated .*stk\[;smp_wake negative control BUG_RELEASE_BEFORE_SWITCH: the lock released while still on the old thread's stack"
   "smp_neg_reaper_no_lock;fail;$sw;-DBUG_REAPER_NO_LOCK;safety;assertion violated .*stk\[z\]==0;smp_wake negative control BUG_REAPER_NO_LOCK: the reaper pops a zombie without the lock and frees its stack"
   "smp_neg_reaper_no_home_lock;fail;$sw;-DBUG_REAPER_NO_HOME_LOCK;safety;assertion violated .*stk\[z\]==0;smp_wake negative control BUG_REAPER_NO_HOME_LOCK: the reaper frees a zombie's stack without its home CPU's lock (S1)"
-  "smp_neg_second_s_without_e;fail;$sw;-DBUG_SECOND_S_WITHOUT_E;safety;assertion violated \(\(\(elk==0\);smp_wake negative control BUG_SECOND_S_WITHOUT_E: start() takes S0 then S1 without E (deadlock with exit_current)"
+  "smp_neg_second_s_without_e;fail;$sw;-DBUG_SECOND_S_WITHOUT_E;safety;assertion violated \(+elk==0\);smp_wake negative control BUG_SECOND_S_WITHOUT_E: start() takes S0 then S1 without E (deadlock with exit_current)"
   "smp_neg_wake_before_push;fail;$sw;-DBUG_WAKE_BEFORE_PUSH;safety;assertion violated|invalid end state;smp_wake negative control BUG_WAKE_BEFORE_PUSH: bury_locked wakes the reaper before it pushes the zombie (lost wake-up)"
   "split_safety;pass;$sl;-DKILL;safety;;split_locks: R on CPU0 (2 timed recvs), C on CPU1 (2 calls: E, S1, then S0 to wake R), CPU0's tick (S0; then E, S0), a kill of C (E, S0, then S1)"
   "split_direct;pass;$sl;-DKILL -DDIRECT;safety;;split_locks: + C0 on CPU0 calling once (the same-CPU direct switch)"
