@@ -45,7 +45,19 @@ Scheduler::HomeLock::HomeLock(Scheduler& self, Scheduler& home)
                   (IpcGuard::kBoth >> unsigned(LockLevel::Endpoint)) ||
               Cpu::this_cpu() == nullptr);
     Cpu::set_held_locks(held | HeldLocks::bit(LockLevel::SchedulerOther));
-    home.lock_.lock_raw();  // interrupts are off: this CPU's lock is held
+    // Two scheduler locks are held in CPU index order, the lower first
+    // (interrupts are off: this CPU's lock is held). For a lower CPU this
+    // one's lets go first and is taken again after it. Nobody can use the
+    // gap: another CPU takes this one's lock only as its second, which
+    // needs the IPC lock, held here (or to read the counters, holding
+    // nothing else).
+    if (home.cpu_ < self.cpu_) {
+        self.lock_.unlock_raw();
+        home.lock_.lock_raw();
+        self.lock_.lock_raw();
+    } else {
+        home.lock_.lock_raw();
+    }
 }
 
 Scheduler::HomeLock::~HomeLock() {

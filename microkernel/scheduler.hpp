@@ -10,9 +10,9 @@
 // Each CPU's scheduler has its own lock, which guards that CPU's queues and
 // timeouts and the scheduling state of the threads homed on it; the IPC
 // lock, taken before it, guards the endpoints and every thread's IPC state.
-// Another CPU's scheduler lock is taken only after this CPU's, with the IPC
-// lock held (HomeLock), so at most one CPU at a time holds two
-// (docs/locking.md).
+// Another CPU's scheduler lock is held with this CPU's only with the IPC
+// lock held (HomeLock), and the two are taken in CPU index order, the lower
+// first (docs/locking.md).
 //
 // Blocking follows one pattern (docs/scheduling.md): under the scheduler lock
 // the current thread is marked Blocked, linked on the wait queue it waits on,
@@ -284,12 +284,15 @@ class Scheduler {
 
     // The scheduler of a thread's home CPU, or another CPU's, locked for a
     // scope: this CPU's, held already, or another's, taken as a second
-    // scheduler lock (LockLevel::SchedulerOther). That needs the IPC lock
-    // held, with this CPU's scheduler lock and nothing above it: the IPC
-    // lock lets one CPU at a time hold two scheduler locks, and a CPU that
-    // holds one never waits for another's, so none waits in a cycle. A
-    // thread's home (Thread::cpu) changes only under the IPC lock and its
-    // home's lock, so it stays put while this is held.
+    // scheduler lock (LockLevel::SchedulerOther). Two scheduler locks are
+    // held in CPU index order, the lower taken first, so no two CPUs wait
+    // for each other's: for a lower CPU, this CPU's lock is let go and
+    // taken again after it. That needs the IPC lock held, with this CPU's
+    // scheduler lock and nothing above it: then nobody else can take this
+    // CPU's lock in that gap to change what it guards (another CPU takes it
+    // only as its second, under the IPC lock), and a thread's home
+    // (Thread::cpu), which changes only under the IPC lock and its home's
+    // lock, stays put while this is held.
     class HomeLock {
       public:
         HomeLock(Scheduler& self, const Thread& thread)

@@ -34,9 +34,10 @@ enum class LockLevel : uint8_t {
     // Scheduler::lock_ of this CPU: its ready queues, timeouts, and the
     // scheduling state of the threads homed on it.
     Scheduler = 20,
-    // Another CPU's Scheduler::lock_, taken after this CPU's, only with the
-    // IPC lock held (Scheduler::HomeLock): the IPC lock lets one CPU at a
-    // time hold two scheduler locks, so no two CPUs wait for each other's.
+    // Another CPU's Scheduler::lock_, held with this CPU's, only with the
+    // IPC lock held (Scheduler::HomeLock). The two are taken in CPU index
+    // order, the lower first (for a lower CPU, this CPU's is let go and
+    // taken again after it), so no two CPUs wait for each other's.
     SchedulerOther = 21,
     // Scheduler::zombies_lock_: the dead user threads for the reaper, and
     // which thread the reaper is. The reaper checks its list under its

@@ -12,7 +12,10 @@
  *           other and with nothing taken under it.
  * IpcGuard takes E, then the CPU's own S.  A thread homed on the other CPU is reached
  * with Scheduler::HomeLock: that CPU's S as a SECOND scheduler lock, taken only with E
- * held (so two CPUs never each hold one S and wait for the other's).  A switch
+ * held, and the two in CPU index order: for the lower CPU (CPU1 waking the reaper on
+ * CPU0) HomeLock lets go of its own S, takes the other, then its own again -- with E
+ * held nobody else can take it in between.  So two CPUs never each hold one S and
+ * wait for the other's, by either rule alone (SECOND_S_WITHOUT_E).  A switch
  * (enter_switch_locked) lets go of E first; the CPU's own S is held across the switch
  * and HANDED OVER to the thread switched to, which releases it.  A thread runs only on
  * its home CPU (Thread::cpu).  A CPU holding a lock has interrupts off: no other thread
@@ -72,12 +75,17 @@
  *      (scheduler.hpp: "a wake can never land between marked Blocked and switched
  *      away"); the reaper never frees a stack a CPU is on, nor one freed already;
  *      the lock order (lockE, lockS): no E acquired with an S held; a CPU's first S
- *      is its own; a second S only with E held, and never a third;
+ *      is its own (or another, with E held); a second S only with E held, in CPU
+ *      index order (S0 before S1), and never a third;
  *   4. no deadlock: no lock is held when nothing can move (Check) and spin's
  *      invalid-end-state check; in a -DNP run, every run ends (no cycle at all), so
  *      the `timeout` check of property 1 covers every run.
  *
  * Variants that must PASS (they show which mechanism covers which window):
+ *   SECOND_S_WITHOUT_E Scheduler::start(B) takes S0 and then S1 without E: the index
+ *                      order alone keeps the two CPUs from waiting for each other (the
+ *                      code still takes E: a thread's home stays put under it, and no
+ *                      other CPU can take the lock this one lets go of in HomeLock)
  *   BUG_HLT_WINDOW     `sti` and `hlt` apart: a notify taken between them runs
  *                      preempt_if_needed, which schedules the woken thread itself
  *   NOTIFY_NO_PREEMPT  the notify's end does not schedule (it only ends the hlt):
@@ -102,11 +110,11 @@
  *   BUG_WAKE_BEFORE_PUSH       bury_locked wakes the reaper before it pushes the zombie:
  *                              the reaper, still running, finds the list empty and
  *                              blocks, and the zombie is never reaped (Check)
- *   BUG_SECOND_S_WITHOUT_E     Scheduler::start(B) takes S0 and then S1 without E (the
- *                              lock-order assertion left out on that path): with
- *                              exit_current on CPU1 holding E + S1 and taking S0 for
- *                              the reaper's wake, the two CPUs deadlock (Check: locks
- *                              held when nothing can move)
+ *   BUG_S_AGAINST_ORDER + SECOND_S_WITHOUT_E
+ *                              exit_current's wake of the reaper takes S0 while it
+ *                              holds S1 (against the index order), and start(B) takes
+ *                              S0 and then S1 without E: the two CPUs deadlock (Check:
+ *                              locks held when nothing can move)
  * Not modelled: the timer, preemption, donation and the hand-off queue (none crosses
  * CPUs), moves between CPUs, CPU0's scheduling and halt, a send that finds no receiver
  * (the waker waits for W on receivers_), kill from another CPU, timeouts (README.md).
@@ -172,10 +180,13 @@ inline lockE(c) {
 }
 inline unlockE(c) { assert(elk == c); elk = NOCPU }
 /* a scheduler lock: the first a CPU takes is its own (LockGuard, IpcGuard); a second
-   (Scheduler::HomeLock) only with E held, and never a third */
+   (Scheduler::HomeLock) only with E held, never a third, and two in CPU index order,
+   the lower first: HomeLock of a lower CPU lets go of the CPU's own, takes the other
+   and then its own again (both with E held) */
 inline lockS(c, x) {
   assert(slk[x] == NOCPU && zlk != c);
-  assert((NS(c) == 0 && x == c - 1) || (NS(c) == 1 && slk[c - 1] == c && elk == c));
+  assert((NS(c) == 0 && (x == c - 1 || elk == c)) ||
+         (NS(c) == 1 && elk == c && slk[x - 1] == c));  /* held: S[x-1], so x is S1 */
   slk[x] = c
 }
 inline unlockS(c, x) { assert(slk[x] == c); slk[x] = NOCPU }
@@ -260,7 +271,14 @@ inline irq_window_thread() {
    zombie list (Z), then wake_locked(reaper), homed on CPU0: HomeLock S0 as the second
    scheduler lock; schedule_locked(true) (E released), switch away for good */
 inline wake_reaper(t) {
-  atomic { slk[S0] == NOCPU -> lockS(CPU1, S0);   /* wake_at_home_locked(reaper) */
+  /* wake_at_home_locked(reaper): HomeLock of CPU0, the lower: S1 let go, S0, S1 again */
+#ifndef BUG_S_AGAINST_ORDER
+  unlockS(CPU1, S1);
+  atomic { slk[S0] == NOCPU -> lockS(CPU1, S0) }
+  atomic { slk[S1] == NOCPU -> lockS(CPU1, S1);
+#else
+  atomic { slk[S0] == NOCPU -> slk[S0] = CPU1;   /* S0 while S1 is held: the order left out */
+#endif
            if :: rst == BLOCKED -> rst = READY; REACH(12);
                  printf("CPU1: %d wakes the reaper\n", t)
               :: else fi;
@@ -372,7 +390,7 @@ irq:                            /* on_notify(), irq_exit, EOI, preempt_if_needed
 
 /* on CPU0, with E and S0 held: HomeLock (S1, the second scheduler lock) */
 inline home_lock1() {
-#ifndef BUG_SECOND_S_WITHOUT_E
+#ifndef SECOND_S_WITHOUT_E
   lockS(CPU0, S1)
 #else
   assert(slk[S1] == NOCPU); slk[S1] = CPU0       /* the order's assertion left out */
@@ -383,7 +401,7 @@ proctype Waker() {              /* a thread on CPU0 */
   bit started; byte sent;
   do
   :: !started ->                /* Scheduler::start(B), B homed on CPU1 */
-#ifndef BUG_SECOND_S_WITHOUT_E
+#ifndef SECOND_S_WITHOUT_E
      atomic { FREE0 && elk == NOCPU && slk[S0] == NOCPU -> ipc_guard(CPU0) }
 #else
      atomic { FREE0 && slk[S0] == NOCPU -> lockS(CPU0, S0) }   /* S0 alone, no E */
@@ -391,7 +409,7 @@ proctype Waker() {              /* a thread on CPU0 */
      atomic { slk[S1] == NOCPU -> home_lock1();
               assert(state[B] == CREATED); state[B] = READY; enqueue_locked(B);
               unlockS(CPU0, S1);
-#ifndef BUG_SECOND_S_WITHOUT_E
+#ifndef SECOND_S_WITHOUT_E
               ipc_unguard(CPU0);
 #else
               unlockS(CPU0, S0);

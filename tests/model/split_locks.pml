@@ -20,13 +20,17 @@
  *   lock as a SECOND scheduler lock, E and S[own] held, for the short section that
  *   changes its scheduling state, and releases it; a move of a thread to another CPU
  *   (move_locked) likewise runs on its home CPU under E and S[home] and takes the
- *   destination's S lock as the second one.  What makes two S locks safe: a
- *   second S lock is taken only with E held, so E serializes every CPU that holds two,
- *   and at most one CPU at a time waits for an S lock while holding another; a CPU that
- *   holds one S lock waits neither for E (E comes first) nor for another S.  Code that
- *   holds an S lock without E (the tick's first pass, the idle loop, a switch)
- *   never takes a second.  Asserted at every acquire: no E acquire with an S lock held; the
- *   first S lock is the own CPU's; a second S lock only with E held; never a third.
+ *   destination's S lock as the second one.  What makes two S locks safe, each rule
+ *   alone: (1) a second S lock is taken only with E held, so E serializes every CPU that
+ *   holds two, and at most one CPU at a time waits for an S lock while holding another;
+ *   (2) the two are held in CPU index order, the lower taken first: a HomeLock of the
+ *   lower CPU lets go of the own S lock, takes the other, then the own again (lockS2;
+ *   with E held nobody else can take the own one in between).  A CPU that holds one S
+ *   lock never waits for E (E comes first).  Code that holds an S lock without E (the
+ *   tick's first pass, the idle loop, a switch) never takes a second.  Asserted at every
+ *   acquire: no E acquire with an S lock held; the first S lock is the own CPU's (or,
+ *   with E held, the lower one of a HomeLock); a second S lock only with E held and in
+ *   index order; never a third.
  *
  * Threads: R (receiver, homed on CPU0) receives NMSG messages, each with a deadline
  * (timed recv), answers each, then exits.  C (homed on CPU1) makes NCALL calls: under
@@ -132,7 +136,8 @@
  *                     new wait without E, so the wake always ends the wait it was for.
  *                     A CPU may then hold E while it waits for the other CPU's S0: so
  *                     nothing may take E with an S held (BUG_TIMER_TAKES_E deadlocks),
- *                     nor a second S lock without E (BUG_SECOND_S_WITHOUT_E deadlocks).
+ *                     nor a second S lock without E and against the index order
+ *                     (SECOND_S_WITHOUT_E + BUG_S_AGAINST_ORDER deadlocks).
  *   DIRECT_NO_STATE_CHECK (control, -DTICK_S0_ONLY) the direct switch does not look at
  *                     R's state under S0: R timed out (Ready, on CPU0's ready queue, still
  *                     on receivers_ until it runs) is switched to and left on the ready
@@ -164,10 +169,13 @@
  *                              against the order; this acquire leaves the order
  *                              assertion out, to show the deadlock itself): call_impl
  *                              holds E and S1 and wants S0
- *   BUG_SECOND_S_WITHOUT_E     the tick's first pass, holding S0 and no E, takes S1 (a
- *                              balance that moves a thread to CPU1 before the tick has
- *                              taken E; the order assertion left out): call_impl on CPU1
- *                              holds E and S1 and wants S0 for its wake of R: deadlock
+ *   BUG_S_AGAINST_ORDER        (with SECOND_S_WITHOUT_E) call_impl on CPU1, E and S1
+ *                              held, takes S0 for its wake of R without letting go of
+ *                              S1 first, while the tick's first pass holds S0 and no E
+ *                              and takes S1 (a balance that moves a thread to CPU1
+ *                              before the tick has taken E; the order assertions left
+ *                              out): deadlock.  SECOND_S_WITHOUT_E alone must PASS: the
+ *                              index order keeps the two CPUs apart without E
  *   BUG_MOVE_TAKES_DEST_S      (-DMOVE) Mover, holding S1 and no E, takes S0 to move C
  *                              (the order assertion left out): a waker of C (R's reply
  *                              or the kill) holds E and S0 and wants S1: deadlock
@@ -271,8 +279,8 @@
 #if defined(MOVE) && defined(DIRECT)
 #error "MOVE runs without DIRECT (CPU0's ready queue holds two threads at most)"
 #endif
-#if (defined(BUG_SECOND_S_WITHOUT_E) || defined(BUG_TIMER_TAKES_E)) && defined(TICK_S0_ONLY)
-#error "BUG_SECOND_S_WITHOUT_E and BUG_TIMER_TAKES_E are controls of the default tick"
+#if (defined(SECOND_S_WITHOUT_E) || defined(BUG_TIMER_TAKES_E)) && defined(TICK_S0_ONLY)
+#error "SECOND_S_WITHOUT_E and BUG_TIMER_TAKES_E are controls of the default tick"
 #endif
 
 mtype = { RUNNING, READY, BLOCKED, DEAD };     /* ThreadState */
@@ -353,9 +361,12 @@ inline lockE(c_) { lockE_when(c_, NOIRQ(c_)) }
 inline unlockE(c_) { assert(elk == H(c_)); elk = 0 }
 inline lockS_when(c_, x_, ok_) {  /* Scheduler::lock_ of CPU x (one per CPU) */
   assert((sheld[c_] & B(x_)) == 0);
-  assert(sheld[c_] != 0 || FIRST_S_OK(c_, x_));   /* 4: the first S lock is the own CPU's */
+  /* 4: the first S lock is the own CPU's, or (HomeLock of a lower CPU, which lets go of
+     the own one and takes the two in index order) another with E held */
+  assert(sheld[c_] != 0 || FIRST_S_OK(c_, x_) || elk == H(c_));
   assert(sheld[c_] == 0 || elk == H(c_));         /* 4: a second S lock only with E held */
   assert(sheld[c_] != B(0) + B(1));               /* 4: never a third */
+  assert(sheld[c_] != B(1) || x_ > 1);            /* 4: two in CPU index order */
   slk[x_] == 0 && ok_ -> slk[x_] = H(c_); sheld[c_] = sheld[c_] | B(x_)
 }
 inline lockS(c_, x_) { lockS_when(c_, x_, NOIRQ(c_)) }
@@ -367,7 +378,18 @@ inline lockS2(c_, x_) {
 #ifdef PROBE_ALL
   if :: slk[x_] != 0 -> REACH(15) :: else fi;     /* it waits: S[x] is held */
 #endif
-  lockS_when(c_, x_, true)
+  if
+#ifdef BUG_S_AGAINST_ORDER
+  :: x_ < c_ ->                 /* the lower one taken while the own one is held */
+     slk[x_] == 0 -> slk[x_] = H(c_); sheld[c_] = sheld[c_] | B(x_)
+#else
+  :: x_ < c_ ->                 /* two S locks in CPU index order, the lower first: */
+     unlockS(c_, c_);           /* the own one let go (with E held, nobody else takes */
+     lockS_when(c_, x_, true);  /* it meanwhile), the other taken, the own one again */
+     lockS_when(c_, c_, true)
+#endif
+  :: else -> lockS_when(c_, x_, true)
+  fi
 }
 inline unlockS(c_, x_) {
   assert(slk[x_] == H(c_) && (sheld[c_] & B(x_)) != 0); slk[x_] = 0; sheld[c_] = sheld[c_] ^ B(x_)
@@ -816,7 +838,7 @@ end_timer:
 #else
               irq0 = 1; tickw = 1;
               printf("CPU0: tick: R's deadline passed; an IPC wait\n");
-#ifdef BUG_SECOND_S_WITHOUT_E
+#ifdef SECOND_S_WITHOUT_E
      }
      /* the tick's first pass, S0 held and no E, takes S1 too: a balance that moves a
         thread to CPU1 before the tick has taken E (the order assertion left out, to show

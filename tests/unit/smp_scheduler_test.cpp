@@ -160,6 +160,34 @@ TEST_F(SmpSchedulerTest, WakeFromAnotherCpuEndsTheWaitAndTheTimeoutAtHome) {
     EXPECT_EQ(t->wake_reason, WakeReason::Woken);
 }
 
+// A wake from CPU 1 of a thread homed on CPU 0, the lower index: the two
+// scheduler locks are held in index order (HomeLock lets go of CPU 1's,
+// takes CPU 0's, then CPU 1's again), and CPU 1 holds its own and the IPC
+// lock again afterwards, as its IPC operation expects.
+TEST_F(SmpSchedulerTest, AWakeOfALowerCpusThreadTakesTheTwoLocksInIndexOrder) {
+    WaitQueue q;
+    Thread* t = spawn("t");
+    sched().yield_now();  // t runs on CPU 0...
+    ASSERT_EQ(sched().current(), t);
+    {
+        LockGuard guard(sched().lock());
+        sched().block_current_locked(&q, 5);  // ...and blocks there, with a timeout
+    }
+    ASSERT_EQ(t->state, ThreadState::Blocked);
+    on_cpu(1, [&] {
+        IpcGuard guard;
+        EXPECT_TRUE(sched1().wake_locked(*t));
+        EXPECT_TRUE(sched1().lock().is_locked());
+        EXPECT_FALSE(sched().lock().is_locked());
+        EXPECT_EQ(Cpu::held_locks(), IpcGuard::kBoth);
+    });
+    EXPECT_FALSE(sched1().lock().is_locked());
+    EXPECT_EQ(t->state, ThreadState::Ready);
+    EXPECT_FALSE(t->timeout_hook.is_linked());
+    EXPECT_TRUE(q.empty());
+    EXPECT_EQ(sched().ready_count(), 1u);
+}
+
 // Each CPU's ticks expire the timeouts of its own threads only.
 TEST_F(SmpSchedulerTest, TimeoutsExpireOnTheHomeCpu) {
     WaitQueue q;
