@@ -7,9 +7,9 @@
 
 namespace mk {
 
-static_assert(kKernelStackSlots == ThreadRegistry::kMaxThreads + 4 * kMaxCpus,
-              "a slot for every thread, and a boot stack and three interrupt stacks for each "
-              "other CPU");
+static_assert(kKernelStackSlots >= kernel_stack_slots_needed(ThreadRegistry::kMaxThreads, kMaxCpus),
+              "a slot for every thread, a boot stack and three interrupt stacks for each other "
+              "CPU, and the boot CPU's three interrupt stacks");
 static_assert(Thread::kStackSize == kKernelStackSize);
 
 namespace {

@@ -17,11 +17,17 @@
 namespace mk {
 
 constexpr size_t kKernelStackSize = 16 * 1024;
-// One slot for each thread the registry can hold, and four for each CPU
-// but the boot CPU (its boot stack, which becomes its idle thread's, and
-// its three interrupt stacks). Must match ThreadRegistry::kMaxThreads and
-// kMaxCpus (kernel_stack.cpp checks both).
+// The slots a kernel with room for `threads` threads on `cpus` CPUs needs:
+// one for each thread, four for each CPU but the boot CPU (its boot stack,
+// which becomes its idle thread's, and its three interrupt stacks), and
+// the boot CPU's three interrupt stacks (its boot stack is in the image).
+constexpr uint32_t kernel_stack_slots_needed(uint32_t threads, uint32_t cpus) {
+    return threads + 4 * (cpus - 1) + 3;
+}
+// For ThreadRegistry::kMaxThreads and kMaxCpus (kernel_stack.cpp checks
+// both), rounded up to whole 64-bit words of the bitmap.
 constexpr uint32_t kKernelStackSlots = 4096 + 4 * 16;
+static_assert(kKernelStackSlots >= kernel_stack_slots_needed(4096, 16));
 
 // Freed stacks kept mapped, at most: their memory (128 KiB) is what the
 // cache costs, and the reason it is no bigger (docs/memory.md).

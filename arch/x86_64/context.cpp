@@ -354,11 +354,15 @@ void tlb_trap() {
     serve_tlb_requests();
 }
 
-bool kernel_stack_guard_hit(uint64_t addr, uint32_t& slot) {
+bool kernel_stack_slot_of(uint64_t addr, uint32_t& slot) {
     if (addr < kKernelStackBase || addr - kKernelStackBase >= kKernelStackRangeSize) return false;
-    uint64_t offset = addr - kKernelStackBase;
-    slot = uint32_t(offset / kKernelStackSlotSize);
-    return offset % kKernelStackSlotSize < kKernelStackGuardSize;
+    slot = uint32_t((addr - kKernelStackBase) / kKernelStackSlotSize);
+    return true;
+}
+
+bool kernel_stack_guard_hit(uint64_t addr, uint32_t& slot) {
+    return kernel_stack_slot_of(addr, slot) &&
+           (addr - kKernelStackBase) % kKernelStackSlotSize < kKernelStackGuardSize;
 }
 
 }  // namespace mk::x86

@@ -127,6 +127,15 @@ TEST(StackCacheDeathTest, PuttingBackAStackTwiceIsAKernelBug) {
     EXPECT_DEATH((void)cache.put(stack_in(3), evicted), "");
 }
 
+// Room for every thread and every CPU's stacks: a boot stack and three
+// interrupt stacks for each CPU but the boot CPU, three for the boot CPU.
+TEST(KernelStackSlots, EveryThreadAndEveryCpusStacksFit) {
+    EXPECT_EQ(kernel_stack_slots_needed(1, 1), 4u);  // a thread, the boot CPU's IST stacks
+    EXPECT_EQ(kernel_stack_slots_needed(0, 2), 7u);  // and a second CPU's four
+    EXPECT_GE(kKernelStackSlots, kernel_stack_slots_needed(ThreadRegistry::kMaxThreads, kMaxCpus));
+    EXPECT_EQ(kKernelStackSlots % 64, 0u);  // whole words of the bitmap
+}
+
 using KernelStackTest = testing::SchedFixture;
 
 // A dead thread's stack serves the next thread, still mapped: the cycle of
