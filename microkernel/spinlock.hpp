@@ -34,8 +34,8 @@ enum class LockLevel : uint8_t {
     // time hold two scheduler locks, so no two CPUs wait for each other's.
     SchedulerOther = 21,
     Heap = 30,  // the kernel heap
-    // g_stack_lock: which kernel stack slots are taken (kernel_stack.cpp);
-    // nothing is taken under it.
+    // g_stack_lock: which kernel stack slots are taken, and the cache of
+    // dead threads' stacks (kernel_stack.cpp); nothing is taken under it.
     KernelStacks = 35,
     Frames = 40,  // the physical frame allocator
     Log = 50,     // the serial log (a leaf: printing is allowed under any lock)
