@@ -28,7 +28,7 @@ constexpr size_t kHeldLocksOffset = 32;
 template <typename C>
 concept CpuInterface = requires(typename C::Context& ctx, void (*entry)(void*), void* arg,
                                 void* stack_top, PerCpu* per_cpu, const char* text, size_t len,
-                                bool flag, uint32_t index) {
+                                bool flag, uint32_t index, const uint32_t* slots, size_t count) {
     // Prepare a context that, when first switched to, calls
     // mk_thread_start(entry, arg) on the given stack.
     { C::init_context(ctx, stack_top, entry, arg) } -> std::same_as<void>;
@@ -51,11 +51,13 @@ concept CpuInterface = requires(typename C::Context& ctx, void (*entry)(void*), 
 
     // Kernel stacks (microkernel/kernel_stack.hpp): maps slot `index`'s
     // stack, kKernelStackSize bytes with an unmapped guard page below,
-    // and returns its top (OutOfMemory, with nothing kept, when frames run
-    // out); unmaps it, waits until no CPU keeps a translation of it (no
-    // lock held, not in an interrupt) and frees its memory.
+    // and returns its top (OutOfMemory, with nothing kept, when memory runs
+    // out); unmaps the stacks of `count` slots (at most
+    // kKernelStackCacheSize), waits until no CPU keeps a translation of
+    // them (one shootdown for all; no lock held, not in an interrupt) and
+    // frees their memory.
     { C::kernel_stack_map(index) } -> std::same_as<Result<void*>>;
-    { C::kernel_stack_unmap(index) } -> std::same_as<void>;
+    { C::kernel_stacks_unmap(slots, count) } -> std::same_as<void>;
 
     { C::interrupts_enabled() } -> std::same_as<bool>;
     // Disable interrupts; returns whether they were enabled before.

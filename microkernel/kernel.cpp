@@ -2,6 +2,7 @@
 
 #include "endpoint.hpp"
 #include "heap.hpp"
+#include "kernel_stack.hpp"
 #include "object/boot_modules.hpp"
 #include "process.hpp"
 #include "program.hpp"
@@ -171,8 +172,12 @@ bool g_memstat = false;
 // With memstat=on every process's end logs what the kernel holds then, so a
 // test can run the same program before and after a workload and compare:
 // any difference is kernel memory the workload left behind (a leak).
+// Called with no lock held (after the process's address space is gone).
 void on_process_death(Process& p) {
     if (g_memstat) {
+        // Dead threads' stacks kept for reuse are heap memory that nothing
+        // leaked, as many as threads ended lately: given back first.
+        kernel_stack_cache_drain();
         HeapStats h = kernel_heap().stats();
         log("memstat: %s (process %lu) ended: heap %zu bytes in %zu blocks, %zu frames free\n",
             p.name(), p.id(), h.bytes_used, h.used_blocks, frame_allocator().free_count());

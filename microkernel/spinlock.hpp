@@ -47,8 +47,8 @@ enum class LockLevel : uint8_t {
     // a thread's creation and destruction take it; nothing is taken under it.
     ThreadRegistry = 24,
     Heap = 30,  // the kernel heap
-    // g_stack_lock: which kernel stack slots are taken (kernel_stack.cpp);
-    // nothing is taken under it.
+    // g_stack_lock: which kernel stack slots are taken, and the cache of
+    // dead threads' stacks (kernel_stack.cpp); nothing is taken under it.
     KernelStacks = 35,
     Frames = 40,  // the physical frame allocator
     Log = 50,     // the serial log (a leaf: printing is allowed under any lock)

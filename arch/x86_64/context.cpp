@@ -245,13 +245,16 @@ namespace {
 // One CPU's request to the others, by PerCpu::index: drop the translations
 // of `root` in [virt, virt + pages pages), or with pages 0 stop using
 // `root` (it is about to be freed); with root kEveryRoot, those of the
-// kernel half in [virt, virt + pages pages), asked of every CPU. Written
-// by its CPU alone, which waits until `pending` is 0 before it writes it
-// again.
+// kernel stacks of the `stack_count` slots at `stacks` (in the
+// initiator's memory, which it keeps until every CPU has answered), asked
+// of every CPU. Written by its CPU alone, which waits until `pending` is 0
+// before it writes it again.
 struct TlbRequest {
     uint64_t root = 0;
     uint64_t virt = 0;
     uint64_t pages = 0;
+    const uint32_t* stacks = nullptr;
+    uint32_t stack_count = 0;
     uint32_t pending = 0;  // the CPUs yet to act on it, a bit each
 };
 TlbRequest g_tlb_requests[mk::kMaxCpus];
@@ -262,14 +265,18 @@ constexpr uint64_t kInvlpgMax = 32;
 // a request about the kernel half, which every address space shares.
 constexpr uint64_t kEveryRoot = ~uint64_t{0};
 
-void flush_here(uint64_t root, uint64_t virt, uint64_t pages) {
+void flush_here(const TlbRequest& r) {
+    const uint64_t root = r.root, virt = r.virt, pages = r.pages;
     Cpu::SwitchState& s = sw();
     if (root == kEveryRoot) {
         // Kernel stacks are global pages (with PCIDs, always: see
         // init_user_mode), which invlpg drops whatever the PCID; without
         // global pages and PCIDs, it drops the only copy there is.
-        for (uint64_t i = 0; i < pages; ++i)
-            asm volatile("invlpg (%0)" ::"r"(virt + i * kPageSize) : "memory");
+        for (uint32_t n = 0; n < r.stack_count; ++n) {
+            const uint64_t bottom = kernel_stack_bottom(r.stacks[n]);
+            for (uint64_t i = 0; i < kKernelStackSize / kPageSize; ++i)
+                asm volatile("invlpg (%0)" ::"r"(bottom + i * kPageSize) : "memory");
+        }
         return;
     }
     if (s.loaded_root != root) return;
@@ -294,7 +301,7 @@ void serve_tlb_requests() {
     uint32_t me = 1u << Cpu::cpu_index();
     for (TlbRequest& r : g_tlb_requests) {
         if ((__atomic_load_n(&r.pending, __ATOMIC_ACQUIRE) & me) == 0) continue;
-        flush_here(r.root, r.virt, r.pages);
+        flush_here(r);
         __atomic_fetch_and(&r.pending, ~me, __ATOMIC_RELEASE);
     }
 }
@@ -305,11 +312,12 @@ void serve_tlb_requests() {
 // ask of it: two CPUs shooting at each other both go on. A CPU spinning
 // on a lock with interrupts off would not answer, so the caller holds
 // none: every lock holder finishes without waiting for a shootdown.
-void shoot_down(uint64_t root, uint64_t virt, uint64_t pages) {
+void shoot_down(const TlbRequest& what) {
     MK_ASSERT(!in_irq() && Cpu::held_locks() == 0);
+    const uint64_t root = what.root;
     bool was = Cpu::save_and_disable_interrupts();
     uint32_t self = Cpu::cpu_index();
-    flush_here(root, virt, pages);
+    flush_here(what);
     // The page-table writes before the reads of who has the root loaded
     // (which pairs with the serializing CR3 write after loaded_root).
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -323,8 +331,10 @@ void shoot_down(uint64_t root, uint64_t virt, uint64_t pages) {
     if (targets != 0) {
         TlbRequest& r = g_tlb_requests[self];
         r.root = root;
-        r.virt = virt;
-        r.pages = pages;
+        r.virt = what.virt;
+        r.pages = what.pages;
+        r.stacks = what.stacks;
+        r.stack_count = what.stack_count;
         __atomic_store_n(&r.pending, targets, __ATOMIC_RELEASE);
         for (uint32_t i = 0; i < mk::kMaxCpus; ++i) {
             if ((targets & (1u << i)) != 0 && !send_ipi(i, kVectorTlb))
@@ -344,11 +354,15 @@ void tlb_trap() {
     serve_tlb_requests();
 }
 
-bool kernel_stack_guard_hit(uint64_t addr, uint32_t& slot) {
+bool kernel_stack_slot_of(uint64_t addr, uint32_t& slot) {
     if (addr < kKernelStackBase || addr - kKernelStackBase >= kKernelStackRangeSize) return false;
-    uint64_t offset = addr - kKernelStackBase;
-    slot = uint32_t(offset / kKernelStackSlotSize);
-    return offset % kKernelStackSlotSize < kKernelStackGuardSize;
+    slot = uint32_t((addr - kKernelStackBase) / kKernelStackSlotSize);
+    return true;
+}
+
+bool kernel_stack_guard_hit(uint64_t addr, uint32_t& slot) {
+    return kernel_stack_slot_of(addr, slot) &&
+           (addr - kKernelStackBase) % kKernelStackSlotSize < kKernelStackGuardSize;
 }
 
 }  // namespace mk::x86
@@ -358,7 +372,7 @@ namespace mk {
 using namespace x86;
 
 void Cpu::flush_user_tlb(uint64_t root, uint64_t virt, size_t pages) {
-    if (pages != 0) shoot_down(root, virt, pages);
+    if (pages != 0) shoot_down({.root = root, .virt = virt, .pages = pages});
 }
 
 void Cpu::init_context(Context& ctx, void* stack_top, void (*entry)(void*), void* arg) {
@@ -533,41 +547,57 @@ void Cpu::enter_user(uint64_t rip, uint64_t rsp, uint64_t arg) {
 // memory the heap grew into serves stacks as it serves every other kernel
 // object (the heap keeps what it grows into; frames taken for stacks alone
 // would run out once it had).
-Result<void*> Cpu::kernel_stack_map(uint32_t slot) {
+namespace {
+
+constexpr uint64_t kStackPages = kKernelStackSize / kPageSize;
+// A slot's stack pages are in one page table (slots are aligned to their
+// size, which divides the 2 MiB a page table maps): their leaf entries
+// follow each other, found with one walk.
+static_assert(kKernelStackBase % (512 * kPageSize) == 0 &&
+              (512 * kPageSize) % kKernelStackSlotSize == 0);
+
+uint64_t* stack_leaves(uint32_t slot) {
     MK_ASSERT(slot < kKernelStackSlots);
+    uint64_t* leaf = g_kernel_space.leaf_pointer(kernel_stack_bottom(slot));
+    MK_ASSERT(leaf != nullptr);
+    return leaf;
+}
+
+}  // namespace
+
+Result<void*> Cpu::kernel_stack_map(uint32_t slot) {
+    uint64_t* leaves = stack_leaves(slot);
     void* memory = kalloc(kKernelStackSize, kPageSize);
     if (memory == nullptr) return Error::OutOfMemory;
     const uint64_t phys = virt_to_phys(memory);
-    const uint64_t bottom = kernel_stack_bottom(slot);
-    constexpr uint64_t kPages = kKernelStackSize / kPageSize;
     uint64_t flags = pte::kPresent | pte::kWritable;
     if (g_features.nx) flags |= pte::kNoExecute;
     if (g_features.global_pages) flags |= pte::kGlobal;
-    for (uint64_t i = 0; i < kPages; ++i) {
-        uint64_t* leaf = g_kernel_space.leaf_pointer(bottom + i * kPageSize);
-        MK_ASSERT(leaf != nullptr && *leaf == 0);
-        __atomic_store_n(leaf, (phys + i * kPageSize) | flags, __ATOMIC_RELEASE);
+    for (uint64_t i = 0; i < kStackPages; ++i) {
+        MK_ASSERT(leaves[i] == 0);
+        __atomic_store_n(&leaves[i], (phys + i * kPageSize) | flags, __ATOMIC_RELEASE);
     }
-    return reinterpret_cast<void*>(bottom + kKernelStackSize);
+    return reinterpret_cast<void*>(kernel_stack_bottom(slot) + kKernelStackSize);
 }
 
-void Cpu::kernel_stack_unmap(uint32_t slot) {
-    MK_ASSERT(slot < kKernelStackSlots);
-    const uint64_t bottom = kernel_stack_bottom(slot);
-    constexpr uint64_t kPages = kKernelStackSize / kPageSize;
-    uint64_t phys = 0;
-    for (uint64_t i = 0; i < kPages; ++i) {
-        uint64_t* leaf = g_kernel_space.leaf_pointer(bottom + i * kPageSize);
-        MK_ASSERT(leaf != nullptr && (*leaf & pte::kPresent) != 0);
-        if (i == 0) phys = *leaf & pte::kAddressMask;
-        MK_ASSERT((*leaf & pte::kAddressMask) == phys + i * kPageSize);
-        __atomic_store_n(leaf, uint64_t{0}, __ATOMIC_RELAXED);
+void Cpu::kernel_stacks_unmap(const uint32_t* slots, size_t count) {
+    MK_ASSERT(count <= kKernelStackCacheSize);
+    void* memory[kKernelStackCacheSize];
+    for (size_t n = 0; n < count; ++n) {
+        uint64_t* leaves = stack_leaves(slots[n]);
+        const uint64_t phys = leaves[0] & pte::kAddressMask;
+        for (uint64_t i = 0; i < kStackPages; ++i) {
+            MK_ASSERT((leaves[i] & pte::kPresent) != 0 &&
+                      (leaves[i] & pte::kAddressMask) == phys + i * kPageSize);
+            __atomic_store_n(&leaves[i], uint64_t{0}, __ATOMIC_RELAXED);
+        }
+        memory[n] = phys_to_virt(phys);
     }
-    // Every CPU may hold a translation (one that ran the thread, or a
+    // Every CPU may hold a translation (one that ran a thread there, or a
     // speculative walk): all forget them before the memory can be reused,
-    // and before the slot can be mapped again.
-    shoot_down(kEveryRoot, bottom, kPages);
-    kfree(phys_to_virt(phys));
+    // and before the slots can be mapped again. One request for them all.
+    shoot_down({.root = kEveryRoot, .stacks = slots, .stack_count = uint32_t(count)});
+    for (size_t n = 0; n < count; ++n) kfree(memory[n]);
 }
 
 Result<uint64_t> Cpu::user_space_create() {
@@ -584,7 +614,7 @@ void Cpu::user_space_destroy(uint64_t root, bool ran) {
         // again; a CPU where one of them ran may still hold it (CR3 changes
         // lazily, and a thread may have moved on from a CPU), and gives it
         // up now: none may walk freed tables, not even speculatively.
-        shoot_down(root, 0, 0);
+        shoot_down({.root = root});
     } else {
         for (uint32_t i = 0, n = cpu_count(); i < n; ++i) {
             PerCpu* c = g_cpu_table.cpus[i];

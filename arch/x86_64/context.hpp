@@ -41,6 +41,8 @@ void fpu_trap();
 // Whether addr lies in the guard page(s) of a kernel stack slot, and which
 // slot (for the fault handler's report of a kernel stack overflow).
 bool kernel_stack_guard_hit(uint64_t addr, uint32_t& slot);
+// Whether addr lies in a kernel stack slot (its guard or its stack), and which.
+bool kernel_stack_slot_of(uint64_t addr, uint32_t& slot);
 
 // The kVectorTlb handler: acts on the TLB shootdowns other CPUs asked of
 // this one (Cpu::flush_user_tlb, Cpu::user_space_destroy).

@@ -77,8 +77,9 @@ void set_gate(uint8_t vector, uint64_t handler, uint8_t ist, uint8_t dpl) {
 constexpr size_t kEntryStackSize = 256;
 
 // One CPU's GDT (its TSS descriptor is its own), TSS, entry stack and the
-// tops of its interrupt stacks (double fault, NMI, machine check): the boot
-// CPU's in its image, another CPU's kernel stacks, with guard pages.
+// tops of its interrupt stacks (double fault, NMI, machine check): kernel
+// stacks, with guard pages (the boot CPU's in its image until the kernel
+// heap is up: init_boot_interrupt_stacks).
 struct CpuTables {
     alignas(16) uint64_t gdt[7];
     alignas(16) Tss tss;
@@ -87,7 +88,13 @@ struct CpuTables {
 };
 
 namespace {
-CpuTables g_boot_tables;
+// Aligned to a cache line, so that the TSS's IST entries (at offset 100
+// to 124 of it) sit in one line, each written by one 8-byte store that
+// an exception in between sees whole (init_boot_interrupt_stacks).
+alignas(64) CpuTables g_boot_tables;
+static_assert(offsetof(CpuTables, tss) % 64 == 0 && offsetof(Tss, ist) + 3 * 8 <= 64);
+// The boot CPU's IST stacks from its first instruction until the kernel
+// heap is up; unused afterwards.
 alignas(16) uint8_t g_boot_ist_stacks[3][kIstStackSize];
 }  // namespace
 
@@ -127,6 +134,21 @@ void init_gdt_and_tss() {
     for (size_t i = 0; i < 3; ++i)
         g_boot_tables.ist_top[i] = reinterpret_cast<uint64_t>(g_boot_ist_stacks[i] + kIstStackSize);
     load_gdt_and_tss(g_boot_tables);
+}
+
+void init_boot_interrupt_stacks() {
+    constexpr uint8_t kIst[3] = {kIstDoubleFault, kIstNmi, kIstMachineCheck};
+    for (size_t i = 0; i < 3; ++i) {
+        Result<KernelStack> s = kernel_stack_create();
+        if (!s) MK_PANIC("cpu: no memory for the boot CPU's interrupt stacks");
+        const uint64_t top = reinterpret_cast<uint64_t>(s.value().top);
+        g_boot_tables.ist_top[i] = top;
+        // The CPU reads an IST entry from the TSS each time it delivers
+        // through it: the next exception uses the new stack, nothing is
+        // reloaded. An NMI may come at any time, so one store, inside a
+        // cache line (atomic, though not 8-byte aligned in the packed TSS).
+        asm volatile("movq %1, %0" : "=m"(g_boot_tables.tss.ist[kIst[i] - 1]) : "r"(top));
+    }
 }
 
 CpuTables* cpu_tables_create() {

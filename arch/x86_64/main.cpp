@@ -335,6 +335,7 @@ void arch_main(uint32_t magic, uint64_t info_phys) {
 
     kernel_heap_set_grow(grow_heap);
     if (!grow_heap(kInitialHeap)) MK_PANIC("memory: no room for the kernel heap");
+    init_boot_interrupt_stacks();
 
     // --- Timer ---
     lapic_init(reinterpret_cast<uint64_t>(phys_to_virt(lapic_phys)));

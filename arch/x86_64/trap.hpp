@@ -29,6 +29,11 @@ constexpr uint16_t kUserCode = 0x20 | 3;
 // The boot CPU's GDT and TSS (static storage), and the IDT (filled and loaded).
 void init_gdt_and_tss();
 void init_idt();
+// The boot CPU's three IST stacks move from its image (where they have no
+// guard) to kernel stacks, with guard pages, like the other CPUs': once
+// kernel stacks can be made (the kernel heap is up). Panics when they
+// cannot be had, as the boot cannot go on without memory.
+void init_boot_interrupt_stacks();
 // Another CPU's: its tables come from the kernel heap and its three IST
 // stacks are kernel stacks, with guard pages (null when memory runs out),
 // made by the boot CPU; the CPU itself loads them, and the shared IDT.

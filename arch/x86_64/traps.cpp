@@ -81,6 +81,11 @@ constexpr uint32_t kBootStack = UINT32_MAX;
             "of kernel stack slot %u at %016lx\n",
             f.vector, kExceptionNames[f.vector], name, Cpu::cpu_index(), slot, addr);
     }
+    // Where the handler runs: for a double fault, this CPU's interrupt
+    // stack (IST 1), itself a kernel stack with a guard.
+    uint32_t own = 0;
+    if (kernel_stack_slot_of(reinterpret_cast<uint64_t>(__builtin_frame_address(0)), own))
+        log("  handled on kernel stack slot %u\n", own);
     dump_frame(f);
     MK_PANIC("kernel stack overflow in thread %s", name);
 }

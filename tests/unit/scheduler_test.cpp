@@ -606,12 +606,16 @@ TEST_F(SchedulerTest, DestroyedThreadIsFreedByItsLastReference) {
     threads_.pop_back();  // destroyed here, not by TearDown
     uint64_t id = t->id();
     Ref<Thread> held = Ref<Thread>::retain(t);
+    kernel_stack_cache_drain();
     size_t live = fake_kalloc_live();
     uint32_t stacks = kernel_stacks_in_use();
     EXPECT_TRUE(Thread::registered(id));
     Thread::destroy(t);  // Created, never started
-    // Its kernel stack goes at once (nothing of a dead thread uses it),
-    // the rest with the last reference.
+    // Its kernel stack goes at once (nothing of a dead thread uses it: to
+    // the cache of mapped stacks, freed from there), the rest with the
+    // last reference.
+    EXPECT_EQ(kernel_stacks_cached(), 1u);
+    kernel_stack_cache_drain();
     EXPECT_EQ(fake_kalloc_live(), live - 1);
     EXPECT_EQ(kernel_stacks_in_use(), stacks - 1);
     EXPECT_EQ(held->refs(), 1u);
@@ -626,8 +630,10 @@ TEST_F(SchedulerTest, DestroyWithoutOtherReferencesFreesAtOnce) {
     Thread* t = spawn("t");
     threads_.pop_back();
     sched().kill(*t);
+    kernel_stack_cache_drain();
     size_t live = fake_kalloc_live();
     Thread::destroy(t);
+    kernel_stack_cache_drain();               // the stack went to the cache of mapped stacks
     EXPECT_EQ(fake_kalloc_live(), live - 2);  // the thread with its IPC state, its stack
 }
 

@@ -273,12 +273,13 @@ class Cpu {
     static void zero_frame(uint64_t frame);
 
     // --- Kernel stacks (microkernel/kernel_stack.hpp, arch/x86_64/paging.hpp) ---
-    // Maps slot `slot`'s stack with frames from the frame allocator, its
-    // guard left unmapped; OutOfMemory, with nothing kept, when they run out.
+    // Maps slot `slot`'s stack with memory from the kernel heap, its guard
+    // left unmapped; OutOfMemory, with nothing kept, when it runs out.
     [[nodiscard]] static Result<void*> kernel_stack_map(uint32_t slot);
-    // Unmaps it, shoots its pages down on every CPU (no lock held, not in
-    // an interrupt) and frees its frames.
-    static void kernel_stack_unmap(uint32_t slot);
+    // Unmaps the stacks of `count` slots (at most kKernelStackCacheSize),
+    // shoots their pages down on every CPU at once (no lock held, not in
+    // an interrupt) and frees their memory.
+    static void kernel_stacks_unmap(const uint32_t* slots, size_t count);
 
     static bool interrupts_enabled() {
         uint64_t flags;

@@ -36,6 +36,8 @@ void FakeCpu::reset() {
     retired = 0;
     unloaded.clear();
     tlb_flushes.clear();
+    kernel_stack_maps = 0;
+    kernel_stack_unmaps.clear();
     tlb_watched = nullptr;
     forget_cpus();
     Scheduler::set_donation_enabled(true);
@@ -143,17 +145,27 @@ Result<void*> Cpu::kernel_stack_map(uint32_t slot) {
     }
     void* block = kalloc(kKernelStackSize, 16);
     if (block == nullptr) return Error::OutOfMemory;
+    ++FakeCpu::kernel_stack_maps;
     g_kernel_stacks[slot] = block;
     return static_cast<char*>(block) + kKernelStackSize;
 }
 
-void Cpu::kernel_stack_unmap(uint32_t slot) {
-    if (slot >= kKernelStackSlots || g_kernel_stacks[slot] == nullptr) {
-        std::fprintf(stderr, "fake cpu: kernel stack slot %u not mapped\n", slot);
+void Cpu::kernel_stacks_unmap(const uint32_t* slots, size_t count) {
+    if (count == 0 || count > kKernelStackCacheSize || held_locks() != 0) {
+        std::fprintf(stderr, "fake cpu: %zu kernel stacks unmapped at once, locks %#lx\n", count,
+                     static_cast<unsigned long>(held_locks()));
         std::abort();
     }
-    kfree(g_kernel_stacks[slot]);
-    g_kernel_stacks[slot] = nullptr;
+    FakeCpu::kernel_stack_unmaps.emplace_back(slots, slots + count);
+    for (size_t i = 0; i < count; ++i) {
+        uint32_t slot = slots[i];
+        if (slot >= kKernelStackSlots || g_kernel_stacks[slot] == nullptr) {
+            std::fprintf(stderr, "fake cpu: kernel stack slot %u not mapped\n", slot);
+            std::abort();
+        }
+        kfree(g_kernel_stacks[slot]);
+        g_kernel_stacks[slot] = nullptr;
+    }
 }
 
 size_t FakeCpu::user_spaces() {

@@ -76,7 +76,7 @@ class Cpu {
     // Kernel stacks from kalloc (so the fake heap's failure injection and
     // live count cover them), without a guard page.
     static Result<void*> kernel_stack_map(uint32_t slot);
-    static void kernel_stack_unmap(uint32_t slot);
+    static void kernel_stacks_unmap(const uint32_t* slots, size_t count);  // recorded
 
     static bool interrupts_enabled();
     static bool save_and_disable_interrupts();
@@ -133,6 +133,10 @@ struct FakeCpu {
         uint64_t generation;
     };
     static inline std::vector<TlbFlush> tlb_flushes;
+    // kernel_stack_map() calls, and the slots of each kernel_stacks_unmap()
+    // call (one shootdown each).
+    static inline size_t kernel_stack_maps = 0;
+    static inline std::vector<std::vector<uint32_t>> kernel_stack_unmaps;
     static inline const TlbSpace* tlb_watched = nullptr;
     static inline std::string log;
     // Run by switch_context() before it records the switch: a test's look at
