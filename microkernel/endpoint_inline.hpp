@@ -90,6 +90,7 @@ inline IpcCounters& counters() {
     Thread* caller = waits_on.front();
     if (caller == nullptr) return nullptr;
     if (caller->id() != token.caller) [[unlikely]] {
+        if (!token.valid()) return nullptr;  // a receive that answers nothing
         caller = waits_on.find_if([&](const Thread& t) { return t.id() == token.caller; });
         if (caller == nullptr) return nullptr;
     }

@@ -132,8 +132,9 @@ class Process : public KObject {
     // address space freed. With `may_yield` (no lock held, thread context:
     // the reaper) the supervisor woken by the notice runs before the
     // address space is freed, so a wait4 returns without waiting for it;
-    // without it (~Process, maybe under a lock) no thread of it ever ran,
-    // so no CPU has its address space loaded.
+    // without it (~Process, which like every last release runs with no
+    // lock held: docs/locking.md) no thread of it ever ran, so no CPU has
+    // its address space loaded.
     void die(bool may_yield);
 
     friend class FastPath;  // checks where syscall.S finds the handle table (fastpath_layout.hpp)

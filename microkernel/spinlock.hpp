@@ -39,12 +39,13 @@ enum class LockLevel : uint8_t {
     // order, the lower first (for a lower CPU, this CPU's is let go and
     // taken again after it), so no two CPUs wait for each other's.
     SchedulerOther = 21,
-    // Scheduler::zombies_lock_: the dead user threads for the reaper, and
-    // which thread the reaper is. The reaper checks its list under its
-    // scheduler lock (so no wake is lost); nothing is taken under it.
+    // Scheduler::zombies_lock_: the dead user threads for the reaper. The
+    // reaper checks its list under its scheduler lock (so no wake is
+    // lost); nothing is taken under it.
     Zombies = 23,
-    // The thread registry (thread.cpp): which thread each id names. Only
-    // a thread's creation and destruction take it; nothing is taken under it.
+    // The thread registry (thread.cpp): which thread each id names. A
+    // thread's creation and destruction take it (and Thread::registered,
+    // for tests); no IPC operation does; nothing is taken under it.
     ThreadRegistry = 24,
     Heap = 30,  // the kernel heap
     // g_stack_lock: which kernel stack slots are taken, and the cache of

@@ -136,11 +136,12 @@ void Thread::destroy(Thread* thread) {
     }
     // Off every CPU for good: its kernel stack, its FPU area and its place
     // in its process go now (the last thread of a process ends the
-    // process). The stack before the process: whoever waits for the
-    // process's end finds the stack's frames back. Nothing of a dead
-    // thread reads its stack, whoever still holds a reference.
+    // process). The stack goes to the stack cache, still mapped, for the
+    // next thread made (kernel_stack.hpp); a full cache unmaps its oldest.
+    // Nothing of a dead thread reads its stack, whoever still holds a
+    // reference.
     if (thread->stack_.top != nullptr) {
-        kernel_stack_destroy(thread->stack_);  // no lock held: a TLB shootdown
+        kernel_stack_destroy(thread->stack_);  // no lock held: a batch's TLB shootdown
         thread->stack_ = KernelStack{};
     }
     Cpu::release_context(thread->context);
