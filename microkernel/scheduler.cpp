@@ -426,14 +426,19 @@ void Scheduler::kill_locked(Thread& thread) {
 void Scheduler::bury_locked(Thread& thread) {
     if (thread.process == nullptr) return;  // kernel threads: their creator destroys them
     MK_ASSERT(reaper_ != nullptr && !thread.queue_hook.is_linked());
+    // The push and the wake under the reaper's home lock: the reaper looks
+    // at its list under that lock, so it either finds this thread there or
+    // is Blocked by then and wakes. And the push only once that lock is
+    // held: for a lower CPU, HomeLock lets go of this CPU's lock for a
+    // moment, and a reaper that found this thread then could take this
+    // CPU's lock in that gap and free the stack this CPU still runs on
+    // (today the IPC lock, held here, keeps it out anyway).
+    HomeLock home(*this, *reaper_);
     {
         LockGuard guard(zombies_lock_);
         zombies_.push_back(thread);
     }
-    // After the push: the reaper looks at its list under its home lock,
-    // which this wake takes, so it either finds this thread there or is
-    // Blocked by then and wakes.
-    wake_locked(*reaper_);
+    wake_at_home_locked(*reaper_, WakeReason::Woken);
 }
 
 void Scheduler::set_reaper(Thread& reaper) {

@@ -292,10 +292,10 @@ class Scheduler {
     // CPU's lock in that gap to change what it guards (another CPU takes it
     // only as its second, under the IPC lock), and a thread's home
     // (Thread::cpu), which changes only under the IPC lock and its home's
-    // lock, stays put while this is held. (The reaper's wake by a thread
-    // that ends relies on it too: the zombie is on the list already, and
-    // the reaper's wait for the dead thread's CPU takes the IPC lock before
-    // that CPU's lock: docs/locking.md, "What is left".)
+    // lock, stays put while this is held. Nothing a caller has made
+    // visible before it may depend on this CPU's lock being held
+    // throughout (bury_locked pushes a zombie only once it is past the
+    // gap: docs/locking.md, "What is left").
     class HomeLock {
       public:
         HomeLock(Scheduler& self, const Thread& thread)

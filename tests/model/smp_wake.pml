@@ -30,11 +30,12 @@
  *             Scheduler::exit_current().
  *   Busy      B: a thread homed on CPU1, started from CPU0 (Scheduler::start); it runs
  *             (mk_thread_start -> Scheduler::finish_switch_in) and exits (exit_current).
- *   exit_current (both): Scheduler::exit_current under E + S1: Dead; bury_locked pushes
- *             it on the zombie list (under Z, let go at once), then wakes the reaper
- *             (wake_locked -> wake_at_home_locked: the reaper is homed on CPU0, so
- *             HomeLock takes S0 as the second lock); schedule_locked lets go of E and
- *             switches away for good with S1 handed over.
+ *   exit_current (both): Scheduler::exit_current under E + S1: Dead; bury_locked takes
+ *             the reaper's home lock (HomeLock of CPU0, the lower: S1 let go, S0, S1
+ *             again), then under it pushes the thread on the zombie list (under Z, let
+ *             go at once) and wakes the reaper (wake_at_home_locked), and lets S0 go;
+ *             schedule_locked lets go of E and switches away for good with S1 handed
+ *             over.
  *   Idle1     Scheduler::idle_loop / idle_once: interrupts off, S1, any ready ->
  *             schedule_locked; else release S1 and `sti; hlt` as ONE step (an interrupt
  *             pending from before the sti ends the hlt at once).  The notify interrupt
@@ -82,6 +83,9 @@
  *      the `timeout` check of property 1 covers every run.
  *
  * Variants that must PASS (they show which mechanism covers which window):
+ *   REAPER_WITHOUT_E   Thread::destroy takes S0 and the zombie's S1 without E: the push
+ *                      under the reaper's lock, after the gap, keeps the reaper off a
+ *                      stack CPU1 is still on
  *   SECOND_S_WITHOUT_E Scheduler::start(B) takes S0 and then S1 without E: the index
  *                      order alone keeps the two CPUs from waiting for each other (the
  *                      code still takes E: a thread's home stays put under it, and no
@@ -107,9 +111,17 @@
  *                              its switch, and the reaper frees the stack CPU1 is on
  *   BUG_REAPER_NO_LOCK         the reaper pops the zombie list with no lock at all (say,
  *                              a lock-free pop) and frees the stack at once
- *   BUG_WAKE_BEFORE_PUSH       bury_locked wakes the reaper before it pushes the zombie:
- *                              the reaper, still running, finds the list empty and
- *                              blocks, and the zombie is never reaped (Check)
+ *   BUG_WAKE_BEFORE_PUSH       bury_locked wakes the reaper, lets its lock go, and only
+ *                              then pushes the zombie: the reaper, still running,
+ *                              finds the list empty and blocks, and the zombie is
+ *                              never reaped (Check)
+ *   BUG_PUSH_BEFORE_GAP + REAPER_WITHOUT_E
+ *                              bury_locked pushes the zombie before HomeLock's gap, and
+ *                              Thread::destroy takes S0 and the zombie's S1 without E
+ *                              (as once the IPC lock is gone): the reaper pops the
+ *                              zombie and takes S1 in the gap, while CPU1 is still on
+ *                              its stack, and frees it (stk[z]).  BUG_PUSH_BEFORE_GAP
+ *                              alone passes: E keeps the reaper out of the gap
  *   BUG_S_AGAINST_ORDER + SECOND_S_WITHOUT_E
  *                              exit_current's wake of the reaper takes S0 while it
  *                              holds S1 (against the index order), and start(B) takes
@@ -268,33 +280,39 @@ inline irq_window_thread() {
 }
 
 /* Scheduler::exit_current() of t on CPU1: IpcGuard (E + S1); Dead; bury_locked: the
-   zombie list (Z), then wake_locked(reaper), homed on CPU0: HomeLock S0 as the second
-   scheduler lock; schedule_locked(true) (E released), switch away for good */
-inline wake_reaper(t) {
-  /* wake_at_home_locked(reaper): HomeLock of CPU0, the lower: S1 let go, S0, S1 again */
+   reaper's home lock (HomeLock of CPU0, the lower: S1 let go, S0, S1 again), then
+   under it the push on the zombie list (Z) and wake_at_home_locked(reaper), S0 let
+   go; schedule_locked(true) (E released), switch away for good */
+inline push_zombie(t) {
+  atomic { zlk == NOCPU -> lockZ(CPU1); zq[zq_len] = t; zq_len++; unlockZ(CPU1) }
+}
+inline bury_locked(t) {
+#ifdef BUG_PUSH_BEFORE_GAP
+  push_zombie(t);               /* before HomeLock's gap: the reaper may find it there */
+#endif
 #ifndef BUG_S_AGAINST_ORDER
   unlockS(CPU1, S1);
   atomic { slk[S0] == NOCPU -> lockS(CPU1, S0) }
-  atomic { slk[S1] == NOCPU -> lockS(CPU1, S1);
+  atomic { slk[S1] == NOCPU -> lockS(CPU1, S1) }
 #else
-  atomic { slk[S0] == NOCPU -> slk[S0] = CPU1;   /* S0 while S1 is held: the order left out */
+  atomic { slk[S0] == NOCPU -> slk[S0] = CPU1 }  /* S0 while S1 is held: the order left out */
 #endif
-           if :: rst == BLOCKED -> rst = READY; REACH(12);
+#if !defined(BUG_PUSH_BEFORE_GAP) && !defined(BUG_WAKE_BEFORE_PUSH)
+  push_zombie(t);
+#endif
+  atomic { if :: rst == BLOCKED -> rst = READY; REACH(12);
                  printf("CPU1: %d wakes the reaper\n", t)
               :: else fi;
            unlockS(CPU1, S0) }
+#ifdef BUG_WAKE_BEFORE_PUSH
+  push_zombie(t);               /* after the wake, outside the reaper's lock */
+#endif
 }
 inline exit_current(t, nxt) {
   atomic { run1 == t && elk == NOCPU && slk[S1] == NOCPU -> ipc_guard(CPU1); if1 = 0;
            assert(cur1 == t && state[t] == RUNNING);
            state[t] = DEAD; printf("CPU1: %d exits\n", t) }
-#ifdef BUG_WAKE_BEFORE_PUSH
-  wake_reaper(t);
-#endif
-  atomic { zlk == NOCPU -> lockZ(CPU1); zq[zq_len] = t; zq_len++; unlockZ(CPU1) }
-#ifndef BUG_WAKE_BEFORE_PUSH
-  wake_reaper(t);
-#endif
+  bury_locked(t);
   atomic { schedule_locked1(t, nxt) }
   switch_context(t)
 }
@@ -460,13 +478,26 @@ end_reaper:
         /* woken: CPU0's scheduler runs it again (S0 handed over and released) */
         atomic { rst == READY && FREE0 && slk[S0] == NOCPU -> rst = RUNNING; blk = 0 }
      :: else ->
+#ifndef REAPER_WITHOUT_E
         /* Thread::destroy: IpcGuard (E + S0) */
         atomic { FREE0 && elk == NOCPU && slk[S0] == NOCPU -> ipc_guard(CPU0) }
+#else
+        /* the same without E (as once the IPC lock is gone): S0, then S1 in index order */
+        atomic { FREE0 && slk[S0] == NOCPU -> lockS(CPU0, S0) }
+#endif
 #ifndef BUG_REAPER_NO_HOME_LOCK
         /* wait_off_cpu_locked: the zombie's home lock, taken and let go */
+#ifndef REAPER_WITHOUT_E
         atomic { slk[HS(z)] == NOCPU -> lockS(CPU0, HS(z)); unlockS(CPU0, HS(z)) }
+#else
+        atomic { slk[HS(z)] == NOCPU -> slk[HS(z)] = CPU0; slk[HS(z)] = NOCPU }
 #endif
+#endif
+#ifndef REAPER_WITHOUT_E
         ipc_unguard(CPU0);
+#else
+        unlockS(CPU0, S0);
+#endif
 #endif
         atomic { assert(stk[z] == NOCPU && !freed[z] && state[z] == DEAD);  /* Thread::destroy */
                  freed[z] = 1; if :: z == W -> REACH(9) :: else fi;
