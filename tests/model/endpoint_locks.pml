@@ -22,16 +22,20 @@
  *          home's S), a thread's wait lock wl[t] (written with its home S and with the
  *          lock it names), and -- new in v2 -- the callers queue of every thread homed on
  *          c (cq[]: the calls t received and has not answered) and the reply wait of each
- *          caller on it (reply slot rslot, result res).  A move of the server (both S
- *          held) carries that guard along: nothing to rewrite.
+ *          caller on it (reply slot rslot, result res); -DSAVE: the reply wait of a thread
+ *          homed on c held by a saved Reply (its own home S).  A move of the server (both
+ *          S held) carries that guard along, a move of a saved caller its own: nothing to
+ *          rewrite.
  *   Order: EP[e] -> S[0] -> S[1]: two S locks only in CPU index order (lower first),
  *   after any EP lock.  Asserted at every acquire (LOCK); every access to guarded
  *   state asserts that its CPU holds the guarding lock.
  *
  * Wait lock (wl[t]) of a waiting thread: EP[e] while on senders_/receivers_ of e;
- * WREPLY, i.e. S[home(R)], while waiting for R's reply on R's callers queue.  Pinning the
+ * WREPLY, i.e. S[home(R)], while waiting for R's reply on R's callers queue; -DSAVE:
+ * WSAVED, i.e. t's OWN home S[home(t)], while a saved Reply holds t's call.  Pinning the
  * owner of a wait lock: a reference to the endpoint, or to the server thread R (whose
- * Thread::cpu names the lock).
+ * Thread::cpu names the lock); a saved wait needs no pin (its lock is named by t itself,
+ * whose home S the tick and the kill hold).
  *
  * Contexts: own[c] is the context running on CPU c with interrupts off (holding a lock,
  * or in an interrupt handler); another context of CPU c takes no lock meanwhile.
@@ -81,7 +85,30 @@
  *   Mover  (-DMOVE: C1 from CPU1, -DMOVE_C0: C0 from CPU0, -DMOVE_R: R from its home)
  *          Scheduler::move_locked of a Blocked or Ready thread on its home CPU: S0 then
  *          S1, the home changed (its armed timeout moves with it; a moved R takes its
- *          callers queue along).
+ *          callers queue along; a moved caller its saved wait).
+ *
+ * Saved replies (-DSAVE; docs/locking.md, "Not settled by the model"):
+ *   ReplySave (Endpoint::save_reply, in Server) R, holding x's call, may save it in a
+ *          Reply instead of answering: S[home R] and S[home x] in index order (lock_two):
+ *          if x is still on R's callers queue (the token's call: R holds one token at a
+ *          time here), x moves to the Reply: same wait, wait lock WREPLY -> WSAVED; the
+ *          Reply names x and the token's call number (wseq[x]: the wait generation is
+ *          the call number, one wait per call) and takes a reference to x (refsC).  Else
+ *          BadHandle.  Then R receives again.  Two Reply objects (svt[], svq[]): C1's
+ *          second call may be saved while the Reply of its first is still live.
+ *   Replier (Reply::answer -> Endpoint::reply_saved; the last handle closed:
+ *          Reply::free_object -> Endpoint::drop_saved) a thread of CPU RC (R's CPU: R or
+ *          a worker answering later; -DREPLIER_CPU=1-RH: the other CPU) holding the Reply
+ *          handles: the caller x pinned by the Reply's reference, rule 4 on x's home
+ *          (read, lock S[home x], re-read, retry); under that S alone, if x still waits on
+ *          this Reply (Blocked, WSAVED, the token's call number): answer it (Reply) or
+ *          fail it (PeerDied); else BadHandle.  Outside every lock: the Reply's reference
+ *          dropped (it may free x), the Reply freed.
+ *   Tick, Killer: a saved wait's lock is S[home x], the one they hold: end it at once.
+ *          A reply wait they saw before a gap (R homed lower) may have been saved in the
+ *          gap: the tick leaves it (the next tick ends it at once), the kill starts over.
+ *   -DUNTIMED: calls carry no timeout (no -DDIE): a saved wait ends only by its Reply or
+ *          a kill, so a lost answer or drop leaves its caller Blocked at the end (Check).
  *
  * Rule 4 (Thread::cpu): a waker reads the home unlocked, takes that S lock, reads it
  * again and retries if it changed (lock_home; lock_two for two homes).  lock_two takes
@@ -93,16 +120,20 @@
  *   1. no deadlock: invalid end states; Check: no lock held when nothing can move;
  *   2. no lost wake-up: whoever ends a wait finds its result still Pending and the thread
  *      Blocked; Check (when nothing can move): every call finished, R not asleep with
- *      a message, no queue still holding a caller, no pin left; a kill, once done,
- *      leaves C1 waiting in no operation;
+ *      a message, no queue still holding a caller, no pin left (-DSAVE: every Reply
+ *      answered or dropped, its reference gone); a kill, once done, leaves C1 waiting
+ *      in no operation;
  *   3. every call ends exactly once, with exactly one of Reply / TimedOut / PeerDied /
  *      Interrupted; a Reply carries the caller's own message (no crossed replies);
  *   4. no lost or duplicated message: R receives each message at most once (got[]),
  *      and a message taken from senders_ or delivered is R's recv result;
  *   5. lock order asserted at every acquire; one holder per lock; every access asserts
  *      its guard (the callers queue: S[home R]; a wait: its wait lock and home S);
- *   6. pinning: a freed thread's home (its callers queue's lock) is never read;
- *   7. a tick ends only the wait it found due (the generation it read).
+ *   6. pinning: a freed thread's home (its callers queue's lock) is never read; -DSAVE:
+ *      a Reply never reads the home of a freed caller;
+ *   7. a tick ends only the wait it found due (the generation it read); -DSAVE: a Reply
+ *      ends only the call it was saved from (its token's call number), and once
+ *      answered or dropped leaves no caller waiting on it.
  *
  * Negative controls (must FAIL):
  *   BUG_S_AGAINST_ORDER   C1's call takes its own S1, then R's S0 (the order assertion
@@ -123,6 +154,19 @@
  *                         reads R's home to take its callers queue's lock
  *   BUG_KILL_NO_RESTART   the kill gives up when the wait moved to another wait lock
  *   BUG_UNLOCK_EP_BEFORE_BLOCK  R's recv drops EP[e] before it is Blocked: lost wake-up
+ *   (-DSAVE)
+ *   BUG_SAVED_NO_CALLER_S the Replier answers under S[home R] (the callers queue's guard),
+ *                         not the caller's home S: the guard assertion of the saved wait
+ *   BUG_SAVE_AGAINST_ORDER ReplySave takes R's own S, then the caller's: with R on CPU1
+ *                         and C0 on CPU0, deadlock with CPU0's tick (S0 held, S1 wanted)
+ *   BUG_SAVED_NO_REREAD   the Replier locks the caller's home it read without reading it
+ *                         again: with -DMOVE it ends the wait without the caller's home S
+ *   BUG_SAVED_NO_SEQ      the Replier's check leaves out the token's call number: C1's
+ *                         first call's Reply ends its second call, saved too
+ *   BUG_SAVED_NO_PIN      the Reply takes no reference to its caller: the caller ends
+ *                         (timeout), exits and is freed; the Replier reads its home
+ *   BUG_DROP_NO_FAIL      the drop frees the Reply without failing its caller (with
+ *                         -DUNTIMED, without the assertion, a caller Blocked for ever)
  * PROBE_ALL: reachability probes (REACH(n) fails with its own text):
  *   1 a timeout of a reply wait after the tick dropped and re-took its locks (R homed
  *     lower)                                   2 the same for a wait on senders_
@@ -144,10 +188,25 @@
  *   23 a move of R while a caller waits on its callers queue
  *   24 a kill ends a reply wait at once (R homed with C1)
  *   25 a kill ends a reply wait with S[home R] as a second, higher lock
+ *   (-DSAVE)
+ *   26 ReplySave moves a caller to a Reply      27 an answer through a saved Reply to a
+ *                                                  caller homed on another CPU
+ *   28 a tick ends a saved wait (at once)       29 a kill ends a saved wait (at once)
+ *   30 a drop fails the caller (PeerDied)       31 an answer or drop finds the wait ended
+ *                                                  first (BadHandle)
+ *   32 the Replier's re-read finds the caller moved: it retries
+ *   33 ReplySave finds the wait ended first (BadHandle)
+ *   34 the tick, re-locked, finds the reply wait saved meanwhile (left to the next tick)
+ *   35 the kill, re-locked, finds the reply wait saved meanwhile: it starts over
+ *   36 C1 calls again while the Reply of its earlier call is still live
+ *   37 the Reply's reference is the caller's last: its drop frees the caller
  *
  * Not modelled: the context switch, stacks, the lock hand-over, ready queues and idle
  * (split_locks.pml, smp_wake.pml); the handle table lock (taken before EP[e], alone);
- * saved replies; endpoint destruction (endpoints are pinned but never freed here);
+ * for saved replies: donation and the fast path's direct switch to the answered caller,
+ * a server holding several tokens (ReplySave's own call-number check), two threads
+ * answering one Reply at once, R's process death closing its Reply handles (the
+ * Replier's drop stands for it); endpoint destruction (endpoints are pinned but never freed here);
  * notices and Send; a timed recv or a kill of R; more than one server, two callers on
  * one endpoint, more than two CPUs; a move of a running thread.
  */
@@ -167,6 +226,10 @@
 #define S1  3
 #define WREPLY 6                /* wait lock "R's callers queue": S[home[R]] */
 #define NOLOCK 7
+#define WSAVED 8                /* -DSAVE: wait lock "a saved reply": the waiter's own S[home[t]] */
+#define REPLIER 9               /* -DSAVE: the holder of the Reply handles */
+#define NSV 2                   /* -DSAVE: Reply objects (two: a caller's second call saved
+                                   while the Reply of its first is still live) */
 #define SL(c) (S0 + (c))
 #define B(x) (1 << (x))
 #define H(c) ((c) + 1)          /* lock holder: 0 free, 1 CPU0, 2 CPU1 */
@@ -188,6 +251,14 @@
 #define NC0 0
 #endif
 #define NMSG (NCALL + NC0)
+#ifdef UNTIMED
+#define TIMED 0                 /* calls without a timeout: the ticks have nothing to do */
+#else
+#define TIMED 1
+#endif
+#if defined(UNTIMED) && defined(DIE)
+#error "UNTIMED: a caller left on senders_ by R's death would wait for ever (no endpoint destroy)"
+#endif
 #define TOK(t, i) ((t) * 4 + (i) + 1)
 #if defined(MOVE) || defined(MOVE_C0) || defined(MOVE_R)
 #define MOVES
@@ -204,6 +275,19 @@
 #endif
 #if defined(BUG_TICK_NO_PIN) && !defined(DIE)
 #error "BUG_TICK_NO_PIN needs -DDIE"
+#endif
+#ifdef REPLIER_CPU
+#define RC REPLIER_CPU
+#else
+#define RC RH                   /* the Replier runs on R's CPU (R answering later) */
+#endif
+#if (defined(BUG_SAVED_NO_CALLER_S) || defined(BUG_SAVE_AGAINST_ORDER) || \
+     defined(BUG_SAVED_NO_REREAD) || defined(BUG_SAVED_NO_SEQ) || \
+     defined(BUG_SAVED_NO_PIN) || defined(BUG_DROP_NO_FAIL)) && !defined(SAVE)
+#error "the saved-reply controls need -DSAVE"
+#endif
+#if defined(BUG_SAVED_NO_REREAD) && !defined(MOVES)
+#error "BUG_SAVED_NO_REREAD needs a move"
 #endif
 
 mtype = { RUN, READY, BLOCKED, DEAD };                          /* Thread::state */
@@ -224,7 +308,7 @@ bit  stay[2];                   /* that context keeps interrupts off between its
 mtype state[NT];
 bit   armed[NT];                /* a timeout armed, in home[t]'s timeout set */
 byte  wseq[NT];                 /* wait generation: a new wait, a new deadline */
-byte  wl[NT];                   /* wait lock: EP0, EP1, WREPLY (also written with it held) */
+byte  wl[NT];                   /* wait lock: EP0, EP1, WREPLY, WSAVED (also written with it held) */
 byte  home[NT];                 /* Thread::cpu: with both the old and new home's S */
 bit   exitreq;                  /* C1's exit_requested */
 /* guarded by EP[e] */
@@ -235,6 +319,15 @@ byte  rmsg, rfrom;              /* R's message slot, while R waits on receivers_
 bit   cq[NT];                   /* t on R's callers queue */
 byte  rslot[NT];                /* t's reply */
 bit   deadR;                    /* R died: its callers queue is closed */
+#ifdef SAVE
+/* a Reply object k (-DSAVE): the caller it names and the call number of its ReplyToken;
+   written by ReplySave (under S[home R] and S[home caller]) before the handle exists,
+   then immutable until the Reply is freed (NONE): the replier reads it without a lock */
+byte  svt[NSV];
+byte  svq[NSV];
+byte  refsC[NT];                /* a client's thread object: itself + the Replies naming it */
+bit   freedC[NT];
+#endif
 /* guarded by the wait lock (and the waiter's home S) while t waits, by t otherwise */
 mtype res[NT];
 byte  msg[NT];                  /* t's outgoing message (its own) */
@@ -250,7 +343,7 @@ bit   rdone;
 #define HOLDS(c, L) (lk[L] == H(c) && (held[c] & B(L)) != 0)
 #define HOLDS_HOME(c, t) HOLDS(c, SL(home[t]))
 #define HOLDS_CQ(c) HOLDS(c, SL(home[R]))          /* R's callers queue's guard */
-#define WLOCK(t) (wl[t] == WREPLY -> SL(home[R]) : wl[t])
+#define WLOCK(t) (wl[t] == WREPLY -> SL(home[R]) : (wl[t] == WSAVED -> SL(home[t]) : wl[t]))
 #define RHOME (home[R])                             /* read only while R is not freed */
 
 /* the lock order, asserted at an acquire of L by CPU c: EP[e] -> S[0] -> S[1] */
@@ -399,6 +492,9 @@ proctype Server() {
 #ifdef BUG_REPLY_RECV_KEEPS_S
   bit keep;
 #endif
+#ifdef SAVE
+  byte k;
+#endif
   c = home[R];                  /* R's CPU: a running thread is not moved */
 recv:                           /* Endpoint::receive: EP[e] first */
   atomic { LOCK(c, e, R); x = sq[e] }
@@ -433,6 +529,9 @@ end_recv:                       /* woken (-DMOVE_R: perhaps on the other CPU) */
 got_call:                       /* R holds x's call, message m */
 #ifdef DIE
   if :: goto die :: skip fi;
+#endif
+#ifdef SAVE
+  if :: svt[0] == NONE || svt[1] == NONE -> goto save :: skip fi;   /* a Reply to spare */
 #endif
   if
   :: n < NMSG && home[x] != c -> /* reply_recv(x, EP[e]) to another CPU: the general path */
@@ -476,6 +575,35 @@ got_call:                       /* R holds x's call, message m */
   fi;
   rdone = 1;
   goto out;
+#ifdef SAVE
+save:                           /* Endpoint::save_reply (sys_reply_save): x moves from R's
+                                   callers queue to a Reply under S[home R] and S[home x] in
+                                   index order; the Reply names x and takes a reference to it */
+#ifndef BUG_SAVE_AGAINST_ORDER
+  lock_two(c, R, x, R, h, h2);
+#else
+  atomic { h = home[R]; LOCK(c, SL(h), R) }             /* R's own S first, */
+  atomic { h2 = home[x];                                /* then x's: against the order */
+           if :: h2 != h -> LOCK_RAW(c, SL(h2), R) :: else fi }
+#endif
+  atomic {
+    assert(HOLDS_CQ(c) && HOLDS_HOME(c, x));
+    if
+    :: cq[x] ->                 /* the token's call: x on R's callers queue, this call */
+       cq_unlink(c, x); wl[x] = WSAVED;  /* same wait, new wait lock: S[home x] */
+       if :: svt[0] == NONE -> k = 0 :: else -> k = 1 fi;
+       svt[k] = x; svq[k] = wseq[x];     /* the ReplyToken: caller and call number */
+#ifndef BUG_SAVED_NO_PIN
+       refsC[x]++;                       /* the Reply's reference (x waits: alive) */
+#endif
+       REACH(26); printf("R: saves %d's call %d in Reply %d\n", x, wseq[x], k)
+    :: else -> REACH(33)        /* BadHandle: the wait ended first (timeout, kill) */
+    fi;
+    UNLOCK_S2(c, h, h2); x = 0; h = 0; h2 = 0; m = 0; k = 0 }
+  if :: n < NMSG -> goto recv :: else fi;   /* Endpoint::receive (EP[e] first) */
+  rdone = 1;
+  goto out;
+#endif
 #ifdef DIE
 die:                            /* rule 6: each caller failed under S[home R] and its home S */
   printf("R: dies\n");
@@ -504,6 +632,9 @@ proctype Client(byte t; byte e; byte n) {
   :: i < n ->
      /* c: stable while t runs (only a Blocked or Ready t is moved) */
      atomic { c = home[t]; msg[t] = TOK(t, i); LOCK(c, e, t); deliv = rcv[e];
+#ifdef SAVE
+              if :: svt[0] == t || svt[1] == t -> REACH(36) :: else fi;  /* an old Reply live */
+#endif
               if :: lk[1 - e] != 0 && lk[1 - e] != H(c) -> REACH(8) :: else fi }
      if
      :: deliv ->                /* R waits: EP[e], then S of t and R in index order */
@@ -529,7 +660,7 @@ proctype Client(byte t; byte e; byte n) {
           fi;
           if :: t == C1 && i > 0 -> REACH(14) :: else fi;
           if :: h == h2 -> REACH(16) :: else fi;        /* the fast path's locks */
-          cq[t] = 1; wl[t] = WREPLY; res[t] = PENDING; wseq[t]++; armed[t] = 1;
+          cq[t] = 1; wl[t] = WREPLY; res[t] = PENDING; wseq[t]++; armed[t] = TIMED;
           state[t] = BLOCKED;
           printf("%d: delivers %d to R on EP%d, waits for the reply\n", t, msg[t], e);
           UNLOCK_S2(c, h, h2); UNLOCK(c, e) }
@@ -541,7 +672,7 @@ proctype Client(byte t; byte e; byte n) {
           :: else
           fi;
           assert(sq[e] == NONE);
-          sq[e] = t; wl[t] = e; res[t] = PENDING; wseq[t]++; armed[t] = 1;
+          sq[e] = t; wl[t] = e; res[t] = PENDING; wseq[t]++; armed[t] = TIMED;
           state[t] = BLOCKED;
           printf("%d: queues %d on EP%d\n", t, msg[t], e);
           UNLOCK(c, SL(c)); UNLOCK(c, e) }
@@ -562,7 +693,11 @@ proctype Client(byte t; byte e; byte n) {
 interrupted:
   assert(t == C1 && exitreq);
 finish:
+#ifdef SAVE
+  atomic { refsC[t]--; if :: refsC[t] == 0 -> freedC[t] = 1 :: else fi; cdone[t] = 1 }
+#else
   cdone[t] = 1
+#endif
 }
 
 /* ---------------- the tick of CPU c: Scheduler::expire_timeouts_locked (rule 5) -------- */
@@ -592,6 +727,11 @@ end_tick:
                  UNLOCK(c, SL(c)); stay[c] = 0; own[c] = 0; t = 0; w = 0; s = 0; mode = 0
               :: w == WREPLY && RHOME > c ->      /* a higher S: the second lock */
                  h = RHOME; mode = 1
+#ifdef SAVE
+              :: w == WSAVED ->                   /* a saved reply's: its lock is S[c] */
+                 end_wait(c, t, TIMEDOUT); REACH(28);
+                 UNLOCK(c, SL(c)); stay[c] = 0; own[c] = 0; t = 0; w = 0; s = 0; mode = 0
+#endif
               :: else ->                          /* EP[e] or a lower S: pin, let go */
 #ifndef BUG_TICK_NO_PIN
                  pin(w);
@@ -626,7 +766,12 @@ end_tick:
           :: else ->
              if
              :: wseq[t] == s && res[t] == REPLY -> REACH(3)
-             :: state[t] == BLOCKED && wseq[t] == s && wl[t] != w -> REACH(10)
+             :: state[t] == BLOCKED && wseq[t] == s && wl[t] != w -> REACH(10);
+#ifdef SAVE
+                if :: wl[t] == WSAVED -> REACH(34) :: else fi
+#else
+                skip
+#endif
              :: else
              fi
           fi;
@@ -659,6 +804,9 @@ again:
               :: w == WREPLY && RHOME == h ->
                  cq_unlink(0, C1); end_wait(0, C1, INTERRUPTED); REACH(5); REACH(24)
               :: w == WREPLY && RHOME > h -> h2 = RHOME; mode = 1
+#ifdef SAVE
+              :: w == WSAVED -> end_wait(0, C1, INTERRUPTED); REACH(29)   /* its lock: S[h] */
+#endif
               :: else -> pin(w); mode = 2
               fi
            :: else
@@ -687,7 +835,12 @@ again:
 #ifndef BUG_KILL_NO_RESTART
                  mode = 3;              /* the wait moved: start over */
 #endif
-                 REACH(6)
+                 REACH(6);
+#ifdef SAVE
+                 if :: wl[C1] == WSAVED -> REACH(35) :: else fi
+#else
+                 skip
+#endif
               :: else -> REACH(13)      /* it ended meanwhile (a reply, timeout, death) */
               fi;
               if :: w == WREPLY -> UNLOCK_S2(0, h, h2) :: else -> UNLOCK(0, SL(h)); UNLOCK(0, w) fi }
@@ -718,6 +871,81 @@ end_move:
 }
 #endif
 
+#ifdef SAVE
+/* ---- the holder of the Reply handles, a thread of CPU c (RC: R's CPU by default, R or a
+   worker answering later; -DREPLIER_CPU: the other CPU), preemptible between its critical
+   sections: Reply::answer -> Endpoint::reply_saved, or the last handle closed:
+   Reply::free_object -> Endpoint::drop_saved.  The caller t is pinned by the Reply's
+   reference; rule 4 on t's home: read it, lock that S, read again, retry if it moved.
+   Under S[home t] alone: if t still waits on this Reply (Blocked, wait lock WSAVED, the
+   token's call number), answer it (Reply) or fail it (PeerDied); else BadHandle. Then,
+   outside every lock, the Reply's reference is dropped and the Reply freed. ---- */
+#ifdef BUG_SAVED_NO_SEQ
+#define SAVED_SAME (state[t] == BLOCKED && wl[t] == WSAVED)
+#else
+#define SAVED_SAME (state[t] == BLOCKED && wl[t] == WSAVED && wseq[t] == s)
+#endif
+proctype Replier(byte c) {
+  byte k, t, s, h;
+end_rep:
+  do
+  :: atomic { svt[0] != NONE || svt[1] != NONE ->       /* a Reply handle in hand */
+              if :: svt[0] != NONE -> k = 0 :: svt[1] != NONE -> k = 1 fi;
+              t = svt[k]; s = svq[k] }
+     do
+     ::
+#ifdef BUG_SAVED_NO_CALLER_S
+        /* BUG: the callers queue's guard, S[home R], as for a reply off the queue */
+        atomic { assert(!freedR); h = home[R]; LOCK(c, SL(h), REPLIER); break }
+#else
+#ifdef MOVES
+        assert(!freedC[t]); h = home[t];                /* unlocked: may change */
+        atomic {
+#else
+        atomic { assert(!freedC[t]); h = home[t];
+#endif
+                 LOCK(c, SL(h), REPLIER);
+#ifndef BUG_SAVED_NO_REREAD
+                 if
+                 :: home[t] == h -> break
+                 :: else -> REACH(32); UNLOCK(c, SL(h))
+                 fi
+#else
+                 break
+#endif
+        }
+#endif
+     od;
+     atomic {
+       assert(HOLDS_HOME(c, t));                        /* the saved wait's lock */
+       if
+       :: SAVED_SAME ->
+          assert(wseq[t] == s);         /* 7: a Reply ends only the call it was saved from */
+          if                            /* answer it, or close its last handle */
+          :: true ->
+#ifndef BUG_DROP_NO_FAIL
+             end_wait(c, t, PEERDIED);
+#endif
+             REACH(30)
+          :: true ->
+             rslot[t] = TOK(t, s - 1);  /* the answer to call s (its message) */
+             end_wait(c, t, REPLY);
+             if :: h != c -> REACH(27) :: else fi       /* the caller homed elsewhere */
+          fi
+       :: else -> REACH(31)     /* BadHandle: the wait ended first (timeout, kill) */
+       fi;
+       /* answered or closed, the Reply leaves no caller waiting on it (2) */
+       assert(!(state[t] == BLOCKED && wl[t] == WSAVED && wseq[t] == s));
+       UNLOCK(c, SL(h)) }
+     atomic {                   /* outside every lock: the Reply's reference, the Reply */
+#ifndef BUG_SAVED_NO_PIN
+       refsC[t]--; if :: refsC[t] == 0 -> freedC[t] = 1; REACH(37) :: else fi;
+#endif
+       svt[k] = NONE; svq[k] = 0; k = 0; t = 0; s = 0; h = 0 }
+  od
+}
+#endif
+
 active proctype Check() {
 end_check:
   timeout ->
@@ -727,6 +955,9 @@ end_check:
   assert(rdone || (state[R] == BLOCKED && (rcv[0] || rcv[1])));
   assert(!cq[C1] && !cq[C0] && sq[0] == NONE && sq[1] == NONE);
   assert(refsE[0] == 0 && refsE[1] == 0 && (freedR || refsR == 1));
+#ifdef SAVE
+  assert(svt[0] == NONE && svt[1] == NONE && refsC[C1] == 0 && refsC[C0] == 0);
+#endif
   REACH(11)
 }
 
@@ -736,6 +967,9 @@ init {
     state[R] = RUN; state[C1] = RUN; state[C0] = RUN;
     wl[R] = NOLOCK; wl[C1] = NOLOCK; wl[C0] = NOLOCK;
     sq[0] = NONE; sq[1] = NONE; rfrom = NONE; res[C1] = NORES; res[C0] = NORES;
+#ifdef SAVE
+    svt[0] = NONE; svt[1] = NONE; refsC[C1] = 1; refsC[C0] = NC0;
+#endif
     run Server(); run Client(C1, 0, NCALL);
 #ifdef C0CALL
     run Client(C0, 1, NC0);
@@ -754,6 +988,9 @@ init {
 #endif
 #ifdef MOVE_R
     ; run Mover(R, RH, MOVER + 1)
+#endif
+#ifdef SAVE
+    ; run Replier(RC)
 #endif
   }
 }
