@@ -7,7 +7,8 @@
 # the design (v2) of a lock per endpoint, a server's callers queue and its callers'
 # reply waits under the server's home scheduler lock (the same-CPU fast path takes
 # EP[e] and one scheduler lock), two scheduler locks in CPU index order, pinned wait
-# locks for the tick and the kill, moves of clients and of the server) (tests/model/README.md)
+# locks for the tick and the kill, moves of clients and of the server; -DSAVE: saved
+# replies, a saved caller's wait under its own home scheduler lock) (tests/model/README.md)
 #
 # Runs (at most $SPIN_JOBS=2 at a time), each in its own directory under workdir:
 #   * properties that must HOLD (errors: 0, complete search, no depth truncation)
@@ -125,6 +126,24 @@ runs=(
   "el_neg_tick_no_pin;fail;$el;-DDIE -DBUG_TICK_NO_PIN;safety;assertion violated .*freedR;endpoint_locks negative control BUG_TICK_NO_PIN: the tick does not pin R, which dies and is freed before the tick reads its home"
   "el_neg_kill_no_restart;fail;$el;-DKILL -DBUG_KILL_NO_RESTART;safety;assertion violated \(state\[1\]!=;endpoint_locks negative control BUG_KILL_NO_RESTART: the kill gives up when the wait moved from senders_ to R's callers queue"
   "el_neg_unlock_ep_before_block;fail;$el;-DBUG_UNLOCK_EP_BEFORE_BLOCK;safety;assertion violated .*rmsg!=0;endpoint_locks negative control BUG_UNLOCK_EP_BEFORE_BLOCK: R's recv drops EP[e] before it is Blocked (a lost wake-up)"
+  "el_save_kill_die;pass;$el;-DSAVE -DKILL -DDIE;safety;;endpoint_locks SAVE: R (CPU0) may save a call in a Reply (two Replies), answered or dropped later from CPU0 under the caller's home S; C1 (CPU1) 2 timed calls, a kill of C1, R may die"
+  "el_save_kill_move;pass;$el;-DSAVE -DKILL -DMOVE;safety;;endpoint_locks SAVE: a kill and a move of C1 to CPU0 (a saved wait moves with it; the replier's re-read)"
+  "el_save_replier1;pass;$el;-DSAVE -DREPLIER_CPU=1 -DKILL -DMOVE;safety;;endpoint_locks SAVE: the Replier on CPU1, not R's CPU; a kill and a move of C1"
+  "el_save_r1_kill_move;pass;$el;-DSAVE -DR_HOME=1 -DKILL -DMOVE;safety;;endpoint_locks SAVE: R and the Replier on CPU1, a kill and a move of C1 to CPU0 (ReplySave then takes S0 first)"
+  "el_save_two_ep;pass;$el;-DSAVE -DTWO_EP -DDIE;safety;;endpoint_locks SAVE: C0 (CPU0, EP1) saved too: answers on the caller's own CPU, R may die"
+  "el_save_r1_two_ep;pass;$el;-DSAVE -DR_HOME=1 -DTWO_EP -DDIE;safety;;endpoint_locks SAVE: R and the Replier on CPU1, C0's saved call answered across CPUs (S0), R may die"
+  "el_save_r1_replier0;pass;$el;-DSAVE -DR_HOME=1 -DREPLIER_CPU=0 -DTWO_EP -DDIE;safety;;endpoint_locks SAVE: R on CPU1, the Replier on CPU0, both clients' calls saved, R may die"
+  "el_save_move_r;pass;$el;-DSAVE -DMOVE_R -DKILL -DDIE;safety;;endpoint_locks SAVE: a move of R (saved waits stay with their callers), a kill of C1, R may die"
+  "el_save_move_c0;pass;$el;-DSAVE -DMOVE_C0 -DTWO_EP -DNCALL=1 -DDIE;safety;;endpoint_locks SAVE: a move of C0 to CPU1 (S0 then S1 on CPU0) while its call may be saved, R may die"
+  "el_save_tick_preemptible;pass;$el;-DSAVE -DTICK_PREEMPTIBLE -DKILL -DDIE;safety;;endpoint_locks SAVE, TICK_PREEMPTIBLE: the tick's CPU runs other code between its steps, kill, R may die"
+  "el_save_untimed;pass;$el;-DSAVE -DUNTIMED -DKILL -DMOVE;safety;;endpoint_locks SAVE, UNTIMED: calls without timeouts: a saved wait ends only by its Reply or the kill (a lost answer would leave C1 Blocked)"
+  "el_probes_save;reach;$el;-DPROBE_ALL -DSAVE -DR_HOME=1 -DKILL -DMOVE;probe;26 27 28 29 30 31 32 33 34 35 36 37;endpoint_locks reachability probes 26-37 (saved replies, README.md)"
+  "el_neg_saved_no_caller_s;fail;$el;-DSAVE -DBUG_SAVED_NO_CALLER_S;safety;assertion violated \(\(lk\[\(2\+home\[t\]\)\];endpoint_locks negative control BUG_SAVED_NO_CALLER_S: a saved reply answered under the server's home S, not the caller's"
+  "el_neg_save_against_order;fail;$el;-DSAVE -DR_HOME=1 -DTWO_EP -DBUG_SAVE_AGAINST_ORDER;safety;assertion violated \(\(\(\(lk\[0\]==0\)|invalid end state;endpoint_locks negative control BUG_SAVE_AGAINST_ORDER: ReplySave on CPU1 takes S1 then C0's S0 while CPU0's tick holds S0 and wants S1 (deadlock)"
+  "el_neg_saved_no_reread;fail;$el;-DSAVE -DMOVE -DBUG_SAVED_NO_REREAD;safety;assertion violated \(\(lk\[\(2\+home\[t\]\)\];endpoint_locks negative control BUG_SAVED_NO_REREAD: the replier locks the caller's home it read and does not read it again (a move of C1)"
+  "el_neg_saved_no_seq;fail;$el;-DSAVE -DBUG_SAVED_NO_SEQ;safety;assertion violated \((wseq\[t\]==s|rslot\[t\]==msg\[t\])\);endpoint_locks negative control BUG_SAVED_NO_SEQ: a Reply's check leaves out the token's call number: the Reply of C1's first call ends its second"
+  "el_neg_saved_no_pin;fail;$el;-DSAVE -DBUG_SAVED_NO_PIN;safety;assertion violated +!\(freedC\[t\]\);endpoint_locks negative control BUG_SAVED_NO_PIN: the Reply holds no reference to its caller, which times out, ends and is freed before the answer reads its home"
+  "el_neg_drop_no_fail;fail;$el;-DSAVE -DUNTIMED -DBUG_DROP_NO_FAIL;safety;assertion violated .*(wl\[t\]==8|cdone\[1\]);endpoint_locks negative control BUG_DROP_NO_FAIL (UNTIMED): a dropped Reply does not fail its caller (a lost wake-up)"
 )
 
 split() { IFS=';' read -r name expect model defs mode pattern label <<<"$1"; }
