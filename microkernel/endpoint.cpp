@@ -240,9 +240,13 @@ Status Endpoint::save_reply(ReplyToken token, WaitQueue& saved) {
     IpcGuard guard;
     Thread* caller = reply_target_locked(token, *sched().current());
     if (caller == nullptr) return Error::BadHandle;
+    // From this thread's callers queue (its home lock, held) to the Reply's
+    // queue, which the caller's home lock guards from now on.
+    Scheduler::HomeLock home(sched(), *caller);
     caller->waiting_on->remove(*caller);
     saved.push_back(*caller);
     caller->waiting_on = &saved;
+    caller->ipc->saved_call = token.call;
     return Error::None;
 }
 
@@ -255,7 +259,13 @@ Status Endpoint::reply_saved(ReplyToken token, WaitQueue& saved, const Message& 
         ++counters().stale_replies;
         return Error::BadHandle;
     }
-    transfer(msg, *sched().current()->ipc, 0, *caller, false);
+    {
+        // The reply goes in under the lock that guards the wait: this
+        // thread's own for its callers queue, the caller's home lock for a
+        // saved reply.
+        Scheduler::HomeLock guard_of_wait(sched(), *reply_wait_owner(*caller));
+        transfer(msg, *sched().current()->ipc, 0, *caller, false);
+    }
     ++counters().replies;
     complete_locked(*caller, Error::None);
     if (donate == Donate::Yes) sched().set_donate_target_locked(caller);
@@ -304,6 +314,15 @@ Result<Message> Endpoint::finish_call(Thread& self) {
     Status st = finish_locked(self);
     if (st != Error::None) return st;
     return self.ipc->msg;
+}
+
+void endpoint_detail::complete_locked(Thread& t, Error result) {
+    MK_ASSERT(holds_here(LockLevel::Endpoint));
+    Scheduler& s = sched();
+    Scheduler::HomeLocks homes(s, t, reply_wait_owner(t));
+    t.ipc->op = IpcState::Op::None;
+    t.ipc->result = result;
+    s.wake_at_home_locked(t, WakeReason::Woken);
 }
 
 void ipc_abort_locked(Thread& thread, WakeReason reason) {

@@ -28,6 +28,11 @@
 // hands the scheduler lock alone to the next thread; a waker that finds the
 // blocked thread under the IPC lock then waits for the scheduler lock until
 // the switch is done. A timeout or kill that ends an IPC wait takes both.
+// A reply wait (a caller on a receiver's callers queue, or on a saved
+// reply's) is guarded by a scheduler lock as well: the receiver's home
+// CPU's, or for a saved reply the caller's own (reply_wait_owner); whoever
+// links, unlinks or answers one holds it (Scheduler::HomeLocks,
+// docs/locking.md).
 //
 // Fast path: call() to a waiting receiver and reply_recv() to a waiting
 // caller, with a register-only message, switch straight to the partner

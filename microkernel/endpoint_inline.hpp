@@ -104,13 +104,12 @@ inline Thread* reply_target_locked(ReplyToken token, Thread& replier) {
 }
 
 // Ends `t`'s operation with `result`: it leaves the queue it waits on and
-// becomes Ready.
-inline void complete_locked(Thread& t, Error result) {
-    MK_ASSERT(holds_here(LockLevel::Endpoint));
-    t.ipc->op = IpcState::Op::None;
-    t.ipc->result = result;
-    sched().wake_locked(t);
-}
+// becomes Ready. Under t's home lock, and for a reply wait under the lock
+// that guards it too (reply_wait_owner: the server's home lock, or the
+// caller's own for a saved reply). Out of line (endpoint.cpp): the
+// general path's round trip never ends a wait this way, and the locks'
+// scope would cost it registers where it is inlined.
+[[gnu::noinline]] void complete_locked(Thread& t, Error result);
 
 // Takes the first queued sender's message into `self` (a receive that found
 // a partner). A plain sender is done; a caller now waits for the reply,
@@ -120,6 +119,10 @@ inline Received take_from_sender_locked(Thread& self, Thread& sender, WaitQueue&
     transfer(s.msg, s, s.badge, self, false);  // self runs: never at its frame
     Received r{self.ipc->msg, s.badge, {}};
     if (s.op == IpcState::Op::Call) {
+        // Its wait moves to self's callers queue, which self's home lock
+        // guards (held), and so does its wait lock (Thread::waiting_on),
+        // written under its own home lock too.
+        Scheduler::HomeLock home(sched(), sender);
         r.reply = ReplyToken{sender.id(), s.call_seq};
         senders.remove(sender);
         s.op = IpcState::Op::ReplyWait;

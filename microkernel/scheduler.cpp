@@ -33,39 +33,80 @@ void forget_cpus() {
     Scheduler::reaper_ = nullptr;
 }
 
-Scheduler::HomeLock::HomeLock(Scheduler& self, Scheduler& home)
-    : home_(&home), other_(&home != &self) {
-    if (!other_) return;
-    // Not after this CPU queued its running thread elsewhere: that CPU may
-    // wait for it to be off this CPU with its lock held (move_locked).
-    MK_ASSERT(!self.current_->switching_out);
-    // The IPC lock and this CPU's scheduler lock, nothing above them.
-    uint64_t held = Cpu::held_locks();
-    MK_ASSERT((held >> unsigned(LockLevel::Endpoint)) ==
-                  (IpcGuard::kBoth >> unsigned(LockLevel::Endpoint)) ||
-              Cpu::this_cpu() == nullptr);
-    Cpu::set_held_locks(held | HeldLocks::bit(LockLevel::SchedulerOther));
-    // Two scheduler locks are held in CPU index order, the lower first
-    // (interrupts are off: this CPU's lock is held). For a lower CPU this
-    // one's lets go first and is taken again after it. Nobody can use the
-    // gap: another CPU takes this one's lock only as its second, which
-    // needs the IPC lock, held here (or to read the counters, holding
-    // nothing else).
-    if (home.cpu_ < self.cpu_) {
-        self.lock_.unlock_raw();
-        home.lock_.lock_raw();
-        self.lock_.lock_raw();
-    } else {
-        home.lock_.lock_raw();
-    }
-}
-
 Scheduler::HomeLock::~HomeLock() {
     if (!other_) return;
     uint64_t held = Cpu::held_locks();
     MK_ASSERT((held >> unsigned(LockLevel::SchedulerOther)) == 1 || Cpu::this_cpu() == nullptr);
     Cpu::set_held_locks(held & ~HeldLocks::bit(LockLevel::SchedulerOther));
     home_->lock_.unlock_raw();
+}
+
+void Scheduler::HomeLocks::lock(Scheduler& self, const Thread* b) {
+    Scheduler* x = home_ != &self ? home_ : nullptr;
+    Scheduler* y = b != nullptr && b->cpu != self.cpu_ && &of(*b) != home_ ? &of(*b) : nullptr;
+    if (x == nullptr) {
+        x = y;
+        y = nullptr;
+    }
+    if (x == nullptr) return;
+    if (y != nullptr && y->cpu_ < x->cpu_) {
+        Scheduler* lower = y;
+        y = x;
+        x = lower;
+    }
+    self.lock_others_in_order(*x, y);
+    taken_[0] = x;
+    taken_[1] = y;
+}
+
+void Scheduler::HomeLocks::unlock() {
+    uint64_t ours = HeldLocks::bit(LockLevel::SchedulerOther) |
+                    (taken_[1] != nullptr ? HeldLocks::bit(LockLevel::SchedulerThird) : 0);
+    uint64_t held = Cpu::held_locks();
+    MK_ASSERT((held >> unsigned(LockLevel::SchedulerOther)) ==
+                  (ours >> unsigned(LockLevel::SchedulerOther)) ||
+              Cpu::this_cpu() == nullptr);
+    Cpu::set_held_locks(held & ~ours);
+    if (taken_[1] != nullptr) taken_[1]->lock_.unlock_raw();
+    taken_[0]->lock_.unlock_raw();
+}
+
+void Scheduler::lock_others_in_order(Scheduler& first, Scheduler* second) {
+    MK_ASSERT(&first != this && second != this && (second == nullptr || first.cpu_ < second->cpu_));
+    // Not after this CPU queued its running thread elsewhere: that CPU may
+    // wait for it to be off this CPU with its lock held (move_locked).
+    MK_ASSERT(!current_->switching_out);
+    // The IPC lock and this CPU's scheduler lock, nothing above them.
+    uint64_t held = Cpu::held_locks();
+    MK_ASSERT((held >> unsigned(LockLevel::Endpoint)) ==
+                  (IpcGuard::kBoth >> unsigned(LockLevel::Endpoint)) ||
+              Cpu::this_cpu() == nullptr);
+    Cpu::set_held_locks(held | HeldLocks::bit(LockLevel::SchedulerOther) |
+                        (second != nullptr ? HeldLocks::bit(LockLevel::SchedulerThird) : 0));
+    // Scheduler locks are held in CPU index order, the lower first
+    // (interrupts are off: this CPU's lock is held). For a lower CPU this
+    // one's lets go first and is taken again in its place. Nobody can use
+    // the gap: another CPU takes this one's lock only as one of several,
+    // which needs the IPC lock, held here (or to read the counters,
+    // holding nothing else).
+    if (first.cpu_ > cpu_) {
+        first.lock_.lock_raw();
+        if (second != nullptr) second->lock_.lock_raw();
+        return;
+    }
+    lock_.unlock_raw();
+    first.lock_.lock_raw();
+    if (second != nullptr && second->cpu_ < cpu_) {
+        second->lock_.lock_raw();
+        lock_.lock_raw();
+    } else {
+        lock_.lock_raw();
+        if (second != nullptr) second->lock_.lock_raw();
+    }
+}
+
+bool Scheduler::home_lock_held(const Thread& thread) {
+    return of(thread).lock_.is_locked();
 }
 
 void Scheduler::init(Thread& boot, Thread& idle) {
@@ -381,7 +422,9 @@ void Scheduler::kill(Thread& thread) {
 void Scheduler::kill_locked(Thread& thread) {
     MK_ASSERT(&thread != current_ && holds_here(LockLevel::Endpoint));
     {
-        HomeLock home(*this, thread);
+        // Its home's lock, and if it waits for a reply the lock that guards
+        // that wait (wake_locked).
+        HomeLocks home(*this, thread, reply_wait_owner(thread));
         MK_ASSERT(&thread != home->idle_);
         if (thread.process != nullptr && thread.state != ThreadState::Created) {
             if (thread.state == ThreadState::Dead) return;
@@ -495,6 +538,21 @@ void Scheduler::arm_timeout_locked(Thread& thread, uint64_t timeout_ticks) {
     }
 }
 
+WakeReason Scheduler::wake_then_block_locked(Thread& thread, WaitQueue* queue,
+                                             uint64_t timeout_ticks) {
+    Thread* self = current_;
+    {
+        HomeLocks homes(*this, thread, reply_wait_owner(thread));
+        wake_at_home_locked(thread, WakeReason::Woken);
+        set_donate_target_locked(&thread);
+        mark_current_blocked_locked(queue, timeout_ticks);
+    }
+    schedule_locked(true);
+    // Not reached by a thread that blocked at its frame, as in
+    // block_current_locked().
+    return self->wake_reason;
+}
+
 WakeReason Scheduler::wake_and_block_locked(Thread& thread, WaitQueue* queue,
                                             uint64_t timeout_ticks) {
     return wake_and_block_inline(thread, queue, timeout_ticks);
@@ -528,14 +586,27 @@ WakeReason Scheduler::block(WaitQueue* queue, uint64_t timeout_ticks) {
 }
 
 bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {
-    if (thread.cpu == cpu_) [[likely]]
+    // A reply wait is guarded by its owner's home lock too (a server's
+    // callers queue, or the caller's own for a saved reply): a timeout, a
+    // kill, a stray wake or a failure takes it as well.
+    if (thread.cpu == cpu_ && thread.ipc->op != IpcState::Op::ReplyWait) [[likely]]
         return wake_at_home_locked(thread, reason);  // this CPU's lock is held
-    HomeLock home(*this, thread);
+    return wake_with_home_locks_locked(thread, reason);
+}
+
+bool Scheduler::wake_with_home_locks_locked(Thread& thread, WakeReason reason) {
+    HomeLocks homes(*this, thread, reply_wait_owner(thread));
     return wake_at_home_locked(thread, reason);
 }
 
 bool Scheduler::wake_at_home_locked(Thread& thread, WakeReason reason) {
-    MK_ASSERT(&thread != of(thread).idle_);
+    Scheduler& home = of(thread);
+    MK_ASSERT(&thread != home.idle_ && home.lock_.is_locked());
+    if (thread.ipc->op == IpcState::Op::ReplyWait) [[unlikely]] {
+        // A timeout, a kill or a stray wake: the lock of the wait is held too.
+        Thread* owner = reply_wait_owner(thread);
+        MK_ASSERT(owner == nullptr || home_lock_held(*owner));
+    }
     if (thread.state != ThreadState::Blocked) {
         // Armed by prepare_block() but not asleep yet: it may be Running, or
         // Ready because the timer preempted it in between. Either way the

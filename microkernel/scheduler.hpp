@@ -189,6 +189,13 @@ class Scheduler {
     // reply_recv, on every round trip of the general path.
     [[gnu::always_inline]] inline WakeReason wake_and_block_inline(Thread& thread, WaitQueue* queue,
                                                                    uint64_t timeout_ticks);
+    // Its long way, in three steps: the wake, the donate target, the
+    // block, linked on `queue` with `thread`'s home lock held too (a call
+    // links its caller on the receiver's callers queue, which that lock
+    // guards: docs/locking.md). For donation off, a quantum used up, a
+    // thread not Blocked or homed on another CPU.
+    [[gnu::noinline]] WakeReason wake_then_block_locked(Thread& thread, WaitQueue* queue,
+                                                        uint64_t timeout_ticks);
 
     // Two-step blocking for waits decided outside the scheduler lock: after
     // prepare_block(), a wake() that arrives before block() is remembered and
@@ -201,6 +208,13 @@ class Scheduler {
     // that is another CPU and it idles, tells it (Cpu::notify_cpu). Waking a
     // Created, Running, Ready or Dead thread is harmless and counted (false).
     bool wake_locked(Thread& thread, WakeReason reason = WakeReason::Woken);
+    // wake_locked()'s long way: a thread of another CPU, or in a reply
+    // wait (HomeLocks).
+    [[gnu::noinline]] bool wake_with_home_locks_locked(Thread& thread, WakeReason reason);
+    // wake_locked() with the locks it takes held already: the thread's
+    // home lock, and for a reply wait the lock that guards it
+    // (reply_wait_owner): HomeLocks.
+    bool wake_at_home_locked(Thread& thread, WakeReason reason);
     bool wake(Thread& thread, WakeReason reason = WakeReason::Woken);
 
     // A thread just woken (Ready) by the running one, which goes on running
@@ -277,11 +291,6 @@ class Scheduler {
     bool idle_once();
     [[noreturn]] void idle_loop();
 
-  private:
-    friend void forget_cpus();  // the host tests: no CPU, no reaper
-    friend class FastPath;      // syscall/fastpath.cpp: the direct switch, inline
-    friend class IpcGuard;
-
     // The scheduler of a thread's home CPU, or another CPU's, locked for a
     // scope: this CPU's, held already, or another's, taken as a second
     // scheduler lock (LockLevel::SchedulerOther). Two scheduler locks are
@@ -300,7 +309,9 @@ class Scheduler {
       public:
         HomeLock(Scheduler& self, const Thread& thread)
             : HomeLock(self, thread.cpu == self.cpu_ ? self : of(thread)) {}
-        HomeLock(Scheduler& self, Scheduler& home);
+        HomeLock(Scheduler& self, Scheduler& home) : home_(&home), other_(&home != &self) {
+            if (other_) self.lock_others_in_order(home, nullptr);
+        }
         ~HomeLock();
         HomeLock(const HomeLock&) = delete;
         HomeLock& operator=(const HomeLock&) = delete;
@@ -311,6 +322,52 @@ class Scheduler {
         Scheduler* home_;
         bool other_;
     };
+    // The home schedulers of `a` and of `b` (null: none) locked for a
+    // scope, with this CPU's: HomeLock for two threads, whose homes may be
+    // this CPU, one CPU, or two others (then three scheduler locks are
+    // held, the third at LockLevel::SchedulerThird). What the end of a
+    // reply wait needs: the home lock of the caller and of the thread
+    // whose lock guards the wait (reply_wait_owner). All in CPU index
+    // order, as HomeLock, with the IPC lock held.
+    class HomeLocks {
+      public:
+        // Inline, the common case (every home this CPU) first: each IPC
+        // completion takes it.
+        HomeLocks(Scheduler& self, const Thread& a, const Thread* b)
+            : home_(a.cpu == self.cpu_ ? &self : &of(a)) {
+            if (home_ != &self || (b != nullptr && b->cpu != self.cpu_)) [[unlikely]]
+                lock(self, b);
+        }
+        ~HomeLocks() {
+            if (taken_[0] != nullptr) [[unlikely]]
+                unlock();
+        }
+        HomeLocks(const HomeLocks&) = delete;
+        HomeLocks& operator=(const HomeLocks&) = delete;
+        // a's home.
+        Scheduler* operator->() const { return home_; }
+
+      private:
+        void lock(Scheduler& self, const Thread* b);
+        void unlock();
+
+        Scheduler* home_;
+        Scheduler* taken_[2] = {};  // the other CPUs' locks taken here, lower index first
+    };
+    // Whether `thread`'s home lock is held, for assertions: this CPU's
+    // own, or one HomeLock or HomeLocks took (by the lock word, so never
+    // false where this CPU holds it).
+    static bool home_lock_held(const Thread& thread);
+
+  private:
+    friend void forget_cpus();  // the host tests: no CPU, no reaper
+    friend class FastPath;      // syscall/fastpath.cpp: the direct switch, inline
+    friend class IpcGuard;
+
+    // Takes `first` and then `second` (null: none; else a higher index than
+    // first's), two other CPUs' locks, in CPU index order with this CPU's
+    // held: HomeLock's and HomeLocks' way in.
+    void lock_others_in_order(Scheduler& first, Scheduler* second);
 
     struct ByDeadline {
         bool operator()(const Thread& a, const Thread& b) const { return a.deadline < b.deadline; }
@@ -334,8 +391,6 @@ class Scheduler {
         }
     }
     void assert_may_yield() const;
-    // wake_locked() with the thread's home lock held.
-    bool wake_at_home_locked(Thread& thread, WakeReason reason);
     // The first code after a switch, on the thread switched to: a thread
     // that moved away as it left this CPU (switched_from_) may run on its
     // new home from now on (Thread::switching_out).

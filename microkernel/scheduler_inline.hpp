@@ -75,9 +75,7 @@ inline void Scheduler::mark_current_blocked_inline(WaitQueue* queue, uint64_t ti
     // lock held here.)
     if (!donation_enabled_ || quantum_left_ == 0 || thread.cpu != cpu_ ||
         thread.state != ThreadState::Blocked) [[unlikely]] {
-        wake_locked(thread);
-        set_donate_target_locked(&thread);
-        return block_current_locked(queue, timeout_ticks);
+        return wake_then_block_locked(thread, queue, timeout_ticks);
     }
     // `thread` is neither the current thread nor the idle one, as it is
     // Blocked: the idle thread never blocks (mark_current_blocked_inline()

@@ -39,6 +39,11 @@ enum class LockLevel : uint8_t {
     // order, the lower first (for a lower CPU, this CPU's is let go and
     // taken again after it), so no two CPUs wait for each other's.
     SchedulerOther = 21,
+    // A third CPU's Scheduler::lock_, with the two above (Scheduler::HomeLocks):
+    // the end of a reply wait needs the home locks of the caller and of the
+    // thread whose lock guards that wait, and a kill or a stray wake from a
+    // third CPU holds its own too. All three in CPU index order.
+    SchedulerThird = 22,
     // Scheduler::zombies_lock_: the dead user threads for the reaper. The
     // reaper checks its list under its scheduler lock (so no wake is
     // lost); nothing is taken under it.

@@ -190,10 +190,12 @@ struct ThreadRegistry {
 
 // A FIFO queue of threads, linked through Thread::queue_hook (no allocation,
 // O(1) unlink through the thread's own hook). A ready queue is guarded by
-// its CPU's scheduler lock; an endpoint's queues, a callers queue and a
-// saved reply's by the IPC lock (and each thread's link by its home CPU's
-// scheduler lock too); any other wait queue by the scheduler lock of the
-// CPU its threads are homed on.
+// its CPU's scheduler lock; an endpoint's queues by the IPC lock (and each
+// thread's link by its home CPU's scheduler lock too); a callers queue by
+// the IPC lock and its owner's home scheduler lock, a saved reply's by the
+// IPC lock and its caller's (reply_wait_owner; each link by the linked
+// thread's home lock too); any other wait queue by the scheduler lock of
+// the CPU its threads are homed on.
 class WaitQueue {
   public:
     // No size kept: nothing but diagnostics and tests asks for it, and the
@@ -261,7 +263,9 @@ class WaitQueue {
 
 namespace mk {
 
-// A thread's IPC state; guarded by the IPC lock (g_ipc_lock). Its owner
+// A thread's IPC state; guarded by the IPC lock (g_ipc_lock), and a reply
+// wait (ReplyWait: message, result, the callers queue it waits on) by the
+// home scheduler lock of reply_wait_owner() too. Its owner
 // reads its own outcome without it once its wait has ended: nobody writes
 // the state of a thread in no IPC wait but the thread itself.
 struct IpcState {
@@ -308,6 +312,11 @@ struct IpcState {
     // syscall fast path, which cannot free it under its locks: kept for the
     // thread's next ReplySave. Touched by this thread alone; freed with it.
     Reply* spare_reply = nullptr;
+    // The call (call_seq) a Reply object holds this thread's reply wait
+    // for, once saved (Endpoint::save_reply): while call_seq still equals
+    // it, the wait is on that Reply's queue, not on a server's callers
+    // queue (reply_wait_owner). Every new call numbers itself past it.
+    uint64_t saved_call = 0;
     alignas(16) unsigned char local_buffer[kIpcBufferSize] = {};
 };
 
@@ -317,5 +326,27 @@ struct IpcState {
 // THREAD_IPC_STATE).
 inline constexpr size_t kThreadIpcStateOffset =
     (sizeof(Thread) + alignof(IpcState) - 1) & ~(alignof(IpcState) - 1);
+
+// The thread whose home CPU's scheduler lock guards `t`'s reply wait
+// (docs/locking.md): the server on whose callers queue it waits, or `t`
+// itself while a Reply object holds the call (the saved reply's queue is
+// guarded by the caller's home lock). Null when `t` waits for no reply
+// (IpcState::op is not ReplyWait). With t's IPC state stable: the lock
+// that guards it held.
+inline Thread* reply_wait_owner(Thread& t) {
+    IpcState& ipc = *t.ipc;
+    if (ipc.op != IpcState::Op::ReplyWait || t.waiting_on == nullptr) return nullptr;
+    if (ipc.saved_call == ipc.call_seq) return &t;
+        // The callers queue is a member of its owner's IpcState, which lies
+        // kThreadIpcStateOffset past the owner (Thread::make).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+    constexpr size_t kCallers = offsetof(IpcState, callers);
+#pragma GCC diagnostic pop
+    auto* owner = reinterpret_cast<Thread*>(reinterpret_cast<char*>(t.waiting_on) - kCallers -
+                                            kThreadIpcStateOffset);
+    MK_ASSERT(&owner->ipc->callers == t.waiting_on);
+    return owner;
+}
 
 }  // namespace mk

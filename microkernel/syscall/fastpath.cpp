@@ -568,7 +568,10 @@ inline FastPathExit FastPath::reply_and_take(TrapFrame& f, Scheduler& s, HandleT
                                              Thread& self, Thread& caller, Thread& sender,
                                              uint32_t length) {
     IpcState& pipc = *sender.ipc;
-    if (pipc.op != IpcState::Op::Call || !sender.at_frame || sender.exit_requested) {
+    // A caller of another CPU takes the general path, which takes its home
+    // lock for the move to this thread's callers queue.
+    if (pipc.op != IpcState::Op::Call || !sender.at_frame || sender.exit_requested ||
+        sender.cpu != self.cpu) {
         return unlock_and_miss(s, table);
     }
     table.lock_.unlock_raw();  // the endpoint is used no more
@@ -692,9 +695,11 @@ inline FastPathExit FastPath::reply_save(TrapFrame& f) {
     // reply_target_locked() checks: on this thread's callers queue is in
     // ReplyWait there). A thread being killed leaves through the general
     // path's way back to user mode.
+    // A caller of another CPU takes the general path: the Reply's queue is
+    // guarded by the caller's home lock (Endpoint::save_reply).
     Thread* caller = sipc.callers.first_or_null();
     if (caller == nullptr || caller->id() != token.caller || caller->ipc->call_seq != token.call ||
-        self.exit_requested) {
+        self.exit_requested || caller->cpu != self.cpu) {
         return unlock_and_miss(s, table);
     }
 
@@ -702,6 +707,7 @@ inline FastPathExit FastPath::reply_save(TrapFrame& f) {
     WaitQueue::unlink(*caller);
     caller->waiting_on = &spare->caller_;
     spare->caller_.link_back(*caller);
+    caller->ipc->saved_call = token.call;
     spare->token_ = token;
     sipc.spare_reply = nullptr;
     sipc.reply = {};

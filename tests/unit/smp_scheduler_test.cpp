@@ -4,54 +4,20 @@
 // CPUs; timeouts live on the home CPU; a CPU forgets a thread that ended
 // there.
 //
-// The test plays each CPU in turn (on_cpu): the fake's switches return, so
-// a CPU is a state machine the test drives, as with one CPU.
+// The test plays each CPU in turn (on_cpu, smp_fixture.hpp).
 #include <gtest/gtest.h>
 
 #include <functional>
 
 #include "mk/abi.hpp"
 #include "process.hpp"
-#include "sched_fixture.hpp"
+#include "smp_fixture.hpp"
 
 namespace mk {
 namespace {
 
-class SmpSchedulerTest : public testing::SchedFixture {
+class SmpSchedulerTest : public testing::SmpFixture {
   protected:
-    void SetUp() override {
-        SchedFixture::SetUp();
-        cpu1_ = std::make_unique<PerCpu>();
-        cpu1_->index = 1;
-        on_cpu(1, [&] {
-            // CPU 1's first code becomes its idle thread (cpu_join).
-            idle1_ = Thread::adopt_boot_thread("idle1").value();
-            cpu1_->scheduler.init(*idle1_, *idle1_);
-        });
-    }
-
-    void TearDown() override {
-        // CPU 1 goes back to its idle thread, blocking whatever it runs, so
-        // that the fixture can end every thread from CPU 0.
-        on_cpu(1, [&] {
-            Scheduler& s1 = cpu1_->scheduler;
-            LockGuard guard(s1.lock());
-            while (s1.current() != idle1_) s1.block_current_locked(nullptr, 0);
-        });
-        idle1_->state = ThreadState::Dead;
-        Thread::destroy(idle1_);
-        SchedFixture::TearDown();
-    }
-
-    // Runs `fn` as CPU `index`.
-    void on_cpu(uint32_t index, const std::function<void()>& fn) {
-        Cpu::set_this_cpu(index == 0 ? cpu_.get() : cpu1_.get());
-        fn();
-        Cpu::set_this_cpu(cpu_.get());
-    }
-
-    Scheduler& sched1() { return cpu1_->scheduler; }
-
     // CPU 1 takes a notify interrupt, from user mode or from kernel code.
     void notify_interrupt_on_1(bool from_user) {
         on_cpu(1, [&] {
@@ -61,44 +27,12 @@ class SmpSchedulerTest : public testing::SchedFixture {
             sched1().preempt_if_needed(from_user);
         });
     }
-
-    // A thread created on CPU 0 and homed on CPU 1, not started.
-    Thread* create_on_1(const char* name) {
-        Thread* t = create(name);
-        IpcGuard guard;  // placement reads each CPU's load under its lock
-        Scheduler::set_home_locked(*t, 1);
-        return t;
-    }
-
-    // A thread homed on CPU 1, running there (CPU 1 idled before).
-    Thread* running_on_1(const char* name) {
-        Thread* t = create_on_1(name);
-        EXPECT_EQ(sched().start(*t), Error::None);
-        on_cpu(1, [&] { sched1().preempt_if_needed(); });  // the idle CPU takes it
-        EXPECT_EQ(sched1().current(), t);
-        return t;
-    }
-
-    // A thread of CPU 1 that ran there and blocked on `q` (with a timeout
-    // of `ticks`, 0: none), as an IPC receive blocks: CPU 1 idles after.
-    Thread* blocked_on_1(const char* name, WaitQueue& q, uint64_t ticks = 0) {
-        Thread* t = running_on_1(name);
-        on_cpu(1, [&] {
-            LockGuard guard(sched1().lock());
-            sched1().block_current_locked(&q, ticks);
-        });
-        EXPECT_EQ(t->state, ThreadState::Blocked);
-        return t;
-    }
-
-    std::unique_ptr<PerCpu> cpu1_;
-    Thread* idle1_ = nullptr;
 };
 
 TEST_F(SmpSchedulerTest, BothCpusAreInTheTable) {
     EXPECT_EQ(cpu_count(), 2u);
     EXPECT_EQ(&cpu_at(0), cpu_.get());
-    EXPECT_EQ(&cpu_at(1), cpu1_.get());
+    EXPECT_EQ(&cpu_at(1), cpu1_);
     EXPECT_EQ(sched1().cpu(), 1u);
     EXPECT_EQ(sched1().current(), idle1_);
     EXPECT_EQ(idle1_->cpu, 1u);
