@@ -2,27 +2,10 @@
 an "echo CR3" line) by function: kernel functions from the kernel's ELF,
 user ones from the pipe server's or ipcbench's (the client and the echo),
 told apart by the address space. The runs in order, then the totals."""
-import bisect
 import collections
-import subprocess
 import sys
 
-USER_END = 1 << 47
-
-
-def symbols_of(elf):
-    nm = subprocess.run(["nm", "-C", "--defined-only", elf], capture_output=True, text=True,
-                        check=True).stdout
-    syms = sorted((int(addr, 16), name) for addr, kind, name in
-                  (line.split(" ", 2) for line in nm.splitlines() if line.count(" ") >= 2)
-                  if kind in "tTwW")
-    return [a for a, _ in syms], syms
-
-
-def lookup(table, rip):
-    starts, syms = table
-    i = bisect.bisect_right(starts, rip) - 1
-    return syms[i][1] if i >= 0 else "?"
+from classify import USER_END, lookup, print_runs, symbols_of
 
 
 def main():
@@ -43,26 +26,9 @@ def main():
         if cr3 == client_cr3:
             return "client", lookup(tables["bench"], rip)
         return "server", lookup(tables["server"], rip)
-    runs = []
-    for rip, cr3 in rows:
-        w, n = who(rip, cr3)
-        key = f"{w}: {n}"
-        if runs and runs[-1][0] == key:
-            runs[-1][1] += 1
-        else:
-            runs.append([key, 1])
-    print("In order:")
-    for n, count in runs:
-        print(f"{count:6d}  {n}")
-    print("\nBy function:")
-    totals = collections.Counter()
-    parts = collections.Counter()
-    for rip, cr3 in rows:
-        w, n = who(rip, cr3)
-        totals[f"{w}: {n}"] += 1
-        parts[w] += 1
-    for n, count in totals.most_common():
-        print(f"{count:6d}  {n}")
+    named = [who(rip, cr3) for rip, cr3 in rows]
+    print_runs([f"{w}: {n}" for w, n in named])
+    parts = collections.Counter(w for w, _ in named)
     print("\nBy part:")
     for n, count in parts.most_common():
         print(f"{count:6d}  {n}")

@@ -1,12 +1,14 @@
 # gdb script for scripts/trace-round-trip: single-steps one fast-path round
 # trip and writes every instruction address to $TRACE_OUT.
 import os
+import sys
 
 import gdb
 
-gdb.execute("set pagination off")
-gdb.execute("set confirm off")
-gdb.execute(f"target remote :{os.environ['TRACE_PORT']}")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gdb_session import connect, reg, run_to_counted_entry  # noqa: E402
+
+connect()
 # First to the raw ping-pong: usertest's init (tests/user/utest.cpp)
 # spawns pong, then rawpong; with init itself that is the third program
 # the kernel starts. (A breakpoint hit costs a round trip to gdb: skipping
@@ -21,17 +23,12 @@ for assignment in filter(None, os.environ.get("TRACE_SET", "").split(";")):
     gdb.execute(f"set var {assignment}")
 # Every round trip enters the stub with Call (rax 0) once, and ReplyRecv
 # once: well inside the loop, one Call's entry starts the count.
-entry = gdb.Breakpoint("syscall_entry")
-entry.condition = "$rax == 0"
-entry.ignore_count = int(os.environ["TRACE_SKIP"])
-gdb.execute("continue")
-entry.enabled = False
-stub = int(gdb.parse_and_eval("(long)&syscall_entry")) & (2**64 - 1)
+stub = run_to_counted_entry("$rax == 0")
 rips = []
 seen = 0
 while True:
-    rip = int(gdb.parse_and_eval("$rip")) & (2**64 - 1)
-    if rip == stub and int(gdb.parse_and_eval("$rax")) == 0:
+    rip = reg("rip")
+    if rip == stub and reg("rax") == 0:
         seen += 1
         if seen == 2:  # this one starts the next round trip
             break

@@ -377,8 +377,7 @@ class Server {
                     return;
                 }
                 if (stopped_) {
-                    Status st = ipc::reply(*reply);
-                    if (!st) (void)ipc::reply(error_reply(st.error()));
+                    reply_last(*reply);
                     finished = true;
                     return;
                 }
@@ -403,6 +402,14 @@ class Server {
     static constexpr bool kHasRegisterLane = requires(S & s, RegisterCall& c, RegisterReply& o) {
         { s.on_register_call(c, o) } -> std::same_as<Lane>;
     };
+
+    // The answer to the last call run() handles once stop() was asked: a
+    // plain reply (no receive follows), and if the kernel refuses it (a
+    // handle it cannot move, say) the caller, still waiting, is told why.
+    static void reply_last(Message& m) {
+        Status st = ipc::reply(m);
+        if (!st) (void)ipc::reply(error_reply(st.error()));
+    }
 
     // A register-only call: the call bit, and no payload, no handles, no
     // reserved bit in the info word; a label below the notice range.
@@ -430,8 +437,7 @@ class Server {
                         Message m(out.label);
                         for (unsigned i = 0; i < abi::kMessageWords; ++i)
                             m.set_word(i, out.words[i]);
-                        Status st = ipc::reply(m);
-                        if (!st) (void)ipc::reply(error_reply(st.error()));
+                        reply_last(m);
                         return abi::Err::Ok;
                     }
                     got = sys::invoke(abi::Sys::ReplyRecv, ep.get(), out.label, out.words[0],
@@ -467,8 +473,7 @@ class Server {
                     return;
                 }
                 if (stopped_) {
-                    Status r = ipc::reply(*reply);
-                    if (!r) (void)ipc::reply(error_reply(r.error()));
+                    reply_last(*reply);
                     finished = true;
                     return;
                 }
