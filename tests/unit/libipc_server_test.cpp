@@ -88,16 +88,20 @@ Received incoming(uint32_t label, bool call, uint64_t badge = 0, uint64_t w0 = 0
     return r;
 }
 
-class LibipcServer : public LibipcTest {
+// A server of `State` with `routes`, which its state knows (State::server).
+template <typename State, const auto& routes>
+class ServerTest : public LibipcTest {
   protected:
-    Counter state_;
-    Server<Counter> server_{state_, kRoutes};
+    State state_;
+    Server<State> server_{state_, routes};
 
     void SetUp() override {
         LibipcTest::SetUp();
         state_.server = &server_;
     }
 };
+
+class LibipcServer : public ServerTest<Counter, kRoutes> {};
 
 TEST_F(LibipcServer, DispatchesByLabelAndRepliesWithTheReturnValue) {
     Action a = server_.dispatch(incoming(kAdd, true, 0, 5));
@@ -374,16 +378,7 @@ struct Laned {
 constexpr Route<Laned> kLanedRoutes[] = {
     {kAdd, &Laned::routed}, {kNote, &Laned::routed}, {kPut, &Laned::routed}, {kStop, &Laned::stop}};
 
-class LibipcServerLane : public LibipcTest {
-  protected:
-    Laned state_;
-    Server<Laned> server_{state_, kLanedRoutes};
-
-    void SetUp() override {
-        LibipcTest::SetUp();
-        state_.server = &server_;
-    }
-};
+class LibipcServerLane : public ServerTest<Laned, kLanedRoutes> {};
 
 // Register calls are answered from the registers with the next receive
 // (ReplyRecv with the lane's words), deferred ones followed by a plain
