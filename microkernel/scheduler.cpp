@@ -41,14 +41,13 @@ Scheduler::HomeLock::~HomeLock() {
     home_->lock_.unlock_raw();
 }
 
-void Scheduler::HomeLocks::lock(Scheduler& self, const Thread* b) {
+void Scheduler::HomeLocks::lock(Scheduler& self, const Thread& b) {
     Scheduler* x = home_ != &self ? home_ : nullptr;
-    Scheduler* y = b != nullptr && b->cpu != self.cpu_ && &of(*b) != home_ ? &of(*b) : nullptr;
+    Scheduler* y = &of(b);
     if (x == nullptr) {
         x = y;
         y = nullptr;
     }
-    if (x == nullptr) return;
     if (y != nullptr && y->cpu_ < x->cpu_) {
         Scheduler* lower = y;
         y = x;

@@ -335,8 +335,12 @@ class Scheduler {
         // completion takes it.
         HomeLocks(Scheduler& self, const Thread& a, const Thread* b)
             : home_(a.cpu == self.cpu_ ? &self : &of(a)) {
-            if (home_ != &self || (b != nullptr && b->cpu != self.cpu_)) [[unlikely]]
-                lock(self, b);
+            if (b != nullptr && b->cpu != self.cpu_ && b->cpu != a.cpu) [[unlikely]] {
+                lock(self, *b);  // b's home is another lock
+            } else if (home_ != &self) [[unlikely]] {
+                self.lock_others_in_order(*home_, nullptr);
+                taken_[0] = home_;
+            }
         }
         ~HomeLocks() {
             if (taken_[0] != nullptr) [[unlikely]]
@@ -348,7 +352,8 @@ class Scheduler {
         Scheduler* operator->() const { return home_; }
 
       private:
-        void lock(Scheduler& self, const Thread* b);
+        // With b's home another CPU than this one's and a's.
+        void lock(Scheduler& self, const Thread& b);
         void unlock();
 
         Scheduler* home_;
