@@ -247,6 +247,7 @@ Status Endpoint::save_reply(ReplyToken token, WaitQueue& saved) {
     saved.push_back(*caller);
     caller->waiting_on = &saved;
     caller->ipc->saved_call = token.call;
+    sched().assert_reply_wait_guarded(*caller);
     return Error::None;
 }
 
@@ -259,15 +260,10 @@ Status Endpoint::reply_saved(ReplyToken token, WaitQueue& saved, const Message& 
         ++counters().stale_replies;
         return Error::BadHandle;
     }
-    {
-        // The reply goes in under the lock that guards the wait: this
-        // thread's own for its callers queue, the caller's home lock for a
-        // saved reply.
-        Scheduler::HomeLock guard_of_wait(sched(), *reply_wait_owner(*caller));
-        transfer(msg, *sched().current()->ipc, 0, *caller, false);
-    }
-    ++counters().replies;
-    complete_locked(*caller, Error::None);
+    // The reply goes in under the lock that guards the wait (this thread's
+    // own for its callers queue, the caller's home lock for a saved reply)
+    // and the caller's, as the wait ends.
+    complete_locked(*caller, Error::None, &msg);
     if (donate == Donate::Yes) sched().set_donate_target_locked(caller);
     return Error::None;
 }
@@ -316,10 +312,15 @@ Result<Message> Endpoint::finish_call(Thread& self) {
     return self.ipc->msg;
 }
 
-void endpoint_detail::complete_locked(Thread& t, Error result) {
+void endpoint_detail::complete_locked(Thread& t, Error result, const Message* reply) {
     MK_ASSERT(holds_here(LockLevel::Endpoint));
     Scheduler& s = sched();
     Scheduler::HomeLocks homes(s, t, reply_wait_owner(t));
+    s.assert_reply_wait_guarded(t);
+    if (reply != nullptr) {
+        transfer(*reply, *s.current()->ipc, 0, t, false);
+        ++counters().replies;
+    }
     t.ipc->op = IpcState::Op::None;
     t.ipc->result = result;
     s.wake_at_home_locked(t, WakeReason::Woken);

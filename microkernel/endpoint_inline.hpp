@@ -106,10 +106,12 @@ inline Thread* reply_target_locked(ReplyToken token, Thread& replier) {
 // Ends `t`'s operation with `result`: it leaves the queue it waits on and
 // becomes Ready. Under t's home lock, and for a reply wait under the lock
 // that guards it too (reply_wait_owner: the server's home lock, or the
-// caller's own for a saved reply). Out of line (endpoint.cpp): the
-// general path's round trip never ends a wait this way, and the locks'
-// scope would cost it registers where it is inlined.
-[[gnu::noinline]] void complete_locked(Thread& t, Error result);
+// caller's own for a saved reply). A `reply` (with its payload from the
+// current thread's IPC buffer) goes in first, under the same locks. Out
+// of line (endpoint.cpp): the general path's round trip never ends a wait
+// this way, and the locks' scope would cost it registers where it is
+// inlined.
+[[gnu::noinline]] void complete_locked(Thread& t, Error result, const Message* reply = nullptr);
 
 // Takes the first queued sender's message into `self` (a receive that found
 // a partner). A plain sender is done; a caller now waits for the reply,
@@ -128,6 +130,7 @@ inline Received take_from_sender_locked(Thread& self, Thread& sender, WaitQueue&
         s.op = IpcState::Op::ReplyWait;
         sender.waiting_on = &self.ipc->callers;
         self.ipc->callers.push_back(sender);
+        sched().assert_reply_wait_guarded(sender);
     } else {
         complete_locked(sender, Error::None);
     }

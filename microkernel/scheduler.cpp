@@ -545,6 +545,7 @@ WakeReason Scheduler::wake_then_block_locked(Thread& thread, WaitQueue* queue,
         wake_at_home_locked(thread, WakeReason::Woken);
         set_donate_target_locked(&thread);
         mark_current_blocked_locked(queue, timeout_ticks);
+        MK_ASSERT(home_locked_here(thread));  // a call links on thread's callers queue
     }
     schedule_locked(true);
     // Not reached by a thread that blocked at its frame, as in

@@ -363,6 +363,15 @@ class Scheduler {
     // own, or one HomeLock or HomeLocks took (by the lock word, so never
     // false where this CPU holds it).
     static bool home_lock_held(const Thread& thread);
+    // Asserts that `thread`'s home lock is held, and if it waits for a
+    // reply the lock that guards that wait (reply_wait_owner): what whoever
+    // links, unlinks, writes or ends a reply wait holds (docs/locking.md).
+    // On this CPU's scheduler; inline (scheduler_inline.hpp), this CPU's
+    // own lock (held) looked at no further.
+    inline void assert_reply_wait_guarded(Thread& thread) const;
+    // home_lock_held() with this CPU's own lock (held) taken as read: for
+    // the assertions on IPC paths (scheduler_inline.hpp).
+    inline bool home_locked_here(const Thread& thread) const;
 
   private:
     friend void forget_cpus();  // the host tests: no CPU, no reaper

@@ -33,6 +33,16 @@ namespace mk {
     MK_ASSERT(lock_.is_locked());
 }
 
+inline bool Scheduler::home_locked_here(const Thread& thread) const {
+    return thread.cpu == cpu_ || cpu_at(thread.cpu).scheduler.lock_.is_locked();
+}
+
+inline void Scheduler::assert_reply_wait_guarded(Thread& thread) const {
+    MK_ASSERT(home_locked_here(thread));
+    Thread* owner = reply_wait_owner(thread);
+    MK_ASSERT(owner == nullptr || home_locked_here(*owner));
+}
+
 inline void Scheduler::end_wait_locked(Thread& thread, WakeReason reason) {
     if (thread.waiting_on != nullptr) {
         thread.waiting_on->remove(thread);

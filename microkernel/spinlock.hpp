@@ -35,7 +35,7 @@ enum class LockLevel : uint8_t {
     // scheduling state of the threads homed on it.
     Scheduler = 20,
     // Another CPU's Scheduler::lock_, held with this CPU's, only with the
-    // IPC lock held (Scheduler::HomeLock). The two are taken in CPU index
+    // IPC lock held (Scheduler::HomeLock, HomeLocks). The two are taken in CPU index
     // order, the lower first (for a lower CPU, this CPU's is let go and
     // taken again after it), so no two CPUs wait for each other's.
     SchedulerOther = 21,

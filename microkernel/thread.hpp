@@ -190,12 +190,12 @@ struct ThreadRegistry {
 
 // A FIFO queue of threads, linked through Thread::queue_hook (no allocation,
 // O(1) unlink through the thread's own hook). A ready queue is guarded by
-// its CPU's scheduler lock; an endpoint's queues by the IPC lock (and each
-// thread's link by its home CPU's scheduler lock too); a callers queue by
-// the IPC lock and its owner's home scheduler lock, a saved reply's by the
-// IPC lock and its caller's (reply_wait_owner; each link by the linked
-// thread's home lock too); any other wait queue by the scheduler lock of
-// the CPU its threads are homed on.
+// its CPU's scheduler lock; an endpoint's queues by the IPC lock; a
+// callers queue by the IPC lock and its owner's home scheduler lock, a
+// saved reply's by the IPC lock and its caller's (reply_wait_owner; a
+// thread is linked there and unlinked with its own home lock held too);
+// any other wait queue by the scheduler lock of the CPU its threads are
+// homed on.
 class WaitQueue {
   public:
     // No size kept: nothing but diagnostics and tests asks for it, and the
@@ -331,8 +331,8 @@ inline constexpr size_t kThreadIpcStateOffset =
 // (docs/locking.md): the server on whose callers queue it waits, or `t`
 // itself while a Reply object holds the call (the saved reply's queue is
 // guarded by the caller's home lock). Null when `t` waits for no reply
-// (IpcState::op is not ReplyWait). With t's IPC state stable: the lock
-// that guards it held.
+// (IpcState::op is not ReplyWait). With the IPC lock held, which keeps
+// t's wait as it is while the locks it names are taken.
 inline Thread* reply_wait_owner(Thread& t) {
     IpcState& ipc = *t.ipc;
     if (ipc.op != IpcState::Op::ReplyWait || t.waiting_on == nullptr) return nullptr;

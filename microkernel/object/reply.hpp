@@ -34,7 +34,9 @@ class Reply : public KObject {
     static void free_object(Reply* reply);
 
     ReplyToken token_;
-    WaitQueue caller_;  // the caller, while it waits (guarded by the IPC lock)
+    // The caller, while it waits (guarded by the IPC lock and the caller's
+    // home scheduler lock: reply_wait_owner).
+    WaitQueue caller_;
 };
 
 }  // namespace mk

@@ -55,13 +55,14 @@ class SmpIpcTest : public testing::SmpFixture {
 
     // A thread of CPU `cpu` (not 0) that calls the endpoint: delivered to
     // the receiver waiting there, it then waits for the reply.
-    Thread* caller_on(uint32_t cpu, uint64_t timeout_ticks = 0) {
+    // `delivered`: a receiver waits; else the call queues on the endpoint.
+    Thread* caller_on(uint32_t cpu, uint64_t timeout_ticks = 0, bool delivered = true) {
         Thread* c = running_on(cpu, "caller");
         on_cpu(cpu, [&] {
             EXPECT_EQ(ep_->call(msg(7), 0xB, timeout_ticks).error(), Error::WouldBlock);
         });
         EXPECT_EQ(c->state, ThreadState::Blocked);
-        EXPECT_EQ(c->ipc->op, IpcState::Op::ReplyWait);
+        EXPECT_EQ(c->ipc->op, delivered ? IpcState::Op::ReplyWait : IpcState::Op::Call);
         return c;
     }
 
@@ -234,6 +235,54 @@ TEST_F(SmpIpcTest, ASavedReplyWaitTimesOutUnderTheCallersHomeLock) {
     });
     EXPECT_EQ(c->waiting_on, &r->ipc->callers);
     EXPECT_EQ(reply_wait_owner(*c), r);
+}
+
+// A busy server of CPU 0 receives a call queued by a thread of CPU 1: the
+// caller moves to the server's callers queue under its own home lock too,
+// and times out there at home.
+TEST_F(SmpIpcTest, AReceiveTakesAQueuedCallerOfAnotherCpuUnderItsHomeLock) {
+    Thread* r = spawn("server");
+    Thread* c = caller_on(1, 4, false);  // queued on the endpoint
+    run_on_0_until(r);
+    Result<Received> got = ep_->try_recv();
+    ASSERT_TRUE(got.ok());
+    expect_no_lock_held(0);
+    EXPECT_EQ(c->waiting_on, &r->ipc->callers);
+    EXPECT_EQ(reply_wait_owner(*c), r);
+    on_cpu(1, [&] {
+        for (int i = 0; i < 4; ++i) sched1().on_timer_tick();
+    });
+    expect_no_lock_held(1);
+    EXPECT_TRUE(r->ipc->callers.empty());
+    on_cpu(1, [&] { EXPECT_EQ(Endpoint::finish_call(*c).error(), Error::TimedOut); });
+    EXPECT_EQ(Endpoint::reply(got.value().reply, msg(9)), Error::BadHandle);
+}
+
+// The server gives a call of another CPU's thread up: PeerDied, woken at
+// its home.
+TEST_F(SmpIpcTest, ADroppedReplyFailsACallerOfAnotherCpu) {
+    Thread* r = server_on_0();
+    Thread* c = caller_on(1);
+    ReplyToken token = received_by(r);
+    EXPECT_EQ(Endpoint::reply_drop(token), Error::None);
+    expect_no_lock_held(0);
+    EXPECT_EQ(c->state, ThreadState::Ready);
+    on_cpu(1, [&] { EXPECT_EQ(Endpoint::finish_call(*c).error(), Error::PeerDied); });
+}
+
+// A saved reply dropped from a third CPU (its Reply freed there) fails the
+// caller under the caller's home lock.
+TEST_F(SmpIpcTest, ASavedReplyDroppedFromAThirdCpuFailsItsCaller) {
+    Thread* r = server_on_0();
+    Thread* c = caller_on(1);
+    ReplyToken token = received_by(r);
+    WaitQueue saved;
+    EXPECT_EQ(Endpoint::save_reply(token, saved), Error::None);
+    on_cpu(2, [&] { Endpoint::drop_saved(saved); });
+    expect_no_lock_held(2);
+    EXPECT_TRUE(saved.empty());
+    EXPECT_EQ(c->state, ThreadState::Ready);
+    on_cpu(1, [&] { EXPECT_EQ(Endpoint::finish_call(*c).error(), Error::PeerDied); });
 }
 
 // Ending a reply wait without the lock that guards it is a kernel bug: the

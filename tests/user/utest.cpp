@@ -1346,7 +1346,9 @@ void rw_server(void* arg) {
         }
         Result<ipc::Reply> saved = ipc::reply_save();
         if (!saved) {
-            ++failures;
+            // A late call may time out between its receive and the save:
+            // there is nothing left to save then. Anything else is wrong.
+            if (kind != kRwLate || saved.error() != abi::Err::BadHandle) ++failures;
         } else if (kind == kRwDropped) {
             saved.value().drop();
         } else {
@@ -1462,8 +1464,9 @@ bool reply_waits_end_on_every_cpu() {
         "%d failures\n",
         kRwClients, kRwCalls, g_cpu_count, rdtsc() - t0, s.answered_late, late, s.failures);
     EXPECT(s.failures == 0);
-    // A late call the server never took (it timed out on the endpoint
-    // first) has no answer to refuse: at most that many fewer.
+    // A late call that timed out before the server saved it (on the
+    // endpoint, or between its receive and the save) has no answer to
+    // refuse: at most that many fewer.
     EXPECT(s.answered_late > 0 && uint64_t(s.answered_late) <= late);
     return true;
 }
