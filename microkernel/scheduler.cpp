@@ -34,11 +34,7 @@ void forget_cpus() {
 }
 
 Scheduler::HomeLock::~HomeLock() {
-    if (!other_) return;
-    uint64_t held = Cpu::held_locks();
-    MK_ASSERT((held >> unsigned(LockLevel::SchedulerOther)) == 1 || Cpu::this_cpu() == nullptr);
-    Cpu::set_held_locks(held & ~HeldLocks::bit(LockLevel::SchedulerOther));
-    home_->lock_.unlock_raw();
+    if (other_) unlock_others(*home_, nullptr);
 }
 
 void Scheduler::HomeLocks::lock(Scheduler& self, const Thread& b) {
@@ -59,15 +55,19 @@ void Scheduler::HomeLocks::lock(Scheduler& self, const Thread& b) {
 }
 
 void Scheduler::HomeLocks::unlock() {
+    unlock_others(*taken_[0], taken_[1]);
+}
+
+void Scheduler::unlock_others(Scheduler& first, Scheduler* second) {
     uint64_t ours = HeldLocks::bit(LockLevel::SchedulerOther) |
-                    (taken_[1] != nullptr ? HeldLocks::bit(LockLevel::SchedulerThird) : 0);
+                    (second != nullptr ? HeldLocks::bit(LockLevel::SchedulerThird) : 0);
     uint64_t held = Cpu::held_locks();
     MK_ASSERT((held >> unsigned(LockLevel::SchedulerOther)) ==
                   (ours >> unsigned(LockLevel::SchedulerOther)) ||
               Cpu::this_cpu() == nullptr);
     Cpu::set_held_locks(held & ~ours);
-    if (taken_[1] != nullptr) taken_[1]->lock_.unlock_raw();
-    taken_[0]->lock_.unlock_raw();
+    if (second != nullptr) second->lock_.unlock_raw();
+    first.lock_.unlock_raw();
 }
 
 void Scheduler::lock_others_in_order(Scheduler& first, Scheduler* second) {

@@ -382,6 +382,8 @@ class Scheduler {
     // first's), two other CPUs' locks, in CPU index order with this CPU's
     // held: HomeLock's and HomeLocks' way in.
     void lock_others_in_order(Scheduler& first, Scheduler* second);
+    // Lets go of the locks lock_others_in_order() took (this CPU's stays).
+    static void unlock_others(Scheduler& first, Scheduler* second);
 
     struct ByDeadline {
         bool operator()(const Thread& a, const Thread& b) const { return a.deadline < b.deadline; }

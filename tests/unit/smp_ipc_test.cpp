@@ -77,6 +77,34 @@ class SmpIpcTest : public testing::SmpFixture {
         return got.value().reply;
     }
 
+    // A call of a thread of CPU 1 (with `timeout_ticks`) that a server of
+    // CPU 0 received and saved in `saved`.
+    struct SavedCall {
+        Thread* server;
+        Thread* caller;
+        ReplyToken token;
+    };
+    SavedCall saved_call(WaitQueue& saved, uint64_t timeout_ticks = 0) {
+        Thread* r = server_on_0();
+        Thread* c = caller_on(1, timeout_ticks);
+        ReplyToken token = received_by(r);
+        EXPECT_EQ(Endpoint::save_reply(token, saved), Error::None);
+        return {r, c, token};
+    }
+
+    // Thread `c` of CPU `cpu`, woken, finds the answer `label` to its call.
+    void expect_answer(uint32_t cpu, Thread* c, uint64_t label) {
+        on_cpu(cpu, [&] {
+            Result<Message> got = Endpoint::finish_call(*c);
+            ASSERT_TRUE(got.ok());
+            EXPECT_EQ(got.value().label, label);
+        });
+    }
+    // ...or that its call failed with `error`.
+    void expect_call_failed(uint32_t cpu, Thread* c, Error error) {
+        on_cpu(cpu, [&] { EXPECT_EQ(Endpoint::finish_call(*c).error(), error); });
+    }
+
     // No scheduler lock of any CPU is held, nor anything in CPU `cpu`'s account.
     void expect_no_lock_held(uint32_t cpu) {
         for (uint32_t i = 0; i < cpus_; ++i) EXPECT_FALSE(sched_at(i).lock().is_locked()) << i;
@@ -135,7 +163,7 @@ TEST_F(SmpIpcTest, AReplyWaitOnAServerOfAnotherCpuTimesOutAtTheCallersHome) {
     EXPECT_EQ(c->state, ThreadState::Ready);
     EXPECT_TRUE(r->ipc->callers.empty());
     EXPECT_EQ(reply_wait_owner(*c), nullptr);
-    on_cpu(1, [&] { EXPECT_EQ(Endpoint::finish_call(*c).error(), Error::TimedOut); });
+    expect_call_failed(1, c, Error::TimedOut);
     // Too late: the server's reply finds nobody.
     EXPECT_EQ(Endpoint::reply(token, msg(9)), Error::BadHandle);
 }
@@ -148,11 +176,7 @@ TEST_F(SmpIpcTest, AReplyWakesACallerOfAnotherCpuAtItsHome) {
     expect_no_lock_held(0);
     EXPECT_EQ(c->state, ThreadState::Ready);
     EXPECT_EQ(sched1().ready_count(), 1u);
-    on_cpu(1, [&] {
-        Result<Message> got = Endpoint::finish_call(*c);
-        ASSERT_TRUE(got.ok());
-        EXPECT_EQ(got.value().label, 9u);
-    });
+    expect_answer(1, c, 9);
 }
 
 // CPU 2 kills a caller of CPU 1 waiting on a server of CPU 0: three
@@ -183,17 +207,14 @@ TEST_F(SmpIpcTest, AServerKilledFromAThirdCpuFailsItsCallers) {
     EXPECT_EQ(r->state, ThreadState::Dead);
     EXPECT_EQ(c->state, ThreadState::Ready);
     run_on_0_until(c);
-    EXPECT_EQ(Endpoint::finish_call(*c).error(), Error::PeerDied);
+    expect_call_failed(0, c, Error::PeerDied);
 }
 
 // A saved reply holds the caller's wait under the caller's home lock: the
 // server's CPU moves it there, a third CPU answers it.
 TEST_F(SmpIpcTest, ASavedReplyIsAnsweredFromAThirdCpu) {
-    Thread* r = server_on_0();
-    Thread* c = caller_on(1);
-    ReplyToken token = received_by(r);
     WaitQueue saved;
-    EXPECT_EQ(Endpoint::save_reply(token, saved), Error::None);
+    auto [r, c, token] = saved_call(saved);
     expect_no_lock_held(0);
     EXPECT_EQ(c->waiting_on, &saved);
     EXPECT_EQ(reply_wait_owner(*c), c);
@@ -202,28 +223,21 @@ TEST_F(SmpIpcTest, ASavedReplyIsAnsweredFromAThirdCpu) {
     expect_no_lock_held(2);
     EXPECT_TRUE(saved.empty());
     EXPECT_EQ(c->state, ThreadState::Ready);
-    on_cpu(1, [&] {
-        Result<Message> got = Endpoint::finish_call(*c);
-        ASSERT_TRUE(got.ok());
-        EXPECT_EQ(got.value().label, 11u);
-    });
+    expect_answer(1, c, 11);
 }
 
 // A saved reply's wait times out at the caller's home, under that one lock;
 // the reply through it then finds nobody. A later call of the same thread
 // waits on a callers queue again, not on the saved reply.
 TEST_F(SmpIpcTest, ASavedReplyWaitTimesOutUnderTheCallersHomeLock) {
-    Thread* r = server_on_0();
-    Thread* c = caller_on(1, 2);
-    ReplyToken token = received_by(r);
     WaitQueue saved;
-    EXPECT_EQ(Endpoint::save_reply(token, saved), Error::None);
+    auto [r, c, token] = saved_call(saved, 2);
     on_cpu(1, [&] {
         for (int i = 0; i < 2; ++i) sched1().on_timer_tick();
     });
     expect_no_lock_held(1);
     EXPECT_TRUE(saved.empty());
-    on_cpu(1, [&] { EXPECT_EQ(Endpoint::finish_call(*c).error(), Error::TimedOut); });
+    expect_call_failed(1, c, Error::TimedOut);
     EXPECT_EQ(Endpoint::reply_saved(token, saved, msg(11)), Error::BadHandle);
 
     // The server waits again; the caller's next call is not a saved one.
@@ -254,7 +268,7 @@ TEST_F(SmpIpcTest, AReceiveTakesAQueuedCallerOfAnotherCpuUnderItsHomeLock) {
     });
     expect_no_lock_held(1);
     EXPECT_TRUE(r->ipc->callers.empty());
-    on_cpu(1, [&] { EXPECT_EQ(Endpoint::finish_call(*c).error(), Error::TimedOut); });
+    expect_call_failed(1, c, Error::TimedOut);
     EXPECT_EQ(Endpoint::reply(got.value().reply, msg(9)), Error::BadHandle);
 }
 
@@ -267,22 +281,19 @@ TEST_F(SmpIpcTest, ADroppedReplyFailsACallerOfAnotherCpu) {
     EXPECT_EQ(Endpoint::reply_drop(token), Error::None);
     expect_no_lock_held(0);
     EXPECT_EQ(c->state, ThreadState::Ready);
-    on_cpu(1, [&] { EXPECT_EQ(Endpoint::finish_call(*c).error(), Error::PeerDied); });
+    expect_call_failed(1, c, Error::PeerDied);
 }
 
 // A saved reply dropped from a third CPU (its Reply freed there) fails the
 // caller under the caller's home lock.
 TEST_F(SmpIpcTest, ASavedReplyDroppedFromAThirdCpuFailsItsCaller) {
-    Thread* r = server_on_0();
-    Thread* c = caller_on(1);
-    ReplyToken token = received_by(r);
     WaitQueue saved;
-    EXPECT_EQ(Endpoint::save_reply(token, saved), Error::None);
+    Thread* c = saved_call(saved).caller;
     on_cpu(2, [&] { Endpoint::drop_saved(saved); });
     expect_no_lock_held(2);
     EXPECT_TRUE(saved.empty());
     EXPECT_EQ(c->state, ThreadState::Ready);
-    on_cpu(1, [&] { EXPECT_EQ(Endpoint::finish_call(*c).error(), Error::PeerDied); });
+    expect_call_failed(1, c, Error::PeerDied);
 }
 
 // Ending a reply wait without the lock that guards it is a kernel bug: the
