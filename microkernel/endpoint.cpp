@@ -232,48 +232,66 @@ Result<Message> Endpoint::call_impl(const Message& msg, uint64_t badge, uint64_t
 // --- reply ---
 
 Status Endpoint::reply(ReplyToken token, const Message& msg, Donate donate) {
-    // The caller waits on the callers queue of the thread that received it.
-    return reply_saved(token, sched().current()->ipc->callers, msg, donate);
-}
-
-Status Endpoint::save_reply(ReplyToken token, WaitQueue& saved) {
-    IpcGuard guard;
-    Thread* caller = reply_target_locked(token, *sched().current());
-    if (caller == nullptr) return Error::BadHandle;
-    // From this thread's callers queue (its home lock, held) to the Reply's
-    // queue, which the caller's home lock guards from now on.
-    Scheduler::HomeLock home(sched(), *caller);
-    caller->waiting_on->remove(*caller);
-    saved.push_back(*caller);
-    caller->waiting_on = &saved;
-    caller->ipc->saved_call = token.call;
-    sched().assert_reply_wait_guarded(*caller);
-    return Error::None;
-}
-
-Status Endpoint::reply_saved(ReplyToken token, WaitQueue& saved, const Message& msg,
-                             Donate donate) {
     if (!msg.fits()) return Error::TooLarge;
     IpcGuard guard;
-    Thread* caller = reply_target_locked(token, saved);
+    // The caller waits on the callers queue of the thread that received it.
+    Thread* caller = reply_target_locked(token, *sched().current());
     if (caller == nullptr) {
         ++counters().stale_replies;
         return Error::BadHandle;
     }
-    // The reply goes in under the lock that guards the wait (this thread's
-    // own for its callers queue, the caller's home lock for a saved reply)
-    // and the caller's, as the wait ends.
+    // The reply goes in under this thread's home lock (held), which guards
+    // its callers queue, and the caller's, as the wait ends.
     complete_locked(*caller, Error::None, &msg);
     if (donate == Donate::Yes) sched().set_donate_target_locked(caller);
     return Error::None;
 }
 
-void Endpoint::drop_saved(WaitQueue& saved) {
+Status Endpoint::save_reply(ReplyToken token, SavedWait& saved) {
+    MK_ASSERT(saved.caller == nullptr && saved.queue.empty());
     IpcGuard guard;
-    while (Thread* caller = saved.front()) {
-        ++counters().peer_died_wakeups;
-        complete_locked(*caller, Error::PeerDied);
+    Thread* caller = reply_target_locked(token, *sched().current());
+    if (caller == nullptr) return Error::BadHandle;
+    // From this thread's callers queue (its home lock, held) to the saved
+    // wait's queue, which the caller's home lock guards from now on.
+    Scheduler::HomeLock home(sched(), *caller);
+    caller->waiting_on->remove(*caller);
+    saved.queue.push_back(*caller);
+    caller->waiting_on = &saved.queue;
+    caller->ipc->saved_call = token.call;
+    sched().assert_reply_wait_guarded(*caller);
+    // Named and pinned while the wait cannot end: the caller is alive.
+    caller->retain();
+    saved.caller = caller;
+    saved.token = token;
+    return Error::None;
+}
+
+Status Endpoint::reply_saved(SavedWait& saved, const Message& msg, Donate donate) {
+    if (!msg.fits()) return Error::TooLarge;
+    Thread* caller = saved.caller;
+    if (caller == nullptr) return Error::BadHandle;  // never saved
+    IpcGuard guard;
+    // The caller's home lock alone guards its wait here; it still waits
+    // for this very call, or the answer is stale.
+    Scheduler::HomeLock home(sched(), *caller);
+    if (!saved.holds_call_locked()) {
+        ++counters().stale_replies;
+        return Error::BadHandle;
     }
+    complete_at_home_locked(*caller, Error::None, &msg);
+    if (donate == Donate::Yes) sched().set_donate_target_locked(caller);
+    return Error::None;
+}
+
+void Endpoint::drop_saved(SavedWait& saved) {
+    Thread* caller = saved.caller;
+    if (caller == nullptr) return;
+    IpcGuard guard;
+    Scheduler::HomeLock home(sched(), *caller);
+    if (!saved.holds_call_locked()) return;
+    ++counters().peer_died_wakeups;
+    complete_at_home_locked(*caller, Error::PeerDied);
 }
 
 Status Endpoint::reply_drop(ReplyToken token) {
@@ -314,8 +332,12 @@ Result<Message> Endpoint::finish_call(Thread& self) {
 
 void endpoint_detail::complete_locked(Thread& t, Error result, const Message* reply) {
     MK_ASSERT(holds_here(LockLevel::Endpoint));
+    Scheduler::HomeLocks homes(sched(), t, reply_wait_owner(t));
+    complete_at_home_locked(t, result, reply);
+}
+
+void endpoint_detail::complete_at_home_locked(Thread& t, Error result, const Message* reply) {
     Scheduler& s = sched();
-    Scheduler::HomeLocks homes(s, t, reply_wait_owner(t));
     s.assert_reply_wait_guarded(t);
     if (reply != nullptr) {
         transfer(*reply, *s.current()->ipc, 0, t, false);

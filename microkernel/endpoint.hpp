@@ -58,6 +58,8 @@
 
 namespace mk {
 
+struct SavedWait;
+
 struct IpcCounters {
     uint64_t sends = 0;
     uint64_t receives = 0;
@@ -200,13 +202,14 @@ class Endpoint : public KObject {
 
     // Saved replies (a Reply object: any thread holding it may answer).
     // save_reply() moves the caller a token names (same rules as reply())
-    // from the current thread to `saved`; reply_saved() answers it there
-    // (BadHandle when it is no longer waiting: timed out, died, answered);
-    // drop_saved() fails whoever still waits there with PeerDied.
-    static Status save_reply(ReplyToken token, WaitQueue& saved);
-    static Status reply_saved(ReplyToken token, WaitQueue& saved, const Message& msg,
-                              Donate donate = Donate::No);
-    static void drop_saved(WaitQueue& saved);
+    // from the current thread to `saved`, which names and pins it from
+    // then on (SavedWait); reply_saved() answers it there (BadHandle when
+    // it is no longer waiting: timed out, died, answered); drop_saved()
+    // fails it with PeerDied if it still waits there. Neither unpins it:
+    // SavedWait::unpin(), with no lock held.
+    static Status save_reply(ReplyToken token, SavedWait& saved);
+    static Status reply_saved(SavedWait& saved, const Message& msg, Donate donate = Donate::No);
+    static void drop_saved(SavedWait& saved);
 
     // Delivers a kernel notice: to a waiting receiver at once, else queued.
     // Receives take queued notices before queued senders. The endpoint owns
@@ -254,6 +257,41 @@ class Endpoint : public KObject {
     // before the notices' size (NoticeList).
     uint32_t dead_ = 0;
     NoticeList notices_;  // posted, not yet received
+};
+
+// A call saved out of its server's callers queue (what a Reply object
+// holds): its caller waits on `queue`, which the caller's own home lock
+// guards (reply_wait_owner). `token` and `caller` are written once, by
+// Endpoint::save_reply (or the syscall fast path's ReplySave), before
+// anything else can reach this; `caller` holds a reference, so an answer
+// or a drop can read the caller's home and take that lock alone, then
+// re-check that the caller still waits here for the token's call: the
+// caller may have timed out, died or called again meanwhile
+// (docs/locking.md, "Saved replies"). The reference is dropped with no
+// lock held (unpin), or under locks only when it is not the last
+// (release_if_not_last: the fast path's Reply).
+struct SavedWait {
+    WaitQueue queue;
+    ReplyToken token;
+    Thread* caller = nullptr;
+
+    SavedWait() = default;
+    SavedWait(const SavedWait&) = delete;
+    SavedWait& operator=(const SavedWait&) = delete;
+    ~SavedWait() { MK_ASSERT(caller == nullptr && queue.empty()); }
+    // Whether `caller` still waits here for the token's call; under its
+    // home lock.
+    bool holds_call_locked() const {
+        return caller->waiting_on == &queue && caller->ipc->call_seq == token.call;
+    }
+    // Drops the reference to the caller (none: nothing). With no lock held:
+    // it may be the last.
+    void unpin() {
+        if (Thread* t = caller) {
+            caller = nullptr;
+            t->release();
+        }
+    }
 };
 
 // A thread is ending: callers waiting for its reply wake with PeerDied. With

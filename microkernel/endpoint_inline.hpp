@@ -112,6 +112,8 @@ inline Thread* reply_target_locked(ReplyToken token, Thread& replier) {
 // this way, and the locks' scope would cost it registers where it is
 // inlined.
 [[gnu::noinline]] void complete_locked(Thread& t, Error result, const Message* reply = nullptr);
+// The same with those locks held already.
+void complete_at_home_locked(Thread& t, Error result, const Message* reply = nullptr);
 
 // Takes the first queued sender's message into `self` (a receive that found
 // a partner). A plain sender is done; a caller now waits for the reply,

@@ -15,13 +15,12 @@ Result<Reply*> Reply::save(ReplyToken token) {
     Reply* r = ipc.spare_reply;
     if (r != nullptr) {
         ipc.spare_reply = nullptr;
-        MK_ASSERT(r->refs() == 1 && r->caller_.empty());
-        r->token_ = token;
+        MK_ASSERT(r->refs() == 1 && r->saved_.caller == nullptr);
     } else {
-        r = knew<Reply>(token);
+        r = knew<Reply>();
         if (r == nullptr) return Error::OutOfMemory;
     }
-    Status st = Endpoint::save_reply(token, r->caller_);
+    Status st = Endpoint::save_reply(token, r->saved_);
     if (st != Error::None) {
         kdelete(r);
         return st;
@@ -31,18 +30,20 @@ Result<Reply*> Reply::save(ReplyToken token) {
 
 void Reply::free_spare(Reply* spare) {
     if (spare == nullptr) return;
-    MK_ASSERT(spare->caller_.empty());
-    kdelete(spare);
+    kdelete(spare);  // answered: SavedWait's end checks nothing is left
 }
 
 Status Reply::answer(const Message& msg, Donate donate) {
-    return Endpoint::reply_saved(token_, caller_, msg, donate);
+    // The caller stays pinned until the Reply goes: another thread holding
+    // it may be answering it too, with the same pin in hand.
+    return Endpoint::reply_saved(saved_, msg, donate);
 }
 
 void Reply::free_object(Reply* reply) {
     // Never released under a lock (handles are not), so the caller still
-    // waiting can be failed here, under the IPC and scheduler locks.
-    Endpoint::drop_saved(reply->caller_);
+    // waiting can be failed here, under its locks, and unpinned after.
+    Endpoint::drop_saved(reply->saved_);
+    reply->saved_.unpin();
     kdelete(reply);
 }
 

@@ -4,6 +4,7 @@
 // process dead) it fails the caller with PeerDied.
 #pragma once
 
+#include "endpoint.hpp"
 #include "kobject.hpp"
 #include "message.hpp"
 #include "thread.hpp"
@@ -29,14 +30,14 @@ class Reply : public KObject {
     friend class FastPath;  // syscall/fastpath.cpp answers a saved reply inline
     MK_KOBJECT_ALLOCATION_FRIENDS;
 
-    explicit Reply(ReplyToken token) : KObject(ObjectType::Reply), token_(token) {}
+    Reply() : KObject(ObjectType::Reply) {}
     ~Reply() = default;
     static void free_object(Reply* reply);
 
-    ReplyToken token_;
-    // The caller, while it waits (guarded by the IPC lock and the caller's
-    // home scheduler lock: reply_wait_owner).
-    WaitQueue caller_;
+    // The saved call: its token, and its caller, named and pinned, waiting
+    // on its queue (guarded by the caller's home scheduler lock:
+    // reply_wait_owner) until answered, dropped, timed out or killed.
+    SavedWait saved_;
 };
 
 }  // namespace mk

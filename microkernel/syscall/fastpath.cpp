@@ -631,21 +631,24 @@ inline FastPathExit FastPath::reply(TrapFrame& f) {
     }
     Reply& saved = *static_cast<Reply*>(slot->object);
     lock(s);
-    // The caller the Reply was saved from, still waiting on it (what
-    // reply_target_locked() checks: on the Reply's queue is in ReplyWait
-    // there), at its frame. A caller that blocked on the general path still
-    // holds its call's reference to the endpoint: dropped here, unless it is
-    // the last one (a release under these locks cannot free), the last check.
-    Thread* caller = saved.caller_.first_or_null();
-    if (caller == nullptr || caller->id() != saved.token_.caller ||
-        caller->ipc->call_seq != saved.token_.call || !caller->at_frame || caller->exit_requested ||
-        self.exit_requested || caller->cpu != self.cpu ||
+    // The caller the Reply names, homed here (so this CPU's lock guards its
+    // wait), still waiting on it for the saved call (SavedWait::
+    // holds_call_locked), at its frame. The Reply's pin on it goes (never
+    // the last reference: the caller waits, so it lives). A caller that
+    // blocked on the general path still holds its call's reference to the
+    // endpoint: dropped here, unless it is the last one (a release under
+    // these locks cannot free), the last check.
+    Thread* caller = saved.saved_.caller;
+    if (caller == nullptr || caller->cpu != self.cpu || !saved.saved_.holds_call_locked() ||
+        !caller->at_frame || caller->exit_requested || self.exit_requested ||
         (caller->ipc->endpoint_ref && !caller->ipc->endpoint_ref->release_if_not_last())) {
         return unlock_and_miss(s, table);
     }
 
     // The point of no return. The caller takes the reply...
     (void)caller->ipc->endpoint_ref.leak();  // released above
+    saved.saved_.caller = nullptr;
+    caller->release_not_last();
     answer(*caller, f, sipc, length);
     // ...the handle is closed, its object kept for the next ReplySave...
     ClosedHandle closed = table.vacate_locked(HandleTable::number_of(f.rdi));
@@ -705,10 +708,13 @@ inline FastPathExit FastPath::reply_save(TrapFrame& f) {
 
     // The point of no return. The caller now waits on the Reply...
     WaitQueue::unlink(*caller);
-    caller->waiting_on = &spare->caller_;
-    spare->caller_.link_back(*caller);
+    SavedWait& saved = spare->saved_;
+    caller->waiting_on = &saved.queue;
+    saved.queue.link_back(*caller);
     caller->ipc->saved_call = token.call;
-    spare->token_ = token;
+    caller->retain();  // named and pinned, as Endpoint::save_reply does
+    saved.caller = caller;
+    saved.token = token;
     sipc.spare_reply = nullptr;
     sipc.reply = {};
     // ...whose one reference the new handle takes.

@@ -6,6 +6,7 @@
 // from a third CPU — holds the caller's home lock and the wait's, taken in
 // CPU index order (Scheduler::HomeLocks), and lets go of both.
 #include <gtest/gtest.h>
+#include <vector>
 
 #include "endpoint.hpp"
 #include "smp_fixture.hpp"
@@ -77,6 +78,11 @@ class SmpIpcTest : public testing::SmpFixture {
         return got.value().reply;
     }
 
+    // A saved wait that lets its caller go at the end of the test (a Reply
+    // object does when it is freed).
+    struct Saved : SavedWait {
+        ~Saved() { unpin(); }
+    };
     // A call of a thread of CPU 1 (with `timeout_ticks`) that a server of
     // CPU 0 received and saved in `saved`.
     struct SavedCall {
@@ -84,7 +90,7 @@ class SmpIpcTest : public testing::SmpFixture {
         Thread* caller;
         ReplyToken token;
     };
-    SavedCall saved_call(WaitQueue& saved, uint64_t timeout_ticks = 0) {
+    SavedCall saved_call(SavedWait& saved, uint64_t timeout_ticks = 0) {
         Thread* r = server_on_0();
         Thread* c = caller_on(1, timeout_ticks);
         ReplyToken token = received_by(r);
@@ -213,15 +219,16 @@ TEST_F(SmpIpcTest, AServerKilledFromAThirdCpuFailsItsCallers) {
 // A saved reply holds the caller's wait under the caller's home lock: the
 // server's CPU moves it there, a third CPU answers it.
 TEST_F(SmpIpcTest, ASavedReplyIsAnsweredFromAThirdCpu) {
-    WaitQueue saved;
+    Saved saved;
     auto [r, c, token] = saved_call(saved);
     expect_no_lock_held(0);
-    EXPECT_EQ(c->waiting_on, &saved);
+    EXPECT_EQ(c->waiting_on, &saved.queue);
+    EXPECT_EQ(saved.caller, c);
     EXPECT_EQ(reply_wait_owner(*c), c);
     EXPECT_TRUE(r->ipc->callers.empty());
-    on_cpu(2, [&] { EXPECT_EQ(Endpoint::reply_saved(token, saved, msg(11)), Error::None); });
+    on_cpu(2, [&] { EXPECT_EQ(Endpoint::reply_saved(saved, msg(11)), Error::None); });
     expect_no_lock_held(2);
-    EXPECT_TRUE(saved.empty());
+    EXPECT_TRUE(saved.queue.empty());
     EXPECT_EQ(c->state, ThreadState::Ready);
     expect_answer(1, c, 11);
 }
@@ -230,15 +237,15 @@ TEST_F(SmpIpcTest, ASavedReplyIsAnsweredFromAThirdCpu) {
 // the reply through it then finds nobody. A later call of the same thread
 // waits on a callers queue again, not on the saved reply.
 TEST_F(SmpIpcTest, ASavedReplyWaitTimesOutUnderTheCallersHomeLock) {
-    WaitQueue saved;
+    Saved saved;
     auto [r, c, token] = saved_call(saved, 2);
     on_cpu(1, [&] {
         for (int i = 0; i < 2; ++i) sched1().on_timer_tick();
     });
     expect_no_lock_held(1);
-    EXPECT_TRUE(saved.empty());
+    EXPECT_TRUE(saved.queue.empty());
     expect_call_failed(1, c, Error::TimedOut);
-    EXPECT_EQ(Endpoint::reply_saved(token, saved, msg(11)), Error::BadHandle);
+    EXPECT_EQ(Endpoint::reply_saved(saved, msg(11)), Error::BadHandle);
 
     // The server waits again; the caller's next call is not a saved one.
     EXPECT_EQ(ep_->recv().error(), Error::WouldBlock);
@@ -249,6 +256,36 @@ TEST_F(SmpIpcTest, ASavedReplyWaitTimesOutUnderTheCallersHomeLock) {
     });
     EXPECT_EQ(c->waiting_on, &r->ipc->callers);
     EXPECT_EQ(reply_wait_owner(*c), r);
+
+    // Saved anew, it is the new saved wait's to answer: the old one's
+    // answer goes nowhere.
+    Saved again;
+    ReplyToken next = received_by(r);
+    EXPECT_EQ(next.call, token.call + 1);
+    EXPECT_EQ(Endpoint::save_reply(next, again), Error::None);
+    EXPECT_EQ(Endpoint::reply_saved(saved, msg(11)), Error::BadHandle);
+    EXPECT_EQ(c->waiting_on, &again.queue);
+    on_cpu(2, [&] { EXPECT_EQ(Endpoint::reply_saved(again, msg(12)), Error::None); });
+    expect_answer(1, c, 12);
+}
+
+// A saved wait names its caller and holds a reference to it: a caller
+// killed and destroyed while its call is saved stays in memory until the
+// saved wait lets it go, so an answer or a drop from another CPU finds it
+// no longer waiting (BadHandle, nothing) rather than freed memory (ASan).
+TEST_F(SmpIpcTest, ASavedWaitPinsItsCallerPastItsEnd) {
+    Saved saved;
+    Thread* c = saved_call(saved).caller;
+    on_cpu(2, [&] { sched_at(2).kill(*c); });
+    EXPECT_EQ(c->state, ThreadState::Dead);
+    EXPECT_TRUE(saved.queue.empty());
+    std::erase(threads_, c);  // the test ends it, not the fixture
+    Thread::destroy(c);       // the creator's reference: the pin is left
+    on_cpu(2, [&] { EXPECT_EQ(Endpoint::reply_saved(saved, msg(11)), Error::BadHandle); });
+    on_cpu(2, [&] { Endpoint::drop_saved(saved); });
+    expect_no_lock_held(2);
+    saved.unpin();  // the last reference: the caller goes now
+    EXPECT_EQ(saved.caller, nullptr);
 }
 
 // A busy server of CPU 0 receives a call queued by a thread of CPU 1: the
@@ -287,11 +324,11 @@ TEST_F(SmpIpcTest, ADroppedReplyFailsACallerOfAnotherCpu) {
 // A saved reply dropped from a third CPU (its Reply freed there) fails the
 // caller under the caller's home lock.
 TEST_F(SmpIpcTest, ASavedReplyDroppedFromAThirdCpuFailsItsCaller) {
-    WaitQueue saved;
+    Saved saved;
     Thread* c = saved_call(saved).caller;
     on_cpu(2, [&] { Endpoint::drop_saved(saved); });
     expect_no_lock_held(2);
-    EXPECT_TRUE(saved.empty());
+    EXPECT_TRUE(saved.queue.empty());
     EXPECT_EQ(c->state, ThreadState::Ready);
     expect_call_failed(1, c, Error::PeerDied);
 }
