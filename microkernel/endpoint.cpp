@@ -241,8 +241,12 @@ Status Endpoint::reply(ReplyToken token, const Message& msg, Donate donate) {
         return Error::BadHandle;
     }
     // The reply goes in under this thread's home lock (held), which guards
-    // its callers queue, and the caller's, as the wait ends.
-    complete_locked(*caller, Error::None, &msg);
+    // its callers queue, and the caller's, as the wait ends: unless the
+    // wait ended while this CPU's lock was let go for the caller's.
+    if (!complete_locked(*caller, Error::None, &msg)) {
+        ++counters().stale_replies;
+        return Error::BadHandle;
+    }
     if (donate == Donate::Yes) sched().set_donate_target_locked(caller);
     return Error::None;
 }
@@ -255,6 +259,10 @@ Status Endpoint::save_reply(ReplyToken token, SavedWait& saved) {
     // From this thread's callers queue (its home lock, held) to the saved
     // wait's queue, which the caller's home lock guards from now on.
     Scheduler::HomeLock home(sched(), *caller);
+    // This CPU's lock let go on the way: the caller may have timed out or
+    // died meanwhile, and left the callers queue.
+    if (home.gapped() && reply_target_locked(token, *sched().current()) != caller)
+        return Error::BadHandle;
     caller->waiting_on->remove(*caller);
     saved.queue.push_back(*caller);
     caller->waiting_on = &saved.queue;
@@ -297,9 +305,8 @@ void Endpoint::drop_saved(SavedWait& saved) {
 Status Endpoint::reply_drop(ReplyToken token) {
     IpcGuard guard;
     Thread* caller = reply_target_locked(token, *sched().current());
-    if (caller == nullptr) return Error::BadHandle;
+    if (caller == nullptr || !complete_locked(*caller, Error::PeerDied)) return Error::BadHandle;
     ++counters().peer_died_wakeups;
-    complete_locked(*caller, Error::PeerDied);
     return Error::None;
 }
 
@@ -330,10 +337,18 @@ Result<Message> Endpoint::finish_call(Thread& self) {
     return self.ipc->msg;
 }
 
-void endpoint_detail::complete_locked(Thread& t, Error result, const Message* reply) {
+bool endpoint_detail::complete_locked(Thread& t, Error result, const Message* reply) {
     MK_ASSERT(holds_here(LockLevel::Endpoint));
+    // The wait as the caller found it: a reply wait may end or move while
+    // HomeLocks lets go of this CPU's lock (an endpoint's queue stays as
+    // it is: the endpoint's lock is held).
+    WaitQueue* on = t.waiting_on;
+    uint64_t call = t.ipc->call_seq;
     Scheduler::HomeLocks homes(sched(), t, reply_wait_owner(t));
+    if (homes.gapped() && (t.waiting_on != on || t.ipc->call_seq != call)) [[unlikely]]
+        return false;
     complete_at_home_locked(t, result, reply);
+    return true;
 }
 
 void endpoint_detail::complete_at_home_locked(Thread& t, Error result, const Message* reply) {
@@ -351,9 +366,11 @@ void endpoint_detail::complete_at_home_locked(Thread& t, Error result, const Mes
 void ipc_abort_locked(Thread& thread, WakeReason reason) {
     IpcState& ipc = *thread.ipc;
     if (ipc.op == IpcState::Op::None || ipc.result != Error::WouldBlock) return;
-    // It leaves its endpoint's queue (wake_locked). (The syscall fast path,
-    // whose locks are raw, never gets here: the waits it ends have ended.)
-    MK_ASSERT(holds_here(LockLevel::Endpoint));
+    // It leaves its endpoint's queue (wake_locked), under the endpoint's
+    // lock; a reply wait is guarded by scheduler locks instead, which
+    // wake_at_home_locked() asserts. (The syscall fast path, whose locks
+    // are raw, never gets here: the waits it ends have ended.)
+    MK_ASSERT(ipc.op == IpcState::Op::ReplyWait || holds_here(LockLevel::Endpoint));
     ipc.op = IpcState::Op::None;
     if (reason == WakeReason::TimedOut) {
         ipc.result = Error::TimedOut;
@@ -366,8 +383,7 @@ void ipc_abort_locked(Thread& thread, WakeReason reason) {
 void ipc_release_thread_locked(Thread& thread) {
     MK_ASSERT(holds_here(LockLevel::Endpoint));
     while (Thread* caller = thread.ipc->callers.front()) {
-        ++counters().peer_died_wakeups;
-        complete_locked(*caller, Error::PeerDied);
+        if (complete_locked(*caller, Error::PeerDied)) ++counters().peer_died_wakeups;
     }
     thread.ipc->op = IpcState::Op::None;
 }

@@ -111,7 +111,9 @@ inline Thread* reply_target_locked(ReplyToken token, Thread& replier) {
 // of line (endpoint.cpp): the general path's round trip never ends a wait
 // this way, and the locks' scope would cost it registers where it is
 // inlined.
-[[gnu::noinline]] void complete_locked(Thread& t, Error result, const Message* reply = nullptr);
+// False, and nothing done, for a reply wait that ended or moved while this
+// CPU's lock was let go for another's (HomeLocks::gapped).
+[[gnu::noinline]] bool complete_locked(Thread& t, Error result, const Message* reply = nullptr);
 // The same with those locks held already.
 void complete_at_home_locked(Thread& t, Error result, const Message* reply = nullptr);
 

@@ -33,25 +33,58 @@ void forget_cpus() {
     Scheduler::reaper_ = nullptr;
 }
 
+#if !defined(MK_KERNEL)
+void (*Scheduler::gap_hook)(Scheduler& gapped) = nullptr;
+#endif
+
 Scheduler::HomeLock::~HomeLock() {
     if (other_) unlock_others(*home_, nullptr);
 }
 
-void Scheduler::HomeLocks::lock(Scheduler& self, const Thread& b) {
-    Scheduler* x = home_ != &self ? home_ : nullptr;
-    Scheduler* y = &of(b);
-    if (x == nullptr) {
-        x = y;
-        y = nullptr;
+void Scheduler::HomeLock::follow(Scheduler& self, const Thread& thread) {
+    gapped_ = self.lock_others_in_order(*home_, nullptr);
+    // Its home changes only with that home's lock held: once the lock
+    // taken is its home's, it stays so. A move in the gap (or before the
+    // lock was taken) sends us after it.
+    while (thread.cpu != home_->cpu_) {
+        unlock_others(*home_, nullptr);
+        home_ = &(thread.cpu == self.cpu_ ? self : of(thread));
+        other_ = home_ != &self;
+        if (!other_) return;
+        gapped_ |= self.lock_others_in_order(*home_, nullptr);
     }
-    if (y != nullptr && y->cpu_ < x->cpu_) {
-        Scheduler* lower = y;
-        y = x;
-        x = lower;
+}
+
+void Scheduler::HomeLocks::lock(Scheduler& self, const Thread& a, const Thread* b) {
+    for (;;) {
+        home_ = &(a.cpu == self.cpu_ ? self : of(a));
+        Scheduler* x = home_ != &self ? home_ : nullptr;
+        Scheduler* y = b != nullptr && b->cpu != self.cpu_ && b->cpu != a.cpu ? &of(*b) : nullptr;
+        if (x == nullptr) {
+            x = y;
+            y = nullptr;
+        }
+        if (x == nullptr) return;  // every home is this CPU: its lock is held
+        if (y != nullptr && y->cpu_ < x->cpu_) {
+            Scheduler* lower = y;
+            y = x;
+            x = lower;
+        }
+        gapped_ |= self.lock_others_in_order(*x, y);
+        taken_[0] = x;
+        taken_[1] = y;
+        // Homes change only under the home's lock: if each is one held
+        // now, they stay. Else one moved before its lock was taken.
+        if (a.cpu == home_->cpu_ && (b == nullptr || self.holds_home_of(*b, x, y))) return;
+        unlock();
+        taken_[0] = nullptr;
     }
-    self.lock_others_in_order(*x, y);
-    taken_[0] = x;
-    taken_[1] = y;
+}
+
+void Scheduler::HomeLocks::relock(Scheduler& self, const Thread& a, const Thread* b) {
+    unlock();
+    taken_[0] = nullptr;
+    lock(self, a, b);
 }
 
 void Scheduler::HomeLocks::unlock() {
@@ -70,7 +103,7 @@ void Scheduler::unlock_others(Scheduler& first, Scheduler* second) {
     first.lock_.unlock_raw();
 }
 
-void Scheduler::lock_others_in_order(Scheduler& first, Scheduler* second) {
+bool Scheduler::lock_others_in_order(Scheduler& first, Scheduler* second) {
     MK_ASSERT(&first != this && second != this && (second == nullptr || first.cpu_ < second->cpu_));
     // Not after this CPU queued its running thread elsewhere: that CPU may
     // wait for it to be off this CPU with its lock held (move_locked).
@@ -91,9 +124,12 @@ void Scheduler::lock_others_in_order(Scheduler& first, Scheduler* second) {
     if (first.cpu_ > cpu_) {
         first.lock_.lock_raw();
         if (second != nullptr) second->lock_.lock_raw();
-        return;
+        return false;
     }
     lock_.unlock_raw();
+#if !defined(MK_KERNEL)
+    if (gap_hook != nullptr) gap_hook(*this);
+#endif
     first.lock_.lock_raw();
     if (second != nullptr && second->cpu_ < cpu_) {
         second->lock_.lock_raw();
@@ -102,6 +138,12 @@ void Scheduler::lock_others_in_order(Scheduler& first, Scheduler* second) {
         lock_.lock_raw();
         if (second != nullptr) second->lock_.lock_raw();
     }
+    return true;
+}
+
+bool Scheduler::holds_home_of(const Thread& thread, const Scheduler* x, const Scheduler* y) const {
+    return thread.cpu == cpu_ || (x != nullptr && thread.cpu == x->cpu_) ||
+           (y != nullptr && thread.cpu == y->cpu_);
 }
 
 bool Scheduler::home_lock_held(const Thread& thread) {
@@ -179,7 +221,8 @@ Result<uint32_t> Scheduler::set_affinity(Thread& thread, uint32_t mask) {
 
 Result<uint32_t> Scheduler::set_affinity_locked(Thread& thread, uint32_t mask) {
     if (mask == 0 || (mask & ~online_mask()) != 0) return Error::InvalidArgument;
-    // Its home, Dead and Created change only under the IPC lock, held here.
+    // Dead is looked at again under the second HomeLock: a kill from
+    // another CPU may land in between (or in either's gap).
     {
         HomeLock home(*this, thread);
         if (thread.state == ThreadState::Dead) return Error::BadState;
@@ -192,6 +235,7 @@ Result<uint32_t> Scheduler::set_affinity_locked(Thread& thread, uint32_t mask) {
     // The loads are read one CPU at a time, with no other CPU's lock held.
     uint32_t dest = least_loaded_locked(mask, thread.cpu);
     HomeLock home(*this, thread);
+    if (thread.state == ThreadState::Dead) return Error::BadState;  // killed meanwhile
     thread.affinity = mask;
     if (thread.state == ThreadState::Created) {
         thread.cpu = dest;  // nothing of it is loaded anywhere yet
@@ -267,6 +311,17 @@ void Scheduler::move_locked(Thread& thread, uint32_t dest) {
     if (dest == cpu_ || thread.state == ThreadState::Dead) return;
     if (donate_target_ == &thread) donate_target_ = nullptr;
     HomeLock to(*this, cpu_at(dest).scheduler);
+    if (to.gapped()) [[unlikely]] {
+        // A wake or a kill from another CPU while this CPU's lock was let
+        // go: a thread that died stays; one no longer movable waits on the
+        // move list.
+        if (thread.state == ThreadState::Dead) return;
+        if (!movable_locked(thread)) {
+            thread.move_to = dest;
+            moves_.push_back(thread);
+            return;
+        }
+    }
     ++counters_.moves;
     switch (thread.state) {
         case ThreadState::Created:
@@ -420,10 +475,14 @@ void Scheduler::kill(Thread& thread) {
 
 void Scheduler::kill_locked(Thread& thread) {
     MK_ASSERT(&thread != current_ && holds_here(LockLevel::Endpoint));
-    {
+    for (;;) {
         // Its home's lock, and if it waits for a reply the lock that guards
-        // that wait (wake_locked).
-        HomeLocks home(*this, thread, reply_wait_owner(thread));
+        // that wait (wake_locked); again if that wait moved while this
+        // CPU's lock was let go.
+        Thread* owner = reply_wait_owner(thread);
+        HomeLocks home(*this, thread, owner);
+        if (home.gapped() && reply_wait_owner(thread) != owner) [[unlikely]]
+            continue;
         MK_ASSERT(&thread != home->idle_);
         if (thread.process != nullptr && thread.state != ThreadState::Created) {
             if (thread.state == ThreadState::Dead) return;
@@ -448,6 +507,7 @@ void Scheduler::kill_locked(Thread& thread) {
                 remove_ready_locked(thread);
                 break;
             case ThreadState::Blocked:
+                assert_reply_wait_guarded(thread);
                 if (thread.waiting_on != nullptr) thread.waiting_on->remove(thread);
                 thread.waiting_on = nullptr;
                 break;
@@ -459,6 +519,7 @@ void Scheduler::kill_locked(Thread& thread) {
             __atomic_store_n(&home->donate_target_, nullptr, __ATOMIC_RELAXED);
         thread.state = ThreadState::Dead;
         drop_move_locked(thread);
+        break;
     }
     // Its home's lock is released: the reaper's wake takes the reaper's.
     ipc_release_thread_locked(thread);
@@ -544,6 +605,14 @@ WakeReason Scheduler::wake_then_block_locked(Thread& thread, WaitQueue* queue,
         HomeLocks homes(*this, thread, reply_wait_owner(thread));
         wake_at_home_locked(thread, WakeReason::Woken);
         set_donate_target_locked(&thread);
+        if (homes.gapped() && self->exit_requested) [[unlikely]] {
+            // Killed while this CPU's lock was let go: the kill found this
+            // thread Running and told its CPU, which a block now would
+            // sleep through. No new wait, as block_in_locked() decides.
+            ipc_abort_locked(*self, WakeReason::Interrupted);
+            self->wake_reason = WakeReason::Interrupted;
+            return WakeReason::Interrupted;
+        }
         mark_current_blocked_locked(queue, timeout_ticks);
         MK_ASSERT(home_locked_here(thread));  // a call links on thread's callers queue
     }
@@ -595,8 +664,23 @@ bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {
 }
 
 bool Scheduler::wake_with_home_locks_locked(Thread& thread, WakeReason reason) {
-    HomeLocks homes(*this, thread, reply_wait_owner(thread));
-    return wake_at_home_locked(thread, reason);
+    for (;;) {
+        Thread* owner = reply_wait_owner(thread);
+        HomeLocks homes(*this, thread, owner);
+        if (homes.gapped()) [[unlikely]] {
+            // The wait may have changed while this CPU's lock was let go:
+            // saved or ended (another lock guards it now, or none), or,
+            // for a timeout, ended and another begun (not due).
+            if (reply_wait_owner(thread) != owner) continue;
+            if (reason == WakeReason::TimedOut && !timeout_still_due_locked(thread)) return false;
+        }
+        return wake_at_home_locked(thread, reason);
+    }
+}
+
+bool Scheduler::timeout_still_due_locked(const Thread& thread) {
+    return thread.state == ThreadState::Blocked && thread.timeout_hook.is_linked() &&
+           thread.deadline <= of(thread).counters_.ticks;
 }
 
 bool Scheduler::wake_at_home_locked(Thread& thread, WakeReason reason) {

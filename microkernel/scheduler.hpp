@@ -305,22 +305,37 @@ class Scheduler {
     // visible before it may depend on this CPU's lock being held
     // throughout (bury_locked pushes a zombie only once it is past the
     // gap: docs/locking.md, "What is left").
+    //
+    // For a thread, the home read before its lock is taken is read again
+    // after, and followed if the thread moved meanwhile. gapped() says
+    // whether this CPU's lock was let go on the way: whatever the caller
+    // read under it before and relies on after must then be checked again
+    // (docs/locking.md, the table of HomeLock's callers).
     class HomeLock {
       public:
         HomeLock(Scheduler& self, const Thread& thread)
-            : HomeLock(self, thread.cpu == self.cpu_ ? self : of(thread)) {}
+            : home_(thread.cpu == self.cpu_ ? &self : &of(thread)), other_(home_ != &self) {
+            if (other_) [[unlikely]]
+                follow(self, thread);
+        }
         HomeLock(Scheduler& self, Scheduler& home) : home_(&home), other_(&home != &self) {
-            if (other_) self.lock_others_in_order(home, nullptr);
+            if (other_) gapped_ = self.lock_others_in_order(home, nullptr);
         }
         ~HomeLock();
         HomeLock(const HomeLock&) = delete;
         HomeLock& operator=(const HomeLock&) = delete;
         Scheduler& operator*() const { return *home_; }
         Scheduler* operator->() const { return home_; }
+        bool gapped() const { return gapped_; }
 
       private:
+        // Takes home_'s lock, then follows `thread` to its home until the
+        // lock held is that home's.
+        void follow(Scheduler& self, const Thread& thread);
+
         Scheduler* home_;
         bool other_;
+        bool gapped_ = false;
     };
     // The home schedulers of `a` and of `b` (null: none) locked for a
     // scope, with this CPU's: HomeLock for two threads, whose homes may be
@@ -336,10 +351,15 @@ class Scheduler {
         HomeLocks(Scheduler& self, const Thread& a, const Thread* b)
             : home_(a.cpu == self.cpu_ ? &self : &of(a)) {
             if (b != nullptr && b->cpu != self.cpu_ && b->cpu != a.cpu) [[unlikely]] {
-                lock(self, *b);  // b's home is another lock
+                lock(self, a, b);  // b's home is another lock
             } else if (home_ != &self) [[unlikely]] {
-                self.lock_others_in_order(*home_, nullptr);
+                gapped_ = self.lock_others_in_order(*home_, nullptr);
                 taken_[0] = home_;
+                // Homes change only under the home's lock: a's is held now
+                // if a is still there, and b's with it.
+                if (a.cpu != home_->cpu_ ||
+                    (b != nullptr && b->cpu != self.cpu_ && b->cpu != a.cpu)) [[unlikely]]
+                    relock(self, a, b);
             }
         }
         ~HomeLocks() {
@@ -350,14 +370,20 @@ class Scheduler {
         HomeLocks& operator=(const HomeLocks&) = delete;
         // a's home.
         Scheduler* operator->() const { return home_; }
+        // As HomeLock's: this CPU's lock was let go on the way.
+        bool gapped() const { return gapped_; }
 
       private:
-        // With b's home another CPU than this one's and a's.
-        void lock(Scheduler& self, const Thread& b);
+        // With a home of another CPU: takes the locks, and again while a
+        // home moved before its lock was taken.
+        void lock(Scheduler& self, const Thread& a, const Thread* b);
+        // A home moved before its lock was taken: lets go and locks again.
+        void relock(Scheduler& self, const Thread& a, const Thread* b);
         void unlock();
 
         Scheduler* home_;
         Scheduler* taken_[2] = {};  // the other CPUs' locks taken here, lower index first
+        bool gapped_ = false;
     };
     // Whether `thread`'s home lock is held, for assertions: this CPU's
     // own, or one HomeLock or HomeLocks took (by the lock word, so never
@@ -373,6 +399,13 @@ class Scheduler {
     // the assertions on IPC paths (scheduler_inline.hpp).
     inline bool home_locked_here(const Thread& thread) const;
 
+#if !defined(MK_KERNEL)
+    // The host tests' window into the gap: called with this CPU's lock let
+    // go, before the lower CPU's is taken, to do what another CPU could
+    // do there (SmpGapTest, tests/unit/smp_ipc_test.cpp).
+    static void (*gap_hook)(Scheduler& gapped);
+#endif
+
   private:
     friend void forget_cpus();  // the host tests: no CPU, no reaper
     friend class FastPath;      // syscall/fastpath.cpp: the direct switch, inline
@@ -380,8 +413,11 @@ class Scheduler {
 
     // Takes `first` and then `second` (null: none; else a higher index than
     // first's), two other CPUs' locks, in CPU index order with this CPU's
-    // held: HomeLock's and HomeLocks' way in.
-    void lock_others_in_order(Scheduler& first, Scheduler* second);
+    // held: HomeLock's and HomeLocks' way in. True when this CPU's lock
+    // was let go and taken again (a lower CPU's came first): the gap.
+    bool lock_others_in_order(Scheduler& first, Scheduler* second);
+    // Whether `thread`'s home is this CPU, x or y (null: none).
+    bool holds_home_of(const Thread& thread, const Scheduler* x, const Scheduler* y) const;
     // Lets go of the locks lock_others_in_order() took (this CPU's stays).
     static void unlock_others(Scheduler& first, Scheduler* second);
 
@@ -422,6 +458,9 @@ class Scheduler {
     bool balance_wanted_locked() const;
     // Whether a timeout is due at this tick.
     bool timeout_due_locked() const;
+    // Whether `thread`'s own timeout is still due (its wait unchanged
+    // since the tick found it), with its home lock held.
+    static bool timeout_still_due_locked(const Thread& thread);
     // The timeouts due at this tick: their threads wake with TimedOut.
     // With the IPC lock held: a thread waiting in an IPC operation leaves
     // its endpoint's queue, and whether it waits in one (IpcState::op) is
@@ -475,7 +514,9 @@ class Scheduler {
     // The next thread to run, off the queues (null: none is Ready); sets
     // *keep_quantum for one from the hand-off queue.
     Thread* pop_ready_locked(bool* keep_quantum);
-    bool any_ready_locked() const { return !handoff_.empty() || !ready_.empty(); }
+    bool any_ready_locked() const {
+        return !handoff_.empty() || !ready_.empty();
+    }
     // A user thread became Dead: hand it to the reaper. With the IPC lock
     // held (its wake may take the reaper's home lock: HomeLock) and no
     // other CPU's scheduler lock.

@@ -6,9 +6,13 @@
 // from a third CPU — holds the caller's home lock and the wait's, taken in
 // CPU index order (Scheduler::HomeLocks), and lets go of both.
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <functional>
 #include <vector>
 
 #include "endpoint.hpp"
+#include "endpoint_inline.hpp"
 #include "smp_fixture.hpp"
 
 namespace mk {
@@ -347,6 +351,260 @@ TEST_F(SmpIpcTest, AReplyWaitEndedWithoutItsServersHomeLockIsAKernelBug) {
                  "assertion failed: owner == nullptr");
     on_cpu(1, [&] { EXPECT_TRUE(sched1().wake(*c, WakeReason::Interrupted)); });
     EXPECT_TRUE(r->ipc->callers.empty());
+}
+
+// --- The gap ---
+//
+// HomeLock and HomeLocks let go of this CPU's lock to take a lower CPU's
+// first. Today the IPC lock keeps every other CPU out of that gap; once
+// each endpoint has its own lock, a timeout, a kill or a move from another
+// CPU can land there. The gap hook runs such a step in the gap, as the
+// other CPU would do it under the locks v2 gives it (docs/locking.md),
+// and each test checks that the code holding the HomeLock looks again at
+// what it read before.
+class SmpGapTest : public SmpIpcTest {
+  protected:
+    void TearDown() override {
+        Scheduler::gap_hook = nullptr;
+        gap_action() = nullptr;
+        SmpIpcTest::TearDown();
+    }
+
+    static std::function<void(Scheduler&)>& gap_action() {
+        static std::function<void(Scheduler&)> action;
+        return action;
+    }
+    // `action` runs in the next gap, once, given the CPU whose lock was
+    // let go.
+    void in_next_gap(std::function<void(Scheduler&)> action) {
+        gap_action() = std::move(action);
+        Scheduler::gap_hook = [](Scheduler& gapped) {
+            std::function<void(Scheduler&)> a = std::move(gap_action());
+            gap_action() = nullptr;
+            Scheduler::gap_hook = nullptr;
+            if (a) a(gapped);
+        };
+    }
+    bool gap_taken() const { return Scheduler::gap_hook == nullptr; }
+
+    // Runs `fn` as CPU `index`, from whichever CPU the test plays now.
+    void as_cpu(uint32_t index, const std::function<void()>& fn) {
+        PerCpu* was = Cpu::this_cpu();
+        Cpu::set_this_cpu(index == 0 ? cpu_.get() : others_[index - 1].get());
+        fn();
+        Cpu::set_this_cpu(was);
+    }
+
+    // What a timeout of `c` (homed on CPU `home`, waiting on the callers
+    // queue of a server homed on CPU `server_home`) does with the
+    // per-endpoint locks: both homes' locks in index order, no IPC lock.
+    void time_out(Thread* c, uint32_t home, uint32_t server_home) {
+        as_cpu(home, [&] {
+            SpinLock& low = sched_at(std::min(home, server_home)).lock();
+            SpinLock& high = sched_at(std::max(home, server_home)).lock();
+            low.lock_raw();
+            high.lock_raw();
+            EXPECT_TRUE(sched_at(home).wake_at_home_locked(*c, WakeReason::TimedOut));
+            high.unlock_raw();
+            low.unlock_raw();
+        });
+    }
+
+    // What a receive of CPU 0's server `r` does with the call of CPU 1's
+    // `c` queued on the endpoint: under the endpoint's lock (here the IPC
+    // lock, which the CPU in the gap holds) and both homes' locks, the
+    // caller moves to r's callers queue.
+    void take_queued_call(Thread* c, Thread* r) {
+        as_cpu(0, [&] {
+            sched_at(0).lock().lock_raw();
+            sched_at(1).lock().lock_raw();
+            c->waiting_on->remove(*c);
+            c->ipc->op = IpcState::Op::ReplyWait;
+            c->waiting_on = &r->ipc->callers;
+            r->ipc->callers.push_back(*c);
+            sched_at(1).lock().unlock_raw();
+            sched_at(0).lock().unlock_raw();
+        });
+    }
+
+    // A server homed on CPU `cpu`, blocked in recv() on the endpoint.
+    Thread* server_on(uint32_t cpu) {
+        Thread* r = running_on(cpu, "server");
+        on_cpu(cpu, [&] { EXPECT_EQ(ep_->recv().error(), Error::WouldBlock); });
+        return r;
+    }
+    // The call server `r` of CPU `cpu` received, once it ran there.
+    ReplyToken received_on(uint32_t cpu, Thread* r) {
+        ReplyToken token;
+        on_cpu(cpu, [&] {
+            sched_at(cpu).preempt_if_needed();
+            ASSERT_EQ(sched_at(cpu).current(), r);
+            Result<Received> got = Endpoint::finish_recv(*r);
+            ASSERT_TRUE(got.ok());
+            token = got.value().reply;
+        });
+        return token;
+    }
+};
+
+// A thread that moves while the lock of its old home is being taken: the
+// HomeLock follows it to its new home and holds that lock alone.
+TEST_F(SmpGapTest, AHomeLockFollowsAThreadThatMovedInTheGap) {
+    Thread* t = create_on(1, "mover");  // Created: a move is a new home
+    in_next_gap([&](Scheduler&) {
+        as_cpu(1, [&] {
+            sched_at(0).lock().lock_raw();
+            sched_at(1).lock().lock_raw();
+            t->cpu = 0;  // written under both homes' locks
+            sched_at(1).lock().unlock_raw();
+            sched_at(0).lock().unlock_raw();
+        });
+    });
+    on_cpu(2, [&] {
+        IpcGuard guard;
+        Scheduler::HomeLock home(sched_at(2), *t);
+        EXPECT_TRUE(gap_taken());
+        EXPECT_TRUE(home.gapped());
+        EXPECT_EQ(&*home, &sched_at(0));
+        EXPECT_TRUE(sched_at(0).lock().is_locked());
+        EXPECT_FALSE(sched_at(1).lock().is_locked());
+    });
+    expect_no_lock_held(2);
+}
+
+// The same for HomeLocks: the second thread moved to a third CPU.
+TEST_F(SmpGapTest, HomeLocksFollowAThreadThatMovedInTheGap) {
+    Thread* a = create_on(2, "a");
+    Thread* b = create_on(1, "b");
+    in_next_gap([&](Scheduler&) {
+        as_cpu(1, [&] {
+            sched_at(0).lock().lock_raw();
+            sched_at(1).lock().lock_raw();
+            b->cpu = 0;
+            sched_at(1).lock().unlock_raw();
+            sched_at(0).lock().unlock_raw();
+        });
+    });
+    on_cpu(2, [&] {
+        IpcGuard guard;
+        Scheduler::HomeLocks homes(sched_at(2), *a, b);
+        EXPECT_TRUE(homes.gapped());
+        EXPECT_TRUE(sched_at(0).lock().is_locked());
+        EXPECT_FALSE(sched_at(1).lock().is_locked());
+        EXPECT_TRUE(Scheduler::home_lock_held(*b));
+    });
+    expect_no_lock_held(2);
+}
+
+// A call to a receiver of a lower CPU takes that CPU's lock in a gap; a
+// kill that lands there finds the caller Running and only asks it to exit.
+// The caller must not go to sleep on its reply after that: its call ends
+// Interrupted, and the receiver's answer finds nobody.
+TEST_F(SmpGapTest, ACallKilledInTheGapDoesNotSleep) {
+    Thread* r = server_on(1);
+    Thread* c = running_on(2, "caller");
+    in_next_gap([&](Scheduler&) {
+        as_cpu(0, [&] {
+            sched_at(2).lock().lock_raw();  // the kill, under c's home lock
+            c->exit_requested = true;
+            sched_at(2).lock().unlock_raw();
+        });
+    });
+    on_cpu(2, [&] { EXPECT_EQ(ep_->call(msg(7), 0xB).error(), Error::Interrupted); });
+    EXPECT_TRUE(gap_taken());
+    expect_no_lock_held(2);
+    EXPECT_EQ(c->state, ThreadState::Running);
+    EXPECT_EQ(c->ipc->op, IpcState::Op::None);
+    EXPECT_EQ(r->state, ThreadState::Ready);  // it has the message
+    ReplyToken token = received_on(1, r);
+    on_cpu(1, [&] { EXPECT_EQ(Endpoint::reply(token, msg(9)), Error::BadHandle); });
+    c->exit_requested = false;  // a kernel thread here: the fixture ends it
+}
+
+// A server of CPU 2 saves a call of CPU 1's thread, whose timeout lands
+// in the gap: the save finds the call gone and refuses, and the caller is
+// unlinked once.
+TEST_F(SmpGapTest, ASaveWhoseCallerTimesOutInTheGapIsRefused) {
+    Thread* r = server_on(2);
+    Thread* c = caller_on(1, 5);
+    ReplyToken token = received_on(2, r);
+    in_next_gap([&](Scheduler&) { time_out(c, 1, 2); });
+    Saved saved;
+    on_cpu(2, [&] { EXPECT_EQ(Endpoint::save_reply(token, saved), Error::BadHandle); });
+    EXPECT_TRUE(gap_taken());
+    expect_no_lock_held(2);
+    EXPECT_EQ(saved.caller, nullptr);
+    EXPECT_TRUE(saved.queue.empty());
+    EXPECT_TRUE(r->ipc->callers.empty());
+    expect_call_failed(1, c, Error::TimedOut);
+}
+
+// The same for a reply: the caller timed out in the gap, the reply is
+// stale.
+TEST_F(SmpGapTest, AReplyWhoseCallerTimesOutInTheGapIsStale) {
+    Thread* r = server_on(2);
+    Thread* c = caller_on(1, 5);
+    ReplyToken token = received_on(2, r);
+    in_next_gap([&](Scheduler&) { time_out(c, 1, 2); });
+    on_cpu(2, [&] { EXPECT_EQ(Endpoint::reply(token, msg(9)), Error::BadHandle); });
+    EXPECT_TRUE(gap_taken());
+    expect_no_lock_held(2);
+    expect_call_failed(1, c, Error::TimedOut);
+    on_cpu(2, [&] { EXPECT_EQ(Endpoint::reply(token, msg(9)), Error::BadHandle); });
+}
+
+// A caller of CPU 2 waiting on a server of CPU 1 times out at its home
+// tick; the server's reply lands in the gap. The caller gets the reply, and
+// the timeout, no longer due, does nothing.
+TEST_F(SmpGapTest, ATimeoutWhoseWaitEndedInTheGapDoesNothing) {
+    Thread* r = server_on(1);
+    Thread* c = caller_on(2, 1);
+    ReplyToken token = received_on(1, r);
+    in_next_gap([&](Scheduler&) {
+        as_cpu(1, [&] {
+            sched_at(1).lock().lock_raw();
+            sched_at(2).lock().lock_raw();
+            Message m = msg(9);
+            endpoint_detail::complete_at_home_locked(*c, Error::None, &m);
+            sched_at(2).lock().unlock_raw();
+            sched_at(1).lock().unlock_raw();
+        });
+    });
+    on_cpu(2, [&] { sched_at(2).on_timer_tick(); });
+    EXPECT_TRUE(gap_taken());
+    expect_no_lock_held(2);
+    EXPECT_EQ(c->state, ThreadState::Ready);
+    EXPECT_EQ(c->wake_reason, WakeReason::Woken);
+    expect_answer(2, c, 9);
+    (void)token;
+}
+
+// A kill from CPU 2 of a caller of CPU 1 queued on the endpoint: a
+// receiver of CPU 0 takes the call in the gap, so the wait is now on the
+// receiver's callers queue, which CPU 0's lock guards. The kill starts over
+// with that lock too.
+TEST_F(SmpGapTest, AKillWhoseWaitMovedInTheGapStartsOver) {
+    Thread* r = spawn("server");
+    Thread* c = caller_on(1, 0, false);
+    in_next_gap([&](Scheduler&) { take_queued_call(c, r); });
+    on_cpu(2, [&] { sched_at(2).kill(*c); });
+    EXPECT_TRUE(gap_taken());
+    expect_no_lock_held(2);
+    EXPECT_EQ(c->state, ThreadState::Dead);
+    EXPECT_TRUE(r->ipc->callers.empty());
+}
+
+// The same for a stray wake from CPU 2: it ends the wait where it is now,
+// under the receiver's home lock too.
+TEST_F(SmpGapTest, AWakeWhoseWaitMovedInTheGapStartsOver) {
+    Thread* r = spawn("server");
+    Thread* c = caller_on(1, 0, false);
+    in_next_gap([&](Scheduler&) { take_queued_call(c, r); });
+    on_cpu(2, [&] { EXPECT_TRUE(sched_at(2).wake(*c, WakeReason::Interrupted)); });
+    EXPECT_TRUE(gap_taken());
+    expect_no_lock_held(2);
+    EXPECT_TRUE(r->ipc->callers.empty());
+    expect_call_failed(1, c, Error::Interrupted);
 }
 
 }  // namespace
