@@ -231,9 +231,26 @@ Result<Message> Endpoint::call_impl(const Message& msg, uint64_t badge, uint64_t
 
 // --- reply ---
 
+namespace {
+
+// What a reply holds: this CPU's scheduler lock alone, which guards the
+// replier's callers queue; the caller's home lock follows (HomeLock,
+// HomeLocks). No IPC lock: a reply wait is guarded by scheduler locks
+// (docs/locking.md), and so a reply never waits for an endpoint
+// operation of another CPU.
+class ReplyGuard {
+  public:
+    ReplyGuard() : guard_(sched().lock()) {}
+
+  private:
+    LockGuard guard_;
+};
+
+}  // namespace
+
 Status Endpoint::reply(ReplyToken token, const Message& msg, Donate donate) {
     if (!msg.fits()) return Error::TooLarge;
-    IpcGuard guard;
+    ReplyGuard guard;
     // The caller waits on the callers queue of the thread that received it.
     Thread* caller = reply_target_locked(token, *sched().current());
     if (caller == nullptr) {
@@ -253,7 +270,7 @@ Status Endpoint::reply(ReplyToken token, const Message& msg, Donate donate) {
 
 Status Endpoint::save_reply(ReplyToken token, SavedWait& saved) {
     MK_ASSERT(saved.caller == nullptr && saved.queue.empty());
-    IpcGuard guard;
+    ReplyGuard guard;
     Thread* caller = reply_target_locked(token, *sched().current());
     if (caller == nullptr) return Error::BadHandle;
     // From this thread's callers queue (its home lock, held) to the saved
@@ -265,8 +282,10 @@ Status Endpoint::save_reply(ReplyToken token, SavedWait& saved) {
         return Error::BadHandle;
     caller->waiting_on->remove(*caller);
     saved.queue.push_back(*caller);
-    caller->waiting_on = &saved.queue;
-    caller->ipc->saved_call = token.call;
+    // Saved first, then the new wait lock (reply_wait_owner reads them the
+    // other way round, some without the locks held here).
+    __atomic_store_n(&caller->ipc->saved_call, token.call, __ATOMIC_RELAXED);
+    __atomic_store_n(&caller->waiting_on, &saved.queue, __ATOMIC_RELEASE);
     sched().assert_reply_wait_guarded(*caller);
     // Named and pinned while the wait cannot end: the caller is alive.
     caller->retain();
@@ -279,7 +298,7 @@ Status Endpoint::reply_saved(SavedWait& saved, const Message& msg, Donate donate
     if (!msg.fits()) return Error::TooLarge;
     Thread* caller = saved.caller;
     if (caller == nullptr) return Error::BadHandle;  // never saved
-    IpcGuard guard;
+    ReplyGuard guard;
     // The caller's home lock alone guards its wait here; it still waits
     // for this very call, or the answer is stale.
     Scheduler::HomeLock home(sched(), *caller);
@@ -295,7 +314,7 @@ Status Endpoint::reply_saved(SavedWait& saved, const Message& msg, Donate donate
 void Endpoint::drop_saved(SavedWait& saved) {
     Thread* caller = saved.caller;
     if (caller == nullptr) return;
-    IpcGuard guard;
+    ReplyGuard guard;
     Scheduler::HomeLock home(sched(), *caller);
     if (!saved.holds_call_locked()) return;
     ++counters().peer_died_wakeups;
@@ -303,7 +322,7 @@ void Endpoint::drop_saved(SavedWait& saved) {
 }
 
 Status Endpoint::reply_drop(ReplyToken token) {
-    IpcGuard guard;
+    ReplyGuard guard;
     Thread* caller = reply_target_locked(token, *sched().current());
     if (caller == nullptr || !complete_locked(*caller, Error::PeerDied)) return Error::BadHandle;
     ++counters().peer_died_wakeups;
@@ -338,7 +357,9 @@ Result<Message> Endpoint::finish_call(Thread& self) {
 }
 
 bool endpoint_detail::complete_locked(Thread& t, Error result, const Message* reply) {
-    MK_ASSERT(holds_here(LockLevel::Endpoint));
+    // An endpoint's waiter under the endpoint's lock; a reply wait under
+    // scheduler locks alone (HomeLocks).
+    MK_ASSERT(t.ipc->op == IpcState::Op::ReplyWait || holds_here(LockLevel::Endpoint));
     // The wait as the caller found it: a reply wait may end or move while
     // HomeLocks lets go of this CPU's lock (an endpoint's queue stays as
     // it is: the endpoint's lock is held).

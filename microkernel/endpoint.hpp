@@ -32,7 +32,8 @@
 // reply's) is guarded by a scheduler lock as well: the receiver's home
 // CPU's, or for a saved reply the caller's own (reply_wait_owner); whoever
 // links, unlinks or answers one holds it (Scheduler::HomeLocks,
-// docs/locking.md).
+// docs/locking.md). So reply(), reply_drop() and the saved replies take
+// scheduler locks alone, no IPC lock.
 //
 // Fast path: call() to a waiting receiver and reply_recv() to a waiting
 // caller, with a register-only message, switch straight to the partner

@@ -108,11 +108,10 @@ bool Scheduler::lock_others_in_order(Scheduler& first, Scheduler* second) {
     // Not after this CPU queued its running thread elsewhere: that CPU may
     // wait for it to be off this CPU with its lock held (move_locked).
     MK_ASSERT(!current_->switching_out);
-    // The IPC lock and this CPU's scheduler lock, nothing above them.
+    // This CPU's scheduler lock (after the IPC lock, or without it: a
+    // reply), nothing above it.
     uint64_t held = Cpu::held_locks();
-    MK_ASSERT((held >> unsigned(LockLevel::Endpoint)) ==
-                  (IpcGuard::kBoth >> unsigned(LockLevel::Endpoint)) ||
-              Cpu::this_cpu() == nullptr);
+    MK_ASSERT((held >> unsigned(LockLevel::Scheduler)) == 1 || Cpu::this_cpu() == nullptr);
     Cpu::set_held_locks(held | HeldLocks::bit(LockLevel::SchedulerOther) |
                         (second != nullptr ? HeldLocks::bit(LockLevel::SchedulerThird) : 0));
     // Scheduler locks are held in CPU index order, the lower first
@@ -481,7 +480,7 @@ void Scheduler::kill_locked(Thread& thread) {
         // CPU's lock was let go.
         Thread* owner = reply_wait_owner(thread);
         HomeLocks home(*this, thread, owner);
-        if (home.gapped() && reply_wait_owner(thread) != owner) [[unlikely]]
+        if (reply_wait_owner(thread) != owner) [[unlikely]]
             continue;
         MK_ASSERT(&thread != home->idle_);
         if (thread.process != nullptr && thread.state != ThreadState::Created) {
@@ -667,13 +666,17 @@ bool Scheduler::wake_with_home_locks_locked(Thread& thread, WakeReason reason) {
     for (;;) {
         Thread* owner = reply_wait_owner(thread);
         HomeLocks homes(*this, thread, owner);
-        if (homes.gapped()) [[unlikely]] {
-            // The wait may have changed while this CPU's lock was let go:
-            // saved or ended (another lock guards it now, or none), or,
-            // for a timeout, ended and another begun (not due).
-            if (reply_wait_owner(thread) != owner) continue;
-            if (reason == WakeReason::TimedOut && !timeout_still_due_locked(thread)) return false;
-        }
+        // The wait may have changed before its locks were all held: saved
+        // or answered by a thread of another CPU (replies take no IPC
+        // lock), or taken onto a receiver's callers queue while this
+        // CPU's lock was let go; another lock guards it now, or none.
+        if (reply_wait_owner(thread) != owner) [[unlikely]]
+            continue;
+        // A timeout, once this CPU's lock was let go: the wait may have
+        // ended, and another begun (not due).
+        if (homes.gapped() && reason == WakeReason::TimedOut && !timeout_still_due_locked(thread))
+            [[unlikely]]
+            return false;
         return wake_at_home_locked(thread, reason);
     }
 }

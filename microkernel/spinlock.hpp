@@ -34,10 +34,12 @@ enum class LockLevel : uint8_t {
     // Scheduler::lock_ of this CPU: its ready queues, timeouts, and the
     // scheduling state of the threads homed on it.
     Scheduler = 20,
-    // Another CPU's Scheduler::lock_, held with this CPU's, only with the
-    // IPC lock held (Scheduler::HomeLock, HomeLocks). The two are taken in CPU index
-    // order, the lower first (for a lower CPU, this CPU's is let go and
-    // taken again after it), so no two CPUs wait for each other's.
+    // Another CPU's Scheduler::lock_, held with this CPU's and nothing
+    // above it (Scheduler::HomeLock, HomeLocks), the IPC lock before them
+    // or not (a reply takes none). The two are taken in CPU index order,
+    // the lower first (for a lower CPU, this CPU's is let go and taken
+    // again after it, and what was read before is checked again after),
+    // so no two CPUs wait for each other's.
     SchedulerOther = 21,
     // A third CPU's Scheduler::lock_, with the two above (Scheduler::HomeLocks):
     // the end of a reply wait needs the home locks of the caller and of the

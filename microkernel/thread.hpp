@@ -191,9 +191,9 @@ struct ThreadRegistry {
 // A FIFO queue of threads, linked through Thread::queue_hook (no allocation,
 // O(1) unlink through the thread's own hook). A ready queue is guarded by
 // its CPU's scheduler lock; an endpoint's queues by the IPC lock; a
-// callers queue by the IPC lock and its owner's home scheduler lock, a
-// saved reply's by the IPC lock and its caller's (reply_wait_owner; a
-// thread is linked there and unlinked with its own home lock held too);
+// callers queue by its owner's home scheduler lock, a saved reply's by
+// its caller's (reply_wait_owner; a thread is linked there and unlinked
+// with its own home lock held too);
 // any other wait queue by the scheduler lock of the CPU its threads are
 // homed on.
 class WaitQueue {
@@ -263,9 +263,10 @@ class WaitQueue {
 
 namespace mk {
 
-// A thread's IPC state; guarded by the IPC lock (g_ipc_lock), and a reply
-// wait (ReplyWait: message, result, the callers queue it waits on) by the
-// home scheduler lock of reply_wait_owner() too. Its owner
+// A thread's IPC state; guarded by the IPC lock (g_ipc_lock), but for a
+// reply wait (ReplyWait: message, result, the callers queue it waits on),
+// which the home scheduler locks of the thread and of reply_wait_owner()
+// guard (a reply takes no IPC lock). Its owner
 // reads its own outcome without it once its wait has ended: nobody writes
 // the state of a thread in no IPC wait but the thread itself.
 struct IpcState {
@@ -331,21 +332,29 @@ inline constexpr size_t kThreadIpcStateOffset =
 // (docs/locking.md): the server on whose callers queue it waits, or `t`
 // itself while a Reply object holds the call (the saved reply's queue is
 // guarded by the caller's home lock). Null when `t` waits for no reply
-// (IpcState::op is not ReplyWait). With the IPC lock held, which keeps
-// t's wait as it is while the locks it names are taken.
+// (IpcState::op is not ReplyWait).
+// Also read before those locks are held, as the name of the locks to
+// take (Scheduler::HomeLocks), then read again under them: a save or an
+// answer (which take no IPC lock) may change the wait meanwhile. So the
+// wait lock is loaded once, and a save writes saved_call before it
+// points waiting_on at the Reply's queue (save_reply, the fast path's
+// ReplySave): whoever sees that queue sees the wait as saved. The servers
+// named stay alive meanwhile: a thread's death fails its callers under
+// the IPC lock, which every such early reader holds.
 inline Thread* reply_wait_owner(Thread& t) {
     IpcState& ipc = *t.ipc;
-    if (ipc.op != IpcState::Op::ReplyWait || t.waiting_on == nullptr) return nullptr;
-    if (ipc.saved_call == ipc.call_seq) return &t;
+    WaitQueue* on = __atomic_load_n(&t.waiting_on, __ATOMIC_ACQUIRE);
+    if (ipc.op != IpcState::Op::ReplyWait || on == nullptr) return nullptr;
+    if (__atomic_load_n(&ipc.saved_call, __ATOMIC_RELAXED) == ipc.call_seq) return &t;
         // The callers queue is a member of its owner's IpcState, which lies
         // kThreadIpcStateOffset past the owner (Thread::make).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Winvalid-offsetof"
     constexpr size_t kCallers = offsetof(IpcState, callers);
 #pragma GCC diagnostic pop
-    auto* owner = reinterpret_cast<Thread*>(reinterpret_cast<char*>(t.waiting_on) - kCallers -
-                                            kThreadIpcStateOffset);
-    MK_ASSERT(&owner->ipc->callers == t.waiting_on);
+    auto* owner =
+        reinterpret_cast<Thread*>(reinterpret_cast<char*>(on) - kCallers - kThreadIpcStateOffset);
+    MK_ASSERT(&owner->ipc->callers == on);
     return owner;
 }
 

@@ -709,9 +709,10 @@ inline FastPathExit FastPath::reply_save(TrapFrame& f) {
     // The point of no return. The caller now waits on the Reply...
     WaitQueue::unlink(*caller);
     SavedWait& saved = spare->saved_;
-    caller->waiting_on = &saved.queue;
     saved.queue.link_back(*caller);
-    caller->ipc->saved_call = token.call;
+    // As Endpoint::save_reply: saved first, then the new wait lock.
+    __atomic_store_n(&caller->ipc->saved_call, token.call, __ATOMIC_RELAXED);
+    __atomic_store_n(&caller->waiting_on, &saved.queue, __ATOMIC_RELEASE);
     caller->retain();  // named and pinned, as Endpoint::save_reply does
     saved.caller = caller;
     saved.token = token;

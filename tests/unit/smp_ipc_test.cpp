@@ -6,6 +6,7 @@
 // from a third CPU — holds the caller's home lock and the wait's, taken in
 // CPU index order (Scheduler::HomeLocks), and lets go of both.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <functional>
@@ -335,6 +336,53 @@ TEST_F(SmpIpcTest, ASavedReplyDroppedFromAThirdCpuFailsItsCaller) {
     EXPECT_TRUE(saved.queue.empty());
     EXPECT_EQ(c->state, ThreadState::Ready);
     expect_call_failed(1, c, Error::PeerDied);
+}
+
+// A reply takes no IPC lock, only scheduler locks: it is done while another
+// CPU holds the IPC lock (in an endpoint operation there). Taking it would
+// spin for good: an alarm ends the test binary instead.
+void with_ipc_lock_held_elsewhere(const std::function<void()>& fn) {
+    g_ipc_lock.lock_raw();
+    alarm(10);
+    fn();
+    alarm(0);
+    g_ipc_lock.unlock_raw();
+}
+
+TEST_F(SmpIpcTest, AReplyAndADropTakeNoIpcLock) {
+    Thread* r = server_on_0();
+    Thread* c = caller_on(1);
+    ReplyToken token = received_by(r);
+    with_ipc_lock_held_elsewhere([&] { EXPECT_EQ(Endpoint::reply(token, msg(9)), Error::None); });
+    expect_answer(1, c, 9);
+
+    r = server_on_0();
+    c = caller_on(2);
+    token = received_by(r);
+    with_ipc_lock_held_elsewhere([&] { EXPECT_EQ(Endpoint::reply_drop(token), Error::None); });
+    expect_call_failed(2, c, Error::PeerDied);
+}
+
+TEST_F(SmpIpcTest, ASavedReplyTakesNoIpcLock) {
+    Thread* r = server_on_0();
+    Thread* c = caller_on(1);
+    ReplyToken token = received_by(r);
+    Saved saved;
+    with_ipc_lock_held_elsewhere([&] {
+        EXPECT_EQ(Endpoint::save_reply(token, saved), Error::None);
+        on_cpu(2, [&] { EXPECT_EQ(Endpoint::reply_saved(saved, msg(11)), Error::None); });
+    });
+    expect_answer(1, c, 11);
+
+    r = server_on_0();
+    c = caller_on(2);
+    token = received_by(r);
+    Saved dropped;
+    with_ipc_lock_held_elsewhere([&] {
+        EXPECT_EQ(Endpoint::save_reply(token, dropped), Error::None);
+        on_cpu(1, [&] { Endpoint::drop_saved(dropped); });
+    });
+    expect_call_failed(2, c, Error::PeerDied);
 }
 
 // Ending a reply wait without the lock that guards it is a kernel bug: the
