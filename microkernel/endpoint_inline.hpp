@@ -267,10 +267,15 @@ inline Result<Received> Endpoint::reply_recv_inline(ReplyToken token, const Mess
                                          : c.fastpath_miss_sender_pending);
             transfer(reply, *self.ipc, 0, *caller, false);
             ++c.replies;
-            // The caller's operation ends here; its wake follows below, with
-            // the hand-off or the block (nothing in between looks at it).
+            // The caller's operation ends here, and it leaves this thread's
+            // callers queue under the lock that guards that (this CPU's):
+            // once its op is no longer ReplyWait nothing names that guard
+            // (reply_wait_owner). Its wake follows below, with the hand-off
+            // or the block, under its home lock.
             caller->ipc->op = IpcState::Op::None;
             caller->ipc->result = Error::None;
+            caller->waiting_on->remove(*caller);
+            caller->waiting_on = nullptr;
         }
         Notice* n = pop_notice_locked();
         if (n != nullptr || sender != nullptr) {

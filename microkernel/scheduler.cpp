@@ -938,11 +938,29 @@ void Scheduler::expire_timeouts_locked() {
     while (timeout_due_locked()) wake_locked(*timeouts_.begin(), WakeReason::TimedOut);
 }
 
+bool Scheduler::expire_reply_timeouts_locked() {
+    while (timeout_due_locked()) {
+        Thread& t = *timeouts_.begin();
+        // Only a reply wait, whose op changes under this CPU's lock (t's
+        // home) or its guard's, which wake_locked takes and looks at again
+        // (wake_with_home_locks_locked). Any other wait (op None included:
+        // a receive another CPU's send is completing right now, under the
+        // IPC lock and not this CPU's) is the IPC lock's to end.
+        if (t.ipc->op != IpcState::Op::ReplyWait) return true;
+        wake_locked(t, WakeReason::TimedOut);
+    }
+    return false;
+}
+
 void Scheduler::on_timer_tick() {
     {
         LockGuard guard(lock_);
         ++counters_.ticks;
-        if (!timeout_due_locked() && !balance_wanted_locked()) [[likely]] {
+        // Reply waits end here, under scheduler locks alone (the wait's
+        // guard taken as a second lock, in index order); any other wait
+        // needs the IPC lock.
+        bool other_wait_due = timeout_due_locked() && expire_reply_timeouts_locked();
+        if (!other_wait_due && !balance_wanted_locked()) [[likely]] {
             end_tick_locked(false);
             return;
         }

@@ -461,6 +461,10 @@ class Scheduler {
     // Whether `thread`'s own timeout is still due (its wait unchanged
     // since the tick found it), with its home lock held.
     static bool timeout_still_due_locked(const Thread& thread);
+    // The due timeouts that need no IPC lock, from the earliest: reply
+    // waits (guarded by scheduler locks), until one of any other wait,
+    // which makes it return true.
+    bool expire_reply_timeouts_locked();
     // The timeouts due at this tick: their threads wake with TimedOut.
     // With the IPC lock held: a thread waiting in an IPC operation leaves
     // its endpoint's queue, and whether it waits in one (IpcState::op) is

@@ -436,7 +436,8 @@ TEST_F(SchedulerTest, TimeoutWakesAndUnlinks) {
 // not wait for the IPC lock, which another CPU may hold for as long as an
 // IPC operation takes. A due wait, IPC or not, ends under the IPC lock:
 // only that lock tells whether the thread waits in an IPC operation that
-// another CPU is completing now.
+// another CPU is completing now. (But for a reply wait, which scheduler
+// locks guard: AReplyWaitTimesOutWithoutTheIpcLock, smp_ipc_test.cpp.)
 TEST_F(SchedulerTest, OnlyADueTimeoutTakesTheIpcLockAtATick) {
     WaitQueue q;
     Thread* a = spawn("a");

@@ -385,6 +385,36 @@ TEST_F(SmpIpcTest, ASavedReplyTakesNoIpcLock) {
     expect_call_failed(2, c, Error::PeerDied);
 }
 
+// A reply wait times out at its caller's home tick under scheduler locks
+// alone (the caller's and the server's), with the IPC lock held elsewhere;
+// so does a saved one (the caller's lock alone).
+TEST_F(SmpIpcTest, AReplyWaitTimesOutWithoutTheIpcLock) {
+    Thread* r = server_on_0();
+    Thread* c = caller_on(1, 2);
+    (void)received_by(r);
+    with_ipc_lock_held_elsewhere([&] {
+        on_cpu(1, [&] {
+            for (int i = 0; i < 2; ++i) sched1().on_timer_tick();
+        });
+    });
+    expect_no_lock_held(1);
+    EXPECT_TRUE(r->ipc->callers.empty());
+    expect_call_failed(1, c, Error::TimedOut);
+
+    r = server_on_0();
+    c = caller_on(2, 2);
+    Saved saved;
+    EXPECT_EQ(Endpoint::save_reply(received_by(r), saved), Error::None);
+    with_ipc_lock_held_elsewhere([&] {
+        on_cpu(2, [&] {
+            for (int i = 0; i < 2; ++i) sched_at(2).on_timer_tick();
+        });
+    });
+    expect_no_lock_held(2);
+    EXPECT_TRUE(saved.queue.empty());
+    expect_call_failed(2, c, Error::TimedOut);
+}
+
 // Ending a reply wait without the lock that guards it is a kernel bug: the
 // wake asserts it holds the server's home lock.
 TEST_F(SmpIpcTest, AReplyWaitEndedWithoutItsServersHomeLockIsAKernelBug) {
