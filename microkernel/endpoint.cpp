@@ -19,7 +19,7 @@ void deliver_locked(const Message& msg, Thread& self, uint64_t badge, Thread& re
     transfer(msg, *self.ipc, badge, receiver, false);
     receiver.ipc->reply = {};
     ++counters().receives;
-    complete_locked(receiver, Error::None);
+    complete_locked(receiver, nullptr, Error::None);
     sched().set_donate_target_locked(&receiver);
 }
 
@@ -69,7 +69,7 @@ void Endpoint::mark_dead_locked() {
     dead_ = 1;
     for (WaitQueue* q : {&senders_, &receivers_}) {
         while (Thread* t = q->front()) {
-            complete_locked(*t, Error::Destroyed);
+            complete_locked(*t, nullptr, Error::Destroyed);
             ++counters().destroyed_wakeups;
         }
     }
@@ -113,7 +113,7 @@ bool Endpoint::post_notice(Notice* notice) {
     if (Thread* receiver = receivers_.front()) {
         take_notice_locked(*receiver, notice);
         ++counters().receives;
-        complete_locked(*receiver, Error::None);
+        complete_locked(*receiver, nullptr, Error::None);
         // A wake like any other: the poster donates to it when it next
         // yields or blocks (the reaper, right after a death).
         sched().set_donate_target_locked(receiver);
@@ -246,21 +246,34 @@ class ReplyGuard {
     LockGuard guard_;
 };
 
+// A caller homed on another CPU, pinned: with no IPC lock held, it may be
+// killed and destroyed while this CPU's lock is let go for its home's (the
+// gap), or once the locks are gone; the reply still reads it then.
+// Released after the ReplyGuard (the last reference frees). A caller homed
+// here cannot end while this CPU's lock is held: none needed.
+Ref<Thread> pin_if_elsewhere(Thread& caller) {
+    if (caller.cpu == sched().cpu()) return {};
+    return Ref<Thread>::retain(&caller);
+}
+
 }  // namespace
 
 Status Endpoint::reply(ReplyToken token, const Message& msg, Donate donate) {
     if (!msg.fits()) return Error::TooLarge;
+    Ref<Thread> pin;  // released after the guard
     ReplyGuard guard;
     // The caller waits on the callers queue of the thread that received it.
-    Thread* caller = reply_target_locked(token, *sched().current());
+    Thread& self = *sched().current();
+    Thread* caller = reply_target_locked(token, self);
     if (caller == nullptr) {
         ++counters().stale_replies;
         return Error::BadHandle;
     }
+    pin = pin_if_elsewhere(*caller);
     // The reply goes in under this thread's home lock (held), which guards
     // its callers queue, and the caller's, as the wait ends: unless the
     // wait ended while this CPU's lock was let go for the caller's.
-    if (!complete_locked(*caller, Error::None, &msg)) {
+    if (!complete_locked(*caller, &self, Error::None, &msg)) {
         ++counters().stale_replies;
         return Error::BadHandle;
     }
@@ -270,9 +283,11 @@ Status Endpoint::reply(ReplyToken token, const Message& msg, Donate donate) {
 
 Status Endpoint::save_reply(ReplyToken token, SavedWait& saved) {
     MK_ASSERT(saved.caller == nullptr && saved.queue.empty());
+    Ref<Thread> pin;  // released after the guard
     ReplyGuard guard;
     Thread* caller = reply_target_locked(token, *sched().current());
     if (caller == nullptr) return Error::BadHandle;
+    pin = pin_if_elsewhere(*caller);
     // From this thread's callers queue (its home lock, held) to the saved
     // wait's queue, which the caller's home lock guards from now on.
     Scheduler::HomeLock home(sched(), *caller);
@@ -322,9 +337,13 @@ void Endpoint::drop_saved(SavedWait& saved) {
 }
 
 Status Endpoint::reply_drop(ReplyToken token) {
+    Ref<Thread> pin;  // released after the guard
     ReplyGuard guard;
-    Thread* caller = reply_target_locked(token, *sched().current());
-    if (caller == nullptr || !complete_locked(*caller, Error::PeerDied)) return Error::BadHandle;
+    Thread& self = *sched().current();
+    Thread* caller = reply_target_locked(token, self);
+    if (caller == nullptr) return Error::BadHandle;
+    pin = pin_if_elsewhere(*caller);
+    if (!complete_locked(*caller, &self, Error::PeerDied)) return Error::BadHandle;
     ++counters().peer_died_wakeups;
     return Error::None;
 }
@@ -356,17 +375,18 @@ Result<Message> Endpoint::finish_call(Thread& self) {
     return self.ipc->msg;
 }
 
-bool endpoint_detail::complete_locked(Thread& t, Error result, const Message* reply) {
+bool endpoint_detail::complete_locked(Thread& t, const Thread* owner, Error result,
+                                      const Message* reply) {
     // An endpoint's waiter under the endpoint's lock; a reply wait under
     // scheduler locks alone (HomeLocks).
-    MK_ASSERT(t.ipc->op == IpcState::Op::ReplyWait || holds_here(LockLevel::Endpoint));
-    // The wait as the caller found it: a reply wait may end or move while
-    // HomeLocks lets go of this CPU's lock (an endpoint's queue stays as
-    // it is: the endpoint's lock is held).
-    WaitQueue* on = t.waiting_on;
+    MK_ASSERT(owner != nullptr || holds_here(LockLevel::Endpoint));
+    // The wait as the caller found it: a reply wait may have ended before
+    // its guard was held (the server's death reads its callers queue
+    // without it), or while HomeLocks let go of this CPU's lock. An
+    // endpoint's waiter stays as it is: the endpoint's lock is held.
     uint64_t call = t.ipc->call_seq;
-    Scheduler::HomeLocks homes(sched(), t, reply_wait_owner(t));
-    if (homes.gapped() && (t.waiting_on != on || t.ipc->call_seq != call)) [[unlikely]]
+    Scheduler::HomeLocks homes(sched(), t, owner);
+    if (reply_wait_owner(t) != owner || t.ipc->call_seq != call) [[unlikely]]
         return false;
     complete_at_home_locked(t, result, reply);
     return true;
@@ -404,9 +424,17 @@ void ipc_abort_locked(Thread& thread, WakeReason reason) {
 void ipc_release_thread_locked(Thread& thread) {
     MK_ASSERT(holds_here(LockLevel::Endpoint));
     while (Thread* caller = thread.ipc->callers.front()) {
-        if (complete_locked(*caller, Error::PeerDied)) ++counters().peer_died_wakeups;
+        if (complete_locked(*caller, &thread, Error::PeerDied)) {
+            ++counters().peer_died_wakeups;
+        } else {
+            // Its wait ended before its locks were held (a timeout): it
+            // left the queue. Still first, it would be a kernel bug.
+            MK_ASSERT(thread.ipc->callers.front() != caller);
+        }
     }
-    thread.ipc->op = IpcState::Op::None;
+    // A thread that still waits keeps its operation: only the host tests
+    // release a live thread's callers (a dying one waits on nothing).
+    if (thread.waiting_on == nullptr) thread.ipc->op = IpcState::Op::None;
 }
 
 }  // namespace mk

@@ -264,13 +264,14 @@ class Endpoint : public KObject {
 // holds): its caller waits on `queue`, which the caller's own home lock
 // guards (reply_wait_owner). `token` and `caller` are written once, by
 // Endpoint::save_reply (or the syscall fast path's ReplySave), before
-// anything else can reach this; `caller` holds a reference, so an answer
-// or a drop can read the caller's home and take that lock alone, then
-// re-check that the caller still waits here for the token's call: the
-// caller may have timed out, died or called again meanwhile
-// (docs/locking.md, "Saved replies"). The reference is dropped with no
-// lock held (unpin), or under locks only when it is not the last
-// (release_if_not_last: the fast path's Reply).
+// anything else can reach this; the fast path's Reply, which keeps the
+// object for reuse once no handle names it, clears `caller`. `caller`
+// holds a reference, so an answer or a drop can read the caller's home
+// and take that lock alone, then re-check that the caller still waits
+// here for the token's call: it may have timed out, died or called again
+// meanwhile (docs/locking.md, "Saved replies"). The reference is dropped
+// with no lock held (unpin), or under locks only where it cannot be the
+// last (release_not_last: the fast path's Reply, whose caller waits).
 struct SavedWait {
     WaitQueue queue;
     ReplyToken token;

@@ -111,9 +111,12 @@ inline Thread* reply_target_locked(ReplyToken token, Thread& replier) {
 // of line (endpoint.cpp): the general path's round trip never ends a wait
 // this way, and the locks' scope would cost it registers where it is
 // inlined.
-// False, and nothing done, for a reply wait that ended or moved while this
-// CPU's lock was let go for another's (HomeLocks::gapped).
-[[gnu::noinline]] bool complete_locked(Thread& t, Error result, const Message* reply = nullptr);
+// `owner`: the thread whose callers queue t was found on (reply_wait_owner),
+// null for a wait on an endpoint's queue. False, and nothing done, for a
+// reply wait that is no longer that one (timed out, killed, answered)
+// once the locks are held.
+[[gnu::noinline]] bool complete_locked(Thread& t, const Thread* owner, Error result,
+                                       const Message* reply = nullptr);
 // The same with those locks held already.
 void complete_at_home_locked(Thread& t, Error result, const Message* reply = nullptr);
 
@@ -136,7 +139,7 @@ inline Received take_from_sender_locked(Thread& self, Thread& sender, WaitQueue&
         self.ipc->callers.push_back(sender);
         sched().assert_reply_wait_guarded(sender);
     } else {
-        complete_locked(sender, Error::None);
+        complete_locked(sender, nullptr, Error::None);
     }
     self.ipc->reply = r.reply;
     ++counters().receives;

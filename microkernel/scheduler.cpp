@@ -663,9 +663,11 @@ bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {
 }
 
 bool Scheduler::wake_with_home_locks_locked(Thread& thread, WakeReason reason) {
+    bool gapped = false;  // in any round
     for (;;) {
         Thread* owner = reply_wait_owner(thread);
         HomeLocks homes(*this, thread, owner);
+        gapped |= homes.gapped();
         // The wait may have changed before its locks were all held: saved
         // or answered by a thread of another CPU (replies take no IPC
         // lock), or taken onto a receiver's callers queue while this
@@ -674,7 +676,7 @@ bool Scheduler::wake_with_home_locks_locked(Thread& thread, WakeReason reason) {
             continue;
         // A timeout, once this CPU's lock was let go: the wait may have
         // ended, and another begun (not due).
-        if (homes.gapped() && reason == WakeReason::TimedOut && !timeout_still_due_locked(thread))
+        if (gapped && reason == WakeReason::TimedOut && !timeout_still_due_locked(thread))
             [[unlikely]]
             return false;
         return wake_at_home_locked(thread, reason);
@@ -947,7 +949,15 @@ bool Scheduler::expire_reply_timeouts_locked() {
         // a receive another CPU's send is completing right now, under the
         // IPC lock and not this CPU's) is the IPC lock's to end.
         if (t.ipc->op != IpcState::Op::ReplyWait) return true;
-        wake_locked(t, WakeReason::TimedOut);
+        // And only a wait this CPU's lock guards too (a server homed here,
+        // or the caller's own saved reply): with no second lock there is
+        // no gap, in which the server or the caller could end and be
+        // freed (nothing pins them here; the IPC lock keeps that out of
+        // the second pass). A server's home read here is its home for
+        // good while this lock is held.
+        Thread* owner = reply_wait_owner(t);
+        if (owner != nullptr && owner != &t && owner->cpu != cpu_) return true;
+        wake_at_home_locked(t, WakeReason::TimedOut);
     }
     return false;
 }

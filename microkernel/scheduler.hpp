@@ -35,7 +35,8 @@ namespace mk {
 
 // The IPC lock (LockLevel::Endpoint, docs/locking.md): every endpoint's
 // queues, notices and state, and every thread's IPC state (Thread::ipc, and
-// Thread::waiting_on while the thread waits in an IPC operation). One for
+// Thread::waiting_on while the thread waits in an IPC operation) but for a
+// reply wait, which scheduler locks guard (docs/locking.md). One for
 // all endpoints, until each has its own. Taken before the scheduler lock; a
 // switch lets go of it (Scheduler::enter_switch_locked): a thread that
 // blocks in an IPC operation is linked on its wait queue and Blocked by
@@ -296,15 +297,14 @@ class Scheduler {
     // scheduler lock (LockLevel::SchedulerOther). Two scheduler locks are
     // held in CPU index order, the lower taken first, so no two CPUs wait
     // for each other's: for a lower CPU, this CPU's lock is let go and
-    // taken again after it. That needs the IPC lock held, with this CPU's
-    // scheduler lock and nothing above it: then nobody else can take this
-    // CPU's lock in that gap to change what it guards (another CPU takes it
-    // only as its second, under the IPC lock), and a thread's home
-    // (Thread::cpu), which changes only under the IPC lock and its home's
-    // lock, stays put while this is held. Nothing a caller has made
-    // visible before it may depend on this CPU's lock being held
-    // throughout (bury_locked pushes a zombie only once it is past the
-    // gap: docs/locking.md, "What is left").
+    // taken again after it. That needs this CPU's scheduler lock held and
+    // nothing above it (the IPC lock before it, or not: a reply). Another
+    // CPU may take this CPU's lock in that gap (a reply, which takes no IPC
+    // lock) and change what it guards, and a thread's home (Thread::cpu)
+    // changes under its home's lock. Nothing a caller has made visible
+    // before it may depend on this CPU's lock being held throughout
+    // (bury_locked pushes a zombie only once it is past the gap:
+    // docs/locking.md, "The gap in HomeLock").
     //
     // For a thread, the home read before its lock is taken is read again
     // after, and followed if the thread moved meanwhile. gapped() says
@@ -343,7 +343,7 @@ class Scheduler {
     // held, the third at LockLevel::SchedulerThird). What the end of a
     // reply wait needs: the home lock of the caller and of the thread
     // whose lock guards the wait (reply_wait_owner). All in CPU index
-    // order, as HomeLock, with the IPC lock held.
+    // order, as HomeLock, with this CPU's lock and nothing above it held.
     class HomeLocks {
       public:
         // Inline, the common case (every home this CPU) first: each IPC

@@ -340,7 +340,9 @@ inline constexpr size_t kThreadIpcStateOffset =
 // points waiting_on at the Reply's queue (save_reply, the fast path's
 // ReplySave): whoever sees that queue sees the wait as saved. The servers
 // named stay alive meanwhile: a thread's death fails its callers under
-// the IPC lock, which every such early reader holds.
+// the IPC lock, which every such early reader holds (the tick's first pass
+// instead holds t's home lock, without which no caller of a dying server
+// is failed, and takes no second lock: no gap).
 inline Thread* reply_wait_owner(Thread& t) {
     IpcState& ipc = *t.ipc;
     WaitQueue* on = __atomic_load_n(&t.waiting_on, __ATOMIC_ACQUIRE);

@@ -385,13 +385,17 @@ TEST_F(SmpIpcTest, ASavedReplyTakesNoIpcLock) {
     expect_call_failed(2, c, Error::PeerDied);
 }
 
-// A reply wait times out at its caller's home tick under scheduler locks
-// alone (the caller's and the server's), with the IPC lock held elsewhere;
-// so does a saved one (the caller's lock alone).
+// A reply wait whose guard is the caller's home lock too (a server homed
+// on the same CPU, or a saved reply) times out at its caller's tick under
+// that lock alone, with the IPC lock held elsewhere. (One guarded by
+// another CPU's lock waits for the tick's second pass, under the IPC lock,
+// which keeps the server and the caller from ending meanwhile.)
 TEST_F(SmpIpcTest, AReplyWaitTimesOutWithoutTheIpcLock) {
-    Thread* r = server_on_0();
+    (void)running_on(2, "busy");  // no idle CPU: the tick does not balance
+    Thread* r = running_on(1, "server");
+    on_cpu(1, [&] { EXPECT_EQ(ep_->recv().error(), Error::WouldBlock); });
     Thread* c = caller_on(1, 2);
-    (void)received_by(r);
+    EXPECT_EQ(c->waiting_on, &r->ipc->callers);
     with_ipc_lock_held_elsewhere([&] {
         on_cpu(1, [&] {
             for (int i = 0; i < 2; ++i) sched1().on_timer_tick();
@@ -400,9 +404,12 @@ TEST_F(SmpIpcTest, AReplyWaitTimesOutWithoutTheIpcLock) {
     expect_no_lock_held(1);
     EXPECT_TRUE(r->ipc->callers.empty());
     expect_call_failed(1, c, Error::TimedOut);
+}
 
-    r = server_on_0();
-    c = caller_on(2, 2);
+TEST_F(SmpIpcTest, ASavedReplyWaitTimesOutWithoutTheIpcLock) {
+    (void)running_on(1, "busy");  // no idle CPU: the tick does not balance
+    Thread* r = server_on_0();
+    Thread* c = caller_on(2, 2);
     Saved saved;
     EXPECT_EQ(Endpoint::save_reply(received_by(r), saved), Error::None);
     with_ipc_lock_held_elsewhere([&] {
@@ -629,6 +636,27 @@ TEST_F(SmpGapTest, AReplyWhoseCallerTimesOutInTheGapIsStale) {
     expect_no_lock_held(2);
     expect_call_failed(1, c, Error::TimedOut);
     on_cpu(2, [&] { EXPECT_EQ(Endpoint::reply(token, msg(9)), Error::BadHandle); });
+}
+
+// A reply holds no IPC lock, so in its gap another CPU may kill the caller
+// and destroy it: the reply pins a caller of another CPU first, finds it
+// no longer waiting, and lets it go after its locks (ASan: no use after
+// free).
+TEST_F(SmpGapTest, AReplyWhoseCallerIsDestroyedInTheGapIsStale) {
+    Thread* r = server_on(2);
+    Thread* c = caller_on(1);
+    ReplyToken token = received_on(2, r);
+    in_next_gap([&](Scheduler&) {
+        as_cpu(0, [&] {
+            sched_at(0).kill(*c);
+            std::erase(threads_, c);  // the test ends it, not the fixture
+            Thread::destroy(c);
+        });
+    });
+    on_cpu(2, [&] { EXPECT_EQ(Endpoint::reply(token, msg(9)), Error::BadHandle); });
+    EXPECT_TRUE(gap_taken());
+    expect_no_lock_held(2);
+    EXPECT_TRUE(r->ipc->callers.empty());
 }
 
 // A caller of CPU 2 waiting on a server of CPU 1 times out at its home
