@@ -307,7 +307,7 @@ void provoke_failure(const char* which, size_t length) {
         Result<Thread*> t = Thread::create("overflow", overflow_entry, nullptr);
         MK_ASSERT(t.ok());
         {
-            IpcGuard guard;
+            LockGuard guard(this_cpu().scheduler.lock());
             Scheduler::set_home_locked(*t.value(), cpu_count() - 1);
         }
         MK_ASSERT(this_cpu().scheduler.start(*t.value()) == Error::None);

@@ -281,9 +281,13 @@ void Process::unmap_locked(uint64_t virt, size_t pages, Unmapped& out) {
 }
 
 Status Process::set_ipc_buffer(Thread& thread, uint64_t at) {
+    // The thread sets its own (the syscall), so no transfer into or out of
+    // its buffer runs meanwhile: those run while it waits in an IPC
+    // operation, or in its own. The address-space lock keeps unmap() from
+    // reading the registration half written.
+    MK_ASSERT(thread.process == this);
     LockGuard guard(space_lock_);
     if (at == 0) {
-        LockGuard ipc_guard(g_ipc_lock);
         thread.ipc->buffer = thread.ipc->local_buffer;
         thread.ipc->user_buffer = 0;
         return Error::None;
@@ -292,8 +296,6 @@ Status Process::set_ipc_buffer(Thread& thread, uint64_t at) {
     if (root_ == 0) return Error::BadState;
     Result<uint64_t> frame = Cpu::user_frame(root_, at, true);
     if (!frame) return frame.error();
-    // Under the IPC lock: transfers read these fields under it.
-    LockGuard ipc_guard(g_ipc_lock);
     thread.ipc->buffer = static_cast<unsigned char*>(Cpu::frame_to_kernel(frame.value()));
     thread.ipc->user_buffer = at;
     return Error::None;
@@ -363,7 +365,8 @@ Result<Thread*> Process::create_thread(const char* name, uint64_t rip, uint64_t 
     Status refused = Error::None;
     {
         LockGuard list(threads_lock_);
-        IpcGuard guard;  // the placement's look at each CPU's load
+        // The placement's look at each CPU's load (HomeLock).
+        LockGuard sched(this_cpu().scheduler.lock());
         if (exiting_) {
             refused = Error::BadState;
         } else if (threads_.size() >= kMaxThreads) {

@@ -148,8 +148,8 @@ class Process : public KObject {
     uint64_t root_ = 0;
     TlbSpace tlb_;  // its threads' contexts point at it (Cpu::Context)
     // Lock order: after the handle tables, before the threads lock (which
-    // unmap() takes inside it to read the threads' IPC buffer pages) and
-    // the IPC lock (set_ipc_buffer() writes them under both).
+    // unmap() takes inside it to read the threads' IPC buffer pages, which
+    // set_ipc_buffer() writes under this lock).
     mutable SpinLock space_lock_{LockLevel::AddressSpace};
     // --- Guarded by space_lock_ ---
     size_t mapped_pages_ = 0;

@@ -109,17 +109,17 @@ bool Scheduler::lock_others_in_order(Scheduler& first, Scheduler* second) {
     // wait for it to be off this CPU with its lock held (move_locked).
     MK_ASSERT(!current_->switching_out);
     // This CPU's scheduler lock (after the IPC lock, or without it: a
-    // reply), nothing above it.
+    // reply, a move, a placement), nothing above it.
     uint64_t held = Cpu::held_locks();
     MK_ASSERT((held >> unsigned(LockLevel::Scheduler)) == 1 || Cpu::this_cpu() == nullptr);
     Cpu::set_held_locks(held | HeldLocks::bit(LockLevel::SchedulerOther) |
                         (second != nullptr ? HeldLocks::bit(LockLevel::SchedulerThird) : 0));
     // Scheduler locks are held in CPU index order, the lower first
     // (interrupts are off: this CPU's lock is held). For a lower CPU this
-    // one's lets go first and is taken again in its place. Nobody can use
-    // the gap: another CPU takes this one's lock only as one of several,
-    // which needs the IPC lock, held here (or to read the counters,
-    // holding nothing else).
+    // one's lets go first and is taken again in its place. Index order
+    // alone keeps two CPUs from waiting for each other. Another CPU may
+    // take this one's lock in the gap (a reply, a move, a wake): the
+    // caller checks again what it read before (gapped()).
     if (first.cpu_ > cpu_) {
         first.lock_.lock_raw();
         if (second != nullptr) second->lock_.lock_raw();
@@ -214,7 +214,7 @@ void Scheduler::place_locked(Thread& thread, uint32_t mask, uint32_t prefer) {
 }
 
 Result<uint32_t> Scheduler::set_affinity(Thread& thread, uint32_t mask) {
-    IpcGuard guard;  // a move takes the new home's lock
+    LockGuard guard(lock_);  // a move takes the new home's lock too (HomeLock)
     return set_affinity_locked(thread, mask);
 }
 
@@ -284,17 +284,22 @@ void Scheduler::do_moves_locked() {
     // The running thread last: once it is queued on its new home
     // (switching_out), that CPU may spin on it with its lock held until
     // this one switches away, so no other CPU's lock may be taken here
-    // after it (HomeLock asserts as much).
-    Thread* self = nullptr;
-    for (auto it = moves_.begin(); it != moves_.end();) {
-        Thread& t = *it++;  // a move unlinks it
-        if (&t == current_) {
-            self = &t;
-        } else if (movable_locked(t)) {
-            move_locked(t, t.move_to);
+    // after it (HomeLock asserts as much). The list is looked at afresh
+    // after each move: in a move's gap (a lower CPU's lock taken) another
+    // CPU may kill a thread on it (which unlinks it) or ask a move.
+    for (;;) {
+        Thread* t = nullptr;
+        for (Thread& c : moves_) {
+            if (&c != current_ && movable_locked(c)) {
+                t = &c;
+                break;
+            }
         }
+        if (t == nullptr) break;
+        move_locked(*t, t->move_to);  // unlinks it, or leaves it not movable
     }
-    if (self != nullptr && movable_locked(*self)) move_locked(*self, self->move_to);
+    if (current_->move_hook.is_linked() && movable_locked(*current_))
+        move_locked(*current_, current_->move_to);
 }
 
 void Scheduler::drop_move_locked(Thread& thread) {
@@ -305,16 +310,21 @@ void Scheduler::drop_move_locked(Thread& thread) {
 void Scheduler::move_locked(Thread& thread, uint32_t dest) {
     MK_ASSERT(thread.cpu == cpu_ && &thread != idle_ && cpu_online(dest));
     MK_ASSERT(movable_locked(thread) || thread.state == ThreadState::Dead);
-    MK_ASSERT(holds_here(LockLevel::Endpoint));  // Thread::cpu changes under it
     drop_move_locked(thread);
     if (dest == cpu_ || thread.state == ThreadState::Dead) return;
     if (donate_target_ == &thread) donate_target_ = nullptr;
+    // Thread::cpu changes with both homes' locks held: this CPU's and the
+    // new one's, in index order (no IPC lock).
     HomeLock to(*this, cpu_at(dest).scheduler);
     if (to.gapped()) [[unlikely]] {
-        // A wake or a kill from another CPU while this CPU's lock was let
-        // go: a thread that died stays; one no longer movable waits on the
-        // move list.
-        if (thread.state == ThreadState::Dead) return;
+        // Another CPU took this CPU's lock while it was let go: a thread
+        // that died (a kill) stays; one for which a new move was asked
+        // (set_affinity) waits for that one, on the move list already; one
+        // whose mask no longer allows `dest` stays; one no longer movable
+        // (a wake keeps a thread movable, but insurance) waits on the list.
+        if (thread.state == ThreadState::Dead || thread.move_to != Thread::kNoMove ||
+            (thread.affinity & (1u << dest)) == 0)
+            return;
         if (!movable_locked(thread)) {
             thread.move_to = dest;
             moves_.push_back(thread);
@@ -428,8 +438,8 @@ size_t Scheduler::ready_count() {
 }
 
 Status Scheduler::start(Thread& thread) {
-    IpcGuard guard;  // it may be homed on another CPU
-    HomeLock home(*this, thread);
+    LockGuard guard(lock_);
+    HomeLock home(*this, thread);  // it may be homed on another CPU
     // Dead: killed (or destroyed) before it ever ran. Anything else: started already.
     if (thread.state != ThreadState::Created) return Error::BadState;
     thread.state = ThreadState::Ready;
@@ -534,7 +544,7 @@ void Scheduler::bury_locked(Thread& thread) {
     // held: for a lower CPU, HomeLock lets go of this CPU's lock for a
     // moment, and a reaper that found this thread then could take this
     // CPU's lock in that gap and free the stack this CPU still runs on
-    // (today the IPC lock, held here, keeps it out anyway).
+    // (Thread::destroy takes no IPC lock).
     HomeLock home(*this, *reaper_);
     {
         LockGuard guard(zombies_lock_);
@@ -898,8 +908,8 @@ void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
     need_resched_ = false;
     if (&next == &prev) return;
     // A thread that moves away (move_locked: switched_from_) is its new
-    // home's already, which may move it on (under the IPC lock, released
-    // by now): of it, this reads only what nobody else writes until its
+    // home's already, which may move it on (under its lock and the next
+    // home's): of it, this reads only what nobody else writes until its
     // switching_out is clear.
     bool moving = switched_from_ == &prev;
     if (!moving) prev.stack_holds_no_cpu = boundary;
@@ -966,26 +976,26 @@ void Scheduler::on_timer_tick() {
     {
         LockGuard guard(lock_);
         ++counters_.ticks;
-        // Reply waits end here, under scheduler locks alone (the wait's
-        // guard taken as a second lock, in index order); any other wait
+        // Reply waits this CPU's lock guards end here; any other wait
         // needs the IPC lock.
         bool other_wait_due = timeout_due_locked() && expire_reply_timeouts_locked();
-        if (!other_wait_due && !balance_wanted_locked()) [[likely]] {
-            end_tick_locked(false);
+        if (!other_wait_due) [[likely]] {
+            end_tick_locked();
             return;
         }
     }
-    // A wait is due, or a thread may move to an idle CPU: again with the
-    // IPC lock, taken first (the lock order). Whatever happened in between,
-    // the set says what is still due.
+    // Again with the IPC lock, taken first (the lock order). Whatever
+    // happened in between, the set says what is still due.
     IpcGuard guard;
     expire_timeouts_locked();
-    end_tick_locked(true);
+    end_tick_locked();
 }
 
-void Scheduler::end_tick_locked(bool ipc_held) {
+void Scheduler::end_tick_locked() {
     if (current_ == idle_) return;
-    if (ipc_held && !ready_.empty()) balance_locked();
+    // A move takes scheduler locks alone (HomeLock): no IPC lock needed.
+    if (balance_wanted_locked()) [[unlikely]]
+        balance_locked();
     if (quantum_left_ > 0) --quantum_left_;
     if (quantum_left_ == 0) {
         if (!any_ready_locked()) {
@@ -998,18 +1008,12 @@ void Scheduler::end_tick_locked(bool ipc_held) {
 
 void Scheduler::preempt_if_needed(bool from_user) {
     bool irq_was_enabled = lock_.lock();
-    if (!moves_.empty()) [[unlikely]] {
-        // The moves asked of this CPU (set_affinity_locked), which an
-        // interrupt from another CPU may have come for: with the IPC lock,
-        // taken first (a move takes the new home's lock).
-        lock_.unlock(irq_was_enabled);
-        IpcGuard guard;
-        at_boundary_ = from_user;
-        do_moves_locked();
-        preempt_locked();
-        return;
-    }
     at_boundary_ = from_user;
+    // The moves asked of this CPU (set_affinity_locked), which an interrupt
+    // from another CPU may have come for (a move takes the new home's lock
+    // too: HomeLock).
+    if (!moves_.empty()) [[unlikely]]
+        do_moves_locked();
     preempt_locked();
     // Switched away at the user boundary, this thread may be back on
     // another CPU (it moved): that CPU's lock was handed over.
@@ -1031,11 +1035,14 @@ void Scheduler::at_user_boundary() {
     // A look without the lock first (a move is rare): another CPU asks one
     // under this CPU's lock, and the look is redone under it.
     if (__atomic_load_n(&self.move_to, __ATOMIC_RELAXED) == Thread::kNoMove) return;
-    IpcGuard guard;  // a move takes the new home's lock; released on the new home
-    if (self.move_to == Thread::kNoMove) return;
-    at_boundary_ = true;
-    move_locked(self, self.move_to);
-    schedule_locked(false);  // back on its new CPU; its switch cleared at_boundary_
+    bool irq_was_enabled = lock_.lock();  // a move takes the new home's lock too (HomeLock)
+    if (self.move_to != Thread::kNoMove) {
+        at_boundary_ = true;
+        move_locked(self, self.move_to);
+        schedule_locked(false);  // its switch cleared at_boundary_
+    }
+    // Back on its new CPU, whose lock was handed over.
+    this_cpu().scheduler.lock_.unlock(irq_was_enabled);
 }
 
 void Scheduler::on_notify() {

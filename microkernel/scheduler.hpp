@@ -98,13 +98,13 @@ class Scheduler {
     static bool donation_enabled() { return donation_enabled_; }
 
     // Homes a Created `thread` on `cpu` (a CPU in the CPU table), its only
-    // CPU (affinity). With the IPC lock and this CPU's lock held (IpcGuard).
+    // CPU (affinity). With this CPU's scheduler lock held.
     static void set_home_locked(Thread& thread, uint32_t cpu);
     // Places a Created `thread`: it may run on the CPUs of `mask` (in the
     // CPU table, at least one), and is homed on the least loaded of them
-    // (load_locked), `prefer` when it is one of those. With the IPC lock
-    // and this CPU's lock held (IpcGuard): it reads each CPU's load under
-    // that CPU's lock.
+    // (load_locked), `prefer` when it is one of those. With this CPU's
+    // scheduler lock held: it reads each CPU's load under that CPU's lock
+    // (HomeLock).
     static void place_locked(Thread& thread, uint32_t mask, uint32_t prefer);
     // The CPUs in the CPU table, a bit each.
     static uint32_t online_mask();
@@ -472,9 +472,8 @@ class Scheduler {
     // under the IPC lock and its own scheduler lock, not this one).
     void expire_timeouts_locked();
     // The rest of a tick, once its timeouts are done (the woken threads
-    // queued): balancing (with the IPC lock held, `ipc_held`) and the
-    // quantum.
-    void end_tick_locked(bool ipc_held);
+    // queued): balancing and the quantum.
+    void end_tick_locked();
     // A Blocked thread's wait ends (wake_locked and wake_and_block_locked):
     // off its wait queue and the timeout set, `reason` recorded, an IPC wait
     // no partner completed aborted. Its state is the caller's to set.
@@ -493,7 +492,9 @@ class Scheduler {
     // leaves the move on this CPU's move list until it is.
     void request_move_locked(Thread& thread, uint32_t dest);
     // Moves `thread`, homed on this CPU (not its idle thread) and movable,
-    // to CPU `dest`, with the IPC lock held (it takes dest's lock: HomeLock):
+    // to CPU `dest`, with this CPU's lock held and nothing above it (it
+    // takes dest's lock: HomeLock; after its gap it moves only a thread
+    // still alive, movable, allowed on `dest` and asked no other move):
     // its timeout with it, what this CPU keeps loaded for it saved
     // (Cpu::unload_context), queued there if Ready. The running thread is
     // queued there at once, Ready, but runs there only once this CPU has
@@ -506,7 +507,7 @@ class Scheduler {
     static void drop_move_locked(Thread& thread);
     // The least loaded CPU of `mask` (online CPUs, at least one): `prefer`
     // among equals, else the lowest index. Each load is read under its
-    // CPU's lock, one at a time (HomeLock: the IPC lock is held).
+    // CPU's lock, one at a time (HomeLock, with this CPU's held).
     static uint32_t least_loaded_locked(uint32_t mask, uint32_t prefer);
     // The balancing rule, at a tick of a CPU with threads waiting in its
     // ready queue: the first of them allowed on an idle CPU moves there.

@@ -36,7 +36,7 @@ enum class LockLevel : uint8_t {
     Scheduler = 20,
     // Another CPU's Scheduler::lock_, held with this CPU's and nothing
     // above it (Scheduler::HomeLock, HomeLocks), the IPC lock before them
-    // or not (a reply takes none). The two are taken in CPU index order,
+    // or not (a reply, a move, a placement and a start take none). The two are taken in CPU index order,
     // the lower first (for a lower CPU, this CPU's is let go and taken
     // again after it, and what was read before is checked again after),
     // so no two CPUs wait for each other's.

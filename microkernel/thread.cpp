@@ -119,7 +119,8 @@ Result<Thread*> Thread::adopt_boot_thread(const char* name) {
 void Thread::destroy(Thread* thread) {
     if (thread == nullptr) return;
     {
-        IpcGuard guard;  // its state; another CPU's scheduler lock
+        // Its state; its CPU's lock as a second one (wait_off_cpu_locked).
+        LockGuard guard(this_cpu().scheduler.lock());
         MK_ASSERT(thread->state == ThreadState::Dead || thread->state == ThreadState::Created);
         // A thread that ran may have ended on another CPU a moment ago
         // (its creator or the reaper saw it Dead): that CPU is off its

@@ -67,7 +67,7 @@ class SmpFixture : public SchedFixture {
     // A thread created on CPU 0 and homed on CPU `index`, not started.
     Thread* create_on(uint32_t index, const char* name) {
         Thread* t = create(name);
-        IpcGuard guard;  // placement reads each CPU's load under its lock
+        LockGuard guard(sched().lock());  // placement reads each CPU's load under its lock
         Scheduler::set_home_locked(*t, index);
         return t;
     }

@@ -385,6 +385,38 @@ TEST_F(SmpIpcTest, ASavedReplyTakesNoIpcLock) {
     expect_call_failed(2, c, Error::PeerDied);
 }
 
+// Placement, starts, moves and the balancing rule take scheduler locks
+// alone, in CPU index order (HomeLock): each is done with the IPC lock
+// held elsewhere.
+TEST_F(SmpIpcTest, MovesPlacementAndStartsTakeNoIpcLock) {
+    with_ipc_lock_held_elsewhere([&] {
+        // Placed and started from CPU 0 on CPU 2.
+        Thread* t = create_on(2, "placed");
+        EXPECT_EQ(sched().start(*t), Error::None);
+        EXPECT_EQ(sched_at(2).ready_count(), 1u);
+        // Moved by its home to a lower CPU (a gap), Ready.
+        on_cpu(2, [&] { EXPECT_EQ(sched_at(2).set_affinity(*t, 0b001).value(), 0u); });
+        EXPECT_EQ(t->cpu, 0u);
+        EXPECT_EQ(sched().ready_count(), 1u);
+        // Balanced to an idle CPU at CPU 0's tick.
+        EXPECT_EQ(sched().set_affinity(*t, 0b111).value(), 0u);
+        sched().on_timer_tick();
+        EXPECT_EQ(t->cpu, 1u);
+        EXPECT_EQ(sched().counters().balanced, 1u);
+        // Running on CPU 1, it moves itself at its user boundary, asked
+        // from CPU 0 (a move done at CPU 1's interrupt).
+        on_cpu(1, [&] { sched1().preempt_if_needed(); });
+        ASSERT_EQ(sched1().current(), t);
+        EXPECT_EQ(sched().set_affinity(*t, 0b100).value(), 2u);
+        on_cpu(1, [&] { sched1().at_user_boundary(); });
+        EXPECT_EQ(t->cpu, 2u);
+        EXPECT_EQ(sched_at(2).ready_count(), 1u);
+        on_cpu(2, [&] { sched_at(2).preempt_if_needed(); });
+        EXPECT_EQ(sched_at(2).current(), t);
+    });
+    for (uint32_t cpu = 0; cpu < 3; ++cpu) expect_no_lock_held(cpu);
+}
+
 // A reply wait whose guard is the caller's home lock too (a server homed
 // on the same CPU, or a saved reply) times out at its caller's tick under
 // that lock alone, with the IPC lock held elsewhere. (One guarded by
@@ -711,6 +743,76 @@ TEST_F(SmpGapTest, AWakeWhoseWaitMovedInTheGapStartsOver) {
     expect_no_lock_held(2);
     EXPECT_TRUE(r->ipc->callers.empty());
     expect_call_failed(1, c, Error::Interrupted);
+}
+
+// A move to a lower CPU lets go of its own lock (the gap), where another
+// CPU may ask the thread another move: the first move leaves it for that
+// one, which its home does next.
+TEST_F(SmpGapTest, AMoveAskedAnotherInTheGapLeavesItForThatOne) {
+    WaitQueue q;
+    Thread* t = blocked_on(1, "t", q);
+    t->context.gave_stack_up = true;                         // blocked at its frame: movable
+    EXPECT_EQ(sched().set_affinity(*t, 0b001).value(), 0u);  // asked of CPU 1
+    in_next_gap([&](Scheduler&) {
+        as_cpu(2, [&] { EXPECT_EQ(sched_at(2).set_affinity(*t, 0b101).value(), 2u); });
+    });
+    on_cpu(1, [&] { sched1().preempt_if_needed(); });  // its interrupt: the moves
+    EXPECT_TRUE(gap_taken());
+    expect_no_lock_held(1);
+    EXPECT_EQ(t->cpu, 2u);  // not to CPU 0
+    EXPECT_EQ(t->move_to, Thread::kNoMove);
+    EXPECT_FALSE(t->move_hook.is_linked());
+    EXPECT_EQ(sched1().counters().moves, 1u);
+    EXPECT_TRUE(sched().wake(*t));
+    EXPECT_EQ(sched_at(2).ready_count(), 1u);
+}
+
+// A mask narrowed in the gap so that it no longer allows the move's
+// destination: the thread stays where it is, which the mask allows.
+TEST_F(SmpGapTest, AMoveWhoseDestinationTheGapDisallowedStays) {
+    WaitQueue q;
+    Thread* t = blocked_on(1, "t", q);
+    t->context.gave_stack_up = true;
+    EXPECT_EQ(sched().set_affinity(*t, 0b001).value(), 0u);
+    in_next_gap([&](Scheduler&) {
+        as_cpu(2, [&] { EXPECT_EQ(sched_at(2).set_affinity(*t, 0b110).value(), 1u); });
+    });
+    on_cpu(1, [&] { sched1().preempt_if_needed(); });
+    EXPECT_TRUE(gap_taken());
+    EXPECT_EQ(t->cpu, 1u);
+    EXPECT_EQ(t->move_to, Thread::kNoMove);
+    EXPECT_FALSE(t->move_hook.is_linked());
+    EXPECT_EQ(sched1().counters().moves, 0u);
+    EXPECT_TRUE(sched().wake(*t));
+    EXPECT_EQ(sched1().ready_count(), 1u);
+}
+
+// The moves asked of a CPU are done at its interrupt, one after another;
+// a kill from another CPU in one move's gap takes the next thread off the
+// move list, and the list is looked at afresh: the dead one stays, the
+// others move.
+TEST_F(SmpGapTest, AKillInAMovesGapTakesTheNextOffTheMoveList) {
+    WaitQueue q;
+    Thread* a = blocked_on(1, "a", q);
+    Thread* b = blocked_on(1, "b", q);
+    Thread* c = blocked_on(1, "c", q);
+    for (Thread* t : {a, b, c}) {
+        t->context.gave_stack_up = true;
+        EXPECT_EQ(sched().set_affinity(*t, 0b001).value(), 0u);  // asked of CPU 1
+        EXPECT_EQ(t->cpu, 1u);
+    }
+    in_next_gap([&](Scheduler&) { as_cpu(2, [&] { sched_at(2).kill(*b); }); });
+    on_cpu(1, [&] { sched1().preempt_if_needed(); });  // its interrupt
+    EXPECT_TRUE(gap_taken());
+    expect_no_lock_held(1);
+    EXPECT_EQ(a->cpu, 0u);
+    EXPECT_EQ(b->state, ThreadState::Dead);
+    EXPECT_EQ(b->cpu, 1u);
+    EXPECT_FALSE(b->move_hook.is_linked());
+    EXPECT_EQ(c->cpu, 0u);
+    EXPECT_EQ(sched1().counters().moves, 2u);
+    EXPECT_TRUE(sched().wake(*a));
+    EXPECT_TRUE(sched().wake(*c));
 }
 
 }  // namespace
