@@ -3,7 +3,8 @@
 # one CPU (ipc_rendezvous.pml, prepare_block.pml) and two (smp_wake.pml; split_locks.pml:
 # the IPC lock and one scheduler lock per CPU, a cross-CPU wake, kill or move taking the
 # other CPU's scheduler lock as a second one under the IPC lock; -DMOVE: a move of a
-# Ready, Blocked or running thread to the other CPU, switching_out; endpoint_locks.pml:
+# Ready, Blocked or running thread to the other CPU, switching_out; -DMOVE_WITHOUT_E: the
+# move without the IPC lock, two scheduler locks in index order; endpoint_locks.pml:
 # the design (v2) of a lock per endpoint, a server's callers queue and its callers'
 # reply waits under the server's home scheduler lock (the same-CPU fast path takes
 # EP[e] and one scheduler lock), two scheduler locks in CPU index order, pinned wait
@@ -96,6 +97,11 @@ runs=(
   "split_second_s_without_e;pass;$sl;-DKILL -DSECOND_S_WITHOUT_E;safety;;split_locks: the tick, S0 held without E, takes S1: the index order alone keeps the CPUs from waiting for each other"
   "split_neg_s_against_order;fail;$sl;-DKILL -DSECOND_S_WITHOUT_E -DBUG_S_AGAINST_ORDER;safety;assertion violated \(+elk==0\)|invalid end state;split_locks negative control BUG_S_AGAINST_ORDER: the call, E and S1 held, takes S0 without letting go of S1, while the tick holds S0 and takes S1 without E (deadlock)"
   "split_neg_move_takes_dest_s;fail;$sl;-DKILL -DMOVE -DBUG_MOVE_TAKES_DEST_S;safety;assertion violated \(\(\(elk==0\)|invalid end state;split_locks negative control BUG_MOVE_TAKES_DEST_S: the move takes CPU0's S lock under S1 without E, while a waker of C (reply, kill) holds E and S0 and wants S1 (deadlock)"
+  "split_move_without_e;pass;$sl;-DKILL -DMOVE -DMOVE_WITHOUT_E;safety;;split_locks MOVE_WITHOUT_E: the move takes no E: S1, then S0 in index order (S1 let go: a gap), re-checks C after it; the wakers of C re-read its home once its lock is held"
+  "split_move_without_e_np;pass;$sl;-DKILL -DMOVE -DMOVE_WITHOUT_E;np;;split_locks MOVE_WITHOUT_E: termination, no cycle"
+  "split_probes_move_without_e;reach;$sl;-DPROBE_ALL -DKILL -DMOVE -DMOVE_WITHOUT_E;probe;15 16 17 18 19 20 21 23;split_locks reachability probes 15-21, 23 with MOVE_WITHOUT_E (C woken or killed in a move's gap; README.md)"
+  "split_no_home_reread_two_cpus;pass;$sl;-DKILL -DMOVE -DMOVE_WITHOUT_E -DBUG_NO_HOME_REREAD;safety;;split_locks MOVE_WITHOUT_E + BUG_NO_HOME_REREAD must PASS: with two CPUs the wakers on CPU0 read C's home holding S0, which the move to CPU0 needs (the model cannot see a missing re-read: README.md)"
+  "split_neg_move_state_before_gap;fail;$sl;-DKILL -DMOVE -DMOVE_WITHOUT_E -DBUG_MOVE_STATE_BEFORE_GAP;safety;assertion violated \(\(\(home\[cur\[c\]\]==c\);split_locks negative control BUG_MOVE_STATE_BEFORE_GAP (MOVE_WITHOUT_E): the move acts on C's state as it saw it before its gap: C woken there stays on CPU1's ready queue, homed on CPU0"
   "split_neg_no_switching_out;fail;$sl;-DKILL -DMOVE -DBUG_NO_SWITCHING_OUT;safety;assertion violated \(stk\[nxt\]==0\);split_locks negative control BUG_NO_SWITCHING_OUT: CPU0 switches to the C that moved itself without waiting for switching_out, CPU1 still on C's stack"
   "split_neg_switching_out_after_write;fail;$sl;-DKILL -DMOVE -DBUG_SWITCHING_OUT_AFTER_WRITE;safety;assertion violated \(home\[;split_locks negative control BUG_SWITCHING_OUT_AFTER_WRITE: CPU0 writes C Running before it waits for switching_out; CPU1's schedule finds C Running and requeues it on CPU1"
   "split_neg_tick_no_recheck;fail;$sl;-DBUG_TICK_NO_RECHECK;safety;assertion violated \((wr\[0\]==|ngot==ntaken);split_locks negative control BUG_TICK_NO_RECHECK: the tick, E and S0 re-taken, ends the wait it saw due without re-checking it"

@@ -63,7 +63,28 @@
  * C then runs, calls and exits on CPU0 (its calls there take the same-CPU path).
  * Thread::cpu is written only with E and the old home's S held, so a waker of C (R's
  * reply, the kill) reads C's home under E, takes that lock as its second one, and needs
- * no re-read and no retry (asserted).  Each CPU runs one thread at a time: on[c] is
+ * no re-read and no retry (asserted).
+ * -DMOVE_WITHOUT_E (with -DMOVE): the code as it changes: a move takes NO E.  Mover and
+ * move_self hold S1 alone (at_user_boundary: no IpcGuard) and take S0 through HomeLock
+ * (lock_others_in_order), in CPU index order: S1 let go, S0 taken, S1 taken again, a real
+ * gap now (interrupts off; no E keeps CPU0 out of S1: R's reply or the kill may wake or
+ * kill C there).  After the gap move_locked re-checks (to.gapped()): a C that died is left
+ * alone, one no longer movable goes back on the move list, else it moves as its state is
+ * NOW (a C woken in the gap is Ready, on CPU1's ready queue: REACH(21)).  Thread::cpu is
+ * now written under the old and the new home's S locks, no E: the wakers of C (R's reply,
+ * the kill) read the home under S0 (HomeLock: the own lock held), take that home's lock
+ * and read it again, following C if it moved (HomeLock::follow: release, take the new
+ * home's; back on CPU0, the own lock, held already).  With two CPUs that re-read never
+ * finds a move (REACH(22) is out of reach): the move is towards CPU0, needs S0, and both
+ * wakers hold S0 from their read on; BUG_NO_HOME_REREAD must therefore PASS here (a
+ * missing re-read needs a third CPU, a move 1 -> 2 between a CPU0 waker's read of home 1
+ * and its taking S1: it would act under S1 on a C homed on CPU2; with two CPUs, only a
+ * waker on CPU1 whose gap lets a thread move 0 -> 1, which then holds both S locks and
+ * would act on the wrong CPU's scheduler: none here, R never moves).  The lock
+ * order assertions become: the first S lock is the own CPU's, or in HomeLock's gap the
+ * lower one; a second S lock only in index order (the lower first), never a third; no E
+ * taken with an S lock held.  The wakers (IPC operations) still take E first.
+ * Each CPU runs one thread at a time: on[c] is
  * the thread whose code (and stack) CPU c is on; a thread's proctype moves only while
  * on[home] names it.  A switch is scheduled under S[c] alone (the switch releases E
  * first, interrupts staying off) and the lock is HANDED OVER to the thread switched to,
@@ -117,7 +138,8 @@
  *      that CPU (so it is requeued on one ready queue, its home's);
  *      whoever finds a thread Blocked under its S lock finds its CPU off its stack (the
  *      hand-over);
- *   4. lock order: no E acquire with an S lock held; the first S lock is the own CPU's;
+ *   4. lock order (-DMOVE_WITHOUT_E: as stated there, no E needed for two S locks):
+ *      no E acquire with an S lock held; the first S lock is the own CPU's;
  *      a second S lock only with E held, and never a third; no deadlock (invalid end
  *      states; Check: no lock held when nothing can move);
  *   5. mutual exclusion: one holder per lock; every access asserts its lock is held.
@@ -195,6 +217,15 @@
  *   BUG_RELEASE_BEFORE_SWITCH  CPU0 releases S0 while still on the old thread's stack
  *                              (every CPU0 switch): CPU1's wake finds R Blocked while
  *                              CPU0 is still on R's stack
+ *   BUG_MOVE_STATE_BEFORE_GAP  (-DMOVE -DMOVE_WITHOUT_E) the move acts on C's state as
+ *                              it saw it under S1 before its gap, not as it is after:
+ *                              Mover decides to move a Blocked C; in its gap the kill (or
+ *                              R's reply) wakes C onto CPU1's ready queue; the move only
+ *                              changes C's home: C, homed on CPU0, is run by CPU1
+ *                              (assert(home[cur[c]] == c) at the switch)
+ *   BUG_NO_HOME_REREAD         (-DMOVE -DMOVE_WITHOUT_E) the wakers of C act on the home
+ *                              they read without reading it again: must PASS with two
+ *                              CPUs (see MOVE_WITHOUT_E above: not a control here)
  *   WAKE_AFTER_E, DIRECT_NO_STATE_CHECK  (above)
  * PROBE_ALL: reachability probes (REACH(n) fails with its own text).  4, 7 and 8 are
  * reached only with -DTICK_S0_ONLY (with the default tick a receiver is never Ready and
@@ -205,6 +236,11 @@
  * 17 C moved while Blocked; 18 C moved itself while running, at its user boundary
  * (switching_out); 19 CPU0's switch to C waits for switching_out (CPU1 still on C's
  * stack); 20 a waker of C (reply or kill) finds C moved to CPU0 (no second lock).
+ * With -DMOVE_WITHOUT_E: 21 C's state changed in Mover's gap (woken by R's reply or the
+ * kill: Ready on CPU1's ready queue, moved as Ready); 23 C killed in its own move's gap
+ * (move_self: exit_requested only; it moves and ends on CPU0).  Out of the model's reach
+ * (checked: not reported by pan -c0): 22 a waker's re-read finds C moved; 24 the move's
+ * re-check finds C Dead or Running (CPU1 is in the handler: C neither runs nor ends).
  *
  * Functions (proctype / inline -> the kernel's):
  *   Receiver         Endpoint::recv (-> block_in_locked -> block_current_locked,
@@ -219,10 +255,14 @@
  *                    ipc_abort_locked)
  *   Idle             Scheduler::idle_loop -> idle_once
  *   Mover            Scheduler::move_locked of a Ready or Blocked thread (from
- *                    balance_locked, set_affinity_locked, do_moves_locked)
+ *                    balance_locked, set_affinity_locked, do_moves_locked; -DMOVE_WITHOUT_E:
+ *                    its HomeLock of the destination, the gap and the to.gapped() re-check)
  *   move_self        Scheduler::at_user_boundary -> move_locked of the running thread
  *                    + schedule_locked; switching_out: switch_locked's wait, cleared by
- *                    after_switch_locked on the old CPU
+ *                    after_switch_locked on the old CPU (-DMOVE_WITHOUT_E: S1 alone, the
+ *                    HomeLock gap, the re-check)
+ *   Killer / reply_to's wake (-DMOVE_WITHOUT_E): HomeLock(self, thread) -> follow (the
+ *                    home read again once its lock is held)
  *   wake_locked, enqueue_locked, schedule_locked, exit_current: Scheduler's, same names;
  *   switch_context, release_handed_over: Cpu::switch_context, finish_switch_in / the
  *   resumed code's guard; lockE / lockS / lockS2: IpcGuard's two locks, and the home
@@ -230,7 +270,9 @@
  *
  * Not modelled: a move of a thread with an armed deadline (its timeout moved to the
  * destination's timeout set under the destination's S lock), of R, towards CPU1, or
- * more than one move; a thread preempted while Running (the requeue in schedule_locked
+ * more than one move (so, with -DMOVE_WITHOUT_E, neither a move asked again in the gap,
+ * left to that move, nor a waker that finds a moved home: a third CPU); a thread
+ * preempted while Running (the requeue in schedule_locked
  * is reached only by the control BUG_SWITCHING_OUT_AFTER_WRITE); the tick's balance and
  * its load reads; Scheduler::start of a thread of another CPU (the same second-lock
  * rule as a wake); the zombie list and the reaper (the zombie list is one list under E;
@@ -275,6 +317,12 @@
 #endif
 #if defined(BUG_MOVE_TAKES_DEST_S) && !defined(MOVE)
 #error "BUG_MOVE_TAKES_DEST_S is a control of the move: add -DMOVE"
+#endif
+#if defined(MOVE_WITHOUT_E) && !defined(MOVE)
+#error "MOVE_WITHOUT_E is a variant of the move: add -DMOVE"
+#endif
+#if (defined(BUG_NO_HOME_REREAD) || defined(BUG_MOVE_STATE_BEFORE_GAP)) && !defined(MOVE_WITHOUT_E)
+#error "BUG_NO_HOME_REREAD and BUG_MOVE_STATE_BEFORE_GAP are controls of MOVE_WITHOUT_E"
 #endif
 #if defined(MOVE) && defined(DIRECT)
 #error "MOVE runs without DIRECT (CPU0's ready queue holds two threads at most)"
@@ -343,6 +391,15 @@ bit   kill0;                    /* CPU0 in Scheduler::kill (-DKILL): likewise */
 bit   irq1;                     /* CPU1 in the move's interrupt handler (Mover, -DMOVE) */
 bit   tickw;                    /* ghost: R's wait is still the one the tick found due */
 #define NOIRQ(c) ((c != 0 || (!irq0 && !kill0)) && (c != 1 || !irq1))
+#ifdef MOVE_WITHOUT_E
+bit   gapc[2];                  /* ghost: CPU c let go of its own S lock in HomeLock's gap
+                                   (lock_others_in_order: interrupts stay off) */
+#define GAP_ON(c)  gapc[c] = 1
+#define GAP_OFF(c) gapc[c] = 0
+#define IN_GAP(c)  gapc[c]
+#else
+#define IN_GAP(c)  false
+#endif
 #define ON(c, t) (on[c] == t && NOIRQ(c))
 
 #ifdef WAKE_AFTER_E
@@ -363,8 +420,16 @@ inline lockS_when(c_, x_, ok_) {  /* Scheduler::lock_ of CPU x (one per CPU) */
   assert((sheld[c_] & B(x_)) == 0);
   /* 4: the first S lock is the own CPU's, or (HomeLock of a lower CPU, which lets go of
      the own one and takes the two in index order) another with E held */
+#ifndef MOVE_WITHOUT_E
   assert(sheld[c_] != 0 || FIRST_S_OK(c_, x_) || elk == H(c_));
   assert(sheld[c_] == 0 || elk == H(c_));         /* 4: a second S lock only with E held */
+#else
+  /* MOVE_WITHOUT_E: a move holds no E, so E no longer serializes the CPUs that hold two
+     S locks: the index order alone must.  The first S lock is the own CPU's, or, in
+     HomeLock's gap (the own one let go), the lower one; the second only in index order
+     (below); never a third; no E with an S held (lockE_when) */
+  assert(sheld[c_] != 0 || FIRST_S_OK(c_, x_) || (IN_GAP(c_) && x_ < c_));
+#endif
   assert(sheld[c_] != B(0) + B(1));               /* 4: never a third */
   assert(sheld[c_] != B(1) || x_ > 1);            /* 4: two in CPU index order */
   slk[x_] == 0 && ok_ -> slk[x_] = H(c_); sheld[c_] = sheld[c_] | B(x_)
@@ -383,10 +448,20 @@ inline lockS2(c_, x_) {
   :: x_ < c_ ->                 /* the lower one taken while the own one is held */
      slk[x_] == 0 -> slk[x_] = H(c_); sheld[c_] = sheld[c_] | B(x_)
 #else
-  :: x_ < c_ ->                 /* two S locks in CPU index order, the lower first: */
-     unlockS(c_, c_);           /* the own one let go (with E held, nobody else takes */
-     lockS_when(c_, x_, true);  /* it meanwhile), the other taken, the own one again */
+  /* two S locks in CPU index order, the lower first: the own one let go (with E held,
+     nobody else takes it meanwhile; with MOVE_WITHOUT_E too: E held keeps this CPU's
+     move interrupt out, and CPU0 takes S1 only under E), the other taken, the own one
+     again */
+  :: x_ < c_ ->
+     unlockS(c_, c_);
+#ifdef MOVE_WITHOUT_E
+     GAP_ON(c_);
+#endif
+     lockS_when(c_, x_, true);
      lockS_when(c_, c_, true)
+#ifdef MOVE_WITHOUT_E
+     ; GAP_OFF(c_)
+#endif
 #endif
   :: else -> lockS_when(c_, x_, true)
   fi
@@ -396,7 +471,8 @@ inline unlockS(c_, x_) {
 }
 #define HOLDS_S(c, t) (slk[home[t]] == H(c) && (sheld[c] & B(home[t])) != 0)
 #define HOLDS_E(c) (elk == H(c))
-#define INTS_ON(c) (elk != H(c) && sheld[c] == 0)   /* a CPU holding no lock may take interrupts */
+#define INTS_ON(c) (elk != H(c) && sheld[c] == 0 && !IN_GAP(c))   /* a CPU holding no lock
+                                   may take interrupts (not in HomeLock's gap: they stay off) */
 
 /* Scheduler::enqueue_locked(t) from CPU c: push on t's home CPU's ready_; notify_cpu
    (an IPI) if that is another CPU and it runs its idle thread */
@@ -515,7 +591,9 @@ inline reply_wake(c_, t_) {
    the answer in the caller's IpcState (E); then its wake under its home lock: S0 for C0
    (and for C once moved to CPU0), S1 as the second scheduler lock for C (E and S0 held
    all along).  The home (Thread::cpu) is read under E, before its lock is held: it
-   changes only under E (a move), so it is still the home once its lock is held */
+   changes only under E (a move), so it is still the home once its lock is held.
+   -DMOVE_WITHOUT_E: a move holds no E; the home is read again once its lock is held and
+   followed if it moved (HomeLock::follow) */
 inline reply_to(t_, h_) {
   atomic { ON(0, R) -> lockE(0) }
   atomic { lockS(0, 0);
@@ -529,14 +607,38 @@ inline reply_to(t_, h_) {
 #endif
            assert(rst[t_] == AWAITING); rst[t_] = REPLIED; rslot[t_] = rmsg;
            printf("R: replies %d to %d\n", rmsg, t_);
-           h_ = home[t_];               /* Thread::cpu, read under E */
+           h_ = home[t_];               /* Thread::cpu, read under E and S0 */
            if
            :: h_ == 0 -> if :: t_ == C -> REACH(20) :: else fi;   /* C moved here */
               reply_wake(0, t_); unlockS(0, 0); unlockE(0); goto replied
            :: else
            fi }
+#ifdef MOVE_WITHOUT_E
+reply_follow:
+#endif
   atomic { lockS2(0, h_);
+#ifndef MOVE_WITHOUT_E
            assert(home[t_] == h_);      /* stable under E: no re-read, no retry */
+#else
+#ifndef BUG_NO_HOME_REREAD
+           /* a move takes no E: HomeLock::follow reads the home again once its lock is
+              held, and follows the caller if it moved (its home changes only under its
+              home's lock); back on CPU0, the own lock, held already */
+           if
+           :: home[t_] != h_ ->
+              REACH(22); printf("R: C moved before its home lock was taken: follows it\n");
+              unlockS(0, h_); h_ = home[t_];
+              if
+              :: h_ == 0 -> reply_wake(0, t_); unlockS(0, 0); unlockE(0); goto replied
+              :: else -> goto reply_follow
+              fi
+           :: else
+           fi;
+#else
+           /* control: no re-read; the wake acts on the home it read (the code's home->) */
+           assert(home[t_] == h_);
+#endif
+#endif
            reply_wake(0, t_); unlockS(0, h_); unlockS(0, 0); unlockE(0) }
 replied: skip
 }
@@ -634,15 +736,34 @@ next: skip
    thread, whose first code clears switching_out).  CPU0's switch to C waits for that
    (schedule_locked).  C goes on on CPU0, where S0 was handed over to it */
 inline move_self(nxt_) {
+#ifndef MOVE_WITHOUT_E
   atomic { ON(1, C) -> lockE(1) }
   atomic { lockS(1, 1) }
   atomic { lockS2(1, 0);
+#else
+  /* MOVE_WITHOUT_E: at_user_boundary takes S1 alone (no IpcGuard); move_locked's HomeLock
+     of CPU0 (lock_others_in_order) lets go of S1, takes S0, then S1 again: a real gap,
+     interrupts off (no E keeps CPU0 out of S1 meanwhile: a kill may land there) */
+  atomic { ON(1, C) -> lockS(1, 1);
+           assert(state[C] == RUNNING && cur[1] == C && home[C] == 1);   /* movable: at its boundary */
+           unlockS(1, 1); GAP_ON(1) }
+  atomic { lockS_when(1, 0, true) }
+  atomic { lockS_when(1, 1, true); GAP_OFF(1);
+           /* to.gapped(): re-check.  C is this CPU's running thread, at its boundary: it
+              neither died nor stopped being movable in the gap (only this CPU runs it);
+              a kill in the gap set exit_requested only (C ends on CPU0) */
+           if :: KILLED(C) -> REACH(23) :: else fi;
+#endif
            assert(state[C] == RUNNING && cur[1] == C && stk[C] == H(1) && home[C] == 1);
            state[C] = READY; swo = 1; home[C] = 0; enqueue_locked(1, C);
            unlockS(1, 0); REACH(18);
            printf("CPU1: C moves itself to CPU0 (switching_out)\n") }
   /* schedule_locked reads C's state (Ready: left alone) while CPU0 may pick C already */
+#ifndef MOVE_WITHOUT_E
   atomic { unlockE(1); schedule_locked(1, C, nxt_) }
+#else
+  atomic { schedule_locked(1, C, nxt_) }
+#endif
   switch_context(1, C);
   atomic { on[home[C]] == C -> assert(home[C] == 0 && state[C] == RUNNING && cur[0] == C);
            release_handed_over(0) }
@@ -722,7 +843,7 @@ proctype Caller(byte t; byte c; byte n) {   /* c: its home CPU, updated when it 
 #ifdef WAKE_AFTER_E
      atomic { lockS(c, 0);              /* S0 alone */
 #else
-     atomic { lockS2(c, 0);
+     atomic { lockS2(c, 0);   /* R's home, CPU0 (R never moves: no re-read) */
 #endif
               if :: state[R] != BLOCKED -> REACH(8) :: else fi;   /* R timed out first */
               printf("%d: wakes R (%e)\n", t, state[R]);
@@ -889,7 +1010,9 @@ inline kill_body() {
 /* Scheduler::kill -> kill_locked(C), from a thread of CPU0 other than C (where
    interrupts are on and no lock is held), once: IpcGuard (E, then S0), then C's home
    lock as the second scheduler lock (S1; none if C was moved to CPU0; the home is read
-   under E, which every move holds): exit_requested, and a Blocked C woken with Interrupted:
+   under E, which every move holds; -DMOVE_WITHOUT_E: no move holds E, the home is read
+   again once its lock is held, HomeLock::follow): exit_requested, and a Blocked C woken
+   with Interrupted:
    end_wait_locked takes it off senders_ and ipc_abort_locked ends its reply wait (a
    later reply is stale).  kill0: CPU0 runs nothing else meanwhile */
 proctype Killer() {
@@ -897,13 +1020,36 @@ proctype Killer() {
 end_kill:
   atomic { INTS_ON(0) && NOIRQ(0) && state[C] != DEAD && on[0] != C -> kill0 = 1; lockE_when(0, true) }
   atomic { lockS_when(0, 0, true);
-           h = home[C];                 /* Thread::cpu, read under E */
+           h = home[C];                 /* Thread::cpu, read under E and S0 */
            if
            :: h == 0 -> REACH(20); kill_body(); unlockS(0, 0); unlockE(0); kill0 = 0; goto kill_done
            :: else
            fi }
+#ifdef MOVE_WITHOUT_E
+kill_follow:
+#endif
   atomic { lockS2(0, h);
+#ifndef MOVE_WITHOUT_E
            assert(home[C] == h);        /* stable under E: no re-read, no retry */
+#else
+#ifndef BUG_NO_HOME_REREAD
+           /* a move takes no E: HomeLock::follow reads the home again once its lock is
+              held, and follows C if it moved; back on CPU0, the own lock, held already */
+           if
+           :: home[C] != h ->
+              REACH(22); printf("CPU0: kill: C moved before its home lock was taken\n");
+              unlockS(0, h); h = home[C];
+              if
+              :: h == 0 -> kill_body(); unlockS(0, 0); unlockE(0); kill0 = 0; goto kill_done
+              :: else -> goto kill_follow
+              fi
+           :: else
+           fi;
+#else
+           /* control: no re-read; the kill acts on the home it read (the code's home->) */
+           assert(home[C] == h);
+#endif
+#endif
            kill_body(); unlockS(0, h); unlockS(0, 0); unlockE(0); kill0 = 0 }
 kill_done: skip
 }
@@ -926,6 +1072,53 @@ inline move_off_ready1() {        /* C off CPU1's ready_ (remove_ready_locked) *
    then S1), then S0 as the second lock: C Ready -> off CPU1's ready_, home CPU0, on
    CPU0's ready_ (notify_cpu(0) if it idles); C Blocked -> home CPU0 (its timeout would
    move to CPU0's set: none is armed).  C's stack holds no CPU: it is not running */
+#if defined(MOVE_WITHOUT_E) && !defined(BUG_MOVE_TAKES_DEST_S)
+/* MOVE_WITHOUT_E: the same move taking no E.  The interrupt (balance_locked,
+   set_affinity_locked, do_moves_locked) holds S1 alone: C movable (Ready or Blocked,
+   homed here); move_locked's HomeLock of CPU0 (lock_others_in_order) lets go of S1,
+   takes S0, then S1 again: a real gap (interrupts off), in which CPU0 may take S1 and
+   wake C (R's reply) or kill it.  After the gap (to.gapped()) move_locked re-checks: a C
+   that died is left alone; one no longer movable goes back on the move list (no move
+   here); else the move follows C's state as it is NOW (Ready: off CPU1's ready_).  Both
+   re-check outcomes are out of the model's reach (CPU1 is in the handler: C neither runs
+   nor ends meanwhile); a move asked again in the gap is not modelled (one move) */
+proctype Mover() {
+  mtype seen;                   /* C's state when the move was decided, under S1 */
+end_move:
+  atomic { INTS_ON(1) && NOIRQ(1) && home[C] == 1 && (state[C] == BLOCKED || state[C] == READY) ->
+           irq1 = 1; lockS_when(1, 1, true);
+           assert(home[C] == 1 && (state[C] == BLOCKED || state[C] == READY));  /* movable */
+           seen = state[C];
+           unlockS(1, 1); GAP_ON(1) }
+  atomic { lockS_when(1, 0, true) }
+  atomic { lockS_when(1, 1, true); GAP_OFF(1);
+           assert(home[C] == 1 && stk[C] == 0);   /* 3: no CPU on its stack; one move */
+           if :: state[C] != seen -> REACH(21) :: else fi;   /* woken in the gap */
+#ifdef BUG_MOVE_STATE_BEFORE_GAP
+           /* the move acts on the state it saw before its gap */
+           if
+           :: seen == READY ->
+              move_off_ready1(); home[C] = 0; enqueue_locked(1, C);
+              printf("CPU1: moves C (Ready) onto CPU0's ready queue\n")
+           :: seen == BLOCKED ->
+              home[C] = 0; printf("CPU1: moves C (Blocked, as seen before the gap) to CPU0\n")
+           fi;
+#else
+           if
+           :: state[C] == DEAD ->       /* died meanwhile: left alone */
+              REACH(24); printf("CPU1: C died in the move's gap\n")
+           :: state[C] == RUNNING ->    /* no longer movable: back on the move list */
+              REACH(24); printf("CPU1: C runs: not moved\n")
+           :: state[C] == READY ->
+              move_off_ready1(); home[C] = 0; enqueue_locked(1, C);
+              printf("CPU1: moves C (Ready) onto CPU0's ready queue\n"); REACH(16)
+           :: state[C] == BLOCKED ->
+              home[C] = 0; printf("CPU1: moves C (Blocked) to CPU0\n"); REACH(17)
+           fi;
+#endif
+           unlockS(1, 0); unlockS(1, 1); irq1 = 0 }
+}
+#else
 proctype Mover() {
 end_move:
   atomic { INTS_ON(1) && NOIRQ(1) && home[C] == 1 && (state[C] == BLOCKED || state[C] == READY) ->
@@ -955,6 +1148,7 @@ end_move:
 #endif
            irq1 = 0 }
 }
+#endif
 
 #endif
 
