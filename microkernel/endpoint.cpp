@@ -229,6 +229,42 @@ Result<Message> Endpoint::call_impl(const Message& msg, uint64_t badge, uint64_t
     return call_inline(msg, badge, timeout_ticks, need_receiver, false);
 }
 
+Result<Message> Endpoint::call_elsewhere_locked(Thread& self, Thread& receiver, const Message& msg,
+                                                uint64_t badge, uint64_t timeout_ticks) {
+    Scheduler& s = sched();
+    IpcCounters& c = counters();
+    ++(!g_ipc_fast_path        ? c.fastpath_miss_disabled
+       : !s.donation_enabled() ? c.fastpath_miss_donation_off
+                               : c.fastpath_miss_other_cpu);
+    {
+        // Its home lock before anything of its wait changes. The receiver
+        // stays first on receivers_ meanwhile: leaving it needs this
+        // endpoint's lock, held. This thread may have been asked to exit
+        // while this CPU's lock was let go: then no call, and no wait.
+        Scheduler::HomeLock home(s, receiver);
+        if (home.gapped() && self.exit_requested) [[unlikely]] {
+            self.ipc->op = IpcState::Op::None;
+            return Error::Interrupted;
+        }
+        MK_ASSERT(receivers_.front() == &receiver);
+        transfer(msg, *self.ipc, badge, receiver, true);
+        receiver.ipc->reply = ReplyToken{self.id(), self.ipc->call_seq};
+        receiver.ipc->op = IpcState::Op::None;
+        receiver.ipc->result = Error::None;
+        ++c.receives;
+        s.wake_at_home_locked(receiver, WakeReason::Woken);  // off receivers_ too
+        // We wait on its callers queue, which its home lock guards (held).
+        self.ipc->op = IpcState::Op::ReplyWait;
+        self.ipc->result = Error::WouldBlock;
+        s.mark_current_blocked_locked(&receiver.ipc->callers, timeout_ticks);
+        s.assert_reply_wait_guarded(self);
+    }
+    s.switch_away_locked();
+    Status st = finish_locked(self);
+    if (st != Error::None) return st;
+    return self.ipc->msg;
+}
+
 // --- reply ---
 
 namespace {
@@ -346,6 +382,14 @@ Status Endpoint::reply_drop(ReplyToken token) {
     if (!complete_locked(*caller, &self, Error::PeerDied)) return Error::BadHandle;
     ++counters().peer_died_wakeups;
     return Error::None;
+}
+
+Result<Received> Endpoint::reply_then_recv(ReplyToken token, const Message& reply,
+                                           uint64_t timeout_ticks) {
+    // A stale token (the caller timed out or died meanwhile) drops the
+    // reply; the receive goes on.
+    (void)Endpoint::reply(token, reply);
+    return recv(timeout_ticks);
 }
 
 Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,

@@ -247,6 +247,18 @@ class Endpoint : public KObject {
 
     Result<Message> call_impl(const Message& msg, uint64_t badge, uint64_t timeout_ticks,
                               bool need_receiver);
+    // reply_recv_inline() of a caller homed on another CPU: reply() (its
+    // home lock and the caller's, no endpoint lock; the caller pinned
+    // meanwhile, woken there), then recv(). Out of line.
+    [[gnu::noinline]] Result<Received> reply_then_recv(ReplyToken token, const Message& reply,
+                                                       uint64_t timeout_ticks);
+    // call_inline()'s delivery to a receiver homed on another CPU: under
+    // the receiver's home lock, taken before anything of its wait changes
+    // (its home's tick never finds it half completed); the receiver woken
+    // there, the caller blocked on its callers queue. Out of line.
+    [[gnu::noinline]] Result<Message> call_elsewhere_locked(Thread& self, Thread& receiver,
+                                                            const Message& msg, uint64_t badge,
+                                                            uint64_t timeout_ticks);
     inline Notice* pop_notice_locked();  // endpoint_inline.hpp
     static Received take_notice_locked(Thread& self, Notice* notice);
 

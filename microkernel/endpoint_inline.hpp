@@ -201,6 +201,10 @@ inline Result<Message> Endpoint::call_inline(const Message& msg, uint64_t badge,
         if (st != Error::None) return st;
         return self.ipc->msg;
     }
+    // A receiver of another CPU: its home lock first (stable under this
+    // CPU's lock: a move to or from this CPU needs it).
+    if (receiver->cpu != self.cpu) [[unlikely]]
+        return call_elsewhere_locked(self, *receiver, msg, badge, timeout_ticks);
     // Deliver to the waiting receiver; we wait on its callers queue.
     receivers_.remove(*receiver);
     receiver->waiting_on = nullptr;
@@ -212,16 +216,14 @@ inline Result<Message> Endpoint::call_inline(const Message& msg, uint64_t badge,
     self.ipc->op = IpcState::Op::ReplyWait;
     self.ipc->result = Error::WouldBlock;
 
-    if (g_ipc_fast_path && s.donation_enabled() && msg.register_only() &&
-        receiver->cpu == self.cpu) {
+    if (g_ipc_fast_path && s.donation_enabled() && msg.register_only()) {
         ++c.fastpath_hits;
         s.mark_current_blocked_locked(&receiver->ipc->callers, timeout_ticks);
         s.switch_to_locked(*receiver);
     } else {
-        ++(!g_ipc_fast_path            ? c.fastpath_miss_disabled
-           : !s.donation_enabled()     ? c.fastpath_miss_donation_off
-           : receiver->cpu != self.cpu ? c.fastpath_miss_other_cpu
-                                       : c.fastpath_miss_long_message);
+        ++(!g_ipc_fast_path        ? c.fastpath_miss_disabled
+           : !s.donation_enabled() ? c.fastpath_miss_donation_off
+                                   : c.fastpath_miss_long_message);
         // Wake the receiver, donate to it (on this CPU), wait on its callers
         // queue.
         s.wake_and_block_inline(*receiver, &receiver->ipc->callers, timeout_ticks);
@@ -237,77 +239,88 @@ inline Result<Received> Endpoint::reply_recv_inline(ReplyToken token, const Mess
                                                     uint64_t timeout_ticks, bool interrupts_off) {
     using namespace endpoint_detail;
     Scheduler& s = sched();
-    IpcGuard guard(interrupts_off);
-    if (dead_) return Error::Destroyed;
-    Thread& self = *s.current();
-    if (self.exit_requested) return Error::Interrupted;  // killed: no new waits
-    IpcCounters& c = counters();
-    Thread* caller = reply_target_locked(token, self);
-    if (token.valid() && caller == nullptr) ++c.stale_replies;
-    Thread* sender = senders_.front();
+    {
+        IpcGuard guard(interrupts_off);
+        if (dead_) return Error::Destroyed;
+        Thread& self = *s.current();
+        if (self.exit_requested) return Error::Interrupted;  // killed: no new waits
+        IpcCounters& c = counters();
+        Thread* caller = reply_target_locked(token, self);
+        if (token.valid() && caller == nullptr) ++c.stale_replies;
+        // A caller of another CPU (stable under this CPU's lock: a move to or
+        // from this CPU needs it): the reply and the receive apart.
+        if (caller != nullptr && caller->cpu != self.cpu) [[unlikely]] {
+            ++(!g_ipc_fast_path        ? c.fastpath_miss_disabled
+               : !s.donation_enabled() ? c.fastpath_miss_donation_off
+                                       : c.fastpath_miss_other_cpu);
+            goto elsewhere;  // the guard released
+        }
+        Thread* sender = senders_.front();
 
-    if (caller != nullptr && g_ipc_fast_path && s.donation_enabled() && reply.register_only() &&
-        sender == nullptr && notices_.empty() && caller->cpu == self.cpu) {
-        // Fast path: the caller takes the reply and the CPU; we wait for the
-        // next message.
-        ++c.fastpath_hits;
-        ++c.replies;
-        caller->waiting_on->remove(*caller);
-        caller->waiting_on = nullptr;
-        transfer(reply, *self.ipc, 0, *caller, false);
-        caller->ipc->op = IpcState::Op::None;
-        caller->ipc->result = Error::None;
-        self.ipc->op = IpcState::Op::Recv;
-        self.ipc->result = Error::WouldBlock;
-        s.mark_current_blocked_locked(&receivers_, timeout_ticks);
-        s.switch_to_locked(*caller);
-    } else {
-        if (caller != nullptr) {
-            ++(!g_ipc_fast_path          ? c.fastpath_miss_disabled
-               : !s.donation_enabled()   ? c.fastpath_miss_donation_off
-               : !reply.register_only()  ? c.fastpath_miss_long_message
-               : caller->cpu != self.cpu ? c.fastpath_miss_other_cpu
-                                         : c.fastpath_miss_sender_pending);
-            transfer(reply, *self.ipc, 0, *caller, false);
+        if (caller != nullptr && g_ipc_fast_path && s.donation_enabled() && reply.register_only() &&
+            sender == nullptr && notices_.empty()) {
+            // Fast path: the caller takes the reply and the CPU; we wait for the
+            // next message.
+            ++c.fastpath_hits;
             ++c.replies;
-            // The caller's operation ends here, and it leaves this thread's
-            // callers queue under the lock that guards that (this CPU's):
-            // once its op is no longer ReplyWait nothing names that guard
-            // (reply_wait_owner). Its wake follows below, with the hand-off
-            // or the block, under its home lock.
-            caller->ipc->op = IpcState::Op::None;
-            caller->ipc->result = Error::None;
             caller->waiting_on->remove(*caller);
             caller->waiting_on = nullptr;
-        }
-        Notice* n = pop_notice_locked();
-        if (n != nullptr || sender != nullptr) {
-            // This thread has its next message already and goes on; the
-            // caller runs as soon as it stops, ahead of the ready queue.
-            if (caller != nullptr) {
-                s.wake_locked(*caller);
-                s.hand_off_locked(*caller);
-            }
-            return n != nullptr ? take_notice_locked(self, n)
-                                : take_from_sender_locked(self, *sender, senders_);
-        }
-        if (caller != nullptr && !self.exit_requested) {
-            // Wake the caller, donate to it and wait for the next message,
-            // as block_in_locked() would.
+            transfer(reply, *self.ipc, 0, *caller, false);
+            caller->ipc->op = IpcState::Op::None;
+            caller->ipc->result = Error::None;
             self.ipc->op = IpcState::Op::Recv;
-            self.ipc->result = Error::WouldBlock;  // "pending": the completer overwrites it
-            s.wake_and_block_inline(*caller, &receivers_, timeout_ticks);
+            self.ipc->result = Error::WouldBlock;
+            s.mark_current_blocked_locked(&receivers_, timeout_ticks);
+            s.switch_to_locked(*caller);
         } else {
             if (caller != nullptr) {
-                s.wake_locked(*caller);
-                s.set_donate_target_locked(caller);
+                ++(!g_ipc_fast_path         ? c.fastpath_miss_disabled
+                   : !s.donation_enabled()  ? c.fastpath_miss_donation_off
+                   : !reply.register_only() ? c.fastpath_miss_long_message
+                                            : c.fastpath_miss_sender_pending);
+                transfer(reply, *self.ipc, 0, *caller, false);
+                ++c.replies;
+                // The caller's operation ends here, and it leaves this thread's
+                // callers queue, under this CPU's lock: its home lock, and the
+                // guard of that queue. Once its op is no longer ReplyWait
+                // nothing names that guard (reply_wait_owner). Its wake follows
+                // below, with the hand-off or the block.
+                caller->ipc->op = IpcState::Op::None;
+                caller->ipc->result = Error::None;
+                caller->waiting_on->remove(*caller);
+                caller->waiting_on = nullptr;
             }
-            block_in_locked(self, IpcState::Op::Recv, &receivers_, timeout_ticks);
+            Notice* n = pop_notice_locked();
+            if (n != nullptr || sender != nullptr) {
+                // This thread has its next message already and goes on; the
+                // caller runs as soon as it stops, ahead of the ready queue.
+                if (caller != nullptr) {
+                    s.wake_locked(*caller);
+                    s.hand_off_locked(*caller);
+                }
+                return n != nullptr ? take_notice_locked(self, n)
+                                    : take_from_sender_locked(self, *sender, senders_);
+            }
+            if (caller != nullptr && !self.exit_requested) {
+                // Wake the caller, donate to it and wait for the next message,
+                // as block_in_locked() would.
+                self.ipc->op = IpcState::Op::Recv;
+                self.ipc->result = Error::WouldBlock;  // "pending": the completer overwrites it
+                s.wake_and_block_inline(*caller, &receivers_, timeout_ticks);
+            } else {
+                if (caller != nullptr) {
+                    s.wake_locked(*caller);
+                    s.set_donate_target_locked(caller);
+                }
+                block_in_locked(self, IpcState::Op::Recv, &receivers_, timeout_ticks);
+            }
         }
+        Status st = finish_locked(self);
+        if (st != Error::None) return st;
+        return Received{self.ipc->msg, self.ipc->badge, self.ipc->reply};
     }
-    Status st = finish_locked(self);
-    if (st != Error::None) return st;
-    return Received{self.ipc->msg, self.ipc->badge, self.ipc->reply};
+elsewhere:
+    return reply_then_recv(token, reply, timeout_ticks);
 }
 
 }  // namespace mk

@@ -631,6 +631,14 @@ WakeReason Scheduler::wake_then_block_locked(Thread& thread, WaitQueue* queue,
     return self->wake_reason;
 }
 
+WakeReason Scheduler::switch_away_locked() {
+    Thread* self = current_;
+    MK_ASSERT(self->state == ThreadState::Blocked);
+    schedule_locked(true);
+    // Not reached by a thread that blocked at its frame.
+    return self->wake_reason;
+}
+
 WakeReason Scheduler::wake_and_block_locked(Thread& thread, WaitQueue* queue,
                                             uint64_t timeout_ticks) {
     return wake_and_block_inline(thread, queue, timeout_ticks);

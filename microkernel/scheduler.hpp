@@ -198,6 +198,12 @@ class Scheduler {
     [[gnu::noinline]] WakeReason wake_then_block_locked(Thread& thread, WaitQueue* queue,
                                                         uint64_t timeout_ticks);
 
+    // The current thread, marked Blocked (mark_current_blocked_locked)
+    // while another CPU's lock was held too, and let go of since (a call
+    // to a receiver of another CPU: Endpoint::call_elsewhere_locked),
+    // switches away: the rest of block_current_locked().
+    WakeReason switch_away_locked();
+
     // Two-step blocking for waits decided outside the scheduler lock: after
     // prepare_block(), a wake() that arrives before block() is remembered and
     // block() returns at once instead of sleeping.

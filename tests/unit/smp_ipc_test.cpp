@@ -385,6 +385,26 @@ TEST_F(SmpIpcTest, ASavedReplyTakesNoIpcLock) {
     expect_call_failed(2, c, Error::PeerDied);
 }
 
+// reply_recv() to a caller of another CPU answers it as reply() does (its
+// home lock, no IPC lock held meanwhile) and then receives: a call queued
+// meanwhile at once, else it waits on the endpoint.
+TEST_F(SmpIpcTest, AReplyRecvAnswersACallerOfAnotherCpuThenReceives) {
+    Thread* r = server_on_0();
+    Thread* c = caller_on(1);
+    ReplyToken token = received_by(r);
+    Thread* queued = caller_on(2, 0, false);  // no receiver now: queued on the endpoint
+    Result<Received> got = ep_->reply_recv(token, msg(9));
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(got.value().msg.label, 7u);
+    expect_answer(1, c, 9);
+    EXPECT_EQ(queued->waiting_on, &r->ipc->callers);
+    EXPECT_EQ(ep_->reply_recv(got.value().reply, msg(10)).error(), Error::WouldBlock);
+    expect_answer(2, queued, 10);
+    EXPECT_EQ(ep_->waiting_receivers(), 1u);
+    EXPECT_TRUE(r->ipc->callers.empty());
+    expect_no_lock_held(0);
+}
+
 // Placement, starts, moves and the balancing rule take scheduler locks
 // alone, in CPU index order (HomeLock): each is done with the IPC lock
 // held elsewhere.
@@ -613,10 +633,11 @@ TEST_F(SmpGapTest, HomeLocksFollowAThreadThatMovedInTheGap) {
     expect_no_lock_held(2);
 }
 
-// A call to a receiver of a lower CPU takes that CPU's lock in a gap; a
-// kill that lands there finds the caller Running and only asks it to exit.
-// The caller must not go to sleep on its reply after that: its call ends
-// Interrupted, and the receiver's answer finds nobody.
+// A call to a receiver of a lower CPU takes that CPU's lock in a gap,
+// before anything of the receiver's wait changes; a kill that lands there
+// finds the caller Running and only asks it to exit. The caller must not
+// go to sleep on its reply after that: its call ends Interrupted, and the
+// receiver, which got nothing, waits on.
 TEST_F(SmpGapTest, ACallKilledInTheGapDoesNotSleep) {
     Thread* r = server_on(1);
     Thread* c = running_on(2, "caller");
@@ -632,9 +653,9 @@ TEST_F(SmpGapTest, ACallKilledInTheGapDoesNotSleep) {
     expect_no_lock_held(2);
     EXPECT_EQ(c->state, ThreadState::Running);
     EXPECT_EQ(c->ipc->op, IpcState::Op::None);
-    EXPECT_EQ(r->state, ThreadState::Ready);  // it has the message
-    ReplyToken token = received_on(1, r);
-    on_cpu(1, [&] { EXPECT_EQ(Endpoint::reply(token, msg(9)), Error::BadHandle); });
+    EXPECT_EQ(r->state, ThreadState::Blocked);  // no message
+    EXPECT_EQ(ep_->waiting_receivers(), 1u);
+    EXPECT_TRUE(r->ipc->callers.empty());
     c->exit_requested = false;  // a kernel thread here: the fixture ends it
 }
 
