@@ -123,6 +123,27 @@ bool Endpoint::post_notice(Notice* notice) {
     return false;
 }
 
+Endpoint* Endpoint::waited_on_locked(const Thread& t) {
+    WaitQueue* q = t.waiting_on;
+    if (q == nullptr || t.state != ThreadState::Blocked) return nullptr;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"  // GCC lays Endpoint out in order
+    size_t at;
+    switch (t.ipc->op) {
+        case IpcState::Op::Recv:
+            at = offsetof(Endpoint, receivers_);
+            break;
+        case IpcState::Op::Send:
+        case IpcState::Op::Call:
+            at = offsetof(Endpoint, senders_);
+            break;
+        default:
+            return nullptr;
+    }
+#pragma GCC diagnostic pop
+    return reinterpret_cast<Endpoint*>(reinterpret_cast<uintptr_t>(q) - at);
+}
+
 Received Endpoint::take_notice_locked(Thread& self, Notice* notice) {
     IpcState& ipc = *self.ipc;
     ipc.msg = notice->msg;

@@ -222,6 +222,12 @@ class Endpoint : public KObject {
     size_t waiting_senders();
     size_t waiting_receivers();
 
+    // The endpoint whose queue `t` waits on (a send, a call not yet
+    // received, a receive); null for any other wait (for a reply, a plain
+    // one) or none. Under t's home lock, where the wait it names stays put
+    // (docs/locking.md, "A waiter's wait changes under its home lock").
+    static Endpoint* waited_on_locked(const Thread& t);
+
     // The second half of a blocking operation, for a thread that blocked in
     // it and now runs again. The operations above do this step inline; these
     // are for the host tests, whose fake context switch returns at once.

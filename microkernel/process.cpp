@@ -407,13 +407,13 @@ void Process::remove_thread(Thread& thread) {
 void Process::kill(uint64_t status) {
     Scheduler& sched = this_cpu().scheduler;
     LockGuard list(threads_lock_);
-    IpcGuard guard;  // its threads may wait in IPC operations, or have callers
     if (!exiting_) {
         exiting_ = true;
         exit_status_ = status;
     }
+    // Each with the lock of the endpoint it waits on, if any (Scheduler::kill).
     for (Thread& t : threads_) {
-        if (&t != sched.current()) sched.kill_locked(t);
+        if (&t != sched.current()) sched.kill(t);
     }
 }
 

@@ -35,6 +35,7 @@ void forget_cpus() {
 
 #if !defined(MK_KERNEL)
 void (*Scheduler::gap_hook)(Scheduler& gapped) = nullptr;
+void (*Scheduler::relock_hook)(Scheduler& relocking) = nullptr;
 #endif
 
 Scheduler::HomeLock::~HomeLock() {
@@ -315,7 +316,9 @@ void Scheduler::move_locked(Thread& thread, uint32_t dest) {
     if (donate_target_ == &thread) donate_target_ = nullptr;
     // Thread::cpu changes with both homes' locks held: this CPU's and the
     // new one's, in index order (no IPC lock).
+    thread.in_move_gap = true;  // Thread::destroy waits for the locks to be held again
     HomeLock to(*this, cpu_at(dest).scheduler);
+    thread.in_move_gap = false;
     if (to.gapped()) [[unlikely]] {
         // Another CPU took this CPU's lock while it was let go: a thread
         // that died (a kill) stays; one for which a new move was asked
@@ -477,12 +480,31 @@ void Scheduler::exit_current() {
     MK_PANIC("dead thread %s ran again", current_->name());
 }
 
-void Scheduler::kill(Thread& thread) {
-    IpcGuard guard;  // it may wait in an IPC operation, or have callers
-    kill_locked(thread);
+Ref<Endpoint> Scheduler::pin_endpoint_waited_on(Thread& thread) {
+    Ref<Endpoint> endpoint;
+    {
+        LockGuard guard(lock_);
+        HomeLock home(*this, thread);
+        endpoint = Ref<Endpoint>::retain(Endpoint::waited_on_locked(thread));
+    }
+#if !defined(MK_KERNEL)
+    if (relock_hook != nullptr) relock_hook(*this);
+#endif
+    return endpoint;
 }
 
-void Scheduler::kill_locked(Thread& thread) {
+void Scheduler::kill(Thread& thread) {
+    for (;;) {
+        // The lock of the endpoint it waits on comes before this CPU's (the
+        // lock order): which one is read first, under its home lock, and
+        // checked again once both are held.
+        Ref<Endpoint> endpoint = pin_endpoint_waited_on(thread);  // released after the guard
+        IpcGuard guard;  // that endpoint's lock: the IPC lock, for every endpoint so far
+        if (kill_locked(thread, endpoint.get())) return;
+    }
+}
+
+bool Scheduler::kill_locked(Thread& thread, const Endpoint* endpoint) {
     MK_ASSERT(&thread != current_ && holds_here(LockLevel::Endpoint));
     for (;;) {
         // Its home's lock, and if it waits for a reply the lock that guards
@@ -492,9 +514,14 @@ void Scheduler::kill_locked(Thread& thread) {
         HomeLocks home(*this, thread, owner);
         if (reply_wait_owner(thread) != owner) [[unlikely]]
             continue;
+        // A wait on another endpoint than the one whose lock is held (it
+        // was received, completed, or a new one began before this CPU had
+        // the locks): kill() starts over.
+        if (Endpoint::waited_on_locked(thread) != endpoint) [[unlikely]]
+            return false;
         MK_ASSERT(&thread != home->idle_);
         if (thread.process != nullptr && thread.state != ThreadState::Created) {
-            if (thread.state == ThreadState::Dead) return;
+            if (thread.state == ThreadState::Dead) return true;
             thread.exit_requested = true;
             if (thread.state == ThreadState::Blocked) {
                 wake_at_home_locked(thread, WakeReason::Interrupted);
@@ -505,7 +532,7 @@ void Scheduler::kill_locked(Thread& thread) {
                 ++counters_.notifies;
                 Cpu::notify_cpu(thread.cpu);
             }
-            return;
+            return true;
         }
         switch (thread.state) {
             case ThreadState::Created:  // on no queue; start() now refuses it
@@ -521,7 +548,7 @@ void Scheduler::kill_locked(Thread& thread) {
                 thread.waiting_on = nullptr;
                 break;
             case ThreadState::Dead:  // ended already
-                return;
+                return true;
         }
         cancel_timeout_locked(thread);
         if (home->donate_target_ == &thread)
@@ -533,6 +560,7 @@ void Scheduler::kill_locked(Thread& thread) {
     // Its home's lock is released: the reaper's wake takes the reaper's.
     ipc_release_thread_locked(thread);
     bury_locked(thread);
+    return true;
 }
 
 void Scheduler::bury_locked(Thread& thread) {
@@ -574,9 +602,10 @@ Thread* Scheduler::next_zombie() {
     return zombie;
 }
 
-void Scheduler::wait_off_cpu_locked(const Thread& thread) {
-    MK_ASSERT(thread.state == ThreadState::Dead);
+bool Scheduler::off_cpu_locked(const Thread& thread) {
+    MK_ASSERT(thread.state == ThreadState::Dead || thread.state == ThreadState::Created);
     HomeLock off_its_stack(*this, thread);
+    return !thread.in_move_gap;
 }
 
 // --- Blocking and waking ---
@@ -681,6 +710,16 @@ bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {
 }
 
 bool Scheduler::wake_with_home_locks_locked(Thread& thread, WakeReason reason) {
+    return wake_checked_locked(thread, reason, nullptr, false) == WakeResult::Woken;
+}
+
+Scheduler::WakeResult Scheduler::wake_waiting_on_locked(Thread& thread, WakeReason reason,
+                                                        const Endpoint* endpoint) {
+    return wake_checked_locked(thread, reason, endpoint, true);
+}
+
+Scheduler::WakeResult Scheduler::wake_checked_locked(Thread& thread, WakeReason reason,
+                                                     const Endpoint* endpoint, bool check) {
     bool gapped = false;  // in any round
     for (;;) {
         Thread* owner = reply_wait_owner(thread);
@@ -692,12 +731,16 @@ bool Scheduler::wake_with_home_locks_locked(Thread& thread, WakeReason reason) {
         // CPU's lock was let go; another lock guards it now, or none.
         if (reply_wait_owner(thread) != owner) [[unlikely]]
             continue;
+        // On another endpoint than the one whose lock is held (or on none):
+        // the caller looks again.
+        if (check && Endpoint::waited_on_locked(thread) != endpoint) [[unlikely]]
+            return WakeResult::LookAgain;
         // A timeout, once this CPU's lock was let go: the wait may have
         // ended, and another begun (not due).
         if (gapped && reason == WakeReason::TimedOut && !timeout_still_due_locked(thread))
             [[unlikely]]
-            return false;
-        return wake_at_home_locked(thread, reason);
+            return WakeResult::NotWoken;
+        return wake_at_home_locked(thread, reason) ? WakeResult::Woken : WakeResult::NotWoken;
     }
 }
 
@@ -747,8 +790,23 @@ void Scheduler::cancel_timeout_locked(Thread& thread) {
 }
 
 bool Scheduler::wake(Thread& thread, WakeReason reason) {
-    IpcGuard guard;  // it may wait in an IPC operation
-    return wake_locked(thread, reason);
+    return wake_from_anywhere(thread, reason, false);
+}
+
+bool Scheduler::wake_from_anywhere(Thread& thread, WakeReason reason, bool donate) {
+    for (;;) {
+        // It may wait in an IPC operation: the lock of its endpoint first
+        // (as kill() does).
+        Ref<Endpoint> endpoint = pin_endpoint_waited_on(thread);  // released after the guard
+        IpcGuard guard;  // that endpoint's lock: the IPC lock, for every endpoint so far
+        WakeResult r = wake_waiting_on_locked(thread, reason, endpoint.get());
+        if (r == WakeResult::LookAgain) continue;
+        if (r != WakeResult::Woken) return false;
+        if (!donate) return true;
+        if (thread.cpu != cpu_) return false;  // no donation across CPUs
+        set_donate_target_locked(&thread);
+        return true;
+    }
 }
 
 // --- Donation ---
@@ -779,12 +837,7 @@ void Scheduler::unblock_yield(Thread& thread) {
     // (or end, and let someone free) the woken thread before the yield picks
     // it, and the donate target is consumed by exactly this yield.
     bool irq_was_enabled = Cpu::save_and_disable_interrupts();
-    bool woke;
-    {
-        IpcGuard guard;  // it may wait in an IPC operation
-        woke = wake_locked(thread) && thread.cpu == cpu_;
-        if (woke) set_donate_target_locked(&thread);
-    }
+    bool woke = wake_from_anywhere(thread, WakeReason::Woken, true);
     if (woke && donation_enabled_) Cpu::raise_yield_vector();
     Cpu::restore_interrupts(irq_was_enabled);
 }
@@ -953,9 +1006,28 @@ bool Scheduler::timeout_due_locked() const {
     return !timeouts_.empty() && timeouts_.begin()->deadline <= counters_.ticks;
 }
 
-void Scheduler::expire_timeouts_locked() {
-    MK_ASSERT(holds_here(LockLevel::Endpoint));
-    while (timeout_due_locked()) wake_locked(*timeouts_.begin(), WakeReason::TimedOut);
+void Scheduler::expire_timeouts() {
+    for (;;) {
+        Ref<Endpoint> endpoint;  // released after the guard
+        {
+            LockGuard guard(lock_);
+            if (!timeout_due_locked()) return;
+            // Homed here: this is its home lock.
+            endpoint = Ref<Endpoint>::retain(Endpoint::waited_on_locked(*timeouts_.begin()));
+        }
+#if !defined(MK_KERNEL)
+        if (relock_hook != nullptr) relock_hook(*this);
+#endif
+        IpcGuard guard;  // that endpoint's lock: the IPC lock, for every endpoint so far
+        // Whatever happened in between, the set says what is still due; a
+        // wait on another endpoint than the one whose lock is held sends
+        // this round back for its lock.
+        while (timeout_due_locked()) {
+            if (wake_waiting_on_locked(*timeouts_.begin(), WakeReason::TimedOut, endpoint.get()) ==
+                WakeResult::LookAgain)
+                break;
+        }
+    }
 }
 
 bool Scheduler::expire_reply_timeouts_locked() {
@@ -963,9 +1035,10 @@ bool Scheduler::expire_reply_timeouts_locked() {
         Thread& t = *timeouts_.begin();
         // Only a reply wait, whose op changes under this CPU's lock (t's
         // home) or its guard's, which wake_locked takes and looks at again
-        // (wake_with_home_locks_locked). Any other wait (op None included:
-        // a receive another CPU's send is completing right now, under the
-        // IPC lock and not this CPU's) is the IPC lock's to end.
+        // (wake_with_home_locks_locked). Any other wait goes to the second
+        // pass, under the lock of the endpoint it waits on (none: a plain
+        // sleep, which could end here too now that a waiter's wait changes
+        // only under its home lock, but is rare).
         if (t.ipc->op != IpcState::Op::ReplyWait) return true;
         // And only a wait this CPU's lock guards too (a server homed here,
         // or the caller's own saved reply): with no second lock there is
@@ -992,10 +1065,8 @@ void Scheduler::on_timer_tick() {
             return;
         }
     }
-    // Again with the IPC lock, taken first (the lock order). Whatever
-    // happened in between, the set says what is still due.
-    IpcGuard guard;
-    expire_timeouts_locked();
+    expire_timeouts();
+    LockGuard guard(lock_);
     end_tick_locked();
 }
 

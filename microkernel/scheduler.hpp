@@ -33,6 +33,8 @@
 
 namespace mk {
 
+class Endpoint;
+
 // The IPC lock (LockLevel::Endpoint, docs/locking.md): every endpoint's
 // queues, notices and state, and every thread's IPC state (Thread::ipc, and
 // Thread::waiting_on while the thread waits in an IPC operation) but for a
@@ -140,7 +142,12 @@ class Scheduler {
     // itself on its way back to user mode. A kernel thread running on
     // another CPU cannot be ended (a kernel bug: it panics).
     void kill(Thread& thread);
-    void kill_locked(Thread& thread);
+    // kill() with the lock of the endpoint `thread` was seen waiting on
+    // under its home lock (`endpoint`, pinned; null: none) and this CPU's
+    // held. False, and nothing done, if its wait is on another endpoint
+    // now, or on none (received, completed, or begun since): kill() looks
+    // again.
+    [[nodiscard]] bool kill_locked(Thread& thread, const Endpoint* endpoint);
 
     // --- Reaping user threads ---
     // A user thread that ends (exit_current, kill) goes on the zombie list
@@ -150,11 +157,13 @@ class Scheduler {
     void set_reaper(Thread& reaper);
     // The next zombie, sleeping until there is one. Only the reaper calls it.
     Thread* next_zombie();
-    // Returns once no CPU is on the stack of `thread`, which is Dead: its
-    // home CPU held its scheduler lock from the thread's end until it ran
-    // on the next thread's stack, so having that lock once is enough. With
-    // the IPC lock and this CPU's lock held (IpcGuard): Thread::destroy.
-    void wait_off_cpu_locked(const Thread& thread);
+    // Whether no CPU uses `thread` (Dead or Created) any more, once its
+    // home lock is held: its home CPU held that lock from the thread's end
+    // until it ran on the next thread's stack, so having it once is enough
+    // for that; but a move of the thread in its gap (Thread::in_move_gap)
+    // has yet to look at it again: false, and the caller tries again with
+    // its locks let go. With this CPU's lock held: Thread::destroy.
+    [[nodiscard]] bool off_cpu_locked(const Thread& thread);
 
     // --- Blocking and waking ---
 
@@ -218,11 +227,25 @@ class Scheduler {
     // wake_locked()'s long way: a thread of another CPU, or in a reply
     // wait (HomeLocks).
     [[gnu::noinline]] bool wake_with_home_locks_locked(Thread& thread, WakeReason reason);
+    // A wake that may end an IPC wait of `thread` (a stray wake, a
+    // timeout), with the lock of the endpoint it was seen waiting on under
+    // its home lock (`endpoint`, pinned; null: none) and this CPU's held:
+    // LookAgain, and nothing done, if its wait is on another endpoint now.
+    enum class WakeResult : uint8_t { NotWoken, Woken, LookAgain };
+    WakeResult wake_waiting_on_locked(Thread& thread, WakeReason reason, const Endpoint* endpoint);
+    // Both, in one: `check` says whether to look at `endpoint`.
+    WakeResult wake_checked_locked(Thread& thread, WakeReason reason, const Endpoint* endpoint,
+                                   bool check);
     // wake_locked() with the locks it takes held already: the thread's
     // home lock, and for a reply wait the lock that guards it
     // (reply_wait_owner): HomeLocks.
     bool wake_at_home_locked(Thread& thread, WakeReason reason);
     bool wake(Thread& thread, WakeReason reason = WakeReason::Woken);
+    // wake(), which may end an IPC wait: under the lock of the endpoint the
+    // thread waits on (pinned, looked up first under its home lock: as
+    // kill()). With `donate`, true only for a thread of this CPU, which is
+    // then the donate target (unblock_yield).
+    bool wake_from_anywhere(Thread& thread, WakeReason reason, bool donate);
 
     // A thread just woken (Ready) by the running one, which goes on running
     // (it had the next message already): it runs as soon as the running
@@ -410,6 +433,10 @@ class Scheduler {
     // go, before the lower CPU's is taken, to do what another CPU could
     // do there (SmpGapTest, tests/unit/smp_ipc_test.cpp).
     static void (*gap_hook)(Scheduler& gapped);
+    // The same for the gap of kill(), wake() and the tick's second pass
+    // between the look at the endpoint a thread waits on (under that
+    // thread's home lock) and that endpoint's lock: no lock held.
+    static void (*relock_hook)(Scheduler& relocking);
 #endif
 
   private:
@@ -471,12 +498,12 @@ class Scheduler {
     // waits (guarded by scheduler locks), until one of any other wait,
     // which makes it return true.
     bool expire_reply_timeouts_locked();
-    // The timeouts due at this tick: their threads wake with TimedOut.
-    // With the IPC lock held: a thread waiting in an IPC operation leaves
-    // its endpoint's queue, and whether it waits in one (IpcState::op) is
-    // the IPC lock's to say (another CPU may be completing that very wait,
-    // under the IPC lock and its own scheduler lock, not this one).
-    void expire_timeouts_locked();
+    // The timeouts due at this tick that the first pass left: each thread
+    // wakes with TimedOut under the lock of the endpoint it waits on (a
+    // thread waiting in an IPC operation leaves that endpoint's queue),
+    // looked up under this CPU's lock (its home lock: timeouts live at
+    // home) before that endpoint's lock is taken, and checked again after.
+    void expire_timeouts();
     // The rest of a tick, once its timeouts are done (the woken threads
     // queued): balancing and the quantum.
     void end_tick_locked();
@@ -522,6 +549,10 @@ class Scheduler {
     // tells that CPU if it is another one and idles. With the home's lock
     // held (HomeLock).
     void enqueue_locked(Thread& thread);
+    // The endpoint `thread` waits on (Endpoint::waited_on_locked), read
+    // under its home lock and pinned: once that lock is let go the wait
+    // may end, and its thread drop its own reference. Null: none.
+    Ref<Endpoint> pin_endpoint_waited_on(Thread& thread);
     // The next thread to run, off the queues (null: none is Ready); sets
     // *keep_quantum for one from the hand-off queue.
     Thread* pop_ready_locked(bool* keep_quantum);

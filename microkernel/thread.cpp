@@ -118,14 +118,18 @@ Result<Thread*> Thread::adopt_boot_thread(const char* name) {
 
 void Thread::destroy(Thread* thread) {
     if (thread == nullptr) return;
-    {
-        // Its state; its CPU's lock as a second one (wait_off_cpu_locked).
-        LockGuard guard(this_cpu().scheduler.lock());
+    for (bool again = false;; again = true) {
+        if (again) __builtin_ia32_pause();
+        // The IPC lock: a kill or an exit of it holds that throughout, the
+        // gaps of its second scheduler locks included, so neither is
+        // halfway once it is held. Then its CPU's lock as a second one.
+        IpcGuard guard;
         MK_ASSERT(thread->state == ThreadState::Dead || thread->state == ThreadState::Created);
         // A thread that ran may have ended on another CPU a moment ago
         // (its creator or the reaper saw it Dead): that CPU is off its
-        // stack once this has its lock.
-        if (thread->state == ThreadState::Dead) this_cpu().scheduler.wait_off_cpu_locked(*thread);
+        // stack once this has its lock. A move of it in its gap (a kernel
+        // thread killed meanwhile) still looks at it: again, once it has.
+        if (!this_cpu().scheduler.off_cpu_locked(*thread)) continue;
         MK_ASSERT(thread->ipc->callers.empty());
         // The thread is gone from now on, whoever still holds a reference:
         // its id names nothing, and a Created one can no longer be started.
@@ -134,6 +138,7 @@ void Thread::destroy(Thread* thread) {
         LockGuard registry(g_registry_lock);
         MK_ASSERT(slot < kMaxThreads && g_threads[slot] == thread);
         g_threads[slot] = nullptr;
+        break;
     }
     // Off every CPU for good: its kernel stack, its FPU area and its place
     // in its process go now (the last thread of a process ends the

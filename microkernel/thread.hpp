@@ -119,8 +119,9 @@ class Thread : public KObject {
     // queues it and its timeout lives (Scheduler). The CPU that made it,
     // until placement (Scheduler::set_home_locked, place_locked) moves a
     // Created one; then only that CPU moves it (Scheduler::move_locked).
-    // Written with the IPC lock and the home's lock held, so either keeps
-    // it still for a reader.
+    // Written with the old and the new home's lock held (a Created one's
+    // with the old home's), so a reader that holds a home lock reads it
+    // again (Scheduler::HomeLock).
     uint32_t cpu = 0;
     // The CPUs it may be homed on, a bit per PerCpu::index; `cpu` is one of
     // them. Set by placement and Scheduler::set_affinity.
@@ -141,6 +142,11 @@ class Thread : public KObject {
     // it once it has switched away, and the new home waits for that before
     // it switches to the thread. Written without a lock (atomically).
     bool switching_out = false;
+    // Its home CPU moves it to a lower-indexed CPU and has let go of its
+    // own lock to take that one's (Scheduler::move_locked): a kill may end
+    // it meanwhile, but Thread::destroy waits until the move has its locks
+    // again. Written under the home's lock.
+    bool in_move_gap = false;
     TimeoutHook timeout_hook;  // on the scheduler's timeout set while it has a deadline
     // Tick at which a timed block expires; 0: none; kNeverExpires: a timeout
     // so long that ticks + timeout saturated (not on the timeout set).
@@ -300,9 +306,11 @@ struct IpcState {
     ReplyToken superseded;
     // The payload of the IPC buffer: local_buffer, or for a user thread that
     // registered an IPC buffer page (Sys::IpcBufferSet), that page through
-    // the direct map. Payloads are copied under the IPC lock through
-    // this kernel address, never through a user address; the page stays
-    // mapped while registered (Process::unmap refuses it).
+    // the direct map. Payloads are copied through this kernel address,
+    // never through a user address, while the thread waits in an IPC
+    // operation (under the locks that end that wait) or in its own; the
+    // thread registers its own page (under its address-space lock), which
+    // stays mapped while registered (Process::unmap refuses it).
     unsigned char* buffer = local_buffer;
     uint64_t user_buffer = 0;  // the page's user address; 0: none registered
     // Handles travelling with msg (msg.handle_count of them): taken from the

@@ -382,9 +382,12 @@ Status sys_reply(Process& p, Thread& self, TrapFrame& f) {
         st = status_of(endpoint->reply_recv_inline(token, out.msg, ticks_of(f.r12), true));
         Cpu::restore_interrupts(true);
         // Destroyed here (not after a block at the frame, which ends in
-        // mk_resume_at_frame) means the endpoint was dead before anything
-        // was done. The reply needs nothing of the endpoint: it goes out, as
-        // in the two-step form, so every form of a refused receive answers.
+        // mk_resume_at_frame) means the endpoint was dead before the
+        // receive: before anything was done, or (a caller of another CPU:
+        // Endpoint::reply_then_recv) after the reply went out, when this
+        // one finds no caller and is counted stale. The reply needs nothing
+        // of the endpoint: it goes out, as in the two-step form, so every
+        // form of a refused receive answers.
         if (st == Error::Destroyed && token.valid()) (void)Endpoint::reply(token, out.msg);
     }
     return complete_ipc(p, self, f, st);

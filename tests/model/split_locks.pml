@@ -449,9 +449,10 @@ inline lockS2(c_, x_) {
      slk[x_] == 0 -> slk[x_] = H(c_); sheld[c_] = sheld[c_] | B(x_)
 #else
   /* two S locks in CPU index order, the lower first: the own one let go (with E held,
-     nobody else takes it meanwhile; with MOVE_WITHOUT_E too: E held keeps this CPU's
-     move interrupt out, and CPU0 takes S1 only under E), the other taken, the own one
-     again */
+     nobody else takes it meanwhile in this model; with MOVE_WITHOUT_E too: E held keeps
+     this CPU's move interrupt out, and the model's CPU0 takes S1 only under E, where the
+     code's replies, moves, starts and placement take it without E), the other taken,
+     the own one again */
   :: x_ < c_ ->
      unlockS(c_, c_);
 #ifdef MOVE_WITHOUT_E

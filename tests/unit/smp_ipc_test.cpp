@@ -503,6 +503,7 @@ class SmpGapTest : public SmpIpcTest {
   protected:
     void TearDown() override {
         Scheduler::gap_hook = nullptr;
+        Scheduler::relock_hook = nullptr;
         gap_action() = nullptr;
         SmpIpcTest::TearDown();
     }
@@ -511,11 +512,20 @@ class SmpGapTest : public SmpIpcTest {
         static std::function<void(Scheduler&)> action;
         return action;
     }
-    // `action` runs in the next gap, once, given the CPU whose lock was
-    // let go.
-    void in_next_gap(std::function<void(Scheduler&)> action) {
+    static int& gaps_to_skip() {
+        static int skip = 0;
+        return skip;
+    }
+    // `action` runs in the next gap (after `skip` others), once, given the
+    // CPU whose lock was let go.
+    void in_next_gap(std::function<void(Scheduler&)> action, int skip = 0) {
         gap_action() = std::move(action);
+        gaps_to_skip() = skip;
         Scheduler::gap_hook = [](Scheduler& gapped) {
+            if (gaps_to_skip() > 0) {
+                --gaps_to_skip();
+                return;
+            }
             std::function<void(Scheduler&)> a = std::move(gap_action());
             gap_action() = nullptr;
             Scheduler::gap_hook = nullptr;
@@ -523,6 +533,25 @@ class SmpGapTest : public SmpIpcTest {
         };
     }
     bool gap_taken() const { return Scheduler::gap_hook == nullptr; }
+
+    // Counts the looks of kill(), wake() and the tick at the endpoint a
+    // thread waits on (Scheduler::relock_hook); `action` runs once, after
+    // the first, before that endpoint's lock is taken.
+    static int& looks() {
+        static int n = 0;
+        return n;
+    }
+    void count_looks(std::function<void()> action) {
+        static std::function<void()> first;
+        looks() = 0;
+        first = std::move(action);
+        Scheduler::relock_hook = [](Scheduler&) {
+            ++looks();
+            std::function<void()> a = std::move(first);
+            first = nullptr;
+            if (a) a();
+        };
+    }
 
     // Runs `fn` as CPU `index`, from whichever CPU the test plays now.
     void as_cpu(uint32_t index, const std::function<void()>& fn) {
@@ -745,12 +774,60 @@ TEST_F(SmpGapTest, ATimeoutWhoseWaitEndedInTheGapDoesNothing) {
 TEST_F(SmpGapTest, AKillWhoseWaitMovedInTheGapStartsOver) {
     Thread* r = spawn("server");
     Thread* c = caller_on(1, 0, false);
-    in_next_gap([&](Scheduler&) { take_queued_call(c, r); });
+    // The first gap is the look at the endpoint it waits on (its home
+    // lock); the second the kill's own.
+    in_next_gap([&](Scheduler&) { take_queued_call(c, r); }, 1);
     on_cpu(2, [&] { sched_at(2).kill(*c); });
     EXPECT_TRUE(gap_taken());
     expect_no_lock_held(2);
     EXPECT_EQ(c->state, ThreadState::Dead);
     EXPECT_TRUE(r->ipc->callers.empty());
+}
+
+// kill() reads which endpoint its thread waits on under that thread's home
+// lock, then takes that endpoint's lock and this CPU's (the lock order),
+// with no lock held in between. A receiver that takes the queued call
+// there moves it to its callers queue, a wait on no endpoint: the kill
+// looks again (a second look) and ends the reply wait.
+TEST_F(SmpGapTest, AKillWhoseWaitLeftItsEndpointBeforeTheLocksLooksAgain) {
+    Thread* r = spawn("server");
+    Thread* c = caller_on(1, 0, false);
+    count_looks([&] { take_queued_call(c, r); });
+    on_cpu(2, [&] { sched_at(2).kill(*c); });
+    EXPECT_EQ(looks(), 2);
+    expect_no_lock_held(2);
+    EXPECT_EQ(c->state, ThreadState::Dead);
+    EXPECT_TRUE(r->ipc->callers.empty());
+    EXPECT_EQ(ep_->waiting_senders(), 0u);
+}
+
+// The same look again for a stray wake from CPU 2, and for the tick's
+// second pass at the caller's home: the wait left the endpoint (a receiver
+// took the call) between the look and the endpoint's lock, and is ended
+// where it is now, as a reply wait.
+TEST_F(SmpGapTest, AWakeWhoseWaitLeftItsEndpointLooksAgain) {
+    Thread* r = spawn("server");
+    Thread* c = caller_on(1, 0, false);
+    count_looks([&] { take_queued_call(c, r); });
+    on_cpu(2, [&] { EXPECT_TRUE(sched_at(2).wake(*c, WakeReason::Interrupted)); });
+    EXPECT_EQ(looks(), 2);
+    expect_no_lock_held(2);
+    EXPECT_TRUE(r->ipc->callers.empty());
+    expect_call_failed(1, c, Error::Interrupted);
+}
+
+TEST_F(SmpGapTest, ATimeoutWhoseWaitLeftItsEndpointLooksAgain) {
+    Thread* r = spawn("server");
+    (void)running_on(2, "busy");  // no idle CPU: the tick does not balance
+    Thread* t = caller_on(1, 2, false);
+    count_looks([&] { take_queued_call(t, r); });
+    on_cpu(1, [&] {
+        for (int i = 0; i < 3; ++i) sched1().on_timer_tick();
+    });
+    EXPECT_EQ(looks(), 2);
+    expect_no_lock_held(1);
+    EXPECT_TRUE(r->ipc->callers.empty());
+    expect_call_failed(1, t, Error::TimedOut);
 }
 
 // The same for a stray wake from CPU 2: it ends the wait where it is now,
@@ -806,6 +883,33 @@ TEST_F(SmpGapTest, AMoveWhoseDestinationTheGapDisallowedStays) {
     EXPECT_EQ(sched1().counters().moves, 0u);
     EXPECT_TRUE(sched().wake(*t));
     EXPECT_EQ(sched1().ready_count(), 1u);
+}
+
+// A kernel thread killed from another CPU in its move's gap is Dead, but
+// the move still looks at it once it has its locks again: until then
+// Thread::destroy waits (off_cpu_locked says no), after it may go on.
+TEST_F(SmpGapTest, AThreadKilledInItsMovesGapIsDestroyedOnlyAfterTheMove) {
+    Thread* k = create_on(1, "k");
+    EXPECT_EQ(sched().start(*k), Error::None);               // Ready on CPU 1, never ran: movable
+    EXPECT_EQ(sched().set_affinity(*k, 0b001).value(), 0u);  // asked of CPU 1
+    bool off = true;
+    in_next_gap([&](Scheduler&) {
+        as_cpu(2, [&] {
+            sched_at(2).kill(*k);
+            IpcGuard guard;
+            off = sched_at(2).off_cpu_locked(*k);
+        });
+    });
+    on_cpu(1, [&] { sched1().preempt_if_needed(); });  // its interrupt: the move
+    EXPECT_TRUE(gap_taken());
+    expect_no_lock_held(1);
+    EXPECT_FALSE(off);
+    EXPECT_EQ(k->state, ThreadState::Dead);
+    EXPECT_EQ(k->cpu, 1u);
+    EXPECT_FALSE(k->in_move_gap);
+    EXPECT_EQ(sched1().counters().moves, 0u);
+    std::erase(threads_, k);
+    Thread::destroy(k);  // the test ends it, not the fixture
 }
 
 // The moves asked of a CPU are done at its interrupt, one after another;
