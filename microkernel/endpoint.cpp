@@ -487,7 +487,6 @@ void ipc_abort_locked(Thread& thread, WakeReason reason) {
 }
 
 void ipc_release_thread_locked(Thread& thread) {
-    MK_ASSERT(holds_here(LockLevel::Endpoint));
     while (Thread* caller = thread.ipc->callers.front()) {
         if (complete_locked(*caller, &thread, Error::PeerDied)) {
             ++counters().peer_died_wakeups;

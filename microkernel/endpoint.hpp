@@ -315,8 +315,9 @@ struct SavedWait {
 };
 
 // A thread is ending: callers waiting for its reply wake with PeerDied. With
-// the IPC and scheduler locks held (called by Scheduler::exit_current and
-// kill).
+// this CPU's scheduler lock held and nothing above it, an endpoint's lock
+// before it or not (called by Scheduler::exit_current and kill_locked):
+// each caller's reply wait is guarded by scheduler locks (complete_locked).
 void ipc_release_thread_locked(Thread& thread);
 
 // A thread blocked in an IPC operation was woken by something other than the

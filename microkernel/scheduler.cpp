@@ -43,6 +43,7 @@ Scheduler::HomeLock::~HomeLock() {
 }
 
 void Scheduler::HomeLock::follow(Scheduler& self, const Thread& thread) {
+    GapHold hold(&thread);  // read after each gap
     gapped_ = self.lock_others_in_order(*home_, nullptr);
     // Its home changes only with that home's lock held: once the lock
     // taken is its home's, it stays so. A move in the gap (or before the
@@ -57,6 +58,8 @@ void Scheduler::HomeLock::follow(Scheduler& self, const Thread& thread) {
 }
 
 void Scheduler::HomeLocks::lock(Scheduler& self, const Thread& a, const Thread* b) {
+    GapHold hold_a(&a);  // both read after each gap
+    GapHold hold_b(b);
     for (;;) {
         home_ = &(a.cpu == self.cpu_ ? self : of(a));
         Scheduler* x = home_ != &self ? home_ : nullptr;
@@ -316,9 +319,8 @@ void Scheduler::move_locked(Thread& thread, uint32_t dest) {
     if (donate_target_ == &thread) donate_target_ = nullptr;
     // Thread::cpu changes with both homes' locks held: this CPU's and the
     // new one's, in index order (no IPC lock).
-    thread.in_move_gap = true;  // Thread::destroy waits for the locks to be held again
+    GapHold hold(&thread);  // Thread::destroy waits for the move to be done
     HomeLock to(*this, cpu_at(dest).scheduler);
-    thread.in_move_gap = false;
     if (to.gapped()) [[unlikely]] {
         // Another CPU took this CPU's lock while it was let go: a thread
         // that died (a kill) stays; one for which a new move was asked
@@ -466,7 +468,9 @@ void Scheduler::enqueue_locked(Thread& thread) {
 }
 
 void Scheduler::exit_current() {
-    IpcGuard guard;  // its callers are failed
+    // Its callers are failed under scheduler locks alone (their reply
+    // waits are theirs). It waits on no endpoint: no endpoint lock.
+    LockGuard guard(lock_);
     current_->state = ThreadState::Dead;
     drop_move_locked(*current_);
     ipc_release_thread_locked(*current_);
@@ -506,6 +510,9 @@ void Scheduler::kill(Thread& thread) {
 
 bool Scheduler::kill_locked(Thread& thread, const Endpoint* endpoint) {
     MK_ASSERT(&thread != current_ && holds_here(LockLevel::Endpoint));
+    // Once Dead it may be destroyed as soon as its home lock is free, but
+    // its callers are failed and it is buried after that: held until then.
+    GapHold dying(nullptr);
     for (;;) {
         // Its home's lock, and if it waits for a reply the lock that guards
         // that wait (wake_locked); again if that wait moved while this
@@ -554,6 +561,7 @@ bool Scheduler::kill_locked(Thread& thread, const Endpoint* endpoint) {
         if (home->donate_target_ == &thread)
             __atomic_store_n(&home->donate_target_, nullptr, __ATOMIC_RELAXED);
         thread.state = ThreadState::Dead;
+        dying.take(&thread);  // under its home lock, which destroy takes
         drop_move_locked(thread);
         break;
     }
@@ -605,7 +613,7 @@ Thread* Scheduler::next_zombie() {
 bool Scheduler::off_cpu_locked(const Thread& thread) {
     MK_ASSERT(thread.state == ThreadState::Dead || thread.state == ThreadState::Created);
     HomeLock off_its_stack(*this, thread);
-    return !thread.in_move_gap;
+    return __atomic_load_n(&thread.gap_holds, __ATOMIC_ACQUIRE) == 0;
 }
 
 // --- Blocking and waking ---

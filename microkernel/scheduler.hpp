@@ -160,9 +160,11 @@ class Scheduler {
     // Whether no CPU uses `thread` (Dead or Created) any more, once its
     // home lock is held: its home CPU held that lock from the thread's end
     // until it ran on the next thread's stack, so having it once is enough
-    // for that; but a move of the thread in its gap (Thread::in_move_gap)
-    // has yet to look at it again: false, and the caller tries again with
-    // its locks let go. With this CPU's lock held: Thread::destroy.
+    // for that; but a CPU that reads it across a gap (Thread::gap_holds:
+    // a move of it, a kill that ended it and still fails its callers, a
+    // HomeLock naming it) has yet to look at it again: false, and the
+    // caller tries again with its locks let go. With this CPU's lock held
+    // and nothing above it: Thread::destroy.
     [[nodiscard]] bool off_cpu_locked(const Thread& thread);
 
     // --- Blocking and waking ---
@@ -321,6 +323,30 @@ class Scheduler {
     bool idle_once();
     [[noreturn]] void idle_loop();
 
+    // Keeps Thread::destroy off `thread` (null: none) for a scope
+    // (Thread::gap_holds): for what reads the thread after this CPU's lock
+    // was let go, where nothing else keeps it from ending and being freed
+    // (off_cpu_locked says no meanwhile). Taken by a CPU that knows the
+    // thread is not destroyed yet: one that holds its home lock, or the
+    // lock of a wait it is in, or one that its caller keeps alive.
+    class GapHold {
+      public:
+        explicit GapHold(const Thread* thread) { take(thread); }
+        // Holds `thread` from now on (none held yet).
+        void take(const Thread* thread) {
+            thread_ = thread;
+            if (thread_ != nullptr) __atomic_add_fetch(&thread_->gap_holds, 1, __ATOMIC_ACQ_REL);
+        }
+        ~GapHold() {
+            if (thread_ != nullptr) __atomic_sub_fetch(&thread_->gap_holds, 1, __ATOMIC_RELEASE);
+        }
+        GapHold(const GapHold&) = delete;
+        GapHold& operator=(const GapHold&) = delete;
+
+      private:
+        const Thread* thread_ = nullptr;
+    };
+
     // The scheduler of a thread's home CPU, or another CPU's, locked for a
     // scope: this CPU's, held already, or another's, taken as a second
     // scheduler lock (LockLevel::SchedulerOther). Two scheduler locks are
@@ -382,6 +408,10 @@ class Scheduler {
             if (b != nullptr && b->cpu != self.cpu_ && b->cpu != a.cpu) [[unlikely]] {
                 lock(self, a, b);  // b's home is another lock
             } else if (home_ != &self) [[unlikely]] {
+                // A lower CPU's lock: a and b are read after the gap.
+                bool gap = home_->cpu_ < self.cpu_;
+                GapHold hold_a(gap ? &a : nullptr);
+                GapHold hold_b(gap ? b : nullptr);
                 gapped_ = self.lock_others_in_order(*home_, nullptr);
                 taken_[0] = home_;
                 // Homes change only under the home's lock: a's is held now
@@ -559,9 +589,9 @@ class Scheduler {
     bool any_ready_locked() const {
         return !handoff_.empty() || !ready_.empty();
     }
-    // A user thread became Dead: hand it to the reaper. With the IPC lock
-    // held (its wake may take the reaper's home lock: HomeLock) and no
-    // other CPU's scheduler lock.
+    // A user thread became Dead: hand it to the reaper. With this CPU's
+    // lock held and no other CPU's (its wake may take the reaper's home
+    // lock: HomeLock).
     void bury_locked(Thread& thread);
     // What every switch (schedule_locked, switch_to_locked) needs: thread
     // context, and the scheduler lock as the only lock held. It lets go of

@@ -120,15 +120,16 @@ void Thread::destroy(Thread* thread) {
     if (thread == nullptr) return;
     for (bool again = false;; again = true) {
         if (again) __builtin_ia32_pause();
-        // The IPC lock: a kill or an exit of it holds that throughout, the
-        // gaps of its second scheduler locks included, so neither is
-        // halfway once it is held. Then its CPU's lock as a second one.
-        IpcGuard guard;
+        // This CPU's scheduler lock, then the thread's CPU's as a second
+        // one (off_cpu_locked).
+        LockGuard guard(this_cpu().scheduler.lock());
         MK_ASSERT(thread->state == ThreadState::Dead || thread->state == ThreadState::Created);
         // A thread that ran may have ended on another CPU a moment ago
         // (its creator or the reaper saw it Dead): that CPU is off its
-        // stack once this has its lock. A move of it in its gap (a kernel
-        // thread killed meanwhile) still looks at it: again, once it has.
+        // stack once this has its lock. A CPU that reads it across a gap
+        // (a move of it, a kill of it that still fails its callers, a
+        // HomeLock naming it: Thread::gap_holds) is not done with it:
+        // again, once it is.
         if (!this_cpu().scheduler.off_cpu_locked(*thread)) continue;
         MK_ASSERT(thread->ipc->callers.empty());
         // The thread is gone from now on, whoever still holds a reference:

@@ -142,11 +142,15 @@ class Thread : public KObject {
     // it once it has switched away, and the new home waits for that before
     // it switches to the thread. Written without a lock (atomically).
     bool switching_out = false;
-    // Its home CPU moves it to a lower-indexed CPU and has let go of its
-    // own lock to take that one's (Scheduler::move_locked): a kill may end
-    // it meanwhile, but Thread::destroy waits until the move has its locks
-    // again. Written under the home's lock.
-    bool in_move_gap = false;
+    // How many CPUs read this thread across a gap, in which no lock keeps
+    // it from ending (Scheduler::GapHold): a HomeLock or HomeLocks that
+    // lets go of its own CPU's lock to take a lower one's, naming it; a
+    // move of it to a lower CPU; a kill that ended it and still fails its
+    // callers and buries it. Thread::destroy waits until none does
+    // (Scheduler::off_cpu_locked). Raised by a CPU that knows the thread
+    // is not destroyed yet (it holds a lock that destroy or the thread's
+    // end must take first), atomically.
+    mutable uint32_t gap_holds = 0;
     TimeoutHook timeout_hook;  // on the scheduler's timeout set while it has a deadline
     // Tick at which a timed block expires; 0: none; kNeverExpires: a timeout
     // so long that ticks + timeout saturated (not on the timeout set).

@@ -724,21 +724,27 @@ TEST_F(SmpGapTest, AReplyWhoseCallerTimesOutInTheGapIsStale) {
 // and destroy it: the reply pins a caller of another CPU first, finds it
 // no longer waiting, and lets it go after its locks (ASan: no use after
 // free).
-TEST_F(SmpGapTest, AReplyWhoseCallerIsDestroyedInTheGapIsStale) {
+TEST_F(SmpGapTest, AReplyWhoseCallerIsKilledInTheGapIsStale) {
     Thread* r = server_on(2);
     Thread* c = caller_on(1);
     ReplyToken token = received_on(2, r);
+    bool off = true;
     in_next_gap([&](Scheduler&) {
         as_cpu(0, [&] {
             sched_at(0).kill(*c);
-            std::erase(threads_, c);  // the test ends it, not the fixture
-            Thread::destroy(c);
+            // The reply reads it after the gap: Thread::destroy waits.
+            LockGuard guard(sched_at(0).lock());
+            off = sched_at(0).off_cpu_locked(*c);
         });
     });
     on_cpu(2, [&] { EXPECT_EQ(Endpoint::reply(token, msg(9)), Error::BadHandle); });
     EXPECT_TRUE(gap_taken());
     expect_no_lock_held(2);
+    EXPECT_FALSE(off);
+    EXPECT_EQ(c->gap_holds, 0u);
     EXPECT_TRUE(r->ipc->callers.empty());
+    std::erase(threads_, c);  // the test ends it, not the fixture
+    Thread::destroy(c);
 }
 
 // A caller of CPU 2 waiting on a server of CPU 1 times out at its home
@@ -899,7 +905,7 @@ TEST_F(SmpGapTest, AThreadKilledInItsMovesGapIsNotOffCpuUntilTheMoveEnds) {
     in_next_gap([&](Scheduler&) {
         as_cpu(2, [&] {
             sched_at(2).kill(*k);
-            IpcGuard guard;
+            LockGuard guard(sched_at(2).lock());
             off = sched_at(2).off_cpu_locked(*k);
         });
     });
@@ -909,10 +915,45 @@ TEST_F(SmpGapTest, AThreadKilledInItsMovesGapIsNotOffCpuUntilTheMoveEnds) {
     EXPECT_FALSE(off);
     EXPECT_EQ(k->state, ThreadState::Dead);
     EXPECT_EQ(k->cpu, 1u);
-    EXPECT_FALSE(k->in_move_gap);
+    EXPECT_EQ(k->gap_holds, 0u);
     EXPECT_EQ(sched1().counters().moves, 0u);
     std::erase(threads_, k);
     Thread::destroy(k);  // the test ends it, not the fixture
+}
+
+// A kernel server of CPU 2 killed there with a caller of CPU 1 on its
+// callers queue: the kill fails the caller under both homes' locks, and
+// lets go of CPU 2's for CPU 1's. No IPC lock keeps Thread::destroy out of
+// that gap: the server is Dead by then, but the kill still reads it after
+// (Thread::gap_holds), so off_cpu_locked says no until the kill is done.
+TEST_F(SmpGapTest, AServerKilledWithCallersIsNotOffCpuUntilTheKillEnds) {
+    Thread* k = server_on(2);
+    Thread* c = caller_on(1);
+    (void)received_on(2, k);
+    WaitQueue q;
+    on_cpu(2, [&] {
+        LockGuard guard(sched_at(2).lock());
+        sched_at(2).block_current_locked(&q, 0);  // blocked again, with the call
+    });
+    bool off = true;
+    in_next_gap([&](Scheduler&) {
+        as_cpu(0, [&] {
+            EXPECT_EQ(k->state, ThreadState::Dead);
+            EXPECT_EQ(c->waiting_on, &k->ipc->callers);  // not failed yet
+            LockGuard guard(sched_at(0).lock());
+            off = sched_at(0).off_cpu_locked(*k);
+        });
+    });
+    as_cpu(2, [&] { sched_at(2).kill(*k); });
+    EXPECT_TRUE(gap_taken());
+    expect_no_lock_held(2);
+    EXPECT_FALSE(off);
+    EXPECT_EQ(k->gap_holds, 0u);
+    EXPECT_EQ(c->state, ThreadState::Ready);
+    EXPECT_EQ(c->ipc->result, Error::PeerDied);
+    EXPECT_TRUE(k->ipc->callers.empty());
+    std::erase(threads_, k);  // the test ends it, not the fixture
+    Thread::destroy(k);
 }
 
 // The moves asked of a CPU are done at its interrupt, one after another;
