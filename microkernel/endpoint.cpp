@@ -78,7 +78,7 @@ void Endpoint::mark_dead_locked() {
 void Endpoint::destroy(Endpoint* endpoint) {
     if (endpoint == nullptr) return;
     {
-        IpcGuard guard;
+        IpcGuard guard(endpoint->lock_);
         MK_ASSERT(!endpoint->dead_);  // destroy() gives back the creator's reference: once
         endpoint->mark_dead_locked();
     }
@@ -87,11 +87,16 @@ void Endpoint::destroy(Endpoint* endpoint) {
 }
 
 void Endpoint::close_receive_side() {
-    IpcGuard guard;
+    IpcGuard guard(lock_);
     if (!dead_) mark_dead_locked();
 }
 
 void Endpoint::free_object(Endpoint* endpoint) {
+    // The syscall fast path lets go of the endpoint's lock after the
+    // handle table's, which kept the endpoint alive: once this CPU has had
+    // the lock, nobody uses the endpoint any more. (No lock is held here:
+    // no last reference is released under one.)
+    { LockGuard used(endpoint->lock_); }
     // Dead, or never used by anyone but its last holder: no waiter is left
     // (each one holds a reference), which ~WaitQueue checks. Notices nobody
     // received go with it.
@@ -104,7 +109,7 @@ void Endpoint::free_object(Endpoint* endpoint) {
 }
 
 bool Endpoint::post_notice(Notice* notice) {
-    IpcGuard guard;
+    IpcGuard guard(lock_);
     if (dead_) {
         kdelete(notice);  // nobody can receive it any more
         return false;
@@ -154,12 +159,12 @@ Received Endpoint::take_notice_locked(Thread& self, Notice* notice) {
 }
 
 size_t Endpoint::waiting_senders() {
-    IpcGuard guard;
+    IpcGuard guard(lock_);
     return senders_.size();
 }
 
 size_t Endpoint::waiting_receivers() {
-    IpcGuard guard;
+    IpcGuard guard(lock_);
     return receivers_.size();
 }
 
@@ -174,7 +179,7 @@ Status Endpoint::send(const Message& msg, uint64_t badge, uint64_t timeout_ticks
     Status st = Error::None;
     bool delivered = false;
     {
-        IpcGuard guard;
+        IpcGuard guard(lock_);
         Thread& self = *s.current();
         if (dead_) {
             st = Error::Destroyed;
@@ -202,7 +207,7 @@ Status Endpoint::try_send(const Message& msg, uint64_t badge) {
     bool irq_was_enabled = Cpu::save_and_disable_interrupts();
     Status st = Error::WouldBlock;
     {
-        IpcGuard guard;
+        IpcGuard guard(lock_);
         if (dead_) {
             st = Error::Destroyed;
         } else if (Thread* receiver = receivers_.front()) {
@@ -219,7 +224,7 @@ Status Endpoint::try_send(const Message& msg, uint64_t badge) {
 // --- recv ---
 
 Result<Received> Endpoint::recv(uint64_t timeout_ticks) {
-    IpcGuard guard;
+    IpcGuard guard(lock_);
     if (dead_) return Error::Destroyed;
     Thread& self = *sched().current();
     if (Notice* n = pop_notice_locked()) return take_notice_locked(self, n);
@@ -233,7 +238,7 @@ Result<Received> Endpoint::recv(uint64_t timeout_ticks) {
 }
 
 Result<Received> Endpoint::try_recv() {
-    IpcGuard guard;
+    IpcGuard guard(lock_);
     if (dead_) return Error::Destroyed;
     Thread& self = *sched().current();
     if (Notice* n = pop_notice_locked()) return take_notice_locked(self, n);
@@ -292,7 +297,7 @@ namespace {
 
 // What a reply holds: this CPU's scheduler lock alone, which guards the
 // replier's callers queue; the caller's home lock follows (HomeLock,
-// HomeLocks). No IPC lock: a reply wait is guarded by scheduler locks
+// HomeLocks). No endpoint lock: a reply wait is guarded by scheduler locks
 // (docs/locking.md), and so a reply never waits for an endpoint
 // operation of another CPU.
 class ReplyGuard {
@@ -303,7 +308,7 @@ class ReplyGuard {
     LockGuard guard_;
 };
 
-// A caller homed on another CPU, pinned: with no IPC lock held, it may be
+// A caller homed on another CPU, pinned: with no endpoint lock held, it may be
 // killed and destroyed while this CPU's lock is let go for its home's (the
 // gap), or once the locks are gone; the reply still reads it then.
 // Released after the ReplyGuard (the last reference frees). A caller homed
@@ -422,19 +427,19 @@ Result<Received> Endpoint::reply_recv(ReplyToken token, const Message& reply,
 // --- completions ---
 
 Status Endpoint::finish_send(Thread& self) {
-    IpcGuard guard;
+    IpcGuard guard(nullptr);  // its wait has ended: no endpoint's lock
     return finish_locked(self);
 }
 
 Result<Received> Endpoint::finish_recv(Thread& self) {
-    IpcGuard guard;
+    IpcGuard guard(nullptr);  // its wait has ended: no endpoint's lock
     Status st = finish_locked(self);
     if (st != Error::None) return st;
     return Received{self.ipc->msg, self.ipc->badge, self.ipc->reply};
 }
 
 Result<Message> Endpoint::finish_call(Thread& self) {
-    IpcGuard guard;
+    IpcGuard guard(nullptr);  // its wait has ended: no endpoint's lock
     Status st = finish_locked(self);
     if (st != Error::None) return st;
     return self.ipc->msg;

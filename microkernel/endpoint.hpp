@@ -10,7 +10,7 @@
 // answer later (deferred reply).
 //
 // Lifetime: an endpoint is a KObject. Its creator holds one reference, and
-// destroy() is a state change, not a free: under the IPC lock the
+// destroy() is a state change, not a free: under its lock the
 // endpoint becomes dead, its waiters wake with Destroyed, and then the
 // creator's reference is released. The memory goes with the last reference.
 // Whoever may race with destroy() (any holder of a handle, later) must hold
@@ -20,20 +20,25 @@
 // Destroyed, and never touches freed memory. Kernel code that ends its own
 // endpoint only after every thread using it is done needs no extra reference.
 //
-// Locking: endpoint queues and every thread's IPC state are guarded by the
-// IPC lock (g_ipc_lock), and every operation takes the scheduler lock after
-// it (IpcGuard): a thread is linked on its queue and marked Blocked before
-// either is released, so a partner can never arrive between "no partner
-// found" and "asleep". A block lets go of the IPC lock at its switch, which
-// hands the scheduler lock alone to the next thread; a waker that finds the
-// blocked thread under the IPC lock then waits for the scheduler lock until
-// the switch is done. A timeout or kill that ends an IPC wait takes both.
+// Locking: an endpoint's queues (and the IPC state of the threads waiting
+// on them) are guarded by the endpoint's own lock (lock(), at
+// LockLevel::Endpoint), and every operation takes this CPU's scheduler
+// lock after it (IpcGuard), and a partner's home lock after that: a thread
+// is linked on its queue and marked Blocked before either is released, so
+// a partner can never arrive between "no partner found" and "asleep". A
+// block lets go of the endpoint's lock at its switch, which hands the
+// scheduler lock alone to the next thread; a waker that finds the blocked
+// thread under the endpoint's lock then waits for the scheduler lock until
+// the switch is done. A timeout, kill or stray wake that ends a wait on an
+// endpoint takes that endpoint's lock, looked up under the thread's home
+// lock first (waited_on_locked). Operations on two endpoints never wait
+// for each other.
 // A reply wait (a caller on a receiver's callers queue, or on a saved
 // reply's) is guarded by a scheduler lock as well: the receiver's home
 // CPU's, or for a saved reply the caller's own (reply_wait_owner); whoever
 // links, unlinks or answers one holds it (Scheduler::HomeLocks,
 // docs/locking.md). So reply(), reply_drop() and the saved replies take
-// scheduler locks alone, no IPC lock.
+// scheduler locks alone, no endpoint lock.
 //
 // Fast path: call() to a waiting receiver and reply_recv() to a waiting
 // caller, with a register-only message, switch straight to the partner
@@ -55,6 +60,7 @@
 #include "error.hpp"
 #include "kobject.hpp"
 #include "message.hpp"
+#include "spinlock.hpp"
 #include "thread.hpp"
 
 namespace mk {
@@ -126,7 +132,7 @@ class Endpoint : public KObject {
     // A new endpoint; the caller holds its one reference (the creator's),
     // which destroy() gives back.
     [[nodiscard]] static Result<Endpoint*> create();
-    // Ends the endpoint: under the IPC lock it becomes dead (every
+    // Ends the endpoint: under its lock it becomes dead (every
     // later operation on it returns Destroyed) and every blocked sender and
     // receiver wakes, in queue order, with Destroyed (a sender's message
     // stays its own). Then it releases the creator's reference: the memory
@@ -222,6 +228,12 @@ class Endpoint : public KObject {
     size_t waiting_senders();
     size_t waiting_receivers();
 
+    // The lock of this endpoint's queues (LockLevel::Endpoint): for
+    // IpcGuard, in kill(), a stray wake and the tick of a thread waiting
+    // here.
+    SpinLock& lock() { return lock_; }
+    const SpinLock& lock() const { return lock_; }
+
     // The endpoint whose queue `t` waits on (a send, a call not yet
     // received, a receive); null for any other wait (for a reply, a plain
     // one) or none. Under t's home lock, where the wait it names stays put
@@ -268,7 +280,7 @@ class Endpoint : public KObject {
     inline Notice* pop_notice_locked();  // endpoint_inline.hpp
     static Received take_notice_locked(Thread& self, Notice* notice);
 
-    // --- Guarded by the IPC lock (g_ipc_lock) ---
+    // --- Guarded by lock_ ---
     WaitQueue senders_;    // blocked in send()/call(), their message in Thread::ipc
     WaitQueue receivers_;  // blocked in recv()/reply_recv()
     uint32_t spare_ = 0;
@@ -276,6 +288,9 @@ class Endpoint : public KObject {
     // before the notices' size (NoticeList).
     uint32_t dead_ = 0;
     NoticeList notices_;  // posted, not yet received
+    // Last: the syscall fast path's assembly takes and releases it at
+    // ENDPOINT_LOCK (syscall/fastpath_layout.hpp).
+    SpinLock lock_{LockLevel::Endpoint};
 };
 
 // A call saved out of its server's callers queue (what a Reply object
@@ -322,8 +337,9 @@ void ipc_release_thread_locked(Thread& thread);
 
 // A thread blocked in an IPC operation was woken by something other than the
 // partner that completes it: its timeout (TimedOut) or a stray wake
-// (Interrupted). The operation ends now, under the IPC lock, so a later reply or
-// message cannot reach it. Called by Scheduler::wake_locked.
+// (Interrupted). The operation ends now, under the lock of the endpoint it
+// waits on (or, for a reply wait, the scheduler locks that guard it), so a
+// later reply or message cannot reach it. Called by Scheduler::wake_locked.
 void ipc_abort_locked(Thread& thread, WakeReason reason);
 
 }  // namespace mk

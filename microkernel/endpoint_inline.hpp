@@ -32,7 +32,7 @@ inline IpcCounters& counters() {
 // to do but return to user mode (mk_resume_at_frame), instead of
 // completing the syscall from its IpcState there. Its operation's
 // reference to the endpoint goes now; as no reference may be released
-// last under the IPC lock, `to` keeps a last one and completes as before,
+// last under an endpoint's lock, `to` keeps a last one and completes as before,
 // and so does a message with handles (its own syscall puts them in its
 // table), a receive that drops a superseded call, and a thread of another
 // CPU (whose CPU may still be on its stack).
@@ -183,7 +183,7 @@ inline Result<Message> Endpoint::call_inline(const Message& msg, uint64_t badge,
                                              bool interrupts_off) {
     using namespace endpoint_detail;
     Scheduler& s = sched();
-    IpcGuard guard(interrupts_off);
+    IpcGuard guard(lock_, interrupts_off);
     if (dead_) return Error::Destroyed;
     Thread& self = *s.current();
     if (self.exit_requested) return Error::Interrupted;  // killed: no new waits
@@ -240,7 +240,7 @@ inline Result<Received> Endpoint::reply_recv_inline(ReplyToken token, const Mess
     using namespace endpoint_detail;
     Scheduler& s = sched();
     {
-        IpcGuard guard(interrupts_off);
+        IpcGuard guard(lock_, interrupts_off);
         if (dead_) return Error::Destroyed;
         Thread& self = *s.current();
         if (self.exit_requested) return Error::Interrupted;  // killed: no new waits

@@ -48,7 +48,8 @@ class KObject {
     // under the lock that keeps the object alive, e.g. a handle table's).
     void retain() { refs_.fetch_add(1, std::memory_order_relaxed); }
     // Drops one reference; the last one frees the object. May take the heap
-    // lock, for a Reply scheduler locks, for a tracker the IPC lock: so
+    // lock, for a Reply scheduler locks, for a tracker an endpoint's lock
+    // (and an endpoint its own, Endpoint::free_object): so
     // callers hold no lock, but where the object is known to be neither
     // (or not the last reference).
     void release();

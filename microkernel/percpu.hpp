@@ -28,6 +28,11 @@ struct PerCpu {
     Scheduler scheduler;
     IpcCounters ipc;  // this CPU's, written by it alone (under the scheduler lock but the fast
                       // path's misses)
+    // The endpoint lock this CPU last took through an IpcGuard: while it
+    // holds one (LockLevel::Endpoint in held_locks), that one, which a
+    // block inside lets go of at its switch (Scheduler::enter_switch_locked).
+    // Not cleared when let go: only read while the account says held.
+    SpinLock* endpoint_lock = nullptr;
 };
 
 #pragma GCC diagnostic push
@@ -42,28 +47,43 @@ inline PerCpu& this_cpu() {
     return *Cpu::this_cpu();
 }
 
-IpcGuard::IpcGuard(bool interrupts_off)
-    : irq_was_enabled_(interrupts_off ? false : Cpu::save_and_disable_interrupts()) {
+IpcGuard::IpcGuard(SpinLock& endpoint_lock, bool interrupts_off)
+    : endpoint_lock_(&endpoint_lock),
+      irq_was_enabled_(interrupts_off ? false : Cpu::save_and_disable_interrupts()) {
+    lock(kBoth);
+}
+
+IpcGuard::IpcGuard(SpinLock* endpoint_lock_or_none)
+    : endpoint_lock_(endpoint_lock_or_none), irq_was_enabled_(Cpu::save_and_disable_interrupts()) {
+    lock(endpoint_lock_or_none != nullptr ? kBoth : kScheduler);
+}
+
+void IpcGuard::lock(uint64_t ours) {
     uint64_t held = Cpu::held_locks();
     MK_ASSERT((held >> unsigned(LockLevel::Endpoint)) == 0);  // nothing at its level or above
-    Cpu::set_held_locks(held | kBoth);
-    g_ipc_lock.lock_raw();
-    this_cpu().scheduler.lock_.lock_raw();
+    Cpu::set_held_locks(held | ours);
+    PerCpu& cpu = this_cpu();
+    if ((ours & kEndpoint) != 0) {
+        endpoint_lock_->lock_raw();
+        cpu.endpoint_lock = endpoint_lock_;
+    }
+    cpu.scheduler.lock_.lock_raw();
 }
 
 IpcGuard::~IpcGuard() {
+    // The endpoint's lock is still held unless a block inside let go of it
+    // (the account says which; no other lock of its level can be held
+    // here: the lock order).
     uint64_t held = Cpu::held_locks();
-    bool account = Cpu::this_cpu() != nullptr;  // kept but on the host fake without one
-    bool ipc_held = !account || (held & kIpc) != 0;
+    uint64_t ours = held & kBoth;
     // These two, or the scheduler lock alone, are the last taken.
-    uint64_t ours = ipc_held ? kBoth : kBoth & ~kIpc;
-    MK_ASSERT((held >> unsigned(LockLevel::Endpoint)) == ours >> unsigned(LockLevel::Endpoint) ||
-              !account);
+    MK_ASSERT((held >> unsigned(LockLevel::Endpoint)) == ours >> unsigned(LockLevel::Endpoint));
+    MK_ASSERT((ours & kScheduler) != 0);
     Cpu::set_held_locks(held & ~ours);
     // This CPU's: a thread that moved at the user boundary inside the scope
     // ends it on its new CPU (Scheduler::at_user_boundary).
     this_cpu().scheduler.lock_.unlock_raw();
-    if (ipc_held) g_ipc_lock.unlock_raw();
+    if ((ours & kEndpoint) != 0) endpoint_lock_->unlock_raw();
     Cpu::restore_interrupts(irq_was_enabled_);
 }
 

@@ -161,8 +161,8 @@ class Process : public KObject {
     using ThreadList =
         bi::list<Thread, bi::member_hook<Thread, bi::list_member_hook<>, &Thread::process_hook>>;
     // Lock order: after the address space's (unmap() reads the threads'
-    // IPC buffer registrations under both), before the IPC lock (kill()
-    // ends its threads' waits under both).
+    // IPC buffer registrations under both), before an endpoint's lock
+    // (kill() ends its threads' waits under both).
     mutable SpinLock threads_lock_{LockLevel::ProcessThreads};
     // --- Guarded by threads_lock_ ---
     ThreadList threads_;  // its live threads (a thread leaves the list when it is destroyed)

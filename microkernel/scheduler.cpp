@@ -7,7 +7,6 @@
 
 namespace mk {
 
-SpinLock g_ipc_lock{LockLevel::Endpoint};
 SpinLock Scheduler::zombies_lock_{LockLevel::Zombies};
 WaitQueue Scheduler::zombies_;
 Thread* Scheduler::reaper_ = nullptr;
@@ -112,8 +111,8 @@ bool Scheduler::lock_others_in_order(Scheduler& first, Scheduler* second) {
     // Not after this CPU queued its running thread elsewhere: that CPU may
     // wait for it to be off this CPU with its lock held (move_locked).
     MK_ASSERT(!current_->switching_out);
-    // This CPU's scheduler lock (after the IPC lock, or without it: a
-    // reply, a move, a placement), nothing above it.
+    // This CPU's scheduler lock (after an endpoint's lock, or without it:
+    // a reply, a move, a placement), nothing above it.
     uint64_t held = Cpu::held_locks();
     MK_ASSERT((held >> unsigned(LockLevel::Scheduler)) == 1 || Cpu::this_cpu() == nullptr);
     Cpu::set_held_locks(held | HeldLocks::bit(LockLevel::SchedulerOther) |
@@ -318,7 +317,7 @@ void Scheduler::move_locked(Thread& thread, uint32_t dest) {
     if (dest == cpu_ || thread.state == ThreadState::Dead) return;
     if (donate_target_ == &thread) donate_target_ = nullptr;
     // Thread::cpu changes with both homes' locks held: this CPU's and the
-    // new one's, in index order (no IPC lock).
+    // new one's, in index order (no endpoint lock).
     GapHold hold(&thread);  // Thread::destroy waits for the move to be done
     HomeLock to(*this, cpu_at(dest).scheduler);
     if (to.gapped()) [[unlikely]] {
@@ -484,6 +483,10 @@ void Scheduler::exit_current() {
     MK_PANIC("dead thread %s ran again", current_->name());
 }
 
+SpinLock* Scheduler::lock_of(Endpoint* endpoint) {
+    return endpoint != nullptr ? &endpoint->lock() : nullptr;
+}
+
 Ref<Endpoint> Scheduler::pin_endpoint_waited_on(Thread& thread) {
     Ref<Endpoint> endpoint;
     {
@@ -503,13 +506,15 @@ void Scheduler::kill(Thread& thread) {
         // lock order): which one is read first, under its home lock, and
         // checked again once both are held.
         Ref<Endpoint> endpoint = pin_endpoint_waited_on(thread);  // released after the guard
-        IpcGuard guard;  // that endpoint's lock: the IPC lock, for every endpoint so far
+        IpcGuard guard(lock_of(endpoint.get()));  // that endpoint's lock (none: none)
         if (kill_locked(thread, endpoint.get())) return;
     }
 }
 
 bool Scheduler::kill_locked(Thread& thread, const Endpoint* endpoint) {
-    MK_ASSERT(&thread != current_ && holds_here(LockLevel::Endpoint));
+    MK_ASSERT(&thread != current_ &&
+              (endpoint == nullptr ||
+               (holds_here(LockLevel::Endpoint) && this_cpu().endpoint_lock == &endpoint->lock())));
     // Once Dead it may be destroyed as soon as its home lock is free, but
     // its callers are failed and it is buried after that: held until then.
     GapHold dying(nullptr);
@@ -580,7 +585,7 @@ void Scheduler::bury_locked(Thread& thread) {
     // held: for a lower CPU, HomeLock lets go of this CPU's lock for a
     // moment, and a reaper that found this thread then could take this
     // CPU's lock in that gap and free the stack this CPU still runs on
-    // (Thread::destroy takes no IPC lock).
+    // (Thread::destroy takes no endpoint lock).
     HomeLock home(*this, *reaper_);
     {
         LockGuard guard(zombies_lock_);
@@ -806,7 +811,7 @@ bool Scheduler::wake_from_anywhere(Thread& thread, WakeReason reason, bool donat
         // It may wait in an IPC operation: the lock of its endpoint first
         // (as kill() does).
         Ref<Endpoint> endpoint = pin_endpoint_waited_on(thread);  // released after the guard
-        IpcGuard guard;  // that endpoint's lock: the IPC lock, for every endpoint so far
+        IpcGuard guard(lock_of(endpoint.get()));  // that endpoint's lock (none: none)
         WakeResult r = wake_waiting_on_locked(thread, reason, endpoint.get());
         if (r == WakeResult::LookAgain) continue;
         if (r != WakeResult::Woken) return false;
@@ -1026,7 +1031,7 @@ void Scheduler::expire_timeouts() {
 #if !defined(MK_KERNEL)
         if (relock_hook != nullptr) relock_hook(*this);
 #endif
-        IpcGuard guard;  // that endpoint's lock: the IPC lock, for every endpoint so far
+        IpcGuard guard(lock_of(endpoint.get()));  // that endpoint's lock (none: none)
         // Whatever happened in between, the set says what is still due; a
         // wait on another endpoint than the one whose lock is held sends
         // this round back for its lock.
@@ -1050,9 +1055,8 @@ bool Scheduler::expire_reply_timeouts_locked() {
         if (t.ipc->op != IpcState::Op::ReplyWait) return true;
         // And only a wait this CPU's lock guards too (a server homed here,
         // or the caller's own saved reply): with no second lock there is
-        // no gap, in which the server or the caller could end and be
-        // freed (nothing pins them here; the IPC lock keeps that out of
-        // the second pass). A server's home read here is its home for
+        // no gap (the second pass's HomeLocks holds both across its gap:
+        // Thread::gap_holds). A server's home read here is its home for
         // good while this lock is held.
         Thread* owner = reply_wait_owner(t);
         if (owner != nullptr && owner != &t && owner->cpu != cpu_) return true;
@@ -1066,7 +1070,8 @@ void Scheduler::on_timer_tick() {
         LockGuard guard(lock_);
         ++counters_.ticks;
         // Reply waits this CPU's lock guards end here; any other wait
-        // needs the IPC lock.
+        // needs the lock of the endpoint it waits on, or a second
+        // scheduler lock.
         bool other_wait_due = timeout_due_locked() && expire_reply_timeouts_locked();
         if (!other_wait_due) [[likely]] {
             end_tick_locked();
@@ -1080,7 +1085,7 @@ void Scheduler::on_timer_tick() {
 
 void Scheduler::end_tick_locked() {
     if (current_ == idle_) return;
-    // A move takes scheduler locks alone (HomeLock): no IPC lock needed.
+    // A move takes scheduler locks alone (HomeLock): no endpoint lock needed.
     if (balance_wanted_locked()) [[unlikely]]
         balance_locked();
     if (quantum_left_ > 0) --quantum_left_;

@@ -35,16 +35,6 @@ namespace mk {
 
 class Endpoint;
 
-// The IPC lock (LockLevel::Endpoint, docs/locking.md): every endpoint's
-// queues, notices and state, and every thread's IPC state (Thread::ipc, and
-// Thread::waiting_on while the thread waits in an IPC operation) but for a
-// reply wait, which scheduler locks guard (docs/locking.md). One for
-// all endpoints, until each has its own. Taken before the scheduler lock; a
-// switch lets go of it (Scheduler::enter_switch_locked): a thread that
-// blocks in an IPC operation is linked on its wait queue and Blocked by
-// then, which a waker sees under the scheduler lock it takes next.
-extern SpinLock g_ipc_lock;
-
 struct SchedCounters {
     uint64_t ticks = 0;               // timer ticks seen
     uint64_t switches = 0;            // context switches to another thread
@@ -353,9 +343,9 @@ class Scheduler {
     // held in CPU index order, the lower taken first, so no two CPUs wait
     // for each other's: for a lower CPU, this CPU's lock is let go and
     // taken again after it. That needs this CPU's scheduler lock held and
-    // nothing above it (the IPC lock before it, or not: a reply). Another
-    // CPU may take this CPU's lock in that gap (a reply, which takes no IPC
-    // lock) and change what it guards, and a thread's home (Thread::cpu)
+    // nothing above it (an endpoint's lock before it, or not: a reply).
+    // Another CPU may take this CPU's lock in that gap and change what it
+    // guards, and a thread's home (Thread::cpu)
     // changes under its home's lock. Nothing a caller has made visible
     // before it may depend on this CPU's lock being held throughout
     // (bury_locked pushes a zombie only once it is past the gap:
@@ -524,7 +514,7 @@ class Scheduler {
     // Whether `thread`'s own timeout is still due (its wait unchanged
     // since the tick found it), with its home lock held.
     static bool timeout_still_due_locked(const Thread& thread);
-    // The due timeouts that need no IPC lock, from the earliest: reply
+    // The due timeouts that need no endpoint lock, from the earliest: reply
     // waits (guarded by scheduler locks), until one of any other wait,
     // which makes it return true.
     bool expire_reply_timeouts_locked();
@@ -583,6 +573,8 @@ class Scheduler {
     // under its home lock and pinned: once that lock is let go the wait
     // may end, and its thread drop its own reference. Null: none.
     Ref<Endpoint> pin_endpoint_waited_on(Thread& thread);
+    // Its lock, for IpcGuard (null: none).
+    static SpinLock* lock_of(Endpoint* endpoint);
     // The next thread to run, off the queues (null: none is Ready); sets
     // *keep_quantum for one from the hand-off queue.
     Thread* pop_ready_locked(bool* keep_quantum);
@@ -595,12 +587,13 @@ class Scheduler {
     void bury_locked(Thread& thread);
     // What every switch (schedule_locked, switch_to_locked) needs: thread
     // context, and the scheduler lock as the only lock held. It lets go of
-    // the IPC lock if this CPU holds it (a block in an IPC operation): the
+    // an endpoint's lock if this CPU holds one (a block in an IPC
+    // operation, IpcGuard: PerCpu::endpoint_lock): the
     // scheduler lock alone is handed to the next thread. Inline
     // (scheduler_inline.hpp).
     inline void enter_switch_locked();
 
-    // Lock order: after g_ipc_lock, before the heap (docs/locking.md). The
+    // Lock order: after an endpoint's, before the heap (docs/locking.md). The
     // first member: the entry stub releases it at the scheduler's offset in
     // the per-CPU area (syscall.S; arch/x86_64/context.cpp checks it).
     SpinLock lock_{LockLevel::Scheduler};
@@ -651,28 +644,36 @@ class Scheduler {
     uint64_t fast_blocks_ = 0;
 };
 
-// The IPC lock, then the scheduler lock, for a scope: what an IPC
-// operation holds (and a timeout or kill that ends one). At the end each is
-// released if this CPU still holds it: a block inside lets go of the IPC
-// lock at its switch (Scheduler::enter_switch_locked), and the thread runs
-// again with the scheduler lock alone (handed over by whoever switched to
-// it). The two locks' bookkeeping and interrupt state are done once for
-// both (the general path takes this guard in every IPC operation).
+// An endpoint's lock (Endpoint::lock(); null: none), then this CPU's
+// scheduler lock, for a scope: what an IPC operation holds (and a timeout,
+// kill or stray wake that ends a wait on that endpoint; one of a thread
+// that waits on none takes the scheduler lock alone). At the end each is
+// released if this CPU still holds it: a block inside lets go of the
+// endpoint's lock at its switch (Scheduler::enter_switch_locked, which
+// finds it through PerCpu::endpoint_lock), and the thread runs again with
+// the scheduler lock alone (handed over by whoever switched to it). The
+// two locks' bookkeeping and interrupt state are done once for both (the
+// general path takes this guard in every IPC operation).
 class [[nodiscard]] IpcGuard {
   public:
-    static constexpr uint64_t kIpc = HeldLocks::bit(LockLevel::Endpoint);
-    static constexpr uint64_t kBoth = kIpc | HeldLocks::bit(LockLevel::Scheduler);
+    static constexpr uint64_t kEndpoint = HeldLocks::bit(LockLevel::Endpoint);
+    static constexpr uint64_t kScheduler = HeldLocks::bit(LockLevel::Scheduler);
+    static constexpr uint64_t kBoth = kEndpoint | kScheduler;
 
     // Defined in percpu.hpp, which knows this CPU's scheduler.
-    IpcGuard() : IpcGuard(false) {}
     // `interrupts_off`: they are off already, and stay off to the end of the
     // scope (nothing saved or restored: Call and ReplyRecv, handle_syscall()).
-    inline explicit IpcGuard(bool interrupts_off);
+    inline explicit IpcGuard(SpinLock& endpoint_lock, bool interrupts_off = false);
+    // The same with an endpoint's lock or none (null: the scheduler lock alone).
+    inline explicit IpcGuard(SpinLock* endpoint_lock_or_none);
     inline ~IpcGuard();
     IpcGuard(const IpcGuard&) = delete;
     IpcGuard& operator=(const IpcGuard&) = delete;
 
   private:
+    // The two locks' account and lock words (interrupts off).
+    inline void lock(uint64_t held);
+    SpinLock* endpoint_lock_;
     bool irq_was_enabled_;
 };
 

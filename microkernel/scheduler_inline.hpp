@@ -17,17 +17,18 @@ namespace mk {
     // preempt_if_needed() switches. The scheduler lock is handed to the
     // thread switched to, so it must be the one lock held: any other would
     // stay held by a thread that is not running (or deadlock a woken one).
-    // The IPC lock of a thread blocking in an IPC operation goes first,
-    // interrupts staying off: its wait is linked and it is Blocked, so a
-    // waker that takes the IPC lock now finds it, and then waits for the
+    // The endpoint's lock of a thread blocking in an IPC operation goes
+    // first, interrupts staying off: its wait is linked and it is Blocked,
+    // so a waker that takes that lock now finds it, and then waits for the
     // scheduler lock until this switch is done.
     MK_ASSERT(!in_irq());
     uint64_t held = Cpu::held_locks();
     if ((held & HeldLocks::bit(LockLevel::Endpoint)) != 0) {
-        MK_ASSERT(g_ipc_lock.is_locked());  // the one lock of that level
+        SpinLock* endpoint_lock = this_cpu().endpoint_lock;  // the one of that level (IpcGuard)
+        MK_ASSERT(endpoint_lock != nullptr && endpoint_lock->is_locked());
         held &= ~HeldLocks::bit(LockLevel::Endpoint);
         Cpu::set_held_locks(held);
-        g_ipc_lock.unlock_raw();  // what unlock(false) does, its account kept here
+        endpoint_lock->unlock_raw();  // what unlock(false) does, its account kept here
     }
     MK_ASSERT(held == HeldLocks::bit(LockLevel::Scheduler));
     MK_ASSERT(lock_.is_locked());

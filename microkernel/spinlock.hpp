@@ -24,19 +24,20 @@ enum class LockLevel : uint8_t {
     // the registered IPC buffer pages, copies to and from it).
     AddressSpace = 7,
     // Process::threads_lock_: one process's list of threads and its exit
-    // state. Taken before the IPC lock (a kill ends its threads' waits
+    // state. Taken before an endpoint's lock (a kill ends its threads' waits
     // under it) and after the address space's (unmap reads the threads'
     // IPC buffer registrations).
     ProcessThreads = 8,
-    // g_ipc_lock: every endpoint's queues and every thread's IPC state (one
-    // lock for all endpoints, until each has its own: docs/locking.md).
+    // Endpoint::lock_: one endpoint's queues and notices, and the IPC state
+    // of the threads waiting on them. Never two endpoints' at once.
     Endpoint = 10,
     // Scheduler::lock_ of this CPU: its ready queues, timeouts, and the
     // scheduling state of the threads homed on it.
     Scheduler = 20,
     // Another CPU's Scheduler::lock_, held with this CPU's and nothing
-    // above it (Scheduler::HomeLock, HomeLocks), the IPC lock before them
-    // or not (a reply, a move, a placement and a start take none). The two are taken in CPU index order,
+    // above it (Scheduler::HomeLock, HomeLocks), an endpoint's lock before
+    // them or not (a reply, a move, a placement and a start take none). The two are taken in CPU
+    // index order,
     // the lower first (for a lower CPU, this CPU's is let go and taken
     // again after it, and what was read before is checked again after),
     // so no two CPUs wait for each other's.
@@ -107,7 +108,7 @@ class SpinLock {
             }
     }
     // Locks are released in the reverse order of taking them, but for one:
-    // the IPC lock, which a switch drops while it holds the scheduler lock
+    // an endpoint's lock, which a switch drops while it holds the scheduler lock
     // (Scheduler::enter_switch_locked). Pass false to keep interrupts off.
     void unlock(bool irq_was_enabled) {
         unlock_interrupts_off();
@@ -115,7 +116,7 @@ class SpinLock {
     }
     // unlock() without restoring the interrupt flag.
     void unlock_interrupts_off() {
-        // The last lock taken and not yet released, or the IPC lock with
+        // The last lock taken and not yet released, or an endpoint's lock with
         // only the scheduler lock taken after it (or no account kept: the
         // host fake without a per-CPU area).
         uint64_t held = Cpu::held_locks();
@@ -133,7 +134,7 @@ class SpinLock {
 
     // The syscall fast path's own way in and out (syscall/fastpath.cpp): with
     // interrupts already off, and without the held-lock bookkeeping, as it
-    // takes the handle-table lock, the IPC lock and the scheduler lock, in
+    // takes the handle-table lock, an endpoint's lock and the scheduler lock, in
     // order, and nothing else (IpcGuard uses them too, doing the bookkeeping
     // for both of its locks at once). The scheduler lock is released by the entry stub through
     // its word (this CPU's, at its offset in the per-CPU area), once the CPU is off

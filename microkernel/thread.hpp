@@ -4,8 +4,8 @@
 // queue — through queue_hook, and `waiting_on` names that wait queue while it
 // is Blocked: the single source of truth for what it waits on. Both, and the
 // state, are guarded by its home CPU's scheduler lock; while the thread waits in an IPC
-// operation its wait queue and waiting_on are the IPC lock's too, which its
-// wait therefore only ends under (docs/locking.md).
+// operation on an endpoint its wait queue and waiting_on are that endpoint's
+// lock's too, which its wait therefore only ends under (docs/locking.md).
 //
 // A thread is a KObject: its creator holds a reference, which destroy()
 // gives back; whoever else holds one keeps the memory (not the thread) alive.
@@ -200,7 +200,7 @@ struct ThreadRegistry {
 
 // A FIFO queue of threads, linked through Thread::queue_hook (no allocation,
 // O(1) unlink through the thread's own hook). A ready queue is guarded by
-// its CPU's scheduler lock; an endpoint's queues by the IPC lock; a
+// its CPU's scheduler lock; an endpoint's queues by the endpoint's lock; a
 // callers queue by its owner's home scheduler lock, a saved reply's by
 // its caller's (reply_wait_owner; a thread is linked there and unlinked
 // with its own home lock held too);
@@ -273,10 +273,11 @@ class WaitQueue {
 
 namespace mk {
 
-// A thread's IPC state; guarded by the IPC lock (g_ipc_lock), but for a
-// reply wait (ReplyWait: message, result, the callers queue it waits on),
-// which the home scheduler locks of the thread and of reply_wait_owner()
-// guard (a reply takes no IPC lock). Its owner
+// A thread's IPC state; while it waits on an endpoint, guarded by that
+// endpoint's lock (and its home lock); for a reply wait (ReplyWait:
+// message, result, the callers queue it waits on) by the home scheduler
+// locks of the thread and of reply_wait_owner() (a reply takes no
+// endpoint lock). Its owner
 // reads its own outcome without it once its wait has ended: nobody writes
 // the state of a thread in no IPC wait but the thread itself.
 struct IpcState {
@@ -319,7 +320,7 @@ struct IpcState {
     uint64_t user_buffer = 0;  // the page's user address; 0: none registered
     // Handles travelling with msg (msg.handle_count of them): taken from the
     // sender's table, moved along with the message, put into the receiver's
-    // table by its own syscall. Never released under the IPC lock.
+    // table by its own syscall. Never released under an endpoint's lock.
     HandleEntry handles[kMessageHandles];
     // The Reply object of the last saved reply this thread answered on the
     // syscall fast path, which cannot free it under its locks: kept for the
@@ -347,14 +348,14 @@ inline constexpr size_t kThreadIpcStateOffset =
 // (IpcState::op is not ReplyWait).
 // Also read before those locks are held, as the name of the locks to
 // take (Scheduler::HomeLocks), then read again under them: a save or an
-// answer (which take no IPC lock) may change the wait meanwhile. So the
+// answer (which take no endpoint lock) may change the wait meanwhile. So the
 // wait lock is loaded once, and a save writes saved_call before it
 // points waiting_on at the Reply's queue (save_reply, the fast path's
 // ReplySave): whoever sees that queue sees the wait as saved. The servers
 // named stay alive meanwhile: a thread's death fails its callers under
-// the IPC lock, which every such early reader holds (the tick's first pass
-// instead holds t's home lock, without which no caller of a dying server
-// is failed, and takes no second lock: no gap).
+// t's home lock, which every such early reader holds, and a reader that
+// lets go of it for a lower CPU's lock holds the server across that gap
+// (Thread::gap_holds, raised by HomeLocks).
 inline Thread* reply_wait_owner(Thread& t) {
     IpcState& ipc = *t.ipc;
     WaitQueue* on = __atomic_load_n(&t.waiting_on, __ATOMIC_ACQUIRE);

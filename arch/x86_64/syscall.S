@@ -185,11 +185,11 @@
     mov SLOT_OBJECT(%rax), %r15
 .endm
 
-/* The IPC lock, then this CPU's scheduler lock, after the table lock:
- * taken raw, as the C++ fast path does (interrupts are off). A held one is
- * a miss: the C++ path waits for it. */
-.macro LOCK_IPC_AND_SCHEDULER miss_table, miss_ipc
-    lock btsl $0, _ZN2mk10g_ipc_lockE(%rip)
+/* The endpoint's lock (r15), then this CPU's scheduler lock, after the
+ * table lock: taken raw, as the C++ fast path does (interrupts are off). A
+ * held one is a miss: the C++ path waits for it. */
+.macro LOCK_ENDPOINT_AND_SCHEDULER miss_table, miss_ipc
+    lock btsl $0, ENDPOINT_LOCK(%r15)
     jc \miss_table
     lock btsl $0, %gs:PERCPU_SCHED_LOCK
     jc \miss_ipc
@@ -231,7 +231,7 @@
  * reply_recv, for its labels), so neither jumps to it. */
 .macro FAST_SWITCH side
     addq $1, %gs:PERCPU_FAST_SWITCHES /* a block, a wake, a direct switch and a switch */
-    movl $0, _ZN2mk10g_ipc_lockE(%rip) /* the IPC state is written */
+    movl $0, ENDPOINT_LOCK(%r15)  /* the IPC state is written; the endpoint is used no more */
     movq $STATE_WOKEN_RUNNING, THREAD_STATE_WORD-Q(%rbp)
     lea -Q(%rbp), %rcx
     mov %rcx, %gs:PERCPU_CURRENT
@@ -322,7 +322,7 @@ syscall_entry:
     mov THREAD_HANDLES(%rbx), %r13
     LOOKUP_ENDPOINT RIGHT_SEND, .Lcall_in_cpp, .Lcall_miss_table
     mov SLOT_BADGE(%rax), %r14    /* what the receiver learns of the caller */
-    LOCK_IPC_AND_SCHEDULER .Lcall_miss_table, .Lcall_miss_ipc
+    LOCK_ENDPOINT_AND_SCHEDULER .Lcall_miss_table, .Lcall_miss_ipc
     /* The receiver (rbp: its queue hook), first on the endpoint: blocked at
      * its frame and not asked to exit (one compare of four flags), with no
      * timeout to cancel, no unanswered call it would drop, and homed on this
@@ -390,7 +390,7 @@ syscall_entry:
     jz .Lreply_recv_in_cpp        /* no pending call */
     mov THREAD_HANDLES(%rbx), %r13
     LOOKUP_ENDPOINT RIGHT_RECEIVE, .Lreply_recv_in_cpp, .Lreply_recv_miss_table
-    LOCK_IPC_AND_SCHEDULER .Lreply_recv_miss_table, .Lreply_recv_miss_ipc
+    LOCK_ENDPOINT_AND_SCHEDULER .Lreply_recv_miss_table, .Lreply_recv_miss_ipc
     /* The caller (rbp: its queue hook) the token names, first on this
      * thread's callers queue and still waiting for that very call: blocked
      * at its frame, not asked to exit, with no timeout to cancel, homed on
@@ -471,7 +471,7 @@ syscall_entry:
 .L\op\()_miss_all:
     movl $0, %gs:PERCPU_SCHED_LOCK
 .L\op\()_miss_ipc:
-    movl $0, _ZN2mk10g_ipc_lockE(%rip)
+    movl $0, ENDPOINT_LOCK(%r15)
 .L\op\()_miss_table:
     movl $0, TABLE_LOCK(%r13)
 .L\op\()_in_cpp:
@@ -488,7 +488,7 @@ syscall_entry:
  * Straight to the general path. */
 .L\op\()_general_all:
     movl $0, %gs:PERCPU_SCHED_LOCK
-    movl $0, _ZN2mk10g_ipc_lockE(%rip)
+    movl $0, ENDPOINT_LOCK(%r15)
     movl $0, TABLE_LOCK(%r13)
     addq $1, %gs:PERCPU_SYSCALL_FASTPATH_MISSES
 .L\op\()_general:
@@ -505,7 +505,7 @@ syscall_entry:
  * from its own frame, as after Recv; on its miss, the general path. */
 .Lcall_queue:
     movl $0, %gs:PERCPU_SCHED_LOCK
-    movl $0, _ZN2mk10g_ipc_lockE(%rip)
+    movl $0, ENDPOINT_LOCK(%r15)
     movl $0, TABLE_LOCK(%r13)
     SAVE_ARGS                     /* the C++ path decodes the call from the frame */
     lea -FRAME_SIZE(%rsp), %rsp

@@ -21,11 +21,14 @@
 // each wake what the other blocked.
 //
 // Locking: interrupts are off from the `syscall` instruction on. The fast
-// path takes the caller's handle-table lock, the IPC lock and then this
-// CPU's scheduler lock (the documented order), without the held-lock bookkeeping
-// (SpinLock::lock_raw); the table lock covers every use of the endpoint the
-// handle names. It lets go of the IPC lock once the IPC state is written,
-// as a switch does (Scheduler::enter_switch_locked), and the scheduler lock
+// path takes the caller's handle-table lock, the lock of the endpoint the
+// handle names (none for Reply and ReplySave: a reply wait is guarded by
+// scheduler locks) and then this CPU's scheduler lock (the documented
+// order), without the held-lock bookkeeping (SpinLock::lock_raw); the table
+// lock keeps the endpoint alive until it is let go, and after it the
+// endpoint's lock does (Endpoint::free_object waits for it). It lets go of
+// the endpoint's lock once the IPC state is written, as a switch does
+// (Scheduler::enter_switch_locked), and touches the endpoint no more; the scheduler lock
 // is handed to the stub, which releases it once the CPU is on the partner's
 // stack (no other CPU may resume the blocked thread on its own stack before
 // this CPU has left it).
@@ -77,8 +80,9 @@ class FastPath {
 
   private:
 #endif
-    static FastPathExit reply_and_take(TrapFrame& f, Scheduler& s, HandleTable& table, Thread& self,
-                                       Thread& caller, Thread& sender, uint32_t length);
+    static FastPathExit reply_and_take(TrapFrame& f, Scheduler& s, HandleTable& table, Endpoint& ep,
+                                       Thread& self, Thread& caller, Thread& sender,
+                                       uint32_t length);
     static FastPathExit queue_call(TrapFrame& f, PerCpu& cpu, HandleTable& table, Thread& self,
                                    Endpoint& ep, uint64_t badge, uint32_t length);
 
@@ -153,19 +157,21 @@ class FastPath {
         ++this_cpu().ipc.syscall_fastpath_misses;
         return kMiss;
     }
-    // The IPC lock and the scheduler lock, after the table lock.
-    static void lock(Scheduler& s) {
-        g_ipc_lock.lock_raw();
+    // The endpoint's lock (null: none, for a reply wait, which this CPU's
+    // scheduler lock guards) and the scheduler lock, after the table lock.
+    static void lock(Scheduler& s, Endpoint* ep) {
+        if (ep != nullptr) ep->lock_.lock_raw();
         s.lock_.lock_raw();
     }
-    // The IPC state is written: what a switch does first.
-    static void unlock_ipc() {
-        g_ipc_lock.unlock_raw();
+    // The IPC state is written: what a switch does first. The endpoint is
+    // used no more after it (Endpoint::free_object waits for its lock).
+    static void unlock_ipc(Endpoint* ep) {
+        if (ep != nullptr) ep->lock_.unlock_raw();
     }
-    // A miss found under the three locks: released in reverse order.
-    static FastPathExit unlock_and_miss(Scheduler& s, HandleTable& table) {
+    // A miss found under the locks: released in reverse order.
+    static FastPathExit unlock_and_miss(Scheduler& s, HandleTable& table, Endpoint* ep) {
         s.lock_.unlock_raw();
-        g_ipc_lock.unlock_raw();
+        unlock_ipc(ep);
         table.lock_.unlock_raw();
         return miss();
     }
@@ -252,9 +258,9 @@ class FastPath {
     // complete_ipc() write into its frame — Ok and, after a Call or a Recv,
     // the message in its IpcState (its payload is in its IPC buffer
     // already). The stub returns to user mode with every register from that
-    // frame (RESUME_EXIT). Lets go of the IPC lock once that state is read,
-    // as a switch does.
-    static FastPathExit resume(PerCpu& cpu, Thread& self, Thread& next) {
+    // frame (RESUME_EXIT). Lets go of the endpoint's lock (`ep`) once that
+    // state is read, as a switch does.
+    static FastPathExit resume(PerCpu& cpu, Thread& self, Thread& next, Endpoint* ep) {
         Scheduler& s = cpu.scheduler;
         bool lent = next.lent_quantum;
         WaitQueue::unlink(next);  // the front of the hand-off or ready queue
@@ -270,7 +276,7 @@ class FastPath {
             syscall::deliver_registers(to, n.msg, 0, n.badge, n.reply.valid());
         }
         n.user_op = IpcState::UserOp::None;
-        unlock_ipc();  // its IPC state is read
+        unlock_ipc(ep);  // its IPC state is read
         next.state = ThreadState::Running;
         next.at_frame = false;
         next.lent_quantum = false;
@@ -282,10 +288,10 @@ class FastPath {
     // Runs `next` (Blocked at its frame, its wait just ended, on no queue)
     // in place of `self` (Blocked, or Ready on the hand-off queue, now): what
     // Scheduler::switch_to_locked() does, then the CPU's part. Returns where the stub leaves for
-    // user mode. The IPC state is written: it lets go of the IPC lock first,
-    // as a switch does.
-    static FastPathExit switch_to(PerCpu& cpu, Thread& self, Thread& next) {
-        unlock_ipc();  // the IPC state is written
+    // user mode. The IPC state is written: it lets go of the endpoint's
+    // lock (`ep`; null: none) first, as a switch does.
+    static FastPathExit switch_to(PerCpu& cpu, Thread& self, Thread& next, Endpoint* ep) {
+        unlock_ipc(ep);  // the IPC state is written
         Scheduler& s = cpu.scheduler;
         if (next.timeout_hook.is_linked()) [[unlikely]]
             s.cancel_timeout_locked(next);
@@ -370,6 +376,7 @@ inline void FastPath::check_assembly_layout() {
     static_assert(OBJECT_TYPE_ENDPOINT == uint32_t(ObjectType::Endpoint));
     static_assert(ENDPOINT_SENDERS == offsetof(Endpoint, senders_));
     static_assert(ENDPOINT_RECEIVERS == offsetof(Endpoint, receivers_));
+    static_assert(ENDPOINT_LOCK == offsetof(Endpoint, lock_));  // its word first (SpinLock::word)
     // The notices' size is their list's first word (host-tested).
     static_assert(ENDPOINT_DEAD_AND_NOTICES == offsetof(Endpoint, dead_) &&
                   sizeof(Endpoint::dead_) == 4 &&
@@ -412,15 +419,15 @@ inline FastPathExit FastPath::call(TrapFrame& f, bool queue) {
     uint64_t badge;
     Endpoint* ep = endpoint(table, f.rdi, abi::kRightSend, &badge);
     if (ep == nullptr) return miss();
-    lock(s);
+    lock(s, ep);
     Thread* server = ep->receivers_.first_or_null();
     if (queue) {
         // (A receiver may have come, from another CPU, since the stub's
         // assembly found none: the general path serves it.)
-        if (server != nullptr) return unlock_and_miss(s, table);
+        if (server != nullptr) return unlock_and_miss(s, table, ep);
         return queue_call(f, cpu, table, self, *ep, badge, length);
     } else if (server == nullptr) {
-        return unlock_and_miss(s, table);  // syscall.S queues it (mk_fastpath_queue_call)
+        return unlock_and_miss(s, table, ep);  // syscall.S queues it (mk_fastpath_queue_call)
     }
     // A waiting receiver has taken every queued notice and sender already.
     // One that still holds an unanswered call (a plain Recv) would drop it:
@@ -429,7 +436,7 @@ inline FastPathExit FastPath::call(TrapFrame& f, bool queue) {
     // CPU is woken there, by the general path.
     if (!server->at_frame || server->ipc->reply.valid() || server->exit_requested ||
         self.exit_requested || server->cpu != self.cpu) {
-        return unlock_and_miss(s, table);
+        return unlock_and_miss(s, table, ep);
     }
 
     // The point of no return. The server receives the call...
@@ -452,7 +459,7 @@ inline FastPathExit FastPath::call(TrapFrame& f, bool queue) {
     // A block, a wake, a direct switch and a switch, and a hit: counted
     // once (Scheduler::counters() and ipc_counters() add it in).
     ++s.fast_switches_;
-    return switch_to(cpu, self, *server);
+    return switch_to(cpu, self, *server, ep);
 }
 
 inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
@@ -468,7 +475,7 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     uint64_t badge;
     Endpoint* ep = endpoint(table, f.rdi, abi::kRightReceive, &badge);
     if (ep == nullptr) return miss();
-    lock(s);
+    lock(s, ep);
     // The caller the token names, still waiting for this very reply: the
     // oldest on this thread's callers queue (the only one, unless the server
     // keeps calls waiting there; any other takes the general path), so
@@ -482,12 +489,12 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     if (caller == nullptr || caller->id() != token.caller || caller->ipc->call_seq != token.call ||
         !caller->at_frame || ep->notices_.size() != 0 || ep->dead_ || caller->exit_requested ||
         self.exit_requested || caller->cpu != self.cpu) {
-        return unlock_and_miss(s, table);
+        return unlock_and_miss(s, table, ep);
     }
     if (Thread* sender = ep->senders_.first_or_null()) [[unlikely]]
-        return reply_and_take(f, s, table, self, *caller, *sender, length);
+        return reply_and_take(f, s, table, *ep, self, *caller, *sender, length);
     if (caller->ipc->endpoint_ref && caller->ipc->endpoint_ref.get() != ep) {
-        return unlock_and_miss(s, table);
+        return unlock_and_miss(s, table, ep);
     }
 
     // The point of no return. The caller takes the reply...
@@ -505,7 +512,7 @@ inline FastPathExit FastPath::reply_recv(TrapFrame& f) {
     block_current(self, ep->receivers_);
     table.lock_.unlock_raw();
     ++s.fast_switches_;  // as in call()
-    return switch_to(cpu, self, *caller);
+    return switch_to(cpu, self, *caller, ep);
 }
 
 // Call that finds no receiver waiting (a busy server, say Ready behind the
@@ -530,7 +537,7 @@ inline FastPathExit FastPath::queue_call(TrapFrame& f, PerCpu& cpu, HandleTable&
     Thread* next = next_resumable(s);
     if (next == nullptr || ep.dead_ || self.exit_requested ||
         (next->ipc->endpoint_ref && !next->ipc->endpoint_ref->release_if_not_last())) {
-        return unlock_and_miss(s, table);
+        return unlock_and_miss(s, table, &ep);
     }
 
     // The point of no return. The next thread's reference went above...
@@ -552,7 +559,7 @@ inline FastPathExit FastPath::queue_call(TrapFrame& f, PerCpu& cpu, HandleTable&
     // and a switch, and a hit (as recv()).
     ++cpu.ipc.fastpath_miss_no_partner;
     ++s.fast_blocks_;
-    return resume(cpu, self, *next);
+    return resume(cpu, self, *next, &ep);
 }
 
 // ReplyRecv that finds a caller queued on the endpoint (a busy server): the
@@ -565,14 +572,14 @@ inline FastPathExit FastPath::queue_call(TrapFrame& f, PerCpu& cpu, HandleTable&
 // mk_resume_at_frame() like any caller woken by the general path, from its
 // IpcState: the reply goes there, not into its frame.
 inline FastPathExit FastPath::reply_and_take(TrapFrame& f, Scheduler& s, HandleTable& table,
-                                             Thread& self, Thread& caller, Thread& sender,
-                                             uint32_t length) {
+                                             Endpoint& ep, Thread& self, Thread& caller,
+                                             Thread& sender, uint32_t length) {
     IpcState& pipc = *sender.ipc;
     // A caller of another CPU takes the general path, which takes its home
     // lock for the move to this thread's callers queue.
     if (pipc.op != IpcState::Op::Call || !sender.at_frame || sender.exit_requested ||
         sender.cpu != self.cpu) {
-        return unlock_and_miss(s, table);
+        return unlock_and_miss(s, table, &ep);
     }
     table.lock_.unlock_raw();  // the endpoint is used no more
 
@@ -601,7 +608,7 @@ inline FastPathExit FastPath::reply_and_take(TrapFrame& f, Scheduler& s, HandleT
     // A hit, like the other entries' (which leave the endpoint counters
     // alone): no switch, so counted here rather than by the scheduler.
     ++this_cpu().ipc.syscall_fastpath_hits;
-    unlock_ipc();
+    unlock_ipc(&ep);
     return FastPathExit{&f};
 }
 
@@ -630,7 +637,7 @@ inline FastPathExit FastPath::reply(TrapFrame& f) {
         return miss();
     }
     Reply& saved = *static_cast<Reply*>(slot->object);
-    lock(s);
+    lock(s, nullptr);  // a reply wait: scheduler locks alone
     // The caller the Reply names, homed here (so this CPU's lock guards its
     // wait), still waiting on it for the saved call (SavedWait::
     // holds_call_locked), at its frame. The Reply's pin on it goes (never
@@ -642,7 +649,7 @@ inline FastPathExit FastPath::reply(TrapFrame& f) {
     if (caller == nullptr || caller->cpu != self.cpu || !saved.saved_.holds_call_locked() ||
         !caller->at_frame || caller->exit_requested || self.exit_requested ||
         (caller->ipc->endpoint_ref && !caller->ipc->endpoint_ref->release_if_not_last())) {
-        return unlock_and_miss(s, table);
+        return unlock_and_miss(s, table, nullptr);
     }
 
     // The point of no return. The caller takes the reply...
@@ -666,7 +673,7 @@ inline FastPathExit FastPath::reply(TrapFrame& f) {
     // A wake, a donation and a switch, and a hit (counters() and
     // ipc_counters() add it in).
     ++s.fast_replies_;
-    return switch_to(cpu, self, *caller);
+    return switch_to(cpu, self, *caller, nullptr);
 }
 
 // ReplySave through the Reply object this thread kept from its last fast
@@ -693,7 +700,7 @@ inline FastPathExit FastPath::reply_save(TrapFrame& f) {
         table.lock_.unlock_raw();
         return miss();
     }
-    lock(s);
+    lock(s, nullptr);  // a reply wait: scheduler locks alone
     // The caller the token names, still waiting for this very reply (what
     // reply_target_locked() checks: on this thread's callers queue is in
     // ReplyWait there). A thread being killed leaves through the general
@@ -703,7 +710,7 @@ inline FastPathExit FastPath::reply_save(TrapFrame& f) {
     Thread* caller = sipc.callers.first_or_null();
     if (caller == nullptr || caller->id() != token.caller || caller->ipc->call_seq != token.call ||
         self.exit_requested || caller->cpu != self.cpu) {
-        return unlock_and_miss(s, table);
+        return unlock_and_miss(s, table, nullptr);
     }
 
     // The point of no return. The caller now waits on the Reply...
@@ -724,7 +731,6 @@ inline FastPathExit FastPath::reply_save(TrapFrame& f) {
     f.rax = uint64_t(abi::Err::Ok);
     // A hit with no switch, counted here (as reply_and_take()).
     ++cpu.ipc.syscall_fastpath_hits;
-    unlock_ipc();
     return FastPathExit{&f};
 }
 
@@ -747,12 +753,12 @@ inline FastPathExit FastPath::recv(TrapFrame& f) {
     uint64_t badge;
     Endpoint* ep = endpoint(table, f.rdi, abi::kRightReceive, &badge);
     if (ep == nullptr) return miss();
-    lock(s);
+    lock(s, ep);
     Thread* next = next_resumable(s);
     if (next == nullptr || !ep->senders_.is_empty() || ep->notices_.size() != 0 || ep->dead_ ||
         self.exit_requested ||
         (next->ipc->endpoint_ref && !next->ipc->endpoint_ref->release_if_not_last())) {
-        return unlock_and_miss(s, table);
+        return unlock_and_miss(s, table, ep);
     }
 
     // The point of no return. The next thread's reference went above...
@@ -767,7 +773,7 @@ inline FastPathExit FastPath::recv(TrapFrame& f) {
     block_current(self, ep->receivers_);
     table.lock_.unlock_raw();
     ++s.fast_blocks_;
-    return resume(cpu, self, *next);
+    return resume(cpu, self, *next, ep);
 }
 
 }  // namespace mk

@@ -60,6 +60,7 @@
 #define ENDPOINT_SENDERS 8
 #define ENDPOINT_RECEIVERS 24
 #define ENDPOINT_DEAD_AND_NOTICES 44 /* dead_ (4 bytes), then the notices' size (4) */
+#define ENDPOINT_LOCK 72         /* lock_: its word, 1 held, 0 free */
 
 /* HandleTable. */
 #define TABLE_LOCK 0

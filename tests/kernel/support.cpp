@@ -11,7 +11,8 @@ Thread* spawn_on(const char* name, void (*fn)(void*), void* arg, uint32_t cpu) {
     Result<Thread*> t = Thread::create(name, fn, arg);
     if (!t) return nullptr;
     {
-        IpcGuard guard;  // placement reads each CPU's load under its lock
+        LockGuard guard(
+            this_cpu().scheduler.lock());  // placement reads each CPU's load under its lock
         Scheduler::set_home_locked(*t.value(), cpu);
     }
     if (this_cpu().scheduler.start(*t.value()) != Error::None) {

@@ -25,7 +25,7 @@ class EndpointTest : public testing::SchedFixture {
         if (ep_ != nullptr) Endpoint::destroy(ep_);
         for (Thread* t : all_threads()) {
             // Callers still waiting on a thread's reply are released first.
-            IpcGuard guard;
+            IpcGuard guard(nullptr);
             ipc_release_thread_locked(*t);
         }
         SchedFixture::TearDown();
@@ -456,9 +456,9 @@ TEST_F(EndpointTest, ForeverTimeoutNeverExpires) {
 }
 
 // The tick holds only the scheduler lock: a due IPC wait leaves its
-// endpoint's queue under the IPC lock, which the tick takes first, then the
+// endpoint's queue under that endpoint's lock, which the tick takes first, then the
 // scheduler lock again (the lock order), and lets go of both.
-TEST_F(EndpointTest, TheTickEndsAnIpcWaitUnderTheIpcLock) {
+TEST_F(EndpointTest, TheTickEndsAnIpcWaitUnderItsEndpointsLock) {
     Thread* a = spawn("a");
     Thread* b = spawn("b");
     run_until(a);
@@ -470,14 +470,14 @@ TEST_F(EndpointTest, TheTickEndsAnIpcWaitUnderTheIpcLock) {
     EXPECT_EQ(a->state, ThreadState::Ready);
     EXPECT_EQ(b->state, ThreadState::Blocked);
     EXPECT_EQ(ep_->waiting_receivers(), 1u);
-    EXPECT_FALSE(g_ipc_lock.is_locked());
+    EXPECT_FALSE(ep_->lock().is_locked());
     EXPECT_FALSE(sched().lock().is_locked());
     EXPECT_EQ(this_cpu().held_locks.mask, 0u);
     EXPECT_EQ(Endpoint::finish_recv(*a).error(), Error::TimedOut);
     EXPECT_EQ(ipc().timeouts, 1u);
 }
 
-// Found in review: the tick's second pass, with the IPC lock, came after
+// Found in review: the tick's second pass, with an endpoint's lock, came after
 // the quantum's accounting, so a quantum that ended at the very tick an
 // IPC wait timed out found nothing ready and started afresh: the woken
 // thread waited a whole quantum more. The accounting comes last.

@@ -279,7 +279,7 @@ class IpcModel : public testing::SchedFixture {
             e.ep = nullptr;
         }
         for (Thread* t : all_threads()) {
-            IpcGuard guard;
+            IpcGuard guard(nullptr);
             ipc_release_thread_locked(*t);
         }
         SchedFixture::TearDown();

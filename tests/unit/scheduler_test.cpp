@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "endpoint.hpp"
 #include "fake_heap.hpp"
 #include "kobject.hpp"
 #include "sched_fixture.hpp"
@@ -433,33 +434,36 @@ TEST_F(SchedulerTest, TimeoutWakesAndUnlinks) {
 }
 
 // A tick with nothing due holds this CPU's scheduler lock alone: it does
-// not wait for the IPC lock, which another CPU may hold for as long as an
-// IPC operation takes. A due wait, IPC or not, ends under the IPC lock:
-// only that lock tells whether the thread waits in an IPC operation that
-// another CPU is completing now. (But for a reply wait, which scheduler
-// locks guard: AReplyWaitTimesOutWithoutTheIpcLock, smp_ipc_test.cpp.)
-TEST_F(SchedulerTest, OnlyADueTimeoutTakesTheIpcLockAtATick) {
-    WaitQueue q;
+// not wait for the lock of an endpoint, which another CPU may hold for as
+// long as an IPC operation takes. A due wait on an endpoint ends under that
+// endpoint's lock: only that lock tells whether another CPU is completing
+// the thread's operation now. (A reply wait, which scheduler locks guard,
+// takes none: AReplyWaitTimesOutWithoutAnEndpointLock, smp_ipc_test.cpp.)
+TEST_F(SchedulerTest, OnlyADueTimeoutTakesAnEndpointLockAtATick) {
+    Endpoint* ep = Endpoint::create().value();
     Thread* a = spawn("a");
     yield();
-    sched().block(&q, 2);
+    ASSERT_EQ(sched().current(), a);
+    EXPECT_EQ(ep->recv(2).error(), Error::WouldBlock);  // a blocks
     ASSERT_EQ(sched().current(), boot_);
-    g_ipc_lock.lock_raw();    // held elsewhere
+    ep->lock().lock_raw();    // held elsewhere
     sched().on_timer_tick();  // nothing due: done without it
-    g_ipc_lock.unlock_raw();
+    ep->lock().unlock_raw();
     EXPECT_EQ(a->state, ThreadState::Blocked);
     EXPECT_DEATH(
         {
             // Held by this CPU (the bookkeeping says so): the tick's second
             // pass finds the lock order broken rather than spinning.
-            LockGuard ipc(g_ipc_lock);
+            LockGuard held(ep->lock());
             sched().on_timer_tick();
         },
         "assertion failed");
     sched().on_timer_tick();
     EXPECT_EQ(a->state, ThreadState::Ready);
     EXPECT_EQ(a->wake_reason, WakeReason::TimedOut);
-    EXPECT_TRUE(q.empty());
+    EXPECT_EQ(ep->waiting_receivers(), 0u);
+    EXPECT_EQ(Endpoint::finish_recv(*a).error(), Error::TimedOut);
+    Endpoint::destroy(ep);
 }
 
 TEST_F(SchedulerTest, WakeBeforeTimeoutCancelsIt) {
@@ -732,15 +736,17 @@ TEST_F(DirectSwitchTest, HoldingAnotherLockIsAKernelBug) {
         "held == HeldLocks::bit\\(LockLevel::Scheduler\\)");
 }
 
-// The IPC lock is the exception: a thread that blocks in an IPC operation
-// holds it, and the switch lets go of it, keeping interrupts off, before
-// the scheduler lock goes to the next thread.
-TEST_F(DirectSwitchTest, TheIpcLockIsDroppedAtTheSwitch) {
+// An endpoint's lock is the exception: a thread that blocks in an IPC
+// operation holds it, and the switch lets go of it, keeping interrupts
+// off, before the scheduler lock goes to the next thread.
+TEST_F(DirectSwitchTest, TheEndpointLockIsDroppedAtTheSwitch) {
+    SpinLock endpoint(LockLevel::Endpoint);
     {
-        IpcGuard guard;
+        IpcGuard guard(&endpoint);
+        EXPECT_EQ(this_cpu().endpoint_lock, &endpoint);
         sched().mark_current_blocked_locked(nullptr, 0);
         sched().switch_to_locked(*b_);
-        EXPECT_FALSE(g_ipc_lock.is_locked());
+        EXPECT_FALSE(endpoint.is_locked());
         EXPECT_EQ(this_cpu().held_locks.mask, HeldLocks::bit(LockLevel::Scheduler));
         EXPECT_FALSE(Cpu::interrupts_enabled());
     }
@@ -748,16 +754,16 @@ TEST_F(DirectSwitchTest, TheIpcLockIsDroppedAtTheSwitch) {
     EXPECT_EQ(this_cpu().held_locks.mask, 0u);
 }
 
-// Another lock of the IPC lock's level is not the IPC lock: the switch
-// does not let go of it.
-TEST_F(DirectSwitchTest, AnotherLockOfTheIpcLevelIsAKernelBug) {
+// An endpoint's lock taken otherwise than through IpcGuard is not one the
+// switch may let go of: a kernel bug.
+TEST_F(DirectSwitchTest, AnEndpointLockTakenWithoutIpcGuardIsAKernelBug) {
     SpinLock endpoint(LockLevel::Endpoint);
     EXPECT_DEATH(
         {
             LockGuard outer(endpoint);
             direct_switch_to_b();
         },
-        "g_ipc_lock.is_locked\\(\\)");
+        "endpoint_lock != nullptr");
 }
 
 // The same checks guard every switch: here a yield entered from an

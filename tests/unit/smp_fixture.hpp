@@ -106,6 +106,7 @@ class SmpFixture : public SchedFixture {
     std::vector<Thread*> idles_;
     PerCpu* cpu1_ = nullptr;  // CPU 1's, the one most tests use
     Thread* idle1_ = nullptr;
+    SpinLock endpoint_lock_{LockLevel::Endpoint};  // an endpoint's, for IpcGuard
 };
 
 }  // namespace mk::testing

@@ -32,7 +32,7 @@ class SmpIpcTest : public testing::SmpFixture {
         run_on_0_until(boot_);  // the fixture ends every other thread from it
         Endpoint::destroy(ep_);
         for (Thread* t : all_threads()) {
-            IpcGuard guard;  // callers still waiting on a thread's reply fail
+            IpcGuard guard(nullptr);  // callers still waiting on a thread's reply fail
             ipc_release_thread_locked(*t);
         }
         SmpFixture::TearDown();
@@ -127,12 +127,12 @@ class SmpIpcTest : public testing::SmpFixture {
 
 // From CPU 1, the home locks of threads of CPUs 0 and 2: all three
 // scheduler locks, this CPU's let go and retaken between the other two;
-// then this CPU's alone again, with the IPC lock.
+// then this CPU's alone again, with an endpoint's lock.
 TEST_F(SmpIpcTest, HomeLocksTakesTwoOtherCpusInIndexOrder) {
     Thread* a = create("a");  // homed on CPU 0, where it was made
     Thread* b = create_on(2, "b");
     on_cpu(1, [&] {
-        IpcGuard guard;
+        IpcGuard guard(&ep_->lock());
         {
             Scheduler::HomeLocks homes(sched1(), *b, a);
             EXPECT_EQ(homes.operator->(), &sched_at(2));
@@ -338,37 +338,40 @@ TEST_F(SmpIpcTest, ASavedReplyDroppedFromAThirdCpuFailsItsCaller) {
     expect_call_failed(1, c, Error::PeerDied);
 }
 
-// A reply takes no IPC lock, only scheduler locks: it is done while another
-// CPU holds the IPC lock (in an endpoint operation there). Taking it would
-// spin for good: an alarm ends the test binary instead.
-void with_ipc_lock_held_elsewhere(const std::function<void()>& fn) {
-    g_ipc_lock.lock_raw();
+// A reply takes no endpoint lock, only scheduler locks: it is done while
+// another CPU holds the lock of the endpoint the call came through (in an
+// operation there). Taking it would spin for good: an alarm ends the test
+// binary instead.
+void with_endpoint_lock_held_elsewhere(Endpoint* ep, const std::function<void()>& fn) {
+    ep->lock().lock_raw();
     alarm(10);
     fn();
     alarm(0);
-    g_ipc_lock.unlock_raw();
+    ep->lock().unlock_raw();
 }
 
-TEST_F(SmpIpcTest, AReplyAndADropTakeNoIpcLock) {
+TEST_F(SmpIpcTest, AReplyAndADropTakeNoEndpointLock) {
     Thread* r = server_on_0();
     Thread* c = caller_on(1);
     ReplyToken token = received_by(r);
-    with_ipc_lock_held_elsewhere([&] { EXPECT_EQ(Endpoint::reply(token, msg(9)), Error::None); });
+    with_endpoint_lock_held_elsewhere(
+        ep_, [&] { EXPECT_EQ(Endpoint::reply(token, msg(9)), Error::None); });
     expect_answer(1, c, 9);
 
     r = server_on_0();
     c = caller_on(2);
     token = received_by(r);
-    with_ipc_lock_held_elsewhere([&] { EXPECT_EQ(Endpoint::reply_drop(token), Error::None); });
+    with_endpoint_lock_held_elsewhere(ep_,
+                                      [&] { EXPECT_EQ(Endpoint::reply_drop(token), Error::None); });
     expect_call_failed(2, c, Error::PeerDied);
 }
 
-TEST_F(SmpIpcTest, ASavedReplyTakesNoIpcLock) {
+TEST_F(SmpIpcTest, ASavedReplyTakesNoEndpointLock) {
     Thread* r = server_on_0();
     Thread* c = caller_on(1);
     ReplyToken token = received_by(r);
     Saved saved;
-    with_ipc_lock_held_elsewhere([&] {
+    with_endpoint_lock_held_elsewhere(ep_, [&] {
         EXPECT_EQ(Endpoint::save_reply(token, saved), Error::None);
         on_cpu(2, [&] { EXPECT_EQ(Endpoint::reply_saved(saved, msg(11)), Error::None); });
     });
@@ -378,7 +381,7 @@ TEST_F(SmpIpcTest, ASavedReplyTakesNoIpcLock) {
     c = caller_on(2);
     token = received_by(r);
     Saved dropped;
-    with_ipc_lock_held_elsewhere([&] {
+    with_endpoint_lock_held_elsewhere(ep_, [&] {
         EXPECT_EQ(Endpoint::save_reply(token, dropped), Error::None);
         on_cpu(1, [&] { Endpoint::drop_saved(dropped); });
     });
@@ -386,7 +389,7 @@ TEST_F(SmpIpcTest, ASavedReplyTakesNoIpcLock) {
 }
 
 // reply_recv() to a caller of another CPU answers it as reply() does (its
-// home lock, no IPC lock held meanwhile) and then receives: a call queued
+// home lock, no endpoint lock held meanwhile) and then receives: a call queued
 // meanwhile at once, else it waits on the endpoint.
 TEST_F(SmpIpcTest, AReplyRecvAnswersACallerOfAnotherCpuThenReceives) {
     Thread* r = server_on_0();
@@ -406,10 +409,10 @@ TEST_F(SmpIpcTest, AReplyRecvAnswersACallerOfAnotherCpuThenReceives) {
 }
 
 // Placement, starts, moves and the balancing rule take scheduler locks
-// alone, in CPU index order (HomeLock): each is done with the IPC lock
-// held elsewhere.
-TEST_F(SmpIpcTest, MovesPlacementAndStartsTakeNoIpcLock) {
-    with_ipc_lock_held_elsewhere([&] {
+// alone, in CPU index order (HomeLock): each is done with an endpoint's
+// lock held elsewhere.
+TEST_F(SmpIpcTest, MovesPlacementAndStartsTakeNoEndpointLock) {
+    with_endpoint_lock_held_elsewhere(ep_, [&] {
         // Placed and started from CPU 0 on CPU 2.
         Thread* t = create_on(2, "placed");
         EXPECT_EQ(sched().start(*t), Error::None);
@@ -437,18 +440,55 @@ TEST_F(SmpIpcTest, MovesPlacementAndStartsTakeNoIpcLock) {
     for (uint32_t cpu = 0; cpu < 3; ++cpu) expect_no_lock_held(cpu);
 }
 
+// Each endpoint has its own lock: with one endpoint's held by another CPU
+// (in an operation there), a send, a receive, a timeout and a kill on
+// another endpoint go through.
+TEST_F(SmpIpcTest, OperationsOnAnotherEndpointDoNotWaitForOnesLock) {
+    Endpoint* other = Endpoint::create().value();
+    with_endpoint_lock_held_elsewhere(ep_, [&] {
+        Thread* r = running_on(1, "r");
+        on_cpu(1, [&] { EXPECT_EQ(other->recv().error(), Error::WouldBlock); });
+        EXPECT_EQ(other->send(msg(5), 0xC), Error::None);  // from CPU 0, to CPU 1
+        EXPECT_EQ(r->state, ThreadState::Ready);
+        on_cpu(1, [&] {
+            sched1().preempt_if_needed();
+            ASSERT_EQ(sched1().current(), r);
+            Result<Received> got = Endpoint::finish_recv(*r);
+            ASSERT_TRUE(got.ok());
+            EXPECT_EQ(got.value().msg.label, 5u);
+            EXPECT_EQ(got.value().badge, 0xCu);
+            EXPECT_EQ(other->recv(1).error(), Error::WouldBlock);  // a timeout of one tick
+        });
+        on_cpu(1, [&] {
+            sched1().on_timer_tick();
+            sched1().on_timer_tick();
+        });
+        EXPECT_EQ(r->state, ThreadState::Ready);
+        on_cpu(1, [&] {
+            sched1().preempt_if_needed();
+            EXPECT_EQ(Endpoint::finish_recv(*r).error(), Error::TimedOut);
+            EXPECT_EQ(other->recv().error(), Error::WouldBlock);
+        });
+        sched().kill(*r);  // from CPU 0; a kernel thread: Dead at once
+        EXPECT_EQ(r->state, ThreadState::Dead);
+        EXPECT_EQ(other->waiting_receivers(), 0u);
+    });
+    for (uint32_t cpu = 0; cpu < 3; ++cpu) expect_no_lock_held(cpu);
+    Endpoint::destroy(other);
+}
+
 // A reply wait whose guard is the caller's home lock too (a server homed
 // on the same CPU, or a saved reply) times out at its caller's tick under
-// that lock alone, with the IPC lock held elsewhere. (One guarded by
-// another CPU's lock waits for the tick's second pass, under the IPC lock,
-// which keeps the server and the caller from ending meanwhile.)
-TEST_F(SmpIpcTest, AReplyWaitTimesOutWithoutTheIpcLock) {
+// that lock alone, with an endpoint's lock held elsewhere. (One guarded by
+// another CPU's lock waits for the tick's second pass, whose HomeLocks
+// holds the server and the caller across its gap: Thread::gap_holds.)
+TEST_F(SmpIpcTest, AReplyWaitTimesOutWithoutAnEndpointLock) {
     (void)running_on(2, "busy");  // no idle CPU: the tick does not balance
     Thread* r = running_on(1, "server");
     on_cpu(1, [&] { EXPECT_EQ(ep_->recv().error(), Error::WouldBlock); });
     Thread* c = caller_on(1, 2);
     EXPECT_EQ(c->waiting_on, &r->ipc->callers);
-    with_ipc_lock_held_elsewhere([&] {
+    with_endpoint_lock_held_elsewhere(ep_, [&] {
         on_cpu(1, [&] {
             for (int i = 0; i < 2; ++i) sched1().on_timer_tick();
         });
@@ -458,13 +498,13 @@ TEST_F(SmpIpcTest, AReplyWaitTimesOutWithoutTheIpcLock) {
     expect_call_failed(1, c, Error::TimedOut);
 }
 
-TEST_F(SmpIpcTest, ASavedReplyWaitTimesOutWithoutTheIpcLock) {
+TEST_F(SmpIpcTest, ASavedReplyWaitTimesOutWithoutAnEndpointLock) {
     (void)running_on(1, "busy");  // no idle CPU: the tick does not balance
     Thread* r = server_on_0();
     Thread* c = caller_on(2, 2);
     Saved saved;
     EXPECT_EQ(Endpoint::save_reply(received_by(r), saved), Error::None);
-    with_ipc_lock_held_elsewhere([&] {
+    with_endpoint_lock_held_elsewhere(ep_, [&] {
         on_cpu(2, [&] {
             for (int i = 0; i < 2; ++i) sched_at(2).on_timer_tick();
         });
@@ -482,7 +522,7 @@ TEST_F(SmpIpcTest, AReplyWaitEndedWithoutItsServersHomeLockIsAKernelBug) {
     (void)received_by(r);
     EXPECT_DEATH(on_cpu(1,
                         [&] {
-                            IpcGuard guard;
+                            IpcGuard guard(nullptr);
                             sched1().wake_at_home_locked(*c, WakeReason::Interrupted);
                         }),
                  "assertion failed: owner == nullptr");
@@ -493,10 +533,9 @@ TEST_F(SmpIpcTest, AReplyWaitEndedWithoutItsServersHomeLockIsAKernelBug) {
 // --- The gap ---
 //
 // HomeLock and HomeLocks let go of this CPU's lock to take a lower CPU's
-// first. Today the IPC lock keeps every other CPU out of that gap; once
-// each endpoint has its own lock, a timeout, a kill or a move from another
-// CPU can land there. The gap hook runs such a step in the gap, as the
-// other CPU would do it under the locks v2 gives it (docs/locking.md),
+// first. With a lock per endpoint, a timeout, a kill or a move from
+// another CPU can land in that gap. The gap hook runs such a step in the
+// gap, as the other CPU would do it under its locks (docs/locking.md),
 // and each test checks that the code holding the HomeLock looks again at
 // what it read before.
 class SmpGapTest : public SmpIpcTest {
@@ -562,8 +601,8 @@ class SmpGapTest : public SmpIpcTest {
     }
 
     // What a timeout of `c` (homed on CPU `home`, waiting on the callers
-    // queue of a server homed on CPU `server_home`) does with the
-    // per-endpoint locks: both homes' locks in index order, no IPC lock.
+    // queue of a server homed on CPU `server_home`) does: both homes' locks
+    // in index order, no endpoint lock.
     void time_out(Thread* c, uint32_t home, uint32_t server_home) {
         as_cpu(home, [&] {
             SpinLock& low = sched_at(std::min(home, server_home)).lock();
@@ -627,7 +666,7 @@ TEST_F(SmpGapTest, AHomeLockFollowsAThreadThatMovedInTheGap) {
         });
     });
     on_cpu(2, [&] {
-        IpcGuard guard;
+        IpcGuard guard(&ep_->lock());
         Scheduler::HomeLock home(sched_at(2), *t);
         EXPECT_TRUE(gap_taken());
         EXPECT_TRUE(home.gapped());
@@ -652,7 +691,7 @@ TEST_F(SmpGapTest, HomeLocksFollowAThreadThatMovedInTheGap) {
         });
     });
     on_cpu(2, [&] {
-        IpcGuard guard;
+        IpcGuard guard(&ep_->lock());
         Scheduler::HomeLocks homes(sched_at(2), *a, b);
         EXPECT_TRUE(homes.gapped());
         EXPECT_TRUE(sched_at(0).lock().is_locked());
@@ -720,10 +759,9 @@ TEST_F(SmpGapTest, AReplyWhoseCallerTimesOutInTheGapIsStale) {
     on_cpu(2, [&] { EXPECT_EQ(Endpoint::reply(token, msg(9)), Error::BadHandle); });
 }
 
-// A reply holds no IPC lock, so in its gap another CPU may kill the caller
-// and destroy it: the reply pins a caller of another CPU first, finds it
-// no longer waiting, and lets it go after its locks (ASan: no use after
-// free).
+// A reply holds no endpoint lock, so in its gap another CPU may kill the
+// caller; Thread::destroy then waits for the reply to be done with it
+// (Thread::gap_holds), which finds it no longer waiting.
 TEST_F(SmpGapTest, AReplyWhoseCallerIsKilledInTheGapIsStale) {
     Thread* r = server_on(2);
     Thread* c = caller_on(1);
@@ -805,6 +843,29 @@ TEST_F(SmpGapTest, AKillWhoseWaitLeftItsEndpointBeforeTheLocksLooksAgain) {
     EXPECT_EQ(c->state, ThreadState::Dead);
     EXPECT_TRUE(r->ipc->callers.empty());
     EXPECT_EQ(ep_->waiting_senders(), 0u);
+}
+
+// A kill from CPU 2 of a thread running on CPU 1 (no endpoint to pin): in
+// the gap of its HomeLocks, the thread calls a server of CPU 0 and waits
+// for the reply on that server's callers queue, whose guard is CPU 0's
+// lock, not held. The kill reads the wait's owner again once it has its
+// locks and takes them again with that one's: the wait ends under every
+// lock that guards it (without the look, the kill's assertion on the
+// reply wait's guard fails).
+TEST_F(SmpGapTest, AKillWhoseThreadBeganAReplyWaitInTheGapTakesItsGuardToo) {
+    Thread* r = server_on_0();
+    Thread* c = running_on(1, "caller");
+    in_next_gap(
+        [&](Scheduler&) {
+            as_cpu(1, [&] { EXPECT_EQ(ep_->call(msg(7), 0xB).error(), Error::WouldBlock); });
+            EXPECT_EQ(c->waiting_on, &r->ipc->callers);
+        },
+        1);  // the pin's gap first
+    as_cpu(2, [&] { sched_at(2).kill(*c); });
+    EXPECT_TRUE(gap_taken());
+    expect_no_lock_held(2);
+    EXPECT_EQ(c->state, ThreadState::Dead);
+    EXPECT_TRUE(r->ipc->callers.empty());
 }
 
 // The same look again for a stray wake from CPU 2, and for the tick's
@@ -923,7 +984,7 @@ TEST_F(SmpGapTest, AThreadKilledInItsMovesGapIsNotOffCpuUntilTheMoveEnds) {
 
 // A kernel server of CPU 2 killed there with a caller of CPU 1 on its
 // callers queue: the kill fails the caller under both homes' locks, and
-// lets go of CPU 2's for CPU 1's. No IPC lock keeps Thread::destroy out of
+// lets go of CPU 2's for CPU 1's. No endpoint lock keeps Thread::destroy out of
 // that gap: the server is Dead by then, but the kill still reads it after
 // (Thread::gap_holds), so off_cpu_locked says no until the kill is done.
 TEST_F(SmpGapTest, AServerKilledWithCallersIsNotOffCpuUntilTheKillEnds) {

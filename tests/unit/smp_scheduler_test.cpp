@@ -109,7 +109,7 @@ TEST_F(SmpSchedulerTest, AWakeOfALowerCpusThreadTakesTheTwoLocksInIndexOrder) {
     }
     ASSERT_EQ(t->state, ThreadState::Blocked);
     on_cpu(1, [&] {
-        IpcGuard guard;
+        IpcGuard guard(&endpoint_lock_);
         EXPECT_TRUE(sched1().wake_locked(*t));
         EXPECT_TRUE(sched1().lock().is_locked());
         EXPECT_FALSE(sched().lock().is_locked());
@@ -167,7 +167,7 @@ TEST_F(SmpSchedulerTest, NoYieldForADonationTargetOfAnotherCpu) {
     Thread* t = blocked_on_1("t", q);
     spawn("local");
     {
-        IpcGuard guard;
+        IpcGuard guard(&endpoint_lock_);
         sched().wake_locked(*t);
         sched().set_donate_target_locked(t);
     }
@@ -194,7 +194,7 @@ TEST_F(SmpSchedulerTest, WakeAndBlockWithAPartnerOnAnotherCpuWakesItThere) {
     Thread* local = spawn("local");
     WaitQueue q0;
     {
-        IpcGuard guard;
+        IpcGuard guard(&endpoint_lock_);
         sched().wake_and_block_locked(*t, &q0, 0);
     }
     EXPECT_EQ(boot_->state, ThreadState::Blocked);
@@ -213,7 +213,7 @@ TEST_F(SmpSchedulerTest, AThreadIsHomedWhereItWasMadeUntilPlaced) {
     Thread* b = nullptr;
     on_cpu(1, [&] { b = create("b"); });
     EXPECT_EQ(b->cpu, 1u);
-    IpcGuard guard;
+    IpcGuard guard(&endpoint_lock_);
     Scheduler::set_home_locked(*a, 1);
     EXPECT_EQ(a->cpu, 1u);
 }
@@ -286,7 +286,7 @@ TEST_F(SmpSchedulerTest, PlacementTakesTheLeastLoadedAllowedCpu) {
     Thread* b = create("b");
     Thread* c = create("c");
     {
-        IpcGuard guard;
+        IpcGuard guard(&endpoint_lock_);
         EXPECT_EQ(sched().load_locked(), 1u);   // boot runs
         EXPECT_EQ(sched1().load_locked(), 0u);  // idle
         Scheduler::place_locked(*a, 0b11, 0);
@@ -295,7 +295,7 @@ TEST_F(SmpSchedulerTest, PlacementTakesTheLeastLoadedAllowedCpu) {
     }
     ASSERT_EQ(sched().start(*a), Error::None);  // CPU 1: one queued
     {
-        IpcGuard guard;
+        IpcGuard guard(&endpoint_lock_);
         Scheduler::place_locked(*b, 0b11, 0);  // one each: the preferred
         EXPECT_EQ(b->cpu, 0u);
         Scheduler::place_locked(*c, 0b11, 1);
@@ -489,7 +489,7 @@ TEST_F(SmpSchedulerTest, TheRunningThreadMovesLastOfTheMovesAsked) {
 }
 
 // A second scheduler lock is taken with this CPU's and nothing above it
-// (the IPC lock before it, or not: a reply takes none): a wake of a thread
+// (an endpoint's lock before it, or not: a reply takes none): a wake of a thread
 // of another CPU under a higher lock is a kernel bug, under this CPU's
 // scheduler lock alone it is done there.
 TEST_F(SmpSchedulerTest, AnotherCpusLockUnderAHigherLockIsAKernelBug) {
