@@ -492,13 +492,26 @@ void ipc_abort_locked(Thread& thread, WakeReason reason) {
 }
 
 void ipc_release_thread_locked(Thread& thread) {
-    while (Thread* caller = thread.ipc->callers.front()) {
+    Scheduler::GapHold held(nullptr);
+    for (Thread* failed = nullptr;;) {
+        Thread* caller;
+        {
+            // Its callers queue is guarded by its home lock: this CPU's
+            // for an exit, a second one for a kill from another CPU.
+            Scheduler::HomeLock home(sched(), thread);
+            caller = thread.ipc->callers.front();
+            // A caller whose wait ended before its locks were held (a
+            // timeout) left the queue. Still first, it would be a kernel bug.
+            MK_ASSERT(caller == nullptr || caller != failed);
+            // On the queue, it waits and lives; held until its wait is
+            // looked at under its locks (complete_locked).
+            held.take(caller);
+        }
+        if (caller == nullptr) break;
         if (complete_locked(*caller, &thread, Error::PeerDied)) {
             ++counters().peer_died_wakeups;
         } else {
-            // Its wait ended before its locks were held (a timeout): it
-            // left the queue. Still first, it would be a kernel bug.
-            MK_ASSERT(thread.ipc->callers.front() != caller);
+            failed = caller;
         }
     }
     // A thread that still waits keeps its operation: only the host tests

@@ -483,6 +483,14 @@ void Scheduler::exit_current() {
     MK_PANIC("dead thread %s ran again", current_->name());
 }
 
+Thread* Scheduler::held_reply_wait_owner(Thread& thread, GapHold& hold) {
+    if (thread.cpu == cpu_) return reply_wait_owner(thread);  // its home lock: held
+    HomeLock home(*this, thread);
+    Thread* owner = reply_wait_owner(thread);
+    hold.take(owner);
+    return owner;
+}
+
 SpinLock* Scheduler::lock_of(Endpoint* endpoint) {
     return endpoint != nullptr ? &endpoint->lock() : nullptr;
 }
@@ -518,11 +526,12 @@ bool Scheduler::kill_locked(Thread& thread, const Endpoint* endpoint) {
     // Once Dead it may be destroyed as soon as its home lock is free, but
     // its callers are failed and it is buried after that: held until then.
     GapHold dying(nullptr);
+    GapHold owner_hold(nullptr);
     for (;;) {
         // Its home's lock, and if it waits for a reply the lock that guards
         // that wait (wake_locked); again if that wait moved while this
         // CPU's lock was let go.
-        Thread* owner = reply_wait_owner(thread);
+        Thread* owner = held_reply_wait_owner(thread, owner_hold);
         HomeLocks home(*this, thread, owner);
         if (reply_wait_owner(thread) != owner) [[unlikely]]
             continue;
@@ -734,12 +743,13 @@ Scheduler::WakeResult Scheduler::wake_waiting_on_locked(Thread& thread, WakeReas
 Scheduler::WakeResult Scheduler::wake_checked_locked(Thread& thread, WakeReason reason,
                                                      const Endpoint* endpoint, bool check) {
     bool gapped = false;  // in any round
+    GapHold owner_hold(nullptr);
     for (;;) {
-        Thread* owner = reply_wait_owner(thread);
+        Thread* owner = held_reply_wait_owner(thread, owner_hold);
         HomeLocks homes(*this, thread, owner);
         gapped |= homes.gapped();
         // The wait may have changed before its locks were all held: saved
-        // or answered by a thread of another CPU (replies take no IPC
+        // or answered by a thread of another CPU (replies take no endpoint
         // lock), or taken onto a receiver's callers queue while this
         // CPU's lock was let go; another lock guards it now, or none.
         if (reply_wait_owner(thread) != owner) [[unlikely]]

@@ -8,11 +8,12 @@
 // there is (docs/smp.md, "Scheduling on several CPUs").
 //
 // Each CPU's scheduler has its own lock, which guards that CPU's queues and
-// timeouts and the scheduling state of the threads homed on it; the IPC
-// lock, taken before it, guards the endpoints and every thread's IPC state.
-// Another CPU's scheduler lock is held with this CPU's only with the IPC
-// lock held (HomeLock), and the two are taken in CPU index order, the lower
-// first (docs/locking.md).
+// timeouts and the scheduling state of the threads homed on it; an
+// endpoint's lock, taken before it, guards that endpoint's queues and the
+// IPC state of the threads waiting on them (a reply wait is guarded by
+// scheduler locks alone). Another CPU's scheduler lock is held with this
+// CPU's and nothing above it (HomeLock, HomeLocks), the two taken in CPU
+// index order, the lower first (docs/locking.md).
 //
 // Blocking follows one pattern (docs/scheduling.md): under the scheduler lock
 // the current thread is marked Blocked, linked on the wait queue it waits on,
@@ -322,18 +323,21 @@ class Scheduler {
     class GapHold {
       public:
         explicit GapHold(const Thread* thread) { take(thread); }
-        // Holds `thread` from now on (none held yet).
+        // Holds `thread` from now on, instead of the one held so far.
         void take(const Thread* thread) {
+            drop();
             thread_ = thread;
             if (thread_ != nullptr) __atomic_add_fetch(&thread_->gap_holds, 1, __ATOMIC_ACQ_REL);
         }
-        ~GapHold() {
-            if (thread_ != nullptr) __atomic_sub_fetch(&thread_->gap_holds, 1, __ATOMIC_RELEASE);
-        }
+        ~GapHold() { drop(); }
         GapHold(const GapHold&) = delete;
         GapHold& operator=(const GapHold&) = delete;
 
       private:
+        void drop() {
+            if (thread_ != nullptr) __atomic_sub_fetch(&thread_->gap_holds, 1, __ATOMIC_RELEASE);
+            thread_ = nullptr;
+        }
         const Thread* thread_ = nullptr;
     };
 
@@ -575,6 +579,13 @@ class Scheduler {
     Ref<Endpoint> pin_endpoint_waited_on(Thread& thread);
     // Its lock, for IpcGuard (null: none).
     static SpinLock* lock_of(Endpoint* endpoint);
+    // reply_wait_owner(thread), read under its home lock: for a thread of
+    // another CPU, that lock is taken for the read, and the owner is held
+    // (`hold`) from then on, as nothing else keeps it from ending once
+    // that lock is let go (its death fails `thread` under it). A thread
+    // homed here: this CPU's lock, held, does so until the caller's
+    // HomeLocks holds the owner across its gap.
+    Thread* held_reply_wait_owner(Thread& thread, GapHold& hold);
     // The next thread to run, off the queues (null: none is Ready); sets
     // *keep_quantum for one from the hand-off queue.
     Thread* pop_ready_locked(bool* keep_quantum);

@@ -353,9 +353,10 @@ inline constexpr size_t kThreadIpcStateOffset =
 // points waiting_on at the Reply's queue (save_reply, the fast path's
 // ReplySave): whoever sees that queue sees the wait as saved. The servers
 // named stay alive meanwhile: a thread's death fails its callers under
-// t's home lock, which every such early reader holds, and a reader that
-// lets go of it for a lower CPU's lock holds the server across that gap
-// (Thread::gap_holds, raised by HomeLocks).
+// t's home lock, under which every such early reader reads it (a kill or
+// a stray wake from another CPU takes it for that:
+// Scheduler::held_reply_wait_owner) and holds the server from then on
+// (Thread::gap_holds: Scheduler::GapHold, and HomeLocks over its gap).
 inline Thread* reply_wait_owner(Thread& t) {
     IpcState& ipc = *t.ipc;
     WaitQueue* on = __atomic_load_n(&t.waiting_on, __ATOMIC_ACQUIRE);

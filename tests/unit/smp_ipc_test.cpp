@@ -868,6 +868,25 @@ TEST_F(SmpGapTest, AKillWhoseThreadBeganAReplyWaitInTheGapTakesItsGuardToo) {
     EXPECT_TRUE(r->ipc->callers.empty());
 }
 
+// The same for a stray wake from CPU 2: it wakes the thread from its new
+// reply wait under that wait's guard too, and the call fails Interrupted.
+TEST_F(SmpGapTest, AWakeWhoseThreadBeganAReplyWaitInTheGapTakesItsGuardToo) {
+    Thread* r = server_on_0();
+    Thread* c = running_on(1, "caller");
+    in_next_gap(
+        [&](Scheduler&) {
+            as_cpu(1, [&] { EXPECT_EQ(ep_->call(msg(7), 0xB).error(), Error::WouldBlock); });
+            EXPECT_EQ(c->waiting_on, &r->ipc->callers);
+        },
+        1);  // the pin's gap first
+    as_cpu(2, [&] { EXPECT_TRUE(sched_at(2).wake(*c)); });
+    EXPECT_TRUE(gap_taken());
+    expect_no_lock_held(2);
+    EXPECT_EQ(c->state, ThreadState::Ready);
+    EXPECT_TRUE(r->ipc->callers.empty());
+    expect_call_failed(1, c, Error::Interrupted);
+}
+
 // The same look again for a stray wake from CPU 2, and for the tick's
 // second pass at the caller's home: the wait left the endpoint (a receiver
 // took the call) between the look and the endpoint's lock, and is ended
