@@ -149,12 +149,9 @@ void run_demo() {
     stop.label = kDemoStop;
     (void)demo.ep->call(stop, 0);
     demo.stop = true;
-    // A look without the lock (they run on this CPU); Thread::destroy
-    // waits until no CPU is on a dead thread's stack.
-    while (__atomic_load_n(&server.value()->state, __ATOMIC_ACQUIRE) != ThreadState::Dead ||
-           __atomic_load_n(&spinner.value()->state, __ATOMIC_ACQUIRE) != ThreadState::Dead) {
-        sched.yield_now();
-    }
+    // Thread::destroy waits until no CPU is on a dead thread's stack.
+    sched.join(*server.value());
+    sched.join(*spinner.value());
     Thread::destroy(server.value());
     Thread::destroy(spinner.value());
     Endpoint::destroy(demo.ep);

@@ -473,6 +473,14 @@ void Scheduler::exit_current() {
     current_->state = ThreadState::Dead;
     drop_move_locked(*current_);
     ipc_release_thread_locked(*current_);
+    if (current_->process == nullptr) {
+        // A kernel thread's joiner, once awake, may destroy it: not while
+        // the wake lets go of this CPU's lock for the joiner's (a gap),
+        // with this CPU still on its stack. (A user thread is the
+        // reaper's, never joined.)
+        GapHold self(current_);
+        wake_joiner_locked(*current_);
+    }
     bury_locked(*current_);
     // The rest of the quantum goes to the reaper (if it shares this CPU),
     // which ends the process if this was its last thread and so tells its
@@ -581,6 +589,7 @@ bool Scheduler::kill_locked(Thread& thread, const Endpoint* endpoint) {
     }
     // Its home's lock is released: the reaper's wake takes the reaper's.
     ipc_release_thread_locked(thread);
+    if (thread.process == nullptr) wake_joiner_locked(thread);
     bury_locked(thread);
     return true;
 }
@@ -720,6 +729,38 @@ WakeReason Scheduler::block(WaitQueue* queue, uint64_t timeout_ticks) {
         return self->wake_reason;
     }
     return block_current_locked(queue, timeout_ticks);
+}
+
+void Scheduler::join(Thread& thread) {
+    assert_may_yield();
+    LockGuard guard(lock_);
+    for (;;) {
+        {
+            // Its end marks it Dead and then reads its joiner, both under
+            // its home lock: either it is Dead now, or its end finds this
+            // thread there, and wakes it once it is Blocked (the wake
+            // takes this CPU's lock, held until the switch below).
+            HomeLock home(*this, thread);
+            if (thread.state == ThreadState::Dead) return;
+            MK_ASSERT(thread.joiner == nullptr || thread.joiner == current_);
+            MK_ASSERT(thread.state != ThreadState::Created);  // never started: never ends
+            MK_ASSERT(thread.process == nullptr);             // a user thread is the reaper's
+            thread.joiner = current_;
+        }
+        block_current_locked(nullptr, 0);
+    }
+}
+
+void Scheduler::wake_joiner_locked(Thread& thread) {
+    GapHold held(nullptr);
+    Thread* joiner;
+    {
+        HomeLock home(*this, thread);
+        joiner = thread.joiner;
+        thread.joiner = nullptr;
+        held.take(joiner);
+    }
+    if (joiner != nullptr) wake_locked(*joiner);
 }
 
 bool Scheduler::wake_locked(Thread& thread, WakeReason reason) {

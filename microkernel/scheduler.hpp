@@ -212,6 +212,12 @@ class Scheduler {
     void prepare_block();
     void cancel_block();
     WakeReason block(WaitQueue* queue, uint64_t timeout_ticks = 0);
+    // Sleeps until `thread` (a kernel thread of any CPU, started, joined by
+    // no other thread) is Dead: its end wakes the joiner (Thread::joiner),
+    // which looks at its state under its home lock, no poll. Then the
+    // caller may destroy it (Thread::destroy waits until its CPU is off
+    // its stack). Only from thread context with no lock held.
+    void join(Thread& thread);
 
     // Makes a Blocked thread Ready (true), on its home CPU's ready queue; if
     // that is another CPU and it idles, tells it (Cpu::notify_cpu). Waking a
@@ -592,6 +598,11 @@ class Scheduler {
     bool any_ready_locked() const {
         return !handoff_.empty() || !ready_.empty();
     }
+    // `thread` became Dead (an exit, a kill): the thread waiting for that
+    // in join(), if any, wakes. With this CPU's lock held and no other
+    // CPU's; the joiner is held (GapHold) from its look under `thread`'s
+    // home lock to its wake, as it may end meanwhile (a stray wake).
+    void wake_joiner_locked(Thread& thread);
     // A user thread became Dead: hand it to the reaper. With this CPU's
     // lock held and no other CPU's (its wake may take the reaper's home
     // lock: HomeLock).

@@ -190,6 +190,12 @@ class Thread : public KObject {
     uint64_t id_;
     char name_[kNameLength];
     KernelStack stack_;  // top nullptr: the boot thread's (not ours), or freed by destroy()
+
+  public:
+    // The thread waiting in Scheduler::join for this one to end (null:
+    // none), woken by its end (exit_current, a kill). Guarded by the home
+    // lock. Last: the fields above are at offsets the syscall stub knows.
+    Thread* joiner = nullptr;
 };
 
 // The size of the thread registry (thread.cpp): how many threads can exist

@@ -32,7 +32,7 @@
 #define THREAD_KERNEL_STACK_TOP 128
 #define THREAD_ROOT 136
 #define THREAD_FS_KEY 152
-#define THREAD_IPC_STATE 288     /* kThreadIpcStateOffset: the IpcState after the Thread */
+#define THREAD_IPC_STATE 304     /* kThreadIpcStateOffset: the IpcState after the Thread */
 #define THREAD_HANDLES 200      /* process->handles(), kept in the thread */
 #define THREAD_ID 248
 

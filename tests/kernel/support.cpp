@@ -28,17 +28,7 @@ void sleep_ticks(uint64_t ticks) {
 }
 
 void join(Thread* const* threads, int n) {
-    for (;;) {
-        // A look without the lock (the state is a thread's home CPU's):
-        // Thread::destroy waits until that CPU is off the thread's stack.
-        bool all_dead = true;
-        for (int i = 0; i < n; ++i) {
-            all_dead = all_dead &&
-                       __atomic_load_n(&threads[i]->state, __ATOMIC_ACQUIRE) == ThreadState::Dead;
-        }
-        if (all_dead) break;
-        sleep_ticks(1);
-    }
+    for (int i = 0; i < n; ++i) this_cpu().scheduler.join(*threads[i]);
     for (int i = 0; i < n; ++i) Thread::destroy(threads[i]);
 }
 

@@ -1,7 +1,8 @@
 /*
  * endpoint_locks.pml -- Promela model of per-endpoint IPC locks on two CPUs, the
  * successor of split_locks.pml (tests/model/README.md, "endpoint_locks.pml";
- * docs/locking.md, "What is left").  A design checked here, not yet the code's.
+ * docs/locking.md, "What is left").  The code follows it (Endpoint::lock_ is EP[e];
+ * not modelled: Endpoint::free_object's take and release of EP[e]).
  * Checked exhaustively by tests/model/run_spin.sh.
  *
  * Design v2.  v1 had a reply lock RL[t] per thread for t's callers queue; the same-CPU
@@ -9,7 +10,7 @@
  * it as a fourth lock.  v2 drops RL: t's callers queue and the reply wait of each caller
  * on it are guarded by t's home scheduler lock S[home(t)], which that path holds anyway.
  * The fast path takes the handle table (not modelled), EP[e] and this CPU's S: no more
- * locks than today's table, g_ipc_lock, S.
+ * locks than with the one IPC lock it replaced (table, g_ipc_lock, S).
  *
  * Locks (each held by a CPU, interrupts off on that CPU while it holds any), in order:
  *   EP[e]  (LockLevel::Endpoint, one per endpoint; e = 0, 1; lk[0], lk[1]): the
@@ -39,7 +40,7 @@
  *
  * Contexts: own[c] is the context running on CPU c with interrupts off (holding a lock,
  * or in an interrupt handler); another context of CPU c takes no lock meanwhile.
- *   Server R (homed on CPU RH: 0, -DR_HOME=1: CPU1): Endpoint::receive on EP[0]
+ *   Server R (homed on CPU RH: 0, -DR_HOME=1: CPU1): Endpoint::recv on EP[0]
  *          (-DTWO_EP: EP[0], EP[1] in turn): a queued caller x: EP[e], then S[home x] and
  *          S[home R] in index order (lock_two): x moves from senders_ to R's callers
  *          queue, wait lock EP[e] -> WREPLY; none: EP[e], S[home R]: linked on receivers_,
@@ -65,7 +66,7 @@
  *          S[home] (re-read), read the one result.
  *   C0     (-DC0CALL or -DTWO_EP) the same, homed on CPU0, one timed call on EP[1]
  *          (-DMOVE_C0: moved to CPU1, the move taking S0 then S1 on CPU0).
- *   Tick(c)  Scheduler::expire_timeouts_locked: the timer tick of CPU c, an interrupt (it
+ *   Tick(c)  Scheduler::expire_timeouts: the timer tick of CPU c, an interrupt (it
  *          keeps CPU c between its steps), for a due thread t homed on c.  Under S[c]
  *          alone read t's wait lock and generation.  WREPLY with R homed on c: the same
  *          lock, end the wait at once.  WREPLY with R homed higher: take S[home R] as a
@@ -484,7 +485,7 @@ inline reply_general() {
 }
 
 /* ---------------- the server R ----------------
-   Endpoint::receive (recv), FastPath::reply_recv (the syscall.S hit path: a caller homed
+   Endpoint::recv, FastPath::reply_recv (the syscall.S hit path: a caller homed
    on R's CPU), Endpoint::reply_recv (the general path: reply half, then recv), and with
    -DDIE ipc_release_thread_locked (R's death with callers on its queue) */
 proctype Server() {
@@ -496,7 +497,7 @@ proctype Server() {
   byte k;
 #endif
   c = home[R];                  /* R's CPU: a running thread is not moved */
-recv:                           /* Endpoint::receive: EP[e] first */
+recv:                           /* Endpoint::recv: EP[e] first */
   atomic { LOCK(c, e, R); x = sq[e] }
 have_ep:                        /* EP[e] held; x: the caller queued on senders_, or NONE */
   if
@@ -600,7 +601,7 @@ save:                           /* Endpoint::save_reply (sys_reply_save): x move
     :: else -> REACH(33)        /* BadHandle: the wait ended first (timeout, kill) */
     fi;
     UNLOCK_S2(c, h, h2); x = 0; h = 0; h2 = 0; m = 0; k = 0 }
-  if :: n < NMSG -> goto recv :: else fi;   /* Endpoint::receive (EP[e] first) */
+  if :: n < NMSG -> goto recv :: else fi;   /* Endpoint::recv (EP[e] first) */
   rdone = 1;
   goto out;
 #endif
@@ -700,7 +701,7 @@ finish:
 #endif
 }
 
-/* ---------------- the tick of CPU c: Scheduler::expire_timeouts_locked (rule 5) -------- */
+/* ---------------- the tick of CPU c: Scheduler::expire_timeouts (rule 5) -------- */
 #define DUE(t, c) (home[t] == (c) && armed[t] && state[t] == BLOCKED)
 #define SAME_WAIT (state[t] == BLOCKED && wl[t] == w && armed[t] && wseq[t] == s)
 #if defined(BUG_TICK_NO_RECHECK)

@@ -7,7 +7,8 @@
  * The locks (`elk`, `slk[]` name the CPU holding each; NOCPU: free):
  *   S0, S1  Scheduler::lock_ of CPU0 and of CPU1 (slk[S0], slk[S1]): S[c] guards CPU c's
  *           ready queue and current_ and the scheduling state of the threads homed on c.
- *   E       g_ipc_lock, the IPC lock (elk): endpoints and their wait queues, IPC state.
+ *   E       an endpoint's lock (elk; in the code Endpoint::lock_, was the one IPC lock
+ *           g_ipc_lock): its wait queues and its waiters' IPC state.
  *   Z       Scheduler::zombies_lock_ (zlk): the zombie list; a leaf, taken after any
  *           other and with nothing taken under it.
  * IpcGuard takes E, then the CPU's own S.  A thread homed on the other CPU is reached

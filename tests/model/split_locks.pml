@@ -1,7 +1,8 @@
 /*
  * split_locks.pml -- Promela model of the kernel's locking for IPC between two CPUs, with
- * one scheduler lock per CPU (tests/model/README.md, "split_locks.pml"): the IPC lock E
- * (g_ipc_lock, LockLevel::Endpoint: one lock for every endpoint) and Scheduler::lock_
+ * one scheduler lock per CPU (tests/model/README.md, "split_locks.pml"): the endpoint's
+ * lock E (LockLevel::Endpoint; one endpoint here, so the one IPC lock g_ipc_lock the code
+ * had and the endpoint's own, Endpoint::lock_, are the same to it) and Scheduler::lock_
  * made per CPU (S[c]), the protocol the code follows as it moves from one scheduler lock
  * to one per CPU (docs/locking.md).  Checked exhaustively by tests/model/run_spin.sh.
  *
@@ -97,7 +98,7 @@
  * handed over (block_in_locked -> finish_locked): whoever ended the wait did so under E
  * before the wake, and nobody writes it while the thread waits in no operation.
  *
- * The timeout of an IPC wait (Scheduler::on_timer_tick -> expire_timeouts_locked; the
+ * The timeout of an IPC wait (Scheduler::on_timer_tick -> expire_timeouts; the
  * model's default protocol).  The tick is an interrupt: CPU0 takes it only while it
  * holds no lock, and runs nothing else until the handler returns (irq0; interrupts stay
  * off in it, also while it spins on a lock).  Under S0 alone it expires the due timeouts
@@ -249,7 +250,7 @@
  *   Caller           Endpoint::call_impl (-> wake_and_block_locked -> wake_locked +
  *                    block_current_locked; -DDIRECT: mark_current_blocked_locked +
  *                    switch_to_locked, the same-CPU fast path)
- *   Timer0           Scheduler::on_timer_tick -> expire_timeouts_locked;
+ *   Timer0           Scheduler::on_timer_tick -> expire_timeouts;
  *   tick_times_out_locked  its second pass: end_wait_locked + ipc_abort_locked
  *   Killer           Scheduler::kill -> kill_locked (-> wake_locked, end_wait_locked,
  *                    ipc_abort_locked)
@@ -944,7 +945,7 @@ inline tick_times_out_locked() {
 /* Scheduler::on_timer_tick of CPU0, an interrupt: taken only where CPU0 holds no lock;
    interrupts stay off in the handler (irq0: CPU0 runs nothing else until it returns).
    R's deadline passed.  Under S0 alone the tick expires the due timeouts of threads in
-   no IPC wait (none here); R's is an IPC wait, so (expire_timeouts_locked): release S0;
+   no IPC wait (none here); R's is an IPC wait, so (expire_timeouts): release S0;
    lock E; lock S0 (the order E -> S); re-check and time R's wait out
    (tick_times_out_locked); release both.  The tick never holds two S locks.
    -DTICK_S0_ONLY (the old protocol): wake_locked(R, TimedOut) under S0 only; R unlinks

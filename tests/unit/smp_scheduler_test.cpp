@@ -235,6 +235,34 @@ TEST_F(SmpSchedulerTest, TheCpuAThreadEndedOnRetiresIt) {
     EXPECT_EQ(FakeCpu::retired, 1u);
 }
 
+// The end of a kernel thread wakes the thread waiting for it in join():
+// here a kill from CPU 0 of a thread blocked on CPU 1, whose joiner sleeps
+// on CPU 0 (as join() leaves it: Thread::joiner, Blocked on no queue).
+// Then the joiner finds it Dead, and its joiner slot is empty.
+TEST_F(SmpSchedulerTest, AKillWakesTheJoinerOfTheThreadItEnds) {
+    WaitQueue q;
+    Thread* t = blocked_on_1("t", q);
+    Thread* j = spawn("joiner");
+    yield();
+    ASSERT_EQ(sched().current(), j);
+    {
+        LockGuard guard(sched().lock());
+        {
+            Scheduler::HomeLock home(sched(), *t);
+            t->joiner = j;
+        }
+        sched().block_current_locked(nullptr, 0);
+    }
+    ASSERT_EQ(j->state, ThreadState::Blocked);
+    ASSERT_EQ(sched().current(), boot_);
+    sched().kill(*t);
+    EXPECT_EQ(t->state, ThreadState::Dead);
+    EXPECT_EQ(t->joiner, nullptr);
+    EXPECT_EQ(j->state, ThreadState::Ready);
+    EXPECT_EQ(j->gap_holds, 0u);
+    EXPECT_EQ(t->gap_holds, 0u);
+}
+
 // Kill of a user thread running on CPU 1, from CPU 0: it is asked to exit
 // and CPU 1 is interrupted at once (not at its next timer tick), so that it
 // enters the kernel, whose way back to user mode ends the thread. It ends
