@@ -632,6 +632,18 @@ class SmpGapTest : public SmpIpcTest {
         });
     }
 
+    // In the gap of the HomeLocks of a kill or a stray wake from CPU 2 (the
+    // second gap: the pin's comes first), `c`, running on CPU 1, calls
+    // server `r` of CPU 0 and waits on r's callers queue.
+    void begins_reply_wait_in_next_wait_gap(Thread* c, Thread* r) {
+        in_next_gap(
+            [=, this](Scheduler&) {
+                as_cpu(1, [&] { EXPECT_EQ(ep_->call(msg(7), 0xB).error(), Error::WouldBlock); });
+                EXPECT_EQ(c->waiting_on, &r->ipc->callers);
+            },
+            1);
+    }
+
     // A server homed on CPU `cpu`, blocked in recv() on the endpoint.
     Thread* server_on(uint32_t cpu) {
         Thread* r = running_on(cpu, "server");
@@ -855,12 +867,7 @@ TEST_F(SmpGapTest, AKillWhoseWaitLeftItsEndpointBeforeTheLocksLooksAgain) {
 TEST_F(SmpGapTest, AKillWhoseThreadBeganAReplyWaitInTheGapTakesItsGuardToo) {
     Thread* r = server_on_0();
     Thread* c = running_on(1, "caller");
-    in_next_gap(
-        [&](Scheduler&) {
-            as_cpu(1, [&] { EXPECT_EQ(ep_->call(msg(7), 0xB).error(), Error::WouldBlock); });
-            EXPECT_EQ(c->waiting_on, &r->ipc->callers);
-        },
-        1);  // the pin's gap first
+    begins_reply_wait_in_next_wait_gap(c, r);
     as_cpu(2, [&] { sched_at(2).kill(*c); });
     EXPECT_TRUE(gap_taken());
     expect_no_lock_held(2);
@@ -873,12 +880,7 @@ TEST_F(SmpGapTest, AKillWhoseThreadBeganAReplyWaitInTheGapTakesItsGuardToo) {
 TEST_F(SmpGapTest, AWakeWhoseThreadBeganAReplyWaitInTheGapTakesItsGuardToo) {
     Thread* r = server_on_0();
     Thread* c = running_on(1, "caller");
-    in_next_gap(
-        [&](Scheduler&) {
-            as_cpu(1, [&] { EXPECT_EQ(ep_->call(msg(7), 0xB).error(), Error::WouldBlock); });
-            EXPECT_EQ(c->waiting_on, &r->ipc->callers);
-        },
-        1);  // the pin's gap first
+    begins_reply_wait_in_next_wait_gap(c, r);
     as_cpu(2, [&] { EXPECT_TRUE(sched_at(2).wake(*c)); });
     EXPECT_TRUE(gap_taken());
     expect_no_lock_held(2);
