@@ -19,8 +19,7 @@ void deliver_locked(const Message& msg, Thread& self, uint64_t badge, Thread& re
     transfer(msg, *self.ipc, badge, receiver, false);
     receiver.ipc->reply = {};
     ++counters().receives;
-    complete_locked(receiver, nullptr, Error::None);
-    sched().set_donate_target_locked(&receiver);
+    complete_locked(receiver, nullptr, Error::None, nullptr, Donate::Yes);
 }
 
 }  // namespace
@@ -118,10 +117,9 @@ bool Endpoint::post_notice(Notice* notice) {
     if (Thread* receiver = receivers_.front()) {
         take_notice_locked(*receiver, notice);
         ++counters().receives;
-        complete_locked(*receiver, nullptr, Error::None);
         // A wake like any other: the poster donates to it when it next
         // yields or blocks (the reaper, right after a death).
-        sched().set_donate_target_locked(receiver);
+        complete_locked(*receiver, nullptr, Error::None, nullptr, Donate::Yes);
         return true;
     }
     notices_.push_back(*notice);
@@ -279,6 +277,7 @@ Result<Message> Endpoint::call_elsewhere_locked(Thread& self, Thread& receiver, 
         receiver.ipc->result = Error::None;
         ++c.receives;
         s.wake_at_home_locked(receiver, WakeReason::Woken);  // off receivers_ too
+        s.donate_locked(receiver);                           // "wake there, now"
         // We wait on its callers queue, which its home lock guards (held).
         self.ipc->op = IpcState::Op::ReplyWait;
         self.ipc->result = Error::WouldBlock;
@@ -335,11 +334,10 @@ Status Endpoint::reply(ReplyToken token, const Message& msg, Donate donate) {
     // The reply goes in under this thread's home lock (held), which guards
     // its callers queue, and the caller's, as the wait ends: unless the
     // wait ended while this CPU's lock was let go for the caller's.
-    if (!complete_locked(*caller, &self, Error::None, &msg)) {
+    if (!complete_locked(*caller, &self, Error::None, &msg, donate)) {
         ++counters().stale_replies;
         return Error::BadHandle;
     }
-    if (donate == Donate::Yes) sched().set_donate_target_locked(caller);
     return Error::None;
 }
 
@@ -383,8 +381,7 @@ Status Endpoint::reply_saved(SavedWait& saved, const Message& msg, Donate donate
         ++counters().stale_replies;
         return Error::BadHandle;
     }
-    complete_at_home_locked(*caller, Error::None, &msg);
-    if (donate == Donate::Yes) sched().set_donate_target_locked(caller);
+    complete_at_home_locked(*caller, Error::None, &msg, donate);
     return Error::None;
 }
 
@@ -413,8 +410,9 @@ Status Endpoint::reply_drop(ReplyToken token) {
 Result<Received> Endpoint::reply_then_recv(ReplyToken token, const Message& reply,
                                            uint64_t timeout_ticks) {
     // A stale token (the caller timed out or died meanwhile) drops the
-    // reply; the receive goes on.
-    (void)Endpoint::reply(token, reply);
+    // reply; the receive goes on. The caller runs on its CPU at once, as
+    // it would here ("wake there, now": Scheduler::donate_locked).
+    (void)Endpoint::reply(token, reply, Donate::Yes);
     return recv(timeout_ticks);
 }
 
@@ -446,7 +444,7 @@ Result<Message> Endpoint::finish_call(Thread& self) {
 }
 
 bool endpoint_detail::complete_locked(Thread& t, const Thread* owner, Error result,
-                                      const Message* reply) {
+                                      const Message* reply, Donate donate) {
     // An endpoint's waiter under the endpoint's lock; a reply wait under
     // scheduler locks alone (HomeLocks).
     MK_ASSERT(owner != nullptr || holds_here(LockLevel::Endpoint));
@@ -458,11 +456,12 @@ bool endpoint_detail::complete_locked(Thread& t, const Thread* owner, Error resu
     Scheduler::HomeLocks homes(sched(), t, owner);
     if (reply_wait_owner(t) != owner || t.ipc->call_seq != call) [[unlikely]]
         return false;
-    complete_at_home_locked(t, result, reply);
+    complete_at_home_locked(t, result, reply, donate);
     return true;
 }
 
-void endpoint_detail::complete_at_home_locked(Thread& t, Error result, const Message* reply) {
+void endpoint_detail::complete_at_home_locked(Thread& t, Error result, const Message* reply,
+                                              Donate donate) {
     Scheduler& s = sched();
     s.assert_reply_wait_guarded(t);
     if (reply != nullptr) {
@@ -471,7 +470,7 @@ void endpoint_detail::complete_at_home_locked(Thread& t, Error result, const Mes
     }
     t.ipc->op = IpcState::Op::None;
     t.ipc->result = result;
-    s.wake_at_home_locked(t, WakeReason::Woken);
+    if (s.wake_at_home_locked(t, WakeReason::Woken) && donate == Donate::Yes) s.donate_locked(t);
 }
 
 void ipc_abort_locked(Thread& thread, WakeReason reason) {

@@ -114,11 +114,14 @@ inline Thread* reply_target_locked(ReplyToken token, Thread& replier) {
 // `owner`: the thread whose callers queue t was found on (reply_wait_owner),
 // null for a wait on an endpoint's queue. False, and nothing done, for a
 // reply wait that is no longer that one (timed out, killed, answered)
-// once the locks are held.
+// once the locks are held. `donate`: t, woken, is given the CPU
+// (Scheduler::donate_locked: this CPU's donate target, or "wake there,
+// now" on its own).
 [[gnu::noinline]] bool complete_locked(Thread& t, const Thread* owner, Error result,
-                                       const Message* reply = nullptr);
+                                       const Message* reply = nullptr, Donate donate = Donate::No);
 // The same with those locks held already.
-void complete_at_home_locked(Thread& t, Error result, const Message* reply = nullptr);
+void complete_at_home_locked(Thread& t, Error result, const Message* reply = nullptr,
+                             Donate donate = Donate::No);
 
 // Takes the first queued sender's message into `self` (a receive that found
 // a partner). A plain sender is done; a caller now waits for the reply,

@@ -315,7 +315,6 @@ void Scheduler::move_locked(Thread& thread, uint32_t dest) {
     MK_ASSERT(movable_locked(thread) || thread.state == ThreadState::Dead);
     drop_move_locked(thread);
     if (dest == cpu_ || thread.state == ThreadState::Dead) return;
-    if (donate_target_ == &thread) donate_target_ = nullptr;
     // Thread::cpu changes with both homes' locks held: this CPU's and the
     // new one's, in index order (no endpoint lock).
     GapHold hold(&thread);  // Thread::destroy waits for the move to be done
@@ -336,6 +335,9 @@ void Scheduler::move_locked(Thread& thread, uint32_t dest) {
         }
     }
     ++counters_.moves;
+    // No longer this CPU's to run: a donation to it is void. (After the
+    // gap, in which another CPU may have made it the target: donate_locked.)
+    if (donate_target_ == &thread) donate_target_ = nullptr;
     switch (thread.state) {
         case ThreadState::Created:
             thread.cpu = dest;
@@ -782,7 +784,8 @@ Scheduler::WakeResult Scheduler::wake_waiting_on_locked(Thread& thread, WakeReas
 }
 
 Scheduler::WakeResult Scheduler::wake_checked_locked(Thread& thread, WakeReason reason,
-                                                     const Endpoint* endpoint, bool check) {
+                                                     const Endpoint* endpoint, bool check,
+                                                     Donate donate) {
     bool gapped = false;  // in any round
     GapHold owner_hold(nullptr);
     for (;;) {
@@ -804,7 +807,9 @@ Scheduler::WakeResult Scheduler::wake_checked_locked(Thread& thread, WakeReason 
         if (gapped && reason == WakeReason::TimedOut && !timeout_still_due_locked(thread))
             [[unlikely]]
             return WakeResult::NotWoken;
-        return wake_at_home_locked(thread, reason) ? WakeResult::Woken : WakeResult::NotWoken;
+        if (!wake_at_home_locked(thread, reason)) return WakeResult::NotWoken;
+        if (donate == Donate::Yes) donate_locked(thread);
+        return WakeResult::Woken;
     }
 }
 
@@ -863,13 +868,11 @@ bool Scheduler::wake_from_anywhere(Thread& thread, WakeReason reason, bool donat
         // (as kill() does).
         Ref<Endpoint> endpoint = pin_endpoint_waited_on(thread);  // released after the guard
         IpcGuard guard(lock_of(endpoint.get()));  // that endpoint's lock (none: none)
-        WakeResult r = wake_waiting_on_locked(thread, reason, endpoint.get());
+        WakeResult r = wake_checked_locked(thread, reason, endpoint.get(), true,
+                                           donate ? Donate::Yes : Donate::No);
         if (r == WakeResult::LookAgain) continue;
-        if (r != WakeResult::Woken) return false;
-        if (!donate) return true;
-        if (thread.cpu != cpu_) return false;  // no donation across CPUs
-        set_donate_target_locked(&thread);
-        return true;
+        // A thread of another CPU runs there now: nothing to yield to here.
+        return r == WakeResult::Woken && (!donate || thread.cpu == cpu_);
     }
 }
 
@@ -878,6 +881,23 @@ bool Scheduler::wake_from_anywhere(Thread& thread, WakeReason reason, bool donat
 void Scheduler::set_donate_target_locked(Thread* thread) {
     // A thread of this CPU stays one while this CPU's lock is held.
     if (donation_enabled_ && (thread == nullptr || thread->cpu == cpu_)) donate_target_ = thread;
+}
+
+void Scheduler::donate_elsewhere_locked(Thread& thread) {
+    Scheduler& home = of(thread);
+    MK_ASSERT(&home != this && home.lock_.is_locked());
+    if (!donation_enabled_ || thread.state != ThreadState::Ready) return;
+    // An idle CPU was told by the wake (enqueue_locked), and runs it at the
+    // end of that interrupt. That CPU's own donation, set and about to be
+    // yielded to (or another CPU's "now" on its way), stays: this thread
+    // then waits its turn.
+    if (home.current_ == home.idle_ || home.donate_target_ != nullptr) return;
+    // Read without the lock by yield_to_donate_target() on that CPU.
+    __atomic_store_n(&home.donate_target_, &thread, __ATOMIC_RELAXED);
+    home.need_resched_ = true;
+    ++counters_.remote_donations;
+    ++counters_.notifies;
+    Cpu::notify_cpu(home.cpu_);
 }
 
 void Scheduler::set_donate_target(Thread* thread) {
@@ -908,10 +928,11 @@ void Scheduler::unblock_yield(Thread& thread) {
 
 void Scheduler::yield_to_donate_target() {
     assert_may_yield();
-    // Not when the target was dropped (a thread of another CPU, which its
-    // wake told): then the caller goes on, as after a wake with donation
-    // off. Read without the lock: this CPU alone sets it, and another CPU
-    // only clears it (a kill), after which the yield is a plain one.
+    // Not when no target was set (the woken thread was of another CPU,
+    // which runs it: donate_locked): then the caller goes on, as after a
+    // wake with donation off. Read without the lock: another CPU may set
+    // one (a donation of its own, "wake there, now") or clear one (a
+    // kill) meanwhile; either way the yield is a fair one.
     if (donation_enabled_ && __atomic_load_n(&donate_target_, __ATOMIC_RELAXED) != nullptr)
         Cpu::raise_yield_vector();
 }
@@ -975,7 +996,10 @@ void Scheduler::schedule_locked(bool honor_donation) {
 
     Thread* next = nullptr;
     if (honor_donation && target != nullptr) {
-        if (target->state == ThreadState::Ready && target != prev && target != idle_) {
+        // A thread of this CPU (a move clears it: move_locked), Ready. (A
+        // Created one, a user yield's, may be homed elsewhere since.)
+        if (target->state == ThreadState::Ready && target->cpu == cpu_ && target != prev &&
+            target != idle_) {
             remove_ready_locked(*target);
             next = target;
             ++counters_.donations_taken;
@@ -1170,7 +1194,10 @@ void Scheduler::preempt_locked() {
         return;
     }
     if (!idle_has_work) ++counters_.preemptions;
-    schedule_locked(false);  // its switch clears at_boundary_
+    // A donation from another CPU (donate_locked) runs its thread now; a
+    // target this CPU set is yielded to before any interrupt's end, but
+    // one still set is as good a choice as the round-robin's.
+    schedule_locked(donate_target_ != nullptr);  // its switch clears at_boundary_
 }
 
 void Scheduler::at_user_boundary() {

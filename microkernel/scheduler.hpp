@@ -3,9 +3,10 @@
 // Every CPU has one (PerCpu::scheduler): its ready queues, its running and
 // idle threads, its quantum, its timeouts. A thread has a home CPU
 // (Thread::cpu) and runs only there: a wake queues it on its home CPU, and
-// tells that CPU (Cpu::notify_cpu) when it idles. A donation, the hand-off
-// queue and a direct switch stay on one CPU; between two CPUs a wake is all
-// there is (docs/smp.md, "Scheduling on several CPUs").
+// tells that CPU (Cpu::notify_cpu) when it idles. The hand-off queue and a
+// direct switch stay on one CPU; a donation to a thread of another CPU
+// makes it run there at once ("wake there, now": donate_locked), never
+// here (docs/smp.md, "Scheduling on several CPUs").
 //
 // Each CPU's scheduler has its own lock, which guards that CPU's queues and
 // timeouts and the scheduling state of the threads homed on it; an
@@ -52,6 +53,7 @@ struct SchedCounters {
     uint64_t notifies = 0;            // other CPUs told of a wake or a kill (Cpu::notify_cpu)
     uint64_t moves = 0;               // threads this CPU moved to another (move_locked)
     uint64_t balanced = 0;            // of which the balancing rule moved (on_timer_tick)
+    uint64_t remote_donations = 0;    // "wake there, now": donations sent to another CPU
 };
 
 class Scheduler {
@@ -232,9 +234,10 @@ class Scheduler {
     // LookAgain, and nothing done, if its wait is on another endpoint now.
     enum class WakeResult : uint8_t { NotWoken, Woken, LookAgain };
     WakeResult wake_waiting_on_locked(Thread& thread, WakeReason reason, const Endpoint* endpoint);
-    // Both, in one: `check` says whether to look at `endpoint`.
+    // Both, in one: `check` says whether to look at `endpoint`; `donate`:
+    // a thread woken is given the CPU (donate_locked).
     WakeResult wake_checked_locked(Thread& thread, WakeReason reason, const Endpoint* endpoint,
-                                   bool check);
+                                   bool check, Donate donate = Donate::No);
     // wake_locked() with the locks it takes held already: the thread's
     // home lock, and for a reply wait the lock that guards it
     // (reply_wait_owner): HomeLocks.
@@ -242,8 +245,9 @@ class Scheduler {
     bool wake(Thread& thread, WakeReason reason = WakeReason::Woken);
     // wake(), which may end an IPC wait: under the lock of the endpoint the
     // thread waits on (pinned, looked up first under its home lock: as
-    // kill()). With `donate`, true only for a thread of this CPU, which is
-    // then the donate target (unblock_yield).
+    // kill()). With `donate` the woken thread is given the CPU
+    // (donate_locked): true only for a thread of this CPU, which is then
+    // the donate target (unblock_yield); one of another CPU runs there.
     bool wake_from_anywhere(Thread& thread, WakeReason reason, bool donate);
 
     // A thread just woken (Ready) by the running one, which goes on running
@@ -258,8 +262,22 @@ class Scheduler {
 
     // The next yield or block on this CPU switches to `thread` if it is still
     // Ready; consumed by that switch. Ignored while donation is off, and for
-    // a thread homed on another CPU (its wake told that CPU already).
+    // a thread homed on another CPU (donate_locked gives it that CPU).
     void set_donate_target_locked(Thread* thread);
+    // A donation to `thread`, just woken (Ready), with its home lock held
+    // (under the HomeLocks of its wake). On this CPU it is the donate
+    // target (set_donate_target_locked). On another: "wake there, now"
+    // (docs/smp.md) — it becomes that CPU's donate target unless that CPU
+    // has one of its own already (it is about to yield to it), and that
+    // CPU reschedules at the end of the interrupt this sends it
+    // (need_resched_, Cpu::notify_cpu; preempt_locked honours the target):
+    // it runs there at once, on the rest of the interrupted thread's
+    // quantum, which waits at the front of the hand-off queue, as a donor
+    // does. Never a migration. Ignored while donation is off. Inline
+    // (scheduler_inline.hpp), the thread of this CPU first.
+    inline void donate_locked(Thread& thread);
+    // Its long way: a thread of another CPU.
+    [[gnu::noinline]] void donate_elsewhere_locked(Thread& thread);
     void set_donate_target(Thread* thread);
     // Enters the yield vector. Only from thread context with no lock held.
     void yield_now();

@@ -34,6 +34,15 @@ namespace mk {
     MK_ASSERT(lock_.is_locked());
 }
 
+inline void Scheduler::donate_locked(Thread& thread) {
+    // A thread of this CPU stays one while this CPU's lock is held.
+    if (thread.cpu != cpu_) [[unlikely]] {
+        donate_elsewhere_locked(thread);
+    } else if (donation_enabled_) {
+        donate_target_ = &thread;
+    }
+}
+
 inline bool Scheduler::home_locked_here(const Thread& thread) const {
     return thread.cpu == cpu_ || cpu_at(thread.cpu).scheduler.lock_.is_locked();
 }

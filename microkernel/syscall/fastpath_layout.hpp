@@ -11,8 +11,8 @@
 #define PERCPU_SCHED_LOCK 80      /* scheduler.lock_ */
 #define PERCPU_CURRENT 184        /* scheduler.current_ */
 #define PERCPU_DONATE_TARGET 200  /* scheduler.donate_target_ */
-#define PERCPU_FAST_SWITCHES 352  /* scheduler.fast_switches_ */
-#define PERCPU_SYSCALL_FASTPATH_MISSES 424 /* ipc.syscall_fastpath_misses */
+#define PERCPU_FAST_SWITCHES 360  /* scheduler.fast_switches_ */
+#define PERCPU_SYSCALL_FASTPATH_MISSES 432 /* ipc.syscall_fastpath_misses */
 #define PERCPU_LOADED_ROOT 40     /* arch.loaded_root */
 #define PERCPU_LOADED_FS_KEY 48   /* arch.loaded_fs_key */
 #define PERCPU_FPU_OWNER 56       /* arch.fpu_owner */

@@ -500,6 +500,65 @@ bool ipc_timeout_on_another_cpu() {
     return true;
 }
 
+// "Wake there, now" (docs/smp.md): a send from this CPU to a receiver of
+// another CPU that a kernel thread keeps busy. With donation on, that CPU
+// is interrupted and runs the receiver at once, on the busy thread's
+// quantum (a donation taken there); with donate=off the receiver waits
+// for the busy thread's quantum to end (none taken).
+struct BusyThere {
+    Endpoint* ep;
+    bool spinning = false;
+    bool stop = false;
+    uint64_t received_tick = 0;  // on their CPU's clock
+    Error result = Error::None;
+};
+
+void busy_spinner(void* arg) {
+    auto* b = static_cast<BusyThere*>(arg);
+    __atomic_store_n(&b->spinning, true, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE)) __builtin_ia32_pause();
+}
+
+void woken_receiver(void* arg) {
+    auto* b = static_cast<BusyThere*>(arg);
+    Result<Received> r = b->ep->recv();
+    b->received_tick = sched().ticks();
+    b->result = r.ok() ? Error::None : r.error();
+    __atomic_store_n(&b->stop, true, __ATOMIC_RELEASE);
+}
+
+bool ipc_donation_across_cpus_runs_there_now() {
+    if (one_cpu()) return true;
+    BusyThere b{Endpoint::create().value()};
+    KCHECK(b.ep != nullptr);
+    uint32_t there = other_cpu();
+    Scheduler& other = cpu_at(there).scheduler;
+    Thread* t[2] = {spawn_on("receiver", woken_receiver, &b, there), nullptr};
+    KCHECK(t[0] != nullptr);
+    while (b.ep->waiting_receivers() == 0) sleep_ticks(1);
+    t[1] = spawn_on("busy", busy_spinner, &b, there);
+    KCHECK(t[1] != nullptr);
+    while (!__atomic_load_n(&b.spinning, __ATOMIC_ACQUIRE)) sleep_ticks(1);
+    uint64_t taken = other.counters().donations_taken;
+    uint64_t sent = Scheduler::total_counters().remote_donations;
+    uint64_t sent_tick = other.ticks();
+    KCHECK(b.ep->send(make(5), 0) == Error::None);
+    join(t, 2);
+    KCHECK(b.result == Error::None);
+    uint64_t taken_there = other.counters().donations_taken - taken;
+    uint64_t sent_now = Scheduler::total_counters().remote_donations - sent;
+    log("[ktest]   the receiver on cpu %u ran %lu ticks after the send; %lu donation(s) taken "
+        "there\n",
+        there, b.received_tick - sent_tick, taken_there);
+    if (sched().donation_enabled()) {
+        KCHECK(sent_now >= 1 && taken_there >= 1);
+    } else {
+        KCHECK(sent_now == 0 && taken_there == 0);
+    }
+    Endpoint::destroy(b.ep);
+    return true;
+}
+
 const Case kIpcCases[] = {
     {"ipc_call_reply_ping_pong", ipc_call_reply_ping_pong},
     {"ipc_many_senders_keep_order", ipc_many_senders_keep_order},
@@ -512,6 +571,7 @@ const Case kIpcCases[] = {
     {"ipc_ping_pong_across_cpus", ipc_ping_pong_across_cpus},
     {"ipc_senders_on_every_cpu_keep_order", ipc_senders_on_every_cpu_keep_order},
     {"ipc_timeout_on_another_cpu", ipc_timeout_on_another_cpu},
+    {"ipc_donation_across_cpus_runs_there_now", ipc_donation_across_cpus_runs_there_now},
 };
 
 }  // namespace

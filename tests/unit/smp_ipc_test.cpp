@@ -83,6 +83,24 @@ class SmpIpcTest : public testing::SmpFixture {
         return got.value().reply;
     }
 
+    // Server r of CPU 0 answers caller c of CPU 1 with reply_recv (label
+    // 9) and blocks, while CPU 1 runs `busy`; FakeCpu::notified holds
+    // what the answer told.
+    struct BusyAnswer {
+        Thread* server;
+        Thread* caller;
+        Thread* busy;
+    };
+    BusyAnswer answered_while_1_is_busy() {
+        Thread* r = server_on_0();
+        Thread* c = caller_on(1);
+        ReplyToken token = received_by(r);
+        Thread* busy = running_on(1, "busy");
+        FakeCpu::notified.clear();
+        EXPECT_EQ(ep_->reply_recv(token, msg(9)).error(), Error::WouldBlock);
+        return {r, c, busy};
+    }
+
     // A saved wait that lets its caller go at the end of the test (a Reply
     // object does when it is freed).
     struct Saved : SavedWait {
@@ -406,6 +424,57 @@ TEST_F(SmpIpcTest, AReplyRecvAnswersACallerOfAnotherCpuThenReceives) {
     EXPECT_EQ(ep_->waiting_receivers(), 1u);
     EXPECT_TRUE(r->ipc->callers.empty());
     expect_no_lock_held(0);
+}
+
+// "Wake there, now": a donation to a thread of a busy CPU. A reply_recv
+// of CPU 0 answers a caller of CPU 1, which runs "busy" meanwhile: CPU 1
+// is interrupted at once, and the end of that interrupt runs the caller,
+// on the rest of busy's quantum (busy waits at the front of the hand-off
+// queue, as a donor does). The caller's next call, to the server blocked
+// on CPU 0 in its receive, does the same there. Nothing crosses CPUs.
+TEST_F(SmpIpcTest, ADonationToAThreadOfABusyCpuRunsItThereNow) {
+    auto [r, c, busy] = answered_while_1_is_busy();
+    expect_no_lock_held(0);
+    EXPECT_EQ(FakeCpu::notified, std::vector<uint32_t>{1});
+    EXPECT_EQ(sched().counters().remote_donations, 1u);
+    EXPECT_EQ(c->state, ThreadState::Ready);
+    EXPECT_EQ(c->cpu, 1u);
+    on_cpu(1, [&] { sched1().preempt_if_needed(true); });  // the end of that interrupt
+    EXPECT_EQ(sched1().current(), c);
+    EXPECT_EQ(sched1().counters().donations_taken, 1u);
+    EXPECT_EQ(busy->state, ThreadState::Ready);
+    EXPECT_TRUE(busy->lent_quantum);
+    expect_answer(1, c, 9);
+
+    // c calls again, from CPU 1 to the server, blocked on CPU 0 in its
+    // receive, which runs at once: CPU 0 is busy with the boot thread.
+    ASSERT_EQ(sched().current(), boot_);
+    FakeCpu::notified.clear();
+    uint64_t sent = sched1().counters().remote_donations;  // caller_on's call was one
+    on_cpu(1, [&] { EXPECT_EQ(ep_->call(msg(7), 0xB).error(), Error::WouldBlock); });
+    EXPECT_EQ(FakeCpu::notified, std::vector<uint32_t>{0});
+    EXPECT_EQ(sched1().counters().remote_donations, sent + 1);
+    EXPECT_EQ(sched1().current(), busy);  // back from the hand-off queue
+    sched().preempt_if_needed(true);
+    EXPECT_EQ(sched().current(), r);
+    EXPECT_TRUE(boot_->lent_quantum);
+    Result<Received> got = Endpoint::finish_recv(*r);
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(Endpoint::reply(got.value().reply, msg(10)), Error::None);
+    expect_answer(1, c, 10);
+}
+
+// With donation off a busy CPU is not interrupted by a wake: the caller
+// waits its round-robin turn there.
+TEST_F(SmpIpcTest, WithoutDonationABusyCpuIsNotInterrupted) {
+    Scheduler::set_donation_enabled(false);
+    auto [r, c, busy] = answered_while_1_is_busy();
+    EXPECT_TRUE(FakeCpu::notified.empty());
+    EXPECT_EQ(sched().counters().remote_donations, 0u);
+    on_cpu(1, [&] { sched1().preempt_if_needed(true); });
+    EXPECT_EQ(sched1().current(), busy);
+    EXPECT_EQ(c->state, ThreadState::Ready);
+    Scheduler::set_donation_enabled(true);
 }
 
 // Placement, starts, moves and the balancing rule take scheduler locks
@@ -973,6 +1042,30 @@ TEST_F(SmpGapTest, AMoveWhoseDestinationTheGapDisallowedStays) {
     EXPECT_EQ(sched1().counters().moves, 0u);
     EXPECT_TRUE(sched().wake(*t));
     EXPECT_EQ(sched1().ready_count(), 1u);
+}
+
+// A thread of CPU 1 on its way to CPU 0 (a move), woken with a donation
+// from CPU 2 in the move's gap: it became CPU 1's donate target ("wake
+// there, now"), but the move goes on (a wake keeps it movable). CPU 1
+// forgets it then: the end of its interrupt runs what it ran, and the
+// thread runs on CPU 0 alone.
+TEST_F(SmpGapTest, ADonationInAMovesGapIsVoidOnceTheThreadMoved) {
+    WaitQueue q;
+    Thread* t = blocked_on(1, "t", q);
+    t->context.gave_stack_up = true;  // blocked at its frame: movable
+    Thread* busy = running_on(1, "busy");
+    EXPECT_EQ(sched().set_affinity(*t, 0b001).value(), 0u);  // asked of CPU 1
+    in_next_gap([&](Scheduler&) { as_cpu(2, [&] { sched_at(2).unblock_yield(*t); }); });
+    on_cpu(1, [&] { sched1().preempt_if_needed(true); });  // its interrupt: the move
+    EXPECT_TRUE(gap_taken());
+    expect_no_lock_held(1);
+    EXPECT_EQ(sched_at(2).counters().remote_donations, 1u);
+    EXPECT_EQ(t->cpu, 0u);
+    EXPECT_EQ(t->state, ThreadState::Ready);
+    EXPECT_EQ(sched1().current(), busy);
+    EXPECT_EQ(sched1().counters().donations_taken, 0u);
+    EXPECT_EQ(sched().ready_count(), 1u);
+    run_on_0_until(t);
 }
 
 // A kernel thread killed from another CPU in its move's gap is Dead, but

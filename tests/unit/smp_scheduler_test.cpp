@@ -138,10 +138,11 @@ TEST_F(SmpSchedulerTest, TimeoutsExpireOnTheHomeCpu) {
     EXPECT_EQ(sched().ready_count(), 0u);
 }
 
-// CPU 0 wakes a thread of CPU 1 and would give it the CPU: neither the
-// donate target, nor the hand-off queue, nor the yield that follows take
-// it to CPU 0. It runs on CPU 1, where its wake told it.
-TEST_F(SmpSchedulerTest, NoDonationAcrossCpus) {
+// CPU 0 wakes a thread of CPU 1 and would give it the CPU: neither
+// CPU 0's donate target, nor its hand-off queue, nor the yield that
+// follows take it to CPU 0. It runs on CPU 1, where its wake told it
+// ("wake there, now").
+TEST_F(SmpSchedulerTest, ADonationToAThreadOfAnotherCpuNeverBringsItHere) {
     WaitQueue q;
     Thread* t = blocked_on_1("t", q);
     Thread* local = spawn("local");
@@ -158,10 +159,41 @@ TEST_F(SmpSchedulerTest, NoDonationAcrossCpus) {
     EXPECT_EQ(sched().current(), local);  // round-robin: the donation was ignored
     EXPECT_EQ(sched().counters().donations_taken, 0u);
     EXPECT_EQ(sched1().ready_count(), 1u);
+    on_cpu(1, [&] { sched1().preempt_if_needed(); });
+    EXPECT_EQ(sched1().current(), t);
+}
+
+// A CPU about to yield to a donate target of its own keeps it: a
+// donation from another CPU to a second thread of it neither replaces it
+// nor interrupts it; that thread waits its turn behind.
+TEST_F(SmpSchedulerTest, ADonationFromAnotherCpuLeavesItsOwnTargetAlone) {
+    WaitQueue q;
+    Thread* t = blocked_on_1("t", q);
+    Thread* busy = running_on_1("busy");
+    Thread* own = create_on_1("own");
+    ASSERT_EQ(sched().start(*own), Error::None);  // queued on busy CPU 1: no interrupt
+    on_cpu(1, [&] {
+        LockGuard guard(sched1().lock());
+        sched1().set_donate_target_locked(own);
+    });
+    FakeCpu::notified.clear();
+    sched().unblock_yield(*t);
+    EXPECT_TRUE(FakeCpu::notified.empty());
+    EXPECT_EQ(sched().counters().remote_donations, 0u);
+    EXPECT_EQ(t->state, ThreadState::Ready);
+    on_cpu(1, [&] { sched1().preempt_if_needed(true); });  // no reschedule asked
+    EXPECT_EQ(sched1().current(), busy);
+    on_cpu(1, [&] {
+        LockGuard guard(sched1().lock());
+        sched1().block_current_locked(nullptr, 0);  // its own donation: own, then t
+    });
+    EXPECT_EQ(sched1().current(), own);
+    EXPECT_EQ(sched1().ready_count(), 1u);
 }
 
 // A waker that would donate to a thread of another CPU (a send, a reply, a
-// death notice) goes on running: the target is not set, so no yield.
+// death notice) goes on running: that thread runs there (donate_locked),
+// this CPU's target is not set, so no yield.
 TEST_F(SmpSchedulerTest, NoYieldForADonationTargetOfAnotherCpu) {
     WaitQueue q;
     Thread* t = blocked_on_1("t", q);
