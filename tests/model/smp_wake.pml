@@ -30,7 +30,12 @@
  *             of E -> switch_locked with S1 handed over); woken, it runs, then
  *             Scheduler::exit_current().
  *   Busy      B: a thread homed on CPU1, started from CPU0 (Scheduler::start); it runs
- *             (mk_thread_start -> Scheduler::finish_switch_in) and exits (exit_current).
+ *             (mk_thread_start -> Scheduler::finish_switch_in) with interrupts on, so
+ *             a pending notify is taken before its next step: on_notify, then
+ *             preempt_if_needed (S1) -> preempt_locked, which switches when
+ *             need_resched_ is set, honouring the donate target (W runs; B waits at
+ *             the front of the hand-off queue and runs again when W blocks or exits);
+ *             then it exits (exit_current).
  *   exit_current (both): Scheduler::exit_current under E + S1: Dead; bury_locked takes
  *             the reaper's home lock (HomeLock of CPU0, the lower: S1 let go, S0, S1
  *             again), then under it pushes the thread on the zombie list (under Z, let
@@ -48,7 +53,10 @@
  *             IpcGuard (E + S0) and HomeLock (S1): send: end_wait_locked (off
  *             receivers_), Ready; start: Ready; both: enqueue_locked pushes on CPU1's
  *             ready_ and calls Cpu::notify_cpu(1) if CPU1's current_ is its idle
- *             thread -- all under S1; then S1, S0 and E are released.
+ *             thread; the send then donates (Scheduler::donate_locked ->
+ *             donate_elsewhere_locked, "wake there, now"): a busy CPU1 gets W as its
+ *             donate target (it has none of its own here), need_resched_ and the
+ *             notify -- all under S1; then S1, S0 and E are released.
  *   Reaper    reaper_entry: Scheduler::next_zombie under its own S0 (LockGuard): pop
  *             the zombie list under Z; no zombie: block_current_locked (Blocked under
  *             S0, which the switch hands over; woken by bury_locked's wake, which takes
@@ -71,6 +79,9 @@
  *      reaped and the reaper is Blocked on an empty zombie list (Check);
  *   2. a thread's stack is used by one CPU at a time and only by its home CPU
  *      (switch_context: stk[], home[]) -- W never runs on two CPUs, nor on CPU0;
+ *   2b. "wake there, now": a donation to W while B runs makes CPU1 switch from B to
+ *      W before B's next step (ghost `owed`, asserted when B exits); a target is
+ *      honoured only Ready and homed on CPU1, and every switch consumes it;
  *   3. the locks: every access to what one guards is made by the CPU holding it; a
  *      thread switched to finds S1 held by its CPU, and no E (the hand-over), and
  *      releases it; the waker never finds W Blocked while CPU1 is still on W's stack
@@ -116,6 +127,10 @@
  *                              then pushes the zombie: the reaper, still running,
  *                              finds the list empty and blocks, and the zombie is
  *                              never reaped (Check)
+ *   BUG_DONATE_NO_NOTIFY       the donation sets CPU1's target and need_resched_ but
+ *                              sends no notify: B runs on and exits first (owed)
+ *   BUG_NO_RESCHED             the donation sets the target and notifies, but not
+ *                              need_resched_: B's interrupt ends without a switch (owed)
  *   BUG_PUSH_BEFORE_GAP + REAPER_WITHOUT_E
  *                              bury_locked pushes the zombie before HomeLock's gap, and
  *                              Thread::destroy takes S0 and the zombie's S1 without E
@@ -128,19 +143,23 @@
  *                              holds S1 (against the index order), and start(B) takes
  *                              S0 and then S1 without E: the two CPUs deadlock (Check:
  *                              locks held when nothing can move)
- * Not modelled: the timer, preemption, donation and the hand-off queue (none crosses
- * CPUs), moves between CPUs, CPU0's scheduling and halt, a send that finds no receiver
+ * Not modelled: the timer and the quantum (the hand-off queue never goes to the back
+ * of the ready queue here), donation on one CPU, CPU1 having a donate target of its
+ * own, moves between CPUs (a move's gap, where another CPU may set the target, is the
+ * host tests' part: ADonationInAMovesGapIsVoidOnceTheThreadMoved), CPU0's scheduling and halt, a send that finds no receiver
  * (the waker waits for W on receivers_), kill from another CPU, timeouts (README.md).
  * PROBE_ALL: reachability probes (REACH(n) fails with its own text; run_spin.sh
  * checks that each is reached); 11-13 are of the per-CPU locks: the reaper pops a
  * zombie CPU1 is still on (and waits for S1), the exit's wake finds the reaper
- * Blocked, the waker has E + S0 while CPU1 is still on W's stack (and waits for S1).
+ * Blocked, the waker has E + S0 while CPU1 is still on W's stack (and waits for S1);
+ * 14-15 of the donation: CPU1 takes the donate target, CPU0 makes W CPU1's target.
  */
 /* thread numbers in the printf story: W = 0, B = 1, I1 = 2 */
 #define W    0                  /* homed on CPU1: blocks in Endpoint::recv */
 #define B    1                  /* homed on CPU1: started from CPU0, exits */
 #define I1   2                  /* CPU1's idle thread */
 #define NT   3
+#define NONE 255                /* no donate target */
 #ifndef NROUNDS
 #define NROUNDS 2               /* W's receives (each blocks and is woken) */
 #endif
@@ -172,12 +191,18 @@ byte  zlk;                      /* Scheduler::zombies_lock_ (Z): holder */
 byte  zq[2];                    /* Scheduler::zombies_ (FIFO; Z) */
 byte  zq_len;
 bit   if1;                      /* CPU1's RFLAGS.IF */
+byte  dt1 = NONE;               /* CPU1's Scheduler::donate_target_ (S1) */
+bit   nr1;                      /* CPU1's Scheduler::need_resched_ (S1) */
+bit   hq_b;                     /* B lent at the front of CPU1's hand-off queue (S1) */
+bit   owed;                     /* ghost: a donation made W CPU1's target while B ran */
 bit   pend1;                    /* the notify vector pending at CPU1's local APIC */
 bit   halted1;                  /* CPU1 in hlt */
 byte  stk[NT];                  /* ghost: the CPU on each thread's stack (NOCPU: none) */
 bit   freed[NT];                /* ghost: Thread::destroy freed the stack */
 byte  woken_w, ran_w;          /* ghosts: W's wakes and the runs after them */
 
+/* CPU1's Scheduler::any_ready_locked() */
+#define ANY_READY1 (rq_len > 0 || hq_b)
 /* the scheduler locks CPU c holds (0, 1 or 2) */
 #define NS(c) ((slk[S0] == c) + (slk[S1] == c))
 /* CPU0 holds no lock: a thread of CPU0 holding one runs with interrupts off, so the
@@ -212,6 +237,14 @@ inline ipc_unguard(c) { unlockS(c, c - 1); unlockE(c) }
 
 inline rq_push(t) { rq[rq_len] = t; rq_len++ }
 inline rq_pop(t)  { t = rq[0]; rq[0] = rq[1]; rq[1] = 0; rq_len-- }
+/* Scheduler::remove_ready_locked(t), t on the ready queue */
+inline rq_remove(t) {
+  if
+  :: rq[0] == t -> rq[0] = rq[1]; rq[1] = 0
+  :: else -> assert(rq_len == 2 && rq[1] == t); rq[1] = 0
+  fi;
+  rq_len--
+}
 
 /* Scheduler::enqueue_locked(t), called on CPU0 for a thread homed on CPU1 (CPU0 holds
    S1 as its second scheduler lock) */
@@ -230,17 +263,66 @@ inline enqueue_locked(t) {
 #endif
 }
 
-/* Scheduler::schedule_locked(...) + the bookkeeping half of switch_locked(), on CPU1.
+/* Scheduler::donate_locked(t) -> donate_elsewhere_locked, on CPU0 with S1 held (the
+   wake's HomeLock): "wake there, now".  An idle CPU1 was told by the wake; a busy one
+   gets t as its donate target (unless it has one), need_resched_ and the notify. */
+inline donate_locked(t) {
+  assert(slk[S1] == CPU0 && home[t] == CPU1 && state[t] == READY);
+  if
+  :: cur1 != I1 && dt1 == NONE ->
+     dt1 = t; owed = (cur1 == B);
+#ifndef BUG_NO_RESCHED
+     nr1 = 1;
+#endif
+#ifndef BUG_DONATE_NO_NOTIFY
+     pend1 = 1;
+#endif
+     REACH(15); printf("CPU0: %d runs on CPU1 now: its donate target, notify_cpu(1)\n", t)
+  :: else
+  fi
+}
+
+/* Scheduler::schedule_locked(honor) + the bookkeeping half of switch_locked(), on CPU1.
    enter_switch_locked() has let go of E first (when held): S1 is the one lock left.
-   No donation crosses CPUs (set_donate_target_locked ignores a thread of CPU0) and
-   CPU1 has no donor: the round robin picks. */
-inline schedule_locked1(prev, nxt) {
+   The donate target is consumed by every switch; honoured (`honor`: every switch
+   but idle_once's) when it is Ready and homed here: it runs, and a running prev
+   waits at the front of the hand-off queue (only B is ever preempted: W is the
+   only target, and it is Blocked when it becomes one).  Else the hand-off queue,
+   then the round robin. */
+inline schedule_locked1(prev, nxt, honor) {
   if :: elk == CPU1 -> unlockE(CPU1) :: else fi;  /* enter_switch_locked */
   assert(slk[S1] == CPU1 && NS(CPU1) == 1 && elk != CPU1);
   assert(cur1 == prev && run1 == prev);
-  assert(state[prev] != RUNNING || prev == I1);   /* no preemption of W, B here */
-  if :: state[prev] == RUNNING -> state[prev] = READY :: else fi;  /* idle: never queued */
-  if :: rq_len > 0 -> rq_pop(nxt) :: else -> nxt = I1 fi;
+  nxt = NONE;
+  if
+  :: honor && dt1 != NONE ->
+     if
+     :: state[dt1] == READY && home[dt1] == CPU1 && dt1 != prev && dt1 != I1 ->
+        rq_remove(dt1); nxt = dt1; REACH(14);
+        printf("CPU1: the donation to %d is taken\n", dt1)
+     :: else
+     fi
+  :: else
+  fi;
+  dt1 = NONE;
+  if
+  :: state[prev] == RUNNING && prev != I1 ->      /* preempt_locked: a preemption */
+     assert(prev == B && nr1); state[prev] = READY;
+     if :: nxt != NONE -> hq_b = 1 :: else -> rq_push(prev) fi
+  :: state[prev] == RUNNING && prev == I1 -> state[prev] = READY  /* never queued */
+  :: else
+  fi;
+  if
+  :: nxt != NONE
+  :: else ->
+     if
+     :: hq_b -> nxt = B; hq_b = 0
+     :: else ->
+        if :: rq_len > 0 -> rq_pop(nxt) :: else -> nxt = I1 fi
+     fi
+  fi;
+  if :: prev == B -> owed = 0 :: else fi;
+  nr1 = 0;                                        /* switch_locked */
   state[nxt] = RUNNING; cur1 = nxt;               /* switch_locked: current_ = &next */
   printf("CPU1: switch from %d to %d\n", prev, nxt)
 }
@@ -314,7 +396,7 @@ inline exit_current(t, nxt) {
            assert(cur1 == t && state[t] == RUNNING);
            state[t] = DEAD; printf("CPU1: %d exits\n", t) }
   bury_locked(t);
-  atomic { schedule_locked1(t, nxt) }
+  atomic { schedule_locked1(t, nxt, 1) }
   switch_context(t)
 }
 
@@ -327,7 +409,7 @@ proctype Receiver() {           /* W: NROUNDS x Endpoint::recv -> block_current_
      atomic { run1 == W && elk == NOCPU && slk[S1] == NOCPU -> ipc_guard(CPU1); if1 = 0;
               assert(state[W] == RUNNING && cur1 == W);
               state[W] = BLOCKED; wq_w = 1; printf("CPU1: W blocks on receivers_\n");
-              schedule_locked1(W, nxt) }
+              schedule_locked1(W, nxt, 1) }
      switch_context(W);
      /* switched to again: back in block_current_locked -> Endpoint::recv's IpcGuard,
         which finds E released already */
@@ -339,12 +421,40 @@ proctype Receiver() {           /* W: NROUNDS x Endpoint::recv -> block_current_
   exit_current(W, nxt)
 }
 
-proctype Busy() {               /* B: mk_thread_start -> finish_switch_in; exit_current */
+/* B: mk_thread_start -> finish_switch_in; it runs with interrupts on, so a pending
+   notify is taken before its next step: on_notify, then preempt_if_needed (S1), which
+   switches when need_resched_ is set (preempt_locked), honouring the donate target
+   ("wake there, now": W runs, B waits at the front of the hand-off queue and runs
+   again when W blocks or exits); then exit_current */
+proctype Busy() {
   byte nxt;
   atomic { run1 == B -> assert(state[B] == RUNNING && cur1 == B);
            release_handed_over(); if1 = 1 }     /* lock_.unlock(true) */
-  irq_window_thread();
-  exit_current(B, nxt)
+  do
+  :: atomic { run1 == B && pend1 && slk[S1] == NOCPU -> pend1 = 0; if1 = 0; lockS(CPU1, S1);
+              REACH(3) }
+     if
+#ifndef BUG_NO_RESCHED
+     :: nr1 ->
+#else
+     :: false ->
+#endif
+        atomic { schedule_locked1(B, nxt, dt1 != NONE) }
+        switch_context(B);
+        atomic { run1 == B -> assert(state[B] == RUNNING && cur1 == B);
+                 release_handed_over(); if1 = 1; printf("CPU1: B runs again\n") }
+     :: else -> atomic { unlockS(CPU1, S1); if1 = 1 }   /* nothing to do */
+     fi
+  :: atomic { run1 == B && !pend1 && elk == NOCPU && slk[S1] == NOCPU ->
+              assert(!owed);    /* a donation to W while B ran: W ran first */
+              ipc_guard(CPU1); if1 = 0;
+              assert(cur1 == B && state[B] == RUNNING);
+              state[B] = DEAD; printf("CPU1: %d exits\n", B) }
+     break
+  od;
+  bury_locked(B);
+  atomic { schedule_locked1(B, nxt, 1) }
+  switch_context(B)
 }
 
 proctype Idle1() {              /* Scheduler::idle_loop -> idle_once; the notify interrupt */
@@ -366,8 +476,8 @@ top:
   /* idle_once: save_and_disable_interrupts(); LockGuard (S1); any_ready_locked() */
   atomic { slk[S1] == NOCPU -> if1 = 0; lockS(CPU1, S1) }
   if
-  :: rq_len > 0 ->
-     atomic { REACH(4); schedule_locked1(I1, nxt) }
+  :: ANY_READY1 ->
+     atomic { REACH(4); schedule_locked1(I1, nxt, 0) }
      switch_context(I1);
      goto resume
   :: else ->
@@ -393,8 +503,8 @@ irq:                            /* on_notify(), irq_exit, EOI, preempt_if_needed
 #ifndef NOTIFY_NO_PREEMPT
   atomic { slk[S1] == NOCPU -> lockS(CPU1, S1) }
   if
-  :: rq_len > 0 ->              /* current_ is the idle thread and work is ready */
-     atomic { REACH(7); schedule_locked1(I1, nxt) }
+  :: ANY_READY1 ->              /* current_ is the idle thread and work is ready */
+     atomic { REACH(7); schedule_locked1(I1, nxt, dt1 != NONE) }
      switch_context(I1);
      goto resume
   :: else -> unlockS(CPU1, S1)
@@ -444,6 +554,7 @@ proctype Waker() {              /* a thread on CPU0 */
               state[W] = READY; woken_w++;
               if :: cur1 == B -> REACH(8) :: else fi;
               enqueue_locked(W);
+              donate_locked(W);
               unlockS(CPU0, S1); ipc_unguard(CPU0); sent++ }
   :: started && sent == NROUNDS -> break
   od
@@ -515,6 +626,7 @@ end_check:
   assert(elk == NOCPU && slk[S0] == NOCPU && slk[S1] == NOCPU && zlk == NOCPU);  /* 4 */
   assert(!(rq_len > 0 && halted1 && !pend1));     /* 1: a Ready thread slept through */
   assert(halted1 && rq_len == 0 && !pend1);
+  assert(!hq_b && dt1 == NONE && !nr1 && !owed);
   assert(woken_w == NROUNDS && ran_w == NROUNDS && freed[W] && freed[B] && zq_len == 0);
 #ifndef BUG_REAPER_NO_LOCK
   assert(rst == BLOCKED);                         /* 1: the reaper too sleeps only idle */
