@@ -892,9 +892,11 @@ void Scheduler::donate_elsewhere_locked(Thread& thread) {
     // yielded to (or another CPU's "now" on its way), stays: this thread
     // then waits its turn.
     if (home.current_ == home.idle_ || home.donate_target_ != nullptr) return;
-    // Read without the lock by yield_to_donate_target() on that CPU.
+    // Read without the lock by yield_to_donate_target() on that CPU. The
+    // interrupt's end runs it (preempt_locked); a kill or a move of it
+    // meanwhile clears it, and then nothing is preempted. Direct switches
+    // there leave it alone.
     __atomic_store_n(&home.donate_target_, &thread, __ATOMIC_RELAXED);
-    home.need_resched_ = true;
     ++counters_.remote_donations;
     ++counters_.notifies;
     Cpu::notify_cpu(home.cpu_);
@@ -932,9 +934,15 @@ void Scheduler::yield_to_donate_target() {
     // which runs it: donate_locked): then the caller goes on, as after a
     // wake with donation off. Read without the lock: another CPU may set
     // one (a donation of its own, "wake there, now") or clear one (a
-    // kill) meanwhile; either way the yield is a fair one.
-    if (donation_enabled_ && __atomic_load_n(&donate_target_, __ATOMIC_RELAXED) != nullptr)
-        Cpu::raise_yield_vector();
+    // kill), and with interrupts on the interrupt it sent may take it
+    // first; so the yield looks again under the lock, and without a
+    // target it does nothing (yield_only_to_target_): the caller keeps its
+    // place and its quantum.
+    if (!donation_enabled_ || __atomic_load_n(&donate_target_, __ATOMIC_RELAXED) == nullptr) return;
+    bool irq_was_enabled = Cpu::save_and_disable_interrupts();
+    yield_only_to_target_ = true;
+    Cpu::raise_yield_vector();
+    Cpu::restore_interrupts(irq_was_enabled);
 }
 
 void Scheduler::donate(Thread& thread) {
@@ -958,7 +966,9 @@ void Scheduler::switch_to_locked(Thread& next) {
     cancel_timeout_locked(next);
     next.wake_reason = WakeReason::Woken;
     ++counters_.wakeups;
-    donate_target_ = nullptr;
+    // A donate target is left alone: one of another CPU ("wake there,
+    // now"), whose interrupt runs it (preempt_locked). This CPU sets none
+    // it does not take at its next yield or block.
     ++counters_.direct_switches;
     switch_locked(*prev, next, false);
 }
@@ -1189,15 +1199,19 @@ void Scheduler::preempt_if_needed(bool from_user) {
 
 void Scheduler::preempt_locked() {
     bool idle_has_work = current_ == idle_ && any_ready_locked();
-    if (!need_resched_ && !idle_has_work) {
+    // A donation from another CPU (donate_elsewhere_locked) runs its
+    // thread now. (A target this CPU set is yielded to before any
+    // interrupt's end; one still set is as good a choice as the
+    // round-robin's.)
+    Thread* target = donate_target_;
+    bool donated = target != nullptr && target->state == ThreadState::Ready &&
+                   target->cpu == cpu_ && target != current_;
+    if (!need_resched_ && !idle_has_work && !donated) {
         at_boundary_ = false;
         return;
     }
-    if (!idle_has_work) ++counters_.preemptions;
-    // A donation from another CPU (donate_locked) runs its thread now; a
-    // target this CPU set is yielded to before any interrupt's end, but
-    // one still set is as good a choice as the round-robin's.
-    schedule_locked(donate_target_ != nullptr);  // its switch clears at_boundary_
+    if (need_resched_ && !idle_has_work) ++counters_.preemptions;
+    schedule_locked(donated);  // its switch clears at_boundary_
 }
 
 void Scheduler::at_user_boundary() {
@@ -1209,7 +1223,7 @@ void Scheduler::at_user_boundary() {
     if (self.move_to != Thread::kNoMove) {
         at_boundary_ = true;
         move_locked(self, self.move_to);
-        schedule_locked(false);  // its switch cleared at_boundary_
+        schedule_locked(true);  // its switch cleared at_boundary_
     }
     // Back on its new CPU, whose lock was handed over.
     this_cpu().scheduler.lock_.unlock(irq_was_enabled);
@@ -1226,6 +1240,9 @@ void Scheduler::on_notify() {
 void Scheduler::on_yield_vector() {
     LockGuard guard(lock_);
     ++counters_.yields;
+    bool only_to_target = yield_only_to_target_;
+    yield_only_to_target_ = false;
+    if (only_to_target && donate_target_ == nullptr) return;  // taken meanwhile
     schedule_locked(true);
 }
 

@@ -669,6 +669,10 @@ class Scheduler {
     // interrupt from user mode): movable, and Thread::stack_holds_no_cpu if
     // it switches away now. Cleared by that switch or the caller.
     bool at_boundary_ = false;
+    // The next yield vector is yield_to_donate_target()'s: it switches only
+    // if a target is still set (another CPU's may have been taken by the
+    // interrupt it sent, in between).
+    bool yield_only_to_target_ = false;
     uint32_t cpu_ = 0;
     static bool donation_enabled_;
     SchedCounters counters_{};

@@ -109,7 +109,8 @@ inline void Scheduler::mark_current_blocked_inline(WaitQueue* queue, uint64_t ti
     // donation: the rest of the quantum goes with it.
     mark_current_blocked_inline(queue, timeout_ticks);
     enter_switch_locked();
-    donate_target_ = nullptr;  // consumed by this switch, as every switch does
+    // A donate target is left alone, as by switch_to_locked: one of another
+    // CPU, whose interrupt runs it.
     ++counters_.donations_taken;
     if (self->at_frame && Cpu::resumes_at_frame(thread.context) && switched_from_ == nullptr)
         [[likely]] {

@@ -235,7 +235,6 @@
     movq $STATE_WOKEN_RUNNING, THREAD_STATE_WORD-Q(%rbp)
     lea -Q(%rbp), %rcx
     mov %rcx, %gs:PERCPU_CURRENT
-    movq $0, %gs:PERCPU_DONATE_TARGET
     mov THREAD_KERNEL_STACK_TOP-Q(%rbp), %rcx
     mov %rcx, %gs:PERCPU_KSTACK   /* where its entries from ring 3 go */
     mov THREAD_ROOT-Q(%rbp), %r11

@@ -296,8 +296,9 @@ class FastPath {
         if (next.timeout_hook.is_linked()) [[unlikely]]
             s.cancel_timeout_locked(next);
         set_state(next, WakeReason::Woken, ThreadState::Running, false);
+        // A donate target is left alone: one of another CPU, whose
+        // interrupt runs it (Scheduler::preempt_locked).
         __atomic_store_n(&s.current_, &next, __ATOMIC_RELAXED);
-        s.donate_target_ = nullptr;
         Cpu::load_user_context(cpu.arch, self.context, next.context);
         return FastPathExit{&Cpu::syscall_frame(next.context)};
     }
@@ -313,7 +314,6 @@ inline void FastPath::check_assembly_layout() {
                   offsetof(PerCpu, entry) + offsetof(EntryScratch, kernel_stack_top));
     static_assert(PERCPU_SCHED_LOCK == sched + offsetof(Scheduler, lock_));
     static_assert(PERCPU_CURRENT == sched + offsetof(Scheduler, current_));
-    static_assert(PERCPU_DONATE_TARGET == sched + offsetof(Scheduler, donate_target_));
     static_assert(PERCPU_FAST_SWITCHES == sched + offsetof(Scheduler, fast_switches_) &&
                   sizeof(Scheduler::fast_switches_) == 8);
     static_assert(PERCPU_SYSCALL_FASTPATH_MISSES ==

@@ -10,7 +10,6 @@
 #define PERCPU_KSTACK 8          /* entry.kernel_stack_top: where entries from ring 3 go */
 #define PERCPU_SCHED_LOCK 80      /* scheduler.lock_ */
 #define PERCPU_CURRENT 184        /* scheduler.current_ */
-#define PERCPU_DONATE_TARGET 200  /* scheduler.donate_target_ */
 #define PERCPU_FAST_SWITCHES 360  /* scheduler.fast_switches_ */
 #define PERCPU_SYSCALL_FASTPATH_MISSES 432 /* ipc.syscall_fastpath_misses */
 #define PERCPU_LOADED_ROOT 40     /* arch.loaded_root */

@@ -327,7 +327,9 @@ inline mark_current_blocked_locked(q, tmo) {
 inline direct_switch(t) {
   assert(state[t] == BLOCKED && won[t] == NONE && !lent[t]);
   timed[t] = 0;                                 /* cancel_timeout_locked(next) */
-  donate_target = NONE;
+  /* a direct switch leaves the donate target alone (one of another CPU waits for
+     its interrupt there); on one CPU there is none here */
+  assert(donate_target == NONE);
   switch_locked(t)
 }
 
@@ -337,7 +339,7 @@ inline wake_and_block_locked(t, q, tmo) {
   assert(state[t] == BLOCKED);
   end_wait_locked(t, WOKEN);
   mark_current_blocked_locked(q, tmo);
-  donate_target = NONE;
+  assert(donate_target == NONE);                /* left alone, as direct_switch */
   switch_locked(t)
 }
 
@@ -565,7 +567,7 @@ inline fastpath_recv() {
   op[S] = OP_RECV; res[S] = R_PEND; superseded = 0; blk = 1;
   mark_current_blocked_locked(RVQ, 0);
   tbl_lock = NONE;
-  donate_target = NONE;
+  assert(donate_target == NONE);                /* next_resumable: none set */
   switch_locked(tt)                             /* FastPath::resume */
 }
 

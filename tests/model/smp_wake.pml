@@ -32,8 +32,8 @@
  *   Busy      B: a thread homed on CPU1, started from CPU0 (Scheduler::start); it runs
  *             (mk_thread_start -> Scheduler::finish_switch_in) with interrupts on, so
  *             a pending notify is taken before its next step: on_notify, then
- *             preempt_if_needed (S1) -> preempt_locked, which switches when
- *             need_resched_ is set, honouring the donate target (W runs; B waits at
+ *             preempt_if_needed (S1) -> preempt_locked, which switches for a Ready
+ *             donate target homed here or need_resched_, honouring the target (W runs; B waits at
  *             the front of the hand-off queue and runs again when W blocks or exits);
  *             then it exits (exit_current).
  *   exit_current (both): Scheduler::exit_current under E + S1: Dead; bury_locked takes
@@ -55,8 +55,8 @@
  *             ready_ and calls Cpu::notify_cpu(1) if CPU1's current_ is its idle
  *             thread; the send then donates (Scheduler::donate_locked ->
  *             donate_elsewhere_locked, "wake there, now"): a busy CPU1 gets W as its
- *             donate target (it has none of its own here), need_resched_ and the
- *             notify -- all under S1; then S1, S0 and E are released.
+ *             donate target (it has none of its own here) and the notify -- all
+ *             under S1; then S1, S0 and E are released.
  *   Reaper    reaper_entry: Scheduler::next_zombie under its own S0 (LockGuard): pop
  *             the zombie list under Z; no zombie: block_current_locked (Blocked under
  *             S0, which the switch hands over; woken by bury_locked's wake, which takes
@@ -127,10 +127,11 @@
  *                              then pushes the zombie: the reaper, still running,
  *                              finds the list empty and blocks, and the zombie is
  *                              never reaped (Check)
- *   BUG_DONATE_NO_NOTIFY       the donation sets CPU1's target and need_resched_ but
- *                              sends no notify: B runs on and exits first (owed)
- *   BUG_NO_RESCHED             the donation sets the target and notifies, but not
- *                              need_resched_: B's interrupt ends without a switch (owed)
+ *   BUG_DONATE_NO_NOTIFY       the donation sets CPU1's target but sends no notify: B
+ *                              runs on and exits first (owed)
+ *   BUG_PREEMPT_NEEDS_RESCHED  preempt_locked switches only for need_resched_ (which a
+ *                              donation leaves alone): B's interrupt ends without a
+ *                              switch (owed)
  *   BUG_PUSH_BEFORE_GAP + REAPER_WITHOUT_E
  *                              bury_locked pushes the zombie before HomeLock's gap, and
  *                              Thread::destroy takes S0 and the zombie's S1 without E
@@ -265,15 +266,14 @@ inline enqueue_locked(t) {
 
 /* Scheduler::donate_locked(t) -> donate_elsewhere_locked, on CPU0 with S1 held (the
    wake's HomeLock): "wake there, now".  An idle CPU1 was told by the wake; a busy one
-   gets t as its donate target (unless it has one), need_resched_ and the notify. */
+   gets t as its donate target (unless it has one) and the notify; the end of that
+   interrupt runs it (preempt_locked looks at the target itself, so a target gone by
+   then -- a kill, a move -- preempts nothing). */
 inline donate_locked(t) {
   assert(slk[S1] == CPU0 && home[t] == CPU1 && state[t] == READY);
   if
   :: cur1 != I1 && dt1 == NONE ->
-     dt1 = t; owed = (cur1 == B);
-#ifndef BUG_NO_RESCHED
-     nr1 = 1;
-#endif
+     dt1 = t; owed = (cur1 == B);      /* need_resched_ is left alone */
 #ifndef BUG_DONATE_NO_NOTIFY
      pend1 = 1;
 #endif
@@ -307,7 +307,7 @@ inline schedule_locked1(prev, nxt, honor) {
   dt1 = NONE;
   if
   :: state[prev] == RUNNING && prev != I1 ->      /* preempt_locked: a preemption */
-     assert(prev == B && nr1); state[prev] = READY;
+     assert(prev == B); state[prev] = READY;
      if :: nxt != NONE -> hq_b = 1 :: else -> rq_push(prev) fi
   :: state[prev] == RUNNING && prev == I1 -> state[prev] = READY  /* never queued */
   :: else
@@ -434,10 +434,10 @@ proctype Busy() {
   :: atomic { run1 == B && pend1 && slk[S1] == NOCPU -> pend1 = 0; if1 = 0; lockS(CPU1, S1);
               REACH(3) }
      if
-#ifndef BUG_NO_RESCHED
-     :: nr1 ->
+#ifndef BUG_PREEMPT_NEEDS_RESCHED
+     :: nr1 || (dt1 != NONE && state[dt1] == READY) ->   /* preempt_locked: donated */
 #else
-     :: false ->
+     :: nr1 ->                  /* need_resched_ alone */
 #endif
         atomic { schedule_locked1(B, nxt, dt1 != NONE) }
         switch_context(B);

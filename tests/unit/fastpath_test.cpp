@@ -673,6 +673,29 @@ TEST_F(FastPathTest, RoundTripsOnTheFastPath) {
 // next then prev; a thread's queue hook is next then prev, both null once
 // unlinked; an unlinked timeout hook's first word (its parent) is null; an
 // endpoint's notice list keeps its size in its first word.
+// A donate target set when a fast-path call switches (in the kernel,
+// another CPU's: "wake there, now", Scheduler::donate_elsewhere_locked) is
+// left for the interrupt that CPU sent: at its end the target runs, ahead
+// of z, queued before it, and the server the call switched to waits at the
+// front of the hand-off queue.
+TEST_F(FastPathTest, AFastCallLeavesTheDonateTargetToTheInterrupt) {
+    server_waits();
+    run_as(c_);
+    Thread* z = spawn("z");
+    Thread* w = spawn("w");
+    {
+        LockGuard guard(sched().lock());
+        sched().set_donate_target_locked(w);
+    }
+    set_regs(c_, Sys::Call, ch_, info(1), {1, 2, 3, 4});
+    ASSERT_EQ(fast(c_).frame, &frame(s_));
+    EXPECT_EQ(sched().current(), s_);
+    sched().preempt_if_needed(true);
+    EXPECT_EQ(sched().current(), w);
+    EXPECT_TRUE(s_->lent_quantum);
+    EXPECT_EQ(z->state, ThreadState::Ready);
+}
+
 TEST_F(FastPathTest, TheListsAreLaidOutAsTheAssemblyReadsThem) {
     run_as(c_);  // the running thread: on no queue
     Thread& t = *c_;

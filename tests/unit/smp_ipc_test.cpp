@@ -140,6 +140,34 @@ class SmpIpcTest : public testing::SmpFixture {
         on_cpu(cpu, [&] { EXPECT_EQ(Cpu::held_locks(), 0u); });
     }
 
+    // A donation from CPU 0 to w of CPU 1, while x, running there, calls y, a
+    // server of its own CPU: the call's direct switch leaves the donate target
+    // alone, and the end of the interrupt CPU 0 sent runs w, ahead of z, which
+    // was queued before it; y waits at the front of the hand-off queue. The
+    // direct switch of the fast path's C++ twin (switch_to_locked) and of the
+    // general path (wake_and_block_inline) alike.
+    void direct_switch_leaves_another_cpus_donation(bool fast_path) {
+        ipc_set_fast_path(fast_path);
+        Endpoint* local = Endpoint::create().value();
+        WaitQueue q;
+        Thread* w = blocked_on(1, "w", q);
+        Thread* y = running_on(1, "y");
+        on_cpu(1, [&] { EXPECT_EQ(local->recv().error(), Error::WouldBlock); });
+        running_on(1, "x");
+        Thread* z = create_on(1, "z");
+        ASSERT_EQ(sched().start(*z), Error::None);  // CPU 1 busy: not told
+        sched().unblock_yield(*w);
+        EXPECT_EQ(sched().counters().remote_donations, 1u);
+        on_cpu(1, [&] { EXPECT_EQ(local->call(msg(7), 0xB).error(), Error::WouldBlock); });
+        EXPECT_EQ(sched1().current(), y);
+        on_cpu(1, [&] { sched1().preempt_if_needed(true); });
+        EXPECT_EQ(sched1().current(), w);
+        EXPECT_TRUE(y->lent_quantum);
+        EXPECT_EQ(z->state, ThreadState::Ready);
+        ipc_set_fast_path(true);
+        Endpoint::destroy(local);
+    }
+
     Endpoint* ep_ = nullptr;
 };
 
@@ -462,6 +490,14 @@ TEST_F(SmpIpcTest, ADonationToAThreadOfABusyCpuRunsItThereNow) {
     ASSERT_TRUE(got.ok());
     EXPECT_EQ(Endpoint::reply(got.value().reply, msg(10)), Error::None);
     expect_answer(1, c, 10);
+}
+
+TEST_F(SmpIpcTest, AFastDirectSwitchLeavesAnotherCpusDonationToItsInterrupt) {
+    direct_switch_leaves_another_cpus_donation(true);
+}
+
+TEST_F(SmpIpcTest, AGeneralDirectSwitchLeavesAnotherCpusDonationToItsInterrupt) {
+    direct_switch_leaves_another_cpus_donation(false);
 }
 
 // With donation off a busy CPU is not interrupted by a wake: the caller

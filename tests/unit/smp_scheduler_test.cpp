@@ -181,14 +181,59 @@ TEST_F(SmpSchedulerTest, ADonationFromAnotherCpuLeavesItsOwnTargetAlone) {
     EXPECT_TRUE(FakeCpu::notified.empty());
     EXPECT_EQ(sched().counters().remote_donations, 0u);
     EXPECT_EQ(t->state, ThreadState::Ready);
-    on_cpu(1, [&] { sched1().preempt_if_needed(true); });  // no reschedule asked
-    EXPECT_EQ(sched1().current(), busy);
+    on_cpu(1, [&] { sched1().yield_to_donate_target(); });  // its own donation: own
+    EXPECT_EQ(sched1().current(), own);
+    EXPECT_TRUE(busy->lent_quantum);
     on_cpu(1, [&] {
         LockGuard guard(sched1().lock());
-        sched1().block_current_locked(nullptr, 0);  // its own donation: own, then t
+        sched1().block_current_locked(nullptr, 0);  // then busy, from the hand-off queue
     });
-    EXPECT_EQ(sched1().current(), own);
-    EXPECT_EQ(sched1().ready_count(), 1u);
+    EXPECT_EQ(sched1().current(), busy);
+    EXPECT_EQ(sched1().ready_count(), 1u);  // t waits its turn
+}
+
+// A donation to w of busy CPU 1 whose target is gone before CPU 1 takes
+// the interrupt (w killed meanwhile): nothing is preempted there.
+TEST_F(SmpSchedulerTest, ADonationWhoseTargetIsKilledFirstPreemptsNothing) {
+    WaitQueue q;
+    Thread* w = blocked_on_1("w", q);
+    Thread* x = running_on_1("x");
+    sched().unblock_yield(*w);
+    EXPECT_EQ(sched().counters().remote_donations, 1u);
+    sched().kill(*w);
+    EXPECT_EQ(w->state, ThreadState::Dead);
+    notify_interrupt_on_1(true);
+    EXPECT_EQ(sched1().current(), x);
+    EXPECT_EQ(sched1().counters().preemptions, 0u);
+}
+
+// x of CPU 1 yields to the donate target another CPU set there (it read it
+// without the lock), but the interrupt that CPU sent took it first: w ran,
+// and blocked again. The yield finds no target and does nothing: x keeps
+// the CPU, ahead of z.
+TEST_F(SmpSchedulerTest, AYieldToATargetTakenMeanwhileDoesNothing) {
+    WaitQueue q;
+    Thread* w = blocked_on_1("w", q);
+    Thread* x = running_on_1("x");
+    Thread* z = create_on_1("z");
+    ASSERT_EQ(sched().start(*z), Error::None);
+    sched().unblock_yield(*w);
+    auto yield_handler = FakeCpu::yield_handler;
+    FakeCpu::yield_handler = [] {
+        Scheduler& s = this_cpu().scheduler;
+        s.preempt_if_needed(true);  // the interrupt lands first: w runs
+        {
+            LockGuard guard(s.lock());
+            s.block_current_locked(nullptr, 0);  // and blocks: x is back
+        }
+        s.on_yield_vector();
+    };
+    on_cpu(1, [&] { sched1().yield_to_donate_target(); });
+    FakeCpu::yield_handler = yield_handler;
+    EXPECT_EQ(w->state, ThreadState::Blocked);
+    EXPECT_EQ(sched1().current(), x);
+    EXPECT_EQ(z->state, ThreadState::Ready);
+    EXPECT_EQ(sched1().counters().donations_taken, 1u);
 }
 
 // A waker that would donate to a thread of another CPU (a send, a reply, a
