@@ -107,7 +107,7 @@ void Endpoint::free_object(Endpoint* endpoint) {
     kdelete(endpoint);
 }
 
-bool Endpoint::post_notice(Notice* notice) {
+bool Endpoint::post_notice(Notice* notice, Donate donate) {
     IpcGuard guard(lock_);
     if (dead_) {
         kdelete(notice);  // nobody can receive it any more
@@ -117,9 +117,7 @@ bool Endpoint::post_notice(Notice* notice) {
     if (Thread* receiver = receivers_.front()) {
         take_notice_locked(*receiver, notice);
         ++counters().receives;
-        // A wake like any other: the poster donates to it when it next
-        // yields or blocks (the reaper, right after a death).
-        complete_locked(*receiver, nullptr, Error::None, nullptr, Donate::Yes);
+        complete_locked(*receiver, nullptr, Error::None, nullptr, donate);
         return true;
     }
     notices_.push_back(*notice);

@@ -221,9 +221,12 @@ class Endpoint : public KObject {
     // Delivers a kernel notice: to a waiting receiver at once, else queued.
     // Receives take queued notices before queued senders. The endpoint owns
     // the notice from now on; on a dead endpoint it is dropped. True when
-    // it woke a receiver, now the donate target (the poster donates to it
-    // when it next yields or blocks).
-    bool post_notice(Notice* notice);
+    // it woke a receiver. With `donate`, that receiver is given the CPU
+    // (Scheduler::donate_locked): a poster of this CPU then yields to it
+    // (Scheduler::yield_to_donate_target), as a death does; one that
+    // cannot yield there (a last handle closed, a death that may not
+    // yield) posts without.
+    bool post_notice(Notice* notice, Donate donate = Donate::No);
 
     size_t waiting_senders();
     size_t waiting_receivers();

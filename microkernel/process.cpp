@@ -133,7 +133,7 @@ void Process::die(bool may_yield) {
         death_notice_->msg.label = abi::kLabelChildDied;
         death_notice_->msg.words[0] = id_;
         death_notice_->msg.words[1] = exit_status_;
-        woke = supervisor_->post_notice(death_notice_);
+        woke = supervisor_->post_notice(death_notice_, may_yield ? Donate::Yes : Donate::No);
         death_notice_ = nullptr;
     }
     supervisor_.reset();

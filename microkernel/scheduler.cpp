@@ -1205,7 +1205,7 @@ void Scheduler::preempt_locked() {
     // round-robin's.)
     Thread* target = donate_target_;
     bool donated = target != nullptr && target->state == ThreadState::Ready &&
-                   target->cpu == cpu_ && target != current_;
+                   target->cpu == cpu_ && target != current_ && target != idle_;
     if (!need_resched_ && !idle_has_work && !donated) {
         at_boundary_ = false;
         return;

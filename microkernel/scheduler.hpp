@@ -261,17 +261,18 @@ class Scheduler {
     // --- Donation (the yield vector) ---
 
     // The next yield or block on this CPU switches to `thread` if it is still
-    // Ready; consumed by that switch. Ignored while donation is off, and for
-    // a thread homed on another CPU (donate_locked gives it that CPU).
+    // Ready (or the end of an interrupt, if one comes first:
+    // preempt_locked); consumed by that switch (a direct switch leaves it
+    // alone: docs/smp.md). Ignored while donation is off, and for a thread
+    // homed on another CPU (donate_locked gives it that CPU).
     void set_donate_target_locked(Thread* thread);
     // A donation to `thread`, just woken (Ready), with its home lock held
     // (under the HomeLocks of its wake). On this CPU it is the donate
     // target (set_donate_target_locked). On another: "wake there, now"
     // (docs/smp.md) — it becomes that CPU's donate target unless that CPU
-    // has one of its own already (it is about to yield to it), and that
-    // CPU reschedules at the end of the interrupt this sends it
-    // (need_resched_, Cpu::notify_cpu; preempt_locked honours the target):
-    // it runs there at once, on the rest of the interrupted thread's
+    // has one of its own already (it is about to yield to it), and is
+    // interrupted (Cpu::notify_cpu); at that interrupt's end preempt_locked
+    // honours the target: it runs there at once, on the rest of the interrupted thread's
     // quantum, which waits at the front of the hand-off queue, as a donor
     // does. Never a migration. Ignored while donation is off. Inline
     // (scheduler_inline.hpp), the thread of this CPU first.
@@ -290,8 +291,9 @@ class Scheduler {
     void donate(Thread& thread);
     // Raises the yield vector for a target set with set_donate_target_locked()
     // (no-op while donation is off, or when the target was a thread of
-    // another CPU and so was not set). Call with interrupts still off since
-    // the target was chosen, so nothing can run it (or end it) in between.
+    // another CPU and so was not set). Best with interrupts still off since
+    // the target was chosen; with them on, an interrupt may take the target
+    // first, and then the yield does nothing (yield_only_to_target_).
     void yield_to_donate_target();
 
     // --- IPC fast path ---

@@ -81,7 +81,8 @@
  *      (switch_context: stk[], home[]) -- W never runs on two CPUs, nor on CPU0;
  *   2b. "wake there, now": a donation to W while B runs makes CPU1 switch from B to
  *      W before B's next step (ghost `owed`, asserted when B exits); a target is
- *      honoured only Ready and homed on CPU1, and every switch consumes it;
+ *      honoured only Ready and homed on CPU1, and every switch through
+ *      schedule_locked consumes it (a direct switch would leave it: none here);
  *   3. the locks: every access to what one guards is made by the CPU holding it; a
  *      thread switched to finds S1 held by its CPU, and no E (the hand-over), and
  *      releases it; the waker never finds W Blocked while CPU1 is still on W's stack
@@ -284,7 +285,7 @@ inline donate_locked(t) {
 
 /* Scheduler::schedule_locked(honor) + the bookkeeping half of switch_locked(), on CPU1.
    enter_switch_locked() has let go of E first (when held): S1 is the one lock left.
-   The donate target is consumed by every switch; honoured (`honor`: every switch
+   The donate target is consumed by every switch through it; honoured (`honor`: every switch
    but idle_once's) when it is Ready and homed here: it runs, and a running prev
    waits at the front of the hand-off queue (only B is ever preempted: W is the
    only target, and it is Blocked when it becomes one).  Else the hand-off queue,

@@ -667,12 +667,6 @@ TEST_F(FastPathTest, RoundTripsOnTheFastPath) {
     EXPECT_EQ(ipc_counters().syscall_fastpath_misses, 0u);
 }
 
-// What the assembly of the fast path (arch/x86_64/syscall.S) assumes of
-// Boost.Intrusive's layouts, which no offsetof can check (the field offsets
-// are static_asserted in fastpath.cpp): a wait queue is its header node,
-// next then prev; a thread's queue hook is next then prev, both null once
-// unlinked; an unlinked timeout hook's first word (its parent) is null; an
-// endpoint's notice list keeps its size in its first word.
 // A donate target set when a fast-path call switches (in the kernel,
 // another CPU's: "wake there, now", Scheduler::donate_elsewhere_locked) is
 // left for the interrupt that CPU sent: at its end the target runs, ahead
@@ -696,6 +690,12 @@ TEST_F(FastPathTest, AFastCallLeavesTheDonateTargetToTheInterrupt) {
     EXPECT_EQ(z->state, ThreadState::Ready);
 }
 
+// What the assembly of the fast path (arch/x86_64/syscall.S) assumes of
+// Boost.Intrusive's layouts, which no offsetof can check (the field offsets
+// are static_asserted in fastpath.cpp): a wait queue is its header node,
+// next then prev; a thread's queue hook is next then prev, both null once
+// unlinked; an unlinked timeout hook's first word (its parent) is null; an
+// endpoint's notice list keeps its size in its first word.
 TEST_F(FastPathTest, TheListsAreLaidOutAsTheAssemblyReadsThem) {
     run_as(c_);  // the running thread: on no queue
     Thread& t = *c_;
@@ -2385,8 +2385,10 @@ TEST_F(FastPathTest, NoticeCompletesServerBlockedByFastReplyRecv) {
     EXPECT_EQ(ep_->refs(), base_refs_);
 }
 
-// A notice wakes its receiver like any wake: the poster's next yield
-// donates to it, ahead of whatever else is Ready.
+// A notice posted with Donate::Yes (a death's: its poster yields next)
+// wakes its receiver and the poster's yield donates to it, ahead of
+// whatever else is Ready. Without (a last handle closed, whose poster
+// cannot yield there) it only wakes it: no target is left behind.
 TEST_F(FastPathTest, ANoticeDonatesToTheReceiverItWakes) {
     fast_round_trip();             // C runs, S waits at its frame
     Thread* busy = spawn("busy");  // Ready, ahead of S
@@ -2394,12 +2396,31 @@ TEST_F(FastPathTest, ANoticeDonatesToTheReceiverItWakes) {
     ASSERT_NE(n, nullptr);
     n->msg.label = abi::kLabelLastHandle;
     n->badge = 7;
-    ep_->post_notice(n);
+    ep_->post_notice(n, Donate::Yes);
     ASSERT_EQ(s_->state, ThreadState::Ready);
     sched().yield_to_donate_target();
     EXPECT_EQ(sched().current(), s_);
     EXPECT_EQ(busy->state, ThreadState::Ready);
     EXPECT_TRUE(frame_holds(resume(s_), Err::Ok, 7, abi::kLabelLastHandle, {0, 0, 0, 0}));
+}
+
+// A last-handle notice (BadgeTracker::free_object, whose poster cannot
+// yield there) only wakes its receiver: no donate target is left for a
+// later yield, interrupt or direct switch to find.
+TEST_F(FastPathTest, ANoticeWithoutDonationLeavesNoTarget) {
+    fast_round_trip();  // C runs, S waits at its frame
+    Thread* busy = spawn("busy");
+    Notice* n = knew<Notice>();
+    ASSERT_NE(n, nullptr);
+    n->msg.label = abi::kLabelLastHandle;
+    ASSERT_TRUE(ep_->post_notice(n));
+    ASSERT_EQ(s_->state, ThreadState::Ready);
+    unsigned yields = FakeCpu::yield_vectors;
+    sched().yield_to_donate_target();
+    EXPECT_EQ(FakeCpu::yield_vectors, yields);
+    sched().preempt_if_needed(true);  // nothing due: C goes on
+    EXPECT_EQ(sched().current(), c_);
+    EXPECT_EQ(busy->state, ThreadState::Ready);
 }
 
 // A user thread that exits hands the rest of its quantum to the reaper,
