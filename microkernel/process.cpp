@@ -171,6 +171,7 @@ Result<Process*> Process::create(const char* name, uint32_t cpu) {
     p->id_ = __atomic_fetch_add(&g_next_process_id, 1, __ATOMIC_RELAXED);
     p->cpu_ = cpu == kThisCpu ? Cpu::cpu_index() : cpu;
     MK_ASSERT(cpu_online(p->cpu_));
+    p->affinity_ = cpu == kThisCpu ? Scheduler::online_mask() : 1u << cpu;
     return p;
 }
 
@@ -379,7 +380,7 @@ Result<Thread*> Process::create_thread(const char* name, uint64_t rip, uint64_t 
             if (creator != nullptr) {
                 Scheduler::place_locked(*thread, creator->affinity, creator->cpu);
             } else {
-                Scheduler::set_home_locked(*thread, cpu_);
+                Scheduler::set_home_locked(*thread, cpu_, affinity_);
             }
         }
     }

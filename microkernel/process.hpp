@@ -30,13 +30,15 @@ class Process : public KObject {
     static constexpr uint64_t kMapBase = 0x0000001000000000;
     static constexpr uint64_t kMapEnd = 0x00007F0000000000;
 
-    // A process with an empty address space and no threads, homed on CPU
-    // `cpu` (a CPU in the CPU table), or with kThisCpu on the CPU of the
-    // thread that creates it: its first thread runs there, and only there
-    // until it says otherwise (docs/smp.md, "Placement").
+    // A process with an empty address space and no threads. Its first
+    // thread runs on CPU `cpu` (a CPU in the CPU table) alone; with kThisCpu
+    // it starts on the CPU of the thread that creates the process and may
+    // run on every CPU in the table (docs/smp.md, "Placement").
     static constexpr uint32_t kThisCpu = abi::kSpawnerCpu;
     [[nodiscard]] static Result<Process*> create(const char* name, uint32_t cpu = kThisCpu);
+    // Where its first thread starts, and where it may run (a bit per CPU).
     uint32_t cpu() const { return cpu_; }
+    uint32_t affinity() const { return affinity_; }
 
     const char* name() const { return name_; }
     // Its handles; empty (cleared, refusing new ones) once the process is dead.
@@ -79,8 +81,8 @@ class Process : public KObject {
     // and `arg` in the first argument register; not started. Made by
     // `creator` (a thread of this process), it may run where the creator
     // may and is homed on the least loaded of those CPUs, the creator's
-    // among equals (Scheduler::place_locked); else it runs on the
-    // process's CPU alone.
+    // among equals (Scheduler::place_locked); else it is the first thread:
+    // homed on cpu(), it may run on affinity().
     [[nodiscard]] Result<Thread*> create_thread(const char* name, uint64_t rip, uint64_t rsp,
                                                 uint64_t arg, const Thread* creator = nullptr);
 
@@ -141,7 +143,8 @@ class Process : public KObject {
 
     char name_[kNameLength];
     uint64_t id_ = 0;
-    uint32_t cpu_ = 0;  // fixed at create()
+    uint32_t cpu_ = 0;       // fixed at create()
+    uint32_t affinity_ = 1;  // fixed at create()
     HandleTable* handles_ = nullptr;
     Ref<Endpoint> supervisor_;
     Notice* death_notice_ = nullptr;

@@ -69,6 +69,7 @@ Result<Program> spawn_program(const char* name, const void* image, size_t size, 
     start.handle_count = count;
     start.cpu = child->cpu();
     start.cpu_count = cpu_count();
+    start.affinity = child->affinity();
     for (uint32_t i = 0; i < count; ++i) {
         // A fresh table of kProcessHandleLimit slots holds kMaxStartHandles.
         Result<HandleValue> v = child->handles().insert(std::move(handles[i]));

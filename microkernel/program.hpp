@@ -35,7 +35,8 @@ struct Program {
 // into its fresh table, and its first thread starts with rdi (and rsp) at
 // an abi::StartInfo on its stack giving `arg`, the argument string `args`
 // (its first `args_length` bytes, cut to abi::kArgsMax - 1), its process id and the
-// handle values in order, and the CPUs (its own and how many there are).
+// handle values in order, and the CPUs (where it starts, how many there
+// are, and where it may run).
 // The entries are taken over (moved from) only on success. Errors: those of load_program(),
 // InvalidArgument (more than abi::kMaxStartHandles handles).
 [[nodiscard]] Result<Program> spawn_program(const char* name, const void* image, size_t size,

@@ -177,9 +177,12 @@ Scheduler& Scheduler::of(const Thread& thread) {
     return cpu_at(thread.cpu).scheduler;
 }
 
-void Scheduler::set_home_locked(Thread& thread, uint32_t cpu) {
-    MK_ASSERT(cpu_online(cpu));
-    place_locked(thread, 1u << cpu, cpu);
+void Scheduler::set_home_locked(Thread& thread, uint32_t cpu, uint32_t mask) {
+    if (mask == 0) mask = 1u << cpu;
+    MK_ASSERT(thread.state == ThreadState::Created && cpu_online(cpu) &&
+              (mask & (1u << cpu)) != 0 && (mask & ~online_mask()) == 0);
+    thread.cpu = cpu;
+    thread.affinity = mask;
 }
 
 uint32_t Scheduler::online_mask() {
@@ -399,8 +402,16 @@ void Scheduler::balance_locked() {
         if (i == cpu_ || !cpu_online(i)) continue;
         if (HomeLock(*this, cpu_at(i).scheduler)->load_locked() != 0) continue;
         uint32_t bit = 1u << i;
-        Thread* t = ready_.find_if(
-            [this, bit](const Thread& c) { return (c.affinity & bit) != 0 && movable_locked(c); });
+        // Not one that has not run yet (a process's first thread starts
+        // beside its spawner, which may soon block on it), nor one queued
+        // since the last tick (a server just woken is about to run, its
+        // client blocked on it): moving either would part a client and its
+        // server for good.
+        uint32_t now = uint32_t(counters_.ticks);
+        Thread* t = ready_.find_if([this, bit, now](const Thread& c) {
+            return (c.affinity & bit) != 0 && c.ran && now - c.ready_since >= 2 &&
+                   movable_locked(c);
+        });
         if (t == nullptr) continue;
         move_locked(*t, i);
         ++counters_.balanced;
@@ -456,7 +467,7 @@ Status Scheduler::start(Thread& thread) {
 void Scheduler::enqueue_locked(Thread& thread) {
     Scheduler& home = of(thread);
     MK_ASSERT(home.lock_.is_locked());
-    home.ready_.push_back(thread);
+    home.push_ready_locked(thread);
     if (home.cpu_ != Cpu::cpu_index() && home.current_ == home.idle_) {
         // It may be about to halt: an interrupt ends the halt, or, sent
         // before it, is taken as soon as it enables interrupts to halt
@@ -842,6 +853,7 @@ bool Scheduler::wake_at_home_locked(Thread& thread, WakeReason reason) {
     if (thread.cpu == cpu_) [[likely]] {
         // enqueue_locked(), on this CPU: end_wait_locked() unlinked it.
         MK_ASSERT(!thread.queue_hook.is_linked());
+        thread.ready_since = uint32_t(counters_.ticks);
         ready_.link_back(thread);
     } else {
         enqueue_locked(thread);
@@ -1022,7 +1034,7 @@ void Scheduler::schedule_locked(bool honor_donation) {
     if (quantum_left_ == 0) {
         while (Thread* t = handoff_.pop_front()) {
             t->lent_quantum = false;
-            ready_.push_back(*t);
+            push_ready_locked(*t);
         }
     }
     // (A thread that moved as it ran is Ready on its new home's queue
@@ -1036,7 +1048,7 @@ void Scheduler::schedule_locked(bool honor_donation) {
             prev->lent_quantum = true;
             handoff_.push_front(*prev);
         } else if (prev != idle_) {
-            ready_.push_back(*prev);
+            push_ready_locked(*prev);
         }
     }
     // A donation, or a thread of the hand-off queue, goes on with the
@@ -1073,6 +1085,7 @@ void Scheduler::switch_locked(Thread& prev, Thread& next, bool fresh_quantum) {
     bool moving = switched_from_ == &prev;
     if (!moving) prev.stack_holds_no_cpu = boundary;
     __atomic_store_n(&current_, &next, __ATOMIC_RELAXED);  // balance_wanted_locked looks
+    next.ran = true;
     ++counters_.switches;
     if (prev.state == ThreadState::Dead) {
         Cpu::retire_context(prev.context);

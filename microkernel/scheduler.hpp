@@ -92,9 +92,10 @@ class Scheduler {
     static void set_donation_enabled(bool on);
     static bool donation_enabled() { return donation_enabled_; }
 
-    // Homes a Created `thread` on `cpu` (a CPU in the CPU table), its only
-    // CPU (affinity). With this CPU's scheduler lock held.
-    static void set_home_locked(Thread& thread, uint32_t cpu);
+    // Homes a Created `thread` on `cpu` (a CPU in the CPU table): it may
+    // run on the CPUs of `mask` (in the CPU table, `cpu` among them; 0: that
+    // CPU alone). With this CPU's scheduler lock held.
+    static void set_home_locked(Thread& thread, uint32_t cpu, uint32_t mask = 0);
     // Places a Created `thread`: it may run on the CPUs of `mask` (in the
     // CPU table, at least one), and is homed on the least loaded of them
     // (load_locked), `prefer` when it is one of those. With this CPU's
@@ -593,7 +594,9 @@ class Scheduler {
     // CPU's lock, one at a time (HomeLock, with this CPU's held).
     static uint32_t least_loaded_locked(uint32_t mask, uint32_t prefer);
     // The balancing rule, at a tick of a CPU with threads waiting in its
-    // ready queue: the first of them allowed on an idle CPU moves there.
+    // ready queue: the first of them allowed on an idle CPU that has run
+    // (Thread::ran) and has waited in the queue through a whole tick
+    // (Thread::ready_since) moves there.
     void balance_locked();
     // Queues a Ready thread at the back of its home CPU's ready queue, and
     // tells that CPU if it is another one and idles. With the home's lock
@@ -615,6 +618,11 @@ class Scheduler {
     // The next thread to run, off the queues (null: none is Ready); sets
     // *keep_quantum for one from the hand-off queue.
     Thread* pop_ready_locked(bool* keep_quantum);
+    // Onto the back of the ready queue, stamped with this CPU's tick count.
+    void push_ready_locked(Thread& thread) {
+        thread.ready_since = uint32_t(counters_.ticks);
+        ready_.push_back(thread);
+    }
     bool any_ready_locked() const {
         return !handoff_.empty() || !ready_.empty();
     }

@@ -131,6 +131,10 @@ class Thread : public KObject {
     // CPU's move list through move_hook.
     static constexpr uint32_t kNoMove = UINT32_MAX;
     uint32_t move_to = kNoMove;
+    // The home CPU's tick count (its low 32 bits) when it last joined that
+    // CPU's ready queue: the balancing rule moves only a thread that has
+    // waited there through a whole tick (Scheduler::balance_locked).
+    uint32_t ready_since = 0;
     bi::list_member_hook<bi::link_mode<bi::safe_link>> move_hook;
     // Nothing on its kernel stack holds on to the CPU it last ran on, so it
     // may resume on another: it has not run yet, or its last switch away
@@ -142,6 +146,10 @@ class Thread : public KObject {
     // it once it has switched away, and the new home waits for that before
     // it switches to the thread. Written without a lock (atomically).
     bool switching_out = false;
+    // It has run (a switch to it), where placement put it or since: the
+    // balancing rule leaves a thread alone until it has
+    // (Scheduler::balance_locked). Guarded by the home lock.
+    bool ran = false;
     // How many CPUs read this thread across a gap, in which no lock keeps
     // it from ending (Scheduler::GapHold): a HomeLock or HomeLocks that
     // lets go of its own CPU's lock to take a lower one's, naming it; a

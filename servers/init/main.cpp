@@ -77,8 +77,10 @@ int main(uint64_t arg) {
         if (!service) return 103;
         services::Passed handles[2] = {{ep->get(), true}, {modules, true}};
         uint32_t count = s.slot == services::kProc ? 2 : 1;  // proc spawns: the modules
+        // Bound to init's CPU, where every client's calls land, and where
+        // the programs spawned through proc start (docs/smp.md, "Placement").
         Result<services::Spawned> child =
-            services::spawn(modules, s.module, "", 0, handles, count, deaths->get());
+            services::spawn(modules, s.module, "", 0, handles, count, deaths->get(), start.cpu);
         if (!child) {
             printf("cannot start the %s server: %s\n", s.module, ipc::error_name(child.error()));
             return 104;

@@ -212,9 +212,8 @@ struct EchoProcess {
     uint64_t pid = 0;
 };
 
-// On CPU `cpu` (abi::kSpawnerCpu: the process server's, where this
-// process runs too).
-Result<EchoProcess> spawn_echo(const services::Services& s, uint32_t cpu = abi::kSpawnerCpu) {
+// Bound to CPU `cpu`.
+Result<EchoProcess> spawn_echo(const services::Services& s, uint32_t cpu) {
     Result<ipc::Endpoint> ep = ipc::Endpoint::create();
     if (!ep) return ep.error();
     // Grant: its replies move handles back.
@@ -416,7 +415,8 @@ void load(EchoProcess& echo, PipePair& pipes) {
     }
 }
 
-int run_cases(const services::Services& s) {
+// `cpu`: this process's CPU, where the echo runs too.
+int run_cases(const services::Services& s, uint32_t cpu) {
     printf("config: fastpath=%s donate=%s\n", g_fast_path ? "on" : "off",
            g_donation ? "on" : "off");
     printf("warm-up %zu, samples %zu per case; TSC ticks per operation\n", kWarmup, kSamples);
@@ -439,7 +439,7 @@ int run_cases(const services::Services& s) {
 
     // Call + ReplyRecv between two processes (the headline) and between two
     // threads of this one; then payloads and a handle.
-    Result<EchoProcess> echo = spawn_echo(s);
+    Result<EchoProcess> echo = spawn_echo(s, cpu);
     if (!echo) {
         report_error("call_reply_recv_two_processes", "spawn", echo.error());
         return 1;
@@ -567,6 +567,13 @@ int main(uint64_t arg) {
     g_donation = !has_word(start.args, "donate", "off");
     g_fast_path = !has_word(start.args, "fastpath", "off");
     services::Services s = services::take(start);
+    // Same-core cases stay same-core: this thread stays on its CPU (spawned
+    // without one, it may run on every CPU), and so does each echo.
+    if (abi::Err e = sys::set_affinity(abi::kNoHandle, uint64_t(1) << start.cpu);
+        e != abi::Err::Ok) {
+        printf("cannot bind to cpu %u: %s\n", start.cpu, ipc::error_name(e));
+        return 97;
+    }
     if (has_word(start.args, "cross", "on")) return run_cross_core(start, s);
-    return run_cases(s);
+    return run_cases(s, start.cpu);
 }

@@ -526,8 +526,11 @@ TEST_F(SmpIpcTest, MovesPlacementAndStartsTakeNoEndpointLock) {
         on_cpu(2, [&] { EXPECT_EQ(sched_at(2).set_affinity(*t, 0b001).value(), 0u); });
         EXPECT_EQ(t->cpu, 0u);
         EXPECT_EQ(sched().ready_count(), 1u);
-        // Balanced to an idle CPU at CPU 0's tick.
+        // Balanced to an idle CPU at CPU 0's tick, once it has run
+        // (as if it had) and waited a whole tick.
         EXPECT_EQ(sched().set_affinity(*t, 0b111).value(), 0u);
+        t->ran = true;
+        sched().on_timer_tick();
         sched().on_timer_tick();
         EXPECT_EQ(t->cpu, 1u);
         EXPECT_EQ(sched().counters().balanced, 1u);

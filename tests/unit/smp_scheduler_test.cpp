@@ -411,8 +411,36 @@ TEST_F(SmpSchedulerTest, PlacementTakesTheLeastLoadedAllowedCpu) {
     }
 }
 
+// A process made without a CPU starts its first thread on the creator's
+// CPU, even where another is less loaded (a client and the server it
+// spawned share a CPU), allowed on every CPU; the threads it makes are
+// placed on the least loaded. One made for a CPU runs there alone.
+TEST_F(SmpSchedulerTest, AProcessWithoutACpuStartsHereAndMayRunEverywhere) {
+    Process* p = Process::create("p").value();
+    EXPECT_EQ(p->cpu(), 0u);
+    EXPECT_EQ(p->affinity(), 0b11u);
+    Thread* first = p->create_thread("first", abi::kUserBase, 0, 0).value();
+    EXPECT_EQ(first->cpu, 0u);  // CPU 0 runs boot, CPU 1 idles: still here
+    EXPECT_EQ(first->affinity, 0b11u);
+    Thread* second = p->create_thread("second", abi::kUserBase, 0, 0, first).value();
+    EXPECT_EQ(second->affinity, 0b11u);
+    EXPECT_EQ(second->cpu, 1u);
+    Process* q = nullptr;
+    on_cpu(1, [&] { q = Process::create("q").value(); });
+    EXPECT_EQ(q->cpu(), 1u);
+    EXPECT_EQ(q->affinity(), 0b11u);
+    Process* r = Process::create("r", 1).value();
+    EXPECT_EQ(r->affinity(), 0b10u);
+    Thread* only = r->create_thread("only", abi::kUserBase, 0, 0).value();
+    EXPECT_EQ(only->cpu, 1u);
+    EXPECT_EQ(only->affinity, 0b10u);
+    for (Thread* t : {first, second, only}) Thread::destroy(t);  // never started
+    for (Process* x : {p, q, r}) x->release();
+}
+
 // A thread of a process made by another of its threads may run where its
-// creator may; the process's first thread runs on the process's CPU alone.
+// creator may; the first thread of a process made for a CPU runs there
+// alone.
 TEST_F(SmpSchedulerTest, AThreadInheritsItsCreatorsMask) {
     Process* p = Process::create("p", 0).value();
     Thread* first = p->create_thread("first", abi::kUserBase, 0, 0).value();
@@ -679,7 +707,17 @@ TEST_F(SmpSchedulerTest, BalancingMovesAWaitingThreadToAnIdleCpu) {
     Thread* b = spawn("b");
     ASSERT_EQ(sched().set_affinity(*a, 0b11).value(), 0u);
     ASSERT_EQ(sched().set_affinity(*b, 0b11).value(), 0u);
+    for (int i = 0; i < 3; ++i) sched().on_timer_tick();
+    EXPECT_EQ(sched().counters().balanced, 0u);  // none has run yet
+    for (int i = 0; i < 8 && !(a->ran && b->ran && sched().current() == boot_); ++i) {
+        yield();  // each runs, and is queued again
+    }
+    ASSERT_EQ(sched().current(), boot_);
+    ASSERT_TRUE(a->ran && b->ran);
+    for (Thread* t : {bound, a, b}) t->stack_holds_no_cpu = true;  // as if from user mode
     FakeCpu::notified.clear();
+    sched().on_timer_tick();  // queued before it: they have not waited a whole tick
+    EXPECT_EQ(sched().counters().balanced, 0u);
     sched().on_timer_tick();
     EXPECT_EQ(bound->cpu, 0u);
     EXPECT_EQ(a->cpu, 1u);  // the first allowed, though not the first queued
@@ -707,26 +745,25 @@ TEST_F(SmpSchedulerTest, BalancingMovesOnlyThreadsLeftAtTheUserBoundary) {
     yield();
     ASSERT_EQ(sched().current(), a);
     for (uint32_t i = 0; i < Scheduler::kQuantumTicks; ++i) sched().on_timer_tick();
-    // Nothing moved yet: a runs, b waits but b has not run (movable), so b
-    // went to CPU 1 at the first tick. Bring it back to test the rule on
-    // threads that ran.
-    ASSERT_EQ(b->cpu, 1u);
-    on_cpu(1, [&] {
-        sched1().preempt_if_needed();
-        ASSERT_EQ(sched1().current(), b);
-        LockGuard guard(sched1().lock());
-        sched1().block_current_locked(nullptr, 0);
-    });
+    // a runs; b waits but has not run: it stays.
+    ASSERT_EQ(b->cpu, 0u);
     sched().preempt_if_needed(false);  // the quantum is over: a preempted in the kernel
+    ASSERT_EQ(sched().current(), b);
+    {
+        LockGuard guard(sched().lock());
+        sched().block_current_locked(nullptr, 0);  // b is out of the way
+    }
     ASSERT_NE(sched().current(), a);
     EXPECT_FALSE(a->stack_holds_no_cpu);
     sched().on_timer_tick();
-    EXPECT_EQ(a->cpu, 0u);  // not movable
+    sched().on_timer_tick();  // a has waited a whole tick
+    EXPECT_EQ(a->cpu, 0u);    // but it is not movable
     while (sched().current() != a) yield();
     for (uint32_t i = 0; i < Scheduler::kQuantumTicks; ++i) sched().on_timer_tick();
     sched().preempt_if_needed(true);  // now from user mode
     ASSERT_NE(sched().current(), a);
     EXPECT_TRUE(a->stack_holds_no_cpu);
+    sched().on_timer_tick();
     sched().on_timer_tick();
     EXPECT_EQ(a->cpu, 1u);
 }
@@ -746,7 +783,42 @@ TEST_F(SmpSchedulerTest, NoBalancingWithoutWaitingThreads) {
     sched().on_timer_tick();
     EXPECT_EQ(sched().counters().balanced, 0u);
     sched().wake(*a);
-    sched().on_timer_tick();  // now a waits while boot runs
+    sched().on_timer_tick();  // now a waits while boot runs, since before this tick
+    EXPECT_EQ(a->cpu, 0u);
+    sched().on_timer_tick();  // and through a whole one
+    EXPECT_EQ(a->cpu, 1u);
+}
+
+// A thread queued again (woken, preempted) waits a whole tick anew before
+// the balancing rule moves it: a server woken or spawned beside its client
+// runs there as soon as the client blocks on it.
+TEST_F(SmpSchedulerTest, BalancingMovesOnlyAThreadThatWaitedAWholeTick) {
+    Thread* a = spawn("a");
+    ASSERT_TRUE(sched().set_affinity(*a, 0b11).ok());
+    yield();
+    ASSERT_EQ(sched().current(), a);
+    {
+        LockGuard guard(sched().lock());
+        sched().block_current_locked(nullptr, 0);
+    }
+    a->context.gave_stack_up = true;                      // as an IPC syscall's block at its frame
+    for (int i = 0; i < 3; ++i) sched().on_timer_tick();  // blocked: nothing waits
+    sched().wake(*a);
+    sched().on_timer_tick();
+    EXPECT_EQ(a->cpu, 0u);
+    yield();  // a runs, blocks and is woken again
+    ASSERT_EQ(sched().current(), a);
+    {
+        LockGuard guard(sched().lock());
+        sched().block_current_locked(nullptr, 0);
+    }
+    a->context.gave_stack_up = true;
+    sched().on_timer_tick();
+    sched().wake(*a);
+    sched().on_timer_tick();
+    EXPECT_EQ(a->cpu, 0u);  // queued again since the last tick
+    EXPECT_EQ(sched().counters().balanced, 0u);
+    sched().on_timer_tick();
     EXPECT_EQ(a->cpu, 1u);
 }
 

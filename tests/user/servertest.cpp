@@ -796,7 +796,7 @@ bool same_stats(const ServerStats& a, const ServerStats& b) {
 // (its status), and the servers hold what they held before: no state for a
 // dead client, their heaps back where they started. With several CPUs,
 // client i runs on CPU i % cpu_count and the two killed ones on CPUs other
-// than the driver's, so the servers (on CPU 0) serve every CPU at once and
+// than the driver's, so the servers (started on CPU 0) serve every CPU at once and
 // each kill crosses CPUs.
 void stress(const abi::StartInfo& start, const services::Services& s) {
     constexpr int kClients = 8;
@@ -957,6 +957,11 @@ int main(uint64_t arg) {
     const abi::StartInfo& start = services::start_info(arg);
     if (start.arg != kDriver) return child_main(start);
     services::Services s = services::take(start);
+    // The stress run speaks of the driver's CPU: it stays there.
+    if (sys::set_affinity(abi::kNoHandle, uint64_t(1) << start.cpu) != abi::Err::Ok) {
+        report(false, "services_present");
+        return 1;
+    }
     if (!s.pipe.valid()) {
         report(false, "services_present");
         return 1;

@@ -38,6 +38,9 @@ ipc::Endpoint g_pong_ep;
 abi::HandleValue g_pong = abi::kNoHandle;
 uint64_t g_pong_pid = 0;
 ipc::Endpoint g_deaths;
+uint32_t g_cpu = 0;             // this process's CPU (main() binds it there)
+uint32_t g_cpu_count = 1;       // CPUs 0 .. g_cpu_count - 1 (an index may be missing)
+uint64_t g_start_affinity = 1;  // StartInfo::affinity
 
 bool start_pong() {
     Result<ipc::Endpoint> ep = ipc::Endpoint::create();
@@ -65,6 +68,7 @@ constexpr uint64_t kRoundTrips = 100000;
 
 bool ping_pong() {
     uint64_t sum = 0, expected = 0;
+    uint32_t pong_apic = 0;
     // A warm-up round trip, then the measured ones.
     EXPECT(ipc::call(g_pong_ep, ipc::Message(1).set_word(0, 1)));
     uint64_t t0 = rdtsc();
@@ -77,12 +81,14 @@ bool ping_pong() {
         }
         sum += r.value().message.word(0) + (r.value().message.word(1) ^ 0x5555);
         expected += i * 3 + 1 + i;
+        pong_apic = uint32_t(r.value().message.word(3));
     }
     uint64_t t1 = rdtsc();
     printf(
         "  %lu call/reply_recv round trips between two processes, %lu TSC ticks each, "
-        "checksum %s\n",
-        kRoundTrips, (t1 - t0) / kRoundTrips, sum == expected ? "ok" : "BAD");
+        "checksum %s (the server ran on %s processor)\n",
+        kRoundTrips, (t1 - t0) / kRoundTrips, sum == expected ? "ok" : "BAD",
+        pong_apic == utest::apic_id() ? "this" : "another");
     EXPECT(sum == expected);
     return true;
 }
@@ -93,7 +99,9 @@ bool raw_round_trips() {
     Result<ipc::Endpoint> ep = ipc::Endpoint::create();
     EXPECT(ep);
     abi::HandleValue h = ep.value().get();
-    EXPECT(spawn(g_modules, "rawpong", 0, &h, 1) != abi::kNoHandle);
+    // On this CPU, bound: a measure of the same-CPU path.
+    EXPECT(spawn(g_modules, "rawpong", 0, &h, 1, true, nullptr, abi::kNoHandle, nullptr, g_cpu) !=
+           abi::kNoHandle);
     uint64_t info = abi::MsgInfo{1, 0, 0, false}.encode();
     EXPECT(sys::invoke(abi::Sys::Call, h, info, 0, 0, 0, 0, abi::kForever).ok());  // warm-up
     uint64_t sum = 0;
@@ -821,9 +829,6 @@ bool failed_ipc_clears_its_message_registers() {
 // --- Between CPUs (docs/smp.md) ---
 // With one CPU there is nothing to cross: each case says so and passes.
 
-uint32_t g_cpu = 0;        // this process's CPU
-uint32_t g_cpu_count = 1;  // CPUs 0 .. g_cpu_count - 1 (an index may be missing)
-
 // A pong on the first CPU after this one that the kernel accepts.
 struct Pong {
     ipc::Endpoint ep;
@@ -1016,13 +1021,15 @@ bool thread_moves_between_cpus() {
 struct Spinner {
     bool stop = false;
     bool done = false;
-    uint32_t apic = 0;
+    uint32_t first_apic = 0;  // where it spun first
+    uint32_t apic = 0;        // where it spun last
     uint64_t spins = 0;
 };
 
 void spin_until_stopped(void* arg) {
     auto* s = static_cast<Spinner*>(arg);
     while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+        if (s->spins == 0) __atomic_store_n(&s->first_apic, utest::apic_id(), __ATOMIC_RELAXED);
         __atomic_store_n(&s->apic, utest::apic_id(), __ATOMIC_RELAXED);
         __atomic_store_n(&s->spins, s->spins + 1, __ATOMIC_RELEASE);
     }
@@ -1072,6 +1079,74 @@ bool busy_threads_spread_to_idle_cpus() {
         while (!__atomic_load_n(&s.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
     }
     EXPECT(moved > 0);
+    return true;
+}
+
+// The CPUs running threads, as ThreadSetAffinity tells them: those below
+// cpu_count whose bit it takes (one that did not start is refused). This
+// thread stays on its CPU, and ends bound to it again.
+uint64_t online_cpus() {
+    uint64_t online = uint64_t(1) << g_cpu;
+    for (uint32_t c = 0; c < g_cpu_count && c < 64; ++c) {
+        uint64_t wider = online | (uint64_t(1) << c);
+        if (sys::set_affinity(abi::kNoHandle, wider) == abi::Err::Ok) online = wider;
+    }
+    EXPECT(sys::set_affinity(abi::kNoHandle, uint64_t(1) << g_cpu) == abi::Err::Ok);
+    return online;
+}
+
+// This process was spawned without a CPU (by the kernel, as init): its
+// first thread started with every running CPU in its mask
+// (StartInfo::affinity; docs/smp.md, "Placement"), before main() bound it
+// to its CPU.
+bool spawn_without_a_cpu_allows_every_cpu() {
+    EXPECT(((g_start_affinity >> g_cpu) & 1) != 0);
+    EXPECT(g_start_affinity == online_cpus());
+    return true;
+}
+
+// A thread allowed on every CPU makes threads that are too, each homed on
+// the least loaded CPU: with this one busy (this thread runs) and the
+// others idle, each new spinner starts on another idle CPU, placed at its
+// creation rather than moved there later by the balancing rule.
+bool new_threads_start_on_idle_cpus() {
+    if (one_cpu()) return true;
+    const uint64_t online = online_cpus();
+    const int others = __builtin_popcountll(online) - 1;
+    if (others == 0) {
+        printf("  no other CPU online: nothing to spread to\n");
+        return true;
+    }
+    for (int i = 0; i < 100; ++i) (void)sys::yield();  // earlier tests' threads end meanwhile
+    const uint32_t apic_here = utest::apic_id();
+    constexpr int kMaxSpinners = 3;
+    const int n = others < kMaxSpinners ? others : kMaxSpinners;
+    Spinner spinners[kMaxSpinners];
+    ipc::Handle threads[kMaxSpinners];
+    EXPECT(sys::set_affinity(abi::kNoHandle, online) == abi::Err::Ok);
+    for (int i = 0; i < n; ++i) {
+        Result<ipc::Handle> t = ipc::start_thread(spin_until_stopped, &spinners[i]);
+        EXPECT(t);
+        threads[i] = std::move(t).value();
+    }
+    EXPECT(sys::set_affinity(abi::kNoHandle, uint64_t(1) << g_cpu) == abi::Err::Ok);
+    EXPECT(utest::apic_id() == apic_here);
+    for (int i = 0; i < n; ++i) {
+        while (__atomic_load_n(&spinners[i].spins, __ATOMIC_ACQUIRE) == 0) (void)sys::yield();
+    }
+    int elsewhere = 0;
+    bool distinct = true;
+    for (int i = 0; i < n; ++i) {
+        uint32_t first = __atomic_load_n(&spinners[i].first_apic, __ATOMIC_RELAXED);
+        elsewhere += first != apic_here;
+        for (int j = 0; j < i; ++j) distinct &= first != spinners[j].first_apic;
+    }
+    for (int i = 0; i < n; ++i) __atomic_store_n(&spinners[i].stop, true, __ATOMIC_RELEASE);
+    for (int i = 0; i < n; ++i) {
+        while (!__atomic_load_n(&spinners[i].done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+    }
+    printf("  %d spinners started on %d other CPUs\n", n, elsewhere);
+    EXPECT(elsewhere == n && distinct);
     return true;
 }
 
@@ -1491,6 +1566,13 @@ int main(uint64_t arg) {
     g_modules = start.handles[0];
     g_cpu = start.cpu;
     g_cpu_count = start.cpu_count;
+    g_start_affinity = start.affinity;
+    // The cases speak of "this CPU" and "another": this thread stays on
+    // its CPU, and the threads it makes take that mask of one.
+    if (sys::set_affinity(abi::kNoHandle, uint64_t(1) << g_cpu) != abi::Err::Ok) {
+        printf("not ok - start: cannot bind to cpu %u\n", g_cpu);
+        return 1;
+    }
     check(start_pong(), "user_spawn_server");
     check(ping_pong(), "user_ping_pong_100000");
     check(raw_round_trips(), "user_raw_round_trips_100000");
@@ -1519,6 +1601,8 @@ int main(uint64_t arg) {
     check(with_pong_elsewhere(unmap_reaches_every_cpu), "user_unmap_reaches_every_cpu");
     check(thread_moves_between_cpus(), "user_thread_moves_between_cpus");
     check(busy_threads_spread_to_idle_cpus(), "user_busy_threads_spread_to_idle_cpus");
+    check(spawn_without_a_cpu_allows_every_cpu(), "user_spawn_without_a_cpu_allows_every_cpu");
+    check(new_threads_start_on_idle_cpus(), "user_new_threads_start_on_idle_cpus");
     check(unmaps_on_every_cpu_at_once(), "user_unmaps_on_every_cpu_at_once");
     check(moves_during_cross_cpu_ipc(), "user_moves_during_cross_cpu_ipc");
     check(reply_waits_end_on_every_cpu(), "user_reply_waits_end_on_every_cpu");

@@ -217,8 +217,11 @@ constexpr uint32_t kSpawnerCpu = 0xFFFFFFFF;
 // moved originals) of `handles`, and `supervisor` (an endpoint handle with
 // the Send right, or kNoHandle) receives a kLabelChildDied notice when it
 // dies: words[0] its process id, words[1] its status, with the badge of
-// the supervisor handle. Every thread of the child runs on CPU `cpu`
-// (StartInfo::cpu_count says how many there are; docs/smp.md).
+// the supervisor handle. With a CPU `cpu` (StartInfo::cpu_count says how
+// many there are), every thread of the child runs on that CPU alone; with
+// kSpawnerCpu its first thread starts on the spawner's CPU and its threads
+// may run on every CPU running then, placed and balanced by the kernel
+// (StartInfo::affinity; docs/smp.md, "Placement").
 struct SpawnArgs {
     char module[kModuleNameMax];  // the boot module's name, NUL-terminated
     uint64_t arg;                 // StartInfo::arg
@@ -237,8 +240,9 @@ struct StartInfo {
     uint32_t handle_count;
     HandleValue handles[kMaxStartHandles];  // in the order SpawnArgs gave them
     char args[kArgsMax];                    // NUL-terminated
-    uint32_t cpu;                           // the CPU every thread of this process runs on
+    uint32_t cpu;                           // the CPU its first thread starts on
     uint32_t cpu_count;  // the CPUs that run threads are below it (a late one may be missing)
+    uint64_t affinity;   // the CPUs its first thread may run on, a bit each (ThreadSetAffinity)
 };
 
 // ProcessSpawn's r0: the new process's handle (Manage); r1: its process id.

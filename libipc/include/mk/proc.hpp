@@ -105,8 +105,9 @@ struct Exited {
 // process-server handle in slot services::kProc and copies of the caller's
 // pipe and port service handles in kPipe and kPort (BadState if the caller
 // has none), then `extra` (moved to it; at most abi::kMaxHandles - 2) from
-// slot services::kCount on. Every thread of it runs on CPU `cpu`
-// (abi::kSpawnerCpu: the process server's; docs/smp.md).
+// slot services::kCount on. Every thread of it runs on CPU `cpu`; with
+// abi::kSpawnerCpu it starts on the process server's and may run on every
+// CPU (abi::SpawnArgs::cpu; docs/smp.md).
 Result<Child> spawn(const services::Services& s, const char* module, const char* args,
                     uint64_t arg = 0, ipc::Handle* extra = nullptr, uint32_t extra_count = 0,
                     uint32_t cpu = abi::kSpawnerCpu);
