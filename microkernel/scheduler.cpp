@@ -899,11 +899,14 @@ void Scheduler::donate_elsewhere_locked(Thread& thread) {
     Scheduler& home = of(thread);
     MK_ASSERT(&home != this && home.lock_.is_locked());
     if (!donation_enabled_ || thread.state != ThreadState::Ready) return;
-    // An idle CPU was told by the wake (enqueue_locked), and runs it at the
-    // end of that interrupt. That CPU's own donation, set and about to be
-    // yielded to (or another CPU's "now" on its way), stays: this thread
-    // then waits its turn.
-    if (home.current_ == home.idle_ || home.donate_target_ != nullptr) return;
+    // That CPU's own donation, set and about to be yielded to (or another
+    // CPU's "now" on its way), stays: this thread then waits its turn.
+    if (home.donate_target_ != nullptr) return;
+    // An idle CPU was told by the wake (enqueue_locked), and runs the first
+    // of its queues at the end of that interrupt: when that is this thread,
+    // nothing more is needed.
+    if (home.current_ == home.idle_ && home.handoff_.empty() && home.ready_.front() == &thread)
+        return;
     // Read without the lock by yield_to_donate_target() on that CPU. The
     // interrupt's end runs it (preempt_locked); a kill or a move of it
     // meanwhile clears it, and then nothing is preempted. Direct switches
@@ -1052,8 +1055,9 @@ void Scheduler::schedule_locked(bool honor_donation) {
         }
     }
     // A donation, or a thread of the hand-off queue, goes on with the
-    // quantum; anything else starts a fresh one.
-    bool keep_quantum = next != nullptr;
+    // quantum; anything else, or anything after the idle thread, starts a
+    // fresh one.
+    bool keep_quantum = next != nullptr && prev != idle_;
     if (next == nullptr) {
         next = pop_ready_locked(&keep_quantum);
         if (next == nullptr) next = idle_;
@@ -1271,7 +1275,8 @@ bool Scheduler::idle_once() {
     {
         LockGuard guard(lock_);
         has_work = any_ready_locked();
-        if (has_work) schedule_locked(false);
+        // A donation from another CPU first (donate_elsewhere_locked).
+        if (has_work) schedule_locked(true);
     }
     if (!has_work) {
         // Interrupts stay off from the check to the wait: a wake from an

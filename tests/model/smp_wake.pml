@@ -80,7 +80,8 @@
  *   2. a thread's stack is used by one CPU at a time and only by its home CPU
  *      (switch_context: stk[], home[]) -- W never runs on two CPUs, nor on CPU0;
  *   2b. "wake there, now": a donation to W while B runs makes CPU1 switch from B to
- *      W before B's next step (ghost `owed`, asserted when B exits); a target is
+ *      W before B's next step, and one to an idle CPU1 with B queued ahead of W runs
+ *      W first (ghost `owed`, asserted when B exits); a target is
  *      honoured only Ready and homed on CPU1, and every switch through
  *      schedule_locked consumes it (a direct switch would leave it: none here);
  *   3. the locks: every access to what one guards is made by the CPU holding it; a
@@ -133,6 +134,10 @@
  *   BUG_PREEMPT_NEEDS_RESCHED  preempt_locked switches only for need_resched_ (which a
  *                              donation leaves alone): B's interrupt ends without a
  *                              switch (owed)
+ *   BUG_IDLE_IGNORES_TARGET    idle_once's switch does not honour the target (it did
+ *                              until a donation could target an idle CPU): W, donated
+ *                              to an idle CPU1 behind B, is consumed as a target and
+ *                              B runs first (owed)
  *   BUG_PUSH_BEFORE_GAP + REAPER_WITHOUT_E
  *                              bury_locked pushes the zombie before HomeLock's gap, and
  *                              Thread::destroy takes S0 and the zombie's S1 without E
@@ -154,7 +159,8 @@
  * checks that each is reached); 11-13 are of the per-CPU locks: the reaper pops a
  * zombie CPU1 is still on (and waits for S1), the exit's wake finds the reaper
  * Blocked, the waker has E + S0 while CPU1 is still on W's stack (and waits for S1);
- * 14-15 of the donation: CPU1 takes the donate target, CPU0 makes W CPU1's target.
+ * 14-16 of the donation: CPU1 takes the donate target, CPU0 makes W CPU1's target
+ * (busy), CPU0 makes W the target of an idle CPU1 with B queued ahead.
  */
 /* thread numbers in the printf story: W = 0, B = 1, I1 = 2 */
 #define W    0                  /* homed on CPU1: blocks in Endpoint::recv */
@@ -196,7 +202,8 @@ bit   if1;                      /* CPU1's RFLAGS.IF */
 byte  dt1 = NONE;               /* CPU1's Scheduler::donate_target_ (S1) */
 bit   nr1;                      /* CPU1's Scheduler::need_resched_ (S1) */
 bit   hq_b;                     /* B lent at the front of CPU1's hand-off queue (S1) */
-bit   owed;                     /* ghost: a donation made W CPU1's target while B ran */
+bit   owed;                     /* ghost: a donation made W CPU1's target while B ran
+                                   or waited ahead of it: B must not run on first */
 bit   pend1;                    /* the notify vector pending at CPU1's local APIC */
 bit   halted1;                  /* CPU1 in hlt */
 byte  stk[NT];                  /* ghost: the CPU on each thread's stack (NOCPU: none) */
@@ -266,19 +273,24 @@ inline enqueue_locked(t) {
 }
 
 /* Scheduler::donate_locked(t) -> donate_elsewhere_locked, on CPU0 with S1 held (the
-   wake's HomeLock): "wake there, now".  An idle CPU1 was told by the wake; a busy one
-   gets t as its donate target (unless it has one) and the notify; the end of that
-   interrupt runs it (preempt_locked looks at the target itself, so a target gone by
-   then -- a kill, a move -- preempts nothing). */
+   wake's HomeLock): "wake there, now".  CPU1 gets t as its donate target (unless it
+   has one) and the notify; the end of that interrupt, or the idle loop's next pass,
+   runs it (schedule_locked looks at the target itself, so a target gone by then --
+   a kill, a move -- preempts nothing).  An idle CPU1 whose queues hold t first was
+   told by the wake, and gets no target. */
 inline donate_locked(t) {
   assert(slk[S1] == CPU0 && home[t] == CPU1 && state[t] == READY);
   if
-  :: cur1 != I1 && dt1 == NONE ->
-     dt1 = t; owed = (cur1 == B);      /* need_resched_ is left alone */
+  :: dt1 == NONE && (cur1 != I1 || hq_b || rq[0] != t) ->
+     dt1 = t; owed = (cur1 == B || cur1 == I1);  /* need_resched_ is left alone */
 #ifndef BUG_DONATE_NO_NOTIFY
      pend1 = 1;
 #endif
-     REACH(15); printf("CPU0: %d runs on CPU1 now: its donate target, notify_cpu(1)\n", t)
+     if
+     :: cur1 == I1 -> REACH(16);
+        printf("CPU0: %d runs on idle CPU1 before %d queued first: its donate target\n", t, rq[0])
+     :: else -> REACH(15); printf("CPU0: %d runs on CPU1 now: its donate target, notify_cpu(1)\n", t)
+     fi
   :: else
   fi
 }
@@ -286,7 +298,7 @@ inline donate_locked(t) {
 /* Scheduler::schedule_locked(honor) + the bookkeeping half of switch_locked(), on CPU1.
    enter_switch_locked() has let go of E first (when held): S1 is the one lock left.
    The donate target is consumed by every switch through it; honoured (`honor`: every switch
-   but idle_once's) when it is Ready and homed here: it runs, and a running prev
+   but BUG_IDLE_IGNORES_TARGET's idle_once) when it is Ready and homed here: it runs, and a running prev
    waits at the front of the hand-off queue (only B is ever preempted: W is the
    only target, and it is Blocked when it becomes one).  Else the hand-off queue,
    then the round robin. */
@@ -322,7 +334,7 @@ inline schedule_locked1(prev, nxt, honor) {
         if :: rq_len > 0 -> rq_pop(nxt) :: else -> nxt = I1 fi
      fi
   fi;
-  if :: prev == B -> owed = 0 :: else fi;
+  if :: prev == B || nxt == W -> owed = 0 :: else fi;  /* W ran: nothing owed */
   nr1 = 0;                                        /* switch_locked */
   state[nxt] = RUNNING; cur1 = nxt;               /* switch_locked: current_ = &next */
   printf("CPU1: switch from %d to %d\n", prev, nxt)
@@ -478,7 +490,11 @@ top:
   atomic { slk[S1] == NOCPU -> if1 = 0; lockS(CPU1, S1) }
   if
   :: ANY_READY1 ->
+#ifndef BUG_IDLE_IGNORES_TARGET
+     atomic { REACH(4); schedule_locked1(I1, nxt, 1) }  /* a donation from CPU0 first */
+#else
      atomic { REACH(4); schedule_locked1(I1, nxt, 0) }
+#endif
      switch_context(I1);
      goto resume
   :: else ->

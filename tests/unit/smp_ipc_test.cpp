@@ -121,6 +121,30 @@ class SmpIpcTest : public testing::SmpFixture {
         return {r, c, token};
     }
 
+    // See ADonationToAnIdleCpuWithOtherWorkQueuedRunsFirst.
+    void donation_to_an_idle_cpu_with_work_queued(bool idle_loop_first) {
+        Thread* r = server_on_0();
+        Thread* c = caller_on(1);
+        ReplyToken token = received_by(r);
+        ASSERT_EQ(sched1().current(), idle1_);
+        Thread* other = create_on(1, "other");
+        ASSERT_EQ(sched().start(*other), Error::None);  // queued first, CPU 1 told
+        FakeCpu::notified.clear();
+        EXPECT_EQ(ep_->reply_recv(token, msg(9)).error(), Error::WouldBlock);
+        EXPECT_EQ(sched().counters().remote_donations, 1u);
+        EXPECT_EQ(FakeCpu::notified, (std::vector<uint32_t>{1, 1}));  // the wake's, the donation's
+        on_cpu(1, [&] {
+            if (idle_loop_first) {
+                sched1().idle_once();
+            } else {
+                sched1().preempt_if_needed(true);
+            }
+        });
+        EXPECT_EQ(sched1().current(), c);
+        EXPECT_EQ(other->state, ThreadState::Ready);
+        expect_answer(1, c, 9);
+    }
+
     // Thread `c` of CPU `cpu`, woken, finds the answer `label` to its call.
     void expect_answer(uint32_t cpu, Thread* c, uint64_t label) {
         on_cpu(cpu, [&] {
@@ -511,6 +535,33 @@ TEST_F(SmpIpcTest, WithoutDonationABusyCpuIsNotInterrupted) {
     EXPECT_EQ(sched1().current(), busy);
     EXPECT_EQ(c->state, ThreadState::Ready);
     Scheduler::set_donation_enabled(true);
+}
+
+// An idle CPU told by a wake runs the first of its ready queue; when that
+// is another thread than the one a donation woke there, the donation goes
+// first all the same, whether the CPU takes the interrupt's end or its
+// idle loop first.
+TEST_F(SmpIpcTest, ADonationToAnIdleCpuWithOtherWorkQueuedRunsFirst) {
+    donation_to_an_idle_cpu_with_work_queued(false);
+}
+
+TEST_F(SmpIpcTest, ADonationToAnIdleCpuWithOtherWorkQueuedRunsFirstFromItsIdleLoop) {
+    donation_to_an_idle_cpu_with_work_queued(true);
+}
+
+// When the woken thread is the first in line there, the wake's notify is
+// all it takes: no target.
+TEST_F(SmpIpcTest, ADonationToAnIdleCpuWithNothingElseQueuedSetsNoTarget) {
+    Thread* r = server_on_0();
+    Thread* c = caller_on(1);
+    ReplyToken token = received_by(r);
+    FakeCpu::notified.clear();
+    EXPECT_EQ(ep_->reply_recv(token, msg(9)).error(), Error::WouldBlock);
+    EXPECT_EQ(sched().counters().remote_donations, 0u);
+    EXPECT_EQ(FakeCpu::notified, std::vector<uint32_t>{1});
+    on_cpu(1, [&] { sched1().preempt_if_needed(true); });
+    EXPECT_EQ(sched1().current(), c);
+    expect_answer(1, c, 9);
 }
 
 // Placement, starts, moves and the balancing rule take scheduler locks
