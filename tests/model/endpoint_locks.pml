@@ -2,15 +2,16 @@
  * endpoint_locks.pml -- Promela model of per-endpoint IPC locks on two CPUs, the
  * successor of split_locks.pml (tests/model/README.md, "endpoint_locks.pml";
  * docs/locking.md, "What is left").  The code follows it (Endpoint::lock_ is EP[e];
- * not modelled: Endpoint::free_object's take and release of EP[e]).
+ * -DFREE: Endpoint::free_object's take and release of EP[e], which waits for a syscall
+ * fast path that let go of the handle table lock before EP[e]).
  * Checked exhaustively by tests/model/run_spin.sh.
  *
  * Design v2.  v1 had a reply lock RL[t] per thread for t's callers queue; the same-CPU
  * fast path (Call to a waiting receiver, ReplyRecv answering a caller) would have taken
  * it as a fourth lock.  v2 drops RL: t's callers queue and the reply wait of each caller
  * on it are guarded by t's home scheduler lock S[home(t)], which that path holds anyway.
- * The fast path takes the handle table (not modelled), EP[e] and this CPU's S: no more
- * locks than with the one IPC lock it replaced (table, g_ipc_lock, S).
+ * The fast path takes the handle table (modelled with -DFREE: TL), EP[e] and this CPU's
+ * S: no more locks than with the one IPC lock it replaced (table, g_ipc_lock, S).
  *
  * Locks (each held by a CPU, interrupts off on that CPU while it holds any), in order:
  *   EP[e]  (LockLevel::Endpoint, one per endpoint; e = 0, 1; lk[0], lk[1]): the
@@ -27,9 +28,12 @@
  *          homed on c held by a saved Reply (its own home S).  A move of the server (both
  *          S held) carries that guard along, a move of a saved caller its own: nothing to
  *          rewrite.
- *   Order: EP[e] -> S[0] -> S[1]: two S locks only in CPU index order (lower first),
- *   after any EP lock.  Asserted at every acquire (LOCK); every access to guarded
- *   state asserts that its CPU holds the guarding lock.
+ *   TL     (-DFREE: HandleTable::lock_ of C1's process; lk[4]): C1's handle slot to EP[0]
+ *          (slot); first in the order, before EP[e].
+ *   Order: [TL ->] EP[e] -> S[0] -> S[1]: two S locks only in CPU index order (lower
+ *   first), after any EP lock.  Asserted at every acquire (LOCK); every access to guarded
+ *   state asserts that its CPU holds the guarding lock (-DFREE: and that the endpoint is
+ *   not freed, ep_freed[e]: HOLDS, LOCK, UNLOCK, pin).
  *
  * Wait lock (wl[t]) of a waiting thread: EP[e] while on senders_/receivers_ of e;
  * WREPLY, i.e. S[home(R)], while waiting for R's reply on R's callers queue; -DSAVE:
@@ -88,6 +92,24 @@
  *          S1, the home changed (its armed timeout moves with it; a moved R takes its
  *          callers queue along; a moved caller its saved wait).
  *
+ * Endpoint free (-DFREE; one endpoint, EP[0]; no -DDIE, -DC0CALL, -DTWO_EP):
+ *   C1's call looks EP[0] up under its table lock TL (FastPath::endpoint, syscall.S
+ *          LOOKUP_ENDPOINT: no reference taken), then takes EP[0].  The fast path's call
+ *          (one S) drops R's wait reference under TL (never the last: the slot's), lets
+ *          go of TL once the IPC state is written ("the endpoint is used no more"), and
+ *          of EP[0] in a later step (FAST_SWITCH): between the two only EP[0] keeps the
+ *          endpoint alive.  The general path (Endpoint::call_inline) holds a reference
+ *          from its lookup: played by keeping TL to the end of its critical section.
+ *   Closer (HandleTable::remove of the endpoint's last handle, by another thread of C1's
+ *          process on CPU0; then report_and_release -> KObject::release -> kobject_free
+ *          -> Endpoint::free_object): once every other reference is gone (R's own,
+ *          dropped after its last receive or moved to its last wait on receivers_; a
+ *          caller's on senders_; a tick's or kill's pin): TL, slot emptied, TL let go;
+ *          outside every lock the last reference dropped; free_object takes EP[0] and
+ *          lets it go ({ LockGuard used(endpoint->lock_); }), then the endpoint is freed
+ *          (ghost ep_freed[0], asserted false at every access to its lock or the state
+ *          it guards).
+ *
  * Saved replies (-DSAVE; docs/locking.md, "Not settled by the model"):
  *   ReplySave (Endpoint::save_reply, in Server) R, holding x's call, may save it in a
  *          Reply instead of answering: S[home R] and S[home x] in index order (lock_two):
@@ -131,7 +153,9 @@
  *   5. lock order asserted at every acquire; one holder per lock; every access asserts
  *      its guard (the callers queue: S[home R]; a wait: its wait lock and home S);
  *   6. pinning: a freed thread's home (its callers queue's lock) is never read; -DSAVE:
- *      a Reply never reads the home of a freed caller;
+ *      a Reply never reads the home of a freed caller; -DFREE: no CPU takes, holds or
+ *      lets go of a freed endpoint's lock or touches the state it guards, and a closed
+ *      last handle's endpoint is freed (Check);
  *   7. a tick ends only the wait it found due (the generation it read); -DSAVE: a Reply
  *      ends only the call it was saved from (its token's call number), and once
  *      answered or dropped leaves no caller waiting on it.
@@ -168,6 +192,9 @@
  *                         (timeout), exits and is freed; the Replier reads its home
  *   BUG_DROP_NO_FAIL      the drop frees the Reply without failing its caller (with
  *                         -DUNTIMED, without the assertion, a caller Blocked for ever)
+ *   (-DFREE)
+ *   BUG_FREE_WITHOUT_LOCK Endpoint::free_object frees without taking EP[0]: C1's fast
+ *                         path, TL let go, still holds EP[0] and lets go of a freed lock
  * PROBE_ALL: reachability probes (REACH(n) fails with its own text):
  *   1 a timeout of a reply wait after the tick dropped and re-took its locks (R homed
  *     lower)                                   2 the same for a wait on senders_
@@ -201,13 +228,19 @@
  *   35 the kill, re-locked, finds the reply wait saved meanwhile: it starts over
  *   36 C1 calls again while the Reply of its earlier call is still live
  *   37 the Reply's reference is the caller's last: its drop frees the caller
+ *   (-DFREE)
+ *   38 free_object wants EP[0] while C1's fast path, TL let go, still holds it: it waits
+ *   39 free_object done: the endpoint freed
  *
  * Not modelled: the context switch, stacks, the lock hand-over, ready queues and idle
  * (split_locks.pml, smp_wake.pml); the handle table lock (taken before EP[e], alone);
  * for saved replies: donation and the fast path's direct switch to the answered caller,
  * a server holding several tokens (ReplySave's own call-number check), two threads
  * answering one Reply at once, R's process death closing its Reply handles (the
- * Replier's drop stands for it); endpoint destruction (endpoints are pinned but never freed here);
+ * Replier's drop stands for it); endpoint destruction and the dead flag; -DFREE: a close
+ * that is not the last, a free by another holder of the last reference, a call that
+ * finds the handle closed (BadHandle), R's table lock; without -DFREE endpoints are
+ * pinned but never freed;
  * notices and Send; a timed recv or a kill of R; more than one server, two callers on
  * one endpoint, more than two CPUs; a move of a running thread.
  */
@@ -229,6 +262,9 @@
 #define NOLOCK 7
 #define WSAVED 8                /* -DSAVE: wait lock "a saved reply": the waiter's own S[home[t]] */
 #define REPLIER 9               /* -DSAVE: the holder of the Reply handles */
+#define CLOSER 10               /* -DFREE: the close of the endpoint's last handle */
+#define TL     4                /* -DFREE: lock id of C1's handle table lock (HandleTable::lock_) */
+#define FE     EP0              /* -DFREE: the endpoint that may be freed (C1's, EP[0]) */
 #define NSV 2                   /* -DSAVE: Reply objects (two: a caller's second call saved
                                    while the Reply of its first is still live) */
 #define SL(c) (S0 + (c))
@@ -290,6 +326,17 @@
 #if defined(BUG_SAVED_NO_REREAD) && !defined(MOVES)
 #error "BUG_SAVED_NO_REREAD needs a move"
 #endif
+#if defined(FREE) && (defined(C0CALL) || defined(DIE))
+#error "FREE: one endpoint (EP[0], C1's calls), R not dying (its references are not dropped)"
+#endif
+#if defined(BUG_FREE_WITHOUT_LOCK) && !defined(FREE)
+#error "BUG_FREE_WITHOUT_LOCK needs -DFREE"
+#endif
+#ifdef FREE
+#define NLK 5
+#else
+#define NLK 4
+#endif
 
 mtype = { RUN, READY, BLOCKED, DEAD };                          /* Thread::state */
 mtype = { NORES, PENDING, REPLY, TIMEDOUT, PEERDIED, INTERRUPTED }; /* a caller's result */
@@ -301,7 +348,7 @@ mtype = { NORES, PENDING, REPLY, TIMEDOUT, PEERDIED, INTERRUPTED }; /* a caller'
 #endif
 
 /* locks */
-byte lk[4];                     /* holder of each lock */
+byte lk[NLK];                   /* holder of each lock (-DFREE: lk[TL], C1's table lock) */
 byte held[2];                   /* ghost: the locks CPU c holds (bit per lock id) */
 byte own[2];                    /* ghost: context (+1) on CPU c with interrupts off */
 bit  stay[2];                   /* that context keeps interrupts off between its locks */
@@ -340,22 +387,41 @@ byte  refsE[2];                 /* endpoints' pins (never freed here) */
 bit   got[16];
 bit   cdone[NT];
 bit   rdone;
+#ifdef FREE
+/* -DFREE: the references to EP[FE] (Endpoint is a KObject): the handle in C1's table
+   (slot, guarded by TL), R's own (rh: its handle and its receive syscalls' references,
+   until R waits on receivers_ for its last message -- then its wait reference, rcv[FE] --
+   or takes it), a caller's on senders_ (sq[FE]), the pins of the tick and the kill
+   (refsE[FE]).  The fast path's call holds none: TL, then EP[FE] keep it alive. */
+bit   slot = 1;
+bit   rh = 1;
+bit   ep_freed[2];              /* ghost: Endpoint::free_object's kdelete done */
+bit   fpw;                      /* ghost: C1's fast path holds EP[FE] with TL let go */
+#define EPLIVE(L) ((L) > EP1 || !ep_freed[L])
+#define LAST_REF (!rh && !rcv[FE] && sq[FE] == NONE && refsE[FE] == 0)
+#else
+#define EPLIVE(L) 1
+#endif
 
-#define HOLDS(c, L) (lk[L] == H(c) && (held[c] & B(L)) != 0)
+#define HOLDS(c, L) (lk[L] == H(c) && (held[c] & B(L)) != 0 && EPLIVE(L))  /* FREE: a live EP */
 #define HOLDS_HOME(c, t) HOLDS(c, SL(home[t]))
 #define HOLDS_CQ(c) HOLDS(c, SL(home[R]))          /* R's callers queue's guard */
 #define WLOCK(t) (wl[t] == WREPLY -> SL(home[R]) : (wl[t] == WSAVED -> SL(home[t]) : wl[t]))
 #define RHOME (home[R])                             /* read only while R is not freed */
 
-/* the lock order, asserted at an acquire of L by CPU c: EP[e] -> S[0] -> S[1] */
+/* the lock order, asserted at an acquire of L by CPU c: [TL ->] EP[e] -> S[0] -> S[1] */
 #define ORDER_OK(c, L) \
-  (((L) <= EP1 && held[c] == 0) || \
+  (((L) == TL && held[c] == 0) || \
+   ((L) <= EP1 && (held[c] & ~B(TL)) == 0) || \
    ((L) == S0 && (held[c] & (B(S0) | B(S1))) == 0) || \
    ((L) == S1 && (held[c] & B(S1)) == 0))
 
 #define MINE(c, me) (own[c] == 0 || own[c] == (me) + 1)
 inline LOCK_RAW(c_, L_, me_) {
   assert(!MINE(c_, me_) || (held[c_] & B(L_)) == 0);
+#ifdef FREE
+  assert(EPLIVE(L_));                           /* the lock word of a live EP */
+#endif
   lk[L_] == 0 && MINE(c_, me_) ->
   lk[L_] = H(c_); held[c_] = held[c_] | B(L_); own[c_] = me_ + 1
 }
@@ -365,6 +431,9 @@ inline LOCK(c_, L_, me_) {
 }
 inline UNLOCK(c_, L_) {
   assert(lk[L_] == H(c_) && (held[c_] & B(L_)) != 0);
+#ifdef FREE
+  assert(EPLIVE(L_));
+#endif
   lk[L_] = 0; held[c_] = held[c_] ^ B(L_);
   if :: held[c_] == 0 && !stay[c_] -> own[c_] = 0 :: else fi
 }
@@ -443,7 +512,11 @@ inline cq_unlink(c_, t_) {
 }
 
 inline pin(w_) {
+#ifdef FREE
+  if :: w_ == WREPLY -> assert(!freedR); refsR++ :: else -> assert(EPLIVE(w_)); refsE[w_]++ fi
+#else
   if :: w_ == WREPLY -> assert(!freedR); refsR++ :: else -> refsE[w_]++ fi
+#endif
 }
 inline unpin(w_) {              /* outside every lock */
   if
@@ -456,6 +529,9 @@ inline unpin(w_) {              /* outside every lock */
 inline received() {
   assert(!got[rmsg]); got[rmsg] = 1;
   m = rmsg; rmsg = 0; rfrom = NONE; n++;
+#ifdef FREE
+  if :: n == NMSG -> rh = 0 :: else fi;     /* R uses EP[FE] no more: its reference goes */
+#endif
 #ifdef TWO_EP
   e = 1 - e;
 #endif
@@ -515,6 +591,9 @@ have_ep:                        /* EP[e] held; x: the caller queued on senders_,
      atomic { LOCK(c, SL(c), R);
               assert(HOLDS(c, e) && HOLDS_HOME(c, R)); rcv[e] = 1; rmsg = 0; wl[R] = e;
               state[R] = BLOCKED; printf("R: waits on EP%d\n", e);
+#ifdef FREE
+              if :: n == NMSG - 1 -> rh = 0 :: else fi;  /* its last: the wait's reference */
+#endif
               UNLOCK(c, SL(c)); UNLOCK(c, e) }
 #else
      atomic { rcv[e] = 1; rmsg = 0; UNLOCK(c, e) }
@@ -556,6 +635,9 @@ got_call:                       /* R holds x's call, message m */
                  if
                  :: y == NONE ->                   /* block on receivers_ */
                     rcv[e] = 1; rmsg = 0; wl[R] = e; state[R] = BLOCKED; REACH(17);
+#ifdef FREE
+                    if :: n == NMSG - 1 -> rh = 0 :: else fi;   /* the wait's reference */
+#endif
                     printf("R: replies to %d and waits on EP%d (one critical section)\n", x, e);
                     UNLOCK(c, SL(c)); UNLOCK(c, e); x = 0; m = 0; goto end_recv
                  :: y != NONE && home[y] == c ->   /* a busy server: take the queued caller */
@@ -632,7 +714,14 @@ proctype Client(byte t; byte e; byte n) {
   do
   :: i < n ->
      /* c: stable while t runs (only a Blocked or Ready t is moved) */
-     atomic { c = home[t]; msg[t] = TOK(t, i); LOCK(c, e, t); deliv = rcv[e];
+     atomic { c = home[t]; msg[t] = TOK(t, i);
+#ifdef FREE
+              /* FastPath::endpoint (syscall.S LOOKUP_ENDPOINT): C1's table lock, the slot
+                 found, no reference taken: the table lock keeps EP[e] alive.  (The general
+                 path's lookup takes a reference instead: played by keeping TL to its end.) */
+              LOCK(c, TL, t); assert(slot);
+#endif
+              LOCK(c, e, t); deliv = rcv[e];
 #ifdef SAVE
               if :: svt[0] == t || svt[1] == t -> REACH(36) :: else fi;  /* an old Reply live */
 #endif
@@ -650,7 +739,11 @@ proctype Client(byte t; byte e; byte n) {
           assert(HOLDS(c, e) && HOLDS_HOME(c, t) && HOLDS_CQ(c) && HOLDS_HOME(c, R));
           if
           :: t == C1 && exitreq ->          /* killed: no new wait */
-             UNLOCK_S2(c, h, h2); UNLOCK(c, e); goto interrupted
+             UNLOCK_S2(c, h, h2); UNLOCK(c, e);
+#ifdef FREE
+             UNLOCK(c, TL);
+#endif
+             goto interrupted
           :: else
           fi;
           assert(rcv[e]);
@@ -664,19 +757,42 @@ proctype Client(byte t; byte e; byte n) {
           cq[t] = 1; wl[t] = WREPLY; res[t] = PENDING; wseq[t]++; armed[t] = TIMED;
           state[t] = BLOCKED;
           printf("%d: delivers %d to R on EP%d, waits for the reply\n", t, msg[t], e);
+#ifdef FREE
+          if
+          :: h == h2 ->     /* FastPath::call (syscall.S): R's wait reference dropped under
+                               TL (never the last: the slot's), then TABLE_LOCK let go ("the
+                               endpoint is used no more"): EP[e] alone keeps it alive now */
+             assert(slot); UNLOCK(c, TL); fpw = 1
+          :: else -> UNLOCK_S2(c, h, h2); UNLOCK(c, e); UNLOCK(c, TL)
+          fi }
+        if
+        :: fpw ->           /* FAST_SWITCH: ENDPOINT_LOCK let go (then S, by the stub) */
+           atomic { UNLOCK(c, e); fpw = 0; UNLOCK_S2(c, h, h2) }
+        :: else
+        fi
+#else
           UNLOCK_S2(c, h, h2); UNLOCK(c, e) }
+#endif
      :: else ->                 /* no receiver: EP[e] -> S[own], queue on senders_ */
         atomic { LOCK(c, SL(c), t);
           assert(HOLDS(c, e) && HOLDS_HOME(c, t));
           if
-          :: t == C1 && exitreq -> UNLOCK(c, SL(c)); UNLOCK(c, e); goto interrupted
+          :: t == C1 && exitreq -> UNLOCK(c, SL(c)); UNLOCK(c, e);
+#ifdef FREE
+             UNLOCK(c, TL);
+#endif
+             goto interrupted
           :: else
           fi;
           assert(sq[e] == NONE);
           sq[e] = t; wl[t] = e; res[t] = PENDING; wseq[t]++; armed[t] = TIMED;
           state[t] = BLOCKED;
           printf("%d: queues %d on EP%d\n", t, msg[t], e);
-          UNLOCK(c, SL(c)); UNLOCK(c, e) }
+          UNLOCK(c, SL(c)); UNLOCK(c, e)
+#ifdef FREE
+          ; UNLOCK(c, TL)
+#endif
+        }
      fi;
      /* woken: S[home] (it may have moved), read the one result */
      atomic { state[t] == READY -> c = home[t] }
@@ -947,10 +1063,38 @@ end_rep:
 }
 #endif
 
+#ifdef FREE
+/* ---- the close of EP[FE]'s last handle, by another thread of C1's process on CPU0:
+   HandleTable::remove (under the table lock: vacate_locked, the slot emptied), then
+   outside it report_and_release -> KObject::release, the last reference ->
+   kobject_free -> Endpoint::free_object: { LockGuard used(endpoint->lock_); }, then
+   kdelete.  It stands for the close that drops the LAST reference: it starts once every
+   other one is gone (LAST_REF: R's, a wait's, a pin); a close that is not the last, and
+   a free by another holder, are not modelled.  C1's fast path may still hold EP[FE]
+   with TL let go: the free waits for it. ---- */
+proctype Closer() {
+end_close:
+  atomic { LAST_REF && slot && own[0] == 0 && lk[TL] == 0 ->
+           LOCK(0, TL, CLOSER); slot = 0; UNLOCK(0, TL) }   /* HandleTable::remove */
+  /* outside every lock: the last reference dropped -> Endpoint::free_object */
+  assert(LAST_REF);
+#ifndef BUG_FREE_WITHOUT_LOCK
+  atomic { if :: fpw && lk[FE] != 0 -> REACH(38) :: else fi;  /* waits for the fast path */
+           LOCK(0, FE, CLOSER) }
+  atomic { UNLOCK(0, FE); ep_freed[FE] = 1; REACH(39); printf("EP%d freed\n", FE) }
+#else
+  ep_freed[FE] = 1; printf("EP%d freed without its lock\n", FE)  /* BUG: no LockGuard used */
+#endif
+}
+#endif
+
 active proctype Check() {
 end_check:
   timeout ->
   assert(lk[0] == 0 && lk[1] == 0 && lk[2] == 0 && lk[3] == 0);
+#ifdef FREE
+  assert(lk[TL] == 0 && (slot || ep_freed[FE]));  /* a closed last handle freed EP[FE] */
+#endif
   assert(cdone[C1] && (NC0 == 0 || cdone[C0]));
   assert(!(state[R] == BLOCKED && rmsg != 0));
   assert(rdone || (state[R] == BLOCKED && (rcv[0] || rcv[1])));
@@ -992,6 +1136,9 @@ init {
 #endif
 #ifdef SAVE
     ; run Replier(RC)
+#endif
+#ifdef FREE
+    ; run Closer()
 #endif
   }
 }

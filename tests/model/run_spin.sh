@@ -125,7 +125,7 @@ runs=(
   "el_probes_r1;reach;$el;-DPROBE_ALL -DR_HOME=1 -DMOVE_C0 -DTWO_EP;probe;8 18 20 21;endpoint_locks reachability probes 8, 18, 20, 21 (R on CPU1: a cross-CPU reply taking S0 first; a busy server)"
   "el_probes_kill;reach;$el;-DPROBE_ALL -DR_HOME=1 -DKILL -DMOVE -DDIE;probe;24 25;endpoint_locks reachability probes 24, 25 (the kill ends a reply wait under one S, or with the server's higher S as a second lock)"
   "el_neg_s_against_order;fail;$el;-DTWO_EP -DMOVE_C0 -DBUG_S_AGAINST_ORDER;safety;assertion violated \(\(\(\(lk\[0\]==0\)|invalid end state;endpoint_locks negative control BUG_S_AGAINST_ORDER: C1's call takes S1 then S0 while the move of C0 holds S0 and wants S1 (deadlock)"
-  "el_neg_reply_no_server_s;fail;$el;-DBUG_REPLY_NO_SERVER_S;safety;assertion violated \(\(\(lk\[\(2\+home\[0\]\)\];endpoint_locks negative control BUG_REPLY_NO_SERVER_S: a reply writes the caller's result under the caller's home S only (the callers queue's guard)"
+  "el_neg_reply_no_server_s;fail;$el;-DBUG_REPLY_NO_SERVER_S;safety;assertion violated \(+lk\[\(2\+home\[0\]\)\];endpoint_locks negative control BUG_REPLY_NO_SERVER_S: a reply writes the caller's result under the caller's home S only (the callers queue's guard)"
   "el_neg_reply_recv_keeps_s;fail;$el;-DR_HOME=1 -DKILL -DTWO_EP -DBUG_REPLY_RECV_KEEPS_S;safety;assertion violated \(\(\(\(lk\[0\]==0\)|invalid end state;endpoint_locks negative control BUG_REPLY_RECV_KEEPS_S: a cross-CPU reply_recv takes EP[e] under its S locks (deadlock with the kill)"
   "el_neg_tick_reply_no_recheck;fail;$el;-DBUG_TICK_REPLY_NO_RECHECK;safety;assertion violated .*(cq\[t\]|res\[t\]==PENDING|state\[t\]==BLOCKED);endpoint_locks negative control BUG_TICK_REPLY_NO_RECHECK: the tick, re-locked, ends a reply wait without re-checking it (the reply won)"
   "el_neg_tick_reply_no_gen;fail;$el;-DTICK_PREEMPTIBLE -DBUG_TICK_REPLY_NO_GEN;safety;assertion violated \(wseq\[t\]==s\);endpoint_locks negative control BUG_TICK_REPLY_NO_GEN (TICK_PREEMPTIBLE): the re-check leaves out the wait generation: an old timeout ends the next wait"
@@ -153,6 +153,9 @@ runs=(
   "el_neg_saved_no_seq;fail;$el;-DSAVE -DBUG_SAVED_NO_SEQ;safety;assertion violated \((wseq\[t\]==s|rslot\[t\]==msg\[t\])\);endpoint_locks negative control BUG_SAVED_NO_SEQ: a Reply's check leaves out the token's call number: the Reply of C1's first call ends its second"
   "el_neg_saved_no_pin;fail;$el;-DSAVE -DBUG_SAVED_NO_PIN;safety;assertion violated +!\(freedC\[t\]\);endpoint_locks negative control BUG_SAVED_NO_PIN: the Reply holds no reference to its caller, which times out, ends and is freed before the answer reads its home"
   "el_neg_drop_no_fail;fail;$el;-DSAVE -DUNTIMED -DBUG_DROP_NO_FAIL;safety;assertion violated .*(wl\[t\]==8|cdone\[1\]);endpoint_locks negative control BUG_DROP_NO_FAIL (UNTIMED): a dropped Reply does not fail its caller (a lost wake-up)"
+  "el_free;pass;$el;-DFREE -DR_HOME=1 -DKILL -DMOVE;safety;;endpoint_locks FREE: the close of EP0's last handle on CPU0 (HandleTable::remove, then Endpoint::free_object takes and lets go of EP0) while C1's fast path on CPU1 lets go of EP0 after its table lock; a kill and a move of C1"
+  "el_probes_free;reach;$el;-DPROBE_ALL -DFREE -DR_HOME=1;probe;38 39;endpoint_locks reachability probes 38, 39 (free_object waits for the fast path holding EP0, then frees it)"
+  "el_neg_free_without_lock;fail;$el;-DFREE -DR_HOME=1 -DBUG_FREE_WITHOUT_LOCK;safety;assertion violated .*ep_freed;endpoint_locks negative control BUG_FREE_WITHOUT_LOCK: free_object frees EP0 without taking its lock: the fast path lets go of a freed endpoint's lock"
 )
 
 split() { IFS=';' read -r name expect model defs mode pattern label <<<"$1"; }
