@@ -1055,9 +1055,9 @@ void Scheduler::schedule_locked(bool honor_donation) {
         }
     }
     // A donation, or a thread of the hand-off queue, goes on with the
-    // quantum; anything else, or anything after the idle thread, starts a
-    // fresh one.
-    bool keep_quantum = next != nullptr && prev != idle_;
+    // quantum; anything else starts a fresh one. (The idle thread's is
+    // always whole: it got a fresh one and its ticks do not count.)
+    bool keep_quantum = next != nullptr;
     if (next == nullptr) {
         next = pop_ready_locked(&keep_quantum);
         if (next == nullptr) next = idle_;

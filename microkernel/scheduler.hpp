@@ -271,12 +271,15 @@ class Scheduler {
     // (under the HomeLocks of its wake). On this CPU it is the donate
     // target (set_donate_target_locked). On another: "wake there, now"
     // (docs/smp.md) — it becomes that CPU's donate target unless that CPU
-    // has one of its own already (it is about to yield to it), and is
-    // interrupted (Cpu::notify_cpu); at that interrupt's end preempt_locked
-    // honours the target: it runs there at once, on the rest of the interrupted thread's
-    // quantum, which waits at the front of the hand-off queue, as a donor
-    // does. Never a migration. Ignored while donation is off. Inline
-    // (scheduler_inline.hpp), the thread of this CPU first.
+    // has one already (it is about to yield to it), and is interrupted
+    // (Cpu::notify_cpu); at that interrupt's end preempt_locked (or the
+    // idle loop's next pass) honours the target: it runs there at once, on
+    // the rest of the interrupted thread's quantum, which waits at the
+    // front of the hand-off queue, as a donor does (after the idle thread:
+    // on a fresh quantum). An idle CPU whose queues hold the thread first
+    // gets no target: the wake told it already. Never a migration. Ignored
+    // while donation is off. Inline (scheduler_inline.hpp), the thread of
+    // this CPU first.
     inline void donate_locked(Thread& thread);
     // Its long way: a thread of another CPU.
     [[gnu::noinline]] void donate_elsewhere_locked(Thread& thread);
@@ -336,8 +339,9 @@ class Scheduler {
         after_switch_locked();
         lock_.unlock(false);
     }
-    // One pass of the idle thread: switch away if work is ready, else wait for
-    // an interrupt. Returns whether it waited.
+    // One pass of the idle thread: switch away if work is ready (to a
+    // donation from another CPU first), else wait for an interrupt.
+    // Returns whether it waited.
     bool idle_once();
     [[noreturn]] void idle_loop();
 

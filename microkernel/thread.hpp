@@ -146,8 +146,8 @@ class Thread : public KObject {
     // it once it has switched away, and the new home waits for that before
     // it switches to the thread. Written without a lock (atomically).
     bool switching_out = false;
-    // It has run (a switch to it), where placement put it or since: the
-    // balancing rule leaves a thread alone until it has
+    // It has run (a switch to it) at least once: the balancing rule leaves
+    // a thread where placement put it until then
     // (Scheduler::balance_locked). Guarded by the home lock.
     bool ran = false;
     // How many CPUs read this thread across a gap, in which no lock keeps

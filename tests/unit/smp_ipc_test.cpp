@@ -124,7 +124,14 @@ class SmpIpcTest : public testing::SmpFixture {
     // See ADonationToAnIdleCpuWithOtherWorkQueuedRunsFirst.
     void donation_to_an_idle_cpu_with_work_queued(bool idle_loop_first) {
         Thread* r = server_on_0();
-        Thread* c = caller_on(1);
+        // The caller uses most of its quantum before it calls; the idle
+        // thread that follows it starts a fresh one and does not count
+        // its ticks.
+        Thread* c = running_on(1, "caller");
+        on_cpu(1, [&] {
+            for (uint32_t i = 0; i + 2 < Scheduler::kQuantumTicks; ++i) sched1().on_timer_tick();
+            EXPECT_EQ(ep_->call(msg(7), 0xB).error(), Error::WouldBlock);
+        });
         ReplyToken token = received_by(r);
         ASSERT_EQ(sched1().current(), idle1_);
         Thread* other = create_on(1, "other");
@@ -143,6 +150,13 @@ class SmpIpcTest : public testing::SmpFixture {
         EXPECT_EQ(sched1().current(), c);
         EXPECT_EQ(other->state, ThreadState::Ready);
         expect_answer(1, c, 9);
+        // A fresh quantum, not the two ticks the caller left before it
+        // called.
+        on_cpu(1, [&] {
+            for (int i = 0; i < 3; ++i) sched1().on_timer_tick();
+            sched1().preempt_if_needed(true);
+        });
+        EXPECT_EQ(sched1().current(), c);
     }
 
     // Thread `c` of CPU `cpu`, woken, finds the answer `label` to its call.

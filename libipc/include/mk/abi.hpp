@@ -218,7 +218,8 @@ constexpr uint32_t kSpawnerCpu = 0xFFFFFFFF;
 // the Send right, or kNoHandle) receives a kLabelChildDied notice when it
 // dies: words[0] its process id, words[1] its status, with the badge of
 // the supervisor handle. With a CPU `cpu` (StartInfo::cpu_count says how
-// many there are), every thread of the child runs on that CPU alone; with
+// many there are), every thread of the child runs on that CPU alone (until
+// ThreadSetAffinity widens a mask); with
 // kSpawnerCpu its first thread starts on the spawner's CPU and its threads
 // may run on every CPU running then, placed and balanced by the kernel
 // (StartInfo::affinity; docs/smp.md, "Placement").

@@ -105,7 +105,8 @@ struct Exited {
 // process-server handle in slot services::kProc and copies of the caller's
 // pipe and port service handles in kPipe and kPort (BadState if the caller
 // has none), then `extra` (moved to it; at most abi::kMaxHandles - 2) from
-// slot services::kCount on. Every thread of it runs on CPU `cpu`; with
+// slot services::kCount on. Every thread of it runs on CPU `cpu` (until
+// ThreadSetAffinity widens a mask); with
 // abi::kSpawnerCpu it starts on the process server's and may run on every
 // CPU (abi::SpawnArgs::cpu; docs/smp.md).
 Result<Child> spawn(const services::Services& s, const char* module, const char* args,
