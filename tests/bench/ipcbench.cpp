@@ -278,14 +278,15 @@ struct PipePair {
     uint64_t pid = 0;
 };
 
-Result<PipePair> spawn_pipe_echo(const services::Services& s) {
+// Bound to CPU `cpu`, as the pipe server is to init's.
+Result<PipePair> spawn_pipe_echo(const services::Services& s, uint32_t cpu) {
     Result<pipe::Pipe> there = pipe::create(s.pipe);
     if (!there) return there.error();
     Result<pipe::Pipe> back = pipe::create(s.pipe);
     if (!back) return back.error();
     ipc::Handle handles[2] = {std::move(there->read), std::move(back->write)};
     Result<proc::Child> child =
-        proc::spawn_raw(s.proc, "ipcbench", "role=pipe_echo", 0, handles, 2);
+        proc::spawn_raw(s.proc, "ipcbench", "role=pipe_echo", 0, handles, 2, cpu);
     if (!child) return child.error();
     return PipePair{std::move(there->write), std::move(back->read), child->pid};
 }
@@ -472,7 +473,7 @@ int run_cases(const services::Services& s, uint32_t cpu) {
     }
 
     // Through the servers.
-    Result<PipePair> pipes = spawn_pipe_echo(s);
+    Result<PipePair> pipes = spawn_pipe_echo(s, cpu);
     if (!pipes) {
         report_error("pipe_ping_pong", "spawn", pipes.error());
         return 6;
