@@ -124,6 +124,14 @@ Result<Received> call(const Endpoint& ep, Message& msg, uint64_t timeout) {
     return result;
 }
 
+Status ping(const Endpoint& ep, uint64_t timeout) {
+    Result<Received> r = call(ep, Message(kLabelPing), timeout);
+    if (!r) return r.error();
+    abi::Err status = reply_status(r.value().message);
+    if (status != abi::Err::Ok) return status;
+    return Status();
+}
+
 Status send(const Endpoint& ep, Message& msg, uint64_t timeout) {
     Outgoing o;
     if (abi::Err e = outgoing(msg, o); e != abi::Err::Ok) return e;

@@ -162,6 +162,24 @@ TEST_F(LibipcOps, BlockingIsTheDefaultAndTryFormsDoNotWait) {
     EXPECT_EQ(kernel().last(abi::Sys::Recv)->a[0], 0x10u);
 }
 
+// A ping is a register-only call with kLabelPing: Ok when the answer is,
+// else the answer's status or the call's error.
+TEST_F(LibipcOps, PingCallsWithThePingLabelAndReportsTheAnswer) {
+    Endpoint ep(0x10);
+    kernel().deliveries.push_back(Delivery::message(kStatusOk, false));
+    EXPECT_TRUE(ping(ep, 5'000).ok());
+    const Syscall* s = kernel().last(abi::Sys::Call);
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->a[0], 0x10u);
+    EXPECT_EQ(s->label(), kLabelPing);
+    EXPECT_EQ(s->info().length, 0u);
+    EXPECT_EQ(s->a[6], 5'000u);
+    kernel().deliveries.push_back(Delivery::message(uint32_t(abi::Err::Unsupported), false));
+    EXPECT_EQ(ping(ep).error(), abi::Err::Unsupported);  // not a server of the framework
+    kernel().fail_next[abi::Sys::Call] = abi::Err::PeerDied;
+    EXPECT_EQ(ping(ep).error(), abi::Err::PeerDied);
+}
+
 TEST_F(LibipcOps, MovedHandlesLeaveOnSuccessAndStayOnFailure) {
     Endpoint ep(0x10);
     {

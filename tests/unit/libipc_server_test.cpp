@@ -269,6 +269,20 @@ TEST_F(LibipcServer, NoticesWithoutAHandlerAreIgnored) {
     EXPECT_EQ(a.reply.word(0), 123u);
 }
 
+// A ping is answered Ok ahead of the routes and touches no state; sent
+// without waiting for an answer, it is dropped as any send with no route.
+TEST_F(LibipcServer, APingIsAnsweredOkWhateverTheRoutes) {
+    Action a = server_.dispatch(incoming(kLabelPing, true));
+    ASSERT_EQ(a.kind, Action::Kind::Reply);
+    EXPECT_EQ(a.reply.label(), kStatusOk);
+    EXPECT_EQ(a.reply.word(0), 0u);
+    EXPECT_EQ(server_.dispatch(incoming(kLabelPing, false)).kind, Action::Kind::None);
+    EXPECT_EQ(state_.notes, 0);
+    Plain p;
+    Server<Plain> plain(p, kPlainRoutes);
+    EXPECT_EQ(reply_status(plain.dispatch(incoming(kLabelPing, true)).reply), abi::Err::Ok);
+}
+
 // --- the loop ---
 
 std::vector<abi::Sys> numbers(const std::vector<Syscall>& calls) {
@@ -414,6 +428,18 @@ TEST_F(LibipcServerLane, RegisterCallsAreAnsweredStraightFromTheRegisters) {
     EXPECT_EQ(state_.route_calls, 3);  // the payload call, the send, put
     EXPECT_EQ(state_.notices, std::vector<uint32_t>{abi::kLabelLastHandle});
     EXPECT_EQ(state_.held.size(), 1u);
+}
+
+// The lane leaves a ping to the general path, which answers it.
+TEST_F(LibipcServerLane, APingPassesTheLaneAndIsAnswered) {
+    Endpoint ep(0x10);
+    kernel().deliveries.push_back(Delivery::message(kLabelPing, true));
+    EXPECT_EQ(server_.run(ep), abi::Err::Destroyed);  // the fake ran out of clients
+    using S = abi::Sys;
+    EXPECT_EQ(numbers(kernel().calls), (std::vector<S>{S::Recv, S::ReplyRecv, S::Reply, S::Recv}));
+    EXPECT_EQ(kernel().calls[1].label(), kStatusOk);
+    EXPECT_EQ(state_.lane_calls, 1);
+    EXPECT_EQ(state_.route_calls, 0);
 }
 
 // A reply the kernel refuses becomes an error reply, then a plain

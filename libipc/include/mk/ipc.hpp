@@ -333,6 +333,12 @@ Status decode_into(uint64_t info, const uint64_t (&words)[abi::kMessageWords], u
 constexpr uint32_t kStatusOk = 0;
 constexpr uint32_t kFirstAppStatus = 0x10000;
 
+// A call with this label gets an empty Ok reply from every server of the
+// framework (mk/server.hpp), ahead of its own routes: the answer says the
+// server has started and receives. ping() makes one; init waits so for
+// the servers it starts before it runs a program.
+constexpr uint32_t kLabelPing = 0xFFFFFEFFu;
+
 // A register-only reply with label `e`.
 inline Message error_reply(abi::Err e) {
     return Message(uint32_t(e));
@@ -363,6 +369,10 @@ Status send(const Endpoint& ep, Message& msg, uint64_t timeout = abi::kForever);
 Result<Received> recv(const Endpoint& ep, uint64_t timeout = abi::kForever);
 // Answers this thread's pending call.
 Status reply(Message& msg);
+// Calls `ep` with kLabelPing: Ok once a server of the framework answers,
+// the call's error (TimedOut, PeerDied, ...) or the server's status (a
+// server that is not of the framework answers as it likes) otherwise.
+Status ping(const Endpoint& ep, uint64_t timeout = abi::kForever);
 // Answers this thread's pending call (if any), then receives on `ep`: the
 // server loop's one syscall per request.
 Result<Received> reply_recv(const Endpoint& ep, Message& msg, uint64_t timeout = abi::kForever);

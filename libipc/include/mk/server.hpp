@@ -21,7 +21,9 @@
 // WaitList), the framework then saves the reply, and whatever the coroutine
 // co_returns when it is resumed and finishes is the answer.
 //
-// Messages with no route get the error reply Unsupported; kernel notices
+// A call labelled kLabelPing gets an empty Ok reply, whatever the routes
+// (ipc::ping: the server is up). Messages with no route get the error
+// reply Unsupported; kernel notices
 // (labels from abi::kNoticeLabelBase) go to the struct's
 // `void on_notice(const Received&)` if it has one, else are ignored.
 //
@@ -500,6 +502,10 @@ class Server {
             return done(Action::Kind::None, nullptr);
         }
         bool call = r.call;
+        if (call && r.message.label() == kLabelPing) {
+            Message up(kStatusOk);
+            return done(Action::Kind::Reply, &up);
+        }
         const Route<S>* route = find(r.message.label());
         if (route == nullptr) {
             if (!call) return done(Action::Kind::None, nullptr);
