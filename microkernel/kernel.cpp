@@ -188,16 +188,18 @@ void on_process_death(Process& p) {
 
 // The first user process: the module named "init", given the boot
 // modules with every right (so it alone can spawn programs) and the kernel
-// command line as its argument string. Returns false when there is no init
+// command line as its argument string. It starts on the boot CPU, named
+// rather than left to placement (the boot tests speak of init's CPU as
+// cpu 0), and may run on every CPU. Returns false when there is no init
 // module (the in-kernel demo runs instead).
 bool start_init(const KernelConfig& config) {
     Result<ModuleImage> image = boot_module("init");
     if (!image) return false;
     HandleEntry modules{Ref<KObject>::retain(&BootModules::instance()), abi::kRightsAll, 0, {}};
     const char* reason = "";
-    Result<Program> init =
-        spawn_program("init", image.value().data, image.value().size, 0, config.cmdline,
-                      config.cmdline_length, &modules, 1, &reason);
+    Result<Program> init = spawn_program("init", image.value().data, image.value().size, 0,
+                                         config.cmdline, config.cmdline_length, &modules, 1,
+                                         &reason, Cpu::cpu_index(), Scheduler::online_mask());
     if (!init) MK_PANIC("boot: cannot start init: %s (%s)", error_name(init.error()), reason);
     log("boot: starting init (process %lu) in user mode\n", init.value().process->id());
     g_init = init.value().process;

@@ -156,7 +156,7 @@ void Process::die(bool may_yield) {
     if (g_death_hook != nullptr) g_death_hook(*this);
 }
 
-Result<Process*> Process::create(const char* name, uint32_t cpu) {
+Result<Process*> Process::create(const char* name, uint32_t cpu, uint32_t mask) {
     Result<uint64_t> root = Cpu::user_space_create();
     if (!root) return root.error();
     Result<HandleTable*> handles = HandleTable::create();
@@ -169,9 +169,17 @@ Result<Process*> Process::create(const char* name, uint32_t cpu) {
     p->root_ = root.value();
     p->handles_ = handles.value();
     p->id_ = __atomic_fetch_add(&g_next_process_id, 1, __ATOMIC_RELAXED);
-    p->cpu_ = cpu == kThisCpu ? Cpu::cpu_index() : cpu;
-    MK_ASSERT(cpu_online(p->cpu_));
-    p->affinity_ = cpu == kThisCpu ? Scheduler::online_mask() : 1u << cpu;
+    if (cpu == kAnyCpu) {
+        MK_ASSERT(mask == 0);
+        p->affinity_ = Scheduler::online_mask();
+        p->cpu_ = Scheduler::spawn_home(p->affinity_);
+    } else {
+        MK_ASSERT(cpu_online(cpu));
+        p->cpu_ = cpu;
+        p->affinity_ = mask == 0 ? 1u << cpu : mask;
+        MK_ASSERT((p->affinity_ & (1u << cpu)) != 0 &&
+                  (p->affinity_ & ~Scheduler::online_mask()) == 0);
+    }
     return p;
 }
 

@@ -31,11 +31,14 @@ class Process : public KObject {
     static constexpr uint64_t kMapEnd = 0x00007F0000000000;
 
     // A process with an empty address space and no threads. Its first
-    // thread runs on CPU `cpu` (a CPU in the CPU table) alone; with kThisCpu
-    // it starts on the CPU of the thread that creates the process and may
-    // run on every CPU in the table (docs/smp.md, "Placement").
-    static constexpr uint32_t kThisCpu = abi::kSpawnerCpu;
-    [[nodiscard]] static Result<Process*> create(const char* name, uint32_t cpu = kThisCpu);
+    // thread starts on CPU `cpu` (a CPU in the CPU table) and may run on the
+    // CPUs of `mask` (in the table, `cpu` among them; 0: `cpu` alone); with
+    // kAnyCpu (and no mask) it may run on every CPU in the table and starts
+    // on the least loaded, the creating thread not counted, its CPU among
+    // equals (Scheduler::spawn_home; docs/smp.md, "Placement").
+    static constexpr uint32_t kAnyCpu = abi::kAnyCpu;
+    [[nodiscard]] static Result<Process*> create(const char* name, uint32_t cpu = kAnyCpu,
+                                                 uint32_t mask = 0);
     // Where its first thread starts, and where it may run (a bit per CPU).
     uint32_t cpu() const { return cpu_; }
     uint32_t affinity() const { return affinity_; }

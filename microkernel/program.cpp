@@ -13,7 +13,7 @@
 namespace mk {
 
 Result<Program> load_program(const char* name, const void* image, size_t size, uint64_t arg,
-                             const char** reason, uint32_t cpu) {
+                             const char** reason, uint32_t cpu, uint32_t mask) {
     Result<ElfImage> parsed = parse_elf(image, size, reason);
     if (!parsed) return parsed.error();
     const ElfImage& elf = parsed.value();
@@ -21,7 +21,7 @@ Result<Program> load_program(const char* name, const void* image, size_t size, u
         if (reason != nullptr) *reason = "program: larger than a process may be";
         return Error::LimitReached;
     }
-    Result<Process*> created = Process::create(name, cpu);
+    Result<Process*> created = Process::create(name, cpu, mask);
     if (!created) return created.error();
     Process* p = created.value();
     const auto* bytes = static_cast<const unsigned char*>(image);
@@ -56,9 +56,9 @@ Result<Program> load_program(const char* name, const void* image, size_t size, u
 
 Result<Program> spawn_program(const char* name, const void* image, size_t size, uint64_t arg,
                               const char* args, size_t args_length, HandleEntry* handles,
-                              uint32_t count, const char** reason, uint32_t cpu) {
+                              uint32_t count, const char** reason, uint32_t cpu, uint32_t mask) {
     if (count > abi::kMaxStartHandles) return Error::InvalidArgument;
-    Result<Program> prog = load_program(name, image, size, 0, reason, cpu);
+    Result<Program> prog = load_program(name, image, size, 0, reason, cpu, mask);
     if (!prog) return prog;
     Process* child = prog.value().process;
     abi::StartInfo start{};

@@ -26,10 +26,11 @@ struct Program {
 // register. All or nothing: on an error nothing is left behind and, for a
 // refused file, *reason says why. Errors: those of parse_elf(),
 // LimitReached (more memory than a process may have), OutOfMemory.
-// The process is homed on CPU `cpu` (Process::create).
+// The process is homed on CPU `cpu`, and may run on `mask`
+// (Process::create).
 [[nodiscard]] Result<Program> load_program(const char* name, const void* image, size_t size,
                                            uint64_t arg, const char** reason = nullptr,
-                                           uint32_t cpu = Process::kThisCpu);
+                                           uint32_t cpu = Process::kAnyCpu, uint32_t mask = 0);
 
 // load_program(), then the child's first handles: each of `handles` goes
 // into its fresh table, and its first thread starts with rdi (and rsp) at
@@ -43,6 +44,6 @@ struct Program {
                                             uint64_t arg, const char* args, size_t args_length,
                                             HandleEntry* handles, uint32_t count,
                                             const char** reason = nullptr,
-                                            uint32_t cpu = Process::kThisCpu);
+                                            uint32_t cpu = Process::kAnyCpu, uint32_t mask = 0);
 
 }  // namespace mk

@@ -194,16 +194,25 @@ uint32_t Scheduler::online_mask() {
 }
 
 size_t Scheduler::load_locked() const {
-    return (current_ != idle_ ? 1 : 0) + handoff_.size() + ready_.size();
+    size_t load = (current_ != idle_ ? 1 : 0) + handoff_.size() + ready_.size();
+    // Not the reaper: it runs for a moment after each user thread's end,
+    // and its CPU would look busy to every spawn that follows an exit.
+    const Thread* r = reaper_;
+    if (r != nullptr && r->cpu == cpu_ && load > 0 &&
+        (r == current_ || r->state == ThreadState::Ready)) {
+        --load;
+    }
+    return load;
 }
 
-uint32_t Scheduler::least_loaded_locked(uint32_t mask, uint32_t prefer) {
+uint32_t Scheduler::least_loaded_locked(uint32_t mask, uint32_t prefer, bool count_caller) {
     Scheduler& self = this_cpu().scheduler;
     uint32_t best = kMaxCpus;
     size_t best_load = 0;
     for (uint32_t i = 0; i < kMaxCpus; ++i) {
         if ((mask & (1u << i)) == 0) continue;
         size_t load = HomeLock(self, cpu_at(i).scheduler)->load_locked();
+        if (i == self.cpu_ && !count_caller && self.current_ != self.idle_) --load;
         if (best == kMaxCpus || load < best_load || (load == best_load && i == prefer)) {
             best = i;
             best_load = load;
@@ -217,6 +226,12 @@ void Scheduler::place_locked(Thread& thread, uint32_t mask, uint32_t prefer) {
     MK_ASSERT(thread.state == ThreadState::Created && mask != 0 && (mask & ~online_mask()) == 0);
     thread.cpu = least_loaded_locked(mask, prefer);
     thread.affinity = mask;
+}
+
+uint32_t Scheduler::spawn_home(uint32_t mask) {
+    Scheduler& self = this_cpu().scheduler;
+    LockGuard guard(self.lock_);
+    return least_loaded_locked(mask, self.cpu_, false);
 }
 
 Result<uint32_t> Scheduler::set_affinity(Thread& thread, uint32_t mask) {

@@ -102,10 +102,20 @@ class Scheduler {
     // scheduler lock held: it reads each CPU's load under that CPU's lock
     // (HomeLock).
     static void place_locked(Thread& thread, uint32_t mask, uint32_t prefer);
+    // Where a process spawned without a CPU starts its first thread: the
+    // least loaded CPU of `mask` (online CPUs, at least one), this CPU
+    // among equals, the calling thread (the spawner) not counted: a
+    // spawner most often waits next, for its child or, as the process
+    // server does, for its next request. So a client and the server it
+    // spawns share a CPU unless threads already wait for the spawner's.
+    // Takes this CPU's scheduler lock.
+    static uint32_t spawn_home(uint32_t mask);
     // The CPUs in the CPU table, a bit each.
     static uint32_t online_mask();
     // Threads that want this CPU now: the running one (not the idle
-    // thread) and the queued ones. With this scheduler's lock held.
+    // thread) and the queued ones, the reaper not counted (it runs for a
+    // moment after each user thread's end). With this scheduler's lock
+    // held.
     size_t load_locked() const;
 
     // The CPUs `thread` may run on from now on (docs/smp.md, "Placement").
@@ -594,9 +604,10 @@ class Scheduler {
     // A move asked of this CPU for `thread` is dropped (it moved, or died).
     static void drop_move_locked(Thread& thread);
     // The least loaded CPU of `mask` (online CPUs, at least one): `prefer`
-    // among equals, else the lowest index. Each load is read under its
-    // CPU's lock, one at a time (HomeLock, with this CPU's held).
-    static uint32_t least_loaded_locked(uint32_t mask, uint32_t prefer);
+    // among equals, else the lowest index; this CPU's running thread (the
+    // caller) counts unless `count_caller` is false. Each load is read
+    // under its CPU's lock, one at a time (HomeLock, with this CPU's held).
+    static uint32_t least_loaded_locked(uint32_t mask, uint32_t prefer, bool count_caller = true);
     // The balancing rule, at a tick of a CPU with threads waiting in its
     // ready queue: the first of them allowed on an idle CPU that has run
     // (Thread::ran) and has waited in the queue through a whole tick

@@ -23,7 +23,7 @@ Result<Child> request_spawn(const Endpoint& proc, const char* module, const char
     while (args != nullptr && args[n] != '\0') ++n;
     if (n >= abi::kArgsMax) return abi::Err::TooLarge;
     m.append(args != nullptr ? args : "", n + 1);
-    if (cpu != abi::kSpawnerCpu) {
+    if (cpu != abi::kAnyCpu) {
         flags |= kSpawnOnCpu;
         m.set_word(2, cpu);
     }

@@ -144,7 +144,7 @@ Status decode_spawn(Process& p, const TrapFrame& f, SpawnRequest& r) {
     while (r.args_length < abi::kArgsMax && r.args.args[r.args_length] != '\0') ++r.args_length;
     if (r.args_length == abi::kArgsMax) return Error::InvalidArgument;
     if (r.args.handle_count > abi::kMaxStartHandles) return Error::InvalidArgument;
-    if (r.args.cpu != abi::kSpawnerCpu && !cpu_online(r.args.cpu)) return Error::InvalidArgument;
+    if (r.args.cpu != abi::kAnyCpu && !cpu_online(r.args.cpu)) return Error::InvalidArgument;
     for (uint32_t i = 0; i < r.args.handle_count; ++i) {
         if (r.args.handle_flags[i] > abi::kTransferCopy) return Error::InvalidArgument;
     }

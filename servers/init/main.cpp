@@ -2,7 +2,8 @@
 // starts it with the boot modules (every right) and the kernel command
 // line as its argument string. It starts the servers from their modules,
 // each with its own endpoint — proc (spawn, exit, wait4) with the boot
-// modules too, pipe and port — then, through proc, the program named by
+// modules too, pipe and port — waits until each answers a ping, then,
+// through proc, the program named by
 // `run=NAME` on the command line (default: demo), which gets the service
 // handles in the slots of mk/services.hpp and init's argument string.
 //
@@ -26,6 +27,9 @@ struct Server {
     services::Slot slot;
     uint64_t pid = 0;
 };
+
+// How long a server may take to start receiving (ns).
+constexpr uint64_t kStartupTimeout = 10'000'000'000;
 
 Server g_servers[] = {
     {"proc", services::kProc},
@@ -88,6 +92,17 @@ int main(uint64_t arg) {
         slot_of(mine, s.slot) = std::move(service).value();
         s.pid = child->pid;
         printf("started the %s server (process %lu)\n", s.module, s.pid);
+    }
+    // Each server answers once it receives: with all of them waiting for
+    // requests, the program spawned next starts on their CPU (the least
+    // loaded, its spawner not counted) and not beside threads still about
+    // to start (docs/smp.md, "Placement").
+    for (Server& s : g_servers) {
+        ipc::Status up = ipc::ping(slot_of(mine, s.slot), kStartupTimeout);
+        if (!up) {
+            printf("the %s server does not answer: %s\n", s.module, ipc::error_name(up.error()));
+            return 108;
+        }
     }
     if (!ipc::start_thread(watch_servers, &deaths.value())) return 105;
 

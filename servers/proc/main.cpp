@@ -27,7 +27,7 @@ struct ProcService {
         const char* module = nullptr;
         const char* args = nullptr;
         uint64_t flags = 0;
-        uint32_t cpu = abi::kSpawnerCpu;
+        uint32_t cpu = abi::kAnyCpu;
         if (!proc_server::parse_spawn(m, &module, &args) ||
             !proc_server::parse_spawn_flags(m, &flags, &cpu)) {
             return abi::Err::InvalidArgument;

@@ -54,14 +54,14 @@ inline bool parse_spawn(const Message& m, const char** module, const char** args
 }
 
 // kSpawn's flags (word 1) and the child's CPU (word 2 with kSpawnOnCpu,
-// else abi::kSpawnerCpu): false for an unknown flag or a CPU word that is
+// else abi::kAnyCpu): false for an unknown flag or a CPU word that is
 // not a CPU index (the kernel refuses a CPU that is not there).
 inline bool parse_spawn_flags(const Message& m, uint64_t* flags, uint32_t* cpu) {
     *flags = m.word(1);
-    *cpu = abi::kSpawnerCpu;
+    *cpu = abi::kAnyCpu;
     if ((*flags & ~(proc::kSpawnRaw | proc::kSpawnOnCpu)) != 0) return false;
     if ((*flags & proc::kSpawnOnCpu) != 0) {
-        if (m.word(2) >= abi::kSpawnerCpu) return false;
+        if (m.word(2) >= abi::kAnyCpu) return false;
         *cpu = uint32_t(m.word(2));
     }
     return true;

@@ -307,14 +307,14 @@ TEST(ProcServerSpawnPayload, FlagsAndTheCpuWord) {
     };
     uint32_t cpu = 0;
     EXPECT_TRUE(parse(0, 7, &cpu));  // word 2 means nothing without the flag
-    EXPECT_EQ(cpu, abi::kSpawnerCpu);
+    EXPECT_EQ(cpu, abi::kAnyCpu);
     EXPECT_TRUE(parse(proc::kSpawnRaw, 0, &cpu));
-    EXPECT_EQ(cpu, abi::kSpawnerCpu);
+    EXPECT_EQ(cpu, abi::kAnyCpu);
     EXPECT_TRUE(parse(proc::kSpawnOnCpu, 3, &cpu));
     EXPECT_EQ(cpu, 3u);
     EXPECT_TRUE(parse(proc::kSpawnOnCpu | proc::kSpawnRaw, 0, &cpu));
     EXPECT_EQ(cpu, 0u);
-    EXPECT_FALSE(parse(proc::kSpawnOnCpu, abi::kSpawnerCpu, &cpu));  // not an index
+    EXPECT_FALSE(parse(proc::kSpawnOnCpu, abi::kAnyCpu, &cpu));  // not an index
     EXPECT_FALSE(parse(proc::kSpawnOnCpu, uint64_t{1} << 32, &cpu));
     EXPECT_FALSE(parse(4, 0, &cpu));  // an unknown flag
     EXPECT_FALSE(parse(~uint64_t{0}, 0, &cpu));

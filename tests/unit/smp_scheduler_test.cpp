@@ -411,31 +411,56 @@ TEST_F(SmpSchedulerTest, PlacementTakesTheLeastLoadedAllowedCpu) {
     }
 }
 
-// A process made without a CPU starts its first thread on the creator's
-// CPU, even where another is less loaded (a client and the server it
-// spawned share a CPU), allowed on every CPU; the threads it makes are
-// placed on the least loaded. One made for a CPU runs there alone.
-TEST_F(SmpSchedulerTest, AProcessWithoutACpuStartsHereAndMayRunEverywhere) {
+// A process made without a CPU may run on every CPU and starts its first
+// thread on the least loaded, its creator not counted and the creator's
+// CPU among equals: beside its creator while nothing waits there (a client
+// and the server it spawns share a CPU), elsewhere once a thread waits
+// there. The threads it makes are placed on the least loaded, their
+// creator counted. One made for a CPU starts there, and runs there alone
+// unless a mask says more.
+TEST_F(SmpSchedulerTest, AProcessWithoutACpuStartsOnTheLeastLoadedCpu) {
     Process* p = Process::create("p").value();
-    EXPECT_EQ(p->cpu(), 0u);
+    EXPECT_EQ(p->cpu(), 0u);  // CPU 0 runs boot (the creator), CPU 1 idles: equal
     EXPECT_EQ(p->affinity(), 0b11u);
     Thread* first = p->create_thread("first", abi::kUserBase, 0, 0).value();
-    EXPECT_EQ(first->cpu, 0u);  // CPU 0 runs boot, CPU 1 idles: still here
+    EXPECT_EQ(first->cpu, 0u);
     EXPECT_EQ(first->affinity, 0b11u);
     Thread* second = p->create_thread("second", abi::kUserBase, 0, 0, first).value();
     EXPECT_EQ(second->affinity, 0b11u);
-    EXPECT_EQ(second->cpu, 1u);
+    EXPECT_EQ(second->cpu, 1u);  // its creator counts
     Process* q = nullptr;
     on_cpu(1, [&] { q = Process::create("q").value(); });
     EXPECT_EQ(q->cpu(), 1u);
     EXPECT_EQ(q->affinity(), 0b11u);
+    // The reaper waiting here does not count: it runs for a moment after
+    // each thread's end.
+    Thread* reaper = spawn("reaper");
+    sched().set_reaper(*reaper);
+    {
+        IpcGuard guard(&endpoint_lock_);
+        EXPECT_EQ(sched().load_locked(), 1u);  // boot
+    }
+    Process* e = Process::create("e").value();
+    EXPECT_EQ(e->cpu(), 0u);
+    Thread* waiting = create("waiting");
+    ASSERT_EQ(sched().start(*waiting), Error::None);  // waits for CPU 0
+    Process* s = Process::create("s").value();
+    EXPECT_EQ(s->cpu(), 1u);
+    EXPECT_EQ(s->affinity(), 0b11u);
+    Thread* away = s->create_thread("away", abi::kUserBase, 0, 0).value();
+    EXPECT_EQ(away->cpu, 1u);
+    // A CPU named starts it there, whatever the load, with the mask given
+    // (the kernel's init: the boot CPU, every CPU allowed).
+    Process* i = Process::create("i", 0, 0b11).value();
+    EXPECT_EQ(i->cpu(), 0u);
+    EXPECT_EQ(i->affinity(), 0b11u);
     Process* r = Process::create("r", 1).value();
     EXPECT_EQ(r->affinity(), 0b10u);
     Thread* only = r->create_thread("only", abi::kUserBase, 0, 0).value();
     EXPECT_EQ(only->cpu, 1u);
     EXPECT_EQ(only->affinity, 0b10u);
-    for (Thread* t : {first, second, only}) Thread::destroy(t);  // never started
-    for (Process* x : {p, q, r}) x->release();
+    for (Thread* t : {first, second, only, away}) Thread::destroy(t);  // never started
+    for (Process* x : {p, q, r, s, i, e}) x->release();
 }
 
 // A thread of a process made by another of its threads may run where its

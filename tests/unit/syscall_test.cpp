@@ -608,7 +608,7 @@ TEST_F(SyscallTest, ProcessSpawnRefusals) {
     a.handle_flags[1] = 2;
     refused(a);
     // A CPU that is not there (this fixture's one CPU is 0), or past the
-    // table, or any 32-bit value but kSpawnerCpu.
+    // table, or any 32-bit value but kAnyCpu.
     for (uint32_t cpu : {1u, 15u, 16u, 0x80000000u, 0xFFFFFFFEu}) {
         a = args;
         a.cpu = cpu;

@@ -43,7 +43,7 @@ inline abi::HandleValue spawn(abi::HandleValue modules, const char* module, uint
                               const abi::HandleValue* handles = nullptr, uint32_t count = 0,
                               bool copy = true, abi::Err* error = nullptr,
                               abi::HandleValue supervisor = abi::kNoHandle, uint64_t* pid = nullptr,
-                              uint32_t cpu = abi::kSpawnerCpu) {
+                              uint32_t cpu = abi::kAnyCpu) {
     abi::SpawnArgs a{};
     for (unsigned i = 0; module[i] != '\0' && i + 1 < abi::kModuleNameMax; ++i) {
         a.module[i] = module[i];

@@ -82,20 +82,19 @@ struct Spread {
     uint32_t count = 1;
     uint32_t step = 0;
     uint32_t next() {
-        if (count < 2) return abi::kSpawnerCpu;
+        if (count < 2) return abi::kAnyCpu;
         step = step % (count - 1) + 1;
         return (self + step) % count;
     }
 };
 
-// proc::spawn_raw on the next CPU; on the process server's if that CPU did
+// proc::spawn_raw on the next CPU; where the kernel places it if that CPU did
 // not start.
 Result<proc::Child> spawn_spread(const services::Services& s, Spread& where, const char* module,
-                                 uint64_t arg, ipc::Handle* handles = nullptr,
-                                 uint32_t count = 0) {
+                                 uint64_t arg, ipc::Handle* handles = nullptr, uint32_t count = 0) {
     uint32_t cpu = where.next();
     Result<proc::Child> c = proc::spawn_raw(s.proc, module, "", arg, handles, count, cpu);
-    if (!c && c.error() == abi::Err::InvalidArgument && cpu != abi::kSpawnerCpu) {
+    if (!c && c.error() == abi::Err::InvalidArgument && cpu != abi::kAnyCpu) {
         c = proc::spawn_raw(s.proc, module, "", arg, handles, count);
     }
     return c;

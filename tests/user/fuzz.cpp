@@ -679,9 +679,9 @@ uint64_t gen_spawn_args() {
         return at;  // the kernel refuses it
     auto* a = reinterpret_cast<abi::SpawnArgs*>(at);
     __builtin_memset(static_cast<void*>(a), 0, sizeof *a);
-    // The spawner's CPU, CPU 0, or one that is not there (InvalidArgument
+    // No CPU (the kernel places it), CPU 0, or one that is not there (InvalidArgument
     // when it is not).
-    const uint32_t cpus[] = {abi::kSpawnerCpu, 0, 1, 15, 16, 0x7FFFFFFF};
+    const uint32_t cpus[] = {abi::kAnyCpu, 0, 1, 15, 16, 0x7FFFFFFF};
     a->cpu = pick(cpus);
     const char* const harmless[] = {"hello", "faulter", "client", "pong"};
     const char* const refused[] = {"", "no-such-module", "hell", "pongg", "HELLO", "hello "};
@@ -1422,7 +1422,7 @@ void setup(const abi::StartInfo& start) {
     if (g_modules != abi::kNoHandle) {
         abi::SpawnArgs* a = reinterpret_cast<abi::SpawnArgs*>(g_scratch);
         __builtin_memset(static_cast<void*>(a), 0, sizeof *a);
-        a->cpu = abi::kSpawnerCpu;
+        a->cpu = abi::kAnyCpu;
         __builtin_memcpy(a->module, "pong", 5);
         a->handle_count = 1;
         a->handles[0] = g_served[0];

@@ -1098,11 +1098,10 @@ uint64_t online_cpus(uint64_t restore) {
 }
 
 // These two run first, while main()'s thread still has the mask it
-// started with. This process was spawned without a CPU (by the kernel, as
-// init): its first thread starts on the spawner's CPU with every running
-// CPU in its mask, which StartInfo::affinity says (docs/smp.md,
-// "Placement").
-bool spawn_without_a_cpu_allows_every_cpu() {
+// started with. This process is init, which the kernel starts on the boot
+// CPU with every running CPU in its mask, as StartInfo::affinity says
+// (docs/smp.md, "Placement").
+bool init_may_run_on_every_cpu() {
     EXPECT(((g_start_affinity >> g_cpu) & 1) != 0);
     EXPECT(g_start_affinity == online_cpus(g_start_affinity));
     return true;
@@ -1147,6 +1146,48 @@ bool new_threads_start_on_idle_cpus() {
     }
     printf("  %d spinners started on %d other CPUs\n", started, elsewhere);
     EXPECT(started == n && elsewhere == n && distinct);
+    return true;
+}
+
+constexpr uint32_t kNoCpu = ~0u;
+
+// Spawns a pong without a CPU, asks it where it runs and stops it: the CPU
+// its StartInfo names, kNoCpu when something failed.
+uint32_t where_a_pong_starts() {
+    Result<ipc::Endpoint> e = ipc::Endpoint::create();
+    if (!e) return kNoCpu;
+    abi::HandleValue h = e->get();
+    uint64_t pid = 0;
+    abi::HandleValue process =
+        spawn(g_modules, "pong", 0, &h, 1, true, nullptr, g_deaths.get(), &pid);
+    if (process == abi::kNoHandle) return kNoCpu;
+    Result<ipc::Received> r = ipc::call(*e, ipc::Message(1).set_word(0, 1));
+    uint32_t cpu = r ? uint32_t(r->message.word(2)) : kNoCpu;
+    bool ended = ipc::call(*e, ipc::Message(0xFFFF)) && death_of(pid, 0);
+    (void)sys::invoke(abi::Sys::HandleClose, process);
+    return ended ? cpu : kNoCpu;
+}
+
+// A process spawned without a CPU starts on the least loaded CPU that runs
+// threads, its spawner not counted and the spawner's CPU among equals
+// (docs/smp.md, "Placement"): beside this thread while nothing else waits
+// for this CPU, on another while a thread bound here waits for it.
+bool spawn_goes_to_the_least_loaded_cpu() {
+    if (one_cpu()) return true;
+    const uint32_t beside = where_a_pong_starts();
+    Spinner spinner;  // bound here, as this thread is
+    Result<ipc::Handle> t = ipc::start_thread(spin_until_stopped, &spinner);
+    EXPECT(t);
+    // Once it has spun, it waits in this CPU's queue whenever this runs.
+    while (__atomic_load_n(&spinner.spins, __ATOMIC_ACQUIRE) == 0) (void)sys::yield();
+    const uint32_t busy_here = where_a_pong_starts();
+    // Stopped, whatever the result: it uses this frame.
+    __atomic_store_n(&spinner.stop, true, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&spinner.done, __ATOMIC_ACQUIRE)) (void)sys::yield();
+    printf("  spawned from cpu %u: on cpu %u, then with a thread waiting here on cpu %u\n", g_cpu,
+           beside, busy_here);
+    EXPECT(beside == g_cpu);
+    EXPECT(busy_here != kNoCpu && busy_here != g_cpu);
     return true;
 }
 
@@ -1567,7 +1608,7 @@ int main(uint64_t arg) {
     g_cpu = start.cpu;
     g_cpu_count = start.cpu_count;
     g_start_affinity = start.affinity;
-    check(spawn_without_a_cpu_allows_every_cpu(), "user_spawn_without_a_cpu_allows_every_cpu");
+    check(init_may_run_on_every_cpu(), "user_init_may_run_on_every_cpu");
     check(new_threads_start_on_idle_cpus(), "user_new_threads_start_on_idle_cpus");
     // The other cases speak of "this CPU" and "another": this thread stays
     // on its CPU, and the threads it makes take that mask of one.
@@ -1577,6 +1618,9 @@ int main(uint64_t arg) {
     }
     check(start_pong(), "user_spawn_server");
     check(ping_pong(), "user_ping_pong_100000");
+    // After the ping-pong: its server, spawned above, has run and waits for
+    // calls, not for this CPU.
+    check(spawn_goes_to_the_least_loaded_cpu(), "user_spawn_goes_to_the_least_loaded_cpu");
     check(raw_round_trips(), "user_raw_round_trips_100000");
     check(missing_right_is_refused(), "user_missing_right_refused");
     check(forged_and_stale_handles_are_refused(), "user_forged_and_stale_handles_refused");

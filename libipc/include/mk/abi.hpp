@@ -208,10 +208,10 @@ constexpr unsigned kMaxStartHandles = 8;
 // init's is the kernel command line (its `run=NAME` word says what to run).
 constexpr unsigned kArgsMax = 128;
 
-// SpawnArgs::cpu for "the CPU of the thread that spawns". (A SpawnArgs
+// SpawnArgs::cpu for "no CPU named: the kernel places it". (A SpawnArgs
 // value-initialized, `SpawnArgs a{}`, has it; one zero-filled by hand names
 // CPU 0.)
-constexpr uint32_t kSpawnerCpu = 0xFFFFFFFF;
+constexpr uint32_t kAnyCpu = 0xFFFFFFFF;
 
 // What ProcessSpawn reads at a1. The child starts with copies (or the
 // moved originals) of `handles`, and `supervisor` (an endpoint handle with
@@ -220,9 +220,10 @@ constexpr uint32_t kSpawnerCpu = 0xFFFFFFFF;
 // the supervisor handle. With a CPU `cpu` (StartInfo::cpu_count says how
 // many there are), every thread of the child runs on that CPU alone (until
 // ThreadSetAffinity widens a mask); with
-// kSpawnerCpu its first thread starts on the spawner's CPU and its threads
-// may run on every CPU running then, placed and balanced by the kernel
-// (StartInfo::affinity; docs/smp.md, "Placement").
+// kAnyCpu its threads may run on every CPU running then, placed and
+// balanced by the kernel: the first on the least loaded CPU, the spawner
+// not counted, the spawner's CPU among equals (StartInfo::cpu,
+// StartInfo::affinity; docs/smp.md, "Placement").
 struct SpawnArgs {
     char module[kModuleNameMax];  // the boot module's name, NUL-terminated
     uint64_t arg;                 // StartInfo::arg
@@ -230,8 +231,8 @@ struct SpawnArgs {
     uint32_t handle_flags[kMaxStartHandles];  // TransferFlags
     uint32_t handle_count;
     HandleValue supervisor;
-    char args[kArgsMax];         // StartInfo::args; a NUL within kArgsMax, else InvalidArgument
-    uint32_t cpu = kSpawnerCpu;  // kSpawnerCpu, or a CPU that runs threads; else InvalidArgument
+    char args[kArgsMax];     // StartInfo::args; a NUL within kArgsMax, else InvalidArgument
+    uint32_t cpu = kAnyCpu;  // kAnyCpu, or a CPU that runs threads; else InvalidArgument
 };
 
 // What a new process's first thread finds at rdi: on its stack, above rsp.

@@ -107,17 +107,17 @@ struct Exited {
 // has none), then `extra` (moved to it; at most abi::kMaxHandles - 2) from
 // slot services::kCount on. Every thread of it runs on CPU `cpu` (until
 // ThreadSetAffinity widens a mask); with
-// abi::kSpawnerCpu it starts on the process server's and may run on every
-// CPU (abi::SpawnArgs::cpu; docs/smp.md).
+// abi::kAnyCpu it may run on every CPU and starts on the least loaded,
+// the process server's among equals (abi::SpawnArgs::cpu; docs/smp.md).
 Result<Child> spawn(const services::Services& s, const char* module, const char* args,
                     uint64_t arg = 0, ipc::Handle* extra = nullptr, uint32_t extra_count = 0,
-                    uint32_t cpu = abi::kSpawnerCpu);
+                    uint32_t cpu = abi::kAnyCpu);
 
 // The same with no service handles: the child gets `handles` (moved) and
 // nothing else, as with sys ProcessSpawn; it is still the caller's child.
 Result<Child> spawn_raw(const ipc::Endpoint& proc, const char* module, const char* args,
                         uint64_t arg = 0, ipc::Handle* handles = nullptr, uint32_t count = 0,
-                        uint32_t cpu = abi::kSpawnerCpu);
+                        uint32_t cpu = abi::kAnyCpu);
 
 // wait4: waits for child `pid` (0: any) to end and reaps it.
 Result<Exited> wait4(const ipc::Endpoint& proc, uint64_t pid, uint64_t options = 0);

@@ -89,8 +89,7 @@ struct Spawned {
 // fit, more than abi::kMaxStartHandles handles, or a CPU that is not there.
 Result<Spawned> spawn(abi::HandleValue starter, const char* module, const char* args,
                       uint64_t arg = 0, const Passed* handles = nullptr, uint32_t count = 0,
-                      abi::HandleValue supervisor = abi::kNoHandle,
-                      uint32_t cpu = abi::kSpawnerCpu);
+                      abi::HandleValue supervisor = abi::kNoHandle, uint32_t cpu = abi::kAnyCpu);
 
 // The value of the word `key=value` in an argument string (words separated
 // by spaces), copied NUL-terminated into out[0..size); false when there is
