@@ -212,7 +212,7 @@ uint32_t Scheduler::least_loaded_locked(uint32_t mask, uint32_t prefer, bool cou
     for (uint32_t i = 0; i < kMaxCpus; ++i) {
         if ((mask & (1u << i)) == 0) continue;
         size_t load = HomeLock(self, cpu_at(i).scheduler)->load_locked();
-        if (i == self.cpu_ && !count_caller && self.current_ != self.idle_) --load;
+        if (i == self.cpu_ && !count_caller && self.current_ != self.idle_ && load > 0) --load;
         if (best == kMaxCpus || load < best_load || (load == best_load && i == prefer)) {
             best = i;
             best_load = load;
@@ -417,7 +417,7 @@ void Scheduler::balance_locked() {
         if (i == cpu_ || !cpu_online(i)) continue;
         if (HomeLock(*this, cpu_at(i).scheduler)->load_locked() != 0) continue;
         uint32_t bit = 1u << i;
-        // Not one that has not run yet (a process's first thread starts
+        // Not one that has not run yet (a process's first thread placed
         // beside its spawner, which may soon block on it), nor one queued
         // since the last tick (a server just woken is about to run, its
         // client blocked on it): moving either would part a client and its

@@ -609,6 +609,12 @@ TEST_F(SmpIpcTest, MovesPlacementAndStartsTakeNoEndpointLock) {
         EXPECT_EQ(sched_at(2).ready_count(), 1u);
         on_cpu(2, [&] { sched_at(2).preempt_if_needed(); });
         EXPECT_EQ(sched_at(2).current(), t);
+        // A process spawned without a CPU, from CPU 0, which runs only the
+        // spawner (not counted), CPU 1 idle, CPU 2 busy: CPU 0, among
+        // equals. Each CPU's load is read under its lock.
+        Process* p = Process::create("spawned").value();
+        EXPECT_EQ(p->cpu(), 0u);
+        p->release();
     });
     for (uint32_t cpu = 0; cpu < 3; ++cpu) expect_no_lock_held(cpu);
 }

@@ -414,10 +414,11 @@ class Server {
     }
 
     // A register-only call: the call bit, and no payload, no handles, no
-    // reserved bit in the info word; a label below the notice range.
+    // reserved bit in the info word; a label below the notice range, and
+    // not a ping (which the framework answers, not the lane).
     static bool register_call(const sys::Ret& r) {
         return r.ok() && (r.r1 >> 32) == (uint64_t{1} << 15) &&
-               uint32_t(r.r1) < abi::kNoticeLabelBase;
+               uint32_t(r.r1) < abi::kNoticeLabelBase && uint32_t(r.r1) != kLabelPing;
     }
 
     // run() for a struct with a register lane: what arrives is looked at in
