@@ -50,7 +50,7 @@ void watch_servers(void* deaths) {
         if (!n || n->message.label() != abi::kLabelChildDied) continue;
         char text[48];
         for (Server& s : g_servers) {
-            if (s.pid == n->message.word(0)) {
+            if (__atomic_load_n(&s.pid, __ATOMIC_ACQUIRE) == n->message.word(0)) {
                 printf("the %s server %s\n", s.module,
                        proc::describe(n->message.word(1), text, sizeof text));
             }
@@ -68,6 +68,13 @@ int main(uint64_t arg) {
     (void)services::arg_value(start.args, "run", run, sizeof run);
     Result<Endpoint> deaths = Endpoint::create();
     if (!deaths) return 101;
+    // init stays on its CPU, and its watcher and servers with it: every
+    // client's calls land there, and the balancing rule cannot take init
+    // away from its servers while it starts them (docs/smp.md, "Placement").
+    if (sys::set_affinity(abi::kNoHandle, uint64_t(1) << start.cpu) != abi::Err::Ok) return 109;
+    // The watcher first: queued ahead of the servers, it has reached its
+    // receive by the time the last of them answers a ping below.
+    if (!ipc::start_thread(watch_servers, &deaths.value())) return 105;
     // init's own service handles; to proc, the unbadged handle is init.
     services::Services mine;
 
@@ -82,7 +89,7 @@ int main(uint64_t arg) {
         services::Passed handles[2] = {{ep->get(), true}, {modules, true}};
         uint32_t count = s.slot == services::kProc ? 2 : 1;  // proc spawns: the modules
         // Bound to init's CPU, where every client's calls land, and where
-        // the programs spawned through proc start (docs/smp.md, "Placement").
+        // the programs spawned through proc start.
         Result<services::Spawned> child =
             services::spawn(modules, s.module, "", 0, handles, count, deaths->get(), start.cpu);
         if (!child) {
@@ -90,13 +97,14 @@ int main(uint64_t arg) {
             return 104;
         }
         slot_of(mine, s.slot) = std::move(service).value();
-        s.pid = child->pid;
+        __atomic_store_n(&s.pid, child->pid, __ATOMIC_RELEASE);  // watch_servers reads it
         printf("started the %s server (process %lu)\n", s.module, s.pid);
     }
-    // Each server answers once it receives: with all of them waiting for
-    // requests, the program spawned next starts on their CPU (the least
-    // loaded, its spawner not counted) and not beside threads still about
-    // to start (docs/smp.md, "Placement").
+    // Each server answers once it receives: with all of them (and the
+    // watcher) waiting, nothing waits for this CPU, and the program spawned
+    // next starts here, beside the servers (the least loaded CPU, its
+    // spawner not counted, the spawner's among equals), not away from
+    // threads still about to start (docs/smp.md, "Placement").
     for (Server& s : g_servers) {
         ipc::Status up = ipc::ping(slot_of(mine, s.slot), kStartupTimeout);
         if (!up) {
@@ -104,7 +112,6 @@ int main(uint64_t arg) {
             return 108;
         }
     }
-    if (!ipc::start_thread(watch_servers, &deaths.value())) return 105;
 
     Result<proc::Child> program = proc::spawn(mine, run, start.args);
     if (!program) {

@@ -973,6 +973,7 @@ int main(uint64_t arg) {
         return 1;
     }
     report(true, "services_present");
+    printf("driver on cpu %u of %u\n", start.cpu, start.cpu_count);
     pipe_basics(s);
     pipe_mebibyte(s);
     pipe_dup(s);
