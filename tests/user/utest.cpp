@@ -50,7 +50,10 @@ bool start_pong() {
     EXPECT(deaths);
     g_deaths = std::move(deaths).value();
     abi::HandleValue h = g_pong_ep.get();
-    g_pong = spawn(g_modules, "pong", 0, &h, 1, true, nullptr, g_deaths.get(), &g_pong_pid);
+    // On this CPU, for the round trips on one CPU: left to placement and the
+    // balancing rule, a host too loaded to run this CPU for a tick or two
+    // could see it moved to another (docs/smp.md, "The balancing rule").
+    g_pong = spawn(g_modules, "pong", 0, &h, 1, true, nullptr, g_deaths.get(), &g_pong_pid, g_cpu);
     EXPECT(g_pong != abi::kNoHandle);
     return true;
 }
