@@ -334,8 +334,8 @@ constexpr uint32_t kStatusOk = 0;
 constexpr uint32_t kFirstAppStatus = 0x10000;
 
 // A call with this label gets an empty Ok reply from every server of the
-// framework (mk/server.hpp), ahead of its own routes: the answer says the
-// server has started and receives. ping() makes one; init waits so for
+// framework (mk/server.hpp; the label is the framework's, no route takes
+// it): the answer says the server has started and receives. ping() makes one; init waits so for
 // the servers it starts before it runs a program.
 constexpr uint32_t kLabelPing = 0xFFFFFEFFu;
 

@@ -21,9 +21,9 @@
 // WaitList), the framework then saves the reply, and whatever the coroutine
 // co_returns when it is resumed and finishes is the answer.
 //
-// A call labelled kLabelPing gets an empty Ok reply, whatever the routes
-// (ipc::ping: the server is up). Messages with no route get the error
-// reply Unsupported; kernel notices
+// Calls with no route get the error reply Unsupported, except a call
+// labelled kLabelPing (the framework's label: no route takes it), which
+// gets an empty Ok reply (ipc::ping: the server is up). Kernel notices
 // (labels from abi::kNoticeLabelBase) go to the struct's
 // `void on_notice(const Received&)` if it has one, else are ignored.
 //
@@ -107,8 +107,10 @@ class Request {
 // loop replies with it straight from the registers, with the next
 // receive), defers (Deferred: call.defer() took the answer over), or
 // leaves the call to the routes (General: it did nothing, and must not
-// have deferred), which then see it as any other message. What a small
-// pipe read or write takes, with no Message built on the way in or out.
+// have deferred), which then see it as any other message. A lane leaves
+// every label it does not know General (ipc::kLabelPing among them: the
+// framework answers it). What a small pipe read or write takes, with no
+// Message built on the way in or out.
 class RegisterCall {
   public:
     RegisterCall(uint32_t label, uint64_t badge, const uint64_t (&words)[abi::kMessageWords])
@@ -414,11 +416,12 @@ class Server {
     }
 
     // A register-only call: the call bit, and no payload, no handles, no
-    // reserved bit in the info word; a label below the notice range, and
-    // not a ping (which the framework answers, not the lane).
+    // reserved bit in the info word; a label below the notice range. (A
+    // ping is one too: the lane leaves it General, as every label it does
+    // not know.)
     static bool register_call(const sys::Ret& r) {
         return r.ok() && (r.r1 >> 32) == (uint64_t{1} << 15) &&
-               uint32_t(r.r1) < abi::kNoticeLabelBase && uint32_t(r.r1) != kLabelPing;
+               uint32_t(r.r1) < abi::kNoticeLabelBase;
     }
 
     // run() for a struct with a register lane: what arrives is looked at in
@@ -503,15 +506,13 @@ class Server {
             return done(Action::Kind::None, nullptr);
         }
         bool call = r.call;
-        if (call && r.message.label() == kLabelPing) {
-            Message up(kStatusOk);
-            return done(Action::Kind::Reply, &up);
-        }
         const Route<S>* route = find(r.message.label());
         if (route == nullptr) {
             if (!call) return done(Action::Kind::None, nullptr);
-            Message unknown = error_reply(abi::Err::Unsupported);
-            return done(Action::Kind::Reply, &unknown);
+            // Looked at only here, off the path of the server's own calls.
+            Message answer = r.message.label() == kLabelPing ? Message(kStatusOk)
+                                                             : error_reply(abi::Err::Unsupported);
+            return done(Action::Kind::Reply, &answer);
         }
         if (route->co_handler != nullptr) {
             Action a = detail::start_task((state_.*(route->co_handler))(std::move(req)), call);
